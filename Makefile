@@ -1,0 +1,79 @@
+# costmesh - `make` builds, `make run` runs locally, `make test` runs every test.
+# CFLAGS/LDFLAGS from the environment are kept; ours are appended.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+SANITIZER ?=
+PKGS := libmicrohttpd hiredis libuv json-c libpq libcrypto
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wpointer-arith -Wshadow -Wno-format-truncation
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+ifneq ($(SANITIZER),)
+SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Iserver -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
+
+# Modules with no library dependency: unit-tested without servers.
+PURE_SRC := server/error.c server/money.c server/timeutil.c server/address.c
+SERVER_SRC := $(wildcard server/*.c)
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SERVER_SRC)) $(BUILD)/obj/gen/schema_sql.o
+LIB_OBJ := $(filter-out $(BUILD)/obj/server/main.o,$(SERVER_OBJ))
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
+
+.PHONY: all clean test unit integration run deps services-start services-stop
+all: $(BUILD)/costmeshd
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/schema_sql.c: $(sort $(wildcard schema/*.sql)) scripts/embed_schema.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_schema.sh $(sort $(wildcard schema/*.sql)) > $@
+
+$(BUILD)/obj/gen/schema_sql.o: $(BUILD)/gen/schema_sql.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/costmeshd: $(SERVER_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(LIB_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+deps:
+	sh scripts/deps.sh
+
+unit: $(BUILD)/unit_tests
+	$(BUILD)/unit_tests
+
+integration: $(BUILD)/costmeshd
+	python3 tests/integration/run.py --build $(BUILD)
+
+# The whole suite: installs what is missing, builds with sanitizers and
+# warnings as errors, runs unit tests, then integration tests against a
+# throwaway Redis and PostgreSQL.
+test: deps
+	$(MAKE) BUILD=build/test SANITIZER=address,undefined WERROR=1 CFLAGS="-O1 -g" unit integration
+
+run: deps all
+	sh scripts/run.sh $(BUILD)
+
+services-start:
+	sh scripts/services.sh start
+services-stop:
+	sh scripts/services.sh stop
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,44 @@
+#include "auth.h"
+#include "error.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <string.h>
+
+int cm_auth_hash(const char *key, size_t len, unsigned char out[CM_KEY_HASH_LEN])
+{
+    unsigned int n = 0;
+    if (!EVP_Digest(key, len, out, &n, EVP_sha256(), NULL) || n != CM_KEY_HASH_LEN) return CM_EIO;
+    return CM_OK;
+}
+
+void cm_auth_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int cm_auth_random_hex(char *out, size_t nbytes)
+{
+    unsigned char raw[64];
+    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1) return CM_EIO;
+    cm_auth_hex(raw, nbytes, out);
+    return CM_OK;
+}
+
+int cm_auth_new_key(char *out, size_t outsz)
+{
+    if (outsz < CM_KEY_LEN + 1) return CM_EINVAL;
+    memcpy(out, "cmk_", 4);
+    return cm_auth_random_hex(out + 4, 24);
+}
+
+int cm_auth_equal(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}

@@ -1,0 +1,28 @@
+/* auth.h - API key material: generation and hashing.
+ *
+ * The only module that includes OpenSSL. Keys are shown to their owner once
+ * and stored as SHA-256 only. Thread-safe. */
+#ifndef CM_AUTH_H
+#define CM_AUTH_H
+
+#include <stddef.h>
+
+#define CM_KEY_HASH_LEN 32
+#define CM_KEY_LEN 52 /* "cmk_" + 48 hex, without the NUL */
+
+/* SHA-256 of key[0..len). CM_OK or CM_EIO. */
+int cm_auth_hash(const char *key, size_t len, unsigned char out[CM_KEY_HASH_LEN]);
+
+/* A new random key into out (at least CM_KEY_LEN + 1 bytes). CM_OK or CM_EIO. */
+int cm_auth_new_key(char *out, size_t outsz);
+
+/* nbytes random bytes as 2*nbytes hex chars plus NUL into out. CM_OK or CM_EIO. */
+int cm_auth_random_hex(char *out, size_t nbytes);
+
+/* Lowercase hex of in[0..n) into out (2n + 1 bytes). */
+void cm_auth_hex(const unsigned char *in, size_t n, char *out);
+
+/* Constant-time equality of two n-byte buffers: 1 when equal. */
+int cm_auth_equal(const void *a, const void *b, size_t n);
+
+#endif

@@ -1,0 +1,101 @@
+#include "bridge.h"
+#include "error.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+struct cm_bridge {
+    uv_async_t async;
+    pthread_mutex_t lock;
+    cm_job *head, *tail; /* under lock */
+    int closed;          /* under lock */
+    cm_bridge_fn fn;
+    void *arg;
+};
+
+void cm_job_reply(cm_job *j, int status, cm_buf *b)
+{
+    free(j->body);
+    j->body = cm_buf_take(b, &j->body_len);
+    j->status = j->body ? status : 500;
+    if (!j->body) j->body_len = 0;
+}
+
+void cm_job_fail(cm_job *j, int status, const char *code, const char *field, const char *message)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_add_error(&b, code, message, field);
+    cm_job_reply(j, status, &b);
+}
+
+void cm_job_free(cm_job *j)
+{
+    if (!j) return;
+    free(j->hbs);
+    free(j->body);
+    free(j);
+}
+
+static void drain(uv_async_t *h)
+{
+    cm_bridge *b = h->data;
+    pthread_mutex_lock(&b->lock);
+    cm_job *j = b->head;
+    b->head = b->tail = NULL;
+    pthread_mutex_unlock(&b->lock);
+    while (j) {
+        cm_job *next = j->next;
+        j->next = NULL;
+        b->fn(b->arg, j);
+        j = next;
+    }
+}
+
+int cm_bridge_new(uv_loop_t *loop, cm_bridge_fn fn, void *arg, cm_bridge **out)
+{
+    cm_bridge *b = calloc(1, sizeof *b);
+    if (!b) return CM_ENOMEM;
+    if (pthread_mutex_init(&b->lock, NULL) != 0 || uv_async_init(loop, &b->async, drain) != 0) {
+        free(b);
+        return CM_EIO;
+    }
+    b->async.data = b;
+    b->fn = fn;
+    b->arg = arg;
+    *out = b;
+    return CM_OK;
+}
+
+int cm_bridge_submit(cm_bridge *b, cm_job *j)
+{
+    pthread_mutex_lock(&b->lock);
+    if (b->closed) {
+        pthread_mutex_unlock(&b->lock);
+        return CM_ESHUTDOWN;
+    }
+    j->next = NULL;
+    if (b->tail) b->tail->next = j;
+    else b->head = j;
+    b->tail = j;
+    pthread_mutex_unlock(&b->lock);
+    uv_async_send(&b->async);
+    return CM_OK;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    cm_bridge *b = h->data;
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void cm_bridge_close(cm_bridge *b)
+{
+    if (!b) return;
+    pthread_mutex_lock(&b->lock);
+    b->closed = 1;
+    pthread_mutex_unlock(&b->lock);
+    drain(&b->async);
+    uv_close((uv_handle_t *)&b->async, on_closed);
+}

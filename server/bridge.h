@@ -1,0 +1,81 @@
+/* bridge.h - the one door between the HTTP threads and the loop thread.
+ *
+ * An HTTP thread fills a cm_job with a validated request and submits it;
+ * the loop thread runs it against the stores, fills the reply fields and
+ * calls job->done, which hands the job back (resumes the HTTP connection).
+ * uv_async_send may coalesce wake-ups, so the loop drains the whole queue
+ * each time. */
+#ifndef CM_BRIDGE_H
+#define CM_BRIDGE_H
+
+#include "buf.h"
+#include "codec.h"
+#include "timeutil.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum {
+    CM_OP_HEARTBEAT = 0,
+    CM_OP_KEY_CREATE,
+    CM_OP_KEY_LIST,
+    CM_OP_KEY_REVOKE,
+    CM_OP_AGENT_LIST,
+    CM_OP_SPEND_AGENT,
+    CM_OP_SPEND_INTENT,
+};
+
+typedef struct cm_job cm_job;
+
+struct cm_job {
+    cm_job *next; /* queue link, owned by whoever holds the job */
+    int op;
+    int64_t now;  /* arrival, Unix seconds */
+
+    /* Request, filled on the HTTP thread. */
+    unsigned char key_hash[32];
+    bool has_key;
+    cm_hb *hbs;                    /* owned, CM_OP_HEARTBEAT */
+    size_t nhb;
+    cm_keyreq keyreq;              /* CM_OP_KEY_CREATE */
+    char target[CM_ADDR_MAX];      /* path parameter: address, key id or intent id */
+    char agent[CM_ADDR_MAX];       /* ?agent= of an intent's spend */
+    cm_window window;
+    int64_t at;
+    int limit;
+    int health;                    /* -1: any */
+
+    /* Reply, filled on the loop thread before done(). */
+    int status;
+    char *body;                    /* owned, JSON text, NUL-terminated */
+    size_t body_len;
+
+    /* Hands the finished job back; called on the loop thread, so it must
+     * only do thread-safe things. */
+    void (*done)(cm_job *j);
+    void *done_arg;
+};
+
+/* Sets the reply: status and the text of b (taken; b is reset). An
+ * allocation failure becomes a bodiless 500. */
+void cm_job_reply(cm_job *j, int status, cm_buf *b);
+/* Sets an error reply with the JSON error body. field may be NULL. */
+void cm_job_fail(cm_job *j, int status, const char *code, const char *field, const char *message);
+/* Frees the job and what it owns. NULL is a no-op. */
+void cm_job_free(cm_job *j);
+
+typedef struct cm_bridge cm_bridge;
+typedef void (*cm_bridge_fn)(void *arg, cm_job *j);
+
+/* Creates the bridge on `loop` (call on the loop thread before it runs);
+ * fn runs each submitted job on the loop thread. */
+int cm_bridge_new(uv_loop_t *loop, cm_bridge_fn fn, void *arg, cm_bridge **out);
+/* Any thread. Returns CM_OK, or CM_ESHUTDOWN after cm_bridge_close (the job
+ * stays the caller's). */
+int cm_bridge_submit(cm_bridge *b, cm_job *j);
+/* Loop thread: refuses new jobs, closes the handle; memory is freed in the
+ * close callback. */
+void cm_bridge_close(cm_bridge *b);
+
+#endif

@@ -1,0 +1,135 @@
+#include "buf.h"
+#include "money.h"
+#include "timeutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cm_buf_init(cm_buf *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void cm_buf_free(cm_buf *b)
+{
+    free(b->data);
+    cm_buf_init(b);
+}
+
+static int reserve(cm_buf *b, size_t extra)
+{
+    if (b->failed) return -1;
+    if (b->len + extra + 1 <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p) {
+        b->failed = 1;
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+void cm_buf_add(cm_buf *b, const char *s, size_t n)
+{
+    if (reserve(b, n) < 0) return;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void cm_buf_adds(cm_buf *b, const char *s)
+{
+    cm_buf_add(b, s, strlen(s));
+}
+
+void cm_buf_addf(cm_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = 1;
+        return;
+    }
+    if ((size_t)n < sizeof tmp) {
+        cm_buf_add(b, tmp, (size_t)n);
+        return;
+    }
+    if (reserve(b, (size_t)n) < 0) return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void cm_buf_add_jstr(cm_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    cm_buf_add(b, "\"", 1);
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        cm_buf_add(b, run, (size_t)(p - run));
+        run = p + 1;
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        if (c == '"' || c == '\\') {
+            esc[1] = (char)c;
+            cm_buf_add(b, esc, 2);
+        } else {
+            cm_buf_add(b, esc, 6);
+        }
+    }
+    cm_buf_adds(b, run);
+    cm_buf_add(b, "\"", 1);
+}
+
+void cm_buf_add_money(cm_buf *b, int64_t nanos)
+{
+    char tmp[CM_MONEY_BUFSZ];
+    size_t n = cm_money_format(nanos, tmp, sizeof tmp);
+    cm_buf_add(b, tmp, n);
+}
+
+void cm_buf_add_jtime(cm_buf *b, int64_t t)
+{
+    char tmp[CM_TIME_BUFSZ];
+    size_t n = cm_time_format(t, tmp, sizeof tmp);
+    cm_buf_add(b, "\"", 1);
+    cm_buf_add(b, tmp, n);
+    cm_buf_add(b, "\"", 1);
+}
+
+void cm_buf_add_error(cm_buf *b, const char *code, const char *message, const char *field)
+{
+    cm_buf_adds(b, "{\"error\":{\"code\":");
+    cm_buf_add_jstr(b, code);
+    cm_buf_adds(b, ",\"message\":");
+    cm_buf_add_jstr(b, message);
+    if (field && *field) {
+        cm_buf_adds(b, ",\"field\":");
+        cm_buf_add_jstr(b, field);
+    }
+    cm_buf_adds(b, "}}");
+}
+
+char *cm_buf_take(cm_buf *b, size_t *len)
+{
+    if (b->failed) {
+        cm_buf_free(b);
+        return NULL;
+    }
+    if (!b->data && reserve(b, 0) < 0) return NULL;
+    if (b->len == 0) b->data[0] = '\0';
+    char *out = b->data;
+    if (len) *len = b->len;
+    cm_buf_init(b);
+    return out;
+}

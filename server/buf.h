@@ -1,0 +1,38 @@
+/* buf.h - growable byte buffer with JSON text writers.
+ *
+ * An allocation failure is sticky: later appends are no-ops and
+ * cm_buf_take() returns NULL, so callers check once at the end. */
+#ifndef CM_BUF_H
+#define CM_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *data; /* owned; NUL-terminated when len > 0 */
+    size_t len;
+    size_t cap;
+    int failed;
+} cm_buf;
+
+void cm_buf_init(cm_buf *b);
+/* Frees the data; the buffer may be reused after cm_buf_init. */
+void cm_buf_free(cm_buf *b);
+void cm_buf_add(cm_buf *b, const char *s, size_t n);
+void cm_buf_adds(cm_buf *b, const char *s);
+void cm_buf_addf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* JSON string literal, quoted, escaping '"', '\\' and control bytes. */
+void cm_buf_add_jstr(cm_buf *b, const char *s);
+/* Exact money as a JSON number. */
+void cm_buf_add_money(cm_buf *b, int64_t nanos);
+/* Quoted RFC 3339 UTC time. */
+void cm_buf_add_jtime(cm_buf *b, int64_t t);
+/* The one shape of every error body:
+ * {"error":{"code":...,"message":...,"field":...}}; field omitted when
+ * NULL or empty. */
+void cm_buf_add_error(cm_buf *b, const char *code, const char *message, const char *field);
+/* Hands the NUL-terminated text to the caller (free() it), resets b.
+ * NULL when an allocation failed. */
+char *cm_buf_take(cm_buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,303 @@
+#include "codec.h"
+#include "error.h"
+#include "money.h"
+#include "timeutil.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
+                  const char *fmt, ...)
+{
+    e->status = status;
+    e->code = code;
+    snprintf(e->field, sizeof e->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return status == 413 ? CM_ETOOBIG : CM_EINVAL;
+}
+
+/* Parses a whole body strictly: one JSON value, nothing after it but
+ * whitespace. Returns the root (caller puts it) or NULL with e filled. */
+static json_object *parse_root(const char *body, size_t len, cm_apierr *e)
+{
+    if (len > INT32_MAX) {
+        cm_apierr_set(e, 413, "payload_too_large", NULL, "request body is too large");
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new_ex(32);
+    if (!tok) {
+        cm_apierr_set(e, 500, "internal", NULL, "out of memory");
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *root = json_tokener_parse_ex(tok, body, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t used = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (jerr != json_tokener_success || !root) {
+        json_object_put(root);
+        cm_apierr_set(e, 400, "invalid_json", NULL, "body is not valid JSON: %s",
+                      jerr == json_tokener_continue ? "unexpected end of input"
+                                                     : json_tokener_error_desc(jerr));
+        return NULL;
+    }
+    for (size_t i = used; i < len; i++) {
+        char c = body[i];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            json_object_put(root);
+            cm_apierr_set(e, 400, "invalid_json", NULL, "body has data after the JSON value");
+            return NULL;
+        }
+    }
+    return root;
+}
+
+static bool is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return false;
+    return true;
+}
+
+/* Field path "prefix.name" into out. */
+static void path(char *out, size_t outsz, const char *prefix, const char *name)
+{
+    snprintf(out, outsz, "%s%s%s", prefix, *prefix ? "." : "", name);
+}
+
+/* Optional string field into dst (max bytes). Absent or null leaves dst "". */
+static int get_str(json_object *obj, const char *prefix, const char *name, char *dst,
+                   size_t max, cm_apierr *e)
+{
+    json_object *v;
+    char p[128];
+    dst[0] = '\0';
+    if (!json_object_object_get_ex(obj, name, &v) || !v) return CM_OK;
+    path(p, sizeof p, prefix, name);
+    if (!json_object_is_type(v, json_type_string))
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a string", p);
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (strlen(s) != n)
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must not contain NUL bytes", p);
+    if (n > max)
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s is longer than %zu bytes", p, max);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return cm_apierr_set(e, 400, "invalid_field", p, "%s must not contain control characters", p);
+    memcpy(dst, s, n + 1);
+    return CM_OK;
+}
+
+static int get_count(json_object *m, const char *prefix, const char *name, int64_t *dst,
+                     cm_apierr *e)
+{
+    json_object *v;
+    char p[128];
+    *dst = 0;
+    if (!json_object_object_get_ex(m, name, &v) || !v) return CM_OK;
+    path(p, sizeof p, prefix, name);
+    if (!json_object_is_type(v, json_type_int))
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a non-negative integer", p);
+    int64_t x = json_object_get_int64(v);
+    /* json-c saturates out-of-range integers, so they land above the cap. */
+    if (x < 0 || x > CM_COUNT_MAX)
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be between 0 and %lld", p,
+                             (long long)CM_COUNT_MAX);
+    *dst = x;
+    return CM_OK;
+}
+
+static int get_money(json_object *m, const char *prefix, const char *name, int64_t *dst,
+                     cm_apierr *e)
+{
+    json_object *v;
+    char p[128];
+    *dst = 0;
+    if (!json_object_object_get_ex(m, name, &v) || !v) return CM_OK;
+    path(p, sizeof p, prefix, name);
+    if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number", p);
+    /* json-c keeps the number's original text: parse that, not the double. */
+    const char *text = json_object_get_string(v);
+    int rc = cm_money_parse(text, strlen(text), dst);
+    if (rc != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
+    return CM_OK;
+}
+
+static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb, cm_apierr *e)
+{
+    char p[128];
+    memset(hb, 0, sizeof *hb);
+    hb->ts = now;
+    if (!json_object_is_type(o, json_type_object))
+        return cm_apierr_set(e, 400, "invalid_field", *prefix ? prefix : NULL,
+                             "%s must be a JSON object", *prefix ? prefix : "body");
+    int rc;
+    if ((rc = get_str(o, prefix, "agent", hb->agent, CM_ADDR_MAX - 1, e)) != CM_OK) return rc;
+    if (hb->agent[0] && cm_addr_parse(hb->agent, strlen(hb->agent), NULL) != CM_OK) {
+        path(p, sizeof p, prefix, "agent");
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an address agent://ORG/ENV/NAME", p);
+    }
+    if ((rc = get_str(o, prefix, "id", hb->id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "intent_id", hb->intent_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "run_id", hb->run_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "session_id", hb->session_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "workflow", hb->workflow, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "parent_intent_id", hb->parent_intent_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "status", hb->status, CM_STATUS_MAX, e)) != CM_OK)
+        return rc;
+
+    char ts[64];
+    if ((rc = get_str(o, prefix, "ts", ts, sizeof ts - 1, e)) != CM_OK) return rc;
+    if (ts[0]) {
+        path(p, sizeof p, prefix, "ts");
+        if (cm_time_parse(ts, strlen(ts), &hb->ts) != CM_OK)
+            return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an RFC 3339 time", p);
+        if (hb->ts < now - CM_TS_PAST_S || hb->ts > now + CM_TS_FUTURE_S)
+            return cm_apierr_set(e, 400, "invalid_field", p,
+                                 "%s must be within the last 7 days and at most 5 minutes ahead", p);
+    }
+
+    json_object *m;
+    if (!json_object_object_get_ex(o, "metrics", &m) || !m) return CM_OK;
+    char mp[128];
+    path(mp, sizeof mp, prefix, "metrics");
+    if (!json_object_is_type(m, json_type_object))
+        return cm_apierr_set(e, 400, "invalid_field", mp, "%s must be a JSON object", mp);
+    if ((rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
+        (rc = get_count(m, mp, "tokens_in", &hb->tokens_in, e)) != CM_OK ||
+        (rc = get_count(m, mp, "tokens_out", &hb->tokens_out, e)) != CM_OK ||
+        (rc = get_count(m, mp, "tokens_cached", &hb->tokens_cached, e)) != CM_OK ||
+        (rc = get_count(m, mp, "llm_calls", &hb->llm_calls, e)) != CM_OK ||
+        (rc = get_count(m, mp, "tool_calls", &hb->tool_calls, e)) != CM_OK ||
+        (rc = get_count(m, mp, "intents_total", &hb->intents_total, e)) != CM_OK ||
+        (rc = get_count(m, mp, "intents_succeeded", &hb->intents_succeeded, e)) != CM_OK ||
+        (rc = get_count(m, mp, "intents_failed", &hb->intents_failed, e)) != CM_OK)
+        return rc;
+    json_object *lat;
+    if (json_object_object_get_ex(m, "avg_latency_ms", &lat) && lat) {
+        path(p, sizeof p, mp, "avg_latency_ms");
+        if (!json_object_is_type(lat, json_type_int) && !json_object_is_type(lat, json_type_double))
+            return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number", p);
+        /* A latency, not money: a double is the right type here. */
+        double d = json_object_get_double(lat);
+        if (!isfinite(d) || d < 0 || d > 1e12)
+            return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1e12", p);
+        hb->avg_latency_ms = d;
+        hb->has_latency = true;
+    }
+    return CM_OK;
+}
+
+int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, size_t *n,
+                        cm_apierr *e)
+{
+    *out = NULL;
+    *n = 0;
+    if (is_blank(body, len)) {
+        cm_hb *hb = calloc(1, sizeof *hb);
+        if (!hb) return cm_apierr_set(e, 500, "internal", NULL, "out of memory");
+        hb->ts = now;
+        *out = hb;
+        *n = 1;
+        return CM_OK;
+    }
+    json_object *root = parse_root(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = CM_OK;
+    json_object *arr;
+    if (json_object_is_type(root, json_type_object) &&
+        json_object_object_get_ex(root, "heartbeats", &arr)) {
+        if (!json_object_is_type(arr, json_type_array)) {
+            rc = cm_apierr_set(e, 400, "invalid_field", "heartbeats", "heartbeats must be an array");
+            goto done;
+        }
+        size_t cnt = json_object_array_length(arr);
+        if (cnt == 0) {
+            rc = cm_apierr_set(e, 400, "invalid_field", "heartbeats", "heartbeats must not be empty");
+            goto done;
+        }
+        if (cnt > CM_BATCH_MAX) {
+            rc = cm_apierr_set(e, 413, "batch_too_large", "heartbeats",
+                               "a batch holds at most %d heartbeats, got %zu", CM_BATCH_MAX, cnt);
+            goto done;
+        }
+        cm_hb *hbs = malloc(cnt * sizeof *hbs);
+        if (!hbs) {
+            rc = cm_apierr_set(e, 500, "internal", NULL, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "heartbeats[%zu]", i);
+            rc = decode_one(json_object_array_get_idx(arr, i), prefix, now, &hbs[i], e);
+            if (rc != CM_OK) {
+                free(hbs);
+                goto done;
+            }
+        }
+        *out = hbs;
+        *n = cnt;
+    } else {
+        cm_hb *hb = malloc(sizeof *hb);
+        if (!hb) {
+            rc = cm_apierr_set(e, 500, "internal", NULL, "out of memory");
+            goto done;
+        }
+        rc = decode_one(root, "", now, hb, e);
+        if (rc != CM_OK) {
+            free(hb);
+            goto done;
+        }
+        *out = hb;
+        *n = 1;
+    }
+done:
+    json_object_put(root);
+    return rc;
+}
+
+int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
+{
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_root(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = CM_OK;
+    char role[16];
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        goto done;
+    }
+    if ((rc = get_str(root, "", "role", role, sizeof role - 1, e)) != CM_OK ||
+        (rc = get_str(root, "", "name", out->name, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "agent", out->agent, CM_ADDR_MAX - 1, e)) != CM_OK)
+        goto done;
+    if (strcmp(role, "admin") == 0) {
+        out->admin = true;
+    } else if (strcmp(role, "agent") != 0) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "role", "role must be \"admin\" or \"agent\"");
+        goto done;
+    }
+    if (out->agent[0]) {
+        if (out->admin) {
+            rc = cm_apierr_set(e, 400, "invalid_field", "agent", "only agent keys are bound to an agent");
+            goto done;
+        }
+        if (cm_addr_parse(out->agent, strlen(out->agent), NULL) != CM_OK) {
+            rc = cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
+            goto done;
+        }
+    }
+done:
+    json_object_put(root);
+    return rc;
+}

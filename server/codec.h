@@ -1,0 +1,70 @@
+/* codec.h - JSON request bodies into C structs, validated.
+ *
+ * The only module that includes json-c. Decoders are pure (no I/O), run on
+ * the HTTP threads, and either fill the output completely or describe the
+ * first fault in a cm_apierr naming the field's JSON path. */
+#ifndef CM_CODEC_H
+#define CM_CODEC_H
+
+#include "address.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CM_ID_MAX 128            /* bytes in an id-like string field */
+#define CM_STATUS_MAX 32
+#define CM_BATCH_MAX 1000        /* heartbeats in one request */
+#define CM_COUNT_MAX 1000000000000000LL /* 1e15: keeps sums inside int64 */
+#define CM_TS_PAST_S (7 * 86400) /* oldest accepted ts, before now */
+#define CM_TS_FUTURE_S 300       /* newest accepted ts, after now */
+
+/* A client-facing error: HTTP status, snake_case code, sentence, field path. */
+typedef struct {
+    int status;
+    const char *code; /* static string */
+    char message[200];
+    char field[128];  /* "" when no single field is at fault */
+} cm_apierr;
+
+/* Fills e and returns `status` negated into a cm error code (CM_EINVAL for
+ * 4xx), so decoders can `return cm_apierr_set(...)`. */
+int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* One heartbeat. Strings are "" when absent. */
+typedef struct {
+    char agent[CM_ADDR_MAX];
+    char id[CM_ID_MAX + 1];
+    char intent_id[CM_ID_MAX + 1];
+    char run_id[CM_ID_MAX + 1];
+    char session_id[CM_ID_MAX + 1];
+    char workflow[CM_ID_MAX + 1];
+    char parent_intent_id[CM_ID_MAX + 1];
+    char status[CM_STATUS_MAX + 1];
+    int64_t ts; /* Unix seconds; arrival time when the body had none */
+    int64_t cost_nanos;
+    int64_t tokens_in, tokens_out, tokens_cached, llm_calls, tool_calls;
+    int64_t intents_total, intents_succeeded, intents_failed;
+    double avg_latency_ms;
+    bool has_latency;
+} cm_hb;
+
+/* Decodes a heartbeat request body (`len` bytes, may be 0): one heartbeat
+ * object, or {"heartbeats":[...]} with 1..CM_BATCH_MAX items. An empty body
+ * is one liveness beat with no agent. `now` is the arrival time.
+ * On CM_OK *out is a malloc'd array of *n items the caller frees with free().
+ * On failure *out is NULL and e says why (400, or 413 for too many items). */
+int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, size_t *n,
+                        cm_apierr *e);
+
+/* POST /v1/keys body. */
+typedef struct {
+    bool admin;                /* role "admin", else "agent" */
+    char name[CM_ID_MAX + 1];
+    char agent[CM_ADDR_MAX];   /* "" when not bound */
+} cm_keyreq;
+
+int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
+
+#endif

@@ -1,0 +1,170 @@
+#include "config.h"
+#include "address.h"
+#include "error.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name; /* flag name; env is COSTMESH_ + upper(name) */
+    const char *def;
+    const char *help;
+} option;
+
+static const option options[] = {
+    {"listen", "127.0.0.1:8080", "HTTP listen address host:port"},
+    {"redis-url", "redis://127.0.0.1:6379/0", "Redis URL"},
+    {"database-url", "postgresql://costmesh@127.0.0.1:5432/costmesh", "PostgreSQL URI or conninfo"},
+    {"admin-key", "", "bootstrap admin API key for COSTMESH_ORG"},
+    {"org", "default", "org of the bootstrap admin key"},
+    {"log-level", "info", "debug|info|warn|error"},
+    {"http-threads", "2", "HTTP worker threads"},
+    {"pg-readers", "2", "PostgreSQL connections for reads"},
+    {"max-connections", "1024", "HTTP connections in total"},
+    {"max-per-ip", "512", "HTTP connections per client address"},
+    {"conn-timeout", "30", "seconds before a stalled connection is closed"},
+    {"key-cache-ms", "2000", "how long a looked-up API key is trusted"},
+};
+enum { NOPT = sizeof options / sizeof options[0] };
+
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return CM_EINVAL;
+    *out = (int)v;
+    return CM_OK;
+}
+
+static int parse_hostport(const char *s, char *host, size_t hostsz, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || (size_t)(colon - s) >= hostsz || colon == s) return CM_EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    return parse_int(colon + 1, 1, 65535, port);
+}
+
+/* redis://[:password@]host[:port][/db] without password support: the
+ * deployment keeps Redis on a private address. */
+static int parse_redis_url(const char *s, cm_config *c)
+{
+    const char *p = s;
+    if (strncmp(p, "redis://", 8) == 0) p += 8;
+    if (strchr(p, '@')) return CM_EINVAL;
+    char hostport[160];
+    const char *slash = strchr(p, '/');
+    size_t n = slash ? (size_t)(slash - p) : strlen(p);
+    if (n == 0 || n >= sizeof hostport) return CM_EINVAL;
+    memcpy(hostport, p, n);
+    hostport[n] = '\0';
+    c->redis_db = 0;
+    if (slash && slash[1] && parse_int(slash + 1, 0, 1000, &c->redis_db) != CM_OK) return CM_EINVAL;
+    if (!strchr(hostport, ':')) {
+        if (n >= sizeof c->redis_host) return CM_EINVAL;
+        memcpy(c->redis_host, hostport, n + 1);
+        c->redis_port = 6379;
+        return CM_OK;
+    }
+    return parse_hostport(hostport, c->redis_host, sizeof c->redis_host, &c->redis_port);
+}
+
+static int copy_str(char *dst, size_t dstsz, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= dstsz) return CM_EINVAL;
+    memcpy(dst, src, n + 1);
+    return CM_OK;
+}
+
+static int apply(cm_config *c, int i, const char *v)
+{
+    switch (i) {
+    case 0: return parse_hostport(v, c->listen_host, sizeof c->listen_host, &c->listen_port);
+    case 1: return parse_redis_url(v, c);
+    case 2: return copy_str(c->database_url, sizeof c->database_url, v);
+    case 3: return copy_str(c->admin_key, sizeof c->admin_key, v);
+    case 4:
+        if (cm_addr_check_org(v, strlen(v)) != CM_OK) return CM_EINVAL;
+        return copy_str(c->org, sizeof c->org, v);
+    case 5:
+        if (cm_log_set_level(v) != CM_OK) return CM_EINVAL;
+        return copy_str(c->log_level, sizeof c->log_level, v);
+    case 6: return parse_int(v, 1, 64, &c->http_threads);
+    case 7: return parse_int(v, 1, 16, &c->pg_readers);
+    case 8: return parse_int(v, 16, 65536, &c->max_connections);
+    case 9: return parse_int(v, 1, 65536, &c->max_per_ip);
+    case 10: return parse_int(v, 1, 3600, &c->conn_timeout_s);
+    case 11: return parse_int(v, 0, 600000, &c->key_cache_ms);
+    }
+    return CM_EINVAL;
+}
+
+static void env_name(const char *flag, char *out, size_t outsz)
+{
+    size_t j = 0;
+    const char *prefix = "COSTMESH_";
+    while (*prefix && j + 1 < outsz) out[j++] = *prefix++;
+    for (; *flag && j + 1 < outsz; flag++)
+        out[j++] = *flag == '-' ? '_' : (char)(*flag >= 'a' && *flag <= 'z' ? *flag - 32 : *flag);
+    out[j] = '\0';
+}
+
+static void usage(void)
+{
+    printf("usage: costmeshd [--option VALUE]...\n"
+           "Each option is also an environment variable COSTMESH_<OPTION>.\n");
+    for (int i = 0; i < NOPT; i++) {
+        char env[64];
+        env_name(options[i].name, env, sizeof env);
+        printf("  --%-16s %-22s %s (default \"%s\")\n", options[i].name, env, options[i].help,
+               options[i].def);
+    }
+}
+
+int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
+{
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < NOPT; i++) {
+        char env[64];
+        env_name(options[i].name, env, sizeof env);
+        const char *v = getenv(env);
+        const char *src = v ? env : "default";
+        if (!v) v = options[i].def;
+        if (apply(c, i, v) != CM_OK) {
+            snprintf(err, errsz, "invalid %s (from %s)", options[i].name, src);
+            return CM_EINVAL;
+        }
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage();
+            return CM_ENOTFOUND;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errsz, "unexpected argument %.64s", arg);
+            return CM_EINVAL;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        int found = -1;
+        for (int i = 0; i < NOPT; i++)
+            if (strlen(options[i].name) == nlen && strncmp(options[i].name, name, nlen) == 0) found = i;
+        if (found < 0) {
+            snprintf(err, errsz, "unknown option --%.*s", (int)nlen, name);
+            return CM_EINVAL;
+        }
+        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        if (!v || apply(c, found, v) != CM_OK) {
+            snprintf(err, errsz, "invalid --%s", options[found].name);
+            return CM_EINVAL;
+        }
+    }
+    return CM_OK;
+}

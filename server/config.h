@@ -1,0 +1,33 @@
+/* config.h - costmeshd settings from the environment and command line.
+ *
+ * Every setting is an environment variable (COSTMESH_LISTEN) and a flag of
+ * the same name (--listen VALUE or --listen=VALUE); the flag wins. */
+#ifndef CM_CONFIG_H
+#define CM_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    char listen_host[64];
+    int listen_port;
+    char redis_host[128];
+    int redis_port;
+    int redis_db;
+    char database_url[1024];
+    char admin_key[256]; /* empty when unset; a secret, never logged */
+    char org[64];
+    char log_level[16];
+    int http_threads;          /* libmicrohttpd thread pool size */
+    int pg_readers;            /* PostgreSQL connections for reads */
+    int max_connections;       /* total HTTP connections */
+    int max_per_ip;            /* HTTP connections per client address */
+    int conn_timeout_s;        /* idle/stalled connection timeout */
+    int key_cache_ms;          /* how long a key lookup is trusted */
+} cm_config;
+
+/* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL
+ * writes a one-line reason into err. "--help" returns CM_ENOTFOUND after
+ * printing usage to stdout. */
+int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz);
+
+#endif

@@ -1,0 +1,590 @@
+#include "ingest.h"
+#include "error.h"
+#include "log.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows in one statement: big enough to amortise the commit's fsync, small
+ * enough to keep one statement's latency low. */
+#define GROUP_ROWS 4000
+#define MAX_RETRIES 3
+#define EPOCH_KEY "cm:epoch"
+
+/* The one statement of a group commit (data-modifying CTEs always run to
+ * completion, referenced or not). Lock order is fixed by the ORDER BY
+ * clauses so concurrent replicas do not deadlock each other (and a deadlock
+ * that happens anyway is retried). Every output column is text so the three
+ * kinds of rows can share one result:
+ *   'n' idx                      a row that was new (not a duplicate)
+ *   'r' address grain bucket ... a rollup's absolute totals after this commit
+ *   't' address cost             the agent's cost today */
+static const char group_sql[] =
+    "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
+    " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
+    " $18::bigint[], $19::float8[], $20::int[]) AS t(address, hb_id, intent_id, run_id,"
+    " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
+    " itotal, isucc, ifail, lat, idx)),"
+    " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
+    " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
+    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms)"
+    " SELECT address, hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
+    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat"
+    " FROM input ORDER BY address, hb_id"
+    " ON CONFLICT (address, hb_id) WHERE hb_id IS NOT NULL DO NOTHING"
+    " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
+    " llm_calls, tool_calls, intents_total, intents_succeeded, intents_failed),"
+    " roll AS (INSERT INTO rollup_agent AS r (address, grain, bucket, cost_nanos, tokens_in,"
+    " tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, intents_total,"
+    " intents_succeeded, intents_failed)"
+    " SELECT i.address, g.grain, date_trunc(g.unit, i.ts, 'UTC'), sum(cost_nanos), sum(tokens_in),"
+    " sum(tokens_out), sum(tokens_cached), sum(llm_calls), sum(tool_calls), count(*),"
+    " sum(intents_total), sum(intents_succeeded), sum(intents_failed)"
+    " FROM ins i CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
+    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " ON CONFLICT (address, grain, bucket) DO UPDATE SET"
+    " cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,"
+    " tokens_out = r.tokens_out + excluded.tokens_out,"
+    " tokens_cached = r.tokens_cached + excluded.tokens_cached,"
+    " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
+    " heartbeats = r.heartbeats + excluded.heartbeats,"
+    " intents_total = r.intents_total + excluded.intents_total,"
+    " intents_succeeded = r.intents_succeeded + excluded.intents_succeeded,"
+    " intents_failed = r.intents_failed + excluded.intents_failed"
+    " RETURNING address, grain, bucket, cost_nanos, tokens_in, tokens_out, llm_calls, heartbeats),"
+    " iroll AS (INSERT INTO rollup_intent_hour AS r (address, intent_id, bucket, cost_nanos,"
+    " tokens_in, tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats)"
+    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC'), sum(cost_nanos), sum(tokens_in),"
+    " sum(tokens_out), sum(tokens_cached), sum(llm_calls), sum(tool_calls), count(*)"
+    " FROM ins WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET"
+    " cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,"
+    " tokens_out = r.tokens_out + excluded.tokens_out,"
+    " tokens_cached = r.tokens_cached + excluded.tokens_cached,"
+    " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
+    " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
+    " reg AS (INSERT INTO agents AS a (address, org, last_heartbeat)"
+    " SELECT DISTINCT address, split_part(address, '/', 3), now() FROM input ORDER BY 1"
+    " ON CONFLICT (address) DO UPDATE SET last_heartbeat = greatest(a.last_heartbeat, excluded.last_heartbeat)"
+    " RETURNING 1),"
+    " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
+    " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
+    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ins WHERE ins.address = i.address AND ins.hb_id = i.hb_id)"
+    " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
+    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
+    " UNION ALL SELECT 't', x.address, coalesce(r.cost_nanos, d.cost_nanos, 0)::text, NULL, NULL,"
+    " NULL, NULL, NULL, NULL FROM (SELECT DISTINCT address FROM input) x CROSS JOIN today"
+    " LEFT JOIN roll r ON r.address = x.address AND r.grain = 'd' AND r.bucket = today.d"
+    " LEFT JOIN rollup_agent d ON d.address = x.address AND d.grain = 'd' AND d.bucket = today.d";
+
+/* A row of the group: which job and which heartbeat of it. */
+typedef struct {
+    cm_job *job;
+    size_t hb;
+    int dup;      /* duplicate of an earlier row of the same group */
+    int is_new;   /* set from the result */
+} row;
+
+typedef struct group {
+    cm_ingest *in;
+    cm_job *jobs;  /* linked through next */
+    row *rows;
+    size_t nrows;
+    int64_t now;
+    int retries;
+} group;
+
+struct cm_ingest {
+    cm_pg_pool *writer;
+    cm_store *store;
+    cm_job *head, *tail;
+    size_t queued_rows;
+    group *inflight;
+    int rebuilding;
+    int rebuild_again;
+    _Atomic size_t backlog;
+    _Atomic unsigned long long accepted, duplicates;
+};
+
+static void flush(cm_ingest *in);
+
+int cm_ingest_new(cm_pg_pool *writer, cm_store *store, cm_ingest **out)
+{
+    cm_ingest *in = calloc(1, sizeof *in);
+    if (!in) return CM_ENOMEM;
+    in->writer = writer;
+    in->store = store;
+    *out = in;
+    return CM_OK;
+}
+
+static void answer(cm_ingest *in, cm_job *j)
+{
+    atomic_fetch_sub(&in->backlog, 1);
+    j->done(j);
+}
+
+static void fail_jobs(cm_ingest *in, cm_job *j, int status, const char *code, const char *msg)
+{
+    while (j) {
+        cm_job *next = j->next;
+        j->next = NULL;
+        cm_job_fail(j, status, code, NULL, msg);
+        answer(in, j);
+        j = next;
+    }
+}
+
+void cm_ingest_free(cm_ingest *in)
+{
+    if (!in) return;
+    fail_jobs(in, in->head, 503, "shutting_down", "the server is stopping; retry");
+    free(in);
+}
+
+size_t cm_ingest_backlog(const cm_ingest *in)
+{
+    return atomic_load(&((cm_ingest *)in)->backlog);
+}
+
+unsigned long long cm_ingest_accepted(const cm_ingest *in)
+{
+    return atomic_load(&((cm_ingest *)in)->accepted);
+}
+
+unsigned long long cm_ingest_duplicates(const cm_ingest *in)
+{
+    return atomic_load(&((cm_ingest *)in)->duplicates);
+}
+
+void cm_ingest_submit(cm_ingest *in, cm_job *j)
+{
+    atomic_fetch_add(&in->backlog, 1);
+    j->next = NULL;
+    if (in->tail) in->tail->next = j;
+    else in->head = j;
+    in->tail = j;
+    in->queued_rows += j->nhb;
+    if (!in->inflight) flush(in);
+}
+
+/* ---- array parameters in PostgreSQL's text form ---- */
+
+static void arr_text(cm_buf *b, const char *s)
+{
+    if (!*s) {
+        cm_buf_adds(b, "NULL");
+        return;
+    }
+    cm_buf_add(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') cm_buf_add(b, "\\", 1);
+        cm_buf_add(b, p, 1);
+    }
+    cm_buf_add(b, "\"", 1);
+}
+
+enum { NCOLS = 21 };
+
+static const cm_hb *row_hb(const row *r)
+{
+    return &r->job->hbs[r->hb];
+}
+
+static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
+{
+    switch (col) {
+    case 0: arr_text(b, h->agent); break;
+    case 1: arr_text(b, h->id); break;
+    case 2: arr_text(b, h->intent_id); break;
+    case 3: arr_text(b, h->run_id); break;
+    case 4: arr_text(b, h->session_id); break;
+    case 5: arr_text(b, h->workflow); break;
+    case 6: arr_text(b, h->parent_intent_id); break;
+    case 7: arr_text(b, h->status); break;
+    case 8: cm_buf_addf(b, "%lld", (long long)h->ts); break;
+    case 9: cm_buf_addf(b, "%lld", (long long)h->cost_nanos); break;
+    case 10: cm_buf_addf(b, "%lld", (long long)h->tokens_in); break;
+    case 11: cm_buf_addf(b, "%lld", (long long)h->tokens_out); break;
+    case 12: cm_buf_addf(b, "%lld", (long long)h->tokens_cached); break;
+    case 13: cm_buf_addf(b, "%lld", (long long)h->llm_calls); break;
+    case 14: cm_buf_addf(b, "%lld", (long long)h->tool_calls); break;
+    case 15: cm_buf_addf(b, "%lld", (long long)h->intents_total); break;
+    case 16: cm_buf_addf(b, "%lld", (long long)h->intents_succeeded); break;
+    case 17: cm_buf_addf(b, "%lld", (long long)h->intents_failed); break;
+    case 18:
+        if (h->has_latency) cm_buf_addf(b, "%.17g", h->avg_latency_ms);
+        else cm_buf_adds(b, "NULL");
+        break;
+    case 19: cm_buf_addf(b, "%zu", idx); break;
+    }
+}
+
+/* Marks rows whose (agent, id) already appeared earlier in the group, so
+ * each pair is sent once and the result maps back without ambiguity.
+ * Quadratic only within one agent's rows with ids, via a sort. */
+static int cmp_rows(const void *a, const void *b)
+{
+    const row *x = *(const row *const *)a, *y = *(const row *const *)b;
+    int c = strcmp(row_hb(x)->agent, row_hb(y)->agent);
+    if (c) return c;
+    c = strcmp(row_hb(x)->id, row_hb(y)->id);
+    if (c) return c;
+    return x < y ? -1 : x > y;
+}
+
+static int mark_dups(group *g)
+{
+    row **order = malloc(g->nrows * sizeof *order);
+    if (!order) return CM_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < g->nrows; i++)
+        if (row_hb(&g->rows[i])->id[0]) order[n++] = &g->rows[i];
+    qsort(order, n, sizeof *order, cmp_rows);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(row_hb(order[i])->agent, row_hb(order[i - 1])->agent) == 0 &&
+            strcmp(row_hb(order[i])->id, row_hb(order[i - 1])->id) == 0)
+            order[i]->dup = 1;
+    free(order);
+    return CM_OK;
+}
+
+static void group_free(group *g)
+{
+    free(g->rows);
+    free(g);
+}
+
+static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
+
+static void send_group(group *g)
+{
+    cm_buf cols[NCOLS];
+    const char *params[NCOLS];
+    char nowbuf[24];
+    for (int c = 0; c < NCOLS - 1; c++) {
+        cm_buf_init(&cols[c]);
+        cm_buf_add(&cols[c], "{", 1);
+        int first = 1;
+        for (size_t i = 0; i < g->nrows; i++) {
+            if (g->rows[i].dup) continue;
+            if (!first) cm_buf_add(&cols[c], ",", 1);
+            first = 0;
+            add_col(&cols[c], c, row_hb(&g->rows[i]), i);
+        }
+        cm_buf_add(&cols[c], "}", 1);
+    }
+    snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
+    int failed = 0;
+    for (int c = 0; c < NCOLS - 1; c++) {
+        failed |= cols[c].failed;
+        params[c] = cols[c].data;
+    }
+    params[NCOLS - 1] = nowbuf;
+    int rc = failed ? CM_ENOMEM : cm_pg_query(g->in->writer, group_sql, NCOLS, params, on_group, g);
+    for (int c = 0; c < NCOLS - 1; c++) cm_buf_free(&cols[c]);
+    if (rc != CM_OK) {
+        cm_ingest *in = g->in;
+        in->inflight = NULL;
+        fail_jobs(in, g->jobs, 503, "store_unavailable",
+                  rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
+        group_free(g);
+        if (in->head) flush(in);
+    }
+}
+
+static void flush(cm_ingest *in)
+{
+    if (!in->head) return;
+    group *g = calloc(1, sizeof *g);
+    size_t cap = 0;
+    for (cm_job *j = in->head; j && (cap == 0 || cap + j->nhb <= GROUP_ROWS); j = j->next) cap += j->nhb;
+    if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
+    if (!g || !g->rows) {
+        free(g);
+        fail_jobs(in, in->head, 503, "internal", "out of memory; retry");
+        in->head = in->tail = NULL;
+        in->queued_rows = 0;
+        return;
+    }
+    g->in = in;
+    cm_job **last = &g->jobs;
+    while (in->head && g->nrows + in->head->nhb <= cap) {
+        cm_job *j = in->head;
+        in->head = j->next;
+        j->next = NULL;
+        *last = j;
+        last = &j->next;
+        in->queued_rows -= j->nhb;
+        if (!g->now || j->now > g->now) g->now = j->now;
+        for (size_t h = 0; h < j->nhb; h++) {
+            g->rows[g->nrows].job = j;
+            g->rows[g->nrows].hb = h;
+            g->nrows++;
+        }
+    }
+    if (!in->head) in->tail = NULL;
+    in->inflight = g;
+    if (mark_dups(g) != CM_OK) {
+        in->inflight = NULL;
+        fail_jobs(in, g->jobs, 503, "internal", "out of memory; retry");
+        group_free(g);
+        return;
+    }
+    send_group(g);
+}
+
+/* ---- replies ---- */
+
+typedef struct {
+    const char *address; /* borrowed from the result */
+    int64_t cost_today;
+} agent_today;
+
+static void reply_jobs(group *g, const agent_today *today, int ntoday)
+{
+    cm_ingest *in = g->in;
+    size_t r = 0;
+    cm_job *j = g->jobs;
+    while (j) {
+        cm_job *next = j->next;
+        j->next = NULL;
+        size_t accepted = 0;
+        for (size_t h = 0; h < j->nhb; h++, r++) accepted += g->rows[r].is_new;
+        size_t dups = j->nhb - accepted;
+        atomic_fetch_add(&in->accepted, accepted);
+        atomic_fetch_add(&in->duplicates, dups);
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_addf(&b, "{\"accepted\":%zu,\"duplicates\":%zu,\"agents\":{", accepted, dups);
+        int first = 1;
+        for (size_t h = 0; h < j->nhb; h++) {
+            const char *a = j->hbs[h].agent;
+            int seen = 0;
+            for (size_t k = 0; k < h && !seen; k++) seen = strcmp(j->hbs[k].agent, a) == 0;
+            if (seen) continue;
+            int64_t cost = 0;
+            for (int t = 0; t < ntoday; t++)
+                if (strcmp(today[t].address, a) == 0) cost = today[t].cost_today;
+            if (!first) cm_buf_add(&b, ",", 1);
+            first = 0;
+            cm_buf_add_jstr(&b, a);
+            cm_buf_adds(&b, ":{\"state\":\"active\",\"cost_today_usd\":");
+            cm_buf_add_money(&b, cost);
+            cm_buf_adds(&b, "}");
+        }
+        cm_buf_adds(&b, "}}");
+        cm_job_reply(j, 202, &b);
+        answer(in, j);
+        j = next;
+    }
+}
+
+/* ---- Redis mirror ---- */
+
+typedef struct {
+    cm_buf keys; /* NUL-separated strings, then pointers built at send */
+    int nkeys;
+    int nargs;
+    cm_buf args;
+} merge_args;
+
+static const char *const merge_fields[] = {"cost", "tin", "tout", "calls", "hb"};
+enum { NMERGE = 5 };
+
+static long ttl_of(char grain)
+{
+    return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;
+}
+
+/* Builds the MERGE call for rollup rows [from, to) of res whose columns
+ * start at `col` (address, grain, bucket, cost, tin, tout, calls, hb). */
+static int send_merge(cm_ingest *in, const cm_pgres *res, int from, int to, int col,
+                      cm_store_cb cb, void *arg)
+{
+    int nk = to - from;
+    int argc = 1 + nk + nk * (2 + 2 * NMERGE);
+    const char **argv = malloc((size_t)argc * sizeof *argv);
+    size_t *lens = malloc((size_t)argc * sizeof *lens);
+    char *keys = malloc((size_t)nk * CM_ADDR_MAX + (size_t)nk * 32);
+    char *nums = malloc((size_t)nk * 16);
+    int rc = CM_ENOMEM;
+    if (!argv || !lens || !keys || !nums) goto out;
+    int a = 0;
+    argv[a++] = EPOCH_KEY;
+    size_t kpos = 0;
+    for (int r = from; r < to; r++) {
+        const char *grain = cm_pgres_get(res, r, col + 1);
+        char *k = keys + kpos;
+        int n = snprintf(k, CM_ADDR_MAX + 32, "cm:%s:%s:%s", cm_pgres_get(res, r, col), grain,
+                         cm_pgres_get(res, r, col + 2));
+        kpos += (size_t)n + 1;
+        argv[a++] = k;
+    }
+    for (int r = from; r < to; r++) {
+        char *ttl = nums + (size_t)(r - from) * 16;
+        snprintf(ttl, 16, "%ld", ttl_of(cm_pgres_get(res, r, col + 1)[0]));
+        argv[a++] = ttl;
+        argv[a++] = "5";
+        for (int f = 0; f < NMERGE; f++) {
+            argv[a++] = merge_fields[f];
+            argv[a++] = cm_pgres_get(res, r, col + 3 + f);
+        }
+    }
+    for (int i = 0; i < a; i++) lens[i] = strlen(argv[i]);
+    rc = cm_store_eval(in->store, CM_SCRIPT_MERGE, 1 + nk, a, argv, lens, cb, arg);
+out:
+    free(argv);
+    free(lens);
+    free(keys);
+    free(nums);
+    return rc;
+}
+
+static void on_merged(void *arg, int rc, const long long *vals, int n)
+{
+    cm_ingest *in = arg;
+    if (rc == CM_OK && n == 1 && vals[0] == 0 && !in->rebuilding) {
+        cm_log(CM_LOG_WARN, "event=redis_epoch_missing action=rebuild");
+        cm_ingest_rebuild(in);
+    }
+}
+
+static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    group *g = arg;
+    cm_ingest *in = g->in;
+    if (rc != CM_OK) {
+        int retry = (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0) &&
+                    g->retries < MAX_RETRIES;
+        if (retry) {
+            g->retries++;
+            send_group(g);
+            return;
+        }
+        in->inflight = NULL;
+        /* Outcome unknown when the connection dropped: the client's retry
+         * with the same ids is what makes it exactly-once. */
+        fail_jobs(in, g->jobs, 503, "store_unavailable", "PostgreSQL did not confirm the write; retry");
+        group_free(g);
+        flush(in);
+        return;
+    }
+    int rows = cm_pgres_rows(res);
+    agent_today *today = calloc((size_t)rows + 1, sizeof *today);
+    int ntoday = 0, rfirst = -1, rlast = -1;
+    for (int i = 0; i < rows; i++) {
+        char kind = cm_pgres_get(res, i, 0)[0];
+        if (kind == 'n') {
+            size_t idx = strtoull(cm_pgres_get(res, i, 1), NULL, 10);
+            if (idx < g->nrows) g->rows[idx].is_new = 1;
+        } else if (kind == 'r') {
+            if (rfirst < 0) rfirst = i;
+            rlast = i + 1;
+        } else if (kind == 't' && today) {
+            today[ntoday].address = cm_pgres_get(res, i, 1);
+            today[ntoday].cost_today = strtoll(cm_pgres_get(res, i, 2), NULL, 10);
+            ntoday++;
+        }
+    }
+    /* Mirror into Redis before answering, so a client that reads its
+     * policy state right after sees this spend. The merge is fire-and-check:
+     * PostgreSQL already holds the truth. */
+    if (rfirst >= 0 && cm_store_ready(in->store)) {
+        for (int from = rfirst; from < rlast; from += 200) {
+            int to = from + 200 < rlast ? from + 200 : rlast;
+            if (send_merge(in, res, from, to, 1, on_merged, in) != CM_OK) break;
+        }
+    }
+    reply_jobs(g, today, ntoday);
+    free(today);
+    in->inflight = NULL;
+    group_free(g);
+    flush(in);
+}
+
+/* ---- rebuild ---- */
+
+static const char rebuild_sql[] =
+    "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
+    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
+    " WHERE (grain = 'h' AND bucket >= now() - interval '49 hours')"
+    " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
+    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month')";
+
+typedef struct {
+    cm_ingest *in;
+    int pending;
+    int failed;
+} rebuild;
+
+static void rebuild_done(cm_ingest *in, int ok)
+{
+    in->rebuilding = 0;
+    if (ok) {
+        cm_store_set(in->store, EPOCH_KEY, "1");
+        cm_log(CM_LOG_INFO, "event=redis_rebuilt");
+    } else {
+        cm_log(CM_LOG_WARN, "event=redis_rebuild_failed");
+    }
+    if (in->rebuild_again) {
+        in->rebuild_again = 0;
+        cm_ingest_rebuild(in);
+    }
+}
+
+static void on_rebuild_merged(void *arg, int rc, const long long *vals, int n)
+{
+    (void)vals;
+    (void)n;
+    rebuild *rb = arg;
+    if (rc != CM_OK) rb->failed = 1;
+    if (--rb->pending == 0) {
+        cm_ingest *in = rb->in;
+        int ok = !rb->failed;
+        free(rb);
+        rebuild_done(in, ok);
+    }
+}
+
+static void on_rebuild_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_ingest *in = arg;
+    if (rc != CM_OK) {
+        rebuild_done(in, 0);
+        return;
+    }
+    int rows = cm_pgres_rows(res);
+    rebuild *rb = calloc(1, sizeof *rb);
+    if (!rb) {
+        rebuild_done(in, 0);
+        return;
+    }
+    rb->in = in;
+    rb->pending = 1; /* held until every chunk is sent */
+    for (int from = 0; from < rows; from += 200) {
+        int to = from + 200 < rows ? from + 200 : rows;
+        rb->pending++;
+        if (send_merge(in, res, from, to, 0, on_rebuild_merged, rb) != CM_OK) {
+            rb->pending--;
+            rb->failed = 1;
+            break;
+        }
+    }
+    on_rebuild_merged(rb, CM_OK, NULL, 0);
+}
+
+void cm_ingest_rebuild(cm_ingest *in)
+{
+    if (in->rebuilding) {
+        in->rebuild_again = 1;
+        return;
+    }
+    in->rebuilding = 1;
+    if (cm_pg_query(in->writer, rebuild_sql, 0, NULL, on_rebuild_rows, in) != CM_OK)
+        rebuild_done(in, 0);
+}

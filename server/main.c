@@ -1,0 +1,139 @@
+/* costmeshd: wires the modules together, owns the threads and signals. */
+#include "auth.h"
+#include "bridge.h"
+#include "config.h"
+#include "error.h"
+#include "http.h"
+#include "ingest.h"
+#include "log.h"
+#include "pg.h"
+#include "store.h"
+#include "svc.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+/* Everything the loop thread owns. */
+typedef struct {
+    uv_loop_t loop;
+    uv_async_t stop;
+    cm_pg_pool *writer, *reader;
+    cm_store *store;
+    cm_ingest *ingest;
+    cm_svc *svc;
+    cm_bridge *bridge;
+} app;
+
+static void on_redis_ready(void *arg)
+{
+    app *a = arg;
+    /* A (re)connected Redis may have restarted, been flushed or missed
+     * merges while it was away: bring the hot windows back from PostgreSQL. */
+    if (a->ingest) cm_ingest_rebuild(a->ingest);
+}
+
+static void on_stop(uv_async_t *h)
+{
+    app *a = h->data;
+    cm_bridge_close(a->bridge);
+    cm_ingest_free(a->ingest);
+    a->ingest = NULL;
+    cm_svc_free(a->svc);
+    cm_store_free(a->store);
+    cm_pg_pool_free(a->writer);
+    cm_pg_pool_free(a->reader);
+    uv_close((uv_handle_t *)&a->stop, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+    app *a = arg;
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int die(const char *why)
+{
+    fprintf(stderr, "costmeshd: %s\n", why);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    cm_config cfg;
+    char err[512];
+    int rc = cm_config_load(&cfg, argc, argv, err, sizeof err);
+    if (rc == CM_ENOTFOUND) return 0;
+    if (rc != CM_OK) return die(err);
+
+    unsigned char admin_hash[CM_KEY_HASH_LEN];
+    int have_admin = cfg.admin_key[0] != '\0';
+    if (have_admin && cm_auth_hash(cfg.admin_key, strlen(cfg.admin_key), admin_hash) != CM_OK)
+        return die("cannot hash the admin key");
+    explicit_bzero(cfg.admin_key, sizeof cfg.admin_key);
+
+    if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
+    if (cm_pg_migrate(cfg.database_url, have_admin ? admin_hash : NULL, cfg.org, err, sizeof err) != CM_OK)
+        return die(err);
+
+    /* Signals go to the main thread only: block them before any thread. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static app a;
+    if (uv_loop_init(&a.loop) != 0) return die("cannot create the event loop");
+    uv_async_init(&a.loop, &a.stop, on_stop);
+    a.stop.data = &a;
+    if (cm_pg_pool_new(&a.loop, cfg.database_url, 1, "writer", &a.writer) != CM_OK ||
+        cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "reader", &a.reader) != CM_OK ||
+        cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
+        cm_ingest_new(a.writer, a.store, &a.ingest) != CM_OK ||
+        cm_svc_new(a.reader, a.ingest, cfg.key_cache_ms, &a.loop, &a.svc) != CM_OK ||
+        cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
+        return die("out of memory");
+
+    pthread_t loop_thread;
+    if (pthread_create(&loop_thread, NULL, loop_main, &a) != 0) return die("cannot start the loop thread");
+
+    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.writer) && cm_pg_pool_ready(a.reader) &&
+                                 cm_store_ready(a.store));
+         i++)
+        sleep_ms(100);
+    if (!cm_pg_pool_ready(a.writer) || !cm_pg_pool_ready(a.reader)) return die("PostgreSQL connections did not come up");
+    if (!cm_store_ready(a.store)) return die("Redis did not come up");
+
+    cm_http_deps deps = {a.bridge, a.writer, a.reader, a.store, a.ingest};
+    cm_http *http;
+    if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);
+    cm_log(CM_LOG_INFO, "event=listening addr=%s:%d", cfg.listen_host, cfg.listen_port);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    cm_log(CM_LOG_INFO, "event=stopping signal=%d", sig);
+    /* Drain: stop accepting, let suspended requests finish (they are
+     * answered by the loop, which still runs), then stop the loop. */
+    cm_http_quiesce(http);
+    for (int i = 0; i < 300 && cm_http_inflight(http) > 0; i++) sleep_ms(10);
+    sleep_ms(50);
+    cm_http_stop(http);
+    uv_async_send(&a.stop);
+    pthread_join(loop_thread, NULL);
+    uv_loop_close(&a.loop);
+    cm_log(CM_LOG_INFO, "event=stopped");
+    return 0;
+}

@@ -1,0 +1,32 @@
+/* money.h - exact money: int64 nano-dollars, parsed from and printed as
+ * decimal text, never through a double.
+ *
+ * Pure functions, no allocation, thread-safe. */
+#ifndef CM_MONEY_H
+#define CM_MONEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CM_NANOS_PER_USD 1000000000LL
+/* Largest amount one field may carry: one million dollars. int64 holds
+ * about 9.2 billion dollars, so a window's sum only overflows after 9,223
+ * maximal values; PostgreSQL's bigint then refuses the sum rather than wrap. */
+#define CM_MONEY_MAX (1000000LL * CM_NANOS_PER_USD)
+/* Enough for "-9223372036.854775808" and the NUL. */
+#define CM_MONEY_BUFSZ 32
+
+/* Parses the text of a JSON number (RFC 8259 grammar: optional '-', integer
+ * part without leading zeros, optional fraction, optional exponent) into
+ * nano-dollars, rounding half-even at the 9th decimal. `text` need not be
+ * NUL-terminated; exactly `len` bytes are read.
+ * Returns CM_OK, CM_EINVAL when the text is not a JSON number, CM_ERANGE when
+ * the value is negative (after rounding; "-0" is 0) or above CM_MONEY_MAX. */
+int cm_money_parse(const char *text, size_t len, int64_t *out);
+
+/* Writes `nanos` as the shortest exact JSON number text ("12.47", "200",
+ * "0.000000001", "-3.5") into buf, NUL-terminated. Returns the length written
+ * (excluding the NUL), or 0 when bufsz < CM_MONEY_BUFSZ. */
+size_t cm_money_format(int64_t nanos, char *buf, size_t bufsz);
+
+#endif

@@ -1,0 +1,476 @@
+#include "pg.h"
+#include "error.h"
+#include "log.h"
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const char *const cm_schema_names[];
+extern const char *const cm_schema_sql[];
+
+typedef struct query {
+    struct query *next;
+    char *sql;
+    int n;
+    char **params;
+    cm_pg_cb cb;
+    void *arg;
+} query;
+
+enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
+
+typedef struct conn {
+    cm_pg_pool *pool;
+    PGconn *pg;
+    uv_poll_t *poll; /* owned; freed in its close callback */
+    int fd;
+    int state;
+    query *cur;
+    PGresult *result; /* of cur, kept until its last result arrives */
+    uv_timer_t retry;
+    int backoff_ms;
+} conn;
+
+struct cm_pg_pool {
+    uv_loop_t *loop;
+    char *conninfo;
+    char name[16];
+    int n;
+    conn *conns;
+    query *head, *tail;
+    size_t queued;
+    _Atomic int up;      /* connections IDLE or BUSY, read by HTTP threads */
+    _Atomic size_t backlog;
+    int closing;
+    int open_handles;    /* retry timers not yet closed */
+};
+
+static void start_connect(conn *c);
+static void on_poll(uv_poll_t *h, int status, int events);
+static void dispatch(cm_pg_pool *p);
+
+static void query_free(query *q)
+{
+    if (!q) return;
+    for (int i = 0; i < q->n; i++) free(q->params[i]);
+    free(q->params);
+    free(q->sql);
+    free(q);
+}
+
+static void finish(query *q, int rc, PGresult *res, const char *sqlstate)
+{
+    q->cb(q->arg, rc, (const cm_pgres *)res, sqlstate ? sqlstate : "");
+    query_free(q);
+}
+
+static void free_poll(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void drop_poll(conn *c)
+{
+    if (c->poll) {
+        uv_close((uv_handle_t *)c->poll, free_poll);
+        c->poll = NULL;
+    }
+    c->fd = -1;
+}
+
+static int watch(conn *c, int events)
+{
+    int fd = PQsocket(c->pg);
+    if (fd < 0) return CM_ESTORE;
+    if (fd != c->fd) {
+        /* libpq may open a new socket while connecting (another host). */
+        drop_poll(c);
+        c->poll = malloc(sizeof *c->poll);
+        if (!c->poll) return CM_ENOMEM;
+        if (uv_poll_init(c->pool->loop, c->poll, fd) != 0) {
+            free(c->poll);
+            c->poll = NULL;
+            return CM_ESTORE;
+        }
+        c->poll->data = c;
+        c->fd = fd;
+    }
+    return uv_poll_start(c->poll, events, on_poll) == 0 ? CM_OK : CM_ESTORE;
+}
+
+static void fail_queue(cm_pg_pool *p)
+{
+    while (p->head) {
+        query *q = p->head;
+        p->head = q->next;
+        p->queued--;
+        atomic_fetch_sub(&p->backlog, 1);
+        finish(q, CM_ESTORE, NULL, NULL);
+    }
+    p->tail = NULL;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    start_connect(t->data);
+}
+
+/* Tears the connection down and schedules a reconnect. The running
+ * statement's outcome is unknown: its caller gets CM_ESTORE. */
+static void lose(conn *c, const char *why)
+{
+    cm_pg_pool *p = c->pool;
+    if (c->state == C_IDLE || c->state == C_BUSY) {
+        atomic_fetch_sub(&p->up, 1);
+        cm_log(CM_LOG_WARN, "event=pg_disconnected pool=%s reason=\"%s\"", p->name, why);
+    }
+    drop_poll(c);
+    if (c->pg) PQfinish(c->pg);
+    c->pg = NULL;
+    c->state = C_DOWN;
+    query *q = c->cur;
+    c->cur = NULL;
+    PQclear(c->result);
+    c->result = NULL;
+    if (q) {
+        atomic_fetch_sub(&p->backlog, 1);
+        finish(q, CM_ESTORE, NULL, NULL);
+    }
+    if (atomic_load(&p->up) == 0) fail_queue(p);
+    if (p->closing) return;
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
+    if (c->backoff_ms > 5000) c->backoff_ms = 5000;
+    uv_timer_start(&c->retry, on_retry, (uint64_t)c->backoff_ms, 0);
+}
+
+static void connect_step(conn *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        if (watch(c, UV_READABLE) != CM_OK) lose(c, "poll failed");
+        return;
+    case PGRES_POLLING_WRITING:
+        if (watch(c, UV_WRITABLE) != CM_OK) lose(c, "poll failed");
+        return;
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(c->pg, 1) != 0 || watch(c, UV_READABLE) != CM_OK) {
+            lose(c, "setup failed");
+            return;
+        }
+        c->state = C_IDLE;
+        c->backoff_ms = 0;
+        atomic_fetch_add(&c->pool->up, 1);
+        cm_log(CM_LOG_INFO, "event=pg_connected pool=%s", c->pool->name);
+        dispatch(c->pool);
+        return;
+    default: {
+        char why[160];
+        snprintf(why, sizeof why, "%s", PQerrorMessage(c->pg));
+        why[strcspn(why, "\r\n\"")] = '\0';
+        lose(c, why);
+    }
+    }
+}
+
+static void start_connect(conn *c)
+{
+    if (c->pool->closing) return;
+    c->state = C_CONNECTING;
+    c->pg = PQconnectStart(c->pool->conninfo);
+    if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+        lose(c, c->pg ? "bad conninfo or no memory" : "out of memory");
+        return;
+    }
+    if (watch(c, UV_WRITABLE) != CM_OK) lose(c, "poll failed");
+}
+
+static void send_next(conn *c)
+{
+    cm_pg_pool *p = c->pool;
+    query *q = p->head;
+    p->head = q->next;
+    if (!p->head) p->tail = NULL;
+    p->queued--;
+    c->cur = q;
+    c->state = C_BUSY;
+    if (!PQsendQueryParams(c->pg, q->sql, q->n, NULL, (const char *const *)q->params, NULL,
+                           NULL, 0)) {
+        lose(c, "send failed");
+        return;
+    }
+    int f = PQflush(c->pg);
+    if (f < 0 || watch(c, f ? UV_READABLE | UV_WRITABLE : UV_READABLE) != CM_OK) lose(c, "flush failed");
+}
+
+static void dispatch(cm_pg_pool *p)
+{
+    for (int i = 0; i < p->n && p->head; i++)
+        if (p->conns[i].state == C_IDLE) send_next(&p->conns[i]);
+}
+
+static void read_results(conn *c)
+{
+    if (!PQconsumeInput(c->pg)) {
+        lose(c, "connection lost");
+        return;
+    }
+    while (c->state == C_BUSY && !PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r) {
+            /* Keep the first error, else the last result. */
+            ExecStatusType st = PQresultStatus(r);
+            int keep_old = c->result && PQresultStatus(c->result) != PGRES_COMMAND_OK &&
+                           PQresultStatus(c->result) != PGRES_TUPLES_OK;
+            if (keep_old || st == PGRES_COPY_IN || st == PGRES_COPY_OUT) {
+                PQclear(r);
+                continue;
+            }
+            PQclear(c->result);
+            c->result = r;
+            continue;
+        }
+        query *q = c->cur;
+        PGresult *res = c->result;
+        c->cur = NULL;
+        c->result = NULL;
+        c->state = C_IDLE;
+        atomic_fetch_sub(&c->pool->backlog, 1);
+        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            finish(q, CM_OK, res, NULL);
+        } else {
+            const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : "no result");
+            msg[strcspn(msg, "\r\n\"")] = '\0';
+            cm_log(CM_LOG_WARN, "event=pg_error pool=%s sqlstate=%s message=\"%s\"", c->pool->name,
+                   state ? state : "", msg);
+            finish(q, CM_ESTORE, NULL, state);
+        }
+        PQclear(res);
+        if (c->state == C_IDLE && c->pool->head) send_next(c);
+        return;
+    }
+    if (c->state == C_IDLE) {
+        /* Nothing was asked: an unsolicited message or EOF. */
+        if (PQstatus(c->pg) == CONNECTION_BAD) lose(c, "connection closed");
+        PGnotify *nt;
+        while ((nt = PQnotifies(c->pg))) PQfreemem(nt);
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    conn *c = h->data;
+    if (status < 0) {
+        lose(c, uv_strerror(status));
+        return;
+    }
+    if (c->state == C_CONNECTING) {
+        connect_step(c);
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        int f = PQflush(c->pg);
+        if (f < 0) {
+            lose(c, "flush failed");
+            return;
+        }
+        if (f == 0 && watch(c, UV_READABLE) != CM_OK) {
+            lose(c, "poll failed");
+            return;
+        }
+    }
+    if (events & UV_READABLE) read_results(c);
+}
+
+int cm_pg_pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *name,
+                   cm_pg_pool **out)
+{
+    cm_pg_pool *p = calloc(1, sizeof *p);
+    if (!p) return CM_ENOMEM;
+    p->loop = loop;
+    p->n = n;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->conninfo = strdup(conninfo);
+    p->conns = calloc((size_t)n, sizeof *p->conns);
+    if (!p->conninfo || !p->conns) {
+        free(p->conninfo);
+        free(p->conns);
+        free(p);
+        return CM_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        conn *c = &p->conns[i];
+        c->pool = p;
+        c->fd = -1;
+        uv_timer_init(loop, &c->retry);
+        c->retry.data = c;
+        p->open_handles++;
+        start_connect(c);
+    }
+    *out = p;
+    return CM_OK;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    conn *c = h->data;
+    cm_pg_pool *p = c->pool;
+    if (--p->open_handles == 0) {
+        free(p->conns);
+        free(p->conninfo);
+        free(p);
+    }
+}
+
+void cm_pg_pool_free(cm_pg_pool *p)
+{
+    if (!p) return;
+    p->closing = 1;
+    for (int i = 0; i < p->n; i++) lose(&p->conns[i], "closing");
+    fail_queue(p);
+    for (int i = 0; i < p->n; i++) uv_close((uv_handle_t *)&p->conns[i].retry, on_timer_closed);
+}
+
+bool cm_pg_pool_ready(const cm_pg_pool *p)
+{
+    return p && atomic_load(&((cm_pg_pool *)p)->up) > 0;
+}
+
+size_t cm_pg_pool_backlog(const cm_pg_pool *p)
+{
+    return p ? atomic_load(&((cm_pg_pool *)p)->backlog) : 0;
+}
+
+int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params,
+                cm_pg_cb cb, void *arg)
+{
+    if (p->closing || atomic_load(&p->up) == 0) return CM_ESTORE;
+    query *q = calloc(1, sizeof *q);
+    if (!q) return CM_ENOMEM;
+    q->sql = strdup(sql);
+    q->params = n ? calloc((size_t)n, sizeof *q->params) : NULL;
+    if (!q->sql || (n && !q->params)) goto oom;
+    q->n = n;
+    for (int i = 0; i < n; i++)
+        if (params[i] && !(q->params[i] = strdup(params[i]))) goto oom;
+    q->cb = cb;
+    q->arg = arg;
+    if (p->tail) p->tail->next = q;
+    else p->head = q;
+    p->tail = q;
+    p->queued++;
+    atomic_fetch_add(&p->backlog, 1);
+    dispatch(p);
+    return CM_OK;
+oom:
+    query_free(q);
+    return CM_ENOMEM;
+}
+
+int cm_pgres_rows(const cm_pgres *r)
+{
+    return r ? PQntuples((const PGresult *)r) : 0;
+}
+
+const char *cm_pgres_get(const cm_pgres *r, int row, int col)
+{
+    return PQgetvalue((const PGresult *)r, row, col);
+}
+
+bool cm_pgres_isnull(const cm_pgres *r, int row, int col)
+{
+    return PQgetisnull((const PGresult *)r, row, col) != 0;
+}
+
+long cm_pgres_affected(const cm_pgres *r)
+{
+    const char *s = PQcmdTuples((PGresult *)r);
+    return s && *s ? strtol(s, NULL, 10) : 0;
+}
+
+static int exec_ok(PGconn *pg, const char *sql, int n, const char *const *params, char *err,
+                   size_t errsz)
+{
+    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok) {
+        snprintf(err, errsz, "%s", PQresultErrorMessage(r));
+        err[strcspn(err, "\r\n")] = '\0';
+    }
+    int found = ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0;
+    PQclear(r);
+    return ok ? (found ? 1 : 0) : -1;
+}
+
+int cm_pg_migrate(const char *conninfo, const unsigned char *key_hash, const char *org,
+                  char *err, size_t errsz)
+{
+    PGconn *pg = PQconnectdb(conninfo);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        snprintf(err, errsz, "cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
+        err[strcspn(err, "\r\n")] = '\0';
+        PQfinish(pg);
+        return CM_ESTORE;
+    }
+    int rc = CM_ESTORE;
+    PGresult *quiet = PQexec(pg, "SET client_min_messages = warning");
+    PQclear(quiet);
+    if (exec_ok(pg, "SELECT pg_advisory_lock(7366001)", 0, NULL, err, errsz) < 0) goto out;
+    if (exec_ok(pg,
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())",
+                0, NULL, err, errsz) < 0)
+        goto unlock;
+    for (int i = 0; cm_schema_names[i]; i++) {
+        const char *name = cm_schema_names[i];
+        int have = exec_ok(pg, "SELECT 1 FROM schema_migrations WHERE name = $1", 1, &name, err, errsz);
+        if (have < 0) goto unlock;
+        if (have) continue;
+        if (exec_ok(pg, "BEGIN", 0, NULL, err, errsz) < 0) goto unlock;
+        PGresult *r = PQexec(pg, cm_schema_sql[i]);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok) {
+            snprintf(err, errsz, "migration %s failed: %s", name, PQresultErrorMessage(r));
+            err[strcspn(err, "\r\n")] = '\0';
+        }
+        PQclear(r);
+        if (!ok || exec_ok(pg, "INSERT INTO schema_migrations (name) VALUES ($1)", 1, &name, err, errsz) < 0 ||
+            exec_ok(pg, "COMMIT", 0, NULL, err, errsz) < 0) {
+            PGresult *rb = PQexec(pg, "ROLLBACK");
+            PQclear(rb);
+            goto unlock;
+        }
+        cm_log(CM_LOG_INFO, "event=migration_applied name=%s", name);
+    }
+    if (key_hash) {
+        char hex[2 + 64 + 1] = "\\x";
+        char id[32];
+        static const char digits[] = "0123456789abcdef";
+        for (int i = 0; i < 32; i++) {
+            hex[2 + 2 * i] = digits[key_hash[i] >> 4];
+            hex[3 + 2 * i] = digits[key_hash[i] & 15];
+        }
+        hex[66] = '\0';
+        snprintf(id, sizeof id, "key_boot_%.8s", hex + 2);
+        const char *params[] = {id, org, hex};
+        if (exec_ok(pg,
+                    "INSERT INTO api_keys (id, org, role, name, key_hash) "
+                    "VALUES ($1, $2, 'admin', 'bootstrap', decode(substr($3, 3), 'hex')) "
+                    "ON CONFLICT (key_hash) DO NOTHING",
+                    3, params, err, errsz) < 0)
+            goto unlock;
+    }
+    rc = CM_OK;
+unlock:
+    if (exec_ok(pg, "SELECT pg_advisory_unlock(7366001)", 0, NULL, err, errsz) < 0 && rc == CM_OK)
+        rc = CM_ESTORE;
+out:
+    PQfinish(pg);
+    return rc;
+}

@@ -1,0 +1,57 @@
+/* pg.h - PostgreSQL: asynchronous connections on the libuv loop, plus the
+ * blocking start-up work (migrations, the bootstrap key).
+ *
+ * The only module that includes libpq. Everything but cm_pg_migrate runs on
+ * the loop thread. A pool holds N connections that each run one statement at
+ * a time; statements queue per pool and go to the next idle connection. A
+ * dropped connection reconnects by itself with backoff. */
+#ifndef CM_PG_H
+#define CM_PG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct cm_pg_pool cm_pg_pool;
+typedef struct cm_pgres cm_pgres; /* a result, lent to callbacks only */
+
+/* Called once per statement on the loop thread. rc is CM_OK with a result
+ * of tuples (or command status), or CM_ESTORE when the statement failed or
+ * its connection dropped while it ran (it may or may not have committed);
+ * res is then NULL and sqlstate holds the five-character SQLSTATE or "". */
+typedef void (*cm_pg_cb)(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
+
+/* Creates a pool of n connections to conninfo (copied) and starts
+ * connecting. Returns CM_OK or CM_ENOMEM. */
+int cm_pg_pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *name,
+                   cm_pg_pool **out);
+/* Closes the connections; queued statements get CM_ESTORE. Memory is freed
+ * once libuv has closed the handles (run the loop after). NULL is a no-op. */
+void cm_pg_pool_free(cm_pg_pool *p);
+/* True when at least one connection is up. */
+bool cm_pg_pool_ready(const cm_pg_pool *p);
+/* Statements queued or running. */
+size_t cm_pg_pool_backlog(const cm_pg_pool *p);
+
+/* Queues a statement with n text parameters (NULL entries are SQL NULL).
+ * sql and the parameters are copied. Returns CM_OK and later calls cb once,
+ * or CM_ESTORE at once when no connection is up (cb never runs), or
+ * CM_ENOMEM. */
+int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params,
+                cm_pg_cb cb, void *arg);
+
+int cm_pgres_rows(const cm_pgres *r);
+/* Text of a cell, "" for NULL; valid during the callback only. */
+const char *cm_pgres_get(const cm_pgres *r, int row, int col);
+bool cm_pgres_isnull(const cm_pgres *r, int row, int col);
+/* Rows affected by INSERT/UPDATE/DELETE. */
+long cm_pgres_affected(const cm_pgres *r);
+
+/* Start-up, blocking: connects, applies the embedded schema migrations that
+ * are not yet recorded (under an advisory lock, so replicas may race), and
+ * when key_hash is non-NULL ensures an admin key with that SHA-256 exists for
+ * org. Writes a one-line reason into err on failure. */
+int cm_pg_migrate(const char *conninfo, const unsigned char *key_hash, const char *org,
+                  char *err, size_t errsz);
+
+#endif

@@ -1,0 +1,81 @@
+#include "routes.h"
+#include "error.h"
+
+#include <string.h>
+
+typedef struct {
+    cm_route_id id;
+    const char *method;
+    const char *pattern; /* '*' is one path parameter segment */
+    const char *name;
+} route_def;
+
+static const route_def defs[] = {
+    {CM_R_HEALTHZ, "GET", "/healthz", "healthz"},
+    {CM_R_READYZ, "GET", "/readyz", "readyz"},
+    {CM_R_METRICS, "GET", "/metrics", "metrics"},
+    {CM_R_KEYS, "GET", "/v1/keys", "keys"},
+    {CM_R_KEYS, "POST", "/v1/keys", "keys"},
+    {CM_R_KEY, "DELETE", "/v1/keys/*", "key"},
+    {CM_R_HEARTBEAT, "POST", "/v1/mesh/heartbeat", "heartbeat"},
+    {CM_R_AGENTS, "GET", "/v1/mesh/agents", "agents"},
+    {CM_R_AGENT_SPEND, "GET", "/v1/mesh/agents/*/spend", "agent_spend"},
+    {CM_R_INTENT_SPEND, "GET", "/v1/mesh/intents/*/spend", "intent_spend"},
+};
+enum { NDEFS = sizeof defs / sizeof defs[0] };
+
+const char *cm_route_name(cm_route_id id)
+{
+    for (int i = 0; i < NDEFS; i++)
+        if (defs[i].id == id) return defs[i].name;
+    return "unknown";
+}
+
+/* Matches path against pattern; the '*' segment's raw span goes to
+ * *seg and *seglen. */
+static int match(const char *pattern, const char *path, const char **seg, size_t *seglen)
+{
+    const char *p = pattern, *s = path;
+    while (*p) {
+        if (*p == '*') {
+            const char *end = strchr(s, '/');
+            size_t n = end ? (size_t)(end - s) : strlen(s);
+            if (n == 0) return 0;
+            *seg = s;
+            *seglen = n;
+            s += n;
+            p++;
+            continue;
+        }
+        if (*p != *s) return 0;
+        p++;
+        s++;
+    }
+    return *s == '\0';
+}
+
+int cm_route_match(const char *method, const char *path, cm_route *out)
+{
+    memset(out, 0, sizeof *out);
+    int path_found = 0;
+    for (int i = 0; i < NDEFS; i++) {
+        const char *seg = NULL;
+        size_t seglen = 0;
+        if (!match(defs[i].pattern, path, &seg, &seglen)) continue;
+        if (strcmp(defs[i].method, method) != 0) {
+            size_t n = strlen(out->allow);
+            if (n + strlen(defs[i].method) + 3 < sizeof out->allow) {
+                if (n) memcpy(out->allow + n, ", ", 3), n += 2;
+                memcpy(out->allow + n, defs[i].method, strlen(defs[i].method) + 1);
+            }
+            path_found = 1;
+            continue;
+        }
+        out->id = defs[i].id;
+        out->allow[0] = '\0';
+        if (seg && cm_pct_decode(seg, seglen, out->param, sizeof out->param, NULL) != CM_OK)
+            return 400;
+        return 200;
+    }
+    return path_found ? 405 : 404;
+}

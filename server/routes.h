@@ -1,0 +1,38 @@
+/* routes.h - the API's paths: which route a method and raw path name, and
+ * the decoded path parameter.
+ *
+ * Pure, no allocation, thread-safe; unit-tested without sockets. */
+#ifndef CM_ROUTES_H
+#define CM_ROUTES_H
+
+#include "address.h"
+
+typedef enum {
+    CM_R_HEALTHZ = 0,
+    CM_R_READYZ,
+    CM_R_METRICS,
+    CM_R_KEYS,          /* GET, POST /v1/keys */
+    CM_R_KEY,           /* DELETE /v1/keys/{id} */
+    CM_R_HEARTBEAT,     /* POST /v1/mesh/heartbeat */
+    CM_R_AGENTS,        /* GET /v1/mesh/agents */
+    CM_R_AGENT_SPEND,   /* GET /v1/mesh/agents/{address_id}/spend */
+    CM_R_INTENT_SPEND,  /* GET /v1/mesh/intents/{intent_id}/spend */
+    CM_R_COUNT,
+} cm_route_id;
+
+typedef struct {
+    cm_route_id id;
+    char param[CM_ADDR_MAX]; /* the decoded {...} segment, "" when none */
+    char allow[32];          /* on 405: the methods the path takes */
+} cm_route;
+
+/* Matches `method` and the raw (still percent-encoded) path, without the
+ * query string. Returns 200 on a match, 404 for an unknown path, 405 when
+ * the path exists but not for this method (allow is set), 400 when the
+ * path parameter's encoding is malformed or too long. */
+int cm_route_match(const char *method, const char *path, cm_route *out);
+
+/* Static route name for metrics and logs; never NULL. */
+const char *cm_route_name(cm_route_id id);
+
+#endif

@@ -1,0 +1,24 @@
+/* svc.h - the loop-thread side of every API request: who is asking (API
+ * key lookup with a short cache), may they, and the reads and writes each
+ * route needs.
+ *
+ * Loop thread only. Jobs arrive from the bridge and leave through
+ * job->done with status and body set. */
+#ifndef CM_SVC_H
+#define CM_SVC_H
+
+#include "bridge.h"
+#include "ingest.h"
+#include "pg.h"
+
+typedef struct cm_svc cm_svc;
+
+/* reader and ingest are borrowed and must outlive the service. */
+int cm_svc_new(cm_pg_pool *reader, cm_ingest *ingest, int key_cache_ms, uv_loop_t *loop,
+               cm_svc **out);
+void cm_svc_free(cm_svc *s);
+
+/* A cm_bridge_fn: runs one job. */
+void cm_svc_run(void *svc, cm_job *j);
+
+#endif

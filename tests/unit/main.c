@@ -1,0 +1,17 @@
+/* main.c - runs every unit suite and prints one summary line. */
+#include "unit.h"
+
+#include <stdlib.h>
+
+int unit_passed;
+int unit_failed;
+
+int main(void)
+{
+    test_error();
+    test_money();
+    test_time();
+    test_address();
+    printf("%d passed, %d failed\n", unit_passed, unit_failed);
+    return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
