@@ -92,10 +92,15 @@ static void on_closed(uv_handle_t *h)
 
 void cm_bridge_close(cm_bridge *b)
 {
-    if (!b) return;
     pthread_mutex_lock(&b->lock);
     b->closed = 1;
     pthread_mutex_unlock(&b->lock);
+}
+
+void cm_bridge_free(cm_bridge *b)
+{
+    if (!b) return;
+    cm_bridge_close(b);
     drain(&b->async);
     uv_close((uv_handle_t *)&b->async, on_closed);
 }

@@ -74,8 +74,11 @@ int cm_bridge_new(uv_loop_t *loop, cm_bridge_fn fn, void *arg, cm_bridge **out);
 /* Any thread. Returns CM_OK, or CM_ESHUTDOWN after cm_bridge_close (the job
  * stays the caller's). */
 int cm_bridge_submit(cm_bridge *b, cm_job *j);
-/* Loop thread: refuses new jobs, closes the handle; memory is freed in the
- * close callback. */
+/* Any thread: from now on cm_bridge_submit refuses jobs; those already
+ * queued still run. */
 void cm_bridge_close(cm_bridge *b);
+/* Loop thread: closes, runs what is still queued, and frees the bridge once
+ * libuv has closed its handle. NULL is a no-op. */
+void cm_bridge_free(cm_bridge *b);
 
 #endif

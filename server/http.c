@@ -33,6 +33,7 @@ typedef struct {
     size_t len;
     int too_big;
     int is_post;
+    int dispatched; /* counted in inflight until completed */
     cm_job *job; /* owned while not handed to the bridge */
     _Atomic int job_done;
 } req;
@@ -304,7 +305,6 @@ static void on_job_done(cm_job *j)
 static enum MHD_Result answer_job(req *r)
 {
     cm_job *j = r->job;
-    atomic_fetch_sub(&r->h->inflight, 1);
     char *body = j->body;
     size_t len = j->body_len;
     j->body = NULL;
@@ -339,11 +339,10 @@ static enum MHD_Result dispatch(req *r)
     j->done_arg = r;
     /* Suspend before handing over: the loop may finish and resume at once. */
     MHD_suspend_connection(r->conn);
+    r->dispatched = 1;
     atomic_fetch_add(&r->h->inflight, 1);
     if (cm_bridge_submit(r->h->deps.bridge, j) != CM_OK) {
-        atomic_fetch_sub(&r->h->inflight, 1);
         cm_job_fail(j, 503, "shutting_down", NULL, "the server is stopping; retry");
-        atomic_fetch_add(&r->h->inflight, 1);
         on_job_done(j);
     }
     return MHD_YES;
@@ -411,6 +410,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)toe;
     req *r = *req_cls;
     if (!r) return;
+    if (r->dispatched) atomic_fetch_sub(&r->h->inflight, 1);
     cm_job_free(r->job);
     free(r->body);
     free(r);

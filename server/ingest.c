@@ -98,6 +98,7 @@ typedef struct group {
 } group;
 
 struct cm_ingest {
+    uv_timer_t retry; /* re-runs a failed rebuild */
     cm_pg_pool *writer;
     cm_store *store;
     cm_job *head, *tail;
@@ -111,10 +112,12 @@ struct cm_ingest {
 
 static void flush(cm_ingest *in);
 
-int cm_ingest_new(cm_pg_pool *writer, cm_store *store, cm_ingest **out)
+int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
     if (!in) return CM_ENOMEM;
+    uv_timer_init(loop, &in->retry);
+    in->retry.data = in;
     in->writer = writer;
     in->store = store;
     *out = in;
@@ -138,11 +141,17 @@ static void fail_jobs(cm_ingest *in, cm_job *j, int status, const char *code, co
     }
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
     fail_jobs(in, in->head, 503, "shutting_down", "the server is stopping; retry");
-    free(in);
+    in->head = in->tail = NULL;
+    uv_close((uv_handle_t *)&in->retry, on_closed);
 }
 
 size_t cm_ingest_backlog(const cm_ingest *in)
@@ -521,6 +530,11 @@ typedef struct {
     int failed;
 } rebuild;
 
+static void retry_rebuild(uv_timer_t *t)
+{
+    cm_ingest_rebuild(t->data);
+}
+
 static void rebuild_done(cm_ingest *in, int ok)
 {
     in->rebuilding = 0;
@@ -528,7 +542,9 @@ static void rebuild_done(cm_ingest *in, int ok)
         cm_store_set(in->store, EPOCH_KEY, "1");
         cm_log(CM_LOG_INFO, "event=redis_rebuilt");
     } else {
-        cm_log(CM_LOG_WARN, "event=redis_rebuild_failed");
+        cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
+        if (!uv_is_closing((uv_handle_t *)&in->retry))
+            uv_timer_start(&in->retry, (uv_timer_cb)retry_rebuild, 1000, 0);
     }
     if (in->rebuild_again) {
         in->rebuild_again = 0;

@@ -20,8 +20,9 @@
 typedef struct cm_ingest cm_ingest;
 
 /* writer and store are borrowed and must outlive the ingest. */
-int cm_ingest_new(cm_pg_pool *writer, cm_store *store, cm_ingest **out);
-/* Frees what is queued (its jobs are answered 503 first). NULL is a no-op. */
+int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_ingest **out);
+/* Answers what is queued with 503 and frees the ingest once its timer has
+ * closed (run the loop after). NULL is a no-op. */
 void cm_ingest_free(cm_ingest *in);
 
 /* Takes a heartbeat job whose agents are resolved and authorised; answers
@@ -30,7 +31,7 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j);
 
 /* Merges the current windows of every agent from PostgreSQL into Redis,
  * then marks Redis as complete. One at a time; a request while one runs
- * asks for one more after it. */
+ * asks for one more after it; a failed one is tried again a second later. */
 void cm_ingest_rebuild(cm_ingest *in);
 
 /* Heartbeat jobs queued or in flight. */

@@ -40,7 +40,7 @@ static void on_redis_ready(void *arg)
 static void on_stop(uv_async_t *h)
 {
     app *a = h->data;
-    cm_bridge_close(a->bridge);
+    cm_bridge_free(a->bridge);
     cm_ingest_free(a->ingest);
     a->ingest = NULL;
     cm_svc_free(a->svc);
@@ -102,7 +102,7 @@ int main(int argc, char **argv)
     if (cm_pg_pool_new(&a.loop, cfg.database_url, 1, "writer", &a.writer) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "reader", &a.reader) != CM_OK ||
         cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
-        cm_ingest_new(a.writer, a.store, &a.ingest) != CM_OK ||
+        cm_ingest_new(&a.loop, a.writer, a.store, &a.ingest) != CM_OK ||
         cm_svc_new(a.reader, a.ingest, cfg.key_cache_ms, &a.loop, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");
@@ -125,11 +125,12 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     cm_log(CM_LOG_INFO, "event=stopping signal=%d", sig);
-    /* Drain: stop accepting, let suspended requests finish (they are
-     * answered by the loop, which still runs), then stop the loop. */
+    /* Drain: stop accepting connections and jobs, let suspended requests
+     * finish (the loop answers them), and only then stop the HTTP threads
+     * and the loop: a suspended connection must never outlive its daemon. */
     cm_http_quiesce(http);
-    for (int i = 0; i < 300 && cm_http_inflight(http) > 0; i++) sleep_ms(10);
-    sleep_ms(50);
+    cm_bridge_close(a.bridge);
+    for (int i = 0; i < 1000 && cm_http_inflight(http) > 0; i++) sleep_ms(10);
     cm_http_stop(http);
     uv_async_send(&a.stop);
     pthread_join(loop_thread, NULL);
