@@ -92,6 +92,27 @@ static pending *pending_new(cm_svc *s, cm_job *j, const ident *who)
     return p;
 }
 
+/* The common start of a query callback: frees p and hands back its job,
+ * or answers 503 and returns NULL when the query failed. */
+static cm_job *take(void *arg, int rc)
+{
+    pending *p = arg;
+    cm_job *j = p->job;
+    free(p);
+    if (rc == CM_OK) return j;
+    fail_store(j);
+    return NULL;
+}
+
+/* Appends ,"name":"value" (the leading comma unless first). */
+static void jfield(cm_buf *b, const char *name, const char *value, int first)
+{
+    cm_buf_adds(b, first ? "\"" : ",\"");
+    cm_buf_adds(b, name);
+    cm_buf_adds(b, "\":");
+    cm_buf_add_jstr(b, value);
+}
+
 /* Runs sql; on failure to queue, answers 503 and frees p. */
 static void query(pending *p, const char *sql, int n, const char *const *params, cm_pg_cb cb)
 {
@@ -171,20 +192,13 @@ static void on_key_created(void *arg, int rc, const cm_pgres *res, const char *s
     } else {
         cm_buf b;
         cm_buf_init(&b);
-        cm_buf_adds(&b, "{\"key\":");
-        cm_buf_add_jstr(&b, p->key);
-        cm_buf_adds(&b, ",\"id\":");
-        cm_buf_add_jstr(&b, p->key_id);
-        cm_buf_adds(&b, ",\"role\":");
-        cm_buf_add_jstr(&b, j->keyreq.admin ? "admin" : "agent");
-        cm_buf_adds(&b, ",\"name\":");
-        cm_buf_add_jstr(&b, j->keyreq.name);
-        cm_buf_adds(&b, ",\"org\":");
-        cm_buf_add_jstr(&b, p->who.org);
-        if (j->keyreq.agent[0]) {
-            cm_buf_adds(&b, ",\"agent\":");
-            cm_buf_add_jstr(&b, j->keyreq.agent);
-        }
+        cm_buf_adds(&b, "{");
+        jfield(&b, "key", p->key, 1);
+        jfield(&b, "id", p->key_id, 0);
+        jfield(&b, "role", j->keyreq.admin ? "admin" : "agent", 0);
+        jfield(&b, "name", j->keyreq.name, 0);
+        jfield(&b, "org", p->who.org, 0);
+        if (j->keyreq.agent[0]) jfield(&b, "agent", j->keyreq.agent, 0);
         cm_buf_adds(&b, "}");
         cm_job_reply(j, 201, &b);
         j->done(j);
@@ -221,28 +235,18 @@ static void run_key_create(cm_svc *s, cm_job *j, const ident *who)
 static void on_key_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    pending *p = arg;
-    cm_job *j = p->job;
-    free(p);
-    if (rc != CM_OK) {
-        fail_store(j);
-        return;
-    }
+    cm_job *j = take(arg, rc);
+    if (!j) return;
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{\"keys\":[");
     for (int i = 0; i < cm_pgres_rows(res); i++) {
         if (i) cm_buf_add(&b, ",", 1);
-        cm_buf_adds(&b, "{\"id\":");
-        cm_buf_add_jstr(&b, cm_pgres_get(res, i, 0));
-        cm_buf_adds(&b, ",\"role\":");
-        cm_buf_add_jstr(&b, cm_pgres_get(res, i, 1));
-        cm_buf_adds(&b, ",\"name\":");
-        cm_buf_add_jstr(&b, cm_pgres_get(res, i, 2));
-        if (!cm_pgres_isnull(res, i, 3)) {
-            cm_buf_adds(&b, ",\"agent\":");
-            cm_buf_add_jstr(&b, cm_pgres_get(res, i, 3));
-        }
+        cm_buf_adds(&b, "{");
+        jfield(&b, "id", cm_pgres_get(res, i, 0), 1);
+        jfield(&b, "role", cm_pgres_get(res, i, 1), 0);
+        jfield(&b, "name", cm_pgres_get(res, i, 2), 0);
+        if (!cm_pgres_isnull(res, i, 3)) jfield(&b, "agent", cm_pgres_get(res, i, 3), 0);
         cm_buf_adds(&b, ",\"created_at\":");
         cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 4), NULL, 10));
         cm_buf_adds(&b, "}");
@@ -303,22 +307,16 @@ static const char *const health_names[] = {"healthy", "degraded", "unreachable",
 static void on_agent_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    pending *p = arg;
-    cm_job *j = p->job;
-    free(p);
-    if (rc != CM_OK) {
-        fail_store(j);
-        return;
-    }
+    cm_job *j = take(arg, rc);
+    if (!j) return;
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{\"agents\":[");
     for (int i = 0; i < cm_pgres_rows(res); i++) {
         if (i) cm_buf_add(&b, ",", 1);
-        cm_buf_adds(&b, "{\"address\":");
-        cm_buf_add_jstr(&b, cm_pgres_get(res, i, 0));
-        cm_buf_adds(&b, ",\"health\":");
-        cm_buf_add_jstr(&b, cm_pgres_get(res, i, 1));
+        cm_buf_adds(&b, "{");
+        jfield(&b, "address", cm_pgres_get(res, i, 0), 1);
+        jfield(&b, "health", cm_pgres_get(res, i, 1), 0);
         cm_buf_adds(&b, ",\"last_heartbeat\":");
         if (cm_pgres_isnull(res, i, 2)) cm_buf_adds(&b, "null");
         else cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 2), NULL, 10));
@@ -382,10 +380,9 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         for (int k = 0; k < 6; k++) tot[k] += strtoll(cm_pgres_get(res, i, 1 + k), NULL, 10);
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_adds(&b, "{\"agent\":");
-    cm_buf_add_jstr(&b, j->target);
-    cm_buf_adds(&b, ",\"window\":");
-    cm_buf_add_jstr(&b, cm_window_name(j->window));
+    cm_buf_adds(&b, "{");
+    jfield(&b, "agent", j->target, 1);
+    jfield(&b, "window", cm_window_name(j->window), 0);
     cm_buf_adds(&b, ",\"from\":");
     cm_buf_add_jtime(&b, from);
     cm_buf_adds(&b, ",\"to\":");
@@ -440,23 +437,17 @@ static void run_spend_agent(cm_svc *s, cm_job *j, const ident *who)
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    pending *p = arg;
-    cm_job *j = p->job;
-    free(p);
-    if (rc != CM_OK) {
-        fail_store(j);
-        return;
-    }
+    cm_job *j = take(arg, rc);
+    if (!j) return;
     if (cm_pgres_rows(res) == 0 || cm_pgres_isnull(res, 0, 0)) {
         fail(j, 404, "intent_not_found", NULL, "no heartbeats of this intent for this agent");
         return;
     }
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_adds(&b, "{\"intent_id\":");
-    cm_buf_add_jstr(&b, j->target);
-    cm_buf_adds(&b, ",\"agent\":");
-    cm_buf_add_jstr(&b, j->agent);
+    cm_buf_adds(&b, "{");
+    jfield(&b, "intent_id", j->target, 1);
+    jfield(&b, "agent", j->agent, 0);
     cm_buf_adds(&b, ",\"from\":");
     cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 0), NULL, 10));
     cm_buf_adds(&b, ",\"to\":");
