@@ -301,3 +301,144 @@ done:
     json_object_put(root);
     return rc;
 }
+
+static const char *const policy_fields[] = {
+    "max_intents_per_hour", "max_intents_per_day", "max_cost_per_hour_usd",
+    "max_cost_per_day_usd", "max_cost_per_month_usd", "action_on_breach", "alert_thresholds",
+};
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int cm_codec_policy(const char *body, size_t len, cm_policy *out, cm_apierr *e)
+{
+    cm_policy_init(out);
+    json_object *root = parse_root(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = CM_OK;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        goto done;
+    }
+    json_object_object_foreach(root, key, val) {
+        (void)val;
+        int known = 0;
+        for (size_t i = 0; i < sizeof policy_fields / sizeof policy_fields[0]; i++)
+            known |= strcmp(key, policy_fields[i]) == 0;
+        if (!known) {
+            char f[128];
+            snprintf(f, sizeof f, "%s", key);
+            rc = cm_apierr_set(e, 400, "invalid_field", f, "unknown policy field %s", f);
+            goto done;
+        }
+    }
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        json_object *v;
+        if (!json_object_object_get_ex(root, cm_limit_name(i), &v) || !v) continue;
+        rc = cm_limit_is_cost(i) ? get_money(root, "", cm_limit_name(i), &out->limit[i], e)
+                                 : get_count(root, "", cm_limit_name(i), &out->limit[i], e);
+        if (rc != CM_OK) goto done;
+        out->has[i] = true;
+    }
+    char action[16];
+    if ((rc = get_str(root, "", "action_on_breach", action, sizeof action - 1, e)) != CM_OK) goto done;
+    if (action[0] && strcmp(action, "block") != 0 && strcmp(action, "alert") != 0) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "action_on_breach",
+                           "action_on_breach must be \"block\" or \"alert\"");
+        goto done;
+    }
+    out->block = strcmp(action, "alert") != 0;
+    json_object *th;
+    if (json_object_object_get_ex(root, "alert_thresholds", &th) && th) {
+        if (!json_object_is_type(th, json_type_array) || json_object_array_length(th) == 0 ||
+            json_object_array_length(th) > CM_THRESH_MAX) {
+            rc = cm_apierr_set(e, 400, "invalid_field", "alert_thresholds",
+                               "alert_thresholds must be an array of 1 to %d numbers", CM_THRESH_MAX);
+            goto done;
+        }
+        out->nthresh = (int)json_object_array_length(th);
+        for (int i = 0; i < out->nthresh; i++) {
+            json_object *v = json_object_array_get_idx(th, (size_t)i);
+            char f[40];
+            snprintf(f, sizeof f, "alert_thresholds[%d]", i);
+            const char *text = v ? json_object_get_string(v) : "";
+            /* A fraction has the same 1e-9 fixed point as money. */
+            if (!v || (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double)) ||
+                cm_money_parse(text, strlen(text), &out->thresh[i]) != CM_OK || out->thresh[i] <= 0 ||
+                out->thresh[i] > CM_FRACTION_ONE) {
+                rc = cm_apierr_set(e, 400, "invalid_field", f, "%s must be a number in (0, 1]", f);
+                goto done;
+            }
+        }
+        qsort(out->thresh, (size_t)out->nthresh, sizeof out->thresh[0], cmp_i64);
+    }
+done:
+    json_object_put(root);
+    return rc;
+}
+
+int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e)
+{
+    memset(out, 0, sizeof *out);
+    if (!axme && is_blank(body, len)) return CM_OK;
+    json_object *root = parse_root(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = CM_OK;
+    const char *agent_field = axme ? "to_agent" : "agent";
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        goto done;
+    }
+    if ((rc = get_str(root, "", agent_field, out->agent, CM_ADDR_MAX - 1, e)) != CM_OK ||
+        (rc = get_str(root, "", axme ? "correlation_id" : "intent_id", out->intent_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK)
+        goto done;
+    if (axme && !out->agent[0]) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "to_agent", "to_agent is required");
+        goto done;
+    }
+    if (out->agent[0] && cm_addr_parse(out->agent, strlen(out->agent), NULL) != CM_OK) {
+        char f[16];
+        snprintf(f, sizeof f, "%s", agent_field);
+        rc = cm_apierr_set(e, 400, "invalid_field", f, "%s must be an address agent://ORG/ENV/NAME", f);
+        goto done;
+    }
+    json_object *payload;
+    if (axme && json_object_object_get_ex(root, "payload", &payload) && payload &&
+        !json_object_is_type(payload, json_type_object)) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "payload", "payload must be a JSON object");
+        goto done;
+    }
+done:
+    json_object_put(root);
+    return rc;
+}
+
+int cm_codec_webhook(const char *body, size_t len, cm_webhookreq *out, cm_apierr *e)
+{
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_root(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = CM_OK;
+    if (!json_object_is_type(root, json_type_object)) {
+        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        goto done;
+    }
+    if ((rc = get_str(root, "", "url", out->url, sizeof out->url - 1, e)) != CM_OK ||
+        (rc = get_str(root, "", "secret", out->secret, CM_ID_MAX, e)) != CM_OK)
+        goto done;
+    if (strncmp(out->url, "http://", 7) != 0 && strncmp(out->url, "https://", 8) != 0) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "url", "url must be an http:// or https:// URL");
+        goto done;
+    }
+    if (!out->secret[0]) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "secret", "secret is required");
+        goto done;
+    }
+done:
+    json_object_put(root);
+    return rc;
+}

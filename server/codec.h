@@ -7,6 +7,7 @@
 #define CM_CODEC_H
 
 #include "address.h"
+#include "policy.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,5 +67,30 @@ typedef struct {
 } cm_keyreq;
 
 int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
+
+/* PUT .../policies/cost body: every limit optional (absent or null:
+ * unlimited), counts >= 0, money >= 0, action "block" (default) or "alert",
+ * alert_thresholds 1..CM_THRESH_MAX numbers in (0, 1] (default
+ * [0.5,0.75,0.9,1.0]), stored ascending. Unknown fields are refused: a typo
+ * in a limit's name must not silently mean "unlimited". */
+int cm_codec_policy(const char *body, size_t len, cm_policy *out, cm_apierr *e);
+
+/* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
+ * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"}. */
+typedef struct {
+    char agent[CM_ADDR_MAX];          /* "" when absent */
+    char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
+    char intent_type[CM_ID_MAX + 1];
+} cm_intentreq;
+
+int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);
+
+/* PUT /v1/mesh/webhook {"url":"http(s)://...","secret":"..."}. */
+typedef struct {
+    char url[512];
+    char secret[CM_ID_MAX + 1];
+} cm_webhookreq;
+
+int cm_codec_webhook(const char *body, size_t len, cm_webhookreq *out, cm_apierr *e);
 
 #endif

@@ -12,6 +12,9 @@ int main(void)
     test_money();
     test_time();
     test_address();
+    test_buf();
+    test_routes();
+    test_codec();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

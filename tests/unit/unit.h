@@ -55,5 +55,8 @@ void test_error(void);
 void test_money(void);
 void test_time(void);
 void test_address(void);
+void test_buf(void);
+void test_routes(void);
+void test_codec(void);
 
 #endif

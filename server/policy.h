@@ -1,0 +1,63 @@
+/* policy.h - cost policies as data, and the pure arithmetic of enforcing
+ * them: which limits exist, which window each counts in, which breached
+ * limit binds, how long until it lifts, and threshold amounts.
+ *
+ * No I/O, no allocation, thread-safe. The check-and-increment itself runs
+ * atomically inside Redis (store.h, CM_SCRIPT_ADMIT); this module prepares
+ * its inputs and reads its outputs. */
+#ifndef CM_POLICY_H
+#define CM_POLICY_H
+
+#include "buf.h"
+#include "timeutil.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Limits, in the order Redis reports them as bit i of a breach mask. */
+enum {
+    CM_LIM_INTENTS_HOUR = 0,
+    CM_LIM_INTENTS_DAY,
+    CM_LIM_COST_HOUR,
+    CM_LIM_COST_DAY,
+    CM_LIM_COST_MONTH,
+    CM_LIM_COUNT
+};
+
+#define CM_THRESH_MAX 8
+#define CM_FRACTION_ONE 1000000000LL /* thresholds are fractions in 1e-9 units */
+
+typedef struct {
+    bool has[CM_LIM_COUNT];         /* false: unlimited */
+    int64_t limit[CM_LIM_COUNT];    /* intents: a count; cost: nano-dollars */
+    bool block;                     /* "block", else "alert" */
+    int nthresh;
+    int64_t thresh[CM_THRESH_MAX];  /* ascending fractions of each cost limit */
+} cm_policy;
+
+/* The policy every agent has when none was set: unlimited, block, the
+ * default thresholds [0.5, 0.75, 0.9, 1.0]. */
+void cm_policy_init(cm_policy *p);
+
+/* The JSON field name of a limit, e.g. "max_cost_per_day_usd"; never NULL. */
+const char *cm_limit_name(int lim);
+bool cm_limit_is_cost(int lim);
+cm_window cm_limit_window(int lim);
+
+/* Of the limits set in `mask` (bit i = limit i), the binding one: the one
+ * whose window ends last (a refusal lasts until every breached window has
+ * ended), the lower index on ties. *retry_after is the seconds from `now`
+ * until that window ends (at least 1). Returns -1 when mask is 0. */
+int cm_policy_binding(unsigned mask, int64_t now, int64_t *retry_after);
+
+/* The smallest amount that reaches `fraction` of `limit`: ceil(limit *
+ * fraction / 1e9), exact for all int64 inputs >= 0. */
+int64_t cm_policy_threshold(int64_t limit, int64_t fraction);
+
+/* Appends the policy as the JSON object GET answers. */
+void cm_policy_json(const cm_policy *p, cm_buf *b);
+
+/* Appends a limit's value as JSON (money for cost limits). */
+void cm_policy_value_json(int lim, int64_t v, cm_buf *b);
+
+#endif

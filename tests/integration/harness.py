@@ -1,0 +1,527 @@
+"""Integration test harness for costmeshd (Python 3 stdlib only).
+
+Owns a throwaway Redis + PostgreSQL (through scripts/services.sh), the
+costmeshd process under test, and small clients for HTTP, redis-cli and psql.
+"""
+
+import decimal
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from decimal import Decimal
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+PG_BIN = "/usr/lib/postgresql/15/bin"
+SANITIZER_PATTERNS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+decimal.getcontext().prec = 50
+
+
+class TestFailure(AssertionError):
+    """A check failed."""
+
+
+class HarnessError(Exception):
+    """The harness itself could not do its job."""
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def check_eq(got, want, what):
+    if got != want:
+        raise TestFailure("%s: want %r, got %r" % (what, want, got))
+
+
+def dec(x):
+    """A JSON number (int or Decimal from parse_float) as Decimal."""
+    if isinstance(x, bool) or x is None:
+        raise TestFailure("not a number: %r" % (x,))
+    if isinstance(x, (int, Decimal)):
+        return Decimal(x)
+    if isinstance(x, str):
+        return Decimal(x)
+    raise TestFailure("not an exact number (float leaked?): %r" % (x,))
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
+
+
+def parse_iso(s):
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?Z", s or "")
+    if not m:
+        raise TestFailure("not an RFC 3339 UTC time: %r" % (s,))
+    import calendar
+    return calendar.timegm(tuple(int(g) for g in m.groups()) + (0, 0, 0))
+
+
+def day_start(t):
+    return int(t) // 86400 * 86400
+
+
+def hour_start(t):
+    return int(t) // 3600 * 3600
+
+
+def new_agent(org="org1", tag="t"):
+    return "agent://%s/test/%s-%s" % (org, tag, uuid.uuid4().hex[:16])
+
+
+def hb_id():
+    return "hb-" + uuid.uuid4().hex
+
+
+def enc(address):
+    return urllib.parse.quote(address, safe="")
+
+
+def nanos(d):
+    """Decimal dollars -> int nano-dollars (exact; test values have <= 9 decimals)."""
+    v = Decimal(d) * Decimal(1000000000)
+    check(v == v.to_integral_value(), "not a whole number of nanos: %s" % d)
+    return int(v)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class ConnError(Exception):
+    """The request did not get an HTTP answer (refused, reset, timeout)."""
+
+
+class Resp:
+    def __init__(self, status, headers, text):
+        self.status = status
+        self.headers = headers
+        self.text = text
+        self._json = None
+        self._parsed = False
+
+    @property
+    def json(self):
+        if not self._parsed:
+            self._parsed = True
+            try:
+                self._json = json.loads(self.text, parse_float=Decimal, parse_constant=_no_constant)
+            except ValueError:
+                self._json = None
+        return self._json
+
+    def error(self):
+        j = self.json
+        if not isinstance(j, dict) or not isinstance(j.get("error"), dict):
+            raise TestFailure("status %d without a JSON error body: %.300r" % (self.status, self.text))
+        return j["error"]
+
+    def __repr__(self):
+        return "<%d %.300s>" % (self.status, self.text)
+
+
+def check_status(r, want, what=""):
+    if isinstance(want, int):
+        want = (want,)
+    if r.status not in want:
+        raise TestFailure("%s: want status %s, got %d: %.400s" % (what or "request", "/".join(map(str, want)), r.status, r.text))
+
+
+def check_error(r, status, code=None, field=None, what=""):
+    """r is an error reply with this status, a JSON error body, and the code/field when given."""
+    check_status(r, status, what)
+    e = r.error()
+    check(isinstance(e.get("code"), str) and re.fullmatch(r"[a-z][a-z0-9_]*", e["code"] or ""),
+          "%s: error.code not snake_case: %r" % (what, e.get("code")))
+    check(isinstance(e.get("message"), str) and e["message"], "%s: error.message missing: %r" % (what, e))
+    if code is not None:
+        codes = (code,) if isinstance(code, str) else tuple(code)
+        check(e["code"] in codes, "%s: want error.code %s, got %r" % (what, "|".join(codes), e["code"]))
+    if field is not None:
+        check_eq(e.get("field"), field, "%s: error.field" % what)
+    return e
+
+
+class Server:
+    """One costmeshd process."""
+
+    def __init__(self, h, admin_key, org):
+        self.h = h
+        self.admin_key = admin_key
+        self.org = org
+        self.proc = None
+        self.log_path = None
+        self.log_file = None
+
+    def start(self, timeout=20):
+        h = self.h
+        h.server_starts += 1
+        self.log_path = os.path.join(h.data_dir, "costmeshd-%02d.log" % h.server_starts)
+        self.log_file = open(self.log_path, "wb")
+        env = dict(os.environ)
+        env.update({
+            "COSTMESH_LISTEN": "127.0.0.1:%d" % h.http_port,
+            "COSTMESH_REDIS_URL": h.redis_url,
+            "COSTMESH_DATABASE_URL": h.db_url,
+            "COSTMESH_ADMIN_KEY": self.admin_key,
+            "COSTMESH_ORG": self.org,
+            "COSTMESH_LOG_LEVEL": "warn",
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1",
+        })
+        self.proc = subprocess.Popen([h.binary], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=self.log_file, stderr=self.log_file, cwd=h.data_dir)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise HarnessError("costmeshd exited with %d at start: %s" % (self.proc.returncode, self.log_tail()))
+            try:
+                r = h.request("GET", "/readyz", timeout=2)
+                if r.status == 200:
+                    return
+            except ConnError:
+                pass
+            time.sleep(0.1)
+        raise HarnessError("costmeshd /readyz not 200 within %ds: %s" % (timeout, self.log_tail()))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        if not self.log_path:
+            return ""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, n=25):
+        return " | ".join(self.log_text().splitlines()[-n:])
+
+    def sanitizer_lines(self):
+        return [l for l in self.log_text().splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
+
+    def _close_log(self):
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+
+    def stop(self, timeout=30):
+        """SIGTERM, wait; returns a list of problems (empty: clean exit 0, clean log)."""
+        problems = []
+        if self.proc is None:
+            return problems
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                problems.append("did not exit within %ds of SIGTERM" % timeout)
+                self.proc.kill()
+                self.proc.wait(10)
+        else:
+            problems.append("had already exited (code %d) before SIGTERM" % self.proc.returncode)
+        if self.proc.returncode != 0:
+            problems.append("exit code %d" % self.proc.returncode)
+        self._close_log()
+        bad = self.sanitizer_lines()
+        if bad:
+            problems.append("sanitizer report in %s: %s" % (self.log_path, " | ".join(bad[:5])))
+        if problems:
+            problems.append("log tail: " + self.log_tail(40))
+        self.proc = None
+        return problems
+
+    def kill9(self):
+        """kill -9 (crash tests); returns sanitizer lines logged before the kill."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close_log()
+        self.proc = None
+        return self.sanitizer_lines()
+
+
+class Harness:
+    def __init__(self, build_dir):
+        bd = build_dir if os.path.isabs(build_dir) else (
+            os.path.abspath(build_dir) if os.path.exists(build_dir) else os.path.join(REPO, build_dir))
+        self.binary = os.path.join(bd, "costmeshd")
+        if not os.access(self.binary, os.X_OK):
+            raise HarnessError("no executable %s" % self.binary)
+        self.data_dir = None
+        self.services_started = False
+        self.server = None
+        self.server_starts = 0
+        self.k1 = "k1-" + secrets.token_hex(16)
+        self.k2 = "k2-" + secrets.token_hex(16)
+        self.org1, self.org2 = "org1", "org2"
+
+    # ---------------------------------------------------------- services
+
+    def services_env(self):
+        env = dict(os.environ)
+        env.update({"CM_DATA_DIR": self.data_dir, "CM_REDIS_PORT": str(self.redis_port),
+                    "CM_PG_PORT": str(self.pg_port)})
+        return env
+
+    def services(self, cmd, timeout=120):
+        p = subprocess.run(["sh", os.path.join(REPO, "scripts", "services.sh"), cmd],
+                           env=self.services_env(), cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=timeout)
+        out = p.stdout.decode("utf-8", "replace")
+        if p.returncode != 0:
+            raise HarnessError("services.sh %s failed (%d): %s" % (cmd, p.returncode, out[-2000:]))
+        return out
+
+    def setup(self):
+        self.data_dir = tempfile.mkdtemp(prefix="cmit-")
+        self.redis_port = free_port()
+        self.pg_port = free_port()
+        while self.pg_port == self.redis_port:
+            self.pg_port = free_port()
+        self.http_port = free_port()
+        self.services_started = True
+        self.services("start")
+        env = {}
+        with open(os.path.join(self.data_dir, "env")) as f:
+            for line in f:
+                m = re.match(r"\s*export\s+(\w+)=(.*)$", line.strip())
+                if m:
+                    env[m.group(1)] = m.group(2).strip().strip("'\"")
+        self.redis_url = env.get("COSTMESH_REDIS_URL")
+        self.db_url = env.get("COSTMESH_DATABASE_URL")
+        if not self.redis_url or not self.db_url:
+            raise HarnessError("env file lacks the store URLs: %r" % env)
+        # Bootstrap both orgs: the bootstrap key is stored in PostgreSQL, so
+        # K1 stays valid after the restart with K2.
+        self.server = Server(self, self.k1, self.org1)
+        self.server.start()
+        problems = self.server.stop()
+        if problems:
+            raise HarnessError("first server did not stop cleanly: " + "; ".join(problems))
+        self.server = Server(self, self.k2, self.org2)
+        self.server.start()
+
+    def teardown(self):
+        errors = []
+        if self.server is not None and self.server.proc is not None:
+            try:
+                p = self.server.proc
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+                    try:
+                        p.wait(20)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(10)
+            except Exception as e:  # noqa: BLE001
+                errors.append("server: %s" % e)
+            self.server._close_log()
+        if self.services_started:
+            try:
+                self.services("stop", timeout=90)
+            except Exception as e:  # noqa: BLE001
+                errors.append("services stop: %s" % e)
+                self._kill_services()
+        if self.data_dir and os.path.isdir(self.data_dir):
+            keep = os.environ.get("CM_KEEP_DATA") == "1"
+            if keep:
+                errors.append("data kept in %s (CM_KEEP_DATA=1)" % self.data_dir)
+            else:
+                pg = os.path.join(self.data_dir, "pg")
+                if os.path.islink(pg):
+                    target = os.readlink(pg)
+                    if target.startswith("/var/tmp/costmesh-pg-"):
+                        shutil.rmtree(target, ignore_errors=True)
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+        return errors
+
+    def _kill_services(self):
+        """Last resort: SIGKILL the services we started, found by their pid files."""
+        for pidfile in (self.redis_pidfile(), self.pg_pidfile()):
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.readline().strip())
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+
+    def redis_pidfile(self):
+        return os.path.join(self.data_dir, "redis", "redis.pid")
+
+    def pg_base(self):
+        pg = os.path.join(self.data_dir, "pg")
+        return os.path.realpath(pg)
+
+    def pg_pidfile(self):
+        return os.path.join(self.pg_base(), "data", "postmaster.pid")
+
+    def kill9_redis(self):
+        with open(self.redis_pidfile()) as f:
+            pid = int(f.readline().strip())
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise HarnessError("redis pid %d still alive after SIGKILL" % pid)
+
+    def stop_pg_immediate(self):
+        cmd = [PG_BIN + "/pg_ctl", "-D", os.path.join(self.pg_base(), "data"), "-m", "immediate", "-w", "stop"]
+        if os.getuid() == 0:
+            cmd = ["runuser", "-u", "costmesh", "--"] + cmd
+        p = subprocess.run(cmd, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        if p.returncode != 0:
+            raise HarnessError("pg_ctl stop failed: %s" % p.stdout.decode("utf-8", "replace"))
+
+    # ---------------------------------------------------------- server
+
+    def restart_server(self):
+        """SIGTERM the running server (checked), start it again."""
+        problems = self.server.stop()
+        s = Server(self, self.server.admin_key, self.server.org)
+        self.server = s
+        s.start()
+        if problems:
+            raise TestFailure("server stop was not clean: " + "; ".join(problems))
+
+    def ensure_server(self):
+        """Between tests: a dead server (crash, sanitizer abort) is restarted."""
+        if self.server.alive():
+            return None
+        code = self.server.proc.returncode if self.server.proc else None
+        bad = self.server.sanitizer_lines()
+        tail = self.server.log_tail()
+        s = Server(self, self.server.admin_key, self.server.org)
+        self.server = s
+        s.start()
+        return "server had died (exit %s)%s; log: %s" % (code, (" sanitizer: " + " | ".join(bad[:3])) if bad else "", tail)
+
+    # ---------------------------------------------------------- clients
+
+    def request(self, method, path, body=None, key=None, headers=None, timeout=30, bearer=False):
+        hdrs = dict(headers or {})
+        if key is not None:
+            if bearer:
+                hdrs["Authorization"] = "Bearer " + key
+            else:
+                hdrs["x-api-key"] = key
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body, default=_json_default)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if body is not None:
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            text = r.read().decode("utf-8", "replace")
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, text)
+        except (OSError, http.client.HTTPException) as e:
+            raise ConnError("%s %s: %s: %s" % (method, path, type(e).__name__, e)) from None
+        finally:
+            conn.close()
+
+    def hb(self, body, key=None, **kw):
+        return self.request("POST", "/v1/mesh/heartbeat", body, key=self.k1 if key is None else key, **kw)
+
+    def spend(self, address, window=None, at=None, key=None):
+        q = {}
+        if window:
+            q["window"] = window
+        if at is not None:
+            q["at"] = at if isinstance(at, str) else iso(at)
+        path = "/v1/mesh/agents/%s/spend" % enc(address)
+        if q:
+            path += "?" + urllib.parse.urlencode(q)
+        return self.request("GET", path, key=self.k1 if key is None else key)
+
+    def spend_ok(self, address, window=None, at=None, key=None):
+        r = self.spend(address, window, at, key)
+        check_status(r, 200, "spend of %s" % address)
+        check(isinstance(r.json, dict), "spend body is not JSON: %.200r" % r.text)
+        return r.json
+
+    def redis(self, *args, timeout=10):
+        p = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.redis_port)] + [str(a) for a in args],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        if p.returncode != 0:
+            raise TestFailure("redis-cli %s failed: %s" % (args, p.stderr.decode()))
+        return p.stdout.decode("utf-8", "replace").strip()
+
+    def psql(self, sql, timeout=20):
+        p = subprocess.run(["psql", self.db_url, "-X", "-Atc", sql], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout, env=dict(os.environ, PGCONNECT_TIMEOUT="5"))
+        if p.returncode != 0:
+            raise TestFailure("psql %r failed: %s" % (sql, p.stderr.decode()))
+        return p.stdout.decode("utf-8", "replace").strip()
+
+    def wait_ready(self, timeout):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = self.request("GET", "/readyz", timeout=2)
+                if last.status == 200:
+                    return last
+            except ConnError as e:
+                last = e
+            time.sleep(0.1)
+        raise TestFailure("/readyz not 200 within %ss: %r" % (timeout, last))
+
+
+def _no_constant(c):
+    raise ValueError("non-JSON constant %s in a reply" % c)
+
+
+def _json_default(o):
+    if isinstance(o, Decimal):
+        # Only used when a test builds a body from Decimals: keep the exact text.
+        raise TypeError("pass money as raw JSON text, not Decimal")
+    raise TypeError(repr(o))
+
+
+def hb_obj(agent, cost=None, hid=None, ts=None, intent=None, **metrics):
+    """One heartbeat as JSON text (money kept as the literal text given)."""
+    parts = []
+    if agent is not None:
+        parts.append('"agent":%s' % json.dumps(agent))
+    if hid is not None:
+        parts.append('"id":%s' % json.dumps(hid))
+    if intent is not None:
+        parts.append('"intent_id":%s' % json.dumps(intent))
+    if ts is not None:
+        parts.append('"ts":%s' % json.dumps(ts if isinstance(ts, str) else iso(ts)))
+    m = []
+    if cost is not None:
+        m.append('"cost_usd":%s' % cost)
+    for k, v in metrics.items():
+        m.append('%s:%s' % (json.dumps(k), v if isinstance(v, str) else json.dumps(v)))
+    if m:
+        parts.append('"metrics":{%s}' % ",".join(m))
+    return "{" + ",".join(parts) + "}"
+
+
+def batch(items):
+    return '{"heartbeats":[' + ",".join(items) + "]}"
