@@ -453,10 +453,10 @@ out:
     return rc;
 }
 
-static void on_merged(void *arg, int rc, const long long *vals, int n)
+static void on_merged(void *arg, int rc, const cm_store_reply *reply)
 {
     cm_ingest *in = arg;
-    if (rc == CM_OK && n == 1 && vals[0] == 0 && !in->rebuilding) {
+    if (rc == CM_OK && cm_store_reply_int(reply, 0) == 0 && !in->rebuilding) {
         cm_log(CM_LOG_WARN, "event=redis_epoch_missing action=rebuild");
         cm_ingest_rebuild(in);
     }
@@ -539,7 +539,7 @@ static void rebuild_done(cm_ingest *in, int ok)
 {
     in->rebuilding = 0;
     if (ok) {
-        cm_store_set(in->store, EPOCH_KEY, "1");
+        cm_store_set(in->store, EPOCH_KEY, "1", 0);
         cm_log(CM_LOG_INFO, "event=redis_rebuilt");
     } else {
         cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
@@ -552,10 +552,9 @@ static void rebuild_done(cm_ingest *in, int ok)
     }
 }
 
-static void on_rebuild_merged(void *arg, int rc, const long long *vals, int n)
+static void on_rebuild_merged(void *arg, int rc, const cm_store_reply *reply)
 {
-    (void)vals;
-    (void)n;
+    (void)reply;
     rebuild *rb = arg;
     if (rc != CM_OK) rb->failed = 1;
     if (--rb->pending == 0) {
@@ -591,7 +590,7 @@ static void on_rebuild_rows(void *arg, int rc, const cm_pgres *res, const char *
             break;
         }
     }
-    on_rebuild_merged(rb, CM_OK, NULL, 0);
+    on_rebuild_merged(rb, CM_OK, NULL);
 }
 
 void cm_ingest_rebuild(cm_ingest *in)

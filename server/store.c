@@ -40,7 +40,108 @@ static const char merge_lua[] =
     "end\n"
     "return redis.call('EXISTS', KEYS[1])\n";
 
-static const char *const scripts[CM_SCRIPT_COUNT] = {merge_lua};
+/* KEYS: 1 epoch, 2 policy hash, 3..5 hour/day/month window hashes,
+ * 6 idempotency key. ARGV: 1 "1" when an Idempotency-Key is used, 2..4 the
+ * windows' ttls, 5 the address, 6..8 the windows' start times (for the
+ * once-per-window breach markers). Answers {code, breached mask, newly
+ * breached mask, current of each limit (5), limit values (5)} where code is
+ * 1 admitted, 0 refused, 2 killed; or {-1} when Redis lost its data, {-2,
+ * stored answer} for a repeated key, {-3} while the first is in flight. */
+static const char admit_lua[] =
+    "local function ge(a, b)\n"
+    "  if #a ~= #b then return #a > #b end\n"
+    "  return a >= b\n"
+    "end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end\n"
+    "if ARGV[1] == '1' then\n"
+    "  local prev = redis.call('GET', KEYS[6])\n"
+    "  if prev == 'pending' then return {-3} end\n"
+    "  if prev then return {-2, prev} end\n"
+    "end\n"
+    "local p = redis.call('HMGET', KEYS[2], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4')\n"
+    "local cur = {\n"
+    "  redis.call('HGET', KEYS[3], 'intents') or '0', redis.call('HGET', KEYS[4], 'intents') or '0',\n"
+    "  redis.call('HGET', KEYS[3], 'cost') or '0', redis.call('HGET', KEYS[4], 'cost') or '0',\n"
+    "  redis.call('HGET', KEYS[5], 'cost') or '0'}\n"
+    "local win = {ARGV[6], ARGV[7], ARGV[6], ARGV[7], ARGV[8]}\n"
+    "local code, mask, fresh = 1, 0, 0\n"
+    "if p[1] == '1' then code = 2 else\n"
+    "  for i = 1, 5 do\n"
+    "    local lim = p[2 + i]\n"
+    "    if lim and ge(cur[i], lim) then\n"
+    "      mask = mask + 2 ^ (i - 1)\n"
+    "      if redis.call('SET', 'cm:x:' .. ARGV[5] .. ':b' .. (i - 1) .. ':' .. win[i], '1', 'NX', 'EX', 3000000) then\n"
+    "        fresh = fresh + 2 ^ (i - 1)\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if mask > 0 and p[2] ~= '0' then code = 0 else\n"
+    "    for k = 3, 5 do\n"
+    "      redis.call('HINCRBY', KEYS[k], 'intents', 1)\n"
+    "      redis.call('EXPIRE', KEYS[k], ARGV[k - 1])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if ARGV[1] == '1' then redis.call('SET', KEYS[6], 'pending', 'EX', 86400) end\n"
+    "return {code, mask, fresh, cur[1], cur[2], cur[3], cur[4], cur[5],\n"
+    "  p[3] or '', p[4] or '', p[5] or '', p[6] or '', p[7] or ''}\n";
+
+/* KEYS: 1 epoch, then per agent its policy hash and hour/day/month window
+ * hashes. ARGV per agent: address and the three windows' start times.
+ * Answers one state per agent (0 active, 1 blocked, 2 killed), then for
+ * each newly crossed mark four values: agent index, limit index, threshold
+ * index (1-based; 0 for the limit itself), current cost. */
+static const char check_lua[] =
+    "local function ge(a, b)\n"
+    "  if #a ~= #b then return #a > #b end\n"
+    "  return a >= b\n"
+    "end\n"
+    "local n = (#KEYS - 1) / 4\n"
+    "local out, marks = {}, {}\n"
+    "for a = 0, n - 1 do\n"
+    "  local base = 2 + 4 * a\n"
+    "  local addr = ARGV[1 + 4 * a]\n"
+    "  local p = redis.call('HMGET', KEYS[base], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4', 't2', 't3', 't4')\n"
+    "  local cur = {\n"
+    "    redis.call('HGET', KEYS[base + 1], 'intents') or '0', redis.call('HGET', KEYS[base + 2], 'intents') or '0',\n"
+    "    redis.call('HGET', KEYS[base + 1], 'cost') or '0', redis.call('HGET', KEYS[base + 2], 'cost') or '0',\n"
+    "    redis.call('HGET', KEYS[base + 3], 'cost') or '0'}\n"
+    "  local win = {ARGV[2 + 4 * a], ARGV[3 + 4 * a], ARGV[2 + 4 * a], ARGV[3 + 4 * a], ARGV[4 + 4 * a]}\n"
+    "  local state = 0\n"
+    "  for i = 1, 5 do\n"
+    "    local lim = p[2 + i]\n"
+    "    if lim and ge(cur[i], lim) and p[2] ~= '0' then state = 1 end\n"
+    "  end\n"
+    "  if p[1] == '1' then state = 2 end\n"
+    "  out[a + 1] = state\n"
+    "  for i = 3, 5 do\n"
+    "    local lim = p[2 + i]\n"
+    "    if lim then\n"
+    "      local idx = 0\n"
+    "      for amt in string.gmatch(p[5 + i] or '', '[^,]+') do\n"
+    "        idx = idx + 1\n"
+    "        if ge(cur[i], amt) and redis.call('SET', 'cm:x:' .. addr .. ':t' .. (i - 1) .. ':' .. win[i] .. ':' .. idx, '1', 'NX', 'EX', 3000000) then\n"
+    "          marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = idx; marks[#marks + 1] = cur[i]\n"
+    "        end\n"
+    "      end\n"
+    "      if ge(cur[i], lim) and redis.call('SET', 'cm:x:' .. addr .. ':b' .. (i - 1) .. ':' .. win[i], '1', 'NX', 'EX', 3000000) then\n"
+    "        marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = 0; marks[#marks + 1] = cur[i]\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for i = 1, #marks do out[#out + 1] = marks[i] end\n"
+    "return out\n";
+
+/* KEYS[1] the hash. ARGV: 1 the number n of field/value pairs to set, then
+ * the pairs, then the fields to delete. */
+static const char hreplace_lua[] =
+    "local n = tonumber(ARGV[1])\n"
+    "for i = 1, n do redis.call('HSET', KEYS[1], ARGV[2 * i], ARGV[2 * i + 1]) end\n"
+    "for i = 2 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end\n"
+    "return n\n";
+
+static const char *const scripts[CM_SCRIPT_COUNT] = {merge_lua, admit_lua, check_lua, hreplace_lua};
 
 typedef struct call {
     cm_store *s;
@@ -225,22 +326,49 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         if (send_call(c) == CM_OK) return;
     }
     atomic_fetch_sub(&s->backlog, 1);
-    long long vals[64];
-    int n = 0, rc = CM_OK;
+    int rc = CM_OK;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (reply) cm_log(CM_LOG_WARN, "event=redis_error script=%d message=\"%.120s\"", c->script, reply->str);
         rc = CM_ESTORE;
-    } else if (reply->type == REDIS_REPLY_INTEGER) {
-        vals[n++] = reply->integer;
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < reply->elements && n < 64; i++) {
-            redisReply *e = reply->element[i];
-            vals[n++] = e->type == REDIS_REPLY_INTEGER ? e->integer
-                      : e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
-        }
     }
-    c->cb(c->arg, rc, vals, n);
+    c->cb(c->arg, rc, rc == CM_OK ? (const cm_store_reply *)reply : NULL);
     call_free(c);
+}
+
+static const redisReply *element(const cm_store_reply *r, int i)
+{
+    const redisReply *x = (const redisReply *)r;
+    if (!x) return NULL;
+    if (x->type != REDIS_REPLY_ARRAY) return i == 0 ? x : NULL;
+    return i >= 0 && (size_t)i < x->elements ? x->element[i] : NULL;
+}
+
+int cm_store_reply_len(const cm_store_reply *r)
+{
+    const redisReply *x = (const redisReply *)r;
+    if (!x) return 0;
+    return x->type == REDIS_REPLY_ARRAY ? (int)x->elements : 1;
+}
+
+long long cm_store_reply_int(const cm_store_reply *r, int i)
+{
+    const redisReply *e = element(r, i);
+    if (!e) return 0;
+    if (e->type == REDIS_REPLY_INTEGER) return e->integer;
+    if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) return strtoll(e->str, NULL, 10);
+    return 0;
+}
+
+const char *cm_store_reply_str(const cm_store_reply *r, int i, char *tmp, size_t tmpsz)
+{
+    const redisReply *e = element(r, i);
+    if (!e) return "";
+    if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) return e->str;
+    if (e->type == REDIS_REPLY_INTEGER) {
+        snprintf(tmp, tmpsz, "%lld", e->integer);
+        return tmp;
+    }
+    return "";
 }
 
 static int send_call(call *c)
@@ -302,10 +430,25 @@ oom:
     return CM_ENOMEM;
 }
 
-int cm_store_set(cm_store *s, const char *key, const char *value)
+int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s)
 {
     if (!s->ac) return CM_ESTORE;
-    return redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s", key, value) == REDIS_OK ? CM_OK : CM_ESTORE;
+    int rc = ttl_s > 0 ? redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s EX %ld", key, value, ttl_s)
+                       : redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s", key, value);
+    return rc == REDIS_OK ? CM_OK : CM_ESTORE;
+}
+
+int cm_store_del(cm_store *s, const char *key)
+{
+    if (!s->ac) return CM_ESTORE;
+    return redisAsyncCommand(s->ac, NULL, NULL, "DEL %s", key) == REDIS_OK ? CM_OK : CM_ESTORE;
+}
+
+int cm_store_hincrby(cm_store *s, const char *key, const char *field, long long by)
+{
+    if (!s->ac) return CM_ESTORE;
+    return redisAsyncCommand(s->ac, NULL, NULL, "HINCRBY %s %s %lld", key, field, by) == REDIS_OK ? CM_OK
+                                                                                                   : CM_ESTORE;
 }
 
 int cm_store_ping(const char *host, int port, char *err, size_t errsz)

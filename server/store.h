@@ -14,18 +14,30 @@
 
 typedef struct cm_store cm_store;
 
-/* The scripts. MERGE: KEYS[1] is the epoch key, KEYS[2..] window hashes;
- * ARGV per window key: ttl seconds, field count, then field/value pairs of
- * decimal non-negative integers. Each field becomes max(current, value): the
- * values are absolute totals read back from PostgreSQL, so applying them
- * twice, late or out of order changes nothing. Answers 1 when the epoch key
- * exists, 0 when Redis lost its data and needs a rebuild. */
-enum { CM_SCRIPT_MERGE = 0, CM_SCRIPT_COUNT };
+/* The scripts (their Lua text is in store.c, with the exact argument
+ * layout):
+ * MERGE   window hashes become max(current, value) per field. The values are
+ *         absolute totals read back from PostgreSQL, so applying them twice,
+ *         late or out of order changes nothing. Answers 1 when the epoch key
+ *         exists, 0 when Redis lost its data and needs a rebuild.
+ * ADMIT   an intent's check-and-increment against the agent's policy, the
+ *         kill flag and the Idempotency-Key, atomically.
+ * CHECK   after heartbeats: each agent's state (active, blocked, killed) and
+ *         the alert thresholds and cost limits newly crossed this window.
+ * HREPLACE sets some fields of a hash and deletes others, atomically. */
+enum { CM_SCRIPT_MERGE = 0, CM_SCRIPT_ADMIT, CM_SCRIPT_CHECK, CM_SCRIPT_HREPLACE, CM_SCRIPT_COUNT };
 
-/* Called once per call on the loop thread. rc is CM_OK with the integer
- * reply (or the integers of an array reply) in vals[0..n), lent for the
- * callback; or CM_ESTORE when Redis failed or the connection dropped. */
-typedef void (*cm_store_cb)(void *arg, int rc, const long long *vals, int n);
+/* A reply, lent to the callback only. A scalar reply has one element. */
+typedef struct cm_store_reply cm_store_reply;
+int cm_store_reply_len(const cm_store_reply *r);
+/* Element i as an integer: integer replies, or strings of digits; else 0. */
+long long cm_store_reply_int(const cm_store_reply *r, int i);
+/* Element i as text (integers are printed), "" when absent or nil. */
+const char *cm_store_reply_str(const cm_store_reply *r, int i, char *tmp, size_t tmpsz);
+
+/* Called once per call on the loop thread: rc is CM_OK with the reply, or
+ * CM_ESTORE (reply NULL) when Redis failed or the connection dropped. */
+typedef void (*cm_store_cb)(void *arg, int rc, const cm_store_reply *reply);
 
 /* Called on the loop thread each time the connection is up and the scripts
  * are loaded; a fresh connection may face a restarted or emptied Redis. */
@@ -51,7 +63,10 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
  * err on failure. */
 int cm_store_ping(const char *host, int port, char *err, size_t errsz);
 
-/* Sets `key` to `value` (no expiry), fire-and-forget. */
-int cm_store_set(cm_store *s, const char *key, const char *value);
+/* Fire-and-forget commands: SET key value [EX ttl_s when > 0], DEL key,
+ * HINCRBY key field by. CM_OK when sent, CM_ESTORE when disconnected. */
+int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s);
+int cm_store_del(cm_store *s, const char *key);
+int cm_store_hincrby(cm_store *s, const char *key, const char *field, long long by);
 
 #endif
