@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD ?= build
 SANITIZER ?=
-PKGS := libmicrohttpd hiredis libuv json-c libpq libcrypto
+PKGS := libmicrohttpd hiredis libuv json-c libpq libcrypto libcurl
 
 CC ?= cc
 CFLAGS ?= -O2 -g

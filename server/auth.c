@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <string.h>
 
@@ -41,4 +42,14 @@ int cm_auth_new_key(char *out, size_t outsz)
 int cm_auth_equal(const void *a, const void *b, size_t n)
 {
     return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+int cm_auth_hmac(const char *key, size_t keylen, const char *msg, size_t msglen,
+                 unsigned char out[CM_KEY_HASH_LEN])
+{
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, msglen, out, &n) ||
+        n != CM_KEY_HASH_LEN)
+        return CM_EIO;
+    return CM_OK;
 }

@@ -22,6 +22,10 @@ int cm_auth_random_hex(char *out, size_t nbytes);
 /* Lowercase hex of in[0..n) into out (2n + 1 bytes). */
 void cm_auth_hex(const unsigned char *in, size_t n, char *out);
 
+/* HMAC-SHA256 of msg under key into out. CM_OK or CM_EIO. */
+int cm_auth_hmac(const char *key, size_t keylen, const char *msg, size_t msglen,
+                 unsigned char out[CM_KEY_HASH_LEN]);
+
 /* Constant-time equality of two n-byte buffers: 1 when equal. */
 int cm_auth_equal(const void *a, const void *b, size_t n);
 
