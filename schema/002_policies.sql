@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS cost_policies (
     max_cost_per_day        bigint,
     max_cost_per_month      bigint,
     action_on_breach        text NOT NULL CHECK (action_on_breach IN ('block', 'alert')),
-    alert_thresholds        text NOT NULL,  -- the policy's JSON array, as given
+    alert_thresholds        text NOT NULL,  -- ascending fractions in 1e-9 units, comma-separated
     updated_at              timestamptz NOT NULL DEFAULT now()
 );
 

@@ -24,6 +24,16 @@ enum {
     CM_OP_AGENT_LIST,
     CM_OP_SPEND_AGENT,
     CM_OP_SPEND_INTENT,
+    CM_OP_POLICY_PUT,
+    CM_OP_POLICY_GET,
+    CM_OP_POLICY_DELETE,
+    CM_OP_INTENT,
+    CM_OP_KILL,
+    CM_OP_RESUME,
+    CM_OP_AGENT_GET,
+    CM_OP_EVENTS,
+    CM_OP_WEBHOOK_PUT,
+    CM_OP_WEBHOOK_GET,
 };
 
 typedef struct cm_job cm_job;
@@ -45,11 +55,18 @@ struct cm_job {
     int64_t at;
     int limit;
     int health;                    /* -1: any */
+    cm_policy policy;              /* CM_OP_POLICY_PUT */
+    cm_intentreq intent;           /* CM_OP_INTENT */
+    bool axme;                     /* the AXME form POST /v1/intents */
+    char idem_key[CM_ID_MAX + 1];  /* Idempotency-Key header, "" when none */
+    char event_type[32];           /* ?event_type= of the events list, "" for all */
+    cm_webhookreq webhook;         /* CM_OP_WEBHOOK_PUT */
 
     /* Reply, filled on the loop thread before done(). */
     int status;
     char *body;                    /* owned, JSON text, NUL-terminated */
     size_t body_len;
+    long retry_after;              /* > 0: a Retry-After header, seconds */
 
     /* Hands the finished job back; called on the loop thread, so it must
      * only do thread-safe things. */

@@ -23,12 +23,52 @@ int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
     return status == 413 ? CM_ETOOBIG : CM_EINVAL;
 }
 
+/* json-c accepts more than RFC 8259 even in strict mode (NaN, Infinity,
+ * single quotes, raw control bytes in strings), so one pass over the bytes
+ * refuses those first: outside strings only JSON punctuation, number
+ * characters and the words true, false and null; inside strings no byte
+ * below 0x20. */
+static bool is_strict_json(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"') {
+            for (i++; i < len && s[i] != '"'; i++) {
+                if ((unsigned char)s[i] < 0x20) return false;
+                if (s[i] == '\\') i++;
+            }
+            if (i >= len) return false;
+            continue;
+        }
+        if (c >= 'a' && c <= 'z') {
+            static const char *const words[] = {"true", "false", "null"};
+            bool ok = false;
+            for (int w = 0; w < 3 && !ok; w++) {
+                size_t n = strlen(words[w]);
+                if (len - i >= n && memcmp(s + i, words[w], n) == 0 &&
+                    (i + n == len || !((s[i + n] >= 'a' && s[i + n] <= 'z') || (s[i + n] >= 'A' && s[i + n] <= 'Z')))) {
+                    ok = true;
+                    i += n - 1;
+                }
+            }
+            if (!ok && c != 'e') return false;
+            continue;
+        }
+        if (strchr("{}[]:,-+.0123456789eE \t\r\n", c) == NULL || c == 0) return false;
+    }
+    return true;
+}
+
 /* Parses a whole body strictly: one JSON value, nothing after it but
  * whitespace. Returns the root (caller puts it) or NULL with e filled. */
 static json_object *parse_root(const char *body, size_t len, cm_apierr *e)
 {
     if (len > INT32_MAX) {
         cm_apierr_set(e, 413, "payload_too_large", NULL, "request body is too large");
+        return NULL;
+    }
+    if (!is_strict_json(body, len)) {
+        cm_apierr_set(e, 400, "invalid_json", NULL, "body is not valid JSON (RFC 8259)");
         return NULL;
     }
     json_tokener *tok = json_tokener_new_ex(32);
@@ -157,8 +197,9 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         return rc;
 
     char ts[64];
+    json_object *tsv;
     if ((rc = get_str(o, prefix, "ts", ts, sizeof ts - 1, e)) != CM_OK) return rc;
-    if (ts[0]) {
+    if (json_object_object_get_ex(o, "ts", &tsv) && tsv) {
         path(p, sizeof p, prefix, "ts");
         if (cm_time_parse(ts, strlen(ts), &hb->ts) != CM_OK)
             return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an RFC 3339 time", p);

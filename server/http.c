@@ -33,6 +33,7 @@ typedef struct {
     size_t len;
     int too_big;
     int is_post;
+    char method; /* first letter: G, P(OST/UT), D */
     int dispatched; /* counted in inflight until completed */
     cm_job *job; /* owned while not handed to the bridge */
     _Atomic int job_done;
@@ -112,7 +113,12 @@ static enum MHD_Result do_readyz(req *r)
     int pg = cm_pg_pool_ready(d->writer) && cm_pg_pool_ready(d->reader);
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_addf(&b, "{\"ready\":%s,\"redis\":\"%s\",\"postgres\":\"%s\"}", redis && pg ? "true" : "false",
+    /* Not ready is an error like any other: the error body, plus each
+     * store's state. */
+    cm_buf_adds(&b, "{");
+    if (!(redis && pg))
+        cm_buf_adds(&b, "\"error\":{\"code\":\"not_ready\",\"message\":\"a store is unreachable\"},");
+    cm_buf_addf(&b, "\"ready\":%s,\"redis\":\"%s\",\"postgres\":\"%s\"}", redis && pg ? "true" : "false",
                 redis ? "up" : "down", pg ? "up" : "down");
     return send_buf(r, redis && pg ? 200 : 503, &b, "application/json");
 }
@@ -283,6 +289,82 @@ static int fill_job(req *r, cm_job *j, enum MHD_Result *ret)
         }
         return 1;
     }
+    case CM_R_POLICY:
+    case CM_R_KILL:
+    case CM_R_RESUME:
+    case CM_R_AGENT:
+        if (cm_addr_parse(r->route.param, strlen(r->route.param), NULL) != CM_OK) {
+            *ret = send_error(r, 400, "invalid_field", "address_id",
+                              "the path must name a percent-encoded address agent://ORG/ENV/NAME");
+            return 0;
+        }
+        memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
+        if (r->route.id == CM_R_KILL) j->op = CM_OP_KILL;
+        else if (r->route.id == CM_R_RESUME) j->op = CM_OP_RESUME;
+        else if (r->route.id == CM_R_AGENT) j->op = CM_OP_AGENT_GET;
+        else if (r->method == 'G') j->op = CM_OP_POLICY_GET;
+        else if (r->method == 'D') j->op = CM_OP_POLICY_DELETE;
+        else {
+            j->op = CM_OP_POLICY_PUT;
+            if (cm_codec_policy(r->body ? r->body : "", r->len, &j->policy, &e) != CM_OK) {
+                *ret = send_apierr(r, &e);
+                return 0;
+            }
+        }
+        return 1;
+    case CM_R_INTENTS:
+    case CM_R_AXME_INTENTS: {
+        j->op = CM_OP_INTENT;
+        j->axme = r->route.id == CM_R_AXME_INTENTS;
+        if (cm_codec_intent(r->body ? r->body : "", r->len, j->axme, &j->intent, &e) != CM_OK) {
+            *ret = send_apierr(r, &e);
+            return 0;
+        }
+        const char *k = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (k) {
+            size_t n = strlen(k);
+            int bad = n == 0 || n > CM_ID_MAX;
+            for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || k[i] == 0x7f;
+            if (bad) {
+                *ret = send_error(r, 400, "invalid_header", "Idempotency-Key",
+                                  "Idempotency-Key must be 1 to %d visible characters", CM_ID_MAX);
+                return 0;
+            }
+            memcpy(j->idem_key, k, n + 1);
+        }
+        return 1;
+    }
+    case CM_R_EVENTS: {
+        j->op = CM_OP_EVENTS;
+        j->limit = 100;
+        int q = query_arg(r, "event_type", j->event_type, sizeof j->event_type);
+        if (q < 0) {
+            *ret = send_error(r, 400, "invalid_field", "event_type", "event_type is not valid");
+            return 0;
+        }
+        q = query_arg(r, "limit", tmp, sizeof tmp);
+        if (q != 0) {
+            char *end;
+            long v = q > 0 ? strtol(tmp, &end, 10) : 0;
+            if (q < 0 || *end || end == tmp || v < 1 || v > 1000) {
+                *ret = send_error(r, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
+                return 0;
+            }
+            j->limit = (int)v;
+        }
+        return 1;
+    }
+    case CM_R_WEBHOOK:
+        if (r->method == 'G') {
+            j->op = CM_OP_WEBHOOK_GET;
+            return 1;
+        }
+        j->op = CM_OP_WEBHOOK_PUT;
+        if (cm_codec_webhook(r->body ? r->body : "", r->len, &j->webhook, &e) != CM_OK) {
+            *ret = send_apierr(r, &e);
+            return 0;
+        }
+        return 1;
     default:
         break;
     }
@@ -308,8 +390,10 @@ static enum MHD_Result answer_job(req *r)
     char *body = j->body;
     size_t len = j->body_len;
     j->body = NULL;
-    enum MHD_Result ret = send_owned(r, (unsigned)j->status, body, len, "application/json", NULL, NULL);
-    return ret;
+    char ra[24];
+    snprintf(ra, sizeof ra, "%ld", j->retry_after);
+    return send_owned(r, (unsigned)j->status, body, len, "application/json",
+                      j->retry_after > 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
 }
 
 static enum MHD_Result dispatch(req *r)
@@ -361,6 +445,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->h = h;
         r->conn = conn;
         r->is_post = strcmp(method, "POST") == 0;
+        r->method = method[0];
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -57,6 +57,21 @@ int64_t cm_policy_threshold(int64_t limit, int64_t fraction);
 /* Appends the policy as the JSON object GET answers. */
 void cm_policy_json(const cm_policy *p, cm_buf *b);
 
+/* Arguments of CM_SCRIPT_HREPLACE that make a Redis policy hash say what
+ * `p` says: "n", then field/value pairs (l<i> = limit i, block = "1"/"0",
+ * t<i> = comma-separated threshold amounts of cost limit i), then the
+ * fields of absent limits to delete. The kill flag is not touched. Strings
+ * point into `space`. Returns argc (at most CM_POLICY_ARGV_MAX). */
+#define CM_POLICY_ARGV_MAX 24
+#define CM_POLICY_SPACE 1024
+int cm_policy_redis_args(const cm_policy *p, char space[CM_POLICY_SPACE],
+                         const char *argv[CM_POLICY_ARGV_MAX]);
+
+/* The thresholds as stored in PostgreSQL ("500000000,750000000") and back.
+ * cm_policy_thresh_parse returns CM_OK or CM_EINVAL. */
+void cm_policy_thresh_text(const cm_policy *p, cm_buf *b);
+int cm_policy_thresh_parse(const char *text, cm_policy *p);
+
 /* Appends a limit's value as JSON (money for cost limits). */
 void cm_policy_value_json(int lim, int64_t v, cm_buf *b);
 

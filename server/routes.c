@@ -21,6 +21,17 @@ static const route_def defs[] = {
     {CM_R_AGENTS, "GET", "/v1/mesh/agents", "agents"},
     {CM_R_AGENT_SPEND, "GET", "/v1/mesh/agents/*/spend", "agent_spend"},
     {CM_R_INTENT_SPEND, "GET", "/v1/mesh/intents/*/spend", "intent_spend"},
+    {CM_R_POLICY, "PUT", "/v1/mesh/agents/*/policies/cost", "policy"},
+    {CM_R_POLICY, "GET", "/v1/mesh/agents/*/policies/cost", "policy"},
+    {CM_R_POLICY, "DELETE", "/v1/mesh/agents/*/policies/cost", "policy"},
+    {CM_R_INTENTS, "POST", "/v1/mesh/intents", "intents"},
+    {CM_R_AXME_INTENTS, "POST", "/v1/intents", "axme_intents"},
+    {CM_R_KILL, "POST", "/v1/mesh/agents/*/kill", "kill"},
+    {CM_R_RESUME, "POST", "/v1/mesh/agents/*/resume", "resume"},
+    {CM_R_AGENT, "GET", "/v1/mesh/agents/*", "agent"},
+    {CM_R_EVENTS, "GET", "/v1/mesh/events", "events"},
+    {CM_R_WEBHOOK, "PUT", "/v1/mesh/webhook", "webhook"},
+    {CM_R_WEBHOOK, "GET", "/v1/mesh/webhook", "webhook"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

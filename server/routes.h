@@ -17,6 +17,14 @@ typedef enum {
     CM_R_AGENTS,        /* GET /v1/mesh/agents */
     CM_R_AGENT_SPEND,   /* GET /v1/mesh/agents/{address_id}/spend */
     CM_R_INTENT_SPEND,  /* GET /v1/mesh/intents/{intent_id}/spend */
+    CM_R_POLICY,        /* PUT, GET, DELETE /v1/mesh/agents/{address_id}/policies/cost */
+    CM_R_INTENTS,       /* POST /v1/mesh/intents */
+    CM_R_AXME_INTENTS,  /* POST /v1/intents */
+    CM_R_KILL,          /* POST /v1/mesh/agents/{address_id}/kill */
+    CM_R_RESUME,        /* POST /v1/mesh/agents/{address_id}/resume */
+    CM_R_AGENT,         /* GET /v1/mesh/agents/{address_id} */
+    CM_R_EVENTS,        /* GET /v1/mesh/events */
+    CM_R_WEBHOOK,       /* PUT, GET /v1/mesh/webhook */
     CM_R_COUNT,
 } cm_route_id;
 

@@ -77,8 +77,9 @@ static void not_found(void)
     CHECK_STATUS("GET", "/HEALTHZ", 404);
     CHECK_STATUS("GET", "/v2/keys", 404);
     CHECK_STATUS("POST", "/v1/mesh/heartbeats", 404);
-    /* No single-agent route yet. */
-    CHECK_STATUS("GET", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc", 404);
+    /* One agent; its unknown sub-paths are 404. */
+    CHECK_STATUS("GET", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc", 200);
+    CHECK_STATUS("GET", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc/policies", 404);
     CHECK_STATUS("GET", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc/spend/x", 404);
     /* An unencoded address spans several segments. */
     CHECK_STATUS("GET", "/v1/mesh/agents/agent://a/b/c/spend", 404);
