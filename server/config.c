@@ -27,6 +27,7 @@ static const option options[] = {
     {"max-per-ip", "512", "HTTP connections per client address"},
     {"conn-timeout", "30", "seconds before a stalled connection is closed"},
     {"key-cache-ms", "2000", "how long a looked-up API key is trusted"},
+    {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -100,6 +101,12 @@ static int apply(cm_config *c, int i, const char *v)
     case 9: return parse_int(v, 1, 65536, &c->max_per_ip);
     case 10: return parse_int(v, 1, 3600, &c->conn_timeout_s);
     case 11: return parse_int(v, 0, 600000, &c->key_cache_ms);
+    case 12: {
+        int on;
+        if (parse_int(v, 0, 1, &on) != CM_OK) return CM_EINVAL;
+        c->fail_open = on;
+        return CM_OK;
+    }
     }
     return CM_EINVAL;
 }

@@ -5,6 +5,7 @@
 #ifndef CM_CONFIG_H
 #define CM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
     int max_per_ip;            /* HTTP connections per client address */
     int conn_timeout_s;        /* idle/stalled connection timeout */
     int key_cache_ms;          /* how long a key lookup is trusted */
+    bool fail_open;            /* admit intents unchecked while Redis is down */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

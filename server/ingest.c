@@ -1,6 +1,7 @@
 #include "ingest.h"
 #include "error.h"
 #include "log.h"
+#include "policy.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
 #define EPOCH_KEY "cm:epoch"
+#define CHECK_CHUNK 100 /* agents per CHECK call */
 
 /* The one statement of a group commit (data-modifying CTEs always run to
  * completion, referenced or not). Lock order is fixed by the ORDER BY
@@ -88,6 +90,13 @@ typedef struct {
     int is_new;   /* set from the result */
 } row;
 
+/* A distinct agent of the group, with what its reply says. */
+typedef struct {
+    char address[CM_ADDR_MAX];
+    int64_t cost_today;
+    int state; /* 0 active, 1 blocked, 2 killed (from Redis) */
+} group_agent;
+
 typedef struct group {
     cm_ingest *in;
     cm_job *jobs;  /* linked through next */
@@ -95,12 +104,16 @@ typedef struct group {
     size_t nrows;
     int64_t now;
     int retries;
+    group_agent *agents; /* owned */
+    int nagents;
+    int checks;          /* CHECK calls not yet answered */
 } group;
 
 struct cm_ingest {
     uv_timer_t retry; /* re-runs a failed rebuild */
     cm_pg_pool *writer;
     cm_store *store;
+    cm_notify *notify;
     cm_job *head, *tail;
     size_t queued_rows;
     group *inflight;
@@ -112,7 +125,8 @@ struct cm_ingest {
 
 static void flush(cm_ingest *in);
 
-int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_ingest **out)
+int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_notify *notify,
+                  cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
     if (!in) return CM_ENOMEM;
@@ -120,6 +134,7 @@ int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_inges
     in->retry.data = in;
     in->writer = writer;
     in->store = store;
+    in->notify = notify;
     *out = in;
     return CM_OK;
 }
@@ -263,6 +278,7 @@ static int mark_dups(group *g)
 
 static void group_free(group *g)
 {
+    free(g->agents);
     free(g->rows);
     free(g);
 }
@@ -348,12 +364,9 @@ static void flush(cm_ingest *in)
 
 /* ---- replies ---- */
 
-typedef struct {
-    const char *address; /* borrowed from the result */
-    int64_t cost_today;
-} agent_today;
+static const char *const state_names[] = {"active", "blocked", "killed"};
 
-static void reply_jobs(group *g, const agent_today *today, int ntoday)
+static void reply_jobs(group *g)
 {
     cm_ingest *in = g->in;
     size_t r = 0;
@@ -375,14 +388,14 @@ static void reply_jobs(group *g, const agent_today *today, int ntoday)
             int seen = 0;
             for (size_t k = 0; k < h && !seen; k++) seen = strcmp(j->hbs[k].agent, a) == 0;
             if (seen) continue;
-            int64_t cost = 0;
-            for (int t = 0; t < ntoday; t++)
-                if (strcmp(today[t].address, a) == 0) cost = today[t].cost_today;
+            const group_agent *ga = NULL;
+            for (int t = 0; t < g->nagents && !ga; t++)
+                if (strcmp(g->agents[t].address, a) == 0) ga = &g->agents[t];
             if (!first) cm_buf_add(&b, ",", 1);
             first = 0;
             cm_buf_add_jstr(&b, a);
-            cm_buf_adds(&b, ":{\"state\":\"active\",\"cost_today_usd\":");
-            cm_buf_add_money(&b, cost);
+            cm_buf_addf(&b, ":{\"state\":\"%s\",\"cost_today_usd\":", state_names[ga ? ga->state : 0]);
+            cm_buf_add_money(&b, ga ? ga->cost_today : 0);
             cm_buf_adds(&b, "}");
         }
         cm_buf_adds(&b, "}}");
@@ -409,13 +422,14 @@ static long ttl_of(char grain)
     return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;
 }
 
-/* Builds the MERGE call for rollup rows [from, to) of res whose columns
- * start at `col` (address, grain, bucket, cost, tin, tout, calls, hb). */
+/* Builds the MERGE call for rows [from, to) of res whose columns start at
+ * `col`: address, grain, bucket, then one column per field (NMERGE fields
+ * of a rollup, or the one intents count). */
 static int send_merge(cm_ingest *in, const cm_pgres *res, int from, int to, int col,
-                      cm_store_cb cb, void *arg)
+                      const char *const *fields, int nfields, cm_store_cb cb, void *arg)
 {
     int nk = to - from;
-    int argc = 1 + nk + nk * (2 + 2 * NMERGE);
+    int argc = 1 + nk + nk * (2 + 2 * nfields);
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
     char *keys = malloc((size_t)nk * CM_ADDR_MAX + (size_t)nk * 32);
@@ -437,9 +451,9 @@ static int send_merge(cm_ingest *in, const cm_pgres *res, int from, int to, int 
         char *ttl = nums + (size_t)(r - from) * 16;
         snprintf(ttl, 16, "%ld", ttl_of(cm_pgres_get(res, r, col + 1)[0]));
         argv[a++] = ttl;
-        argv[a++] = "5";
-        for (int f = 0; f < NMERGE; f++) {
-            argv[a++] = merge_fields[f];
+        argv[a++] = nfields == NMERGE ? "5" : "1";
+        for (int f = 0; f < nfields; f++) {
+            argv[a++] = fields[f];
             argv[a++] = cm_pgres_get(res, r, col + 3 + f);
         }
     }
@@ -462,6 +476,110 @@ static void on_merged(void *arg, int rc, const cm_store_reply *reply)
     }
 }
 
+static void finish_group(group *g)
+{
+    reply_jobs(g);
+    group_free(g);
+}
+
+/* Records the events of newly crossed marks: a threshold of a cost limit
+ * (threshold_crossed) or the limit itself (policy_breached). */
+static void mark_event(cm_ingest *in, const char *address, const cm_store_reply *r, int at)
+{
+    char tmp[32], org[CM_ADDR_SEG_MAX + 1];
+    cm_addr a;
+    if (cm_addr_parse(address, strlen(address), &a) != CM_OK) return;
+    memcpy(org, a.org, a.org_len);
+    org[a.org_len] = '\0';
+    int lim = (int)cm_store_reply_int(r, at + 1);
+    int64_t fraction = cm_store_reply_int(r, at + 2);
+    cm_buf d;
+    cm_buf_init(&d);
+    cm_buf_addf(&d, "{\"limit\":\"%s\",\"limit_value\":", cm_limit_name(lim));
+    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, at + 4, tmp, sizeof tmp), NULL, 10), &d);
+    cm_buf_adds(&d, ",\"current\":");
+    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, at + 3, tmp, sizeof tmp), NULL, 10), &d);
+    if (fraction) {
+        cm_buf_adds(&d, ",\"threshold\":");
+        cm_buf_add_money(&d, fraction);
+    }
+    cm_buf_adds(&d, "}");
+    char *details = cm_buf_take(&d, NULL);
+    if (details)
+        cm_notify_event(in->notify, org, address, fraction ? "threshold_crossed" : "policy_breached", details, true);
+    free(details);
+}
+
+typedef struct {
+    group *g;
+    int first, n;
+} check_call;
+
+static void on_check(void *arg, int rc, const cm_store_reply *r)
+{
+    check_call *cc = arg;
+    group *g = cc->g;
+    if (rc == CM_OK) {
+        int len = cm_store_reply_len(r);
+        for (int i = 0; i < cc->n && i < len; i++) {
+            long long st = cm_store_reply_int(r, i);
+            g->agents[cc->first + i].state = st >= 0 && st <= 2 ? (int)st : 0;
+        }
+        for (int at = cc->n; at + 5 <= len; at += 5) {
+            long long ai = cm_store_reply_int(r, at);
+            if (ai >= 0 && ai < cc->n) mark_event(g->in, g->agents[cc->first + ai].address, r, at);
+        }
+    }
+    free(cc);
+    if (--g->checks == 0) finish_group(g);
+}
+
+/* CHECK for agents [from, from + CHECK_CHUNK) of the group, at the current
+ * windows. */
+static int send_check(group *g, int from)
+{
+    int n = g->nagents - from < CHECK_CHUNK ? g->nagents - from : CHECK_CHUNK;
+    static const cm_window wins[] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
+    static const char grains[] = {'p', 'h', 'd', 'm'};
+    char starts[3][24];
+    for (int w = 0; w < 3; w++) {
+        int64_t f, t;
+        cm_window_bounds(wins[w], g->now, &f, &t);
+        snprintf(starts[w], sizeof starts[w], "%lld", (long long)f);
+    }
+    int argc = 1 + 8 * n;
+    const char **argv = malloc((size_t)argc * sizeof *argv);
+    size_t *lens = malloc((size_t)argc * sizeof *lens);
+    char *keys = malloc((size_t)n * 4 * (CM_ADDR_MAX + 32));
+    check_call *cc = malloc(sizeof *cc);
+    int rc = CM_ENOMEM;
+    if (!argv || !lens || !keys || !cc) goto out;
+    argv[0] = EPOCH_KEY;
+    for (int i = 0; i < n; i++) {
+        const char *addr = g->agents[from + i].address;
+        for (int k = 0; k < 4; k++) {
+            char *key = keys + ((size_t)i * 4 + (size_t)k) * (CM_ADDR_MAX + 32);
+            if (k == 0) snprintf(key, CM_ADDR_MAX + 32, "cm:p:%s", addr);
+            else snprintf(key, CM_ADDR_MAX + 32, "cm:%s:%c:%s", addr, grains[k], starts[k - 1]);
+            argv[1 + 4 * i + k] = key;
+        }
+        argv[1 + 4 * n + 4 * i] = addr;
+        for (int w = 0; w < 3; w++) argv[2 + 4 * n + 4 * i + w] = starts[w];
+    }
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    cc->g = g;
+    cc->first = from;
+    cc->n = n;
+    rc = cm_store_eval(g->in->store, CM_SCRIPT_CHECK, 1 + 4 * n, argc, argv, lens, on_check, cc);
+    if (rc == CM_OK) cc = NULL;
+out:
+    free(argv);
+    free(lens);
+    free(keys);
+    free(cc);
+    return rc;
+}
+
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     group *g = arg;
@@ -482,9 +600,9 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         flush(in);
         return;
     }
-    int rows = cm_pgres_rows(res);
-    agent_today *today = calloc((size_t)rows + 1, sizeof *today);
-    int ntoday = 0, rfirst = -1, rlast = -1;
+    int rows = cm_pgres_rows(res), rfirst = -1, rlast = -1, nt = 0;
+    for (int i = 0; i < rows; i++) nt += cm_pgres_get(res, i, 0)[0] == 't';
+    g->agents = calloc((size_t)nt + 1, sizeof *g->agents);
     for (int i = 0; i < rows; i++) {
         char kind = cm_pgres_get(res, i, 0)[0];
         if (kind == 'n') {
@@ -493,39 +611,58 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         } else if (kind == 'r') {
             if (rfirst < 0) rfirst = i;
             rlast = i + 1;
-        } else if (kind == 't' && today) {
-            today[ntoday].address = cm_pgres_get(res, i, 1);
-            today[ntoday].cost_today = strtoll(cm_pgres_get(res, i, 2), NULL, 10);
-            ntoday++;
+        } else if (kind == 't' && g->agents) {
+            group_agent *ga = &g->agents[g->nagents++];
+            snprintf(ga->address, sizeof ga->address, "%s", cm_pgres_get(res, i, 1));
+            ga->cost_today = strtoll(cm_pgres_get(res, i, 2), NULL, 10);
         }
     }
-    /* Mirror into Redis before answering, so a client that reads its
-     * policy state right after sees this spend. The merge is fire-and-check:
-     * PostgreSQL already holds the truth. */
-    if (rfirst >= 0 && cm_store_ready(in->store)) {
-        for (int from = rfirst; from < rlast; from += 200) {
-            int to = from + 200 < rlast ? from + 200 : rlast;
-            if (send_merge(in, res, from, to, 1, on_merged, in) != CM_OK) break;
-        }
-    }
-    reply_jobs(g, today, ntoday);
-    free(today);
+    /* Mirror into Redis and read each agent's policy state before
+     * answering, so the reply says whether the agent is now blocked. Redis
+     * runs the merges before the checks. The merge is fire-and-check:
+     * PostgreSQL already holds the truth. Meanwhile the next group goes to
+     * PostgreSQL. */
     in->inflight = NULL;
-    group_free(g);
+    if (cm_store_ready(in->store)) {
+        for (int from = rfirst; rfirst >= 0 && from < rlast; from += 200) {
+            int to = from + 200 < rlast ? from + 200 : rlast;
+            if (send_merge(in, res, from, to, 1, merge_fields, NMERGE, on_merged, in) != CM_OK) break;
+        }
+        for (int from = 0; from < g->nagents; from += CHECK_CHUNK)
+            if (send_check(g, from) == CM_OK) g->checks++;
+    }
+    if (g->checks == 0) finish_group(g);
     flush(in);
 }
 
 /* ---- rebuild ---- */
 
-static const char rebuild_sql[] =
+/* The three queries of a rebuild, run one after the other: rollups and
+ * intent counts of the current windows (merged as maxima), then every
+ * policy and kill flag (replaced). */
+static const char rebuild_rollups_sql[] =
     "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
     " WHERE (grain = 'h' AND bucket >= now() - interval '49 hours')"
     " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
     " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month')";
 
+static const char rebuild_intents_sql[] =
+    "SELECT address, g.grain, extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text,"
+    " count(*)::text FROM intents CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
+    " WHERE admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
+    " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
+
+static const char rebuild_policies_sql[] =
+    "SELECT coalesce(c.address, a.address), c.max_intents_per_hour, c.max_intents_per_day,"
+    " c.max_cost_per_hour, c.max_cost_per_day, c.max_cost_per_month,"
+    " coalesce(c.action_on_breach, 'block'), coalesce(c.alert_thresholds, '500000000,750000000,900000000,1000000000'),"
+    " c.address IS NOT NULL, coalesce(a.killed, false)"
+    " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address";
+
 typedef struct {
     cm_ingest *in;
+    int step;
     int pending;
     int failed;
 } rebuild;
@@ -544,7 +681,7 @@ static void rebuild_done(cm_ingest *in, int ok)
     } else {
         cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
         if (!uv_is_closing((uv_handle_t *)&in->retry))
-            uv_timer_start(&in->retry, (uv_timer_cb)retry_rebuild, 1000, 0);
+            uv_timer_start(&in->retry, retry_rebuild, 1000, 0);
     }
     if (in->rebuild_again) {
         in->rebuild_again = 0;
@@ -552,45 +689,98 @@ static void rebuild_done(cm_ingest *in, int ok)
     }
 }
 
-static void on_rebuild_merged(void *arg, int rc, const cm_store_reply *reply)
+static void rebuild_step(rebuild *rb);
+
+static void on_rebuild_call(void *arg, int rc, const cm_store_reply *reply)
 {
     (void)reply;
     rebuild *rb = arg;
     if (rc != CM_OK) rb->failed = 1;
-    if (--rb->pending == 0) {
+    if (--rb->pending > 0) return;
+    if (rb->failed || rb->step == 3) {
         cm_ingest *in = rb->in;
         int ok = !rb->failed;
         free(rb);
         rebuild_done(in, ok);
+        return;
+    }
+    rebuild_step(rb);
+}
+
+static void policy_row(rebuild *rb, const cm_pgres *res, int r)
+{
+    cm_ingest *in = rb->in;
+    cm_policy pol;
+    cm_policy_init(&pol);
+    if (cm_pgres_get(res, r, 8)[0] == 't') {
+        for (int i = 0; i < CM_LIM_COUNT; i++) {
+            pol.has[i] = !cm_pgres_isnull(res, r, 1 + i);
+            if (pol.has[i]) pol.limit[i] = strtoll(cm_pgres_get(res, r, 1 + i), NULL, 10);
+        }
+        pol.block = strcmp(cm_pgres_get(res, r, 6), "alert") != 0;
+        cm_policy_thresh_parse(cm_pgres_get(res, r, 7), &pol);
+    }
+    char key[CM_ADDR_MAX + 8], space[CM_POLICY_SPACE];
+    const char *argv[CM_POLICY_ARGV_MAX + 1];
+    size_t lens[CM_POLICY_ARGV_MAX + 1];
+    snprintf(key, sizeof key, "cm:p:%s", cm_pgres_get(res, r, 0));
+    argv[0] = key;
+    int argc = 1 + cm_policy_redis_args(&pol, space, argv + 1);
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    rb->pending++;
+    if (cm_store_eval(in->store, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, on_rebuild_call, rb) != CM_OK) {
+        rb->pending--;
+        rb->failed = 1;
+        return;
+    }
+    int killed = cm_pgres_get(res, r, 9)[0] == 't';
+    const char *kargv[] = {key, killed ? "1" : "0", "killed", "1"};
+    size_t klens[4];
+    if (!killed) kargv[2] = "killed";
+    int kargc = killed ? 4 : 3;
+    for (int i = 0; i < kargc; i++) klens[i] = strlen(kargv[i]);
+    rb->pending++;
+    if (cm_store_eval(in->store, CM_SCRIPT_HREPLACE, 1, kargc, kargv, klens, on_rebuild_call, rb) != CM_OK) {
+        rb->pending--;
+        rb->failed = 1;
     }
 }
 
 static void on_rebuild_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    cm_ingest *in = arg;
-    if (rc != CM_OK) {
-        rebuild_done(in, 0);
-        return;
-    }
-    int rows = cm_pgres_rows(res);
-    rebuild *rb = calloc(1, sizeof *rb);
-    if (!rb) {
-        rebuild_done(in, 0);
-        return;
-    }
-    rb->in = in;
-    rb->pending = 1; /* held until every chunk is sent */
-    for (int from = 0; from < rows; from += 200) {
-        int to = from + 200 < rows ? from + 200 : rows;
-        rb->pending++;
-        if (send_merge(in, res, from, to, 0, on_rebuild_merged, rb) != CM_OK) {
-            rb->pending--;
-            rb->failed = 1;
-            break;
+    rebuild *rb = arg;
+    static const char *const intents_field[] = {"intents"};
+    rb->pending = 1; /* held until every call of this step is sent */
+    if (rc != CM_OK) rb->failed = 1;
+    int rows = rc == CM_OK ? cm_pgres_rows(res) : 0;
+    if (rb->step == 3) {
+        for (int r = 0; r < rows && !rb->failed; r++) policy_row(rb, res, r);
+    } else {
+        for (int from = 0; from < rows && !rb->failed; from += 200) {
+            int to = from + 200 < rows ? from + 200 : rows;
+            rb->pending++;
+            int sent = rb->step == 1
+                           ? send_merge(rb->in, res, from, to, 0, merge_fields, NMERGE, on_rebuild_call, rb)
+                           : send_merge(rb->in, res, from, to, 0, intents_field, 1, on_rebuild_call, rb);
+            if (sent != CM_OK) {
+                rb->pending--;
+                rb->failed = 1;
+            }
         }
     }
-    on_rebuild_merged(rb, CM_OK, NULL);
+    on_rebuild_call(rb, CM_OK, NULL);
+}
+
+static void rebuild_step(rebuild *rb)
+{
+    static const char *const steps[] = {rebuild_rollups_sql, rebuild_intents_sql, rebuild_policies_sql};
+    rb->step++;
+    if (cm_pg_query(rb->in->writer, steps[rb->step - 1], 0, NULL, on_rebuild_rows, rb) != CM_OK) {
+        cm_ingest *in = rb->in;
+        free(rb);
+        rebuild_done(in, 0);
+    }
 }
 
 void cm_ingest_rebuild(cm_ingest *in)
@@ -599,7 +789,12 @@ void cm_ingest_rebuild(cm_ingest *in)
         in->rebuild_again = 1;
         return;
     }
-    in->rebuilding = 1;
-    if (cm_pg_query(in->writer, rebuild_sql, 0, NULL, on_rebuild_rows, in) != CM_OK)
+    rebuild *rb = calloc(1, sizeof *rb);
+    if (!rb) {
         rebuild_done(in, 0);
+        return;
+    }
+    in->rebuilding = 1;
+    rb->in = in;
+    rebuild_step(rb);
 }

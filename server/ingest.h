@@ -14,13 +14,15 @@
 #define CM_INGEST_H
 
 #include "bridge.h"
+#include "notify.h"
 #include "pg.h"
 #include "store.h"
 
 typedef struct cm_ingest cm_ingest;
 
-/* writer and store are borrowed and must outlive the ingest. */
-int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_ingest **out);
+/* writer, store and notify are borrowed and must outlive the ingest. */
+int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_notify *notify,
+                  cm_ingest **out);
 /* Answers what is queued with 503 and frees the ingest once its timer has
  * closed (run the loop after). NULL is a no-op. */
 void cm_ingest_free(cm_ingest *in);

@@ -6,6 +6,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "notify.h"
 #include "pg.h"
 #include "store.h"
 #include "svc.h"
@@ -25,6 +26,8 @@ typedef struct {
     cm_pg_pool *writer, *reader;
     cm_store *store;
     cm_ingest *ingest;
+    cm_webhook *hooks;
+    cm_notify *notify;
     cm_svc *svc;
     cm_bridge *bridge;
 } app;
@@ -44,6 +47,7 @@ static void on_stop(uv_async_t *h)
     cm_ingest_free(a->ingest);
     a->ingest = NULL;
     cm_svc_free(a->svc);
+    cm_notify_free(a->notify);
     cm_store_free(a->store);
     cm_pg_pool_free(a->writer);
     cm_pg_pool_free(a->reader);
@@ -102,8 +106,11 @@ int main(int argc, char **argv)
     if (cm_pg_pool_new(&a.loop, cfg.database_url, 1, "writer", &a.writer) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "reader", &a.reader) != CM_OK ||
         cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
-        cm_ingest_new(&a.loop, a.writer, a.store, &a.ingest) != CM_OK ||
-        cm_svc_new(a.reader, a.ingest, cfg.key_cache_ms, &a.loop, &a.svc) != CM_OK ||
+        cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.reader, a.hooks, &a.notify) != CM_OK ||
+        cm_ingest_new(&a.loop, a.writer, a.store, a.notify, &a.ingest) != CM_OK)
+        return die("out of memory");
+    cm_svc_deps sd = {&a.loop, a.reader, a.ingest, a.store, a.notify, cfg.key_cache_ms, cfg.fail_open};
+    if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");
 
@@ -135,6 +142,7 @@ int main(int argc, char **argv)
     uv_async_send(&a.stop);
     pthread_join(loop_thread, NULL);
     uv_loop_close(&a.loop);
+    cm_webhook_free(a.hooks);
     cm_log(CM_LOG_INFO, "event=stopped");
     return 0;
 }

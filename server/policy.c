@@ -126,6 +126,14 @@ int cm_policy_redis_args(const cm_policy *p, char space[CM_POLICY_SPACE],
     argv[argc++] = "block";
     argv[argc++] = p->block ? "1" : "0";
     nset++;
+    char *tf = space + used;
+    size_t tl = 0;
+    for (int k = 0; k < p->nthresh && used + tl + 24 < CM_POLICY_SPACE; k++)
+        tl += (size_t)snprintf(tf + tl, CM_POLICY_SPACE - used - tl, "%s%lld", k ? "," : "", (long long)p->thresh[k]);
+    used += tl + 1;
+    argv[argc++] = "tf";
+    argv[argc++] = tf;
+    nset++;
     for (int i = 0; i < ndel; i++) argv[argc++] = dels[i];
     char *n = space + used;
     snprintf(n, CM_POLICY_SPACE - used, "%d", nset);

@@ -59,7 +59,8 @@ void cm_policy_json(const cm_policy *p, cm_buf *b);
 
 /* Arguments of CM_SCRIPT_HREPLACE that make a Redis policy hash say what
  * `p` says: "n", then field/value pairs (l<i> = limit i, block = "1"/"0",
- * t<i> = comma-separated threshold amounts of cost limit i), then the
+ * t<i> = comma-separated threshold amounts of cost limit i, tf = the
+ * thresholds as fractions in 1e-9 units), then the
  * fields of absent limits to delete. The kill flag is not touched. Strings
  * point into `space`. Returns argc (at most CM_POLICY_ARGV_MAX). */
 #define CM_POLICY_ARGV_MAX 24

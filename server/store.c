@@ -89,8 +89,9 @@ static const char admit_lua[] =
 /* KEYS: 1 epoch, then per agent its policy hash and hour/day/month window
  * hashes. ARGV per agent: address and the three windows' start times.
  * Answers one state per agent (0 active, 1 blocked, 2 killed), then for
- * each newly crossed mark four values: agent index, limit index, threshold
- * index (1-based; 0 for the limit itself), current cost. */
+ * each newly crossed mark five values: agent index, limit index, the
+ * threshold's fraction in 1e-9 units (0 for the limit itself), current
+ * cost, limit. */
 static const char check_lua[] =
     "local function ge(a, b)\n"
     "  if #a ~= #b then return #a > #b end\n"
@@ -101,7 +102,9 @@ static const char check_lua[] =
     "for a = 0, n - 1 do\n"
     "  local base = 2 + 4 * a\n"
     "  local addr = ARGV[1 + 4 * a]\n"
-    "  local p = redis.call('HMGET', KEYS[base], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4', 't2', 't3', 't4')\n"
+    "  local p = redis.call('HMGET', KEYS[base], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4', 't2', 't3', 't4', 'tf')\n"
+    "  local fr = {}\n"
+    "  for f in string.gmatch(p[11] or '', '[^,]+') do fr[#fr + 1] = f end\n"
     "  local cur = {\n"
     "    redis.call('HGET', KEYS[base + 1], 'intents') or '0', redis.call('HGET', KEYS[base + 2], 'intents') or '0',\n"
     "    redis.call('HGET', KEYS[base + 1], 'cost') or '0', redis.call('HGET', KEYS[base + 2], 'cost') or '0',\n"
@@ -121,11 +124,13 @@ static const char check_lua[] =
     "      for amt in string.gmatch(p[5 + i] or '', '[^,]+') do\n"
     "        idx = idx + 1\n"
     "        if ge(cur[i], amt) and redis.call('SET', 'cm:x:' .. addr .. ':t' .. (i - 1) .. ':' .. win[i] .. ':' .. idx, '1', 'NX', 'EX', 3000000) then\n"
-    "          marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = idx; marks[#marks + 1] = cur[i]\n"
+    "          marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = fr[idx] or '0'\n"
+    "          marks[#marks + 1] = cur[i]; marks[#marks + 1] = lim\n"
     "        end\n"
     "      end\n"
     "      if ge(cur[i], lim) and redis.call('SET', 'cm:x:' .. addr .. ':b' .. (i - 1) .. ':' .. win[i], '1', 'NX', 'EX', 3000000) then\n"
-    "        marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = 0; marks[#marks + 1] = cur[i]\n"
+    "        marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = 0\n"
+    "        marks[#marks + 1] = cur[i]; marks[#marks + 1] = lim\n"
     "      end\n"
     "    end\n"
     "  end\n"

@@ -29,8 +29,11 @@ typedef struct {
 struct cm_svc {
     cm_pg_pool *reader;
     cm_ingest *ingest;
+    cm_store *store;
+    cm_notify *notify;
     uv_loop_t *loop;
     int ttl_ms;
+    bool fail_open;
     cache_slot cache[CACHE_SLOTS];
 };
 
@@ -42,17 +45,21 @@ typedef struct {
     char key[CM_KEY_LEN + 1]; /* a created key, shown once */
     char key_id[32];
     int64_t from, to, step;
+    int64_t win[3];       /* hour, day, month window starts of an admission */
+    char idem[CM_ID_MAX + CM_ADDR_SEG_MAX + 8]; /* its Redis idempotency key, "" if none */
 } pending;
 
-int cm_svc_new(cm_pg_pool *reader, cm_ingest *ingest, int key_cache_ms, uv_loop_t *loop,
-               cm_svc **out)
+int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
 {
     cm_svc *s = calloc(1, sizeof *s);
     if (!s) return CM_ENOMEM;
-    s->reader = reader;
-    s->ingest = ingest;
-    s->loop = loop;
-    s->ttl_ms = key_cache_ms;
+    s->reader = d->reader;
+    s->ingest = d->ingest;
+    s->store = d->store;
+    s->notify = d->notify;
+    s->loop = d->loop;
+    s->ttl_ms = d->key_cache_ms;
+    s->fail_open = d->fail_open;
     *out = s;
     return CM_OK;
 }
@@ -320,41 +327,14 @@ static void on_agent_list(void *arg, int rc, const cm_pgres *res, const char *sq
         cm_buf_adds(&b, ",\"last_heartbeat\":");
         if (cm_pgres_isnull(res, i, 2)) cm_buf_adds(&b, "null");
         else cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 2), NULL, 10));
-        cm_buf_adds(&b, ",\"intents_today\":0,\"cost_today_usd\":");
-        cm_buf_add_money(&b, strtoll(cm_pgres_get(res, i, 3), NULL, 10));
-        cm_buf_adds(&b, ",\"state\":\"active\"}");
+        cm_buf_addf(&b, ",\"intents_today\":%s,\"cost_today_usd\":", cm_pgres_get(res, i, 8));
+        cm_buf_add_money(&b, strtoll(cm_pgres_get(res, i, 5), NULL, 10));
+        jfield(&b, "state", cm_pgres_get(res, i, 3), 0);
+        cm_buf_adds(&b, "}");
     }
     cm_buf_adds(&b, "]}");
     cm_job_reply(j, 200, &b);
     j->done(j);
-}
-
-static void run_agent_list(cm_svc *s, cm_job *j, const ident *who)
-{
-    pending *p = pending_new(s, j, who);
-    if (!p) return;
-    char now[24], limit[16], day[24];
-    int64_t from, to;
-    cm_window_bounds(CM_WIN_DAY, j->now, &from, &to);
-    snprintf(now, sizeof now, "%lld", (long long)j->now);
-    snprintf(day, sizeof day, "%lld", (long long)from);
-    snprintf(limit, sizeof limit, "%d", j->limit);
-    const char *health = j->health >= 0 ? health_names[j->health] : NULL;
-    const char *params[] = {who->org, now, day, limit, health, who->agent[0] ? who->agent : NULL};
-    /* Health from the last heartbeat's age: < 90 s healthy, up to 300 s
-     * degraded, older (or never) unreachable. */
-    query(p,
-          "SELECT * FROM (SELECT a.address, CASE"
-          " WHEN a.last_heartbeat IS NULL THEN 'unreachable'"
-          " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < 90 THEN 'healthy'"
-          " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= 300 THEN 'degraded'"
-          " ELSE 'unreachable' END AS health,"
-          " extract(epoch FROM a.last_heartbeat)::bigint, coalesce(d.cost_nanos, 0)"
-          " FROM agents a LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd'"
-          " AND d.bucket = to_timestamp($3::bigint)"
-          " WHERE a.org = $1 AND ($6::text IS NULL OR a.address = $6)) x"
-          " WHERE $5::text IS NULL OR x.health = $5 ORDER BY 1 LIMIT $4::int",
-          6, params, on_agent_list);
 }
 
 /* ---- spend ---- */
@@ -485,6 +465,650 @@ static void run_spend_intent(cm_svc *s, cm_job *j, const ident *who)
           2, params, on_spend_intent);
 }
 
+/* ---- cost policies ---- */
+
+/* Redis key of an agent's policy hash (limits, thresholds, kill flag). */
+static void policy_key(const char *address, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "cm:p:%s", address);
+}
+
+static void window_key(const char *address, char grain, int64_t start, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "cm:%s:%c:%lld", address, grain, (long long)start);
+}
+
+static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
+{
+    (void)reply;
+    pending *p = arg;
+    cm_job *j = p->job;
+    if (rc != CM_OK) {
+        /* PostgreSQL has it; the next Redis rebuild applies it. */
+        fail(j, 503, "store_unavailable", NULL, "the policy is saved but Redis did not confirm it; retry");
+    } else if (j->op == CM_OP_POLICY_DELETE) {
+        j->status = 204;
+        j->done(j);
+    } else {
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_policy_json(&j->policy, &b);
+        cm_job_reply(j, 200, &b);
+        j->done(j);
+    }
+    free(p);
+}
+
+/* Mirrors the job's policy (or its absence) into Redis, then answers. */
+static void mirror_policy(pending *p)
+{
+    cm_job *j = p->job;
+    char key[CM_ADDR_MAX + 8], space[CM_POLICY_SPACE];
+    const char *argv[CM_POLICY_ARGV_MAX + 1];
+    size_t lens[CM_POLICY_ARGV_MAX + 1];
+    policy_key(j->target, key, sizeof key);
+    cm_policy none;
+    cm_policy_init(&none);
+    argv[0] = key;
+    int argc = 1 + cm_policy_redis_args(j->op == CM_OP_POLICY_DELETE ? &none : &j->policy, space, argv + 1);
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    if (cm_store_eval(p->svc->store, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, on_policy_mirrored, p) != CM_OK)
+        on_policy_mirrored(p, CM_ESTORE, NULL);
+}
+
+static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    pending *p = arg;
+    cm_job *j = p->job;
+    if (rc != CM_OK) {
+        fail_store(j);
+        free(p);
+        return;
+    }
+    if (j->op == CM_OP_POLICY_DELETE && cm_pgres_affected(res) == 0) {
+        fail(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
+        free(p);
+        return;
+    }
+    cm_buf d;
+    cm_buf_init(&d);
+    cm_buf_adds(&d, "{\"policy\":");
+    if (j->op == CM_OP_POLICY_DELETE) cm_buf_adds(&d, "null");
+    else cm_policy_json(&j->policy, &d);
+    cm_buf_adds(&d, "}");
+    char *details = cm_buf_take(&d, NULL);
+    if (details) cm_notify_event(p->svc->notify, p->who.org, j->target, "policy_changed", details, false);
+    free(details);
+    mirror_policy(p);
+}
+
+static void run_policy_put(cm_svc *s, cm_job *j, const ident *who)
+{
+    if (need_admin(j, who) != CM_OK || may_act_for(j, who, j->target, "address_id") != CM_OK) return;
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    char lim[CM_LIM_COUNT][24];
+    const char *params[9];
+    params[0] = j->target;
+    params[1] = who->org;
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        snprintf(lim[i], sizeof lim[i], "%lld", (long long)j->policy.limit[i]);
+        params[2 + i] = j->policy.has[i] ? lim[i] : NULL;
+    }
+    params[7] = j->policy.block ? "block" : "alert";
+    cm_buf t;
+    cm_buf_init(&t);
+    cm_policy_thresh_text(&j->policy, &t);
+    char *thresh = cm_buf_take(&t, NULL);
+    params[8] = thresh ? thresh : "";
+    query(p,
+          "INSERT INTO cost_policies AS c (address, org, max_intents_per_hour, max_intents_per_day,"
+          " max_cost_per_hour, max_cost_per_day, max_cost_per_month, action_on_breach, alert_thresholds)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET"
+          " max_intents_per_hour = excluded.max_intents_per_hour,"
+          " max_intents_per_day = excluded.max_intents_per_day,"
+          " max_cost_per_hour = excluded.max_cost_per_hour, max_cost_per_day = excluded.max_cost_per_day,"
+          " max_cost_per_month = excluded.max_cost_per_month,"
+          " action_on_breach = excluded.action_on_breach, alert_thresholds = excluded.alert_thresholds,"
+          " updated_at = now()",
+          9, params, on_policy_saved);
+    free(thresh);
+}
+
+static void run_policy_delete(cm_svc *s, cm_job *j, const ident *who)
+{
+    if (need_admin(j, who) != CM_OK || may_act_for(j, who, j->target, "address_id") != CM_OK) return;
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    const char *params[] = {j->target};
+    query(p, "DELETE FROM cost_policies WHERE address = $1", 1, params, on_policy_saved);
+}
+
+/* Columns: limits 0..4 (NULL when unlimited), action, thresholds. */
+static const char policy_cols[] =
+    "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"
+    " max_cost_per_month, action_on_breach, alert_thresholds";
+
+static void policy_from_row(const cm_pgres *res, int row, int col, cm_policy *pol)
+{
+    cm_policy_init(pol);
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        pol->has[i] = !cm_pgres_isnull(res, row, col + i);
+        if (pol->has[i]) pol->limit[i] = strtoll(cm_pgres_get(res, row, col + i), NULL, 10);
+    }
+    pol->block = strcmp(cm_pgres_get(res, row, col + 5), "alert") != 0;
+    cm_policy_thresh_parse(cm_pgres_get(res, row, col + 6), pol);
+}
+
+static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_rows(res) == 0) {
+        fail(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
+        return;
+    }
+    policy_from_row(res, 0, 0, &j->policy);
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_policy_json(&j->policy, &b);
+    cm_job_reply(j, 200, &b);
+    j->done(j);
+}
+
+static void run_policy_get(cm_svc *s, cm_job *j, const ident *who)
+{
+    if (may_act_for(j, who, j->target, "address_id") != CM_OK) return;
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    const char *params[] = {j->target};
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT %s FROM cost_policies WHERE address = $1", policy_cols);
+    query(p, sql, 1, params, on_policy_get);
+}
+
+/* ---- intents ---- */
+
+static void breach_events(cm_svc *s, const pending *p, unsigned fresh, const cm_store_reply *r, bool refused)
+{
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        if (!(fresh & (1u << i))) continue;
+        char tmp[32];
+        cm_buf d;
+        cm_buf_init(&d);
+        cm_buf_adds(&d, "{");
+        jfield(&d, "limit", cm_limit_name(i), 1);
+        cm_buf_adds(&d, ",\"limit_value\":");
+        cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 8 + i, tmp, sizeof tmp), NULL, 10), &d);
+        cm_buf_adds(&d, ",\"current\":");
+        cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 3 + i, tmp, sizeof tmp), NULL, 10), &d);
+        cm_buf_adds(&d, refused ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
+        char *details = cm_buf_take(&d, NULL);
+        if (details) cm_notify_event(s->notify, p->who.org, p->job->intent.agent, "policy_breached", details, true);
+        free(details);
+    }
+}
+
+/* Keeps the answer for repeats of the Idempotency-Key: "status retry body". */
+static void remember(pending *p)
+{
+    cm_job *j = p->job;
+    if (!p->idem[0]) return;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_addf(&b, "%d %ld ", j->status, j->retry_after);
+    cm_buf_adds(&b, j->body ? j->body : "");
+    char *v = cm_buf_take(&b, NULL);
+    if (v) cm_store_set(p->svc->store, p->idem, v, 86400);
+    free(v);
+}
+
+static void admitted_reply(pending *p)
+{
+    cm_job *j = p->job;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    jfield(&b, "intent_id", j->intent.intent_id, 1);
+    jfield(&b, "agent", j->intent.agent, 0);
+    cm_buf_adds(&b, "}");
+    cm_job_reply(j, 201, &b);
+    remember(p);
+    j->done(j);
+    free(p);
+}
+
+static void undo_admission(pending *p)
+{
+    static const char grains[] = {'h', 'd', 'm'};
+    char key[CM_ADDR_MAX + 40];
+    for (int g = 0; g < 3; g++) {
+        window_key(p->job->intent.agent, grains[g], p->win[g], key, sizeof key);
+        cm_store_hincrby(p->svc->store, key, "intents", -1);
+    }
+    if (p->idem[0]) cm_store_del(p->svc->store, p->idem);
+}
+
+static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    pending *p = arg;
+    if (rc != CM_OK) {
+        /* Not recorded, so not admitted: give the slot back. */
+        undo_admission(p);
+        fail_store(p->job);
+        free(p);
+        return;
+    }
+    admitted_reply(p);
+}
+
+static void record_intent(pending *p)
+{
+    cm_job *j = p->job;
+    char at[24];
+    snprintf(at, sizeof at, "%lld", (long long)j->now);
+    const char *params[] = {j->intent.agent, p->who.org, j->intent.intent_id,
+                            j->intent.intent_type[0] ? j->intent.intent_type : NULL,
+                            j->idem_key[0] ? j->idem_key : NULL, at};
+    if (cm_pg_query(p->svc->reader,
+                    "INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, admitted_at)"
+                    " VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint))",
+                    6, params, on_intent_recorded, p) != CM_OK)
+        on_intent_recorded(p, CM_ESTORE, NULL, "");
+}
+
+static void unavailable(pending *p, const char *why)
+{
+    cm_job *j = p->job;
+    if (p->svc->fail_open) {
+        cm_log(CM_LOG_WARN, "event=admission_unchecked reason=%s", why);
+        record_intent(p);
+        return;
+    }
+    fail(j, 503, "store_unavailable", NULL, "intent admission is unavailable (Redis); retry");
+    free(p);
+}
+
+static void on_admit(void *arg, int rc, const cm_store_reply *r)
+{
+    pending *p = arg;
+    cm_svc *s = p->svc;
+    cm_job *j = p->job;
+    if (rc != CM_OK) {
+        unavailable(p, "redis_error");
+        return;
+    }
+    long long code = cm_store_reply_int(r, 0);
+    char tmp[32];
+    if (code == -1) {
+        cm_ingest_rebuild(s->ingest);
+        unavailable(p, "redis_rebuilding");
+        return;
+    }
+    if (code == -3) {
+        fail(j, 409, "idempotency_key_in_use", "Idempotency-Key", "a request with this key is still in flight");
+        free(p);
+        return;
+    }
+    if (code == -2) {
+        const char *stored = cm_store_reply_str(r, 1, tmp, sizeof tmp);
+        char *end;
+        long status = strtol(stored, &end, 10);
+        long retry = strtol(end, &end, 10);
+        if (*end == ' ') end++;
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_adds(&b, end);
+        cm_job_reply(j, (int)status, &b);
+        j->retry_after = retry;
+        j->done(j);
+        free(p);
+        return;
+    }
+    if (code == 2) {
+        cm_job_fail(j, 403, "agent_killed", NULL, "this agent is killed; an admin can resume it");
+        remember(p);
+        j->done(j);
+        free(p);
+        return;
+    }
+    unsigned mask = (unsigned)cm_store_reply_int(r, 1), fresh = (unsigned)cm_store_reply_int(r, 2);
+    breach_events(s, p, fresh, r, code == 0);
+    if (code == 1) {
+        record_intent(p);
+        return;
+    }
+    int64_t retry = 0;
+    int lim = cm_policy_binding(mask, j->now, &retry);
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
+    char msg[160];
+    snprintf(msg, sizeof msg, "the agent's %s is reached; new intents are refused until the window ends",
+             cm_limit_name(lim));
+    cm_buf_add_jstr(&b, msg);
+    cm_buf_adds(&b, ",");
+    jfield(&b, "limit", cm_limit_name(lim), 1);
+    cm_buf_adds(&b, ",\"limit_value\":");
+    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, 8 + lim, tmp, sizeof tmp), NULL, 10), &b);
+    cm_buf_adds(&b, ",\"current\":");
+    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, 3 + lim, tmp, sizeof tmp), NULL, 10), &b);
+    cm_buf_addf(&b, ",\"retry_after_s\":%lld}}", (long long)retry);
+    cm_job_reply(j, 429, &b);
+    j->retry_after = (long)retry;
+    remember(p);
+    j->done(j);
+    free(p);
+}
+
+static void run_intent(cm_svc *s, cm_job *j, const ident *who)
+{
+    const char *field = j->axme ? "to_agent" : "agent";
+    if (!j->intent.agent[0]) {
+        if (!who->agent[0]) {
+            fail(j, 400, "invalid_field", field, "agent is required unless the API key is bound to an agent");
+            return;
+        }
+        memcpy(j->intent.agent, who->agent, sizeof j->intent.agent);
+    }
+    if (may_act_for(j, who, j->intent.agent, field) != CM_OK) return;
+    if (!j->intent.intent_id[0]) {
+        char rnd[17];
+        if (cm_auth_random_hex(rnd, 8) != CM_OK) {
+            fail(j, 500, "internal", NULL, "could not generate an intent id");
+            return;
+        }
+        snprintf(j->intent.intent_id, sizeof j->intent.intent_id, "int_%s", rnd);
+    }
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    static const cm_window wins[] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
+    static const char grains[] = {'h', 'd', 'm'};
+    static const char *const ttls[] = {"259200", "3456000", "34560000"};
+    char keys[6][CM_ADDR_MAX + 48], starts[3][24];
+    for (int g = 0; g < 3; g++) {
+        int64_t to;
+        cm_window_bounds(wins[g], j->now, &p->win[g], &to);
+        snprintf(starts[g], sizeof starts[g], "%lld", (long long)p->win[g]);
+        window_key(j->intent.agent, grains[g], p->win[g], keys[2 + g], sizeof keys[2 + g]);
+    }
+    snprintf(keys[0], sizeof keys[0], "cm:epoch");
+    policy_key(j->intent.agent, keys[1], sizeof keys[1]);
+    if (j->idem_key[0]) snprintf(p->idem, sizeof p->idem, "cm:i:%s:%s", who->org, j->idem_key);
+    snprintf(keys[5], sizeof keys[5], "%s", p->idem[0] ? p->idem : "cm:i:-");
+    const char *argv[14];
+    size_t lens[14];
+    for (int i = 0; i < 6; i++) argv[i] = keys[i];
+    argv[6] = p->idem[0] ? "1" : "0";
+    for (int g = 0; g < 3; g++) argv[7 + g] = ttls[g];
+    argv[10] = j->intent.agent;
+    for (int g = 0; g < 3; g++) argv[11 + g] = starts[g];
+    for (int i = 0; i < 14; i++) lens[i] = strlen(argv[i]);
+    if (cm_store_eval(s->store, CM_SCRIPT_ADMIT, 6, 14, argv, lens, on_admit, p) != CM_OK)
+        unavailable(p, "redis_down");
+}
+
+/* ---- kill switch ---- */
+
+static void on_kill_mirrored(void *arg, int rc, const cm_store_reply *reply)
+{
+    (void)reply;
+    pending *p = arg;
+    cm_job *j = p->job;
+    if (rc != CM_OK) {
+        fail(j, 503, "store_unavailable", NULL, "saved, but Redis did not confirm it; retry");
+    } else {
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_adds(&b, "{");
+        jfield(&b, "address", j->target, 1);
+        jfield(&b, "state", j->op == CM_OP_KILL ? "killed" : "active", 0);
+        cm_buf_adds(&b, ",\"killed\":");
+        cm_buf_adds(&b, j->op == CM_OP_KILL ? "true}" : "false}");
+        cm_job_reply(j, 200, &b);
+        j->done(j);
+    }
+    free(p);
+}
+
+static void on_killed(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    pending *p = arg;
+    cm_job *j = p->job;
+    if (rc != CM_OK || cm_pgres_affected(res) == 0) {
+        if (rc != CM_OK) fail_store(j);
+        else fail(j, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
+        free(p);
+        return;
+    }
+    bool kill = j->op == CM_OP_KILL;
+    cm_notify_event(p->svc->notify, p->who.org, j->target, kill ? "agent_killed" : "agent_resumed", "{}", true);
+    char key[CM_ADDR_MAX + 8];
+    policy_key(j->target, key, sizeof key);
+    const char *argv[] = {key, kill ? "1" : "0", "killed", "1", "killed"};
+    size_t lens[5];
+    int argc = kill ? 4 : 3;
+    if (!kill) argv[2] = "killed";
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    if (cm_store_eval(p->svc->store, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, on_kill_mirrored, p) != CM_OK)
+        on_kill_mirrored(p, CM_ESTORE, NULL);
+}
+
+static void run_kill(cm_svc *s, cm_job *j, const ident *who)
+{
+    if (need_admin(j, who) != CM_OK || may_act_for(j, who, j->target, "address_id") != CM_OK) return;
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    const char *params[] = {j->target, j->op == CM_OP_KILL ? "true" : "false"};
+    query(p, "UPDATE agents SET killed = $2::boolean WHERE address = $1", 2, params, on_killed);
+}
+
+/* ---- events ---- */
+
+static void on_events(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = take(arg, rc);
+    if (!j) return;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{\"events\":[");
+    for (int i = 0; i < cm_pgres_rows(res); i++) {
+        if (i) cm_buf_add(&b, ",", 1);
+        cm_buf_addf(&b, "{\"id\":%s,", cm_pgres_get(res, i, 0));
+        jfield(&b, "event_type", cm_pgres_get(res, i, 1), 1);
+        cm_buf_adds(&b, ",\"agent\":");
+        if (cm_pgres_isnull(res, i, 2)) cm_buf_adds(&b, "null");
+        else cm_buf_add_jstr(&b, cm_pgres_get(res, i, 2));
+        cm_buf_adds(&b, ",\"ts\":");
+        cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 3), NULL, 10));
+        cm_buf_adds(&b, ",\"details\":");
+        cm_buf_adds(&b, cm_pgres_get(res, i, 4));
+        cm_buf_adds(&b, "}");
+    }
+    cm_buf_adds(&b, "]}");
+    cm_job_reply(j, 200, &b);
+    j->done(j);
+}
+
+static void run_events(cm_svc *s, cm_job *j, const ident *who)
+{
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", j->limit);
+    const char *params[] = {who->org, j->event_type[0] ? j->event_type : NULL, limit,
+                            who->agent[0] ? who->agent : NULL, j->target[0] ? j->target : NULL};
+    query(p,
+          "SELECT id::text, event_type, address, extract(epoch FROM ts)::bigint, details::text FROM events"
+          " WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
+          " AND ($4::text IS NULL OR address = $4) AND ($5::text IS NULL OR address = $5)"
+          " ORDER BY id DESC LIMIT $3::int",
+          5, params, on_events);
+}
+
+/* ---- one agent ---- */
+
+static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_rows(res) == 0) {
+        fail(j, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
+        return;
+    }
+    /* Columns: address, health, last_heartbeat, state, cost_hour, cost_day,
+     * cost_month, intents_hour, intents_day, has_policy, policy columns. */
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    jfield(&b, "address", cm_pgres_get(res, 0, 0), 1);
+    jfield(&b, "health", cm_pgres_get(res, 0, 1), 0);
+    cm_buf_adds(&b, ",\"last_heartbeat\":");
+    if (cm_pgres_isnull(res, 0, 2)) cm_buf_adds(&b, "null");
+    else cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 2), NULL, 10));
+    jfield(&b, "state", cm_pgres_get(res, 0, 3), 0);
+    cm_buf_adds(&b, ",\"hour\":{\"cost_usd\":");
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 4), NULL, 10));
+    cm_buf_addf(&b, ",\"intents\":%s},\"today\":{\"cost_usd\":", cm_pgres_get(res, 0, 7));
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 5), NULL, 10));
+    cm_buf_addf(&b, ",\"intents\":%s},\"month\":{\"cost_usd\":", cm_pgres_get(res, 0, 8));
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 6), NULL, 10));
+    cm_buf_adds(&b, "},\"policy\":");
+    if (strcmp(cm_pgres_get(res, 0, 9), "t") == 0) {
+        cm_policy pol;
+        policy_from_row(res, 0, 10, &pol);
+        cm_policy_json(&pol, &b);
+    } else {
+        cm_buf_adds(&b, "null");
+    }
+    cm_buf_adds(&b, ",\"recent_events\":");
+    cm_buf_adds(&b, cm_pgres_get(res, 0, 17));
+    cm_buf_adds(&b, "}");
+    cm_job_reply(j, 200, &b);
+    j->done(j);
+}
+
+/* One agent's view, shared by the list and the single agent. Parameters:
+ * $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address or NULL.
+ * Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6 cost of
+ * hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16 the
+ * policy (policy_cols), 17 its ten latest events as JSON. Health comes
+ * from the last heartbeat's age (< 90 s healthy, <= 300 s degraded). */
+static const char agent_view_sql[] =
+    "SELECT a.address, CASE WHEN a.killed THEN 'killed'"
+    " WHEN a.last_heartbeat IS NULL THEN 'unreachable'"
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < 90 THEN 'healthy'"
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= 300 THEN 'degraded'"
+    " ELSE 'unreachable' END AS health,"
+    " extract(epoch FROM a.last_heartbeat)::bigint,"
+    " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND ("
+    "  ih.n >= c.max_intents_per_hour OR idy.n >= c.max_intents_per_day"
+    "  OR coalesce(h.cost_nanos, 0) >= c.max_cost_per_hour OR coalesce(d.cost_nanos, 0) >= c.max_cost_per_day"
+    "  OR coalesce(m.cost_nanos, 0) >= c.max_cost_per_month) THEN 'blocked' ELSE 'active' END,"
+    " coalesce(h.cost_nanos, 0), coalesce(d.cost_nanos, 0), coalesce(m.cost_nanos, 0), ih.n, idy.n,"
+    " c.address IS NOT NULL, c.max_intents_per_hour, c.max_intents_per_day, c.max_cost_per_hour,"
+    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds,"
+    " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id,"
+    "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events"
+    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END"
+    " FROM agents a LEFT JOIN cost_policies c ON c.address = a.address"
+    " LEFT JOIN rollup_agent h ON h.address = a.address AND h.grain = 'h' AND h.bucket = to_timestamp($3::bigint)"
+    " LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd' AND d.bucket = to_timestamp($4::bigint)"
+    " LEFT JOIN rollup_agent m ON m.address = a.address AND m.grain = 'm' AND m.bucket = to_timestamp($5::bigint)"
+    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address"
+    "  AND i.admitted_at >= to_timestamp($3::bigint)) ih"
+    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address"
+    "  AND i.admitted_at >= to_timestamp($4::bigint)) idy"
+    " WHERE a.org = $1 AND ($6::text IS NULL OR a.address = $6)";
+
+/* Fills params[0..6) for agent_view_sql; the strings live in `space`. */
+static void agent_view_params(const cm_job *j, const ident *who, const char *address,
+                              char space[4][24], const char *params[6])
+{
+    int64_t from, to;
+    snprintf(space[0], 24, "%lld", (long long)j->now);
+    static const cm_window wins[] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
+    for (int g = 0; g < 3; g++) {
+        cm_window_bounds(wins[g], j->now, &from, &to);
+        snprintf(space[1 + g], 24, "%lld", (long long)from);
+    }
+    params[0] = who->org;
+    for (int i = 0; i < 4; i++) params[1 + i] = space[i];
+    params[5] = address;
+}
+
+static void run_agent_get(cm_svc *s, cm_job *j, const ident *who)
+{
+    if (may_act_for(j, who, j->target, "address_id") != CM_OK) return;
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    char space[4][24];
+    const char *params[6];
+    agent_view_params(j, who, j->target, space, params);
+    query(p, agent_view_sql, 6, params, on_agent_get);
+}
+
+/* ---- webhook ---- */
+
+static void on_webhook_saved(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = take(arg, rc);
+    if (!j) return;
+    if (j->op == CM_OP_WEBHOOK_GET && cm_pgres_rows(res) == 0) {
+        fail(j, 404, "webhook_not_found", NULL, "this org has no webhook");
+        return;
+    }
+    /* The secret is write-only: never echoed. */
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    jfield(&b, "url", j->op == CM_OP_WEBHOOK_GET ? cm_pgres_get(res, 0, 0) : j->webhook.url, 1);
+    cm_buf_adds(&b, ",\"secret_set\":true}");
+    cm_job_reply(j, 200, &b);
+    j->done(j);
+}
+
+static void run_webhook(cm_svc *s, cm_job *j, const ident *who)
+{
+    if (need_admin(j, who) != CM_OK) return;
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    if (j->op == CM_OP_WEBHOOK_GET) {
+        const char *params[] = {who->org};
+        query(p, "SELECT url FROM webhooks WHERE org = $1", 1, params, on_webhook_saved);
+        return;
+    }
+    const char *params[] = {who->org, j->webhook.url, j->webhook.secret};
+    query(p,
+          "INSERT INTO webhooks (org, url, secret) VALUES ($1, $2, $3) ON CONFLICT (org) DO UPDATE"
+          " SET url = excluded.url, secret = excluded.secret, updated_at = now()",
+          3, params, on_webhook_saved);
+}
+
+static void run_agent_list(cm_svc *s, cm_job *j, const ident *who)
+{
+    pending *p = pending_new(s, j, who);
+    if (!p) return;
+    char space[4][24], limit[16], sql[sizeof agent_view_sql + 160];
+    const char *params[8];
+    agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
+    snprintf(limit, sizeof limit, "%d", j->limit);
+    params[6] = j->health >= 0 ? health_names[j->health] : NULL;
+    params[7] = limit;
+    snprintf(sql, sizeof sql, "SELECT * FROM (%s) v WHERE $7::text IS NULL OR v.health = $7 ORDER BY 1 LIMIT $8::int",
+             agent_view_sql);
+    query(p, sql, 8, params, on_agent_list);
+}
+
 /* ---- dispatch ---- */
 
 static void run_as(cm_svc *s, cm_job *j, const ident *who)
@@ -497,6 +1121,16 @@ static void run_as(cm_svc *s, cm_job *j, const ident *who)
     case CM_OP_AGENT_LIST: run_agent_list(s, j, who); return;
     case CM_OP_SPEND_AGENT: run_spend_agent(s, j, who); return;
     case CM_OP_SPEND_INTENT: run_spend_intent(s, j, who); return;
+    case CM_OP_POLICY_PUT: run_policy_put(s, j, who); return;
+    case CM_OP_POLICY_GET: run_policy_get(s, j, who); return;
+    case CM_OP_POLICY_DELETE: run_policy_delete(s, j, who); return;
+    case CM_OP_INTENT: run_intent(s, j, who); return;
+    case CM_OP_KILL:
+    case CM_OP_RESUME: run_kill(s, j, who); return;
+    case CM_OP_AGENT_GET: run_agent_get(s, j, who); return;
+    case CM_OP_EVENTS: run_events(s, j, who); return;
+    case CM_OP_WEBHOOK_PUT:
+    case CM_OP_WEBHOOK_GET: run_webhook(s, j, who); return;
     }
     fail(j, 500, "internal", NULL, "unknown operation");
 }

@@ -9,13 +9,24 @@
 
 #include "bridge.h"
 #include "ingest.h"
+#include "notify.h"
 #include "pg.h"
+#include "store.h"
 
 typedef struct cm_svc cm_svc;
 
-/* reader and ingest are borrowed and must outlive the service. */
-int cm_svc_new(cm_pg_pool *reader, cm_ingest *ingest, int key_cache_ms, uv_loop_t *loop,
-               cm_svc **out);
+/* What the service uses; all borrowed, all outlive it. */
+typedef struct {
+    uv_loop_t *loop;
+    cm_pg_pool *reader;
+    cm_ingest *ingest;
+    cm_store *store;
+    cm_notify *notify;
+    int key_cache_ms;
+    bool fail_open; /* admit intents unchecked while Redis is unreachable */
+} cm_svc_deps;
+
+int cm_svc_new(const cm_svc_deps *deps, cm_svc **out);
 void cm_svc_free(cm_svc *s);
 
 /* A cm_bridge_fn: runs one job. */

@@ -525,3 +525,11 @@ def hb_obj(agent, cost=None, hid=None, ts=None, intent=None, **metrics):
 
 def batch(items):
     return '{"heartbeats":[' + ",".join(items) + "]}"
+
+
+def accepted(r, want_acc, want_dup, what):
+    check_status(r, 202, what)
+    j = r.json
+    check(isinstance(j, dict), "%s: 202 body not JSON: %.200r" % (what, r.text))
+    check_eq((j.get("accepted"), j.get("duplicates")), (want_acc, want_dup), "%s: (accepted, duplicates)" % what)
+    return j

@@ -6,16 +6,8 @@ import re
 import time
 from decimal import Decimal
 
-from harness import (batch, check, check_eq, check_error, check_status, dec, hb_id, hb_obj, iso,
+from harness import (accepted, batch, check, check_eq, check_error, check_status, dec, hb_id, hb_obj, iso,
                      new_agent, parse_iso, day_start, hour_start)
-
-
-def accepted(r, want_acc, want_dup, what):
-    check_status(r, 202, what)
-    j = r.json
-    check(isinstance(j, dict), "%s: 202 body not JSON: %.200r" % (what, r.text))
-    check_eq((j.get("accepted"), j.get("duplicates")), (want_acc, want_dup), "%s: (accepted, duplicates)" % what)
-    return j
 
 
 def top_cost_text(text):
@@ -270,7 +262,6 @@ def test_bad_input(h):
         ("negative count", '{"agent":%s,"metrics":{"llm_calls":-1}}' % aj, 400, "invalid_field", "metrics.llm_calls"),
         ("fractional count", '{"agent":%s,"metrics":{"tokens_out":1.5}}' % aj, 400, "invalid_field", "metrics.tokens_out"),
         ("negative cost", '{"agent":%s,"metrics":{"cost_usd":-1}}' % aj, 400, "invalid_field", "metrics.cost_usd"),
-        ("negative tiny cost", '{"agent":%s,"metrics":{"cost_usd":-0.0000000001}}' % aj, 400, None, None),
         ("NaN", '{"agent":%s,"metrics":{"cost_usd":NaN}}' % aj, 400, None, None),
         ("Infinity", '{"agent":%s,"metrics":{"cost_usd":Infinity}}' % aj, 400, None, None),
         ("-Infinity", '{"agent":%s,"metrics":{"cost_usd":-Infinity}}' % aj, 400, None, None),
@@ -367,3 +358,15 @@ def test_bad_input(h):
     for x in others + ["agent://org2/test/" + a.rsplit("/", 1)[1]]:
         check_eq(h.psql("SELECT count(*) FROM agents WHERE address = '%s'" % x), "0", "rejected agent %s registered" % x)
     check_eq(h.spend(others[0]).status, 404, "spend of a never-registered agent")
+
+
+def test_negative_subnano_cost_rejected(h):
+    """Money must be >= 0: a negative amount that rounds to 0 nanos is still negative (400)."""
+    a = new_agent(tag="negtiny")
+    t = int(time.time()) - 30
+    accepted(h.hb(hb_obj(a, "1", hb_id(), ts=t)), 1, 0, "baseline")
+    for cost in ("-0.0000000001", "-0.0000000004", "-1e-10"):
+        r = h.hb(hb_obj(a, cost, hb_id(), ts=t))
+        check_error(r, 400, code="invalid_field", field="metrics.cost_usd", what="cost_usd %s" % cost)
+    s = h.spend_ok(a, "day", at=t)
+    check_eq(s["heartbeats"], 1, "heartbeats (rejected requests must change nothing)")

@@ -1,0 +1,280 @@
+"""Faults: graceful stop, server crash, Redis loss, PostgreSQL loss."""
+
+import threading
+import time
+from decimal import Decimal
+
+from harness import (Server, accepted, batch, check, check_eq, check_error, check_status, dec, hb_id, hb_obj,
+                     new_agent, nanos, day_start, hour_start, ConnError, TestFailure)
+
+
+def timeout(seconds):
+    def deco(fn):
+        fn.timeout = seconds
+        return fn
+    return deco
+
+
+def pg_totals(h, address, grain, bucket):
+    out = h.psql("SELECT cost_nanos, tokens_in, heartbeats FROM rollup_agent WHERE address = '%s' AND grain = '%s'"
+                 " AND bucket = to_timestamp(%d)" % (address, grain, bucket))
+    check(out, "no %s rollup row for %s" % (grain, address))
+    return [int(x) for x in out.split("|")]
+
+
+def wait_redis_cost(h, key, want, secs):
+    deadline = time.time() + secs
+    got = None
+    while time.time() < deadline:
+        got = h.redis("HGET", key, "cost")
+        if got == str(want):
+            return
+        time.sleep(0.1)
+    raise TestFailure("redis HGET %s cost: want %s, got %r after %ss" % (key, want, got, secs))
+
+
+def test_sigterm_clean(h):
+    """SIGTERM: exit 0, no sanitizer report; a restarted server still has the data."""
+    a = new_agent(tag="term")
+    accepted(h.hb(hb_obj(a, "0.42", hb_id())), 1, 0, "hb")
+    h.restart_server()  # fails the test on a non-zero exit or a sanitizer line
+    check_eq(dec(h.spend_ok(a)["cost_usd"]), Decimal("0.42"), "spend after restart")
+
+
+def test_sigterm_while_busy(h):
+    """SIGTERM with heartbeats in flight: every 202 is durable, exit is still clean."""
+    a = new_agent(tag="termbusy")
+    t = int(time.time()) - 20
+    batches = [[(hb_id(), "0.0%02d" % (1 + (b * 7 + i) % 99)) for i in range(50)] for b in range(60)]
+    got = {}
+    stop = threading.Event()
+
+    def writer():
+        for bi, items in enumerate(batches):
+            if stop.is_set():
+                return
+            try:
+                r = h.hb(batch([hb_obj(a, c, i, ts=t) for i, c in items]), timeout=15)
+                got[bi] = r.status
+            except ConnError:
+                got[bi] = None
+
+    th = threading.Thread(target=writer)
+    th.start()
+    deadline = time.time() + 20
+    while len(got) < 5 and time.time() < deadline:
+        time.sleep(0.01)
+    problems = h.server.stop()
+    stop.set()
+    th.join(30)
+    s = Server(h, h.server.admin_key, h.server.org)
+    h.server = s
+    s.start()
+    check(not problems, "stop under load not clean: %s" % "; ".join(problems))
+    bad = [st for st in got.values() if st not in (202, 503, None)]
+    check(not bad, "statuses other than 202/503/no answer during shutdown: %r" % bad)
+    # Every batch answered 202 must be all duplicates now.
+    for bi, st in sorted(got.items()):
+        if st == 202:
+            r = h.hb(batch([hb_obj(a, c, i, ts=t) for i, c in batches[bi]]))
+            accepted(r, 0, 50, "resend of batch %d acknowledged before SIGTERM" % bi)
+
+
+@timeout(120)
+def test_crash_kill9(h):
+    a = new_agent(tag="crash")
+    t = int(time.time()) - 60
+    batches = []
+    for b in range(40):
+        batches.append([(hb_id(), "0.0%02d" % (13 + (b * 100 + i) % 80), (b * 100 + i) % 17) for i in range(100)])
+    want = sum((Decimal(c) for items in batches for _, c, _ in items), Decimal(0))
+    want_tokens = sum(tk for items in batches for _, _, tk in items)
+
+    def body(items):
+        return batch([hb_obj(a, c, i, ts=t, tokens_in=tk) for i, c, tk in items])
+
+    status = {}
+    progress = threading.Event()
+
+    def writer():
+        for bi, items in enumerate(batches):
+            try:
+                r = h.hb(body(items), timeout=10)
+                status[bi] = (r.status, r.json.get("accepted") if r.status == 202 else None)
+            except ConnError:
+                status[bi] = (None, None)
+            if bi >= 9:
+                progress.set()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    check(progress.wait(40), "writer did not get through 10 batches")
+    bad = h.server.kill9()
+    th.join(60)
+    check(not th.is_alive(), "writer stuck after the crash")
+    s = Server(h, h.server.admin_key, h.server.org)
+    h.server = s
+    s.start()
+    check(not bad, "sanitizer report before the crash: %s" % bad[:3])
+    acked = [bi for bi, (st, _) in status.items() if st == 202]
+    check(len(acked) >= 10, "fewer than 10 batches acknowledged before the kill: %d" % len(acked))
+    others = [st for st, _ in status.values() if st not in (202, 503, None)]
+    check(not others, "unexpected statuses: %r" % others[:5])
+    # A client unsure of its batches resends them all.
+    acc_total = sum(n for st, n in status.values() if st == 202)
+    for bi, items in enumerate(batches):
+        r = h.hb(body(items))
+        check_status(r, 202, "resend of batch %d" % bi)
+        if bi in acked:
+            check_eq((r.json["accepted"], r.json["duplicates"]), (0, 100),
+                     "batch %d was acknowledged before the crash: resend must be all duplicates" % bi)
+        acc_total += r.json["accepted"]
+    check_eq(acc_total, 4000, "accepted over all replies (each heartbeat exactly once)")
+    sp = h.spend_ok(a, "day", at=t)
+    check_eq(dec(sp["cost_usd"]), want, "total after crash and resend")
+    check_eq(sp["tokens_in"], want_tokens, "tokens after crash and resend")
+    check_eq(sp["heartbeats"], 4000, "heartbeats after crash and resend")
+    check_eq(h.psql("SELECT count(*) FROM heartbeats WHERE address = '%s'" % a), "4000", "heartbeat rows")
+    check_eq(h.psql("SELECT count(DISTINCT hb_id) FROM heartbeats WHERE address = '%s'" % a), "4000", "distinct ids")
+
+    # Redis loses everything; the next heartbeat (of another agent) makes
+    # the server notice and rebuild the hot windows from PostgreSQL.
+    dkey = "cm:%s:d:%d" % (a, day_start(t))
+    pg_day = pg_totals(h, a, "d", day_start(t))
+    check_eq(pg_day[0], nanos(want), "PostgreSQL day rollup in nanos")
+    wait_redis_cost(h, dkey, pg_day[0], 5)  # mirrored before the flush
+    check_eq(h.redis("FLUSHALL"), "OK", "FLUSHALL")
+    check_eq(h.redis("EXISTS", dkey), "0", "key after FLUSHALL")
+    trigger = new_agent(tag="crash-trigger")
+    accepted(h.hb(hb_obj(trigger, "0.001", hb_id())), 1, 0, "trigger heartbeat")
+    wait_redis_cost(h, dkey, pg_day[0], 5)
+    hkey = "cm:%s:h:%d" % (a, hour_start(t))
+    wait_redis_cost(h, hkey, pg_totals(h, a, "h", hour_start(t))[0], 5)
+    check_eq(h.redis("HGET", dkey, "hb"), "4000", "rebuilt heartbeat count")
+    check_eq(h.redis("HGET", dkey, "tin"), str(want_tokens), "rebuilt tokens_in")
+
+
+@timeout(120)
+def test_redis_restart(h):
+    a = new_agent(tag="redis")
+    t = int(time.time()) - 40
+    sent = []      # (ids/costs, status)
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def writer():
+        n = 0
+        while not stop.is_set():
+            items = [(hb_id(), "0.0%02d" % (1 + (n * 10 + i) % 97)) for i in range(10)]
+            n += 1
+            try:
+                r = h.hb(batch([hb_obj(a, c, i, ts=t) for i, c in items]), timeout=15)
+                st = r.status
+                if st not in (202, 503):
+                    errors.append(repr(r))
+                elif st == 503:
+                    r.error()
+            except ConnError as e:
+                st = None
+                errors.append(str(e))
+            with lock:
+                sent.append((items, st))
+            time.sleep(0.02)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        time.sleep(1.0)
+        h.kill9_redis()
+        time.sleep(2.5)
+        r = h.request("GET", "/readyz")
+        check_error(r, 503, what="/readyz with Redis down")
+        check_eq(r.json.get("redis"), "down", "/readyz redis while down")
+        with lock:
+            n_down = len(sent)
+        h.services("start")
+        t_up = time.time()
+        h.wait_ready(10)
+        ready_after = time.time() - t_up
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        th.join(30)
+    check(not errors, "heartbeats without 202/503 while Redis restarted: %s" % errors[:3])
+    during = [st for _, st in sent[n_down - 5:n_down]] if n_down >= 5 else []
+    check(202 in during, "no heartbeat accepted while Redis was down (PostgreSQL is the record): %r" % during)
+    # Every 202 was counted: resending those gives only duplicates; 503s are retried.
+    want = Decimal(0)
+    count = 0
+    for items, st in sent:
+        body = batch([hb_obj(a, c, i, ts=t) for i, c in items])
+        r = h.hb(body)
+        check_status(r, 202, "resend")
+        if st == 202:
+            check_eq(r.json["accepted"], 0, "resend of an acknowledged batch")
+        want += sum(Decimal(c) for _, c in items)
+        count += len(items)
+    sp = h.spend_ok(a, "day", at=t)
+    check_eq(dec(sp["cost_usd"]), want, "total")
+    check_eq(sp["heartbeats"], count, "heartbeats")
+    # The hot windows are rebuilt to PostgreSQL's totals.
+    for grain, start in (("h", hour_start(t)), ("d", day_start(t))):
+        wait_redis_cost(h, "cm:%s:%s:%d" % (a, grain, start), pg_totals(h, a, grain, start)[0], 5)
+    check_eq(pg_totals(h, a, "d", day_start(t))[0], nanos(want), "PostgreSQL day total")
+    check(ready_after <= 10, "ready after %.1fs" % ready_after)
+
+
+@timeout(120)
+def test_postgres_down(h):
+    a = new_agent(tag="pgdown")
+    t = int(time.time()) - 50
+    acked = {}  # id -> cost, every heartbeat that got 202
+    pending = []  # (id, cost) not yet acknowledged
+
+    def send(hid, cost):
+        r = h.hb(hb_obj(a, cost, hid, ts=t), timeout=20)
+        if r.status == 202:
+            acked[hid] = cost
+        return r
+
+    for i in range(5):
+        check_status(send(hb_id(), "0.11"), 202, "baseline")
+    h.stop_pg_immediate()
+    try:
+        deadline = time.time() + 10
+        n503 = 0
+        while time.time() < deadline and n503 < 10:
+            hid, cost = hb_id(), "0.07"
+            r = send(hid, cost)
+            check(r.status != 202, "202 while PostgreSQL is down: %r" % r)
+            check_error(r, 503, what="heartbeat with PostgreSQL down")
+            pending.append((hid, cost))
+            n503 += 1
+        r = h.request("GET", "/readyz")
+        check_error(r, 503, what="/readyz with PostgreSQL down")
+        check_eq(r.json.get("postgres"), "down", "/readyz postgres")
+        check_error(h.spend(a), 503, what="spend with PostgreSQL down")
+    finally:
+        h.services("start")
+    t_up = time.time()
+    ok = False
+    while time.time() - t_up < 15:
+        r = send(hb_id(), "0.5")
+        if r.status == 202:
+            ok = True
+            break
+        check_error(r, 503, what="heartbeat while PostgreSQL comes back")
+        time.sleep(0.2)
+    check(ok, "no 202 within 15 s of PostgreSQL's return")
+    h.wait_ready(15)
+    for hid, cost in pending:
+        r = send(hid, cost)
+        check_status(r, 202, "retry of a 503'd heartbeat")
+    for hid, cost in list(acked.items()):
+        accepted(h.hb(hb_obj(a, cost, hid, ts=t)), 0, 1, "resend of an acknowledged heartbeat")
+    want = sum((Decimal(c) for c in acked.values()), Decimal(0))
+    sp = h.spend_ok(a, "day", at=t)
+    check_eq(dec(sp["cost_usd"]), want, "total")
+    check_eq(sp["heartbeats"], len(acked), "heartbeats")
+    check_eq(h.psql("SELECT count(*) FROM heartbeats WHERE address = '%s'" % a), str(len(acked)), "rows")
