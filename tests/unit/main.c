@@ -15,6 +15,7 @@ int main(void)
     test_buf();
     test_routes();
     test_codec();
+    test_policy();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -58,5 +58,6 @@ void test_address(void);
 void test_buf(void);
 void test_routes(void);
 void test_codec(void);
+void test_policy(void);
 
 #endif

@@ -1,0 +1,151 @@
+/* The policy engine's pure arithmetic: binding limit and Retry-After at
+ * window edges, threshold amounts, Redis arguments, stored thresholds. */
+#include "unit.h"
+
+#include <stdlib.h>
+
+#include "error.h"
+#include "policy.h"
+#include "timeutil.h"
+
+static int64_t at(int64_t y, unsigned m, unsigned d, int hh, int mm, int ss)
+{
+    return cm_time_days_from_civil(y, m, d) * 86400 + hh * 3600 + mm * 60 + ss;
+}
+
+static void binding(void)
+{
+    int64_t ra = -1;
+    CHECK_EQ_I64(cm_policy_binding(0, at(2026, 11, 22, 10, 0, 0), &ra), -1);
+    CHECK_EQ_I64(ra, -1);
+
+    /* One second before the hour ends. */
+    int64_t t = at(2026, 11, 22, 23, 59, 59);
+    CHECK_EQ_I64(cm_policy_binding(1u << CM_LIM_INTENTS_HOUR, t, &ra), CM_LIM_INTENTS_HOUR);
+    CHECK_EQ_I64(ra, 1);
+    /* Hour and day breached together at 23:59:59: both end at midnight;
+     * the tie goes to the lower index. */
+    CHECK_EQ_I64(cm_policy_binding((1u << CM_LIM_INTENTS_HOUR) | (1u << CM_LIM_COST_DAY), t, &ra),
+                 CM_LIM_INTENTS_HOUR);
+    CHECK_EQ_I64(ra, 1);
+    /* Earlier in the day the day window ends last and binds. */
+    t = at(2026, 11, 22, 10, 15, 0);
+    CHECK_EQ_I64(cm_policy_binding((1u << CM_LIM_COST_HOUR) | (1u << CM_LIM_COST_DAY), t, &ra), CM_LIM_COST_DAY);
+    CHECK_EQ_I64(ra, 13 * 3600 + 45 * 60);
+    CHECK_EQ_I64(cm_policy_binding(1u << CM_LIM_COST_HOUR, t, &ra), CM_LIM_COST_HOUR);
+    CHECK_EQ_I64(ra, 45 * 60);
+    /* Month ends: December rolls into the next year; a leap February. */
+    t = at(2026, 12, 31, 23, 0, 0);
+    CHECK_EQ_I64(cm_policy_binding((1u << CM_LIM_COST_MONTH) | (1u << CM_LIM_COST_DAY), t, &ra),
+                 CM_LIM_COST_DAY); /* both end at 2027-01-01T00:00Z: tie */
+    CHECK_EQ_I64(ra, 3600);
+    t = at(2028, 2, 28, 12, 0, 0);
+    CHECK_EQ_I64(cm_policy_binding(1u << CM_LIM_COST_MONTH, t, &ra), CM_LIM_COST_MONTH);
+    CHECK_EQ_I64(ra, 12 * 3600 + 86400); /* 2028-02-29 exists */
+    t = at(2027, 2, 28, 12, 0, 0);
+    CHECK_EQ_I64(cm_policy_binding(1u << CM_LIM_COST_MONTH, t, &ra), CM_LIM_COST_MONTH);
+    CHECK_EQ_I64(ra, 12 * 3600);
+    /* Exactly at a window start the whole window is left. */
+    t = at(2026, 11, 1, 0, 0, 0);
+    CHECK_EQ_I64(cm_policy_binding(1u << CM_LIM_COST_MONTH, t, &ra), CM_LIM_COST_MONTH);
+    CHECK_EQ_I64(ra, 30 * 86400);
+}
+
+static void thresholds(void)
+{
+    CHECK_EQ_I64(cm_policy_threshold(50000000000LL, 500000000), 25000000000LL);
+    CHECK_EQ_I64(cm_policy_threshold(50000000000LL, CM_FRACTION_ONE), 50000000000LL);
+    /* Rounds up: cost >= fraction * limit exactly when cost >= the amount. */
+    CHECK_EQ_I64(cm_policy_threshold(1, 500000000), 1);
+    CHECK_EQ_I64(cm_policy_threshold(3, 333333333), 1);
+    CHECK_EQ_I64(cm_policy_threshold(10, 750000000), 8);
+    CHECK_EQ_I64(cm_policy_threshold(0, 750000000), 0);
+    CHECK_EQ_I64(cm_policy_threshold(INT64_MAX, CM_FRACTION_ONE), INT64_MAX);
+}
+
+static void defaults_and_json(void)
+{
+    cm_policy p;
+    cm_policy_init(&p);
+    CHECK(p.block);
+    CHECK_EQ_I64(p.nthresh, 4);
+    for (int i = 0; i < CM_LIM_COUNT; i++) CHECK(!p.has[i]);
+    p.has[CM_LIM_COST_DAY] = true;
+    p.limit[CM_LIM_COST_DAY] = 50000000000LL;
+    p.has[CM_LIM_INTENTS_DAY] = true;
+    p.limit[CM_LIM_INTENTS_DAY] = 500;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_policy_json(&p, &b);
+    char *s = cm_buf_take(&b, NULL);
+    CHECK_STR(s, "{\"max_intents_per_hour\":null,\"max_intents_per_day\":500,\"max_cost_per_hour_usd\":null,"
+                 "\"max_cost_per_day_usd\":50,\"max_cost_per_month_usd\":null,\"action_on_breach\":\"block\","
+                 "\"alert_thresholds\":[0.5,0.75,0.9,1]}");
+    free(s);
+    CHECK_STR(cm_limit_name(CM_LIM_COST_MONTH), "max_cost_per_month_usd");
+    CHECK_STR(cm_limit_name(99), "unknown");
+    CHECK(cm_limit_is_cost(CM_LIM_COST_HOUR));
+    CHECK(!cm_limit_is_cost(CM_LIM_INTENTS_DAY));
+    CHECK_EQ_I64(cm_limit_window(CM_LIM_COST_MONTH), CM_WIN_MONTH);
+}
+
+static void redis_args(void)
+{
+    cm_policy p;
+    cm_policy_init(&p);
+    p.has[CM_LIM_COST_DAY] = true;
+    p.limit[CM_LIM_COST_DAY] = 10;
+    p.has[CM_LIM_INTENTS_HOUR] = true;
+    p.limit[CM_LIM_INTENTS_HOUR] = 3;
+    p.block = false;
+    char space[CM_POLICY_SPACE];
+    const char *argv[CM_POLICY_ARGV_MAX];
+    int argc = cm_policy_redis_args(&p, space, argv);
+    /* n, l0 3, l3 10, t3 amounts, block 0, tf fractions, then deletes. */
+    CHECK_STR(argv[0], "5");
+    CHECK_STR(argv[1], "l0");
+    CHECK_STR(argv[2], "3");
+    CHECK_STR(argv[3], "l3");
+    CHECK_STR(argv[4], "10");
+    CHECK_STR(argv[5], "t3");
+    CHECK_STR(argv[6], "5,8,9,10");
+    CHECK_STR(argv[7], "block");
+    CHECK_STR(argv[8], "0");
+    CHECK_STR(argv[9], "tf");
+    CHECK_STR(argv[10], "500000000,750000000,900000000,1000000000");
+    CHECK_EQ_I64(argc, 11 + 5); /* deletes l1, l2, t2, l4, t4 */
+    int found_l4 = 0, found_t2 = 0;
+    for (int i = 11; i < argc; i++) {
+        found_l4 |= strcmp(argv[i], "l4") == 0;
+        found_t2 |= strcmp(argv[i], "t2") == 0;
+    }
+    CHECK(found_l4);
+    CHECK(found_t2);
+}
+
+static void stored_thresholds(void)
+{
+    cm_policy p;
+    cm_policy_init(&p);
+    CHECK_EQ_I64(cm_policy_thresh_parse("250000000,1000000000", &p), CM_OK);
+    CHECK_EQ_I64(p.nthresh, 2);
+    CHECK_EQ_I64(p.thresh[1], CM_FRACTION_ONE);
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_policy_thresh_text(&p, &b);
+    char *s = cm_buf_take(&b, NULL);
+    CHECK_STR(s, "250000000,1000000000");
+    free(s);
+    CHECK_EQ_I64(cm_policy_thresh_parse("0", &p), CM_EINVAL);
+    CHECK_EQ_I64(cm_policy_thresh_parse("2000000000", &p), CM_EINVAL);
+    CHECK_EQ_I64(cm_policy_thresh_parse("5x", &p), CM_EINVAL);
+}
+
+void test_policy(void)
+{
+    binding();
+    thresholds();
+    defaults_and_json();
+    redis_args();
+    stored_thresholds();
+}
