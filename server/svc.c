@@ -715,8 +715,9 @@ static void record_intent(pending *p)
                             j->intent.intent_type[0] ? j->intent.intent_type : NULL,
                             j->idem_key[0] ? j->idem_key : NULL, at};
     if (cm_pg_query(p->svc->reader,
-                    "INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, admitted_at)"
-                    " VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint))",
+                    "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2) ON CONFLICT (address)"
+                    " DO NOTHING) INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key,"
+                    " admitted_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint))",
                     6, params, on_intent_recorded, p) != CM_OK)
         on_intent_recorded(p, CM_ESTORE, NULL, "");
 }

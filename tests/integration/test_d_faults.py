@@ -184,16 +184,18 @@ def test_redis_restart(h):
 
     th = threading.Thread(target=writer)
     th.start()
+    restarted = False
     try:
         time.sleep(1.0)
         h.kill9_redis()
         time.sleep(2.5)
         r = h.request("GET", "/readyz")
-        check_error(r, 503, what="/readyz with Redis down")
+        check_status(r, 503, "/readyz with Redis down")
         check_eq(r.json.get("redis"), "down", "/readyz redis while down")
         with lock:
             n_down = len(sent)
         h.services("start")
+        restarted = True
         t_up = time.time()
         h.wait_ready(10)
         ready_after = time.time() - t_up
@@ -201,6 +203,8 @@ def test_redis_restart(h):
     finally:
         stop.set()
         th.join(30)
+        if not restarted:
+            h.services("start")
     check(not errors, "heartbeats without 202/503 while Redis restarted: %s" % errors[:3])
     during = [st for _, st in sent[n_down - 5:n_down]] if n_down >= 5 else []
     check(202 in during, "no heartbeat accepted while Redis was down (PostgreSQL is the record): %r" % during)
@@ -252,7 +256,7 @@ def test_postgres_down(h):
             pending.append((hid, cost))
             n503 += 1
         r = h.request("GET", "/readyz")
-        check_error(r, 503, what="/readyz with PostgreSQL down")
+        check_status(r, 503, "/readyz with PostgreSQL down")
         check_eq(r.json.get("postgres"), "down", "/readyz postgres")
         check_error(h.spend(a), 503, what="spend with PostgreSQL down")
     finally:
@@ -278,3 +282,20 @@ def test_postgres_down(h):
     check_eq(dec(sp["cost_usd"]), want, "total")
     check_eq(sp["heartbeats"], len(acked), "heartbeats")
     check_eq(h.psql("SELECT count(*) FROM heartbeats WHERE address = '%s'" % a), str(len(acked)), "rows")
+
+
+@timeout(60)
+def test_readyz_503_has_error_body(h):
+    """Contract, Errors: every 4xx/5xx has a JSON body {"error":{...}} -- /readyz's 503 too."""
+    h.stop_pg_immediate()
+    try:
+        deadline = time.time() + 10
+        r = h.request("GET", "/readyz")
+        while r.status == 200 and time.time() < deadline:
+            h.hb(hb_obj(new_agent(tag="rz"), "1", hb_id()))  # lets the server notice
+            time.sleep(0.1)
+            r = h.request("GET", "/readyz")
+    finally:
+        h.services("start")
+    h.wait_ready(15)
+    check_error(r, 503, what="/readyz with PostgreSQL down")
