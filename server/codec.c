@@ -168,6 +168,9 @@ static int get_money(json_object *m, const char *prefix, const char *name, int64
     /* json-c keeps the number's original text: parse that, not the double. */
     const char *text = json_object_get_string(v);
     int rc = cm_money_parse(text, strlen(text), dst);
+    /* Below zero is refused even when it rounds to zero nano-dollars; only
+     * a negative zero ("-0", "-0.0") is zero. */
+    if (rc == CM_OK && text[0] == '-' && strcspn(text, "123456789") < strcspn(text, "eE")) rc = CM_ERANGE;
     if (rc != CM_OK)
         return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
     return CM_OK;

@@ -187,12 +187,17 @@ static void call_free(call *c)
     free(c);
 }
 
+static void on_retry(uv_timer_t *t)
+{
+    start_connect(t->data);
+}
+
 static void schedule_retry(cm_store *s)
 {
     if (s->closing) return;
     s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
     if (s->backoff_ms > 5000) s->backoff_ms = 5000;
-    uv_timer_start(&s->retry, (uv_timer_cb)start_connect, (uint64_t)s->backoff_ms, 0);
+    uv_timer_start(&s->retry, on_retry, (uint64_t)s->backoff_ms, 0);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)

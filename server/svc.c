@@ -949,7 +949,7 @@ static void run_events(cm_svc *s, cm_job *j, const ident *who)
           "SELECT id::text, event_type, address, extract(epoch FROM ts)::bigint, details::text FROM events"
           " WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
           " AND ($4::text IS NULL OR address = $4) AND ($5::text IS NULL OR address = $5)"
-          " ORDER BY id DESC LIMIT $3::int",
+          " ORDER BY events.id DESC LIMIT $3::int",
           5, params, on_events);
 }
 

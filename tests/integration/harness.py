@@ -181,7 +181,7 @@ class Server:
             "COSTMESH_DATABASE_URL": h.db_url,
             "COSTMESH_ADMIN_KEY": self.admin_key,
             "COSTMESH_ORG": self.org,
-            "COSTMESH_LOG_LEVEL": "warn",
+            "COSTMESH_LOG_LEVEL": os.environ.get("CM_TEST_LOG_LEVEL", "warn"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1",
         })
@@ -215,6 +215,18 @@ class Server:
     def log_tail(self, n=25):
         return " | ".join(self.log_text().splitlines()[-n:])
 
+    def crash_summary(self):
+        """The gist of a sanitizer report: its ERROR/SUMMARY lines and first frames."""
+        out, frames = [], 0
+        for l in self.log_text().splitlines():
+            if any(p in l for p in SANITIZER_PATTERNS) or "SUMMARY:" in l:
+                out.append(l.strip())
+                frames = 0
+            elif re.match(r"\s+#\d+ ", l) and frames < 4 and out:
+                out.append(l.strip())
+                frames += 1
+        return " | ".join(out[:12])
+
     def sanitizer_lines(self):
         return [l for l in self.log_text().splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
 
@@ -245,7 +257,7 @@ class Server:
         if bad:
             problems.append("sanitizer report in %s: %s" % (self.log_path, " | ".join(bad[:5])))
         if problems:
-            problems.append("log tail: " + self.log_tail(40))
+            problems.append("log: " + (self.crash_summary() or self.log_tail(15)))
         self.proc = None
         return problems
 
@@ -410,12 +422,12 @@ class Harness:
         if self.server.alive():
             return None
         code = self.server.proc.returncode if self.server.proc else None
-        bad = self.server.sanitizer_lines()
-        tail = self.server.log_tail()
+        summary = self.server.crash_summary()
+        tail = summary or self.server.log_tail(10)
         s = Server(self, self.server.admin_key, self.server.org)
         self.server = s
         s.start()
-        return "server had died (exit %s)%s; log: %s" % (code, (" sanitizer: " + " | ".join(bad[:3])) if bad else "", tail)
+        return "server had died (exit %s); log: %s" % (code, tail)
 
     # ---------------------------------------------------------- clients
 

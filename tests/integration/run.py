@@ -56,8 +56,8 @@ def run_one(h, fn, timeout):
         try:
             fn(h)
             result["ok"] = True
-        except TestFailure as e:
-            result["err"] = str(e)
+        except AssertionError as e:  # TestFailure and plain asserts
+            result["err"] = str(e) or "assertion failed"
         except ConnError as e:
             result["err"] = "no HTTP answer: %s" % e
         except Exception as e:  # noqa: BLE001

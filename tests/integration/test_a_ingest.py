@@ -112,7 +112,7 @@ def _bucket(series, start):
     for b in series:
         if b["from"] == iso(start):
             return b
-    raise AssertionError("no bucket from %s" % iso(start))
+    check(False, "no bucket from %s" % iso(start))
 
 
 def _check_window_sums(s, what):
@@ -131,9 +131,10 @@ def test_ts_placement(h):
     t3 = now - 3 * 3600 - 17
     accepted(h.hb(hb_obj(a, "0.7", hb_id(), ts=iso(t3), tokens_in=70, tokens_out=7, llm_calls=1)), 1, 0, "3h ago")
     # The same kind of instant written with a +02:00 offset (wall clock 2 h ahead of UTC).
-    t5 = now - 5 * 3600 - 31
+    t5 = now - 6 * 3600 - 31
     local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t5 + 7200)) + "+02:00"
-    accepted(h.hb(hb_obj(a, "0.05", hb_id(), ts=local, tokens_in=5, llm_calls=2)), 1, 0, "+02:00")
+    a2 = new_agent(tag="ts-offset")  # its own agent: no other heartbeat near its hours
+    accepted(h.hb(hb_obj(a2, "0.05", hb_id(), ts=local, tokens_in=5, llm_calls=2)), 1, 0, "+02:00")
     # And now (arrival time, no ts).
     accepted(h.hb(hb_obj(a, "0.003", hb_id(), tokens_out=3, llm_calls=4)), 1, 0, "now")
 
@@ -149,19 +150,18 @@ def test_ts_placement(h):
     check_eq(b["tokens_in"], 70, "tokens_in in the hour of t3")
     _check_window_sums(s, "day(t3)")
     for bb in s["series"]:
-        if bb["from"] not in (iso(hour_start(t3)), iso(hour_start(t5)), iso(hour_start(now))):
+        if bb["from"] not in (iso(hour_start(t3)), iso(hour_start(now))):
             check_eq(dec(bb["cost_usd"]), Decimal(0), "empty bucket %s" % bb["from"])
 
     # Day containing t5: the +02:00 heartbeat is in UTC hour of t5.
-    s = h.spend_ok(a, "day", at=t5)
+    s = h.spend_ok(a2, "day", at=t5)
     b = _bucket(s["series"], hour_start(t5))
     check_eq(dec(b["cost_usd"]), Decimal("0.05"), "cost in the UTC hour of the +02:00 ts")
     check_eq(b["llm_calls"], 2, "llm_calls in that hour")
-    # and not two hours off
-    for off in (-7200, 7200):
-        if day_start(t5 + off) == day_start(t5) and hour_start(t5 + off) not in (hour_start(t3), hour_start(now)):
-            check_eq(dec(_bucket(s["series"], hour_start(t5 + off))["cost_usd"]), Decimal(0),
-                     "hour %s (offset applied the wrong way)" % iso(hour_start(t5 + off)))
+    # Not misplaced by ignoring the offset (+2 h) or applying it the wrong way (+4 h).
+    for off in (7200, 14400, -7200):
+        hs = h.spend_ok(a2, "hour", at=t5 + off)
+        check_eq(dec(hs["cost_usd"]), Decimal(0), "hour %s (offset mishandled)" % hs["from"])
     _check_window_sums(s, "day(t5)")
 
     # Hour windows.
@@ -171,7 +171,7 @@ def test_ts_placement(h):
     check_eq(dec(s["cost_usd"]), Decimal("0.7"), "hour(t3) cost")
     check_eq(s["heartbeats"], 1, "hour(t3) heartbeats")
     _check_window_sums(s, "hour(t3)")
-    s = h.spend_ok(a, "hour", at=local)  # `at` accepts an offset too
+    s = h.spend_ok(a2, "hour", at=local)  # `at` accepts an offset too
     check_eq(dec(s["cost_usd"]), Decimal("0.05"), "hour(at=+02:00 text) cost")
 
     # Week containing now: 7 daily buckets from Monday.
@@ -182,7 +182,7 @@ def test_ts_placement(h):
     check_eq((s["from"], s["to"]), (iso(monday), iso(monday + 7 * 86400)), "week bounds")
     check_eq([b["from"] for b in s["series"]], [iso(monday + 86400 * i) for i in range(7)], "week bucket starts")
     _check_window_sums(s, "week(now)")
-    want = sum((c for t, c in ((t3, Decimal("0.7")), (t5, Decimal("0.05")), (now, Decimal("0.003")))
+    want = sum((c for t, c in ((t3, Decimal("0.7")), (now, Decimal("0.003")))
                 if monday <= t < monday + 7 * 86400), Decimal(0))
     check_eq(dec(s["cost_usd"]), want, "week cost")
 
@@ -194,7 +194,7 @@ def test_ts_placement(h):
     check_eq(len(s["series"]), ndays, "month buckets")
     check_eq((s["from"], s["to"]), (iso(m0), iso(m0 + ndays * 86400)), "month bounds")
     _check_window_sums(s, "month(now)")
-    want = sum((c for t, c in ((t3, Decimal("0.7")), (t5, Decimal("0.05")), (now, Decimal("0.003")))
+    want = sum((c for t, c in ((t3, Decimal("0.7")), (now, Decimal("0.003")))
                 if t >= m0), Decimal(0))
     check_eq(dec(s["cost_usd"]), want, "month cost")
 
@@ -370,3 +370,37 @@ def test_negative_subnano_cost_rejected(h):
         check_error(r, 400, code="invalid_field", field="metrics.cost_usd", what="cost_usd %s" % cost)
     s = h.spend_ok(a, "day", at=t)
     check_eq(s["heartbeats"], 1, "heartbeats (rejected requests must change nothing)")
+
+
+def test_invalid_utf8_is_400(h):
+    """A string field with invalid UTF-8 is a bad request (400), not a store failure (503)
+    that a client retries forever -- and it must not fail other clients' heartbeats."""
+    import threading
+    a = new_agent(tag="utf8")
+    t = int(time.time()) - 30
+    accepted(h.hb(hb_obj(a, "1", hb_id(), ts=t)), 1, 0, "baseline")
+    bad = ('{"agent":%s,"id":"%s","status":"ok\xff\xfe","ts":"%s","metrics":{"cost_usd":1}}'
+           % (json.dumps(a), hb_id(), iso(t))).encode("latin-1")
+    # Other clients writing at the same time must be unaffected.
+    others = [new_agent(tag="utf8-bystander") for _ in range(4)]
+    statuses = []
+    lock = threading.Lock()
+
+    def bystander(x):
+        for _ in range(15):
+            r = h.hb(batch([hb_obj(x, "0.01", hb_id(), ts=t) for _ in range(20)]))
+            with lock:
+                statuses.append(r.status)
+
+    ths = [threading.Thread(target=bystander, args=(x,)) for x in others]
+    for th in ths:
+        th.start()
+    bad_statuses = [h.hb(bad).status for _ in range(15)]
+    for th in ths:
+        th.join(30)
+    r = h.hb(bad)
+    check_error(r, 400, field="status", what="invalid UTF-8 in status (others saw %s)" % sorted(set(statuses)))
+    check(all(s == 400 for s in bad_statuses), "invalid UTF-8 answered %s" % sorted(set(bad_statuses)))
+    check_eq(sorted(set(statuses)), [202], "statuses of other clients' batches sent meanwhile")
+    s = h.spend_ok(a, "day", at=t)
+    check_eq((dec(s["cost_usd"]), s["heartbeats"]), (Decimal("1"), 1), "total after the bad request")

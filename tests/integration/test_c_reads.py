@@ -188,3 +188,25 @@ def test_concurrent_writers(h):
         check_eq(dec(s["cost_usd"]), want[a], "total of %s" % a)
         check_eq(s["heartbeats"], 480, "heartbeats of %s" % a)
         check_eq(h.psql("SELECT count(*) FROM heartbeats WHERE address = '%s'" % a), "480", "rows of %s" % a)
+
+
+def test_spend_window_bounds_are_valid_times(h):
+    """from/to are RFC 3339 times, also for windows at the edges of the accepted `at` range
+    (or such an `at` is refused with 400)."""
+    a = new_agent(tag="edges")
+    accepted(h.hb(hb_obj(a, "0.5", hb_id())), 1, 0, "hb")
+    for window, at in (("week", "1970-01-01T00:00:00Z"), ("week", "1970-01-03T12:00:00Z"),
+                       ("day", "9999-12-31T23:59:59Z"), ("month", "9999-12-31T23:59:59Z"),
+                       ("week", "9999-12-31T23:59:59Z"), ("hour", "9999-12-31T23:59:59Z")):
+        r = h.spend(a, window, at=at)
+        if r.status == 400:
+            check_error(r, 400, field="at", what="window=%s&at=%s" % (window, at))
+            continue
+        check_status(r, 200, "window=%s&at=%s" % (window, at))
+        for k in ("from", "to"):
+            try:
+                parse_iso(r.json[k])
+            except AssertionError:
+                check(False, "window=%s&at=%s: %s is %r, not an RFC 3339 time" % (window, at, k, r.json[k]))
+        for b in r.json["series"]:
+            parse_iso(b["from"])
