@@ -112,6 +112,42 @@ static void path(char *out, size_t outsz, const char *prefix, const char *name)
     snprintf(out, outsz, "%s%s%s", prefix, *prefix ? "." : "", name);
 }
 
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF): PostgreSQL refuses anything else, and one bad string must not
+ * fail a whole group commit. */
+static bool utf8_valid(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t len;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + len > n) return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += len;
+    }
+    return true;
+}
+
 /* Optional string field into dst (max bytes). Absent or null leaves dst "". */
 static int get_str(json_object *obj, const char *prefix, const char *name, char *dst,
                    size_t max, cm_apierr *e)
@@ -132,6 +168,8 @@ static int get_str(json_object *obj, const char *prefix, const char *name, char 
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return cm_apierr_set(e, 400, "invalid_field", p, "%s must not contain control characters", p);
+    if (!utf8_valid((const unsigned char *)s, n))
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be valid UTF-8", p);
     memcpy(dst, s, n + 1);
     return CM_OK;
 }
@@ -189,6 +227,12 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     if (hb->agent[0] && cm_addr_parse(hb->agent, strlen(hb->agent), NULL) != CM_OK) {
         path(p, sizeof p, prefix, "agent");
         return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an address agent://ORG/ENV/NAME", p);
+    }
+    json_object *idv;
+    if (json_object_object_get_ex(o, "id", &idv) && idv && json_object_is_type(idv, json_type_string) &&
+        json_object_get_string_len(idv) == 0) {
+        path(p, sizeof p, prefix, "id");
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must not be empty (leave it out instead)", p);
     }
     if ((rc = get_str(o, prefix, "id", hb->id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(o, prefix, "intent_id", hb->intent_id, CM_ID_MAX, e)) != CM_OK ||

@@ -266,9 +266,11 @@ static int fill_job(req *r, cm_job *j, enum MHD_Result *ret)
             return 0;
         }
         q = query_arg(r, "at", tmp, sizeof tmp);
-        if (q < 0 || (q > 0 && cm_time_parse(tmp, strlen(tmp), &j->at) != CM_OK))
+        /* Kept well inside 1970..9999 so every window around it prints. */
+        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &j->at) != CM_OK || j->at < 946684800 ||
+                                j->at >= 253370764800LL)))
             {
-            *ret = send_error(r, 400, "invalid_field", "at", "at must be an RFC 3339 time");
+            *ret = send_error(r, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
             return 0;
         }
         return 1;

@@ -789,6 +789,11 @@ void cm_ingest_rebuild(cm_ingest *in)
         in->rebuild_again = 1;
         return;
     }
+    if (!cm_pg_pool_ready(in->writer)) {
+        /* Redis came up before PostgreSQL: try again shortly. */
+        if (!uv_is_closing((uv_handle_t *)&in->retry)) uv_timer_start(&in->retry, retry_rebuild, 200, 0);
+        return;
+    }
     rebuild *rb = calloc(1, sizeof *rb);
     if (!rb) {
         rebuild_done(in, 0);

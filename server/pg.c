@@ -125,7 +125,7 @@ static void lose(conn *c, const char *why)
     cm_pg_pool *p = c->pool;
     if (c->state == C_IDLE || c->state == C_BUSY) {
         atomic_fetch_sub(&p->up, 1);
-        cm_log(CM_LOG_WARN, "event=pg_disconnected pool=%s reason=\"%s\"", p->name, why);
+        cm_log(p->closing ? CM_LOG_DEBUG : CM_LOG_WARN, "event=pg_disconnected pool=%s reason=\"%s\"", p->name, why);
     }
     drop_poll(c);
     if (c->pg) PQfinish(c->pg);

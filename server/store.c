@@ -170,7 +170,8 @@ struct cm_store {
     int loaded;            /* scripts whose SHA arrived this connection */
     _Atomic int ready;
     _Atomic size_t backlog;
-    uv_timer_t retry;
+    uv_timer_t retry;   /* reconnect after backoff, and connect timeout */
+    int connected;      /* the current ac finished connecting */
     int backoff_ms;
     int closing;
     cm_store_ready_cb on_ready;
@@ -178,6 +179,7 @@ struct cm_store {
 };
 
 static void start_connect(cm_store *s);
+static void schedule_retry(cm_store *s);
 
 static void call_free(call *c)
 {
@@ -192,6 +194,17 @@ static void on_retry(uv_timer_t *t)
     start_connect(t->data);
 }
 
+static void on_connect_timeout(uv_timer_t *t)
+{
+    cm_store *s = t->data;
+    redisAsyncContext *ac = s->ac;
+    if (!ac || s->connected) return;
+    s->ac = NULL; /* callbacks of this context are ignored from now on */
+    redisAsyncFree(ac);
+    cm_log(CM_LOG_WARN, "event=redis_connect_failed reason=timeout");
+    schedule_retry(s);
+}
+
 static void schedule_retry(cm_store *s)
 {
     if (s->closing) return;
@@ -204,6 +217,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     cm_store *s = ac->data;
     (void)status;
+    if (ac != s->ac) return; /* a context we already gave up on */
     s->ac = NULL;
     atomic_store(&s->ready, 0);
     cm_log(CM_LOG_WARN, "event=redis_disconnected");
@@ -239,6 +253,8 @@ static void load_scripts(cm_store *s)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     cm_store *s = ac->data;
+    if (ac != s->ac) return;
+    uv_timer_stop(&s->retry);
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback. */
         s->ac = NULL;
@@ -246,6 +262,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_retry(s);
         return;
     }
+    s->connected = 1;
     cm_log(CM_LOG_INFO, "event=redis_connected host=%s port=%d", s->host, s->port);
     if (s->db) redisAsyncCommand(s->ac, NULL, NULL, "SELECT %d", s->db);
     load_scripts(s);
@@ -269,6 +286,11 @@ static void start_connect(cm_store *s)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     s->ac = ac;
+    s->connected = 0;
+    /* hiredis 0.14's libuv adapter drops the error of a refused
+     * non-blocking connect, so on_connect may never run: give up on the
+     * attempt after a second. */
+    uv_timer_start(&s->retry, on_connect_timeout, 1000, 0);
 }
 
 int cm_store_new(uv_loop_t *loop, const char *host, int port, int db,

@@ -420,7 +420,19 @@ class Harness:
     def ensure_server(self):
         """Between tests: a dead server (crash, sanitizer abort) is restarted."""
         if self.server.alive():
-            return None
+            # A server stuck unready (a store it never got back) would fail
+            # every later test: restart it, and blame the test that left it so.
+            try:
+                self.wait_ready(5)
+                return None
+            except TestFailure as e:
+                why = str(e)
+            problems = self.server.stop()
+            s = Server(self, self.server.admin_key, self.server.org)
+            self.server = s
+            s.start()
+            return "server left not ready (%s); restarted it%s" % (
+                why, ("; its stop: " + "; ".join(problems)) if problems else "")
         code = self.server.proc.returncode if self.server.proc else None
         summary = self.server.crash_summary()
         tail = summary or self.server.log_tail(10)

@@ -8,6 +8,7 @@ then "N passed, M failed". Exit status 1 when anything failed.
 
   --only SUBSTR   run only tests whose name contains SUBSTR (repeatable)
   CM_KEEP_DATA=1  keep the temp data dir (logs) for inspection
+  CM_TEST_LOG_LEVEL=info  costmeshd log level (default warn)
 """
 
 import argparse
