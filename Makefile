@@ -30,6 +30,11 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 
 .PHONY: all clean test unit integration run deps services-start services-stop
+
+# Parts of the project add their own targets in mk/*.mk; a part whose tests
+# belong to `make test` appends the target to TEST_EXTRA.
+TEST_EXTRA :=
+-include $(sort $(wildcard mk/*.mk))
 all: $(BUILD)/costmeshd
 
 $(BUILD)/obj/%.o: %.c
@@ -63,7 +68,7 @@ integration: $(BUILD)/costmeshd
 # warnings as errors, runs unit tests, then integration tests against a
 # throwaway Redis and PostgreSQL.
 test: deps
-	$(MAKE) BUILD=build/test SANITIZER=address,undefined WERROR=1 CFLAGS="-O1 -g" unit integration
+	$(MAKE) BUILD=build/test SANITIZER=address,undefined WERROR=1 CFLAGS="-O1 -g" unit integration $(TEST_EXTRA)
 
 run: deps all
 	sh scripts/run.sh $(BUILD)
