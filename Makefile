@@ -33,6 +33,7 @@ UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 
 # Parts of the project add their own targets in mk/*.mk; a part whose tests
 # belong to `make test` appends the target to TEST_EXTRA.
+.DEFAULT_GOAL := all
 TEST_EXTRA :=
 -include $(sort $(wildcard mk/*.mk))
 all: $(BUILD)/costmeshd
