@@ -35,6 +35,7 @@ UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
 # belong to `make test` appends the target to TEST_EXTRA.
 .DEFAULT_GOAL := all
 TEST_EXTRA :=
+INTEGRATION_DEPS :=
 -include $(sort $(wildcard mk/*.mk))
 all: $(BUILD)/costmeshd
 
@@ -62,7 +63,7 @@ deps:
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
-integration: $(BUILD)/costmeshd
+integration: $(BUILD)/costmeshd $(INTEGRATION_DEPS)
 	python3 tests/integration/run.py --build $(BUILD)
 
 # The whole suite: installs what is missing, builds with sanitizers and
