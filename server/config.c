@@ -28,6 +28,7 @@ static const option options[] = {
     {"conn-timeout", "30", "seconds before a stalled connection is closed"},
     {"key-cache-ms", "2000", "how long a looked-up API key is trusted"},
     {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
+    {"web-dir", "web", "folder of the dashboard's files (index.html, app.js, app.css, node_modules/chart.js)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -107,6 +108,7 @@ static int apply(cm_config *c, int i, const char *v)
         c->fail_open = on;
         return CM_OK;
     }
+    case 13: return copy_str(c->web_dir, sizeof c->web_dir, v);
     }
     return CM_EINVAL;
 }

@@ -25,6 +25,7 @@ typedef struct {
     int conn_timeout_s;        /* idle/stalled connection timeout */
     int key_cache_ms;          /* how long a key lookup is trusted */
     bool fail_open;            /* admit intents unchecked while Redis is down */
+    char web_dir[512];         /* the dashboard's files */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

@@ -68,7 +68,10 @@ static void names(void)
 
 static void not_found(void)
 {
-    CHECK_STATUS("GET", "/", 404);
+    CHECK_STATUS("GET", "/", 200);    /* the dashboard */
+    CHECK_STATUS("POST", "/", 405);
+    CHECK_STATUS("GET", "/ui/app.js", 200);
+    CHECK_STATUS("GET", "/ui/a/b", 404);
     CHECK_STATUS("GET", "", 404);
     CHECK_STATUS("GET", "/nope", 404);
     CHECK_STATUS("GET", "/v1", 404);
