@@ -99,6 +99,18 @@ static json_object *parse_root(const char *body, size_t len, cm_apierr *e)
     return root;
 }
 
+/* parse_root for bodies that must be one JSON object. */
+static json_object *parse_object(const char *body, size_t len, cm_apierr *e)
+{
+    json_object *root = parse_root(body, len, e);
+    if (root && !json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
 static bool is_blank(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -357,14 +369,10 @@ done:
 int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = parse_root(body, len, e);
+    json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
     int rc = CM_OK;
     char role[16];
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
-        goto done;
-    }
     if ((rc = get_str(root, "", "role", role, sizeof role - 1, e)) != CM_OK ||
         (rc = get_str(root, "", "name", out->name, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "agent", out->agent, CM_ADDR_MAX - 1, e)) != CM_OK)
@@ -404,13 +412,9 @@ static int cmp_i64(const void *a, const void *b)
 int cm_codec_policy(const char *body, size_t len, cm_policy *out, cm_apierr *e)
 {
     cm_policy_init(out);
-    json_object *root = parse_root(body, len, e);
+    json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
     int rc = CM_OK;
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
-        goto done;
-    }
     json_object_object_foreach(root, key, val) {
         (void)val;
         int known = 0;
@@ -472,14 +476,10 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
 {
     memset(out, 0, sizeof *out);
     if (!axme && is_blank(body, len)) return CM_OK;
-    json_object *root = parse_root(body, len, e);
+    json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
     int rc = CM_OK;
     const char *agent_field = axme ? "to_agent" : "agent";
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
-        goto done;
-    }
     if ((rc = get_str(root, "", agent_field, out->agent, CM_ADDR_MAX - 1, e)) != CM_OK ||
         (rc = get_str(root, "", axme ? "correlation_id" : "intent_id", out->intent_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK)
@@ -508,13 +508,9 @@ done:
 int cm_codec_webhook(const char *body, size_t len, cm_webhookreq *out, cm_apierr *e)
 {
     memset(out, 0, sizeof *out);
-    json_object *root = parse_root(body, len, e);
+    json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
     int rc = CM_OK;
-    if (!json_object_is_type(root, json_type_object)) {
-        rc = cm_apierr_set(e, 400, "invalid_json", NULL, "body must be a JSON object");
-        goto done;
-    }
     if ((rc = get_str(root, "", "url", out->url, sizeof out->url - 1, e)) != CM_OK ||
         (rc = get_str(root, "", "secret", out->secret, CM_ID_MAX, e)) != CM_OK)
         goto done;
