@@ -10,6 +10,9 @@ PKGS := libmicrohttpd hiredis libuv json-c libpq libcrypto libcurl
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wpointer-arith -Wshadow -Wno-format-truncation
+ifneq ($(findstring clang,$(shell $(CC) --version 2>/dev/null)),)
+WARN += -Wno-unknown-warning-option
+endif
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif

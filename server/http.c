@@ -406,8 +406,14 @@ static int fill_job(req *r, cm_job *j, enum MHD_Result *ret)
         j->op = CM_OP_EVENTS;
         j->limit = 100;
         int q = query_arg(r, "event_type", j->event_type, sizeof j->event_type);
-        if (q < 0) {
-            *ret = send_error(r, 400, "invalid_field", "event_type", "event_type is not valid");
+        static const char *const types[] = {"policy_breached", "threshold_crossed", "agent_killed",
+                                            "agent_resumed", "health_changed", "policy_changed"};
+        int known = q == 0;
+        for (int i = 0; q > 0 && i < 6; i++) known |= strcmp(j->event_type, types[i]) == 0;
+        if (!known) {
+            *ret = send_error(r, 400, "invalid_field", "event_type",
+                              "event_type must be policy_breached, threshold_crossed, agent_killed, "
+                              "agent_resumed, health_changed or policy_changed");
             return 0;
         }
         q = query_arg(r, "limit", tmp, sizeof tmp);

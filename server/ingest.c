@@ -506,7 +506,8 @@ static void mark_event(cm_ingest *in, const char *address, const cm_store_reply 
     cm_buf_adds(&d, "}");
     char *details = cm_buf_take(&d, NULL);
     if (details)
-        cm_notify_event(in->notify, org, address, fraction ? "threshold_crossed" : "policy_breached", details, true);
+        cm_notify_event(in->notify, org, address, fraction ? "threshold_crossed" : "policy_breached", details, true,
+                        NULL, NULL);
     free(details);
 }
 

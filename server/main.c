@@ -109,6 +109,7 @@ int main(int argc, char **argv)
         cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.reader, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(&a.loop, a.writer, a.store, a.notify, &a.ingest) != CM_OK)
         return die("out of memory");
+    if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
     cm_svc_deps sd = {&a.loop, a.reader, a.ingest, a.store, a.notify, cfg.key_cache_ms, cfg.fail_open};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)

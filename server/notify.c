@@ -9,12 +9,16 @@
 struct cm_notify {
     cm_pg_pool *pg;
     cm_webhook *hooks;
+    uv_timer_t health;
+    int watching;
 };
 
 /* What the webhook body needs once the event has its id and time. */
 typedef struct {
     cm_notify *n;
     char *body_tail; /* ,"event_type":...,"details":{...}} */
+    cm_notify_cb cb;
+    void *arg;
 } pending_event;
 
 int cm_notify_new(cm_pg_pool *pg, cm_webhook *hooks, cm_notify **out)
@@ -27,9 +31,52 @@ int cm_notify_new(cm_pg_pool *pg, cm_webhook *hooks, cm_notify **out)
     return CM_OK;
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void cm_notify_free(cm_notify *n)
 {
-    free(n);
+    if (!n) return;
+    if (n->watching) uv_close((uv_handle_t *)&n->health, on_timer_closed);
+    else free(n);
+}
+
+static void on_health_checked(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)arg;
+    (void)sqlstate;
+    if (rc == CM_OK && cm_pgres_affected(res) > 0)
+        cm_log(CM_LOG_INFO, "event=health_changed agents=%ld", cm_pgres_affected(res));
+}
+
+static void check_health(uv_timer_t *t)
+{
+    cm_notify *n = t->data;
+    /* Same thresholds as the agents list: < 90 s healthy, <= 300 s
+     * degraded. The row lock of the UPDATE makes a racing replica see the
+     * new value and record nothing. */
+    if (cm_pg_query(n->pg,
+                    "WITH h AS (SELECT address, org, health AS old, CASE WHEN killed THEN 'killed'"
+                    " WHEN last_heartbeat IS NULL THEN 'unreachable'"
+                    " WHEN now() - last_heartbeat < interval '90 seconds' THEN 'healthy'"
+                    " WHEN now() - last_heartbeat <= interval '300 seconds' THEN 'degraded'"
+                    " ELSE 'unreachable' END AS new FROM agents),"
+                    " u AS (UPDATE agents a SET health = h.new FROM h WHERE a.address = h.address"
+                    " AND a.health IS DISTINCT FROM h.new RETURNING a.address, a.org, h.old, h.new)"
+                    " INSERT INTO events (org, address, event_type, details)"
+                    " SELECT org, address, 'health_changed', json_build_object('from', old, 'to', new)::jsonb FROM u",
+                    0, NULL, on_health_checked, n) != CM_OK)
+        cm_log(CM_LOG_DEBUG, "event=health_check_skipped reason=postgres");
+}
+
+int cm_notify_watch_health(cm_notify *n, uv_loop_t *loop)
+{
+    if (uv_timer_init(loop, &n->health) != 0) return CM_EIO;
+    n->health.data = n;
+    n->watching = 1;
+    return uv_timer_start(&n->health, check_health, 15000, 15000) == 0 ? CM_OK : CM_EIO;
 }
 
 static void on_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -49,12 +96,13 @@ static void on_recorded(void *arg, int rc, const cm_pgres *res, const char *sqls
             cm_log(CM_LOG_WARN, "event=webhook_dropped reason=queue");
         free(body);
     }
+    if (pe->cb) pe->cb(pe->arg, rc);
     free(pe->body_tail);
     free(pe);
 }
 
 void cm_notify_event(cm_notify *n, const char *org, const char *address, const char *type,
-                     const char *details, bool webhook)
+                     const char *details, bool webhook, cm_notify_cb cb, void *arg)
 {
     pending_event *pe = calloc(1, sizeof *pe);
     cm_buf b;
@@ -72,9 +120,12 @@ void cm_notify_event(cm_notify *n, const char *org, const char *address, const c
     if (!pe || !(pe->body_tail = cm_buf_take(&b, NULL))) {
         free(pe);
         cm_log(CM_LOG_WARN, "event=event_record_failed reason=memory");
+        if (cb) cb(arg, CM_ENOMEM);
         return;
     }
     pe->n = n;
+    pe->cb = cb;
+    pe->arg = arg;
     const char *params[] = {org, address, type, details, webhook ? "true" : "false"};
     if (cm_pg_query(n->pg,
                     "WITH e AS (INSERT INTO events (org, address, event_type, details)"
@@ -85,5 +136,6 @@ void cm_notify_event(cm_notify *n, const char *org, const char *address, const c
         cm_log(CM_LOG_WARN, "event=event_record_failed reason=postgres");
         free(pe->body_tail);
         free(pe);
+        if (cb) cb(arg, CM_ESTORE);
     }
 }

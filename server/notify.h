@@ -15,12 +15,23 @@ typedef struct cm_notify cm_notify;
 
 /* pg and hooks are borrowed and must outlive the notifier. */
 int cm_notify_new(cm_pg_pool *pg, cm_webhook *hooks, cm_notify **out);
+/* Frees once the health timer has closed (run the loop after). NULL is a
+ * no-op. */
 void cm_notify_free(cm_notify *n);
+
+/* Called once the event is recorded (rc CM_OK) or could not be (CM_ESTORE). */
+typedef void (*cm_notify_cb)(void *arg, int rc);
 
 /* Records an event of `type` for org (address may be NULL) with details, a
  * JSON object's text; when `webhook`, also posts it to the org's webhook if
- * one is set. All strings are copied. */
+ * one is set. All strings are copied. cb may be NULL; when given it runs
+ * exactly once, so a caller can answer only after the event is readable. */
 void cm_notify_event(cm_notify *n, const char *org, const char *address, const char *type,
-                     const char *details, bool webhook);
+                     const char *details, bool webhook, cm_notify_cb cb, void *arg);
+
+/* Every 15 s, records a health_changed event for each agent whose health
+ * (from its last heartbeat's age, or killed) differs from the one last
+ * recorded. Loop thread; stopped by cm_notify_free. */
+int cm_notify_watch_health(cm_notify *n, uv_loop_t *loop);
 
 #endif

@@ -516,6 +516,12 @@ static void mirror_policy(pending *p)
         on_policy_mirrored(p, CM_ESTORE, NULL);
 }
 
+static void mirror_policy_after(void *arg, int rc)
+{
+    (void)rc; /* a lost event is logged; the policy itself is saved */
+    mirror_policy(arg);
+}
+
 static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
@@ -538,9 +544,12 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
     else cm_policy_json(&j->policy, &d);
     cm_buf_adds(&d, "}");
     char *details = cm_buf_take(&d, NULL);
-    if (details) cm_notify_event(p->svc->notify, p->who.org, j->target, "policy_changed", details, false);
+    /* Answer once the event is readable, so a client that lists events
+     * right after sees it. */
+    if (details) cm_notify_event(p->svc->notify, p->who.org, j->target, "policy_changed", details, false,
+                                 mirror_policy_after, p);
+    else mirror_policy(p);
     free(details);
-    mirror_policy(p);
 }
 
 static void run_policy_put(cm_svc *s, cm_job *j, const ident *who)
@@ -646,7 +655,8 @@ static void breach_events(cm_svc *s, const pending *p, unsigned fresh, const cm_
         cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 3 + i, tmp, sizeof tmp), NULL, 10), &d);
         cm_buf_adds(&d, refused ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
         char *details = cm_buf_take(&d, NULL);
-        if (details) cm_notify_event(s->notify, p->who.org, p->job->intent.agent, "policy_breached", details, true);
+        if (details)
+            cm_notify_event(s->notify, p->who.org, p->job->intent.agent, "policy_breached", details, true, NULL, NULL);
         free(details);
     }
 }
@@ -876,6 +886,8 @@ static void on_kill_mirrored(void *arg, int rc, const cm_store_reply *reply)
     free(p);
 }
 
+static void mirror_kill(void *arg, int rc);
+
 static void on_killed(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
@@ -887,8 +899,17 @@ static void on_killed(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         free(p);
         return;
     }
+    cm_notify_event(p->svc->notify, p->who.org, j->target, j->op == CM_OP_KILL ? "agent_killed" : "agent_resumed",
+                    "{}", true, mirror_kill, p);
+}
+
+/* After the event is recorded: the kill flag into Redis, then the answer. */
+static void mirror_kill(void *arg, int rc)
+{
+    (void)rc;
+    pending *p = arg;
+    cm_job *j = p->job;
     bool kill = j->op == CM_OP_KILL;
-    cm_notify_event(p->svc->notify, p->who.org, j->target, kill ? "agent_killed" : "agent_resumed", "{}", true);
     char key[CM_ADDR_MAX + 8];
     policy_key(j->target, key, sizeof key);
     const char *argv[] = {key, kill ? "1" : "0", "killed", "1", "killed"};

@@ -1,0 +1,73 @@
+/* cmd_agents.c - `costmeshctl agents`: the org's agents as a table. */
+#include "args.h"
+#include "call.h"
+#include "ctl.h"
+#include "sbuf.h"
+#include "table.h"
+
+#include <stdio.h>
+
+static const char usage[] =
+    "usage: costmeshctl agents [--health healthy|degraded|unreachable|killed] [--limit N] [--json]\n"
+    "\n"
+    "The org's agents: health (from the age of the last heartbeat: healthy under 90 s,\n"
+    "degraded to 300 s, then unreachable; or killed), last heartbeat, intents and cost today\n"
+    "(UTC), and state (active, blocked by its policy, or killed).\n"
+    "  --limit  at most N agents (1 to 1000)\n"
+    "  --json   print the server's JSON as it was sent\n";
+
+static int table(json_object *j)
+{
+    static const char *const head[] = {"ADDRESS", "HEALTH", "LAST_HEARTBEAT", "INTENTS_TODAY", "COST_TODAY_USD",
+                                       "STATE"};
+    json_object *agents = cmctl_jget(j, "agents", json_type_array);
+    if (!agents) return CMCTL_EREPLY;
+    cmctl_table *t = cmctl_table_new(6, head);
+    if (!t) return CMCTL_ENOMEM;
+    cmctl_table_right(t, 3);
+    cmctl_table_right(t, 4);
+    int rc = CMCTL_OK;
+    for (size_t i = 0; rc == CMCTL_OK && i < json_object_array_length(agents); i++) {
+        json_object *a = json_object_array_get_idx(agents, i);
+        const char *row[] = {cmctl_jtext(a, "address", NULL),       cmctl_jtext(a, "health", NULL),
+                             cmctl_jtext(a, "last_heartbeat", "never"), cmctl_jtext(a, "intents_today", NULL),
+                             cmctl_jtext(a, "cost_today_usd", NULL), cmctl_jtext(a, "state", NULL)};
+        rc = cmctl_table_add(t, row);
+    }
+    if (rc == CMCTL_OK) rc = cmctl_table_print(t, stdout);
+    cmctl_table_free(t);
+    return rc;
+}
+
+int cmctl_cmd_agents(int argc, char **argv)
+{
+    const char *health = NULL, *limit = NULL;
+    int json = 0;
+    const cmctl_opt opts[] = {{"health", 1, &health, NULL}, {"limit", 1, &limit, NULL}, {"json", 0, NULL, &json}};
+    const cmctl_spec spec = {"agents", usage, opts, sizeof opts / sizeof opts[0], 0, 0};
+    static const char *const healths[] = {"healthy", "degraded", "unreachable", "killed", NULL};
+    const char *pos[1];
+    size_t npos;
+    long long n;
+    int rc = cmctl_args_parse(&spec, argc - 1, argv + 1, pos, &npos);
+    if (rc != CMCTL_OK) return rc;
+    if (health && (rc = cmctl_arg_choice(spec.cmd, "health", health, healths)) != CMCTL_OK) return rc;
+    if (limit && (rc = cmctl_arg_count(spec.cmd, "limit", limit, 1000, &n)) != CMCTL_OK) return rc;
+
+    cmctl_buf path;
+    cmctl_buf_init(&path);
+    cmctl_buf_adds(&path, "/v1/mesh/agents");
+    cmctl_buf_add_query(&path, "health", health);
+    cmctl_buf_add_query(&path, "limit", limit);
+    if (!cmctl_buf_str(&path)) return cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
+    cmctl_reply r;
+    rc = cmctl_call("GET", cmctl_buf_str(&path), NULL, NULL, &r);
+    cmctl_buf_free(&path);
+    if (rc == CMCTL_OK && json) {
+        rc = cmctl_print_raw(&r);
+    } else if (rc == CMCTL_OK && (rc = table(r.json)) != CMCTL_OK) {
+        cmctl_fail(rc, cmctl_strerror(rc));
+    }
+    cmctl_reply_free(&r);
+    return rc;
+}
