@@ -69,14 +69,68 @@ void cm_buf_addf(cm_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Length of the well-formed UTF-8 sequence at p (1..4), or 0 when the
+ * bytes there are not one (overlong, surrogate, past U+10FFFF, cut). */
+static size_t utf8_seq(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07;
+    else return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((p[k] & 0xC0) != 0x80) return 0; /* also stops at the NUL */
+        cp = (cp << 6) | (p[k] & 0x3F);
+    }
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+size_t cm_utf8_valid_prefix(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = (unsigned char)s[i] < 0x80 ? 1 : 0;
+        if (!k) {
+            /* utf8_seq reads at most 4 bytes and stops at a continuation
+             * mismatch; copy so it never reads past n. */
+            unsigned char tmp[5] = {0};
+            memcpy(tmp, s + i, n - i < 4 ? n - i : 4);
+            k = utf8_seq(tmp);
+            if (!k || i + k > n) break;
+        }
+        i += k;
+    }
+    return i;
+}
+
 void cm_buf_add_jstr(cm_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     cm_buf_add(b, "\"", 1);
     const char *run = s;
-    for (const char *p = s; *p; p++) {
+    for (const char *p = s; *p;) {
         unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (c >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)p);
+            if (k) {
+                p += k;
+                continue;
+            }
+            /* Not UTF-8: the reply stays valid JSON with U+FFFD instead. */
+            cm_buf_add(b, run, (size_t)(p - run));
+            cm_buf_adds(b, "\\ufffd");
+            run = ++p;
+            continue;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            p++;
+            continue;
+        }
         cm_buf_add(b, run, (size_t)(p - run));
         run = p + 1;
         char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
@@ -86,6 +140,7 @@ void cm_buf_add_jstr(cm_buf *b, const char *s)
         } else {
             cm_buf_add(b, esc, 6);
         }
+        p++;
     }
     cm_buf_adds(b, run);
     cm_buf_add(b, "\"", 1);

@@ -21,8 +21,13 @@ void cm_buf_free(cm_buf *b);
 void cm_buf_add(cm_buf *b, const char *s, size_t n);
 void cm_buf_adds(cm_buf *b, const char *s);
 void cm_buf_addf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* JSON string literal, quoted, escaping '"', '\\' and control bytes. */
+/* JSON string literal, quoted, escaping '"', '\\' and control bytes;
+ * bytes that are not well-formed UTF-8 become U+FFFD, so a reply that
+ * echoes hostile input is still valid JSON. */
 void cm_buf_add_jstr(cm_buf *b, const char *s);
+/* Bytes of s[0..n) that form well-formed UTF-8 from the start: n when all
+ * of it is valid. */
+size_t cm_utf8_valid_prefix(const char *s, size_t n);
 /* Exact money as a JSON number. */
 void cm_buf_add_money(cm_buf *b, int64_t nanos);
 /* Quoted RFC 3339 UTC time. */

@@ -10,6 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Replaces bytes that are not UTF-8 with '?' in place, also a character
+ * cut by snprintf at the end: messages echo client input. */
+static void utf8_scrub(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t ok = cm_utf8_valid_prefix(s + i, n - i);
+        i += ok;
+        if (i < n) s[i++] = '?';
+    }
+}
+
 int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
                   const char *fmt, ...)
 {
@@ -20,6 +32,8 @@ int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    utf8_scrub(e->field);
+    utf8_scrub(e->message);
     return status == 413 ? CM_ETOOBIG : CM_EINVAL;
 }
 
@@ -124,42 +138,6 @@ static void path(char *out, size_t outsz, const char *prefix, const char *name)
     snprintf(out, outsz, "%s%s%s", prefix, *prefix ? "." : "", name);
 }
 
-/* Well-formed UTF-8 (no overlongs, surrogates or code points past
- * U+10FFFF): PostgreSQL refuses anything else, and one bad string must not
- * fail a whole group commit. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        unsigned char c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + len > n) return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += len;
-    }
-    return true;
-}
-
 /* Optional string field into dst (max bytes). Absent or null leaves dst "". */
 static int get_str(json_object *obj, const char *prefix, const char *name, char *dst,
                    size_t max, cm_apierr *e)
@@ -180,7 +158,9 @@ static int get_str(json_object *obj, const char *prefix, const char *name, char 
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
             return cm_apierr_set(e, 400, "invalid_field", p, "%s must not contain control characters", p);
-    if (!utf8_valid((const unsigned char *)s, n))
+    /* PostgreSQL refuses anything but UTF-8, and one bad string must not
+     * fail a whole group commit. */
+    if (cm_utf8_valid_prefix(s, n) != n)
         return cm_apierr_set(e, 400, "invalid_field", p, "%s must be valid UTF-8", p);
     memcpy(dst, s, n + 1);
     return CM_OK;

@@ -236,7 +236,9 @@ static int query_arg(req *r, const char *name, char *out, size_t outsz)
 {
     const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
     if (!v) return 0;
-    return cm_pct_decode(v, strlen(v), out, outsz, NULL) == CM_OK ? 1 : -1;
+    size_t n;
+    if (cm_pct_decode(v, strlen(v), out, outsz, &n) != CM_OK || cm_utf8_valid_prefix(out, n) != n) return -1;
+    return 1;
 }
 
 static int api_key_hash(req *r, unsigned char *hash)
@@ -392,10 +394,10 @@ static int fill_job(req *r, cm_job *j, enum MHD_Result *ret)
         if (k) {
             size_t n = strlen(k);
             int bad = n == 0 || n > CM_ID_MAX;
-            for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || k[i] == 0x7f;
+            for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f;
             if (bad) {
                 *ret = send_error(r, 400, "invalid_header", "Idempotency-Key",
-                                  "Idempotency-Key must be 1 to %d visible characters", CM_ID_MAX);
+                                  "Idempotency-Key must be 1 to %d visible ASCII characters", CM_ID_MAX);
                 return 0;
             }
             memcpy(j->idem_key, k, n + 1);
@@ -549,8 +551,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (r->too_big)
         return send_error(r, 413, "payload_too_large", NULL, "request body is over %d bytes", CM_BODY_MAX);
     if (r->route_status == 404) return send_error(r, 404, "not_found", NULL, "no such path");
-    if (r->route_status == 400)
-        return send_error(r, 400, "invalid_path", NULL, "the path parameter is not valid percent-encoding");
+    if (r->route_status == 400 || cm_utf8_valid_prefix(r->route.param, strlen(r->route.param)) != strlen(r->route.param))
+        return send_error(r, 400, "invalid_path", NULL, "the path parameter is not valid percent-encoded UTF-8");
     if (r->route_status == 405) {
         cm_buf b;
         cm_buf_init(&b);
