@@ -129,7 +129,13 @@ def test_crash_kill9(h):
             check_eq((r.json["accepted"], r.json["duplicates"]), (0, 100),
                      "batch %d was acknowledged before the crash: resend must be all duplicates" % bi)
         acc_total += r.json["accepted"]
-    check_eq(acc_total, 4000, "accepted over all replies (each heartbeat exactly once)")
+    # A batch that committed while its answer was lost to the kill is
+    # reported by nobody as accepted (its resend finds duplicates), so the
+    # replies may account for less than 4000, never more; the stores are
+    # checked for exactly 4000 below.
+    unanswered = sum(1 for st, _ in status.values() if st != 202)
+    check(4000 - 100 * unanswered <= acc_total <= 4000,
+          "accepted over all replies: %d, with %d unanswered batches" % (acc_total, unanswered))
     sp = h.spend_ok(a, "day", at=t)
     check_eq(dec(sp["cost_usd"]), want, "total after crash and resend")
     check_eq(sp["tokens_in"], want_tokens, "tokens after crash and resend")
