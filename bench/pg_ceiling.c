@@ -1,0 +1,157 @@
+/* pg_ceiling.c - the PostgreSQL ceiling of costmeshd's group commit.
+ *
+ * Runs the project's own persistence statement (group_sql of
+ * server/ingest.c, extracted to a file at bench time) back to back on one
+ * connection, as costmeshd's single writer does: one statement (one
+ * transaction, one commit) at a time, ROWS heartbeats each, with unique
+ * ids, each for one of AGENTS agents picked at random (as the wrk load
+ * does), for SECONDS. Parameters are built in the same text
+ * array form as ingest.c's send_group.
+ *
+ *   pg_ceiling CONNINFO SQLFILE ROWS SECONDS AGENTS PREFIX
+ *
+ * Prints one line: "rows=N statements=N seconds=S rows_per_s=R
+ * ms_per_statement=M". With PG_CEILING_EXPLAIN set, prints the EXPLAIN
+ * ANALYZE of one statement instead (for profiling). Benchmark tool only:
+ * not part of costmeshd. */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { NCOLS = 21 };
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->data = realloc(b->data, b->cap);
+        if (!b->data) {
+            fprintf(stderr, "pg_ceiling: out of memory\n");
+            exit(1);
+        }
+    }
+    memcpy(b->data + b->len, s, n + 1);
+    b->len += n;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    sbuf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk - 1, f)) > 0) {
+        chunk[n] = '\0';
+        sb_add(&b, chunk);
+    }
+    fclose(f);
+    return b.data;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s CONNINFO SQLFILE ROWS SECONDS AGENTS PREFIX\n", argv[0]);
+        return 2;
+    }
+    const char *sql = read_file(argv[2]);
+    long rows = strtol(argv[3], NULL, 10);
+    double seconds = strtod(argv[4], NULL);
+    long agents = strtol(argv[5], NULL, 10);
+    const char *prefix = argv[6];
+    if (!sql || rows < 1 || seconds <= 0 || agents < 1) {
+        fprintf(stderr, "pg_ceiling: bad arguments or unreadable %s\n", argv[2]);
+        return 2;
+    }
+    PGconn *pg = PQconnectdb(argv[1]);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
+        return 1;
+    }
+    char *explain = NULL;
+    if (getenv("PG_CEILING_EXPLAIN")) {
+        explain = malloc(strlen(sql) + 64);
+        if (!explain) return 1;
+        snprintf(explain, strlen(sql) + 64, "EXPLAIN (ANALYZE, BUFFERS) %s", sql);
+    }
+    long seq = 0, total = 0, statements = 0;
+    double t0 = now_s(), t = t0;
+    char tmp[256];
+    while (t - t0 < seconds) {
+        sbuf cols[NCOLS - 1];
+        memset(cols, 0, sizeof cols);
+        time_t now = time(NULL);
+        for (int c = 0; c < NCOLS - 1; c++) sb_add(&cols[c], "{");
+        for (long i = 0; i < rows; i++, seq++) {
+            long a = (long)(rand() % agents); /* as bench/load.lua picks them */
+            const char *sep = i ? "," : "";
+            for (int c = 0; c < NCOLS - 1; c++) sb_add(&cols[c], sep);
+            snprintf(tmp, sizeof tmp, "\"agent://default/%s/a%ld\"", prefix, a);
+            sb_add(&cols[0], tmp);
+            snprintf(tmp, sizeof tmp, "\"%s-%ld-%ld\"", prefix, (long)t0, seq);
+            sb_add(&cols[1], tmp);
+            snprintf(tmp, sizeof tmp, "\"int_a%ld\"", a);
+            sb_add(&cols[2], tmp);
+            for (int c = 3; c <= 7; c++) sb_add(&cols[c], "NULL");
+            snprintf(tmp, sizeof tmp, "%lld", (long long)now);
+            sb_add(&cols[8], tmp);
+            sb_add(&cols[9], "3000000"); /* cost_usd 0.003 */
+            sb_add(&cols[10], "2100");
+            sb_add(&cols[11], "850");
+            for (int c = 12; c <= 17; c++) sb_add(&cols[c], c == 13 ? "4" : "0");
+            sb_add(&cols[18], "NULL");
+            snprintf(tmp, sizeof tmp, "%ld", i);
+            sb_add(&cols[19], tmp);
+        }
+        const char *params[NCOLS];
+        for (int c = 0; c < NCOLS - 1; c++) {
+            sb_add(&cols[c], "}");
+            params[c] = cols[c].data;
+        }
+        char nowbuf[24];
+        snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)now);
+        params[NCOLS - 1] = nowbuf;
+        if (explain) {
+            /* PG_CEILING_EXPLAIN=1: the plan of one statement, then stop. */
+            PGresult *ex = PQexecParams(pg, explain, NCOLS, NULL, params, NULL, NULL, 0);
+            for (int r = 0; r < PQntuples(ex); r++) printf("%s\n", PQgetvalue(ex, r, 0));
+            if (PQresultStatus(ex) != PGRES_TUPLES_OK) fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
+            PQclear(ex);
+            PQfinish(pg);
+            return 0;
+        }
+        PGresult *res = PQexecParams(pg, sql, NCOLS, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
+            PQclear(res);
+            PQfinish(pg);
+            return 1;
+        }
+        PQclear(res);
+        for (int c = 0; c < NCOLS - 1; c++) free(cols[c].data);
+        total += rows;
+        statements++;
+        t = now_s();
+    }
+    double el = t - t0;
+    printf("rows=%ld statements=%ld seconds=%.2f rows_per_s=%.0f ms_per_statement=%.2f\n", total, statements, el,
+           (double)total / el, el * 1000.0 / (double)statements);
+    PQfinish(pg);
+    return 0;
+}

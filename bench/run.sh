@@ -1,0 +1,470 @@
+#!/bin/bash
+# `make bench`: the costmesh benchmark. Not a test: it asserts nothing and
+# only reports. Prints a table and writes bench/results/<date>.md.
+#
+# Starts a throwaway Redis (AOF as shipped) and PostgreSQL with
+# scripts/services.sh, costmeshd built with -O2 (build/bench), and drives it
+# with wrk (bench/load.lua) on 127.0.0.1, every load bounded in time:
+#   1. single heartbeats (unique ids, 1,000 agents, 64 connections), at the
+#      maximum rate, then paced at half of it
+#   2. batched heartbeats (100 per request), 60 s, persistence backlog
+#      sampled every 5 s from /metrics
+#   3. intent admission with a generous policy on every agent, maximum, then
+#      paced at half of it
+#   4. spend polling (GET .../spend?window=day) while 1 runs
+# and the ceilings, in the same run:
+#   (a) bench/http_ceiling.c: the same libmicrohttpd settings and the
+#       project's JSON decoder, answering 202 without touching a store
+#   (b) redis-benchmark running the project's MERGE script (extracted from
+#       server/store.c) for one heartbeat's three windows, pipelined by 16
+#   (c) bench/pg_ceiling.c: the project's group_sql (extracted from
+#       server/ingest.c) back to back on one connection, 100 and 1000 rows
+# plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
+# heartbeat.
+#
+# Knobs: BENCH_SHORT=1 (~90 s instead of ~5 min), BENCH_BUILD (build/bench),
+# BENCH_WRAP (a command costmeshd runs under, e.g. a profiler), BENCH_KEEP=1
+# (keep the temporary folder, with wrk outputs and extracted scripts),
+# BENCH_PORT (18080; the ceiling server uses +1), BENCH_REDIS_PORT (16391),
+# BENCH_PG_PORT (15491).
+#
+# "Half the max rate" is paced with wrk's delay() (wrk2 is not available):
+# each connection waits CONNS*1000/RATE ms (dithered) between a response and
+# its next request, so the achieved rate is a little under the target; the
+# table prints the achieved rate. Latency is timed from each request's write.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BUILD=${BENCH_BUILD:-build/bench}
+SHORT=${BENCH_SHORT:-0}
+PORT=${BENCH_PORT:-18080}
+CEIL_PORT=$((PORT + 1))
+REDIS_PORT=${BENCH_REDIS_PORT:-16391}
+PG_PORT=${BENCH_PG_PORT:-15491}
+AGENTS=1000
+CONNS=64
+BATCH_CONNS=16
+INTENT_CONNS=64
+SPEND_CONNS=16
+THREADS=2
+
+if [ "$SHORT" = 1 ]; then
+    D_CEIL=5 D_MAX=8 D_PACED=6 D_BATCH=15 D_INTENT=6 D_SPEND=8 D_PG=4 REDIS_N=200000 MODE_NAME=short
+else
+    D_CEIL=10 D_MAX=20 D_PACED=15 D_BATCH=60 D_INTENT=15 D_SPEND=15 D_PG=10 REDIS_N=1000000 MODE_NAME=full
+fi
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+for t in wrk redis-benchmark redis-cli curl python3 cc; do
+    command -v "$t" >/dev/null 2>&1 || die "$t not found (make bench installs wrk and redis-tools)"
+done
+[ -x "$BUILD/costmeshd" ] || die "$BUILD/costmeshd not found; run 'make bench'"
+[ -x "$BUILD/bench/http_ceiling" ] || die "$BUILD/bench/http_ceiling not found; run 'make bench'"
+[ -x "$BUILD/bench/pg_ceiling" ] || die "$BUILD/bench/pg_ceiling not found; run 'make bench'"
+
+TMP=$(mktemp -d /tmp/cmbench.XXXXXX)
+WORK="$TMP/work"
+mkdir -p "$WORK"
+SERVER_PID=""
+CEIL_PID=""
+BG_PIDS=""
+SERVICES_UP=0
+
+svc() { CM_DATA_DIR="$TMP/data" CM_REDIS_PORT=$REDIS_PORT CM_PG_PORT=$PG_PORT sh scripts/services.sh "$@"; }
+
+stop_pid() { # stop_pid PID [TENTHS]: TERM, then KILL after 10 s (or TENTHS/10 s)
+    local pid=$1 i=0 limit=${2:-100}
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt "$limit" ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in $BG_PIDS; do stop_pid "$p"; done
+    stop_pid "$CEIL_PID"
+    stop_pid "$SERVER_PID"
+    if [ "$SERVICES_UP" = 1 ]; then svc stop >/dev/null 2>&1 || say "services stop failed"; fi
+    if [ $rc -ne 0 ] && [ -f "$TMP/costmeshd.log" ]; then
+        say "costmeshd log (last lines):"
+        tail -n 20 "$TMP/costmeshd.log" >&2 || true
+    fi
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------ measurement
+
+HZ=$(getconf CLK_TCK)
+
+# ticks PID: utime+stime of PID and its reaped children (all threads).
+ticks() {
+    local line
+    line=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    line=${line##*) }
+    # shellcheck disable=SC2086
+    set -- $line
+    echo $(( ${12} + ${13} + ${14} + ${15} ))
+}
+
+# pg_ticks: the postmaster, its reaped children, and every live child.
+pg_ticks() {
+    local pm=$1 sum f line
+    sum=$(ticks "$pm")
+    for f in /proc/[0-9]*/stat; do
+        line=$(cat "$f" 2>/dev/null) || continue
+        line=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $line
+        [ "$2" = "$pm" ] && sum=$(( sum + ${12} + ${13} ))
+    done
+    echo "$sum"
+}
+
+snapshot() { # prints "costmeshd redis postgres uptime_ms"
+    local s=0
+    [ -n "$SERVER_PID" ] && s=$(ticks "$SERVER_PID")
+    echo "$s $(ticks "$REDIS_PID") $(pg_ticks "$PG_PID") $(date +%s%3N)"
+}
+
+val() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" "$1" | tail -n 1; }
+
+ROWS="$WORK/rows.tsv"
+: > "$ROWS"
+
+# run_wrk NAME MODE CONNS SECONDS RATE PORT OUTFILE: one wrk run, output kept.
+run_wrk() {
+    local mode=$2 conns=$3 secs=$4 rate=$5 port=$6 out=$7
+    timeout $((secs + 30)) wrk -t$THREADS -c"$conns" -d"${secs}s" --timeout 10s -s bench/load.lua \
+        "http://127.0.0.1:$port" -- "$mode" "$KEY" "$NONCE-$1" "$AGENTS" "$rate" "$conns" "$THREADS" > "$out" 2>&1 \
+        || { cat "$out" >&2; die "wrk ($1) failed"; }
+    grep -q '^RESULT ' "$out" || { cat "$out" >&2; die "wrk ($1) printed no RESULT"; }
+}
+
+# record NAME WRKOUT PER_REQUEST SNAP0 SNAP1 CONNS: appends a table row.
+# Columns: name conns req/s hb/s p50 p99 p99.9 (ms) non2xx cpu% of one core
+# for costmeshd redis postgres wrk, and the run length.
+record() {
+    local name=$1 out=$2 per=$3 s0=$4 s1=$5 conns=$6
+    local req dur p50 p99 p999 non2xx errs wt
+    req=$(val "$out" requests); dur=$(val "$out" duration_us)
+    p50=$(val "$out" p50_us); p99=$(val "$out" p99_us); p999=$(val "$out" p999_us)
+    non2xx=$(val "$out" non2xx)
+    errs=$(( $(val "$out" err_connect) + $(val "$out" err_read) + $(val "$out" err_write) + $(val "$out" err_timeout) ))
+    wt=$(val "$out" wrk_ticks)
+    awk -v n="$name" -v c="$conns" -v req="$req" -v dur="$dur" -v per="$per" -v p50="$p50" -v p99="$p99" \
+        -v p999="$p999" -v bad="$non2xx" -v errs="$errs" -v wt="$wt" -v hz="$HZ" -v s0="$s0" -v s1="$s1" 'BEGIN {
+        split(s0, a, " "); split(s1, b, " ");
+        wall = (b[4] - a[4]) / 1000.0; if (wall <= 0) wall = dur / 1e6;
+        secs = dur / 1e6; rps = req / secs;
+        printf "%s\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\n", n, c, rps, rps * per,
+            p50 / 1000, p99 / 1000, p999 / 1000, bad + errs,
+            100 * (b[1] - a[1]) / hz / wall, 100 * (b[2] - a[2]) / hz / wall,
+            100 * (b[3] - a[3]) / hz / wall, 100 * wt / hz / secs, secs }' >> "$ROWS"
+}
+
+col() { awk -F'\t' -v n="$1" -v k="$2" '$1 == n { v = $k } END { print v }' "$ROWS"; }
+
+# phase NAME MODE CONNS SECONDS RATE PER_REQUEST [PORT]
+phase() {
+    local name=$1 mode=$2 conns=$3 secs=$4 rate=$5 per=$6 port=${7:-$PORT} s0 s1
+    say "$name: $mode, $conns connections, ${secs}s$([ "$rate" != 0 ] && echo ", paced to $rate req/s")"
+    s0=$(snapshot)
+    run_wrk "$name" "$mode" "$conns" "$secs" "$rate" "$port" "$WORK/$name.out"
+    s1=$(snapshot)
+    record "$name" "$WORK/$name.out" "$per" "$s0" "$s1" "$conns"
+}
+
+# ------------------------------------------------------------- start-up
+
+NONCE="b$(date +%s)"
+KEY="bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+
+say "starting Redis (port $REDIS_PORT) and PostgreSQL (port $PG_PORT) under $TMP/data"
+SERVICES_UP=1
+svc start >"$WORK/services.log" 2>&1 || { cat "$WORK/services.log" >&2; die "services did not start"; }
+# shellcheck disable=SC1091
+. "$TMP/data/env"
+REDIS_PID=$(tr -dc '0-9' < "$TMP/data/redis/redis.pid")
+PG_BASE=$(readlink -f "$TMP/data/pg")
+PG_PID=$(head -n 1 "$PG_BASE/data/postmaster.pid" | tr -dc '0-9')
+PSQL="psql -X -q -tA -h 127.0.0.1 -p $PG_PORT -U costmesh -d costmesh"
+
+# Extract a C string constant from a project source by compiling it:
+# exactly the bytes the server sends.
+extract() { # extract FILE NAME OUT
+    local c="$WORK/extract_$2.c"
+    {
+        echo '#include <stdio.h>'
+        sed -n "/^static const char $2\[\] =/,/;\$/p" "$1"
+        echo "int main(void) { fputs($2, stdout); return 0; }"
+    } > "$c"
+    cc -o "$WORK/extract_$2" "$c" || die "cannot extract $2 from $1"
+    "$WORK/extract_$2" > "$3"
+    [ -s "$3" ] || die "$2 extracted from $1 is empty"
+}
+extract server/store.c merge_lua "$WORK/merge.lua"
+extract server/ingest.c group_sql "$WORK/group.sql"
+
+# ------------------------------------------------------- (a) HTTP ceiling
+
+start_ceiling() {
+    "$BUILD/bench/http_ceiling" "$CEIL_PORT" "$@" > "$WORK/ceiling.log" 2>&1 &
+    CEIL_PID=$!
+    for _ in $(seq 50); do
+        curl -s -o /dev/null "http://127.0.0.1:$CEIL_PORT/" && return 0
+        sleep 0.1
+    done
+    die "http_ceiling did not start"
+}
+
+start_ceiling
+phase ceil_single single $CONNS $D_CEIL 0 1 "$CEIL_PORT"
+phase ceil_batch batch $BATCH_CONNS $D_CEIL 0 100 "$CEIL_PORT"
+stop_pid "$CEIL_PID"; CEIL_PID=""
+start_ceiling handoff
+phase ceil_handoff single $CONNS $D_CEIL 0 1 "$CEIL_PORT"
+stop_pid "$CEIL_PID"; CEIL_PID=""
+
+# ------------------------------------------------------ (b) Redis ceiling
+
+say "redis ceiling: MERGE script, one heartbeat's 3 windows per call, -P 16, $REDIS_N calls"
+SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat "$WORK/merge.lua")")
+redis-cli -p "$REDIS_PORT" SET cm:epoch 1 >/dev/null
+s0=$(snapshot)
+t0=$(date +%s%3N)
+timeout 120 redis-benchmark -p "$REDIS_PORT" -c 50 -P 16 -r 1000 -n "$REDIS_N" --csv \
+    EVALSHA "$SHA" 4 cm:epoch cm:rb:__rand_int__:h cm:rb:__rand_int__:d cm:rb:__rand_int__:m \
+    259200 5 cost __rand_int__ tin 1 tout 1 calls 1 hb 1 \
+    3456000 5 cost __rand_int__ tin 1 tout 1 calls 1 hb 1 \
+    34560000 5 cost __rand_int__ tin 1 tout 1 calls 1 hb 1 > "$WORK/redis_bench.csv" 2>&1 \
+    || { cat "$WORK/redis_bench.csv" >&2; die "redis-benchmark failed"; }
+t1=$(date +%s%3N)
+s1=$(snapshot)
+REDIS_CEIL=$(awk -F'","' 'NR == 2 { printf "%.0f", $2 }' "$WORK/redis_bench.csv")
+REDIS_CPU=$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v ms=$((t1 - t0)) \
+    'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[2] - x[2]) / hz / (ms / 1000) }')
+redis-cli -p "$REDIS_PORT" --scan --pattern 'cm:rb:*' | xargs -r -n 500 redis-cli -p "$REDIS_PORT" DEL >/dev/null
+
+# ------------------------------------------------------------- costmeshd
+
+say "starting costmeshd on 127.0.0.1:$PORT"
+COSTMESH_ADMIN_KEY=$KEY COSTMESH_ORG=default COSTMESH_LISTEN=127.0.0.1:$PORT \
+COSTMESH_REDIS_URL=$COSTMESH_REDIS_URL COSTMESH_DATABASE_URL=$COSTMESH_DATABASE_URL \
+COSTMESH_LOG_LEVEL=warn ${BENCH_WRAP:-} "$BUILD/costmeshd" > "$TMP/costmeshd.log" 2>&1 &
+SERVER_PID=$!
+ready=0
+for _ in $(seq 150); do
+    if curl -s "http://127.0.0.1:$PORT/readyz" 2>/dev/null | grep -q '"ready":true'; then ready=1; break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.2
+done
+[ $ready = 1 ] || die "costmeshd did not become ready"
+# Warm the key cache and the agents (registration happens on first beat).
+python3 bench/setup.py "$PORT" "$KEY" agents "$AGENTS" "$NONCE-warm"
+
+# ------------------------------------------------- 1. single heartbeats
+
+phase single_max single $CONNS $D_MAX 0 1
+SINGLE_MAX=$(col single_max 3)
+HALF=$(awk -v r="$SINGLE_MAX" 'BEGIN { printf "%d", r / 2 }')
+phase single_half single $CONNS $D_PACED "$HALF" 1
+
+# --------------------------------------------------- 2. batched, 60 s
+
+metric() { # metric NAME_AND_LABELS: one value from /metrics (sum when several)
+    curl -s --max-time 2 "http://127.0.0.1:$PORT/metrics" |
+        awk -v m="$1" 'index($0, m) == 1 { s += $NF; f = 1 } END { if (f) print s; else print "NA" }'
+}
+
+sample_backlog() { # every 5 s: elapsed backlog_jobs backlog_pg backlog_redis accepted
+    local t0 i=0
+    sleep 2 # past the connections' start
+    t0=$(date +%s)
+    while [ $i -le $(((D_BATCH - 4) / 5)) ]; do
+        echo "$(( $(date +%s) - t0 )) $(metric 'costmesh_persistence_backlog{stage="ingest_jobs"}') \
+$(metric 'costmesh_persistence_backlog{stage="postgres_writer"}') \
+$(metric 'costmesh_persistence_backlog{stage="redis"}') $(metric costmesh_heartbeats_accepted_total)"
+        i=$((i + 1))
+        sleep 5
+    done
+}
+sample_backlog > "$WORK/backlog.txt" &
+BG_PIDS="$!"
+phase batch batch $BATCH_CONNS $D_BATCH 0 100
+wait $BG_PIDS 2>/dev/null || true
+BG_PIDS=""
+
+# ------------------------------------------------- 3. intent admission
+
+say "putting a generous cost policy on $AGENTS agents"
+python3 bench/setup.py "$PORT" "$KEY" policies "$AGENTS"
+phase intent_max intent $INTENT_CONNS $D_INTENT 0 0
+INTENT_MAX=$(col intent_max 3)
+HALF=$(awk -v r="$INTENT_MAX" 'BEGIN { printf "%d", r / 2 }')
+phase intent_half intent $INTENT_CONNS $D_INTENT "$HALF" 0
+
+# --------------------------------------- 4. spend polling while 1 runs
+
+say "spend: $SPEND_CONNS connections polling while single heartbeats run ($CONNS connections), ${D_SPEND}s"
+s0=$(snapshot)
+run_wrk spend_hb single $CONNS $D_SPEND 0 "$PORT" "$WORK/spend_hb.out" &
+BG_PIDS="$!"
+run_wrk spend spend $SPEND_CONNS $D_SPEND 0 "$PORT" "$WORK/spend.out"
+wait $BG_PIDS || die "heartbeat load during spend failed"
+BG_PIDS=""
+s1=$(snapshot)
+record spend "$WORK/spend.out" 0 "$s0" "$s1" $SPEND_CONNS
+record spend_hb "$WORK/spend_hb.out" 1 "$s0" "$s1" $CONNS
+
+# -------------------------------------------------- memory at 10,000 agents
+
+say "memory: heartbeats for 10,000 distinct agents"
+python3 bench/setup.py "$PORT" "$KEY" agents 10000 "$NONCE-mem"
+sleep 1
+RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
+HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+REDIS_MEM=$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ { print $2 + 0 }')
+REDIS_KEYS=$(redis-cli -p "$REDIS_PORT" DBSIZE | tr -dc '0-9')
+
+# ---------------------------------------- PostgreSQL bytes per heartbeat
+
+$PSQL -c "VACUUM ANALYZE heartbeats, rollup_agent, rollup_intent_hour" >/dev/null 2>&1 || true
+read -r PG_ROWS PG_BYTES <<EOF
+$($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats), pg_total_relation_size('heartbeats')
+    + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent_hour')")
+EOF
+
+# A profiler (BENCH_WRAP) may take a while to write its output.
+stop_pid "$SERVER_PID" "$([ -n "${BENCH_WRAP:-}" ] && echo 600 || echo 100)"; SERVER_PID=""
+
+# ------------------------------------------------- (c) PostgreSQL ceiling
+
+for rows in 100 1000; do
+    say "postgres ceiling: group_sql with $rows rows per statement, ${D_PG}s"
+    s0=$(snapshot)
+    "$BUILD/bench/pg_ceiling" "host=127.0.0.1 port=$PG_PORT user=costmesh dbname=costmesh" \
+        "$WORK/group.sql" "$rows" "$D_PG" "$AGENTS" "pgc$rows$NONCE" > "$WORK/pg_$rows.out" \
+        || die "pg_ceiling failed"
+    sleep 0.5 # let the postmaster reap the backend, so its CPU is counted
+    s1=$(snapshot)
+    secs=$(val "$WORK/pg_$rows.out" seconds)
+    awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v s="$secs" \
+        'BEGIN { split(a, x, " "); split(b, y, " "); printf " pg_cpu=%.0f\n", 100 * (y[3] - x[3]) / hz / s }' \
+        >> "$WORK/pg_$rows.out"
+done
+PG_CEIL_100=$(val "$WORK/pg_100.out" rows_per_s)
+PG_CEIL_1000=$(val "$WORK/pg_1000.out" rows_per_s)
+
+# ---------------------------------------------------------------- report
+
+DATE=$(date -u +%Y-%m-%d)
+mkdir -p bench/results
+OUT="bench/results/$DATE.md"
+[ "$SHORT" = 1 ] && OUT="bench/results/$DATE-short.md"
+# A run under a profiler is not a result: keep it apart.
+[ -n "${BENCH_WRAP:-}" ] && OUT="${OUT%.md}-wrapped.md"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+CEIL_SINGLE=$(col ceil_single 3)
+CEIL_BATCH_HB=$(col ceil_batch 4)
+BATCH_HB=$(col batch 4)
+PG_BIND=$PG_CEIL_1000
+BACKLOG_MAX=$(awk '$2 != "NA" { if ($2 + $3 > m) m = $2 + $3 } END { print m + 0 }' "$WORK/backlog.txt")
+# Flat: the backlog never grew past what the closed-loop connections can
+# hold in flight (one job each, plus the writer's statement), and its last third averages no more than its first third
+# plus a quarter of that bound; and the heartbeats/s of the last third is at
+# least 90% of the first third's.
+BACKLOG_FLAT=$(awk -v bound="$((BATCH_CONNS + 1))" '
+    $2 != "NA" { n++; t[n] = $1; b[n] = $2 + $3; acc[n] = $5 }
+    END {
+        if (n < 3) { print "no"; exit }
+        k = int(n / 3); if (k < 1) k = 1
+        for (i = 1; i <= k; i++) { f += b[i] } ; for (i = n - k + 1; i <= n; i++) { l += b[i] }
+        r1 = (acc[1 + k] - acc[1]) / (t[1 + k] - t[1] + 1e-9)
+        r2 = (acc[n] - acc[n - k]) / (t[n] - t[n - k] + 1e-9)
+        max = 0; for (i = 1; i <= n; i++) if (b[i] > max) max = b[i]
+        ok = max <= bound && l / k <= f / k + bound / 4 && r2 >= 0.9 * r1
+        printf "%s (heartbeats/s first third %.0f, last third %.0f)\n", ok ? "yes" : "no", r1, r2 }' "$WORK/backlog.txt")
+BACKLOG_SERIES=$(awk '{ printf "%s%d", (NR > 1 ? " " : ""), $2 + $3 }' "$WORK/backlog.txt")
+
+fmt_table() {
+    echo "| run | conns | req/s | heartbeats/s | p50 ms | p99 ms | p99.9 ms | errors | costmeshd % | redis % | postgres % | wrk % | of ceiling |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    while IFS=$'\t' read -r n c rps hbs p50 p99 p999 bad cs cr cp cw secs; do
+        local label ceil=""
+        case $n in
+            ceil_single) label="(a) HTTP-only ceiling, single heartbeat" ;;
+            ceil_batch) label="(a) HTTP-only ceiling, 100 per request" ;;
+            ceil_handoff) label="(a') HTTP-only + suspend/resume hand-off" ;;
+            single_max) label="1. single heartbeats, max"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
+            single_half) label="1. single heartbeats, paced to half"; ceil="$(ratio "$rps" "$SINGLE_MAX") of max" ;;
+            batch) label="2. batched (100/request), ${secs%.*} s"
+                   ceil="$(ratio "$hbs" "$CEIL_BATCH_HB") of (a), $(ratio "$hbs" "$PG_BIND") of (c) 1000 rows" ;;
+            intent_max) label="3. intent admission, max"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
+            intent_half) label="3. intent admission, paced to half"; ceil="$(ratio "$rps" "$INTENT_MAX") of max" ;;
+            spend) label="4. spend polling (during 1)"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
+            spend_hb) label="4. single heartbeats during spend"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"
+                      cs="(above)"; cr="(above)"; cp="(above)" ;;
+            *) label=$n ;;
+        esac
+        [ "$hbs" = 0 ] && hbs="-"
+        echo "| $label | $c | $rps | $hbs | $p50 | $p99 | $p999 | $bad | $cs | $cr | $cp | $cw | $ceil |"
+    done < "$ROWS"
+    echo "| (b) Redis MERGE ceiling, 3 windows per call, -P 16 | 50 | $REDIS_CEIL | $REDIS_CEIL | | | | | | $REDIS_CPU | | | 1. used $(ratio "$(col single_max 4)" "$REDIS_CEIL") of it |"
+    for rows in 100 1000; do
+        echo "| (c) PostgreSQL group_sql, $rows rows/statement | 1 | $(val "$WORK/pg_$rows.out" statements | awk -v s="$(val "$WORK/pg_$rows.out" seconds)" '{ printf "%.0f", $1 / s }') | $(val "$WORK/pg_$rows.out" rows_per_s) | $(val "$WORK/pg_$rows.out" ms_per_statement) (mean) | | | | | | $(val "$WORK/pg_$rows.out" pg_cpu) | | |"
+    done
+}
+
+verdict() { [ "$1" = 1 ] && echo PASS || echo MISS; }
+T1=$(awk -v a="$SINGLE_MAX" -v b="$CEIL_SINGLE" 'BEGIN { print (a >= 0.6 * b) ? 1 : 0 }')
+T2=$(awk -v p="$(col single_half 6)" 'BEGIN { print (p <= 10) ? 1 : 0 }')
+T3=$(awk -v h="$BATCH_HB" -v f="$BACKLOG_FLAT" -v s="$SHORT" 'BEGIN { print (h >= 60000 && f ~ /^yes/ && s != 1) ? 1 : 0 }')
+T4=$(awk -v p="$(col intent_half 6)" 'BEGIN { print (p <= 2) ? 1 : 0 }')
+T5=$(awk -v r="$RSS_KB" 'BEGIN { print (r <= 64 * 1024) ? 1 : 0 }')
+
+report() {
+    echo "# costmesh benchmark, $DATE ($MODE_NAME run)"
+    echo
+    echo "Command: \`make bench\`$([ "$SHORT" = 1 ] && echo " with BENCH_SHORT=1")."
+    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)),"\
+         "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r);"\
+         "$(redis-server --version | awk '{ print $3 }' | tr -d 'v='), PostgreSQL $($PSQL -c 'SHOW server_version' | awk '{ print $1 }'),"\
+         "libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null), wrk -t$THREADS; everything on loopback."
+    echo
+    echo "CPU columns are percent of one core over the run (200 = both cores); errors are non-2xx answers plus"
+    echo "socket errors. \"Paced to half\" runs use wrk's delay() per connection (no wrk2); their req/s is what"
+    echo "was achieved. Latencies are wrk's, from each request's write to its response."
+    echo
+    fmt_table
+    echo
+    echo "| measure | value |"
+    echo "|---|---:|"
+    echo "| costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }') (peak $(awk -v k="$HWM_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')) |"
+    echo "| Redis used_memory after 10,000 agents ($REDIS_KEYS keys) | $(awk -v b="$REDIS_MEM" 'BEGIN { printf "%.1f MiB", b / 1048576 }') |"
+    echo "| PostgreSQL bytes per heartbeat (heartbeats + rollups, $PG_ROWS rows) | $(awk -v b="$PG_BYTES" -v n="$PG_ROWS" 'BEGIN { if (n > 0) printf "%.0f", b / n }') |"
+    echo "| persistence backlog every 5 s during 2 (ingest jobs + writer queue) | $BACKLOG_SERIES |"
+    echo "| backlog flat during 2 | $BACKLOG_FLAT |"
+    echo
+    echo "| target | result | |"
+    echo "|---|---|---|"
+    echo "| single heartbeats >= 0.6 x HTTP-only ceiling | $(ratio "$SINGLE_MAX" "$CEIL_SINGLE") x ($SINGLE_MAX / $CEIL_SINGLE req/s) | $(verdict "$T1") |"
+    echo "| single heartbeats p99 <= 10 ms at half the max rate | $(col single_half 6) ms at $(col single_half 3) req/s | $(verdict "$T2") |"
+    echo "| batched >= 60,000 heartbeats/s for 60 s, backlog flat | $BATCH_HB hb/s over $(col batch 13) s, flat: ${BACKLOG_FLAT%% *} | $(verdict "$T3")$([ "$SHORT" = 1 ] && echo " (short run)") |"
+    echo "| intent admission p99 <= 2 ms at half the max rate | $(col intent_half 6) ms at $(col intent_half 3) req/s | $(verdict "$T4") |"
+    echo "| server RSS <= 64 MiB with 10,000 active agents | $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }') | $(verdict "$T5") |"
+}
+
+report > "$OUT"
+cat "$OUT"
+say "written to $OUT"
