@@ -12,6 +12,9 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
+/* Statements in flight at once, one per writer connection: the statement's
+ * CPU in PostgreSQL, not the commit's fsync, is what takes the time. */
+#define MAX_INFLIGHT 2
 #define EPOCH_KEY "cm:epoch"
 #define CHECK_CHUNK 100 /* agents per CHECK call */
 
@@ -22,7 +25,11 @@
  * kinds of rows can share one result:
  *   'n' idx                      a row that was new (not a duplicate)
  *   'r' address grain bucket ... a rollup's absolute totals after this commit
- *   't' address cost             the agent's cost today */
+ *   't' address cost             the agent's cost today before this
+ *                                statement (an 'r' row of today's day
+ *                                bucket, when there is one, is newer; a
+ *                                join on the 'roll' CTE here would rescan
+ *                                it once per agent) */
 static const char group_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
@@ -77,9 +84,8 @@ static const char group_sql[] =
     " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ins WHERE ins.address = i.address AND ins.hb_id = i.hb_id)"
     " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
-    " UNION ALL SELECT 't', x.address, coalesce(r.cost_nanos, d.cost_nanos, 0)::text, NULL, NULL,"
+    " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
     " NULL, NULL, NULL, NULL FROM (SELECT DISTINCT address FROM input) x CROSS JOIN today"
-    " LEFT JOIN roll r ON r.address = x.address AND r.grain = 'd' AND r.bucket = today.d"
     " LEFT JOIN rollup_agent d ON d.address = x.address AND d.grain = 'd' AND d.bucket = today.d";
 
 /* A row of the group: which job and which heartbeat of it. */
@@ -116,7 +122,7 @@ struct cm_ingest {
     cm_notify *notify;
     cm_job *head, *tail;
     size_t queued_rows;
-    group *inflight;
+    int inflight;         /* groups sent to PostgreSQL, not yet answered */
     int rebuilding;
     int rebuild_again;
     _Atomic size_t backlog;
@@ -192,7 +198,7 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
     else in->head = j;
     in->tail = j;
     in->queued_rows += j->nhb;
-    if (!in->inflight) flush(in);
+    if (in->inflight < MAX_INFLIGHT) flush(in);
 }
 
 /* ---- array parameters in PostgreSQL's text form ---- */
@@ -313,7 +319,7 @@ static void send_group(group *g)
     for (int c = 0; c < NCOLS - 1; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK) {
         cm_ingest *in = g->in;
-        in->inflight = NULL;
+        in->inflight--;
         fail_jobs(in, g->jobs, 503, "store_unavailable",
                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
         group_free(g);
@@ -352,9 +358,9 @@ static void flush(cm_ingest *in)
         }
     }
     if (!in->head) in->tail = NULL;
-    in->inflight = g;
+    in->inflight++;
     if (mark_dups(g) != CM_OK) {
-        in->inflight = NULL;
+        in->inflight--;
         fail_jobs(in, g->jobs, 503, "internal", "out of memory; retry");
         group_free(g);
         return;
@@ -363,6 +369,19 @@ static void flush(cm_ingest *in)
 }
 
 /* ---- replies ---- */
+
+static int cmp_agents(const void *a, const void *b)
+{
+    return strcmp(((const group_agent *)a)->address, ((const group_agent *)b)->address);
+}
+
+/* The group's agent of that address (agents are sorted), or NULL. */
+static group_agent *find_agent(group *g, const char *address)
+{
+    group_agent key;
+    snprintf(key.address, sizeof key.address, "%s", address);
+    return g->agents ? bsearch(&key, g->agents, (size_t)g->nagents, sizeof *g->agents, cmp_agents) : NULL;
+}
 
 static const char *const state_names[] = {"active", "blocked", "killed"};
 
@@ -388,9 +407,7 @@ static void reply_jobs(group *g)
             int seen = 0;
             for (size_t k = 0; k < h && !seen; k++) seen = strcmp(j->hbs[k].agent, a) == 0;
             if (seen) continue;
-            const group_agent *ga = NULL;
-            for (int t = 0; t < g->nagents && !ga; t++)
-                if (strcmp(g->agents[t].address, a) == 0) ga = &g->agents[t];
+            const group_agent *ga = find_agent(g, a);
             if (!first) cm_buf_add(&b, ",", 1);
             first = 0;
             cm_buf_add_jstr(&b, a);
@@ -593,7 +610,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
             send_group(g);
             return;
         }
-        in->inflight = NULL;
+        in->inflight--;
         /* Outcome unknown when the connection dropped: the client's retry
          * with the same ids is what makes it exactly-once. */
         fail_jobs(in, g->jobs, 503, "store_unavailable", "PostgreSQL did not confirm the write; retry");
@@ -618,12 +635,21 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
             ga->cost_today = strtoll(cm_pgres_get(res, i, 2), NULL, 10);
         }
     }
+    if (g->agents) qsort(g->agents, (size_t)g->nagents, sizeof *g->agents, cmp_agents);
+    /* Today's day rollup as this statement left it. */
+    int64_t today, tomorrow;
+    cm_window_bounds(CM_WIN_DAY, g->now, &today, &tomorrow);
+    for (int i = rfirst; rfirst >= 0 && i < rlast; i++) {
+        if (cm_pgres_get(res, i, 2)[0] != 'd' || strtoll(cm_pgres_get(res, i, 3), NULL, 10) != today) continue;
+        group_agent *ga = find_agent(g, cm_pgres_get(res, i, 1));
+        if (ga) ga->cost_today = strtoll(cm_pgres_get(res, i, 4), NULL, 10);
+    }
     /* Mirror into Redis and read each agent's policy state before
      * answering, so the reply says whether the agent is now blocked. Redis
      * runs the merges before the checks. The merge is fire-and-check:
      * PostgreSQL already holds the truth. Meanwhile the next group goes to
      * PostgreSQL. */
-    in->inflight = NULL;
+    in->inflight--;
     if (cm_store_ready(in->store)) {
         for (int from = rfirst; rfirst >= 0 && from < rlast; from += 200) {
             int to = from + 200 < rlast ? from + 200 : rlast;
