@@ -627,7 +627,6 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
         MHD_OPTION_NOTIFY_COMPLETED, completed, h,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
         MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errsz, "cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);

@@ -181,6 +181,7 @@ class Server:
             "COSTMESH_DATABASE_URL": h.db_url,
             "COSTMESH_ADMIN_KEY": self.admin_key,
             "COSTMESH_ORG": self.org,
+            "COSTMESH_WEB_DIR": os.path.join(REPO, "web"),
             "COSTMESH_LOG_LEVEL": os.environ.get("CM_TEST_LOG_LEVEL", "warn"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1",

@@ -1,0 +1,432 @@
+// Browser test of the costmesh dashboard, in Debian's Chromium driven by
+// playwright-core (web/node_modules; no browser is downloaded).
+//
+//   SERVER_URL=http://127.0.0.1:8080 ADMIN_KEY=... [AGENT_ORG=default] \
+//   [SCREENSHOT_DIR=build/screenshots] [CHROMIUM=/usr/bin/chromium] node tests/ui/dashboard.mjs
+//
+// Prints PASS/FAIL lines and "N passed, M failed"; exits non-zero on failure.
+import { createRequire } from 'node:module';
+import { mkdtempSync, mkdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+const SERVER = (process.env.SERVER_URL || '').replace(/\/+$/, '');
+const KEY = process.env.ADMIN_KEY || '';
+const ORG = process.env.AGENT_ORG || 'default';
+const SHOTS = path.resolve(REPO, process.env.SCREENSHOT_DIR || 'build/screenshots');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const BUDGET_MS = Number(process.env.UI_TEST_TIMEOUT_MS || 150000);
+
+let passed = 0, failed = 0;
+function pass(name) { passed++; console.log('PASS ' + name); }
+function fail(name, why) { failed++; console.log('FAIL ' + name + ': ' + String(why).replace(/\n/g, '\n    ')); }
+function finish(code) {
+  console.log(passed + ' passed, ' + failed + ' failed');
+  process.exit(code !== undefined ? code : (failed ? 1 : 0));
+}
+
+if (!SERVER || !KEY) {
+  fail('setup', 'SERVER_URL and ADMIN_KEY must be set');
+  finish(2);
+}
+if (!existsSync(CHROMIUM)) {
+  fail('setup', CHROMIUM + ' is missing: install Debian\'s chromium (apt-get install -y chromium)');
+  finish(2);
+}
+let chromium;
+try {
+  const require = createRequire(path.join(REPO, 'web', 'package.json'));
+  ({ chromium } = require('playwright-core'));
+} catch (e) {
+  fail('setup', 'playwright-core is not installed in web/node_modules (run make, which runs npm ci in web/): ' + e.message);
+  finish(2);
+}
+
+const watchdog = setTimeout(() => {
+  fail('timeout', 'the UI test did not finish within ' + BUDGET_MS + ' ms');
+  finish(1);
+}, BUDGET_MS);
+
+// ------------------------------------------------------------------ API from node
+
+async function api(method, p, body) {
+  const r = await fetch(SERVER + p, {
+    method, body, headers: { 'x-api-key': KEY, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+    signal: AbortSignal.timeout(20000),
+  });
+  const text = await r.text();
+  return { status: r.status, text, json: text ? JSON.parse(text) : null };
+}
+
+// The exact text of the first "name":number in a JSON reply.
+function rawNumber(text, name) {
+  const m = new RegExp('"' + name + '"\\s*:\\s*(-?[0-9][0-9.eE+-]*)').exec(text);
+  if (!m) throw new Error('no ' + name + ' in ' + text.slice(0, 300));
+  return m[1];
+}
+
+function toNanos(s) {
+  const m = /^([0-9]+)(?:\.([0-9]{0,9}))?$/.exec(s);
+  if (!m) throw new Error('not plain money text: ' + s);
+  return BigInt(m[1]) * 1000000000n + BigInt(((m[2] || '') + '000000000').slice(0, 9));
+}
+function fromNanos(n) {
+  const f = (n % 1000000000n).toString().padStart(9, '0').replace(/0+$/, '');
+  return (n / 1000000000n).toString() + (f ? '.' + f : '');
+}
+
+const enc = encodeURIComponent;
+const tag = randomBytes(4).toString('hex');
+let hbn = 0;
+async function heartbeat(agent, costText, tsMs, extra = '') {
+  const ts = tsMs ? ',"ts":"' + new Date(tsMs).toISOString().replace(/\.\d+Z$/, 'Z') + '"' : '';
+  const body = '{"agent":' + JSON.stringify(agent) + ',"id":"ui-' + tag + '-' + (hbn++) + '"' + ts +
+    ',"metrics":{"cost_usd":' + costText + ',"tokens_in":1200,"tokens_out":400,"llm_calls":3' + extra + '}}';
+  const r = await api('POST', '/v1/mesh/heartbeat', body);
+  if (r.status !== 202) throw new Error('heartbeat: ' + r.status + ' ' + r.text);
+  return r;
+}
+
+async function spendText(agent, window) {
+  const r = await api('GET', '/v1/mesh/agents/' + enc(agent) + '/spend?window=' + window);
+  if (r.status !== 200) throw new Error('spend: ' + r.status + ' ' + r.text);
+  return rawNumber(r.text, 'cost_usd');
+}
+
+async function agentState(agent) {
+  const r = await api('GET', '/v1/mesh/agents/' + enc(agent));
+  if (r.status !== 200) throw new Error('agent: ' + r.status + ' ' + r.text);
+  return r.json.state;
+}
+
+// ------------------------------------------------------------------ helpers
+
+function check(cond, msg) { if (!cond) throw new Error(msg); }
+
+async function step(name, fn) {
+  try {
+    await fn();
+    pass(name);
+    return true;
+  } catch (e) {
+    fail(name, e && e.stack ? e.stack.split('\n').slice(0, 3).join('\n') : e);
+    return false;
+  }
+}
+
+async function waitText(page, selector, want, timeout = 15000) {
+  const loc = page.locator(selector).first();
+  const deadline = Date.now() + timeout;
+  let got = null;
+  while (Date.now() < deadline) {
+    try { got = (await loc.textContent({ timeout: 1000 })); } catch (e) { got = null; }
+    if (got !== null && (want instanceof RegExp ? want.test(got.trim()) : got.trim() === want)) return got.trim();
+    await page.waitForTimeout(150);
+  }
+  throw new Error(selector + ': want ' + want + ', got ' + JSON.stringify(got));
+}
+
+async function shot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, name), fullPage: true });
+}
+
+// ------------------------------------------------------------------ the test
+
+const A = 'agent://' + ORG + '/production/research-agent-' + tag;
+const B = 'agent://' + ORG + '/production/support-bot-' + tag;
+const C = 'agent://' + ORG + '/staging/etl-summarizer-' + tag;
+const E = 'agent://' + ORG + '/staging/big-spender-' + tag;
+const row = (a) => 'tr[data-address="' + a + '"]';
+
+const userData = mkdtempSync(path.join(tmpdir(), 'cmui-chromium-'));
+let context = null;
+const consoleErrors = [];
+const requestUrls = [];
+
+async function main() {
+  // Static check: data never goes into the page as HTML.
+  await step('static.no_html_injection', async () => {
+    const js = readFileSync(path.join(REPO, 'web', 'app.js'), 'utf8');
+    for (const bad of ['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'document.write', 'eval(', 'new Function']) {
+      check(!js.includes(bad), 'web/app.js uses ' + bad);
+    }
+    const html = readFileSync(path.join(REPO, 'web', 'index.html'), 'utf8');
+    check(!/<script(?![^>]*\bsrc=)[^>]*>/i.test(html), 'index.html has an inline script');
+    check(!/\sstyle=|<style/i.test(html), 'index.html has inline styles');
+    check(!/\son[a-z]+=/i.test(html), 'index.html has inline event handlers');
+  });
+
+  // Data: A gets exactly 0.1 three times today; B and C have some history.
+  const now = Date.now();
+  const dayStart = Math.floor(now / 86400000) * 86400000;
+  const setupOk = await step('setup.heartbeats', async () => {
+    for (let i = 2; i >= 0; i--) await heartbeat(A, '0.1', Math.max(dayStart, now - i * 3600000));
+    for (let d = 6; d >= 1; d--) await heartbeat(B, (0.05 * d + 0.013).toFixed(3), now - d * 86400000);
+    for (let h = 5; h >= 0; h--) {
+      const t = now - h * 3600000;
+      if (t >= dayStart) await heartbeat(B, '0.0' + (h + 2), t);
+    }
+    await heartbeat(C, '1.25', now - 3 * 86400000);
+    await heartbeat(C, '0.75');
+    // 17 significant digits: a double cannot hold it, only the reply's text.
+    for (let i = 0; i < 10; i++) await heartbeat(E, '1000000');
+    await heartbeat(E, '0.000000001');
+    check(await spendText(E, 'day') === '10000000.000000001', 'API day cost of E');
+    check(await spendText(A, 'day') === '0.3', 'API day cost of A is not 0.3');
+  });
+  if (!setupOk) return;
+
+  context = await chromium.launchPersistentContext(userData, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1360, height: 900 },
+    deviceScaleFactor: 1,
+    timeout: 30000,
+  });
+  context.setDefaultTimeout(15000);
+  const page = context.pages()[0] || await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push('pageerror: ' + e.message));
+  page.on('request', (r) => requestUrls.push(r.url()));
+
+  await step('page.served_with_csp', async () => {
+    const r = await page.goto(SERVER + '/', { waitUntil: 'load' });
+    check(r && r.status() === 200, 'GET / answered ' + (r && r.status()));
+    const csp = (await r.allHeaders())['content-security-policy'] || '';
+    check(csp.includes("default-src 'self'"), 'no CSP header: ' + csp);
+    await page.locator('#login-form').waitFor({ state: 'visible' });
+    await shot(page, 'login.png');
+  });
+
+  await step('login.wrong_key_refused', async () => {
+    await page.fill('#login-key', 'not-a-key-' + tag);
+    await page.click('#login-submit');
+    await waitText(page, '#login-error', /refused/);
+    check(await page.locator('#page-agents').isHidden(), 'agents page shown for a wrong key');
+  });
+
+  await step('login.key_kept_in_session_storage', async () => {
+    await page.fill('#login-key', KEY);
+    await page.click('#login-submit');
+    await page.locator('#page-agents').waitFor({ state: 'visible' });
+    const stored = await page.evaluate(() => sessionStorage.getItem('costmesh.apiKey'));
+    check(stored === KEY, 'key not in sessionStorage');
+    check(!page.url().includes(KEY), 'key in the page URL');
+  });
+
+  await step('agents.exact_cost_and_row', async () => {
+    await waitText(page, row(A) + ' .cost-cell', '$0.3');
+    await waitText(page, row(A) + ' .state-cell', 'active');
+    await waitText(page, row(A) + ' .health-cell', 'healthy');
+    await waitText(page, row(A) + ' .hb-cell', /^\d+s ago$/);
+    await waitText(page, row(A) + ' .agent-link', 'research-agent-' + tag);
+    await waitText(page, row(C) + ' .cost-cell', '$0.75');
+    await waitText(page, row(E) + ' .cost-cell', '$10000000.000000001');
+  });
+
+  await step('agents.cards', async () => {
+    // An agent of another test may turn from healthy to degraded meanwhile:
+    // compare one refresh of the page with the API read just before it.
+    let last = null;
+    for (let i = 0; i < 4; i++) {
+      const r = await api('GET', '/v1/mesh/agents?limit=1000');
+      const costs = [...r.text.matchAll(/"cost_today_usd"\s*:\s*([0-9.]+)/g)].map((m) => toNanos(m[1]));
+      const want = ['$' + fromNanos(costs.reduce((x, y) => x + y, 0n)), String(r.json.agents.length),
+        r.json.agents.filter((a) => a.health === 'healthy').length + ' healthy'];
+      const before = await page.getAttribute('#updated', 'data-refreshes');
+      await page.click('#refresh');
+      await page.waitForFunction((b) => document.getElementById('updated').dataset.refreshes !== b, before);
+      const got = [await page.textContent('#card-cost'), await page.textContent('#card-agents'),
+        await page.textContent('#card-healthy')].map((t) => t.trim());
+      if (JSON.stringify(got) === JSON.stringify(want)) { last = null; break; }
+      last = 'cards ' + JSON.stringify(got) + ', API ' + JSON.stringify(want);
+      await page.waitForTimeout(1100);
+    }
+    check(last === null, last);
+    await waitText(page, '#updated', /^Updated \d\d:\d\d:\d\d$/);
+    await shot(page, 'agents.png');
+  });
+
+  await step('agents.period_day_week_month', async () => {
+    for (const [w, label] of [['week', 'Week'], ['month', 'Month'], ['day', 'Day']]) {
+      await page.click('#period button[data-window="' + w + '"]');
+      const head = { day: 'Cost today', week: 'Cost this week', month: 'Cost this month' }[w];
+      await waitText(page, '#cost-head', head);
+      await waitText(page, row(A) + ' .cost-cell', '$' + await spendText(A, w));
+      await waitText(page, row(B) + ' .cost-cell', '$' + await spendText(B, w));
+      await waitText(page, row(C) + ' .cost-cell', '$' + await spendText(C, w));
+      check(await page.getAttribute('#period button[data-window="' + w + '"]', 'aria-pressed') === 'true', label + ' not pressed');
+    }
+  });
+
+  await step('agents.search_and_health_filter', async () => {
+    await page.fill('#agent-search', 'support-bot-' + tag);
+    await page.waitForFunction(() => document.querySelectorAll('#agents-body tr').length === 1);
+    check(await page.locator(row(B)).count() === 1, 'search lost B');
+    await page.fill('#agent-search', tag);
+    await page.waitForFunction(() => document.querySelectorAll('#agents-body tr').length >= 3);
+    await page.selectOption('#health-filter', 'killed');
+    await page.waitForFunction((a) => !document.querySelector('tr[data-address="' + a + '"]'), A);
+    await page.selectOption('#health-filter', 'healthy');
+    await page.locator(row(A)).waitFor();
+    await page.selectOption('#health-filter', '');
+    await page.fill('#agent-search', '');
+  });
+
+  await step('agent.page_counters_and_chart', async () => {
+    await page.click(row(A) + ' .agent-link');
+    await page.locator('#page-agent').waitFor({ state: 'visible' });
+    check(page.url().includes('#/agent/' + enc(A)), 'hash route: ' + page.url());
+    await waitText(page, '#agent-address', A);
+    await waitText(page, '#today-cost', '$0.3');
+    await waitText(page, '#today-intents', '0 intents');
+    await waitText(page, '#month-cost', '$' + await spendText(A, 'month'));
+    await waitText(page, '#chart-summary .window-cost', '$0.3');
+    const bars = await page.evaluate(() => {
+      const c = window.Chart && window.Chart.getChart(document.getElementById('spend-chart'));
+      return c ? c.data.datasets[0].data.length : -1;
+    });
+    check(bars === 24, 'day chart should have 24 hourly buckets, has ' + bars);
+    for (const [w, n] of [['week', 7], ['month', null], ['day', 24]]) {
+      await page.click('#chart-period button[data-window="' + w + '"]');
+      await page.waitForFunction(([w2, n2]) => {
+        const c = window.Chart && window.Chart.getChart(document.getElementById('spend-chart'));
+        if (!c) return false;
+        const len = c.data.datasets[0].data.length;
+        return n2 ? len === n2 : len >= 28 && len <= 31;
+      }, [w, n]);
+      await waitText(page, '#chart-summary .window-cost', '$' + await spendText(A, w));
+    }
+  });
+
+  await step('agent.policy_bad_value_shows_server_message', async () => {
+    const ref = await api('PUT', '/v1/mesh/agents/' + enc(A) + '/policies/cost', '{"max_cost_per_day_usd":-5}');
+    check(ref.status === 400, 'API accepted -5: ' + ref.text);
+    const msg = ref.json.error.message;
+    await page.fill('#pol-max_cost_per_day_usd', '-5');
+    await page.click('#policy-save');
+    await waitText(page, '#policy-error', msg + ' (field: ' + ref.json.error.field + ')');
+    check(await page.getAttribute('#pol-max_cost_per_day_usd', 'aria-invalid') === 'true', 'field not marked invalid');
+    const r = await api('GET', '/v1/mesh/agents/' + enc(A) + '/policies/cost');
+    check(r.status === 404, 'a policy exists after a refused PUT: ' + r.text);
+  });
+
+  await step('agent.policy_set_then_blocked_after_spend', async () => {
+    await page.fill('#pol-max_cost_per_day_usd', '0.5');
+    await page.fill('#pol-max_intents_per_hour', '100');
+    await page.click('#policy-save');
+    await waitText(page, '#policy-ok', 'Policy saved.');
+    check(await page.locator('#policy-error').isHidden(), 'error still shown');
+    const r = await api('GET', '/v1/mesh/agents/' + enc(A) + '/policies/cost');
+    check(r.status === 200 && rawNumber(r.text, 'max_cost_per_day_usd') === '0.5' && r.json.max_intents_per_hour === 100,
+      'policy not stored: ' + r.text);
+    await waitText(page, '#budget-list', /Cost today\$0\.3 of \$0\.5 · 60%/);
+    await waitText(page, '#agent-state', 'active');
+    const hb = await heartbeat(A, '0.25');
+    check(hb.json.agents[A].state === 'blocked', 'heartbeat reply state: ' + hb.text);
+    await page.click('#refresh');
+    await waitText(page, '#agent-state', 'blocked');
+    await waitText(page, '#today-cost', '$0.55');
+    await waitText(page, '#budget-list', /\$0\.55 of \$0\.5 · 110%/);
+    check(await page.evaluate(() => {
+      const c = window.Chart.getChart(document.getElementById('spend-chart'));
+      return c.data.datasets.some((d) => /^Budget per day/.test(d.label));
+    }), 'no budget line in the chart');
+    await waitText(page, '#agent-events-body', /policy_changed/);
+    await shot(page, 'agent.png');
+    await page.click('#nav-agents');
+    await waitText(page, row(A) + ' .state-cell', 'blocked');
+    await waitText(page, row(A) + ' .cost-cell', '$0.55');
+  });
+
+  await step('agents.kill_and_resume_from_table', async () => {
+    await page.click(row(A) + ' .action-cell button');
+    await waitText(page, row(A) + ' .state-cell', 'killed');
+    await waitText(page, row(A) + ' .health-cell', 'killed');
+    await waitText(page, row(A) + ' .action-cell button', 'Resume');
+    check(await agentState(A) === 'killed', 'API state is not killed');
+    const it = await api('POST', '/v1/mesh/intents', JSON.stringify({ agent: A }));
+    check(it.status === 403, 'intent of a killed agent: ' + it.status);
+    await page.click(row(A) + ' .action-cell button');
+    await waitText(page, row(A) + ' .state-cell', 'blocked');
+    await waitText(page, row(A) + ' .action-cell button', 'Kill');
+    check(await agentState(A) === 'blocked', 'API state after resume is not blocked');
+  });
+
+  await step('agents.incidents_today', async () => {
+    const since = Math.floor(Date.now() / 86400000) * 86400000;
+    let n = 0;
+    for (const t of ['policy_breached', 'agent_killed']) {
+      const r = await api('GET', '/v1/mesh/events?limit=1000&event_type=' + t);
+      n += r.json.events.filter((e) => Date.parse(e.ts) >= since).length;
+    }
+    check(n >= 1, 'no incident counted by the API');
+    await page.click('#refresh');
+    await waitText(page, '#card-incidents', String(n));
+  });
+
+  await step('events.list_and_filter', async () => {
+    await page.click('#nav-events');
+    await page.locator('#page-events').waitFor({ state: 'visible' });
+    await waitText(page, '#events-body tr:first-child td:nth-child(2)', /^[a-z_]+$/);
+    const first = (await api('GET', '/v1/mesh/events?limit=1')).json.events[0];
+    await waitText(page, '#events-body tr:first-child td:nth-child(2)', first.event_type);
+    await page.selectOption('#event-type', 'agent_killed');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('#events-body tr')];
+      return rows.length > 0 && rows.every((r) => r.dataset.type === 'agent_killed');
+    });
+    await waitText(page, '#events-body', new RegExp('research-agent-' + tag));
+    await page.selectOption('#event-type', '');
+    await page.waitForFunction(() => [...document.querySelectorAll('#events-body tr')].some((r) => r.dataset.type === 'policy_changed'));
+    await shot(page, 'events.png');
+  });
+
+  await step('layout.narrow_window', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click('#nav-agents');
+    await waitText(page, row(A) + ' .cost-cell', '$0.55');
+    const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(over <= 0, 'agents page scrolls sideways by ' + over + 'px at 390px');
+    await shot(page, 'agents-narrow.png');
+    await page.goto(SERVER + '/#/agent/' + enc(A));
+    await waitText(page, '#today-cost', '$0.55');
+    const over2 = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(over2 <= 0, 'agent page scrolls sideways by ' + over2 + 'px at 390px');
+    await shot(page, 'agent-narrow.png');
+    await page.setViewportSize({ width: 1360, height: 900 });
+  });
+
+  await step('session.sign_out_forgets_key', async () => {
+    await page.click('#signout');
+    await page.locator('#login-form').waitFor({ state: 'visible' });
+    check(await page.evaluate(() => sessionStorage.getItem('costmesh.apiKey')) === null, 'key still stored');
+  });
+
+  await step('page.no_errors_and_key_never_in_urls', async () => {
+    const leaked = requestUrls.filter((u) => u.includes(KEY));
+    check(leaked.length === 0, 'the key is in a URL: ' + leaked[0]);
+    // The wrong key (401) and the bad policy value (400) each log one failed
+    // resource load; anything else (a CSP violation, a script error) is a bug.
+    const errs = consoleErrors.filter((e) => !/status of (400|401)\b/.test(e));
+    check(errs.length === 0, 'console errors: ' + errs.slice(0, 5).join(' | '));
+  });
+}
+
+try {
+  await main();
+} catch (e) {
+  fail('unexpected', e && e.stack ? e.stack : e);
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(userData, { recursive: true, force: true });
+  clearTimeout(watchdog);
+}
+finish();
