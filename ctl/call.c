@@ -158,6 +158,24 @@ int cmctl_print_raw(const cmctl_reply *r)
     return CMCTL_OK;
 }
 
+int cmctl_get_show(cmctl_buf *path, int json, int (*show)(json_object *reply))
+{
+    if (!cmctl_buf_str(path)) {
+        cmctl_buf_free(path);
+        return cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
+    }
+    cmctl_reply r;
+    int rc = cmctl_call("GET", cmctl_buf_str(path), NULL, NULL, &r);
+    cmctl_buf_free(path);
+    if (rc == CMCTL_OK && json) {
+        rc = cmctl_print_raw(&r);
+    } else if (rc == CMCTL_OK && (rc = show(r.json)) != CMCTL_OK) {
+        cmctl_fail(rc, cmctl_strerror(rc));
+    }
+    cmctl_reply_free(&r);
+    return rc;
+}
+
 json_object *cmctl_jget(json_object *obj, const char *key, json_type type)
 {
     json_object *v = NULL;

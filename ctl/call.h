@@ -7,6 +7,8 @@
 #ifndef CMCTL_CALL_H
 #define CMCTL_CALL_H
 
+#include "sbuf.h"
+
 #include <json-c/json.h>
 
 #define CMCTL_DEFAULT_URL "http://127.0.0.1:8080"
@@ -29,6 +31,11 @@ void cmctl_reply_free(cmctl_reply *r);
 
 /* Writes the body as the server sent it, plus a newline, to stdout (--json). */
 int cmctl_print_raw(const cmctl_reply *r);
+
+/* The shape of every read command: GET the path in `path` (freed here),
+ * then print the body as sent (`json`) or through show(), reporting what
+ * show() fails with. Returns CMCTL_OK or the failure already reported. */
+int cmctl_get_show(cmctl_buf *path, int json, int (*show)(json_object *reply));
 
 /* Text of obj[key] as the server wrote it: strings as they are, numbers with
  * their exact digits (json-c keeps a number's text; a double is never

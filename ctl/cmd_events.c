@@ -55,15 +55,5 @@ int cmctl_cmd_events(int argc, char **argv)
     cmctl_buf_adds(&path, "/v1/mesh/events");
     cmctl_buf_add_query(&path, "event_type", type);
     cmctl_buf_add_query(&path, "limit", limit);
-    if (!cmctl_buf_str(&path)) return cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
-    cmctl_reply r;
-    rc = cmctl_call("GET", cmctl_buf_str(&path), NULL, NULL, &r);
-    cmctl_buf_free(&path);
-    if (rc == CMCTL_OK && json) {
-        rc = cmctl_print_raw(&r);
-    } else if (rc == CMCTL_OK && (rc = table(r.json)) != CMCTL_OK) {
-        cmctl_fail(rc, cmctl_strerror(rc));
-    }
-    cmctl_reply_free(&r);
-    return rc;
+    return cmctl_get_show(&path, json, table);
 }

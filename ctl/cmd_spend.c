@@ -56,6 +56,13 @@ static int series(json_object *j)
     return rc;
 }
 
+static int show(json_object *reply)
+{
+    if (!json_object_is_type(reply, json_type_object)) return CMCTL_EREPLY;
+    int rc = totals(reply);
+    return rc == CMCTL_OK ? series(reply) : rc;
+}
+
 int cmctl_cmd_spend(int argc, char **argv)
 {
     const char *window = NULL, *at = NULL;
@@ -75,18 +82,5 @@ int cmctl_cmd_spend(int argc, char **argv)
     cmctl_buf_add_query(&path, "window", window);
     /* --at is checked by the server, whose error names the accepted form. */
     cmctl_buf_add_query(&path, "at", at);
-    if (!cmctl_buf_str(&path)) return cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
-    cmctl_reply r;
-    rc = cmctl_call("GET", cmctl_buf_str(&path), NULL, NULL, &r);
-    cmctl_buf_free(&path);
-    if (rc == CMCTL_OK && json) {
-        rc = cmctl_print_raw(&r);
-    } else if (rc == CMCTL_OK) {
-        if (!json_object_is_type(r.json, json_type_object)) rc = CMCTL_EREPLY;
-        if (rc == CMCTL_OK) rc = totals(r.json);
-        if (rc == CMCTL_OK) rc = series(r.json);
-        if (rc != CMCTL_OK) cmctl_fail(rc, cmctl_strerror(rc));
-    }
-    cmctl_reply_free(&r);
-    return rc;
+    return cmctl_get_show(&path, json, show);
 }
