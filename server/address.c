@@ -6,6 +6,7 @@
 #include "error.h"
 
 #include <stdbool.h>
+#include <string.h>
 
 static const char scheme[] = "agent://";
 #define SCHEME_LEN (sizeof scheme - 1)
@@ -136,5 +137,14 @@ int cm_pct_decode(const char *in, size_t len, char *out, size_t outsz, size_t *o
     out[n] = '\0';
     if (outlen != NULL)
         *outlen = n;
+    return CM_OK;
+}
+
+int cm_addr_org(const char *address, char *org)
+{
+    cm_addr a;
+    if (cm_addr_parse(address, strlen(address), &a) != CM_OK) return CM_EINVAL;
+    memcpy(org, a.org, a.org_len);
+    org[a.org_len] = '\0';
     return CM_OK;
 }

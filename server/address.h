@@ -24,6 +24,10 @@ typedef struct {
  * CM_EINVAL. */
 int cm_addr_parse(const char *s, size_t len, cm_addr *out);
 
+/* The ORG segment of an address into org (CM_ADDR_SEG_MAX + 1 bytes,
+ * NUL-terminated). CM_OK, or CM_EINVAL when `address` is not one. */
+int cm_addr_org(const char *address, char *org);
+
 /* Same rule for an org name alone (one segment). CM_OK or CM_EINVAL. */
 int cm_addr_check_org(const char *s, size_t len);
 

@@ -24,6 +24,13 @@ void cm_auth_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+void cm_auth_bytea(const unsigned char hash[CM_KEY_HASH_LEN], char out[CM_KEY_BYTEA_LEN])
+{
+    out[0] = '\\';
+    out[1] = 'x';
+    cm_auth_hex(hash, CM_KEY_HASH_LEN, out + 2);
+}
+
 int cm_auth_random_hex(char *out, size_t nbytes)
 {
     unsigned char raw[64];

@@ -26,6 +26,10 @@ void cm_auth_hex(const unsigned char *in, size_t n, char *out);
 int cm_auth_hmac(const char *key, size_t keylen, const char *msg, size_t msglen,
                  unsigned char out[CM_KEY_HASH_LEN]);
 
+/* A key hash as PostgreSQL's bytea text: "\\x" and 64 hex digits. */
+#define CM_KEY_BYTEA_LEN (2 + 2 * CM_KEY_HASH_LEN + 1)
+void cm_auth_bytea(const unsigned char hash[CM_KEY_HASH_LEN], char out[CM_KEY_BYTEA_LEN]);
+
 /* Constant-time equality of two n-byte buffers: 1 when equal. */
 int cm_auth_equal(const void *a, const void *b, size_t n);
 

@@ -15,7 +15,6 @@
 /* Statements in flight at once, one per writer connection: the statement's
  * CPU in PostgreSQL, not the commit's fsync, is what takes the time. */
 #define MAX_INFLIGHT 2
-#define EPOCH_KEY "cm:epoch"
 #define CHECK_CHUNK 100 /* agents per CHECK call */
 
 /* The one statement of a group commit (data-modifying CTEs always run to
@@ -121,7 +120,6 @@ struct cm_ingest {
     cm_store *store;
     cm_notify *notify;
     cm_job *head, *tail;
-    size_t queued_rows;
     int inflight;         /* groups sent to PostgreSQL, not yet answered */
     int rebuilding;
     int rebuild_again;
@@ -197,7 +195,6 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
     if (in->tail) in->tail->next = j;
     else in->head = j;
     in->tail = j;
-    in->queued_rows += j->nhb;
     if (in->inflight < MAX_INFLIGHT) flush(in);
 }
 
@@ -338,7 +335,6 @@ static void flush(cm_ingest *in)
         free(g);
         fail_jobs(in, in->head, 503, "internal", "out of memory; retry");
         in->head = in->tail = NULL;
-        in->queued_rows = 0;
         return;
     }
     g->in = in;
@@ -349,7 +345,6 @@ static void flush(cm_ingest *in)
         j->next = NULL;
         *last = j;
         last = &j->next;
-        in->queued_rows -= j->nhb;
         if (!g->now || j->now > g->now) g->now = j->now;
         for (size_t h = 0; h < j->nhb; h++) {
             g->rows[g->nrows].job = j;
@@ -424,20 +419,8 @@ static void reply_jobs(group *g)
 
 /* ---- Redis mirror ---- */
 
-typedef struct {
-    cm_buf keys; /* NUL-separated strings, then pointers built at send */
-    int nkeys;
-    int nargs;
-    cm_buf args;
-} merge_args;
-
 static const char *const merge_fields[] = {"cost", "tin", "tout", "calls", "hb"};
 enum { NMERGE = 5 };
-
-static long ttl_of(char grain)
-{
-    return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;
-}
 
 /* Builds the MERGE call for rows [from, to) of res whose columns start at
  * `col`: address, grain, bucket, then one column per field (NMERGE fields
@@ -449,26 +432,25 @@ static int send_merge(cm_ingest *in, const cm_pgres *res, int from, int to, int 
     int argc = 1 + nk + nk * (2 + 2 * nfields);
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
-    char *keys = malloc((size_t)nk * CM_ADDR_MAX + (size_t)nk * 32);
+    char *keys = malloc((size_t)nk * CM_STORE_KEY_MAX);
     char *nums = malloc((size_t)nk * 16);
+    char nf[8];
     int rc = CM_ENOMEM;
     if (!argv || !lens || !keys || !nums) goto out;
+    snprintf(nf, sizeof nf, "%d", nfields);
     int a = 0;
-    argv[a++] = EPOCH_KEY;
-    size_t kpos = 0;
+    argv[a++] = CM_STORE_EPOCH_KEY;
     for (int r = from; r < to; r++) {
-        const char *grain = cm_pgres_get(res, r, col + 1);
-        char *k = keys + kpos;
-        int n = snprintf(k, CM_ADDR_MAX + 32, "cm:%s:%s:%s", cm_pgres_get(res, r, col), grain,
-                         cm_pgres_get(res, r, col + 2));
-        kpos += (size_t)n + 1;
+        char *k = keys + (size_t)(r - from) * CM_STORE_KEY_MAX;
+        cm_store_key_window(cm_pgres_get(res, r, col), cm_pgres_get(res, r, col + 1)[0],
+                            strtoll(cm_pgres_get(res, r, col + 2), NULL, 10), k);
         argv[a++] = k;
     }
     for (int r = from; r < to; r++) {
         char *ttl = nums + (size_t)(r - from) * 16;
-        snprintf(ttl, 16, "%ld", ttl_of(cm_pgres_get(res, r, col + 1)[0]));
+        snprintf(ttl, 16, "%ld", cm_store_window_ttl(cm_pgres_get(res, r, col + 1)[0]));
         argv[a++] = ttl;
-        argv[a++] = nfields == NMERGE ? "5" : "1";
+        argv[a++] = nf;
         for (int f = 0; f < nfields; f++) {
             argv[a++] = fields[f];
             argv[a++] = cm_pgres_get(res, r, col + 3 + f);
@@ -504,10 +486,7 @@ static void finish_group(group *g)
 static void mark_event(cm_ingest *in, const char *address, const cm_store_reply *r, int at)
 {
     char tmp[32], org[CM_ADDR_SEG_MAX + 1];
-    cm_addr a;
-    if (cm_addr_parse(address, strlen(address), &a) != CM_OK) return;
-    memcpy(org, a.org, a.org_len);
-    org[a.org_len] = '\0';
+    if (cm_addr_org(address, org) != CM_OK) return;
     int lim = (int)cm_store_reply_int(r, at + 1);
     int64_t fraction = cm_store_reply_int(r, at + 2);
     cm_buf d;
@@ -557,32 +536,26 @@ static void on_check(void *arg, int rc, const cm_store_reply *r)
 static int send_check(group *g, int from)
 {
     int n = g->nagents - from < CHECK_CHUNK ? g->nagents - from : CHECK_CHUNK;
-    static const cm_window wins[] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
-    static const char grains[] = {'p', 'h', 'd', 'm'};
-    char starts[3][24];
-    for (int w = 0; w < 3; w++) {
-        int64_t f, t;
-        cm_window_bounds(wins[w], g->now, &f, &t);
-        snprintf(starts[w], sizeof starts[w], "%lld", (long long)f);
-    }
+    int64_t win[CM_WIN3];
+    char starts[CM_WIN3][24];
+    cm_policy_window_starts(g->now, win);
+    for (int w = 0; w < CM_WIN3; w++) snprintf(starts[w], sizeof starts[w], "%lld", (long long)win[w]);
     int argc = 1 + 8 * n;
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
-    char *keys = malloc((size_t)n * 4 * (CM_ADDR_MAX + 32));
+    char (*keys)[CM_STORE_KEY_MAX] = malloc((size_t)n * 4 * sizeof *keys);
     check_call *cc = malloc(sizeof *cc);
     int rc = CM_ENOMEM;
     if (!argv || !lens || !keys || !cc) goto out;
-    argv[0] = EPOCH_KEY;
+    argv[0] = CM_STORE_EPOCH_KEY;
     for (int i = 0; i < n; i++) {
         const char *addr = g->agents[from + i].address;
-        for (int k = 0; k < 4; k++) {
-            char *key = keys + ((size_t)i * 4 + (size_t)k) * (CM_ADDR_MAX + 32);
-            if (k == 0) snprintf(key, CM_ADDR_MAX + 32, "cm:p:%s", addr);
-            else snprintf(key, CM_ADDR_MAX + 32, "cm:%s:%c:%s", addr, grains[k], starts[k - 1]);
-            argv[1 + 4 * i + k] = key;
-        }
+        /* Per agent: its policy hash, then its hour, day and month hashes. */
+        cm_store_key_policy(addr, keys[4 * i]);
+        for (int w = 0; w < CM_WIN3; w++) cm_store_key_window(addr, CM_STORE_GRAINS[w], win[w], keys[4 * i + 1 + w]);
+        for (int k = 0; k < 4; k++) argv[1 + 4 * i + k] = keys[4 * i + k];
         argv[1 + 4 * n + 4 * i] = addr;
-        for (int w = 0; w < 3; w++) argv[2 + 4 * n + 4 * i + w] = starts[w];
+        for (int w = 0; w < CM_WIN3; w++) argv[2 + 4 * n + 4 * i + w] = starts[w];
     }
     for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
     cc->g = g;
@@ -637,10 +610,11 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     }
     if (g->agents) qsort(g->agents, (size_t)g->nagents, sizeof *g->agents, cmp_agents);
     /* Today's day rollup as this statement left it. */
-    int64_t today, tomorrow;
-    cm_window_bounds(CM_WIN_DAY, g->now, &today, &tomorrow);
+    int64_t win[CM_WIN3];
+    cm_policy_window_starts(g->now, win);
     for (int i = rfirst; rfirst >= 0 && i < rlast; i++) {
-        if (cm_pgres_get(res, i, 2)[0] != 'd' || strtoll(cm_pgres_get(res, i, 3), NULL, 10) != today) continue;
+        if (cm_pgres_get(res, i, 2)[0] != 'd' || strtoll(cm_pgres_get(res, i, 3), NULL, 10) != win[CM_WIN3_DAY])
+            continue;
         group_agent *ga = find_agent(g, cm_pgres_get(res, i, 1));
         if (ga) ga->cost_today = strtoll(cm_pgres_get(res, i, 4), NULL, 10);
     }
@@ -680,11 +654,9 @@ static const char rebuild_intents_sql[] =
     " WHERE admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
     " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
 
+/* Columns: address, has a policy, killed, then CM_PG_POLICY_COLS. */
 static const char rebuild_policies_sql[] =
-    "SELECT coalesce(c.address, a.address), c.max_intents_per_hour, c.max_intents_per_day,"
-    " c.max_cost_per_hour, c.max_cost_per_day, c.max_cost_per_month,"
-    " coalesce(c.action_on_breach, 'block'), coalesce(c.alert_thresholds, '500000000,750000000,900000000,1000000000'),"
-    " c.address IS NOT NULL, coalesce(a.killed, false)"
+    "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
     " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address";
 
 typedef struct {
@@ -703,7 +675,7 @@ static void rebuild_done(cm_ingest *in, int ok)
 {
     in->rebuilding = 0;
     if (ok) {
-        cm_store_set(in->store, EPOCH_KEY, "1", 0);
+        cm_store_set(in->store, CM_STORE_EPOCH_KEY, "1", 0);
         cm_log(CM_LOG_INFO, "event=redis_rebuilt");
     } else {
         cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
@@ -736,38 +708,16 @@ static void on_rebuild_call(void *arg, int rc, const cm_store_reply *reply)
 
 static void policy_row(rebuild *rb, const cm_pgres *res, int r)
 {
-    cm_ingest *in = rb->in;
     cm_policy pol;
-    cm_policy_init(&pol);
-    if (cm_pgres_get(res, r, 8)[0] == 't') {
-        for (int i = 0; i < CM_LIM_COUNT; i++) {
-            pol.has[i] = !cm_pgres_isnull(res, r, 1 + i);
-            if (pol.has[i]) pol.limit[i] = strtoll(cm_pgres_get(res, r, 1 + i), NULL, 10);
-        }
-        pol.block = strcmp(cm_pgres_get(res, r, 6), "alert") != 0;
-        cm_policy_thresh_parse(cm_pgres_get(res, r, 7), &pol);
-    }
-    char key[CM_ADDR_MAX + 8], space[CM_POLICY_SPACE];
-    const char *argv[CM_POLICY_ARGV_MAX + 1];
-    size_t lens[CM_POLICY_ARGV_MAX + 1];
-    snprintf(key, sizeof key, "cm:p:%s", cm_pgres_get(res, r, 0));
-    argv[0] = key;
-    int argc = 1 + cm_policy_redis_args(&pol, space, argv + 1);
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    rb->pending++;
-    if (cm_store_eval(in->store, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, on_rebuild_call, rb) != CM_OK) {
+    const char *address = cm_pgres_get(res, r, 0);
+    bool has = cm_pgres_get(res, r, 1)[0] == 't';
+    if (has) cm_pg_policy(res, r, 3, &pol);
+    rb->pending += 2;
+    if (cm_store_put_policy(rb->in->store, address, has ? &pol : NULL, on_rebuild_call, rb) != CM_OK) {
         rb->pending--;
         rb->failed = 1;
-        return;
     }
-    int killed = cm_pgres_get(res, r, 9)[0] == 't';
-    const char *kargv[] = {key, killed ? "1" : "0", "killed", "1"};
-    size_t klens[4];
-    if (!killed) kargv[2] = "killed";
-    int kargc = killed ? 4 : 3;
-    for (int i = 0; i < kargc; i++) klens[i] = strlen(kargv[i]);
-    rb->pending++;
-    if (cm_store_eval(in->store, CM_SCRIPT_HREPLACE, 1, kargc, kargv, klens, on_rebuild_call, rb) != CM_OK) {
+    if (cm_store_put_killed(rb->in->store, address, cm_pgres_get(res, r, 2)[0] == 't', on_rebuild_call, rb) != CM_OK) {
         rb->pending--;
         rb->failed = 1;
     }

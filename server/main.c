@@ -82,13 +82,15 @@ int main(int argc, char **argv)
     if (rc != CM_OK) return die(err);
 
     unsigned char admin_hash[CM_KEY_HASH_LEN];
+    char admin_bytea[CM_KEY_BYTEA_LEN];
     int have_admin = cfg.admin_key[0] != '\0';
     if (have_admin && cm_auth_hash(cfg.admin_key, strlen(cfg.admin_key), admin_hash) != CM_OK)
         return die("cannot hash the admin key");
+    if (have_admin) cm_auth_bytea(admin_hash, admin_bytea);
     explicit_bzero(cfg.admin_key, sizeof cfg.admin_key);
 
     if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
-    if (cm_pg_migrate(cfg.database_url, have_admin ? admin_hash : NULL, cfg.org, err, sizeof err) != CM_OK)
+    if (cm_pg_migrate(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)
         return die(err);
 
     /* Signals go to the main thread only: block them before any thread. */

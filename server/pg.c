@@ -393,6 +393,17 @@ long cm_pgres_affected(const cm_pgres *r)
     return s && *s ? strtol(s, NULL, 10) : 0;
 }
 
+void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out)
+{
+    cm_policy_init(out);
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        out->has[i] = !cm_pgres_isnull(r, row, col + i);
+        if (out->has[i]) out->limit[i] = strtoll(cm_pgres_get(r, row, col + i), NULL, 10);
+    }
+    out->block = strcmp(cm_pgres_get(r, row, col + 5), "alert") != 0;
+    cm_policy_thresh_parse(cm_pgres_get(r, row, col + 6), out);
+}
+
 static int exec_ok(PGconn *pg, const char *sql, int n, const char *const *params, char *err,
                    size_t errsz)
 {
@@ -408,8 +419,7 @@ static int exec_ok(PGconn *pg, const char *sql, int n, const char *const *params
     return ok ? (found ? 1 : 0) : -1;
 }
 
-int cm_pg_migrate(const char *conninfo, const unsigned char *key_hash, const char *org,
-                  char *err, size_t errsz)
+int cm_pg_migrate(const char *conninfo, const char *key_bytea, const char *org, char *err, size_t errsz)
 {
     PGconn *pg = PQconnectdb(conninfo);
     if (PQstatus(pg) != CONNECTION_OK) {
@@ -448,21 +458,13 @@ int cm_pg_migrate(const char *conninfo, const unsigned char *key_hash, const cha
         }
         cm_log(CM_LOG_INFO, "event=migration_applied name=%s", name);
     }
-    if (key_hash) {
-        char hex[2 + 64 + 1] = "\\x";
+    if (key_bytea) {
         char id[32];
-        static const char digits[] = "0123456789abcdef";
-        for (int i = 0; i < 32; i++) {
-            hex[2 + 2 * i] = digits[key_hash[i] >> 4];
-            hex[3 + 2 * i] = digits[key_hash[i] & 15];
-        }
-        hex[66] = '\0';
-        snprintf(id, sizeof id, "key_boot_%.8s", hex + 2);
-        const char *params[] = {id, org, hex};
+        snprintf(id, sizeof id, "key_boot_%.8s", key_bytea + 2);
+        const char *params[] = {id, org, key_bytea};
         if (exec_ok(pg,
                     "INSERT INTO api_keys (id, org, role, name, key_hash) "
-                    "VALUES ($1, $2, 'admin', 'bootstrap', decode(substr($3, 3), 'hex')) "
-                    "ON CONFLICT (key_hash) DO NOTHING",
+                    "VALUES ($1, $2, 'admin', 'bootstrap', $3::bytea) ON CONFLICT (key_hash) DO NOTHING",
                     3, params, err, errsz) < 0)
             goto unlock;
     }

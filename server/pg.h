@@ -8,6 +8,8 @@
 #ifndef CM_PG_H
 #define CM_PG_H
 
+#include "policy.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -47,11 +49,19 @@ bool cm_pgres_isnull(const cm_pgres *r, int row, int col);
 /* Rows affected by INSERT/UPDATE/DELETE. */
 long cm_pgres_affected(const cm_pgres *r);
 
+/* The columns of a cost policy, in the order cm_pg_policy reads them: the
+ * five limits (NULL: unlimited), the action, the thresholds. */
+#define CM_PG_POLICY_COLS                                                                  \
+    "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"     \
+    " max_cost_per_month, action_on_breach, alert_thresholds"
+/* Reads CM_PG_POLICY_COLS from row `row`, starting at column `col`. */
+void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out);
+
 /* Start-up, blocking: connects, applies the embedded schema migrations that
  * are not yet recorded (under an advisory lock, so replicas may race), and
- * when key_hash is non-NULL ensures an admin key with that SHA-256 exists for
- * org. Writes a one-line reason into err on failure. */
-int cm_pg_migrate(const char *conninfo, const unsigned char *key_hash, const char *org,
-                  char *err, size_t errsz);
+ * when key_bytea is non-NULL ensures an admin key with that SHA-256 (as
+ * cm_auth_bytea text) exists for org. Writes a one-line reason into err on
+ * failure. */
+int cm_pg_migrate(const char *conninfo, const char *key_bytea, const char *org, char *err, size_t errsz);
 
 #endif

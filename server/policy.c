@@ -24,6 +24,15 @@ void cm_policy_init(cm_policy *p)
     memcpy(p->thresh, defaults, sizeof defaults);
 }
 
+void cm_policy_window_starts(int64_t now, int64_t starts[CM_WIN3])
+{
+    static const cm_window w[CM_WIN3] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
+    for (int i = 0; i < CM_WIN3; i++) {
+        int64_t to;
+        cm_window_bounds(w[i], now, &starts[i], &to);
+    }
+}
+
 const char *cm_limit_name(int lim)
 {
     return lim >= 0 && lim < CM_LIM_COUNT ? names[lim] : "unknown";

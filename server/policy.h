@@ -39,6 +39,12 @@ typedef struct {
  * default thresholds [0.5, 0.75, 0.9, 1.0]. */
 void cm_policy_init(cm_policy *p);
 
+/* Limits and the Redis mirror count in three windows; this is their
+ * order wherever they come as a triple. */
+enum { CM_WIN3_HOUR = 0, CM_WIN3_DAY, CM_WIN3_MONTH, CM_WIN3 };
+/* Start of the hour, day and month windows containing `now`. */
+void cm_policy_window_starts(int64_t now, int64_t starts[CM_WIN3]);
+
 /* The JSON field name of a limit, e.g. "max_cost_per_day_usd"; never NULL. */
 const char *cm_limit_name(int lim);
 bool cm_limit_is_cost(int lim);

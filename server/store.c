@@ -499,3 +499,49 @@ int cm_store_ping(const char *host, int port, char *err, size_t errsz)
     redisFree(c);
     return ok ? CM_OK : CM_ESTORE;
 }
+
+void cm_store_key_window(const char *address, char grain, int64_t start, char out[CM_STORE_KEY_MAX])
+{
+    snprintf(out, CM_STORE_KEY_MAX, "cm:%s:%c:%lld", address, grain, (long long)start);
+}
+
+void cm_store_key_policy(const char *address, char out[CM_STORE_KEY_MAX])
+{
+    snprintf(out, CM_STORE_KEY_MAX, "cm:p:%s", address);
+}
+
+long cm_store_window_ttl(char grain)
+{
+    return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;
+}
+
+/* Runs HREPLACE on `key` with args (argv[0] must be left free for the key). */
+static int hreplace(cm_store *s, char *key, int argc, const char **argv, cm_store_cb cb, void *arg)
+{
+    size_t lens[CM_POLICY_ARGV_MAX + 1];
+    argv[0] = key;
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    return cm_store_eval(s, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, cb, arg);
+}
+
+int cm_store_put_policy(cm_store *s, const char *address, const cm_policy *pol, cm_store_cb cb, void *arg)
+{
+    char key[CM_STORE_KEY_MAX], space[CM_POLICY_SPACE];
+    const char *argv[CM_POLICY_ARGV_MAX + 1];
+    cm_policy none;
+    if (!pol) {
+        cm_policy_init(&none);
+        pol = &none;
+    }
+    cm_store_key_policy(address, key);
+    return hreplace(s, key, 1 + cm_policy_redis_args(pol, space, argv + 1), argv, cb, arg);
+}
+
+int cm_store_put_killed(cm_store *s, const char *address, bool killed, cm_store_cb cb, void *arg)
+{
+    char key[CM_STORE_KEY_MAX];
+    /* HREPLACE: set one pair, or set none and delete the field. */
+    const char *argv[] = {NULL, killed ? "1" : "0", "killed", "1"};
+    cm_store_key_policy(address, key);
+    return hreplace(s, key, killed ? 4 : 3, argv, cb, arg);
+}

@@ -8,11 +8,32 @@
 #ifndef CM_STORE_H
 #define CM_STORE_H
 
+#include "address.h"
+#include "policy.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct cm_store cm_store;
+
+/* The key scheme, the one place that spells it:
+ *   cm:epoch                     present while Redis holds a complete mirror
+ *   cm:<address>:<grain>:<start> an agent's window hash; grain h, d or m
+ *                                (CM_STORE_GRAINS, in CM_WIN3 order), start in
+ *                                Unix seconds
+ *   cm:p:<address>               an agent's policy fields and kill flag
+ *   cm:i:<org>:<key>             an Idempotency-Key's answer
+ *   cm:x:...                     once-per-window markers (the scripts' own) */
+#define CM_STORE_EPOCH_KEY "cm:epoch"
+#define CM_STORE_GRAINS "hdm"
+#define CM_STORE_KEY_MAX (CM_ADDR_MAX + CM_ADDR_SEG_MAX + 40)
+void cm_store_key_window(const char *address, char grain, int64_t start, char out[CM_STORE_KEY_MAX]);
+void cm_store_key_policy(const char *address, char out[CM_STORE_KEY_MAX]);
+/* How long a window hash outlives its window's start, in seconds: long
+ * enough for the week and month sums that read it. */
+long cm_store_window_ttl(char grain);
 
 /* The scripts (their Lua text is in store.c, with the exact argument
  * layout):
@@ -62,6 +83,12 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
 /* Start-up, blocking: PING within two seconds. Writes a one-line reason into
  * err on failure. */
 int cm_store_ping(const char *host, int port, char *err, size_t errsz);
+
+/* Makes the policy hash of `address` say what `pol` says (NULL: no policy),
+ * leaving its kill flag alone; or sets or clears the kill flag alone. Both
+ * return like cm_store_eval. */
+int cm_store_put_policy(cm_store *s, const char *address, const cm_policy *pol, cm_store_cb cb, void *arg);
+int cm_store_put_killed(cm_store *s, const char *address, bool killed, cm_store_cb cb, void *arg);
 
 /* Fire-and-forget commands: SET key value [EX ttl_s when > 0], DEL key,
  * HINCRBY key field by. CM_OK when sent, CM_ESTORE when disconnected. */

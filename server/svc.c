@@ -45,7 +45,7 @@ typedef struct {
     char key[CM_KEY_LEN + 1]; /* a created key, shown once */
     char key_id[32];
     int64_t from, to, step;
-    int64_t win[3];       /* hour, day, month window starts of an admission */
+    int64_t win[CM_WIN3];  /* window starts of an admission */
     char idem[CM_ID_MAX + CM_ADDR_SEG_MAX + 8]; /* its Redis idempotency key, "" if none */
 } pending;
 
@@ -129,21 +129,11 @@ static void query(pending *p, const char *sql, int n, const char *const *params,
     }
 }
 
-/* The org segment of an address into org (CM_ADDR_SEG_MAX + 1 bytes). */
-static int addr_org(const char *address, char *org)
-{
-    cm_addr a;
-    if (cm_addr_parse(address, strlen(address), &a) != CM_OK) return CM_EINVAL;
-    memcpy(org, a.org, a.org_len);
-    org[a.org_len] = '\0';
-    return CM_OK;
-}
-
 /* May `who` act for `address`? Answers 403 itself when not. */
 static int may_act_for(cm_job *j, const ident *who, const char *address, const char *field)
 {
     char org[CM_ADDR_SEG_MAX + 1];
-    if (addr_org(address, org) != CM_OK) {
+    if (cm_addr_org(address, org) != CM_OK) {
         fail(j, 400, "invalid_field", field, "not an agent address agent://ORG/ENV/NAME");
         return CM_EINVAL;
     }
@@ -221,7 +211,7 @@ static void run_key_create(cm_svc *s, cm_job *j, const ident *who)
     pending *p = pending_new(s, j, who);
     if (!p) return;
     unsigned char hash[CM_KEY_HASH_LEN];
-    char hex[2 + 2 * CM_KEY_HASH_LEN + 1] = "\\x";
+    char hex[CM_KEY_BYTEA_LEN];
     char rnd[13];
     if (cm_auth_new_key(p->key, sizeof p->key) != CM_OK ||
         cm_auth_hash(p->key, strlen(p->key), hash) != CM_OK || cm_auth_random_hex(rnd, 6) != CM_OK) {
@@ -229,7 +219,7 @@ static void run_key_create(cm_svc *s, cm_job *j, const ident *who)
         free(p);
         return;
     }
-    cm_auth_hex(hash, CM_KEY_HASH_LEN, hex + 2);
+    cm_auth_bytea(hash, hex);
     snprintf(p->key_id, sizeof p->key_id, "key_%s", rnd);
     const char *params[] = {p->key_id, who->org, j->keyreq.admin ? "admin" : "agent",
                             j->keyreq.name, j->keyreq.agent[0] ? j->keyreq.agent : NULL, hex};
@@ -467,17 +457,6 @@ static void run_spend_intent(cm_svc *s, cm_job *j, const ident *who)
 
 /* ---- cost policies ---- */
 
-/* Redis key of an agent's policy hash (limits, thresholds, kill flag). */
-static void policy_key(const char *address, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "cm:p:%s", address);
-}
-
-static void window_key(const char *address, char grain, int64_t start, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "cm:%s:%c:%lld", address, grain, (long long)start);
-}
-
 static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
 {
     (void)reply;
@@ -503,16 +482,8 @@ static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
 static void mirror_policy(pending *p)
 {
     cm_job *j = p->job;
-    char key[CM_ADDR_MAX + 8], space[CM_POLICY_SPACE];
-    const char *argv[CM_POLICY_ARGV_MAX + 1];
-    size_t lens[CM_POLICY_ARGV_MAX + 1];
-    policy_key(j->target, key, sizeof key);
-    cm_policy none;
-    cm_policy_init(&none);
-    argv[0] = key;
-    int argc = 1 + cm_policy_redis_args(j->op == CM_OP_POLICY_DELETE ? &none : &j->policy, space, argv + 1);
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    if (cm_store_eval(p->svc->store, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, on_policy_mirrored, p) != CM_OK)
+    if (cm_store_put_policy(p->svc->store, j->target, j->op == CM_OP_POLICY_DELETE ? NULL : &j->policy,
+                            on_policy_mirrored, p) != CM_OK)
         on_policy_mirrored(p, CM_ESTORE, NULL);
 }
 
@@ -594,22 +565,6 @@ static void run_policy_delete(cm_svc *s, cm_job *j, const ident *who)
     query(p, "DELETE FROM cost_policies WHERE address = $1", 1, params, on_policy_saved);
 }
 
-/* Columns: limits 0..4 (NULL when unlimited), action, thresholds. */
-static const char policy_cols[] =
-    "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"
-    " max_cost_per_month, action_on_breach, alert_thresholds";
-
-static void policy_from_row(const cm_pgres *res, int row, int col, cm_policy *pol)
-{
-    cm_policy_init(pol);
-    for (int i = 0; i < CM_LIM_COUNT; i++) {
-        pol->has[i] = !cm_pgres_isnull(res, row, col + i);
-        if (pol->has[i]) pol->limit[i] = strtoll(cm_pgres_get(res, row, col + i), NULL, 10);
-    }
-    pol->block = strcmp(cm_pgres_get(res, row, col + 5), "alert") != 0;
-    cm_policy_thresh_parse(cm_pgres_get(res, row, col + 6), pol);
-}
-
 static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
@@ -619,7 +574,7 @@ static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sq
         fail(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
         return;
     }
-    policy_from_row(res, 0, 0, &j->policy);
+    cm_pg_policy(res, 0, 0, &j->policy);
     cm_buf b;
     cm_buf_init(&b);
     cm_policy_json(&j->policy, &b);
@@ -633,9 +588,7 @@ static void run_policy_get(cm_svc *s, cm_job *j, const ident *who)
     pending *p = pending_new(s, j, who);
     if (!p) return;
     const char *params[] = {j->target};
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT %s FROM cost_policies WHERE address = $1", policy_cols);
-    query(p, sql, 1, params, on_policy_get);
+    query(p, "SELECT " CM_PG_POLICY_COLS " FROM cost_policies WHERE address = $1", 1, params, on_policy_get);
 }
 
 /* ---- intents ---- */
@@ -692,10 +645,9 @@ static void admitted_reply(pending *p)
 
 static void undo_admission(pending *p)
 {
-    static const char grains[] = {'h', 'd', 'm'};
-    char key[CM_ADDR_MAX + 40];
-    for (int g = 0; g < 3; g++) {
-        window_key(p->job->intent.agent, grains[g], p->win[g], key, sizeof key);
+    char key[CM_STORE_KEY_MAX];
+    for (int w = 0; w < CM_WIN3; w++) {
+        cm_store_key_window(p->job->intent.agent, CM_STORE_GRAINS[w], p->win[w], key);
         cm_store_hincrby(p->svc->store, key, "intents", -1);
     }
     if (p->idem[0]) cm_store_del(p->svc->store, p->idem);
@@ -837,27 +789,24 @@ static void run_intent(cm_svc *s, cm_job *j, const ident *who)
     }
     pending *p = pending_new(s, j, who);
     if (!p) return;
-    static const cm_window wins[] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
-    static const char grains[] = {'h', 'd', 'm'};
-    static const char *const ttls[] = {"259200", "3456000", "34560000"};
-    char keys[6][CM_ADDR_MAX + 48], starts[3][24];
-    for (int g = 0; g < 3; g++) {
-        int64_t to;
-        cm_window_bounds(wins[g], j->now, &p->win[g], &to);
-        snprintf(starts[g], sizeof starts[g], "%lld", (long long)p->win[g]);
-        window_key(j->intent.agent, grains[g], p->win[g], keys[2 + g], sizeof keys[2 + g]);
+    char keys[6][CM_STORE_KEY_MAX], starts[CM_WIN3][24], ttls[CM_WIN3][24];
+    cm_policy_window_starts(j->now, p->win);
+    for (int w = 0; w < CM_WIN3; w++) {
+        snprintf(starts[w], sizeof starts[w], "%lld", (long long)p->win[w]);
+        snprintf(ttls[w], sizeof ttls[w], "%ld", cm_store_window_ttl(CM_STORE_GRAINS[w]));
+        cm_store_key_window(j->intent.agent, CM_STORE_GRAINS[w], p->win[w], keys[2 + w]);
     }
-    snprintf(keys[0], sizeof keys[0], "cm:epoch");
-    policy_key(j->intent.agent, keys[1], sizeof keys[1]);
+    snprintf(keys[0], sizeof keys[0], "%s", CM_STORE_EPOCH_KEY);
+    cm_store_key_policy(j->intent.agent, keys[1]);
     if (j->idem_key[0]) snprintf(p->idem, sizeof p->idem, "cm:i:%s:%s", who->org, j->idem_key);
     snprintf(keys[5], sizeof keys[5], "%s", p->idem[0] ? p->idem : "cm:i:-");
     const char *argv[14];
     size_t lens[14];
     for (int i = 0; i < 6; i++) argv[i] = keys[i];
     argv[6] = p->idem[0] ? "1" : "0";
-    for (int g = 0; g < 3; g++) argv[7 + g] = ttls[g];
+    for (int w = 0; w < CM_WIN3; w++) argv[7 + w] = ttls[w];
     argv[10] = j->intent.agent;
-    for (int g = 0; g < 3; g++) argv[11 + g] = starts[g];
+    for (int w = 0; w < CM_WIN3; w++) argv[11 + w] = starts[w];
     for (int i = 0; i < 14; i++) lens[i] = strlen(argv[i]);
     if (cm_store_eval(s->store, CM_SCRIPT_ADMIT, 6, 14, argv, lens, on_admit, p) != CM_OK)
         unavailable(p, "redis_down");
@@ -909,15 +858,7 @@ static void mirror_kill(void *arg, int rc)
     (void)rc;
     pending *p = arg;
     cm_job *j = p->job;
-    bool kill = j->op == CM_OP_KILL;
-    char key[CM_ADDR_MAX + 8];
-    policy_key(j->target, key, sizeof key);
-    const char *argv[] = {key, kill ? "1" : "0", "killed", "1", "killed"};
-    size_t lens[5];
-    int argc = kill ? 4 : 3;
-    if (!kill) argv[2] = "killed";
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    if (cm_store_eval(p->svc->store, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, on_kill_mirrored, p) != CM_OK)
+    if (cm_store_put_killed(p->svc->store, j->target, j->op == CM_OP_KILL, on_kill_mirrored, p) != CM_OK)
         on_kill_mirrored(p, CM_ESTORE, NULL);
 }
 
@@ -1005,7 +946,7 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
     cm_buf_adds(&b, "},\"policy\":");
     if (strcmp(cm_pgres_get(res, 0, 9), "t") == 0) {
         cm_policy pol;
-        policy_from_row(res, 0, 10, &pol);
+        cm_pg_policy(res, 0, 10, &pol);
         cm_policy_json(&pol, &b);
     } else {
         cm_buf_adds(&b, "null");
@@ -1055,13 +996,10 @@ static const char agent_view_sql[] =
 static void agent_view_params(const cm_job *j, const ident *who, const char *address,
                               char space[4][24], const char *params[6])
 {
-    int64_t from, to;
+    int64_t starts[CM_WIN3];
+    cm_policy_window_starts(j->now, starts);
     snprintf(space[0], 24, "%lld", (long long)j->now);
-    static const cm_window wins[] = {CM_WIN_HOUR, CM_WIN_DAY, CM_WIN_MONTH};
-    for (int g = 0; g < 3; g++) {
-        cm_window_bounds(wins[g], j->now, &from, &to);
-        snprintf(space[1 + g], 24, "%lld", (long long)from);
-    }
+    for (int w = 0; w < CM_WIN3; w++) snprintf(space[1 + w], 24, "%lld", (long long)starts[w]);
     params[0] = who->org;
     for (int i = 0; i < 4; i++) params[1 + i] = space[i];
     params[5] = address;
@@ -1212,8 +1150,8 @@ void cm_svc_run(void *svc, cm_job *j)
     memset(&nobody, 0, sizeof nobody);
     pending *p = pending_new(s, j, &nobody);
     if (!p) return;
-    char hex[2 + 2 * CM_KEY_HASH_LEN + 1] = "\\x";
-    cm_auth_hex(j->key_hash, CM_KEY_HASH_LEN, hex + 2);
+    char hex[CM_KEY_BYTEA_LEN];
+    cm_auth_bytea(j->key_hash, hex);
     const char *params[] = {hex};
     query(p,
           "SELECT id, org, role, coalesce(agent, '') FROM api_keys"
