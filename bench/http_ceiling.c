@@ -13,7 +13,9 @@
  * thread through a mutex-protected queue, like costmeshd's bridge does, so
  * the cost of suspend/resume alone can be measured. Runs until SIGTERM or
  * SIGINT. Benchmark tool only: not part of costmeshd. */
+#include "buf.h"
 #include "codec.h"
+#include "error.h"
 
 #include <microhttpd.h>
 #include <arpa/inet.h>
@@ -30,8 +32,7 @@
 
 typedef struct req {
     struct MHD_Connection *conn;
-    char *body; /* owned */
-    size_t len;
+    cm_buf body;
     int too_big;
     int suspended;
     _Atomic int done;
@@ -96,15 +97,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!r->too_big && r->len + *upload_size <= BODY_MAX) {
-            char *p = realloc(r->body, r->len + *upload_size + 1);
-            if (!p) return MHD_NO;
-            r->body = p;
-            memcpy(r->body + r->len, upload, *upload_size);
-            r->len += *upload_size;
-            r->body[r->len] = '\0';
-        } else {
-            r->too_big = 1;
+        /* The same capped body reading as costmeshd's http.c. */
+        if (!r->too_big) {
+            int rc = cm_buf_add_capped(&r->body, upload, *upload_size, BODY_MAX);
+            if (rc == CM_ENOMEM) return MHD_NO;
+            r->too_big = rc == CM_ETOOBIG;
         }
         *upload_size = 0;
         return MHD_YES;
@@ -117,7 +114,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     clock_gettime(CLOCK_REALTIME, &ts);
     if (r->too_big) {
         r->status = 413;
-    } else if (cm_codec_heartbeats(r->body ? r->body : "", r->len, (int64_t)ts.tv_sec, &hbs, &n, &e) == 0) {
+    } else if (cm_codec_heartbeats(r->body.data ? r->body.data : "", r->body.len, (int64_t)ts.tv_sec, &hbs, &n, &e) == 0) {
         r->status = 202;
         r->accepted = n;
     } else {
@@ -143,7 +140,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls, en
     (void)toe;
     req *r = *req_cls;
     if (!r) return;
-    free(r->body);
+    cm_buf_free(&r->body);
     free(r);
     *req_cls = NULL;
 }

@@ -44,8 +44,7 @@ struct cm_job {
     int64_t now;  /* arrival, Unix seconds */
 
     /* Request, filled on the HTTP thread. */
-    unsigned char key_hash[32];
-    bool has_key;
+    unsigned char key_hash[32];    /* every job has a key: none is a 401 at the door */
     cm_hb *hbs;                    /* owned, CM_OP_HEARTBEAT */
     size_t nhb;
     cm_keyreq keyreq;              /* CM_OP_KEY_CREATE */
@@ -54,7 +53,7 @@ struct cm_job {
     cm_window window;
     int64_t at;
     int limit;
-    int health;                    /* -1: any */
+    char health[16];               /* ?health= of the agents list, "" for all */
     cm_policy policy;              /* CM_OP_POLICY_PUT */
     cm_intentreq intent;           /* CM_OP_INTENT */
     bool axme;                     /* the AXME form POST /v1/intents */

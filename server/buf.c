@@ -1,4 +1,5 @@
 #include "buf.h"
+#include "error.h"
 #include "money.h"
 #include "timeutil.h"
 
@@ -40,6 +41,16 @@ void cm_buf_add(cm_buf *b, const char *s, size_t n)
     memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';
+}
+
+int cm_buf_add_capped(cm_buf *b, const char *s, size_t n, size_t max)
+{
+    if (b->len + n > max) {
+        b->failed = 1;
+        return CM_ETOOBIG;
+    }
+    cm_buf_add(b, s, n);
+    return b->failed ? CM_ENOMEM : CM_OK;
 }
 
 void cm_buf_adds(cm_buf *b, const char *s)

@@ -20,6 +20,10 @@ void cm_buf_init(cm_buf *b);
 void cm_buf_free(cm_buf *b);
 void cm_buf_add(cm_buf *b, const char *s, size_t n);
 void cm_buf_adds(cm_buf *b, const char *s);
+/* Appends unless b would grow past max bytes: then returns CM_ETOOBIG and
+ * the buffer is spent (as after an allocation failure, CM_ENOMEM). For
+ * request bodies, which are read to the end even when refused. */
+int cm_buf_add_capped(cm_buf *b, const char *s, size_t n, size_t max);
 void cm_buf_addf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* JSON string literal, quoted, escaping '"', '\\' and control bytes;
  * bytes that are not well-formed UTF-8 become U+FFFD, so a reply that

@@ -42,10 +42,8 @@ typedef struct {
     struct MHD_Connection *conn;
     cm_route route;
     int route_status;
-    char *body; /* owned */
-    size_t len;
+    cm_buf body;
     int too_big;
-    int is_post;
     char method; /* first letter: G, P(OST/UT), D */
     int dispatched; /* counted in inflight until completed */
     cm_job *job; /* owned while not handed to the bridge */
@@ -252,202 +250,142 @@ static int api_key_hash(req *r, unsigned char *hash)
     return cm_auth_hash(k, strlen(k), hash) == CM_OK;
 }
 
-/* Fills j from the request. Returns 1 when j is ready for the loop thread,
- * 0 when an error response is queued (its MHD result in *ret). */
-static int fill_job(req *r, cm_job *j, enum MHD_Result *ret)
+/* ?limit=: 1..1000, default 100. */
+static int limit_arg(req *r, cm_job *j, cm_apierr *e)
 {
-    cm_apierr e;
+    char tmp[16], *end;
+    j->limit = 100;
+    int q = query_arg(r, "limit", tmp, sizeof tmp);
+    if (q == 0) return CM_OK;
+    long v = q > 0 ? strtol(tmp, &end, 10) : 0;
+    if (q < 0 || *end || end == tmp || v < 1 || v > 1000)
+        return cm_apierr_set(e, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
+    j->limit = (int)v;
+    return CM_OK;
+}
+
+/* The {address_id} of the path into j->target. */
+static int address_param(req *r, cm_job *j, cm_apierr *e)
+{
+    if (cm_addr_parse(r->route.param, strlen(r->route.param), NULL) != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", "address_id",
+                             "the path must name a percent-encoded address agent://ORG/ENV/NAME");
+    memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
+    return CM_OK;
+}
+
+/* Is `s` one of the NULL-terminated `names`? */
+static int one_of(const char *s, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcmp(s, *names) == 0) return 1;
+    return 0;
+}
+
+/* Fills j from the request: CM_OK when j is ready for the loop thread, else
+ * e says what to answer. */
+static int fill_job(req *r, cm_job *j, cm_apierr *e)
+{
+    static const char *const healths[] = {"healthy", "degraded", "unreachable", "killed", NULL};
+    static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
+                                              "agent_resumed", "health_changed", "policy_changed", NULL};
+    const char *body = r->body.data ? r->body.data : "";
+    size_t len = r->body.len;
     char tmp[CM_ADDR_MAX];
+    int q;
     switch (r->route.id) {
     case CM_R_HEARTBEAT:
         j->op = CM_OP_HEARTBEAT;
-        if (cm_codec_heartbeats(r->body ? r->body : "", r->len, j->now, &j->hbs, &j->nhb, &e) != CM_OK)
-            {
-            *ret = send_apierr(r, &e);
-            return 0;
-        }
-        return 1;
+        return cm_codec_heartbeats(body, len, j->now, &j->hbs, &j->nhb, e);
     case CM_R_KEYS:
-        if (!r->is_post) {
+        if (r->method == 'G') {
             j->op = CM_OP_KEY_LIST;
-            return 1;
+            return CM_OK;
         }
         j->op = CM_OP_KEY_CREATE;
-        if (cm_codec_keyreq(r->body ? r->body : "", r->len, &j->keyreq, &e) != CM_OK) {
-            *ret = send_apierr(r, &e);
-            return 0;
-        }
-        return 1;
+        return cm_codec_keyreq(body, len, &j->keyreq, e);
     case CM_R_KEY:
         j->op = CM_OP_KEY_REVOKE;
-        if (strlen(r->route.param) > 47)
-            {
-            *ret = send_error(r, 404, "not_found", NULL, "no such key in this org");
-            return 0;
-        }
+        if (strlen(r->route.param) > 47) return cm_apierr_set(e, 404, "not_found", NULL, "no such key in this org");
         memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
-        return 1;
-    case CM_R_AGENTS: {
+        return CM_OK;
+    case CM_R_AGENTS:
         j->op = CM_OP_AGENT_LIST;
-        j->health = -1;
-        j->limit = 100;
-        int q = query_arg(r, "health", tmp, sizeof tmp);
-        if (q != 0) {
-            static const char *const names[] = {"healthy", "degraded", "unreachable", "killed"};
-            for (int i = 0; q > 0 && i < 4; i++)
-                if (strcmp(tmp, names[i]) == 0) j->health = i;
-            if (j->health < 0)
-                {
-            *ret = send_error(r, 400, "invalid_field", "health",
-                                  "health must be healthy, degraded, unreachable or killed");
-            return 0;
-        }
-        }
-        q = query_arg(r, "limit", tmp, sizeof tmp);
-        if (q != 0) {
-            char *end;
-            long v = q > 0 ? strtol(tmp, &end, 10) : 0;
-            if (q < 0 || *end || end == tmp || v < 1 || v > 1000)
-                {
-            *ret = send_error(r, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
-            return 0;
-        }
-            j->limit = (int)v;
-        }
-        return 1;
-    }
-    case CM_R_AGENT_SPEND: {
+        q = query_arg(r, "health", j->health, sizeof j->health);
+        if (q < 0 || (q > 0 && !one_of(j->health, healths)))
+            return cm_apierr_set(e, 400, "invalid_field", "health",
+                                 "health must be healthy, degraded, unreachable or killed");
+        return limit_arg(r, j, e);
+    case CM_R_AGENT_SPEND:
         j->op = CM_OP_SPEND_AGENT;
-        if (cm_addr_parse(r->route.param, strlen(r->route.param), NULL) != CM_OK)
-            {
-            *ret = send_error(r, 400, "invalid_field", "address_id",
-                              "the path must name a percent-encoded address agent://ORG/ENV/NAME");
-            return 0;
-        }
-        memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
+        if (address_param(r, j, e) != CM_OK) return CM_EINVAL;
         j->window = CM_WIN_DAY;
         j->at = j->now;
-        int q = query_arg(r, "window", tmp, sizeof tmp);
+        q = query_arg(r, "window", tmp, sizeof tmp);
         if (q < 0 || (q > 0 && cm_window_parse(tmp, &j->window) != CM_OK))
-            {
-            *ret = send_error(r, 400, "invalid_field", "window", "window must be hour, day, week or month");
-            return 0;
-        }
+            return cm_apierr_set(e, 400, "invalid_field", "window", "window must be hour, day, week or month");
         q = query_arg(r, "at", tmp, sizeof tmp);
         /* Kept well inside 1970..9999 so every window around it prints. */
         if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &j->at) != CM_OK || j->at < 946684800 ||
                                 j->at >= 253370764800LL)))
-            {
-            *ret = send_error(r, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
-            return 0;
-        }
-        return 1;
-    }
-    case CM_R_INTENT_SPEND: {
+            return cm_apierr_set(e, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
+        return CM_OK;
+    case CM_R_INTENT_SPEND:
         j->op = CM_OP_SPEND_INTENT;
         if (strlen(r->route.param) > CM_ID_MAX)
-            {
-            *ret = send_error(r, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
-            return 0;
-        }
+            return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
         memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
-        int q = query_arg(r, "agent", j->agent, sizeof j->agent);
+        q = query_arg(r, "agent", j->agent, sizeof j->agent);
         if (q < 0 || (q > 0 && cm_addr_parse(j->agent, strlen(j->agent), NULL) != CM_OK))
-            {
-            *ret = send_error(r, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
-            return 0;
-        }
-        return 1;
-    }
-    case CM_R_POLICY:
+            return cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
+        return CM_OK;
     case CM_R_KILL:
+        j->op = CM_OP_KILL;
+        return address_param(r, j, e);
     case CM_R_RESUME:
+        j->op = CM_OP_RESUME;
+        return address_param(r, j, e);
     case CM_R_AGENT:
-        if (cm_addr_parse(r->route.param, strlen(r->route.param), NULL) != CM_OK) {
-            *ret = send_error(r, 400, "invalid_field", "address_id",
-                              "the path must name a percent-encoded address agent://ORG/ENV/NAME");
-            return 0;
-        }
-        memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
-        if (r->route.id == CM_R_KILL) j->op = CM_OP_KILL;
-        else if (r->route.id == CM_R_RESUME) j->op = CM_OP_RESUME;
-        else if (r->route.id == CM_R_AGENT) j->op = CM_OP_AGENT_GET;
-        else if (r->method == 'G') j->op = CM_OP_POLICY_GET;
-        else if (r->method == 'D') j->op = CM_OP_POLICY_DELETE;
-        else {
-            j->op = CM_OP_POLICY_PUT;
-            if (cm_codec_policy(r->body ? r->body : "", r->len, &j->policy, &e) != CM_OK) {
-                *ret = send_apierr(r, &e);
-                return 0;
-            }
-        }
-        return 1;
+        j->op = CM_OP_AGENT_GET;
+        return address_param(r, j, e);
+    case CM_R_POLICY:
+        if (address_param(r, j, e) != CM_OK) return CM_EINVAL;
+        j->op = r->method == 'G' ? CM_OP_POLICY_GET : r->method == 'D' ? CM_OP_POLICY_DELETE : CM_OP_POLICY_PUT;
+        return j->op == CM_OP_POLICY_PUT ? cm_codec_policy(body, len, &j->policy, e) : CM_OK;
     case CM_R_INTENTS:
     case CM_R_AXME_INTENTS: {
         j->op = CM_OP_INTENT;
         j->axme = r->route.id == CM_R_AXME_INTENTS;
-        if (cm_codec_intent(r->body ? r->body : "", r->len, j->axme, &j->intent, &e) != CM_OK) {
-            *ret = send_apierr(r, &e);
-            return 0;
-        }
+        if (cm_codec_intent(body, len, j->axme, &j->intent, e) != CM_OK) return CM_EINVAL;
         const char *k = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
-        if (k) {
-            size_t n = strlen(k);
-            int bad = n == 0 || n > CM_ID_MAX;
-            for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f;
-            if (bad) {
-                *ret = send_error(r, 400, "invalid_header", "Idempotency-Key",
-                                  "Idempotency-Key must be 1 to %d visible ASCII characters", CM_ID_MAX);
-                return 0;
-            }
-            memcpy(j->idem_key, k, n + 1);
-        }
-        return 1;
+        if (!k) return CM_OK;
+        size_t n = strlen(k);
+        int bad = n == 0 || n > CM_ID_MAX;
+        for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f;
+        if (bad)
+            return cm_apierr_set(e, 400, "invalid_header", "Idempotency-Key",
+                                 "Idempotency-Key must be 1 to %d visible ASCII characters", CM_ID_MAX);
+        memcpy(j->idem_key, k, n + 1);
+        return CM_OK;
     }
-    case CM_R_EVENTS: {
+    case CM_R_EVENTS:
         j->op = CM_OP_EVENTS;
-        j->limit = 100;
-        int q = query_arg(r, "event_type", j->event_type, sizeof j->event_type);
-        static const char *const types[] = {"policy_breached", "threshold_crossed", "agent_killed",
-                                            "agent_resumed", "health_changed", "policy_changed"};
-        int known = q == 0;
-        for (int i = 0; q > 0 && i < 6; i++) known |= strcmp(j->event_type, types[i]) == 0;
-        if (!known) {
-            *ret = send_error(r, 400, "invalid_field", "event_type",
-                              "event_type must be policy_breached, threshold_crossed, agent_killed, "
-                              "agent_resumed, health_changed or policy_changed");
-            return 0;
-        }
-        q = query_arg(r, "limit", tmp, sizeof tmp);
-        if (q != 0) {
-            char *end;
-            long v = q > 0 ? strtol(tmp, &end, 10) : 0;
-            if (q < 0 || *end || end == tmp || v < 1 || v > 1000) {
-                *ret = send_error(r, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
-                return 0;
-            }
-            j->limit = (int)v;
-        }
-        return 1;
-    }
+        q = query_arg(r, "event_type", j->event_type, sizeof j->event_type);
+        if (q < 0 || (q > 0 && !one_of(j->event_type, event_types)))
+            return cm_apierr_set(e, 400, "invalid_field", "event_type",
+                                 "event_type must be policy_breached, threshold_crossed, agent_killed, "
+                                 "agent_resumed, health_changed or policy_changed");
+        return limit_arg(r, j, e);
     case CM_R_WEBHOOK:
         if (r->method == 'G') {
             j->op = CM_OP_WEBHOOK_GET;
-            return 1;
+            return CM_OK;
         }
         j->op = CM_OP_WEBHOOK_PUT;
-        if (cm_codec_webhook(r->body ? r->body : "", r->len, &j->webhook, &e) != CM_OK) {
-            *ret = send_apierr(r, &e);
-            return 0;
-        }
-        return 1;
+        return cm_codec_webhook(body, len, &j->webhook, e);
     default:
-        break;
+        return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }
-    {
-            *ret = send_error(r, 500, "internal", NULL, "unroutable request");
-            return 0;
-        }
 }
 
 /* ---- the access handler ---- */
@@ -490,12 +428,11 @@ static enum MHD_Result dispatch(req *r)
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
     j->now = now_s();
-    j->has_key = api_key_hash(r, j->key_hash);
-    if (!j->has_key)
+    if (!api_key_hash(r, j->key_hash))
         return send_error(r, 401, "unauthorized", NULL,
                           "a valid API key is required (x-api-key or Authorization: Bearer)");
-    enum MHD_Result ret = MHD_YES;
-    if (!fill_job(r, j, &ret)) return ret;
+    cm_apierr e;
+    if (fill_job(r, j, &e) != CM_OK) return send_apierr(r, &e);
     j->done = on_job_done;
     j->done_arg = r;
     /* Suspend before handing over: the loop may finish and resume at once. */
@@ -521,7 +458,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         if (!r) return MHD_NO;
         r->h = h;
         r->conn = conn;
-        r->is_post = strcmp(method, "POST") == 0;
         r->method = method[0];
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
@@ -532,15 +468,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (*upload_size) {
         /* Keep reading past the limit without storing, so the client gets
          * the 413 instead of a reset connection. */
-        if (!r->too_big && r->len + *upload_size <= CM_BODY_MAX) {
-            char *p = realloc(r->body, r->len + *upload_size + 1);
-            if (!p) return MHD_NO;
-            r->body = p;
-            memcpy(r->body + r->len, upload, *upload_size);
-            r->len += *upload_size;
-            r->body[r->len] = '\0';
-        } else {
-            r->too_big = 1;
+        if (!r->too_big) {
+            int rc = cm_buf_add_capped(&r->body, upload, *upload_size, CM_BODY_MAX);
+            if (rc == CM_ENOMEM) return MHD_NO;
+            r->too_big = rc == CM_ETOOBIG;
         }
         *upload_size = 0;
         return MHD_YES;
@@ -551,7 +482,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (r->too_big)
         return send_error(r, 413, "payload_too_large", NULL, "request body is over %d bytes", CM_BODY_MAX);
     if (r->route_status == 404) return send_error(r, 404, "not_found", NULL, "no such path");
-    if (r->route_status == 400 || cm_utf8_valid_prefix(r->route.param, strlen(r->route.param)) != strlen(r->route.param))
+    if (r->route_status == 400)
         return send_error(r, 400, "invalid_path", NULL, "the path parameter is not valid percent-encoded UTF-8");
     if (r->route_status == 405) {
         cm_buf b;
@@ -574,7 +505,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!r) return;
     if (r->dispatched) atomic_fetch_sub(&r->h->inflight, 1);
     cm_job_free(r->job);
-    free(r->body);
+    cm_buf_free(&r->body);
     free(r);
     *req_cls = NULL;
 }

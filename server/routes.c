@@ -1,4 +1,5 @@
 #include "routes.h"
+#include "buf.h"
 #include "error.h"
 
 #include <string.h>
@@ -86,7 +87,9 @@ int cm_route_match(const char *method, const char *path, cm_route *out)
         }
         out->id = defs[i].id;
         out->allow[0] = '\0';
-        if (seg && cm_pct_decode(seg, seglen, out->param, sizeof out->param, NULL) != CM_OK)
+        size_t n = 0;
+        if (seg && (cm_pct_decode(seg, seglen, out->param, sizeof out->param, &n) != CM_OK ||
+                    cm_utf8_valid_prefix(out->param, n) != n))
             return 400;
         return 200;
     }

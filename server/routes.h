@@ -38,7 +38,7 @@ typedef struct {
 /* Matches `method` and the raw (still percent-encoded) path, without the
  * query string. Returns 200 on a match, 404 for an unknown path, 405 when
  * the path exists but not for this method (allow is set), 400 when the
- * path parameter's encoding is malformed or too long. */
+ * path parameter's encoding is malformed, too long or not UTF-8. */
 int cm_route_match(const char *method, const char *path, cm_route *out);
 
 /* Static route name for metrics and logs; never NULL. */

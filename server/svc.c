@@ -299,8 +299,6 @@ static void run_key_revoke(cm_svc *s, cm_job *j, const ident *who)
 
 /* ---- agents ---- */
 
-static const char *const health_names[] = {"healthy", "degraded", "unreachable", "killed"};
-
 static void on_agent_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
@@ -906,13 +904,12 @@ static void run_events(cm_svc *s, cm_job *j, const ident *who)
     char limit[16];
     snprintf(limit, sizeof limit, "%d", j->limit);
     const char *params[] = {who->org, j->event_type[0] ? j->event_type : NULL, limit,
-                            who->agent[0] ? who->agent : NULL, j->target[0] ? j->target : NULL};
+                            who->agent[0] ? who->agent : NULL};
     query(p,
           "SELECT id::text, event_type, address, extract(epoch FROM ts)::bigint, details::text FROM events"
-          " WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
-          " AND ($4::text IS NULL OR address = $4) AND ($5::text IS NULL OR address = $5)"
+          " WHERE org = $1 AND ($2::text IS NULL OR event_type = $2) AND ($4::text IS NULL OR address = $4)"
           " ORDER BY events.id DESC LIMIT $3::int",
-          5, params, on_events);
+          4, params, on_events);
 }
 
 /* ---- one agent ---- */
@@ -962,37 +959,37 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
  * $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address or NULL.
  * Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6 cost of
  * hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16 the
- * policy (policy_cols), 17 its ten latest events as JSON. Health comes
+ * policy (CM_PG_POLICY_COLS), 17 its ten latest events as JSON. Health comes
  * from the last heartbeat's age (< 90 s healthy, <= 300 s degraded). */
-static const char agent_view_sql[] =
-    "SELECT a.address, CASE WHEN a.killed THEN 'killed'"
-    " WHEN a.last_heartbeat IS NULL THEN 'unreachable'"
-    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < 90 THEN 'healthy'"
-    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= 300 THEN 'degraded'"
-    " ELSE 'unreachable' END AS health,"
-    " extract(epoch FROM a.last_heartbeat)::bigint,"
-    " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND ("
-    "  ih.n >= c.max_intents_per_hour OR idy.n >= c.max_intents_per_day"
-    "  OR coalesce(h.cost_nanos, 0) >= c.max_cost_per_hour OR coalesce(d.cost_nanos, 0) >= c.max_cost_per_day"
-    "  OR coalesce(m.cost_nanos, 0) >= c.max_cost_per_month) THEN 'blocked' ELSE 'active' END,"
-    " coalesce(h.cost_nanos, 0), coalesce(d.cost_nanos, 0), coalesce(m.cost_nanos, 0), ih.n, idy.n,"
-    " c.address IS NOT NULL, c.max_intents_per_hour, c.max_intents_per_day, c.max_cost_per_hour,"
-    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds,"
-    " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id,"
-    "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events"
-    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END"
-    " FROM agents a LEFT JOIN cost_policies c ON c.address = a.address"
-    " LEFT JOIN rollup_agent h ON h.address = a.address AND h.grain = 'h' AND h.bucket = to_timestamp($3::bigint)"
-    " LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd' AND d.bucket = to_timestamp($4::bigint)"
-    " LEFT JOIN rollup_agent m ON m.address = a.address AND m.grain = 'm' AND m.bucket = to_timestamp($5::bigint)"
-    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address"
-    "  AND i.admitted_at >= to_timestamp($3::bigint)) ih"
-    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address"
-    "  AND i.admitted_at >= to_timestamp($4::bigint)) idy"
-    " WHERE a.org = $1 AND ($6::text IS NULL OR a.address = $6)";
+#define AGENT_VIEW_SQL                                                                             \
+    "SELECT a.address, CASE WHEN a.killed THEN 'killed'" \
+    " WHEN a.last_heartbeat IS NULL THEN 'unreachable'" \
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < 90 THEN 'healthy'" \
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= 300 THEN 'degraded'" \
+    " ELSE 'unreachable' END AS health," \
+    " extract(epoch FROM a.last_heartbeat)::bigint," \
+    " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND (" \
+    "  ih.n >= c.max_intents_per_hour OR idy.n >= c.max_intents_per_day" \
+    "  OR coalesce(h.cost_nanos, 0) >= c.max_cost_per_hour OR coalesce(d.cost_nanos, 0) >= c.max_cost_per_day" \
+    "  OR coalesce(m.cost_nanos, 0) >= c.max_cost_per_month) THEN 'blocked' ELSE 'active' END," \
+    " coalesce(h.cost_nanos, 0), coalesce(d.cost_nanos, 0), coalesce(m.cost_nanos, 0), ih.n, idy.n," \
+    " c.address IS NOT NULL, c.max_intents_per_hour, c.max_intents_per_day, c.max_cost_per_hour," \
+    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds," \
+    " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id," \
+    "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
+    "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events" \
+    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END" \
+    " FROM agents a LEFT JOIN cost_policies c ON c.address = a.address" \
+    " LEFT JOIN rollup_agent h ON h.address = a.address AND h.grain = 'h' AND h.bucket = to_timestamp($3::bigint)" \
+    " LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd' AND d.bucket = to_timestamp($4::bigint)" \
+    " LEFT JOIN rollup_agent m ON m.address = a.address AND m.grain = 'm' AND m.bucket = to_timestamp($5::bigint)" \
+    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address" \
+    "  AND i.admitted_at >= to_timestamp($3::bigint)) ih" \
+    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address" \
+    "  AND i.admitted_at >= to_timestamp($4::bigint)) idy" \
+    " WHERE a.org = $1 AND ($6::text IS NULL OR a.address = $6)"
 
-/* Fills params[0..6) for agent_view_sql; the strings live in `space`. */
+/* Fills params[0..6) for AGENT_VIEW_SQL; the strings live in `space`. */
 static void agent_view_params(const cm_job *j, const ident *who, const char *address,
                               char space[4][24], const char *params[6])
 {
@@ -1013,7 +1010,7 @@ static void run_agent_get(cm_svc *s, cm_job *j, const ident *who)
     char space[4][24];
     const char *params[6];
     agent_view_params(j, who, j->target, space, params);
-    query(p, agent_view_sql, 6, params, on_agent_get);
+    query(p, AGENT_VIEW_SQL, 6, params, on_agent_get);
 }
 
 /* ---- webhook ---- */
@@ -1058,15 +1055,14 @@ static void run_agent_list(cm_svc *s, cm_job *j, const ident *who)
 {
     pending *p = pending_new(s, j, who);
     if (!p) return;
-    char space[4][24], limit[16], sql[sizeof agent_view_sql + 160];
+    char space[4][24], limit[16];
     const char *params[8];
     agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
     snprintf(limit, sizeof limit, "%d", j->limit);
-    params[6] = j->health >= 0 ? health_names[j->health] : NULL;
+    params[6] = j->health[0] ? j->health : NULL;
     params[7] = limit;
-    snprintf(sql, sizeof sql, "SELECT * FROM (%s) v WHERE $7::text IS NULL OR v.health = $7 ORDER BY 1 LIMIT $8::int",
-             agent_view_sql);
-    query(p, sql, 8, params, on_agent_list);
+    query(p, "SELECT * FROM (" AGENT_VIEW_SQL ") v WHERE $7::text IS NULL OR v.health = $7 ORDER BY 1 LIMIT $8::int",
+          8, params, on_agent_list);
 }
 
 /* ---- dispatch ---- */
@@ -1113,7 +1109,7 @@ static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sq
     }
     cache_slot *slot = slot_of(s, j->key_hash);
     memcpy(slot->hash, j->key_hash, CM_KEY_HASH_LEN);
-    slot->expires_ms = uv_now(s->loop) + (uint64_t)s->ttl_ms + 1;
+    slot->expires_ms = s->ttl_ms ? uv_now(s->loop) + (uint64_t)s->ttl_ms : 0;
     slot->found = cm_pgres_rows(res) == 1;
     memset(&slot->who, 0, sizeof slot->who);
     if (!slot->found) {
@@ -1125,17 +1121,12 @@ static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sq
     slot->who.admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
     snprintf(slot->who.agent, sizeof slot->who.agent, "%s", cm_pgres_get(res, 0, 3));
     ident who = slot->who;
-    if (s->ttl_ms == 0) slot->expires_ms = 0;
     run_as(s, j, &who);
 }
 
 void cm_svc_run(void *svc, cm_job *j)
 {
     cm_svc *s = svc;
-    if (!j->has_key) {
-        unauthorized(j);
-        return;
-    }
     cache_slot *slot = slot_of(s, j->key_hash);
     if (slot->expires_ms > uv_now(s->loop) && cm_auth_equal(slot->hash, j->key_hash, CM_KEY_HASH_LEN)) {
         if (!slot->found) {
