@@ -46,6 +46,7 @@ typedef struct {
     char key_id[32];
     int64_t from, to, step;
     int64_t win[CM_WIN3];  /* window starts of an admission */
+    bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
     char idem[CM_ID_MAX + CM_ADDR_SEG_MAX + 8]; /* its Redis idempotency key, "" if none */
 } pending;
 
@@ -643,6 +644,8 @@ static void admitted_reply(pending *p)
 
 static void undo_admission(pending *p)
 {
+    /* Admitted unchecked (fail open): Redis counted nothing to give back. */
+    if (!p->counted) return;
     char key[CM_STORE_KEY_MAX];
     for (int w = 0; w < CM_WIN3; w++) {
         cm_store_key_window(p->job->intent.agent, CM_STORE_GRAINS[w], p->win[w], key);
@@ -740,6 +743,7 @@ static void on_admit(void *arg, int rc, const cm_store_reply *r)
     unsigned mask = (unsigned)cm_store_reply_int(r, 1), fresh = (unsigned)cm_store_reply_int(r, 2);
     breach_events(s, p, fresh, r, code == 0);
     if (code == 1) {
+        p->counted = true;
         record_intent(p);
         return;
     }
