@@ -166,6 +166,16 @@ static int get_str(json_object *obj, const char *prefix, const char *name, char 
     return CM_OK;
 }
 
+/* Optional address field: get_str, then the address rule. */
+static int get_addr(json_object *obj, const char *prefix, const char *name, char *dst, cm_apierr *e)
+{
+    int rc = get_str(obj, prefix, name, dst, CM_ADDR_MAX - 1, e);
+    if (rc != CM_OK || !dst[0] || cm_addr_parse(dst, strlen(dst), NULL) == CM_OK) return rc;
+    char p[128];
+    path(p, sizeof p, prefix, name);
+    return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an address agent://ORG/ENV/NAME", p);
+}
+
 static int get_count(json_object *m, const char *prefix, const char *name, int64_t *dst,
                      cm_apierr *e)
 {
@@ -215,11 +225,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         return cm_apierr_set(e, 400, "invalid_field", *prefix ? prefix : NULL,
                              "%s must be a JSON object", *prefix ? prefix : "body");
     int rc;
-    if ((rc = get_str(o, prefix, "agent", hb->agent, CM_ADDR_MAX - 1, e)) != CM_OK) return rc;
-    if (hb->agent[0] && cm_addr_parse(hb->agent, strlen(hb->agent), NULL) != CM_OK) {
-        path(p, sizeof p, prefix, "agent");
-        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an address agent://ORG/ENV/NAME", p);
-    }
+    if ((rc = get_addr(o, prefix, "agent", hb->agent, e)) != CM_OK) return rc;
     json_object *idv;
     if (json_object_object_get_ex(o, "id", &idv) && idv && json_object_is_type(idv, json_type_string) &&
         json_object_get_string_len(idv) == 0) {
@@ -355,7 +361,7 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
     char role[16];
     if ((rc = get_str(root, "", "role", role, sizeof role - 1, e)) != CM_OK ||
         (rc = get_str(root, "", "name", out->name, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_str(root, "", "agent", out->agent, CM_ADDR_MAX - 1, e)) != CM_OK)
+        (rc = get_addr(root, "", "agent", out->agent, e)) != CM_OK)
         goto done;
     if (strcmp(role, "admin") == 0) {
         out->admin = true;
@@ -363,16 +369,8 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
         rc = cm_apierr_set(e, 400, "invalid_field", "role", "role must be \"admin\" or \"agent\"");
         goto done;
     }
-    if (out->agent[0]) {
-        if (out->admin) {
-            rc = cm_apierr_set(e, 400, "invalid_field", "agent", "only agent keys are bound to an agent");
-            goto done;
-        }
-        if (cm_addr_parse(out->agent, strlen(out->agent), NULL) != CM_OK) {
-            rc = cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
-            goto done;
-        }
-    }
+    if (out->agent[0] && out->admin)
+        rc = cm_apierr_set(e, 400, "invalid_field", "agent", "only agent keys are bound to an agent");
 done:
     json_object_put(root);
     return rc;
@@ -460,18 +458,12 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
     if (!root) return CM_EINVAL;
     int rc = CM_OK;
     const char *agent_field = axme ? "to_agent" : "agent";
-    if ((rc = get_str(root, "", agent_field, out->agent, CM_ADDR_MAX - 1, e)) != CM_OK ||
+    if ((rc = get_addr(root, "", agent_field, out->agent, e)) != CM_OK ||
         (rc = get_str(root, "", axme ? "correlation_id" : "intent_id", out->intent_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK)
         goto done;
     if (axme && !out->agent[0]) {
         rc = cm_apierr_set(e, 400, "invalid_field", "to_agent", "to_agent is required");
-        goto done;
-    }
-    if (out->agent[0] && cm_addr_parse(out->agent, strlen(out->agent), NULL) != CM_OK) {
-        char f[16];
-        snprintf(f, sizeof f, "%s", agent_field);
-        rc = cm_apierr_set(e, 400, "invalid_field", f, "%s must be an address agent://ORG/ENV/NAME", f);
         goto done;
     }
     json_object *payload;
