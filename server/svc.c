@@ -149,6 +149,20 @@ static int may_act_for(cm_job *j, const ident *who, const char *address, const c
     return CM_OK;
 }
 
+/* The agent a request names, or the key's bound agent when it names none;
+ * then may_act_for. Answers the job itself (400 or 403) when not. */
+static int resolve_agent(cm_job *j, const ident *who, char agent[CM_ADDR_MAX], const char *field)
+{
+    if (!agent[0]) {
+        if (!who->agent[0]) {
+            fail(j, 400, "invalid_field", field, "agent is required unless the API key is bound to an agent");
+            return CM_EINVAL;
+        }
+        memcpy(agent, who->agent, CM_ADDR_MAX);
+    }
+    return may_act_for(j, who, agent, field);
+}
+
 static int need_admin(cm_job *j, const ident *who)
 {
     if (who->admin) return CM_OK;
@@ -165,14 +179,7 @@ static void run_heartbeat(cm_svc *s, cm_job *j, const ident *who)
         char field[48];
         if (j->nhb > 1) snprintf(field, sizeof field, "heartbeats[%zu].agent", i);
         else snprintf(field, sizeof field, "agent");
-        if (!hb->agent[0]) {
-            if (!who->agent[0]) {
-                fail(j, 400, "invalid_field", field, "agent is required unless the API key is bound to an agent");
-                return;
-            }
-            memcpy(hb->agent, who->agent, sizeof hb->agent);
-        }
-        if (may_act_for(j, who, hb->agent, field) != CM_OK) return;
+        if (resolve_agent(j, who, hb->agent, field) != CM_OK) return;
     }
     cm_ingest_submit(s->ingest, j);
 }
@@ -434,14 +441,7 @@ static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *
 
 static void run_spend_intent(cm_svc *s, cm_job *j, const ident *who)
 {
-    if (!j->agent[0]) {
-        if (!who->agent[0]) {
-            fail(j, 400, "invalid_field", "agent", "the agent query parameter is required");
-            return;
-        }
-        memcpy(j->agent, who->agent, sizeof j->agent);
-    }
-    if (may_act_for(j, who, j->agent, "agent") != CM_OK) return;
+    if (resolve_agent(j, who, j->agent, "agent") != CM_OK) return;
     pending *p = pending_new(s, j, who);
     if (!p) return;
     const char *params[] = {j->agent, j->target};
@@ -772,15 +772,7 @@ static void on_admit(void *arg, int rc, const cm_store_reply *r)
 
 static void run_intent(cm_svc *s, cm_job *j, const ident *who)
 {
-    const char *field = j->axme ? "to_agent" : "agent";
-    if (!j->intent.agent[0]) {
-        if (!who->agent[0]) {
-            fail(j, 400, "invalid_field", field, "agent is required unless the API key is bound to an agent");
-            return;
-        }
-        memcpy(j->intent.agent, who->agent, sizeof j->intent.agent);
-    }
-    if (may_act_for(j, who, j->intent.agent, field) != CM_OK) return;
+    if (resolve_agent(j, who, j->intent.agent, j->axme ? "to_agent" : "agent") != CM_OK) return;
     if (!j->intent.intent_id[0]) {
         char rnd[17];
         if (cm_auth_random_hex(rnd, 8) != CM_OK) {
