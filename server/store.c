@@ -148,14 +148,18 @@ static const char hreplace_lua[] =
 
 static const char *const scripts[CM_SCRIPT_COUNT] = {merge_lua, admit_lua, check_lua, hreplace_lua};
 
+/* A call kept until its reply, so NOSCRIPT can resend it. The command is
+ * laid out once: argv[0..3) is "EVALSHA sha nkeys" (or "EVAL body nkeys"
+ * on the resend), then the caller's arguments, copied into one block. */
 typedef struct call {
     cm_store *s;
     int script;
-    int argc;       /* arguments after EVALSHA sha nkeys */
-    char **argv;
-    size_t *lens;
-    int nkeys;
-    int retried;    /* re-sent as EVAL after NOSCRIPT */
+    int total;          /* 3 + the caller's argc */
+    const char **argv;  /* owned array; strings point into bytes or are static */
+    size_t *lens;       /* owned */
+    char *bytes;        /* owned: the caller's arguments */
+    char nkeys[16];
+    int retried;        /* re-sent as EVAL after NOSCRIPT */
     cm_store_cb cb;
     void *arg;
 } call;
@@ -183,9 +187,9 @@ static void schedule_retry(cm_store *s);
 
 static void call_free(call *c)
 {
-    for (int i = 0; i < c->argc; i++) free(c->argv[i]);
     free(c->argv);
     free(c->lens);
+    free(c->bytes);
     free(c);
 }
 
@@ -406,26 +410,10 @@ const char *cm_store_reply_str(const cm_store_reply *r, int i, char *tmp, size_t
 static int send_call(call *c)
 {
     cm_store *s = c->s;
-    int total = c->argc + 3;
-    const char **argv = malloc((size_t)total * sizeof *argv);
-    size_t *lens = malloc((size_t)total * sizeof *lens);
-    char nk[16];
-    int rc = CM_ENOMEM;
-    if (!argv || !lens) goto out;
-    snprintf(nk, sizeof nk, "%d", c->nkeys);
-    argv[0] = c->retried ? "EVAL" : "EVALSHA";
-    argv[1] = c->retried ? scripts[c->script] : s->sha[c->script];
-    argv[2] = nk;
-    for (int i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
-    for (int i = 0; i < c->argc; i++) {
-        argv[i + 3] = c->argv[i];
-        lens[i + 3] = c->lens[i];
-    }
-    rc = redisAsyncCommandArgv(s->ac, on_reply, c, total, argv, lens) == REDIS_OK ? CM_OK : CM_ESTORE;
-out:
-    free(argv);
-    free(lens);
-    return rc;
+    c->argv[0] = c->retried ? "EVAL" : "EVALSHA";
+    c->argv[1] = c->retried ? scripts[c->script] : s->sha[c->script];
+    for (int i = 0; i < 3; i++) c->lens[i] = strlen(c->argv[i]);
+    return redisAsyncCommandArgv(s->ac, on_reply, c, c->total, c->argv, c->lens) == REDIS_OK ? CM_OK : CM_ESTORE;
 }
 
 int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
@@ -434,21 +422,28 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
     if (!s->ac || !atomic_load(&s->ready)) return CM_ESTORE;
     call *c = calloc(1, sizeof *c);
     if (!c) return CM_ENOMEM;
+    size_t nbytes = 0;
+    for (int i = 0; i < argc; i++) nbytes += lens[i];
     c->s = s;
     c->script = script;
-    c->nkeys = nkeys;
+    c->total = argc + 3;
     c->cb = cb;
     c->arg = arg;
-    c->argv = calloc((size_t)argc + 1, sizeof *c->argv);
-    c->lens = calloc((size_t)argc + 1, sizeof *c->lens);
-    if (!c->argv || !c->lens) goto oom;
+    c->argv = malloc((size_t)c->total * sizeof *c->argv);
+    c->lens = malloc((size_t)c->total * sizeof *c->lens);
+    c->bytes = malloc(nbytes ? nbytes : 1);
+    if (!c->argv || !c->lens || !c->bytes) {
+        call_free(c);
+        return CM_ENOMEM;
+    }
+    snprintf(c->nkeys, sizeof c->nkeys, "%d", nkeys);
+    c->argv[2] = c->nkeys;
+    char *p = c->bytes;
     for (int i = 0; i < argc; i++) {
-        c->argv[i] = malloc(lens[i] + 1);
-        if (!c->argv[i]) goto oom;
-        c->argc = i + 1;
-        memcpy(c->argv[i], argv[i], lens[i]);
-        c->argv[i][lens[i]] = '\0';
-        c->lens[i] = lens[i];
+        memcpy(p, argv[i], lens[i]);
+        c->argv[3 + i] = p;
+        c->lens[3 + i] = lens[i];
+        p += lens[i];
     }
     int rc = send_call(c);
     if (rc != CM_OK) {
@@ -457,9 +452,6 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
     }
     atomic_fetch_add(&s->backlog, 1);
     return CM_OK;
-oom:
-    call_free(c);
-    return CM_ENOMEM;
 }
 
 int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s)
