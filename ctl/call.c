@@ -1,5 +1,6 @@
 /* call.c - requests to the server and error reporting (see call.h). */
 #include "call.h"
+#include "table.h"
 
 #include "ctl.h"
 #include "net.h"
@@ -173,6 +174,27 @@ int cmctl_get_show(cmctl_buf *path, int json, int (*show)(json_object *reply))
         cmctl_fail(rc, cmctl_strerror(rc));
     }
     cmctl_reply_free(&r);
+    return rc;
+}
+
+int cmctl_print_rows(json_object *reply, const char *array, const cmctl_col *cols, size_t ncols)
+{
+    const char *head[16], *row[16];
+    json_object *items = cmctl_jget(reply, array, json_type_array);
+    if (!items || ncols > 16) return CMCTL_EREPLY;
+    for (size_t c = 0; c < ncols; c++) head[c] = cols[c].head;
+    cmctl_table *t = cmctl_table_new(ncols, head);
+    if (!t) return CMCTL_ENOMEM;
+    for (size_t c = 0; c < ncols; c++)
+        if (cols[c].right) cmctl_table_right(t, c);
+    int rc = CMCTL_OK;
+    for (size_t i = 0; rc == CMCTL_OK && i < json_object_array_length(items); i++) {
+        json_object *o = json_object_array_get_idx(items, i);
+        for (size_t c = 0; c < ncols; c++) row[c] = cmctl_jtext(o, cols[c].field, cols[c].missing);
+        rc = cmctl_table_add(t, row);
+    }
+    if (rc == CMCTL_OK) rc = cmctl_table_print(t, stdout);
+    cmctl_table_free(t);
     return rc;
 }
 

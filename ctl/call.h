@@ -9,6 +9,8 @@
 
 #include "sbuf.h"
 
+#include <stddef.h>
+
 #include <json-c/json.h>
 
 #define CMCTL_DEFAULT_URL "http://127.0.0.1:8080"
@@ -36,6 +38,17 @@ int cmctl_print_raw(const cmctl_reply *r);
  * then print the body as sent (`json`) or through show(), reporting what
  * show() fails with. Returns CMCTL_OK or the failure already reported. */
 int cmctl_get_show(cmctl_buf *path, int json, int (*show)(json_object *reply));
+
+/* One column of cmctl_print_rows: its header, the field it shows, the text
+ * for an absent or null field (NULL prints "-"), and right alignment. */
+typedef struct {
+    const char *head, *field, *missing;
+    int right;
+} cmctl_col;
+
+/* Prints reply[array], an array of objects, as a table with one column per
+ * cols entry. CMCTL_EREPLY when reply has no such array. */
+int cmctl_print_rows(json_object *reply, const char *array, const cmctl_col *cols, size_t ncols);
 
 /* Text of obj[key] as the server wrote it: strings as they are, numbers with
  * their exact digits (json-c keeps a number's text; a double is never

@@ -3,7 +3,6 @@
 #include "call.h"
 #include "ctl.h"
 #include "sbuf.h"
-#include "table.h"
 
 #include <stdio.h>
 
@@ -18,25 +17,12 @@ static const char usage[] =
 
 static int table(json_object *j)
 {
-    static const char *const head[] = {"ADDRESS", "HEALTH", "LAST_HEARTBEAT", "INTENTS_TODAY", "COST_TODAY_USD",
-                                       "STATE"};
-    json_object *agents = cmctl_jget(j, "agents", json_type_array);
-    if (!agents) return CMCTL_EREPLY;
-    cmctl_table *t = cmctl_table_new(6, head);
-    if (!t) return CMCTL_ENOMEM;
-    cmctl_table_right(t, 3);
-    cmctl_table_right(t, 4);
-    int rc = CMCTL_OK;
-    for (size_t i = 0; rc == CMCTL_OK && i < json_object_array_length(agents); i++) {
-        json_object *a = json_object_array_get_idx(agents, i);
-        const char *row[] = {cmctl_jtext(a, "address", NULL),       cmctl_jtext(a, "health", NULL),
-                             cmctl_jtext(a, "last_heartbeat", "never"), cmctl_jtext(a, "intents_today", NULL),
-                             cmctl_jtext(a, "cost_today_usd", NULL), cmctl_jtext(a, "state", NULL)};
-        rc = cmctl_table_add(t, row);
-    }
-    if (rc == CMCTL_OK) rc = cmctl_table_print(t, stdout);
-    cmctl_table_free(t);
-    return rc;
+    static const cmctl_col cols[] = {
+        {"ADDRESS", "address", NULL, 0},          {"HEALTH", "health", NULL, 0},
+        {"LAST_HEARTBEAT", "last_heartbeat", "never", 0}, {"INTENTS_TODAY", "intents_today", NULL, 1},
+        {"COST_TODAY_USD", "cost_today_usd", NULL, 1}, {"STATE", "state", NULL, 0},
+    };
+    return cmctl_print_rows(j, "agents", cols, sizeof cols / sizeof cols[0]);
 }
 
 int cmctl_cmd_agents(int argc, char **argv)

@@ -3,7 +3,6 @@
 #include "call.h"
 #include "ctl.h"
 #include "sbuf.h"
-#include "table.h"
 
 #include <stdio.h>
 
@@ -17,24 +16,12 @@ static const char usage[] =
 
 static int table(json_object *j)
 {
-    static const char *const head[] = {"ID", "TS", "TYPE", "AGENT", "DETAILS"};
-    json_object *events = cmctl_jget(j, "events", json_type_array);
-    if (!events) return CMCTL_EREPLY;
-    cmctl_table *t = cmctl_table_new(5, head);
-    if (!t) return CMCTL_ENOMEM;
-    cmctl_table_right(t, 0);
-    int rc = CMCTL_OK;
-    for (size_t i = 0; rc == CMCTL_OK && i < json_object_array_length(events); i++) {
-        json_object *e = json_object_array_get_idx(events, i);
-        /* details stay compact JSON: their numbers keep the server's text. */
-        const char *row[] = {cmctl_jtext(e, "id", NULL), cmctl_jtext(e, "ts", NULL),
-                             cmctl_jtext(e, "event_type", NULL), cmctl_jtext(e, "agent", NULL),
-                             cmctl_jtext(e, "details", NULL)};
-        rc = cmctl_table_add(t, row);
-    }
-    if (rc == CMCTL_OK) rc = cmctl_table_print(t, stdout);
-    cmctl_table_free(t);
-    return rc;
+    /* details stay compact JSON: their numbers keep the server's text. */
+    static const cmctl_col cols[] = {
+        {"ID", "id", NULL, 1},           {"TS", "ts", NULL, 0},         {"TYPE", "event_type", NULL, 0},
+        {"AGENT", "agent", NULL, 0},     {"DETAILS", "details", NULL, 0},
+    };
+    return cmctl_print_rows(j, "events", cols, sizeof cols / sizeof cols[0]);
 }
 
 int cmctl_cmd_events(int argc, char **argv)

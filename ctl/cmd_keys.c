@@ -65,6 +65,15 @@ static int create(int argc, char **argv)
     return rc;
 }
 
+static int key_table(json_object *j)
+{
+    static const cmctl_col cols[] = {
+        {"ID", "id", NULL, 0},       {"ROLE", "role", NULL, 0},          {"NAME", "name", NULL, 0},
+        {"AGENT", "agent", NULL, 0}, {"CREATED", "created_at", NULL, 0},
+    };
+    return cmctl_print_rows(j, "keys", cols, sizeof cols / sizeof cols[0]);
+}
+
 static int list(int argc, char **argv)
 {
     int json = 0;
@@ -75,28 +84,10 @@ static int list(int argc, char **argv)
     int rc = cmctl_args_parse(&spec, argc, argv, pos, &npos);
     if (rc != CMCTL_OK) return rc;
 
-    cmctl_reply r;
-    rc = cmctl_call("GET", "/v1/keys", NULL, NULL, &r);
-    if (rc == CMCTL_OK && json) {
-        cmctl_print_raw(&r);
-    } else if (rc == CMCTL_OK) {
-        static const char *const head[] = {"ID", "ROLE", "NAME", "AGENT", "CREATED"};
-        json_object *keys = cmctl_jget(r.json, "keys", json_type_array);
-        cmctl_table *t = cmctl_table_new(5, head);
-        rc = t && keys ? CMCTL_OK : t ? CMCTL_EREPLY : CMCTL_ENOMEM;
-        for (size_t i = 0; rc == CMCTL_OK && i < json_object_array_length(keys); i++) {
-            json_object *k = json_object_array_get_idx(keys, i);
-            const char *row[] = {cmctl_jtext(k, "id", NULL), cmctl_jtext(k, "role", NULL),
-                                 cmctl_jtext(k, "name", NULL), cmctl_jtext(k, "agent", NULL),
-                                 cmctl_jtext(k, "created_at", NULL)};
-            rc = cmctl_table_add(t, row);
-        }
-        if (rc == CMCTL_OK) rc = cmctl_table_print(t, stdout);
-        else cmctl_fail(rc, cmctl_strerror(rc));
-        cmctl_table_free(t);
-    }
-    cmctl_reply_free(&r);
-    return rc;
+    cmctl_buf path;
+    cmctl_buf_init(&path);
+    cmctl_buf_adds(&path, "/v1/keys");
+    return cmctl_get_show(&path, json, key_table);
 }
 
 static int revoke(int argc, char **argv)

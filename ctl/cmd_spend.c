@@ -35,25 +35,13 @@ static int totals(json_object *j)
 
 static int series(json_object *j)
 {
-    static const char *const head[] = {"FROM", "COST_USD", "TOKENS_IN", "TOKENS_OUT", "LLM_CALLS"};
-    json_object *s = cmctl_jget(j, "series", json_type_array);
-    if (!s) return CMCTL_OK;
-    cmctl_table *t = cmctl_table_new(5, head);
-    int rc = t ? CMCTL_OK : CMCTL_ENOMEM;
-    for (size_t c = 1; t && c < 5; c++) cmctl_table_right(t, c);
-    for (size_t i = 0; rc == CMCTL_OK && i < json_object_array_length(s); i++) {
-        json_object *b = json_object_array_get_idx(s, i);
-        const char *row[] = {cmctl_jtext(b, "from", NULL), cmctl_jtext(b, "cost_usd", NULL),
-                             cmctl_jtext(b, "tokens_in", NULL), cmctl_jtext(b, "tokens_out", NULL),
-                             cmctl_jtext(b, "llm_calls", NULL)};
-        rc = cmctl_table_add(t, row);
-    }
-    if (rc == CMCTL_OK) {
-        fputc('\n', stdout);
-        rc = cmctl_table_print(t, stdout);
-    }
-    cmctl_table_free(t);
-    return rc;
+    static const cmctl_col cols[] = {
+        {"FROM", "from", NULL, 0},          {"COST_USD", "cost_usd", NULL, 1}, {"TOKENS_IN", "tokens_in", NULL, 1},
+        {"TOKENS_OUT", "tokens_out", NULL, 1}, {"LLM_CALLS", "llm_calls", NULL, 1},
+    };
+    if (!cmctl_jget(j, "series", json_type_array)) return CMCTL_OK;
+    fputc('\n', stdout);
+    return cmctl_print_rows(j, "series", cols, sizeof cols / sizeof cols[0]);
 }
 
 static int show(json_object *reply)
