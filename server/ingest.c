@@ -100,6 +100,7 @@ typedef struct {
     char address[CM_ADDR_MAX];
     int64_t cost_today;
     int state; /* 0 active, 1 blocked, 2 killed (from Redis) */
+    const cm_job *listed_in; /* the last reply that named it, so each names it once */
 } group_agent;
 
 typedef struct group {
@@ -398,16 +399,15 @@ static void reply_jobs(group *g)
         cm_buf_addf(&b, "{\"accepted\":%zu,\"duplicates\":%zu,\"agents\":{", accepted, dups);
         int first = 1;
         for (size_t h = 0; h < j->nhb; h++) {
-            const char *a = j->hbs[h].agent;
-            int seen = 0;
-            for (size_t k = 0; k < h && !seen; k++) seen = strcmp(j->hbs[k].agent, a) == 0;
-            if (seen) continue;
-            const group_agent *ga = find_agent(g, a);
+            /* Every agent of the group has a 't' row, so ga is found. */
+            group_agent *ga = find_agent(g, j->hbs[h].agent);
+            if (!ga || ga->listed_in == j) continue;
+            ga->listed_in = j;
             if (!first) cm_buf_add(&b, ",", 1);
             first = 0;
-            cm_buf_add_jstr(&b, a);
-            cm_buf_addf(&b, ":{\"state\":\"%s\",\"cost_today_usd\":", state_names[ga ? ga->state : 0]);
-            cm_buf_add_money(&b, ga ? ga->cost_today : 0);
+            cm_buf_add_jstr(&b, ga->address);
+            cm_buf_addf(&b, ":{\"state\":\"%s\",\"cost_today_usd\":", state_names[ga->state]);
+            cm_buf_add_money(&b, ga->cost_today);
             cm_buf_adds(&b, "}");
         }
         cm_buf_adds(&b, "}}");
