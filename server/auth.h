@@ -9,6 +9,9 @@
 
 #define CM_KEY_HASH_LEN 32
 #define CM_KEY_LEN 52 /* "cmk_" + 48 hex, without the NUL */
+/* Bytes in a key id ("key_" + 12 hex today), without the NUL: a longer
+ * path parameter names no key. */
+#define CM_KEY_ID_MAX 47
 
 /* SHA-256 of key[0..len). CM_OK or CM_EIO. */
 int cm_auth_hash(const char *key, size_t len, unsigned char out[CM_KEY_HASH_LEN]);

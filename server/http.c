@@ -251,26 +251,26 @@ static int api_key_hash(req *r, unsigned char *hash)
 }
 
 /* ?limit=: 1..1000, default 100. */
-static int limit_arg(req *r, cm_job *j, cm_apierr *e)
+static int limit_arg(req *r, int *limit, cm_apierr *e)
 {
     char tmp[16], *end;
-    j->limit = 100;
+    *limit = 100;
     int q = query_arg(r, "limit", tmp, sizeof tmp);
     if (q == 0) return CM_OK;
     long v = q > 0 ? strtol(tmp, &end, 10) : 0;
     if (q < 0 || *end || end == tmp || v < 1 || v > 1000)
         return cm_apierr_set(e, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
-    j->limit = (int)v;
+    *limit = (int)v;
     return CM_OK;
 }
 
-/* The {address_id} of the path into j->target. */
-static int address_param(req *r, cm_job *j, cm_apierr *e)
+/* The {address_id} of the path into address. */
+static int address_param(req *r, char address[CM_ADDR_MAX], cm_apierr *e)
 {
     if (cm_addr_parse(r->route.param, strlen(r->route.param), NULL) != CM_OK)
         return cm_apierr_set(e, 400, "invalid_field", "address_id",
                              "the path must name a percent-encoded address agent://ORG/ENV/NAME");
-    memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
+    memcpy(address, r->route.param, strlen(r->route.param) + 1);
     return CM_OK;
 }
 
@@ -296,67 +296,70 @@ static int fill_job(req *r, cm_job *j, cm_apierr *e)
     switch (r->route.id) {
     case CM_R_HEARTBEAT:
         j->op = CM_OP_HEARTBEAT;
-        return cm_codec_heartbeats(body, len, j->now, &j->hbs, &j->nhb, e);
+        return cm_codec_heartbeats(body, len, j->now, &j->req.heartbeat.hbs, &j->req.heartbeat.n, e);
     case CM_R_KEYS:
         if (r->method == 'G') {
             j->op = CM_OP_KEY_LIST;
             return CM_OK;
         }
         j->op = CM_OP_KEY_CREATE;
-        return cm_codec_keyreq(body, len, &j->keyreq, e);
+        return cm_codec_keyreq(body, len, &j->req.key_create, e);
     case CM_R_KEY:
         j->op = CM_OP_KEY_REVOKE;
-        if (strlen(r->route.param) > 47) return cm_apierr_set(e, 404, "not_found", NULL, "no such key in this org");
-        memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
+        if (strlen(r->route.param) > CM_KEY_ID_MAX)
+            return cm_apierr_set(e, 404, "not_found", NULL, "no such key in this org");
+        memcpy(j->req.key_revoke.id, r->route.param, strlen(r->route.param) + 1);
         return CM_OK;
     case CM_R_AGENTS:
         j->op = CM_OP_AGENT_LIST;
-        q = query_arg(r, "health", j->health, sizeof j->health);
-        if (q < 0 || (q > 0 && !one_of(j->health, healths)))
+        q = query_arg(r, "health", j->req.agent_list.health, sizeof j->req.agent_list.health);
+        if (q < 0 || (q > 0 && !one_of(j->req.agent_list.health, healths)))
             return cm_apierr_set(e, 400, "invalid_field", "health",
                                  "health must be healthy, degraded, unreachable or killed");
-        return limit_arg(r, j, e);
-    case CM_R_AGENT_SPEND:
+        return limit_arg(r, &j->req.agent_list.limit, e);
+    case CM_R_AGENT_SPEND: {
+        cm_req_spend_agent *sa = &j->req.spend_agent;
         j->op = CM_OP_SPEND_AGENT;
-        if (address_param(r, j, e) != CM_OK) return CM_EINVAL;
-        j->window = CM_WIN_DAY;
-        j->at = j->now;
+        if (address_param(r, sa->address, e) != CM_OK) return CM_EINVAL;
+        sa->window = CM_WIN_DAY;
+        sa->at = j->now;
         q = query_arg(r, "window", tmp, sizeof tmp);
-        if (q < 0 || (q > 0 && cm_window_parse(tmp, &j->window) != CM_OK))
+        if (q < 0 || (q > 0 && cm_window_parse(tmp, &sa->window) != CM_OK))
             return cm_apierr_set(e, 400, "invalid_field", "window", "window must be hour, day, week or month");
         q = query_arg(r, "at", tmp, sizeof tmp);
         /* Kept well inside 1970..9999 so every window around it prints. */
-        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &j->at) != CM_OK || j->at < 946684800 ||
-                                j->at >= 253370764800LL)))
+        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &sa->at) != CM_OK || sa->at < 946684800 ||
+                                sa->at >= 253370764800LL)))
             return cm_apierr_set(e, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
         return CM_OK;
+    }
     case CM_R_INTENT_SPEND:
         j->op = CM_OP_SPEND_INTENT;
         if (strlen(r->route.param) > CM_ID_MAX)
             return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
-        memcpy(j->target, r->route.param, strlen(r->route.param) + 1);
-        q = query_arg(r, "agent", j->agent, sizeof j->agent);
-        if (q < 0 || (q > 0 && cm_addr_parse(j->agent, strlen(j->agent), NULL) != CM_OK))
+        memcpy(j->req.spend_intent.intent_id, r->route.param, strlen(r->route.param) + 1);
+        q = query_arg(r, "agent", j->req.spend_intent.agent, sizeof j->req.spend_intent.agent);
+        if (q < 0 || (q > 0 && cm_addr_parse(j->req.spend_intent.agent, strlen(j->req.spend_intent.agent), NULL) != CM_OK))
             return cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
         return CM_OK;
     case CM_R_KILL:
         j->op = CM_OP_KILL;
-        return address_param(r, j, e);
+        return address_param(r, j->req.agent.address, e);
     case CM_R_RESUME:
         j->op = CM_OP_RESUME;
-        return address_param(r, j, e);
+        return address_param(r, j->req.agent.address, e);
     case CM_R_AGENT:
         j->op = CM_OP_AGENT_GET;
-        return address_param(r, j, e);
+        return address_param(r, j->req.agent.address, e);
     case CM_R_POLICY:
-        if (address_param(r, j, e) != CM_OK) return CM_EINVAL;
+        if (address_param(r, j->req.policy.address, e) != CM_OK) return CM_EINVAL;
         j->op = r->method == 'G' ? CM_OP_POLICY_GET : r->method == 'D' ? CM_OP_POLICY_DELETE : CM_OP_POLICY_PUT;
-        return j->op == CM_OP_POLICY_PUT ? cm_codec_policy(body, len, &j->policy, e) : CM_OK;
+        return j->op == CM_OP_POLICY_PUT ? cm_codec_policy(body, len, &j->req.policy.policy, e) : CM_OK;
     case CM_R_INTENTS:
     case CM_R_AXME_INTENTS: {
         j->op = CM_OP_INTENT;
-        j->axme = r->route.id == CM_R_AXME_INTENTS;
-        if (cm_codec_intent(body, len, j->axme, &j->intent, e) != CM_OK) return CM_EINVAL;
+        j->req.intent.axme = r->route.id == CM_R_AXME_INTENTS;
+        if (cm_codec_intent(body, len, j->req.intent.axme, &j->req.intent.body, e) != CM_OK) return CM_EINVAL;
         const char *k = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
         if (!k) return CM_OK;
         size_t n = strlen(k);
@@ -365,24 +368,24 @@ static int fill_job(req *r, cm_job *j, cm_apierr *e)
         if (bad)
             return cm_apierr_set(e, 400, "invalid_header", "Idempotency-Key",
                                  "Idempotency-Key must be 1 to %d visible ASCII characters", CM_ID_MAX);
-        memcpy(j->idem_key, k, n + 1);
+        memcpy(j->req.intent.idem_key, k, n + 1);
         return CM_OK;
     }
     case CM_R_EVENTS:
         j->op = CM_OP_EVENTS;
-        q = query_arg(r, "event_type", j->event_type, sizeof j->event_type);
-        if (q < 0 || (q > 0 && !one_of(j->event_type, event_types)))
+        q = query_arg(r, "event_type", j->req.events.event_type, sizeof j->req.events.event_type);
+        if (q < 0 || (q > 0 && !one_of(j->req.events.event_type, event_types)))
             return cm_apierr_set(e, 400, "invalid_field", "event_type",
                                  "event_type must be policy_breached, threshold_crossed, agent_killed, "
                                  "agent_resumed, health_changed or policy_changed");
-        return limit_arg(r, j, e);
+        return limit_arg(r, &j->req.events.limit, e);
     case CM_R_WEBHOOK:
         if (r->method == 'G') {
             j->op = CM_OP_WEBHOOK_GET;
             return CM_OK;
         }
         j->op = CM_OP_WEBHOOK_PUT;
-        return cm_codec_webhook(body, len, &j->webhook, e);
+        return cm_codec_webhook(body, len, &j->req.webhook_put, e);
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }

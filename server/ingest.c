@@ -219,7 +219,7 @@ enum { NCOLS = 21 };
 
 static const cm_hb *row_hb(const row *r)
 {
-    return &r->job->hbs[r->hb];
+    return &r->job->req.heartbeat.hbs[r->hb];
 }
 
 static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
@@ -330,7 +330,7 @@ static void flush(cm_ingest *in)
     if (!in->head) return;
     group *g = calloc(1, sizeof *g);
     size_t cap = 0;
-    for (cm_job *j = in->head; j && (cap == 0 || cap + j->nhb <= GROUP_ROWS); j = j->next) cap += j->nhb;
+    for (cm_job *j = in->head; j && (cap == 0 || cap + j->req.heartbeat.n <= GROUP_ROWS); j = j->next) cap += j->req.heartbeat.n;
     if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
     if (!g || !g->rows) {
         free(g);
@@ -340,14 +340,14 @@ static void flush(cm_ingest *in)
     }
     g->in = in;
     cm_job **last = &g->jobs;
-    while (in->head && g->nrows + in->head->nhb <= cap) {
+    while (in->head && g->nrows + in->head->req.heartbeat.n <= cap) {
         cm_job *j = in->head;
         in->head = j->next;
         j->next = NULL;
         *last = j;
         last = &j->next;
         if (!g->now || j->now > g->now) g->now = j->now;
-        for (size_t h = 0; h < j->nhb; h++) {
+        for (size_t h = 0; h < j->req.heartbeat.n; h++) {
             g->rows[g->nrows].job = j;
             g->rows[g->nrows].hb = h;
             g->nrows++;
@@ -390,17 +390,17 @@ static void reply_jobs(group *g)
         cm_job *next = j->next;
         j->next = NULL;
         size_t accepted = 0;
-        for (size_t h = 0; h < j->nhb; h++, r++) accepted += g->rows[r].is_new;
-        size_t dups = j->nhb - accepted;
+        for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) accepted += g->rows[r].is_new;
+        size_t dups = j->req.heartbeat.n - accepted;
         atomic_fetch_add(&in->accepted, accepted);
         atomic_fetch_add(&in->duplicates, dups);
         cm_buf b;
         cm_buf_init(&b);
         cm_buf_addf(&b, "{\"accepted\":%zu,\"duplicates\":%zu,\"agents\":{", accepted, dups);
         int first = 1;
-        for (size_t h = 0; h < j->nhb; h++) {
+        for (size_t h = 0; h < j->req.heartbeat.n; h++) {
             /* Every agent of the group has a 't' row, so ga is found. */
-            group_agent *ga = find_agent(g, j->hbs[h].agent);
+            group_agent *ga = find_agent(g, j->req.heartbeat.hbs[h].agent);
             if (!ga || ga->listed_in == j) continue;
             ga->listed_in = j;
             if (!first) cm_buf_add(&b, ",", 1);

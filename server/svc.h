@@ -1,9 +1,8 @@
-/* svc.h - the loop-thread side of every API request: who is asking (API
- * key lookup with a short cache), may they, and the reads and writes each
- * route needs.
+/* svc.h - the loop-thread side of every API request: who is asking (the API
+ * key, from a short cache or PostgreSQL) and which handler runs the job.
  *
  * Loop thread only. Jobs arrive from the bridge and leave through
- * job->done with status and body set. */
+ * job->done with status and body set. The handlers are in api_*.c. */
 #ifndef CM_SVC_H
 #define CM_SVC_H
 
@@ -18,7 +17,7 @@ typedef struct cm_svc cm_svc;
 /* What the service uses; all borrowed, all outlive it. */
 typedef struct {
     uv_loop_t *loop;
-    cm_pg_pool *reader;
+    cm_pg_pool *db; /* the API's pool: key lookups and the routes' statements */
     cm_ingest *ingest;
     cm_store *store;
     cm_notify *notify;

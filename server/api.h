@@ -1,0 +1,92 @@
+/* api.h - what every route handler on the loop thread shares: who asks, the
+ * stores a handler may use, the permission checks, the query helper, and
+ * the one place a job is answered.
+ *
+ * Loop thread only. A route family lives in its own api_<family>.c and
+ * exports one cm_api_handler per operation; svc.c maps operations to them. */
+#ifndef CM_API_H
+#define CM_API_H
+
+#include "address.h"
+#include "auth.h"
+#include "codec.h"
+#include "ingest.h"
+#include "job.h"
+#include "keycache.h"
+#include "notify.h"
+#include "pg.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <uv.h>
+
+/* What a handler may use; all borrowed, all outlive the handlers. */
+typedef struct {
+    uv_loop_t *loop;
+    cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
+    cm_ingest *ingest;
+    cm_store *store;
+    cm_notify *notify;
+    cm_keycache *keys;
+    bool fail_open;        /* admit intents unchecked while Redis is unreachable */
+} cm_api;
+
+/* A handler runs one job for `who`. It returns CM_OK once it has taken the
+ * job, which it then answers exactly once through cm_api_answer (or the
+ * helpers below that end in it); or it returns an error with e filled, and
+ * the caller answers e. */
+typedef int (*cm_api_handler)(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+/* ---- permission checks: CM_OK, or an error with e filled ---- */
+
+/* May `who` act for `address`? 400 when it is no address, 403 when it is
+ * another org's or the key is bound to another agent. */
+int cm_api_may_act_for(const cm_ident *who, const char *address, const char *field, cm_apierr *e);
+/* The agent a request names or, when it names none, the key's bound agent
+ * (copied into agent); then cm_api_may_act_for. */
+int cm_api_resolve_agent(const cm_ident *who, char agent[CM_ADDR_MAX], const char *field, cm_apierr *e);
+/* 403 unless the key is an admin key. */
+int cm_api_need_admin(const cm_ident *who, cm_apierr *e);
+/* Fills e as a 503: PostgreSQL could not take or finish a statement. */
+int cm_api_store_error(cm_apierr *e);
+
+/* ---- answering ---- */
+
+/* The one place a job leaves the loop thread: hands it back to HTTP. */
+void cm_api_answer(cm_job *j);
+/* Sets the reply to b's text (taken) and answers. */
+void cm_api_reply(cm_job *j, int status, cm_buf *b);
+/* Sets the error body of e and answers. */
+void cm_api_fail(cm_job *j, const cm_apierr *e);
+/* Answers 503: PostgreSQL could not take or finish a statement. */
+void cm_api_fail_store(cm_job *j);
+/* Sets an error body (field may be NULL) and answers. */
+void cm_api_error(cm_job *j, int status, const char *code, const char *field, const char *message);
+
+/* ---- waiting for PostgreSQL ---- */
+
+/* A job waiting for a statement, with who asked. A route that needs more
+ * state embeds this as the first member of its own struct. */
+typedef struct {
+    cm_api *api;
+    cm_job *job;
+    cm_ident who;
+} cm_api_call;
+
+/* A zeroed call of `size` bytes (>= sizeof(cm_api_call)) for j; NULL with e
+ * filled when out of memory. Freed with free(). */
+void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, cm_apierr *e);
+/* Queues sql on the API pool with cb(call). CM_OK; or, when the statement
+ * cannot be queued, frees the call, fills e and returns CM_ESTORE. */
+int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
+                 cm_apierr *e);
+/* The common start of a statement's callback: frees the call and returns
+ * its job; or, when the statement failed, answers 503 and returns NULL. */
+cm_job *cm_api_take(void *call, int rc);
+
+/* ---- JSON ---- */
+
+/* Appends "name":"value", with a leading comma unless first. */
+void cm_api_jfield(cm_buf *b, const char *name, const char *value, int first);
+
+#endif

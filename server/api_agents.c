@@ -1,0 +1,321 @@
+/* api_agents.c - reading agents: the list, one agent, an agent's or an
+ * intent's spend, the events. */
+#include "api_routes.h"
+#include "error.h"
+#include "money.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void agent_not_found(cm_job *j)
+{
+    cm_api_error(j, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
+}
+
+/* ---- the agent view, shared by the list and one agent ---- */
+
+/* Parameters: $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address
+ * or NULL. Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6
+ * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16
+ * the policy (CM_PG_POLICY_COLS), 17 its ten latest events as JSON. Health
+ * comes from the last heartbeat's age (< 90 s healthy, <= 300 s degraded). */
+#define AGENT_VIEW_SQL                                                                             \
+    "SELECT a.address, CASE WHEN a.killed THEN 'killed'" \
+    " WHEN a.last_heartbeat IS NULL THEN 'unreachable'" \
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < 90 THEN 'healthy'" \
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= 300 THEN 'degraded'" \
+    " ELSE 'unreachable' END AS health," \
+    " extract(epoch FROM a.last_heartbeat)::bigint," \
+    " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND (" \
+    "  ih.n >= c.max_intents_per_hour OR idy.n >= c.max_intents_per_day" \
+    "  OR coalesce(h.cost_nanos, 0) >= c.max_cost_per_hour OR coalesce(d.cost_nanos, 0) >= c.max_cost_per_day" \
+    "  OR coalesce(m.cost_nanos, 0) >= c.max_cost_per_month) THEN 'blocked' ELSE 'active' END," \
+    " coalesce(h.cost_nanos, 0), coalesce(d.cost_nanos, 0), coalesce(m.cost_nanos, 0), ih.n, idy.n," \
+    " c.address IS NOT NULL, c.max_intents_per_hour, c.max_intents_per_day, c.max_cost_per_hour," \
+    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds," \
+    " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id," \
+    "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
+    "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events" \
+    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END" \
+    " FROM agents a LEFT JOIN cost_policies c ON c.address = a.address" \
+    " LEFT JOIN rollup_agent h ON h.address = a.address AND h.grain = 'h' AND h.bucket = to_timestamp($3::bigint)" \
+    " LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd' AND d.bucket = to_timestamp($4::bigint)" \
+    " LEFT JOIN rollup_agent m ON m.address = a.address AND m.grain = 'm' AND m.bucket = to_timestamp($5::bigint)" \
+    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address" \
+    "  AND i.admitted_at >= to_timestamp($3::bigint)) ih" \
+    " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address" \
+    "  AND i.admitted_at >= to_timestamp($4::bigint)) idy" \
+    " WHERE a.org = $1 AND ($6::text IS NULL OR a.address = $6)"
+
+/* Fills params[0..6) for AGENT_VIEW_SQL; the strings live in `space`. */
+static void agent_view_params(const cm_job *j, const cm_ident *who, const char *address,
+                              char space[4][24], const char *params[6])
+{
+    int64_t starts[CM_WIN3];
+    cm_policy_window_starts(j->now, starts);
+    snprintf(space[0], 24, "%lld", (long long)j->now);
+    for (int w = 0; w < CM_WIN3; w++) snprintf(space[1 + w], 24, "%lld", (long long)starts[w]);
+    params[0] = who->org;
+    for (int i = 0; i < 4; i++) params[1 + i] = space[i];
+    params[5] = address;
+}
+
+static void on_agent_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{\"agents\":[");
+    for (int i = 0; i < cm_pgres_rows(res); i++) {
+        if (i) cm_buf_add(&b, ",", 1);
+        cm_buf_adds(&b, "{");
+        cm_api_jfield(&b, "address", cm_pgres_get(res, i, 0), 1);
+        cm_api_jfield(&b, "health", cm_pgres_get(res, i, 1), 0);
+        cm_buf_adds(&b, ",\"last_heartbeat\":");
+        if (cm_pgres_isnull(res, i, 2)) cm_buf_adds(&b, "null");
+        else cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 2), NULL, 10));
+        cm_buf_addf(&b, ",\"intents_today\":%s,\"cost_today_usd\":", cm_pgres_get(res, i, 8));
+        cm_buf_add_money(&b, strtoll(cm_pgres_get(res, i, 5), NULL, 10));
+        cm_api_jfield(&b, "state", cm_pgres_get(res, i, 3), 0);
+        cm_buf_adds(&b, "}");
+    }
+    cm_buf_adds(&b, "]}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_agent_list *q = &j->req.agent_list;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    char space[4][24], limit[16];
+    const char *params[8];
+    agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
+    snprintf(limit, sizeof limit, "%d", q->limit);
+    params[6] = q->health[0] ? q->health : NULL;
+    params[7] = limit;
+    return cm_api_query(c,
+                        "SELECT * FROM (" AGENT_VIEW_SQL ") v WHERE $7::text IS NULL OR v.health = $7"
+                        " ORDER BY 1 LIMIT $8::int",
+                        8, params, on_agent_list, e);
+}
+
+static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_rows(res) == 0) {
+        agent_not_found(j);
+        return;
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "address", cm_pgres_get(res, 0, 0), 1);
+    cm_api_jfield(&b, "health", cm_pgres_get(res, 0, 1), 0);
+    cm_buf_adds(&b, ",\"last_heartbeat\":");
+    if (cm_pgres_isnull(res, 0, 2)) cm_buf_adds(&b, "null");
+    else cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 2), NULL, 10));
+    cm_api_jfield(&b, "state", cm_pgres_get(res, 0, 3), 0);
+    cm_buf_adds(&b, ",\"hour\":{\"cost_usd\":");
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 4), NULL, 10));
+    cm_buf_addf(&b, ",\"intents\":%s},\"today\":{\"cost_usd\":", cm_pgres_get(res, 0, 7));
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 5), NULL, 10));
+    cm_buf_addf(&b, ",\"intents\":%s},\"month\":{\"cost_usd\":", cm_pgres_get(res, 0, 8));
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 6), NULL, 10));
+    cm_buf_adds(&b, "},\"policy\":");
+    if (strcmp(cm_pgres_get(res, 0, 9), "t") == 0) {
+        cm_policy pol;
+        cm_pg_policy(res, 0, 10, &pol);
+        cm_policy_json(&pol, &b);
+    } else {
+        cm_buf_adds(&b, "null");
+    }
+    cm_buf_adds(&b, ",\"recent_events\":");
+    cm_buf_adds(&b, cm_pgres_get(res, 0, 17));
+    cm_buf_adds(&b, "}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const char *address = j->req.agent.address;
+    if (cm_api_may_act_for(who, address, "address_id", e) != CM_OK) return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    char space[4][24];
+    const char *params[6];
+    agent_view_params(j, who, address, space, params);
+    return cm_api_query(c, AGENT_VIEW_SQL, 6, params, on_agent_get, e);
+}
+
+/* ---- spend ---- */
+
+typedef struct {
+    cm_api_call base;
+    int64_t from, to;
+} spend_call;
+
+static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    spend_call *c = arg;
+    int64_t from = c->from, to = c->to;
+    cm_job *j = cm_api_take(c, rc);
+    if (!j) return;
+    const cm_req_spend_agent *q = &j->req.spend_agent;
+    int rows = cm_pgres_rows(res);
+    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 7), "0") == 0) {
+        agent_not_found(j);
+        return;
+    }
+    int64_t tot[6] = {0};
+    for (int i = 0; i < rows; i++)
+        for (int k = 0; k < 6; k++) tot[k] += strtoll(cm_pgres_get(res, i, 1 + k), NULL, 10);
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "agent", q->address, 1);
+    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
+    cm_buf_adds(&b, ",\"from\":");
+    cm_buf_add_jtime(&b, from);
+    cm_buf_adds(&b, ",\"to\":");
+    cm_buf_add_jtime(&b, to);
+    cm_buf_adds(&b, ",\"cost_usd\":");
+    cm_buf_add_money(&b, tot[0]);
+    cm_buf_addf(&b,
+                ",\"tokens_in\":%lld,\"tokens_out\":%lld,\"llm_calls\":%lld,\"tool_calls\":%lld,"
+                "\"heartbeats\":%lld,\"intents\":0,\"series\":[",
+                (long long)tot[1], (long long)tot[2], (long long)tot[3], (long long)tot[4],
+                (long long)tot[5]);
+    for (int i = 0; i < rows; i++) {
+        if (i) cm_buf_add(&b, ",", 1);
+        cm_buf_adds(&b, "{\"from\":");
+        cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 0), NULL, 10));
+        cm_buf_adds(&b, ",\"cost_usd\":");
+        cm_buf_add_money(&b, strtoll(cm_pgres_get(res, i, 1), NULL, 10));
+        cm_buf_addf(&b, ",\"tokens_in\":%s,\"tokens_out\":%s,\"llm_calls\":%s}",
+                    cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 4));
+    }
+    cm_buf_adds(&b, "]}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_spend_agent *q = &j->req.spend_agent;
+    if (cm_api_may_act_for(who, q->address, NULL, e) != CM_OK) return CM_EFORBIDDEN;
+    spend_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    cm_window_bounds(q->window, q->at, &c->from, &c->to);
+    int64_t step = cm_window_bucket(q->window) == CM_WIN_HOUR ? 3600 : 86400;
+    char from[24], to[24], steps[16];
+    snprintf(from, sizeof from, "%lld", (long long)c->from);
+    snprintf(to, sizeof to, "%lld", (long long)c->to);
+    snprintf(steps, sizeof steps, "%lld", (long long)step);
+    const char *params[] = {q->address, from, to, steps};
+    /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
+     * session's time zone. */
+    return cm_api_query(c,
+                        "SELECT s::text, coalesce(sum(r.cost_nanos), 0)::text, coalesce(sum(r.tokens_in), 0)::text,"
+                        " coalesce(sum(r.tokens_out), 0)::text, coalesce(sum(r.llm_calls), 0)::text,"
+                        " coalesce(sum(r.tool_calls), 0)::text, coalesce(sum(r.heartbeats), 0)::text,"
+                        " (SELECT count(*) FROM agents WHERE address = $1)::text"
+                        " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
+                        " LEFT JOIN rollup_agent r ON r.address = $1 AND r.grain = 'h'"
+                        " AND r.bucket >= to_timestamp(s) AND r.bucket < to_timestamp(s + $4::bigint)"
+                        " GROUP BY s ORDER BY s",
+                        4, params, on_spend, e);
+}
+
+static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    const cm_req_spend_intent *q = &j->req.spend_intent;
+    if (cm_pgres_rows(res) == 0 || cm_pgres_isnull(res, 0, 0)) {
+        cm_api_error(j, 404, "intent_not_found", NULL, "no heartbeats of this intent for this agent");
+        return;
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "intent_id", q->intent_id, 1);
+    cm_api_jfield(&b, "agent", q->agent, 0);
+    cm_buf_adds(&b, ",\"from\":");
+    cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 0), NULL, 10));
+    cm_buf_adds(&b, ",\"to\":");
+    cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 1), NULL, 10));
+    cm_buf_adds(&b, ",\"cost_usd\":");
+    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 2), NULL, 10));
+    cm_buf_addf(&b,
+                ",\"tokens_in\":%s,\"tokens_out\":%s,\"tokens_cached\":%s,\"llm_calls\":%s,"
+                "\"tool_calls\":%s,\"heartbeats\":%s}",
+                cm_pgres_get(res, 0, 3), cm_pgres_get(res, 0, 4), cm_pgres_get(res, 0, 5),
+                cm_pgres_get(res, 0, 6), cm_pgres_get(res, 0, 7), cm_pgres_get(res, 0, 8));
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    cm_req_spend_intent *q = &j->req.spend_intent;
+    if (cm_api_resolve_agent(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {q->agent, q->intent_id};
+    return cm_api_query(c,
+                        "SELECT extract(epoch FROM min(bucket))::bigint::text,"
+                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, sum(cost_nanos)::text,"
+                        " sum(tokens_in)::text, sum(tokens_out)::text, sum(tokens_cached)::text,"
+                        " sum(llm_calls)::text, sum(tool_calls)::text, sum(heartbeats)::text"
+                        " FROM rollup_intent_hour WHERE address = $1 AND intent_id = $2",
+                        2, params, on_spend_intent, e);
+}
+
+/* ---- events ---- */
+
+static void on_events(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{\"events\":[");
+    for (int i = 0; i < cm_pgres_rows(res); i++) {
+        if (i) cm_buf_add(&b, ",", 1);
+        cm_buf_addf(&b, "{\"id\":%s,", cm_pgres_get(res, i, 0));
+        cm_api_jfield(&b, "event_type", cm_pgres_get(res, i, 1), 1);
+        cm_buf_adds(&b, ",\"agent\":");
+        if (cm_pgres_isnull(res, i, 2)) cm_buf_adds(&b, "null");
+        else cm_buf_add_jstr(&b, cm_pgres_get(res, i, 2));
+        cm_buf_adds(&b, ",\"ts\":");
+        cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 3), NULL, 10));
+        cm_buf_adds(&b, ",\"details\":");
+        cm_buf_adds(&b, cm_pgres_get(res, i, 4));
+        cm_buf_adds(&b, "}");
+    }
+    cm_buf_adds(&b, "]}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_events *q = &j->req.events;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", q->limit);
+    const char *params[] = {who->org, q->event_type[0] ? q->event_type : NULL, limit,
+                            who->agent[0] ? who->agent : NULL};
+    return cm_api_query(c,
+                        "SELECT id::text, event_type, address, extract(epoch FROM ts)::bigint, details::text"
+                        " FROM events WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
+                        " AND ($4::text IS NULL OR address = $4) ORDER BY events.id DESC LIMIT $3::int",
+                        4, params, on_events, e);
+}

@@ -1,0 +1,262 @@
+/* api_control.c - controlling agents: cost policies, the kill switch, and
+ * the org's webhook. Each change is recorded in PostgreSQL, then mirrored
+ * into Redis (where admission reads it), then answered. */
+#include "api_routes.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Answers a change PostgreSQL holds but Redis did not confirm: the next
+ * Redis rebuild applies it, and a retry is harmless. */
+static void fail_unmirrored(cm_job *j, const char *what)
+{
+    cm_api_error(j, 503, "store_unavailable", NULL, what);
+}
+
+/* ---- cost policies ---- */
+
+static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
+{
+    (void)reply;
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    free(c);
+    if (rc != CM_OK) {
+        fail_unmirrored(j, "the policy is saved but Redis did not confirm it; retry");
+    } else if (j->op == CM_OP_POLICY_DELETE) {
+        j->status = 204;
+        cm_api_answer(j);
+    } else {
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_policy_json(&j->req.policy.policy, &b);
+        cm_api_reply(j, 200, &b);
+    }
+}
+
+/* Mirrors the job's policy (or its absence) into Redis, then answers. */
+static void mirror_policy(cm_api_call *c)
+{
+    cm_job *j = c->job;
+    const cm_req_policy *q = &j->req.policy;
+    if (cm_store_put_policy(c->api->store, q->address, j->op == CM_OP_POLICY_DELETE ? NULL : &q->policy,
+                            on_policy_mirrored, c) != CM_OK)
+        on_policy_mirrored(c, CM_ESTORE, NULL);
+}
+
+static void mirror_policy_after(void *arg, int rc)
+{
+    (void)rc; /* a lost event is logged; the policy itself is saved */
+    mirror_policy(arg);
+}
+
+static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    if (rc != CM_OK || (j->op == CM_OP_POLICY_DELETE && cm_pgres_affected(res) == 0)) {
+        cm_apierr e;
+        if (rc != CM_OK) cm_api_store_error(&e);
+        else cm_apierr_set(&e, 404, "policy_not_found", NULL, "this agent has no cost policy");
+        free(c);
+        cm_api_fail(j, &e);
+        return;
+    }
+    cm_buf d;
+    cm_buf_init(&d);
+    cm_buf_adds(&d, "{\"policy\":");
+    if (j->op == CM_OP_POLICY_DELETE) cm_buf_adds(&d, "null");
+    else cm_policy_json(&j->req.policy.policy, &d);
+    cm_buf_adds(&d, "}");
+    char *details = cm_buf_take(&d, NULL);
+    /* Answer once the event is readable, so a client that lists events
+     * right after sees it. */
+    if (details)
+        cm_notify_event(c->api->notify, c->who.org, j->req.policy.address, "policy_changed", details, false,
+                        mirror_policy_after, c);
+    else mirror_policy(c);
+    free(details);
+}
+
+int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_policy *q = &j->req.policy;
+    if (cm_api_need_admin(who, e) != CM_OK || cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK)
+        return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    char lim[CM_LIM_COUNT][24];
+    const char *params[9];
+    params[0] = q->address;
+    params[1] = who->org;
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        snprintf(lim[i], sizeof lim[i], "%lld", (long long)q->policy.limit[i]);
+        params[2 + i] = q->policy.has[i] ? lim[i] : NULL;
+    }
+    params[7] = q->policy.block ? "block" : "alert";
+    cm_buf t;
+    cm_buf_init(&t);
+    cm_policy_thresh_text(&q->policy, &t);
+    char *thresh = cm_buf_take(&t, NULL);
+    params[8] = thresh ? thresh : "";
+    int rc = cm_api_query(c,
+                          "INSERT INTO cost_policies AS c (address, org, max_intents_per_hour, max_intents_per_day,"
+                          " max_cost_per_hour, max_cost_per_day, max_cost_per_month, action_on_breach,"
+                          " alert_thresholds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                          " ON CONFLICT (address) DO UPDATE SET"
+                          " max_intents_per_hour = excluded.max_intents_per_hour,"
+                          " max_intents_per_day = excluded.max_intents_per_day,"
+                          " max_cost_per_hour = excluded.max_cost_per_hour,"
+                          " max_cost_per_day = excluded.max_cost_per_day,"
+                          " max_cost_per_month = excluded.max_cost_per_month,"
+                          " action_on_breach = excluded.action_on_breach,"
+                          " alert_thresholds = excluded.alert_thresholds, updated_at = now()",
+                          9, params, on_policy_saved, e);
+    free(thresh);
+    return rc;
+}
+
+int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_policy *q = &j->req.policy;
+    if (cm_api_need_admin(who, e) != CM_OK || cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK)
+        return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {q->address};
+    return cm_api_query(c, "DELETE FROM cost_policies WHERE address = $1", 1, params, on_policy_saved, e);
+}
+
+static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_rows(res) == 0) {
+        cm_api_error(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
+        return;
+    }
+    cm_policy pol;
+    cm_pg_policy(res, 0, 0, &pol);
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_policy_json(&pol, &b);
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_policy *q = &j->req.policy;
+    if (cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK) return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {q->address};
+    return cm_api_query(c, "SELECT " CM_PG_POLICY_COLS " FROM cost_policies WHERE address = $1", 1, params,
+                        on_policy_get, e);
+}
+
+/* ---- kill switch ---- */
+
+static void on_kill_mirrored(void *arg, int rc, const cm_store_reply *reply)
+{
+    (void)reply;
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    free(c);
+    if (rc != CM_OK) {
+        fail_unmirrored(j, "saved, but Redis did not confirm it; retry");
+        return;
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "address", j->req.agent.address, 1);
+    cm_api_jfield(&b, "state", j->op == CM_OP_KILL ? "killed" : "active", 0);
+    cm_buf_adds(&b, ",\"killed\":");
+    cm_buf_adds(&b, j->op == CM_OP_KILL ? "true}" : "false}");
+    cm_api_reply(j, 200, &b);
+}
+
+/* After the event is recorded: the kill flag into Redis, then the answer. */
+static void mirror_kill(void *arg, int rc)
+{
+    (void)rc;
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    if (cm_store_put_killed(c->api->store, j->req.agent.address, j->op == CM_OP_KILL, on_kill_mirrored, c) !=
+        CM_OK)
+        on_kill_mirrored(c, CM_ESTORE, NULL);
+}
+
+static void on_killed(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    if (rc != CM_OK || cm_pgres_affected(res) == 0) {
+        cm_apierr e;
+        if (rc != CM_OK) cm_api_store_error(&e);
+        else cm_apierr_set(&e, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
+        free(c);
+        cm_api_fail(j, &e);
+        return;
+    }
+    cm_notify_event(c->api->notify, c->who.org, j->req.agent.address,
+                    j->op == CM_OP_KILL ? "agent_killed" : "agent_resumed", "{}", true, mirror_kill, c);
+}
+
+/* CM_OP_KILL and CM_OP_RESUME. */
+int cm_api_kill(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const char *address = j->req.agent.address;
+    if (cm_api_need_admin(who, e) != CM_OK || cm_api_may_act_for(who, address, "address_id", e) != CM_OK)
+        return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {address, j->op == CM_OP_KILL ? "true" : "false"};
+    return cm_api_query(c, "UPDATE agents SET killed = $2::boolean WHERE address = $1", 2, params, on_killed, e);
+}
+
+/* ---- webhook ---- */
+
+static void on_webhook(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    if (j->op == CM_OP_WEBHOOK_GET && cm_pgres_rows(res) == 0) {
+        cm_api_error(j, 404, "webhook_not_found", NULL, "this org has no webhook");
+        return;
+    }
+    /* The secret is write-only: never echoed. */
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "url", j->op == CM_OP_WEBHOOK_GET ? cm_pgres_get(res, 0, 0) : j->req.webhook_put.url, 1);
+    cm_buf_adds(&b, ",\"secret_set\":true}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_webhook_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    if (cm_api_need_admin(who, e) != CM_OK) return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {who->org, j->req.webhook_put.url, j->req.webhook_put.secret};
+    return cm_api_query(c,
+                        "INSERT INTO webhooks (org, url, secret) VALUES ($1, $2, $3) ON CONFLICT (org) DO UPDATE"
+                        " SET url = excluded.url, secret = excluded.secret, updated_at = now()",
+                        3, params, on_webhook, e);
+}
+
+int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    if (cm_api_need_admin(who, e) != CM_OK) return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {who->org};
+    return cm_api_query(c, "SELECT url FROM webhooks WHERE org = $1", 1, params, on_webhook, e);
+}

@@ -1,0 +1,35 @@
+/* api_routes.h - the handler of every operation, one route family per file:
+ *   api_heartbeats.c  heartbeats into the group commit
+ *   api_keys.c        API keys
+ *   api_agents.c      agent reads: list, one agent, spend, events
+ *   api_control.c     cost policies, kill/resume, webhook
+ *   api_intents.c     intent admission
+ * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
+#ifndef CM_API_ROUTES_H
+#define CM_API_ROUTES_H
+
+#include "api.h"
+
+int cm_api_heartbeat(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+int cm_api_key_create(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_key_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_key_revoke(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* CM_OP_KILL and CM_OP_RESUME. */
+int cm_api_kill(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_webhook_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+#endif

@@ -1,0 +1,27 @@
+#include "job.h"
+
+#include <stdlib.h>
+
+void cm_job_reply(cm_job *j, int status, cm_buf *b)
+{
+    free(j->body);
+    j->body = cm_buf_take(b, &j->body_len);
+    j->status = j->body ? status : 500;
+    if (!j->body) j->body_len = 0;
+}
+
+void cm_job_fail(cm_job *j, int status, const char *code, const char *field, const char *message)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_add_error(&b, code, message, field);
+    cm_job_reply(j, status, &b);
+}
+
+void cm_job_free(cm_job *j)
+{
+    if (!j) return;
+    if (j->op == CM_OP_HEARTBEAT) free(j->req.heartbeat.hbs);
+    free(j->body);
+    free(j);
+}

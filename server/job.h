@@ -1,0 +1,137 @@
+/* job.h - one API request on its way from an HTTP thread to the loop thread
+ * and back: the operation, who asks, its decoded request and, once the loop
+ * thread is done, the reply.
+ *
+ * A job carries the request type of its operation only (as libuv's
+ * uv_any_req): `op` says which member of `req` is valid. The HTTP thread
+ * fills the request; the loop thread fills the reply and calls done. */
+#ifndef CM_JOB_H
+#define CM_JOB_H
+
+#include "auth.h"
+#include "buf.h"
+#include "codec.h"
+#include "timeutil.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    CM_OP_HEARTBEAT = 0, /* req.heartbeat */
+    CM_OP_KEY_CREATE,    /* req.key_create */
+    CM_OP_KEY_LIST,      /* no request fields */
+    CM_OP_KEY_REVOKE,    /* req.key_revoke */
+    CM_OP_AGENT_LIST,    /* req.agent_list */
+    CM_OP_AGENT_GET,     /* req.agent */
+    CM_OP_SPEND_AGENT,   /* req.spend_agent */
+    CM_OP_SPEND_INTENT,  /* req.spend_intent */
+    CM_OP_EVENTS,        /* req.events */
+    CM_OP_POLICY_PUT,    /* req.policy */
+    CM_OP_POLICY_GET,    /* req.policy (address only) */
+    CM_OP_POLICY_DELETE, /* req.policy (address only) */
+    CM_OP_KILL,          /* req.agent */
+    CM_OP_RESUME,        /* req.agent */
+    CM_OP_WEBHOOK_PUT,   /* req.webhook_put */
+    CM_OP_WEBHOOK_GET,   /* no request fields */
+    CM_OP_INTENT,        /* req.intent */
+    CM_OP_COUNT
+} cm_op;
+
+/* POST /v1/mesh/heartbeat: the decoded heartbeats. */
+typedef struct {
+    cm_hb *hbs; /* owned, freed by cm_job_free */
+    size_t n;
+} cm_req_heartbeat;
+
+/* DELETE /v1/keys/{id}. */
+typedef struct {
+    char id[CM_KEY_ID_MAX + 1];
+} cm_req_key_revoke;
+
+/* GET /v1/mesh/agents. */
+typedef struct {
+    char health[16]; /* ?health=, "" for all */
+    int limit;
+} cm_req_agent_list;
+
+/* A route whose only parameter is an agent's address: one agent, kill,
+ * resume. */
+typedef struct {
+    char address[CM_ADDR_MAX];
+} cm_req_agent;
+
+/* GET /v1/mesh/agents/{address}/spend. */
+typedef struct {
+    char address[CM_ADDR_MAX];
+    cm_window window;
+    int64_t at; /* a time inside the window, Unix seconds */
+} cm_req_spend_agent;
+
+/* GET /v1/mesh/intents/{intent_id}/spend. */
+typedef struct {
+    char intent_id[CM_ID_MAX + 1];
+    char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent */
+} cm_req_spend_intent;
+
+/* GET /v1/mesh/events. */
+typedef struct {
+    char event_type[32]; /* ?event_type=, "" for all */
+    int limit;
+} cm_req_events;
+
+/* PUT, GET, DELETE /v1/mesh/agents/{address}/policies/cost. */
+typedef struct {
+    char address[CM_ADDR_MAX];
+    cm_policy policy; /* the PUT body */
+} cm_req_policy;
+
+/* POST /v1/mesh/intents and the AXME form POST /v1/intents. */
+typedef struct {
+    cm_intentreq body;
+    bool axme;
+    char idem_key[CM_ID_MAX + 1]; /* Idempotency-Key header, "" when none */
+} cm_req_intent;
+
+typedef struct cm_job cm_job;
+
+struct cm_job {
+    cm_job *next; /* queue link, owned by whoever holds the job */
+    cm_op op;
+    int64_t now;  /* arrival, Unix seconds */
+    unsigned char key_hash[CM_KEY_HASH_LEN]; /* every job has a key: none is a 401 at the door */
+
+    union {
+        cm_req_heartbeat heartbeat;
+        cm_keyreq key_create;
+        cm_req_key_revoke key_revoke;
+        cm_req_agent_list agent_list;
+        cm_req_agent agent;
+        cm_req_spend_agent spend_agent;
+        cm_req_spend_intent spend_intent;
+        cm_req_events events;
+        cm_req_policy policy;
+        cm_webhookreq webhook_put;
+        cm_req_intent intent;
+    } req;
+
+    /* Reply, filled on the loop thread before done(). */
+    int status;
+    char *body;        /* owned, JSON text, NUL-terminated */
+    size_t body_len;
+    long retry_after;  /* > 0: a Retry-After header, seconds */
+
+    /* Hands the finished job back; called on the loop thread, so it must
+     * only do thread-safe things. */
+    void (*done)(cm_job *j);
+    void *done_arg;
+};
+
+/* Sets the reply: status and the text of b (taken; b is reset). An
+ * allocation failure becomes a bodiless 500. */
+void cm_job_reply(cm_job *j, int status, cm_buf *b);
+/* Sets an error reply with the JSON error body. field may be NULL. */
+void cm_job_fail(cm_job *j, int status, const char *code, const char *field, const char *message);
+/* Frees the job and what its request owns. NULL is a no-op. */
+void cm_job_free(cm_job *j);
+
+#endif

@@ -1,0 +1,42 @@
+/* keycache.h - who an API key is, remembered for a short while so that most
+ * requests need no PostgreSQL lookup; "no such key" is remembered too.
+ *
+ * A fixed table indexed by the key's hash; a newer entry evicts an older
+ * one in its slot. No I/O, no locking: one owner thread. */
+#ifndef CM_KEYCACHE_H
+#define CM_KEYCACHE_H
+
+#include "address.h"
+#include "auth.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Who a key is. */
+typedef struct {
+    char id[CM_KEY_ID_MAX + 1];
+    char org[CM_ADDR_SEG_MAX + 1];
+    bool admin;
+    char agent[CM_ADDR_MAX]; /* bound address or "" */
+} cm_ident;
+
+typedef struct cm_keycache cm_keycache;
+
+/* ttl_ms 0 disables caching. */
+int cm_keycache_new(int ttl_ms, cm_keycache **out);
+void cm_keycache_free(cm_keycache *c);
+
+typedef enum { CM_KEYCACHE_MISS = 0, CM_KEYCACHE_FOUND, CM_KEYCACHE_UNKNOWN } cm_keycache_hit;
+
+/* Looks hash up at time now_ms: FOUND fills who; UNKNOWN is a remembered
+ * "no such key"; MISS means ask PostgreSQL. */
+cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN],
+                                uint64_t now_ms, cm_ident *who);
+/* Remembers what PostgreSQL said: who, or NULL for no such key. */
+void cm_keycache_put(cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], uint64_t now_ms,
+                     const cm_ident *who);
+/* Forgets the key with this id at once (it was revoked here; other
+ * replicas trust their cache for at most the ttl). */
+void cm_keycache_forget(cm_keycache *c, const char *id);
+
+#endif
