@@ -1,5 +1,6 @@
 #include "ingest.h"
 #include "error.h"
+#include "jobq.h"
 #include "log.h"
 #include "policy.h"
 
@@ -120,7 +121,7 @@ struct cm_ingest {
     cm_pg_pool *writer;
     cm_store *store;
     cm_notify *notify;
-    cm_job *head, *tail;
+    cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* groups sent to PostgreSQL, not yet answered */
     int rebuilding;
     int rebuild_again;
@@ -169,8 +170,7 @@ static void on_closed(uv_handle_t *h)
 void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
-    fail_jobs(in, in->head, 503, "shutting_down", "the server is stopping; retry");
-    in->head = in->tail = NULL;
+    fail_jobs(in, cm_jobq_take(&in->waiting).head, 503, "shutting_down", "the server is stopping; retry");
     uv_close((uv_handle_t *)&in->retry, on_closed);
 }
 
@@ -192,10 +192,7 @@ unsigned long long cm_ingest_duplicates(const cm_ingest *in)
 void cm_ingest_submit(cm_ingest *in, cm_job *j)
 {
     atomic_fetch_add(&in->backlog, 1);
-    j->next = NULL;
-    if (in->tail) in->tail->next = j;
-    else in->head = j;
-    in->tail = j;
+    cm_jobq_push(&in->waiting, j);
     if (in->inflight < MAX_INFLIGHT) flush(in);
 }
 
@@ -321,29 +318,26 @@ static void send_group(group *g)
         fail_jobs(in, g->jobs, 503, "store_unavailable",
                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
         group_free(g);
-        if (in->head) flush(in);
+        if (in->waiting.head) flush(in);
     }
 }
 
 static void flush(cm_ingest *in)
 {
-    if (!in->head) return;
+    if (!in->waiting.head) return;
     group *g = calloc(1, sizeof *g);
     size_t cap = 0;
-    for (cm_job *j = in->head; j && (cap == 0 || cap + j->nhb <= GROUP_ROWS); j = j->next) cap += j->nhb;
+    for (cm_job *j = in->waiting.head; j && (cap == 0 || cap + j->nhb <= GROUP_ROWS); j = j->next) cap += j->nhb;
     if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
     if (!g || !g->rows) {
         free(g);
-        fail_jobs(in, in->head, 503, "internal", "out of memory; retry");
-        in->head = in->tail = NULL;
+        fail_jobs(in, cm_jobq_take(&in->waiting).head, 503, "internal", "out of memory; retry");
         return;
     }
     g->in = in;
     cm_job **last = &g->jobs;
-    while (in->head && g->nrows + in->head->nhb <= cap) {
-        cm_job *j = in->head;
-        in->head = j->next;
-        j->next = NULL;
+    while (in->waiting.head && g->nrows + in->waiting.head->nhb <= cap) {
+        cm_job *j = cm_jobq_pop(&in->waiting);
         *last = j;
         last = &j->next;
         if (!g->now || j->now > g->now) g->now = j->now;
@@ -353,7 +347,6 @@ static void flush(cm_ingest *in)
             g->nrows++;
         }
     }
-    if (!in->head) in->tail = NULL;
     in->inflight++;
     if (mark_dups(g) != CM_OK) {
         in->inflight--;

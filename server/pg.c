@@ -1,6 +1,7 @@
 #include "pg.h"
 #include "error.h"
 #include "log.h"
+#include "queue.h"
 
 #include <libpq-fe.h>
 #include <stdatomic.h>
@@ -19,6 +20,8 @@ typedef struct query {
     cm_pg_cb cb;
     void *arg;
 } query;
+
+CM_QUEUE_DEFINE(queryq, query, next)
 
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
@@ -40,8 +43,7 @@ struct cm_pg_pool {
     char name[16];
     int n;
     conn *conns;
-    query *head, *tail;
-    size_t queued;
+    queryq waiting;      /* statements no connection has taken yet */
     _Atomic int up;      /* connections IDLE or BUSY, read by HTTP threads */
     _Atomic size_t backlog;
     int closing;
@@ -103,14 +105,10 @@ static int watch(conn *c, int events)
 
 static void fail_queue(cm_pg_pool *p)
 {
-    while (p->head) {
-        query *q = p->head;
-        p->head = q->next;
-        p->queued--;
+    for (query *q; (q = queryq_pop(&p->waiting));) {
         atomic_fetch_sub(&p->backlog, 1);
         finish(q, CM_ESTORE, NULL, NULL);
     }
-    p->tail = NULL;
 }
 
 static void on_retry(uv_timer_t *t)
@@ -190,10 +188,7 @@ static void start_connect(conn *c)
 static void send_next(conn *c)
 {
     cm_pg_pool *p = c->pool;
-    query *q = p->head;
-    p->head = q->next;
-    if (!p->head) p->tail = NULL;
-    p->queued--;
+    query *q = queryq_pop(&p->waiting);
     c->cur = q;
     c->state = C_BUSY;
     if (!PQsendQueryParams(c->pg, q->sql, q->n, NULL, (const char *const *)q->params, NULL,
@@ -207,7 +202,7 @@ static void send_next(conn *c)
 
 static void dispatch(cm_pg_pool *p)
 {
-    for (int i = 0; i < p->n && p->head; i++)
+    for (int i = 0; i < p->n && p->waiting.head; i++)
         if (p->conns[i].state == C_IDLE) send_next(&p->conns[i]);
 }
 
@@ -251,7 +246,7 @@ static void read_results(conn *c)
             finish(q, CM_ESTORE, NULL, state);
         }
         PQclear(res);
-        if (c->state == C_IDLE && c->pool->head) send_next(c);
+        if (c->state == C_IDLE && c->pool->waiting.head) send_next(c);
         return;
     }
     if (c->state == C_IDLE) {
@@ -360,10 +355,7 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
         if (params[i] && !(q->params[i] = strdup(params[i]))) goto oom;
     q->cb = cb;
     q->arg = arg;
-    if (p->tail) p->tail->next = q;
-    else p->head = q;
-    p->tail = q;
-    p->queued++;
+    queryq_push(&p->waiting, q);
     atomic_fetch_add(&p->backlog, 1);
     dispatch(p);
     return CM_OK;
