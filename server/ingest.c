@@ -13,9 +13,6 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
-/* Statements in flight at once, one per writer connection: the statement's
- * CPU in PostgreSQL, not the commit's fsync, is what takes the time. */
-#define MAX_INFLIGHT 2
 #define CHECK_CHUNK 100 /* agents per CHECK call */
 
 /* The one statement of a group commit (data-modifying CTEs always run to
@@ -193,7 +190,7 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 {
     atomic_fetch_add(&in->backlog, 1);
     cm_jobq_push(&in->waiting, j);
-    if (in->inflight < MAX_INFLIGHT) flush(in);
+    if (in->inflight < CM_INGEST_WRITERS) flush(in);
 }
 
 /* ---- array parameters in PostgreSQL's text form ---- */

@@ -105,7 +105,7 @@ int main(int argc, char **argv)
     if (uv_loop_init(&a.loop) != 0) return die("cannot create the event loop");
     uv_async_init(&a.loop, &a.stop, on_stop);
     a.stop.data = &a;
-    if (cm_pg_pool_new(&a.loop, cfg.database_url, 2, "writer", &a.writer) != CM_OK ||
+    if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "writer", &a.writer) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "reader", &a.reader) != CM_OK ||
         cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
         cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.reader, a.hooks, &a.notify) != CM_OK ||
