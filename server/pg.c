@@ -1,4 +1,5 @@
 #include "pg.h"
+#include "backoff.h"
 #include "error.h"
 #include "log.h"
 #include "queue.h"
@@ -34,7 +35,7 @@ typedef struct conn {
     query *cur;
     PGresult *result; /* of cur, kept until its last result arrives */
     uv_timer_t retry;
-    int backoff_ms;
+    cm_backoff backoff;
 } conn;
 
 struct cm_pg_pool {
@@ -139,9 +140,7 @@ static void lose(conn *c, const char *why)
     }
     if (atomic_load(&p->up) == 0) fail_queue(p);
     if (p->closing) return;
-    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
-    if (c->backoff_ms > 5000) c->backoff_ms = 5000;
-    uv_timer_start(&c->retry, on_retry, (uint64_t)c->backoff_ms, 0);
+    uv_timer_start(&c->retry, on_retry, cm_backoff_next(&c->backoff), 0);
 }
 
 static void connect_step(conn *c)
@@ -159,7 +158,7 @@ static void connect_step(conn *c)
             return;
         }
         c->state = C_IDLE;
-        c->backoff_ms = 0;
+        cm_backoff_reset(&c->backoff);
         atomic_fetch_add(&c->pool->up, 1);
         cm_log(CM_LOG_INFO, "event=pg_connected pool=%s", c->pool->name);
         dispatch(c->pool);

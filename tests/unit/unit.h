@@ -60,5 +60,6 @@ void test_routes(void);
 void test_codec(void);
 void test_policy(void);
 void test_queue(void);
+void test_backoff(void);
 
 #endif
