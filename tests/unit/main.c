@@ -18,6 +18,7 @@ int main(void)
     test_policy();
     test_queue();
     test_backoff();
+    test_health();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

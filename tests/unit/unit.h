@@ -61,5 +61,6 @@ void test_codec(void);
 void test_policy(void);
 void test_queue(void);
 void test_backoff(void);
+void test_health(void);
 
 #endif
