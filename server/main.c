@@ -6,6 +6,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "migrate.h"
 #include "notify.h"
 #include "pg.h"
 #include "store.h"
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
     explicit_bzero(cfg.admin_key, sizeof cfg.admin_key);
 
     if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
-    if (cm_pg_migrate(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)
+    if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)
         return die(err);
 
     /* Signals go to the main thread only: block them before any thread. */

@@ -10,9 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const char *const cm_schema_names[];
-extern const char *const cm_schema_sql[];
-
 typedef struct query {
     struct query *next;
     char *sql;
@@ -395,75 +392,41 @@ void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out)
     cm_policy_thresh_parse(cm_pgres_get(r, row, col + 6), out);
 }
 
-static int exec_ok(PGconn *pg, const char *sql, int n, const char *const *params, char *err,
-                   size_t errsz)
+/* Copies a libpq message after prefix, cut at its first line break: error
+ * texts are one line. A NULL err is a caller that ignores the failure. */
+static void put_err(char *err, size_t errsz, const char *prefix, const char *msg)
 {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (!ok) {
-        snprintf(err, errsz, "%s", PQresultErrorMessage(r));
-        err[strcspn(err, "\r\n")] = '\0';
-    }
-    int found = ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0;
-    PQclear(r);
-    return ok ? (found ? 1 : 0) : -1;
+    if (!err || errsz == 0) return;
+    snprintf(err, errsz, "%s%s", prefix, msg);
+    err[strcspn(err, "\r\n")] = '\0';
 }
 
-int cm_pg_migrate(const char *conninfo, const char *key_bytea, const char *org, char *err, size_t errsz)
+int cm_pg_blocking_open(const char *conninfo, cm_pg_blocking **out, char *err, size_t errsz)
 {
     PGconn *pg = PQconnectdb(conninfo);
     if (PQstatus(pg) != CONNECTION_OK) {
-        snprintf(err, errsz, "cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
-        err[strcspn(err, "\r\n")] = '\0';
+        put_err(err, errsz, "cannot connect to PostgreSQL: ", PQerrorMessage(pg));
         PQfinish(pg);
         return CM_ESTORE;
     }
-    int rc = CM_ESTORE;
-    PGresult *quiet = PQexec(pg, "SET client_min_messages = warning");
-    PQclear(quiet);
-    if (exec_ok(pg, "SELECT pg_advisory_lock(7366001)", 0, NULL, err, errsz) < 0) goto out;
-    if (exec_ok(pg,
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, "
-                "applied_at timestamptz NOT NULL DEFAULT now())",
-                0, NULL, err, errsz) < 0)
-        goto unlock;
-    for (int i = 0; cm_schema_names[i]; i++) {
-        const char *name = cm_schema_names[i];
-        int have = exec_ok(pg, "SELECT 1 FROM schema_migrations WHERE name = $1", 1, &name, err, errsz);
-        if (have < 0) goto unlock;
-        if (have) continue;
-        if (exec_ok(pg, "BEGIN", 0, NULL, err, errsz) < 0) goto unlock;
-        PGresult *r = PQexec(pg, cm_schema_sql[i]);
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (!ok) {
-            snprintf(err, errsz, "migration %s failed: %s", name, PQresultErrorMessage(r));
-            err[strcspn(err, "\r\n")] = '\0';
-        }
-        PQclear(r);
-        if (!ok || exec_ok(pg, "INSERT INTO schema_migrations (name) VALUES ($1)", 1, &name, err, errsz) < 0 ||
-            exec_ok(pg, "COMMIT", 0, NULL, err, errsz) < 0) {
-            PGresult *rb = PQexec(pg, "ROLLBACK");
-            PQclear(rb);
-            goto unlock;
-        }
-        cm_log(CM_LOG_INFO, "event=migration_applied name=%s", name);
-    }
-    if (key_bytea) {
-        char id[32];
-        snprintf(id, sizeof id, "key_boot_%.8s", key_bytea + 2);
-        const char *params[] = {id, org, key_bytea};
-        if (exec_ok(pg,
-                    "INSERT INTO api_keys (id, org, role, name, key_hash) "
-                    "VALUES ($1, $2, 'admin', 'bootstrap', $3::bytea) ON CONFLICT (key_hash) DO NOTHING",
-                    3, params, err, errsz) < 0)
-            goto unlock;
-    }
-    rc = CM_OK;
-unlock:
-    if (exec_ok(pg, "SELECT pg_advisory_unlock(7366001)", 0, NULL, err, errsz) < 0 && rc == CM_OK)
-        rc = CM_ESTORE;
-out:
-    PQfinish(pg);
+    *out = (cm_pg_blocking *)pg;
+    return CM_OK;
+}
+
+int cm_pg_blocking_exec(cm_pg_blocking *db, const char *sql, int n, const char *const *params, char *err,
+                        size_t errsz)
+{
+    PGconn *pg = (PGconn *)db;
+    /* Only the simple protocol (PQexec) takes several statements at once. */
+    PGresult *r = n ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = st == PGRES_TUPLES_OK ? PQntuples(r) : st == PGRES_COMMAND_OK ? 0 : CM_ESTORE;
+    if (rc < 0) put_err(err, errsz, "", PQresultErrorMessage(r));
+    PQclear(r);
     return rc;
+}
+
+void cm_pg_blocking_close(cm_pg_blocking *db)
+{
+    PQfinish((PGconn *)db);
 }
