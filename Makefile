@@ -25,7 +25,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Iserver -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFL
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 # Modules with no library dependency: unit-tested without servers.
-PURE_SRC := server/error.c server/money.c server/timeutil.c server/address.c
+PURE_SRC := server/error.c server/money.c server/timeutil.c server/address.c server/backoff.c
 SERVER_SRC := $(wildcard server/*.c)
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SERVER_SRC)) $(BUILD)/obj/gen/schema_sql.o
 LIB_OBJ := $(filter-out $(BUILD)/obj/server/main.o,$(SERVER_OBJ))

@@ -2,6 +2,7 @@
  * intent's spend, the events. */
 #include "api_routes.h"
 #include "error.h"
+#include "health.h"
 #include "money.h"
 
 #include <stdio.h>
@@ -19,12 +20,12 @@ static void agent_not_found(cm_job *j)
  * or NULL. Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6
  * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16
  * the policy (CM_PG_POLICY_COLS), 17 its ten latest events as JSON. Health
- * comes from the last heartbeat's age (< 90 s healthy, <= 300 s degraded). */
+ * comes from the last heartbeat's age (health.h). */
 #define AGENT_VIEW_SQL                                                                             \
     "SELECT a.address, CASE WHEN a.killed THEN 'killed'" \
     " WHEN a.last_heartbeat IS NULL THEN 'unreachable'" \
-    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < 90 THEN 'healthy'" \
-    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= 300 THEN 'degraded'" \
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < " CM_HEALTH_HEALTHY_SQL " THEN 'healthy'" \
+    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= " CM_HEALTH_DEGRADED_SQL " THEN 'degraded'" \
     " ELSE 'unreachable' END AS health," \
     " extract(epoch FROM a.last_heartbeat)::bigint," \
     " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND (" \

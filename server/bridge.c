@@ -7,7 +7,7 @@
 struct cm_bridge {
     uv_async_t async;
     pthread_mutex_t lock;
-    cm_job *head, *tail; /* under lock */
+    cm_jobq jobs;        /* under lock */
     int closed;          /* under lock */
     cm_bridge_fn fn;
     void *arg;
@@ -17,15 +17,9 @@ static void drain(uv_async_t *h)
 {
     cm_bridge *b = h->data;
     pthread_mutex_lock(&b->lock);
-    cm_job *j = b->head;
-    b->head = b->tail = NULL;
+    cm_jobq batch = cm_jobq_take(&b->jobs);
     pthread_mutex_unlock(&b->lock);
-    while (j) {
-        cm_job *next = j->next;
-        j->next = NULL;
-        b->fn(b->arg, j);
-        j = next;
-    }
+    for (cm_job *j; (j = cm_jobq_pop(&batch));) b->fn(b->arg, j);
 }
 
 int cm_bridge_new(uv_loop_t *loop, cm_bridge_fn fn, void *arg, cm_bridge **out)
@@ -50,10 +44,7 @@ int cm_bridge_submit(cm_bridge *b, cm_job *j)
         pthread_mutex_unlock(&b->lock);
         return CM_ESHUTDOWN;
     }
-    j->next = NULL;
-    if (b->tail) b->tail->next = j;
-    else b->head = j;
-    b->tail = j;
+    cm_jobq_push(&b->jobs, j);
     pthread_mutex_unlock(&b->lock);
     uv_async_send(&b->async);
     return CM_OK;

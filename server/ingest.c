@@ -12,9 +12,6 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
-/* Statements in flight at once, one per writer connection: the statement's
- * CPU in PostgreSQL, not the commit's fsync, is what takes the time. */
-#define MAX_INFLIGHT 2
 #define CHECK_CHUNK 100 /* agents per CHECK call */
 
 /* The one statement of a group commit (data-modifying CTEs always run to
@@ -105,7 +102,7 @@ typedef struct {
 
 typedef struct group {
     cm_ingest *in;
-    cm_job *jobs;  /* linked through next */
+    cm_jobq jobs;  /* in arrival order, as their rows are */
     row *rows;
     size_t nrows;
     int64_t now;
@@ -120,7 +117,7 @@ struct cm_ingest {
     cm_pg_pool *writer;
     cm_store *store;
     cm_notify *notify;
-    cm_job *head, *tail;
+    cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* groups sent to PostgreSQL, not yet answered */
     int rebuilding;
     int rebuild_again;
@@ -150,14 +147,13 @@ static void answer(cm_ingest *in, cm_job *j)
     j->done(j);
 }
 
-static void fail_jobs(cm_ingest *in, cm_job *j, int status, const char *code, const char *msg)
+/* Answers every job of q with the same error, emptying q. */
+static void fail_jobs(cm_ingest *in, cm_jobq *q, int status, const char *code, const char *msg)
 {
-    while (j) {
-        cm_job *next = j->next;
-        j->next = NULL;
+    cm_job *j;
+    while ((j = cm_jobq_pop(q)) != NULL) {
         cm_job_fail(j, status, code, NULL, msg);
         answer(in, j);
-        j = next;
     }
 }
 
@@ -169,8 +165,7 @@ static void on_closed(uv_handle_t *h)
 void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
-    fail_jobs(in, in->head, 503, "shutting_down", "the server is stopping; retry");
-    in->head = in->tail = NULL;
+    fail_jobs(in, &in->waiting, 503, "shutting_down", "the server is stopping; retry");
     uv_close((uv_handle_t *)&in->retry, on_closed);
 }
 
@@ -192,11 +187,8 @@ unsigned long long cm_ingest_duplicates(const cm_ingest *in)
 void cm_ingest_submit(cm_ingest *in, cm_job *j)
 {
     atomic_fetch_add(&in->backlog, 1);
-    j->next = NULL;
-    if (in->tail) in->tail->next = j;
-    else in->head = j;
-    in->tail = j;
-    if (in->inflight < MAX_INFLIGHT) flush(in);
+    cm_jobq_push(&in->waiting, j);
+    if (in->inflight < CM_INGEST_WRITERS) flush(in);
 }
 
 /* ---- array parameters in PostgreSQL's text form ---- */
@@ -318,34 +310,29 @@ static void send_group(group *g)
     if (rc != CM_OK) {
         cm_ingest *in = g->in;
         in->inflight--;
-        fail_jobs(in, g->jobs, 503, "store_unavailable",
+        fail_jobs(in, &g->jobs, 503, "store_unavailable",
                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
         group_free(g);
-        if (in->head) flush(in);
+        if (in->waiting.head) flush(in);
     }
 }
 
 static void flush(cm_ingest *in)
 {
-    if (!in->head) return;
+    if (!in->waiting.head) return;
     group *g = calloc(1, sizeof *g);
     size_t cap = 0;
-    for (cm_job *j = in->head; j && (cap == 0 || cap + j->req.heartbeat.n <= GROUP_ROWS); j = j->next) cap += j->req.heartbeat.n;
+    for (cm_job *j = in->waiting.head; j && (cap == 0 || cap + j->req.heartbeat.n <= GROUP_ROWS); j = j->next) cap += j->req.heartbeat.n;
     if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
     if (!g || !g->rows) {
         free(g);
-        fail_jobs(in, in->head, 503, "internal", "out of memory; retry");
-        in->head = in->tail = NULL;
+        fail_jobs(in, &in->waiting, 503, "internal", "out of memory; retry");
         return;
     }
     g->in = in;
-    cm_job **last = &g->jobs;
-    while (in->head && g->nrows + in->head->req.heartbeat.n <= cap) {
-        cm_job *j = in->head;
-        in->head = j->next;
-        j->next = NULL;
-        *last = j;
-        last = &j->next;
+    while (in->waiting.head && g->nrows + in->waiting.head->req.heartbeat.n <= cap) {
+        cm_job *j = cm_jobq_pop(&in->waiting);
+        cm_jobq_push(&g->jobs, j);
         if (!g->now || j->now > g->now) g->now = j->now;
         for (size_t h = 0; h < j->req.heartbeat.n; h++) {
             g->rows[g->nrows].job = j;
@@ -353,11 +340,10 @@ static void flush(cm_ingest *in)
             g->nrows++;
         }
     }
-    if (!in->head) in->tail = NULL;
     in->inflight++;
     if (mark_dups(g) != CM_OK) {
         in->inflight--;
-        fail_jobs(in, g->jobs, 503, "internal", "out of memory; retry");
+        fail_jobs(in, &g->jobs, 503, "internal", "out of memory; retry");
         group_free(g);
         return;
     }
@@ -385,10 +371,8 @@ static void reply_jobs(group *g)
 {
     cm_ingest *in = g->in;
     size_t r = 0;
-    cm_job *j = g->jobs;
-    while (j) {
-        cm_job *next = j->next;
-        j->next = NULL;
+    cm_job *j;
+    while ((j = cm_jobq_pop(&g->jobs)) != NULL) {
         size_t accepted = 0;
         for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) accepted += g->rows[r].is_new;
         size_t dups = j->req.heartbeat.n - accepted;
@@ -413,7 +397,6 @@ static void reply_jobs(group *g)
         cm_buf_adds(&b, "}}");
         cm_job_reply(j, 202, &b);
         answer(in, j);
-        j = next;
     }
 }
 
@@ -586,7 +569,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         in->inflight--;
         /* Outcome unknown when the connection dropped: the client's retry
          * with the same ids is what makes it exactly-once. */
-        fail_jobs(in, g->jobs, 503, "store_unavailable", "PostgreSQL did not confirm the write; retry");
+        fail_jobs(in, &g->jobs, 503, "store_unavailable", "PostgreSQL did not confirm the write; retry");
         group_free(g);
         flush(in);
         return;

@@ -20,6 +20,11 @@
 
 typedef struct cm_ingest cm_ingest;
 
+/* Group commits in flight at once, one per connection of the writer pool,
+ * which should have this many: the statement's CPU in PostgreSQL, not the
+ * commit's fsync, is what takes the time. */
+#define CM_INGEST_WRITERS 2
+
 /* writer, store and notify are borrowed and must outlive the ingest. */
 int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_notify *notify,
                   cm_ingest **out);

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "codec.h"
+#include "queue.h"
 #include "timeutil.h"
 
 #include <stdbool.h>
@@ -125,6 +126,11 @@ struct cm_job {
     void (*done)(cm_job *j);
     void *done_arg;
 };
+
+/* A FIFO of jobs, linked through next: the bridge's hand-off from the HTTP
+ * threads and the heartbeats waiting for a group commit. A job is in one of
+ * them at a time, so one link serves both. */
+CM_QUEUE_DEFINE(cm_jobq, cm_job, next)
 
 /* Sets the reply: status and the text of b (taken; b is reset). An
  * allocation failure becomes a bodiless 500. */

@@ -6,6 +6,7 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "migrate.h"
 #include "notify.h"
 #include "pg.h"
 #include "store.h"
@@ -23,7 +24,8 @@
 typedef struct {
     uv_loop_t loop;
     uv_async_t stop;
-    cm_pg_pool *writer, *reader;
+    cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
+    cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
     cm_store *store;
     cm_ingest *ingest;
     cm_webhook *hooks;
@@ -49,8 +51,8 @@ static void on_stop(uv_async_t *h)
     cm_svc_free(a->svc);
     cm_notify_free(a->notify);
     cm_store_free(a->store);
-    cm_pg_pool_free(a->writer);
-    cm_pg_pool_free(a->reader);
+    cm_pg_pool_free(a->ingest_db);
+    cm_pg_pool_free(a->api_db);
     uv_close((uv_handle_t *)&a->stop, NULL);
 }
 
@@ -90,7 +92,7 @@ int main(int argc, char **argv)
     explicit_bzero(cfg.admin_key, sizeof cfg.admin_key);
 
     if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
-    if (cm_pg_migrate(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)
+    if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)
         return die(err);
 
     /* Signals go to the main thread only: block them before any thread. */
@@ -105,14 +107,15 @@ int main(int argc, char **argv)
     if (uv_loop_init(&a.loop) != 0) return die("cannot create the event loop");
     uv_async_init(&a.loop, &a.stop, on_stop);
     a.stop.data = &a;
-    if (cm_pg_pool_new(&a.loop, cfg.database_url, 2, "writer", &a.writer) != CM_OK ||
-        cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "reader", &a.reader) != CM_OK ||
+    if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
+        cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
-        cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.reader, a.hooks, &a.notify) != CM_OK ||
-        cm_ingest_new(&a.loop, a.writer, a.store, a.notify, &a.ingest) != CM_OK)
+        cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
+        cm_ingest_new(&a.loop, a.ingest_db, a.store, a.notify, &a.ingest) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    cm_svc_deps sd = {&a.loop, a.reader, a.ingest, a.store, a.notify, cfg.key_cache_ms, cfg.fail_open};
+    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .ingest = a.ingest, .store = a.store,
+                      .notify = a.notify, .key_cache_ms = cfg.key_cache_ms, .fail_open = cfg.fail_open};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");
@@ -120,14 +123,16 @@ int main(int argc, char **argv)
     pthread_t loop_thread;
     if (pthread_create(&loop_thread, NULL, loop_main, &a) != 0) return die("cannot start the loop thread");
 
-    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.writer) && cm_pg_pool_ready(a.reader) &&
+    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.ingest_db) && cm_pg_pool_ready(a.api_db) &&
                                  cm_store_ready(a.store));
          i++)
         sleep_ms(100);
-    if (!cm_pg_pool_ready(a.writer) || !cm_pg_pool_ready(a.reader)) return die("PostgreSQL connections did not come up");
+    if (!cm_pg_pool_ready(a.ingest_db) || !cm_pg_pool_ready(a.api_db))
+        return die("PostgreSQL connections did not come up");
     if (!cm_store_ready(a.store)) return die("Redis did not come up");
 
-    cm_http_deps deps = {a.bridge, a.writer, a.reader, a.store, a.ingest};
+    cm_http_deps deps = {.bridge = a.bridge, .writer = a.ingest_db, .reader = a.api_db, .store = a.store,
+                         .ingest = a.ingest};
     cm_http *http;
     if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);
     cm_log(CM_LOG_INFO, "event=listening addr=%s:%d", cfg.listen_host, cfg.listen_port);

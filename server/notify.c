@@ -1,6 +1,7 @@
 #include "notify.h"
 #include "buf.h"
 #include "error.h"
+#include "health.h"
 #include "log.h"
 
 #include <stdlib.h>
@@ -54,14 +55,13 @@ static void on_health_checked(void *arg, int rc, const cm_pgres *res, const char
 static void check_health(uv_timer_t *t)
 {
     cm_notify *n = t->data;
-    /* Same thresholds as the agents list: < 90 s healthy, <= 300 s
-     * degraded. The row lock of the UPDATE makes a racing replica see the
-     * new value and record nothing. */
+    /* The row lock of the UPDATE makes a racing replica see the new value
+     * and record nothing. */
     if (cm_pg_query(n->pg,
                     "WITH h AS (SELECT address, org, health AS old, CASE WHEN killed THEN 'killed'"
                     " WHEN last_heartbeat IS NULL THEN 'unreachable'"
-                    " WHEN now() - last_heartbeat < interval '90 seconds' THEN 'healthy'"
-                    " WHEN now() - last_heartbeat <= interval '300 seconds' THEN 'degraded'"
+                    " WHEN now() - last_heartbeat < interval '" CM_HEALTH_HEALTHY_SQL " seconds' THEN 'healthy'"
+                    " WHEN now() - last_heartbeat <= interval '" CM_HEALTH_DEGRADED_SQL " seconds' THEN 'degraded'"
                     " ELSE 'unreachable' END AS new FROM agents),"
                     " u AS (UPDATE agents a SET health = h.new FROM h WHERE a.address = h.address"
                     " AND a.health IS DISTINCT FROM h.new RETURNING a.address, a.org, h.old, h.new)"

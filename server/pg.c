@@ -1,15 +1,14 @@
 #include "pg.h"
+#include "backoff.h"
 #include "error.h"
 #include "log.h"
+#include "queue.h"
 
 #include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-extern const char *const cm_schema_names[];
-extern const char *const cm_schema_sql[];
 
 typedef struct query {
     struct query *next;
@@ -19,6 +18,8 @@ typedef struct query {
     cm_pg_cb cb;
     void *arg;
 } query;
+
+CM_QUEUE_DEFINE(queryq, query, next)
 
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
@@ -31,7 +32,7 @@ typedef struct conn {
     query *cur;
     PGresult *result; /* of cur, kept until its last result arrives */
     uv_timer_t retry;
-    int backoff_ms;
+    cm_backoff backoff;
 } conn;
 
 struct cm_pg_pool {
@@ -40,8 +41,7 @@ struct cm_pg_pool {
     char name[16];
     int n;
     conn *conns;
-    query *head, *tail;
-    size_t queued;
+    queryq waiting;      /* statements no connection has taken yet */
     _Atomic int up;      /* connections IDLE or BUSY, read by HTTP threads */
     _Atomic size_t backlog;
     int closing;
@@ -103,14 +103,10 @@ static int watch(conn *c, int events)
 
 static void fail_queue(cm_pg_pool *p)
 {
-    while (p->head) {
-        query *q = p->head;
-        p->head = q->next;
-        p->queued--;
+    for (query *q; (q = queryq_pop(&p->waiting));) {
         atomic_fetch_sub(&p->backlog, 1);
         finish(q, CM_ESTORE, NULL, NULL);
     }
-    p->tail = NULL;
 }
 
 static void on_retry(uv_timer_t *t)
@@ -141,9 +137,7 @@ static void lose(conn *c, const char *why)
     }
     if (atomic_load(&p->up) == 0) fail_queue(p);
     if (p->closing) return;
-    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 100;
-    if (c->backoff_ms > 5000) c->backoff_ms = 5000;
-    uv_timer_start(&c->retry, on_retry, (uint64_t)c->backoff_ms, 0);
+    uv_timer_start(&c->retry, on_retry, cm_backoff_next(&c->backoff), 0);
 }
 
 static void connect_step(conn *c)
@@ -161,7 +155,7 @@ static void connect_step(conn *c)
             return;
         }
         c->state = C_IDLE;
-        c->backoff_ms = 0;
+        cm_backoff_reset(&c->backoff);
         atomic_fetch_add(&c->pool->up, 1);
         cm_log(CM_LOG_INFO, "event=pg_connected pool=%s", c->pool->name);
         dispatch(c->pool);
@@ -190,10 +184,7 @@ static void start_connect(conn *c)
 static void send_next(conn *c)
 {
     cm_pg_pool *p = c->pool;
-    query *q = p->head;
-    p->head = q->next;
-    if (!p->head) p->tail = NULL;
-    p->queued--;
+    query *q = queryq_pop(&p->waiting);
     c->cur = q;
     c->state = C_BUSY;
     if (!PQsendQueryParams(c->pg, q->sql, q->n, NULL, (const char *const *)q->params, NULL,
@@ -207,7 +198,7 @@ static void send_next(conn *c)
 
 static void dispatch(cm_pg_pool *p)
 {
-    for (int i = 0; i < p->n && p->head; i++)
+    for (int i = 0; i < p->n && p->waiting.head; i++)
         if (p->conns[i].state == C_IDLE) send_next(&p->conns[i]);
 }
 
@@ -251,7 +242,7 @@ static void read_results(conn *c)
             finish(q, CM_ESTORE, NULL, state);
         }
         PQclear(res);
-        if (c->state == C_IDLE && c->pool->head) send_next(c);
+        if (c->state == C_IDLE && c->pool->waiting.head) send_next(c);
         return;
     }
     if (c->state == C_IDLE) {
@@ -360,10 +351,7 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
         if (params[i] && !(q->params[i] = strdup(params[i]))) goto oom;
     q->cb = cb;
     q->arg = arg;
-    if (p->tail) p->tail->next = q;
-    else p->head = q;
-    p->tail = q;
-    p->queued++;
+    queryq_push(&p->waiting, q);
     atomic_fetch_add(&p->backlog, 1);
     dispatch(p);
     return CM_OK;
@@ -404,75 +392,41 @@ void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out)
     cm_policy_thresh_parse(cm_pgres_get(r, row, col + 6), out);
 }
 
-static int exec_ok(PGconn *pg, const char *sql, int n, const char *const *params, char *err,
-                   size_t errsz)
+/* Copies a libpq message after prefix, cut at its first line break: error
+ * texts are one line. A NULL err is a caller that ignores the failure. */
+static void put_err(char *err, size_t errsz, const char *prefix, const char *msg)
 {
-    PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (!ok) {
-        snprintf(err, errsz, "%s", PQresultErrorMessage(r));
-        err[strcspn(err, "\r\n")] = '\0';
-    }
-    int found = ok && st == PGRES_TUPLES_OK && PQntuples(r) > 0;
-    PQclear(r);
-    return ok ? (found ? 1 : 0) : -1;
+    if (!err || errsz == 0) return;
+    snprintf(err, errsz, "%s%s", prefix, msg);
+    err[strcspn(err, "\r\n")] = '\0';
 }
 
-int cm_pg_migrate(const char *conninfo, const char *key_bytea, const char *org, char *err, size_t errsz)
+int cm_pg_blocking_open(const char *conninfo, cm_pg_blocking **out, char *err, size_t errsz)
 {
     PGconn *pg = PQconnectdb(conninfo);
     if (PQstatus(pg) != CONNECTION_OK) {
-        snprintf(err, errsz, "cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
-        err[strcspn(err, "\r\n")] = '\0';
+        put_err(err, errsz, "cannot connect to PostgreSQL: ", PQerrorMessage(pg));
         PQfinish(pg);
         return CM_ESTORE;
     }
-    int rc = CM_ESTORE;
-    PGresult *quiet = PQexec(pg, "SET client_min_messages = warning");
-    PQclear(quiet);
-    if (exec_ok(pg, "SELECT pg_advisory_lock(7366001)", 0, NULL, err, errsz) < 0) goto out;
-    if (exec_ok(pg,
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, "
-                "applied_at timestamptz NOT NULL DEFAULT now())",
-                0, NULL, err, errsz) < 0)
-        goto unlock;
-    for (int i = 0; cm_schema_names[i]; i++) {
-        const char *name = cm_schema_names[i];
-        int have = exec_ok(pg, "SELECT 1 FROM schema_migrations WHERE name = $1", 1, &name, err, errsz);
-        if (have < 0) goto unlock;
-        if (have) continue;
-        if (exec_ok(pg, "BEGIN", 0, NULL, err, errsz) < 0) goto unlock;
-        PGresult *r = PQexec(pg, cm_schema_sql[i]);
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (!ok) {
-            snprintf(err, errsz, "migration %s failed: %s", name, PQresultErrorMessage(r));
-            err[strcspn(err, "\r\n")] = '\0';
-        }
-        PQclear(r);
-        if (!ok || exec_ok(pg, "INSERT INTO schema_migrations (name) VALUES ($1)", 1, &name, err, errsz) < 0 ||
-            exec_ok(pg, "COMMIT", 0, NULL, err, errsz) < 0) {
-            PGresult *rb = PQexec(pg, "ROLLBACK");
-            PQclear(rb);
-            goto unlock;
-        }
-        cm_log(CM_LOG_INFO, "event=migration_applied name=%s", name);
-    }
-    if (key_bytea) {
-        char id[32];
-        snprintf(id, sizeof id, "key_boot_%.8s", key_bytea + 2);
-        const char *params[] = {id, org, key_bytea};
-        if (exec_ok(pg,
-                    "INSERT INTO api_keys (id, org, role, name, key_hash) "
-                    "VALUES ($1, $2, 'admin', 'bootstrap', $3::bytea) ON CONFLICT (key_hash) DO NOTHING",
-                    3, params, err, errsz) < 0)
-            goto unlock;
-    }
-    rc = CM_OK;
-unlock:
-    if (exec_ok(pg, "SELECT pg_advisory_unlock(7366001)", 0, NULL, err, errsz) < 0 && rc == CM_OK)
-        rc = CM_ESTORE;
-out:
-    PQfinish(pg);
+    *out = (cm_pg_blocking *)pg;
+    return CM_OK;
+}
+
+int cm_pg_blocking_exec(cm_pg_blocking *db, const char *sql, int n, const char *const *params, char *err,
+                        size_t errsz)
+{
+    PGconn *pg = (PGconn *)db;
+    /* Only the simple protocol (PQexec) takes several statements at once. */
+    PGresult *r = n ? PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0) : PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = st == PGRES_TUPLES_OK ? PQntuples(r) : st == PGRES_COMMAND_OK ? 0 : CM_ESTORE;
+    if (rc < 0) put_err(err, errsz, "", PQresultErrorMessage(r));
+    PQclear(r);
     return rc;
+}
+
+void cm_pg_blocking_close(cm_pg_blocking *db)
+{
+    PQfinish((PGconn *)db);
 }

@@ -1,9 +1,9 @@
-/* pg.h - PostgreSQL: asynchronous connections on the libuv loop, plus the
- * blocking start-up work (migrations, the bootstrap key).
+/* pg.h - the PostgreSQL driver: pools of asynchronous connections on the
+ * libuv loop, and one blocking connection for start-up work.
  *
- * The only module that includes libpq. Everything but cm_pg_migrate runs on
- * the loop thread. A pool holds N connections that each run one statement at
- * a time; statements queue per pool and go to the next idle connection. A
+ * The only module that includes libpq. Everything but cm_pg_blocking_* runs
+ * on the loop thread. A pool holds N connections that each run one statement
+ * at a time; statements queue per pool and go to the next idle connection. A
  * dropped connection reconnects by itself with backoff. */
 #ifndef CM_PG_H
 #define CM_PG_H
@@ -57,11 +57,23 @@ long cm_pgres_affected(const cm_pgres *r);
 /* Reads CM_PG_POLICY_COLS from row `row`, starting at column `col`. */
 void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out);
 
-/* Start-up, blocking: connects, applies the embedded schema migrations that
- * are not yet recorded (under an advisory lock, so replicas may race), and
- * when key_bytea is non-NULL ensures an admin key with that SHA-256 (as
- * cm_auth_bytea text) exists for org. Writes a one-line reason into err on
- * failure. */
-int cm_pg_migrate(const char *conninfo, const char *key_bytea, const char *org, char *err, size_t errsz);
+/* ---- One blocking connection, for start-up work before the loop runs ----
+ * (the migrations). Error texts written into err are one line. */
+
+typedef struct cm_pg_blocking cm_pg_blocking;
+
+/* Connects and waits until the connection is up. CM_OK, or CM_ESTORE with
+ * "cannot connect to PostgreSQL: <reason>" in err. */
+int cm_pg_blocking_open(const char *conninfo, cm_pg_blocking **out, char *err, size_t errsz);
+/* Runs sql and waits for its result. With n == 0 sql may hold several
+ * statements (a migration file: the last one's result counts); otherwise it
+ * is one statement with n text parameters (NULL entries are SQL NULL).
+ * Returns the number of rows returned (0 for a command), or CM_ESTORE with
+ * PostgreSQL's message in err; err may be NULL when the failure does not
+ * matter to the caller. */
+int cm_pg_blocking_exec(cm_pg_blocking *db, const char *sql, int n, const char *const *params, char *err,
+                        size_t errsz);
+/* Closes the connection. */
+void cm_pg_blocking_close(cm_pg_blocking *db);
 
 #endif

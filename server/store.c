@@ -1,4 +1,5 @@
 #include "store.h"
+#include "backoff.h"
 #include "error.h"
 #include "log.h"
 
@@ -176,7 +177,7 @@ struct cm_store {
     _Atomic size_t backlog;
     uv_timer_t retry;   /* reconnect after backoff, and connect timeout */
     int connected;      /* the current ac finished connecting */
-    int backoff_ms;
+    cm_backoff backoff;
     int closing;
     cm_store_ready_cb on_ready;
     void *ready_arg;
@@ -212,9 +213,7 @@ static void on_connect_timeout(uv_timer_t *t)
 static void schedule_retry(cm_store *s)
 {
     if (s->closing) return;
-    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 100;
-    if (s->backoff_ms > 5000) s->backoff_ms = 5000;
-    uv_timer_start(&s->retry, on_retry, (uint64_t)s->backoff_ms, 0);
+    uv_timer_start(&s->retry, on_retry, cm_backoff_next(&s->backoff), 0);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -241,7 +240,7 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     s->sha[i][40] = '\0';
     if (++s->loaded == CM_SCRIPT_COUNT) {
         atomic_store(&s->ready, 1);
-        s->backoff_ms = 0;
+        cm_backoff_reset(&s->backoff);
         cm_log(CM_LOG_INFO, "event=redis_ready");
         if (s->on_ready) s->on_ready(s->ready_arg);
     }

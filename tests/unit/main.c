@@ -17,6 +17,9 @@ int main(void)
     test_codec();
     test_policy();
     test_keycache();
+    test_queue();
+    test_backoff();
+    test_health();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

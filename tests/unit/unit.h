@@ -60,5 +60,8 @@ void test_routes(void);
 void test_codec(void);
 void test_policy(void);
 void test_keycache(void);
+void test_queue(void);
+void test_backoff(void);
+void test_health(void);
 
 #endif
