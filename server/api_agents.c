@@ -16,17 +16,11 @@ static void agent_not_found(cm_job *j)
 
 /* ---- the agent view, shared by the list and one agent ---- */
 
-/* Parameters: $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address
- * or NULL. Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6
- * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16
- * the policy (CM_PG_POLICY_COLS), 17 its ten latest events as JSON. Health
- * comes from the last heartbeat's age (health.h). */
+/* The agent view (api_routes.h). */
 #define AGENT_VIEW_SQL                                                                             \
-    "SELECT a.address, CASE WHEN a.killed THEN 'killed'" \
-    " WHEN a.last_heartbeat IS NULL THEN 'unreachable'" \
-    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) < " CM_HEALTH_HEALTHY_SQL " THEN 'healthy'" \
-    " WHEN $2::bigint - extract(epoch FROM a.last_heartbeat) <= " CM_HEALTH_DEGRADED_SQL " THEN 'degraded'" \
-    " ELSE 'unreachable' END AS health," \
+    "SELECT a.address, " \
+    CM_HEALTH_CASE_SQL("a.killed", "a.last_heartbeat", "($2::bigint - extract(epoch FROM a.last_heartbeat))") \
+    " AS health," \
     " extract(epoch FROM a.last_heartbeat)::bigint," \
     " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND (" \
     "  ih.n >= c.max_intents_per_hour OR idy.n >= c.max_intents_per_day" \
@@ -49,8 +43,9 @@ static void agent_not_found(cm_job *j)
     "  AND i.admitted_at >= to_timestamp($4::bigint)) idy" \
     " WHERE a.org = $1 AND ($6::text IS NULL OR a.address = $6)"
 
-/* Fills params[0..6) for AGENT_VIEW_SQL; the strings live in `space`. */
-static void agent_view_params(const cm_job *j, const cm_ident *who, const char *address,
+const char cm_api_agent_view_sql[] = AGENT_VIEW_SQL;
+
+void cm_api_agent_view_params(const cm_job *j, const cm_ident *who, const char *address,
                               char space[4][24], const char *params[6])
 {
     int64_t starts[CM_WIN3];
@@ -94,7 +89,7 @@ int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     char space[4][24], limit[16];
     const char *params[8];
-    agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
+    cm_api_agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
     snprintf(limit, sizeof limit, "%d", q->limit);
     params[6] = q->health[0] ? q->health : NULL;
     params[7] = limit;
@@ -150,8 +145,8 @@ int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     char space[4][24];
     const char *params[6];
-    agent_view_params(j, who, address, space, params);
-    return cm_api_query(c, AGENT_VIEW_SQL, 6, params, on_agent_get, e);
+    cm_api_agent_view_params(j, who, address, space, params);
+    return cm_api_query(c, cm_api_agent_view_sql, 6, params, on_agent_get, e);
 }
 
 /* ---- spend ---- */
@@ -190,9 +185,9 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_add_money(&b, tot[0]);
     cm_buf_addf(&b,
                 ",\"tokens_in\":%lld,\"tokens_out\":%lld,\"llm_calls\":%lld,\"tool_calls\":%lld,"
-                "\"heartbeats\":%lld,\"intents\":0,\"series\":[",
+                "\"heartbeats\":%lld,\"intents\":%s,\"series\":[",
                 (long long)tot[1], (long long)tot[2], (long long)tot[3], (long long)tot[4],
-                (long long)tot[5]);
+                (long long)tot[5], cm_pgres_get(res, 0, 8));
     for (int i = 0; i < rows; i++) {
         if (i) cm_buf_add(&b, ",", 1);
         cm_buf_adds(&b, "{\"from\":");
@@ -225,7 +220,9 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
                         "SELECT s::text, coalesce(sum(r.cost_nanos), 0)::text, coalesce(sum(r.tokens_in), 0)::text,"
                         " coalesce(sum(r.tokens_out), 0)::text, coalesce(sum(r.llm_calls), 0)::text,"
                         " coalesce(sum(r.tool_calls), 0)::text, coalesce(sum(r.heartbeats), 0)::text,"
-                        " (SELECT count(*) FROM agents WHERE address = $1)::text"
+                        " (SELECT count(*) FROM agents WHERE address = $1)::text,"
+                        " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
+                        " AND admitted_at < to_timestamp($3::bigint))::text"
                         " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
                         " LEFT JOIN rollup_agent r ON r.address = $1 AND r.grain = 'h'"
                         " AND r.bucket >= to_timestamp(s) AND r.bucket < to_timestamp(s + $4::bigint)"

@@ -17,6 +17,9 @@ static void fail_unmirrored(cm_job *j, const char *what)
 
 /* ---- cost policies ---- */
 
+/* A policy registers its agent, as a first heartbeat or intent does, so the
+ * agent is listed (health "unknown") before it ever reports. */
+
 static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
 {
     (void)reply;
@@ -103,7 +106,9 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     char *thresh = cm_buf_take(&t, NULL);
     params[8] = thresh ? thresh : "";
     int rc = cm_api_query(c,
-                          "INSERT INTO cost_policies AS c (address, org, max_intents_per_hour, max_intents_per_day,"
+                          "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
+                          " ON CONFLICT (address) DO NOTHING)"
+                          " INSERT INTO cost_policies AS c (address, org, max_intents_per_hour, max_intents_per_day,"
                           " max_cost_per_hour, max_cost_per_day, max_cost_per_month, action_on_breach,"
                           " alert_thresholds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                           " ON CONFLICT (address) DO UPDATE SET"
@@ -160,24 +165,42 @@ int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 
 /* ---- kill switch ---- */
 
+static void on_kill_state(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_rows(res) == 0) {
+        cm_api_error(j, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
+        return;
+    }
+    /* The state as GET shows it: a resumed agent its policy blocks is
+     * "blocked", not "active". */
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "address", j->req.agent.address, 1);
+    cm_api_jfield(&b, "state", cm_pgres_get(res, 0, 3), 0);
+    cm_buf_adds(&b, ",\"killed\":");
+    cm_buf_adds(&b, strcmp(cm_pgres_get(res, 0, 3), "killed") == 0 ? "true}" : "false}");
+    cm_api_reply(j, 200, &b);
+}
+
 static void on_kill_mirrored(void *arg, int rc, const cm_store_reply *reply)
 {
     (void)reply;
     cm_api_call *c = arg;
     cm_job *j = c->job;
-    free(c);
     if (rc != CM_OK) {
+        free(c);
         fail_unmirrored(j, "saved, but Redis did not confirm it; retry");
         return;
     }
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, "{");
-    cm_api_jfield(&b, "address", j->req.agent.address, 1);
-    cm_api_jfield(&b, "state", j->op == CM_OP_KILL ? "killed" : "active", 0);
-    cm_buf_adds(&b, ",\"killed\":");
-    cm_buf_adds(&b, j->op == CM_OP_KILL ? "true}" : "false}");
-    cm_api_reply(j, 200, &b);
+    char space[4][24];
+    const char *params[6];
+    cm_api_agent_view_params(j, &c->who, j->req.agent.address, space, params);
+    cm_apierr e;
+    if (cm_api_query(c, cm_api_agent_view_sql, 6, params, on_kill_state, &e) != CM_OK) cm_api_fail(j, &e);
 }
 
 /* After the event is recorded: the kill flag into Redis, then the answer. */
@@ -196,12 +219,19 @@ static void on_killed(void *arg, int rc, const cm_pgres *res, const char *sqlsta
     (void)sqlstate;
     cm_api_call *c = arg;
     cm_job *j = c->job;
-    if (rc != CM_OK || cm_pgres_affected(res) == 0) {
+    if (rc != CM_OK || cm_pgres_rows(res) == 0) {
         cm_apierr e;
         if (rc != CM_OK) cm_api_store_error(&e);
         else cm_apierr_set(&e, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
         free(c);
         cm_api_fail(j, &e);
+        return;
+    }
+    /* Killing a killed agent, or resuming an active one, changes nothing
+     * and records nothing. */
+    bool was_killed = strcmp(cm_pgres_get(res, 0, 0), "t") == 0;
+    if (was_killed == (j->op == CM_OP_KILL)) {
+        mirror_kill(c, CM_OK);
         return;
     }
     cm_notify_event(c->api->notify, c->who.org, j->req.agent.address,
@@ -217,7 +247,12 @@ int cm_api_kill(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     const char *params[] = {address, j->op == CM_OP_KILL ? "true" : "false"};
-    return cm_api_query(c, "UPDATE agents SET killed = $2::boolean WHERE address = $1", 2, params, on_killed, e);
+    /* FOR UPDATE reads the flag as the last committed change left it, so
+     * of two racing kills only one sees it change. */
+    return cm_api_query(c,
+                        "UPDATE agents a SET killed = $2::boolean FROM (SELECT address, killed FROM agents"
+                        " WHERE address = $1 FOR UPDATE) old WHERE a.address = old.address RETURNING old.killed",
+                        2, params, on_killed, e);
 }
 
 /* ---- webhook ---- */

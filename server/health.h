@@ -2,7 +2,8 @@
  *
  * Healthy while the last heartbeat is under CM_HEALTH_HEALTHY_S seconds old,
  * degraded up to CM_HEALTH_DEGRADED_S inclusive, unreachable after that (a
- * killed agent is "killed" whatever its age). The SDK flushes every 30 s,
+ * killed agent is "killed" whatever its age, and an agent that has never
+ * sent one, known by its policy or intents, is "unknown"). The SDK flushes every 30 s,
  * so healthy tolerates two missed flushes and degraded up to ten. The agents
  * list computes health as it reads and the health watcher records each
  * change as an event; both use these numbers so they never disagree. */
@@ -18,5 +19,13 @@
 /* The thresholds as SQL string literals, e.g. "90". */
 #define CM_HEALTH_HEALTHY_SQL CM_HEALTH_TEXT(CM_HEALTH_HEALTHY_S)
 #define CM_HEALTH_DEGRADED_SQL CM_HEALTH_TEXT(CM_HEALTH_DEGRADED_S)
+
+/* The health as one SQL CASE expression, for every statement that shows
+ * or records it: `killed` a boolean expression, `last` the last heartbeat
+ * (NULL when never seen), `age` its age in seconds. */
+#define CM_HEALTH_CASE_SQL(killed, last, age)                                                     \
+    "CASE WHEN " killed " THEN 'killed' WHEN " last " IS NULL THEN 'unknown'"                      \
+    " WHEN " age " < " CM_HEALTH_HEALTHY_SQL " THEN 'healthy' WHEN " age " <= " CM_HEALTH_DEGRADED_SQL \
+    " THEN 'degraded' ELSE 'unreachable' END"
 
 #endif

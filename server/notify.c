@@ -58,11 +58,9 @@ static void check_health(uv_timer_t *t)
     /* The row lock of the UPDATE makes a racing replica see the new value
      * and record nothing. */
     if (cm_pg_query(n->pg,
-                    "WITH h AS (SELECT address, org, health AS old, CASE WHEN killed THEN 'killed'"
-                    " WHEN last_heartbeat IS NULL THEN 'unreachable'"
-                    " WHEN now() - last_heartbeat < interval '" CM_HEALTH_HEALTHY_SQL " seconds' THEN 'healthy'"
-                    " WHEN now() - last_heartbeat <= interval '" CM_HEALTH_DEGRADED_SQL " seconds' THEN 'degraded'"
-                    " ELSE 'unreachable' END AS new FROM agents),"
+                    "WITH h AS (SELECT address, org, health AS old, "
+                    CM_HEALTH_CASE_SQL("killed", "last_heartbeat", "extract(epoch FROM now() - last_heartbeat)")
+                    " AS new FROM agents),"
                     " u AS (UPDATE agents a SET health = h.new FROM h WHERE a.address = h.address"
                     " AND a.health IS DISTINCT FROM h.new RETURNING a.address, a.org, h.old, h.new)"
                     " INSERT INTO events (org, address, event_type, details)"

@@ -1,0 +1,86 @@
+"""Every figure the API shows is true (issue 11): intents counted in spend, the
+real state after kill/resume, one event per real change, agents known before
+their first heartbeat."""
+
+import time
+
+from harness import accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent
+from test_e_policies import admitted, agent_view, agents_list, events_of, intent, put_policy, register
+
+
+def test_spend_counts_intents(h):
+    a = new_agent(tag="truth-intents")
+    register(h, a, cost="0.5")
+    for i in range(3):
+        admitted(intent(h, a), a, "intent %d" % i)
+    day = time.gmtime().tm_mday
+    r = h.spend_ok(a, window="day")
+    if time.gmtime().tm_mday == day:
+        check_eq(r.get("intents"), 3, "spend intents after three admitted intents")
+        check_eq(agent_view(h, a)["today"]["intents"], 3, "agent page intents today")
+        listed = [x for x in agents_list(h, "?limit=1000") if x["address"] == a]
+        check_eq([x.get("intents_today") for x in listed], [3], "agent list intents_today")
+    check_eq(h.spend_ok(a, window="month").get("intents"), 3, "spend intents over the month")
+    other = new_agent(tag="truth-intents-none")
+    register(h, other)
+    check_eq(h.spend_ok(other, window="day").get("intents"), 0, "spend intents of an agent without intents")
+
+
+def test_resume_answers_real_state(h):
+    a = new_agent(tag="truth-resume")
+    register(h, a)
+    put_policy(h, a, '{"max_intents_per_day": 1}')
+    admitted(intent(h, a), a, "the one allowed intent")
+    check_error(intent(h, a), 429, "cost_policy_breached", what="second intent")
+    base = "/v1/mesh/agents/%s" % enc(a)
+    r = h.request("POST", base + "/kill", key=h.k1)
+    check_status(r, 200, "kill")
+    check_eq((r.json.get("state"), r.json.get("killed")), ("killed", True), "kill reply")
+    r = h.request("POST", base + "/resume", key=h.k1)
+    check_status(r, 200, "resume")
+    check_eq((r.json.get("state"), r.json.get("killed")), ("blocked", False), "resume of a blocked agent")
+    check_eq(agent_view(h, a)["state"], "blocked", "GET after resume")
+
+
+def test_kill_twice_records_one_event(h):
+    a = new_agent(tag="truth-kill2")
+    register(h, a)
+    base = "/v1/mesh/agents/%s" % enc(a)
+    for i in range(2):
+        r = h.request("POST", base + "/kill", key=h.k1)
+        check_status(r, 200, "kill %d" % i)
+        check_eq(r.json.get("state"), "killed", "kill %d state" % i)
+    for i in range(2):
+        r = h.request("POST", base + "/resume", key=h.k1)
+        check_status(r, 200, "resume %d" % i)
+        check_eq(r.json.get("state"), "active", "resume %d state" % i)
+    mine = [e for e in events_of(h, a) if e.get("agent") == a]
+    check_eq(sorted(e["event_type"] for e in mine if e["event_type"] in ("agent_killed", "agent_resumed")),
+             ["agent_killed", "agent_resumed"], "one event per real change")
+    # Resuming an agent that was never killed is a no-op too.
+    b = new_agent(tag="truth-resume-noop")
+    register(h, b)
+    check_status(h.request("POST", "/v1/mesh/agents/%s/resume" % enc(b), key=h.k1), 200, "resume active")
+    check_eq([e for e in events_of(h, b) if e.get("agent") == b and e["event_type"] == "agent_resumed"], [],
+             "no agent_resumed event for an active agent")
+
+
+def test_agent_known_before_first_heartbeat(h):
+    by_policy = new_agent(tag="truth-unseen-pol")
+    put_policy(h, by_policy, '{"max_cost_per_day_usd": 5}')
+    v = agent_view(h, by_policy)
+    check_eq((v.get("address"), v.get("health"), v.get("last_heartbeat"), v.get("state")),
+             (by_policy, "unknown", None, "active"), "agent with a policy only")
+    check(v.get("policy") is not None, "its policy is shown")
+    by_intent = new_agent(tag="truth-unseen-int")
+    admitted(intent(h, by_intent), by_intent, "first intent")
+    v = agent_view(h, by_intent)
+    check_eq((v.get("health"), v.get("last_heartbeat")), ("unknown", None), "agent with intents only")
+    check_eq(v["today"]["intents"], 1, "its intent is counted")
+    listed = {x["address"]: x for x in agents_list(h, "?limit=1000")}
+    check(by_policy in listed and by_intent in listed, "both agents are listed")
+    check_eq(listed[by_policy]["health"], "unknown", "listed health")
+    check_eq(h.spend_ok(by_policy, window="day").get("cost_usd"), 0, "spend of an agent never seen")
+    # The first heartbeat makes it healthy.
+    accepted(h.hb(hb_obj(by_policy, "0.1", hb_id())), 1, 0, "first heartbeat")
+    check_eq(agent_view(h, by_policy)["health"], "healthy", "health after the first heartbeat")
