@@ -138,6 +138,25 @@ static void path(char *out, size_t outsz, const char *prefix, const char *name)
     snprintf(out, outsz, "%s%s%s", prefix, *prefix ? "." : "", name);
 }
 
+/* Refuses a field of obj that is not among the NULL-terminated `names`: a
+ * misspelled field must not silently mean "absent" (a cost recorded as $0,
+ * a limit read as unlimited). `what` names the kind of field in the
+ * message. */
+static int only_fields(json_object *obj, const char *prefix, const char *const *names, const char *what,
+                       cm_apierr *e)
+{
+    json_object_object_foreach(obj, key, val) {
+        (void)val;
+        const char *const *n = names;
+        while (*n && strcmp(*n, key) != 0) n++;
+        if (*n) continue;
+        char p[128];
+        path(p, sizeof p, prefix, key);
+        return cm_apierr_set(e, 400, "invalid_field", p, "unknown %s field %s", what, p);
+    }
+    return CM_OK;
+}
+
 /* Optional string field into dst (max bytes). Absent or null leaves dst "". */
 static int get_str(json_object *obj, const char *prefix, const char *name, char *dst,
                    size_t max, cm_apierr *e)
@@ -224,8 +243,12 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     if (!json_object_is_type(o, json_type_object))
         return cm_apierr_set(e, 400, "invalid_field", *prefix ? prefix : NULL,
                              "%s must be a JSON object", *prefix ? prefix : "body");
+    static const char *const fields[] = {"agent", "id", "intent_id", "run_id", "session_id", "workflow",
+                                         "parent_intent_id", "status", "ts", "metrics", NULL};
     int rc;
-    if ((rc = get_addr(o, prefix, "agent", hb->agent, e)) != CM_OK) return rc;
+    if ((rc = only_fields(o, prefix, fields, "heartbeat", e)) != CM_OK ||
+        (rc = get_addr(o, prefix, "agent", hb->agent, e)) != CM_OK)
+        return rc;
     json_object *idv;
     if (json_object_object_get_ex(o, "id", &idv) && idv && json_object_is_type(idv, json_type_string) &&
         json_object_get_string_len(idv) == 0) {
@@ -259,7 +282,11 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     path(mp, sizeof mp, prefix, "metrics");
     if (!json_object_is_type(m, json_type_object))
         return cm_apierr_set(e, 400, "invalid_field", mp, "%s must be a JSON object", mp);
-    if ((rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
+    static const char *const metrics[] = {"cost_usd", "tokens_in", "tokens_out", "tokens_cached", "llm_calls",
+                                          "tool_calls", "intents_total", "intents_succeeded", "intents_failed",
+                                          "avg_latency_ms", NULL};
+    if ((rc = only_fields(m, mp, metrics, "metric", e)) != CM_OK ||
+        (rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_in", &hb->tokens_in, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_out", &hb->tokens_out, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_cached", &hb->tokens_cached, e)) != CM_OK ||
@@ -307,6 +334,8 @@ int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, 
             rc = cm_apierr_set(e, 400, "invalid_field", "heartbeats", "heartbeats must be an array");
             goto done;
         }
+        static const char *const batch_fields[] = {"heartbeats", NULL};
+        if ((rc = only_fields(root, "", batch_fields, "batch", e)) != CM_OK) goto done;
         size_t cnt = json_object_array_length(arr);
         if (cnt == 0) {
             rc = cm_apierr_set(e, 400, "invalid_field", "heartbeats", "heartbeats must not be empty");
@@ -378,7 +407,7 @@ done:
 
 static const char *const policy_fields[] = {
     "max_intents_per_hour", "max_intents_per_day", "max_cost_per_hour_usd",
-    "max_cost_per_day_usd", "max_cost_per_month_usd", "action_on_breach", "alert_thresholds",
+    "max_cost_per_day_usd", "max_cost_per_month_usd", "action_on_breach", "alert_thresholds", NULL,
 };
 
 static int cmp_i64(const void *a, const void *b)
@@ -392,19 +421,8 @@ int cm_codec_policy(const char *body, size_t len, cm_policy *out, cm_apierr *e)
     cm_policy_init(out);
     json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
-    int rc = CM_OK;
-    json_object_object_foreach(root, key, val) {
-        (void)val;
-        int known = 0;
-        for (size_t i = 0; i < sizeof policy_fields / sizeof policy_fields[0]; i++)
-            known |= strcmp(key, policy_fields[i]) == 0;
-        if (!known) {
-            char f[128];
-            snprintf(f, sizeof f, "%s", key);
-            rc = cm_apierr_set(e, 400, "invalid_field", f, "unknown policy field %s", f);
-            goto done;
-        }
-    }
+    int rc = only_fields(root, "", policy_fields, "policy", e);
+    if (rc != CM_OK) goto done;
     for (int i = 0; i < CM_LIM_COUNT; i++) {
         json_object *v;
         if (!json_object_object_get_ex(root, cm_limit_name(i), &v) || !v) continue;

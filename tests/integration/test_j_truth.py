@@ -84,3 +84,17 @@ def test_agent_known_before_first_heartbeat(h):
     # The first heartbeat makes it healthy.
     accepted(h.hb(hb_obj(by_policy, "0.1", hb_id())), 1, 0, "first heartbeat")
     check_eq(agent_view(h, by_policy)["health"], "healthy", "health after the first heartbeat")
+
+
+def test_misspelt_fields_are_refused(h):
+    a = new_agent(tag="truth-typo")
+    register(h, a, cost="0.25")
+    bad = [({"agent": a, "id": hb_id(), "metrics": {"cost": 0.5}}, "metrics.cost"),
+           ({"agent": a, "id": hb_id(), "cost_usd": 5}, "cost_usd"),
+           ({"heartbeats": [{"agent": a, "id": hb_id(), "metrics": {"cost_usd": 1}},
+                            {"agent": a, "id": hb_id(), "metrics": {"tokens_inn": 3}}]}, "heartbeats[1].metrics.tokens_inn")]
+    for body, field in bad:
+        check_error(h.hb(body), 400, "invalid_field", field, what="heartbeat with %s" % field)
+    # Nothing of the refused requests was counted, not even the good item of the batch.
+    s = h.spend_ok(a, window="month")
+    check_eq((str(s.get("cost_usd")), s.get("heartbeats")), ("0.25", 1), "spend after refused heartbeats")

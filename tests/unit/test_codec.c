@@ -140,12 +140,14 @@ static void single(void)
     CHECK_EQ_I64(hb_one("{\"metrics\":{\"cost_usd\":null,\"tokens_in\":null}}", &h), CM_OK);
     CHECK_EQ_I64(h.cost_nanos, 0);
 
-    /* Unknown fields, top level and in metrics, are ignored. */
-    CHECK_EQ_I64(hb_one("{\"agent\":\"" ADDR "\",\"extra\":{\"deep\":[1,2,{}]},\"x\":true,"
-                        "\"metrics\":{\"gpu_seconds\":\"lots\",\"tokens_in\":5,\"other\":-1}}",
-                        &h),
-                 CM_OK);
-    CHECK_EQ_I64(h.tokens_in, 5);
+    /* Unknown fields, top level, in metrics or beside a batch, are refused
+     * with their path: a misspelled cost must not count as $0. */
+    CHECK_HB_FAIL("{\"agent\":\"" ADDR "\",\"cost_usd\":5}", 400, "invalid_field", "cost_usd");
+    CHECK_HB_FAIL("{\"agent\":\"" ADDR "\",\"metrics\":{\"cost\":0.5}}", 400, "invalid_field", "metrics.cost");
+    CHECK_HB_FAIL("{\"heartbeats\":[{\"agent\":\"" ADDR "\"},{\"metrics\":{\"tokens_in\":5,\"gpu_s\":1}}]}", 400,
+                  "invalid_field", "heartbeats[1].metrics.gpu_s");
+    CHECK_HB_FAIL("{\"heartbeats\":[{\"agent\":\"" ADDR "\"}],\"agent\":\"" ADDR "\"}", 400, "invalid_field",
+                  "agent");
 
     /* Surrounding whitespace is fine. */
     CHECK_EQ_I64(hb_one(" \r\n\t{\"agent\":\"" ADDR "\"} \n", &h), CM_OK);
