@@ -46,7 +46,7 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/gen/schema_sql.c: $(sort $(wildcard schema/*.sql)) scripts/embed_schema.sh
+$(BUILD)/gen/schema_sql.c: $(sort $(wildcard schema/*.sql)) scripts/embed_schema.sh scripts/c_literal.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed_schema.sh $(sort $(wildcard schema/*.sql)) > $@
 
