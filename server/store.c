@@ -1,5 +1,6 @@
 #include "store.h"
 #include "error.h"
+#include "hot_layout.h"
 #include "log.h"
 
 #include <hiredis/adapters/libuv.h>
@@ -510,7 +511,7 @@ long cm_store_window_ttl(char grain)
 /* Runs HREPLACE on `key` with args (argv[0] must be left free for the key). */
 static int hreplace(cm_store *s, char *key, int argc, const char **argv, cm_store_cb cb, void *arg)
 {
-    size_t lens[CM_POLICY_ARGV_MAX + 1];
+    size_t lens[CM_HOT_POLICY_ARGV_MAX + 1];
     argv[0] = key;
     for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
     return cm_store_eval(s, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, cb, arg);
@@ -518,15 +519,15 @@ static int hreplace(cm_store *s, char *key, int argc, const char **argv, cm_stor
 
 int cm_store_put_policy(cm_store *s, const char *address, const cm_policy *pol, cm_store_cb cb, void *arg)
 {
-    char key[CM_STORE_KEY_MAX], space[CM_POLICY_SPACE];
-    const char *argv[CM_POLICY_ARGV_MAX + 1];
+    char key[CM_STORE_KEY_MAX], space[CM_HOT_POLICY_SPACE];
+    const char *argv[CM_HOT_POLICY_ARGV_MAX + 1];
     cm_policy none;
     if (!pol) {
         cm_policy_init(&none);
         pol = &none;
     }
     cm_store_key_policy(address, key);
-    return hreplace(s, key, 1 + cm_policy_redis_args(pol, space, argv + 1), argv, cb, arg);
+    return hreplace(s, key, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
 }
 
 int cm_store_put_killed(cm_store *s, const char *address, bool killed, cm_store_cb cb, void *arg)

@@ -16,6 +16,7 @@ int main(void)
     test_routes();
     test_codec();
     test_policy();
+    test_hot_layout();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -59,5 +59,6 @@ void test_buf(void);
 void test_routes(void);
 void test_codec(void);
 void test_policy(void);
+void test_hot_layout(void);
 
 #endif
