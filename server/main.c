@@ -3,6 +3,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "error.h"
+#include "hot.h"
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
@@ -24,7 +25,7 @@ typedef struct {
     uv_loop_t loop;
     uv_async_t stop;
     cm_pg_pool *writer, *reader;
-    cm_store *store;
+    cm_hot *hot;
     cm_ingest *ingest;
     cm_webhook *hooks;
     cm_notify *notify;
@@ -32,25 +33,18 @@ typedef struct {
     cm_bridge *bridge;
 } app;
 
-static void on_redis_ready(void *arg)
-{
-    app *a = arg;
-    /* A (re)connected Redis may have restarted, been flushed or missed
-     * merges while it was away: bring the hot windows back from PostgreSQL. */
-    if (a->ingest) cm_ingest_rebuild(a->ingest);
-}
-
 static void on_stop(uv_async_t *h)
 {
     app *a = h->data;
     cm_bridge_free(a->bridge);
-    cm_ingest_free(a->ingest);
-    a->ingest = NULL;
     cm_svc_free(a->svc);
     cm_notify_free(a->notify);
-    cm_store_free(a->store);
+    cm_hot_free(a->hot);
     cm_pg_pool_free(a->writer);
     cm_pg_pool_free(a->reader);
+    /* After the stores: what they had in flight fails as they close and
+     * answers its heartbeats through the ingest. */
+    cm_ingest_free(a->ingest);
     uv_close((uv_handle_t *)&a->stop, NULL);
 }
 
@@ -107,12 +101,12 @@ int main(int argc, char **argv)
     a.stop.data = &a;
     if (cm_pg_pool_new(&a.loop, cfg.database_url, 2, "writer", &a.writer) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "reader", &a.reader) != CM_OK ||
-        cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
+        cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.writer, &a.hot) != CM_OK ||
         cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.reader, a.hooks, &a.notify) != CM_OK ||
-        cm_ingest_new(&a.loop, a.writer, a.store, a.notify, &a.ingest) != CM_OK)
+        cm_ingest_new(a.writer, a.hot, a.notify, &a.ingest) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    cm_svc_deps sd = {&a.loop, a.reader, a.ingest, a.store, a.notify, cfg.key_cache_ms, cfg.fail_open};
+    cm_svc_deps sd = {&a.loop, a.reader, a.ingest, a.hot, a.notify, cfg.key_cache_ms, cfg.fail_open};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");
@@ -120,14 +114,14 @@ int main(int argc, char **argv)
     pthread_t loop_thread;
     if (pthread_create(&loop_thread, NULL, loop_main, &a) != 0) return die("cannot start the loop thread");
 
-    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.writer) && cm_pg_pool_ready(a.reader) &&
-                                 cm_store_ready(a.store));
+    const cm_store *redis = cm_hot_store(a.hot);
+    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.writer) && cm_pg_pool_ready(a.reader) && cm_store_ready(redis));
          i++)
         sleep_ms(100);
     if (!cm_pg_pool_ready(a.writer) || !cm_pg_pool_ready(a.reader)) return die("PostgreSQL connections did not come up");
-    if (!cm_store_ready(a.store)) return die("Redis did not come up");
+    if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_http_deps deps = {a.bridge, a.writer, a.reader, a.store, a.ingest};
+    cm_http_deps deps = {a.bridge, a.writer, a.reader, redis, a.ingest};
     cm_http *http;
     if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);
     cm_log(CM_LOG_INFO, "event=listening addr=%s:%d", cfg.listen_host, cfg.listen_port);

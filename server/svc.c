@@ -29,7 +29,7 @@ typedef struct {
 struct cm_svc {
     cm_pg_pool *reader;
     cm_ingest *ingest;
-    cm_store *store;
+    cm_hot *hot;
     cm_notify *notify;
     uv_loop_t *loop;
     int ttl_ms;
@@ -45,9 +45,8 @@ typedef struct {
     char key[CM_KEY_LEN + 1]; /* a created key, shown once */
     char key_id[32];
     int64_t from, to, step;
-    int64_t win[CM_WIN3];  /* window starts of an admission */
+    cm_hot_admission adm;  /* an intent's: its agent, windows and Idempotency-Key */
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
-    char idem[CM_ID_MAX + CM_ADDR_SEG_MAX + 8]; /* its Redis idempotency key, "" if none */
 } pending;
 
 int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
@@ -56,7 +55,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     if (!s) return CM_ENOMEM;
     s->reader = d->reader;
     s->ingest = d->ingest;
-    s->store = d->store;
+    s->hot = d->hot;
     s->notify = d->notify;
     s->loop = d->loop;
     s->ttl_ms = d->key_cache_ms;
@@ -456,9 +455,8 @@ static void run_spend_intent(cm_svc *s, cm_job *j, const ident *who)
 
 /* ---- cost policies ---- */
 
-static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
+static void on_policy_mirrored(void *arg, int rc)
 {
-    (void)reply;
     pending *p = arg;
     cm_job *j = p->job;
     if (rc != CM_OK) {
@@ -481,9 +479,9 @@ static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
 static void mirror_policy(pending *p)
 {
     cm_job *j = p->job;
-    if (cm_store_put_policy(p->svc->store, j->target, j->op == CM_OP_POLICY_DELETE ? NULL : &j->policy,
-                            on_policy_mirrored, p) != CM_OK)
-        on_policy_mirrored(p, CM_ESTORE, NULL);
+    if (cm_hot_put_policy(p->svc->hot, j->target, j->op == CM_OP_POLICY_DELETE ? NULL : &j->policy,
+                          on_policy_mirrored, p) != CM_OK)
+        on_policy_mirrored(p, CM_ESTORE);
 }
 
 static void mirror_policy_after(void *arg, int rc)
@@ -592,20 +590,19 @@ static void run_policy_get(cm_svc *s, cm_job *j, const ident *who)
 
 /* ---- intents ---- */
 
-static void breach_events(cm_svc *s, const pending *p, unsigned fresh, const cm_store_reply *r, bool refused)
+static void breach_events(cm_svc *s, const pending *p, const cm_hot_admit_result *r)
 {
     for (int i = 0; i < CM_LIM_COUNT; i++) {
-        if (!(fresh & (1u << i))) continue;
-        char tmp[32];
+        if (!(r->newly & (1u << i))) continue;
         cm_buf d;
         cm_buf_init(&d);
         cm_buf_adds(&d, "{");
         jfield(&d, "limit", cm_limit_name(i), 1);
         cm_buf_adds(&d, ",\"limit_value\":");
-        cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 8 + i, tmp, sizeof tmp), NULL, 10), &d);
+        cm_policy_value_json(i, r->limit[i], &d);
         cm_buf_adds(&d, ",\"current\":");
-        cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 3 + i, tmp, sizeof tmp), NULL, 10), &d);
-        cm_buf_adds(&d, refused ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
+        cm_policy_value_json(i, r->current[i], &d);
+        cm_buf_adds(&d, r->code == CM_HOT_REFUSED ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
         char *details = cm_buf_take(&d, NULL);
         if (details)
             cm_notify_event(s->notify, p->who.org, p->job->intent.agent, "policy_breached", details, true, NULL, NULL);
@@ -613,18 +610,11 @@ static void breach_events(cm_svc *s, const pending *p, unsigned fresh, const cm_
     }
 }
 
-/* Keeps the answer for repeats of the Idempotency-Key: "status retry body". */
+/* Keeps the answer for repeats of the Idempotency-Key. */
 static void remember(pending *p)
 {
     cm_job *j = p->job;
-    if (!p->idem[0]) return;
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_addf(&b, "%d %ld ", j->status, j->retry_after);
-    cm_buf_adds(&b, j->body ? j->body : "");
-    char *v = cm_buf_take(&b, NULL);
-    if (v) cm_store_set(p->svc->store, p->idem, v, 86400);
-    free(v);
+    cm_hot_remember(p->svc->hot, &p->adm, j->status, j->retry_after, j->body ? j->body : "");
 }
 
 static void admitted_reply(pending *p)
@@ -645,13 +635,7 @@ static void admitted_reply(pending *p)
 static void undo_admission(pending *p)
 {
     /* Admitted unchecked (fail open): Redis counted nothing to give back. */
-    if (!p->counted) return;
-    char key[CM_STORE_KEY_MAX];
-    for (int w = 0; w < CM_WIN3; w++) {
-        cm_store_key_window(p->job->intent.agent, CM_STORE_GRAINS[w], p->win[w], key);
-        cm_store_hincrby(p->svc->store, key, "intents", -1);
-    }
-    if (p->idem[0]) cm_store_del(p->svc->store, p->idem);
+    if (p->counted) cm_hot_unadmit(p->svc->hot, &p->adm);
 }
 
 static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -697,7 +681,7 @@ static void unavailable(pending *p, const char *why)
     free(p);
 }
 
-static void on_admit(void *arg, int rc, const cm_store_reply *r)
+static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
 {
     pending *p = arg;
     cm_svc *s = p->svc;
@@ -706,49 +690,42 @@ static void on_admit(void *arg, int rc, const cm_store_reply *r)
         unavailable(p, "redis_error");
         return;
     }
-    long long code = cm_store_reply_int(r, 0);
-    char tmp[32];
-    if (code == -1) {
-        cm_ingest_rebuild(s->ingest);
+    switch (r->code) {
+    case CM_HOT_REBUILDING:
         unavailable(p, "redis_rebuilding");
         return;
-    }
-    if (code == -3) {
+    case CM_HOT_IN_FLIGHT:
         fail(j, 409, "idempotency_key_in_use", "Idempotency-Key", "a request with this key is still in flight");
         free(p);
         return;
-    }
-    if (code == -2) {
-        const char *stored = cm_store_reply_str(r, 1, tmp, sizeof tmp);
-        char *end;
-        long status = strtol(stored, &end, 10);
-        long retry = strtol(end, &end, 10);
-        if (*end == ' ') end++;
+    case CM_HOT_REPEAT: {
         cm_buf b;
         cm_buf_init(&b);
-        cm_buf_adds(&b, end);
-        cm_job_reply(j, (int)status, &b);
-        j->retry_after = retry;
+        cm_buf_adds(&b, r->answer.body);
+        cm_job_reply(j, r->answer.status, &b);
+        j->retry_after = r->answer.retry_after;
         j->done(j);
         free(p);
         return;
     }
-    if (code == 2) {
+    case CM_HOT_KILLED:
         cm_job_fail(j, 403, "agent_killed", NULL, "this agent is killed; an admin can resume it");
         remember(p);
         j->done(j);
         free(p);
         return;
+    case CM_HOT_ADMITTED:
+    case CM_HOT_REFUSED:
+        break;
     }
-    unsigned mask = (unsigned)cm_store_reply_int(r, 1), fresh = (unsigned)cm_store_reply_int(r, 2);
-    breach_events(s, p, fresh, r, code == 0);
-    if (code == 1) {
+    breach_events(s, p, r);
+    if (r->code == CM_HOT_ADMITTED) {
         p->counted = true;
         record_intent(p);
         return;
     }
     int64_t retry = 0;
-    int lim = cm_policy_binding(mask, j->now, &retry);
+    int lim = cm_policy_binding(r->breached, j->now, &retry);
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
@@ -759,9 +736,9 @@ static void on_admit(void *arg, int rc, const cm_store_reply *r)
     cm_buf_adds(&b, ",");
     jfield(&b, "limit", cm_limit_name(lim), 1);
     cm_buf_adds(&b, ",\"limit_value\":");
-    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, 8 + lim, tmp, sizeof tmp), NULL, 10), &b);
+    cm_policy_value_json(lim, r->limit[lim], &b);
     cm_buf_adds(&b, ",\"current\":");
-    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, 3 + lim, tmp, sizeof tmp), NULL, 10), &b);
+    cm_policy_value_json(lim, r->current[lim], &b);
     cm_buf_addf(&b, ",\"retry_after_s\":%lld}}", (long long)retry);
     cm_job_reply(j, 429, &b);
     j->retry_after = (long)retry;
@@ -783,34 +760,17 @@ static void run_intent(cm_svc *s, cm_job *j, const ident *who)
     }
     pending *p = pending_new(s, j, who);
     if (!p) return;
-    char keys[6][CM_STORE_KEY_MAX], starts[CM_WIN3][24], ttls[CM_WIN3][24];
-    cm_policy_window_starts(j->now, p->win);
-    for (int w = 0; w < CM_WIN3; w++) {
-        snprintf(starts[w], sizeof starts[w], "%lld", (long long)p->win[w]);
-        snprintf(ttls[w], sizeof ttls[w], "%ld", cm_store_window_ttl(CM_STORE_GRAINS[w]));
-        cm_store_key_window(j->intent.agent, CM_STORE_GRAINS[w], p->win[w], keys[2 + w]);
-    }
-    snprintf(keys[0], sizeof keys[0], "%s", CM_STORE_EPOCH_KEY);
-    cm_store_key_policy(j->intent.agent, keys[1]);
-    if (j->idem_key[0]) snprintf(p->idem, sizeof p->idem, "cm:i:%s:%s", who->org, j->idem_key);
-    snprintf(keys[5], sizeof keys[5], "%s", p->idem[0] ? p->idem : "cm:i:-");
-    const char *argv[14];
-    size_t lens[14];
-    for (int i = 0; i < 6; i++) argv[i] = keys[i];
-    argv[6] = p->idem[0] ? "1" : "0";
-    for (int w = 0; w < CM_WIN3; w++) argv[7 + w] = ttls[w];
-    argv[10] = j->intent.agent;
-    for (int w = 0; w < CM_WIN3; w++) argv[11 + w] = starts[w];
-    for (int i = 0; i < 14; i++) lens[i] = strlen(argv[i]);
-    if (cm_store_eval(s->store, CM_SCRIPT_ADMIT, 6, 14, argv, lens, on_admit, p) != CM_OK)
-        unavailable(p, "redis_down");
+    p->adm.agent = j->intent.agent;
+    cm_policy_window_starts(j->now, p->adm.starts);
+    p->adm.org = p->who.org;
+    p->adm.idem_key = j->idem_key;
+    if (cm_hot_admit(s->hot, &p->adm, on_admit, p) != CM_OK) unavailable(p, "redis_down");
 }
 
 /* ---- kill switch ---- */
 
-static void on_kill_mirrored(void *arg, int rc, const cm_store_reply *reply)
+static void on_kill_mirrored(void *arg, int rc)
 {
-    (void)reply;
     pending *p = arg;
     cm_job *j = p->job;
     if (rc != CM_OK) {
@@ -852,8 +812,8 @@ static void mirror_kill(void *arg, int rc)
     (void)rc;
     pending *p = arg;
     cm_job *j = p->job;
-    if (cm_store_put_killed(p->svc->store, j->target, j->op == CM_OP_KILL, on_kill_mirrored, p) != CM_OK)
-        on_kill_mirrored(p, CM_ESTORE, NULL);
+    if (cm_hot_put_killed(p->svc->hot, j->target, j->op == CM_OP_KILL, on_kill_mirrored, p) != CM_OK)
+        on_kill_mirrored(p, CM_ESTORE);
 }
 
 static void run_kill(cm_svc *s, cm_job *j, const ident *who)

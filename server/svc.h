@@ -11,7 +11,7 @@
 #include "ingest.h"
 #include "notify.h"
 #include "pg.h"
-#include "store.h"
+#include "hot.h"
 
 typedef struct cm_svc cm_svc;
 
@@ -20,7 +20,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *reader;
     cm_ingest *ingest;
-    cm_store *store;
+    cm_hot *hot;
     cm_notify *notify;
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
