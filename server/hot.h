@@ -11,8 +11,8 @@
  * second later.
  *
  * Every call returns CM_OK and later calls its callback once, or an error
- * at once (CM_ESTORE when Redis is not connected, CM_ENOMEM) and never
- * calls it. Strings in a call's input are borrowed for the call only; a
+ * at once (CM_ESTORE when Redis is not connected, CM_ENOMEM, CM_EINVAL for
+ * no rows or agents) and never calls it. Strings in a call's input are borrowed for the call only; a
  * result is lent to its callback only. */
 #ifndef CM_HOT_H
 #define CM_HOT_H
@@ -79,8 +79,8 @@ typedef struct {
     const cm_hot_mark *marks;
 } cm_hot_check_result;
 
-/* r is never NULL: with rc CM_ESTORE some agents went unchecked and read
- * active (heartbeats are accepted whatever Redis says), with no marks. */
+/* r is never NULL: with rc other than CM_OK some agents went unchecked and
+ * read active (heartbeats are accepted whatever Redis says), with no marks. */
 typedef void (*cm_hot_check_cb)(void *arg, int rc, const cm_hot_check_result *r);
 
 /* Checks addresses[0..n) against their policies in the windows starting
@@ -129,7 +129,8 @@ typedef void (*cm_hot_admit_cb)(void *arg, int rc, const cm_hot_admit_result *r)
  * until cm_hot_remember or cm_hot_unadmit. */
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg);
 /* Keeps the answer to a's Idempotency-Key for repeats (CM_HOT_REPEAT);
- * nothing when a has none. Fire-and-forget, like the two below. */
+ * nothing when a has none. Fire-and-forget, like cm_hot_unadmit: CM_OK
+ * when sent. */
 int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry_after, const char *body);
 /* Undoes an admission whose intent was not recorded: the three intent
  * counts go down again and the Idempotency-Key is released. */
