@@ -27,7 +27,9 @@ ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 # Modules with no library dependency: unit-tested without servers.
 PURE_SRC := server/error.c server/money.c server/timeutil.c server/address.c server/backoff.c
 SERVER_SRC := $(wildcard server/*.c)
-SERVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SERVER_SRC)) $(BUILD)/obj/gen/schema_sql.o
+# The Lua scripts of hot.c, embedded like the schema.
+LUA_SRC := $(sort $(wildcard server/lua/*.lua))
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SERVER_SRC)) $(BUILD)/obj/gen/schema_sql.o $(BUILD)/obj/gen/lua.o
 LIB_OBJ := $(filter-out $(BUILD)/obj/server/main.o,$(SERVER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRC))
@@ -46,11 +48,15 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/gen/schema_sql.c: $(sort $(wildcard schema/*.sql)) scripts/embed_schema.sh
+$(BUILD)/gen/schema_sql.c: $(sort $(wildcard schema/*.sql)) scripts/embed_schema.sh scripts/c_literal.sh
 	@mkdir -p $(dir $@)
 	sh scripts/embed_schema.sh $(sort $(wildcard schema/*.sql)) > $@
 
-$(BUILD)/obj/gen/schema_sql.o: $(BUILD)/gen/schema_sql.c
+$(BUILD)/gen/lua.c: $(LUA_SRC) scripts/embed_lua.sh scripts/c_literal.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_lua.sh $(LUA_SRC) > $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 

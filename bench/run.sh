@@ -15,8 +15,8 @@
 # and the ceilings, in the same run:
 #   (a) bench/http_ceiling.c: the same libmicrohttpd settings and the
 #       project's JSON decoder, answering 202 without touching a store
-#   (b) redis-benchmark running the project's MERGE script (extracted from
-#       server/store.c) for one heartbeat's three windows, pipelined by 16
+#   (b) redis-benchmark running the project's MERGE script
+#       (server/lua/merge.lua) for one heartbeat's three windows, pipelined by 16
 #   (c) bench/pg_ceiling.c: the project's group_sql (extracted from
 #       server/ingest.c) back to back on one connection, 100 and 1000 rows
 # plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
@@ -211,7 +211,6 @@ extract() { # extract FILE NAME OUT
     "$WORK/extract_$2" > "$3"
     [ -s "$3" ] || die "$2 extracted from $1 is empty"
 }
-extract server/store.c merge_lua "$WORK/merge.lua"
 extract server/ingest.c group_sql "$WORK/group.sql"
 
 # ------------------------------------------------------- (a) HTTP ceiling
@@ -237,7 +236,7 @@ stop_pid "$CEIL_PID"; CEIL_PID=""
 # ------------------------------------------------------ (b) Redis ceiling
 
 say "redis ceiling: MERGE script, one heartbeat's 3 windows per call, -P 16, $REDIS_N calls"
-SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat "$WORK/merge.lua")")
+SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat server/lua/merge.lua)")
 redis-cli -p "$REDIS_PORT" SET cm:epoch 1 >/dev/null
 s0=$(snapshot)
 t0=$(date +%s%3N)

@@ -15,7 +15,7 @@
 #include "keycache.h"
 #include "notify.h"
 #include "pg.h"
-#include "store.h"
+#include "hot.h"
 
 #include <stdbool.h>
 #include <uv.h>
@@ -25,7 +25,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
     cm_ingest *ingest;
-    cm_store *store;
+    cm_hot *hot;
     cm_notify *notify;
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */

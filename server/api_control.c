@@ -20,9 +20,8 @@ static void fail_unmirrored(cm_job *j, const char *what)
 /* A policy registers its agent, as a first heartbeat or intent does, so the
  * agent is listed (health "unknown") before it ever reports. */
 
-static void on_policy_mirrored(void *arg, int rc, const cm_store_reply *reply)
+static void on_policy_mirrored(void *arg, int rc)
 {
-    (void)reply;
     cm_api_call *c = arg;
     cm_job *j = c->job;
     free(c);
@@ -44,9 +43,9 @@ static void mirror_policy(cm_api_call *c)
 {
     cm_job *j = c->job;
     const cm_req_policy *q = &j->req.policy;
-    if (cm_store_put_policy(c->api->store, q->address, j->op == CM_OP_POLICY_DELETE ? NULL : &q->policy,
-                            on_policy_mirrored, c) != CM_OK)
-        on_policy_mirrored(c, CM_ESTORE, NULL);
+    if (cm_hot_put_policy(c->api->hot, q->address, j->op == CM_OP_POLICY_DELETE ? NULL : &q->policy,
+                          on_policy_mirrored, c) != CM_OK)
+        on_policy_mirrored(c, CM_ESTORE);
 }
 
 static void mirror_policy_after(void *arg, int rc)
@@ -186,9 +185,8 @@ static void on_kill_state(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_api_reply(j, 200, &b);
 }
 
-static void on_kill_mirrored(void *arg, int rc, const cm_store_reply *reply)
+static void on_kill_mirrored(void *arg, int rc)
 {
-    (void)reply;
     cm_api_call *c = arg;
     cm_job *j = c->job;
     if (rc != CM_OK) {
@@ -209,9 +207,8 @@ static void mirror_kill(void *arg, int rc)
     (void)rc;
     cm_api_call *c = arg;
     cm_job *j = c->job;
-    if (cm_store_put_killed(c->api->store, j->req.agent.address, j->op == CM_OP_KILL, on_kill_mirrored, c) !=
-        CM_OK)
-        on_kill_mirrored(c, CM_ESTORE, NULL);
+    if (cm_hot_put_killed(c->api->hot, j->req.agent.address, j->op == CM_OP_KILL, on_kill_mirrored, c) != CM_OK)
+        on_kill_mirrored(c, CM_ESTORE);
 }
 
 static void on_killed(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

@@ -12,25 +12,23 @@
 
 typedef struct {
     cm_api_call base;
-    int64_t win[CM_WIN3];  /* window starts of the admission */
+    cm_hot_admission adm;  /* its agent, windows and Idempotency-Key */
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
-    char idem[CM_ID_MAX + CM_ADDR_SEG_MAX + 8]; /* its Redis idempotency key, "" if none */
 } admit_call;
 
-static void breach_events(admit_call *c, unsigned fresh, const cm_store_reply *r, bool refused)
+static void breach_events(admit_call *c, const cm_hot_admit_result *r)
 {
     for (int i = 0; i < CM_LIM_COUNT; i++) {
-        if (!(fresh & (1u << i))) continue;
-        char tmp[32];
+        if (!(r->newly & (1u << i))) continue;
         cm_buf d;
         cm_buf_init(&d);
         cm_buf_adds(&d, "{");
         cm_api_jfield(&d, "limit", cm_limit_name(i), 1);
         cm_buf_adds(&d, ",\"limit_value\":");
-        cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 8 + i, tmp, sizeof tmp), NULL, 10), &d);
+        cm_policy_value_json(i, r->limit[i], &d);
         cm_buf_adds(&d, ",\"current\":");
-        cm_policy_value_json(i, strtoll(cm_store_reply_str(r, 3 + i, tmp, sizeof tmp), NULL, 10), &d);
-        cm_buf_adds(&d, refused ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
+        cm_policy_value_json(i, r->current[i], &d);
+        cm_buf_adds(&d, r->code == CM_HOT_REFUSED ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
         char *details = cm_buf_take(&d, NULL);
         if (details)
             cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
@@ -39,25 +37,12 @@ static void breach_events(admit_call *c, unsigned fresh, const cm_store_reply *r
     }
 }
 
-/* Keeps the answer for repeats of the Idempotency-Key: "status retry body". */
-static void remember(admit_call *c)
-{
-    cm_job *j = c->base.job;
-    if (!c->idem[0]) return;
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_addf(&b, "%d %ld ", j->status, j->retry_after);
-    cm_buf_adds(&b, j->body ? j->body : "");
-    char *v = cm_buf_take(&b, NULL);
-    if (v) cm_store_set(c->base.api->store, c->idem, v, 86400);
-    free(v);
-}
-
-/* Answers with the reply already set on the job, keeping it for repeats. */
+/* Answers with the reply already set on the job, keeping it for repeats
+ * of the Idempotency-Key. */
 static void finish(admit_call *c)
 {
     cm_job *j = c->base.job;
-    remember(c);
+    cm_hot_remember(c->base.api->hot, &c->adm, j->status, j->retry_after, j->body ? j->body : "");
     free(c);
     cm_api_answer(j);
 }
@@ -69,17 +54,6 @@ static void fail_plain(admit_call *c, int status, const char *code, const char *
     cm_api_error(j, status, code, field, msg);
 }
 
-static void undo_admission(admit_call *c)
-{
-    /* Admitted unchecked (fail open): Redis counted nothing to give back. */
-    if (!c->counted) return;
-    char key[CM_STORE_KEY_MAX];
-    for (int w = 0; w < CM_WIN3; w++) {
-        cm_store_key_window(c->base.job->req.intent.body.agent, CM_STORE_GRAINS[w], c->win[w], key);
-        cm_store_hincrby(c->base.api->store, key, "intents", -1);
-    }
-    if (c->idem[0]) cm_store_del(c->base.api->store, c->idem);
-}
 
 static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
@@ -88,8 +62,9 @@ static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const cha
     admit_call *c = arg;
     cm_job *j = c->base.job;
     if (rc != CM_OK) {
-        /* Not recorded, so not admitted: give the slot back. */
-        undo_admission(c);
+        /* Not recorded, so not admitted: give the slot back (admitted
+         * unchecked, fail open, Redis counted nothing to give back). */
+        if (c->counted) cm_hot_unadmit(c->base.api->hot, &c->adm);
         free(c);
         cm_api_fail_store(j);
         return;
@@ -132,54 +107,46 @@ static void unavailable(admit_call *c, const char *why)
     fail_plain(c, 503, "store_unavailable", NULL, "intent admission is unavailable (Redis); retry");
 }
 
-static void on_admit(void *arg, int rc, const cm_store_reply *r)
+static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
 {
     admit_call *c = arg;
-    cm_api *api = c->base.api;
     cm_job *j = c->base.job;
     if (rc != CM_OK) {
         unavailable(c, "redis_error");
         return;
     }
-    long long code = cm_store_reply_int(r, 0);
-    char tmp[32];
-    if (code == -1) {
-        cm_ingest_rebuild(api->ingest);
+    switch (r->code) {
+    case CM_HOT_REBUILDING:
         unavailable(c, "redis_rebuilding");
         return;
-    }
-    if (code == -3) {
+    case CM_HOT_IN_FLIGHT:
         fail_plain(c, 409, "idempotency_key_in_use", "Idempotency-Key", "a request with this key is still in flight");
         return;
-    }
-    if (code == -2) {
-        const char *stored = cm_store_reply_str(r, 1, tmp, sizeof tmp);
-        char *end;
-        long status = strtol(stored, &end, 10);
-        long retry = strtol(end, &end, 10);
-        if (*end == ' ') end++;
+    case CM_HOT_REPEAT: {
         cm_buf b;
         cm_buf_init(&b);
-        cm_buf_adds(&b, end);
-        j->retry_after = retry;
+        cm_buf_adds(&b, r->answer.body);
+        j->retry_after = r->answer.retry_after;
         free(c);
-        cm_api_reply(j, (int)status, &b);
+        cm_api_reply(j, r->answer.status, &b);
         return;
     }
-    if (code == 2) {
+    case CM_HOT_KILLED:
         cm_job_fail(j, 403, "agent_killed", NULL, "this agent is killed; an admin can resume it");
         finish(c);
         return;
+    case CM_HOT_ADMITTED:
+    case CM_HOT_REFUSED:
+        break;
     }
-    unsigned mask = (unsigned)cm_store_reply_int(r, 1), fresh = (unsigned)cm_store_reply_int(r, 2);
-    breach_events(c, fresh, r, code == 0);
-    if (code == 1) {
+    breach_events(c, r);
+    if (r->code == CM_HOT_ADMITTED) {
         c->counted = true;
         record_intent(c);
         return;
     }
     int64_t retry = 0;
-    int lim = cm_policy_binding(mask, j->now, &retry);
+    int lim = cm_policy_binding(r->breached, j->now, &retry);
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
@@ -190,9 +157,9 @@ static void on_admit(void *arg, int rc, const cm_store_reply *r)
     cm_buf_adds(&b, ",");
     cm_api_jfield(&b, "limit", cm_limit_name(lim), 1);
     cm_buf_adds(&b, ",\"limit_value\":");
-    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, 8 + lim, tmp, sizeof tmp), NULL, 10), &b);
+    cm_policy_value_json(lim, r->limit[lim], &b);
     cm_buf_adds(&b, ",\"current\":");
-    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, 3 + lim, tmp, sizeof tmp), NULL, 10), &b);
+    cm_policy_value_json(lim, r->current[lim], &b);
     cm_buf_addf(&b, ",\"retry_after_s\":%lld}}", (long long)retry);
     cm_job_reply(j, 429, &b);
     j->retry_after = (long)retry;
@@ -212,26 +179,10 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     }
     admit_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    char keys[6][CM_STORE_KEY_MAX], starts[CM_WIN3][24], ttls[CM_WIN3][24];
-    cm_policy_window_starts(j->now, c->win);
-    for (int w = 0; w < CM_WIN3; w++) {
-        snprintf(starts[w], sizeof starts[w], "%lld", (long long)c->win[w]);
-        snprintf(ttls[w], sizeof ttls[w], "%ld", cm_store_window_ttl(CM_STORE_GRAINS[w]));
-        cm_store_key_window(q->body.agent, CM_STORE_GRAINS[w], c->win[w], keys[2 + w]);
-    }
-    snprintf(keys[0], sizeof keys[0], "%s", CM_STORE_EPOCH_KEY);
-    cm_store_key_policy(q->body.agent, keys[1]);
-    if (q->idem_key[0]) snprintf(c->idem, sizeof c->idem, "cm:i:%s:%s", who->org, q->idem_key);
-    snprintf(keys[5], sizeof keys[5], "%s", c->idem[0] ? c->idem : "cm:i:-");
-    const char *argv[14];
-    size_t lens[14];
-    for (int i = 0; i < 6; i++) argv[i] = keys[i];
-    argv[6] = c->idem[0] ? "1" : "0";
-    for (int w = 0; w < CM_WIN3; w++) argv[7 + w] = ttls[w];
-    argv[10] = q->body.agent;
-    for (int w = 0; w < CM_WIN3; w++) argv[11 + w] = starts[w];
-    for (int i = 0; i < 14; i++) lens[i] = strlen(argv[i]);
-    if (cm_store_eval(api->store, CM_SCRIPT_ADMIT, 6, 14, argv, lens, on_admit, c) != CM_OK)
-        unavailable(c, "redis_down");
+    c->adm.agent = q->body.agent;
+    cm_policy_window_starts(j->now, c->adm.starts);
+    c->adm.org = c->base.who.org; /* who is the caller's; the call keeps its own copy */
+    c->adm.idem_key = q->idem_key;
+    if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
     return CM_OK;
 }

@@ -12,7 +12,6 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
-#define CHECK_CHUNK 100 /* agents per CHECK call */
 
 /* The one statement of a group commit (data-modifying CTEs always run to
  * completion, referenced or not). Lock order is fixed by the ORDER BY
@@ -96,7 +95,7 @@ typedef struct {
 typedef struct {
     char address[CM_ADDR_MAX];
     int64_t cost_today;
-    int state; /* 0 active, 1 blocked, 2 killed (from Redis) */
+    cm_hot_agent_state state;
     const cm_job *listed_in; /* the last reply that named it, so each names it once */
 } group_agent;
 
@@ -109,33 +108,26 @@ typedef struct group {
     int retries;
     group_agent *agents; /* owned */
     int nagents;
-    int checks;          /* CHECK calls not yet answered */
 } group;
 
 struct cm_ingest {
-    uv_timer_t retry; /* re-runs a failed rebuild */
     cm_pg_pool *writer;
-    cm_store *store;
+    cm_hot *hot;
     cm_notify *notify;
     cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* groups sent to PostgreSQL, not yet answered */
-    int rebuilding;
-    int rebuild_again;
     _Atomic size_t backlog;
     _Atomic unsigned long long accepted, duplicates;
 };
 
 static void flush(cm_ingest *in);
 
-int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_notify *notify,
-                  cm_ingest **out)
+int cm_ingest_new(cm_pg_pool *writer, cm_hot *hot, cm_notify *notify, cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
     if (!in) return CM_ENOMEM;
-    uv_timer_init(loop, &in->retry);
-    in->retry.data = in;
     in->writer = writer;
-    in->store = store;
+    in->hot = hot;
     in->notify = notify;
     *out = in;
     return CM_OK;
@@ -157,16 +149,11 @@ static void fail_jobs(cm_ingest *in, cm_jobq *q, int status, const char *code, c
     }
 }
 
-static void on_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
     fail_jobs(in, &in->waiting, 503, "shutting_down", "the server is stopping; retry");
-    uv_close((uv_handle_t *)&in->retry, on_closed);
+    free(in);
 }
 
 size_t cm_ingest_backlog(const cm_ingest *in)
@@ -400,62 +387,17 @@ static void reply_jobs(group *g)
     }
 }
 
-/* ---- Redis mirror ---- */
+/* ---- hot windows ---- */
 
-static const char *const merge_fields[] = {"cost", "tin", "tout", "calls", "hb"};
-enum { NMERGE = 5 };
-
-/* Builds the MERGE call for rows [from, to) of res whose columns start at
- * `col`: address, grain, bucket, then one column per field (NMERGE fields
- * of a rollup, or the one intents count). */
-static int send_merge(cm_ingest *in, const cm_pgres *res, int from, int to, int col,
-                      const char *const *fields, int nfields, cm_store_cb cb, void *arg)
+/* The 'r' rows [from, to) of the result into Redis. Fire-and-forget:
+ * PostgreSQL already holds the truth. */
+static void merge_rollups(cm_ingest *in, const cm_pgres *res, int from, int to)
 {
-    int nk = to - from;
-    int argc = 1 + nk + nk * (2 + 2 * nfields);
-    const char **argv = malloc((size_t)argc * sizeof *argv);
-    size_t *lens = malloc((size_t)argc * sizeof *lens);
-    char *keys = malloc((size_t)nk * CM_STORE_KEY_MAX);
-    char *nums = malloc((size_t)nk * 16);
-    char nf[8];
-    int rc = CM_ENOMEM;
-    if (!argv || !lens || !keys || !nums) goto out;
-    snprintf(nf, sizeof nf, "%d", nfields);
-    int a = 0;
-    argv[a++] = CM_STORE_EPOCH_KEY;
-    for (int r = from; r < to; r++) {
-        char *k = keys + (size_t)(r - from) * CM_STORE_KEY_MAX;
-        cm_store_key_window(cm_pgres_get(res, r, col), cm_pgres_get(res, r, col + 1)[0],
-                            strtoll(cm_pgres_get(res, r, col + 2), NULL, 10), k);
-        argv[a++] = k;
-    }
-    for (int r = from; r < to; r++) {
-        char *ttl = nums + (size_t)(r - from) * 16;
-        snprintf(ttl, 16, "%ld", cm_store_window_ttl(cm_pgres_get(res, r, col + 1)[0]));
-        argv[a++] = ttl;
-        argv[a++] = nf;
-        for (int f = 0; f < nfields; f++) {
-            argv[a++] = fields[f];
-            argv[a++] = cm_pgres_get(res, r, col + 3 + f);
-        }
-    }
-    for (int i = 0; i < a; i++) lens[i] = strlen(argv[i]);
-    rc = cm_store_eval(in->store, CM_SCRIPT_MERGE, 1 + nk, a, argv, lens, cb, arg);
-out:
-    free(argv);
-    free(lens);
-    free(keys);
-    free(nums);
-    return rc;
-}
-
-static void on_merged(void *arg, int rc, const cm_store_reply *reply)
-{
-    cm_ingest *in = arg;
-    if (rc == CM_OK && cm_store_reply_int(reply, 0) == 0 && !in->rebuilding) {
-        cm_log(CM_LOG_WARN, "event=redis_epoch_missing action=rebuild");
-        cm_ingest_rebuild(in);
-    }
+    cm_hot_rollup *v = malloc((size_t)(to - from) * sizeof *v);
+    if (!v) return;
+    for (int r = from; r < to; r++) cm_hot_rollup_read(res, r, 1, &v[r - from]);
+    cm_hot_merge(in->hot, v, to - from, NULL, NULL);
+    free(v);
 }
 
 static void finish_group(group *g)
@@ -464,93 +406,48 @@ static void finish_group(group *g)
     group_free(g);
 }
 
-/* Records the events of newly crossed marks: a threshold of a cost limit
+/* Records the event of a newly crossed mark: a threshold of a cost limit
  * (threshold_crossed) or the limit itself (policy_breached). */
-static void mark_event(cm_ingest *in, const char *address, const cm_store_reply *r, int at)
+static void mark_event(cm_ingest *in, const char *address, const cm_hot_mark *m)
 {
-    char tmp[32], org[CM_ADDR_SEG_MAX + 1];
+    char org[CM_ADDR_SEG_MAX + 1];
     if (cm_addr_org(address, org) != CM_OK) return;
-    int lim = (int)cm_store_reply_int(r, at + 1);
-    int64_t fraction = cm_store_reply_int(r, at + 2);
     cm_buf d;
     cm_buf_init(&d);
-    cm_buf_addf(&d, "{\"limit\":\"%s\",\"limit_value\":", cm_limit_name(lim));
-    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, at + 4, tmp, sizeof tmp), NULL, 10), &d);
+    cm_buf_addf(&d, "{\"limit\":\"%s\",\"limit_value\":", cm_limit_name(m->limit));
+    cm_policy_value_json(m->limit, m->limit_value, &d);
     cm_buf_adds(&d, ",\"current\":");
-    cm_policy_value_json(lim, strtoll(cm_store_reply_str(r, at + 3, tmp, sizeof tmp), NULL, 10), &d);
-    if (fraction) {
+    cm_policy_value_json(m->limit, m->current, &d);
+    if (m->fraction) {
         cm_buf_adds(&d, ",\"threshold\":");
-        cm_buf_add_money(&d, fraction);
+        cm_buf_add_money(&d, m->fraction);
     }
     cm_buf_adds(&d, "}");
     char *details = cm_buf_take(&d, NULL);
     if (details)
-        cm_notify_event(in->notify, org, address, fraction ? "threshold_crossed" : "policy_breached", details, true,
-                        NULL, NULL);
+        cm_notify_event(in->notify, org, address, m->fraction ? "threshold_crossed" : "policy_breached", details,
+                        true, NULL, NULL);
     free(details);
 }
 
-typedef struct {
-    group *g;
-    int first, n;
-} check_call;
-
-static void on_check(void *arg, int rc, const cm_store_reply *r)
+static void on_check(void *arg, int rc, const cm_hot_check_result *r)
 {
-    check_call *cc = arg;
-    group *g = cc->g;
-    if (rc == CM_OK) {
-        int len = cm_store_reply_len(r);
-        for (int i = 0; i < cc->n && i < len; i++) {
-            long long st = cm_store_reply_int(r, i);
-            g->agents[cc->first + i].state = st >= 0 && st <= 2 ? (int)st : 0;
-        }
-        for (int at = cc->n; at + 5 <= len; at += 5) {
-            long long ai = cm_store_reply_int(r, at);
-            if (ai >= 0 && ai < cc->n) mark_event(g->in, g->agents[cc->first + ai].address, r, at);
-        }
-    }
-    free(cc);
-    if (--g->checks == 0) finish_group(g);
+    (void)rc; /* an agent Redis could not answer for reads active */
+    group *g = arg;
+    for (int i = 0; i < g->nagents; i++) g->agents[i].state = r->state[i];
+    for (int i = 0; i < r->nmarks; i++) mark_event(g->in, g->agents[r->marks[i].agent].address, &r->marks[i]);
+    finish_group(g);
 }
 
-/* CHECK for agents [from, from + CHECK_CHUNK) of the group, at the current
- * windows. */
-static int send_check(group *g, int from)
+/* Reads every agent's state in the windows starting at win; the group is
+ * finished by on_check, unless this fails. */
+static int send_check(group *g, const int64_t win[CM_WIN3])
 {
-    int n = g->nagents - from < CHECK_CHUNK ? g->nagents - from : CHECK_CHUNK;
-    int64_t win[CM_WIN3];
-    char starts[CM_WIN3][24];
-    cm_policy_window_starts(g->now, win);
-    for (int w = 0; w < CM_WIN3; w++) snprintf(starts[w], sizeof starts[w], "%lld", (long long)win[w]);
-    int argc = 1 + 8 * n;
-    const char **argv = malloc((size_t)argc * sizeof *argv);
-    size_t *lens = malloc((size_t)argc * sizeof *lens);
-    char (*keys)[CM_STORE_KEY_MAX] = malloc((size_t)n * 4 * sizeof *keys);
-    check_call *cc = malloc(sizeof *cc);
-    int rc = CM_ENOMEM;
-    if (!argv || !lens || !keys || !cc) goto out;
-    argv[0] = CM_STORE_EPOCH_KEY;
-    for (int i = 0; i < n; i++) {
-        const char *addr = g->agents[from + i].address;
-        /* Per agent: its policy hash, then its hour, day and month hashes. */
-        cm_store_key_policy(addr, keys[4 * i]);
-        for (int w = 0; w < CM_WIN3; w++) cm_store_key_window(addr, CM_STORE_GRAINS[w], win[w], keys[4 * i + 1 + w]);
-        for (int k = 0; k < 4; k++) argv[1 + 4 * i + k] = keys[4 * i + k];
-        argv[1 + 4 * n + 4 * i] = addr;
-        for (int w = 0; w < CM_WIN3; w++) argv[2 + 4 * n + 4 * i + w] = starts[w];
-    }
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    cc->g = g;
-    cc->first = from;
-    cc->n = n;
-    rc = cm_store_eval(g->in->store, CM_SCRIPT_CHECK, 1 + 4 * n, argc, argv, lens, on_check, cc);
-    if (rc == CM_OK) cc = NULL;
-out:
-    free(argv);
-    free(lens);
-    free(keys);
-    free(cc);
+    const char **addresses = malloc((size_t)g->nagents * sizeof *addresses + 1);
+    if (!addresses) return CM_ENOMEM;
+    for (int i = 0; i < g->nagents; i++) addresses[i] = g->agents[i].address;
+    int rc = cm_hot_check(g->in->hot, addresses, g->nagents, win, on_check, g);
+    free(addresses);
     return rc;
 }
 
@@ -603,163 +500,10 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     }
     /* Mirror into Redis and read each agent's policy state before
      * answering, so the reply says whether the agent is now blocked. Redis
-     * runs the merges before the checks. The merge is fire-and-check:
-     * PostgreSQL already holds the truth. Meanwhile the next group goes to
+     * runs the merges before the checks. Meanwhile the next group goes to
      * PostgreSQL. */
     in->inflight--;
-    if (cm_store_ready(in->store)) {
-        for (int from = rfirst; rfirst >= 0 && from < rlast; from += 200) {
-            int to = from + 200 < rlast ? from + 200 : rlast;
-            if (send_merge(in, res, from, to, 1, merge_fields, NMERGE, on_merged, in) != CM_OK) break;
-        }
-        for (int from = 0; from < g->nagents; from += CHECK_CHUNK)
-            if (send_check(g, from) == CM_OK) g->checks++;
-    }
-    if (g->checks == 0) finish_group(g);
+    if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
+    if (send_check(g, win) != CM_OK) finish_group(g);
     flush(in);
-}
-
-/* ---- rebuild ---- */
-
-/* The three queries of a rebuild, run one after the other: rollups and
- * intent counts of the current windows (merged as maxima), then every
- * policy and kill flag (replaced). */
-static const char rebuild_rollups_sql[] =
-    "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
-    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
-    " WHERE (grain = 'h' AND bucket >= now() - interval '49 hours')"
-    " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
-    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month')";
-
-static const char rebuild_intents_sql[] =
-    "SELECT address, g.grain, extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text,"
-    " count(*)::text FROM intents CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
-    " WHERE admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
-    " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
-
-/* Columns: address, has a policy, killed, then CM_PG_POLICY_COLS. */
-static const char rebuild_policies_sql[] =
-    "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
-    " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address";
-
-typedef struct {
-    cm_ingest *in;
-    int step;
-    int pending;
-    int failed;
-} rebuild;
-
-static void retry_rebuild(uv_timer_t *t)
-{
-    cm_ingest_rebuild(t->data);
-}
-
-static void rebuild_done(cm_ingest *in, int ok)
-{
-    in->rebuilding = 0;
-    if (ok) {
-        cm_store_set(in->store, CM_STORE_EPOCH_KEY, "1", 0);
-        cm_log(CM_LOG_INFO, "event=redis_rebuilt");
-    } else {
-        cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
-        if (!uv_is_closing((uv_handle_t *)&in->retry))
-            uv_timer_start(&in->retry, retry_rebuild, 1000, 0);
-    }
-    if (in->rebuild_again) {
-        in->rebuild_again = 0;
-        cm_ingest_rebuild(in);
-    }
-}
-
-static void rebuild_step(rebuild *rb);
-
-static void on_rebuild_call(void *arg, int rc, const cm_store_reply *reply)
-{
-    (void)reply;
-    rebuild *rb = arg;
-    if (rc != CM_OK) rb->failed = 1;
-    if (--rb->pending > 0) return;
-    if (rb->failed || rb->step == 3) {
-        cm_ingest *in = rb->in;
-        int ok = !rb->failed;
-        free(rb);
-        rebuild_done(in, ok);
-        return;
-    }
-    rebuild_step(rb);
-}
-
-static void policy_row(rebuild *rb, const cm_pgres *res, int r)
-{
-    cm_policy pol;
-    const char *address = cm_pgres_get(res, r, 0);
-    bool has = cm_pgres_get(res, r, 1)[0] == 't';
-    if (has) cm_pg_policy(res, r, 3, &pol);
-    rb->pending += 2;
-    if (cm_store_put_policy(rb->in->store, address, has ? &pol : NULL, on_rebuild_call, rb) != CM_OK) {
-        rb->pending--;
-        rb->failed = 1;
-    }
-    if (cm_store_put_killed(rb->in->store, address, cm_pgres_get(res, r, 2)[0] == 't', on_rebuild_call, rb) != CM_OK) {
-        rb->pending--;
-        rb->failed = 1;
-    }
-}
-
-static void on_rebuild_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    rebuild *rb = arg;
-    static const char *const intents_field[] = {"intents"};
-    rb->pending = 1; /* held until every call of this step is sent */
-    if (rc != CM_OK) rb->failed = 1;
-    int rows = rc == CM_OK ? cm_pgres_rows(res) : 0;
-    if (rb->step == 3) {
-        for (int r = 0; r < rows && !rb->failed; r++) policy_row(rb, res, r);
-    } else {
-        for (int from = 0; from < rows && !rb->failed; from += 200) {
-            int to = from + 200 < rows ? from + 200 : rows;
-            rb->pending++;
-            int sent = rb->step == 1
-                           ? send_merge(rb->in, res, from, to, 0, merge_fields, NMERGE, on_rebuild_call, rb)
-                           : send_merge(rb->in, res, from, to, 0, intents_field, 1, on_rebuild_call, rb);
-            if (sent != CM_OK) {
-                rb->pending--;
-                rb->failed = 1;
-            }
-        }
-    }
-    on_rebuild_call(rb, CM_OK, NULL);
-}
-
-static void rebuild_step(rebuild *rb)
-{
-    static const char *const steps[] = {rebuild_rollups_sql, rebuild_intents_sql, rebuild_policies_sql};
-    rb->step++;
-    if (cm_pg_query(rb->in->writer, steps[rb->step - 1], 0, NULL, on_rebuild_rows, rb) != CM_OK) {
-        cm_ingest *in = rb->in;
-        free(rb);
-        rebuild_done(in, 0);
-    }
-}
-
-void cm_ingest_rebuild(cm_ingest *in)
-{
-    if (in->rebuilding) {
-        in->rebuild_again = 1;
-        return;
-    }
-    if (!cm_pg_pool_ready(in->writer)) {
-        /* Redis came up before PostgreSQL: try again shortly. */
-        if (!uv_is_closing((uv_handle_t *)&in->retry)) uv_timer_start(&in->retry, retry_rebuild, 200, 0);
-        return;
-    }
-    rebuild *rb = calloc(1, sizeof *rb);
-    if (!rb) {
-        rebuild_done(in, 0);
-        return;
-    }
-    in->rebuilding = 1;
-    rb->in = in;
-    rebuild_step(rb);
 }

@@ -1,5 +1,5 @@
-/* ingest.h - heartbeats into PostgreSQL (group commit) and the hot windows
- * into Redis.
+/* ingest.h - heartbeats into PostgreSQL (group commit), then their totals
+ * into the hot windows (hot.h).
  *
  * Loop thread only. Jobs queue while a statement runs and go together in the
  * next one: one statement inserts the raw heartbeats (ON CONFLICT on
@@ -8,15 +8,15 @@
  * totals. Those totals are merged into Redis as max(current, value), which is
  * idempotent and order-free, so a crash between the commit and the merge, a
  * Redis restart or a FLUSHALL is healed by merging PostgreSQL's totals again
- * (cm_ingest_rebuild). The job is answered after the commit: 202 means it
- * is in PostgreSQL. */
+ * (hot.h does that by itself). The job is answered after the commit: 202
+ * means it is in PostgreSQL. */
 #ifndef CM_INGEST_H
 #define CM_INGEST_H
 
 #include "bridge.h"
 #include "notify.h"
 #include "pg.h"
-#include "store.h"
+#include "hot.h"
 
 typedef struct cm_ingest cm_ingest;
 
@@ -25,21 +25,16 @@ typedef struct cm_ingest cm_ingest;
  * commit's fsync, is what takes the time. */
 #define CM_INGEST_WRITERS 2
 
-/* writer, store and notify are borrowed and must outlive the ingest. */
-int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *writer, cm_store *store, cm_notify *notify,
-                  cm_ingest **out);
-/* Answers what is queued with 503 and frees the ingest once its timer has
- * closed (run the loop after). NULL is a no-op. */
+/* db, hot and notify are borrowed. */
+int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, cm_ingest **out);
+/* Answers what is queued with 503 and frees the ingest. Free it after the
+ * pool and hot: what they have in flight fails when they are freed, and
+ * answers its jobs through the ingest. NULL is a no-op. */
 void cm_ingest_free(cm_ingest *in);
 
 /* Takes a heartbeat job whose agents are resolved and authorised; answers
  * it through job->done. */
 void cm_ingest_submit(cm_ingest *in, cm_job *j);
-
-/* Merges the current windows of every agent from PostgreSQL into Redis,
- * then marks Redis as complete. One at a time; a request while one runs
- * asks for one more after it; a failed one is tried again a second later. */
-void cm_ingest_rebuild(cm_ingest *in);
 
 /* Heartbeat jobs queued or in flight. */
 size_t cm_ingest_backlog(const cm_ingest *in);

@@ -3,6 +3,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "error.h"
+#include "hot.h"
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
@@ -26,7 +27,7 @@ typedef struct {
     uv_async_t stop;
     cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
-    cm_store *store;
+    cm_hot *hot;
     cm_ingest *ingest;
     cm_webhook *hooks;
     cm_notify *notify;
@@ -34,25 +35,18 @@ typedef struct {
     cm_bridge *bridge;
 } app;
 
-static void on_redis_ready(void *arg)
-{
-    app *a = arg;
-    /* A (re)connected Redis may have restarted, been flushed or missed
-     * merges while it was away: bring the hot windows back from PostgreSQL. */
-    if (a->ingest) cm_ingest_rebuild(a->ingest);
-}
-
 static void on_stop(uv_async_t *h)
 {
     app *a = h->data;
     cm_bridge_free(a->bridge);
-    cm_ingest_free(a->ingest);
-    a->ingest = NULL;
     cm_svc_free(a->svc);
     cm_notify_free(a->notify);
-    cm_store_free(a->store);
+    cm_hot_free(a->hot);
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
+    /* After the stores: what they had in flight fails as they close and
+     * answers its heartbeats through the ingest. */
+    cm_ingest_free(a->ingest);
     uv_close((uv_handle_t *)&a->stop, NULL);
 }
 
@@ -109,12 +103,12 @@ int main(int argc, char **argv)
     a.stop.data = &a;
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
-        cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
+        cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
-        cm_ingest_new(&a.loop, a.ingest_db, a.store, a.notify, &a.ingest) != CM_OK)
+        cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .ingest = a.ingest, .store = a.store,
+    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .ingest = a.ingest, .hot = a.hot,
                       .notify = a.notify, .key_cache_ms = cfg.key_cache_ms, .fail_open = cfg.fail_open};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
@@ -123,15 +117,15 @@ int main(int argc, char **argv)
     pthread_t loop_thread;
     if (pthread_create(&loop_thread, NULL, loop_main, &a) != 0) return die("cannot start the loop thread");
 
-    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.ingest_db) && cm_pg_pool_ready(a.api_db) &&
-                                 cm_store_ready(a.store));
+    const cm_store *redis = cm_hot_store(a.hot);
+    for (int i = 0; i < 100 && !(cm_pg_pool_ready(a.ingest_db) && cm_pg_pool_ready(a.api_db) && cm_store_ready(redis));
          i++)
         sleep_ms(100);
     if (!cm_pg_pool_ready(a.ingest_db) || !cm_pg_pool_ready(a.api_db))
         return die("PostgreSQL connections did not come up");
-    if (!cm_store_ready(a.store)) return die("Redis did not come up");
+    if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_http_deps deps = {.bridge = a.bridge, .writer = a.ingest_db, .reader = a.api_db, .store = a.store,
+    cm_http_deps deps = {.bridge = a.bridge, .writer = a.ingest_db, .reader = a.api_db, .store = redis,
                          .ingest = a.ingest};
     cm_http *http;
     if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);

@@ -2,7 +2,6 @@
 
 #include "error.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,55 +98,6 @@ void cm_policy_json(const cm_policy *p, cm_buf *b)
         cm_buf_add_money(b, p->thresh[i]);
     }
     cm_buf_adds(b, "]}");
-}
-
-int cm_policy_redis_args(const cm_policy *p, char space[CM_POLICY_SPACE],
-                         const char *argv[CM_POLICY_ARGV_MAX])
-{
-    static const char *const fields[CM_LIM_COUNT] = {"l0", "l1", "l2", "l3", "l4"};
-    static const char *const tfields[CM_LIM_COUNT] = {NULL, NULL, "t2", "t3", "t4"};
-    size_t used = 0;
-    int argc = 1, nset = 0;
-    const char *dels[2 * CM_LIM_COUNT];
-    int ndel = 0;
-    for (int i = 0; i < CM_LIM_COUNT; i++) {
-        if (!p->has[i]) {
-            dels[ndel++] = fields[i];
-            if (tfields[i]) dels[ndel++] = tfields[i];
-            continue;
-        }
-        char *v = space + used;
-        used += (size_t)snprintf(v, CM_POLICY_SPACE - used, "%lld", (long long)p->limit[i]) + 1;
-        argv[argc++] = fields[i];
-        argv[argc++] = v;
-        nset++;
-        if (!tfields[i]) continue;
-        char *t = space + used;
-        size_t tl = 0;
-        for (int k = 0; k < p->nthresh && used + tl + 24 < CM_POLICY_SPACE; k++)
-            tl += (size_t)snprintf(t + tl, CM_POLICY_SPACE - used - tl, "%s%lld", k ? "," : "",
-                                   (long long)cm_policy_threshold(p->limit[i], p->thresh[k]));
-        used += tl + 1;
-        argv[argc++] = tfields[i];
-        argv[argc++] = t;
-        nset++;
-    }
-    argv[argc++] = "block";
-    argv[argc++] = p->block ? "1" : "0";
-    nset++;
-    char *tf = space + used;
-    size_t tl = 0;
-    for (int k = 0; k < p->nthresh && used + tl + 24 < CM_POLICY_SPACE; k++)
-        tl += (size_t)snprintf(tf + tl, CM_POLICY_SPACE - used - tl, "%s%lld", k ? "," : "", (long long)p->thresh[k]);
-    used += tl + 1;
-    argv[argc++] = "tf";
-    argv[argc++] = tf;
-    nset++;
-    for (int i = 0; i < ndel; i++) argv[argc++] = dels[i];
-    char *n = space + used;
-    snprintf(n, CM_POLICY_SPACE - used, "%d", nset);
-    argv[0] = n;
-    return argc;
 }
 
 void cm_policy_thresh_text(const cm_policy *p, cm_buf *b)

@@ -3,8 +3,8 @@
  * limit binds, how long until it lifts, and threshold amounts.
  *
  * No I/O, no allocation, thread-safe. The check-and-increment itself runs
- * atomically inside Redis (store.h, CM_SCRIPT_ADMIT); this module prepares
- * its inputs and reads its outputs. */
+ * atomically inside Redis (hot.h, cm_hot_admit); how a policy is stored
+ * there is hot_layout.h's. */
 #ifndef CM_POLICY_H
 #define CM_POLICY_H
 
@@ -62,17 +62,6 @@ int64_t cm_policy_threshold(int64_t limit, int64_t fraction);
 
 /* Appends the policy as the JSON object GET answers. */
 void cm_policy_json(const cm_policy *p, cm_buf *b);
-
-/* Arguments of CM_SCRIPT_HREPLACE that make a Redis policy hash say what
- * `p` says: "n", then field/value pairs (l<i> = limit i, block = "1"/"0",
- * t<i> = comma-separated threshold amounts of cost limit i, tf = the
- * thresholds as fractions in 1e-9 units), then the
- * fields of absent limits to delete. The kill flag is not touched. Strings
- * point into `space`. Returns argc (at most CM_POLICY_ARGV_MAX). */
-#define CM_POLICY_ARGV_MAX 24
-#define CM_POLICY_SPACE 1024
-int cm_policy_redis_args(const cm_policy *p, char space[CM_POLICY_SPACE],
-                         const char *argv[CM_POLICY_ARGV_MAX]);
 
 /* The thresholds as stored in PostgreSQL ("500000000,750000000") and back.
  * cm_policy_thresh_parse returns CM_OK or CM_EINVAL. */

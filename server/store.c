@@ -11,144 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Field values compare as decimal strings: Lua numbers are doubles and
- * would round nano-dollar totals above 2^53. */
-static const char merge_lua[] =
-    "local function gt(a, b)\n"
-    "  if #a ~= #b then return #a > #b end\n"
-    "  return a > b\n"
-    "end\n"
-    "local pos = 1\n"
-    "for i = 2, #KEYS do\n"
-    "  local k = KEYS[i]\n"
-    "  local ttl = ARGV[pos]\n"
-    "  local nf = tonumber(ARGV[pos + 1])\n"
-    "  pos = pos + 2\n"
-    "  local fields = {}\n"
-    "  for j = 1, nf do fields[j] = ARGV[pos + 2 * (j - 1)] end\n"
-    "  local cur = redis.call('HMGET', k, unpack(fields))\n"
-    "  local set = {}\n"
-    "  for j = 1, nf do\n"
-    "    local v = ARGV[pos + 2 * (j - 1) + 1]\n"
-    "    if not cur[j] or gt(v, cur[j]) then\n"
-    "      set[#set + 1] = fields[j]\n"
-    "      set[#set + 1] = v\n"
-    "    end\n"
-    "  end\n"
-    "  pos = pos + 2 * nf\n"
-    "  if #set > 0 then redis.call('HSET', k, unpack(set)) end\n"
-    "  redis.call('EXPIRE', k, ttl)\n"
-    "end\n"
-    "return redis.call('EXISTS', KEYS[1])\n";
-
-/* KEYS: 1 epoch, 2 policy hash, 3..5 hour/day/month window hashes,
- * 6 idempotency key. ARGV: 1 "1" when an Idempotency-Key is used, 2..4 the
- * windows' ttls, 5 the address, 6..8 the windows' start times (for the
- * once-per-window breach markers). Answers {code, breached mask, newly
- * breached mask, current of each limit (5), limit values (5)} where code is
- * 1 admitted, 0 refused, 2 killed; or {-1} when Redis lost its data, {-2,
- * stored answer} for a repeated key, {-3} while the first is in flight. */
-static const char admit_lua[] =
-    "local function ge(a, b)\n"
-    "  if #a ~= #b then return #a > #b end\n"
-    "  return a >= b\n"
-    "end\n"
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end\n"
-    "if ARGV[1] == '1' then\n"
-    "  local prev = redis.call('GET', KEYS[6])\n"
-    "  if prev == 'pending' then return {-3} end\n"
-    "  if prev then return {-2, prev} end\n"
-    "end\n"
-    "local p = redis.call('HMGET', KEYS[2], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4')\n"
-    "local cur = {\n"
-    "  redis.call('HGET', KEYS[3], 'intents') or '0', redis.call('HGET', KEYS[4], 'intents') or '0',\n"
-    "  redis.call('HGET', KEYS[3], 'cost') or '0', redis.call('HGET', KEYS[4], 'cost') or '0',\n"
-    "  redis.call('HGET', KEYS[5], 'cost') or '0'}\n"
-    "local win = {ARGV[6], ARGV[7], ARGV[6], ARGV[7], ARGV[8]}\n"
-    "local code, mask, fresh = 1, 0, 0\n"
-    "if p[1] == '1' then code = 2 else\n"
-    "  for i = 1, 5 do\n"
-    "    local lim = p[2 + i]\n"
-    "    if lim and ge(cur[i], lim) then\n"
-    "      mask = mask + 2 ^ (i - 1)\n"
-    "      if redis.call('SET', 'cm:x:' .. ARGV[5] .. ':b' .. (i - 1) .. ':' .. win[i], '1', 'NX', 'EX', 3000000) then\n"
-    "        fresh = fresh + 2 ^ (i - 1)\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "  if mask > 0 and p[2] ~= '0' then code = 0 else\n"
-    "    for k = 3, 5 do\n"
-    "      redis.call('HINCRBY', KEYS[k], 'intents', 1)\n"
-    "      redis.call('EXPIRE', KEYS[k], ARGV[k - 1])\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if ARGV[1] == '1' then redis.call('SET', KEYS[6], 'pending', 'EX', 86400) end\n"
-    "return {code, mask, fresh, cur[1], cur[2], cur[3], cur[4], cur[5],\n"
-    "  p[3] or '', p[4] or '', p[5] or '', p[6] or '', p[7] or ''}\n";
-
-/* KEYS: 1 epoch, then per agent its policy hash and hour/day/month window
- * hashes. ARGV per agent: address and the three windows' start times.
- * Answers one state per agent (0 active, 1 blocked, 2 killed), then for
- * each newly crossed mark five values: agent index, limit index, the
- * threshold's fraction in 1e-9 units (0 for the limit itself), current
- * cost, limit. */
-static const char check_lua[] =
-    "local function ge(a, b)\n"
-    "  if #a ~= #b then return #a > #b end\n"
-    "  return a >= b\n"
-    "end\n"
-    "local n = (#KEYS - 1) / 4\n"
-    "local out, marks = {}, {}\n"
-    "for a = 0, n - 1 do\n"
-    "  local base = 2 + 4 * a\n"
-    "  local addr = ARGV[1 + 4 * a]\n"
-    "  local p = redis.call('HMGET', KEYS[base], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4', 't2', 't3', 't4', 'tf')\n"
-    "  local fr = {}\n"
-    "  for f in string.gmatch(p[11] or '', '[^,]+') do fr[#fr + 1] = f end\n"
-    "  local cur = {\n"
-    "    redis.call('HGET', KEYS[base + 1], 'intents') or '0', redis.call('HGET', KEYS[base + 2], 'intents') or '0',\n"
-    "    redis.call('HGET', KEYS[base + 1], 'cost') or '0', redis.call('HGET', KEYS[base + 2], 'cost') or '0',\n"
-    "    redis.call('HGET', KEYS[base + 3], 'cost') or '0'}\n"
-    "  local win = {ARGV[2 + 4 * a], ARGV[3 + 4 * a], ARGV[2 + 4 * a], ARGV[3 + 4 * a], ARGV[4 + 4 * a]}\n"
-    "  local state = 0\n"
-    "  for i = 1, 5 do\n"
-    "    local lim = p[2 + i]\n"
-    "    if lim and ge(cur[i], lim) and p[2] ~= '0' then state = 1 end\n"
-    "  end\n"
-    "  if p[1] == '1' then state = 2 end\n"
-    "  out[a + 1] = state\n"
-    "  for i = 3, 5 do\n"
-    "    local lim = p[2 + i]\n"
-    "    if lim then\n"
-    "      local idx = 0\n"
-    "      for amt in string.gmatch(p[5 + i] or '', '[^,]+') do\n"
-    "        idx = idx + 1\n"
-    "        if ge(cur[i], amt) and redis.call('SET', 'cm:x:' .. addr .. ':t' .. (i - 1) .. ':' .. win[i] .. ':' .. idx, '1', 'NX', 'EX', 3000000) then\n"
-    "          marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = fr[idx] or '0'\n"
-    "          marks[#marks + 1] = cur[i]; marks[#marks + 1] = lim\n"
-    "        end\n"
-    "      end\n"
-    "      if ge(cur[i], lim) and redis.call('SET', 'cm:x:' .. addr .. ':b' .. (i - 1) .. ':' .. win[i], '1', 'NX', 'EX', 3000000) then\n"
-    "        marks[#marks + 1] = a; marks[#marks + 1] = i - 1; marks[#marks + 1] = 0\n"
-    "        marks[#marks + 1] = cur[i]; marks[#marks + 1] = lim\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for i = 1, #marks do out[#out + 1] = marks[i] end\n"
-    "return out\n";
-
-/* KEYS[1] the hash. ARGV: 1 the number n of field/value pairs to set, then
- * the pairs, then the fields to delete. */
-static const char hreplace_lua[] =
-    "local n = tonumber(ARGV[1])\n"
-    "for i = 1, n do redis.call('HSET', KEYS[1], ARGV[2 * i], ARGV[2 * i + 1]) end\n"
-    "for i = 2 + 2 * n, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end\n"
-    "return n\n";
-
-static const char *const scripts[CM_SCRIPT_COUNT] = {merge_lua, admit_lua, check_lua, hreplace_lua};
-
 /* A call kept until its reply, so NOSCRIPT can resend it. The command is
  * laid out once: argv[0..3) is "EVALSHA sha nkeys" (or "EVAL body nkeys"
  * on the resend), then the caller's arguments, copied into one block. */
@@ -171,7 +33,9 @@ struct cm_store {
     int port;
     int db;
     redisAsyncContext *ac; /* NULL while disconnected */
-    char sha[CM_SCRIPT_COUNT][41];
+    const char *const *scripts; /* borrowed Lua texts */
+    int nscripts;
+    char (*sha)[41];       /* owned: one SHA per script */
     int loaded;            /* scripts whose SHA arrived this connection */
     _Atomic int ready;
     _Atomic size_t backlog;
@@ -238,7 +102,7 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     }
     memcpy(s->sha[i], reply->str, 40);
     s->sha[i][40] = '\0';
-    if (++s->loaded == CM_SCRIPT_COUNT) {
+    if (++s->loaded == s->nscripts) {
         atomic_store(&s->ready, 1);
         cm_backoff_reset(&s->backoff);
         cm_log(CM_LOG_INFO, "event=redis_ready");
@@ -249,8 +113,8 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
 static void load_scripts(cm_store *s)
 {
     s->loaded = 0;
-    for (int i = 0; i < CM_SCRIPT_COUNT; i++)
-        redisAsyncCommand(s->ac, on_loaded, (void *)(intptr_t)i, "SCRIPT LOAD %s", scripts[i]);
+    for (int i = 0; i < s->nscripts; i++)
+        redisAsyncCommand(s->ac, on_loaded, (void *)(intptr_t)i, "SCRIPT LOAD %s", s->scripts[i]);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -296,12 +160,18 @@ static void start_connect(cm_store *s)
     uv_timer_start(&s->retry, on_connect_timeout, 1000, 0);
 }
 
-int cm_store_new(uv_loop_t *loop, const char *host, int port, int db,
+int cm_store_new(uv_loop_t *loop, const char *host, int port, int db, const char *const *scripts, int nscripts,
                  cm_store_ready_cb on_ready, void *arg, cm_store **out)
 {
     cm_store *s = calloc(1, sizeof *s);
-    if (!s) return CM_ENOMEM;
+    if (s) s->sha = calloc((size_t)nscripts, sizeof *s->sha);
+    if (!s || !s->sha) {
+        free(s);
+        return CM_ENOMEM;
+    }
     s->loop = loop;
+    s->scripts = scripts;
+    s->nscripts = nscripts;
     snprintf(s->host, sizeof s->host, "%s", host);
     s->port = port;
     s->db = db;
@@ -316,7 +186,9 @@ int cm_store_new(uv_loop_t *loop, const char *host, int port, int db,
 
 static void on_retry_closed(uv_handle_t *h)
 {
-    free(h->data);
+    cm_store *s = h->data;
+    free(s->sha);
+    free(s);
 }
 
 void cm_store_free(cm_store *s)
@@ -410,7 +282,7 @@ static int send_call(call *c)
 {
     cm_store *s = c->s;
     c->argv[0] = c->retried ? "EVAL" : "EVALSHA";
-    c->argv[1] = c->retried ? scripts[c->script] : s->sha[c->script];
+    c->argv[1] = c->retried ? s->scripts[c->script] : s->sha[c->script];
     for (int i = 0; i < 3; i++) c->lens[i] = strlen(c->argv[i]);
     return redisAsyncCommandArgv(s->ac, on_reply, c, c->total, c->argv, c->lens) == REDIS_OK ? CM_OK : CM_ESTORE;
 }
@@ -489,50 +361,4 @@ int cm_store_ping(const char *host, int port, char *err, size_t errsz)
     freeReplyObject(r);
     redisFree(c);
     return ok ? CM_OK : CM_ESTORE;
-}
-
-void cm_store_key_window(const char *address, char grain, int64_t start, char out[CM_STORE_KEY_MAX])
-{
-    snprintf(out, CM_STORE_KEY_MAX, "cm:%s:%c:%lld", address, grain, (long long)start);
-}
-
-void cm_store_key_policy(const char *address, char out[CM_STORE_KEY_MAX])
-{
-    snprintf(out, CM_STORE_KEY_MAX, "cm:p:%s", address);
-}
-
-long cm_store_window_ttl(char grain)
-{
-    return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;
-}
-
-/* Runs HREPLACE on `key` with args (argv[0] must be left free for the key). */
-static int hreplace(cm_store *s, char *key, int argc, const char **argv, cm_store_cb cb, void *arg)
-{
-    size_t lens[CM_POLICY_ARGV_MAX + 1];
-    argv[0] = key;
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    return cm_store_eval(s, CM_SCRIPT_HREPLACE, 1, argc, argv, lens, cb, arg);
-}
-
-int cm_store_put_policy(cm_store *s, const char *address, const cm_policy *pol, cm_store_cb cb, void *arg)
-{
-    char key[CM_STORE_KEY_MAX], space[CM_POLICY_SPACE];
-    const char *argv[CM_POLICY_ARGV_MAX + 1];
-    cm_policy none;
-    if (!pol) {
-        cm_policy_init(&none);
-        pol = &none;
-    }
-    cm_store_key_policy(address, key);
-    return hreplace(s, key, 1 + cm_policy_redis_args(pol, space, argv + 1), argv, cb, arg);
-}
-
-int cm_store_put_killed(cm_store *s, const char *address, bool killed, cm_store_cb cb, void *arg)
-{
-    char key[CM_STORE_KEY_MAX];
-    /* HREPLACE: set one pair, or set none and delete the field. */
-    const char *argv[] = {NULL, killed ? "1" : "0", "killed", "1"};
-    cm_store_key_policy(address, key);
-    return hreplace(s, key, killed ? 4 : 3, argv, cb, arg);
 }

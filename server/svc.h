@@ -10,7 +10,7 @@
 #include "ingest.h"
 #include "notify.h"
 #include "pg.h"
-#include "store.h"
+#include "hot.h"
 
 typedef struct cm_svc cm_svc;
 
@@ -19,7 +19,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db; /* the API's pool: key lookups and the routes' statements */
     cm_ingest *ingest;
-    cm_store *store;
+    cm_hot *hot;
     cm_notify *notify;
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */

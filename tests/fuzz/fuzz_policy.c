@@ -1,15 +1,16 @@
 /* fuzz_policy.c - cm_codec_policy on arbitrary bodies, then everything a
- * decoded policy feeds: its JSON, its Redis arguments and its stored
+ * decoded policy feeds: its JSON, its Redis hash fields and its stored
  * threshold text.
  *
  * Checks: on CM_OK limits are >= 0 (money ones <= CM_MONEY_MAX),
  * 1..CM_THRESH_MAX thresholds ascending in (0, 1e9]; the threshold text
- * parses back to the same thresholds; the Redis arguments fit. On failure a
+ * parses back to the same thresholds; the Redis hash fields fit. On failure a
  * 4xx with a code. */
 #include "buf.h"
 #include "codec.h"
 #include "error.h"
 #include "fuzz.h"
+#include "hot_layout.h"
 #include "money.h"
 #include "policy.h"
 
@@ -68,10 +69,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(text);
     }
 
-    char space[CM_POLICY_SPACE];
-    const char *argv[CM_POLICY_ARGV_MAX];
-    int argc = cm_policy_redis_args(&p, space, argv);
-    FUZZ_CHECK(argc >= 1 && argc <= CM_POLICY_ARGV_MAX);
+    char space[CM_HOT_POLICY_SPACE];
+    const char *argv[CM_HOT_POLICY_ARGV_MAX];
+    int argc = cm_hot_policy_fields(&p, space, argv);
+    FUZZ_CHECK(argc >= 1 && argc <= CM_HOT_POLICY_ARGV_MAX);
     for (int i = 0; i < argc; i++) FUZZ_CHECK(argv[i] != NULL);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* The policy engine's pure arithmetic: binding limit and Retry-After at
- * window edges, threshold amounts, Redis arguments, stored thresholds. */
+ * window edges, threshold amounts, stored thresholds. */
 #include "unit.h"
 
 #include <stdlib.h>
@@ -89,40 +89,6 @@ static void defaults_and_json(void)
     CHECK_EQ_I64(cm_limit_window(CM_LIM_COST_MONTH), CM_WIN_MONTH);
 }
 
-static void redis_args(void)
-{
-    cm_policy p;
-    cm_policy_init(&p);
-    p.has[CM_LIM_COST_DAY] = true;
-    p.limit[CM_LIM_COST_DAY] = 10;
-    p.has[CM_LIM_INTENTS_HOUR] = true;
-    p.limit[CM_LIM_INTENTS_HOUR] = 3;
-    p.block = false;
-    char space[CM_POLICY_SPACE];
-    const char *argv[CM_POLICY_ARGV_MAX];
-    int argc = cm_policy_redis_args(&p, space, argv);
-    /* n, l0 3, l3 10, t3 amounts, block 0, tf fractions, then deletes. */
-    CHECK_STR(argv[0], "5");
-    CHECK_STR(argv[1], "l0");
-    CHECK_STR(argv[2], "3");
-    CHECK_STR(argv[3], "l3");
-    CHECK_STR(argv[4], "10");
-    CHECK_STR(argv[5], "t3");
-    CHECK_STR(argv[6], "5,8,9,10");
-    CHECK_STR(argv[7], "block");
-    CHECK_STR(argv[8], "0");
-    CHECK_STR(argv[9], "tf");
-    CHECK_STR(argv[10], "500000000,750000000,900000000,1000000000");
-    CHECK_EQ_I64(argc, 11 + 5); /* deletes l1, l2, t2, l4, t4 */
-    int found_l4 = 0, found_t2 = 0;
-    for (int i = 11; i < argc; i++) {
-        found_l4 |= strcmp(argv[i], "l4") == 0;
-        found_t2 |= strcmp(argv[i], "t2") == 0;
-    }
-    CHECK(found_l4);
-    CHECK(found_t2);
-}
-
 static void stored_thresholds(void)
 {
     cm_policy p;
@@ -146,6 +112,5 @@ void test_policy(void)
     binding();
     thresholds();
     defaults_and_json();
-    redis_args();
     stored_thresholds();
 }

@@ -1,0 +1,146 @@
+/* hot.h - everything Redis means to costmesh: the hot per-agent windows,
+ * policies and kill flags mirrored from PostgreSQL, and the typed calls of
+ * the Lua scripts (server/lua/) that read and update them atomically.
+ *
+ * Loop thread only. Owns the Redis connection (store.h); the keys and
+ * fields are hot_layout.h's. PostgreSQL is the record: whenever Redis may
+ * have lost data (each (re)connect, a script that finds the epoch key
+ * missing) the module rebuilds the mirror from it by itself
+ * (hot_rebuild.c), then sets the epoch key. One rebuild at a time; one
+ * asked for while another runs follows it; a failed one is retried a
+ * second later.
+ *
+ * Every call returns CM_OK and later calls its callback once, or an error
+ * at once (CM_ESTORE when Redis is not connected, CM_ENOMEM, CM_EINVAL for
+ * no rows or agents) and never calls it. Strings in a call's input are borrowed for the call only; a
+ * result is lent to its callback only. */
+#ifndef CM_HOT_H
+#define CM_HOT_H
+
+#include "pg.h"
+#include "policy.h"
+#include "store.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct cm_hot cm_hot;
+
+/* Connects to Redis at host:port, database db. pg is borrowed (it must
+ * outlive the module): the rebuild reads it. */
+int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *pg, cm_hot **out);
+/* Disconnects (pending calls get CM_ESTORE); memory is freed once libuv
+ * has closed the handles (run the loop after). NULL is a no-op. */
+void cm_hot_free(cm_hot *h);
+/* The connection, for readiness and /metrics. */
+const cm_store *cm_hot_store(const cm_hot *h);
+
+/* rc is CM_OK, or CM_ESTORE when Redis failed or the connection dropped. */
+typedef void (*cm_hot_done_cb)(void *arg, int rc);
+
+/* ---- MERGE: absolute totals, after a group commit ---- */
+
+/* A window's totals as PostgreSQL's rollup holds them. */
+typedef struct {
+    const char *address;
+    char grain;    /* 'h', 'd' or 'm' (CM_HOT_GRAINS) */
+    int64_t start; /* the window's start, Unix seconds */
+    int64_t cost;  /* nano-dollars */
+    int64_t tokens_in, tokens_out, llm_calls, heartbeats;
+} cm_hot_rollup;
+
+/* Reads a row's columns col..col+7 as the group commit and the rebuild
+ * select them (text): address, grain, bucket start, cost, tokens in and
+ * out, LLM calls, heartbeats. out->address points into res. */
+void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *out);
+
+/* Each window field becomes max(Redis, row): totals only grow, so a merge
+ * applied twice, late or out of order changes nothing. cb may be NULL. */
+int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb, void *arg);
+
+/* ---- CHECK: agents' states and newly crossed marks, after heartbeats ---- */
+
+typedef enum { CM_HOT_AGENT_ACTIVE = 0, CM_HOT_AGENT_BLOCKED, CM_HOT_AGENT_KILLED } cm_hot_agent_state;
+
+/* A threshold of a cost limit, or a limit itself, crossed for the first
+ * time in its window. */
+typedef struct {
+    int agent;           /* index into the addresses checked */
+    int limit;           /* CM_LIM_* */
+    int64_t fraction;    /* the threshold in 1e-9 units; 0: the limit itself */
+    int64_t current;     /* the window's value */
+    int64_t limit_value;
+} cm_hot_mark;
+
+typedef struct {
+    const cm_hot_agent_state *state; /* one per address checked */
+    int nmarks;
+    const cm_hot_mark *marks;
+} cm_hot_check_result;
+
+/* r is never NULL: with rc other than CM_OK some agents went unchecked and
+ * read active (heartbeats are accepted whatever Redis says), with no marks. */
+typedef void (*cm_hot_check_cb)(void *arg, int rc, const cm_hot_check_result *r);
+
+/* Checks addresses[0..n) against their policies in the windows starting
+ * at starts (CM_WIN3 order). Redis runs it after the merges sent before. */
+int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t starts[CM_WIN3],
+                 cm_hot_check_cb cb, void *arg);
+
+/* ---- ADMIT: an intent's check-and-increment ---- */
+
+typedef struct {
+    const char *agent;
+    int64_t starts[CM_WIN3]; /* the windows it counts in */
+    const char *org;         /* the Idempotency-Key's scope */
+    const char *idem_key;    /* the Idempotency-Key, "" for none */
+} cm_hot_admission;
+
+typedef enum {
+    CM_HOT_ADMITTED,   /* counted in its three windows */
+    CM_HOT_REFUSED,    /* a limit of a blocking policy is reached */
+    CM_HOT_KILLED,     /* the agent is killed */
+    CM_HOT_REBUILDING, /* Redis lost its data; the rebuild is started */
+    CM_HOT_REPEAT,     /* the Idempotency-Key was answered before: answer */
+    CM_HOT_IN_FLIGHT,  /* the Idempotency-Key's first request still runs */
+} cm_hot_admit_code;
+
+typedef struct {
+    cm_hot_admit_code code;
+    /* ADMITTED and REFUSED: bit i = limit i (CM_LIM_*) is reached, and is
+     * so for the first time in its window; the values of each limit. */
+    unsigned breached, newly;
+    int64_t current[CM_LIM_COUNT];
+    int64_t limit[CM_LIM_COUNT]; /* 0 for a limit the policy does not set */
+    /* REPEAT: the answer given to the first request. */
+    struct {
+        int status;
+        long retry_after;
+        const char *body;
+    } answer;
+} cm_hot_admit_result;
+
+/* r is NULL unless rc is CM_OK. */
+typedef void (*cm_hot_admit_cb)(void *arg, int rc, const cm_hot_admit_result *r);
+
+/* Decides and counts atomically, whatever runs concurrently. With an
+ * Idempotency-Key, an admission or refusal reserves the key ("in flight")
+ * until cm_hot_remember or cm_hot_unadmit. */
+int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg);
+/* Keeps the answer to a's Idempotency-Key for repeats (CM_HOT_REPEAT);
+ * nothing when a has none. Fire-and-forget, like cm_hot_unadmit: CM_OK
+ * when sent. */
+int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry_after, const char *body);
+/* Undoes an admission whose intent was not recorded: the three intent
+ * counts go down again and the Idempotency-Key is released. */
+int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a);
+
+/* ---- policies and kill flags, mirrored from PostgreSQL ---- */
+
+/* Makes the policy hash of `address` say what `pol` says (NULL: no
+ * policy), leaving its kill flag alone; or sets or clears the flag alone. */
+int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
+int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg);
+
+#endif

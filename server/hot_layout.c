@@ -1,0 +1,88 @@
+#include "hot_layout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+void cm_hot_key_window(const char *address, char grain, int64_t start, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:%s:%c:%lld", address, grain, (long long)start);
+}
+
+void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:p:%s", address);
+}
+
+void cm_hot_key_idem(const char *org, const char *key, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:i:%s:%s", org, key);
+}
+
+long cm_hot_window_ttl(char grain)
+{
+    return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;
+}
+
+int cm_hot_policy_fields(const cm_policy *p, char space[CM_HOT_POLICY_SPACE],
+                         const char *argv[CM_HOT_POLICY_ARGV_MAX])
+{
+    static const char *const fields[CM_LIM_COUNT] = {"l0", "l1", "l2", "l3", "l4"};
+    static const char *const tfields[CM_LIM_COUNT] = {NULL, NULL, "t2", "t3", "t4"};
+    size_t used = 0;
+    int argc = 1, nset = 0;
+    const char *dels[2 * CM_LIM_COUNT];
+    int ndel = 0;
+    for (int i = 0; i < CM_LIM_COUNT; i++) {
+        if (!p->has[i]) {
+            dels[ndel++] = fields[i];
+            if (tfields[i]) dels[ndel++] = tfields[i];
+            continue;
+        }
+        char *v = space + used;
+        used += (size_t)snprintf(v, CM_HOT_POLICY_SPACE - used, "%lld", (long long)p->limit[i]) + 1;
+        argv[argc++] = fields[i];
+        argv[argc++] = v;
+        nset++;
+        if (!tfields[i]) continue;
+        char *t = space + used;
+        size_t tl = 0;
+        for (int k = 0; k < p->nthresh && used + tl + 24 < CM_HOT_POLICY_SPACE; k++)
+            tl += (size_t)snprintf(t + tl, CM_HOT_POLICY_SPACE - used - tl, "%s%lld", k ? "," : "",
+                                   (long long)cm_policy_threshold(p->limit[i], p->thresh[k]));
+        used += tl + 1;
+        argv[argc++] = tfields[i];
+        argv[argc++] = t;
+        nset++;
+    }
+    argv[argc++] = "block";
+    argv[argc++] = p->block ? "1" : "0";
+    nset++;
+    char *tf = space + used;
+    size_t tl = 0;
+    for (int k = 0; k < p->nthresh && used + tl + 24 < CM_HOT_POLICY_SPACE; k++)
+        tl += (size_t)snprintf(tf + tl, CM_HOT_POLICY_SPACE - used - tl, "%s%lld", k ? "," : "", (long long)p->thresh[k]);
+    used += tl + 1;
+    argv[argc++] = "tf";
+    argv[argc++] = tf;
+    nset++;
+    for (int i = 0; i < ndel; i++) argv[argc++] = dels[i];
+    char *n = space + used;
+    snprintf(n, CM_HOT_POLICY_SPACE - used, "%d", nset);
+    argv[0] = n;
+    return argc;
+}
+
+void cm_hot_answer_text(int status, long retry_after, const char *body, cm_buf *out)
+{
+    cm_buf_addf(out, "%d %ld ", status, retry_after);
+    cm_buf_adds(out, body);
+}
+
+void cm_hot_answer_parse(const char *text, int *status, long *retry_after, const char **body)
+{
+    char *end;
+    *status = (int)strtol(text, &end, 10);
+    *retry_after = strtol(end, &end, 10);
+    if (*end == ' ') end++;
+    *body = end;
+}

@@ -1,0 +1,66 @@
+/* hot_layout.h - what costmesh keeps in Redis, spelled once: the key
+ * scheme, the fields of a policy hash, how long keys live, and the text of
+ * a remembered answer.
+ *
+ * Pure (no I/O), so it is unit-tested and fuzzed without a server. hot.c is
+ * its user; the scripts in server/lua/ read the same fields by name, so a
+ * field renamed here is renamed there too. */
+#ifndef CM_HOT_LAYOUT_H
+#define CM_HOT_LAYOUT_H
+
+#include "address.h"
+#include "buf.h"
+#include "policy.h"
+
+#include <stdint.h>
+
+/* The key scheme:
+ *   cm:epoch                     present while Redis holds a complete mirror
+ *   cm:<address>:<grain>:<start> an agent's window hash; grain h, d or m
+ *                                (CM_HOT_GRAINS, in CM_WIN3 order), start in
+ *                                Unix seconds. Fields: cost, tin, tout,
+ *                                calls, hb (merged from PostgreSQL's
+ *                                rollups), intents (counted by ADMIT)
+ *   cm:p:<address>               an agent's policy fields (below) and kill
+ *                                flag (killed = "1")
+ *   cm:i:<org>:<key>             an Idempotency-Key's answer: "pending"
+ *                                while the first request runs, then
+ *                                cm_hot_answer_text
+ *   cm:x:...                     once-per-window markers, spelled by the
+ *                                scripts (admit.lua and check.lua share the
+ *                                limit markers, so a breach is reported once
+ *                                per window whichever sees it first) */
+#define CM_HOT_EPOCH_KEY "cm:epoch"
+#define CM_HOT_GRAINS "hdm"
+/* Holds the longest of them: a window key (an address and two numbers) or
+ * an idempotency key (an org and a key of up to 128 bytes). */
+#define CM_HOT_KEY_MAX (CM_ADDR_MAX + CM_ADDR_SEG_MAX + 128)
+void cm_hot_key_window(const char *address, char grain, int64_t start, char out[CM_HOT_KEY_MAX]);
+void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX]);
+void cm_hot_key_idem(const char *org, const char *key, char out[CM_HOT_KEY_MAX]);
+
+/* How long a window hash outlives its window's start, in seconds: long
+ * enough for the week and month sums that read it. */
+long cm_hot_window_ttl(char grain);
+/* An Idempotency-Key's answer is kept a day. */
+#define CM_HOT_IDEM_TTL 86400L
+/* A once-per-window marker outlives the longest window (a month). */
+#define CM_HOT_MARKER_TTL 3000000L
+
+/* The arguments of hreplace.lua that make a policy hash say what `p` says:
+ * "n", then field/value pairs (l<i> = limit i, block = "1"/"0", t<i> =
+ * comma-separated threshold amounts of cost limit i, tf = the thresholds as
+ * fractions in 1e-9 units), then the fields of absent limits to delete. The
+ * kill flag is not touched. Strings point into `space`. Returns argc (at
+ * most CM_HOT_POLICY_ARGV_MAX). */
+#define CM_HOT_POLICY_ARGV_MAX 24
+#define CM_HOT_POLICY_SPACE 1024
+int cm_hot_policy_fields(const cm_policy *p, char space[CM_HOT_POLICY_SPACE],
+                         const char *argv[CM_HOT_POLICY_ARGV_MAX]);
+
+/* A remembered answer as stored under its idempotency key: "status
+ * retry_after body". cm_hot_answer_parse points *body into text. */
+void cm_hot_answer_text(int status, long retry_after, const char *body, cm_buf *out);
+void cm_hot_answer_parse(const char *text, int *status, long *retry_after, const char **body);
+
+#endif

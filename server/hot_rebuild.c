@@ -1,0 +1,149 @@
+#include "hot_rebuild.h"
+#include "error.h"
+
+#include <stdlib.h>
+
+/* The three queries of a pass, run one after the other: rollups and intent
+ * counts of the current windows (merged as maxima), then every policy and
+ * kill flag (replaced). Columns of the first two: address, grain, bucket
+ * start, then the totals (cm_hot_rollup's) or the count. */
+static const char rollups_sql[] =
+    "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
+    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
+    " WHERE (grain = 'h' AND bucket >= now() - interval '49 hours')"
+    " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
+    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month')";
+
+static const char intents_sql[] =
+    "SELECT address, g.grain, extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text,"
+    " count(*)::text FROM intents CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
+    " WHERE admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
+    " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
+
+/* Columns: address, has a policy, killed, then CM_PG_POLICY_COLS. */
+static const char policies_sql[] =
+    "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
+    " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address";
+
+enum { ROLLUPS = 0, INTENTS, POLICIES, NSTEPS };
+
+typedef struct {
+    cm_hot *h;
+    cm_pg_pool *pg;
+    cm_hot_pass_cb done;
+    int step;
+    int pending; /* Redis calls of the step not yet answered, plus one while sending */
+    bool failed;
+} pass;
+
+static void run_step(pass *p);
+
+static void finish(pass *p, bool ok)
+{
+    cm_hot *h = p->h;
+    cm_hot_pass_cb done = p->done;
+    free(p);
+    done(h, ok);
+}
+
+static void on_written(void *arg, int rc)
+{
+    pass *p = arg;
+    if (rc != CM_OK) p->failed = true;
+    if (--p->pending > 0) return;
+    if (p->failed || p->step == POLICIES) {
+        finish(p, !p->failed);
+        return;
+    }
+    p->step++;
+    run_step(p);
+}
+
+/* Counts a Redis call of the step that did (CM_OK) or did not go. */
+static void sent(pass *p, int rc)
+{
+    if (rc == CM_OK) p->pending++;
+    else p->failed = true;
+}
+
+static int64_t num(const cm_pgres *res, int r, int c)
+{
+    return strtoll(cm_pgres_get(res, r, c), NULL, 10);
+}
+
+void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *out)
+{
+    *out = (cm_hot_rollup){.address = cm_pgres_get(res, row, col), .grain = cm_pgres_get(res, row, col + 1)[0],
+                           .start = num(res, row, col + 2), .cost = num(res, row, col + 3),
+                           .tokens_in = num(res, row, col + 4), .tokens_out = num(res, row, col + 5),
+                           .llm_calls = num(res, row, col + 6), .heartbeats = num(res, row, col + 7)};
+}
+
+static void merge_rollups(pass *p, const cm_pgres *res, int rows)
+{
+    cm_hot_rollup *v = malloc((size_t)rows * sizeof *v);
+    if (!v) {
+        p->failed = true;
+        return;
+    }
+    for (int r = 0; r < rows; r++) cm_hot_rollup_read(res, r, 0, &v[r]);
+    sent(p, cm_hot_merge(p->h, v, rows, on_written, p));
+    free(v);
+}
+
+static void merge_intents(pass *p, const cm_pgres *res, int rows)
+{
+    cm_hot_intents *v = malloc((size_t)rows * sizeof *v);
+    if (!v) {
+        p->failed = true;
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        v[r] = (cm_hot_intents){.address = cm_pgres_get(res, r, 0), .grain = cm_pgres_get(res, r, 1)[0],
+                                .start = num(res, r, 2), .intents = num(res, r, 3)};
+    sent(p, cm_hot_merge_intents(p->h, v, rows, on_written, p));
+    free(v);
+}
+
+static void put_policies(pass *p, const cm_pgres *res, int rows)
+{
+    for (int r = 0; r < rows && !p->failed; r++) {
+        cm_policy pol;
+        const char *address = cm_pgres_get(res, r, 0);
+        bool has = cm_pgres_get(res, r, 1)[0] == 't';
+        if (has) cm_pg_policy(res, r, 3, &pol);
+        sent(p, cm_hot_put_policy(p->h, address, has ? &pol : NULL, on_written, p));
+        sent(p, cm_hot_put_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', on_written, p));
+    }
+}
+
+static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    pass *p = arg;
+    int rows = rc == CM_OK ? cm_pgres_rows(res) : 0;
+    if (rc != CM_OK) p->failed = true;
+    else if (rows > 0 && p->step == ROLLUPS) merge_rollups(p, res, rows);
+    else if (rows > 0 && p->step == INTENTS) merge_intents(p, res, rows);
+    else if (p->step == POLICIES) put_policies(p, res, rows);
+    on_written(p, CM_OK); /* the one held while sending */
+}
+
+static void run_step(pass *p)
+{
+    static const char *const sql[NSTEPS] = {rollups_sql, intents_sql, policies_sql};
+    p->pending = 1;
+    if (cm_pg_query(p->pg, sql[p->step], 0, NULL, on_rows, p) != CM_OK) finish(p, false);
+}
+
+int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, cm_hot_pass_cb done)
+{
+    pass *p = calloc(1, sizeof *p);
+    if (!p) return CM_ENOMEM;
+    p->h = h;
+    p->pg = pg;
+    p->done = done;
+    p->step = ROLLUPS;
+    run_step(p);
+    return CM_OK;
+}

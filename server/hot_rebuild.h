@@ -1,0 +1,29 @@
+/* hot_rebuild.h - between hot.c and hot_rebuild.c only: one pass of the
+ * rebuild, and the one merge only it needs. hot.c decides when a pass runs
+ * (one at a time, retried, then the epoch key); hot_rebuild.c knows which
+ * rows of PostgreSQL make the mirror. */
+#ifndef CM_HOT_REBUILD_H
+#define CM_HOT_REBUILD_H
+
+#include "hot.h"
+
+/* Called once at the end of a pass; ok is false when anything failed. */
+typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok);
+
+/* Merges the current windows' rollups and intent counts, then replaces
+ * every policy and kill flag, from pg into Redis. Returns CM_OK and calls
+ * done later, or an error at once. */
+int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, cm_hot_pass_cb done);
+
+/* Intents admitted in a window, as PostgreSQL's intents table counts them. */
+typedef struct {
+    const char *address;
+    char grain;
+    int64_t start;
+    int64_t intents;
+} cm_hot_intents;
+
+/* cm_hot_merge for the window's intent count (ADMIT counts it in Redis). */
+int cm_hot_merge_intents(cm_hot *h, const cm_hot_intents *rows, int n, cm_hot_done_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,37 @@
+-- MERGE: window hashes become max(current, value) per field. The values are
+-- absolute totals read back from PostgreSQL, so applying them twice, late or
+-- out of order changes nothing.
+-- KEYS: 1 the epoch key, then the window hashes.
+-- ARGV, per window hash in KEYS order: its ttl in seconds, the number n of
+-- fields, then n field/value pairs.
+-- Answers 1 when the epoch key exists, 0 when Redis lost its data and needs
+-- a rebuild.
+
+-- Field values compare as decimal strings: Lua numbers are doubles and
+-- would round nano-dollar totals above 2^53.
+local function gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local pos = 1
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  local ttl = ARGV[pos]
+  local nf = tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local fields = {}
+  for j = 1, nf do fields[j] = ARGV[pos + 2 * (j - 1)] end
+  local cur = redis.call('HMGET', k, unpack(fields))
+  local set = {}
+  for j = 1, nf do
+    local v = ARGV[pos + 2 * (j - 1) + 1]
+    if not cur[j] or gt(v, cur[j]) then
+      set[#set + 1] = fields[j]
+      set[#set + 1] = v
+    end
+  end
+  pos = pos + 2 * nf
+  if #set > 0 then redis.call('HSET', k, unpack(set)) end
+  redis.call('EXPIRE', k, ttl)
+end
+return redis.call('EXISTS', KEYS[1])
