@@ -3,6 +3,7 @@
 #include "error.h"
 #include "log.h"
 #include "routes.h"
+#include "ui.h"
 
 #include <microhttpd.h>
 #include <arpa/inet.h>
@@ -16,21 +17,9 @@
 static const int tracked_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 413, 429, 500, 503};
 enum { NSTATUS = sizeof tracked_status / sizeof tracked_status[0] };
 
-/* The dashboard's files, read once at start and served from memory: only
- * these names exist, so no path from a request reaches the file system. */
-typedef struct {
-    const char *name; /* after /ui/; "" is the page at / */
-    const char *path; /* under web_dir */
-    const char *type;
-    char *data;       /* owned; NULL when the file was missing */
-    size_t len;
-} asset;
-
-enum { NASSETS = 4 };
-
 struct cm_http {
     struct MHD_Daemon *d;
-    asset assets[NASSETS];
+    cm_ui *ui;
     cm_http_deps deps;
     _Atomic int inflight;
     _Atomic unsigned long long requests[CM_R_COUNT + 1][NSTATUS + 1];
@@ -173,57 +162,21 @@ static enum MHD_Result do_metrics(req *r)
     return send_buf(r, 200, &b, "text/plain; version=0.0.4");
 }
 
-static const asset asset_defs[NASSETS] = {
-    {"", "index.html", "text/html; charset=utf-8", NULL, 0},
-    {"app.js", "app.js", "text/javascript; charset=utf-8", NULL, 0},
-    {"app.css", "app.css", "text/css; charset=utf-8", NULL, 0},
-    {"chart.umd.js", "node_modules/chart.js/dist/chart.umd.js", "text/javascript; charset=utf-8", NULL, 0},
-};
-
-static void load_assets(cm_http *h, const char *dir)
-{
-    for (int i = 0; i < NASSETS; i++) {
-        h->assets[i] = asset_defs[i];
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, asset_defs[i].path);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        cm_buf b;
-        cm_buf_init(&b);
-        char chunk[8192];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) cm_buf_add(&b, chunk, n);
-        fclose(f);
-        h->assets[i].data = cm_buf_take(&b, &h->assets[i].len);
-    }
-    if (!h->assets[0].data) cm_log(CM_LOG_INFO, "event=dashboard_missing dir=%s", dir);
-}
-
-static void free_assets(cm_http *h)
-{
-    for (int i = 0; i < NASSETS; i++) free(h->assets[i].data);
-}
-
 static enum MHD_Result do_ui(req *r)
 {
-    const char *name = r->route.param;
-    for (int i = 0; i < NASSETS; i++) {
-        const asset *a = &r->h->assets[i];
-        if (strcmp(a->name, name) != 0 || !a->data) continue;
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(a->len, a->data, MHD_RESPMEM_PERSISTENT);
-        if (!resp) return MHD_NO;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
-        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-        MHD_add_response_header(resp, "Content-Security-Policy",
-                                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
-        count(r->h, r, 200);
-        enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
-        MHD_destroy_response(resp);
-        return ret;
-    }
-    return send_error(r, 404, "not_found", NULL, "no such file (is the dashboard built? run make)");
+    const cm_ui_file *f = cm_ui_find(r->h->ui, r->route.param);
+    if (!f) return send_error(r, 404, "not_found", NULL, "no such file (is the dashboard built? run make)");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+    count(r->h, r, 200);
+    enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* ---- building jobs ---- */
@@ -535,9 +488,12 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
                   size_t errsz)
 {
     cm_http *h = calloc(1, sizeof *h);
-    if (!h) return CM_ENOMEM;
+    if (!h || cm_ui_load(cfg->web_dir, &h->ui) != CM_OK) {
+        free(h);
+        snprintf(err, errsz, "out of memory");
+        return CM_ENOMEM;
+    }
     h->deps = *deps;
-    load_assets(h, cfg->web_dir);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -545,7 +501,7 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
     const char *host = strcmp(cfg->listen_host, "localhost") == 0 ? "127.0.0.1" : cfg->listen_host;
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         snprintf(err, errsz, "listen address %s is not an IPv4 address", cfg->listen_host);
-        free_assets(h);
+        cm_ui_free(h->ui);
         free(h);
         return CM_ECONFIG;
     }
@@ -564,7 +520,7 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
         MHD_OPTION_END);
     if (!h->d) {
         snprintf(err, errsz, "cannot listen on %s:%d", cfg->listen_host, cfg->listen_port);
-        free_assets(h);
+        cm_ui_free(h->ui);
         free(h);
         return CM_EIO;
     }
@@ -586,6 +542,6 @@ void cm_http_stop(cm_http *h)
 {
     if (!h) return;
     MHD_stop_daemon(h->d);
-    free_assets(h);
+    cm_ui_free(h->ui);
     free(h);
 }
