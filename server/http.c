@@ -14,15 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-static const int tracked_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 413, 429, 500, 503};
-enum { NSTATUS = sizeof tracked_status / sizeof tracked_status[0] };
-
 struct cm_http {
     struct MHD_Daemon *d;
     cm_ui *ui;
     cm_http_deps deps;
     _Atomic int inflight;
-    _Atomic unsigned long long requests[CM_R_COUNT + 1][NSTATUS + 1];
 };
 
 /* Per-request state, in *req_cls; freed in the completion callback. */
@@ -46,13 +42,9 @@ static int64_t now_s(void)
     return (int64_t)ts.tv_sec;
 }
 
-static void count(cm_http *h, const req *r, unsigned status)
+static void count(const req *r, unsigned status)
 {
-    int ri = r && r->route_status == 200 ? (int)r->route.id : CM_R_COUNT;
-    int si = NSTATUS;
-    for (int i = 0; i < NSTATUS; i++)
-        if (tracked_status[i] == (int)status) si = i;
-    atomic_fetch_add(&h->requests[ri][si], 1);
+    cm_metrics_count(r->h->deps.metrics, r->route_status == 200 ? r->route.id : CM_R_COUNT, (int)status);
 }
 
 /* Queues `len` bytes of `body` (taken, malloc'd) as the response. */
@@ -68,7 +60,7 @@ static enum MHD_Result send_owned(req *r, unsigned status, char *body, size_t le
     if (len) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (hname) MHD_add_response_header(resp, hname, hval);
     if (status == 503) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    count(r->h, r, status);
+    count(r, status);
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -108,57 +100,17 @@ static enum MHD_Result send_apierr(req *r, const cm_apierr *e)
 
 static enum MHD_Result do_readyz(req *r)
 {
-    const cm_http_deps *d = &r->h->deps;
-    int redis = cm_store_ready(d->store);
-    int pg = cm_pg_pool_ready(d->writer) && cm_pg_pool_ready(d->reader);
     cm_buf b;
     cm_buf_init(&b);
-    /* Not ready is an error like any other: the error body, plus each
-     * store's state. */
-    cm_buf_adds(&b, "{");
-    if (!(redis && pg))
-        cm_buf_adds(&b, "\"error\":{\"code\":\"not_ready\",\"message\":\"a store is unreachable\"},");
-    cm_buf_addf(&b, "\"ready\":%s,\"redis\":\"%s\",\"postgres\":\"%s\"}", redis && pg ? "true" : "false",
-                redis ? "up" : "down", pg ? "up" : "down");
-    return send_buf(r, redis && pg ? 200 : 503, &b, "application/json");
+    int status = cm_metrics_readyz(r->h->deps.metrics, &b);
+    return send_buf(r, (unsigned)status, &b, "application/json");
 }
 
 static enum MHD_Result do_metrics(req *r)
 {
-    cm_http *h = r->h;
-    const cm_http_deps *d = &h->deps;
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_adds(&b, "# TYPE costmesh_http_requests_total counter\n");
-    for (int ri = 0; ri <= CM_R_COUNT; ri++) {
-        for (int si = 0; si <= NSTATUS; si++) {
-            unsigned long long n = atomic_load(&h->requests[ri][si]);
-            if (!n) continue;
-            char st[8];
-            if (si < NSTATUS) snprintf(st, sizeof st, "%d", tracked_status[si]);
-            else snprintf(st, sizeof st, "other");
-            cm_buf_addf(&b, "costmesh_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                        ri < CM_R_COUNT ? cm_route_name((cm_route_id)ri) : "none", st, n);
-        }
-    }
-    cm_buf_addf(&b,
-                "# TYPE costmesh_heartbeats_accepted_total counter\n"
-                "costmesh_heartbeats_accepted_total %llu\n"
-                "# TYPE costmesh_heartbeats_duplicate_total counter\n"
-                "costmesh_heartbeats_duplicate_total %llu\n"
-                "# TYPE costmesh_persistence_backlog gauge\n"
-                "costmesh_persistence_backlog{stage=\"ingest_jobs\"} %zu\n"
-                "costmesh_persistence_backlog{stage=\"postgres_writer\"} %zu\n"
-                "costmesh_persistence_backlog{stage=\"redis\"} %zu\n"
-                "# TYPE costmesh_store_up gauge\n"
-                "costmesh_store_up{store=\"redis\"} %d\n"
-                "costmesh_store_up{store=\"postgres\"} %d\n"
-                "# TYPE costmesh_http_inflight gauge\n"
-                "costmesh_http_inflight %d\n",
-                cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest),
-                cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->writer), cm_store_backlog(d->store),
-                cm_store_ready(d->store) ? 1 : 0, cm_pg_pool_ready(d->writer) ? 1 : 0,
-                atomic_load(&h->inflight));
+    cm_metrics_render(r->h->deps.metrics, atomic_load(&r->h->inflight), &b);
     return send_buf(r, 200, &b, "text/plain; version=0.0.4");
 }
 
@@ -173,7 +125,7 @@ static enum MHD_Result do_ui(req *r)
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Content-Security-Policy",
                             "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
-    count(r->h, r, 200);
+    count(r, 200);
     enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -8,9 +8,7 @@
 
 #include "bridge.h"
 #include "config.h"
-#include "ingest.h"
-#include "pg.h"
-#include "store.h"
+#include "metrics.h"
 
 #define CM_BODY_MAX (1024 * 1024) /* bytes in a request body */
 
@@ -19,10 +17,7 @@ typedef struct cm_http cm_http;
 /* What the front reads; all borrowed, all outlive the front. */
 typedef struct {
     cm_bridge *bridge;
-    const cm_pg_pool *writer;
-    const cm_pg_pool *reader;
-    const cm_store *store;
-    const cm_ingest *ingest;
+    cm_metrics *metrics; /* counts every answer; says /metrics and /readyz */
 } cm_http_deps;
 
 /* Starts listening. Writes a one-line reason into err on failure. */
