@@ -1,5 +1,5 @@
 #include "http.h"
-#include "auth.h"
+#include "decode.h"
 #include "error.h"
 #include "log.h"
 #include "routes.h"
@@ -29,7 +29,6 @@ typedef struct {
     int route_status;
     cm_buf body;
     int too_big;
-    char method; /* first letter: G, P(OST/UT), D */
     int dispatched; /* counted in inflight until completed */
     cm_job *job; /* owned while not handed to the bridge */
     _Atomic int job_done;
@@ -131,171 +130,6 @@ static enum MHD_Result do_ui(req *r)
     return ret;
 }
 
-/* ---- building jobs ---- */
-
-/* A query argument, percent-decoded into out. Returns 0 when absent, 1 when
- * present, -1 when malformed. */
-static int query_arg(req *r, const char *name, char *out, size_t outsz)
-{
-    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
-    if (!v) return 0;
-    size_t n;
-    if (cm_pct_decode(v, strlen(v), out, outsz, &n) != CM_OK || cm_utf8_valid_prefix(out, n) != n) return -1;
-    return 1;
-}
-
-static int api_key_hash(req *r, unsigned char *hash)
-{
-    const char *k = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-api-key");
-    if (!k) {
-        const char *a = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (a && strncasecmp(a, "Bearer ", 7) == 0) k = a + 7;
-    }
-    if (!k || !*k || strlen(k) > 256) return 0;
-    return cm_auth_hash(k, strlen(k), hash) == CM_OK;
-}
-
-/* ?limit=: 1..1000, default 100. */
-static int limit_arg(req *r, int *limit, cm_apierr *e)
-{
-    char tmp[16], *end;
-    *limit = 100;
-    int q = query_arg(r, "limit", tmp, sizeof tmp);
-    if (q == 0) return CM_OK;
-    long v = q > 0 ? strtol(tmp, &end, 10) : 0;
-    if (q < 0 || *end || end == tmp || v < 1 || v > 1000)
-        return cm_apierr_set(e, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
-    *limit = (int)v;
-    return CM_OK;
-}
-
-/* The {address_id} of the path into address. */
-static int address_param(req *r, char address[CM_ADDR_MAX], cm_apierr *e)
-{
-    if (cm_addr_parse(r->route.param, strlen(r->route.param), NULL) != CM_OK)
-        return cm_apierr_set(e, 400, "invalid_field", "address_id",
-                             "the path must name a percent-encoded address agent://ORG/ENV/NAME");
-    memcpy(address, r->route.param, strlen(r->route.param) + 1);
-    return CM_OK;
-}
-
-/* Is `s` one of the NULL-terminated `names`? */
-static int one_of(const char *s, const char *const *names)
-{
-    for (; *names; names++)
-        if (strcmp(s, *names) == 0) return 1;
-    return 0;
-}
-
-/* Fills j from the request: CM_OK when j is ready for the loop thread, else
- * e says what to answer. */
-static int fill_job(req *r, cm_job *j, cm_apierr *e)
-{
-    static const char *const healths[] = {"healthy", "degraded", "unreachable", "killed", NULL};
-    static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
-                                              "agent_resumed", "health_changed", "policy_changed", NULL};
-    const char *body = r->body.data ? r->body.data : "";
-    size_t len = r->body.len;
-    char tmp[CM_ADDR_MAX];
-    int q;
-    switch (r->route.id) {
-    case CM_R_HEARTBEAT:
-        j->op = CM_OP_HEARTBEAT;
-        return cm_codec_heartbeats(body, len, j->now, &j->req.heartbeat.hbs, &j->req.heartbeat.n, e);
-    case CM_R_KEYS:
-        if (r->method == 'G') {
-            j->op = CM_OP_KEY_LIST;
-            return CM_OK;
-        }
-        j->op = CM_OP_KEY_CREATE;
-        return cm_codec_keyreq(body, len, &j->req.key_create, e);
-    case CM_R_KEY:
-        j->op = CM_OP_KEY_REVOKE;
-        if (strlen(r->route.param) > CM_KEY_ID_MAX)
-            return cm_apierr_set(e, 404, "not_found", NULL, "no such key in this org");
-        memcpy(j->req.key_revoke.id, r->route.param, strlen(r->route.param) + 1);
-        return CM_OK;
-    case CM_R_AGENTS:
-        j->op = CM_OP_AGENT_LIST;
-        q = query_arg(r, "health", j->req.agent_list.health, sizeof j->req.agent_list.health);
-        if (q < 0 || (q > 0 && !one_of(j->req.agent_list.health, healths)))
-            return cm_apierr_set(e, 400, "invalid_field", "health",
-                                 "health must be healthy, degraded, unreachable or killed");
-        return limit_arg(r, &j->req.agent_list.limit, e);
-    case CM_R_AGENT_SPEND: {
-        cm_req_spend_agent *sa = &j->req.spend_agent;
-        j->op = CM_OP_SPEND_AGENT;
-        if (address_param(r, sa->address, e) != CM_OK) return CM_EINVAL;
-        sa->window = CM_WIN_DAY;
-        sa->at = j->now;
-        q = query_arg(r, "window", tmp, sizeof tmp);
-        if (q < 0 || (q > 0 && cm_window_parse(tmp, &sa->window) != CM_OK))
-            return cm_apierr_set(e, 400, "invalid_field", "window", "window must be hour, day, week or month");
-        q = query_arg(r, "at", tmp, sizeof tmp);
-        /* Kept well inside 1970..9999 so every window around it prints. */
-        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &sa->at) != CM_OK || sa->at < 946684800 ||
-                                sa->at >= 253370764800LL)))
-            return cm_apierr_set(e, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
-        return CM_OK;
-    }
-    case CM_R_INTENT_SPEND:
-        j->op = CM_OP_SPEND_INTENT;
-        if (strlen(r->route.param) > CM_ID_MAX)
-            return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
-        memcpy(j->req.spend_intent.intent_id, r->route.param, strlen(r->route.param) + 1);
-        q = query_arg(r, "agent", j->req.spend_intent.agent, sizeof j->req.spend_intent.agent);
-        if (q < 0 || (q > 0 && cm_addr_parse(j->req.spend_intent.agent, strlen(j->req.spend_intent.agent), NULL) != CM_OK))
-            return cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
-        return CM_OK;
-    case CM_R_KILL:
-        j->op = CM_OP_KILL;
-        return address_param(r, j->req.agent.address, e);
-    case CM_R_RESUME:
-        j->op = CM_OP_RESUME;
-        return address_param(r, j->req.agent.address, e);
-    case CM_R_AGENT:
-        j->op = CM_OP_AGENT_GET;
-        return address_param(r, j->req.agent.address, e);
-    case CM_R_POLICY:
-        if (address_param(r, j->req.policy.address, e) != CM_OK) return CM_EINVAL;
-        j->op = r->method == 'G' ? CM_OP_POLICY_GET : r->method == 'D' ? CM_OP_POLICY_DELETE : CM_OP_POLICY_PUT;
-        return j->op == CM_OP_POLICY_PUT ? cm_codec_policy(body, len, &j->req.policy.policy, e) : CM_OK;
-    case CM_R_INTENTS:
-    case CM_R_AXME_INTENTS: {
-        j->op = CM_OP_INTENT;
-        j->req.intent.axme = r->route.id == CM_R_AXME_INTENTS;
-        if (cm_codec_intent(body, len, j->req.intent.axme, &j->req.intent.body, e) != CM_OK) return CM_EINVAL;
-        const char *k = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
-        if (!k) return CM_OK;
-        size_t n = strlen(k);
-        int bad = n == 0 || n > CM_ID_MAX;
-        for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f;
-        if (bad)
-            return cm_apierr_set(e, 400, "invalid_header", "Idempotency-Key",
-                                 "Idempotency-Key must be 1 to %d visible ASCII characters", CM_ID_MAX);
-        memcpy(j->req.intent.idem_key, k, n + 1);
-        return CM_OK;
-    }
-    case CM_R_EVENTS:
-        j->op = CM_OP_EVENTS;
-        q = query_arg(r, "event_type", j->req.events.event_type, sizeof j->req.events.event_type);
-        if (q < 0 || (q > 0 && !one_of(j->req.events.event_type, event_types)))
-            return cm_apierr_set(e, 400, "invalid_field", "event_type",
-                                 "event_type must be policy_breached, threshold_crossed, agent_killed, "
-                                 "agent_resumed, health_changed or policy_changed");
-        return limit_arg(r, &j->req.events.limit, e);
-    case CM_R_WEBHOOK:
-        if (r->method == 'G') {
-            j->op = CM_OP_WEBHOOK_GET;
-            return CM_OK;
-        }
-        j->op = CM_OP_WEBHOOK_PUT;
-        return cm_codec_webhook(body, len, &j->req.webhook_put, e);
-    default:
-        return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
-    }
-}
-
 /* ---- the access handler ---- */
 
 /* Called on the loop thread: the job is finished. */
@@ -304,6 +138,13 @@ static void on_job_done(cm_job *j)
     req *r = j->done_arg;
     atomic_store(&r->job_done, 1);
     MHD_resume_connection(r->conn);
+}
+
+/* The decoder's view of the connection's headers and query arguments. */
+static const char *lookup(void *conn, cm_decode_kind kind, const char *name)
+{
+    return MHD_lookup_connection_value(conn, kind == CM_DECODE_HEADER ? MHD_HEADER_KIND : MHD_GET_ARGUMENT_KIND,
+                                       name);
 }
 
 static enum MHD_Result answer_job(req *r)
@@ -318,7 +159,7 @@ static enum MHD_Result answer_job(req *r)
                       j->retry_after > 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
 }
 
-static enum MHD_Result dispatch(req *r)
+static enum MHD_Result dispatch(req *r, const char *method)
 {
     switch (r->route.id) {
     case CM_R_HEALTHZ: {
@@ -335,12 +176,9 @@ static enum MHD_Result dispatch(req *r)
     cm_job *j = calloc(1, sizeof *j);
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
-    j->now = now_s();
-    if (!api_key_hash(r, j->key_hash))
-        return send_error(r, 401, "unauthorized", NULL,
-                          "a valid API key is required (x-api-key or Authorization: Bearer)");
+    cm_decode_req dr = {&r->route, method, r->body.data, r->body.len, now_s(), lookup, r->conn};
     cm_apierr e;
-    if (fill_job(r, j, &e) != CM_OK) return send_apierr(r, &e);
+    if (cm_decode_job(&dr, j, &e) != CM_OK) return send_apierr(r, &e);
     j->done = on_job_done;
     j->done_arg = r;
     /* Suspend before handing over: the loop may finish and resume at once. */
@@ -366,7 +204,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         if (!r) return MHD_NO;
         r->h = h;
         r->conn = conn;
-        r->method = method[0];
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -400,7 +237,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         char *text = cm_buf_take(&b, &len);
         return send_owned(r, 405, text, text ? len : 0, "application/json", MHD_HTTP_HEADER_ALLOW, r->route.allow);
     }
-    return dispatch(r);
+    return dispatch(r, method);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,

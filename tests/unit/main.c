@@ -17,6 +17,7 @@ int main(void)
     test_codec();
     test_policy();
     test_keycache();
+    test_decode();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -60,5 +60,6 @@ void test_routes(void);
 void test_codec(void);
 void test_policy(void);
 void test_keycache(void);
+void test_decode(void);
 
 #endif
