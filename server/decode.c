@@ -5,6 +5,7 @@
 #include "error.h"
 #include "timeutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -58,12 +59,21 @@ static int address_param(const cm_decode_req *r, char address[CM_ADDR_MAX], cm_a
     return CM_OK;
 }
 
-/* Is `s` one of the NULL-terminated `names`? */
-static int one_of(const char *s, const char *const *names)
+/* ?name=, when present, into out: one of the NULL-terminated `names`, which
+ * the refusal lists ("name must be a, b or c"). out is "" when absent. */
+static int choice_arg(const cm_decode_req *r, const char *name, const char *const *names, char *out,
+                      size_t outsz, cm_apierr *e)
 {
-    for (; *names; names++)
-        if (strcmp(s, *names) == 0) return 1;
-    return 0;
+    int q = query_arg(r, name, out, outsz);
+    if (q == 0) return CM_OK;
+    for (const char *const *n = names; q > 0 && *n; n++)
+        if (strcmp(out, *n) == 0) return CM_OK;
+    char list[160];
+    size_t k = 0;
+    list[0] = '\0';
+    for (size_t i = 0; names[i] && k < sizeof list; i++)
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
+    return cm_apierr_set(e, 400, "invalid_field", name, "%s must be %s", name, list);
 }
 
 /* The operation of r's route and method, and its request. */
@@ -82,12 +92,8 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         j->op = CM_OP_HEARTBEAT;
         return cm_codec_heartbeats(body, len, j->now, &j->req.heartbeat.hbs, &j->req.heartbeat.n, e);
     case CM_R_KEYS:
-        if (get) {
-            j->op = CM_OP_KEY_LIST;
-            return CM_OK;
-        }
-        j->op = CM_OP_KEY_CREATE;
-        return cm_codec_keyreq(body, len, &j->req.key_create, e);
+        j->op = get ? CM_OP_KEY_LIST : CM_OP_KEY_CREATE;
+        return get ? CM_OK : cm_codec_keyreq(body, len, &j->req.key_create, e);
     case CM_R_KEY:
         j->op = CM_OP_KEY_REVOKE;
         if (strlen(r->route->param) > CM_KEY_ID_MAX)
@@ -96,10 +102,8 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         return CM_OK;
     case CM_R_AGENTS:
         j->op = CM_OP_AGENT_LIST;
-        q = query_arg(r, "health", j->req.agent_list.health, sizeof j->req.agent_list.health);
-        if (q < 0 || (q > 0 && !one_of(j->req.agent_list.health, healths)))
-            return cm_apierr_set(e, 400, "invalid_field", "health",
-                                 "health must be healthy, degraded, unreachable or killed");
+        if (choice_arg(r, "health", healths, j->req.agent_list.health, sizeof j->req.agent_list.health, e) != CM_OK)
+            return CM_EINVAL;
         return limit_arg(r, &j->req.agent_list.limit, e);
     case CM_R_AGENT_SPEND: {
         cm_req_spend_agent *sa = &j->req.spend_agent;
@@ -157,19 +161,13 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     }
     case CM_R_EVENTS:
         j->op = CM_OP_EVENTS;
-        q = query_arg(r, "event_type", j->req.events.event_type, sizeof j->req.events.event_type);
-        if (q < 0 || (q > 0 && !one_of(j->req.events.event_type, event_types)))
-            return cm_apierr_set(e, 400, "invalid_field", "event_type",
-                                 "event_type must be policy_breached, threshold_crossed, agent_killed, "
-                                 "agent_resumed, health_changed or policy_changed");
+        if (choice_arg(r, "event_type", event_types, j->req.events.event_type, sizeof j->req.events.event_type,
+                       e) != CM_OK)
+            return CM_EINVAL;
         return limit_arg(r, &j->req.events.limit, e);
     case CM_R_WEBHOOK:
-        if (get) {
-            j->op = CM_OP_WEBHOOK_GET;
-            return CM_OK;
-        }
-        j->op = CM_OP_WEBHOOK_PUT;
-        return cm_codec_webhook(body, len, &j->req.webhook_put, e);
+        j->op = get ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_PUT;
+        return get ? CM_OK : cm_codec_webhook(body, len, &j->req.webhook_put, e);
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }
