@@ -1,6 +1,8 @@
-/* http.h - the HTTP front: libmicrohttpd threads read, limit and validate
- * requests, answer what needs no store, and suspend the rest while the loop
- * thread works on them.
+/* http.h - the HTTP front, transport only: libmicrohttpd threads read and
+ * limit requests, answer the routes that need no loop thread, and suspend
+ * the rest while the loop thread works on them. What a request means is
+ * decode.h's; what /metrics and /readyz say, metrics.h's; the dashboard's
+ * files, ui.h's.
  *
  * The only module that includes microhttpd. */
 #ifndef CM_HTTP_H
