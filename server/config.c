@@ -22,7 +22,7 @@ static const option options[] = {
     {"org", "default", "org of the bootstrap admin key"},
     {"log-level", "info", "debug|info|warn|error"},
     {"http-threads", "2", "HTTP worker threads"},
-    {"pg-readers", "2", "PostgreSQL connections for reads"},
+    {"pg-readers", "2", "PostgreSQL connections of the API pool (the routes' reads and writes)"},
     {"max-connections", "1024", "HTTP connections in total"},
     {"max-per-ip", "512", "HTTP connections per client address"},
     {"conn-timeout", "30", "seconds before a stalled connection is closed"},

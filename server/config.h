@@ -19,7 +19,7 @@ typedef struct {
     char org[64];
     char log_level[16];
     int http_threads;          /* libmicrohttpd thread pool size */
-    int pg_readers;            /* PostgreSQL connections for reads */
+    int pg_readers;            /* connections of the API pool (the name predates its writes) */
     int max_connections;       /* total HTTP connections */
     int max_per_ip;            /* HTTP connections per client address */
     int conn_timeout_s;        /* idle/stalled connection timeout */

@@ -1,6 +1,8 @@
-/* http.h - the HTTP front: libmicrohttpd threads read, limit and validate
- * requests, answer what needs no store, and suspend the rest while the loop
- * thread works on them.
+/* http.h - the HTTP front, transport only: libmicrohttpd threads read and
+ * limit requests, answer the routes that need no loop thread, and suspend
+ * the rest while the loop thread works on them. What a request means is
+ * decode.h's; what /metrics and /readyz say, metrics.h's; the dashboard's
+ * files, ui.h's.
  *
  * The only module that includes microhttpd. */
 #ifndef CM_HTTP_H
@@ -8,9 +10,7 @@
 
 #include "bridge.h"
 #include "config.h"
-#include "ingest.h"
-#include "pg.h"
-#include "store.h"
+#include "metrics.h"
 
 #define CM_BODY_MAX (1024 * 1024) /* bytes in a request body */
 
@@ -19,10 +19,7 @@ typedef struct cm_http cm_http;
 /* What the front reads; all borrowed, all outlive the front. */
 typedef struct {
     cm_bridge *bridge;
-    const cm_pg_pool *writer;
-    const cm_pg_pool *reader;
-    const cm_store *store;
-    const cm_ingest *ingest;
+    cm_metrics *metrics; /* counts every answer; says /metrics and /readyz */
 } cm_http_deps;
 
 /* Starts listening. Writes a one-line reason into err on failure. */

@@ -111,7 +111,7 @@ typedef struct group {
 } group;
 
 struct cm_ingest {
-    cm_pg_pool *writer;
+    cm_pg_pool *db; /* the ingest pool: group commits only */
     cm_hot *hot;
     cm_notify *notify;
     cm_jobq waiting;      /* jobs not yet in a group */
@@ -122,11 +122,11 @@ struct cm_ingest {
 
 static void flush(cm_ingest *in);
 
-int cm_ingest_new(cm_pg_pool *writer, cm_hot *hot, cm_notify *notify, cm_ingest **out)
+int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
     if (!in) return CM_ENOMEM;
-    in->writer = writer;
+    in->db = db;
     in->hot = hot;
     in->notify = notify;
     *out = in;
@@ -292,7 +292,7 @@ static void send_group(group *g)
         params[c] = cols[c].data;
     }
     params[NCOLS - 1] = nowbuf;
-    int rc = failed ? CM_ENOMEM : cm_pg_query(g->in->writer, group_sql, NCOLS, params, on_group, g);
+    int rc = failed ? CM_ENOMEM : cm_pg_query(g->in->db, group_sql, NCOLS, params, on_group, g);
     for (int c = 0; c < NCOLS - 1; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK) {
         cm_ingest *in = g->in;

@@ -20,7 +20,7 @@
 
 typedef struct cm_ingest cm_ingest;
 
-/* Group commits in flight at once, one per connection of the writer pool,
+/* Group commits in flight at once, one per connection of the ingest pool,
  * which should have this many: the statement's CPU in PostgreSQL, not the
  * commit's fsync, is what takes the time. */
 #define CM_INGEST_WRITERS 2

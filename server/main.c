@@ -8,6 +8,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "migrate.h"
+#include "metrics.h"
 #include "notify.h"
 #include "pg.h"
 #include "store.h"
@@ -125,8 +126,10 @@ int main(int argc, char **argv)
         return die("PostgreSQL connections did not come up");
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_http_deps deps = {.bridge = a.bridge, .writer = a.ingest_db, .reader = a.api_db, .store = redis,
-                         .ingest = a.ingest};
+    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .store = redis, .ingest = a.ingest};
+    cm_metrics *metrics;
+    if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
+    cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics};
     cm_http *http;
     if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);
     cm_log(CM_LOG_INFO, "event=listening addr=%s:%d", cfg.listen_host, cfg.listen_port);
@@ -141,6 +144,7 @@ int main(int argc, char **argv)
     cm_bridge_close(a.bridge);
     for (int i = 0; i < 1000 && cm_http_inflight(http) > 0; i++) sleep_ms(10);
     cm_http_stop(http);
+    cm_metrics_free(metrics);
     uv_async_send(&a.stop);
     pthread_join(loop_thread, NULL);
     uv_loop_close(&a.loop);

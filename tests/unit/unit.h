@@ -64,5 +64,6 @@ void test_queue(void);
 void test_backoff(void);
 void test_health(void);
 void test_hot_layout(void);
+void test_decode(void);
 
 #endif

@@ -1,0 +1,181 @@
+#include "decode.h"
+#include "address.h"
+#include "auth.h"
+#include "buf.h"
+#include "error.h"
+#include "timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A query argument, percent-decoded into out. Returns 0 when absent, 1 when
+ * present, -1 when malformed. */
+static int query_arg(const cm_decode_req *r, const char *name, char *out, size_t outsz)
+{
+    const char *v = r->lookup(r->lookup_ctx, CM_DECODE_QUERY, name);
+    if (!v) return 0;
+    size_t n;
+    if (cm_pct_decode(v, strlen(v), out, outsz, &n) != CM_OK || cm_utf8_valid_prefix(out, n) != n) return -1;
+    return 1;
+}
+
+/* The API key, from x-api-key or else Authorization: Bearer, hashed. */
+static int api_key_hash(const cm_decode_req *r, unsigned char hash[CM_KEY_HASH_LEN], cm_apierr *e)
+{
+    const char *k = r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "x-api-key");
+    if (!k) {
+        const char *a = r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Authorization");
+        if (a && strncasecmp(a, "Bearer ", 7) == 0) k = a + 7;
+    }
+    if (!k || !*k || strlen(k) > 256 || cm_auth_hash(k, strlen(k), hash) != CM_OK)
+        return cm_apierr_set(e, 401, "unauthorized", NULL,
+                             "a valid API key is required (x-api-key or Authorization: Bearer)");
+    return CM_OK;
+}
+
+/* ?limit=: 1..1000, default 100. */
+static int limit_arg(const cm_decode_req *r, int *limit, cm_apierr *e)
+{
+    char tmp[16], *end;
+    *limit = 100;
+    int q = query_arg(r, "limit", tmp, sizeof tmp);
+    if (q == 0) return CM_OK;
+    long v = q > 0 ? strtol(tmp, &end, 10) : 0;
+    if (q < 0 || *end || end == tmp || v < 1 || v > 1000)
+        return cm_apierr_set(e, 400, "invalid_field", "limit", "limit must be an integer from 1 to 1000");
+    *limit = (int)v;
+    return CM_OK;
+}
+
+/* The {address_id} of the path into address. */
+static int address_param(const cm_decode_req *r, char address[CM_ADDR_MAX], cm_apierr *e)
+{
+    if (cm_addr_parse(r->route->param, strlen(r->route->param), NULL) != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", "address_id",
+                             "the path must name a percent-encoded address agent://ORG/ENV/NAME");
+    memcpy(address, r->route->param, strlen(r->route->param) + 1);
+    return CM_OK;
+}
+
+/* ?name=, when present, into out: one of the NULL-terminated `names`, which
+ * the refusal lists ("name must be a, b or c"). out is "" when absent. */
+static int choice_arg(const cm_decode_req *r, const char *name, const char *const *names, char *out,
+                      size_t outsz, cm_apierr *e)
+{
+    int q = query_arg(r, name, out, outsz);
+    if (q == 0) return CM_OK;
+    for (const char *const *n = names; q > 0 && *n; n++)
+        if (strcmp(out, *n) == 0) return CM_OK;
+    char list[160];
+    size_t k = 0;
+    list[0] = '\0';
+    for (size_t i = 0; names[i] && k < sizeof list; i++)
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
+    return cm_apierr_set(e, 400, "invalid_field", name, "%s must be %s", name, list);
+}
+
+/* The operation of r's route and method, and its request. */
+static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
+{
+    static const char *const healths[] = {"healthy", "degraded", "unreachable", "killed", NULL};
+    static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
+                                              "agent_resumed", "health_changed", "policy_changed", NULL};
+    const char *body = r->body ? r->body : "";
+    size_t len = r->body_len;
+    char tmp[CM_ADDR_MAX];
+    int q;
+    int get = strcmp(r->method, "GET") == 0;
+    switch (r->route->id) {
+    case CM_R_HEARTBEAT:
+        j->op = CM_OP_HEARTBEAT;
+        return cm_codec_heartbeats(body, len, j->now, &j->req.heartbeat.hbs, &j->req.heartbeat.n, e);
+    case CM_R_KEYS:
+        j->op = get ? CM_OP_KEY_LIST : CM_OP_KEY_CREATE;
+        return get ? CM_OK : cm_codec_keyreq(body, len, &j->req.key_create, e);
+    case CM_R_KEY:
+        j->op = CM_OP_KEY_REVOKE;
+        if (strlen(r->route->param) > CM_KEY_ID_MAX)
+            return cm_apierr_set(e, 404, "not_found", NULL, "no such key in this org");
+        memcpy(j->req.key_revoke.id, r->route->param, strlen(r->route->param) + 1);
+        return CM_OK;
+    case CM_R_AGENTS:
+        j->op = CM_OP_AGENT_LIST;
+        if (choice_arg(r, "health", healths, j->req.agent_list.health, sizeof j->req.agent_list.health, e) != CM_OK)
+            return CM_EINVAL;
+        return limit_arg(r, &j->req.agent_list.limit, e);
+    case CM_R_AGENT_SPEND: {
+        cm_req_spend_agent *sa = &j->req.spend_agent;
+        j->op = CM_OP_SPEND_AGENT;
+        if (address_param(r, sa->address, e) != CM_OK) return CM_EINVAL;
+        sa->window = CM_WIN_DAY;
+        sa->at = j->now;
+        q = query_arg(r, "window", tmp, sizeof tmp);
+        if (q < 0 || (q > 0 && cm_window_parse(tmp, &sa->window) != CM_OK))
+            return cm_apierr_set(e, 400, "invalid_field", "window", "window must be hour, day, week or month");
+        q = query_arg(r, "at", tmp, sizeof tmp);
+        /* Kept well inside 1970..9999 so every window around it prints. */
+        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &sa->at) != CM_OK || sa->at < 946684800 ||
+                                sa->at >= 253370764800LL)))
+            return cm_apierr_set(e, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
+        return CM_OK;
+    }
+    case CM_R_INTENT_SPEND:
+        j->op = CM_OP_SPEND_INTENT;
+        if (strlen(r->route->param) > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
+        memcpy(j->req.spend_intent.intent_id, r->route->param, strlen(r->route->param) + 1);
+        q = query_arg(r, "agent", j->req.spend_intent.agent, sizeof j->req.spend_intent.agent);
+        if (q < 0 || (q > 0 && cm_addr_parse(j->req.spend_intent.agent, strlen(j->req.spend_intent.agent), NULL) != CM_OK))
+            return cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
+        return CM_OK;
+    case CM_R_KILL:
+        j->op = CM_OP_KILL;
+        return address_param(r, j->req.agent.address, e);
+    case CM_R_RESUME:
+        j->op = CM_OP_RESUME;
+        return address_param(r, j->req.agent.address, e);
+    case CM_R_AGENT:
+        j->op = CM_OP_AGENT_GET;
+        return address_param(r, j->req.agent.address, e);
+    case CM_R_POLICY:
+        if (address_param(r, j->req.policy.address, e) != CM_OK) return CM_EINVAL;
+        j->op = get ? CM_OP_POLICY_GET : strcmp(r->method, "DELETE") == 0 ? CM_OP_POLICY_DELETE : CM_OP_POLICY_PUT;
+        return j->op == CM_OP_POLICY_PUT ? cm_codec_policy(body, len, &j->req.policy.policy, e) : CM_OK;
+    case CM_R_INTENTS:
+    case CM_R_AXME_INTENTS: {
+        j->op = CM_OP_INTENT;
+        j->req.intent.axme = r->route->id == CM_R_AXME_INTENTS;
+        if (cm_codec_intent(body, len, j->req.intent.axme, &j->req.intent.body, e) != CM_OK) return CM_EINVAL;
+        const char *k = r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Idempotency-Key");
+        if (!k) return CM_OK;
+        size_t n = strlen(k);
+        int bad = n == 0 || n > CM_ID_MAX;
+        for (size_t i = 0; i < n && !bad; i++) bad = (unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f;
+        if (bad)
+            return cm_apierr_set(e, 400, "invalid_header", "Idempotency-Key",
+                                 "Idempotency-Key must be 1 to %d visible ASCII characters", CM_ID_MAX);
+        memcpy(j->req.intent.idem_key, k, n + 1);
+        return CM_OK;
+    }
+    case CM_R_EVENTS:
+        j->op = CM_OP_EVENTS;
+        if (choice_arg(r, "event_type", event_types, j->req.events.event_type, sizeof j->req.events.event_type,
+                       e) != CM_OK)
+            return CM_EINVAL;
+        return limit_arg(r, &j->req.events.limit, e);
+    case CM_R_WEBHOOK:
+        j->op = get ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_PUT;
+        return get ? CM_OK : cm_codec_webhook(body, len, &j->req.webhook_put, e);
+    default:
+        return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
+    }
+}
+
+int cm_decode_job(const cm_decode_req *r, cm_job *j, cm_apierr *e)
+{
+    j->now = r->now;
+    if (api_key_hash(r, j->key_hash, e) != CM_OK) return CM_EAUTH;
+    return fill_request(r, j, e);
+}

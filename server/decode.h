@@ -1,0 +1,43 @@
+/* decode.h - one API request into a job: the matched route, the method, the
+ * body, the headers and the query arguments become a cm_job ready for the
+ * loop thread, or the error that answers the request.
+ *
+ * No HTTP library: headers and query arguments come through a lookup the
+ * transport provides, so every route's decoding is unit-tested without
+ * sockets. Stateless and thread-safe; runs on the HTTP threads. */
+#ifndef CM_DECODE_H
+#define CM_DECODE_H
+
+#include "codec.h"
+#include "job.h"
+#include "routes.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { CM_DECODE_HEADER, CM_DECODE_QUERY } cm_decode_kind;
+
+/* The value of header `name` (matched case-insensitively) or of query
+ * argument `name`, as received: query values still percent-encoded. NULL
+ * when absent. Borrowed; must stay valid until cm_decode_job returns. */
+typedef const char *(*cm_decode_lookup)(void *ctx, cm_decode_kind kind, const char *name);
+
+/* One request as the transport received it; all borrowed. */
+typedef struct {
+    const cm_route *route; /* matched by cm_route_match with status 200 */
+    const char *method;    /* the method route was matched with */
+    const char *body;      /* NULL when there is none */
+    size_t body_len;
+    int64_t now;           /* arrival, Unix seconds */
+    cm_decode_lookup lookup;
+    void *lookup_ctx;
+} cm_decode_req;
+
+/* Fills j (zeroed by the caller): arrival time, API key hash, operation and
+ * that operation's request. CM_OK when j is ready for the loop thread; else
+ * e says what to answer (401 without an API key, 400 for a malformed
+ * parameter or body, ...). Either way the caller frees j with cm_job_free,
+ * which also frees what the request owns. */
+int cm_decode_job(const cm_decode_req *r, cm_job *j, cm_apierr *e);
+
+#endif

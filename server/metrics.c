@@ -1,0 +1,90 @@
+#include "metrics.h"
+#include "error.h"
+#include "ingest.h"
+#include "pg.h"
+#include "store.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const int tracked_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 413, 429, 500, 503};
+enum { NSTATUS = sizeof tracked_status / sizeof tracked_status[0] };
+
+struct cm_metrics {
+    cm_metrics_deps deps;
+    /* [route, CM_R_COUNT for none][status index, NSTATUS for other] */
+    _Atomic unsigned long long requests[CM_R_COUNT + 1][NSTATUS + 1];
+};
+
+int cm_metrics_new(const cm_metrics_deps *deps, cm_metrics **out)
+{
+    cm_metrics *m = calloc(1, sizeof *m);
+    if (!m) return CM_ENOMEM;
+    m->deps = *deps;
+    *out = m;
+    return CM_OK;
+}
+
+void cm_metrics_free(cm_metrics *m)
+{
+    free(m);
+}
+
+void cm_metrics_count(cm_metrics *m, cm_route_id route, int status)
+{
+    int ri = route < CM_R_COUNT ? (int)route : CM_R_COUNT;
+    int si = NSTATUS;
+    for (int i = 0; i < NSTATUS; i++)
+        if (tracked_status[i] == status) si = i;
+    atomic_fetch_add(&m->requests[ri][si], 1);
+}
+
+void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
+{
+    const cm_metrics_deps *d = &m->deps;
+    cm_buf_adds(out, "# TYPE costmesh_http_requests_total counter\n");
+    for (int ri = 0; ri <= CM_R_COUNT; ri++) {
+        for (int si = 0; si <= NSTATUS; si++) {
+            unsigned long long n = atomic_load(&m->requests[ri][si]);
+            if (!n) continue;
+            char st[8];
+            if (si < NSTATUS) snprintf(st, sizeof st, "%d", tracked_status[si]);
+            else snprintf(st, sizeof st, "other");
+            cm_buf_addf(out, "costmesh_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+                        ri < CM_R_COUNT ? cm_route_name((cm_route_id)ri) : "none", st, n);
+        }
+    }
+    cm_buf_addf(out,
+                "# TYPE costmesh_heartbeats_accepted_total counter\n"
+                "costmesh_heartbeats_accepted_total %llu\n"
+                "# TYPE costmesh_heartbeats_duplicate_total counter\n"
+                "costmesh_heartbeats_duplicate_total %llu\n"
+                "# TYPE costmesh_persistence_backlog gauge\n"
+                "costmesh_persistence_backlog{stage=\"ingest_jobs\"} %zu\n"
+                "costmesh_persistence_backlog{stage=\"postgres_writer\"} %zu\n"
+                "costmesh_persistence_backlog{stage=\"redis\"} %zu\n"
+                "# TYPE costmesh_store_up gauge\n"
+                "costmesh_store_up{store=\"redis\"} %d\n"
+                "costmesh_store_up{store=\"postgres\"} %d\n"
+                "# TYPE costmesh_http_inflight gauge\n"
+                "costmesh_http_inflight %d\n",
+                cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest),
+                cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->ingest_db), cm_store_backlog(d->store),
+                cm_store_ready(d->store) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
+}
+
+int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)
+{
+    const cm_metrics_deps *d = &m->deps;
+    int redis = cm_store_ready(d->store);
+    int pg = cm_pg_pool_ready(d->ingest_db) && cm_pg_pool_ready(d->api_db);
+    /* Not ready is an error like any other: the error body, plus each
+     * store's state. */
+    cm_buf_adds(out, "{");
+    if (!(redis && pg))
+        cm_buf_adds(out, "\"error\":{\"code\":\"not_ready\",\"message\":\"a store is unreachable\"},");
+    cm_buf_addf(out, "\"ready\":%s,\"redis\":\"%s\",\"postgres\":\"%s\"}", redis && pg ? "true" : "false",
+                redis ? "up" : "down", pg ? "up" : "down");
+    return redis && pg ? 200 : 503;
+}
