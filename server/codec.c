@@ -235,7 +235,24 @@ static int get_money(json_object *m, const char *prefix, const char *name, int64
     return CM_OK;
 }
 
-static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb, cm_apierr *e)
+/* Adds the fields of obj that are not among `names` to ig. */
+static void note_unknown(json_object *obj, const char *prefix, const char *const *names, cm_ignored *ig)
+{
+    json_object_object_foreach(obj, key, val) {
+        (void)val;
+        const char *const *n = names;
+        while (*n && strcmp(*n, key) != 0) n++;
+        if (*n) continue;
+        if (ig->count++ >= CM_IGNORED_LISTED) continue;
+        char p[128];
+        path(p, sizeof p, prefix, key);
+        if (ig->listed.len) cm_buf_add(&ig->listed, ",", 1);
+        cm_buf_add_jstr(&ig->listed, p);
+    }
+}
+
+static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb, cm_ignored *ig,
+                      cm_apierr *e)
 {
     char p[128];
     memset(hb, 0, sizeof *hb);
@@ -285,8 +302,8 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     static const char *const metrics[] = {"cost_usd", "tokens_in", "tokens_out", "tokens_cached", "llm_calls",
                                           "tool_calls", "intents_total", "intents_succeeded", "intents_failed",
                                           "avg_latency_ms", NULL};
-    if ((rc = only_fields(m, mp, metrics, "metric", e)) != CM_OK ||
-        (rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
+    note_unknown(m, mp, metrics, ig);
+    if ((rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_in", &hb->tokens_in, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_out", &hb->tokens_out, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_cached", &hb->tokens_cached, e)) != CM_OK ||
@@ -312,7 +329,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
 }
 
 int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, size_t *n,
-                        cm_apierr *e)
+                        cm_ignored *ignored, cm_apierr *e)
 {
     *out = NULL;
     *n = 0;
@@ -354,7 +371,7 @@ int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, 
         for (size_t i = 0; i < cnt; i++) {
             char prefix[32];
             snprintf(prefix, sizeof prefix, "heartbeats[%zu]", i);
-            rc = decode_one(json_object_array_get_idx(arr, i), prefix, now, &hbs[i], e);
+            rc = decode_one(json_object_array_get_idx(arr, i), prefix, now, &hbs[i], ignored, e);
             if (rc != CM_OK) {
                 free(hbs);
                 goto done;
@@ -368,7 +385,7 @@ int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, 
             rc = cm_apierr_set(e, 500, "internal", NULL, "out of memory");
             goto done;
         }
-        rc = decode_one(root, "", now, hb, e);
+        rc = decode_one(root, "", now, hb, ignored, e);
         if (rc != CM_OK) {
             free(hb);
             goto done;

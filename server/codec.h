@@ -7,6 +7,7 @@
 #define CM_CODEC_H
 
 #include "address.h"
+#include "buf.h"
 #include "policy.h"
 
 #include <stdbool.h>
@@ -51,13 +52,25 @@ typedef struct {
     bool has_latency;
 } cm_hb;
 
+/* The metric names a heartbeat decoder did not know. They are accepted
+ * (an SDK newer than the server keeps working, and the AXME SDK sends
+ * metrics of its own) and reported back, so a misspelt one is seen: the
+ * reply lists the first CM_IGNORED_LISTED paths and /metrics counts all. */
+#define CM_IGNORED_LISTED 20
+typedef struct {
+    size_t count;
+    cm_buf listed; /* JSON strings, comma-separated, e.g. "metrics.cost","heartbeats[2].metrics.x" */
+} cm_ignored;
+
 /* Decodes a heartbeat request body (`len` bytes, may be 0): one heartbeat
  * object, or {"heartbeats":[...]} with 1..CM_BATCH_MAX items. An empty body
  * is one liveness beat with no agent. `now` is the arrival time.
  * On CM_OK *out is a malloc'd array of *n items the caller frees with free().
- * On failure *out is NULL and e says why (400, or 413 for too many items). */
+ * On failure *out is NULL and e says why (400, or 413 for too many items).
+ * Unknown metric names are added to *ignored (initialised by the caller);
+ * any other unknown field is a 400. */
 int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, size_t *n,
-                        cm_apierr *e);
+                        cm_ignored *ignored, cm_apierr *e);
 
 /* POST /v1/keys body. */
 typedef struct {

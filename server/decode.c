@@ -90,7 +90,8 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     switch (r->route->id) {
     case CM_R_HEARTBEAT:
         j->op = CM_OP_HEARTBEAT;
-        return cm_codec_heartbeats(body, len, j->now, &j->req.heartbeat.hbs, &j->req.heartbeat.n, e);
+        return cm_codec_heartbeats(body, len, j->now, &j->req.heartbeat.hbs, &j->req.heartbeat.n,
+                                   &j->req.heartbeat.ignored, e);
     case CM_R_KEYS:
         j->op = get ? CM_OP_KEY_LIST : CM_OP_KEY_CREATE;
         return get ? CM_OK : cm_codec_keyreq(body, len, &j->req.key_create, e);

@@ -117,7 +117,7 @@ struct cm_ingest {
     cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* groups sent to PostgreSQL, not yet answered */
     _Atomic size_t backlog;
-    _Atomic unsigned long long accepted, duplicates;
+    _Atomic unsigned long long accepted, duplicates, ignored;
 };
 
 static void flush(cm_ingest *in);
@@ -169,6 +169,11 @@ unsigned long long cm_ingest_accepted(const cm_ingest *in)
 unsigned long long cm_ingest_duplicates(const cm_ingest *in)
 {
     return atomic_load(&((cm_ingest *)in)->duplicates);
+}
+
+unsigned long long cm_ingest_ignored(const cm_ingest *in)
+{
+    return atomic_load(&((cm_ingest *)in)->ignored);
 }
 
 void cm_ingest_submit(cm_ingest *in, cm_job *j)
@@ -381,7 +386,15 @@ static void reply_jobs(group *g)
             cm_buf_add_money(&b, ga->cost_today);
             cm_buf_adds(&b, "}");
         }
-        cm_buf_adds(&b, "}}");
+        cm_buf_adds(&b, "}");
+        const cm_ignored *ig = &j->req.heartbeat.ignored;
+        if (ig->count) {
+            atomic_fetch_add(&in->ignored, ig->count);
+            cm_buf_adds(&b, ",\"ignored\":[");
+            cm_buf_add(&b, ig->listed.data, ig->listed.len);
+            cm_buf_adds(&b, "]");
+        }
+        cm_buf_adds(&b, "}");
         cm_job_reply(j, 202, &b);
         answer(in, j);
     }

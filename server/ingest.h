@@ -42,5 +42,7 @@ size_t cm_ingest_backlog(const cm_ingest *in);
 /* Counters for /metrics (monotonic; read from any thread). */
 unsigned long long cm_ingest_accepted(const cm_ingest *in);
 unsigned long long cm_ingest_duplicates(const cm_ingest *in);
+/* Unknown metric names accepted and reported back (codec.h cm_ignored). */
+unsigned long long cm_ingest_ignored(const cm_ingest *in);
 
 #endif

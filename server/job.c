@@ -21,7 +21,10 @@ void cm_job_fail(cm_job *j, int status, const char *code, const char *field, con
 void cm_job_free(cm_job *j)
 {
     if (!j) return;
-    if (j->op == CM_OP_HEARTBEAT) free(j->req.heartbeat.hbs);
+    if (j->op == CM_OP_HEARTBEAT) {
+        free(j->req.heartbeat.hbs);
+        cm_buf_free(&j->req.heartbeat.ignored.listed);
+    }
     free(j->body);
     free(j);
 }

@@ -42,6 +42,7 @@ typedef enum {
 typedef struct {
     cm_hb *hbs; /* owned, freed by cm_job_free */
     size_t n;
+    cm_ignored ignored; /* unknown metric names, for the reply; freed by cm_job_free */
 } cm_req_heartbeat;
 
 /* DELETE /v1/keys/{id}. */

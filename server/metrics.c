@@ -60,6 +60,8 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_heartbeats_accepted_total %llu\n"
                 "# TYPE costmesh_heartbeats_duplicate_total counter\n"
                 "costmesh_heartbeats_duplicate_total %llu\n"
+                "# TYPE costmesh_heartbeat_metrics_ignored_total counter\n"
+                "costmesh_heartbeat_metrics_ignored_total %llu\n"
                 "# TYPE costmesh_persistence_backlog gauge\n"
                 "costmesh_persistence_backlog{stage=\"ingest_jobs\"} %zu\n"
                 "costmesh_persistence_backlog{stage=\"postgres_writer\"} %zu\n"
@@ -69,7 +71,7 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_store_up{store=\"postgres\"} %d\n"
                 "# TYPE costmesh_http_inflight gauge\n"
                 "costmesh_http_inflight %d\n",
-                cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest),
+                cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest), cm_ingest_ignored(d->ingest),
                 cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->ingest_db), cm_store_backlog(d->store),
                 cm_store_ready(d->store) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
 }

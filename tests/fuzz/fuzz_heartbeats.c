@@ -34,7 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 12345;
     cm_apierr e;
     memset(&e, 0, sizeof e);
-    int rc = cm_codec_heartbeats(body, size, FUZZ_NOW, &hbs, &n, &e);
+    cm_ignored ig = {0};
+    int rc = cm_codec_heartbeats(body, size, FUZZ_NOW, &hbs, &n, &ig, &e);
+    cm_buf_free(&ig.listed);
     if (rc == CM_OK) {
         FUZZ_CHECK(hbs != NULL);
         FUZZ_CHECK(n >= 1 && n <= CM_BATCH_MAX);

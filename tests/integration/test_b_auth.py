@@ -38,6 +38,7 @@ def test_agent_keys(h):
              '"intents_failed":1,"avg_latency_ms":12.5,"some_unknown_metric":7}}', key=k)
     j = accepted(r, 1, 0, "bound key, no agent")
     check(a in j.get("agents", {}), "reply does not name the bound agent: %.300r" % r.text)
+    check_eq(j.get("ignored"), ["metrics.some_unknown_metric"], "the unknown AXME metric is named in the reply")
     # Empty body: a liveness beat.
     accepted(h.hb("", key=k), 1, 0, "bound key, empty body")
     accepted(h.hb(b"  \n", key=k), 1, 0, "bound key, blank body")

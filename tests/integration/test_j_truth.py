@@ -86,15 +86,38 @@ def test_agent_known_before_first_heartbeat(h):
     check_eq(agent_view(h, by_policy)["health"], "healthy", "health after the first heartbeat")
 
 
-def test_misspelt_fields_are_refused(h):
+def test_misspelt_fields(h):
+    """Unknown top-level fields are refused; unknown metric names are accepted, named in the reply and
+    counted in /metrics (decision in README: newer SDKs keep working against older servers)."""
     a = new_agent(tag="truth-typo")
     register(h, a, cost="0.25")
-    bad = [({"agent": a, "id": hb_id(), "metrics": {"cost": 0.5}}, "metrics.cost"),
-           ({"agent": a, "id": hb_id(), "cost_usd": 5}, "cost_usd"),
+    bad = [({"agent": a, "id": hb_id(), "cost_usd": 5}, "cost_usd"),
            ({"heartbeats": [{"agent": a, "id": hb_id(), "metrics": {"cost_usd": 1}},
-                            {"agent": a, "id": hb_id(), "metrics": {"tokens_inn": 3}}]}, "heartbeats[1].metrics.tokens_inn")]
+                            {"agent": a, "id": hb_id(), "cots_usd": 3}]}, "heartbeats[1].cots_usd"),
+           ({"heartbeats": [{"agent": a, "id": hb_id()}], "agent": a}, "agent")]
     for body, field in bad:
         check_error(h.hb(body), 400, "invalid_field", field, what="heartbeat with %s" % field)
     # Nothing of the refused requests was counted, not even the good item of the batch.
     s = h.spend_ok(a, window="month")
     check_eq((str(s.get("cost_usd")), s.get("heartbeats")), ("0.25", 1), "spend after refused heartbeats")
+
+    before = metric(h, "costmesh_heartbeat_metrics_ignored_total")
+    r = h.hb({"heartbeats": [{"agent": a, "id": hb_id(), "metrics": {"cost": 0.5, "tokens_in": 7}},
+                             {"agent": a, "id": hb_id(), "metrics": {"gpu_seconds": 2}}]})
+    j = accepted(r, 2, 0, "heartbeats with unknown metric names")
+    check_eq(j.get("ignored"), ["heartbeats[0].metrics.cost", "heartbeats[1].metrics.gpu_seconds"],
+             "the reply names what was ignored")
+    check_eq(metric(h, "costmesh_heartbeat_metrics_ignored_total") - before, 2, "ignored metric names counted")
+    s = h.spend_ok(a, window="month")
+    check_eq((str(s.get("cost_usd")), s.get("tokens_in"), s.get("heartbeats")), ("0.25", 7, 3),
+             "known metrics beside unknown ones count; the unknown cost does not")
+    j = accepted(h.hb({"agent": a, "id": hb_id(), "metrics": {"cost_usd": 0.01}}), 1, 0, "a clean heartbeat")
+    check("ignored" not in j, "a clean reply has no ignored list: %r" % j)
+
+
+def metric(h, name):
+    import re
+    text = h.request("GET", "/metrics").text
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    check(m is not None, "/metrics lacks %s" % name)
+    return int(m.group(1))

@@ -23,7 +23,10 @@ static int64_t now_ts(void)
 static int hb_len(const char *body, size_t len, cm_hb **hbs, size_t *n, cm_apierr *e)
 {
     memset(e, 0, sizeof *e);
-    return cm_codec_heartbeats(body, len, now_ts(), hbs, n, e);
+    cm_ignored ig = {0};
+    int rc = cm_codec_heartbeats(body, len, now_ts(), hbs, n, &ig, e);
+    cm_buf_free(&ig.listed);
+    return rc;
 }
 
 static int hb(const char *body, cm_hb **hbs, size_t *n, cm_apierr *e)
@@ -143,9 +146,7 @@ static void single(void)
     /* Unknown fields, top level, in metrics or beside a batch, are refused
      * with their path: a misspelled cost must not count as $0. */
     CHECK_HB_FAIL("{\"agent\":\"" ADDR "\",\"cost_usd\":5}", 400, "invalid_field", "cost_usd");
-    CHECK_HB_FAIL("{\"agent\":\"" ADDR "\",\"metrics\":{\"cost\":0.5}}", 400, "invalid_field", "metrics.cost");
-    CHECK_HB_FAIL("{\"heartbeats\":[{\"agent\":\"" ADDR "\"},{\"metrics\":{\"tokens_in\":5,\"gpu_s\":1}}]}", 400,
-                  "invalid_field", "heartbeats[1].metrics.gpu_s");
+
     CHECK_HB_FAIL("{\"heartbeats\":[{\"agent\":\"" ADDR "\"}],\"agent\":\"" ADDR "\"}", 400, "invalid_field",
                   "agent");
 
@@ -666,6 +667,8 @@ static void keyreq(void)
     CHECK_KR_FAIL("\"admin\"", "invalid_json", "");
 }
 
+static void test_codec_ignored(void);
+
 void test_codec(void)
 {
     single();
@@ -681,4 +684,39 @@ void test_codec(void)
     money();
     duplicates();
     keyreq();
+    test_codec_ignored();
+}
+
+/* Unknown metric names are accepted, listed (the first CM_IGNORED_LISTED)
+ * and all counted; known metrics beside them still count. */
+static void test_codec_ignored(void)
+{
+    cm_ignored ig = {0};
+    cm_hb *hbs = NULL;
+    size_t n = 0;
+    cm_apierr e;
+    const char *one = "{\"agent\":\"" ADDR "\",\"metrics\":{\"cost\":0.5,\"tokens_in\":5,\"gpu_s\":\"x\"}}";
+    CHECK_EQ_I64(cm_codec_heartbeats(one, strlen(one), now_ts(), &hbs, &n, &ig, &e), CM_OK);
+    CHECK_EQ_I64(n, 1);
+    if (hbs) CHECK_EQ_I64(hbs[0].tokens_in, 5);
+    if (hbs) CHECK_EQ_I64(hbs[0].cost_nanos, 0);
+    CHECK_EQ_I64(ig.count, 2);
+    CHECK(ig.listed.data && strcmp(ig.listed.data, "\"metrics.cost\",\"metrics.gpu_s\"") == 0);
+    free(hbs);
+    cm_buf_free(&ig.listed);
+
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{\"heartbeats\":[");
+    for (int i = 0; i < CM_IGNORED_LISTED + 5; i++)
+        cm_buf_addf(&b, "%s{\"agent\":\"" ADDR "\",\"metrics\":{\"x%d\":1}}", i ? "," : "", i);
+    cm_buf_adds(&b, "]}");
+    memset(&ig, 0, sizeof ig);
+    CHECK_EQ_I64(cm_codec_heartbeats(b.data, b.len, now_ts(), &hbs, &n, &ig, &e), CM_OK);
+    CHECK_EQ_I64(ig.count, CM_IGNORED_LISTED + 5);
+    CHECK(ig.listed.data && strstr(ig.listed.data, "\"heartbeats[0].metrics.x0\"") != NULL);
+    CHECK(ig.listed.data && strstr(ig.listed.data, "heartbeats[20]") == NULL);
+    free(hbs);
+    cm_buf_free(&ig.listed);
+    cm_buf_free(&b);
 }
