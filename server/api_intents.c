@@ -181,7 +181,6 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     c->adm.agent = q->body.agent;
     cm_policy_window_starts(j->now, c->adm.starts);
-    c->adm.org = c->base.who.org; /* who is the caller's; the call keeps its own copy */
     c->adm.idem_key = q->idem_key;
     if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
     return CM_OK;

@@ -4,6 +4,7 @@
 #include "hot_rebuild.h"
 #include "log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct cm_hot {
     uv_timer_t retry;  /* re-runs a failed or early rebuild */
     bool rebuilding;
     bool rebuild_again;
+    _Atomic bool complete; /* the mirror is rebuilt since Redis connected */
 };
 
 static void rebuild(cm_hot *h);
@@ -37,7 +39,9 @@ static void on_ready(void *arg)
 {
     /* A (re)connected Redis may have restarted, been flushed or missed
      * merges while it was away: bring the hot windows back from PostgreSQL. */
-    rebuild(arg);
+    cm_hot *h = arg;
+    atomic_store(&h->complete, false);
+    rebuild(h);
 }
 
 int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *pg, cm_hot **out)
@@ -73,6 +77,11 @@ const cm_store *cm_hot_store(const cm_hot *h)
     return h->store;
 }
 
+bool cm_hot_ready(const cm_hot *h)
+{
+    return cm_store_ready(h->store) && atomic_load(&((cm_hot *)h)->complete);
+}
+
 /* Runs a script whose arguments are all NUL-terminated. */
 static int eval(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_store_cb cb, void *arg)
 {
@@ -96,11 +105,14 @@ static void retry_in(cm_hot *h, uint64_t ms)
     if (!uv_is_closing((uv_handle_t *)&h->retry)) uv_timer_start(&h->retry, on_retry, ms, 0);
 }
 
-static void rebuilt(cm_hot *h, bool ok)
+static void rebuilt(cm_hot *h, bool ok, void *arg)
 {
+    (void)arg;
     h->rebuilding = false;
-    if (ok) {
-        cm_store_set(h->store, CM_HOT_EPOCH_KEY, "1", 0);
+    /* A rebuild asked for while this one ran (Redis reconnected) means this
+     * one may be incomplete: only the last one makes the mirror complete. */
+    if (ok && cm_store_set(h->store, CM_HOT_EPOCH_KEY, "1", 0) == CM_OK) {
+        if (!h->rebuild_again) atomic_store(&h->complete, true);
         cm_log(CM_LOG_INFO, "event=redis_rebuilt");
     } else {
         cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
@@ -124,7 +136,8 @@ static void rebuild(cm_hot *h)
         return;
     }
     h->rebuilding = true;
-    if (cm_hot_rebuild_pass(h, h->pg, rebuilt) != CM_OK) rebuilt(h, false);
+    atomic_store(&h->complete, false);
+    if (cm_hot_rebuild_pass(h, h->pg, NULL, rebuilt, NULL) != CM_OK) rebuilt(h, false, NULL);
 }
 
 /* ---- calls answered once after one or more script calls ---- */
@@ -431,9 +444,31 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
 
 typedef struct {
     cm_hot *h;
+    const cm_hot_admission *a; /* the caller's, alive until cb */
+    bool agent_rebuilt;        /* its own rebuild ran: no second one */
     cm_hot_admit_cb cb;
     void *arg;
 } admit_call;
+
+static int send_admit(admit_call *c);
+
+static void admit_answer(admit_call *c, int rc, const cm_hot_admit_result *r)
+{
+    c->cb(c->arg, rc, r);
+    free(c);
+}
+
+/* The agent's own rebuild ended: mark it rebuilt, then ask again. The
+ * marker and the ADMIT go on one connection, in that order. */
+static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
+{
+    admit_call *c = arg;
+    char key[CM_HOT_KEY_MAX];
+    cm_hot_key_rebuilt(c->a->agent, key);
+    if (ok && cm_store_set(h->store, key, "1", CM_HOT_REBUILT_TTL) == CM_OK && send_admit(c) == CM_OK) return;
+    cm_hot_admit_result res = {.code = CM_HOT_REBUILDING};
+    admit_answer(c, CM_OK, &res);
+}
 
 /* The reply: {code, breached, newly, current (5), limits (5)}, or {-1}
  * (epoch missing), {-2, answer}, {-3} (in flight). */
@@ -441,8 +476,7 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 {
     admit_call *c = arg;
     if (rc != CM_OK) {
-        c->cb(c->arg, rc, NULL);
-        free(c);
+        admit_answer(c, rc, NULL);
         return;
     }
     cm_hot_admit_result res;
@@ -450,8 +484,14 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
     char tmp[32];
     switch (cm_store_reply_int(r, 0)) {
     case -1:
+        /* Redis lost its data: the whole mirror comes back in the
+         * background, this agent's part now. */
+        if (!c->h->rebuilding) rebuild(c->h);
+        if (!c->agent_rebuilt) {
+            c->agent_rebuilt = true;
+            if (cm_hot_rebuild_pass(c->h, c->h->pg, c->a->agent, on_agent_rebuilt, c) == CM_OK) return;
+        }
         res.code = CM_HOT_REBUILDING;
-        rebuild(c->h);
         break;
     case -2:
         res.code = CM_HOT_REPEAT;
@@ -470,41 +510,49 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
         }
         break;
     }
-    c->cb(c->arg, CM_OK, &res);
-    free(c);
+    admit_answer(c, CM_OK, &res);
 }
 
-int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)
+static int send_admit(admit_call *c)
 {
+    const cm_hot_admission *a = c->a;
     bool idem = a->idem_key[0] != '\0';
-    char keys[4][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 2][24];
-    const char *argv[16];
+    char keys[5][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 2][24];
+    const char *argv[17];
     cm_hot_key_policy(a->agent, keys[0]);
     for (int w = 0; w < CM_WIN3; w++) {
         cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], keys[1 + w]);
         snprintf(nums[w], sizeof nums[w], "%ld", cm_hot_window_ttl(CM_HOT_GRAINS[w]));
         snprintf(nums[CM_WIN3 + w], sizeof nums[0], "%lld", (long long)a->starts[w]);
     }
+    cm_hot_key_rebuilt(a->agent, keys[4]);
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
     snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_IDEM_TTL);
     char idem_key[CM_HOT_KEY_MAX];
-    if (idem) cm_hot_key_idem(a->org, a->idem_key, idem_key);
+    if (idem) cm_hot_key_idem(a->agent, a->idem_key, idem_key);
     argv[0] = CM_HOT_EPOCH_KEY;
     for (int i = 0; i < 4; i++) argv[1 + i] = keys[i];
     /* Without an Idempotency-Key, KEYS[6] is a name the script never reads. */
     argv[5] = idem ? idem_key : CM_HOT_EPOCH_KEY;
-    argv[6] = idem ? "1" : "0";
-    for (int w = 0; w < CM_WIN3; w++) argv[7 + w] = nums[w];
-    argv[10] = a->agent;
-    for (int w = 0; w < CM_WIN3; w++) argv[11 + w] = nums[CM_WIN3 + w];
-    argv[14] = nums[2 * CM_WIN3];
-    argv[15] = nums[2 * CM_WIN3 + 1];
-    admit_call *c = malloc(sizeof *c);
+    argv[6] = keys[4];
+    argv[7] = idem ? "1" : "0";
+    for (int w = 0; w < CM_WIN3; w++) argv[8 + w] = nums[w];
+    argv[11] = a->agent;
+    for (int w = 0; w < CM_WIN3; w++) argv[12 + w] = nums[CM_WIN3 + w];
+    argv[15] = nums[2 * CM_WIN3];
+    argv[16] = nums[2 * CM_WIN3 + 1];
+    return eval(c->h, ADMIT, 7, 17, argv, on_admitted, c);
+}
+
+int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)
+{
+    admit_call *c = calloc(1, sizeof *c);
     if (!c) return CM_ENOMEM;
     c->h = h;
+    c->a = a;
     c->cb = cb;
     c->arg = arg;
-    int rc = eval(h, ADMIT, 6, 16, argv, on_admitted, c);
+    int rc = send_admit(c);
     if (rc != CM_OK) free(c);
     return rc;
 }
@@ -513,7 +561,7 @@ int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry
 {
     if (!a->idem_key[0]) return CM_OK;
     char key[CM_HOT_KEY_MAX];
-    cm_hot_key_idem(a->org, a->idem_key, key);
+    cm_hot_key_idem(a->agent, a->idem_key, key);
     cm_buf b;
     cm_buf_init(&b);
     cm_hot_answer_text(status, retry_after, body, &b);
@@ -532,7 +580,7 @@ int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
         if (cm_store_hincrby(h->store, key, intents_fields[0], -1) != CM_OK) rc = CM_ESTORE;
     }
     if (a->idem_key[0]) {
-        cm_hot_key_idem(a->org, a->idem_key, key);
+        cm_hot_key_idem(a->agent, a->idem_key, key);
         if (cm_store_del(h->store, key) != CM_OK) rc = CM_ESTORE;
     }
     return rc;

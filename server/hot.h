@@ -33,8 +33,11 @@ int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *
 /* Disconnects (pending calls get CM_ESTORE); memory is freed once libuv
  * has closed the handles (run the loop after). NULL is a no-op. */
 void cm_hot_free(cm_hot *h);
-/* The connection, for readiness and /metrics. */
+/* The connection, for /metrics. */
 const cm_store *cm_hot_store(const cm_hot *h);
+/* Connected and holding a complete mirror (rebuilt since it connected):
+ * what /readyz reports. Safe from any thread. */
+bool cm_hot_ready(const cm_hot *h);
 
 /* rc is CM_OK, or CM_ESTORE when Redis failed or the connection dropped. */
 typedef void (*cm_hot_done_cb)(void *arg, int rc);
@@ -91,9 +94,8 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
 /* ---- ADMIT: an intent's check-and-increment ---- */
 
 typedef struct {
-    const char *agent;
+    const char *agent;       /* also the Idempotency-Key's scope */
     int64_t starts[CM_WIN3]; /* the windows it counts in */
-    const char *org;         /* the Idempotency-Key's scope */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
 } cm_hot_admission;
 
@@ -101,7 +103,7 @@ typedef enum {
     CM_HOT_ADMITTED,   /* counted in its three windows */
     CM_HOT_REFUSED,    /* a limit of a blocking policy is reached */
     CM_HOT_KILLED,     /* the agent is killed */
-    CM_HOT_REBUILDING, /* Redis lost its data; the rebuild is started */
+    CM_HOT_REBUILDING, /* Redis lost its data and this agent's rebuild failed */
     CM_HOT_REPEAT,     /* the Idempotency-Key was answered before: answer */
     CM_HOT_IN_FLIGHT,  /* the Idempotency-Key's first request still runs */
 } cm_hot_admit_code;
@@ -124,7 +126,10 @@ typedef struct {
 /* r is NULL unless rc is CM_OK. */
 typedef void (*cm_hot_admit_cb)(void *arg, int rc, const cm_hot_admit_result *r);
 
-/* Decides and counts atomically, whatever runs concurrently. With an
+/* Decides and counts atomically, whatever runs concurrently. While the
+ * mirror is being rebuilt, the agent's own windows, policy and kill flag
+ * are rebuilt first (from PostgreSQL), so one agent's admission never
+ * waits for all agents' rebuild. With an
  * Idempotency-Key, an admission or refusal reserves the key ("in flight")
  * until cm_hot_remember or cm_hot_unadmit. */
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg);

@@ -13,9 +13,14 @@ void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX])
     snprintf(out, CM_HOT_KEY_MAX, "cm:p:%s", address);
 }
 
-void cm_hot_key_idem(const char *org, const char *key, char out[CM_HOT_KEY_MAX])
+void cm_hot_key_idem(const char *address, const char *key, char out[CM_HOT_KEY_MAX])
 {
-    snprintf(out, CM_HOT_KEY_MAX, "cm:i:%s:%s", org, key);
+    snprintf(out, CM_HOT_KEY_MAX, "cm:i:%s:%s", address, key);
+}
+
+void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:r:%s", address);
 }
 
 long cm_hot_window_ttl(char grain)

@@ -23,9 +23,14 @@
  *                                rollups), intents (counted by ADMIT)
  *   cm:p:<address>               an agent's policy fields (below) and kill
  *                                flag (killed = "1")
- *   cm:i:<org>:<key>             an Idempotency-Key's answer: "pending"
+ *   cm:i:<address>:<key>         an Idempotency-Key's answer: "pending"
  *                                while the first request runs, then
- *                                cm_hot_answer_text
+ *                                cm_hot_answer_text. Scoped by agent: one
+ *                                agent's key never answers another's
+ *   cm:r:<address>               present once this agent's windows, policy
+ *                                and kill flag are back from PostgreSQL
+ *                                while the whole mirror is not (its own
+ *                                rebuild, so admission need not wait)
  *   cm:x:...                     once-per-window markers, spelled by the
  *                                scripts (admit.lua and check.lua share the
  *                                limit markers, so a breach is reported once
@@ -33,11 +38,12 @@
 #define CM_HOT_EPOCH_KEY "cm:epoch"
 #define CM_HOT_GRAINS "hdm"
 /* Holds the longest of them: a window key (an address and two numbers) or
- * an idempotency key (an org and a key of up to 128 bytes). */
-#define CM_HOT_KEY_MAX (CM_ADDR_MAX + CM_ADDR_SEG_MAX + 128)
+ * an idempotency key (an address and a key of up to 128 bytes). */
+#define CM_HOT_KEY_MAX (CM_ADDR_MAX + 128 + 16)
 void cm_hot_key_window(const char *address, char grain, int64_t start, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX]);
-void cm_hot_key_idem(const char *org, const char *key, char out[CM_HOT_KEY_MAX]);
+void cm_hot_key_idem(const char *address, const char *key, char out[CM_HOT_KEY_MAX]);
+void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX]);
 
 /* How long a window hash outlives its window's start, in seconds: long
  * enough for the week and month sums that read it. */
@@ -46,6 +52,9 @@ long cm_hot_window_ttl(char grain);
 #define CM_HOT_IDEM_TTL 86400L
 /* A once-per-window marker outlives the longest window (a month). */
 #define CM_HOT_MARKER_TTL 3000000L
+/* An agent's own rebuild is trusted this long; the whole mirror's rebuild
+ * normally ends long before. */
+#define CM_HOT_REBUILT_TTL 3600L
 
 /* The arguments of hreplace.lua that make a policy hash say what `p` says:
  * "n", then field/value pairs (l<i> = limit i, block = "1"/"0", t<i> =

@@ -1,29 +1,40 @@
 #include "hot_rebuild.h"
+#include "address.h"
 #include "error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 /* The three queries of a pass, run one after the other: rollups and intent
- * counts of the current windows (merged as maxima), then every policy and
- * kill flag (replaced). Columns of the first two: address, grain, bucket
- * start, then the totals (cm_hot_rollup's) or the count. */
+ * counts of the current windows (merged as maxima), then the policies and
+ * kill flags (replaced). $1 is one agent's address, or NULL for all.
+ * Columns of the first two: address, grain, bucket start, then the totals
+ * (cm_hot_rollup's) or the count. */
 static const char rollups_sql[] =
     "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
-    " WHERE (grain = 'h' AND bucket >= now() - interval '49 hours')"
+    " WHERE ($1::text IS NULL OR address = $1) AND ((grain = 'h' AND bucket >= now() - interval '49 hours')"
     " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
-    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month')";
+    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month'))";
 
 static const char intents_sql[] =
     "SELECT address, g.grain, extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text,"
     " count(*)::text FROM intents CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
-    " WHERE admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
+    " WHERE ($1::text IS NULL OR address = $1)"
+    " AND admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
     " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
 
-/* Columns: address, has a policy, killed, then CM_PG_POLICY_COLS. */
+/* Columns: address, has a policy, killed, then CM_PG_POLICY_COLS. All
+ * agents: those with a policy or killed (the others have neither in a
+ * rebuilt Redis). One agent: always its row, so a policy or kill flag
+ * Redis kept from before is cleared too. */
 static const char policies_sql[] =
     "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
-    " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address";
+    " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address"
+    " WHERE $1::text IS NULL";
+static const char agent_policy_sql[] =
+    "SELECT $1::text, c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
+    " FROM (SELECT 1) one LEFT JOIN cost_policies c ON c.address = $1 LEFT JOIN agents a ON a.address = $1";
 
 enum { ROLLUPS = 0, INTENTS, POLICIES, NSTEPS };
 
@@ -31,6 +42,8 @@ typedef struct {
     cm_hot *h;
     cm_pg_pool *pg;
     cm_hot_pass_cb done;
+    void *arg;
+    char address[CM_ADDR_MAX]; /* "" for all agents */
     int step;
     int pending; /* Redis calls of the step not yet answered, plus one while sending */
     bool failed;
@@ -42,8 +55,9 @@ static void finish(pass *p, bool ok)
 {
     cm_hot *h = p->h;
     cm_hot_pass_cb done = p->done;
+    void *arg = p->arg;
     free(p);
-    done(h, ok);
+    done(h, ok, arg);
 }
 
 static void on_written(void *arg, int rc)
@@ -132,17 +146,21 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
 static void run_step(pass *p)
 {
     static const char *const sql[NSTEPS] = {rollups_sql, intents_sql, policies_sql};
+    const char *params[] = {p->address[0] ? p->address : NULL};
+    const char *q = p->step == POLICIES && p->address[0] ? agent_policy_sql : sql[p->step];
     p->pending = 1;
-    if (cm_pg_query(p->pg, sql[p->step], 0, NULL, on_rows, p) != CM_OK) finish(p, false);
+    if (cm_pg_query(p->pg, q, 1, params, on_rows, p) != CM_OK) finish(p, false);
 }
 
-int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, cm_hot_pass_cb done)
+int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg)
 {
     pass *p = calloc(1, sizeof *p);
     if (!p) return CM_ENOMEM;
     p->h = h;
     p->pg = pg;
     p->done = done;
+    p->arg = arg;
+    if (address) snprintf(p->address, sizeof p->address, "%s", address);
     p->step = ROLLUPS;
     run_step(p);
     return CM_OK;

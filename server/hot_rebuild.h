@@ -8,12 +8,13 @@
 #include "hot.h"
 
 /* Called once at the end of a pass; ok is false when anything failed. */
-typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok);
+typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
 
-/* Merges the current windows' rollups and intent counts, then replaces
- * every policy and kill flag, from pg into Redis. Returns CM_OK and calls
- * done later, or an error at once. */
-int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, cm_hot_pass_cb done);
+/* Merges the current windows' rollups and intent counts, then replaces the
+ * policies and kill flags, from pg into Redis: of every agent when address
+ * is NULL, else of that agent alone (address is copied). Returns CM_OK and
+ * calls done later, or an error at once. */
+int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg);
 
 /* Intents admitted in a window, as PostgreSQL's intents table counts them. */
 typedef struct {

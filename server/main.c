@@ -126,7 +126,7 @@ int main(int argc, char **argv)
         return die("PostgreSQL connections did not come up");
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .store = redis, .ingest = a.ingest};
+    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest};
     cm_metrics *metrics;
     if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
     cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics};

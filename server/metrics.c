@@ -2,7 +2,7 @@
 #include "error.h"
 #include "ingest.h"
 #include "pg.h"
-#include "store.h"
+#include "hot.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,21 +72,24 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "# TYPE costmesh_http_inflight gauge\n"
                 "costmesh_http_inflight %d\n",
                 cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest), cm_ingest_ignored(d->ingest),
-                cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->ingest_db), cm_store_backlog(d->store),
-                cm_store_ready(d->store) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
+                cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->ingest_db), cm_store_backlog(cm_hot_store(d->hot)),
+                cm_store_ready(cm_hot_store(d->hot)) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)
 {
     const cm_metrics_deps *d = &m->deps;
-    int redis = cm_store_ready(d->store);
+    /* Redis counts as ready once it holds the whole mirror again, that is
+     * when intent admission works without rebuilding agents on demand. */
+    bool connected = cm_store_ready(cm_hot_store(d->hot)), redis = cm_hot_ready(d->hot);
     int pg = cm_pg_pool_ready(d->ingest_db) && cm_pg_pool_ready(d->api_db);
     /* Not ready is an error like any other: the error body, plus each
      * store's state. */
     cm_buf_adds(out, "{");
     if (!(redis && pg))
-        cm_buf_adds(out, "\"error\":{\"code\":\"not_ready\",\"message\":\"a store is unreachable\"},");
+        cm_buf_addf(out, "\"error\":{\"code\":\"not_ready\",\"message\":\"%s\"},",
+                    pg && connected ? "Redis is being rebuilt from PostgreSQL" : "a store is unreachable");
     cm_buf_addf(out, "\"ready\":%s,\"redis\":\"%s\",\"postgres\":\"%s\"}", redis && pg ? "true" : "false",
-                redis ? "up" : "down", pg ? "up" : "down");
+                redis ? "up" : connected ? "rebuilding" : "down", pg ? "up" : "down");
     return redis && pg ? 200 : 503;
 }

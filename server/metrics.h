@@ -13,7 +13,7 @@
 /* Declared, not included: the HTTP front, which holds a cm_metrics, must
  * not see the store modules. */
 struct cm_pg_pool;
-struct cm_store;
+struct cm_hot;
 struct cm_ingest;
 
 typedef struct cm_metrics cm_metrics;
@@ -22,7 +22,7 @@ typedef struct cm_metrics cm_metrics;
 typedef struct {
     const struct cm_pg_pool *ingest_db;
     const struct cm_pg_pool *api_db;
-    const struct cm_store *store;
+    const struct cm_hot *hot;
     const struct cm_ingest *ingest;
 } cm_metrics_deps;
 

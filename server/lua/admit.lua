@@ -1,13 +1,13 @@
 -- ADMIT: an intent's check-and-increment against the agent's policy, the
 -- kill flag and the Idempotency-Key, atomically.
 -- KEYS: 1 epoch, 2 policy hash, 3..5 hour/day/month window hashes,
--- 6 idempotency key.
+-- 6 idempotency key, 7 the agent's own rebuilt marker.
 -- ARGV: 1 "1" when an Idempotency-Key is used, 2..4 the windows' ttls,
 -- 5 the address, 6..8 the windows' start times (for the once-per-window
 -- breach markers), 9 the markers' ttl, 10 the idempotency key's ttl.
 -- Answers {code, breached mask, newly breached mask, current of each limit
 -- (5), limit values (5)} where code is 1 admitted, 0 refused, 2 killed; or
--- {-1} when Redis lost its data, {-2, stored answer} for a repeated key,
+-- {-1} when Redis lost its data (and this agent is not rebuilt yet), {-2, stored answer} for a repeated key,
 -- {-3} while the first is in flight.
 
 -- Decimal strings compare by length first (see merge.lua).
@@ -15,7 +15,7 @@ local function ge(a, b)
   if #a ~= #b then return #a > #b end
   return a >= b
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[7]) == 0 then return {-1} end
 if ARGV[1] == '1' then
   local prev = redis.call('GET', KEYS[6])
   if prev == 'pending' then return {-3} end

@@ -121,3 +121,57 @@ def metric(h, name):
     m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
     check(m is not None, "/metrics lacks %s" % name)
     return int(m.group(1))
+
+
+def test_admission_during_rebuild_is_exact(h):
+    """After Redis loses its data, each agent's first intent rebuilds that agent from PostgreSQL and is
+    answered exactly (never a 503 for the whole org); /readyz is 200 again once the mirror is whole."""
+    from test_e_policies import check_breach
+    capped = new_agent(tag="truth-rb-cap")
+    free = new_agent(tag="truth-rb-free")
+    dead = new_agent(tag="truth-rb-dead")
+    for x in (capped, free, dead):
+        register(h, x, cost="0.4")
+    put_policy(h, capped, {"max_intents_per_day": 2})
+    admitted(intent(h, capped), capped, "capped 1")
+    admitted(intent(h, capped), capped, "capped 2")
+    check_status(h.request("POST", "/v1/mesh/agents/%s/kill" % enc(dead), key=h.k1), 200, "kill")
+    # Many other agents' windows, so the whole mirror takes a while to come back.
+    h.psql("INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,"
+           " llm_calls, tool_calls, heartbeats, intents_total, intents_succeeded, intents_failed)"
+           " SELECT 'agent://org9/bulk/a' || g, 'h', date_trunc('hour', now()), 1, 0, 0, 0, 0, 0, 1, 0, 0, 0"
+           " FROM generate_series(1, 20000) g ON CONFLICT DO NOTHING")
+    check_eq(h.redis("FLUSHALL"), "OK", "FLUSHALL")
+    day = time.gmtime().tm_yday
+    r = intent(h, capped)
+    if time.gmtime().tm_yday == day:
+        check_breach(r, "max_intents_per_day", 2, 2, 86400, "capped agent right after the flush")
+    check_error(intent(h, dead), 403, "agent_killed", what="killed agent right after the flush")
+    admitted(intent(h, free), free, "uncapped agent right after the flush")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = h.request("GET", "/readyz")
+        if r.status == 200:
+            break
+        check_eq((r.status, r.json.get("redis")), (503, "rebuilding"), "/readyz while the mirror comes back")
+        time.sleep(0.2)
+    check_status(h.request("GET", "/readyz"), 200, "/readyz once the mirror is whole")
+    check_eq(agent_view(h, capped)["today"]["intents"], 2, "refusals after the flush counted nothing")
+    h.psql("DELETE FROM rollup_agent WHERE address LIKE 'agent://org9/bulk/%'")
+
+
+def test_idempotency_keys_are_per_agent(h):
+    from test_e_policies import create_agent_key
+    a = new_agent(tag="truth-idem-a")
+    b = new_agent(tag="truth-idem-b")
+    for x in (a, b):
+        register(h, x)
+    put_policy(h, a, {"max_intents_per_day": 0})
+    ka, kb = create_agent_key(h, h.k1, a), create_agent_key(h, h.k1, b)
+    r = intent(h, a, key=ka, idem="task-42")
+    check_error(r, 429, "cost_policy_breached", what="a's refused intent")
+    r = intent(h, b, key=kb, idem="task-42")
+    check_eq(admitted(r, b, "b's intent with the same Idempotency-Key"), r.json["intent_id"], "b's own answer")
+    r2 = intent(h, b, key=kb, idem="task-42")
+    check_eq((r2.status, r2.json.get("intent_id")), (201, r.json["intent_id"]), "b's repeat answers b's intent")
+    check_error(intent(h, a, key=ka, idem="task-42"), 429, "cost_policy_breached", what="a's repeat")

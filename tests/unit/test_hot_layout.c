@@ -14,24 +14,24 @@ static void keys(void)
     CHECK_STR(k, "cm:agent://acme/prod/bot:d:1700006400");
     cm_hot_key_policy("agent://acme/prod/bot", k);
     CHECK_STR(k, "cm:p:agent://acme/prod/bot");
-    cm_hot_key_idem("acme", "req-1", k);
-    CHECK_STR(k, "cm:i:acme:req-1");
+    cm_hot_key_idem("agent://acme/prod/bot", "req-1", k);
+    CHECK_STR(k, "cm:i:agent://acme/prod/bot:req-1");
+    cm_hot_key_rebuilt("agent://acme/prod/bot", k);
+    CHECK_STR(k, "cm:r:agent://acme/prod/bot");
     CHECK_STR(CM_HOT_EPOCH_KEY, "cm:epoch");
     CHECK_EQ_I64(strlen(CM_HOT_GRAINS), CM_WIN3);
     CHECK_EQ_I64(CM_HOT_GRAINS[CM_WIN3_DAY], 'd');
 
     /* The longest names fit whole. */
-    char address[CM_ADDR_MAX], org[CM_ADDR_SEG_MAX + 1], idem[129];
+    char address[CM_ADDR_MAX], idem[129];
     memset(address, 'a', sizeof address - 1);
     address[sizeof address - 1] = '\0';
-    memset(org, 'o', sizeof org - 1);
-    org[sizeof org - 1] = '\0';
     memset(idem, 'i', sizeof idem - 1);
     idem[sizeof idem - 1] = '\0';
     cm_hot_key_window(address, 'm', INT64_MIN, k);
     CHECK_EQ_I64(strlen(k), 3 + strlen(address) + 3 + 20);
-    cm_hot_key_idem(org, idem, k);
-    CHECK_EQ_I64(strlen(k), 5 + strlen(org) + 1 + strlen(idem));
+    cm_hot_key_idem(address, idem, k);
+    CHECK_EQ_I64(strlen(k), 5 + strlen(address) + 1 + strlen(idem));
 }
 
 static void lifetimes(void)
