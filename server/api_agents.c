@@ -2,6 +2,7 @@
  * intent's spend, the events. */
 #include "api_routes.h"
 #include "error.h"
+#include "policy_row.h"
 #include "health.h"
 #include "money.h"
 
@@ -126,7 +127,7 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
     cm_buf_adds(&b, "},\"policy\":");
     if (strcmp(cm_pgres_get(res, 0, 9), "t") == 0) {
         cm_policy pol;
-        cm_pg_policy(res, 0, 10, &pol);
+        cm_policy_row_read(res, 0, 10, &pol);
         cm_policy_json(&pol, &b);
     } else {
         cm_buf_adds(&b, "null");

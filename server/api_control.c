@@ -3,6 +3,7 @@
  * into Redis (where admission reads it), then answered. */
 #include "api_routes.h"
 #include "error.h"
+#include "policy_row.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,26 +91,15 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
         return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    char lim[CM_LIM_COUNT][24];
-    const char *params[9];
-    params[0] = q->address;
-    params[1] = who->org;
-    for (int i = 0; i < CM_LIM_COUNT; i++) {
-        snprintf(lim[i], sizeof lim[i], "%lld", (long long)q->policy.limit[i]);
-        params[2 + i] = q->policy.has[i] ? lim[i] : NULL;
-    }
-    params[7] = q->policy.block ? "block" : "alert";
-    cm_buf t;
-    cm_buf_init(&t);
-    cm_policy_thresh_text(&q->policy, &t);
-    char *thresh = cm_buf_take(&t, NULL);
-    params[8] = thresh ? thresh : "";
-    int rc = cm_api_query(c,
+    cm_policy_row row;
+    cm_policy_row_write(&q->policy, &row);
+    const char *params[2 + CM_POLICY_ROW_NCOLS] = {q->address, who->org};
+    memcpy(params + 2, row.params, sizeof row.params);
+    return cm_api_query(c,
                           "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
                           " ON CONFLICT (address) DO NOTHING)"
-                          " INSERT INTO cost_policies AS c (address, org, max_intents_per_hour, max_intents_per_day,"
-                          " max_cost_per_hour, max_cost_per_day, max_cost_per_month, action_on_breach,"
-                          " alert_thresholds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                          " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
+                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                           " ON CONFLICT (address) DO UPDATE SET"
                           " max_intents_per_hour = excluded.max_intents_per_hour,"
                           " max_intents_per_day = excluded.max_intents_per_day,"
@@ -119,8 +109,6 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                           " action_on_breach = excluded.action_on_breach,"
                           " alert_thresholds = excluded.alert_thresholds, updated_at = now()",
                           9, params, on_policy_saved, e);
-    free(thresh);
-    return rc;
 }
 
 int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
@@ -144,7 +132,7 @@ static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sq
         return;
     }
     cm_policy pol;
-    cm_pg_policy(res, 0, 0, &pol);
+    cm_policy_row_read(res, 0, 0, &pol);
     cm_buf b;
     cm_buf_init(&b);
     cm_policy_json(&pol, &b);
@@ -158,7 +146,7 @@ int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     const char *params[] = {q->address};
-    return cm_api_query(c, "SELECT " CM_PG_POLICY_COLS " FROM cost_policies WHERE address = $1", 1, params,
+    return cm_api_query(c, "SELECT " CM_POLICY_ROW_COLS " FROM cost_policies WHERE address = $1", 1, params,
                         on_policy_get, e);
 }
 

@@ -1,6 +1,7 @@
 #include "hot_rebuild.h"
 #include "address.h"
 #include "error.h"
+#include "policy_row.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,16 +25,16 @@ static const char intents_sql[] =
     " AND admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
     " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
 
-/* Columns: address, has a policy, killed, then CM_PG_POLICY_COLS. All
+/* Columns: address, has a policy, killed, then CM_POLICY_ROW_COLS. All
  * agents: those with a policy or killed (the others have neither in a
  * rebuilt Redis). One agent: always its row, so a policy or kill flag
  * Redis kept from before is cleared too. */
 static const char policies_sql[] =
-    "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
+    "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_POLICY_ROW_COLS
     " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address"
     " WHERE $1::text IS NULL";
 static const char agent_policy_sql[] =
-    "SELECT $1::text, c.address IS NOT NULL, coalesce(a.killed, false), " CM_PG_POLICY_COLS
+    "SELECT $1::text, c.address IS NOT NULL, coalesce(a.killed, false), " CM_POLICY_ROW_COLS
     " FROM (SELECT 1) one LEFT JOIN cost_policies c ON c.address = $1 LEFT JOIN agents a ON a.address = $1";
 
 enum { ROLLUPS = 0, INTENTS, POLICIES, NSTEPS };
@@ -125,7 +126,7 @@ static void put_policies(pass *p, const cm_pgres *res, int rows)
         cm_policy pol;
         const char *address = cm_pgres_get(res, r, 0);
         bool has = cm_pgres_get(res, r, 1)[0] == 't';
-        if (has) cm_pg_policy(res, r, 3, &pol);
+        if (has) cm_policy_row_read(res, r, 3, &pol);
         sent(p, cm_hot_put_policy(p->h, address, has ? &pol : NULL, on_written, p));
         sent(p, cm_hot_put_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', on_written, p));
     }

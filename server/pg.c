@@ -381,16 +381,6 @@ long cm_pgres_affected(const cm_pgres *r)
     return s && *s ? strtol(s, NULL, 10) : 0;
 }
 
-void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out)
-{
-    cm_policy_init(out);
-    for (int i = 0; i < CM_LIM_COUNT; i++) {
-        out->has[i] = !cm_pgres_isnull(r, row, col + i);
-        if (out->has[i]) out->limit[i] = strtoll(cm_pgres_get(r, row, col + i), NULL, 10);
-    }
-    out->block = strcmp(cm_pgres_get(r, row, col + 5), "alert") != 0;
-    cm_policy_thresh_parse(cm_pgres_get(r, row, col + 6), out);
-}
 
 /* Copies a libpq message after prefix, cut at its first line break: error
  * texts are one line. A NULL err is a caller that ignores the failure. */

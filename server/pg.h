@@ -8,8 +8,6 @@
 #ifndef CM_PG_H
 #define CM_PG_H
 
-#include "policy.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
@@ -49,13 +47,6 @@ bool cm_pgres_isnull(const cm_pgres *r, int row, int col);
 /* Rows affected by INSERT/UPDATE/DELETE. */
 long cm_pgres_affected(const cm_pgres *r);
 
-/* The columns of a cost policy, in the order cm_pg_policy reads them: the
- * five limits (NULL: unlimited), the action, the thresholds. */
-#define CM_PG_POLICY_COLS                                                                  \
-    "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"     \
-    " max_cost_per_month, action_on_breach, alert_thresholds"
-/* Reads CM_PG_POLICY_COLS from row `row`, starting at column `col`. */
-void cm_pg_policy(const cm_pgres *r, int row, int col, cm_policy *out);
 
 /* ---- One blocking connection, for start-up work before the loop runs ----
  * (the migrations). Error texts written into err are one line. */

@@ -2,6 +2,7 @@
 
 #include "error.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,9 +101,13 @@ void cm_policy_json(const cm_policy *p, cm_buf *b)
     cm_buf_adds(b, "]}");
 }
 
-void cm_policy_thresh_text(const cm_policy *p, cm_buf *b)
+void cm_policy_thresh_text(const cm_policy *p, char out[CM_POLICY_THRESH_TEXT])
 {
-    for (int i = 0; i < p->nthresh; i++) cm_buf_addf(b, "%s%lld", i ? "," : "", (long long)p->thresh[i]);
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < p->nthresh; i++)
+        used += (size_t)snprintf(out + used, CM_POLICY_THRESH_TEXT - used, "%s%lld", i ? "," : "",
+                                 (long long)p->thresh[i]);
 }
 
 int cm_policy_thresh_parse(const char *text, cm_policy *p)

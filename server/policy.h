@@ -64,8 +64,10 @@ int64_t cm_policy_threshold(int64_t limit, int64_t fraction);
 void cm_policy_json(const cm_policy *p, cm_buf *b);
 
 /* The thresholds as stored in PostgreSQL ("500000000,750000000") and back.
- * cm_policy_thresh_parse returns CM_OK or CM_EINVAL. */
-void cm_policy_thresh_text(const cm_policy *p, cm_buf *b);
+ * cm_policy_thresh_parse returns CM_OK or CM_EINVAL. The text holds at
+ * most CM_THRESH_MAX fractions of at most 10 digits, commas and a NUL. */
+#define CM_POLICY_THRESH_TEXT (CM_THRESH_MAX * 11 + 1)
+void cm_policy_thresh_text(const cm_policy *p, char out[CM_POLICY_THRESH_TEXT]);
 int cm_policy_thresh_parse(const char *text, cm_policy *p);
 
 /* Appends a limit's value as JSON (money for cost limits). */

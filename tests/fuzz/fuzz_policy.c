@@ -57,17 +57,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *json = cm_buf_take(&b, NULL);
     free(json);
 
-    cm_buf_init(&b);
-    cm_policy_thresh_text(&p, &b);
-    char *text = cm_buf_take(&b, NULL);
-    if (text) {
-        cm_policy back;
-        cm_policy_init(&back);
-        FUZZ_CHECK(cm_policy_thresh_parse(text, &back) == CM_OK);
-        FUZZ_CHECK(back.nthresh == p.nthresh);
-        FUZZ_CHECK(memcmp(back.thresh, p.thresh, (size_t)p.nthresh * sizeof p.thresh[0]) == 0);
-        free(text);
-    }
+    char text[CM_POLICY_THRESH_TEXT];
+    cm_policy_thresh_text(&p, text);
+    cm_policy back;
+    cm_policy_init(&back);
+    FUZZ_CHECK(cm_policy_thresh_parse(text, &back) == CM_OK);
+    FUZZ_CHECK(back.nthresh == p.nthresh);
+    FUZZ_CHECK(memcmp(back.thresh, p.thresh, (size_t)p.nthresh * sizeof p.thresh[0]) == 0);
 
     char space[CM_HOT_POLICY_SPACE];
     const char *argv[CM_HOT_POLICY_ARGV_MAX];

@@ -96,12 +96,13 @@ static void stored_thresholds(void)
     CHECK_EQ_I64(cm_policy_thresh_parse("250000000,1000000000", &p), CM_OK);
     CHECK_EQ_I64(p.nthresh, 2);
     CHECK_EQ_I64(p.thresh[1], CM_FRACTION_ONE);
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_policy_thresh_text(&p, &b);
-    char *s = cm_buf_take(&b, NULL);
-    CHECK_STR(s, "250000000,1000000000");
-    free(s);
+    char text[CM_POLICY_THRESH_TEXT];
+    cm_policy_thresh_text(&p, text);
+    CHECK_STR(text, "250000000,1000000000");
+    p.nthresh = CM_THRESH_MAX;
+    for (int i = 0; i < CM_THRESH_MAX; i++) p.thresh[i] = CM_FRACTION_ONE;
+    cm_policy_thresh_text(&p, text);
+    CHECK_EQ_I64(strlen(text), CM_THRESH_MAX * 11 - 1); /* the longest fits whole */
     CHECK_EQ_I64(cm_policy_thresh_parse("0", &p), CM_EINVAL);
     CHECK_EQ_I64(cm_policy_thresh_parse("2000000000", &p), CM_EINVAL);
     CHECK_EQ_I64(cm_policy_thresh_parse("5x", &p), CM_EINVAL);

@@ -1,0 +1,33 @@
+/* policy_row.h - a cost policy as PostgreSQL's cost_policies row holds it:
+ * the columns in one order, read from a result and written as statement
+ * parameters, so the readers (API routes, the Redis rebuild) and the writer
+ * never disagree on that order.
+ *
+ * Loop thread (it reads cm_pgres results); no I/O of its own. */
+#ifndef CM_POLICY_ROW_H
+#define CM_POLICY_ROW_H
+
+#include "pg.h"
+#include "policy.h"
+
+/* The columns, in the order below: the five limits (NULL: unlimited), the
+ * action, the thresholds. */
+#define CM_POLICY_ROW_COLS                                                                 \
+    "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"     \
+    " max_cost_per_month, action_on_breach, alert_thresholds"
+#define CM_POLICY_ROW_NCOLS 7
+
+/* Reads CM_POLICY_ROW_COLS from row `row` of r, starting at column `col`. */
+void cm_policy_row_read(const cm_pgres *r, int row, int col, cm_policy *out);
+
+/* A policy as CM_POLICY_ROW_NCOLS text parameters, in CM_POLICY_ROW_COLS
+ * order; params point into the struct itself. */
+typedef struct {
+    const char *params[CM_POLICY_ROW_NCOLS];
+    char space[CM_LIM_COUNT][24];
+    char thresholds[CM_POLICY_THRESH_TEXT];
+} cm_policy_row;
+
+void cm_policy_row_write(const cm_policy *p, cm_policy_row *out);
+
+#endif
