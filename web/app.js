@@ -79,6 +79,12 @@
     return typeof v === 'number' ? v.toLocaleString('en-US') : String(v);
   }
 
+  // A limit's unit is in its name: max_cost_*_usd are dollars, max_intents_*
+  // are counts.
+  function inDollars(limitName) {
+    return /_usd$/.test(String(limitName));
+  }
+
   // ------------------------------------------------------------ time
 
   function parseTs(s) {
@@ -523,21 +529,22 @@
     const hour = a.hour || {}, today = a.today || {}, month = a.month || {};
     const rows = [];
     if (p) {
-      const add = (limit, used, label, isMoney) => {
+      const add = (name, used, label) => {
+        const limit = p[name];
         if (limit === null || limit === undefined) return;
-        rows.push({ limit, used: used === undefined || used === null ? '0' : used, label, isMoney });
+        rows.push({ name, limit, used: used === undefined || used === null ? '0' : used, label });
       };
-      add(p.max_cost_per_hour_usd, hour.cost_usd, 'Cost this hour', true);
-      add(p.max_cost_per_day_usd, today.cost_usd, 'Cost today', true);
-      add(p.max_cost_per_month_usd, month.cost_usd, 'Cost this month', true);
-      add(p.max_intents_per_hour, hour.intents, 'Intents this hour', false);
-      add(p.max_intents_per_day, today.intents, 'Intents today', false);
+      add('max_cost_per_hour_usd', hour.cost_usd, 'Cost this hour');
+      add('max_cost_per_day_usd', today.cost_usd, 'Cost today');
+      add('max_cost_per_month_usd', month.cost_usd, 'Cost this month');
+      add('max_intents_per_hour', hour.intents, 'Intents this hour');
+      add('max_intents_per_day', today.intents, 'Intents today');
     }
     for (const r of rows) {
       const pc = percent(String(r.used), String(r.limit));
       const fill = el('div', { className: 'meter-fill' + (pc && pc.over ? ' over' : pc && pc.width >= 75 ? ' warn' : '') });
       fill.style.width = (pc ? pc.width : 0) + '%';
-      const fmt = r.isMoney ? money : intText;
+      const fmt = inDollars(r.name) ? money : intText;
       list.appendChild(el('div', { className: 'budget-row' }, [
         el('div', { className: 'budget-label' }, [
           el('span', { text: r.label }),
@@ -801,6 +808,12 @@
 
   // ------------------------------------------------------------ events
 
+  // The name that says a detail's unit: a breach's or a threshold's figures
+  // (limit_value, current) are in the unit of the limit it names.
+  function unitOf(o, key) {
+    return key === 'limit_value' || key === 'current' ? o.limit : key;
+  }
+
   function detailText(details) {
     if (!details || typeof details !== 'object') return details === undefined || details === null ? '' : String(details);
     const out = [];
@@ -811,7 +824,7 @@
         if (v === null || v === undefined) continue;
         if (Array.isArray(v)) out.push(name + ' ' + v.map(String).join(', '));
         else if (typeof v === 'object') walk(v, name);
-        else out.push(name + ' ' + (typeof v === 'string' && MONEY_KEY.test(k) ? '$' + v : String(v)));
+        else out.push(name + ' ' + (inDollars(unitOf(o, k)) ? money(v) : String(v)));
       }
     };
     walk(details, '');

@@ -97,6 +97,11 @@ async function spendText(agent, window) {
   return rawNumber(r.text, 'cost_usd');
 }
 
+async function putPolicy(agent, body) {
+  const r = await api('PUT', '/v1/mesh/agents/' + enc(agent) + '/policies/cost', JSON.stringify(body));
+  if (r.status !== 200) throw new Error('policy: ' + r.status + ' ' + r.text);
+}
+
 async function agentState(agent) {
   const r = await api('GET', '/v1/mesh/agents/' + enc(agent));
   if (r.status !== 200) throw new Error('agent: ' + r.status + ' ' + r.text);
@@ -142,6 +147,13 @@ const B = 'agent://' + ORG + '/production/support-bot-' + tag;
 const C = 'agent://' + ORG + '/staging/etl-summarizer-' + tag;
 const E = 'agent://' + ORG + '/staging/big-spender-' + tag;
 const row = (a) => 'tr[data-address="' + a + '"]';
+const sum = (costs) => fromNanos(costs.map(toNanos).reduce((x, y) => x + y, 0n));
+const A_DAY_LIMIT = '0.5';
+const A_TODAY = sum(['0.1', '0.1', '0.1', '0.25']); // its heartbeats of today, the last one after its policy
+// F reaches its intent limit.
+const F = 'agent://' + ORG + '/production/intent-capped-' + tag;
+const F_INTENT_LIMIT = 2;
+let fAdmitted = 0;
 
 const userData = mkdtempSync(path.join(tmpdir(), 'cmui-chromium-'));
 let context = null;
@@ -178,6 +190,11 @@ async function main() {
     await heartbeat(E, '0.000000001');
     check(await spendText(E, 'day') === '10000000.000000001', 'API day cost of E');
     check(await spendText(A, 'day') === '0.3', 'API day cost of A is not 0.3');
+    await putPolicy(F, { max_intents_per_day: F_INTENT_LIMIT, action_on_breach: 'block' });
+    const st = [];
+    for (let i = 0; i <= F_INTENT_LIMIT; i++) st.push((await api('POST', '/v1/mesh/intents', JSON.stringify({ agent: F }))).status);
+    fAdmitted = st.filter((x) => x === 201).length;
+    check(fAdmitted === F_INTENT_LIMIT && st[F_INTENT_LIMIT] === 429, 'intents of F: ' + st);
   });
   if (!setupOk) return;
 
@@ -387,6 +404,20 @@ async function main() {
     await page.selectOption('#event-type', '');
     await page.waitForFunction(() => [...document.querySelectorAll('#events-body tr')].some((r) => r.dataset.type === 'policy_changed'));
     await shot(page, 'events.png');
+  });
+
+  await step('events.limits_in_their_units', async () => {
+    await page.selectOption('#event-type', 'policy_breached');
+    const details = (agent) => page.evaluate((a) => [...document.querySelectorAll('#events-body tr')]
+      .filter((r) => r.dataset.type === 'policy_breached' && (r.querySelector('.address') || {}).textContent === a)
+      .map((r) => r.querySelector('td.details').textContent.split(' · ')), agent);
+    await page.waitForFunction((f) => [...document.querySelectorAll('#events-body .address')].some((e) => e.textContent === f), F);
+    const f = await details(F), a = await details(A);
+    check(f.length === 1 && f[0].includes('limit_value ' + F_INTENT_LIMIT) && f[0].includes('current ' + fAdmitted),
+      'intent limit breach of F: ' + JSON.stringify(f));
+    check(a.length === 1 && a[0].includes('limit_value $' + A_DAY_LIMIT) && a[0].includes('current $' + A_TODAY),
+      'cost limit breach of A: ' + JSON.stringify(a));
+    await page.selectOption('#event-type', '');
   });
 
   await step('layout.narrow_window', async () => {
