@@ -162,6 +162,21 @@
     return '#/agent/' + encodeURIComponent(address);
   }
 
+  // An address wraps between its segments (agent://org/ env/ name), never
+  // inside a name that fits on a line: each segment is its own box (.addr-seg in
+  // app.css).
+  function fillAddress(e, address) {
+    clear(e);
+    for (const part of String(address).split(/(?<=\/)(?!\/)/)) {
+      e.appendChild(el('span', { className: 'addr-seg', text: part }));
+    }
+    return e;
+  }
+
+  function addressEl(address) {
+    return fillAddress(el('div', { className: 'mono muted small address' }), address);
+  }
+
   function healthEl(health) {
     const h = String(health || 'unknown');
     return el('span', { className: 'health health-' + h.replace(/[^a-z]/g, '') }, [
@@ -434,7 +449,7 @@
       const tr = el('tr', { dataset: { address: a.address } }, [
         el('td', { className: 'agent-cell', 'data-label': 'Agent' }, [
           el('a', { href: agentHref(a.address), className: 'agent-link', text: agentName(a.address) }),
-          el('div', { className: 'mono muted small address', text: a.address })]),
+          addressEl(a.address)]),
         el('td', { className: 'health-cell', 'data-label': 'Health' }, [healthEl(a.health)]),
         el('td', { className: 'hb-cell', 'data-label': 'Last heartbeat' }, [
           el('span', { className: 'ago', 'data-ts': a.last_heartbeat || '', title: a.last_heartbeat ? fmtUtc(a.last_heartbeat) : '',
@@ -842,9 +857,11 @@
         el('td', { 'data-label': 'Event' }, [el('span', { className: 'badge ev ev-' + type.replace(/[^a-z_]/g, ''), text: type })]),
       ];
       if (withAgent) {
+        // Name and address in one box: a narrow window lays the cell out as
+        // a row of its label and its content, and would squeeze them apart.
         cells.push(el('td', { 'data-label': 'Agent' }, e.agent
-          ? [el('a', { href: agentHref(e.agent), className: 'agent-link', text: agentName(e.agent) }),
-            el('div', { className: 'mono muted small address', text: e.agent })]
+          ? [el('div', null, [el('a', { href: agentHref(e.agent), className: 'agent-link', text: agentName(e.agent) }),
+            addressEl(e.agent)])]
           : []));
       }
       cells.push(el('td', { className: 'details', 'data-label': 'Details', text: detailText(e.details) }));

@@ -420,6 +420,38 @@ async function main() {
     await page.selectOption('#event-type', '');
   });
 
+  await step('events.addresses_wrap_after_a_slash', async () => {
+    // Each line of a wrapped address starts after a '/', never inside a name;
+    // an agent's name (no '/') is never wrapped.
+    const midWord = () => page.evaluate(() => {
+      const bad = [];
+      for (const e of document.querySelectorAll('#events-body .address, #events-body .agent-link')) {
+        let text = '', top = null;
+        const w = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+        for (let n = w.nextNode(); n; n = w.nextNode()) {
+          for (let i = 0; i < n.data.length; i++) {
+            const r = document.createRange();
+            r.setStart(n, i);
+            r.setEnd(n, i + 1);
+            const t = r.getBoundingClientRect().top;
+            if (top !== null && t > top + 2 && !text.endsWith('/')) bad.push(text + '|' + e.textContent.slice(text.length));
+            top = t;
+            text += n.data[i];
+          }
+        }
+      }
+      return bad;
+    });
+    await page.waitForFunction((f) => [...document.querySelectorAll('#events-body .address')].some((e) => e.textContent === f), F);
+    for (const width of [1360, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      const bad = await midWord();
+      check(bad.length === 0, bad.length + ' names broken mid-word at ' + width + 'px, e.g. ' + bad[0]);
+    }
+    await shot(page, 'events-narrow.png');
+    await page.setViewportSize({ width: 1360, height: 900 });
+  });
+
   await step('layout.narrow_window', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.click('#nav-agents');
