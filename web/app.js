@@ -177,9 +177,15 @@
     return fillAddress(el('div', { className: 'mono muted small address' }), address);
   }
 
+  // "unknown" is an agent known by its policy or intents that has never sent
+  // a heartbeat: not to be mistaken for one that went silent (unreachable).
+  const HEALTH_HINT = {
+    unknown: 'No heartbeat yet: known by its cost policy or intents',
+  };
+
   function healthEl(health) {
     const h = String(health || 'unknown');
-    return el('span', { className: 'health health-' + h.replace(/[^a-z]/g, '') }, [
+    return el('span', { className: 'health health-' + h.replace(/[^a-z]/g, ''), title: HEALTH_HINT[h] }, [
       el('span', { className: 'dot', 'aria-hidden': 'true' }), h]);
   }
 
@@ -464,7 +470,7 @@
     const empty = $('agents-empty');
     empty.hidden = rows.length > 0;
     empty.textContent = state.agents.length === 0 && !state.health
-      ? 'No agents yet. An agent appears with its first heartbeat or intent.'
+      ? 'No agents yet. An agent appears with its first heartbeat, intent or cost policy.'
       : 'No agent matches.';
   }
 

@@ -154,6 +154,9 @@ const A_TODAY = sum(['0.1', '0.1', '0.1', '0.25']); // its heartbeats of today, 
 const F = 'agent://' + ORG + '/production/intent-capped-' + tag;
 const F_INTENT_LIMIT = 2;
 let fAdmitted = 0;
+// G is known by its cost policy only: it never sent a heartbeat.
+const G = 'agent://' + ORG + '/production/not-started-' + tag;
+const G_DAY_LIMIT = '1';
 
 const userData = mkdtempSync(path.join(tmpdir(), 'cmui-chromium-'));
 let context = null;
@@ -195,6 +198,7 @@ async function main() {
     for (let i = 0; i <= F_INTENT_LIMIT; i++) st.push((await api('POST', '/v1/mesh/intents', JSON.stringify({ agent: F }))).status);
     fAdmitted = st.filter((x) => x === 201).length;
     check(fAdmitted === F_INTENT_LIMIT && st[F_INTENT_LIMIT] === 429, 'intents of F: ' + st);
+    await putPolicy(G, { max_cost_per_day_usd: Number(G_DAY_LIMIT) });
   });
   if (!setupOk) return;
 
@@ -246,6 +250,28 @@ async function main() {
     await waitText(page, row(A) + ' .agent-link', 'research-agent-' + tag);
     await waitText(page, row(C) + ' .cost-cell', '$0.75');
     await waitText(page, row(E) + ' .cost-cell', '$10000000.000000001');
+  });
+
+  await step('agents.never_seen_agent_health_unknown', async () => {
+    await waitText(page, row(G) + ' .health-cell', 'unknown');
+    await waitText(page, row(G) + ' .hb-cell', 'never');
+    // Never seen is not gone silent: its dot must not look like unreachable's.
+    const look = await page.evaluate((g) => {
+      const dot = (h) => {
+        const s = getComputedStyle(h.querySelector('.dot'));
+        return [s.backgroundColor, s.borderTopStyle, s.borderTopColor].join(' ');
+      };
+      const unknown = document.querySelector('tr[data-address="' + g + '"] .health');
+      const probe = document.createElement('span');
+      probe.className = 'health health-unreachable';
+      probe.appendChild(document.createElement('span')).className = 'dot';
+      document.body.appendChild(probe);
+      const r = { unknown: dot(unknown), unreachable: dot(probe), title: unknown.title };
+      probe.remove();
+      return r;
+    }, G);
+    check(look.unknown !== look.unreachable, 'unknown looks like unreachable: ' + look.unknown);
+    check(/no heartbeat/i.test(look.title), 'no hint on the unknown badge: ' + JSON.stringify(look.title));
   });
 
   await step('agents.cards', async () => {
