@@ -284,8 +284,8 @@
   function signOut(message) {
     try { sessionStorage.removeItem(KEY_STORE); } catch (e) { /* ignore */ }
     destroyChart();
-    state.agentData = null;
-    state.policyLoadedFor = null;
+    // The next key may be another org's: its agent page starts afresh.
+    state.agent = null;
     showPage('login');
     const le = $('login-error');
     le.textContent = message || '';
@@ -329,12 +329,7 @@
     if (h.startsWith('#/agent/')) {
       let address;
       try { address = decodeURIComponent(h.slice('#/agent/'.length)); } catch (e) { address = ''; }
-      if (state.agent !== address) {
-        state.agent = address;
-        state.agentData = null;
-        state.policyLoadedFor = null;
-        destroyChart();
-      }
+      if (state.agent !== address) openAgent(address);
       showPage('agent');
       loadAgent(true);
     } else if (h === '#/events') {
@@ -489,6 +484,26 @@
 
   // ------------------------------------------------------------ agent page
 
+  // Another agent's page shows nothing of the previous one (figures, badges,
+  // budget bars, typed policy values): only the new name until its own
+  // figures are in.
+  function openAgent(address) {
+    state.agent = address;
+    state.agentData = null;
+    state.policyLoadedFor = null;
+    destroyChart();
+    setText('agent-name', agentName(address));
+    fillAddress($('agent-address'), address);
+    showAgent('loading');
+  }
+
+  // what: 'loading' (the name only), 'found' or 'missing'.
+  function showAgent(what) {
+    $('agent-status').hidden = what !== 'found';
+    $('agent-body').hidden = what !== 'found';
+    $('agent-missing').hidden = what !== 'missing';
+  }
+
   async function loadAgent(first) {
     const gen = state.gen;
     const address = state.agent;
@@ -503,15 +518,17 @@
       state.agentData = a;
       state.spend = s;
       renderAgent(a);
-      renderChart(a, s);
       if (first || state.policyLoadedFor !== address) fillPolicyForm(a.policy);
+      // Shown before the chart is drawn: Chart.js sizes it from its box.
+      showAgent('found');
+      renderChart(a, s);
       markRefreshed();
     } catch (e) {
-      if (e.status === 401) return;
+      if (e.status === 401 || gen !== state.gen || state.agent !== address) return;
       if (e.status === 404) {
-        setText('agent-name', agentName(address));
-        setText('agent-address', address);
-        notice('No such agent: ' + address, 'error');
+        state.agentData = null;
+        setText('agent-missing-text', 'Nothing is known of ' + address + ': no heartbeat, intent or cost policy.');
+        showAgent('missing');
       } else {
         notice('Could not load the agent: ' + e.message, 'error');
       }
@@ -519,8 +536,6 @@
   }
 
   function renderAgent(a) {
-    setText('agent-name', agentName(a.address));
-    setText('agent-address', a.address);
     const h = $('agent-health');
     clear(h);
     h.appendChild(healthEl(a.health));
@@ -798,7 +813,7 @@
       ok.hidden = false;
       await loadAgent(false);
     } catch (e) {
-      if (e.status !== 401) showPolicyError(e);
+      if (e.status !== 401 && state.agent === address) showPolicyError(e);
     } finally {
       btn.disabled = false;
     }
@@ -819,6 +834,7 @@
       await loadAgent(false);
     } catch (e) {
       btn.disabled = false;
+      if (state.agent !== address) return;
       if (e.status === 404) {
         fillPolicyForm(null);
       } else if (e.status !== 401) {

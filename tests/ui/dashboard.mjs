@@ -157,6 +157,29 @@ let fAdmitted = 0;
 // G is known by its cost policy only: it never sent a heartbeat.
 const G = 'agent://' + ORG + '/production/not-started-' + tag;
 const G_DAY_LIMIT = '1';
+// D is seen and has no policy; U is no agent at all.
+const D = 'agent://' + ORG + '/staging/doc-writer-' + tag;
+const D_COSTS = ['0.07', '0.05'];
+const U = 'agent://' + ORG + '/nowhere/ghost-' + tag;
+
+// The visible part of the agent page: its text, the values of its inputs,
+// its budget bars and its buttons.
+function agentPageShown(page) {
+  return page.evaluate(() => {
+    const p = document.getElementById('page-agent');
+    const shown = (e) => e.getClientRects().length > 0;
+    return {
+      text: p.innerText,
+      values: [...p.querySelectorAll('input')].filter(shown).map((e) => e.value).filter(Boolean),
+      meters: [...p.querySelectorAll('.meter')].filter(shown).length,
+      controls: [...p.querySelectorAll('input, select, button')].filter(shown).map((e) => e.id || e.textContent),
+    };
+  });
+}
+
+async function goHash(page, hash) {
+  await page.evaluate((h) => { location.hash = h; }, hash);
+}
 
 const userData = mkdtempSync(path.join(tmpdir(), 'cmui-chromium-'));
 let context = null;
@@ -199,6 +222,7 @@ async function main() {
     fAdmitted = st.filter((x) => x === 201).length;
     check(fAdmitted === F_INTENT_LIMIT && st[F_INTENT_LIMIT] === 429, 'intents of F: ' + st);
     await putPolicy(G, { max_cost_per_day_usd: Number(G_DAY_LIMIT) });
+    for (const c of D_COSTS) await heartbeat(D, c);
   });
   if (!setupOk) return;
 
@@ -415,6 +439,58 @@ async function main() {
     await waitText(page, '#card-incidents', String(n));
   });
 
+  await step('agent.another_agent_starts_blank', async () => {
+    await goHash(page, '#/agent/' + enc(A));
+    await waitText(page, '#today-cost', '$' + A_TODAY);
+    await waitText(page, '#agent-state', 'blocked');
+    await page.fill('#pol-max_intents_per_day', '7'); // typed, never saved
+    // D's figures are held back: until they come, the page shows D's name
+    // and nothing of A's.
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const isD = (u) => u.href.startsWith(SERVER + '/v1/mesh/agents/' + enc(D));
+    const hold = async (r) => { await held; await r.continue(); };
+    await page.route(isD, hold);
+    try {
+      await goHash(page, '#/agent/' + enc(D));
+      await waitText(page, '#agent-name', 'doc-writer-' + tag);
+      const seen = await agentPageShown(page);
+      check(!seen.text.includes('$' + A_TODAY) && !seen.text.includes('blocked'), 'A\'s figures under D: ' + seen.text);
+      check(seen.values.length === 0, 'inputs show ' + seen.values);
+      check(seen.meters === 0, seen.meters + ' budget bars shown');
+      check(!seen.controls.includes('agent-toggle'), 'a Kill button before D is known');
+    } finally {
+      release();
+    }
+    await waitText(page, '#today-cost', '$' + sum(D_COSTS));
+    await page.unroute(isD, hold);
+    await waitText(page, '#agent-state', 'active');
+    await waitText(page, '#agent-health', 'healthy');
+    await waitText(page, '#budget-empty', 'No cost policy: this agent is unlimited.');
+    const seen = await agentPageShown(page);
+    check(seen.values.length === 0 && seen.meters === 0, 'D shows A\'s policy: ' + JSON.stringify(seen));
+
+    // G was never seen: its page has its policy, nothing spent, health unknown.
+    await goHash(page, '#/agent/' + enc(G));
+    await waitText(page, '#agent-health', 'unknown');
+    await waitText(page, '#today-cost', '$0');
+    await waitText(page, '#budget-list .budget-row', 'Cost today$0 of $' + G_DAY_LIMIT + ' · 0%');
+    check(await page.inputValue('#pol-max_cost_per_day_usd') === G_DAY_LIMIT, 'G\'s policy is not in the form');
+  });
+
+  await step('agent.unknown_address_is_not_found', async () => {
+    check((await api('GET', '/v1/mesh/agents/' + enc(U))).status === 404, 'U exists');
+    await page.fill('#pol-max_intents_per_hour', '7'); // typed on G's page, never saved
+    await goHash(page, '#/agent/' + enc(U));
+    await page.locator('#agent-missing').waitFor({ state: 'visible' });
+    await waitText(page, '#agent-name', 'ghost-' + tag);
+    check((await page.textContent('#agent-missing')).includes(U), 'the not-found text does not name ' + U);
+    const seen = await agentPageShown(page);
+    check(seen.controls.length === 0, 'controls on a missing agent\'s page: ' + seen.controls);
+    check(!seen.text.includes('$') && seen.meters === 0, 'figures on a missing agent\'s page: ' + seen.text);
+    await shot(page, 'agent-missing.png');
+  });
+
   await step('events.list_and_filter', async () => {
     await page.click('#nav-events');
     await page.locator('#page-events').waitFor({ state: 'visible' });
@@ -502,9 +578,10 @@ async function main() {
   await step('page.no_errors_and_key_never_in_urls', async () => {
     const leaked = requestUrls.filter((u) => u.includes(KEY));
     check(leaked.length === 0, 'the key is in a URL: ' + leaked[0]);
-    // The wrong key (401) and the bad policy value (400) each log one failed
-    // resource load; anything else (a CSP violation, a script error) is a bug.
-    const errs = consoleErrors.filter((e) => !/status of (400|401)\b/.test(e));
+    // The wrong key (401), the bad policy value (400) and the missing agent
+    // (404) each log a failed resource load; anything else (a CSP violation,
+    // a script error) is a bug.
+    const errs = consoleErrors.filter((e) => !/status of (400|401|404)\b/.test(e));
     check(errs.length === 0, 'console errors: ' + errs.slice(0, 5).join(' | '));
   });
 }
