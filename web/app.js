@@ -79,6 +79,12 @@
     return typeof v === 'number' ? v.toLocaleString('en-US') : String(v);
   }
 
+  // A limit's unit is in its name: max_cost_*_usd are dollars, max_intents_*
+  // are counts.
+  function inDollars(limitName) {
+    return /_usd$/.test(String(limitName));
+  }
+
   // ------------------------------------------------------------ time
 
   function parseTs(s) {
@@ -156,9 +162,30 @@
     return '#/agent/' + encodeURIComponent(address);
   }
 
+  // An address wraps between its segments (agent://org/ env/ name), never
+  // inside a name that fits on a line: each segment is its own box (.addr-seg in
+  // app.css).
+  function fillAddress(e, address) {
+    clear(e);
+    for (const part of String(address).split(/(?<=\/)(?!\/)/)) {
+      e.appendChild(el('span', { className: 'addr-seg', text: part }));
+    }
+    return e;
+  }
+
+  function addressEl(address) {
+    return fillAddress(el('div', { className: 'mono muted small address' }), address);
+  }
+
+  // "unknown" is an agent known by its policy or intents that has never sent
+  // a heartbeat: not to be mistaken for one that went silent (unreachable).
+  const HEALTH_HINT = {
+    unknown: 'No heartbeat yet: known by its cost policy or intents',
+  };
+
   function healthEl(health) {
     const h = String(health || 'unknown');
-    return el('span', { className: 'health health-' + h.replace(/[^a-z]/g, '') }, [
+    return el('span', { className: 'health health-' + h.replace(/[^a-z]/g, ''), title: HEALTH_HINT[h] }, [
       el('span', { className: 'dot', 'aria-hidden': 'true' }), h]);
   }
 
@@ -257,8 +284,8 @@
   function signOut(message) {
     try { sessionStorage.removeItem(KEY_STORE); } catch (e) { /* ignore */ }
     destroyChart();
-    state.agentData = null;
-    state.policyLoadedFor = null;
+    // The next key may be another org's: its agent page starts afresh.
+    state.agent = null;
     showPage('login');
     const le = $('login-error');
     le.textContent = message || '';
@@ -302,12 +329,7 @@
     if (h.startsWith('#/agent/')) {
       let address;
       try { address = decodeURIComponent(h.slice('#/agent/'.length)); } catch (e) { address = ''; }
-      if (state.agent !== address) {
-        state.agent = address;
-        state.agentData = null;
-        state.policyLoadedFor = null;
-        destroyChart();
-      }
+      if (state.agent !== address) openAgent(address);
       showPage('agent');
       loadAgent(true);
     } else if (h === '#/events') {
@@ -428,7 +450,7 @@
       const tr = el('tr', { dataset: { address: a.address } }, [
         el('td', { className: 'agent-cell', 'data-label': 'Agent' }, [
           el('a', { href: agentHref(a.address), className: 'agent-link', text: agentName(a.address) }),
-          el('div', { className: 'mono muted small address', text: a.address })]),
+          addressEl(a.address)]),
         el('td', { className: 'health-cell', 'data-label': 'Health' }, [healthEl(a.health)]),
         el('td', { className: 'hb-cell', 'data-label': 'Last heartbeat' }, [
           el('span', { className: 'ago', 'data-ts': a.last_heartbeat || '', title: a.last_heartbeat ? fmtUtc(a.last_heartbeat) : '',
@@ -443,7 +465,7 @@
     const empty = $('agents-empty');
     empty.hidden = rows.length > 0;
     empty.textContent = state.agents.length === 0 && !state.health
-      ? 'No agents yet. An agent appears with its first heartbeat or intent.'
+      ? 'No agents yet. An agent appears with its first heartbeat, intent or cost policy.'
       : 'No agent matches.';
   }
 
@@ -462,6 +484,26 @@
 
   // ------------------------------------------------------------ agent page
 
+  // Another agent's page shows nothing of the previous one (figures, badges,
+  // budget bars, typed policy values): only the new name until its own
+  // figures are in.
+  function openAgent(address) {
+    state.agent = address;
+    state.agentData = null;
+    state.policyLoadedFor = null;
+    destroyChart();
+    setText('agent-name', agentName(address));
+    fillAddress($('agent-address'), address);
+    showAgent('loading');
+  }
+
+  // what: 'loading' (the name only), 'found' or 'missing'.
+  function showAgent(what) {
+    $('agent-status').hidden = what !== 'found';
+    $('agent-body').hidden = what !== 'found';
+    $('agent-missing').hidden = what !== 'missing';
+  }
+
   async function loadAgent(first) {
     const gen = state.gen;
     const address = state.agent;
@@ -476,15 +518,17 @@
       state.agentData = a;
       state.spend = s;
       renderAgent(a);
-      renderChart(a, s);
       if (first || state.policyLoadedFor !== address) fillPolicyForm(a.policy);
+      // Shown before the chart is drawn: Chart.js sizes it from its box.
+      showAgent('found');
+      renderChart(a, s);
       markRefreshed();
     } catch (e) {
-      if (e.status === 401) return;
+      if (e.status === 401 || gen !== state.gen || state.agent !== address) return;
       if (e.status === 404) {
-        setText('agent-name', agentName(address));
-        setText('agent-address', address);
-        notice('No such agent: ' + address, 'error');
+        state.agentData = null;
+        setText('agent-missing-text', 'Nothing is known of ' + address + ': no heartbeat, intent or cost policy.');
+        showAgent('missing');
       } else {
         notice('Could not load the agent: ' + e.message, 'error');
       }
@@ -492,8 +536,6 @@
   }
 
   function renderAgent(a) {
-    setText('agent-name', agentName(a.address));
-    setText('agent-address', a.address);
     const h = $('agent-health');
     clear(h);
     h.appendChild(healthEl(a.health));
@@ -523,21 +565,22 @@
     const hour = a.hour || {}, today = a.today || {}, month = a.month || {};
     const rows = [];
     if (p) {
-      const add = (limit, used, label, isMoney) => {
+      const add = (name, used, label) => {
+        const limit = p[name];
         if (limit === null || limit === undefined) return;
-        rows.push({ limit, used: used === undefined || used === null ? '0' : used, label, isMoney });
+        rows.push({ name, limit, used: used === undefined || used === null ? '0' : used, label });
       };
-      add(p.max_cost_per_hour_usd, hour.cost_usd, 'Cost this hour', true);
-      add(p.max_cost_per_day_usd, today.cost_usd, 'Cost today', true);
-      add(p.max_cost_per_month_usd, month.cost_usd, 'Cost this month', true);
-      add(p.max_intents_per_hour, hour.intents, 'Intents this hour', false);
-      add(p.max_intents_per_day, today.intents, 'Intents today', false);
+      add('max_cost_per_hour_usd', hour.cost_usd, 'Cost this hour');
+      add('max_cost_per_day_usd', today.cost_usd, 'Cost today');
+      add('max_cost_per_month_usd', month.cost_usd, 'Cost this month');
+      add('max_intents_per_hour', hour.intents, 'Intents this hour');
+      add('max_intents_per_day', today.intents, 'Intents today');
     }
     for (const r of rows) {
       const pc = percent(String(r.used), String(r.limit));
       const fill = el('div', { className: 'meter-fill' + (pc && pc.over ? ' over' : pc && pc.width >= 75 ? ' warn' : '') });
       fill.style.width = (pc ? pc.width : 0) + '%';
-      const fmt = r.isMoney ? money : intText;
+      const fmt = inDollars(r.name) ? money : intText;
       list.appendChild(el('div', { className: 'budget-row' }, [
         el('div', { className: 'budget-label' }, [
           el('span', { text: r.label }),
@@ -770,7 +813,7 @@
       ok.hidden = false;
       await loadAgent(false);
     } catch (e) {
-      if (e.status !== 401) showPolicyError(e);
+      if (e.status !== 401 && state.agent === address) showPolicyError(e);
     } finally {
       btn.disabled = false;
     }
@@ -791,6 +834,7 @@
       await loadAgent(false);
     } catch (e) {
       btn.disabled = false;
+      if (state.agent !== address) return;
       if (e.status === 404) {
         fillPolicyForm(null);
       } else if (e.status !== 401) {
@@ -800,6 +844,12 @@
   }
 
   // ------------------------------------------------------------ events
+
+  // The name that says a detail's unit: a breach's or a threshold's figures
+  // (limit_value, current) are in the unit of the limit it names.
+  function unitOf(o, key) {
+    return key === 'limit_value' || key === 'current' ? o.limit : key;
+  }
 
   function detailText(details) {
     if (!details || typeof details !== 'object') return details === undefined || details === null ? '' : String(details);
@@ -811,7 +861,7 @@
         if (v === null || v === undefined) continue;
         if (Array.isArray(v)) out.push(name + ' ' + v.map(String).join(', '));
         else if (typeof v === 'object') walk(v, name);
-        else out.push(name + ' ' + (typeof v === 'string' && MONEY_KEY.test(k) ? '$' + v : String(v)));
+        else out.push(name + ' ' + (inDollars(unitOf(o, k)) ? money(v) : String(v)));
       }
     };
     walk(details, '');
@@ -829,9 +879,11 @@
         el('td', { 'data-label': 'Event' }, [el('span', { className: 'badge ev ev-' + type.replace(/[^a-z_]/g, ''), text: type })]),
       ];
       if (withAgent) {
+        // Name and address in one box: a narrow window lays the cell out as
+        // a row of its label and its content, and would squeeze them apart.
         cells.push(el('td', { 'data-label': 'Agent' }, e.agent
-          ? [el('a', { href: agentHref(e.agent), className: 'agent-link', text: agentName(e.agent) }),
-            el('div', { className: 'mono muted small address', text: e.agent })]
+          ? [el('div', null, [el('a', { href: agentHref(e.agent), className: 'agent-link', text: agentName(e.agent) }),
+            addressEl(e.agent)])]
           : []));
       }
       cells.push(el('td', { className: 'details', 'data-label': 'Details', text: detailText(e.details) }));

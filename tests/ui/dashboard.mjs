@@ -97,6 +97,11 @@ async function spendText(agent, window) {
   return rawNumber(r.text, 'cost_usd');
 }
 
+async function putPolicy(agent, body) {
+  const r = await api('PUT', '/v1/mesh/agents/' + enc(agent) + '/policies/cost', JSON.stringify(body));
+  if (r.status !== 200) throw new Error('policy: ' + r.status + ' ' + r.text);
+}
+
 async function agentState(agent) {
   const r = await api('GET', '/v1/mesh/agents/' + enc(agent));
   if (r.status !== 200) throw new Error('agent: ' + r.status + ' ' + r.text);
@@ -142,6 +147,39 @@ const B = 'agent://' + ORG + '/production/support-bot-' + tag;
 const C = 'agent://' + ORG + '/staging/etl-summarizer-' + tag;
 const E = 'agent://' + ORG + '/staging/big-spender-' + tag;
 const row = (a) => 'tr[data-address="' + a + '"]';
+const sum = (costs) => fromNanos(costs.map(toNanos).reduce((x, y) => x + y, 0n));
+const A_DAY_LIMIT = '0.5';
+const A_TODAY = sum(['0.1', '0.1', '0.1', '0.25']); // its heartbeats of today, the last one after its policy
+// F reaches its intent limit.
+const F = 'agent://' + ORG + '/production/intent-capped-' + tag;
+const F_INTENT_LIMIT = 2;
+let fAdmitted = 0;
+// G is known by its cost policy only: it never sent a heartbeat.
+const G = 'agent://' + ORG + '/production/not-started-' + tag;
+const G_DAY_LIMIT = '1';
+// D is seen and has no policy; U is no agent at all.
+const D = 'agent://' + ORG + '/staging/doc-writer-' + tag;
+const D_COSTS = ['0.07', '0.05'];
+const U = 'agent://' + ORG + '/nowhere/ghost-' + tag;
+
+// The visible part of the agent page: its text, the values of its inputs,
+// its budget bars and its buttons.
+function agentPageShown(page) {
+  return page.evaluate(() => {
+    const p = document.getElementById('page-agent');
+    const shown = (e) => e.getClientRects().length > 0;
+    return {
+      text: p.innerText,
+      values: [...p.querySelectorAll('input')].filter(shown).map((e) => e.value).filter(Boolean),
+      meters: [...p.querySelectorAll('.meter')].filter(shown).length,
+      controls: [...p.querySelectorAll('input, select, button')].filter(shown).map((e) => e.id || e.textContent),
+    };
+  });
+}
+
+async function goHash(page, hash) {
+  await page.evaluate((h) => { location.hash = h; }, hash);
+}
 
 const userData = mkdtempSync(path.join(tmpdir(), 'cmui-chromium-'));
 let context = null;
@@ -178,6 +216,13 @@ async function main() {
     await heartbeat(E, '0.000000001');
     check(await spendText(E, 'day') === '10000000.000000001', 'API day cost of E');
     check(await spendText(A, 'day') === '0.3', 'API day cost of A is not 0.3');
+    await putPolicy(F, { max_intents_per_day: F_INTENT_LIMIT, action_on_breach: 'block' });
+    const st = [];
+    for (let i = 0; i <= F_INTENT_LIMIT; i++) st.push((await api('POST', '/v1/mesh/intents', JSON.stringify({ agent: F }))).status);
+    fAdmitted = st.filter((x) => x === 201).length;
+    check(fAdmitted === F_INTENT_LIMIT && st[F_INTENT_LIMIT] === 429, 'intents of F: ' + st);
+    await putPolicy(G, { max_cost_per_day_usd: Number(G_DAY_LIMIT) });
+    for (const c of D_COSTS) await heartbeat(D, c);
   });
   if (!setupOk) return;
 
@@ -229,6 +274,28 @@ async function main() {
     await waitText(page, row(A) + ' .agent-link', 'research-agent-' + tag);
     await waitText(page, row(C) + ' .cost-cell', '$0.75');
     await waitText(page, row(E) + ' .cost-cell', '$10000000.000000001');
+  });
+
+  await step('agents.never_seen_agent_health_unknown', async () => {
+    await waitText(page, row(G) + ' .health-cell', 'unknown');
+    await waitText(page, row(G) + ' .hb-cell', 'never');
+    // Never seen is not gone silent: its dot must not look like unreachable's.
+    const look = await page.evaluate((g) => {
+      const dot = (h) => {
+        const s = getComputedStyle(h.querySelector('.dot'));
+        return [s.backgroundColor, s.borderTopStyle, s.borderTopColor].join(' ');
+      };
+      const unknown = document.querySelector('tr[data-address="' + g + '"] .health');
+      const probe = document.createElement('span');
+      probe.className = 'health health-unreachable';
+      probe.appendChild(document.createElement('span')).className = 'dot';
+      document.body.appendChild(probe);
+      const r = { unknown: dot(unknown), unreachable: dot(probe), title: unknown.title };
+      probe.remove();
+      return r;
+    }, G);
+    check(look.unknown !== look.unreachable, 'unknown looks like unreachable: ' + look.unknown);
+    check(/no heartbeat/i.test(look.title), 'no hint on the unknown badge: ' + JSON.stringify(look.title));
   });
 
   await step('agents.cards', async () => {
@@ -372,6 +439,58 @@ async function main() {
     await waitText(page, '#card-incidents', String(n));
   });
 
+  await step('agent.another_agent_starts_blank', async () => {
+    await goHash(page, '#/agent/' + enc(A));
+    await waitText(page, '#today-cost', '$' + A_TODAY);
+    await waitText(page, '#agent-state', 'blocked');
+    await page.fill('#pol-max_intents_per_day', '7'); // typed, never saved
+    // D's figures are held back: until they come, the page shows D's name
+    // and nothing of A's.
+    let release;
+    const held = new Promise((r) => { release = r; });
+    const isD = (u) => u.href.startsWith(SERVER + '/v1/mesh/agents/' + enc(D));
+    const hold = async (r) => { await held; await r.continue(); };
+    await page.route(isD, hold);
+    try {
+      await goHash(page, '#/agent/' + enc(D));
+      await waitText(page, '#agent-name', 'doc-writer-' + tag);
+      const seen = await agentPageShown(page);
+      check(!seen.text.includes('$' + A_TODAY) && !seen.text.includes('blocked'), 'A\'s figures under D: ' + seen.text);
+      check(seen.values.length === 0, 'inputs show ' + seen.values);
+      check(seen.meters === 0, seen.meters + ' budget bars shown');
+      check(!seen.controls.includes('agent-toggle'), 'a Kill button before D is known');
+    } finally {
+      release();
+    }
+    await waitText(page, '#today-cost', '$' + sum(D_COSTS));
+    await page.unroute(isD, hold);
+    await waitText(page, '#agent-state', 'active');
+    await waitText(page, '#agent-health', 'healthy');
+    await waitText(page, '#budget-empty', 'No cost policy: this agent is unlimited.');
+    const seen = await agentPageShown(page);
+    check(seen.values.length === 0 && seen.meters === 0, 'D shows A\'s policy: ' + JSON.stringify(seen));
+
+    // G was never seen: its page has its policy, nothing spent, health unknown.
+    await goHash(page, '#/agent/' + enc(G));
+    await waitText(page, '#agent-health', 'unknown');
+    await waitText(page, '#today-cost', '$0');
+    await waitText(page, '#budget-list .budget-row', 'Cost today$0 of $' + G_DAY_LIMIT + ' · 0%');
+    check(await page.inputValue('#pol-max_cost_per_day_usd') === G_DAY_LIMIT, 'G\'s policy is not in the form');
+  });
+
+  await step('agent.unknown_address_is_not_found', async () => {
+    check((await api('GET', '/v1/mesh/agents/' + enc(U))).status === 404, 'U exists');
+    await page.fill('#pol-max_intents_per_hour', '7'); // typed on G's page, never saved
+    await goHash(page, '#/agent/' + enc(U));
+    await page.locator('#agent-missing').waitFor({ state: 'visible' });
+    await waitText(page, '#agent-name', 'ghost-' + tag);
+    check((await page.textContent('#agent-missing')).includes(U), 'the not-found text does not name ' + U);
+    const seen = await agentPageShown(page);
+    check(seen.controls.length === 0, 'controls on a missing agent\'s page: ' + seen.controls);
+    check(!seen.text.includes('$') && seen.meters === 0, 'figures on a missing agent\'s page: ' + seen.text);
+    await shot(page, 'agent-missing.png');
+  });
+
   await step('events.list_and_filter', async () => {
     await page.click('#nav-events');
     await page.locator('#page-events').waitFor({ state: 'visible' });
@@ -387,6 +506,52 @@ async function main() {
     await page.selectOption('#event-type', '');
     await page.waitForFunction(() => [...document.querySelectorAll('#events-body tr')].some((r) => r.dataset.type === 'policy_changed'));
     await shot(page, 'events.png');
+  });
+
+  await step('events.limits_in_their_units', async () => {
+    await page.selectOption('#event-type', 'policy_breached');
+    const details = (agent) => page.evaluate((a) => [...document.querySelectorAll('#events-body tr')]
+      .filter((r) => r.dataset.type === 'policy_breached' && (r.querySelector('.address') || {}).textContent === a)
+      .map((r) => r.querySelector('td.details').textContent.split(' · ')), agent);
+    await page.waitForFunction((f) => [...document.querySelectorAll('#events-body .address')].some((e) => e.textContent === f), F);
+    const f = await details(F), a = await details(A);
+    check(f.length === 1 && f[0].includes('limit_value ' + F_INTENT_LIMIT) && f[0].includes('current ' + fAdmitted),
+      'intent limit breach of F: ' + JSON.stringify(f));
+    check(a.length === 1 && a[0].includes('limit_value $' + A_DAY_LIMIT) && a[0].includes('current $' + A_TODAY),
+      'cost limit breach of A: ' + JSON.stringify(a));
+    await page.selectOption('#event-type', '');
+  });
+
+  await step('events.addresses_wrap_after_a_slash', async () => {
+    // Each line of a wrapped address starts after a '/', never inside a name;
+    // an agent's name (no '/') is never wrapped.
+    const midWord = () => page.evaluate(() => {
+      const bad = [];
+      for (const e of document.querySelectorAll('#events-body .address, #events-body .agent-link')) {
+        let text = '', top = null;
+        const w = document.createTreeWalker(e, NodeFilter.SHOW_TEXT);
+        for (let n = w.nextNode(); n; n = w.nextNode()) {
+          for (let i = 0; i < n.data.length; i++) {
+            const r = document.createRange();
+            r.setStart(n, i);
+            r.setEnd(n, i + 1);
+            const t = r.getBoundingClientRect().top;
+            if (top !== null && t > top + 2 && !text.endsWith('/')) bad.push(text + '|' + e.textContent.slice(text.length));
+            top = t;
+            text += n.data[i];
+          }
+        }
+      }
+      return bad;
+    });
+    await page.waitForFunction((f) => [...document.querySelectorAll('#events-body .address')].some((e) => e.textContent === f), F);
+    for (const width of [1360, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      const bad = await midWord();
+      check(bad.length === 0, bad.length + ' names broken mid-word at ' + width + 'px, e.g. ' + bad[0]);
+    }
+    await shot(page, 'events-narrow.png');
+    await page.setViewportSize({ width: 1360, height: 900 });
   });
 
   await step('layout.narrow_window', async () => {
@@ -413,9 +578,10 @@ async function main() {
   await step('page.no_errors_and_key_never_in_urls', async () => {
     const leaked = requestUrls.filter((u) => u.includes(KEY));
     check(leaked.length === 0, 'the key is in a URL: ' + leaked[0]);
-    // The wrong key (401) and the bad policy value (400) each log one failed
-    // resource load; anything else (a CSP violation, a script error) is a bug.
-    const errs = consoleErrors.filter((e) => !/status of (400|401)\b/.test(e));
+    // The wrong key (401), the bad policy value (400) and the missing agent
+    // (404) each log a failed resource load; anything else (a CSP violation,
+    // a script error) is a bug.
+    const errs = consoleErrors.filter((e) => !/status of (400|401|404)\b/.test(e));
     check(errs.length === 0, 'console errors: ' + errs.slice(0, 5).join(' | '));
   });
 }
