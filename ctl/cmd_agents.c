@@ -7,10 +7,11 @@
 #include <stdio.h>
 
 static const char usage[] =
-    "usage: costmeshctl agents [--health healthy|degraded|unreachable|killed] [--limit N] [--json]\n"
+    "usage: costmeshctl agents [--health healthy|degraded|unreachable|unknown|killed] [--limit N] [--json]\n"
     "\n"
     "The org's agents: health (from the age of the last heartbeat: healthy under 90 s,\n"
-    "degraded to 300 s, then unreachable; or killed), last heartbeat, intents and cost today\n"
+    "degraded to 300 s, then unreachable; unknown before the first; or killed), last heartbeat,\n"
+    "intents and cost today\n"
     "(UTC), and state (active, blocked by its policy, or killed).\n"
     "  --limit  at most N agents (1 to 1000)\n"
     "  --json   print the server's JSON as it was sent\n";
@@ -31,7 +32,7 @@ int cmctl_cmd_agents(int argc, char **argv)
     int json = 0;
     const cmctl_opt opts[] = {{"health", 1, &health, NULL}, {"limit", 1, &limit, NULL}, {"json", 0, NULL, &json}};
     const cmctl_spec spec = {"agents", usage, opts, sizeof opts / sizeof opts[0], 0, 0};
-    static const char *const healths[] = {"healthy", "degraded", "unreachable", "killed", NULL};
+    static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     const char *pos[1];
     size_t npos;
     long long n;

@@ -79,7 +79,7 @@ static int choice_arg(const cm_decode_req *r, const char *name, const char *cons
 /* The operation of r's route and method, and its request. */
 static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 {
-    static const char *const healths[] = {"healthy", "degraded", "unreachable", "killed", NULL};
+    static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
                                               "agent_resumed", "health_changed", "policy_changed", NULL};
     const char *body = r->body ? r->body : "";

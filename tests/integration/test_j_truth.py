@@ -80,6 +80,11 @@ def test_agent_known_before_first_heartbeat(h):
     listed = {x["address"]: x for x in agents_list(h, "?limit=1000")}
     check(by_policy in listed and by_intent in listed, "both agents are listed")
     check_eq(listed[by_policy]["health"], "unknown", "listed health")
+    unknown = [x["address"] for x in agents_list(h, "?health=unknown&limit=1000")]
+    check(by_policy in unknown and by_intent in unknown, "?health=unknown lists agents never seen")
+    # The health watcher starts from the same value, so it records no false change.
+    check_eq(h.psql("SELECT health FROM agents WHERE address = '%s'" % by_policy).strip(), "unknown",
+             "recorded health of an agent never seen")
     check_eq(h.spend_ok(by_policy, window="day").get("cost_usd"), 0, "spend of an agent never seen")
     # The first heartbeat makes it healthy.
     accepted(h.hb(hb_obj(by_policy, "0.1", hb_id())), 1, 0, "first heartbeat")

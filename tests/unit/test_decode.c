@@ -191,7 +191,7 @@ static void agent_list(void)
     /* The refusals list the accepted values. */
     cm_apierr e;
     CHECK(decode("GET", "/v1/mesh/agents", NULL, bad_health, &j, &e) != CM_OK);
-    CHECK_STR(e.message, "health must be healthy, degraded, unreachable or killed");
+    CHECK_STR(e.message, "health must be healthy, degraded, unreachable, unknown or killed");
     cm_job_free(j);
     CHECK(decode("GET", "/v1/mesh/events", NULL, bad_type, &j, &e) != CM_OK);
     CHECK_STR(e.message, "event_type must be policy_breached, threshold_crossed, agent_killed, agent_resumed, "
