@@ -15,6 +15,16 @@ static void agent_not_found(cm_job *j)
     cm_api_error(j, 404, "agent_not_found", NULL, "no such agent: it registers with its first heartbeat");
 }
 
+/* Appends ,"next_cursor": the value of column col of the last row when the
+ * page is full (there may be more), else null. */
+static void next_cursor(cm_buf *b, const cm_pgres *res, int limit, int col)
+{
+    int rows = cm_pgres_rows(res);
+    cm_buf_adds(b, ",\"next_cursor\":");
+    if (rows > 0 && rows >= limit) cm_buf_add_jstr(b, cm_pgres_get(res, rows - 1, col));
+    else cm_buf_adds(b, "null");
+}
+
 /* ---- the agent view, shared by the list and one agent ---- */
 
 /* The agent view (api_routes.h). */
@@ -22,7 +32,7 @@ static void agent_not_found(cm_job *j)
     "SELECT a.address, " \
     CM_HEALTH_CASE_SQL("a.killed", "a.last_heartbeat", "($2::bigint - extract(epoch FROM a.last_heartbeat))") \
     " AS health," \
-    " extract(epoch FROM a.last_heartbeat)::bigint," \
+    " " CM_PG_EPOCH("a.last_heartbeat") "," \
     " CASE WHEN a.killed THEN 'killed' WHEN c.action_on_breach = 'block' AND (" \
     "  ih.n >= c.max_intents_per_hour OR idy.n >= c.max_intents_per_day" \
     "  OR coalesce(h.cost_nanos, 0) >= c.max_cost_per_hour OR coalesce(d.cost_nanos, 0) >= c.max_cost_per_day" \
@@ -79,7 +89,9 @@ static void on_agent_list(void *arg, int rc, const cm_pgres *res, const char *sq
         cm_api_jfield(&b, "state", cm_pgres_get(res, i, 3), 0);
         cm_buf_adds(&b, "}");
     }
-    cm_buf_adds(&b, "]}");
+    cm_buf_adds(&b, "]");
+    next_cursor(&b, res, j->req.agent_list.limit, 0);
+    cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
 
@@ -89,15 +101,16 @@ int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     char space[4][24], limit[16];
-    const char *params[8];
+    const char *params[9];
     cm_api_agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
     snprintf(limit, sizeof limit, "%d", q->limit);
     params[6] = q->health[0] ? q->health : NULL;
     params[7] = limit;
+    params[8] = q->after[0] ? q->after : NULL;
     return cm_api_query(c,
-                        "SELECT * FROM (" AGENT_VIEW_SQL ") v WHERE $7::text IS NULL OR v.health = $7"
-                        " ORDER BY 1 LIMIT $8::int",
-                        8, params, on_agent_list, e);
+                        "SELECT * FROM (" AGENT_VIEW_SQL " AND ($9::text IS NULL OR a.address > $9)) v"
+                        " WHERE $7::text IS NULL OR v.health = $7 ORDER BY 1 LIMIT $8::int",
+                        9, params, on_agent_list, e);
 }
 
 static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -299,22 +312,29 @@ static void on_events(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         cm_buf_adds(&b, cm_pgres_get(res, i, 4));
         cm_buf_adds(&b, "}");
     }
-    cm_buf_adds(&b, "]}");
+    cm_buf_adds(&b, "]");
+    next_cursor(&b, res, j->req.events.limit, 0);
+    cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
 
 int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_events *q = &j->req.events;
+    /* A key bound to an agent sees that agent's events only. */
+    const char *agent = q->agent[0] ? q->agent : who->agent[0] ? who->agent : NULL;
+    if (q->agent[0] && cm_api_may_act_for(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    char limit[16];
+    char limit[16], before[24];
     snprintf(limit, sizeof limit, "%d", q->limit);
-    const char *params[] = {who->org, q->event_type[0] ? q->event_type : NULL, limit,
-                            who->agent[0] ? who->agent : NULL};
+    snprintf(before, sizeof before, "%lld", (long long)q->before);
+    const char *params[] = {who->org, q->event_type[0] ? q->event_type : NULL, limit, agent,
+                            q->before ? before : NULL};
     return cm_api_query(c,
-                        "SELECT id::text, event_type, address, extract(epoch FROM ts)::bigint, details::text"
+                        "SELECT id::text, event_type, address, " CM_PG_EPOCH("ts") ", details::text"
                         " FROM events WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
-                        " AND ($4::text IS NULL OR address = $4) ORDER BY events.id DESC LIMIT $3::int",
-                        4, params, on_events, e);
+                        " AND ($4::text IS NULL OR address = $4) AND ($5::bigint IS NULL OR id < $5)"
+                        " ORDER BY events.id DESC LIMIT $3::int",
+                        5, params, on_events, e);
 }

@@ -94,7 +94,7 @@ int cm_api_key_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     const char *params[] = {who->org};
     return cm_api_query(c,
-                        "SELECT id, role, name, agent, extract(epoch FROM created_at)::bigint FROM api_keys "
+                        "SELECT id, role, name, agent, " CM_PG_EPOCH("created_at") " FROM api_keys "
                         "WHERE org = $1 AND revoked_at IS NULL ORDER BY created_at, id",
                         1, params, on_key_list, e);
 }

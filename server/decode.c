@@ -59,6 +59,15 @@ static int address_param(const cm_decode_req *r, char address[CM_ADDR_MAX], cm_a
     return CM_OK;
 }
 
+/* ?name=, when present, an agent's address into out ("" when absent). */
+static int address_arg(const cm_decode_req *r, const char *name, char address[CM_ADDR_MAX], cm_apierr *e)
+{
+    int q = query_arg(r, name, address, CM_ADDR_MAX);
+    if (q < 0 || (q > 0 && cm_addr_parse(address, strlen(address), NULL) != CM_OK))
+        return cm_apierr_set(e, 400, "invalid_field", name, "%s must be an address agent://ORG/ENV/NAME", name);
+    return CM_OK;
+}
+
 /* ?name=, when present, into out: one of the NULL-terminated `names`, which
  * the refusal lists ("name must be a, b or c"). out is "" when absent. */
 static int choice_arg(const cm_decode_req *r, const char *name, const char *const *names, char *out,
@@ -103,7 +112,8 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         return CM_OK;
     case CM_R_AGENTS:
         j->op = CM_OP_AGENT_LIST;
-        if (choice_arg(r, "health", healths, j->req.agent_list.health, sizeof j->req.agent_list.health, e) != CM_OK)
+        if (choice_arg(r, "health", healths, j->req.agent_list.health, sizeof j->req.agent_list.health, e) != CM_OK ||
+            address_arg(r, "cursor", j->req.agent_list.after, e) != CM_OK)
             return CM_EINVAL;
         return limit_arg(r, &j->req.agent_list.limit, e);
     case CM_R_AGENT_SPEND: {
@@ -127,10 +137,7 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         if (strlen(r->route->param) > CM_ID_MAX)
             return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
         memcpy(j->req.spend_intent.intent_id, r->route->param, strlen(r->route->param) + 1);
-        q = query_arg(r, "agent", j->req.spend_intent.agent, sizeof j->req.spend_intent.agent);
-        if (q < 0 || (q > 0 && cm_addr_parse(j->req.spend_intent.agent, strlen(j->req.spend_intent.agent), NULL) != CM_OK))
-            return cm_apierr_set(e, 400, "invalid_field", "agent", "agent must be an address agent://ORG/ENV/NAME");
-        return CM_OK;
+        return address_arg(r, "agent", j->req.spend_intent.agent, e);
     case CM_R_KILL:
         j->op = CM_OP_KILL;
         return address_param(r, j->req.agent.address, e);
@@ -163,8 +170,18 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     case CM_R_EVENTS:
         j->op = CM_OP_EVENTS;
         if (choice_arg(r, "event_type", event_types, j->req.events.event_type, sizeof j->req.events.event_type,
-                       e) != CM_OK)
+                       e) != CM_OK ||
+            address_arg(r, "agent", j->req.events.agent, e) != CM_OK)
             return CM_EINVAL;
+        q = query_arg(r, "cursor", tmp, sizeof tmp);
+        if (q != 0) {
+            char *end;
+            long long v = q > 0 ? strtoll(tmp, &end, 10) : 0;
+            if (q < 0 || *end || end == tmp || v < 1)
+                return cm_apierr_set(e, 400, "invalid_field", "cursor",
+                                     "cursor must be a next_cursor from an earlier page");
+            j->req.events.before = v;
+        }
         return limit_arg(r, &j->req.events.limit, e);
     case CM_R_WEBHOOK:
         j->op = get ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_PUT;

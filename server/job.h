@@ -52,7 +52,8 @@ typedef struct {
 
 /* GET /v1/mesh/agents. */
 typedef struct {
-    char health[16]; /* ?health=, "" for all */
+    char health[16];        /* ?health=, "" for all */
+    char after[CM_ADDR_MAX]; /* ?cursor=: addresses after this one, "" from the start */
     int limit;
 } cm_req_agent_list;
 
@@ -77,7 +78,9 @@ typedef struct {
 
 /* GET /v1/mesh/events. */
 typedef struct {
-    char event_type[32]; /* ?event_type=, "" for all */
+    char event_type[32];     /* ?event_type=, "" for all */
+    char agent[CM_ADDR_MAX]; /* ?agent=, "" for all the key may see */
+    int64_t before;          /* ?cursor=: events older than this id, 0 from the newest */
     int limit;
 } cm_req_events;
 

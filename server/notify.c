@@ -128,7 +128,7 @@ void cm_notify_event(cm_notify *n, const char *org, const char *address, const c
     if (cm_pg_query(n->pg,
                     "WITH e AS (INSERT INTO events (org, address, event_type, details)"
                     " VALUES ($1, $2, $3, $4::jsonb) RETURNING id, ts)"
-                    " SELECT e.id::text, extract(epoch FROM e.ts)::bigint::text, w.url, w.secret"
+                    " SELECT e.id::text, " CM_PG_EPOCH("e.ts") "::text, w.url, w.secret"
                     " FROM e LEFT JOIN webhooks w ON w.org = $1 AND $5::boolean",
                     5, params, on_recorded, pe) != CM_OK) {
         cm_log(CM_LOG_WARN, "event=event_record_failed reason=postgres");

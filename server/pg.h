@@ -40,6 +40,10 @@ size_t cm_pg_pool_backlog(const cm_pg_pool *p);
 int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params,
                 cm_pg_cb cb, void *arg);
 
+/* SQL for the Unix seconds of a timestamptz expression, truncated: every
+ * time costmesh shows is whole seconds, cut the same way everywhere. */
+#define CM_PG_EPOCH(x) "floor(extract(epoch FROM " x "))::bigint"
+
 int cm_pgres_rows(const cm_pgres *r);
 /* Text of a cell, "" for NULL; valid during the callback only. */
 const char *cm_pgres_get(const cm_pgres *r, int row, int col);

@@ -180,3 +180,68 @@ def test_idempotency_keys_are_per_agent(h):
     r2 = intent(h, b, key=kb, idem="task-42")
     check_eq((r2.status, r2.json.get("intent_id")), (201, r.json["intent_id"]), "b's repeat answers b's intent")
     check_error(intent(h, a, key=ka, idem="task-42"), 429, "cost_policy_breached", what="a's repeat")
+
+
+def test_events_filter_and_pages(h):
+    from test_e_policies import create_agent_key
+    a = new_agent(tag="truth-ev-a")
+    b = new_agent(tag="truth-ev-b")
+    for x in (a, b):
+        register(h, x)
+    for i in range(5):  # five policy_changed events for a, one for b
+        put_policy(h, a, {"max_intents_per_day": 10 + i})
+    put_policy(h, b, {"max_intents_per_day": 3})
+    r = h.request("GET", "/v1/mesh/events?agent=%s&limit=1000" % enc(a), key=h.k1)
+    check_status(r, 200, "events of a")
+    evs = r.json["events"]
+    check(len(evs) >= 5 and all(e.get("agent") == a for e in evs), "?agent= returns only a's events")
+    check(all(isinstance(e.get("details"), dict) for e in evs), "details are JSON objects")
+    # Pages of two, newest first, with no overlap and no gap.
+    seen, cursor, pages = [], None, 0
+    while True:
+        q = "/v1/mesh/events?agent=%s&limit=2" % enc(a) + ("&cursor=%s" % cursor if cursor else "")
+        r = h.request("GET", q, key=h.k1)
+        check_status(r, 200, "events page %d" % pages)
+        seen += [e["id"] for e in r.json["events"]]
+        cursor = r.json.get("next_cursor")
+        pages += 1
+        check(len(r.json["events"]) == 2 or cursor is None, "a short page is the last one")
+        if cursor is None or pages > 20:
+            break
+    check_eq(seen, [e["id"] for e in evs], "pages of events are the whole list, in order")
+    check_error(h.request("GET", "/v1/mesh/events?cursor=abc", key=h.k1), 400, "invalid_field", "cursor",
+                what="bad events cursor")
+    check_error(h.request("GET", "/v1/mesh/events?agent=nope", key=h.k1), 400, "invalid_field", "agent",
+                what="bad ?agent=")
+    other_org = "agent://org2/x/y"
+    check_error(h.request("GET", "/v1/mesh/events?agent=%s" % enc(other_org), key=h.k1), 403, what="other org")
+    kb = create_agent_key(h, h.k1, b)
+    check_error(h.request("GET", "/v1/mesh/events?agent=%s" % enc(a), key=kb), 403, what="bound key, other agent")
+    r = h.request("GET", "/v1/mesh/events?limit=1000", key=kb)
+    check(all(e.get("agent") == b for e in r.json["events"]), "a bound key sees its agent's events only")
+    # The agent page shows the same events, with the same time.
+    recent = {e["id"]: e for e in agent_view(h, a)["recent_events"]}
+    for e in evs[:5]:
+        check_eq((recent[e["id"]]["ts"], type(recent[e["id"]]["details"])), (e["ts"], dict),
+                 "event %d on the agent page" % e["id"])
+
+
+def test_agent_list_pages(h):
+    tag = "truth-page-" + hb_id()[:6]
+    mine = sorted(new_agent(tag=tag) for _ in range(5))
+    for x in mine:
+        register(h, x)
+    got, cursor, pages = [], None, 0
+    while pages < 200:
+        q = "/v1/mesh/agents?limit=3" + ("&cursor=%s" % enc(cursor) if cursor else "")
+        r = h.request("GET", q, key=h.k1)
+        check_status(r, 200, "agents page %d" % pages)
+        got += [x["address"] for x in r.json["agents"]]
+        cursor = r.json.get("next_cursor")
+        pages += 1
+        if cursor is None:
+            break
+    check_eq(got, sorted(set(got)), "pages are sorted, without repeats")
+    check(all(x in got for x in mine), "every agent is on some page")
+    check_error(h.request("GET", "/v1/mesh/agents?cursor=zzz", key=h.k1), 400, "invalid_field", "cursor",
+                what="bad agents cursor")
