@@ -20,6 +20,7 @@ int main(void)
     test_queue();
     test_backoff();
     test_health();
+    test_egress();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

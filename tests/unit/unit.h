@@ -63,5 +63,6 @@ void test_keycache(void);
 void test_queue(void);
 void test_backoff(void);
 void test_health(void);
+void test_egress(void);
 
 #endif
