@@ -11,6 +11,7 @@
 #include "pg.h"
 #include "store.h"
 #include "svc.h"
+#include "webhook.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -50,6 +51,7 @@ static void on_stop(uv_async_t *h)
     a->ingest = NULL;
     cm_svc_free(a->svc);
     cm_notify_free(a->notify);
+    cm_webhook_free(a->hooks);
     cm_store_free(a->store);
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
@@ -110,7 +112,8 @@ int main(int argc, char **argv)
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_store_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, on_redis_ready, &a, &a.store) != CM_OK ||
-        cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
+        cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
+        cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(&a.loop, a.ingest_db, a.store, a.notify, &a.ingest) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
@@ -150,7 +153,6 @@ int main(int argc, char **argv)
     uv_async_send(&a.stop);
     pthread_join(loop_thread, NULL);
     uv_loop_close(&a.loop);
-    cm_webhook_free(a.hooks);
     cm_log(CM_LOG_INFO, "event=stopped");
     return 0;
 }
