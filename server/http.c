@@ -380,8 +380,8 @@ static int fill_job(req *r, cm_job *j, cm_apierr *e)
                                  "agent_resumed, health_changed or policy_changed");
         return limit_arg(r, &j->req.events.limit, e);
     case CM_R_WEBHOOK:
-        if (r->method == 'G') {
-            j->op = CM_OP_WEBHOOK_GET;
+        if (r->method == 'G' || r->method == 'D') {
+            j->op = r->method == 'G' ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_DELETE;
             return CM_OK;
         }
         j->op = CM_OP_WEBHOOK_PUT;
