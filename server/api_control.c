@@ -242,21 +242,24 @@ int cm_api_kill(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 
 /* ---- webhook ---- */
 
-static void on_webhook(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+/* The secret is write-only: no reply shows it. */
+static void webhook_head(cm_buf *b, const char *url)
 {
+    cm_buf_adds(b, "{");
+    cm_api_jfield(b, "url", url, 1);
+    cm_buf_adds(b, ",\"secret_set\":true");
+}
+
+static void on_webhook_put(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)res;
     (void)sqlstate;
     cm_job *j = cm_api_take(arg, rc);
     if (!j) return;
-    if (j->op == CM_OP_WEBHOOK_GET && cm_pgres_rows(res) == 0) {
-        cm_api_error(j, 404, "webhook_not_found", NULL, "this org has no webhook");
-        return;
-    }
-    /* The secret is write-only: never echoed. */
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_adds(&b, "{");
-    cm_api_jfield(&b, "url", j->op == CM_OP_WEBHOOK_GET ? cm_pgres_get(res, 0, 0) : j->req.webhook_put.url, 1);
-    cm_buf_adds(&b, ",\"secret_set\":true}");
+    webhook_head(&b, j->req.webhook_put.url);
+    cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
 
@@ -269,7 +272,49 @@ int cm_api_webhook_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     return cm_api_query(c,
                         "INSERT INTO webhooks (org, url, secret) VALUES ($1, $2, $3) ON CONFLICT (org) DO UPDATE"
                         " SET url = excluded.url, secret = excluded.secret, updated_at = now()",
-                        3, params, on_webhook, e);
+                        3, params, on_webhook_put, e);
+}
+
+/* A time column as JSON: null when NULL. */
+static void add_time(cm_buf *b, const cm_pgres *res, int row, int col)
+{
+    if (cm_pgres_isnull(res, row, col)) cm_buf_adds(b, "null");
+    else cm_buf_add_jtime(b, strtoll(cm_pgres_get(res, row, col), NULL, 10));
+}
+
+static void on_webhook_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_rows(res) == 0) {
+        cm_api_error(j, 404, "webhook_not_found", NULL, "this org has no webhook");
+        return;
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    webhook_head(&b, cm_pgres_get(res, 0, 0));
+    cm_buf_adds(&b, ",\"deliveries\":[");
+    /* One row with NULL delivery columns when there is none yet. */
+    for (int i = 0; i < cm_pgres_rows(res) && !cm_pgres_isnull(res, i, 1); i++) {
+        if (i) cm_buf_adds(&b, ",");
+        cm_buf_addf(&b, "{\"event_id\":%s,", cm_pgres_get(res, i, 1));
+        cm_api_jfield(&b, "event_type", cm_pgres_get(res, i, 2), 1);
+        cm_api_jfield(&b, "status", cm_pgres_get(res, i, 3), 0);
+        cm_buf_addf(&b, ",\"attempts\":%s,\"last_status\":%s,\"last_error\":", cm_pgres_get(res, i, 4),
+                    cm_pgres_isnull(res, i, 5) ? "null" : cm_pgres_get(res, i, 5));
+        if (cm_pgres_isnull(res, i, 6)) cm_buf_adds(&b, "null");
+        else cm_buf_add_jstr(&b, cm_pgres_get(res, i, 6));
+        cm_buf_adds(&b, ",\"created_at\":");
+        add_time(&b, res, i, 7);
+        cm_buf_adds(&b, ",\"last_attempt_at\":");
+        add_time(&b, res, i, 8);
+        cm_buf_adds(&b, ",\"next_attempt_at\":");
+        add_time(&b, res, i, 9);
+        cm_buf_adds(&b, "}");
+    }
+    cm_buf_adds(&b, "]}");
+    cm_api_reply(j, 200, &b);
 }
 
 int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
@@ -278,5 +323,41 @@ int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     const char *params[] = {who->org};
-    return cm_api_query(c, "SELECT url FROM webhooks WHERE org = $1", 1, params, on_webhook, e);
+    /* The 20 newest deliveries; next_attempt_at is unknown while an attempt
+     * runs (a lease is held). */
+    return cm_api_query(c,
+                        "SELECT w.url, d.event_id, e.event_type, d.status, d.attempts, d.last_status, d.last_error,"
+                        " " CM_PG_EPOCH("d.created_at") ", " CM_PG_EPOCH("d.last_attempt_at") ","
+                        " CASE WHEN d.status = 'pending' AND d.lease_until IS NULL"
+                        "  THEN " CM_PG_EPOCH("d.due_at") " END"
+                        " FROM webhooks w LEFT JOIN LATERAL (SELECT * FROM webhook_deliveries x WHERE x.org = w.org"
+                        "  ORDER BY x.id DESC LIMIT 20) d ON true"
+                        " LEFT JOIN events e ON e.id = d.event_id WHERE w.org = $1 ORDER BY d.id DESC",
+                        1, params, on_webhook_get, e);
+}
+
+static void on_webhook_deleted(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    cm_job *j = cm_api_take(arg, rc);
+    if (!j) return;
+    if (cm_pgres_affected(res) == 0) {
+        cm_api_error(j, 404, "webhook_not_found", NULL, "this org has no webhook");
+        return;
+    }
+    j->status = 204;
+    cm_api_answer(j);
+}
+
+int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    if (cm_api_need_admin(who, e) != CM_OK) return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    const char *params[] = {who->org};
+    /* A delivery still in flight finds its row gone and writes nothing. */
+    return cm_api_query(c,
+                        "WITH d AS (DELETE FROM webhook_deliveries WHERE org = $1)"
+                        " DELETE FROM webhooks WHERE org = $1",
+                        1, params, on_webhook_deleted, e);
 }

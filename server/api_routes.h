@@ -40,7 +40,10 @@ int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr 
 /* CM_OP_KILL and CM_OP_RESUME. */
 int cm_api_kill(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_webhook_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* GET also shows the org's newest deliveries (webhook.h). */
 int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Removes the webhook and its deliveries, pending ones too. */
+int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 

@@ -5,6 +5,8 @@
 #ifndef CM_CONFIG_H
 #define CM_CONFIG_H
 
+#include "egress.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -26,6 +28,7 @@ typedef struct {
     int key_cache_ms;          /* how long a key lookup is trusted */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
+    cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

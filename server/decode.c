@@ -184,6 +184,10 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         }
         return limit_arg(r, &j->req.events.limit, e);
     case CM_R_WEBHOOK:
+        if (strcmp(r->method, "DELETE") == 0) {
+            j->op = CM_OP_WEBHOOK_DELETE;
+            return CM_OK;
+        }
         j->op = get ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_PUT;
         return get ? CM_OK : cm_codec_webhook(body, len, &j->req.webhook_put, e);
     default:

@@ -35,6 +35,7 @@ typedef enum {
     CM_OP_WEBHOOK_PUT,   /* req.webhook_put */
     CM_OP_WEBHOOK_GET,   /* no request fields */
     CM_OP_INTENT,        /* req.intent */
+    CM_OP_WEBHOOK_DELETE, /* no request fields */
     CM_OP_COUNT
 } cm_op;
 

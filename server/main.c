@@ -13,6 +13,7 @@
 #include "pg.h"
 #include "store.h"
 #include "svc.h"
+#include "webhook.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -42,6 +43,7 @@ static void on_stop(uv_async_t *h)
     cm_bridge_free(a->bridge);
     cm_svc_free(a->svc);
     cm_notify_free(a->notify);
+    cm_webhook_free(a->hooks);
     cm_hot_free(a->hot);
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
@@ -105,7 +107,8 @@ int main(int argc, char **argv)
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.ingest_db, &a.hot) != CM_OK ||
-        cm_webhook_new(&a.hooks) != CM_OK || cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
+        cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
+        cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
@@ -148,7 +151,6 @@ int main(int argc, char **argv)
     uv_async_send(&a.stop);
     pthread_join(loop_thread, NULL);
     uv_loop_close(&a.loop);
-    cm_webhook_free(a.hooks);
     cm_log(CM_LOG_INFO, "event=stopped");
     return 0;
 }

@@ -1,5 +1,4 @@
 #include "notify.h"
-#include "buf.h"
 #include "error.h"
 #include "health.h"
 #include "log.h"
@@ -14,10 +13,9 @@ struct cm_notify {
     int watching;
 };
 
-/* What the webhook body needs once the event has its id and time. */
+/* A caller waiting for its event to be recorded. */
 typedef struct {
     cm_notify *n;
-    char *body_tail; /* ,"event_type":...,"details":{...}} */
     cm_notify_cb cb;
     void *arg;
 } pending_event;
@@ -81,21 +79,9 @@ static void on_recorded(void *arg, int rc, const cm_pgres *res, const char *sqls
 {
     (void)sqlstate;
     pending_event *pe = arg;
-    if (rc != CM_OK) {
-        cm_log(CM_LOG_WARN, "event=event_record_failed");
-    } else if (cm_pgres_rows(res) == 1 && !cm_pgres_isnull(res, 0, 2)) {
-        cm_buf b;
-        cm_buf_init(&b);
-        cm_buf_addf(&b, "{\"id\":%s,\"ts\":", cm_pgres_get(res, 0, 0));
-        cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 1), NULL, 10));
-        cm_buf_adds(&b, pe->body_tail);
-        char *body = cm_buf_take(&b, NULL);
-        if (!body || cm_webhook_post(pe->n->hooks, cm_pgres_get(res, 0, 2), cm_pgres_get(res, 0, 3), body) != CM_OK)
-            cm_log(CM_LOG_WARN, "event=webhook_dropped reason=queue");
-        free(body);
-    }
+    if (rc != CM_OK) cm_log(CM_LOG_WARN, "event=event_record_failed");
+    else if (strcmp(cm_pgres_get(res, 0, 0), "0") != 0) cm_webhook_kick(pe->n->hooks);
     if (pe->cb) pe->cb(pe->arg, rc);
-    free(pe->body_tail);
     free(pe);
 }
 
@@ -103,20 +89,7 @@ void cm_notify_event(cm_notify *n, const char *org, const char *address, const c
                      const char *details, bool webhook, cm_notify_cb cb, void *arg)
 {
     pending_event *pe = calloc(1, sizeof *pe);
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, ",\"event_type\":");
-    cm_buf_add_jstr(&b, type);
-    cm_buf_adds(&b, ",\"org\":");
-    cm_buf_add_jstr(&b, org);
-    cm_buf_adds(&b, ",\"agent\":");
-    if (address) cm_buf_add_jstr(&b, address);
-    else cm_buf_adds(&b, "null");
-    cm_buf_adds(&b, ",\"details\":");
-    cm_buf_adds(&b, details);
-    cm_buf_adds(&b, "}");
-    if (!pe || !(pe->body_tail = cm_buf_take(&b, NULL))) {
-        free(pe);
+    if (!pe) {
         cm_log(CM_LOG_WARN, "event=event_record_failed reason=memory");
         if (cb) cb(arg, CM_ENOMEM);
         return;
@@ -125,14 +98,16 @@ void cm_notify_event(cm_notify *n, const char *org, const char *address, const c
     pe->cb = cb;
     pe->arg = arg;
     const char *params[] = {org, address, type, details, webhook ? "true" : "false"};
+    /* The delivery is queued in the statement that records the event: both
+     * or neither. */
     if (cm_pg_query(n->pg,
                     "WITH e AS (INSERT INTO events (org, address, event_type, details)"
-                    " VALUES ($1, $2, $3, $4::jsonb) RETURNING id, ts)"
-                    " SELECT e.id::text, " CM_PG_EPOCH("e.ts") "::text, w.url, w.secret"
-                    " FROM e LEFT JOIN webhooks w ON w.org = $1 AND $5::boolean",
+                    " VALUES ($1, $2, $3, $4::jsonb) RETURNING id),"
+                    " d AS (INSERT INTO webhook_deliveries (org, event_id)"
+                    " SELECT $1, e.id FROM e JOIN webhooks w ON w.org = $1 WHERE $5::boolean RETURNING 1)"
+                    " SELECT count(*) FROM d",
                     5, params, on_recorded, pe) != CM_OK) {
         cm_log(CM_LOG_WARN, "event=event_record_failed reason=postgres");
-        free(pe->body_tail);
         free(pe);
         if (cb) cb(arg, CM_ESTORE);
     }

@@ -1,5 +1,5 @@
-/* notify.h - records events in PostgreSQL and sends the ones that notify to
- * the org's webhook.
+/* notify.h - records events in PostgreSQL and queues the ones that notify
+ * for the org's webhook (the outbox webhook.h delivers).
  *
  * Loop thread only. Fire-and-forget: an event that cannot be recorded is
  * logged, never allowed to fail the request that caused it. */
@@ -13,7 +13,8 @@
 
 typedef struct cm_notify cm_notify;
 
-/* pg and hooks are borrowed and must outlive the notifier. */
+/* pg and hooks are borrowed and must outlive the notifier; hooks is told
+ * of each delivery queued. */
 int cm_notify_new(cm_pg_pool *pg, cm_webhook *hooks, cm_notify **out);
 /* Frees once the health timer has closed (run the loop after). NULL is a
  * no-op. */
@@ -23,9 +24,11 @@ void cm_notify_free(cm_notify *n);
 typedef void (*cm_notify_cb)(void *arg, int rc);
 
 /* Records an event of `type` for org (address may be NULL) with details, a
- * JSON object's text; when `webhook`, also posts it to the org's webhook if
- * one is set. All strings are copied. cb may be NULL; when given it runs
- * exactly once, so a caller can answer only after the event is readable. */
+ * JSON object's text; when `webhook` and the org has a webhook, the same
+ * statement queues its delivery, so an event recorded is an event that
+ * will be delivered. All strings are copied. cb may be NULL; when given it
+ * runs exactly once, so a caller can answer only after the event is
+ * readable. */
 void cm_notify_event(cm_notify *n, const char *org, const char *address, const char *type,
                      const char *details, bool webhook, cm_notify_cb cb, void *arg);
 

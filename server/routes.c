@@ -35,6 +35,7 @@ static const route_def defs[] = {
     {CM_R_EVENTS, "GET", "/v1/mesh/events", "events"},
     {CM_R_WEBHOOK, "PUT", "/v1/mesh/webhook", "webhook"},
     {CM_R_WEBHOOK, "GET", "/v1/mesh/webhook", "webhook"},
+    {CM_R_WEBHOOK, "DELETE", "/v1/mesh/webhook", "webhook"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

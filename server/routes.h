@@ -24,7 +24,7 @@ typedef enum {
     CM_R_RESUME,        /* POST /v1/mesh/agents/{address_id}/resume */
     CM_R_AGENT,         /* GET /v1/mesh/agents/{address_id} */
     CM_R_EVENTS,        /* GET /v1/mesh/events */
-    CM_R_WEBHOOK,       /* PUT, GET /v1/mesh/webhook */
+    CM_R_WEBHOOK,       /* PUT, GET, DELETE /v1/mesh/webhook */
     CM_R_UI,            /* GET / and GET /ui/{file}: the dashboard */
     CM_R_COUNT,
 } cm_route_id;

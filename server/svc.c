@@ -29,6 +29,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_WEBHOOK_PUT] = cm_api_webhook_put,
     [CM_OP_WEBHOOK_GET] = cm_api_webhook_get,
     [CM_OP_INTENT] = cm_api_intent,
+    [CM_OP_WEBHOOK_DELETE] = cm_api_webhook_delete,
 };
 
 int cm_svc_new(const cm_svc_deps *d, cm_svc **out)

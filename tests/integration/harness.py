@@ -5,7 +5,10 @@ costmeshd process under test, and small clients for HTTP, redis-cli and psql.
 """
 
 import decimal
+import hashlib
+import hmac
 import http.client
+import http.server
 import json
 import os
 import re
@@ -159,12 +162,14 @@ def check_error(r, status, code=None, field=None, what=""):
 
 
 class Server:
-    """One costmeshd process."""
+    """One costmeshd process. env: settings over the harness's own (a value
+    of None removes the variable)."""
 
-    def __init__(self, h, admin_key, org):
+    def __init__(self, h, admin_key, org, env=None):
         self.h = h
         self.admin_key = admin_key
         self.org = org
+        self.env = dict(env or {})
         self.proc = None
         self.log_path = None
         self.log_file = None
@@ -183,9 +188,17 @@ class Server:
             "COSTMESH_ORG": self.org,
             "COSTMESH_WEB_DIR": os.path.join(REPO, "web"),
             "COSTMESH_LOG_LEVEL": os.environ.get("CM_TEST_LOG_LEVEL", "warn"),
+            # The tests' webhook receivers listen on loopback, which
+            # costmeshd refuses unless allowed (test_k_webhooks runs without).
+            "COSTMESH_WEBHOOK_ALLOW": "127.0.0.0/8",
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1",
         })
+        for k, v in self.env.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         self.proc = subprocess.Popen([h.binary], env=env, stdin=subprocess.DEVNULL,
                                      stdout=self.log_file, stderr=self.log_file, cwd=h.data_dir)
         deadline = time.time() + timeout
@@ -409,10 +422,10 @@ class Harness:
 
     # ---------------------------------------------------------- server
 
-    def restart_server(self):
-        """SIGTERM the running server (checked), start it again."""
+    def restart_server(self, env=None):
+        """SIGTERM the running server (checked), start it again (with env: see Server)."""
         problems = self.server.stop()
-        s = Server(self, self.server.admin_key, self.server.org)
+        s = Server(self, self.server.admin_key, self.server.org, env)
         self.server = s
         s.start()
         if problems:
@@ -514,6 +527,82 @@ class Harness:
                 last = e
             time.sleep(0.1)
         raise TestFailure("/readyz not 200 within %ss: %r" % (timeout, last))
+
+
+class PortView:
+    """The harness seen through another HTTP port: lets Server run a second replica."""
+
+    def __init__(self, h, port):
+        self._h = h
+        self.http_port = port
+        self.server_starts = 90  # its own log file names (costmeshd-91.log, ...)
+
+    def __getattr__(self, name):
+        return getattr(self._h, name)
+
+    def request(self, *a, **kw):
+        return Harness.request(self, *a, **kw)
+
+
+def check_webhook_signature(secret, headers, raw, what="webhook delivery"):
+    """A delivery's X-Costmesh-Signature is sha256=HMAC(secret, "<X-Costmesh-Timestamp>.<body>") and its
+    timestamp is now, as a receiver checks them to refuse a replay. headers: lowercase names."""
+    ts = headers.get("x-costmesh-timestamp") or ""
+    check(ts.isdigit() and abs(int(ts) - time.time()) < 60, "%s: X-Costmesh-Timestamp %r is not now" % (what, ts))
+    want = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    check_eq(headers.get("x-costmesh-signature"), want, "%s: X-Costmesh-Signature" % what)
+
+
+class HookReceiver:
+    """A webhook receiver on 127.0.0.1: records each POST as (time, path, lowercase headers, body, JSON) and
+    answers answer(json) (200 when not given). port 0 picks a free one."""
+
+    def __init__(self, answer=None, port=0):
+        self.got = []
+        self.lock = threading.Lock()
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    j = json.loads(raw, parse_float=Decimal)
+                except ValueError:
+                    j = None
+                with rec.lock:
+                    rec.got.append((time.time(), self.path, {k.lower(): v for k, v in self.headers.items()}, raw, j))
+                self.send_response(answer(j) if answer else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path="/hook", host="127.0.0.1"):
+        return "http://%s:%d%s" % (host, self.port, path)
+
+    def deliveries(self, match=lambda j: True):
+        with self.lock:
+            return [g for g in self.got if g[4] is not None and match(g[4])]
+
+    def wait(self, n, match=lambda j: True, secs=10):
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            d = self.deliveries(match)
+            if len(d) >= n:
+                return d
+            time.sleep(0.05)
+        return self.deliveries(match)
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.thread.join(10)
 
 
 def _no_constant(c):

@@ -2,8 +2,6 @@
 replicas), alert mode, kill switch, idempotent intents, webhooks, Redis rebuild."""
 
 import calendar
-import hashlib
-import hmac
 import http.server
 import json
 import threading
@@ -11,8 +9,8 @@ import time
 import uuid
 from decimal import Decimal
 
-from harness import (Harness, Server, accepted, check, check_eq, check_error, check_status, dec, enc, free_port,
-                     hb_id, hb_obj, new_agent, TestFailure)
+from harness import (PortView, Server, accepted, check, check_eq, check_error, check_status, check_webhook_signature,
+                     dec, enc, free_port, hb_id, hb_obj, new_agent, TestFailure)
 
 
 def timeout(seconds):
@@ -175,21 +173,6 @@ def run_concurrently(fns):
 
 def statuses(results):
     return [r.status if hasattr(r, "status") else repr(r) for r in results]
-
-
-class PortView:
-    """The harness seen through another HTTP port: lets harness.Server run a second replica."""
-
-    def __init__(self, h, port):
-        self._h = h
-        self.http_port = port
-        self.server_starts = 90  # its own log file names (costmeshd-91.log, ...)
-
-    def __getattr__(self, name):
-        return getattr(self._h, name)
-
-    def request(self, *a, **kw):
-        return Harness.request(self, *a, **kw)
 
 
 # ------------------------------------------------------------------ tests
@@ -525,8 +508,7 @@ def test_webhook_threshold_delivery(h):
         check_eq(d[0][3], d[1][3], "the retry sends the same body")
         for _, path, hdrs, raw, j in d:
             check_eq(path, "/hook", "delivery path")
-            want = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
-            check_eq(hdrs.get("x-costmesh-signature"), want, "X-Costmesh-Signature")
+            check_webhook_signature(secret, hdrs, raw)
             check_eq(j.get("event_type"), "threshold_crossed", "delivered event_type")
             det = j.get("details") or {}
             check_eq(det.get("limit"), "max_cost_per_day_usd", "details.limit")

@@ -22,6 +22,7 @@ int main(void)
     test_health();
     test_hot_layout();
     test_decode();
+    test_egress();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

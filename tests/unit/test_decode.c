@@ -314,6 +314,9 @@ static void the_rest(void)
     cm_job *j = accepted("GET", "/v1/mesh/webhook", NULL, key_only);
     CHECK_EQ_I64(j->op, CM_OP_WEBHOOK_GET);
     cm_job_free(j);
+    j = accepted("DELETE", "/v1/mesh/webhook", NULL, key_only);
+    CHECK_EQ_I64(j->op, CM_OP_WEBHOOK_DELETE);
+    cm_job_free(j);
     CHECK_REFUSED("PUT", "/v1/mesh/webhook", "{", key_only, 400, "invalid_json", "");
     /* Routes the HTTP front answers itself never become jobs. */
     CHECK_REFUSED("GET", "/healthz", NULL, key_only, 500, "internal", "");

@@ -49,6 +49,9 @@ static void every_route(void)
     CHECK_ROUTE("GET", "/v1/mesh/intents/int_abc123/spend", CM_R_INTENT_SPEND, "int_abc123");
     CHECK_ROUTE("GET", "/v1/mesh/intents/int%20a%2Bb+c/spend", CM_R_INTENT_SPEND, "int a+b+c");
     CHECK_ROUTE("DELETE", "/v1/keys/a%2Fb", CM_R_KEY, "a/b");
+    CHECK_ROUTE("PUT", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
+    CHECK_ROUTE("GET", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
+    CHECK_ROUTE("DELETE", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
     /* The parameter is decoded, not validated: the handler checks it. */
     CHECK_ROUTE("GET", "/v1/mesh/agents/research-agent/spend", CM_R_AGENT_SPEND, "research-agent");
 }
@@ -119,6 +122,7 @@ static void wrong_method(void)
     CHECK_405("POST", "/v1/keys/key_1", "DELETE");
     CHECK_405("GET", "/v1/mesh/heartbeat", "POST");
     CHECK_405("PUT", "/v1/mesh/heartbeat", "POST");
+    CHECK_405("POST", "/v1/mesh/webhook", "PUT, GET, DELETE");
     CHECK_405("POST", "/v1/mesh/agents", "GET");
     CHECK_405("POST", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc/spend", "GET");
     CHECK_405("DELETE", "/v1/mesh/intents/i/spend", "GET");

@@ -65,5 +65,6 @@ void test_backoff(void);
 void test_health(void);
 void test_hot_layout(void);
 void test_decode(void);
+void test_egress(void);
 
 #endif
