@@ -11,15 +11,17 @@
 
 static const char usage[] =
     "usage: costmeshctl policy get ADDR [--json]\n"
-    "       costmeshctl policy set ADDR [--max-cost-per-hour USD] [--max-cost-per-day USD]\n"
-    "                              [--max-cost-per-month USD] [--max-intents-per-hour N]\n"
-    "                              [--max-intents-per-day N] [--action block|alert]\n"
+    "       costmeshctl policy set ADDR [--max-cost-per-hour USD|none] [--max-cost-per-day USD|none]\n"
+    "                              [--max-cost-per-month USD|none] [--max-intents-per-hour N|none]\n"
+    "                              [--max-intents-per-day N|none] [--action block|alert]\n"
     "                              [--thresholds 0.5,0.9] [--json]\n"
     "       costmeshctl policy delete ADDR\n"
     "\n"
     "An agent's cost policy; ADDR is agent://ORG/ENV/NAME. set and delete need an admin key.\n"
-    "  set replaces the whole policy: a limit left out is unlimited. Costs are sent exactly\n"
-    "  as written. --action block refuses new intents (429) while a limit is reached;\n"
+    "  set changes only what it names (PATCH): other limits keep their values; a limit\n"
+    "  given as none becomes unlimited. A new policy starts from the defaults (unlimited,\n"
+    "  block). Costs are sent exactly as written. --action block refuses new intents (429)\n"
+    "  while a limit is reached;\n"
     "  alert only records and notifies. --thresholds are fractions of each cost limit\n"
     "  that record a threshold_crossed event (default 0.5,0.75,0.9,1).\n"
     "  --json   print the server's JSON as it was sent\n";
@@ -113,6 +115,21 @@ static int thresholds(const char *cmd, const char *list, json_object *body)
     return rc == CMCTL_OK ? CMCTL_ENOMEM : rc;
 }
 
+/* A limit option: absent, "none" (unlimited), or a money amount / count. */
+static int limit(const char *cmd, const char *name, const char *v, int count, long long *n)
+{
+    if (!v || strcmp(v, "none") == 0) return CMCTL_OK;
+    return count ? cmctl_arg_count(cmd, name, v, INT64_MAX, n) : cmctl_arg_number(cmd, name, v);
+}
+
+/* Adds a checked limit option to the body: null for "none". */
+static int add_limit(json_object *body, const char *key, const char *v, int count, long long n)
+{
+    if (!v) return CMCTL_OK;
+    if (strcmp(v, "none") == 0) return json_object_object_add(body, key, NULL) == 0 ? CMCTL_OK : CMCTL_ENOMEM;
+    return count ? cmctl_jadd_int(body, key, n) : cmctl_jadd_number(body, key, v);
+}
+
 static int set(int argc, char **argv)
 {
     const char *cost_h = NULL, *cost_d = NULL, *cost_m = NULL, *int_h = NULL, *int_d = NULL;
@@ -130,28 +147,27 @@ static int set(int argc, char **argv)
     long long ih = 0, id = 0;
     int rc = cmctl_args_parse(&spec, argc, argv, pos, &npos);
     if (rc != CMCTL_OK) return rc;
-    /* An empty PUT would silently make every limit unlimited; that is what
-     * `policy delete` is for. */
+    /* An empty PATCH would change nothing. */
     if (!cost_h && !cost_d && !cost_m && !int_h && !int_d && !action && !thr)
         return cmctl_usage_error(spec.cmd, "give at least one limit, --action or --thresholds");
-    if ((cost_h && (rc = cmctl_arg_number(spec.cmd, "max-cost-per-hour", cost_h)) != CMCTL_OK) ||
-        (cost_d && (rc = cmctl_arg_number(spec.cmd, "max-cost-per-day", cost_d)) != CMCTL_OK) ||
-        (cost_m && (rc = cmctl_arg_number(spec.cmd, "max-cost-per-month", cost_m)) != CMCTL_OK) ||
-        (int_h && (rc = cmctl_arg_count(spec.cmd, "max-intents-per-hour", int_h, INT64_MAX, &ih)) != CMCTL_OK) ||
-        (int_d && (rc = cmctl_arg_count(spec.cmd, "max-intents-per-day", int_d, INT64_MAX, &id)) != CMCTL_OK) ||
+    if ((rc = limit(spec.cmd, "max-cost-per-hour", cost_h, 0, NULL)) != CMCTL_OK ||
+        (rc = limit(spec.cmd, "max-cost-per-day", cost_d, 0, NULL)) != CMCTL_OK ||
+        (rc = limit(spec.cmd, "max-cost-per-month", cost_m, 0, NULL)) != CMCTL_OK ||
+        (rc = limit(spec.cmd, "max-intents-per-hour", int_h, 1, &ih)) != CMCTL_OK ||
+        (rc = limit(spec.cmd, "max-intents-per-day", int_d, 1, &id)) != CMCTL_OK ||
         (action && (rc = cmctl_arg_choice(spec.cmd, "action", action, actions)) != CMCTL_OK))
         return rc;
 
     json_object *body = json_object_new_object();
     rc = body ? CMCTL_OK : CMCTL_ENOMEM;
-    if (rc == CMCTL_OK) rc = cmctl_jadd_number(body, "max_cost_per_hour_usd", cost_h);
-    if (rc == CMCTL_OK) rc = cmctl_jadd_number(body, "max_cost_per_day_usd", cost_d);
-    if (rc == CMCTL_OK) rc = cmctl_jadd_number(body, "max_cost_per_month_usd", cost_m);
-    if (rc == CMCTL_OK && int_h) rc = cmctl_jadd_int(body, "max_intents_per_hour", ih);
-    if (rc == CMCTL_OK && int_d) rc = cmctl_jadd_int(body, "max_intents_per_day", id);
+    if (rc == CMCTL_OK) rc = add_limit(body, "max_cost_per_hour_usd", cost_h, 0, 0);
+    if (rc == CMCTL_OK) rc = add_limit(body, "max_cost_per_day_usd", cost_d, 0, 0);
+    if (rc == CMCTL_OK) rc = add_limit(body, "max_cost_per_month_usd", cost_m, 0, 0);
+    if (rc == CMCTL_OK) rc = add_limit(body, "max_intents_per_hour", int_h, 1, ih);
+    if (rc == CMCTL_OK) rc = add_limit(body, "max_intents_per_day", int_d, 1, id);
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "action_on_breach", action);
     if (rc == CMCTL_OK && thr) rc = thresholds(spec.cmd, thr, body);
-    if (rc == CMCTL_OK) rc = exchange("PUT", pos[0], body, json);
+    if (rc == CMCTL_OK) rc = exchange("PATCH", pos[0], body, json);
     else if (rc == CMCTL_ENOMEM) cmctl_fail(rc, cmctl_strerror(rc));
     json_object_put(body);
     return rc;

@@ -60,7 +60,7 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
     (void)sqlstate;
     cm_api_call *c = arg;
     cm_job *j = c->job;
-    if (rc != CM_OK || (j->op == CM_OP_POLICY_DELETE && cm_pgres_affected(res) == 0)) {
+    if (rc != CM_OK || (j->op == CM_OP_POLICY_DELETE ? cm_pgres_affected(res) : cm_pgres_rows(res)) == 0) {
         cm_apierr e;
         if (rc != CM_OK) cm_api_store_error(&e);
         else cm_apierr_set(&e, 404, "policy_not_found", NULL, "this agent has no cost policy");
@@ -68,6 +68,8 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
         cm_api_fail(j, &e);
         return;
     }
+    /* The policy as saved: a PATCH merged into what was there. */
+    if (j->op != CM_OP_POLICY_DELETE) cm_policy_row_read(res, 0, 0, &j->req.policy.policy);
     cm_buf d;
     cm_buf_init(&d);
     cm_buf_adds(&d, "{\"policy\":");
@@ -84,6 +86,14 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
     free(details);
 }
 
+/* One column of the upsert: the body's value when the request sets it, else
+ * the saved one ($10 holds a '1' per column set, in CM_POLICY_ROW_COLS
+ * order). */
+#define SET_COL(col, i) " " col " = CASE WHEN substr($10, " #i ", 1) = '1' THEN excluded." col " ELSE c." col " END"
+
+/* CM_OP_POLICY_PUT replaces the policy; CM_OP_POLICY_PATCH changes only the
+ * fields its body names (null: back to unlimited or the default), and
+ * creates the policy from the defaults when there is none. */
 int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_policy *q = &j->req.policy;
@@ -93,22 +103,24 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     cm_policy_row row;
     cm_policy_row_write(&q->policy, &row);
-    const char *params[2 + CM_POLICY_ROW_NCOLS] = {q->address, who->org};
+    char set[CM_POLICY_ROW_NCOLS + 1];
+    for (int i = 0; i < CM_POLICY_ROW_NCOLS; i++)
+        set[i] = j->op == CM_OP_POLICY_PUT || (q->present & (1u << i)) ? '1' : '0';
+    set[CM_POLICY_ROW_NCOLS] = '\0';
+    const char *params[3 + CM_POLICY_ROW_NCOLS] = {q->address, who->org};
     memcpy(params + 2, row.params, sizeof row.params);
+    params[2 + CM_POLICY_ROW_NCOLS] = set;
     return cm_api_query(c,
-                          "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
-                          " ON CONFLICT (address) DO NOTHING)"
-                          " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
-                          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                          " ON CONFLICT (address) DO UPDATE SET"
-                          " max_intents_per_hour = excluded.max_intents_per_hour,"
-                          " max_intents_per_day = excluded.max_intents_per_day,"
-                          " max_cost_per_hour = excluded.max_cost_per_hour,"
-                          " max_cost_per_day = excluded.max_cost_per_day,"
-                          " max_cost_per_month = excluded.max_cost_per_month,"
-                          " action_on_breach = excluded.action_on_breach,"
-                          " alert_thresholds = excluded.alert_thresholds, updated_at = now()",
-                          9, params, on_policy_saved, e);
+                        "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
+                        " ON CONFLICT (address) DO NOTHING)"
+                        " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET"
+                        SET_COL("max_intents_per_hour", 1) "," SET_COL("max_intents_per_day", 2) ","
+                        SET_COL("max_cost_per_hour", 3) "," SET_COL("max_cost_per_day", 4) ","
+                        SET_COL("max_cost_per_month", 5) "," SET_COL("action_on_breach", 6) ","
+                        SET_COL("alert_thresholds", 7) ", updated_at = now()"
+                        " RETURNING " CM_POLICY_ROW_COLS,
+                        3 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
 }
 
 int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)

@@ -433,13 +433,16 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int cm_codec_policy(const char *body, size_t len, cm_policy *out, cm_apierr *e)
+int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *present, cm_apierr *e)
 {
     cm_policy_init(out);
+    *present = 0;
     json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
     int rc = only_fields(root, "", policy_fields, "policy", e);
     if (rc != CM_OK) goto done;
+    for (int i = 0; policy_fields[i]; i++)
+        if (json_object_object_get_ex(root, policy_fields[i], NULL)) *present |= 1u << i;
     for (int i = 0; i < CM_LIM_COUNT; i++) {
         json_object *v;
         if (!json_object_object_get_ex(root, cm_limit_name(i), &v) || !v) continue;

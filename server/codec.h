@@ -81,12 +81,15 @@ typedef struct {
 
 int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
 
-/* PUT .../policies/cost body: every limit optional (absent or null:
- * unlimited), counts >= 0, money >= 0, action "block" (default) or "alert",
- * alert_thresholds 1..CM_THRESH_MAX numbers in (0, 1] (default
+/* PUT and PATCH .../policies/cost body: every limit optional (absent or
+ * null: unlimited), counts >= 0, money >= 0, action "block" (default) or
+ * "alert", alert_thresholds 1..CM_THRESH_MAX numbers in (0, 1] (default
  * [0.5,0.75,0.9,1.0]), stored ascending. Unknown fields are refused: a typo
- * in a limit's name must not silently mean "unlimited". */
-int cm_codec_policy(const char *body, size_t len, cm_policy *out, cm_apierr *e);
+ * in a limit's name must not silently mean "unlimited". *present gets bit i
+ * for each field the body names, null included, in the order of
+ * CM_POLICY_ROW_COLS (the five limits, the action, the thresholds): what a
+ * PATCH changes. */
+int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *present, cm_apierr *e);
 
 /* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
  * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"}. */

@@ -149,8 +149,12 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         return address_param(r, j->req.agent.address, e);
     case CM_R_POLICY:
         if (address_param(r, j->req.policy.address, e) != CM_OK) return CM_EINVAL;
-        j->op = get ? CM_OP_POLICY_GET : strcmp(r->method, "DELETE") == 0 ? CM_OP_POLICY_DELETE : CM_OP_POLICY_PUT;
-        return j->op == CM_OP_POLICY_PUT ? cm_codec_policy(body, len, &j->req.policy.policy, e) : CM_OK;
+        j->op = get                                  ? CM_OP_POLICY_GET
+                : strcmp(r->method, "DELETE") == 0  ? CM_OP_POLICY_DELETE
+                : strcmp(r->method, "PATCH") == 0   ? CM_OP_POLICY_PATCH
+                                                    : CM_OP_POLICY_PUT;
+        if (j->op != CM_OP_POLICY_PUT && j->op != CM_OP_POLICY_PATCH) return CM_OK;
+        return cm_codec_policy(body, len, &j->req.policy.policy, &j->req.policy.present, e);
     case CM_R_INTENTS:
     case CM_R_AXME_INTENTS: {
         j->op = CM_OP_INTENT;

@@ -30,6 +30,7 @@ typedef enum {
     CM_OP_POLICY_PUT,    /* req.policy */
     CM_OP_POLICY_GET,    /* req.policy (address only) */
     CM_OP_POLICY_DELETE, /* req.policy (address only) */
+    CM_OP_POLICY_PATCH,  /* req.policy, with present */
     CM_OP_KILL,          /* req.agent */
     CM_OP_RESUME,        /* req.agent */
     CM_OP_WEBHOOK_PUT,   /* req.webhook_put */
@@ -88,7 +89,8 @@ typedef struct {
 /* PUT, GET, DELETE /v1/mesh/agents/{address}/policies/cost. */
 typedef struct {
     char address[CM_ADDR_MAX];
-    cm_policy policy; /* the PUT body */
+    cm_policy policy; /* the PUT or PATCH body */
+    unsigned present; /* PATCH: bit i set for each column the body names (codec.h) */
 } cm_req_policy;
 
 /* POST /v1/mesh/intents and the AXME form POST /v1/intents. */

@@ -17,7 +17,7 @@ typedef enum {
     CM_R_AGENTS,        /* GET /v1/mesh/agents */
     CM_R_AGENT_SPEND,   /* GET /v1/mesh/agents/{address_id}/spend */
     CM_R_INTENT_SPEND,  /* GET /v1/mesh/intents/{intent_id}/spend */
-    CM_R_POLICY,        /* PUT, GET, DELETE /v1/mesh/agents/{address_id}/policies/cost */
+    CM_R_POLICY,        /* PUT, PATCH, GET, DELETE /v1/mesh/agents/{address_id}/policies/cost */
     CM_R_INTENTS,       /* POST /v1/mesh/intents */
     CM_R_AXME_INTENTS,  /* POST /v1/intents */
     CM_R_KILL,          /* POST /v1/mesh/agents/{address_id}/kill */

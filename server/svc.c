@@ -24,6 +24,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_POLICY_PUT] = cm_api_policy_put,
     [CM_OP_POLICY_GET] = cm_api_policy_get,
     [CM_OP_POLICY_DELETE] = cm_api_policy_delete,
+    [CM_OP_POLICY_PATCH] = cm_api_policy_put,
     [CM_OP_KILL] = cm_api_kill,
     [CM_OP_RESUME] = cm_api_kill,
     [CM_OP_WEBHOOK_PUT] = cm_api_webhook_put,

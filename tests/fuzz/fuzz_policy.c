@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cm_policy p;
     cm_apierr e;
     memset(&e, 0, sizeof e);
-    int rc = cm_codec_policy(body, size, &p, &e);
+    unsigned present;
+    int rc = cm_codec_policy(body, size, &p, &present, &e);
     free(body);
     if (rc != CM_OK) {
         FUZZ_CHECK(e.status == 400 || e.status == 413);

@@ -242,8 +242,8 @@ def test_policy_round_trip(h):
     kv3 = dict((x[0], x[1]) for x in table(r.out))
     check_eq((kv3.get("max_cost_per_hour_usd"), kv3.get("alert_thresholds")), ("0.1", "[0.333333333,1]"),
              "policy set: digits kept")
-    r = ok(ctl(h, "policy", "set", a, "--max-cost-per-day", "50.123456789", "--max-intents-per-hour", "100",
-               "--action", "alert", "--thresholds", "0.5,0.9"), "policy set again")
+    r = ok(ctl(h, "policy", "set", a, "--max-cost-per-hour", "none", "--thresholds", "0.5,0.9"),
+           "policy set again")
     j = ok(ctl(h, "policy", "get", a, "--json")).json()
     srv = h.request("GET", "/v1/mesh/agents/%s/policies/cost" % enc(a), key=h.k1)
     check_status(srv, 200, "GET policy")
@@ -251,10 +251,14 @@ def test_policy_round_trip(h):
     check_eq(dec(j["max_cost_per_day_usd"]), Decimal("50.123456789"), "stored day limit")
     kv2 = dict((x[0], x[1]) for x in table(ok(ctl(h, "policy", "get", a)).out))
     check_eq(kv2, kv, "policy get table against policy set's")
-    # set replaces the policy.
+    # set changes only what it names: the other limits stay.
     j = ok(ctl(h, "policy", "set", a, "--max-cost-per-month", "7", "--json")).json()
+    check_eq((dec(j.get("max_cost_per_day_usd")), j.get("max_intents_per_hour"), dec(j.get("max_cost_per_month_usd")),
+              j.get("action_on_breach")), (Decimal("50.123456789"), 100, Decimal(7), "alert"),
+             "policy after setting one more limit")
+    j = ok(ctl(h, "policy", "set", a, "--max-cost-per-day", "none", "--json")).json()
     check_eq((j.get("max_cost_per_day_usd"), dec(j.get("max_cost_per_month_usd"))), (None, Decimal(7)),
-             "policy after a second set")
+             "--max-cost-per-day none clears that limit only")
     r = ok(ctl(h, "policy", "delete", a), "policy delete")
     check("deleted" in r.out, "policy delete output: %r" % r.out)
     fails(ctl(h, "policy", "get", a), 1, "costmeshctl: 404 ", "policy get after delete")

@@ -245,3 +245,37 @@ def test_agent_list_pages(h):
     check(all(x in got for x in mine), "every agent is on some page")
     check_error(h.request("GET", "/v1/mesh/agents?cursor=zzz", key=h.k1), 400, "invalid_field", "cursor",
                 what="bad agents cursor")
+
+
+def test_policy_patch_merges(h):
+    from test_e_policies import policy_path
+    a = new_agent(tag="truth-patch")
+    register(h, a)
+    put_policy(h, a, '{"max_cost_per_day_usd": 50, "max_intents_per_day": 500, "alert_thresholds": [0.9]}')
+    r = h.request("PATCH", policy_path(a), '{"max_cost_per_hour_usd": 2.5}', key=h.k1)
+    check_status(r, 200, "PATCH one limit")
+    j = r.json
+    check_eq((str(j.get("max_cost_per_day_usd")), j.get("max_intents_per_day"), str(j.get("max_cost_per_hour_usd")),
+              j.get("action_on_breach"), [str(x) for x in j.get("alert_thresholds")]),
+             ("50", 500, "2.5", "block", ["0.9"]), "PATCH keeps the other fields")
+    check_eq(h.request("GET", policy_path(a), key=h.k1).json, j, "GET after PATCH")
+    r = h.request("PATCH", policy_path(a), '{"max_intents_per_day": null, "action_on_breach": "alert"}', key=h.k1)
+    check_status(r, 200, "PATCH clearing a limit")
+    check_eq((r.json.get("max_intents_per_day"), r.json.get("action_on_breach"), str(r.json.get("max_cost_per_day_usd"))),
+             (None, "alert", "50"), "null clears one limit")
+    check_error(h.request("PATCH", policy_path(a), '{"max_cost_per_dya_usd": 1}', key=h.k1), 400, "invalid_field",
+                "max_cost_per_dya_usd", what="PATCH with a typo")
+    check_eq(h.request("GET", policy_path(a), key=h.k1).json, r.json, "a refused PATCH changed nothing")
+    # PATCH on an agent without a policy starts from the defaults.
+    from test_e_policies import away_from_boundary
+    away_from_boundary(3600, 10)
+    b = new_agent(tag="truth-patch-new")
+    r = h.request("PATCH", policy_path(b), '{"max_intents_per_hour": 3}', key=h.k1)
+    check_status(r, 200, "PATCH creates a policy")
+    check_eq((r.json.get("max_intents_per_hour"), r.json.get("max_cost_per_day_usd"), r.json.get("action_on_breach")),
+             (3, None, "block"), "new policy from the defaults")
+    # Enforcement follows the merged policy (Redis mirrors it).
+    admitted(intent(h, b), b, "1 of 3")
+    admitted(intent(h, b), b, "2 of 3")
+    admitted(intent(h, b), b, "3 of 3")
+    check_error(intent(h, b), 429, "cost_policy_breached", what="4th intent under the PATCHed limit")
