@@ -57,19 +57,30 @@ static void fail_plain(admit_call *c, int status, const char *code, const char *
 
 static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
-    (void)res;
     (void)sqlstate;
     admit_call *c = arg;
     cm_job *j = c->base.job;
-    if (rc != CM_OK) {
-        /* Not recorded, so not admitted: give the slot back (admitted
-         * unchecked, fail open, Redis counted nothing to give back). */
+    const cm_intentreq *in = &j->req.intent.body;
+    /* The intent id's earlier owner, when it was already recorded. */
+    const char *prev = rc == CM_OK && !cm_pgres_isnull(res, 0, 0) ? cm_pgres_get(res, 0, 0) : NULL;
+    if (rc != CM_OK || prev) {
+        /* Not recorded now, so not admitted now: give the slot back
+         * (admitted unchecked, fail open, Redis counted nothing). */
         if (c->counted) cm_hot_unadmit(c->base.api->hot, &c->adm);
+    }
+    if (rc != CM_OK) {
         free(c);
         cm_api_fail_store(j);
         return;
     }
-    const cm_intentreq *in = &j->req.intent.body;
+    if (prev && strcmp(prev, in->agent) != 0) {
+        free(c);
+        cm_api_error(j, 409, "intent_id_in_use", j->req.intent.axme ? "correlation_id" : "intent_id",
+                     "another agent of this org already has an intent with this id");
+        return;
+    }
+    /* New, or a repeat of this agent's own intent: the same answer, and it
+     * counts once. */
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
@@ -80,6 +91,8 @@ static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const cha
     finish(c);
 }
 
+/* Records the intent unless its id is already the org's: answers the
+ * earlier owner's address then (NULL when this one was inserted). */
 static void record_intent(admit_call *c)
 {
     cm_job *j = c->base.job;
@@ -90,9 +103,11 @@ static void record_intent(admit_call *c)
                             q->body.intent_type[0] ? q->body.intent_type : NULL,
                             q->idem_key[0] ? q->idem_key : NULL, at};
     if (cm_pg_query(c->base.api->db,
-                    "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2) ON CONFLICT (address)"
-                    " DO NOTHING) INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key,"
-                    " admitted_at) VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint))",
+                    "WITH prev AS (SELECT address FROM intents WHERE org = $2 AND intent_id = $3 LIMIT 1),"
+                    " reg AS (INSERT INTO agents (address, org) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING),"
+                    " ins AS (INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, admitted_at)"
+                    " SELECT $1, $2, $3, $4, $5, to_timestamp($6::bigint) WHERE NOT EXISTS (SELECT 1 FROM prev))"
+                    " SELECT (SELECT address FROM prev)",
                     6, params, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "");
 }
@@ -171,7 +186,8 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     cm_req_intent *q = &j->req.intent;
     if (cm_api_resolve_agent(who, q->body.agent, q->axme ? "to_agent" : "agent", e) != CM_OK)
         return CM_EFORBIDDEN;
-    if (!q->body.intent_id[0]) {
+    bool client_id = q->body.intent_id[0] != '\0';
+    if (!client_id) {
         char rnd[17];
         if (cm_auth_random_hex(rnd, 8) != CM_OK)
             return cm_apierr_set(e, 500, "internal", NULL, "could not generate an intent id");
@@ -181,7 +197,10 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     c->adm.agent = q->body.agent;
     cm_policy_window_starts(j->now, c->adm.starts);
-    c->adm.idem_key = q->idem_key;
+    /* A client-given intent_id without an Idempotency-Key stands in for
+     * one: a retried intent gets the same answer and counts once. */
+    c->adm.by_intent_id = !q->idem_key[0] && client_id;
+    c->adm.idem_key = c->adm.by_intent_id ? q->body.intent_id : q->idem_key;
     if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
     return CM_OK;
 }

@@ -529,7 +529,7 @@ static int send_admit(admit_call *c)
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
     snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_IDEM_TTL);
     char idem_key[CM_HOT_KEY_MAX];
-    if (idem) cm_hot_key_idem(a->agent, a->idem_key, idem_key);
+    if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, idem_key);
     argv[0] = CM_HOT_EPOCH_KEY;
     for (int i = 0; i < 4; i++) argv[1 + i] = keys[i];
     /* Without an Idempotency-Key, KEYS[6] is a name the script never reads. */
@@ -561,7 +561,7 @@ int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry
 {
     if (!a->idem_key[0]) return CM_OK;
     char key[CM_HOT_KEY_MAX];
-    cm_hot_key_idem(a->agent, a->idem_key, key);
+    cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, key);
     cm_buf b;
     cm_buf_init(&b);
     cm_hot_answer_text(status, retry_after, body, &b);
@@ -580,7 +580,7 @@ int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
         if (cm_store_hincrby(h->store, key, intents_fields[0], -1) != CM_OK) rc = CM_ESTORE;
     }
     if (a->idem_key[0]) {
-        cm_hot_key_idem(a->agent, a->idem_key, key);
+        cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, key);
         if (cm_store_del(h->store, key) != CM_OK) rc = CM_ESTORE;
     }
     return rc;

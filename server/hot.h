@@ -97,6 +97,7 @@ typedef struct {
     const char *agent;       /* also the Idempotency-Key's scope */
     int64_t starts[CM_WIN3]; /* the windows it counts in */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
+    bool by_intent_id;       /* idem_key is the client's intent_id, standing in for the header */
 } cm_hot_admission;
 
 typedef enum {

@@ -13,9 +13,9 @@ void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX])
     snprintf(out, CM_HOT_KEY_MAX, "cm:p:%s", address);
 }
 
-void cm_hot_key_idem(const char *address, const char *key, char out[CM_HOT_KEY_MAX])
+void cm_hot_key_idem(const char *address, const char *key, bool by_intent_id, char out[CM_HOT_KEY_MAX])
 {
-    snprintf(out, CM_HOT_KEY_MAX, "cm:i:%s:%s", address, key);
+    snprintf(out, CM_HOT_KEY_MAX, "cm:%c:%s:%s", by_intent_id ? 'n' : 'i', address, key);
 }
 
 void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX])

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "policy.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* The key scheme:
@@ -27,6 +28,8 @@
  *                                while the first request runs, then
  *                                cm_hot_answer_text. Scoped by agent: one
  *                                agent's key never answers another's
+ *   cm:n:<address>:<intent_id>   the same, for a client-given intent_id sent
+ *                                without an Idempotency-Key
  *   cm:r:<address>               present once this agent's windows, policy
  *                                and kill flag are back from PostgreSQL
  *                                while the whole mirror is not (its own
@@ -42,7 +45,9 @@
 #define CM_HOT_KEY_MAX (CM_ADDR_MAX + 128 + 16)
 void cm_hot_key_window(const char *address, char grain, int64_t start, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX]);
-void cm_hot_key_idem(const char *address, const char *key, char out[CM_HOT_KEY_MAX]);
+/* by_intent_id: the key is a client-given intent_id (cm:n:), which makes
+ * a repeated intent idempotent without an Idempotency-Key. */
+void cm_hot_key_idem(const char *address, const char *key, bool by_intent_id, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX]);
 
 /* How long a window hash outlives its window's start, in seconds: long

@@ -279,3 +279,25 @@ def test_policy_patch_merges(h):
     admitted(intent(h, b), b, "2 of 3")
     admitted(intent(h, b), b, "3 of 3")
     check_error(intent(h, b), 429, "cost_policy_breached", what="4th intent under the PATCHed limit")
+
+
+def test_client_intent_id_counts_once(h):
+    a = new_agent(tag="truth-iid-a")
+    b = new_agent(tag="truth-iid-b")
+    for x in (a, b):
+        register(h, x)
+    iid = "task-" + hb_id()
+    first = intent(h, a, intent_id=iid)
+    check_eq(admitted(first, a, "first post of a client-given intent_id"), iid, "the client's id")
+    again = intent(h, a, intent_id=iid)
+    check_eq((again.status, again.text), (first.status, first.text), "the same id again: the same answer")
+    check_eq(agent_view(h, a)["today"]["intents"], 1, "counted once")
+    check_eq(int(h.psql("SELECT count(*) FROM intents WHERE intent_id = '%s'" % iid)), 1, "recorded once")
+    check_error(intent(h, b, intent_id=iid), 409, "intent_id_in_use", "intent_id",
+                what="another agent reusing the id")
+    check_eq(agent_view(h, b)["today"]["intents"], 0, "the refused reuse counted nothing")
+    # Past the day its answer is kept in Redis, PostgreSQL still knows the id.
+    h.redis("DEL", "cm:n:%s:%s" % (a, iid))
+    again = intent(h, a, intent_id=iid)
+    check_eq((again.status, again.json.get("intent_id")), (201, iid), "a repeat after Redis forgot it")
+    check_eq(agent_view(h, a)["today"]["intents"], 1, "still counted once")

@@ -14,8 +14,10 @@ static void keys(void)
     CHECK_STR(k, "cm:agent://acme/prod/bot:d:1700006400");
     cm_hot_key_policy("agent://acme/prod/bot", k);
     CHECK_STR(k, "cm:p:agent://acme/prod/bot");
-    cm_hot_key_idem("agent://acme/prod/bot", "req-1", k);
+    cm_hot_key_idem("agent://acme/prod/bot", "req-1", false, k);
     CHECK_STR(k, "cm:i:agent://acme/prod/bot:req-1");
+    cm_hot_key_idem("agent://acme/prod/bot", "req-1", true, k);
+    CHECK_STR(k, "cm:n:agent://acme/prod/bot:req-1");
     cm_hot_key_rebuilt("agent://acme/prod/bot", k);
     CHECK_STR(k, "cm:r:agent://acme/prod/bot");
     CHECK_STR(CM_HOT_EPOCH_KEY, "cm:epoch");
@@ -30,7 +32,7 @@ static void keys(void)
     idem[sizeof idem - 1] = '\0';
     cm_hot_key_window(address, 'm', INT64_MIN, k);
     CHECK_EQ_I64(strlen(k), 3 + strlen(address) + 3 + 20);
-    cm_hot_key_idem(address, idem, k);
+    cm_hot_key_idem(address, idem, false, k);
     CHECK_EQ_I64(strlen(k), 5 + strlen(address) + 1 + strlen(idem));
 }
 
