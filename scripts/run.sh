@@ -27,6 +27,7 @@ started=""
 for svc in redis postgresql; do
     sh "$HERE/services.sh" status "$svc" >/dev/null || started="$started $svc"
 done
+# shellcheck disable=SC2317  # run by the trap below
 on_exit() {
     rc=$?
     if [ "$rc" -ne 0 ] && [ -n "$started" ]; then
@@ -39,6 +40,7 @@ trap on_exit EXIT
 # Until costmeshd runs, a signal abandons the run; then it is costmeshd's to
 # answer (SIGTERM: it drains and exits 0).
 pid=""
+# shellcheck disable=SC2317  # run by the trap below
 on_signal() {
     [ -n "$pid" ] || exit 130
     kill -TERM "$pid" 2>/dev/null || true

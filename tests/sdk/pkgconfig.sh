@@ -56,8 +56,8 @@ run() {
     loaded=$(ldd "$work/$1" | awk '/libcostmesh/ {print $3}')
     if [ "$2" = none ]; then
         [ -z "$loaded" ] || fail "$1: should hold libcostmesh.a, loads $loaded"
-    else
-        [ -n "$loaded" ] && [ "$(dirname "$loaded")" = "$2" ] || fail "$1: loads '$loaded', not from $2"
+    elif [ -z "$loaded" ] || [ "$(dirname "$loaded")" != "$2" ]; then
+        fail "$1: loads '$loaded', not from $2"
     fi
 }
 
