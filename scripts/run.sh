@@ -7,6 +7,11 @@
 # Knobs: CM_DATA_DIR, CM_REDIS_PORT, CM_PG_PORT (see services.sh),
 # COSTMESH_LISTEN (default 127.0.0.1:8080), COSTMESH_ORG (default "default"),
 # COSTMESH_ADMIN_KEY (default: generated once into $CM_DATA_DIR/admin_key).
+#
+# Redis and PostgreSQL keep running after costmeshd stops, for the next run
+# (`make services-stop` stops them). A run that fails (a service or
+# costmeshd cannot start, costmeshd exits with an error) stops those it
+# started itself.
 set -eu
 
 BUILD_DIR=${1:-build}
@@ -16,6 +21,31 @@ export CM_DATA_DIR
 
 BIN="$BUILD_DIR/costmeshd"
 [ -x "$BIN" ] || { echo "run: $BIN not found; build it with 'make'" >&2; exit 1; }
+
+# The services not running yet are this run's: it stops them if it fails.
+started=""
+for svc in redis postgresql; do
+    sh "$HERE/services.sh" status "$svc" >/dev/null || started="$started $svc"
+done
+# shellcheck disable=SC2317  # run by the trap below
+on_exit() {
+    rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$started" ]; then
+        echo "run: failed (status $rc); stopping what this run started:$started" >&2
+        for svc in $started; do sh "$HERE/services.sh" stop "$svc" || true; done
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+# Until costmeshd runs, a signal abandons the run; then it is costmeshd's to
+# answer (SIGTERM: it drains and exits 0).
+pid=""
+# shellcheck disable=SC2317  # run by the trap below
+on_signal() {
+    [ -n "$pid" ] || exit 130
+    kill -TERM "$pid" 2>/dev/null || true
+}
+trap on_signal INT TERM
 
 sh "$HERE/services.sh" start
 
@@ -48,29 +78,23 @@ costmesh is starting on $BASE (org "$COSTMESH_ORG")
   postgresql: $COSTMESH_DATABASE_URL
   admin key:  $COSTMESH_ADMIN_KEY   (stored in $KEY_FILE)
 
-Try it (in another terminal):
+Try it in another terminal (the README's examples, under "Using it"):
 
-  export ADMIN_KEY=$COSTMESH_ADMIN_KEY
-
-  # create an agent key (shown once: keep the "key" field)
-  curl -s -X POST $BASE/v1/keys \\
-    -H "Authorization: Bearer \$ADMIN_KEY" -H 'Content-Type: application/json' \\
-    -d '{"role":"agent","name":"my-agent","agent":"agent://$COSTMESH_ORG/dev/my-agent"}'
-
-  # send a heartbeat (use the agent key, or the admin key)
-  curl -s -X POST $BASE/v1/mesh/heartbeat \\
-    -H "Authorization: Bearer \$ADMIN_KEY" -H 'Content-Type: application/json' \\
-    -d '{"agent":"agent://$COSTMESH_ORG/dev/my-agent","id":"hb-1","metrics":{"cost_usd":0.03,"tokens_in":2100,"tokens_out":850,"llm_calls":4}}'
-
-  # read today's spend of that agent
-  curl -s -H "Authorization: Bearer \$ADMIN_KEY" \\
-    '$BASE/v1/mesh/agents/agent%3A%2F%2F$COSTMESH_ORG%2Fdev%2Fmy-agent/spend?window=day'
-
-  # list agents
-  curl -s -H "Authorization: Bearer \$ADMIN_KEY" $BASE/v1/mesh/agents
-
-Stop with Ctrl-C; stop Redis/PostgreSQL with 'make services-stop'.
+export ADMIN_KEY=$COSTMESH_ADMIN_KEY
+BASE=$BASE
 
 EOF
+sh "$HERE/examples.sh" "$COSTMESH_ORG"
+echo "Stop with Ctrl-C; stop Redis/PostgreSQL with 'make services-stop'."
+echo
 
-exec "$BIN"
+"$BIN" &
+pid=$!
+rc=0
+wait "$pid" || rc=$?
+# A signal interrupts wait before costmeshd is done: wait for its own status.
+while kill -0 "$pid" 2>/dev/null; do
+    rc=0
+    wait "$pid" || rc=$?
+done
+exit "$rc"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run a local Redis and PostgreSQL 15 for costmesh under a data folder.
 #
-#   sh scripts/services.sh start|stop|status|env
+#   sh scripts/services.sh start|env
+#   sh scripts/services.sh stop|status [redis|postgresql]   (default: both)
 #
 # Knobs (environment):
 #   CM_DATA_DIR    data folder (default: "$(pwd)/.data")
@@ -150,6 +151,18 @@ pg_running() {
     pid_alive "$(read_pid "$b/data/postmaster.pid")" postgres
 }
 
+# The ports the running services were started with (empty when unknown).
+redis_conf_port() { awk '$1 == "port" {print $2}' "$REDIS_CONF" 2>/dev/null || true; }
+pg_conf_port() { awk '$1 == "port" {print $3}' "$1/costmesh.conf" 2>/dev/null || true; }
+
+# same_port NAME VAR WANT RUNNING: a service this data folder already runs
+# must be on the port the environment file will name, else costmeshd would
+# be sent to whatever else listens there.
+same_port() {
+    [ -z "$4" ] || [ "$4" = "$3" ] \
+        || die "$1 from $CM_DATA_DIR already runs on port $4, not $2=$3: set $2=$4, or stop it first (make services-stop)"
+}
+
 redis_url() { echo "redis://127.0.0.1:$CM_REDIS_PORT/0"; }
 db_url() { echo "postgresql://costmesh@127.0.0.1:$CM_PG_PORT/costmesh"; }
 
@@ -162,6 +175,7 @@ print_env() {
 
 start_redis() {
     if redis_running; then
+        same_port redis CM_REDIS_PORT "$CM_REDIS_PORT" "$(redis_conf_port)"
         say "redis already running (pid $(read_pid "$REDIS_PID"))"
         return 0
     fi
@@ -201,7 +215,7 @@ EOF
         sleep 0.1
     done
     tail -n 20 "$REDIS_LOG" >&2 2>/dev/null || true
-    die "redis did not answer PONG on port $CM_REDIS_PORT within 10 s (port in use?); see $REDIS_LOG"
+    die "redis did not answer PONG on port $CM_REDIS_PORT within 10 s (port in use? pick another CM_REDIS_PORT); see $REDIS_LOG"
 }
 
 stop_redis() {
@@ -211,7 +225,7 @@ stop_redis() {
         rm -f "$REDIS_PID"
         return 0
     fi
-    port=$(awk '$1 == "port" {print $2}' "$REDIS_CONF" 2>/dev/null || true)
+    port=$(redis_conf_port)
     say "stopping redis (pid $pid)"
     # nosave: no RDB snapshot; the append-only file already holds the data.
     "$REDIS_CLI" -h 127.0.0.1 -p "${port:-$CM_REDIS_PORT}" shutdown nosave >/dev/null 2>&1 \
@@ -244,8 +258,15 @@ start_pg() {
     log="$base/postgres.log"
 
     if pg_running; then
+        same_port postgresql CM_PG_PORT "$CM_PG_PORT" "$(pg_conf_port "$pgdata")"
         say "postgresql already running (pid $(read_pid "$pgdata/postmaster.pid"))"
     else
+        # 0: accepting, 1: rejecting (starting or stopping): a PostgreSQL holds the port.
+        isready=0
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$CM_PG_PORT" -t 2 || isready=$?
+        if [ "$isready" -le 1 ]; then
+            die "port $CM_PG_PORT already has a PostgreSQL not started from $CM_DATA_DIR; pick another CM_PG_PORT"
+        fi
         mkdir -p "$base" "$sockdir"
         if [ "$base" != "$PG_LINK" ] && [ ! -e "$PG_LINK" ]; then
             ln -s "$base" "$PG_LINK"
@@ -286,7 +307,7 @@ EOF
         say "starting postgresql on 127.0.0.1:$CM_PG_PORT (data: $pgdata)"
         if ! as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -l "$log" -w -t 60 start >/dev/null; then
             tail -n 20 "$log" >&2 2>/dev/null || true
-            die "postgresql failed to start (port $CM_PG_PORT in use?); see $log"
+            die "postgresql failed to start (port $CM_PG_PORT in use? pick another CM_PG_PORT); see $log"
         fi
         say "postgresql ready (pid $(read_pid "$pgdata/postmaster.pid"))"
     fi
@@ -318,7 +339,34 @@ stop_pg() {
 
 # ------------------------------------------------------------------- main
 
+status_redis() {
+    if redis_running; then
+        say "redis running (pid $(read_pid "$REDIS_PID"), data $REDIS_DIR)"
+    else
+        say "redis not running"
+        return 3
+    fi
+}
+
+status_pg() {
+    if pg_running; then
+        say "postgresql running (pid $(read_pid "$(pg_base)/data/postmaster.pid"), data $(pg_base)/data)"
+    else
+        say "postgresql not running"
+        return 3
+    fi
+}
+
+usage() {
+    echo "usage: $0 start|env" >&2
+    echo "       $0 stop|status [redis|postgresql]" >&2
+    echo "  env: CM_DATA_DIR (default ./.data), CM_REDIS_PORT (6379), CM_PG_PORT (5432)" >&2
+    exit 2
+}
+
 cmd=${1:-}
+which=${2:-both}
+case "$which" in redis|postgresql|both) ;; *) usage ;; esac
 case "$cmd" in
     start)
         mkdir -p "$CM_DATA_DIR"
@@ -328,29 +376,23 @@ case "$cmd" in
         say "environment written to $ENV_FILE"
         ;;
     stop)
-        stop_pg
-        stop_redis
+        case "$which" in
+            redis) stop_redis ;;
+            postgresql) stop_pg ;;
+            both) stop_pg; stop_redis ;;
+        esac
         ;;
     status)
-        rc=0
-        if redis_running; then
-            say "redis running (pid $(read_pid "$REDIS_PID"), data $REDIS_DIR)"
-        else
-            say "redis not running"; rc=3
-        fi
-        if pg_running; then
-            say "postgresql running (pid $(read_pid "$(pg_base)/data/postmaster.pid"), data $(pg_base)/data)"
-        else
-            say "postgresql not running"; rc=3
-        fi
-        exit "$rc"
+        case "$which" in
+            redis) status_redis ;;
+            postgresql) status_pg ;;
+            both) rc=0; status_redis || rc=$?; status_pg || rc=$?; exit "$rc" ;;
+        esac
         ;;
     env)
         print_env
         ;;
     *)
-        echo "usage: $0 start|stop|status|env" >&2
-        echo "  env: CM_DATA_DIR (default ./.data), CM_REDIS_PORT (6379), CM_PG_PORT (5432)" >&2
-        exit 2
+        usage
         ;;
 esac

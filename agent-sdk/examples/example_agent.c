@@ -1,7 +1,7 @@
 /* example_agent.c - a complete (toy) agent using the costmesh SDK.
  *
  *   COSTMESH_URL=http://127.0.0.1:8080 COSTMESH_API_KEY=... \
- *   COSTMESH_AGENT=agent://myorg/dev/example ./build/sdk_example_agent [tasks]
+ *   COSTMESH_AGENT=agent://default/dev/example ./build/sdk_example_agent [tasks]
  *
  * For each task it asks costmeshd to admit an intent, pauses when a cost
  * policy blocks the agent, "calls an LLM" (simulated) a few times reporting
