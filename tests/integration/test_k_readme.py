@@ -51,7 +51,9 @@ def test_readme_examples_work(h):
     listed = [k for k in keys["keys"] if k["id"] == key["id"]]
     check(len(listed) == 1 and "key" not in listed[0] and listed[0]["name"] == "research",
           "key list: %r" % keys)
-    check_eq(revoke.get("error", {}).get("code"), "not_found", "revoking the placeholder key_…")
+    check_eq(revoke, 204, "revoking the new key by the id the example found")
+    r = h.request("GET", "/v1/mesh/agents", key=key["key"])
+    check_eq(r.status, 401, "the revoked key is refused")
 
     # The README shows this reply in full: it must be the one the server gives.
     documented = [l for l in script.splitlines() if l.startswith("# 202 {")]
