@@ -109,18 +109,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (r->suspended) return atomic_load(&r->done) ? reply(r) : MHD_YES;
     cm_hb *hbs = NULL;
     size_t n = 0;
+    cm_ignored ignored = {0};
     cm_apierr e;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (r->too_big) {
         r->status = 413;
-    } else if (cm_codec_heartbeats(r->body.data ? r->body.data : "", r->body.len, (int64_t)ts.tv_sec, &hbs, &n, &e) == 0) {
+    } else if (cm_codec_heartbeats(r->body.data ? r->body.data : "", r->body.len, (int64_t)ts.tv_sec, &hbs, &n, &ignored,
+                                   &e) == 0) {
         r->status = 202;
         r->accepted = n;
     } else {
         r->status = e.status;
     }
     free(hbs);
+    cm_buf_free(&ignored.listed);
     if (!handoff) return reply(r);
     MHD_suspend_connection(conn);
     r->suspended = 1;
