@@ -106,10 +106,11 @@ static void on_key_revoked(void *arg, int rc, const cm_pgres *res, const char *s
     cm_keycache *keys = c->api->keys;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
-    if (cm_pgres_affected(res) == 0) {
+    if (cm_pgres_rows(res) == 0) {
         cm_api_error(j, 404, "not_found", NULL, "no such key in this org");
         return;
     }
+    /* Other replicas forget it when PostgreSQL tells them (svc.c). */
     cm_keycache_forget(keys, j->req.key_revoke.id);
     j->status = 204;
     cm_api_answer(j);
@@ -122,6 +123,8 @@ int cm_api_key_revoke(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     const char *params[] = {j->req.key_revoke.id, who->org};
     return cm_api_query(c,
-                        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org = $2 AND revoked_at IS NULL",
+                        "WITH r AS (UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org = $2"
+                        " AND revoked_at IS NULL RETURNING id)"
+                        " SELECT pg_notify('" CM_KEY_REVOKED_CHANNEL "', id) FROM r",
                         2, params, on_key_revoked, e);
 }

@@ -15,6 +15,7 @@ typedef struct {
 
 struct cm_keycache {
     int ttl_ms;
+    uint64_t generation;
     slot slots[SLOTS];
 };
 
@@ -62,6 +63,18 @@ void cm_keycache_put(cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], 
 
 void cm_keycache_forget(cm_keycache *c, const char *id)
 {
+    c->generation++;
     for (int i = 0; i < SLOTS; i++)
         if (c->slots[i].found && strcmp(c->slots[i].who.id, id) == 0) c->slots[i].expires_ms = 0;
+}
+
+void cm_keycache_clear(cm_keycache *c)
+{
+    c->generation++;
+    for (int i = 0; i < SLOTS; i++) c->slots[i].expires_ms = 0;
+}
+
+uint64_t cm_keycache_generation(const cm_keycache *c)
+{
+    return c->generation;
 }

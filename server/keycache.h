@@ -20,6 +20,9 @@ typedef struct {
     char agent[CM_ADDR_MAX]; /* bound address or "" */
 } cm_ident;
 
+/* The PostgreSQL NOTIFY channel of revocations; the payload is the key id. */
+#define CM_KEY_REVOKED_CHANNEL "cm_key_revoked"
+
 typedef struct cm_keycache cm_keycache;
 
 /* ttl_ms 0 disables caching. */
@@ -35,8 +38,14 @@ cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[C
 /* Remembers what PostgreSQL said: who, or NULL for no such key. */
 void cm_keycache_put(cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], uint64_t now_ms,
                      const cm_ident *who);
-/* Forgets the key with this id at once (it was revoked here; other
- * replicas trust their cache for at most the ttl). */
+/* Forgets the key with this id at once: it was revoked (here, or on
+ * another replica, which says so through PostgreSQL). */
 void cm_keycache_forget(cm_keycache *c, const char *id);
+/* Forgets every key: revocations may have been missed. */
+void cm_keycache_clear(cm_keycache *c);
+/* Changes whenever a key is forgotten: a lookup that started under an
+ * older generation must not put its answer, which may predate the
+ * revocation. */
+uint64_t cm_keycache_generation(const cm_keycache *c);
 
 #endif

@@ -46,10 +46,15 @@ struct cm_pg_pool {
     _Atomic size_t backlog;
     int closing;
     int open_handles;    /* retry timers not yet closed */
+    char *listen_sql;    /* "LISTEN ..." sent first on every connection, or NULL */
+    cm_pg_notify_cb on_notify;
+    cm_pg_listening_cb on_listening;
+    void *listen_arg;
 };
 
 static void start_connect(conn *c);
 static void on_poll(uv_poll_t *h, int status, int events);
+static void listen_again(cm_pg_pool *p);
 static void dispatch(cm_pg_pool *p);
 
 static void query_free(query *q)
@@ -158,6 +163,7 @@ static void connect_step(conn *c)
         cm_backoff_reset(&c->backoff);
         atomic_fetch_add(&c->pool->up, 1);
         cm_log(CM_LOG_INFO, "event=pg_connected pool=%s", c->pool->name);
+        if (c->pool->listen_sql) listen_again(c->pool);
         dispatch(c->pool);
         return;
     default: {
@@ -208,6 +214,8 @@ static void read_results(conn *c)
         lose(c, "connection lost");
         return;
     }
+    for (PGnotify *nt; (nt = PQnotifies(c->pg)); PQfreemem(nt))
+        if (c->pool->on_notify) c->pool->on_notify(c->pool->listen_arg, nt->relname, nt->extra);
     while (c->state == C_BUSY && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r) {
@@ -248,8 +256,6 @@ static void read_results(conn *c)
     if (c->state == C_IDLE) {
         /* Nothing was asked: an unsolicited message or EOF. */
         if (PQstatus(c->pg) == CONNECTION_BAD) lose(c, "connection closed");
-        PGnotify *nt;
-        while ((nt = PQnotifies(c->pg))) PQfreemem(nt);
     }
 }
 
@@ -314,6 +320,7 @@ static void on_timer_closed(uv_handle_t *h)
     if (--p->open_handles == 0) {
         free(p->conns);
         free(p->conninfo);
+        free(p->listen_sql);
         free(p);
     }
 }
@@ -358,6 +365,40 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
 oom:
     query_free(q);
     return CM_ENOMEM;
+}
+
+static void on_listened(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    cm_pg_pool *p = arg;
+    /* What was notified while no connection listened is lost: say so. */
+    if (rc == CM_OK && p->on_listening) p->on_listening(p->listen_arg);
+}
+
+static void listen_again(cm_pg_pool *p)
+{
+    if (cm_pg_query(p, p->listen_sql, 0, NULL, on_listened, p) != CM_OK)
+        cm_log(CM_LOG_WARN, "event=pg_listen_failed pool=%s", p->name);
+}
+
+int cm_pg_listen(cm_pg_pool *p, const char *channel, cm_pg_notify_cb on_notify, cm_pg_listening_cb on_listening,
+                 void *arg)
+{
+    for (const char *ch = channel; *ch; ch++)
+        if (!((*ch >= 'a' && *ch <= 'z') || *ch == '_')) return CM_EINVAL;
+    size_t n = strlen(channel) + sizeof "LISTEN ";
+    char *sql = malloc(n);
+    if (!sql) return CM_ENOMEM;
+    snprintf(sql, n, "LISTEN %s", channel);
+    free(p->listen_sql);
+    p->listen_sql = sql;
+    p->on_notify = on_notify;
+    p->on_listening = on_listening;
+    p->listen_arg = arg;
+    /* Connections already up listen now; later ones as they connect. */
+    if (atomic_load(&p->up) > 0) listen_again(p);
+    return CM_OK;
 }
 
 int cm_pgres_rows(const cm_pgres *r)

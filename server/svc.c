@@ -33,6 +33,19 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_WEBHOOK_DELETE] = cm_api_webhook_delete,
 };
 
+static void on_revoked(void *arg, const char *channel, const char *key_id)
+{
+    (void)channel;
+    cm_svc *s = arg;
+    cm_keycache_forget(s->api.keys, key_id);
+}
+
+static void on_listening(void *arg)
+{
+    cm_svc *s = arg;
+    cm_keycache_clear(s->api.keys);
+}
+
 int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
 {
     cm_svc *s = calloc(1, sizeof *s);
@@ -47,6 +60,10 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.hot = d->hot;
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;
+    if (cm_pg_listen(d->listen_db, CM_KEY_REVOKED_CHANNEL, on_revoked, on_listening, s) != CM_OK) {
+        cm_svc_free(s);
+        return CM_ENOMEM;
+    }
     *out = s;
     return CM_OK;
 }
@@ -71,15 +88,30 @@ static void unauthorized(cm_job *j)
     cm_api_error(j, 401, "unauthorized", NULL, "a valid API key is required (x-api-key or Authorization: Bearer)");
 }
 
+/* A key lookup, with the cache's generation when it started. */
+typedef struct {
+    cm_api_call base;
+    uint64_t generation;
+} lookup_call;
+
+/* Remembers what PostgreSQL said, unless a key was revoked meanwhile: the
+ * answer may be older than the revocation. */
+static void remember(cm_svc *s, uint64_t generation, const unsigned char *hash, const cm_ident *who)
+{
+    if (cm_keycache_generation(s->api.keys) == generation)
+        cm_keycache_put(s->api.keys, hash, uv_now(s->api.loop), who);
+}
+
 static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    cm_api_call *c = arg;
-    cm_svc *s = (cm_svc *)c->api; /* api is the first member of cm_svc */
+    lookup_call *c = arg;
+    cm_svc *s = (cm_svc *)c->base.api; /* api is the first member of cm_svc */
+    uint64_t generation = c->generation;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
     if (cm_pgres_rows(res) != 1) {
-        cm_keycache_put(s->api.keys, j->key_hash, uv_now(s->api.loop), NULL);
+        remember(s, generation, j->key_hash, NULL);
         unauthorized(j);
         return;
     }
@@ -89,26 +121,45 @@ static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sq
     snprintf(who.org, sizeof who.org, "%s", cm_pgres_get(res, 0, 1));
     who.admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
     snprintf(who.agent, sizeof who.agent, "%s", cm_pgres_get(res, 0, 3));
-    cm_keycache_put(s->api.keys, j->key_hash, uv_now(s->api.loop), &who);
+    remember(s, generation, j->key_hash, &who);
     run_as(s, j, &who);
+}
+
+/* Writes that change who may do what, or what is allowed: a key revoked
+ * a moment ago on another replica must not make them. */
+static bool privileged(cm_op op)
+{
+    switch (op) {
+    case CM_OP_KEY_CREATE:
+    case CM_OP_KEY_REVOKE:
+    case CM_OP_POLICY_PUT:
+    case CM_OP_POLICY_PATCH:
+    case CM_OP_POLICY_DELETE:
+    case CM_OP_KILL:
+    case CM_OP_RESUME:
+    case CM_OP_WEBHOOK_PUT:
+    case CM_OP_WEBHOOK_DELETE: return true;
+    default: return false;
+    }
 }
 
 void cm_svc_run(void *svc, cm_job *j)
 {
     cm_svc *s = svc;
     cm_ident who;
-    switch (cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)) {
+    switch (privileged(j->op) ? CM_KEYCACHE_MISS : cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)) {
     case CM_KEYCACHE_FOUND: run_as(s, j, &who); return;
     case CM_KEYCACHE_UNKNOWN: unauthorized(j); return;
     case CM_KEYCACHE_MISS: break;
     }
     cm_apierr e;
     memset(&who, 0, sizeof who);
-    cm_api_call *c = cm_api_call_new(&s->api, j, &who, sizeof *c, &e);
+    lookup_call *c = cm_api_call_new(&s->api, j, &who, sizeof *c, &e);
     if (!c) {
         cm_api_fail(j, &e);
         return;
     }
+    c->generation = cm_keycache_generation(s->api.keys);
     char hex[CM_KEY_BYTEA_LEN];
     cm_auth_bytea(j->key_hash, hex);
     const char *params[] = {hex};

@@ -1,5 +1,7 @@
 /* svc.h - the loop-thread side of every API request: who is asking (the API
  * key, from a short cache or PostgreSQL) and which handler runs the job.
+ * A revocation reaches every replica's cache at once (PostgreSQL NOTIFY),
+ * and privileged writes always ask PostgreSQL.
  *
  * Loop thread only. Jobs arrive from the bridge and leave through
  * job->done with status and body set. The handlers are in api_*.c. */
@@ -18,6 +20,7 @@ typedef struct cm_svc cm_svc;
 typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db; /* the API's pool: key lookups and the routes' statements */
+    cm_pg_pool *listen_db; /* one connection that hears revocations from every replica */
     cm_ingest *ingest;
     cm_hot *hot;
     cm_notify *notify;

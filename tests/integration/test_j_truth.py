@@ -301,3 +301,38 @@ def test_client_intent_id_counts_once(h):
     again = intent(h, a, intent_id=iid)
     check_eq((again.status, again.json.get("intent_id")), (201, iid), "a repeat after Redis forgot it")
     check_eq(agent_view(h, a)["today"]["intents"], 1, "still counted once")
+
+
+def test_revocation_reaches_every_replica_at_once(h):
+    """A key revoked on one replica is refused by another at once, even where that replica trusts its
+    cache for a minute (issue 12.6); privileged writes never trust the cache."""
+    from harness import PortView, Server, free_port
+    r = h.request("POST", "/v1/keys", {"role": "admin", "name": "rev-" + hb_id()}, key=h.k1)
+    check_status(r, 201, "create an admin key")
+    k2, kid = r.json["key"], r.json["id"]
+    view = PortView(h, free_port())
+    second = Server(view, h.server.admin_key, h.server.org, env={"COSTMESH_KEY_CACHE_MS": "60000"})
+    second.start()
+    try:
+        check_status(view.request("GET", "/v1/mesh/agents", key=k2), 200, "the key works on the second replica")
+        check_status(h.request("DELETE", "/v1/keys/" + kid, key=h.k1), 204, "revoke on the first replica")
+        deadline, last = time.time() + 5, None
+        while time.time() < deadline:
+            last = view.request("GET", "/v1/mesh/agents", key=k2)
+            if last.status == 401:
+                break
+            time.sleep(0.05)
+        check_eq(last.status, 401, "a read with the revoked key on the second replica, well before its cache expires")
+        check_error(view.request("POST", "/v1/keys", {"role": "admin", "name": "x"}, key=k2), 401,
+                    what="a privileged write with the revoked key on the second replica")
+        # A key revoked without the notification (straight in PostgreSQL) may still read from a
+        # replica's cache, but never writes a policy, a key or a webhook there.
+        r = h.request("POST", "/v1/keys", {"role": "admin", "name": "rev3-" + hb_id()}, key=h.k1)
+        k3, kid3 = r.json["key"], r.json["id"]
+        check_status(view.request("GET", "/v1/mesh/agents", key=k3), 200, "k3 read, now cached")
+        h.psql("UPDATE api_keys SET revoked_at = now() WHERE id = '%s'" % kid3)
+        check_error(view.request("PUT", "/v1/mesh/webhook", {"url": "https://example.com/h", "secret": "s"}, key=k3),
+                    401, what="a privileged write skips the cache")
+    finally:
+        problems = second.stop()
+    check(not problems, "second replica stop: %s" % "; ".join(problems))

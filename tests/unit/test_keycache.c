@@ -34,8 +34,17 @@ static void test_cache(void)
     cm_keycache_put(c, a, 2000, &who);
     cm_keycache_forget(c, "key_other");
     CHECK(cm_keycache_get(c, a, 2001, &got) == CM_KEYCACHE_FOUND);
+    uint64_t g = cm_keycache_generation(c);
     cm_keycache_forget(c, "key_abc");
     CHECK(cm_keycache_get(c, a, 2001, &got) == CM_KEYCACHE_MISS);
+    CHECK(cm_keycache_generation(c) != g); /* a lookup begun before must not put */
+    cm_keycache_put(c, a, 3000, &who);
+    cm_keycache_put(c, b, 3000, NULL);
+    g = cm_keycache_generation(c);
+    cm_keycache_clear(c);
+    CHECK(cm_keycache_get(c, a, 3001, &got) == CM_KEYCACHE_MISS);
+    CHECK(cm_keycache_get(c, b, 3001, &got) == CM_KEYCACHE_MISS);
+    CHECK(cm_keycache_generation(c) != g);
     cm_keycache_free(c);
 
     CHECK(cm_keycache_new(0, &c) == CM_OK); /* ttl 0: nothing is remembered */
