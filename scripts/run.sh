@@ -54,7 +54,13 @@ sh "$HERE/services.sh" start
 export COSTMESH_REDIS_URL COSTMESH_DATABASE_URL
 
 KEY_FILE="$CM_DATA_DIR/admin_key"
+# The key itself is never printed: the terminal's scroll-back and logs
+# would keep it. Say where it is instead.
+KEY_FROM='$COSTMESH_ADMIN_KEY (set by you)'
+KEY_GET='$COSTMESH_ADMIN_KEY'
 if [ -z "${COSTMESH_ADMIN_KEY:-}" ]; then
+    KEY_FROM=$KEY_FILE
+    KEY_GET="\$(cat $KEY_FILE)"
     if [ ! -s "$KEY_FILE" ]; then
         (
             umask 077
@@ -76,11 +82,11 @@ cat <<EOF
 costmesh is starting on $BASE (org "$COSTMESH_ORG")
   redis:      $COSTMESH_REDIS_URL
   postgresql: $COSTMESH_DATABASE_URL
-  admin key:  $COSTMESH_ADMIN_KEY   (stored in $KEY_FILE)
+  admin key:  in $KEY_FROM
 
 Try it in another terminal (the README's examples, under "Using it"):
 
-export ADMIN_KEY=$COSTMESH_ADMIN_KEY
+export ADMIN_KEY=$KEY_GET
 BASE=$BASE
 
 EOF

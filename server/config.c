@@ -18,7 +18,7 @@ static const option options[] = {
     {"listen", "127.0.0.1:8080", "HTTP listen address host:port"},
     {"redis-url", "redis://127.0.0.1:6379/0", "Redis URL"},
     {"database-url", "postgresql://costmesh@127.0.0.1:5432/costmesh", "PostgreSQL URI or conninfo"},
-    {"admin-key", "", "bootstrap admin API key for COSTMESH_ORG"},
+    {"admin-key", "", "bootstrap admin API key for COSTMESH_ORG (at least 24 characters)"},
     {"org", "default", "org of the bootstrap admin key"},
     {"log-level", "info", "debug|info|warn|error"},
     {"http-threads", "2", "HTTP worker threads"},
@@ -176,6 +176,12 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
             snprintf(err, errsz, "invalid --%s", options[found].name);
             return CM_EINVAL;
         }
+    }
+    /* The bootstrap key opens everything in its org: refuse one short
+     * enough to guess (make run and the docs generate 48 hex digits). */
+    if (c->admin_key[0] && strlen(c->admin_key) < CM_ADMIN_KEY_MIN) {
+        snprintf(err, errsz, "admin-key (COSTMESH_ADMIN_KEY) must be at least %d characters", CM_ADMIN_KEY_MIN);
+        return CM_EINVAL;
     }
     return CM_OK;
 }

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define CM_ADMIN_KEY_MIN 24 /* characters in COSTMESH_ADMIN_KEY */
+
 typedef struct {
     char listen_host[64];
     int listen_port;

@@ -89,6 +89,11 @@ int main(int argc, char **argv)
         return die("cannot hash the admin key");
     if (have_admin) cm_auth_bytea(admin_hash, admin_bytea);
     explicit_bzero(cfg.admin_key, sizeof cfg.admin_key);
+    /* Nor does it stay in the environment, where /proc/<pid>/environ shows
+     * it: getenv points into that block, so wipe it there, then drop it. */
+    char *env_key = getenv("COSTMESH_ADMIN_KEY");
+    if (env_key) explicit_bzero(env_key, strlen(env_key));
+    unsetenv("COSTMESH_ADMIN_KEY");
 
     if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
     if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)

@@ -2,6 +2,8 @@
 real state after kill/resume, one event per real change, agents known before
 their first heartbeat."""
 
+import os
+import subprocess
 import time
 
 from harness import accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent
@@ -336,3 +338,13 @@ def test_revocation_reaches_every_replica_at_once(h):
     finally:
         problems = second.stop()
     check(not problems, "second replica stop: %s" % "; ".join(problems))
+
+
+def test_admin_key_leaves_no_trace(h):
+    """The bootstrap key is not readable from the running server's environment, and a short one is refused."""
+    environ = open("/proc/%d/environ" % h.server.proc.pid, "rb").read()
+    check(h.server.admin_key.encode() not in environ, "the admin key is still in costmeshd's environment")
+    env = dict(os.environ, COSTMESH_ADMIN_KEY="short-key")
+    p = subprocess.run([h.binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
+    check(p.returncode != 0 and b"at least 24 characters" in p.stderr, "a short admin key: rc %d, %r" %
+          (p.returncode, p.stderr))
