@@ -131,7 +131,8 @@ def check_json(got, want, what):
     if isinstance(want, dict):
         check(isinstance(got, dict), "%s: want an object, got %.300r" % (what, got))
         extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
-        check(not extra and not missing, "%s: fields %s missing, %s unexpected in %.400r" % (what, missing, extra, got))
+        check(not extra and not missing,
+              "%s: fields %s missing, %s unexpected in %.400r" % (what, missing, extra, got))
         for k in want:
             check_json(got[k], want[k], "%s.%s" % (what, k))
     elif isinstance(want, list):
