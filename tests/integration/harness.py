@@ -229,6 +229,11 @@ def check_error(r, status, code=None, field=None, what=""):
     return e
 
 
+# /metrics series the tests read: a store's state (1 up, 0 down), and the work in flight per stage.
+STORE_UP = 'costmesh_store_up{store="%s"}'
+BACKLOGS = ['costmesh_persistence_backlog{stage="%s"}' % s for s in ("ingest_jobs", "postgres_writer", "redis")]
+
+
 def read_metrics(h):
     """GET /metrics as {'name{labels}': value}, e.g. m['costmesh_store_up{store="redis"}']."""
     r = h.request("GET", "/metrics")

@@ -6,12 +6,12 @@ import time
 from decimal import Decimal
 
 from harness import (accepted, batch, check, check_eq, check_error, check_json, check_status, dec, enc, hb_id,
-                     hb_obj, iso, new_agent, parse_iso, read_metrics, day_start, hour_start, ConnError)
+                     hb_obj, iso, new_agent, parse_iso, read_metrics, day_start, hour_start, BACKLOGS, STORE_UP,
+                     ConnError)
 from test_e_policies import away_from_boundary
 
 
-BACKLOGS = ['costmesh_persistence_backlog{stage="%s"}' % s for s in ("ingest_jobs", "postgres_writer", "redis")]
-STORES_UP = {'costmesh_store_up{store="redis"}': 1, 'costmesh_store_up{store="postgres"}': 1}
+STORES_UP = {STORE_UP % "redis": 1, STORE_UP % "postgres": 1}
 HB_202 = 'costmesh_http_requests_total{route="heartbeat",status="202"}'
 
 
