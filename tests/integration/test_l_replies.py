@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from harness import (accepted, batch, check, check_eq, check_json, check_status, enc, expected_spend, hb_id, hb_obj,
                      hour_start, day_start, iso, new_agent, parse_iso, COUNTERS)
-from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, events_of, intent, put_policy,
-                             register)
+from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, events_of, intent, policy_of,
+                             put_policy, reached, register)
 
 
 def items_of(address, hbs):
@@ -90,24 +90,6 @@ def test_mixed_batch_names_each_agent(h):
     check_status(r, 202, "mixed batch again")
     want.update(accepted=0, duplicates=len(items))
     check_json(r.json, want, "202 of the mixed batch sent again")
-
-
-DEFAULT_THRESHOLDS = (Decimal("0.5"), Decimal("0.75"), Decimal("0.9"), Decimal(1))
-
-
-def policy_of(**limits):
-    """A policy reply: these limits (money as Decimal), the others unlimited, blocking, default thresholds."""
-    p = {k: None for k in ("max_intents_per_hour", "max_intents_per_day", "max_cost_per_hour_usd",
-                           "max_cost_per_day_usd", "max_cost_per_month_usd")}
-    p.update(limits, action_on_breach="block", alert_thresholds=list(DEFAULT_THRESHOLDS))
-    return p
-
-
-def reached(limit, limit_value, current):
-    """The events of a cost limit reached in one step: every default threshold crossed, then the breach."""
-    mark = {"limit": limit, "limit_value": limit_value, "current": current}
-    return ([{"event_type": "threshold_crossed", "details": dict(mark, threshold=t)} for t in DEFAULT_THRESHOLDS]
-            + [{"event_type": "policy_breached", "details": mark}])
 
 
 def ours(events):
@@ -231,5 +213,5 @@ def test_policy_breached_one_shape(h):
     put_policy(h, alerting, {"max_intents_per_day": 1, "action_on_breach": "alert"})
     for i in range(2):
         admitted(intent(h, alerting), alerting, "intent %d under an alert policy" % i)
-    wait_all_events(h, alerting, [{"event_type": "policy_changed", "details": {"policy": dict(policy_of(
-        max_intents_per_day=1), action_on_breach="alert")}}, intent_breach], seen_from, "intent limit, alerting")
+    wait_all_events(h, alerting, [{"event_type": "policy_changed", "details": {"policy": policy_of(
+        max_intents_per_day=1, action_on_breach="alert")}}, intent_breach], seen_from, "intent limit, alerting")
