@@ -1,7 +1,6 @@
 """API keys, agent-bound keys and org tenancy."""
 
 import hashlib
-import json
 import time
 from decimal import Decimal
 
