@@ -213,6 +213,8 @@ def test_events_filter_and_pages(h):
     check_error(h.request("GET", "/v1/mesh/events?agent=%s" % enc(other_org), key=h.k1), 403, what="other org")
     kb = create_agent_key(h, h.k1, b)
     check_error(h.request("GET", "/v1/mesh/events?agent=%s" % enc(a), key=kb), 403, what="bound key, other agent")
+    check_error(h.request("GET", "/v1/mesh/agents/%s" % enc(a), key=kb), 403,
+                what="bound key, another agent's page (its recent events)")
     r = h.request("GET", "/v1/mesh/events?limit=1000", key=kb)
     check_status(r, 200, "events with a bound key")
     mine = h.request("GET", "/v1/mesh/events?agent=%s&limit=1000" % enc(b), key=h.k1).json["events"]
