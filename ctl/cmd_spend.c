@@ -18,7 +18,7 @@ static const char usage[] =
 static int totals(json_object *j)
 {
     static const char *const keys[] = {"agent", "window", "from", "to", "cost_usd", "tokens_in", "tokens_out",
-                                       "llm_calls", "tool_calls", "heartbeats", "intents"};
+                                       "tokens_cached", "llm_calls", "tool_calls", "heartbeats", "intents"};
     cmctl_table *t = cmctl_table_new(2, NULL);
     int rc = t ? CMCTL_OK : CMCTL_ENOMEM;
     for (size_t i = 0; rc == CMCTL_OK && i < sizeof keys / sizeof keys[0]; i++) {

@@ -179,13 +179,13 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     if (!j) return;
     const cm_req_spend_agent *q = &j->req.spend_agent;
     int rows = cm_pgres_rows(res);
-    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 7), "0") == 0) {
+    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 8), "0") == 0) {
         agent_not_found(j);
         return;
     }
-    int64_t tot[6] = {0};
+    int64_t tot[7] = {0};
     for (int i = 0; i < rows; i++)
-        for (int k = 0; k < 6; k++) tot[k] += strtoll(cm_pgres_get(res, i, 1 + k), NULL, 10);
+        for (int k = 0; k < 7; k++) tot[k] += strtoll(cm_pgres_get(res, i, 1 + k), NULL, 10);
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
@@ -198,10 +198,10 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_adds(&b, ",\"cost_usd\":");
     cm_buf_add_money(&b, tot[0]);
     cm_buf_addf(&b,
-                ",\"tokens_in\":%lld,\"tokens_out\":%lld,\"llm_calls\":%lld,\"tool_calls\":%lld,"
-                "\"heartbeats\":%lld,\"intents\":%s,\"series\":[",
+                ",\"tokens_in\":%lld,\"tokens_out\":%lld,\"tokens_cached\":%lld,\"llm_calls\":%lld,"
+                "\"tool_calls\":%lld,\"heartbeats\":%lld,\"intents\":%s,\"series\":[",
                 (long long)tot[1], (long long)tot[2], (long long)tot[3], (long long)tot[4],
-                (long long)tot[5], cm_pgres_get(res, 0, 8));
+                (long long)tot[5], (long long)tot[6], cm_pgres_get(res, 0, 9));
     for (int i = 0; i < rows; i++) {
         if (i) cm_buf_add(&b, ",", 1);
         cm_buf_adds(&b, "{\"from\":");
@@ -209,7 +209,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         cm_buf_adds(&b, ",\"cost_usd\":");
         cm_buf_add_money(&b, strtoll(cm_pgres_get(res, i, 1), NULL, 10));
         cm_buf_addf(&b, ",\"tokens_in\":%s,\"tokens_out\":%s,\"llm_calls\":%s}",
-                    cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 4));
+                    cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 5));
     }
     cm_buf_adds(&b, "]}");
     cm_api_reply(j, 200, &b);
@@ -232,8 +232,9 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
      * session's time zone. */
     return cm_api_query(c,
                         "SELECT s::text, coalesce(sum(r.cost_nanos), 0)::text, coalesce(sum(r.tokens_in), 0)::text,"
-                        " coalesce(sum(r.tokens_out), 0)::text, coalesce(sum(r.llm_calls), 0)::text,"
-                        " coalesce(sum(r.tool_calls), 0)::text, coalesce(sum(r.heartbeats), 0)::text,"
+                        " coalesce(sum(r.tokens_out), 0)::text, coalesce(sum(r.tokens_cached), 0)::text,"
+                        " coalesce(sum(r.llm_calls), 0)::text, coalesce(sum(r.tool_calls), 0)::text,"
+                        " coalesce(sum(r.heartbeats), 0)::text,"
                         " (SELECT count(*) FROM agents WHERE address = $1)::text,"
                         " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
                         " AND admitted_at < to_timestamp($3::bigint))::text"

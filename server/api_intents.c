@@ -22,13 +22,7 @@ static void breach_events(admit_call *c, const cm_hot_admit_result *r)
         if (!(r->newly & (1u << i))) continue;
         cm_buf d;
         cm_buf_init(&d);
-        cm_buf_adds(&d, "{");
-        cm_api_jfield(&d, "limit", cm_limit_name(i), 1);
-        cm_buf_adds(&d, ",\"limit_value\":");
-        cm_policy_value_json(i, r->limit[i], &d);
-        cm_buf_adds(&d, ",\"current\":");
-        cm_policy_value_json(i, r->current[i], &d);
-        cm_buf_adds(&d, r->code == CM_HOT_REFUSED ? ",\"action\":\"block\"}" : ",\"action\":\"alert\"}");
+        cm_policy_mark_json(i, r->limit[i], r->current[i], 0, &d);
         char *details = cm_buf_take(&d, NULL);
         if (details)
             cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,

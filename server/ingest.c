@@ -427,15 +427,7 @@ static void mark_event(cm_ingest *in, const char *address, const cm_hot_mark *m)
     if (cm_addr_org(address, org) != CM_OK) return;
     cm_buf d;
     cm_buf_init(&d);
-    cm_buf_addf(&d, "{\"limit\":\"%s\",\"limit_value\":", cm_limit_name(m->limit));
-    cm_policy_value_json(m->limit, m->limit_value, &d);
-    cm_buf_adds(&d, ",\"current\":");
-    cm_policy_value_json(m->limit, m->current, &d);
-    if (m->fraction) {
-        cm_buf_adds(&d, ",\"threshold\":");
-        cm_buf_add_money(&d, m->fraction);
-    }
-    cm_buf_adds(&d, "}");
+    cm_policy_mark_json(m->limit, m->limit_value, m->current, m->fraction, &d);
     char *details = cm_buf_take(&d, NULL);
     if (details)
         cm_notify_event(in->notify, org, address, m->fraction ? "threshold_crossed" : "policy_breached", details,

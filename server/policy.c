@@ -79,6 +79,19 @@ void cm_policy_value_json(int lim, int64_t v, cm_buf *b)
     else cm_buf_addf(b, "%lld", (long long)v);
 }
 
+void cm_policy_mark_json(int lim, int64_t limit_value, int64_t current, int64_t fraction, cm_buf *b)
+{
+    cm_buf_addf(b, "{\"limit\":\"%s\",\"limit_value\":", cm_limit_name(lim));
+    cm_policy_value_json(lim, limit_value, b);
+    cm_buf_adds(b, ",\"current\":");
+    cm_policy_value_json(lim, current, b);
+    if (fraction) {
+        cm_buf_adds(b, ",\"threshold\":");
+        cm_buf_add_money(b, fraction);
+    }
+    cm_buf_adds(b, "}");
+}
+
 void cm_policy_json(const cm_policy *p, cm_buf *b)
 {
     cm_buf_add(b, "{", 1);

@@ -4,6 +4,7 @@ Owns a throwaway Redis + PostgreSQL (through scripts/services.sh), the
 costmeshd process under test, and small clients for HTTP, redis-cli and psql.
 """
 
+import calendar
 import decimal
 import hashlib
 import hmac
@@ -68,7 +69,6 @@ def parse_iso(s):
     m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?Z", s or "")
     if not m:
         raise TestFailure("not an RFC 3339 UTC time: %r" % (s,))
-    import calendar
     return calendar.timegm(tuple(int(g) for g in m.groups()) + (0, 0, 0))
 
 
@@ -78,6 +78,74 @@ def day_start(t):
 
 def hour_start(t):
     return int(t) // 3600 * 3600
+
+
+def window_bounds(window, at):
+    """[from, to) of the UTC window ("hour", "day", "week" from Monday, "month") containing at, and the
+    length of its series' buckets in seconds."""
+    at = int(at)
+    if window == "hour":
+        return hour_start(at), hour_start(at) + 3600, 3600
+    if window == "day":
+        return day_start(at), day_start(at) + 86400, 3600
+    if window == "week":
+        monday = day_start(at) - time.gmtime(at).tm_wday * 86400
+        return monday, monday + 7 * 86400, 86400
+    g = time.gmtime(at)
+    first = calendar.timegm((g.tm_year, g.tm_mon, 1, 0, 0, 0))
+    return first, first + calendar.monthrange(g.tm_year, g.tm_mon)[1] * 86400, 86400
+
+
+# The counters a heartbeat's metrics add up to, as the spend replies name them.
+COUNTERS = ("tokens_in", "tokens_out", "tokens_cached", "llm_calls", "tool_calls")
+
+
+def expected_spend(address, hbs, window, at, intents=0):
+    """The whole GET .../spend reply for an agent that was sent exactly hbs, a list of (ts, metrics) with
+    metrics a dict of cost_usd (text) and COUNTERS (ints), and had `intents` admitted in the window."""
+    lo, hi, step = window_bounds(window, at)
+    want = {"agent": address, "window": window, "from": iso(lo), "to": iso(hi), "cost_usd": Decimal(0),
+            "heartbeats": 0, "intents": intents}
+    want.update((k, 0) for k in COUNTERS)
+    series = [{"from": iso(s), "cost_usd": Decimal(0), "tokens_in": 0, "tokens_out": 0, "llm_calls": 0}
+              for s in range(lo, hi, step)]
+    for ts, m in hbs:
+        if not lo <= ts < hi:
+            continue
+        b = series[(int(ts) - lo) // step]
+        cost = Decimal(m.get("cost_usd", "0"))
+        want["cost_usd"] += cost
+        b["cost_usd"] += cost
+        want["heartbeats"] += 1
+        for k in COUNTERS:
+            want[k] += m.get(k, 0)
+            if k in b:
+                b[k] += m.get(k, 0)
+    want["series"] = series
+    return want
+
+
+def check_json(got, want, what):
+    """got (a parsed reply) is exactly want: the same keys at every level, the same list lengths, money
+    equal as Decimal (never a float), counts as JSON integers, everything else equal."""
+    if isinstance(want, dict):
+        check(isinstance(got, dict), "%s: want an object, got %.300r" % (what, got))
+        extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        check(not extra and not missing,
+              "%s: fields %s missing, %s unexpected in %.400r" % (what, missing, extra, got))
+        for k in want:
+            check_json(got[k], want[k], "%s.%s" % (what, k))
+    elif isinstance(want, list):
+        check(isinstance(got, list) and len(got) == len(want), "%s: want %d items, got %.400r" % (what, len(want), got))
+        for i, (g, w) in enumerate(zip(got, want)):
+            check_json(g, w, "%s[%d]" % (what, i))
+    elif isinstance(want, Decimal):
+        check_eq(dec(got), want, what)
+    elif isinstance(want, int) and not isinstance(want, bool):
+        check(type(got) is int, "%s: want the integer %d, got %r" % (what, want, got))
+        check_eq(got, want, what)
+    else:
+        check_eq(got, want, what)
 
 
 def new_agent(org="org1", tag="t"):
@@ -159,6 +227,35 @@ def check_error(r, status, code=None, field=None, what=""):
     if field is not None:
         check_eq(e.get("field"), field, "%s: error.field" % what)
     return e
+
+
+# /metrics series the tests read: a store's state (1 up, 0 down), and the work in flight per stage.
+STORE_UP = 'costmesh_store_up{store="%s"}'
+BACKLOGS = ['costmesh_persistence_backlog{stage="%s"}' % s for s in ("ingest_jobs", "postgres_writer", "redis")]
+
+
+def read_metrics(h):
+    """GET /metrics as {'name{labels}': value}, e.g. m['costmesh_store_up{store="redis"}']."""
+    r = h.request("GET", "/metrics")
+    check_status(r, 200, "/metrics")
+    out = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = int(value)
+    return out
+
+
+def wait_metric(h, name, want, secs, what):
+    """Polls /metrics until name reads want (the server notices a store going or coming on its own time)."""
+    deadline = time.time() + secs
+    got = None
+    while time.time() < deadline:
+        got = read_metrics(h).get(name)
+        if got == want:
+            return
+        time.sleep(0.1)
+    raise TestFailure("%s: %s want %r within %ss, got %r" % (what, name, want, secs, got))
 
 
 class Server:

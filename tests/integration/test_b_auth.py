@@ -1,11 +1,12 @@
 """API keys, agent-bound keys and org tenancy."""
 
 import hashlib
-import json
 import time
 from decimal import Decimal
 
-from harness import (accepted, check, check_eq, check_error, check_status, dec, enc, hb_id, hb_obj, new_agent)
+from harness import (accepted, check, check_eq, check_error, check_json, check_status, dec, enc, hb_id, hb_obj,
+                     new_agent, parse_iso)
+from test_e_policies import away_from_boundary
 
 
 def create_key(h, key, role, name, agent=None):
@@ -28,6 +29,8 @@ def list_keys(h, key):
 
 
 def test_agent_keys(h):
+    away_from_boundary(86400, 30)
+    t0 = int(time.time())
     a = new_agent(tag="bound")
     other = new_agent(tag="bound-other")
     name = "sdk-" + hb_id()
@@ -36,9 +39,9 @@ def test_agent_keys(h):
     # The AXME SDK form: metrics only, agent from the key.
     r = h.hb('{"metrics":{"cost_usd":0.5,"llm_calls":2,"intents_total":3,"intents_succeeded":2,'
              '"intents_failed":1,"avg_latency_ms":12.5,"some_unknown_metric":7}}', key=k)
-    j = accepted(r, 1, 0, "bound key, no agent")
-    check(a in j.get("agents", {}), "reply does not name the bound agent: %.300r" % r.text)
-    check_eq(j.get("ignored"), ["metrics.some_unknown_metric"], "the unknown AXME metric is named in the reply")
+    check_status(r, 202, "bound key, no agent")
+    check_json(r.json, {"accepted": 1, "duplicates": 0, "agents": {a: {"state": "active", "cost_today_usd": Decimal(
+        "0.5")}}, "ignored": ["metrics.some_unknown_metric"]}, "202 of a bound key's heartbeat naming no agent")
     # Empty body: a liveness beat.
     accepted(h.hb("", key=k), 1, 0, "bound key, empty body")
     accepted(h.hb(b"  \n", key=k), 1, 0, "bound key, blank body")
@@ -75,7 +78,10 @@ def test_agent_keys(h):
     r = list_keys(h, h.k1)
     entries = [e for e in r.json["keys"] if e.get("id") == kid]
     check_eq(len(entries), 1, "the new key in the list")
-    check_eq(entries[0].get("name"), name, "listed name")
+    created = entries[0].get("created_at")
+    check(t0 <= parse_iso(created) <= time.time(), "created_at %r is not the time of this test" % created)
+    check_json(entries[0], {"id": kid, "role": "agent", "name": name, "agent": a, "created_at": created},
+               "the new key's entry")
     for secret in (k, hashlib.sha256(k.encode()).hexdigest(), h.k1, hashlib.sha256(h.k1.encode()).hexdigest()):
         check(secret not in r.text and secret.upper() not in r.text, "key list leaks a key or its hash")
     for e in r.json["keys"]:
@@ -93,9 +99,12 @@ def test_agent_keys(h):
 def test_keys_are_per_org(h):
     a = new_agent(tag="k-org")
     k, kid = create_key(h, h.k1, "agent", "org1-key", a)
-    k2list = list_keys(h, h.k2)
-    check(all(e.get("id") != kid for e in k2list.json["keys"]), "org2's list shows org1's key")
-    check(all(e.get("org", "org2") == "org2" for e in k2list.json["keys"]), "org2's list has other orgs' keys")
+    _, k2id = create_key(h, h.k2, "agent", "org2-key", new_agent("org2", "k-org"))
+    org1_ids = {e["id"] for e in list_keys(h, h.k1).json["keys"]}
+    org2_ids = {e["id"] for e in list_keys(h, h.k2).json["keys"]}
+    check(kid in org1_ids and kid not in org2_ids, "org1's key is listed in org1 only")
+    check(k2id in org2_ids and k2id not in org1_ids, "org2's key is listed in org2 only")
+    check_eq(org1_ids & org2_ids, set(), "keys listed in both orgs")
     check_error(h.request("DELETE", "/v1/keys/" + kid, key=h.k2), 404, what="org2 revoking org1's key")
     accepted(h.hb("", key=k), 1, 0, "org1 key still works after org2's attempt")
     check(any(e.get("id") == kid for e in list_keys(h, h.k1).json["keys"]), "org1 no longer lists its key")

@@ -5,7 +5,8 @@ import time
 from decimal import Decimal
 
 from harness import (Server, accepted, batch, check, check_eq, check_error, check_status, dec, hb_id, hb_obj,
-                     new_agent, nanos, day_start, hour_start, ConnError, TestFailure)
+                     new_agent, nanos, wait_metric, day_start, hour_start, BACKLOGS, STORE_UP, ConnError, TestFailure)
+from test_e_policies import admitted, agent_view, away_from_boundary, check_breach, intent, put_policy, register
 
 
 def timeout(seconds):
@@ -13,6 +14,9 @@ def timeout(seconds):
         fn.timeout = seconds
         return fn
     return deco
+
+
+REDIS_UP, PG_UP = STORE_UP % "redis", STORE_UP % "postgres"
 
 
 def pg_totals(h, address, grain, bucket):
@@ -42,7 +46,8 @@ def test_sigterm_clean(h):
 
 
 def test_sigterm_while_busy(h):
-    """SIGTERM with heartbeats in flight: every 202 is durable, exit is still clean."""
+    """SIGTERM with heartbeats in flight: what was sent before it is accepted, every 202 is durable, the
+    exit is clean, and resending every batch afterwards gives the exact totals."""
     a = new_agent(tag="termbusy")
     t = int(time.time()) - 20
     batches = [[(hb_id(), "0.0%02d" % (1 + (b * 7 + i) % 99)) for i in range(50)] for b in range(60)]
@@ -56,14 +61,19 @@ def test_sigterm_while_busy(h):
             try:
                 r = h.hb(batch([hb_obj(a, c, i, ts=t) for i, c in items]), timeout=15)
                 got[bi] = r.status
+                if r.status == 503:
+                    check_503(r, "shutting_down", "batch %d during shutdown" % bi)
             except ConnError:
                 got[bi] = None
+            except TestFailure as e:
+                got[bi] = str(e)
 
     th = threading.Thread(target=writer)
     th.start()
     deadline = time.time() + 20
     while len(got) < 5 and time.time() < deadline:
         time.sleep(0.01)
+    before = dict(got)  # answered before the SIGTERM
     problems = h.server.stop()
     stop.set()
     th.join(30)
@@ -71,13 +81,19 @@ def test_sigterm_while_busy(h):
     h.server = s
     s.start()
     check(not problems, "stop under load not clean: %s" % "; ".join(problems))
+    check(len(before) >= 5 and set(before.values()) == {202},
+          "batches answered before the SIGTERM: want at least 5, all 202, got %r" % before)
     bad = [st for st in got.values() if st not in (202, 503, None)]
-    check(not bad, "statuses other than 202/503/no answer during shutdown: %r" % bad)
-    # Every batch answered 202 must be all duplicates now.
-    for bi, st in sorted(got.items()):
-        if st == 202:
-            r = h.hb(batch([hb_obj(a, c, i, ts=t) for i, c in batches[bi]]))
+    check(not bad, "answers other than 202, 503 with Retry-After, or none during shutdown: %r" % bad)
+    # Every batch answered 202 must be all duplicates now; every other one counts once when resent.
+    for bi, items in enumerate(batches):
+        r = h.hb(batch([hb_obj(a, c, i, ts=t) for i, c in items]))
+        check_status(r, 202, "resend of batch %d" % bi)
+        if got.get(bi) == 202:
             accepted(r, 0, 50, "resend of batch %d acknowledged before SIGTERM" % bi)
+    sp = h.spend_ok(a, "day", at=t)
+    check_eq((dec(sp["cost_usd"]), sp["heartbeats"]),
+             (sum(Decimal(c) for items in batches for _, c in items), 50 * len(batches)), "totals after the resend")
 
 
 @timeout(120)
@@ -148,7 +164,7 @@ def test_crash_kill9(h):
     dkey = "cm:%s:d:%d" % (a, day_start(t))
     pg_day = pg_totals(h, a, "d", day_start(t))
     check_eq(pg_day[0], nanos(want), "PostgreSQL day rollup in nanos")
-    wait_redis_cost(h, dkey, pg_day[0], 5)  # mirrored before the flush
+    check_eq(h.redis("HGET", dkey, "cost"), str(pg_day[0]), "Redis day cost (a 202 means merged too)")
     check_eq(h.redis("FLUSHALL"), "OK", "FLUSHALL")
     check_eq(h.redis("EXISTS", dkey), "0", "key after FLUSHALL")
     trigger = new_agent(tag="crash-trigger")
@@ -158,6 +174,19 @@ def test_crash_kill9(h):
     wait_redis_cost(h, hkey, pg_totals(h, a, "h", hour_start(t))[0], 5)
     check_eq(h.redis("HGET", dkey, "hb"), "4000", "rebuilt heartbeat count")
     check_eq(h.redis("HGET", dkey, "tin"), str(want_tokens), "rebuilt tokens_in")
+
+
+def check_503(r, code, what):
+    """A 503 with its error code and Retry-After: 1 (every 503 tells the client when to retry)."""
+    check_error(r, 503, code, what=what)
+    check_eq(r.headers.get("retry-after"), "1", "%s: Retry-After of the 503" % what)
+
+
+def wait_for(cond, secs, what):
+    deadline = time.time() + secs
+    while not cond():
+        check(time.time() < deadline, "%s: not within %ss" % (what, secs))
+        time.sleep(0.05)
 
 
 @timeout(120)
@@ -180,39 +209,51 @@ def test_redis_restart(h):
                 if st not in (202, 503):
                     errors.append(repr(r))
                 elif st == 503:
-                    r.error()
+                    check_503(r, None, "heartbeat while Redis restarts")
             except ConnError as e:
                 st = None
+                errors.append(str(e))
+            except TestFailure as e:
+                st = 503
                 errors.append(str(e))
             with lock:
                 sent.append((items, st))
             time.sleep(0.02)
 
+    def accepted_since(n):
+        with lock:
+            return sum(1 for _, st in sent[n:] if st == 202)
+
     th = threading.Thread(target=writer)
     th.start()
     restarted = False
     try:
-        time.sleep(1.0)
+        wait_for(lambda: accepted_since(0) >= 3, 20, "three batches accepted before Redis goes")
         h.kill9_redis()
-        time.sleep(2.5)
+        wait_metric(h, REDIS_UP, 0, 10, "Redis killed")
         r = h.request("GET", "/readyz")
-        check_status(r, 503, "/readyz with Redis down")
-        check_eq(r.json.get("redis"), "down", "/readyz redis while down")
+        check_503(r, "not_ready", "/readyz with Redis down")
+        check_eq((r.json.get("ready"), r.json.get("redis"), r.json.get("postgres")), (False, "down", "up"),
+                 "/readyz stores while Redis is down")
+        check_503(h.request("POST", "/v1/mesh/intents", {"agent": a}, key=h.k1), "store_unavailable",
+                  "intent with Redis down (admission fails closed)")
+        with lock:
+            n_gone = len(sent)
+        wait_for(lambda: len(sent) >= n_gone + 5, 20, "five batches answered while Redis is down")
         with lock:
             n_down = len(sent)
         h.services("start")
         restarted = True
-        t_up = time.time()
         h.wait_ready(10)
-        ready_after = time.time() - t_up
-        time.sleep(1.5)
+        wait_metric(h, REDIS_UP, 1, 10, "Redis back")
+        wait_for(lambda: accepted_since(n_down) >= 3, 20, "three batches accepted after Redis is back")
     finally:
         stop.set()
         th.join(30)
         if not restarted:
             h.services("start")
     check(not errors, "heartbeats without 202/503 while Redis restarted: %s" % errors[:3])
-    during = [st for _, st in sent[n_down - 5:n_down]] if n_down >= 5 else []
+    during = [st for _, st in sent[n_gone:n_down]]
     check(202 in during, "no heartbeat accepted while Redis was down (PostgreSQL is the record): %r" % during)
     # Every 202 was counted: resending those gives only duplicates; 503s are retried.
     want = Decimal(0)
@@ -232,7 +273,36 @@ def test_redis_restart(h):
     for grain, start in (("h", hour_start(t)), ("d", day_start(t))):
         wait_redis_cost(h, "cm:%s:%s:%d" % (a, grain, start), pg_totals(h, a, grain, start)[0], 5)
     check_eq(pg_totals(h, a, "d", day_start(t))[0], nanos(want), "PostgreSQL day total")
-    check(ready_after <= 10, "ready after %.1fs" % ready_after)
+    for name in BACKLOGS:
+        wait_metric(h, name, 0, 5, "after Redis is back")
+
+
+@timeout(120)
+def test_fail_open_admission(h):
+    """COSTMESH_ADMISSION_FAIL_OPEN=1: while Redis is down intents are admitted unchecked (over the limit
+    too), recorded and logged; once Redis is back they count in the agent's windows like any other."""
+    away_from_boundary(86400, 60)
+    a = new_agent(tag="failopen")
+    register(h, a)
+    put_policy(h, a, {"max_intents_per_day": 2})
+    h.restart_server(env={"COSTMESH_ADMISSION_FAIL_OPEN": "1"})
+    try:
+        admitted(intent(h, a), a, "intent with Redis up")
+        h.kill9_redis()
+        try:
+            wait_metric(h, REDIS_UP, 0, 10, "Redis killed")
+            for i in range(3):
+                admitted(intent(h, a), a, "intent %d with Redis down" % i)
+            check_eq((agent_view(h, a)["today"]["intents"], h.spend_ok(a)["intents"]), (4, 4),
+                     "intents recorded while Redis is down (agent page, spend)")
+        finally:
+            h.services("start")
+        h.wait_ready(20)
+        check_breach(intent(h, a), "max_intents_per_day", 2, 4, 86400, "intent once Redis is back")
+        check_eq(agent_view(h, a)["today"]["intents"], 4, "intents once Redis is back")
+        check_eq(h.server.log_text().count("event=admission_unchecked"), 3, "unchecked admissions logged")
+    finally:
+        h.restart_server()
 
 
 @timeout(120)
@@ -246,6 +316,8 @@ def test_postgres_down(h):
         r = h.hb(hb_obj(a, cost, hid, ts=t), timeout=20)
         if r.status == 202:
             acked[hid] = cost
+        elif r.status == 503:
+            check_503(r, None, "heartbeat with PostgreSQL down or coming back")
         return r
 
     for i in range(5):
@@ -259,14 +331,16 @@ def test_postgres_down(h):
             hid, cost = hb_id(), "0.07"
             r = send(hid, cost)
             check(r.status != 202, "202 while PostgreSQL is down: %r" % r)
-            check_error(r, 503, what="heartbeat with PostgreSQL down")
+            check_503(r, "store_unavailable", "heartbeat with PostgreSQL down")
             pending.append((hid, cost))
             n503 += 1
             time.sleep(0.1)
+        check(n503 > 0, "no heartbeat sent while PostgreSQL was down")
+        wait_metric(h, PG_UP, 0, 10, "PostgreSQL stopped")
         r = h.request("GET", "/readyz")
-        check_status(r, 503, "/readyz with PostgreSQL down")
+        check_503(r, "not_ready", "/readyz with PostgreSQL down")
         check_eq(r.json.get("postgres"), "down", "/readyz postgres")
-        check_error(h.spend(a), 503, what="spend with PostgreSQL down")
+        check_503(h.spend(a), "store_unavailable", "spend with PostgreSQL down")
     finally:
         h.services("start")
     t_up = time.time()
@@ -276,10 +350,11 @@ def test_postgres_down(h):
         if r.status == 202:
             ok = True
             break
-        check_error(r, 503, what="heartbeat while PostgreSQL comes back")
+        check_status(r, 503, "heartbeat while PostgreSQL comes back")
         time.sleep(0.2)
     check(ok, "no 202 within 15 s of PostgreSQL's return")
     h.wait_ready(15)
+    wait_metric(h, PG_UP, 1, 5, "PostgreSQL back")
     for hid, cost in pending:
         r = send(hid, cost)
         check_status(r, 202, "retry of a 503'd heartbeat")
@@ -306,4 +381,4 @@ def test_readyz_503_has_error_body(h):
     finally:
         h.services("start")
     h.wait_ready(15)
-    check_error(r, 503, what="/readyz with PostgreSQL down")
+    check_503(r, "not_ready", "/readyz with PostgreSQL down")

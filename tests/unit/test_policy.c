@@ -108,10 +108,35 @@ static void stored_thresholds(void)
     CHECK_EQ_I64(cm_policy_thresh_parse("5x", &p), CM_EINVAL);
 }
 
+/* One shape for the events of both paths that record a mark. */
+static void mark_details(void)
+{
+    static const struct {
+        int lim;
+        int64_t limit_value, current, fraction;
+        const char *want;
+    } cases[] = {
+        {CM_LIM_COST_DAY, 1000000000, 1500000000, 0,
+         "{\"limit\":\"max_cost_per_day_usd\",\"limit_value\":1,\"current\":1.5}"},
+        {CM_LIM_INTENTS_DAY, 2, 2, 0, "{\"limit\":\"max_intents_per_day\",\"limit_value\":2,\"current\":2}"},
+        {CM_LIM_COST_MONTH, 3000000000, 2250000001, 750000000,
+         "{\"limit\":\"max_cost_per_month_usd\",\"limit_value\":3,\"current\":2.250000001,\"threshold\":0.75}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_policy_mark_json(cases[i].lim, cases[i].limit_value, cases[i].current, cases[i].fraction, &b);
+        char *s = cm_buf_take(&b, NULL);
+        CHECK_STR(s, cases[i].want);
+        free(s);
+    }
+}
+
 void test_policy(void)
 {
     binding();
     thresholds();
     defaults_and_json();
     stored_thresholds();
+    mark_details();
 }
