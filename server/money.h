@@ -29,4 +29,12 @@ int cm_money_parse(const char *text, size_t len, int64_t *out);
  * (excluding the NUL), or 0 when bufsz < CM_MONEY_BUFSZ. */
 size_t cm_money_format(int64_t nanos, char *buf, size_t bufsz);
 
+/* cm_money_format for nano-dollars of any size given as decimal text, an
+ * optional '-' and digits: a sum PostgreSQL computed in numeric, which may
+ * be past int64. Returns the length written, or 0 when the text is not
+ * that or the result and its NUL do not fit in bufsz (3 bytes more than
+ * the digit count or 10, whichever is larger, always do; CM_MONEY_BUFSZ
+ * for anything int64 holds). */
+size_t cm_money_format_text(const char *nanos, char *buf, size_t bufsz);
+
 #endif
