@@ -9,9 +9,10 @@
 #include <stdint.h>
 
 #define CM_NANOS_PER_USD 1000000000LL
-/* Largest amount one field may carry: one million dollars. int64 holds
- * about 9.2 billion dollars, so a window's sum only overflows after 9,223
- * maximal values; PostgreSQL's bigint then refuses the sum rather than wrap. */
+/* Largest amount one field may carry: one million dollars. An agent's
+ * total per window is capped at a billion (CM_TOTAL_MAX, ingest.h), so one
+ * group commit of 4,000 maximal values on top of a full window stays inside
+ * int64 (about 9.2 billion dollars). */
 #define CM_MONEY_MAX (1000000LL * CM_NANOS_PER_USD)
 /* Enough for "-9223372036.854775808" and the NUL. */
 #define CM_MONEY_BUFSZ 32
