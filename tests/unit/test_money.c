@@ -238,13 +238,16 @@ static void sums(void)
     CHECK(CM_MONEY_MAX <= INT64_MAX / 9000);
 }
 
-#define CHECK_FMT(nanos, want)                                               \
+/* `call` writes into b_ and returns the length: both are checked. */
+#define CHECK_WRITES(call, want)                                             \
     do {                                                                     \
-        char b_[CM_MONEY_BUFSZ];                                             \
-        size_t n_ = cm_money_format(nanos, b_, sizeof b_);                   \
+        char b_[64];                                                         \
+        size_t n_ = (call);                                                  \
         CHECK_STR(b_, want);                                                 \
         CHECK_EQ_I64(n_, strlen(want));                                      \
     } while (0)
+#define CHECK_FMT(nanos, want) CHECK_WRITES(cm_money_format(nanos, b_, CM_MONEY_BUFSZ), want)
+#define CHECK_FMT_TEXT(nanos, want) CHECK_WRITES(cm_money_format_text(nanos, b_, sizeof b_), want)
 
 static void format(void)
 {
@@ -276,14 +279,6 @@ static void format(void)
     CHECK_EQ_I64(cm_money_format(INT64_MIN, buf, CM_MONEY_BUFSZ), 21);
     CHECK(strlen("-9223372036.854775808") + 1 <= CM_MONEY_BUFSZ);
 }
-
-#define CHECK_FMT_TEXT(nanos, want)                                          \
-    do {                                                                     \
-        char b_[64];                                                         \
-        size_t n_ = cm_money_format_text(nanos, b_, sizeof b_);              \
-        CHECK_STR(b_, want);                                                 \
-        CHECK_EQ_I64(n_, strlen(want));                                      \
-    } while (0)
 
 /* Sums PostgreSQL made in numeric, past int64 too. */
 static void format_text(void)
