@@ -9,7 +9,9 @@
  * idempotent and order-free, so a crash between the commit and the merge, a
  * Redis restart or a FLUSHALL is healed by merging PostgreSQL's totals again
  * (hot.h does that by itself). The job is answered after the commit: 202
- * means it is in PostgreSQL. */
+ * means it is in PostgreSQL. A statement PostgreSQL refuses for good
+ * (cm_ingest_refusal) is split until the request at fault is alone, so one
+ * request's rows never fail the others'. */
 #ifndef CM_INGEST_H
 #define CM_INGEST_H
 
