@@ -179,13 +179,10 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     if (!j) return;
     const cm_req_spend_agent *q = &j->req.spend_agent;
     int rows = cm_pgres_rows(res);
-    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 8), "0") == 0) {
+    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 7), "0") == 0) {
         agent_not_found(j);
         return;
     }
-    int64_t tot[7] = {0};
-    for (int i = 0; i < rows; i++)
-        for (int k = 0; k < 7; k++) tot[k] += strtoll(cm_pgres_get(res, i, 1 + k), NULL, 10);
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
@@ -195,21 +192,24 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_add_jtime(&b, from);
     cm_buf_adds(&b, ",\"to\":");
     cm_buf_add_jtime(&b, to);
+    /* Every sum is PostgreSQL's, in numeric, printed from its text: a
+     * week spans two months, and rows written before the caps
+     * (schema/007_caps.sql) may hold anything up to bigint's maximum. */
     cm_buf_adds(&b, ",\"cost_usd\":");
-    cm_buf_add_money(&b, tot[0]);
+    cm_buf_add_money_text(&b, cm_pgres_get(res, 0, 9));
     cm_buf_addf(&b,
-                ",\"tokens_in\":%lld,\"tokens_out\":%lld,\"tokens_cached\":%lld,\"llm_calls\":%lld,"
-                "\"tool_calls\":%lld,\"heartbeats\":%lld,\"intents\":%s,\"series\":[",
-                (long long)tot[1], (long long)tot[2], (long long)tot[3], (long long)tot[4],
-                (long long)tot[5], (long long)tot[6], cm_pgres_get(res, 0, 9));
+                ",\"tokens_in\":%s,\"tokens_out\":%s,\"tokens_cached\":%s,\"llm_calls\":%s,\"tool_calls\":%s,"
+                "\"heartbeats\":%s,\"intents\":%s,\"series\":[",
+                cm_pgres_get(res, 0, 10), cm_pgres_get(res, 0, 11), cm_pgres_get(res, 0, 15), cm_pgres_get(res, 0, 12),
+                cm_pgres_get(res, 0, 13), cm_pgres_get(res, 0, 14), cm_pgres_get(res, 0, 8));
     for (int i = 0; i < rows; i++) {
         if (i) cm_buf_add(&b, ",", 1);
         cm_buf_adds(&b, "{\"from\":");
         cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 0), NULL, 10));
         cm_buf_adds(&b, ",\"cost_usd\":");
-        cm_buf_add_money(&b, strtoll(cm_pgres_get(res, i, 1), NULL, 10));
+        cm_buf_add_money_text(&b, cm_pgres_get(res, i, 1));
         cm_buf_addf(&b, ",\"tokens_in\":%s,\"tokens_out\":%s,\"llm_calls\":%s}",
-                    cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 5));
+                    cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 4));
     }
     cm_buf_adds(&b, "]}");
     cm_api_reply(j, 200, &b);
@@ -231,17 +231,22 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. */
     return cm_api_query(c,
-                        "SELECT s::text, coalesce(sum(r.cost_nanos), 0)::text, coalesce(sum(r.tokens_in), 0)::text,"
-                        " coalesce(sum(r.tokens_out), 0)::text, coalesce(sum(r.tokens_cached), 0)::text,"
-                        " coalesce(sum(r.llm_calls), 0)::text, coalesce(sum(r.tool_calls), 0)::text,"
-                        " coalesce(sum(r.heartbeats), 0)::text,"
-                        " (SELECT count(*) FROM agents WHERE address = $1)::text,"
-                        " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-                        " AND admitted_at < to_timestamp($3::bigint))::text"
+                        "WITH b AS (SELECT s, coalesce(sum(r.cost_nanos), 0) AS cost, coalesce(sum(r.tokens_in), 0) AS tin,"
+                        " coalesce(sum(r.tokens_out), 0) AS tout, coalesce(sum(r.llm_calls), 0) AS calls,"
+                        " coalesce(sum(r.tool_calls), 0) AS tools, coalesce(sum(r.heartbeats), 0) AS hb,"
+                        " coalesce(sum(r.tokens_cached), 0) AS tcached"
                         " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
                         " LEFT JOIN rollup_agent r ON r.address = $1 AND r.grain = 'h'"
                         " AND r.bucket >= to_timestamp(s) AND r.bucket < to_timestamp(s + $4::bigint)"
-                        " GROUP BY s ORDER BY s",
+                        " GROUP BY s)"
+                        " SELECT s::text, cost::text, tin::text, tout::text, calls::text, tools::text, hb::text,"
+                        " (SELECT count(*) FROM agents WHERE address = $1)::text,"
+                        " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
+                        " AND admitted_at < to_timestamp($3::bigint))::text,"
+                        " (sum(cost) OVER ())::text, (sum(tin) OVER ())::text, (sum(tout) OVER ())::text,"
+                        " (sum(calls) OVER ())::text, (sum(tools) OVER ())::text, (sum(hb) OVER ())::text,"
+                        " (sum(tcached) OVER ())::text"
+                        " FROM b ORDER BY s",
                         4, params, on_spend, e);
 }
 
@@ -265,7 +270,8 @@ static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *
     cm_buf_adds(&b, ",\"to\":");
     cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 1), NULL, 10));
     cm_buf_adds(&b, ",\"cost_usd\":");
-    cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 2), NULL, 10));
+    /* A numeric sum over the intent's hours, which have no end. */
+    cm_buf_add_money_text(&b, cm_pgres_get(res, 0, 2));
     cm_buf_addf(&b,
                 ",\"tokens_in\":%s,\"tokens_out\":%s,\"tokens_cached\":%s,\"llm_calls\":%s,"
                 "\"tool_calls\":%s,\"heartbeats\":%s}",

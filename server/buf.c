@@ -164,6 +164,16 @@ void cm_buf_add_money(cm_buf *b, int64_t nanos)
     cm_buf_add(b, tmp, n);
 }
 
+void cm_buf_add_money_text(cm_buf *b, const char *nanos)
+{
+    /* Room for 61 digits: a numeric sum of bigints has at most 19 plus the
+     * digits of its row count. */
+    char tmp[64];
+    size_t n = cm_money_format_text(nanos, tmp, sizeof tmp);
+    if (n == 0) b->failed = 1;
+    else cm_buf_add(b, tmp, n);
+}
+
 void cm_buf_add_jtime(cm_buf *b, int64_t t)
 {
     char tmp[CM_TIME_BUFSZ];

@@ -34,6 +34,10 @@ void cm_buf_add_jstr(cm_buf *b, const char *s);
 size_t cm_utf8_valid_prefix(const char *s, size_t n);
 /* Exact money as a JSON number. */
 void cm_buf_add_money(cm_buf *b, int64_t nanos);
+/* The same from nano-dollars as decimal text (a numeric sum, which may be
+ * past int64). Text that is not a decimal integer spends the buffer, as an
+ * allocation failure does. */
+void cm_buf_add_money_text(cm_buf *b, const char *nanos);
 /* Quoted RFC 3339 UTC time. */
 void cm_buf_add_jtime(cm_buf *b, int64_t t);
 /* The one shape of every error body:

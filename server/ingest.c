@@ -1,9 +1,11 @@
 #include "ingest.h"
 #include "error.h"
 #include "log.h"
+#include "money.h"
 #include "policy.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,13 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
+
+/* A group's rows add at most this to a capped total that is at most
+ * CM_TOTAL_MAX, so the statement's arithmetic stays inside bigint and the
+ * cap's check_violation comes before any overflow. */
+_Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
+                   CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_COUNT_MAX,
+               "a group commit could overflow a capped total");
 
 /* The one statement of a group commit (data-modifying CTEs always run to
  * completion, referenced or not). Lock order is fixed by the ORDER BY
@@ -99,7 +108,8 @@ typedef struct {
     const cm_job *listed_in; /* the last reply that named it, so each names it once */
 } group_agent;
 
-typedef struct group {
+typedef struct group group;
+struct group {
     cm_ingest *in;
     cm_jobq jobs;  /* in arrival order, as their rows are */
     row *rows;
@@ -108,14 +118,18 @@ typedef struct group {
     int retries;
     group_agent *agents; /* owned */
     int nagents;
-} group;
+    /* The part of a split group to send on the same writer once this one's
+     * statement is over (see split). */
+    group *then;
+};
 
 struct cm_ingest {
     cm_pg_pool *db; /* the ingest pool: group commits only */
     cm_hot *hot;
     cm_notify *notify;
     cm_jobq waiting;      /* jobs not yet in a group */
-    int inflight;         /* groups sent to PostgreSQL, not yet answered */
+    int inflight;         /* writers busy: a group, or the parts of a split
+                             one, sent to PostgreSQL and not yet answered */
     _Atomic size_t backlog;
     _Atomic unsigned long long accepted, duplicates, ignored;
 };
@@ -140,11 +154,12 @@ static void answer(cm_ingest *in, cm_job *j)
 }
 
 /* Answers every job of q with the same error, emptying q. */
-static void fail_jobs(cm_ingest *in, cm_jobq *q, int status, const char *code, const char *msg)
+static void fail_jobs(cm_ingest *in, cm_jobq *q, int status, const char *code, const char *field,
+                      const char *msg)
 {
     cm_job *j;
     while ((j = cm_jobq_pop(q)) != NULL) {
-        cm_job_fail(j, status, code, NULL, msg);
+        cm_job_fail(j, status, code, field, msg);
         answer(in, j);
     }
 }
@@ -152,7 +167,7 @@ static void fail_jobs(cm_ingest *in, cm_jobq *q, int status, const char *code, c
 void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
-    fail_jobs(in, &in->waiting, 503, "shutting_down", "the server is stopping; retry");
+    fail_jobs(in, &in->waiting, 503, "shutting_down", NULL, "the server is stopping; retry");
     free(in);
 }
 
@@ -181,6 +196,33 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
     atomic_fetch_add(&in->backlog, 1);
     cm_jobq_push(&in->waiting, j);
     if (in->inflight < CM_INGEST_WRITERS) flush(in);
+}
+
+bool cm_ingest_refusal(const char *sqlstate, const char *constraint, cm_apierr *e)
+{
+    if (strncmp(sqlstate, "22", 2) != 0 && strncmp(sqlstate, "23", 2) != 0) return false;
+    if (strcmp(sqlstate, "23514") == 0 && strncmp(constraint, "cap_", 4) == 0) {
+        /* schema/007_caps.sql names each cap after its metric. A month is
+         * the sum of its days and hours, so it is the window that binds. */
+        char field[64], cap[CM_MONEY_BUFSZ];
+        snprintf(field, sizeof field, "metrics.%s", constraint + 4);
+        if (strcmp(constraint, "cap_cost_usd") == 0) cm_money_format(CM_TOTAL_MAX, cap, sizeof cap);
+        else snprintf(cap, sizeof cap, "%lld", CM_TOTAL_MAX);
+        cm_apierr_set(e, 422, "total_limit_exceeded", field,
+                      "this request would take an agent's total of %s in a calendar month (UTC) past its cap of %s;"
+                      " nothing of it was recorded",
+                      field, cap);
+    } else if (strcmp(sqlstate, "22003") == 0) {
+        cm_apierr_set(e, 422, "total_limit_exceeded", NULL,
+                      "this request would take an agent's total past what PostgreSQL can store;"
+                      " nothing of it was recorded");
+    } else {
+        cm_apierr_set(e, 422, "unprocessable", NULL,
+                      "PostgreSQL refused this request (SQLSTATE %s) and would refuse it again;"
+                      " nothing of it was recorded",
+                      sqlstate);
+    }
+    return true;
 }
 
 /* ---- array parameters in PostgreSQL's text form ---- */
@@ -248,10 +290,8 @@ static int cmp_rows(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int mark_dups(group *g)
+static void mark_dups(group *g, row **order)
 {
-    row **order = malloc(g->nrows * sizeof *order);
-    if (!order) return CM_ENOMEM;
     size_t n = 0;
     for (size_t i = 0; i < g->nrows; i++)
         if (row_hb(&g->rows[i])->id[0]) order[n++] = &g->rows[i];
@@ -260,8 +300,6 @@ static int mark_dups(group *g)
         if (strcmp(row_hb(order[i])->agent, row_hb(order[i - 1])->agent) == 0 &&
             strcmp(row_hb(order[i])->id, row_hb(order[i - 1])->id) == 0)
             order[i]->dup = 1;
-    free(order);
-    return CM_OK;
 }
 
 static void group_free(group *g)
@@ -269,6 +307,64 @@ static void group_free(group *g)
     free(g->agents);
     free(g->rows);
     free(g);
+}
+
+/* The first jobs of src as a group: at most max_jobs of them and, past the
+ * first, GROUP_ROWS rows. NULL when memory ran out; src is then as it was. */
+static group *group_take(cm_ingest *in, cm_jobq *src, size_t max_jobs)
+{
+    size_t cap = 0, njobs = 0;
+    for (cm_job *j = src->head; j && njobs < max_jobs && (njobs == 0 || cap + j->req.heartbeat.n <= GROUP_ROWS);
+         j = j->next, njobs++)
+        cap += j->req.heartbeat.n;
+    group *g = calloc(1, sizeof *g);
+    row **order = malloc((cap ? cap : 1) * sizeof *order);
+    if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
+    if (!g || !g->rows || !order) {
+        if (g) free(g->rows);
+        free(g);
+        free(order);
+        return NULL;
+    }
+    g->in = in;
+    while (njobs--) {
+        cm_job *j = cm_jobq_pop(src);
+        cm_jobq_push(&g->jobs, j);
+        if (!g->now || j->now > g->now) g->now = j->now;
+        for (size_t h = 0; h < j->req.heartbeat.n; h++) {
+            g->rows[g->nrows].job = j;
+            g->rows[g->nrows].hb = h;
+            g->nrows++;
+        }
+    }
+    mark_dups(g, order);
+    free(order);
+    return g;
+}
+
+static void send_group(group *g);
+
+/* A writer's statement is over: it takes the next part of a split group,
+ * or else the queue's next group. */
+static void writer_next(cm_ingest *in, group *next)
+{
+    if (next) {
+        send_group(next);
+        return;
+    }
+    in->inflight--;
+    flush(in);
+}
+
+/* Answers every job of g with the same error and frees g, whose writer
+ * goes on. */
+static void fail_group(group *g, int status, const char *code, const char *field, const char *msg)
+{
+    cm_ingest *in = g->in;
+    group *next = g->then;
+    fail_jobs(in, &g->jobs, status, code, field, msg);
+    group_free(g);
+    writer_next(in, next);
 }
 
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
@@ -299,47 +395,48 @@ static void send_group(group *g)
     params[NCOLS - 1] = nowbuf;
     int rc = failed ? CM_ENOMEM : cm_pg_query(g->in->db, group_sql, NCOLS, params, on_group, g);
     for (int c = 0; c < NCOLS - 1; c++) cm_buf_free(&cols[c]);
-    if (rc != CM_OK) {
-        cm_ingest *in = g->in;
-        in->inflight--;
-        fail_jobs(in, &g->jobs, 503, "store_unavailable",
-                  rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
-        group_free(g);
-        if (in->waiting.head) flush(in);
-    }
+    if (rc != CM_OK)
+        fail_group(g, 503, "store_unavailable", NULL,
+                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
 }
 
 static void flush(cm_ingest *in)
 {
     if (!in->waiting.head) return;
-    group *g = calloc(1, sizeof *g);
-    size_t cap = 0;
-    for (cm_job *j = in->waiting.head; j && (cap == 0 || cap + j->req.heartbeat.n <= GROUP_ROWS); j = j->next) cap += j->req.heartbeat.n;
-    if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
-    if (!g || !g->rows) {
-        free(g);
-        fail_jobs(in, &in->waiting, 503, "internal", "out of memory; retry");
+    group *g = group_take(in, &in->waiting, SIZE_MAX);
+    if (!g) {
+        fail_jobs(in, &in->waiting, 503, "internal", NULL, "out of memory; retry");
         return;
-    }
-    g->in = in;
-    while (in->waiting.head && g->nrows + in->waiting.head->req.heartbeat.n <= cap) {
-        cm_job *j = cm_jobq_pop(&in->waiting);
-        cm_jobq_push(&g->jobs, j);
-        if (!g->now || j->now > g->now) g->now = j->now;
-        for (size_t h = 0; h < j->req.heartbeat.n; h++) {
-            g->rows[g->nrows].job = j;
-            g->rows[g->nrows].hb = h;
-            g->nrows++;
-        }
     }
     in->inflight++;
-    if (mark_dups(g) != CM_OK) {
-        in->inflight--;
-        fail_jobs(in, &g->jobs, 503, "internal", "out of memory; retry");
-        group_free(g);
-        return;
-    }
     send_group(g);
+}
+
+/* Splits g, which PostgreSQL refused for good, into halves sent one after
+ * the other on g's writer, before whatever was to follow g: a half without
+ * the request at fault commits, the other is split again, until that
+ * request is alone and answered with the refusal. Frees g and returns what
+ * its writer sends next. */
+static group *split(group *g)
+{
+    cm_ingest *in = g->in;
+    group *next = g->then;
+    size_t n = 0;
+    for (cm_job *j = g->jobs.head; j; j = j->next) n++;
+    group *first = group_take(in, &g->jobs, n / 2);
+    group *second = first ? group_take(in, &g->jobs, SIZE_MAX) : NULL;
+    if (second) {
+        first->then = second;
+        second->then = next;
+        next = first;
+    } else if (first) {
+        fail_jobs(in, &first->jobs, 503, "internal", NULL, "out of memory; retry");
+        group_free(first);
+    }
+    /* Empty unless memory ran out. */
+    fail_jobs(in, &g->jobs, 503, "internal", NULL, "out of memory; retry");
+    group_free(g);
+    return next;
 }
 
 /* ---- replies ---- */
@@ -468,12 +565,16 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
             send_group(g);
             return;
         }
-        in->inflight--;
-        /* Outcome unknown when the connection dropped: the client's retry
-         * with the same ids is what makes it exactly-once. */
-        fail_jobs(in, &g->jobs, 503, "store_unavailable", "PostgreSQL did not confirm the write; retry");
-        group_free(g);
-        flush(in);
+        cm_apierr e;
+        if (!cm_ingest_refusal(sqlstate, cm_pgres_constraint(res), &e))
+            /* Outcome unknown when the connection dropped: the client's
+             * retry with the same ids is what makes it exactly-once. */
+            fail_group(g, 503, "store_unavailable", NULL, "PostgreSQL did not confirm the write; retry");
+        else if (g->jobs.head != g->jobs.tail)
+            /* One request's rows must not fail the others' forever. */
+            writer_next(in, split(g));
+        else
+            fail_group(g, e.status, e.code, e.field, e.message);
         return;
     }
     int rows = cm_pgres_rows(res), rfirst = -1, rlast = -1, nt = 0;
@@ -507,8 +608,8 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
      * answering, so the reply says whether the agent is now blocked. Redis
      * runs the merges before the checks. Meanwhile the next group goes to
      * PostgreSQL. */
-    in->inflight--;
+    group *next = g->then;
     if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
     if (send_check(g, win) != CM_OK) finish_group(g);
-    flush(in);
+    writer_next(in, next);
 }

@@ -7,6 +7,8 @@
 #include "error.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 
 /* Clamp for the written exponent. Far beyond any digit count a request body
  * can carry, so clamping never changes the outcome, and small enough that
@@ -147,46 +149,58 @@ int cm_money_parse(const char *text, size_t len, int64_t *out)
     return CM_OK;
 }
 
+size_t cm_money_format_text(const char *nanos, char *buf, size_t bufsz)
+{
+    bool neg;
+    const char *d;
+    size_t n, ilen, lead, flen, len, pos = 0;
+
+    if (nanos == NULL || buf == NULL)
+        return 0;
+    neg = nanos[0] == '-';
+    d = nanos + neg;
+    n = strspn(d, "0123456789");
+    if (n == 0 || d[n] != '\0')
+        return 0;
+    while (n > 1 && d[0] == '0') {
+        d++;
+        n--;
+    }
+    neg = neg && d[0] != '0'; /* "-0" is 0 */
+    /* The last 9 digits are the fraction (zero-padded on the left when
+     * there are fewer), the rest the dollars; the fraction is printed
+     * without its trailing zeros. */
+    ilen = n > 9 ? n - 9 : 0;
+    lead = 9 - (n - ilen);
+    flen = n - ilen;
+    while (flen > 0 && d[ilen + flen - 1] == '0')
+        flen--;
+    len = (size_t)neg + (ilen ? ilen : 1) + (flen ? 1 + lead + flen : 0);
+    if (len >= bufsz)
+        return 0;
+    if (neg)
+        buf[pos++] = '-';
+    if (ilen == 0)
+        buf[pos++] = '0';
+    memcpy(buf + pos, d, ilen);
+    pos += ilen;
+    if (flen) {
+        buf[pos++] = '.';
+        memset(buf + pos, '0', lead);
+        pos += lead;
+        memcpy(buf + pos, d + ilen, flen);
+        pos += flen;
+    }
+    buf[pos] = '\0';
+    return len;
+}
+
 size_t cm_money_format(int64_t nanos, char *buf, size_t bufsz)
 {
-    char tmp[CM_MONEY_BUFSZ];
-    size_t pos = sizeof tmp;
-    size_t len;
-    uint64_t mag, ip;
-    uint32_t frac;
-    bool neg = nanos < 0;
+    char text[CM_MONEY_BUFSZ];
 
     if (buf == NULL || bufsz < CM_MONEY_BUFSZ)
         return 0;
-    /* Negate in unsigned so INT64_MIN does not overflow. */
-    mag = neg ? 0 - (uint64_t)nanos : (uint64_t)nanos;
-    ip = mag / (uint64_t)CM_NANOS_PER_USD;
-    frac = (uint32_t)(mag % (uint64_t)CM_NANOS_PER_USD);
-
-    /* Build right to left: fraction without trailing zeros, then integer. */
-    tmp[--pos] = '\0';
-    if (frac != 0) {
-        int width = 9;
-
-        while (frac % 10 == 0) {
-            frac /= 10;
-            width--;
-        }
-        while (width-- > 0) {
-            tmp[--pos] = (char)('0' + frac % 10);
-            frac /= 10;
-        }
-        tmp[--pos] = '.';
-    }
-    do {
-        tmp[--pos] = (char)('0' + ip % 10);
-        ip /= 10;
-    } while (ip != 0);
-    if (neg)
-        tmp[--pos] = '-';
-
-    len = sizeof tmp - pos - 1;
-    for (size_t i = 0; i <= len; i++)
-        buf[i] = tmp[pos + i];
-    return len;
+    snprintf(text, sizeof text, "%lld", (long long)nanos);
+    return cm_money_format_text(text, buf, bufsz);
 }

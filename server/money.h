@@ -9,9 +9,10 @@
 #include <stdint.h>
 
 #define CM_NANOS_PER_USD 1000000000LL
-/* Largest amount one field may carry: one million dollars. int64 holds
- * about 9.2 billion dollars, so a window's sum only overflows after 9,223
- * maximal values; PostgreSQL's bigint then refuses the sum rather than wrap. */
+/* Largest amount one field may carry: one million dollars. An agent's
+ * total per window is capped at a billion (CM_TOTAL_MAX, ingest.h), so one
+ * group commit of 4,000 maximal values on top of a full window stays inside
+ * int64 (about 9.2 billion dollars). */
 #define CM_MONEY_MAX (1000000LL * CM_NANOS_PER_USD)
 /* Enough for "-9223372036.854775808" and the NUL. */
 #define CM_MONEY_BUFSZ 32
@@ -28,5 +29,13 @@ int cm_money_parse(const char *text, size_t len, int64_t *out);
  * "0.000000001", "-3.5") into buf, NUL-terminated. Returns the length written
  * (excluding the NUL), or 0 when bufsz < CM_MONEY_BUFSZ. */
 size_t cm_money_format(int64_t nanos, char *buf, size_t bufsz);
+
+/* cm_money_format for nano-dollars of any size given as decimal text, an
+ * optional '-' and digits: a sum PostgreSQL computed in numeric, which may
+ * be past int64. Returns the length written, or 0 when the text is not
+ * that or the result and its NUL do not fit in bufsz (3 bytes more than
+ * the digit count or 10, whichever is larger, always do; CM_MONEY_BUFSZ
+ * for anything int64 holds). */
+size_t cm_money_format_text(const char *nanos, char *buf, size_t bufsz);
 
 #endif

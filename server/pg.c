@@ -247,7 +247,7 @@ static void read_results(conn *c)
             msg[strcspn(msg, "\r\n\"")] = '\0';
             cm_log(CM_LOG_WARN, "event=pg_error pool=%s sqlstate=%s message=\"%s\"", c->pool->name,
                    state ? state : "", msg);
-            finish(q, CM_ESTORE, NULL, state);
+            finish(q, CM_ESTORE, res, state);
         }
         PQclear(res);
         if (c->state == C_IDLE && c->pool->waiting.head) send_next(c);
@@ -414,6 +414,12 @@ const char *cm_pgres_get(const cm_pgres *r, int row, int col)
 bool cm_pgres_isnull(const cm_pgres *r, int row, int col)
 {
     return PQgetisnull((const PGresult *)r, row, col) != 0;
+}
+
+const char *cm_pgres_constraint(const cm_pgres *r)
+{
+    const char *name = r ? PQresultErrorField((const PGresult *)r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    return name ? name : "";
 }
 
 long cm_pgres_affected(const cm_pgres *r)

@@ -18,7 +18,9 @@ typedef struct cm_pgres cm_pgres; /* a result, lent to callbacks only */
 /* Called once per statement on the loop thread. rc is CM_OK with a result
  * of tuples (or command status), or CM_ESTORE when the statement failed or
  * its connection dropped while it ran (it may or may not have committed);
- * res is then NULL and sqlstate holds the five-character SQLSTATE or "". */
+ * sqlstate then holds the five-character SQLSTATE or "", and res is
+ * PostgreSQL's error when it sent one (no rows; cm_pgres_constraint), else
+ * NULL. */
 typedef void (*cm_pg_cb)(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
 
 /* Creates a pool of n connections to conninfo (copied) and starts
@@ -60,6 +62,8 @@ int cm_pgres_rows(const cm_pgres *r);
 /* Text of a cell, "" for NULL; valid during the callback only. */
 const char *cm_pgres_get(const cm_pgres *r, int row, int col);
 bool cm_pgres_isnull(const cm_pgres *r, int row, int col);
+/* The constraint a failed statement violated, "" when none or r is NULL. */
+const char *cm_pgres_constraint(const cm_pgres *r);
 /* Rows affected by INSERT/UPDATE/DELETE. */
 long cm_pgres_affected(const cm_pgres *r);
 

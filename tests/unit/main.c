@@ -23,6 +23,7 @@ int main(void)
     test_hot_layout();
     test_decode();
     test_egress();
+    test_ingest();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

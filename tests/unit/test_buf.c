@@ -72,6 +72,17 @@ static void check_money(int64_t nanos, const char *want)
     free(s);
 }
 
+static void check_money_text(const char *nanos, const char *want)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "x");
+    cm_buf_add_money_text(&b, nanos);
+    char *s = take(&b);
+    CHECK_STR(s, want);
+    free(s);
+}
+
 static void check_time(int64_t t, const char *want)
 {
     cm_buf b;
@@ -94,6 +105,18 @@ static void writers(void)
     check_money(1000000000000000LL, "1000000");
     check_money(INT64_MAX, "9223372036.854775807");
     check_money(INT64_MIN, "-9223372036.854775808");
+
+    /* A numeric sum from PostgreSQL, past int64. */
+    check_money_text("27670116110564327421", "x27670116110.564327421");
+    check_money_text("30000000", "x0.03");
+    {
+        /* Text that is not a decimal integer spends the buffer. */
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_add_money_text(&b, "12.5");
+        CHECK(b.failed);
+        CHECK(cm_buf_take(&b, NULL) == NULL);
+    }
 
     check_time(0, "\"1970-01-01T00:00:00Z\"");
     check_time(1795342500, "\"2026-11-22T10:15:00Z\"");

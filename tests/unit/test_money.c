@@ -238,13 +238,16 @@ static void sums(void)
     CHECK(CM_MONEY_MAX <= INT64_MAX / 9000);
 }
 
-#define CHECK_FMT(nanos, want)                                               \
+/* `call` writes into b_ and returns the length: both are checked. */
+#define CHECK_WRITES(call, want)                                             \
     do {                                                                     \
-        char b_[CM_MONEY_BUFSZ];                                             \
-        size_t n_ = cm_money_format(nanos, b_, sizeof b_);                   \
+        char b_[64];                                                         \
+        size_t n_ = (call);                                                  \
         CHECK_STR(b_, want);                                                 \
         CHECK_EQ_I64(n_, strlen(want));                                      \
     } while (0)
+#define CHECK_FMT(nanos, want) CHECK_WRITES(cm_money_format(nanos, b_, CM_MONEY_BUFSZ), want)
+#define CHECK_FMT_TEXT(nanos, want) CHECK_WRITES(cm_money_format_text(nanos, b_, sizeof b_), want)
 
 static void format(void)
 {
@@ -275,6 +278,49 @@ static void format(void)
     /* The worst case fits the documented size exactly. */
     CHECK_EQ_I64(cm_money_format(INT64_MIN, buf, CM_MONEY_BUFSZ), 21);
     CHECK(strlen("-9223372036.854775808") + 1 <= CM_MONEY_BUFSZ);
+}
+
+/* Sums PostgreSQL made in numeric, past int64 too. */
+static void format_text(void)
+{
+    char buf[64];
+
+    CHECK_FMT_TEXT("0", "0");
+    CHECK_FMT_TEXT("-0", "0");
+    CHECK_FMT_TEXT("000", "0");
+    CHECK_FMT_TEXT("5", "0.000000005");
+    CHECK_FMT_TEXT("-5", "-0.000000005");
+    CHECK_FMT_TEXT("0012470000000", "12.47");
+    CHECK_FMT_TEXT("1000000000", "1");
+    CHECK_FMT_TEXT("1000000000000000000", "1000000000");
+    CHECK_FMT_TEXT("1999999999999999999", "1999999999.999999999");
+    /* Three times INT64_MAX: a week of rows written before the caps. */
+    CHECK_FMT_TEXT("27670116110564327421", "27670116110.564327421");
+    CHECK_FMT_TEXT("-27670116110564327421", "-27670116110.564327421");
+    CHECK_FMT_TEXT("100000000000000000000000000000", "100000000000000000000");
+
+    /* Not an integer: nothing written, 0 returned. */
+    static const char *const bad[] = {"", "-", "+1", "1.5", "1e3", " 1", "1 ", "--1", "0x10", "\xd9\xa1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(buf, 'x', sizeof buf);
+        CHECK_EQ_I64(cm_money_format_text(bad[i], buf, sizeof buf), 0);
+        CHECK(buf[0] == 'x');
+    }
+    CHECK_EQ_I64(cm_money_format_text(NULL, buf, sizeof buf), 0);
+    CHECK_EQ_I64(cm_money_format_text("1", NULL, sizeof buf), 0);
+    /* The documented room: 3 bytes past max(digits, 10), and no less. */
+    CHECK_EQ_I64(cm_money_format_text("-1", buf, 13), 12);
+    CHECK_STR(buf, "-0.000000001");
+    CHECK_EQ_I64(cm_money_format_text("-1", buf, 12), 0);
+    CHECK_EQ_I64(cm_money_format_text("-27670116110564327421", buf, 23), 22);
+    CHECK_EQ_I64(cm_money_format_text("-27670116110564327421", buf, 22), 0);
+    /* Every int64 formats alike either way. */
+    for (int64_t p = 1; p > 0 && p <= INT64_MAX / 7; p *= 7) {
+        char text[32], want[CM_MONEY_BUFSZ];
+        snprintf(text, sizeof text, "%lld", (long long)p);
+        cm_money_format(p, want, sizeof want);
+        CHECK_FMT_TEXT(text, want);
+    }
 }
 
 static void round_trip_one(int64_t v)
@@ -328,5 +374,6 @@ void test_money(void)
     parse_long();
     sums();
     format();
+    format_text();
     round_trips();
 }

@@ -66,5 +66,6 @@ void test_health(void);
 void test_hot_layout(void);
 void test_decode(void);
 void test_egress(void);
+void test_ingest(void);
 
 #endif
