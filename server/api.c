@@ -69,6 +69,13 @@ void cm_api_fail_store(cm_job *j)
     cm_api_error(j, 503, "store_unavailable", NULL, STORE_DOWN);
 }
 
+void cm_api_fail_statement(cm_job *j, const cm_pgres *res, const char *sqlstate)
+{
+    cm_apierr e;
+    if (cm_ingest_refusal(sqlstate ? sqlstate : "", cm_pgres_constraint(res), &e)) cm_api_fail(j, &e);
+    else cm_api_fail_store(j);
+}
+
 void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, cm_apierr *e)
 {
     cm_api_call *c = calloc(1, size);

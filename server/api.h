@@ -60,6 +60,10 @@ void cm_api_reply(cm_job *j, int status, cm_buf *b);
 void cm_api_fail(cm_job *j, const cm_apierr *e);
 /* Answers 503: PostgreSQL could not take or finish a statement. */
 void cm_api_fail_store(cm_job *j);
+/* Answers a failed statement: 422 when PostgreSQL refused it for good (a
+ * cap, a quota: cm_ingest_refusal), else 503. res and sqlstate are the
+ * statement callback's. */
+void cm_api_fail_statement(cm_job *j, const cm_pgres *res, const char *sqlstate);
 /* Sets an error body (field may be NULL) and answers. */
 void cm_api_error(cm_job *j, int status, const char *code, const char *field, const char *message);
 

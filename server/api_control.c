@@ -57,15 +57,16 @@ static void mirror_policy_after(void *arg, int rc)
 
 static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
-    (void)sqlstate;
     cm_api_call *c = arg;
     cm_job *j = c->job;
-    if (rc != CM_OK || (j->op == CM_OP_POLICY_DELETE ? cm_pgres_affected(res) : cm_pgres_rows(res)) == 0) {
-        cm_apierr e;
-        if (rc != CM_OK) cm_api_store_error(&e);
-        else cm_apierr_set(&e, 404, "policy_not_found", NULL, "this agent has no cost policy");
+    if (rc != CM_OK) {
         free(c);
-        cm_api_fail(j, &e);
+        cm_api_fail_statement(j, res, sqlstate);
+        return;
+    }
+    if ((j->op == CM_OP_POLICY_DELETE ? cm_pgres_affected(res) : cm_pgres_rows(res)) == 0) {
+        free(c);
+        cm_api_error(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
         return;
     }
     /* The policy as saved: a PATCH merged into what was there. */

@@ -51,7 +51,6 @@ static void fail_plain(admit_call *c, int status, const char *code, const char *
 
 static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
-    (void)sqlstate;
     admit_call *c = arg;
     cm_job *j = c->base.job;
     const cm_intentreq *in = &j->req.intent.body;
@@ -64,7 +63,7 @@ static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const cha
     }
     if (rc != CM_OK) {
         free(c);
-        cm_api_fail_store(j);
+        cm_api_fail_statement(j, res, sqlstate);
         return;
     }
     if (prev && strcmp(prev, in->agent) != 0) {

@@ -30,6 +30,7 @@ static const option options[] = {
     {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
     {"web-dir", "web", "folder of the dashboard's files (index.html, app.js, app.css, node_modules/chart.js)"},
     {"webhook-allow", "", "comma-separated CIDRs webhooks may reach although internal (loopback, private, ...)"},
+    {"max-agents-per-org", "100000", "agents an org may register (its own quota row in org_limits overrides it)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -111,6 +112,7 @@ static int apply(cm_config *c, int i, const char *v)
     }
     case 13: return copy_str(c->web_dir, sizeof c->web_dir, v);
     case 14: return cm_egress_parse_allow(v, &c->webhook_allow);
+    case 15: return parse_int(v, 1, 1000000000, &c->max_agents_per_org);
     }
     return CM_EINVAL;
 }

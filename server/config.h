@@ -26,6 +26,7 @@ typedef struct {
     int pg_readers;            /* connections of the API pool (the name predates its writes) */
     int max_connections;       /* total HTTP connections */
     int max_per_ip;            /* HTTP connections per client address */
+    int max_agents_per_org;    /* the default quota of agents per org */
     int conn_timeout_s;        /* idle/stalled connection timeout */
     int key_cache_ms;          /* how long a key lookup is trusted */
     bool fail_open;            /* admit intents unchecked while Redis is down */

@@ -212,6 +212,11 @@ bool cm_ingest_refusal(const char *sqlstate, const char *constraint, cm_apierr *
                       "this request would take an agent's total of %s in a calendar month (UTC) past its cap of %s;"
                       " nothing of it was recorded",
                       field, cap);
+    } else if (strcmp(sqlstate, "23514") == 0 && strcmp(constraint, "quota_agents_per_org") == 0) {
+        /* schema/008_agent_quota.sql: a new agent past its org's quota. */
+        cm_apierr_set(e, 422, "agent_quota_exceeded", "agent",
+                      "this org has registered as many agents as its quota allows; nothing of this request"
+                      " was recorded");
     } else if (strcmp(sqlstate, "22003") == 0) {
         cm_apierr_set(e, 422, "total_limit_exceeded", NULL,
                       "this request would take an agent's total past what PostgreSQL can store;"

@@ -96,7 +96,8 @@ int main(int argc, char **argv)
     unsetenv("COSTMESH_ADMIN_KEY");
 
     if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
-    if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, err, sizeof err) != CM_OK)
+    if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, cfg.max_agents_per_org, err,
+                       sizeof err) != CM_OK)
         return die(err);
 
     /* Signals go to the main thread only: block them before any thread. */

@@ -45,8 +45,10 @@ static int ensure_admin_key(cm_pg_blocking *db, const char *key_bytea, const cha
     return rows < 0 ? CM_ESTORE : CM_OK;
 }
 
-/* Under the lock: the table of applied migrations, each migration, the key. */
-static int run_locked(cm_pg_blocking *db, const char *key_bytea, const char *org, char *err, size_t errsz)
+/* Under the lock: the table of applied migrations, each migration, the
+ * default agent quota, the key. */
+static int run_locked(cm_pg_blocking *db, const char *key_bytea, const char *org, int max_agents, char *err,
+                      size_t errsz)
 {
     if (cm_pg_blocking_exec(db,
                             "CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, "
@@ -55,10 +57,19 @@ static int run_locked(cm_pg_blocking *db, const char *key_bytea, const char *org
         return CM_ESTORE;
     for (int i = 0; cm_schema_names[i]; i++)
         if (apply(db, i, err, errsz) != CM_OK) return CM_ESTORE;
+    char quota[16];
+    snprintf(quota, sizeof quota, "%d", max_agents);
+    const char *qp[] = {quota};
+    if (cm_pg_blocking_exec(db,
+                            "INSERT INTO org_limits (org, max_agents) VALUES ('*', $1::bigint)"
+                            " ON CONFLICT (org) DO UPDATE SET max_agents = excluded.max_agents",
+                            1, qp, err, errsz) < 0)
+        return CM_ESTORE;
     return key_bytea ? ensure_admin_key(db, key_bytea, org, err, errsz) : CM_OK;
 }
 
-int cm_migrate_run(const char *conninfo, const char *key_bytea, const char *org, char *err, size_t errsz)
+int cm_migrate_run(const char *conninfo, const char *key_bytea, const char *org, int max_agents_per_org,
+                   char *err, size_t errsz)
 {
     cm_pg_blocking *db;
     if (cm_pg_blocking_open(conninfo, &db, err, errsz) != CM_OK) return CM_ESTORE;
@@ -66,7 +77,7 @@ int cm_migrate_run(const char *conninfo, const char *key_bytea, const char *org,
     cm_pg_blocking_exec(db, "SET client_min_messages = warning", 0, NULL, NULL, 0);
     int rc = CM_ESTORE;
     if (cm_pg_blocking_exec(db, "SELECT pg_advisory_lock(7366001)", 0, NULL, err, errsz) >= 0) {
-        rc = run_locked(db, key_bytea, org, err, errsz);
+        rc = run_locked(db, key_bytea, org, max_agents_per_org, err, errsz);
         if (cm_pg_blocking_exec(db, "SELECT pg_advisory_unlock(7366001)", 0, NULL, err, errsz) < 0) rc = CM_ESTORE;
     }
     cm_pg_blocking_close(db);

@@ -349,3 +349,27 @@ def test_admin_key_leaves_no_trace(h):
     p = subprocess.run([h.binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
     check(p.returncode != 0 and b"at least 24 characters" in p.stderr, "a short admin key: rc %d, %r" %
           (p.returncode, p.stderr))
+
+
+def test_agent_quota_per_org(h):
+    """An org cannot register more agents than its quota (issue 12.7): heartbeats, intents and policies
+    naming one more new agent get 422 naming the field, change nothing, and other orgs are unaffected."""
+    from test_e_policies import policy_path
+    org = "org2"
+    have = int(h.psql("SELECT coalesce((SELECT agents FROM org_agents WHERE org = '%s'), 0)" % org))
+    h.psql("INSERT INTO org_limits (org, max_agents) VALUES ('%s', %d)" % (org, have + 2))
+    try:
+        a1, a2, a3 = (new_agent(org=org, tag="quota-%d" % i) for i in range(3))
+        accepted(h.hb(hb_obj(a1, "0.1", hb_id()), key=h.k2), 1, 0, "agent 1 of 2")
+        admitted(intent(h, a2, key=h.k2), a2, "agent 2 of 2, registered by its intent")
+        r = h.hb(hb_obj(a3, "0.1", hb_id()), key=h.k2)
+        check_error(r, 422, "agent_quota_exceeded", "agent", what="a third new agent's heartbeat")
+        check_error(intent(h, a3, key=h.k2), 422, "agent_quota_exceeded", "agent", what="a third agent's intent")
+        check_error(h.request("PUT", policy_path(a3), '{"max_intents_per_day": 1}', key=h.k2), 422,
+                    "agent_quota_exceeded", "agent", what="a third agent's policy")
+        check_eq(h.request("GET", "/v1/mesh/agents/%s" % enc(a3), key=h.k2).status, 404, "the third agent does not exist")
+        accepted(h.hb(hb_obj(a1, "0.2", hb_id()), key=h.k2), 1, 0, "known agents keep reporting")
+        other = new_agent(tag="quota-other-org")
+        accepted(h.hb(hb_obj(other, "0.1", hb_id())), 1, 0, "another org is not limited")
+    finally:
+        h.psql("DELETE FROM org_limits WHERE org = '%s'" % org)
