@@ -159,7 +159,7 @@ static enum MHD_Result answer_job(req *r)
                       j->retry_after > 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
 }
 
-static enum MHD_Result dispatch(req *r, const char *method)
+static enum MHD_Result dispatch(req *r)
 {
     switch (r->route.id) {
     case CM_R_HEALTHZ: {
@@ -176,7 +176,8 @@ static enum MHD_Result dispatch(req *r, const char *method)
     cm_job *j = calloc(1, sizeof *j);
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
-    cm_decode_req dr = {&r->route, method, r->body.data, r->body.len, now_s(), lookup, r->conn};
+    /* The route's method: a HEAD is decoded and answered as its GET. */
+    cm_decode_req dr = {&r->route, r->route.method, r->body.data, r->body.len, now_s(), lookup, r->conn};
     cm_apierr e;
     if (cm_decode_job(&dr, j, &e) != CM_OK) return send_apierr(r, &e);
     j->done = on_job_done;
@@ -237,7 +238,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         char *text = cm_buf_take(&b, &len);
         return send_owned(r, 405, text, text ? len : 0, "application/json", MHD_HTTP_HEADER_ALLOW, r->route.allow);
     }
-    return dispatch(r, method);
+    return dispatch(r);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,

@@ -7,6 +7,8 @@
 
 #include "address.h"
 
+#define CM_ROUTE_ALLOW_MAX 48 /* "PUT, GET, HEAD, DELETE, PATCH" and room to spare */
+
 typedef enum {
     CM_R_HEALTHZ = 0,
     CM_R_READYZ,
@@ -31,8 +33,9 @@ typedef enum {
 
 typedef struct {
     cm_route_id id;
+    const char *method;      /* the method the route answers: "GET" for a HEAD */
     char param[CM_ADDR_MAX]; /* the decoded {...} segment, "" when none */
-    char allow[32];          /* on 405: the methods the path takes */
+    char allow[CM_ROUTE_ALLOW_MAX]; /* on 405: the methods the path takes */
 } cm_route;
 
 /* Matches `method` and the raw (still percent-encoded) path, without the
