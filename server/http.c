@@ -193,6 +193,44 @@ static enum MHD_Result dispatch(req *r)
     return MHD_YES;
 }
 
+/* The size of a request's head, as its parts are added up. */
+typedef struct {
+    size_t bytes;
+    unsigned lines;
+} head_size;
+
+/* Adds one header line ("k: v" CRLF) or query argument ("k=v&") to *cls. */
+static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    head_size *n = cls;
+    n->bytes += strlen(key) + (value ? strlen(value) : 0) + (kind == MHD_HEADER_KIND ? 4 : 2);
+    n->lines++;
+    return MHD_YES;
+}
+
+/* On the first call, with the headers in and no body read: a request over
+ * a limit is refused now. libmicrohttpd sends a response queued before the
+ * body with Connection: close and reads nothing more, so a client that
+ * declares 4 MiB is answered at once instead of being read (or waited for
+ * until the timeout). Heads larger still than the connection memory never
+ * get here: libmicrohttpd answers those itself. */
+static enum MHD_Result refuse_early(req *r, const char *url)
+{
+    head_size target = {strlen(url), 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_len, &target);
+    head_size head = {target.bytes, 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_len, &head);
+    if (target.bytes > CM_TARGET_MAX)
+        return send_error(r, 414, "uri_too_long", NULL, "the request target is over %d bytes", CM_TARGET_MAX);
+    if (head.bytes > CM_HEAD_MAX || head.lines > CM_HEAD_LINES_MAX)
+        return send_error(r, 431, "headers_too_large", NULL, "the request's headers are over %d bytes or %d lines",
+                          CM_HEAD_MAX, CM_HEAD_LINES_MAX);
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > CM_BODY_MAX)
+        return send_error(r, 413, "payload_too_large", NULL, "request body is over %d bytes", CM_BODY_MAX);
+    return MHD_YES;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **req_cls)
@@ -207,13 +245,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->conn = conn;
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > CM_BODY_MAX) r->too_big = 1;
-        return MHD_YES;
+        return refuse_early(r, url);
     }
     if (*upload_size) {
-        /* Keep reading past the limit without storing, so the client gets
-         * the 413 instead of a reset connection. */
+        /* A body without a declared length (chunked) is only known to be
+         * too big while it is read: libmicrohttpd takes no answer before
+         * the body's end, so keep reading without storing, and the client
+         * gets the 413 instead of a reset connection. */
         if (!r->too_big) {
             int rc = cm_buf_add_capped(&r->body, upload, *upload_size, CM_BODY_MAX);
             if (rc == CM_ENOMEM) return MHD_NO;
@@ -303,7 +341,7 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CM_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, completed, h,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
