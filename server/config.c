@@ -2,6 +2,7 @@
 #include "address.h"
 #include "error.h"
 #include "log.h"
+#include "version.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -125,6 +126,25 @@ static void env_name(const char *flag, char *out, size_t outsz)
     out[j] = '\0';
 }
 
+static void usage(void);
+
+static void version(void)
+{
+    printf("costmeshd %s\n", CM_SERVER_VERSION);
+}
+
+/* Flags that print something and exit instead of serving. */
+static const struct {
+    const char *flag;
+    void (*print)(void);
+    const char *help;
+} commands[] = {
+    {"--help", usage, "print this text"},
+    {"-h", usage, NULL},
+    {"--version", version, "print the version"},
+};
+enum { NCMD = sizeof commands / sizeof commands[0] };
+
 static void usage(void)
 {
     printf("usage: costmeshd [--option VALUE]...\n"
@@ -135,6 +155,8 @@ static void usage(void)
         printf("  --%-16s %-22s %s (default \"%s\")\n", options[i].name, env, options[i].help,
                options[i].def);
     }
+    for (int i = 0; i < NCMD; i++)
+        if (commands[i].help) printf("  %-41s %s and exit\n", commands[i].flag, commands[i].help);
 }
 
 int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
@@ -153,10 +175,11 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
     }
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage();
-            return CM_ENOTFOUND;
-        }
+        for (int i = 0; i < NCMD; i++)
+            if (strcmp(arg, commands[i].flag) == 0) {
+                commands[i].print();
+                return CM_ENOTFOUND;
+            }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errsz, "unexpected argument %.64s", arg);
             return CM_EINVAL;

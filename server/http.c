@@ -4,6 +4,7 @@
 #include "log.h"
 #include "routes.h"
 #include "ui.h"
+#include "version.h"
 
 #include <microhttpd.h>
 #include <arpa/inet.h>
@@ -165,7 +166,7 @@ static enum MHD_Result dispatch(req *r)
     case CM_R_HEALTHZ: {
         cm_buf b;
         cm_buf_init(&b);
-        cm_buf_adds(&b, "{\"status\":\"ok\"}");
+        cm_buf_adds(&b, "{\"status\":\"ok\",\"version\":\"" CM_SERVER_VERSION "\"}");
         return send_buf(r, 200, &b, "application/json");
     }
     case CM_R_READYZ: return do_readyz(r);
