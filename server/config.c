@@ -30,6 +30,7 @@ static const option options[] = {
     {"key-cache-ms", "2000", "how long a looked-up API key is trusted"},
     {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
     {"web-dir", "web", "folder of the dashboard's files (index.html, app.js, app.css, node_modules/chart.js)"},
+    {"openapi-file", "docs/openapi.yaml", "the OpenAPI document served at /openapi.yaml"},
     {"webhook-allow", "", "comma-separated CIDRs webhooks may reach although internal (loopback, private, ...)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
@@ -111,7 +112,8 @@ static int apply(cm_config *c, int i, const char *v)
         return CM_OK;
     }
     case 13: return copy_str(c->web_dir, sizeof c->web_dir, v);
-    case 14: return cm_egress_parse_allow(v, &c->webhook_allow);
+    case 14: return copy_str(c->openapi_file, sizeof c->openapi_file, v);
+    case 15: return cm_egress_parse_allow(v, &c->webhook_allow);
     }
     return CM_EINVAL;
 }

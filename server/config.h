@@ -28,6 +28,7 @@ typedef struct {
     int key_cache_ms;          /* how long a key lookup is trusted */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
+    char openapi_file[512];    /* served at /openapi.yaml */
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
 } cm_config;
 

@@ -114,10 +114,10 @@ static enum MHD_Result do_metrics(req *r)
     return send_buf(r, 200, &b, "text/plain; version=0.0.4");
 }
 
-static enum MHD_Result do_ui(req *r)
+/* One of the files read at start; `missing` says why when it is NULL. */
+static enum MHD_Result send_file(req *r, const cm_ui_file *f, const char *missing)
 {
-    const cm_ui_file *f = cm_ui_find(r->h->ui, r->route.param);
-    if (!f) return send_error(r, 404, "not_found", NULL, "no such file (is the dashboard built? run make)");
+    if (!f) return send_error(r, 404, "not_found", NULL, "%s", missing);
     struct MHD_Response *resp = MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->type);
@@ -170,7 +170,10 @@ static enum MHD_Result dispatch(req *r)
         return send_buf(r, 200, &b, "application/json");
     }
     case CM_R_READYZ: return do_readyz(r);
-    case CM_R_UI: return do_ui(r);
+    case CM_R_UI:
+        return send_file(r, cm_ui_find(r->h->ui, r->route.param), "no such file (is the dashboard built? run make)");
+    case CM_R_OPENAPI:
+        return send_file(r, cm_ui_openapi(r->h->ui), "no OpenAPI document was found at start (COSTMESH_OPENAPI_FILE)");
     case CM_R_METRICS: return do_metrics(r);
     default: break;
     }
@@ -317,7 +320,7 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
                   size_t errsz)
 {
     cm_http *h = calloc(1, sizeof *h);
-    if (!h || cm_ui_load(cfg->web_dir, &h->ui) != CM_OK) {
+    if (!h || cm_ui_load(cfg->web_dir, cfg->openapi_file, &h->ui) != CM_OK) {
         free(h);
         snprintf(err, errsz, "out of memory");
         return CM_ENOMEM;

@@ -14,6 +14,7 @@ typedef struct {
 static const route_def defs[] = {
     {CM_R_UI, "GET", "/", "ui"},
     {CM_R_UI, "GET", "/ui/*", "ui"},
+    {CM_R_OPENAPI, "GET", "/openapi.yaml", "openapi"},
     {CM_R_HEALTHZ, "GET", "/healthz", "healthz"},
     {CM_R_READYZ, "GET", "/readyz", "readyz"},
     {CM_R_METRICS, "GET", "/metrics", "metrics"},

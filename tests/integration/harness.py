@@ -187,6 +187,7 @@ class Server:
             "COSTMESH_ADMIN_KEY": self.admin_key,
             "COSTMESH_ORG": self.org,
             "COSTMESH_WEB_DIR": os.path.join(REPO, "web"),
+            "COSTMESH_OPENAPI_FILE": os.path.join(REPO, "docs", "openapi.yaml"),
             "COSTMESH_LOG_LEVEL": os.environ.get("CM_TEST_LOG_LEVEL", "warn"),
             # The tests' webhook receivers listen on loopback, which
             # costmeshd refuses unless allowed (test_k_webhooks runs without).

@@ -52,6 +52,7 @@ static void every_route(void)
     CHECK_ROUTE("PUT", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
     CHECK_ROUTE("GET", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
     CHECK_ROUTE("DELETE", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
+    CHECK_ROUTE("GET", "/openapi.yaml", CM_R_OPENAPI, "");
     /* The parameter is decoded, not validated: the handler checks it. */
     CHECK_ROUTE("GET", "/v1/mesh/agents/research-agent/spend", CM_R_AGENT_SPEND, "research-agent");
 }
