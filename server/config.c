@@ -2,6 +2,7 @@
 #include "address.h"
 #include "error.h"
 #include "log.h"
+#include "routes.h"
 #include "version.h"
 
 #include <errno.h>
@@ -135,6 +136,15 @@ static void version(void)
     printf("costmeshd %s\n", CM_SERVER_VERSION);
 }
 
+static void routes(void)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_route_list(&b);
+    if (b.data) fputs(b.data, stdout);
+    cm_buf_free(&b);
+}
+
 /* Flags that print something and exit instead of serving. */
 static const struct {
     const char *flag;
@@ -144,6 +154,7 @@ static const struct {
     {"--help", usage, "print this text"},
     {"-h", usage, NULL},
     {"--version", version, "print the version"},
+    {"--routes", routes, "print the route table (METHOD PATH, * for a parameter)"},
 };
 enum { NCMD = sizeof commands / sizeof commands[0] };
 

@@ -33,8 +33,8 @@ typedef struct {
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL
- * writes a one-line reason into err. "--help" and "--version" return
- * CM_ENOTFOUND after printing to stdout. */
+ * writes a one-line reason into err. "--help", "--version" and "--routes"
+ * return CM_ENOTFOUND after printing to stdout. */
 int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz);
 
 #endif

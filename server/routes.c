@@ -111,3 +111,8 @@ int cm_route_match(const char *method, const char *path, cm_route *out)
     }
     return path_found ? 405 : 404;
 }
+
+void cm_route_list(cm_buf *out)
+{
+    for (int i = 0; i < NDEFS; i++) cm_buf_addf(out, "%s %s\n", defs[i].method, defs[i].pattern);
+}

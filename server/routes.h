@@ -6,6 +6,7 @@
 #define CM_ROUTES_H
 
 #include "address.h"
+#include "buf.h"
 
 #define CM_ROUTE_ALLOW_MAX 48 /* "PUT, GET, HEAD, DELETE, PATCH" and room to spare */
 
@@ -44,6 +45,11 @@ typedef struct {
  * the path exists but not for this method (allow is set), 400 when the
  * path parameter's encoding is malformed, too long or not UTF-8. */
 int cm_route_match(const char *method, const char *path, cm_route *out);
+
+/* The route table, one "METHOD PATTERN" line each, '*' standing for the
+ * path parameter (costmeshd --routes: the OpenAPI test compares it with
+ * docs/openapi.yaml). HEAD is left out: every GET takes it. */
+void cm_route_list(cm_buf *out);
 
 /* Static route name for metrics and logs; never NULL. */
 const char *cm_route_name(cm_route_id id);

@@ -162,6 +162,33 @@ static void head(void)
     CHECK_EQ_I64(rm("HEAD", "/v1/mesh/agents/%zz/spend", &r), 400);
 }
 
+/* Every line of the list is a route: its method matches its path, a
+ * parameter filled in. */
+static void listed(void)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_route_list(&b);
+    int n = 0;
+    for (char *line = b.data; line && *line; n++) {
+        char *nl = strchr(line, '\n'), method[16], path[128];
+        size_t k = 0;
+        CHECK(nl != NULL);
+        if (!nl) break;
+        *nl = '\0';
+        CHECK(sscanf(line, "%15s", method) == 1);
+        for (const char *p = strchr(line, ' ') + 1; *p && k + 2 < sizeof path; p++)
+            path[k++] = *p == '*' ? 'x' : *p;
+        path[k] = '\0';
+        cm_route r;
+        CHECK_EQ_I64(rm(method, path, &r), 200);
+        CHECK_STR(r.method, method);
+        line = nl + 1;
+    }
+    CHECK(n > 20);
+    cm_buf_free(&b);
+}
+
 static void bad_param(void)
 {
     CHECK_STATUS("GET", "/v1/mesh/agents/%zz/spend", 400);
@@ -200,5 +227,6 @@ void test_routes(void)
     not_found();
     wrong_method();
     head();
+    listed();
     bad_param();
 }
