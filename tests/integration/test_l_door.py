@@ -253,26 +253,3 @@ def test_key_name_required(h):
         check_error(r, 400, "invalid_field", "name", what="POST /v1/keys %r" % body)
     check_eq(len(h.request("GET", "/v1/keys", key=h.k1).json["keys"]), before, "keys after the refusals")
 
-
-# ------------------------------------------------------------------ the OpenAPI document
-
-@timeout(60)
-def test_openapi_served(h):
-    """GET /openapi.yaml is docs/openapi.yaml as read at start (text/yaml);
-    without the file it is a 404 with the JSON error body, logged at start."""
-    import os
-    from harness import REPO
-    with open(os.path.join(REPO, "docs", "openapi.yaml"), "rb") as f:
-        want = f.read()
-    r = h.request("GET", "/openapi.yaml")
-    check_status(r, 200, "GET /openapi.yaml")
-    check_eq(r.headers.get("content-type"), "text/yaml; charset=utf-8", "Content-Type")
-    check(r.text.encode("utf-8") == want, "GET /openapi.yaml differs from docs/openapi.yaml")
-    try:
-        h.restart_server({"COSTMESH_OPENAPI_FILE": os.path.join(h.data_dir, "no-such.yaml"),
-                          "COSTMESH_LOG_LEVEL": "info"})
-        check_error(h.request("GET", "/openapi.yaml"), 404, "not_found", what="GET /openapi.yaml without the file")
-        check("event=openapi_missing" in h.server.log_text(), "the missing document is not logged: %s" %
-              h.server.log_tail(5))
-    finally:
-        h.restart_server()
