@@ -49,6 +49,24 @@ def check_eq(got, want, what):
         raise TestFailure("%s: want %r, got %r" % (what, want, got))
 
 
+def timeout(seconds):
+    """Decorator: run.py gives the test this many seconds instead of its default."""
+    def deco(fn):
+        fn.timeout = seconds
+        return fn
+    return deco
+
+
+def load_yaml(path):
+    """The YAML file at path, parsed (docker-compose.yml, docs/openapi.yaml)."""
+    try:
+        import yaml
+    except ImportError:
+        raise TestFailure("PyYAML is missing: apt-get install python3-yaml (make deps)") from None
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
 def dec(x):
     """A JSON number (int or Decimal from parse_float) as Decimal."""
     if isinstance(x, bool) or x is None:

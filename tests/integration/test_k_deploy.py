@@ -8,19 +8,14 @@ import re
 import subprocess
 import tempfile
 
-from harness import REPO, TestFailure, check, check_eq
+from harness import REPO, check, check_eq, load_yaml
 
 COMPOSE = os.path.join(REPO, "docker-compose.yml")
 DOCKERFILE = os.path.join(REPO, "deploy", "Dockerfile")
 
 
 def compose():
-    try:
-        import yaml
-    except ImportError:
-        raise TestFailure("PyYAML is missing: apt-get install python3-yaml (make deps)") from None
-    with open(COMPOSE, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return load_yaml(COMPOSE)
 
 
 def strings(node):

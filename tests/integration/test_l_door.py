@@ -3,19 +3,14 @@ A body declared over the limit is refused at once and the connection closed
 unread; headers over the limit get the JSON error body; HEAD works wherever
 GET does; `costmeshd --version`; an empty key name is a 400."""
 
+import json
 import re
 import socket
 import subprocess
 import time
 
-from harness import check, check_eq, check_error, check_status, TestFailure
-
-
-def timeout(seconds):
-    def deco(fn):
-        fn.timeout = seconds
-        return fn
-    return deco
+from harness import (accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent, timeout,
+                     TestFailure)
 
 
 def read_reply(s, limit):
@@ -54,7 +49,6 @@ def split_reply(raw, what):
 
 
 def json_error(body, what):
-    import json
     try:
         j = json.loads(body.decode("utf-8"))
     except ValueError as e:
@@ -192,7 +186,6 @@ def test_head_on_get_routes(h):
     """HEAD answers what GET answers, without the body: same status and
     headers (Content-Length of the GET body), counted under the same route;
     it never runs another method's handler (HEAD /v1/keys creates no key)."""
-    from harness import enc, new_agent, hb_id, hb_obj, accepted
     a = new_agent(tag="head")
     accepted(h.hb(hb_obj(a, "0.25", hb_id()), key=h.k1), 1, 0, "register")
     keys_before = h.request("GET", "/v1/keys", key=h.k1).json["keys"]

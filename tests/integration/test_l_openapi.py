@@ -8,26 +8,14 @@ import os
 import re
 import subprocess
 
-from harness import REPO, TestFailure, check, check_eq, check_error, check_status
+from harness import REPO, check, check_eq, check_error, check_status, load_yaml, timeout
 
 DOC = os.path.join(REPO, "docs", "openapi.yaml")
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
-def timeout(seconds):
-    def deco(fn):
-        fn.timeout = seconds
-        return fn
-    return deco
-
-
 def load():
-    try:
-        import yaml
-    except ImportError:
-        raise TestFailure("PyYAML is missing: apt-get install python3-yaml (make deps)") from None
-    with open(DOC, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return load_yaml(DOC)
 
 
 def run(h, flag):
