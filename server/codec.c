@@ -415,7 +415,10 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
         rc = cm_apierr_set(e, 400, "invalid_field", "role", "role must be \"admin\" or \"agent\"");
         goto done;
     }
-    if (out->agent[0] && out->admin)
+    /* The name is how a person tells keys apart in the list. */
+    if (!out->name[0])
+        rc = cm_apierr_set(e, 400, "invalid_field", "name", "name is required: a label for the key");
+    else if (out->agent[0] && out->admin)
         rc = cm_apierr_set(e, 400, "invalid_field", "agent", "only agent keys are bound to an agent");
 done:
     json_object_put(root);

@@ -81,6 +81,8 @@ typedef struct {
     char agent[CM_ADDR_MAX];   /* "" when not bound */
 } cm_keyreq;
 
+/* POST /v1/keys body: role "admin" or "agent" and a non-empty name are
+ * required; agent binds an agent key. */
 int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
 
 /* PUT and PATCH .../policies/cost body: every limit optional (absent or

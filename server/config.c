@@ -2,6 +2,8 @@
 #include "address.h"
 #include "error.h"
 #include "log.h"
+#include "routes.h"
+#include "version.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +31,7 @@ static const option options[] = {
     {"key-cache-ms", "2000", "how long a looked-up API key is trusted"},
     {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
     {"web-dir", "web", "folder of the dashboard's files (index.html, app.js, app.css, node_modules/chart.js)"},
+    {"openapi-file", "docs/openapi.yaml", "the OpenAPI document served at /openapi.yaml"},
     {"webhook-allow", "", "comma-separated CIDRs webhooks may reach although internal (loopback, private, ...)"},
     {"max-agents-per-org", "100000", "agents an org may register (its own quota row in org_limits overrides it)"},
 };
@@ -111,8 +114,9 @@ static int apply(cm_config *c, int i, const char *v)
         return CM_OK;
     }
     case 13: return copy_str(c->web_dir, sizeof c->web_dir, v);
-    case 14: return cm_egress_parse_allow(v, &c->webhook_allow);
-    case 15: return parse_int(v, 1, 1000000000, &c->max_agents_per_org);
+    case 14: return copy_str(c->openapi_file, sizeof c->openapi_file, v);
+    case 15: return cm_egress_parse_allow(v, &c->webhook_allow);
+    case 16: return parse_int(v, 1, 1000000000, &c->max_agents_per_org);
     }
     return CM_EINVAL;
 }
@@ -127,6 +131,35 @@ static void env_name(const char *flag, char *out, size_t outsz)
     out[j] = '\0';
 }
 
+static void usage(void);
+
+static void version(void)
+{
+    printf("costmeshd %s\n", CM_SERVER_VERSION);
+}
+
+static void routes(void)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_route_list(&b);
+    if (b.data) fputs(b.data, stdout);
+    cm_buf_free(&b);
+}
+
+/* Flags that print something and exit instead of serving. */
+static const struct {
+    const char *flag;
+    void (*print)(void);
+    const char *help;
+} commands[] = {
+    {"--help", usage, "print this text"},
+    {"-h", usage, NULL},
+    {"--version", version, "print the version"},
+    {"--routes", routes, "print the route table (METHOD PATH, * for a parameter)"},
+};
+enum { NCMD = sizeof commands / sizeof commands[0] };
+
 static void usage(void)
 {
     printf("usage: costmeshd [--option VALUE]...\n"
@@ -137,6 +170,8 @@ static void usage(void)
         printf("  --%-16s %-22s %s (default \"%s\")\n", options[i].name, env, options[i].help,
                options[i].def);
     }
+    for (int i = 0; i < NCMD; i++)
+        if (commands[i].help) printf("  %-41s %s and exit\n", commands[i].flag, commands[i].help);
 }
 
 int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
@@ -155,10 +190,11 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
     }
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage();
-            return CM_ENOTFOUND;
-        }
+        for (int i = 0; i < NCMD; i++)
+            if (strcmp(arg, commands[i].flag) == 0) {
+                commands[i].print();
+                return CM_ENOTFOUND;
+            }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errsz, "unexpected argument %.64s", arg);
             return CM_EINVAL;

@@ -31,12 +31,13 @@ typedef struct {
     int key_cache_ms;          /* how long a key lookup is trusted */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
+    char openapi_file[512];    /* served at /openapi.yaml */
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL
- * writes a one-line reason into err. "--help" returns CM_ENOTFOUND after
- * printing usage to stdout. */
+ * writes a one-line reason into err. "--help", "--version" and "--routes"
+ * return CM_ENOTFOUND after printing to stdout. */
 int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz);
 
 #endif

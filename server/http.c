@@ -4,6 +4,7 @@
 #include "log.h"
 #include "routes.h"
 #include "ui.h"
+#include "version.h"
 
 #include <microhttpd.h>
 #include <arpa/inet.h>
@@ -113,10 +114,10 @@ static enum MHD_Result do_metrics(req *r)
     return send_buf(r, 200, &b, "text/plain; version=0.0.4");
 }
 
-static enum MHD_Result do_ui(req *r)
+/* One of the files read at start; `missing` says why when it is NULL. */
+static enum MHD_Result send_file(req *r, const cm_ui_file *f, const char *missing)
 {
-    const cm_ui_file *f = cm_ui_find(r->h->ui, r->route.param);
-    if (!f) return send_error(r, 404, "not_found", NULL, "no such file (is the dashboard built? run make)");
+    if (!f) return send_error(r, 404, "not_found", NULL, "%s", missing);
     struct MHD_Response *resp = MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, f->type);
@@ -159,24 +160,28 @@ static enum MHD_Result answer_job(req *r)
                       j->retry_after > 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
 }
 
-static enum MHD_Result dispatch(req *r, const char *method)
+static enum MHD_Result dispatch(req *r)
 {
     switch (r->route.id) {
     case CM_R_HEALTHZ: {
         cm_buf b;
         cm_buf_init(&b);
-        cm_buf_adds(&b, "{\"status\":\"ok\"}");
+        cm_buf_adds(&b, "{\"status\":\"ok\",\"version\":\"" CM_SERVER_VERSION "\"}");
         return send_buf(r, 200, &b, "application/json");
     }
     case CM_R_READYZ: return do_readyz(r);
-    case CM_R_UI: return do_ui(r);
+    case CM_R_UI:
+        return send_file(r, cm_ui_find(r->h->ui, r->route.param), "no such file (is the dashboard built? run make)");
+    case CM_R_OPENAPI:
+        return send_file(r, cm_ui_openapi(r->h->ui), "no OpenAPI document was found at start (COSTMESH_OPENAPI_FILE)");
     case CM_R_METRICS: return do_metrics(r);
     default: break;
     }
     cm_job *j = calloc(1, sizeof *j);
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
-    cm_decode_req dr = {&r->route, method, r->body.data, r->body.len, now_s(), lookup, r->conn};
+    /* The route's method: a HEAD is decoded and answered as its GET. */
+    cm_decode_req dr = {&r->route, r->route.method, r->body.data, r->body.len, now_s(), lookup, r->conn};
     cm_apierr e;
     if (cm_decode_job(&dr, j, &e) != CM_OK) return send_apierr(r, &e);
     j->done = on_job_done;
@@ -189,6 +194,44 @@ static enum MHD_Result dispatch(req *r, const char *method)
         cm_job_fail(j, 503, "shutting_down", NULL, "the server is stopping; retry");
         on_job_done(j);
     }
+    return MHD_YES;
+}
+
+/* The size of a request's head, as its parts are added up. */
+typedef struct {
+    size_t bytes;
+    unsigned lines;
+} head_size;
+
+/* Adds one header line ("k: v" CRLF) or query argument ("k=v&") to *cls. */
+static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    head_size *n = cls;
+    n->bytes += strlen(key) + (value ? strlen(value) : 0) + (kind == MHD_HEADER_KIND ? 4 : 2);
+    n->lines++;
+    return MHD_YES;
+}
+
+/* On the first call, with the headers in and no body read: a request over
+ * a limit is refused now. libmicrohttpd sends a response queued before the
+ * body with Connection: close and reads nothing more, so a client that
+ * declares 4 MiB is answered at once instead of being read (or waited for
+ * until the timeout). Heads larger still than the connection memory never
+ * get here: libmicrohttpd answers those itself. */
+static enum MHD_Result refuse_early(req *r, const char *url)
+{
+    head_size target = {strlen(url), 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_len, &target);
+    head_size head = {target.bytes, 0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, add_len, &head);
+    if (target.bytes > CM_TARGET_MAX)
+        return send_error(r, 414, "uri_too_long", NULL, "the request target is over %d bytes", CM_TARGET_MAX);
+    if (head.bytes > CM_HEAD_MAX || head.lines > CM_HEAD_LINES_MAX)
+        return send_error(r, 431, "headers_too_large", NULL, "the request's headers are over %d bytes or %d lines",
+                          CM_HEAD_MAX, CM_HEAD_LINES_MAX);
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > CM_BODY_MAX)
+        return send_error(r, 413, "payload_too_large", NULL, "request body is over %d bytes", CM_BODY_MAX);
     return MHD_YES;
 }
 
@@ -206,13 +249,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->conn = conn;
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > CM_BODY_MAX) r->too_big = 1;
-        return MHD_YES;
+        return refuse_early(r, url);
     }
     if (*upload_size) {
-        /* Keep reading past the limit without storing, so the client gets
-         * the 413 instead of a reset connection. */
+        /* A body without a declared length (chunked) is only known to be
+         * too big while it is read: libmicrohttpd takes no answer before
+         * the body's end, so keep reading without storing, and the client
+         * gets the 413 instead of a reset connection. */
         if (!r->too_big) {
             int rc = cm_buf_add_capped(&r->body, upload, *upload_size, CM_BODY_MAX);
             if (rc == CM_ENOMEM) return MHD_NO;
@@ -237,7 +280,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         char *text = cm_buf_take(&b, &len);
         return send_owned(r, 405, text, text ? len : 0, "application/json", MHD_HTTP_HEADER_ALLOW, r->route.allow);
     }
-    return dispatch(r, method);
+    return dispatch(r);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -277,7 +320,7 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
                   size_t errsz)
 {
     cm_http *h = calloc(1, sizeof *h);
-    if (!h || cm_ui_load(cfg->web_dir, &h->ui) != CM_OK) {
+    if (!h || cm_ui_load(cfg->web_dir, cfg->openapi_file, &h->ui) != CM_OK) {
         free(h);
         snprintf(err, errsz, "out of memory");
         return CM_ENOMEM;
@@ -302,7 +345,7 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->conn_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CM_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, completed, h,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, h,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,

@@ -12,7 +12,16 @@
 #include "config.h"
 #include "metrics.h"
 
-#define CM_BODY_MAX (1024 * 1024) /* bytes in a request body */
+#define CM_BODY_MAX (1024 * 1024) /* bytes in a request body: 413 past it */
+#define CM_TARGET_MAX (8 * 1024)   /* bytes in the path and query: 414 past it */
+#define CM_HEAD_MAX (32 * 1024)    /* bytes in the target and header lines: 431 past it */
+#define CM_HEAD_LINES_MAX 100      /* header lines: 431 past it */
+/* libmicrohttpd's memory per connection, which bounds what it reads of a
+ * request's head: past it (about 126 KiB of header bytes, or some 1,800
+ * header lines), libmicrohttpd answers 431 or 414 itself, with its own
+ * HTML body that no option replaces. Four times CM_HEAD_MAX, so that heads
+ * well past the limits still get costmeshd's JSON refusal. */
+#define CM_CONN_MEMORY (4 * CM_HEAD_MAX)
 
 typedef struct cm_http cm_http;
 

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static const int tracked_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 413, 429, 500, 503};
+static const int tracked_status[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 413, 414, 429, 431, 500, 503};
 enum { NSTATUS = sizeof tracked_status / sizeof tracked_status[0] };
 
 struct cm_metrics {

@@ -14,6 +14,7 @@ typedef struct {
 static const route_def defs[] = {
     {CM_R_UI, "GET", "/", "ui"},
     {CM_R_UI, "GET", "/ui/*", "ui"},
+    {CM_R_OPENAPI, "GET", "/openapi.yaml", "openapi"},
     {CM_R_HEALTHZ, "GET", "/healthz", "healthz"},
     {CM_R_READYZ, "GET", "/readyz", "readyz"},
     {CM_R_METRICS, "GET", "/metrics", "metrics"},
@@ -70,6 +71,22 @@ static int match(const char *pattern, const char *path, const char **seg, size_t
     return *s == '\0';
 }
 
+/* HEAD is GET without the body, which libmicrohttpd leaves out by itself:
+ * every GET route takes HEAD, and answers it as a GET. */
+static int takes(const char *def_method, const char *method)
+{
+    return strcmp(def_method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(def_method, "GET") == 0);
+}
+
+/* Appends method to the comma-separated allow list. */
+static void allow_add(char allow[CM_ROUTE_ALLOW_MAX], const char *method)
+{
+    size_t n = strlen(allow), m = strlen(method);
+    if (n + m + 3 > CM_ROUTE_ALLOW_MAX) return;
+    if (n) memcpy(allow + n, ", ", 2), n += 2;
+    memcpy(allow + n, method, m + 1);
+}
+
 int cm_route_match(const char *method, const char *path, cm_route *out)
 {
     memset(out, 0, sizeof *out);
@@ -78,16 +95,14 @@ int cm_route_match(const char *method, const char *path, cm_route *out)
         const char *seg = NULL;
         size_t seglen = 0;
         if (!match(defs[i].pattern, path, &seg, &seglen)) continue;
-        if (strcmp(defs[i].method, method) != 0) {
-            size_t n = strlen(out->allow);
-            if (n + strlen(defs[i].method) + 3 < sizeof out->allow) {
-                if (n) memcpy(out->allow + n, ", ", 3), n += 2;
-                memcpy(out->allow + n, defs[i].method, strlen(defs[i].method) + 1);
-            }
+        if (!takes(defs[i].method, method)) {
+            allow_add(out->allow, defs[i].method);
+            if (strcmp(defs[i].method, "GET") == 0) allow_add(out->allow, "HEAD");
             path_found = 1;
             continue;
         }
         out->id = defs[i].id;
+        out->method = defs[i].method;
         out->allow[0] = '\0';
         size_t n = 0;
         if (seg && (cm_pct_decode(seg, seglen, out->param, sizeof out->param, &n) != CM_OK ||
@@ -96,4 +111,9 @@ int cm_route_match(const char *method, const char *path, cm_route *out)
         return 200;
     }
     return path_found ? 405 : 404;
+}
+
+void cm_route_list(cm_buf *out)
+{
+    for (int i = 0; i < NDEFS; i++) cm_buf_addf(out, "%s %s\n", defs[i].method, defs[i].pattern);
 }

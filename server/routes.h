@@ -6,6 +6,9 @@
 #define CM_ROUTES_H
 
 #include "address.h"
+#include "buf.h"
+
+#define CM_ROUTE_ALLOW_MAX 48 /* "PUT, GET, HEAD, DELETE, PATCH" and room to spare */
 
 typedef enum {
     CM_R_HEALTHZ = 0,
@@ -26,13 +29,15 @@ typedef enum {
     CM_R_EVENTS,        /* GET /v1/mesh/events */
     CM_R_WEBHOOK,       /* PUT, GET, DELETE /v1/mesh/webhook */
     CM_R_UI,            /* GET / and GET /ui/{file}: the dashboard */
+    CM_R_OPENAPI,       /* GET /openapi.yaml */
     CM_R_COUNT,
 } cm_route_id;
 
 typedef struct {
     cm_route_id id;
+    const char *method;      /* the method the route answers: "GET" for a HEAD */
     char param[CM_ADDR_MAX]; /* the decoded {...} segment, "" when none */
-    char allow[32];          /* on 405: the methods the path takes */
+    char allow[CM_ROUTE_ALLOW_MAX]; /* on 405: the methods the path takes */
 } cm_route;
 
 /* Matches `method` and the raw (still percent-encoded) path, without the
@@ -40,6 +45,11 @@ typedef struct {
  * the path exists but not for this method (allow is set), 400 when the
  * path parameter's encoding is malformed, too long or not UTF-8. */
 int cm_route_match(const char *method, const char *path, cm_route *out);
+
+/* The route table, one "METHOD PATTERN" line each, '*' standing for the
+ * path parameter (costmeshd --routes: the OpenAPI test compares it with
+ * docs/openapi.yaml). HEAD is left out: every GET takes it. */
+void cm_route_list(cm_buf *out);
 
 /* Static route name for metrics and logs; never NULL. */
 const char *cm_route_name(cm_route_id id);

@@ -24,6 +24,7 @@ enum { NASSETS = sizeof assets / sizeof assets[0] };
 
 struct cm_ui {
     cm_ui_file files[NASSETS]; /* data owned; NULL when the file was missing */
+    cm_ui_file openapi;        /* likewise */
 };
 
 /* The whole file at path, malloc'd; NULL when it cannot be read. */
@@ -40,7 +41,7 @@ static char *read_file(const char *path, size_t *len)
     return cm_buf_take(&b, len);
 }
 
-int cm_ui_load(const char *dir, cm_ui **out)
+int cm_ui_load(const char *dir, const char *openapi, cm_ui **out)
 {
     cm_ui *ui = calloc(1, sizeof *ui);
     if (!ui) return CM_ENOMEM;
@@ -51,6 +52,10 @@ int cm_ui_load(const char *dir, cm_ui **out)
         ui->files[i].data = read_file(path, &ui->files[i].len);
     }
     if (!ui->files[0].data) cm_log(CM_LOG_INFO, "event=dashboard_missing dir=%s", dir);
+    /* RFC 9512's application/yaml would make browsers download it. */
+    ui->openapi.type = "text/yaml; charset=utf-8";
+    ui->openapi.data = read_file(openapi, &ui->openapi.len);
+    if (!ui->openapi.data) cm_log(CM_LOG_INFO, "event=openapi_missing path=%s", openapi);
     *out = ui;
     return CM_OK;
 }
@@ -62,9 +67,15 @@ const cm_ui_file *cm_ui_find(const cm_ui *ui, const char *name)
     return NULL;
 }
 
+const cm_ui_file *cm_ui_openapi(const cm_ui *ui)
+{
+    return ui->openapi.data ? &ui->openapi : NULL;
+}
+
 void cm_ui_free(cm_ui *ui)
 {
     if (!ui) return;
     for (int i = 0; i < NASSETS; i++) free((char *)ui->files[i].data);
+    free((char *)ui->openapi.data);
     free(ui);
 }

@@ -60,7 +60,7 @@ static void fuzz_pct(const char *s, size_t len)
 
 static void fuzz_route(const char *path)
 {
-    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", ""};
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", ""};
     for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
         cm_route r;
         int st = cm_route_match(methods[m], path, &r);
@@ -68,7 +68,7 @@ static void fuzz_route(const char *path)
         FUZZ_CHECK(memchr(r.param, '\0', sizeof r.param) != NULL);
         FUZZ_CHECK(memchr(r.allow, '\0', sizeof r.allow) != NULL);
         if (st == 405) FUZZ_CHECK(r.allow[0] != '\0');
-        if (st == 200) FUZZ_CHECK((int)r.id >= 0 && r.id < CM_R_COUNT);
+        if (st == 200) FUZZ_CHECK((int)r.id >= 0 && r.id < CM_R_COUNT && r.method != NULL);
         FUZZ_CHECK(cm_route_name(r.id) != NULL);
     }
 }

@@ -13,7 +13,8 @@ import socket
 import time
 import uuid
 
-from harness import (accepted, check, check_eq, check_status, enc, hb_id, hb_obj, new_agent, TestFailure)
+from harness import (accepted, check, check_eq, check_status, enc, hb_id, hb_obj, new_agent, send_early_answered,
+                     TestFailure)
 
 
 def timeout(seconds):
@@ -36,7 +37,7 @@ def raw_request(h, method, path, body=None, key=None, headers=None, timeout=30):
         hdrs.setdefault("Content-Type", "application/json")
     conn = http.client.HTTPConnection("127.0.0.1", h.http_port, timeout=timeout)
     try:
-        conn.request(method, path, body=body, headers=hdrs)
+        send_early_answered(conn, method, path, body, hdrs)
         r = conn.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:

@@ -8,19 +8,14 @@ import re
 import subprocess
 import tempfile
 
-from harness import REPO, TestFailure, check, check_eq
+from harness import REPO, check, check_eq, load_yaml
 
 COMPOSE = os.path.join(REPO, "docker-compose.yml")
 DOCKERFILE = os.path.join(REPO, "deploy", "Dockerfile")
 
 
 def compose():
-    try:
-        import yaml
-    except ImportError:
-        raise TestFailure("PyYAML is missing: apt-get install python3-yaml (make deps)") from None
-    with open(COMPOSE, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return load_yaml(COMPOSE)
 
 
 def strings(node):
@@ -132,3 +127,15 @@ def test_image_carries_costmeshctl(h):
               "the build stage does not copy %s" % src)
     check(any(re.match(r"COPY\s+--from=build\s.*/build/costmeshctl\s.*/usr/local/bin/?$", l) for l in runtime_stage()),
           "the image has no /usr/local/bin/costmeshctl")
+
+
+def test_image_serves_openapi(h):
+    """The image carries docs/openapi.yaml and costmeshd is told where."""
+    rt = runtime_stage()
+    m = [re.match(r"COPY\s+docs/openapi\.yaml\s+(\S+)$", l) for l in rt]
+    dest = next((x.group(1) for x in m if x), None)
+    check(dest, "the image does not copy docs/openapi.yaml")
+    path = dest + "openapi.yaml" if dest.endswith("/") else dest
+    env = " ".join(l for l in rt if l.startswith("ENV"))
+    check(re.search(r"\bCOSTMESH_OPENAPI_FILE=%s(\s|$)" % re.escape(path), env),
+          "the image does not set COSTMESH_OPENAPI_FILE=%s: %r" % (path, env))

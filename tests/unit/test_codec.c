@@ -620,12 +620,7 @@ static void keyreq(void)
     CHECK_STR(k.name, "bot");
     CHECK_STR(k.agent, ADDR);
 
-    CHECK_EQ_I64(kr("{\"role\":\"agent\"}", &k, &e), CM_OK);
-    CHECK(!k.admin);
-    CHECK_STR(k.name, "");
-    CHECK_STR(k.agent, "");
-
-    CHECK_EQ_I64(kr("{\"role\":\"agent\",\"unknown\":[1],\"agent\":null}", &k, &e), CM_OK);
+    CHECK_EQ_I64(kr("{\"role\":\"agent\",\"name\":\"n\",\"unknown\":[1],\"agent\":null}", &k, &e), CM_OK);
     CHECK_STR(k.agent, "");
 
     /* Roles. */
@@ -637,14 +632,18 @@ static void keyreq(void)
     CHECK_KR_FAIL("{\"role\":\"administrator-of-everything\"}", "invalid_field", "role");
 
     /* An admin key is never bound to an agent. */
-    CHECK_KR_FAIL("{\"role\":\"admin\",\"agent\":\"" ADDR "\"}", "invalid_field", "agent");
+    CHECK_KR_FAIL("{\"role\":\"admin\",\"name\":\"n\",\"agent\":\"" ADDR "\"}", "invalid_field", "agent");
     /* Bad agents. */
     CHECK_KR_FAIL("{\"role\":\"agent\",\"agent\":\"research-agent\"}", "invalid_field", "agent");
     CHECK_KR_FAIL("{\"role\":\"agent\",\"agent\":\"agent://a/b\"}", "invalid_field", "agent");
     CHECK_KR_FAIL("{\"role\":\"agent\",\"agent\":5}", "invalid_field", "agent");
     CHECK_KR_FAIL("{\"role\":\"agent\",\"agent\":\"" ADDR "\\u0000\"}", "invalid_field", "agent");
 
-    /* Name. */
+    /* Name: required, and not empty. */
+    CHECK_KR_FAIL("{\"role\":\"agent\"}", "invalid_field", "name");
+    CHECK_KR_FAIL("{\"role\":\"agent\",\"name\":\"\"}", "invalid_field", "name");
+    CHECK_KR_FAIL("{\"role\":\"admin\",\"name\":null}", "invalid_field", "name");
+    CHECK_KR_FAIL("{\"role\":\"agent\",\"name\":\"\",\"agent\":\"" ADDR "\"}", "invalid_field", "name");
     CHECK_KR_FAIL("{\"role\":\"agent\",\"name\":7}", "invalid_field", "name");
     CHECK_KR_FAIL("{\"role\":\"agent\",\"name\":\"a\\u0007\"}", "invalid_field", "name");
     {

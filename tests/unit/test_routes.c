@@ -52,6 +52,7 @@ static void every_route(void)
     CHECK_ROUTE("PUT", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
     CHECK_ROUTE("GET", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
     CHECK_ROUTE("DELETE", "/v1/mesh/webhook", CM_R_WEBHOOK, "");
+    CHECK_ROUTE("GET", "/openapi.yaml", CM_R_OPENAPI, "");
     /* The parameter is decoded, not validated: the handler checks it. */
     CHECK_ROUTE("GET", "/v1/mesh/agents/research-agent/spend", CM_R_AGENT_SPEND, "research-agent");
 }
@@ -113,29 +114,79 @@ static void not_found(void)
 
 static void wrong_method(void)
 {
-    CHECK_405("POST", "/healthz", "GET");
-    CHECK_405("HEAD", "/readyz", "GET");
-    CHECK_405("DELETE", "/metrics", "GET");
-    CHECK_405("DELETE", "/v1/keys", "GET, POST");
-    CHECK_405("PUT", "/v1/keys", "GET, POST");
+    CHECK_405("POST", "/healthz", "GET, HEAD");
+    CHECK_405("DELETE", "/metrics", "GET, HEAD");
+    CHECK_405("DELETE", "/v1/keys", "GET, HEAD, POST");
+    CHECK_405("PUT", "/v1/keys", "GET, HEAD, POST");
     CHECK_405("GET", "/v1/keys/key_1", "DELETE");
     CHECK_405("POST", "/v1/keys/key_1", "DELETE");
     CHECK_405("GET", "/v1/mesh/heartbeat", "POST");
     CHECK_405("PUT", "/v1/mesh/heartbeat", "POST");
-    CHECK_405("POST", "/v1/mesh/webhook", "PUT, GET, DELETE");
-    CHECK_405("POST", "/v1/mesh/agents", "GET");
-    CHECK_405("POST", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc/spend", "GET");
-    CHECK_405("DELETE", "/v1/mesh/intents/i/spend", "GET");
+    CHECK_405("POST", "/v1/mesh/webhook", "PUT, GET, HEAD, DELETE");
+    CHECK_405("POST", "/v1/mesh/agents", "GET, HEAD");
+    CHECK_405("POST", "/v1/mesh/agents/agent%3A%2F%2Fa%2Fb%2Fc/spend", "GET, HEAD");
+    CHECK_405("DELETE", "/v1/mesh/intents/i/spend", "GET, HEAD");
+    /* HEAD goes only where GET goes. */
+    CHECK_405("HEAD", "/v1/mesh/heartbeat", "POST");
+    CHECK_405("HEAD", "/v1/keys/key_1", "DELETE");
     /* Methods are case-sensitive (RFC 9110). */
-    CHECK_405("get", "/healthz", "GET");
+    CHECK_405("get", "/healthz", "GET, HEAD");
+    CHECK_405("head", "/healthz", "GET, HEAD");
     /* A wrong method on a path whose parameter is malformed: still 405. */
-    CHECK_405("POST", "/v1/mesh/agents/%zz/spend", "GET");
+    CHECK_405("POST", "/v1/mesh/agents/%zz/spend", "GET, HEAD");
     /* A 200 match leaves allow empty even after passing other methods. */
     {
         cm_route r;
         CHECK_EQ_I64(rm("POST", "/v1/keys", &r), 200);
         CHECK_STR(r.allow, "");
     }
+}
+
+/* HEAD is answered as the GET of the same route, never as another method. */
+static void head(void)
+{
+    static const char *const paths[] = {"/healthz", "/readyz", "/metrics", "/", "/ui/app.js", "/v1/keys",
+                                        "/v1/mesh/agents", "/v1/mesh/agents/a/spend", "/v1/mesh/events",
+                                        "/v1/mesh/webhook", "/v1/mesh/agents/a/policies/cost"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        cm_route g, h;
+        CHECK_EQ_I64(rm("GET", paths[i], &g), 200);
+        CHECK_EQ_I64(rm("HEAD", paths[i], &h), 200);
+        CHECK_EQ_I64(h.id, g.id);
+        CHECK_STR(h.method, "GET");
+        CHECK_STR(h.param, g.param);
+    }
+    cm_route r;
+    CHECK_EQ_I64(rm("POST", "/v1/keys", &r), 200);
+    CHECK_STR(r.method, "POST");
+    CHECK_EQ_I64(rm("HEAD", "/v1/mesh/agents/%zz/spend", &r), 400);
+}
+
+/* Every line of the list is a route: its method matches its path, a
+ * parameter filled in. */
+static void listed(void)
+{
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_route_list(&b);
+    int n = 0;
+    for (char *line = b.data; line && *line; n++) {
+        char *nl = strchr(line, '\n'), method[16], path[128];
+        size_t k = 0;
+        CHECK(nl != NULL);
+        if (!nl) break;
+        *nl = '\0';
+        CHECK(sscanf(line, "%15s", method) == 1);
+        for (const char *p = strchr(line, ' ') + 1; *p && k + 2 < sizeof path; p++)
+            path[k++] = *p == '*' ? 'x' : *p;
+        path[k] = '\0';
+        cm_route r;
+        CHECK_EQ_I64(rm(method, path, &r), 200);
+        CHECK_STR(r.method, method);
+        line = nl + 1;
+    }
+    CHECK(n > 20);
+    cm_buf_free(&b);
 }
 
 static void bad_param(void)
@@ -175,5 +226,7 @@ void test_routes(void)
     names();
     not_found();
     wrong_method();
+    head();
+    listed();
     bad_param();
 }
