@@ -113,6 +113,11 @@ static json_object *parse_root(const char *body, size_t len, cm_apierr *e)
     return root;
 }
 
+json_object *cm_codec_parse(const char *body, size_t len, cm_apierr *e)
+{
+    return parse_root(body, len, e);
+}
+
 /* parse_root for bodies that must be one JSON object. */
 static json_object *parse_object(const char *body, size_t len, cm_apierr *e)
 {
@@ -225,14 +230,18 @@ static int get_money(json_object *m, const char *prefix, const char *name, int64
     if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
         return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number", p);
     /* json-c keeps the number's original text: parse that, not the double. */
-    const char *text = json_object_get_string(v);
-    int rc = cm_money_parse(text, strlen(text), dst);
+    if (cm_codec_money(json_object_get_string(v), dst) != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
+    return CM_OK;
+}
+
+int cm_codec_money(const char *text, int64_t *nanos)
+{
+    int rc = cm_money_parse(text, strlen(text), nanos);
     /* Below zero is refused even when it rounds to zero nano-dollars; only
      * a negative zero ("-0", "-0.0") is zero. */
     if (rc == CM_OK && text[0] == '-' && strcspn(text, "123456789") < strcspn(text, "eE")) rc = CM_ERANGE;
-    if (rc != CM_OK)
-        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
-    return CM_OK;
+    return rc;
 }
 
 /* Adds the fields of obj that are not among `names` to ig. */

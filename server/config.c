@@ -30,6 +30,8 @@ static const option options[] = {
     {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
     {"web-dir", "web", "folder of the dashboard's files (index.html, app.js, app.css, node_modules/chart.js)"},
     {"webhook-allow", "", "comma-separated CIDRs webhooks may reach although internal (loopback, private, ...)"},
+    {"interop-env", "production", "ENV of the agents that OTLP spans and CloudEvents name (agent://ORG/ENV/NAME)"},
+    {"test-interop-faults", "", "test hook: statuses (429, 503) answered to the next OTLP/CloudEvents requests after their commit"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -111,6 +113,10 @@ static int apply(cm_config *c, int i, const char *v)
     }
     case 13: return copy_str(c->web_dir, sizeof c->web_dir, v);
     case 14: return cm_egress_parse_allow(v, &c->webhook_allow);
+    case 15:
+        if (cm_addr_check_org(v, strlen(v)) != CM_OK) return CM_EINVAL; /* an address segment */
+        return copy_str(c->interop_env, sizeof c->interop_env, v);
+    case 16: return copy_str(c->interop_faults, sizeof c->interop_faults, v);
     }
     return CM_EINVAL;
 }

@@ -3,6 +3,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "error.h"
+#include "inflate.h"
 #include "timeutil.h"
 
 #include <stdio.h>
@@ -194,6 +195,20 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         }
         j->op = get ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_PUT;
         return get ? CM_OK : cm_codec_webhook(body, len, &j->req.webhook_put, e);
+    case CM_R_OTLP_TRACES: {
+        j->op = CM_OP_OTLP_TRACES;
+        char *owned;
+        const char *data;
+        size_t n;
+        if (cm_inflate_body(r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Content-Encoding"), body, len, &owned,
+                            &data, &n, e) != CM_OK)
+            return CM_EINVAL;
+        cm_req_interop *in = &j->req.interop;
+        int rc = cm_otlp_decode(r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Content-Type"), data, n, j->now,
+                                &in->hb.hbs, &in->hb.n, &in->otlp, e);
+        free(owned);
+        return rc;
+    }
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }

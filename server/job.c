@@ -21,7 +21,7 @@ void cm_job_fail(cm_job *j, int status, const char *code, const char *field, con
 void cm_job_free(cm_job *j)
 {
     if (!j) return;
-    if (j->op == CM_OP_HEARTBEAT) {
+    if (j->op == CM_OP_HEARTBEAT || j->op == CM_OP_OTLP_TRACES) {
         free(j->req.heartbeat.hbs);
         cm_buf_free(&j->req.heartbeat.ignored.listed);
     }

@@ -37,6 +37,7 @@ static const route_def defs[] = {
     {CM_R_WEBHOOK, "PUT", "/v1/mesh/webhook", "webhook"},
     {CM_R_WEBHOOK, "GET", "/v1/mesh/webhook", "webhook"},
     {CM_R_WEBHOOK, "DELETE", "/v1/mesh/webhook", "webhook"},
+    {CM_R_OTLP_TRACES, "POST", "/v1/traces", "otlp_traces"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

@@ -26,6 +26,7 @@ typedef enum {
     CM_R_EVENTS,        /* GET /v1/mesh/events */
     CM_R_WEBHOOK,       /* PUT, GET, DELETE /v1/mesh/webhook */
     CM_R_UI,            /* GET / and GET /ui/{file}: the dashboard */
+    CM_R_OTLP_TRACES,   /* POST /v1/traces (OTLP/HTTP) */
     CM_R_COUNT,
 } cm_route_id;
 
