@@ -48,7 +48,12 @@ int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
-/* api_interop.c: OpenTelemetry traces (otlp.h) into the group commit. */
+/* api_interop.c: OpenTelemetry traces (otlp.h) and CloudEvents
+ * (cloudevents.h) into the group commit; the org's meters (admin keys). */
 int cm_api_otlp_traces(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_ce_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_meter_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_meter_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_meter_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 #endif

@@ -139,9 +139,7 @@ static int add_span(batch *b, const facts *f, const value *service, const char *
     if (strlen(span) != 16) return reject(b, "a span with usage has no 8-byte span id"), CM_OK;
     const char *name = f->agent ? f->agent : service ? service->s : NULL;
     size_t name_len = f->agent ? f->agent_len : service ? service->len : 0;
-    char addr[CM_ADDR_MAX];
-    int alen = snprintf(addr, sizeof addr, "agent://o/e/%.*s", (int)name_len, name ? name : "");
-    if (!name || name_len > CM_ADDR_SEG_MAX || cm_addr_parse(addr, (size_t)alen, NULL) != CM_OK)
+    if (!name || cm_addr_check_org(name, name_len) != CM_OK) /* the rule of every address segment */
         return reject(b, "span %s: neither gen_ai.agent.name nor service.name is an agent name"
                          " (1 to 64 of A-Z a-z 0-9 . _ -)", span),
                CM_OK;
