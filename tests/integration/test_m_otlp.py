@@ -166,3 +166,101 @@ def test_answers(h):
     check_status(post(h, "{}", "text/plain"), 415, "text/plain")
     r = h.request("POST", "/v1/traces", "{}", headers={"Content-Type": "application/json"})
     check_status(r, 401, "no key")
+
+
+# ---- CloudEvents: POST /api/v1/events with @openmeter/sdk (tests/otel/openmeter_ingest.mjs) ----
+
+def ingest(h, events, key=None):
+    return node("openmeter_ingest.mjs", {"baseUrl": "http://127.0.0.1:%d" % h.http_port,
+                                         "key": h.k1 if key is None else key, "events": events})
+
+
+def put_meter(h, event_type, body, key=None):
+    r = h.request("PUT", "/v1/mesh/meters/" + event_type, body, key=h.k1 if key is None else key)
+    check_status(r, 200, "PUT meter %s" % event_type)
+    return r.json
+
+
+def llm_event(subject, cost, tin, tout, ev_id=None, agent=None, etype="llm.call"):
+    data = {"usage": {"cost": cost, "input": tin, "output": tout}, "model": "gpt-4o"}
+    if agent:
+        data["agent"] = agent
+    ev = {"type": etype, "subject": subject, "source": "checkout-service", "data": data}
+    if ev_id:
+        ev["id"] = ev_id
+    return ev
+
+
+def test_openmeter_sdk_exact_spend_and_meters(h):
+    """A meter maps llm.call's data to cost and tokens; a batch from @openmeter/sdk is answered 204 and the spend
+    is exactly the events' (the subject is the agent). An event type no meter reads is ignored. The meter API:
+    PUT answers the meter, GET lists the org's, DELETE 204 then 404; agent keys may not touch meters."""
+    m = put_meter(h, "llm.call", {"cost_usd": "$.usage.cost", "tokens_in": "$.usage.input",
+                                  "tokens_out": "$.usage.output"})
+    check_eq(m, {"event_type": "llm.call", "cost_usd": "$.usage.cost", "tokens_in": "$.usage.input",
+                 "tokens_out": "$.usage.output", "agent": None}, "PUT meter")
+    r = h.request("GET", "/v1/mesh/meters", key=h.k1)
+    check_status(r, 200, "GET meters")
+    check("llm.call" in [x["event_type"] for x in r.json["meters"]], "the meter is listed")
+    s = name("ce-subject")
+    out = ingest(h, [llm_event(s, 0.1, 100, 10), llm_event(s, "0.2", 200, 20),
+                     {"type": "page.view", "subject": s, "data": {"cost": 99}}])
+    check_eq(out, {"ok": True}, "ingest")
+    sp = h.spend_ok("agent://org1/production/" + s, "day")
+    check_eq((Decimal(str(sp["cost_usd"])), sp["tokens_in"], sp["tokens_out"], sp["heartbeats"]),
+             (Decimal("0.3"), 300, 30, 2), "spend (cost, in, out, heartbeats)")
+    put_meter(h, "tmp.meter", {"cost_usd": "$.c"})
+    check_status(h.request("DELETE", "/v1/mesh/meters/tmp.meter", key=h.k1), 204, "DELETE meter")
+    check_status(h.request("DELETE", "/v1/mesh/meters/tmp.meter", key=h.k1), 404, "DELETE again")
+    check_status(h.request("PUT", "/v1/mesh/meters/x", {"cost": "$.c"}, key=h.k1), 400, "unknown field")
+    check_status(h.request("PUT", "/v1/mesh/meters/x", {"agent": "$.a"}, key=h.k1), 400, "nothing metered")
+
+
+def test_openmeter_retry_counted_once(h):
+    """The first ingest is committed and answered 503 (COSTMESH_TEST_INTEROP_FAULTS=503,429), which the SDK
+    reports; resending the same events (same source and id) is committed as duplicates and answered 429 with
+    Retry-After; the third send gets 204. The spend counts each event once."""
+    put_meter(h, "llm.call", {"cost_usd": "$.usage.cost", "tokens_in": "$.usage.input",
+                              "tokens_out": "$.usage.output", "agent": "$.agent"})
+    h.restart_server(env={"COSTMESH_TEST_INTEROP_FAULTS": "503,429"})
+    try:
+        n = name("ce-retry")
+        events = [llm_event("customer-1", 0.125, 1, 2, ev_id="ev-1-" + n, agent=n),
+                  llm_event("customer-2", 0.5, 3, 4, ev_id="ev-2-" + n, agent=n)]
+        check_eq(ingest(h, events)["status"], 503, "first send")
+        r = h.request("POST", "/api/v1/events", events, key=h.k1,
+                      headers={"Content-Type": "application/cloudevents-batch+json"})
+        events_json = [dict(e, specversion="1.0") for e in events]
+        check_status(r, 400, "no specversion: the SDK adds it")
+        r = h.request("POST", "/api/v1/events", events_json, key=h.k1,
+                      headers={"Content-Type": "application/cloudevents-batch+json"})
+        check_status(r, 429, "second send")
+        check_eq(r.headers.get("retry-after"), "2", "Retry-After")
+        check_eq(ingest(h, events), {"ok": True}, "third send")
+        a = "agent://org1/production/" + n
+        sp = h.spend_ok(a, "day")
+        check_eq((Decimal(str(sp["cost_usd"])), sp["tokens_in"], sp["tokens_out"], sp["heartbeats"]),
+                 (Decimal("0.625"), 4, 6, 2), "spend after the retries")
+        check_eq(sorted(x[3] for x in rows(h, a)), ["customer-1", "customer-2"], "subjects as sessions")
+    finally:
+        h.restart_server()
+
+
+def test_openmeter_tenancy_and_bad_events(h):
+    """org2's meters and events are org2's: the same subject lands in org2 and an org2 event type unmetered there is
+    ignored. A malformed event is 400 for the whole batch and nothing of it is counted; a wrong content type 415."""
+    s = name("ce-tenant")
+    put_meter(h, "llm.call", {"cost_usd": "$.usage.cost"})
+    check_eq(ingest(h, [llm_event(s, 1, 0, 0)], key=h.k2), {"ok": True}, "org2 ingest without a meter")
+    check_status(h.spend("agent://org2/production/" + s, "day", key=h.k2), 404,
+                 "org2 has no meter of llm.call: the event is ignored, no agent registers")
+    put_meter(h, "llm.call", {"cost_usd": "$.usage.cost"}, key=h.k2)
+    check_eq(ingest(h, [llm_event(s, 2, 0, 0)], key=h.k2), {"ok": True}, "org2 ingest")
+    check_eq(Decimal(str(h.spend_ok("agent://org2/production/" + s, "day", key=h.k2)["cost_usd"])), Decimal(2),
+             "org2 spend")
+    check_status(h.spend("agent://org1/production/" + s, "day"), 404, "org1 has no such agent")
+    bad = ingest(h, [llm_event(s, 1, 0, 0), llm_event(s, "lots", 0, 0)])
+    check_eq(bad["status"], 400, "a bad cost")
+    check_status(h.spend("agent://org1/production/" + s, "day"), 404, "nothing of a refused batch")
+    r = h.request("POST", "/api/v1/events", "{}", key=h.k1, headers={"Content-Type": "text/plain"})
+    check_status(r, 415, "text/plain")
