@@ -25,3 +25,13 @@ $(OTEL_STAMP): tests/otel/package.json tests/otel/package-lock.json
 
 all: $(OTEL_STAMP)
 INTEGRATION_DEPS += $(OTEL_STAMP)
+
+# libFuzzer targets of the decoders (mk/fuzz.mk runs them): they need the
+# generated protobuf code, protobuf-c and zlib beside the pure modules.
+FUZZ_TARGETS += otlp cloudevents
+FUZZ_INTEROP_SRC := server/otlp.c server/inflate.c server/cloudevents.c $(OTLP_GEN)
+$(FUZZ_DIR)/fuzz_otlp $(FUZZ_DIR)/fuzz_cloudevents: $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h \
+        $(FUZZ_LIB_SRC) $(FUZZ_INTEROP_SRC) $(wildcard server/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(BUILD)/gen $(shell pkg-config --cflags json-c libprotobuf-c) -o $@ $< \
+	    $(FUZZ_LIB_SRC) $(FUZZ_INTEROP_SRC) $(shell pkg-config --libs json-c libprotobuf-c zlib) -lm
