@@ -9,12 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-static bool media_is(const char *header, const char *type)
-{
-    size_t n = strlen(type);
-    return header && strncasecmp(header, type, n) == 0 && (header[n] == '\0' || header[n] == ';' || header[n] == ' ');
-}
-
 /* A string member of at most max bytes into dst ("" when absent and not
  * required). */
 static int ce_str(json_object *o, size_t i, const char *name, bool required, char *dst, size_t max, cm_apierr *e)
@@ -73,9 +67,9 @@ int cm_ce_decode(const char *content_type, const char *body, size_t len, int64_t
 {
     *evs = NULL;
     *n = 0;
-    bool one = media_is(content_type, "application/cloudevents+json");
-    bool many = media_is(content_type, "application/cloudevents-batch+json");
-    if (!one && !many && !media_is(content_type, "application/json"))
+    bool one = cm_codec_media_is(content_type, "application/cloudevents+json");
+    bool many = cm_codec_media_is(content_type, "application/cloudevents-batch+json");
+    if (!one && !many && !cm_codec_media_is(content_type, "application/json"))
         return cm_apierr_set(e, 415, "unsupported_media_type", "Content-Type",
                              "Content-Type must be application/cloudevents+json or application/cloudevents-batch+json");
     json_object *root = cm_codec_parse(body, len, e);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Replaces bytes that are not UTF-8 with '?' in place, also a character
  * cut by snprintf at the end: messages echo client input. */
@@ -233,6 +234,12 @@ static int get_money(json_object *m, const char *prefix, const char *name, int64
     if (cm_codec_money(json_object_get_string(v), dst) != CM_OK)
         return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
     return CM_OK;
+}
+
+bool cm_codec_media_is(const char *header, const char *type)
+{
+    size_t n = strlen(type);
+    return header && strncasecmp(header, type, n) == 0 && (header[n] == '\0' || header[n] == ';' || header[n] == ' ');
 }
 
 int cm_codec_money(const char *text, int64_t *nanos)

@@ -44,6 +44,10 @@ int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
 struct json_object;
 struct json_object *cm_codec_parse(const char *body, size_t len, cm_apierr *e);
 
+/* Whether a Content-Type header (NULL when absent) names the media type
+ * `type`, case-insensitively, with or without parameters ("; charset=utf-8"). */
+bool cm_codec_media_is(const char *header, const char *type);
+
 /* Money from a number's text ("0.03", "1e-3"), into nano-dollars: CM_OK
  * when it is a number from 0 to CM_MONEY_MAX (money.h), rounded half-even;
  * else CM_EINVAL or CM_ERANGE. "-0" is zero; any other negative is refused,

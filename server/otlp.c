@@ -354,21 +354,14 @@ static int decode_protobuf(const char *body, size_t len, batch *b, cm_apierr *e)
 
 /* ---- the request and its answer ---- */
 
-/* Whether the media type of a Content-Type header is `type`. */
-static bool media_is(const char *header, const char *type)
-{
-    size_t n = strlen(type);
-    return header && strncasecmp(header, type, n) == 0 && (header[n] == '\0' || header[n] == ';' || header[n] == ' ');
-}
-
 int cm_otlp_decode(const char *content_type, const char *body, size_t len, int64_t now, cm_hb **hbs, size_t *n,
                    cm_otlp_stats *st, cm_apierr *e)
 {
     memset(st, 0, sizeof *st);
     *hbs = NULL;
     *n = 0;
-    st->protobuf = media_is(content_type, "application/x-protobuf");
-    if (!st->protobuf && !media_is(content_type, "application/json"))
+    st->protobuf = cm_codec_media_is(content_type, "application/x-protobuf");
+    if (!st->protobuf && !cm_codec_media_is(content_type, "application/json"))
         return cm_apierr_set(e, 415, "unsupported_media_type", "Content-Type",
                              "Content-Type must be application/json or application/x-protobuf");
     batch b = {calloc(CM_BATCH_MAX, sizeof(cm_hb)), 0, now, st};
