@@ -29,6 +29,12 @@ typedef struct {
     cm_notify *notify;
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
+    const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
+    /* Test hook (COSTMESH_TEST_INTEROP_FAULTS, "" in production): statuses,
+     * comma-separated, each answered once, in order, to an OTLP or
+     * CloudEvents request instead of its success, after its commit: what
+     * a client sees when a proxy or a crash loses the answer. */
+    char interop_faults[64];
 } cm_api;
 
 /* A handler runs one job for `who`. It returns CM_OK once it has taken the

@@ -4,6 +4,7 @@
  *   api_agents.c      agent reads: list, one agent, spend, events
  *   api_control.c     cost policies, kill/resume, webhook
  *   api_intents.c     intent admission
+ *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
  * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
 #ifndef CM_API_ROUTES_H
 #define CM_API_ROUTES_H
@@ -46,5 +47,13 @@ int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+/* api_interop.c: OpenTelemetry traces (otlp.h) and CloudEvents
+ * (cloudevents.h) into the group commit; the org's meters (admin keys). */
+int cm_api_otlp_traces(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_ce_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_meter_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_meter_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_meter_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Replaces bytes that are not UTF-8 with '?' in place, also a character
  * cut by snprintf at the end: messages echo client input. */
@@ -111,6 +112,11 @@ static json_object *parse_root(const char *body, size_t len, cm_apierr *e)
         }
     }
     return root;
+}
+
+json_object *cm_codec_parse(const char *body, size_t len, cm_apierr *e)
+{
+    return parse_root(body, len, e);
 }
 
 /* parse_root for bodies that must be one JSON object. */
@@ -225,14 +231,24 @@ static int get_money(json_object *m, const char *prefix, const char *name, int64
     if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
         return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number", p);
     /* json-c keeps the number's original text: parse that, not the double. */
-    const char *text = json_object_get_string(v);
-    int rc = cm_money_parse(text, strlen(text), dst);
+    if (cm_codec_money(json_object_get_string(v), dst) != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
+    return CM_OK;
+}
+
+bool cm_codec_media_is(const char *header, const char *type)
+{
+    size_t n = strlen(type);
+    return header && strncasecmp(header, type, n) == 0 && (header[n] == '\0' || header[n] == ';' || header[n] == ' ');
+}
+
+int cm_codec_money(const char *text, int64_t *nanos)
+{
+    int rc = cm_money_parse(text, strlen(text), nanos);
     /* Below zero is refused even when it rounds to zero nano-dollars; only
      * a negative zero ("-0", "-0.0") is zero. */
     if (rc == CM_OK && text[0] == '-' && strcspn(text, "123456789") < strcspn(text, "eE")) rc = CM_ERANGE;
-    if (rc != CM_OK)
-        return cm_apierr_set(e, 400, "invalid_field", p, "%s must be a number between 0 and 1000000", p);
-    return CM_OK;
+    return rc;
 }
 
 /* Adds the fields of obj that are not among `names` to ig. */

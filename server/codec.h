@@ -36,6 +36,24 @@ typedef struct {
 int cm_apierr_set(cm_apierr *e, int status, const char *code, const char *field,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The strict parse every JSON body goes through (RFC 8259: one value,
+ * nothing after it, strings valid UTF-8), for the decoders of other shapes
+ * that walk the json-c tree themselves (otlp.c, cloudevents.c). Returns the
+ * root, which the caller json_object_put()s, or NULL with e filled (400, or
+ * 413 for a body json-c cannot take). */
+struct json_object;
+struct json_object *cm_codec_parse(const char *body, size_t len, cm_apierr *e);
+
+/* Whether a Content-Type header (NULL when absent) names the media type
+ * `type`, case-insensitively, with or without parameters ("; charset=utf-8"). */
+bool cm_codec_media_is(const char *header, const char *type);
+
+/* Money from a number's text ("0.03", "1e-3"), into nano-dollars: CM_OK
+ * when it is a number from 0 to CM_MONEY_MAX (money.h), rounded half-even;
+ * else CM_EINVAL or CM_ERANGE. "-0" is zero; any other negative is refused,
+ * even one that rounds to zero. */
+int cm_codec_money(const char *text, int64_t *nanos);
+
 /* One heartbeat. Strings are "" when absent. */
 typedef struct {
     char agent[CM_ADDR_MAX];

@@ -34,6 +34,8 @@ static const option options[] = {
     {"openapi-file", "docs/openapi.yaml", "the OpenAPI document served at /openapi.yaml"},
     {"webhook-allow", "", "comma-separated CIDRs webhooks may reach although internal (loopback, private, ...)"},
     {"max-agents-per-org", "100000", "agents an org may register (its own quota row in org_limits overrides it)"},
+    {"interop-env", "production", "ENV of the agents that OTLP spans and CloudEvents name (agent://ORG/ENV/NAME)"},
+    {"test-interop-faults", "", "test hook: statuses (429, 503) answered to the next OTLP/CloudEvents requests after their commit"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -117,6 +119,10 @@ static int apply(cm_config *c, int i, const char *v)
     case 14: return copy_str(c->openapi_file, sizeof c->openapi_file, v);
     case 15: return cm_egress_parse_allow(v, &c->webhook_allow);
     case 16: return parse_int(v, 1, 1000000000, &c->max_agents_per_org);
+    case 17:
+        if (cm_addr_check_org(v, strlen(v)) != CM_OK) return CM_EINVAL; /* an address segment */
+        return copy_str(c->interop_env, sizeof c->interop_env, v);
+    case 18: return copy_str(c->interop_faults, sizeof c->interop_faults, v);
     }
     return CM_EINVAL;
 }

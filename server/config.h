@@ -33,6 +33,8 @@ typedef struct {
     char web_dir[512];         /* the dashboard's files */
     char openapi_file[512];    /* served at /openapi.yaml */
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
+    char interop_env[64];      /* ENV of agents named by OTLP spans and CloudEvents */
+    char interop_faults[64];   /* test hook (api.h cm_api), "" in production */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

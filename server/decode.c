@@ -3,6 +3,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "error.h"
+#include "inflate.h"
 #include "timeutil.h"
 
 #include <stdio.h>
@@ -194,6 +195,34 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         }
         j->op = get ? CM_OP_WEBHOOK_GET : CM_OP_WEBHOOK_PUT;
         return get ? CM_OK : cm_codec_webhook(body, len, &j->req.webhook_put, e);
+    case CM_R_OTLP_TRACES: {
+        j->op = CM_OP_OTLP_TRACES;
+        char *owned;
+        const char *data;
+        size_t n;
+        if (cm_inflate_body(r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Content-Encoding"), body, len, &owned,
+                            &data, &n, e) != CM_OK)
+            return CM_EINVAL;
+        cm_req_interop *in = &j->req.interop;
+        int rc = cm_otlp_decode(r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Content-Type"), data, n, j->now,
+                                &in->hb.hbs, &in->hb.n, &in->otlp, e);
+        free(owned);
+        return rc;
+    }
+    case CM_R_CE_EVENTS:
+        j->op = CM_OP_CE_EVENTS;
+        return cm_ce_decode(r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Content-Type"), body, len, j->now,
+                            &j->req.interop.events, &j->req.interop.nevents, e);
+    case CM_R_METERS:
+        j->op = CM_OP_METER_LIST;
+        return CM_OK;
+    case CM_R_METER:
+        j->op = strcmp(r->method, "DELETE") == 0 ? CM_OP_METER_DELETE : CM_OP_METER_PUT;
+        if (strlen(r->route->param) > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", "event_type", "event_type is longer than %d bytes", CM_ID_MAX);
+        if (j->op == CM_OP_METER_PUT && cm_ce_meter_decode(body, len, &j->req.meter, e) != CM_OK) return CM_EINVAL;
+        memcpy(j->req.meter.event_type, r->route->param, strlen(r->route->param) + 1);
+        return CM_OK;
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }

@@ -156,7 +156,7 @@ static enum MHD_Result answer_job(req *r)
     j->body = NULL;
     char ra[24];
     snprintf(ra, sizeof ra, "%ld", j->retry_after);
-    return send_owned(r, (unsigned)j->status, body, len, "application/json",
+    return send_owned(r, (unsigned)j->status, body, len, j->content_type ? j->content_type : "application/json",
                       j->retry_after > 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
 }
 

@@ -21,7 +21,8 @@ void cm_job_fail(cm_job *j, int status, const char *code, const char *field, con
 void cm_job_free(cm_job *j)
 {
     if (!j) return;
-    if (j->op == CM_OP_HEARTBEAT) {
+    if (j->op == CM_OP_CE_EVENTS) cm_ce_free(j->req.interop.events, j->req.interop.nevents);
+    if (j->op == CM_OP_HEARTBEAT || j->op == CM_OP_OTLP_TRACES || j->op == CM_OP_CE_EVENTS) {
         free(j->req.heartbeat.hbs);
         cm_buf_free(&j->req.heartbeat.ignored.listed);
     }

@@ -11,6 +11,8 @@
 #include "auth.h"
 #include "buf.h"
 #include "codec.h"
+#include "cloudevents.h"
+#include "otlp.h"
 #include "queue.h"
 #include "timeutil.h"
 
@@ -37,6 +39,11 @@ typedef enum {
     CM_OP_WEBHOOK_GET,   /* no request fields */
     CM_OP_INTENT,        /* req.intent */
     CM_OP_WEBHOOK_DELETE, /* no request fields */
+    CM_OP_OTLP_TRACES,   /* req.interop */
+    CM_OP_CE_EVENTS,     /* req.interop */
+    CM_OP_METER_PUT,     /* req.meter */
+    CM_OP_METER_LIST,    /* no request fields */
+    CM_OP_METER_DELETE,  /* req.meter (event_type only) */
     CM_OP_COUNT
 } cm_op;
 
@@ -102,6 +109,23 @@ typedef struct {
 
 typedef struct cm_job cm_job;
 
+/* POST /v1/traces and POST /api/v1/events: heartbeats in another
+ * protocol's terms. Each heartbeat's `agent` holds the agent's NAME only;
+ * the handler (api_interop.c) makes it an address for the key, hands the
+ * job to the group commit as a heartbeat job, and answers in the
+ * protocol's terms. CloudEvents come as events; the handler makes the
+ * heartbeats with the org's meters. */
+typedef struct {
+    cm_req_heartbeat hb; /* first: the group commit reads it as req.heartbeat */
+    cm_otlp_stats otlp;
+    cm_ce_event *events; /* owned, freed by cm_job_free */
+    size_t nevents;
+    /* The transport's done, while the group commit answers the handler. */
+    void (*done)(cm_job *j);
+    void *done_arg;
+    void *api; /* the handler's cm_api */
+} cm_req_interop;
+
 struct cm_job {
     cm_job *next; /* queue link, owned by whoever holds the job */
     cm_op op;
@@ -120,6 +144,8 @@ struct cm_job {
         cm_req_policy policy;
         cm_webhookreq webhook_put;
         cm_req_intent intent;
+        cm_req_interop interop;
+        cm_meter meter;
     } req;
 
     /* Reply, filled on the loop thread before done(). */
@@ -127,6 +153,7 @@ struct cm_job {
     char *body;        /* owned, JSON text, NUL-terminated */
     size_t body_len;
     long retry_after;  /* > 0: a Retry-After header, seconds */
+    const char *content_type; /* static; NULL: application/json */
 
     /* Hands the finished job back; called on the loop thread, so it must
      * only do thread-safe things. */

@@ -122,7 +122,8 @@ int main(int argc, char **argv)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest, .hot = a.hot,
-                      .notify = a.notify, .key_cache_ms = cfg.key_cache_ms, .fail_open = cfg.fail_open};
+                      .notify = a.notify, .key_cache_ms = cfg.key_cache_ms, .fail_open = cfg.fail_open,
+                      .interop_env = cfg.interop_env, .interop_faults = cfg.interop_faults};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "otlp.h"
 #include "error.h"
 #include "ingest.h"
 #include "pg.h"
@@ -74,6 +75,10 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest), cm_ingest_ignored(d->ingest),
                 cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->ingest_db), cm_store_backlog(cm_hot_store(d->hot)),
                 cm_store_ready(cm_hot_store(d->hot)) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
+    cm_buf_addf(out,
+                "# TYPE costmesh_otlp_spans_ignored_total counter\n"
+                "costmesh_otlp_spans_ignored_total %llu\n",
+                cm_otlp_ignored());
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

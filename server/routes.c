@@ -38,6 +38,11 @@ static const route_def defs[] = {
     {CM_R_WEBHOOK, "PUT", "/v1/mesh/webhook", "webhook"},
     {CM_R_WEBHOOK, "GET", "/v1/mesh/webhook", "webhook"},
     {CM_R_WEBHOOK, "DELETE", "/v1/mesh/webhook", "webhook"},
+    {CM_R_OTLP_TRACES, "POST", "/v1/traces", "otlp_traces"},
+    {CM_R_CE_EVENTS, "POST", "/api/v1/events", "ce_events"},
+    {CM_R_METERS, "GET", "/v1/mesh/meters", "meters"},
+    {CM_R_METER, "PUT", "/v1/mesh/meters/*", "meter"},
+    {CM_R_METER, "DELETE", "/v1/mesh/meters/*", "meter"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

@@ -30,6 +30,10 @@ typedef enum {
     CM_R_WEBHOOK,       /* PUT, GET, DELETE /v1/mesh/webhook */
     CM_R_UI,            /* GET / and GET /ui/{file}: the dashboard */
     CM_R_OPENAPI,       /* GET /openapi.yaml */
+    CM_R_OTLP_TRACES,   /* POST /v1/traces (OTLP/HTTP) */
+    CM_R_CE_EVENTS,     /* POST /api/v1/events (CloudEvents, OpenMeter's shape) */
+    CM_R_METERS,        /* GET /v1/mesh/meters */
+    CM_R_METER,         /* PUT, DELETE /v1/mesh/meters/{event_type} */
     CM_R_COUNT,
 } cm_route_id;
 

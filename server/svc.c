@@ -31,6 +31,11 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_WEBHOOK_GET] = cm_api_webhook_get,
     [CM_OP_INTENT] = cm_api_intent,
     [CM_OP_WEBHOOK_DELETE] = cm_api_webhook_delete,
+    [CM_OP_OTLP_TRACES] = cm_api_otlp_traces,
+    [CM_OP_CE_EVENTS] = cm_api_ce_events,
+    [CM_OP_METER_PUT] = cm_api_meter_put,
+    [CM_OP_METER_LIST] = cm_api_meter_list,
+    [CM_OP_METER_DELETE] = cm_api_meter_delete,
 };
 
 static void on_revoked(void *arg, const char *channel, const char *key_id)
@@ -60,6 +65,8 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.hot = d->hot;
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;
+    s->api.interop_env = d->interop_env;
+    snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");
     if (cm_pg_listen(d->listen_db, CM_KEY_REVOKED_CHANNEL, on_revoked, on_listening, s) != CM_OK) {
         cm_svc_free(s);
         return CM_ENOMEM;
@@ -138,7 +145,9 @@ static bool privileged(cm_op op)
     case CM_OP_KILL:
     case CM_OP_RESUME:
     case CM_OP_WEBHOOK_PUT:
-    case CM_OP_WEBHOOK_DELETE: return true;
+    case CM_OP_WEBHOOK_DELETE:
+    case CM_OP_METER_PUT:
+    case CM_OP_METER_DELETE: return true;
     default: return false;
     }
 }

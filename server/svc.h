@@ -26,6 +26,8 @@ typedef struct {
     cm_notify *notify;
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
+    const char *interop_env;    /* cm_api */
+    const char *interop_faults; /* cm_api */
 } cm_svc_deps;
 
 int cm_svc_new(const cm_svc_deps *deps, cm_svc **out);

@@ -1,0 +1,63 @@
+/* otlp.h - an OTLP/HTTP trace export (POST /v1/traces) into heartbeats: the
+ * request body in OTLP JSON or protobuf, and the body of its answer.
+ *
+ * A span that reports GenAI usage becomes one heartbeat:
+ *   gen_ai.usage.input_tokens (or .prompt_tokens)        tokens_in
+ *   gen_ai.usage.output_tokens (or .completion_tokens)   tokens_out
+ *   gen_ai.usage.cache_read.input_tokens (or
+ *     gen_ai.usage.cache_read_input_tokens)              tokens_cached
+ *   gen_ai.usage.cost (USD, a number or its text)         cost_usd, else 0
+ *   one LLM call per span; the span's end time           ts
+ *   span id (hex)                                        id: a retried export is a duplicate
+ *   trace id (hex)                                       run_id
+ *   parent span id (hex)                                 parent_intent_id
+ *   gen_ai.conversation.id                               session_id
+ *   gen_ai.agent.name, else the resource's service.name  the agent's NAME
+ * A span with none of the usage attributes is ignored (counted). A span
+ * with usage that cannot be recorded (no span id, a malformed count, a
+ * name that is no address segment, a time outside the heartbeat window) is
+ * rejected and counted, and the rest are recorded: the answer's
+ * partialSuccess names how many and why, as OTLP asks.
+ *
+ * Pure, thread-safe; runs on the HTTP threads. The only module that sees
+ * protobuf-c (C generated from server/proto/otlp_trace.proto). */
+#ifndef CM_OTLP_H
+#define CM_OTLP_H
+
+#include "buf.h"
+#include "codec.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a decoded export says beside its heartbeats. */
+typedef struct {
+    bool protobuf;     /* the request's encoding, which the answer uses */
+    size_t ignored;    /* spans without usage */
+    size_t rejected;   /* spans with usage not recorded */
+    char why[160];     /* the first rejection's reason, "" when none */
+} cm_otlp_stats;
+
+/* Decodes an export request body (already unpacked, inflate.h) of
+ * content_type "application/json" or "application/x-protobuf" (parameters
+ * such as "; charset=utf-8" allowed). `now` is the arrival time. On CM_OK,
+ * *hbs is a malloc'd array of *n heartbeats (NULL when none) whose `agent`
+ * holds the agent's NAME only: the handler makes it an address for the
+ * key (api_interop.c). Else e: 415 for another content type, 400 for a
+ * malformed body, 413 for more than CM_BATCH_MAX spans with usage. */
+int cm_otlp_decode(const char *content_type, const char *body, size_t len, int64_t now, cm_hb **hbs, size_t *n,
+                   cm_otlp_stats *st, cm_apierr *e);
+
+/* The 200's body, in the request's encoding: JSON "{}" or
+ * {"partialSuccess":{"rejectedSpans":"N","errorMessage":"..."}}; protobuf
+ * an empty ExportTraceServiceResponse (no bytes) or one with its
+ * partial_success. Returns the Content-Type to send, a static string. */
+const char *cm_otlp_reply(const cm_otlp_stats *st, cm_buf *out);
+
+/* Spans without usage of authenticated exports, for /metrics: the handler
+ * adds each request's st->ignored once the key is known. Thread-safe. */
+void cm_otlp_count_ignored(size_t n);
+unsigned long long cm_otlp_ignored(void);
+
+#endif
