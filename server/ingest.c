@@ -433,7 +433,7 @@ static void send_group(group *g)
     for (int c = 0; c < NCOLS; c++) params[c] = cols[c].data;
     params[NCOLS] = nowbuf;
     params[NCOLS + 1] = cols[NCOLS].data;
-    int rc = failed ? CM_ENOMEM : cm_pg_query(g->in->db, group_sql, NPARAMS, params, on_group, g);
+    int rc = failed ? CM_ENOMEM : cm_pg_query_prepared(g->in->db, group_sql, NPARAMS, params, on_group, g);
     for (int c = 0; c <= NCOLS; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK)
         fail_group(g, 503, "store_unavailable", NULL,
