@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "codec.h"
 #include "ingest.h"
+#include "intent_log.h"
 #include "job.h"
 #include "keycache.h"
 #include "notify.h"
@@ -25,6 +26,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
     cm_ingest *ingest;
+    cm_intent_log *intents; /* admitted intents, group-committed */
     cm_hot *hot;
     cm_notify *notify;
     cm_keycache *keys;

@@ -235,20 +235,6 @@ bool cm_ingest_refusal(const char *sqlstate, const char *constraint, cm_apierr *
 
 /* ---- array parameters in PostgreSQL's text form ---- */
 
-static void arr_text(cm_buf *b, const char *s)
-{
-    if (!*s) {
-        cm_buf_adds(b, "NULL");
-        return;
-    }
-    cm_buf_add(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\') cm_buf_add(b, "\\", 1);
-        cm_buf_add(b, p, 1);
-    }
-    cm_buf_add(b, "\"", 1);
-}
-
 /* The row columns, then $21 (now) and $22 (agents to write). */
 enum { NCOLS = 20, NPARAMS = 22 };
 
@@ -260,14 +246,14 @@ static const cm_hb *row_hb(const row *r)
 static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
 {
     switch (col) {
-    case 0: arr_text(b, h->agent); break;
-    case 1: arr_text(b, h->id); break;
-    case 2: arr_text(b, h->intent_id); break;
-    case 3: arr_text(b, h->run_id); break;
-    case 4: arr_text(b, h->session_id); break;
-    case 5: arr_text(b, h->workflow); break;
-    case 6: arr_text(b, h->parent_intent_id); break;
-    case 7: arr_text(b, h->status); break;
+    case 0: cm_buf_add_pg_text(b, h->agent); break;
+    case 1: cm_buf_add_pg_text(b, h->id); break;
+    case 2: cm_buf_add_pg_text(b, h->intent_id); break;
+    case 3: cm_buf_add_pg_text(b, h->run_id); break;
+    case 4: cm_buf_add_pg_text(b, h->session_id); break;
+    case 5: cm_buf_add_pg_text(b, h->workflow); break;
+    case 6: cm_buf_add_pg_text(b, h->parent_intent_id); break;
+    case 7: cm_buf_add_pg_text(b, h->status); break;
     case 8: cm_buf_addf(b, "%lld", (long long)h->ts); break;
     case 9: cm_buf_addf(b, "%lld", (long long)h->cost_nanos); break;
     case 10: cm_buf_addf(b, "%lld", (long long)h->tokens_in); break;
@@ -402,7 +388,7 @@ static void add_agents(const group *g, cm_buf *b)
         if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || cm_seen_written(g->in->seen, v[i], g->now)) continue;
         if (!first) cm_buf_add(b, ",", 1);
         first = 0;
-        arr_text(b, v[i]);
+        cm_buf_add_pg_text(b, v[i]);
     }
     free(v);
     cm_buf_add(b, "}", 1);
