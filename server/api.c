@@ -69,10 +69,10 @@ void cm_api_fail_store(cm_job *j)
     cm_api_error(j, 503, "store_unavailable", NULL, STORE_DOWN);
 }
 
-void cm_api_fail_statement(cm_job *j, const cm_pgres *res, const char *sqlstate)
+void cm_api_fail_statement(cm_job *j, const char *sqlstate, const char *constraint)
 {
     cm_apierr e;
-    if (cm_ingest_refusal(sqlstate ? sqlstate : "", cm_pgres_constraint(res), &e)) cm_api_fail(j, &e);
+    if (cm_ingest_refusal(sqlstate ? sqlstate : "", constraint ? constraint : "", &e)) cm_api_fail(j, &e);
     else cm_api_fail_store(j);
 }
 

@@ -11,6 +11,7 @@
 #include "auth.h"
 #include "codec.h"
 #include "ingest.h"
+#include "intent_log.h"
 #include "job.h"
 #include "keycache.h"
 #include "notify.h"
@@ -25,6 +26,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
     cm_ingest *ingest;
+    cm_intent_log *intents; /* admitted intents, group-committed */
     cm_hot *hot;
     cm_notify *notify;
     cm_keycache *keys;
@@ -67,9 +69,9 @@ void cm_api_fail(cm_job *j, const cm_apierr *e);
 /* Answers 503: PostgreSQL could not take or finish a statement. */
 void cm_api_fail_store(cm_job *j);
 /* Answers a failed statement: 422 when PostgreSQL refused it for good (a
- * cap, a quota: cm_ingest_refusal), else 503. res and sqlstate are the
- * statement callback's. */
-void cm_api_fail_statement(cm_job *j, const cm_pgres *res, const char *sqlstate);
+ * cap, a quota: cm_ingest_refusal), else 503. sqlstate and constraint may
+ * be "" or NULL. */
+void cm_api_fail_statement(cm_job *j, const char *sqlstate, const char *constraint);
 /* Sets an error body (field may be NULL) and answers. */
 void cm_api_error(cm_job *j, int status, const char *code, const char *field, const char *message);
 

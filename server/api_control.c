@@ -61,7 +61,7 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
     cm_job *j = c->job;
     if (rc != CM_OK) {
         free(c);
-        cm_api_fail_statement(j, res, sqlstate);
+        cm_api_fail_statement(j, sqlstate, cm_pgres_constraint(res));
         return;
     }
     if ((j->op == CM_OP_POLICY_DELETE ? cm_pgres_affected(res) : cm_pgres_rows(res)) == 0) {

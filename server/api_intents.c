@@ -49,13 +49,12 @@ static void fail_plain(admit_call *c, int status, const char *code, const char *
 }
 
 
-static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+/* prev: the intent id's earlier owner, when it was already recorded. */
+static void on_intent_recorded(void *arg, int rc, const char *prev, const char *sqlstate, const char *constraint)
 {
     admit_call *c = arg;
     cm_job *j = c->base.job;
     const cm_intentreq *in = &j->req.intent.body;
-    /* The intent id's earlier owner, when it was already recorded. */
-    const char *prev = rc == CM_OK && !cm_pgres_isnull(res, 0, 0) ? cm_pgres_get(res, 0, 0) : NULL;
     if (rc != CM_OK || prev) {
         /* Not recorded now, so not admitted now: give the slot back
          * (admitted unchecked, fail open, Redis counted nothing). */
@@ -63,7 +62,7 @@ static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const cha
     }
     if (rc != CM_OK) {
         free(c);
-        cm_api_fail_statement(j, res, sqlstate);
+        cm_api_fail_statement(j, sqlstate, constraint);
         return;
     }
     if (prev && strcmp(prev, in->agent) != 0) {
@@ -84,25 +83,15 @@ static void on_intent_recorded(void *arg, int rc, const cm_pgres *res, const cha
     finish(c);
 }
 
-/* Records the intent unless its id is already the org's: answers the
- * earlier owner's address then (NULL when this one was inserted). */
+/* Records the intent (group-committed, intent_log.h) unless its id is
+ * already the org's. */
 static void record_intent(admit_call *c)
 {
-    cm_job *j = c->base.job;
-    const cm_req_intent *q = &j->req.intent;
-    char at[24];
-    snprintf(at, sizeof at, "%lld", (long long)j->now);
-    const char *params[] = {q->body.agent, c->base.who.org, q->body.intent_id,
-                            q->body.intent_type[0] ? q->body.intent_type : NULL,
-                            q->idem_key[0] ? q->idem_key : NULL, at};
-    if (cm_pg_query(c->base.api->db,
-                    "WITH prev AS (SELECT address FROM intents WHERE org = $2 AND intent_id = $3 LIMIT 1),"
-                    " reg AS (INSERT INTO agents (address, org) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING),"
-                    " ins AS (INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, admitted_at)"
-                    " SELECT $1, $2, $3, $4, $5, to_timestamp($6::bigint) WHERE NOT EXISTS (SELECT 1 FROM prev))"
-                    " SELECT (SELECT address FROM prev)",
-                    6, params, on_intent_recorded, c) != CM_OK)
-        on_intent_recorded(c, CM_ESTORE, NULL, "");
+    const cm_req_intent *q = &c->base.job->req.intent;
+    cm_intent_rec r = {q->body.agent, c->base.who.org, q->body.intent_id, q->body.intent_type, q->idem_key,
+                       c->base.job->now};
+    if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
+        on_intent_recorded(c, CM_ESTORE, NULL, "", "");
 }
 
 static void unavailable(admit_call *c, const char *why)

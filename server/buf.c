@@ -209,3 +209,17 @@ char *cm_buf_take(cm_buf *b, size_t *len)
     cm_buf_init(b);
     return out;
 }
+
+void cm_buf_add_pg_text(cm_buf *b, const char *s)
+{
+    if (!*s) {
+        cm_buf_adds(b, "NULL");
+        return;
+    }
+    cm_buf_add(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') cm_buf_add(b, "\\", 1);
+        cm_buf_add(b, p, 1);
+    }
+    cm_buf_add(b, "\"", 1);
+}

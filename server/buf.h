@@ -38,6 +38,9 @@ void cm_buf_add_money(cm_buf *b, int64_t nanos);
  * past int64). Text that is not a decimal integer spends the buffer, as an
  * allocation failure does. */
 void cm_buf_add_money_text(cm_buf *b, const char *nanos);
+/* One element of a PostgreSQL array literal of text ("{a,b}"): quoted,
+ * '"' and '\\' escaped; "" becomes NULL. The separators are the caller's. */
+void cm_buf_add_pg_text(cm_buf *b, const char *s);
 /* Quoted RFC 3339 UTC time. */
 void cm_buf_add_jtime(cm_buf *b, int64_t t);
 /* The one shape of every error body:

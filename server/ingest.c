@@ -3,6 +3,7 @@
 #include "log.h"
 #include "money.h"
 #include "policy.h"
+#include "seen.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,7 +27,9 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
  * completion, referenced or not). Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
- * kinds of rows can share one result:
+ * kinds of rows can share one result ($22 are the distinct agents to
+ * register or whose last_heartbeat to move: those not written already
+ * this second, see seen.h):
  *   'n' idx                      a row that was new (not a duplicate)
  *   'r' address grain bucket ... a rollup's absolute totals after this commit
  *   't' address cost             the agent's cost today before this
@@ -80,7 +83,7 @@ static const char group_sql[] =
     " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
     " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
     " reg AS (INSERT INTO agents AS a (address, org, last_heartbeat, health)"
-    " SELECT DISTINCT address, split_part(address, '/', 3), now(), 'healthy' FROM input ORDER BY 1"
+    " SELECT address, split_part(address, '/', 3), now(), 'healthy' FROM unnest($22::text[]) AS t(address) ORDER BY 1"
     " ON CONFLICT (address) DO UPDATE SET last_heartbeat = greatest(a.last_heartbeat, excluded.last_heartbeat)"
     " RETURNING 1),"
     " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
@@ -127,6 +130,7 @@ struct cm_ingest {
     cm_pg_pool *db; /* the ingest pool: group commits only */
     cm_hot *hot;
     cm_notify *notify;
+    cm_seen *seen;        /* owned */
     cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* writers busy: a group, or the parts of a split
                              one, sent to PostgreSQL and not yet answered */
@@ -139,7 +143,10 @@ static void flush(cm_ingest *in);
 int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
-    if (!in) return CM_ENOMEM;
+    if (!in || cm_seen_new(&in->seen) != CM_OK) {
+        free(in);
+        return CM_ENOMEM;
+    }
     in->db = db;
     in->hot = hot;
     in->notify = notify;
@@ -168,6 +175,7 @@ void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
     fail_jobs(in, &in->waiting, 503, "shutting_down", NULL, "the server is stopping; retry");
+    cm_seen_free(in->seen);
     free(in);
 }
 
@@ -232,21 +240,8 @@ bool cm_ingest_refusal(const char *sqlstate, const char *constraint, cm_apierr *
 
 /* ---- array parameters in PostgreSQL's text form ---- */
 
-static void arr_text(cm_buf *b, const char *s)
-{
-    if (!*s) {
-        cm_buf_adds(b, "NULL");
-        return;
-    }
-    cm_buf_add(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\') cm_buf_add(b, "\\", 1);
-        cm_buf_add(b, p, 1);
-    }
-    cm_buf_add(b, "\"", 1);
-}
-
-enum { NCOLS = 21 };
+/* The row columns, then $21 (now) and $22 (agents to write). */
+enum { NCOLS = 20, NPARAMS = 22 };
 
 static const cm_hb *row_hb(const row *r)
 {
@@ -256,14 +251,14 @@ static const cm_hb *row_hb(const row *r)
 static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
 {
     switch (col) {
-    case 0: arr_text(b, h->agent); break;
-    case 1: arr_text(b, h->id); break;
-    case 2: arr_text(b, h->intent_id); break;
-    case 3: arr_text(b, h->run_id); break;
-    case 4: arr_text(b, h->session_id); break;
-    case 5: arr_text(b, h->workflow); break;
-    case 6: arr_text(b, h->parent_intent_id); break;
-    case 7: arr_text(b, h->status); break;
+    case 0: cm_buf_add_pg_text(b, h->agent); break;
+    case 1: cm_buf_add_pg_text(b, h->id); break;
+    case 2: cm_buf_add_pg_text(b, h->intent_id); break;
+    case 3: cm_buf_add_pg_text(b, h->run_id); break;
+    case 4: cm_buf_add_pg_text(b, h->session_id); break;
+    case 5: cm_buf_add_pg_text(b, h->workflow); break;
+    case 6: cm_buf_add_pg_text(b, h->parent_intent_id); break;
+    case 7: cm_buf_add_pg_text(b, h->status); break;
     case 8: cm_buf_addf(b, "%lld", (long long)h->ts); break;
     case 9: cm_buf_addf(b, "%lld", (long long)h->cost_nanos); break;
     case 10: cm_buf_addf(b, "%lld", (long long)h->tokens_in); break;
@@ -374,12 +369,42 @@ static void fail_group(group *g, int status, const char *code, const char *field
 
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The distinct agents of g whose row this replica has not written yet this
+ * second, as a text array into b. */
+static void add_agents(const group *g, cm_buf *b)
+{
+    cm_buf_add(b, "{", 1);
+    const char **v = malloc((g->nrows ? g->nrows : 1) * sizeof *v);
+    if (!v) {
+        b->failed = 1;
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < g->nrows; i++)
+        if (!g->rows[i].dup) v[n++] = row_hb(&g->rows[i])->agent;
+    qsort(v, n, sizeof *v, cmp_str);
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || cm_seen_written(g->in->seen, v[i], g->now)) continue;
+        if (!first) cm_buf_add(b, ",", 1);
+        first = 0;
+        cm_buf_add_pg_text(b, v[i]);
+    }
+    free(v);
+    cm_buf_add(b, "}", 1);
+}
+
 static void send_group(group *g)
 {
-    cm_buf cols[NCOLS];
-    const char *params[NCOLS];
+    cm_buf cols[NCOLS + 1];
+    const char *params[NPARAMS];
     char nowbuf[24];
-    for (int c = 0; c < NCOLS - 1; c++) {
+    for (int c = 0; c < NCOLS; c++) {
         cm_buf_init(&cols[c]);
         cm_buf_add(&cols[c], "{", 1);
         int first = 1;
@@ -391,15 +416,16 @@ static void send_group(group *g)
         }
         cm_buf_add(&cols[c], "}", 1);
     }
+    cm_buf_init(&cols[NCOLS]);
+    add_agents(g, &cols[NCOLS]);
     snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
     int failed = 0;
-    for (int c = 0; c < NCOLS - 1; c++) {
-        failed |= cols[c].failed;
-        params[c] = cols[c].data;
-    }
-    params[NCOLS - 1] = nowbuf;
-    int rc = failed ? CM_ENOMEM : cm_pg_query(g->in->db, group_sql, NCOLS, params, on_group, g);
-    for (int c = 0; c < NCOLS - 1; c++) cm_buf_free(&cols[c]);
+    for (int c = 0; c <= NCOLS; c++) failed |= cols[c].failed;
+    for (int c = 0; c < NCOLS; c++) params[c] = cols[c].data;
+    params[NCOLS] = nowbuf;
+    params[NCOLS + 1] = cols[NCOLS].data;
+    int rc = failed ? CM_ENOMEM : cm_pg_query_prepared(g->in->db, group_sql, NPARAMS, params, on_group, g);
+    for (int c = 0; c <= NCOLS; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK)
         fail_group(g, 503, "store_unavailable", NULL,
                    rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
@@ -600,6 +626,8 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         }
     }
     if (g->agents) qsort(g->agents, (size_t)g->nagents, sizeof *g->agents, cmp_agents);
+    /* Committed: these agents' rows need no write again this second. */
+    for (int i = 0; i < g->nagents; i++) cm_seen_put(in->seen, g->agents[i].address, g->now);
     /* Today's day rollup as this statement left it. */
     int64_t win[CM_WIN3];
     cm_policy_window_starts(g->now, win);

@@ -6,6 +6,7 @@
 #include "hot.h"
 #include "http.h"
 #include "ingest.h"
+#include "intent_log.h"
 #include "log.h"
 #include "migrate.h"
 #include "metrics.h"
@@ -30,8 +31,10 @@ typedef struct {
     cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
+    cm_pg_pool *intents_db; /* admitted intents' group commits */
     cm_hot *hot;
     cm_ingest *ingest;
+    cm_intent_log *intents;
     cm_webhook *hooks;
     cm_notify *notify;
     cm_svc *svc;
@@ -49,9 +52,11 @@ static void on_stop(uv_async_t *h)
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
     cm_pg_pool_free(a->listen_db);
+    cm_pg_pool_free(a->intents_db);
     /* After the stores: what they had in flight fails as they close and
      * answers its heartbeats through the ingest. */
     cm_ingest_free(a->ingest);
+    cm_intent_log_free(a->intents);
     uv_close((uv_handle_t *)&a->stop, NULL);
 }
 
@@ -115,15 +120,18 @@ int main(int argc, char **argv)
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
+        cm_pg_pool_new(&a.loop, cfg.database_url, 1, "intents", &a.intents_db) != CM_OK ||
         cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
-        cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK)
+        cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK ||
+        cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest, .hot = a.hot,
-                      .notify = a.notify, .key_cache_ms = cfg.key_cache_ms, .fail_open = cfg.fail_open,
-                      .interop_env = cfg.interop_env, .interop_faults = cfg.interop_faults};
+    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
+                      .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
+                      .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
+                      .interop_faults = cfg.interop_faults};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");

@@ -15,6 +15,7 @@ typedef struct query {
     char *sql;
     int n;
     char **params;
+    const char *stmt; /* the caller's static text when it is to be prepared, else NULL */
     cm_pg_cb cb;
     void *arg;
 } query;
@@ -22,6 +23,9 @@ typedef struct query {
 CM_QUEUE_DEFINE(queryq, query, next)
 
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
+
+/* Distinct statements a connection keeps prepared; more run unprepared. */
+#define MAX_PREPARED 8
 
 typedef struct conn {
     cm_pg_pool *pool;
@@ -33,6 +37,11 @@ typedef struct conn {
     PGresult *result; /* of cur, kept until its last result arrives */
     uv_timer_t retry;
     cm_backoff backoff;
+    /* Statements prepared on this connection (by their static text), named
+     * cm_s<index>; forgotten when the connection is lost. */
+    const char *prepared[MAX_PREPARED];
+    int nprepared;
+    bool preparing; /* cur's PQsendPrepare is running; its execution follows */
 } conn;
 
 struct cm_pg_pool {
@@ -132,6 +141,8 @@ static void lose(conn *c, const char *why)
     if (c->pg) PQfinish(c->pg);
     c->pg = NULL;
     c->state = C_DOWN;
+    c->nprepared = 0;
+    c->preparing = false;
     query *q = c->cur;
     c->cur = NULL;
     PQclear(c->result);
@@ -187,19 +198,40 @@ static void start_connect(conn *c)
     if (watch(c, UV_WRITABLE) != CM_OK) lose(c, "poll failed");
 }
 
-static void send_next(conn *c)
+static void prepared_name(int i, char name[16])
 {
-    cm_pg_pool *p = c->pool;
-    query *q = queryq_pop(&p->waiting);
-    c->cur = q;
-    c->state = C_BUSY;
-    if (!PQsendQueryParams(c->pg, q->sql, q->n, NULL, (const char *const *)q->params, NULL,
-                           NULL, 0)) {
+    snprintf(name, 16, "cm_s%d", i);
+}
+
+/* Sends c->cur: as the prepared statement it names when it has one (the
+ * first time on this connection, its PQsendPrepare, after which
+ * read_results sends it again), else parsed and planned anew. */
+static void send_cur(conn *c)
+{
+    query *q = c->cur;
+    int i = 0, ok;
+    char name[16];
+    while (q->stmt && i < c->nprepared && c->prepared[i] != q->stmt) i++;
+    prepared_name(i, name);
+    if (q->stmt && i < c->nprepared)
+        ok = PQsendQueryPrepared(c->pg, name, q->n, (const char *const *)q->params, NULL, NULL, 0);
+    else if (q->stmt && i < MAX_PREPARED)
+        ok = c->preparing = PQsendPrepare(c->pg, name, q->sql, q->n, NULL) == 1;
+    else
+        ok = PQsendQueryParams(c->pg, q->sql, q->n, NULL, (const char *const *)q->params, NULL, NULL, 0);
+    if (!ok) {
         lose(c, "send failed");
         return;
     }
     int f = PQflush(c->pg);
     if (f < 0 || watch(c, f ? UV_READABLE | UV_WRITABLE : UV_READABLE) != CM_OK) lose(c, "flush failed");
+}
+
+static void send_next(conn *c)
+{
+    c->cur = queryq_pop(&c->pool->waiting);
+    c->state = C_BUSY;
+    send_cur(c);
 }
 
 static void dispatch(cm_pg_pool *p)
@@ -233,6 +265,16 @@ static void read_results(conn *c)
         }
         query *q = c->cur;
         PGresult *res = c->result;
+        if (c->preparing && res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+            /* Prepared: now run it. */
+            c->preparing = false;
+            c->prepared[c->nprepared++] = q->stmt;
+            PQclear(res);
+            c->result = NULL;
+            send_cur(c);
+            return;
+        }
+        c->preparing = false;
         c->cur = NULL;
         c->result = NULL;
         c->state = C_IDLE;
@@ -344,8 +386,8 @@ size_t cm_pg_pool_backlog(const cm_pg_pool *p)
     return p ? atomic_load(&((cm_pg_pool *)p)->backlog) : 0;
 }
 
-int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params,
-                cm_pg_cb cb, void *arg)
+static int enqueue(cm_pg_pool *p, const char *sql, const char *stmt, int n, const char *const *params, cm_pg_cb cb,
+                   void *arg)
 {
     if (p->closing || atomic_load(&p->up) == 0) return CM_ESTORE;
     query *q = calloc(1, sizeof *q);
@@ -356,6 +398,7 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
     q->n = n;
     for (int i = 0; i < n; i++)
         if (params[i] && !(q->params[i] = strdup(params[i]))) goto oom;
+    q->stmt = stmt;
     q->cb = cb;
     q->arg = arg;
     queryq_push(&p->waiting, q);
@@ -365,6 +408,16 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
 oom:
     query_free(q);
     return CM_ENOMEM;
+}
+
+int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg)
+{
+    return enqueue(p, sql, NULL, n, params, cb, arg);
+}
+
+int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg)
+{
+    return enqueue(p, sql, sql, n, params, cb, arg);
 }
 
 static void on_listened(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -383,7 +436,7 @@ static void listen_again(cm_pg_pool *p)
 }
 
 int cm_pg_listen(cm_pg_pool *p, const char *channel, cm_pg_notify_cb on_notify, cm_pg_listening_cb on_listening,
-                 void *arg)
+                   void *arg)
 {
     for (const char *ch = channel; *ch; ch++)
         if (!((*ch >= 'a' && *ch <= 'z') || *ch == '_')) return CM_EINVAL;

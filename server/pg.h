@@ -42,6 +42,11 @@ size_t cm_pg_pool_backlog(const cm_pg_pool *p);
 int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params,
                 cm_pg_cb cb, void *arg);
 
+/* As cm_pg_query, for a statement run often: each connection parses and
+ * plans it once (a named prepared statement) instead of on every call. sql
+ * must have static storage: its address names it. */
+int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg);
+
 /* PostgreSQL's LISTEN/NOTIFY, for news every replica must hear at once.
  * on_notify gets each notification of `channel` (a lowercase identifier;
  * payload "" when none); on_listening runs each time a connection has

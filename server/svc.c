@@ -62,6 +62,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.loop = d->loop;
     s->api.db = d->db;
     s->api.ingest = d->ingest;
+    s->api.intents = d->intents;
     s->api.hot = d->hot;
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;

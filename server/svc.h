@@ -10,6 +10,7 @@
 
 #include "bridge.h"
 #include "ingest.h"
+#include "intent_log.h"
 #include "notify.h"
 #include "pg.h"
 #include "hot.h"
@@ -22,6 +23,7 @@ typedef struct {
     cm_pg_pool *db; /* the API's pool: key lookups and the routes' statements */
     cm_pg_pool *listen_db; /* one connection that hears revocations from every replica */
     cm_ingest *ingest;
+    cm_intent_log *intents;
     cm_hot *hot;
     cm_notify *notify;
     int key_cache_ms;

@@ -309,6 +309,33 @@ def test_concurrent_admission_exact(h):
     check_eq((lst[0].get("intents_today"), lst[0].get("state")), (10, "blocked"), "list intents_today/state")
 
 
+def test_concurrent_same_intent_id(h):
+    """Intents recorded in one group commit (intent_log.c): the same intent_id from two agents of one org
+    at once belongs to one of them; its repeats are that one intent, counted once; the other agent gets 409."""
+    away_from_boundary(86400, 30)
+    a, b = new_agent(tag="pol-same-a"), new_agent(tag="pol-same-b")
+    register(h, a)
+    register(h, b)
+    iid = "same-" + uuid.uuid4().hex[:12]
+    # An Idempotency-Key of its own per request, so that the id's repeats reach the record (without one,
+    # the intent_id is the key and a repeat still in flight is refused by Redis first).
+    res = run_concurrently([lambda i=i: intent(h, a if i % 2 else b, intent_id=iid, idem=uuid.uuid4().hex)
+                            for i in range(20)])
+    st = statuses(res)
+    by = {x: [r.status for i, r in enumerate(res) if (a if i % 2 else b) == x] for x in (a, b)}
+    owner = a if 201 in by[a] else b
+    other = b if owner == a else a
+    check_eq((by[owner], by[other]), ([201] * 10, [409] * 10), "statuses of the owner and the other agent; all: %s" % st)
+    for i, r in enumerate(res):
+        if r.status == 201:
+            check_json(r.json, {"intent_id": iid, "agent": owner}, "201 body")
+        else:
+            check_error(r, 409, "intent_id_in_use", "intent_id", "409 body")
+    check_eq((agent_view(h, owner)["today"]["intents"], agent_view(h, other)["today"]["intents"]), (1, 0),
+             "today.intents of the owner and the other")
+    check_eq(h.psql("SELECT count(*) FROM intents WHERE intent_id = '%s'" % iid), "1", "intents rows with that id")
+
+
 @timeout(90)
 def test_two_replicas_admit_exactly(h):
     away_from_boundary(86400, 40)

@@ -365,6 +365,10 @@ def test_agent_quota_per_org(h):
         r = h.hb(hb_obj(a3, "0.1", hb_id()), key=h.k2)
         check_error(r, 422, "agent_quota_exceeded", "agent", what="a third new agent's heartbeat")
         check_error(intent(h, a3, key=h.k2), 422, "agent_quota_exceeded", "agent", what="a third agent's intent")
+        # Intents are recorded in groups: the one new agent's refusal must not fail the others'.
+        from test_e_policies import run_concurrently
+        res = run_concurrently([lambda: intent(h, a3, key=h.k2)] + [lambda: intent(h, a1, key=h.k2) for _ in range(12)])
+        check_eq([r.status for r in res], [422] + [201] * 12, "one refused new agent among a dozen admitted intents")
         check_error(h.request("PUT", policy_path(a3), '{"max_intents_per_day": 1}', key=h.k2), 422,
                     "agent_quota_exceeded", "agent", what="a third agent's policy")
         check_eq(h.request("GET", "/v1/mesh/agents/%s" % enc(a3), key=h.k2).status, 404, "the third agent does not exist")

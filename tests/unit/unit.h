@@ -67,5 +67,6 @@ void test_hot_layout(void);
 void test_decode(void);
 void test_egress(void);
 void test_ingest(void);
+void test_seen(void);
 
 #endif
