@@ -91,7 +91,7 @@ static void commit(cm_api *api, cm_job *j)
 int cm_api_otlp_traces(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     cm_req_interop *q = &j->req.interop;
-    cm_otlp_count_ignored(q->otlp.ignored);
+    cm_otlp_count_ignored(CM_IGNORED_SPANS, q->otlp.ignored);
     for (size_t i = 0; i < q->hb.n; i++)
         if (address_for(api, who, q->hb.hbs[i].agent, e) != CM_OK) return CM_EFORBIDDEN;
     commit(api, j);
@@ -160,7 +160,7 @@ static void on_meters(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         event_id(ev, hb->id);
         q->hb.n++;
     }
-    cm_otlp_count_ignored(ignored);
+    cm_otlp_count_ignored(CM_IGNORED_EVENTS, ignored);
     commit(api, j);
 }
 

@@ -77,8 +77,10 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 cm_store_ready(cm_hot_store(d->hot)) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
     cm_buf_addf(out,
                 "# TYPE costmesh_otlp_spans_ignored_total counter\n"
-                "costmesh_otlp_spans_ignored_total %llu\n",
-                cm_otlp_ignored());
+                "costmesh_otlp_spans_ignored_total %llu\n"
+                "# TYPE costmesh_cloudevents_ignored_total counter\n"
+                "costmesh_cloudevents_ignored_total %llu\n",
+                cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS));
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

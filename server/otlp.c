@@ -377,16 +377,16 @@ int cm_otlp_decode(const char *content_type, const char *body, size_t len, int64
     return CM_OK;
 }
 
-static _Atomic unsigned long long ignored_total;
+static _Atomic unsigned long long ignored_total[CM_IGNORED_KINDS];
 
-void cm_otlp_count_ignored(size_t n)
+void cm_otlp_count_ignored(cm_ignored_kind kind, size_t n)
 {
-    atomic_fetch_add(&ignored_total, n);
+    atomic_fetch_add(&ignored_total[kind], n);
 }
 
-unsigned long long cm_otlp_ignored(void)
+unsigned long long cm_otlp_ignored(cm_ignored_kind kind)
 {
-    return atomic_load(&ignored_total);
+    return atomic_load(&ignored_total[kind]);
 }
 
 const char *cm_otlp_reply(const cm_otlp_stats *st, cm_buf *out)

@@ -55,9 +55,11 @@ int cm_otlp_decode(const char *content_type, const char *body, size_t len, int64
  * partial_success. Returns the Content-Type to send, a static string. */
 const char *cm_otlp_reply(const cm_otlp_stats *st, cm_buf *out);
 
-/* Spans without usage of authenticated exports, for /metrics: the handler
- * adds each request's st->ignored once the key is known. Thread-safe. */
-void cm_otlp_count_ignored(size_t n);
-unsigned long long cm_otlp_ignored(void);
+/* What the interop routes ignore, for /metrics: spans without usage of
+ * authenticated exports, and CloudEvents of a type no meter reads. The
+ * handlers add each request's count once the key is known. Thread-safe. */
+typedef enum { CM_IGNORED_SPANS = 0, CM_IGNORED_EVENTS, CM_IGNORED_KINDS } cm_ignored_kind;
+void cm_otlp_count_ignored(cm_ignored_kind kind, size_t n);
+unsigned long long cm_otlp_ignored(cm_ignored_kind kind);
 
 #endif

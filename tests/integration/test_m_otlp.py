@@ -251,7 +251,10 @@ def test_openmeter_tenancy_and_bad_events(h):
     ignored. A malformed event is 400 for the whole batch and nothing of it is counted; a wrong content type 415."""
     s = name("ce-tenant")
     put_meter(h, "llm.call", {"cost_usd": "$.usage.cost"})
+    ignored_before = read_metrics(h).get("costmesh_cloudevents_ignored_total", 0)
     check_eq(ingest(h, [llm_event(s, 1, 0, 0)], key=h.k2), {"ok": True}, "org2 ingest without a meter")
+    check_eq(read_metrics(h)["costmesh_cloudevents_ignored_total"], ignored_before + 1,
+             "the unmetered event is counted as an ignored CloudEvent")
     check_status(h.spend("agent://org2/production/" + s, "day", key=h.k2), 404,
                  "org2 has no meter of llm.call: the event is ignored, no agent registers")
     put_meter(h, "llm.call", {"cost_usd": "$.usage.cost"}, key=h.k2)
