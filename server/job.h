@@ -37,6 +37,7 @@ typedef enum {
     CM_OP_WEBHOOK_GET,   /* no request fields */
     CM_OP_INTENT,        /* req.intent */
     CM_OP_WEBHOOK_DELETE, /* no request fields */
+    CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
     CM_OP_COUNT
 } cm_op;
 

@@ -138,10 +138,11 @@ int main(int argc, char **argv)
         return die("PostgreSQL connections did not come up");
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest};
+    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest,
+                          .svc = a.svc};
     cm_metrics *metrics;
     if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
-    cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics};
+    cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics, .keys = cm_svc_keys(a.svc)};
     cm_http *http;
     if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);
     cm_log(CM_LOG_INFO, "event=listening addr=%s:%d", cfg.listen_host, cfg.listen_port);
