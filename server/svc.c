@@ -215,9 +215,9 @@ void cm_svc_run(void *svc, cm_job *j)
     memcpy(c->hash, j->key_hash, CM_KEY_HASH_LEN);
     /* Listed before the query: a statement that fails at once calls back
      * at once, and the callback unlists it. */
-    c->next = s->lookups;
+    lookup_call *listed_after = s->lookups;
+    c->next = listed_after;
     s->lookups = c;
-    atomic_fetch_add(&s->lookups_total, 1);
     char hex[CM_KEY_BYTEA_LEN];
     cm_auth_bytea(j->key_hash, hex);
     const char *params[] = {hex};
@@ -225,9 +225,11 @@ void cm_svc_run(void *svc, cm_job *j)
                      "SELECT id, org, role, coalesce(agent, '') FROM api_keys"
                      " WHERE key_hash = $1::bytea AND revoked_at IS NULL",
                      1, params, on_key_lookup, &e) != CM_OK) {
-        s->lookups = s->lookups->next; /* c, freed: nothing was listed since */
+        s->lookups = listed_after; /* c was freed; nothing was listed since */
         cm_api_fail(j, &e);
+        return;
     }
+    atomic_fetch_add(&s->lookups_total, 1);
 }
 
 const cm_keycache *cm_svc_keys(const cm_svc *s)

@@ -197,6 +197,40 @@ class ConnError(Exception):
     """The request did not get an HTTP answer (refused, reset, timeout)."""
 
 
+def read_reply(s, limit):
+    """Reads from s until the server closes it or `limit` seconds pass.
+    Returns (bytes, closed, seconds until the first byte)."""
+    s.settimeout(0.2)
+    out, first = b"", None
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return out, True, first
+        if not chunk:
+            return out, True, first
+        if first is None:
+            first = time.monotonic() - t0
+        out += chunk
+    return out, False, first
+
+
+def exchange(h, data, limit=10.0, source="127.0.0.1"):
+    """Sends data on a fresh connection from address source; read_reply."""
+    s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10, source_address=(source, 0))
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        return read_reply(s, limit)
+    finally:
+        s.close()
+
+
 def send_early_answered(conn, method, path, body, headers):
     """conn.request, except that a server which answers before the body is
     sent and closes (costmeshd's 413 for a Content-Length over the limit)

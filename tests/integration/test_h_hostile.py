@@ -14,7 +14,7 @@ import time
 import uuid
 
 from harness import (accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent,
-                     read_metrics, send_early_answered, TestFailure)
+                     exchange, read_metrics, send_early_answered, TestFailure)
 
 
 def timeout(seconds):
@@ -650,36 +650,6 @@ def test_keys_never_logged(h):
 
 # ------------------------------------------------------------------ (e) the door: key first, bounded bodies
 
-def _door_send(h, data, source="127.0.0.1", limit=6.0):
-    """Sends data on a fresh connection from source and reads until the
-    server closes it or limit seconds pass: (reply, closed, seconds to the
-    first byte or None)."""
-    s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10, source_address=(source, 0))
-    t0 = time.monotonic()
-    try:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        s.settimeout(0.1)
-        out, first = b"", None
-        while time.monotonic() - t0 < limit:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                return out, True, first
-            if not chunk:
-                return out, True, first
-            if first is None:
-                first = time.monotonic() - t0
-            out += chunk
-        return out, False, first
-    finally:
-        s.close()
-
-
 def _upload_head(key_header, length, extra=b""):
     return (b"POST /v1/mesh/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + key_header +
             b"Content-Length: %d\r\n" % length + extra + b"\r\n")
@@ -709,14 +679,14 @@ def test_bad_key_refused_before_the_body(h):
     for what, key in cases:
         for extra in (b"", b"Expect: 100-continue\r\n"):
             label = "%s%s" % (what, " (100-continue)" if extra else "")
-            raw, closed, first = _door_send(h, _upload_head(key, 863 * 1024, extra) + b'{"heartbeats":[' + b" " * 45)
+            raw, closed, first = exchange(h, _upload_head(key, 863 * 1024, extra) + b'{"heartbeats":[' + b" " * 45)
             check(raw.startswith(b"HTTP/1.1 401"), "%s: want 401 before the body, got %.200r" % (label, raw))
             check(b"100 Continue" not in raw, "%s: got 100 Continue before the 401" % label)
             check(first is not None and first < 2.0, "%s: the 401 took %ss" % (label, first))
             check(closed, "%s: the connection stayed open after the 401" % label)
             check_json_error(401, raw.partition(b"\r\n\r\n")[2], label)
     # The known key's partial upload is not answered: the server reads on.
-    raw, closed, first = _door_send(h, _upload_head(b"x-api-key: " + h.k1.encode() + b"\r\n", 1000) + b"{",
+    raw, closed, first = exchange(h, _upload_head(b"x-api-key: " + h.k1.encode() + b"\r\n", 1000) + b"{",
                                     limit=1.0)
     check(raw == b"" and not closed, "known key, partial body: answered early %.200r (closed=%s)" % (raw, closed))
     still_alive(h, "after refusing bad keys at the door")
@@ -734,7 +704,7 @@ def test_unknown_key_costs_one_lookup(h):
     replies = []
 
     def one():
-        replies.append(_door_send(h, data)[0])
+        replies.append(exchange(h, data)[0])
 
     ths = [threading.Thread(target=one) for _ in range(20)]
     for t in ths:
@@ -742,7 +712,7 @@ def test_unknown_key_costs_one_lookup(h):
     for t in ths:
         t.join(30)
     for i in range(10):
-        replies.append(_door_send(h, data)[0])
+        replies.append(exchange(h, data)[0])
     bad = [r[:40] for r in replies if not r.startswith(b"HTTP/1.1 401")]
     check(len(replies) == 30 and not bad, "made-up key: %d replies, not 401: %r" % (len(replies), bad[:3]))
     check_eq(_key_lookups(h) - before, 1, "PostgreSQL key lookups for 30 requests of one made-up key")
@@ -848,8 +818,8 @@ def test_per_ip_limit_two_holders_third_gets_in(h):
         check(all(n <= 64 for n in kept.values()), "connections kept per address: %r, want <= 64" % kept)
         for i in range(5):
             t0 = time.monotonic()
-            raw, _, _ = _door_send(h, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                                   source="127.0.5.3", limit=3.0)
+            raw, _, _ = exchange(h, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                 source="127.0.5.3", limit=3.0)
             check(raw.startswith(b"HTTP/1.1 200"), "third address: /healthz got %.100r" % raw)
             check(time.monotonic() - t0 < 1.5, "third address: /healthz took %.2fs" % (time.monotonic() - t0))
     finally:
@@ -882,7 +852,7 @@ def test_body_deadline_and_metrics_token(h):
         dt = time.monotonic() - t0
         check(closed and dt < 5, "trickled body: closed=%s after %.1fs, want closed within 5 s" % (closed, dt))
         t0 = time.monotonic()
-        raw, closed, _ = _door_send(h, head + b"[", limit=8.0)
+        raw, closed, _ = exchange(h, head + b"[", limit=8.0)
         dt = time.monotonic() - t0
         check(closed and dt < 5, "stalled body: closed=%s after %.1fs, want within 5 s" % (closed, dt))
 
