@@ -25,9 +25,9 @@ static const option options[] = {
     {"log-level", "info", "debug|info|warn|error"},
     {"http-threads", "2", "HTTP worker threads"},
     {"pg-readers", "2", "PostgreSQL connections of the API pool (the routes' reads and writes)"},
-    {"max-connections", "1024", "HTTP connections in total"},
-    {"max-per-ip", "512", "HTTP connections per client address"},
-    {"conn-timeout", "30", "seconds before a stalled connection is closed"},
+    {"max-connections", "2048", "HTTP connections in total"},
+    {"max-per-ip", "64", "HTTP connections per client address (a few addresses must not fill max-connections)"},
+    {"conn-timeout", "10", "seconds a connection may stay idle (between requests, or stalled) before it is closed"},
     {"key-cache-ms", "2000", "how long a looked-up API key is trusted"},
     {"admission-fail-open", "0", "1: admit intents unchecked while Redis is unreachable (default 0: answer 503)"},
     {"web-dir", "web", "folder of the dashboard's files (index.html, app.js, app.css, node_modules/chart.js)"},
@@ -36,6 +36,9 @@ static const option options[] = {
     {"max-agents-per-org", "100000", "agents an org may register (its own quota row in org_limits overrides it)"},
     {"interop-env", "production", "ENV of the agents that OTLP spans and CloudEvents name (agent://ORG/ENV/NAME)"},
     {"test-interop-faults", "", "test hook: statuses (429, 503) answered to the next OTLP/CloudEvents requests after their commit"},
+    {"body-timeout", "10", "seconds from a request's headers to the end of its body: past it the connection is closed"},
+    {"body-memory-mb", "32", "MiB of request bodies buffered across all connections: past it an upload gets 503"},
+    {"metrics-token", "", "when set, /metrics needs Authorization: Bearer with this token (else it is open)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -123,6 +126,9 @@ static int apply(cm_config *c, int i, const char *v)
         if (cm_addr_check_org(v, strlen(v)) != CM_OK) return CM_EINVAL; /* an address segment */
         return copy_str(c->interop_env, sizeof c->interop_env, v);
     case 18: return copy_str(c->interop_faults, sizeof c->interop_faults, v);
+    case 19: return parse_int(v, 1, 3600, &c->body_timeout_s);
+    case 20: return parse_int(v, 1, 65536, &c->body_memory_mb);
+    case 21: return copy_str(c->metrics_token, sizeof c->metrics_token, v);
     }
     return CM_EINVAL;
 }

@@ -20,6 +20,7 @@ typedef struct {
     int redis_db;
     char database_url[1024];
     char admin_key[256]; /* empty when unset; a secret, never logged */
+    char metrics_token[256]; /* empty: /metrics is open; a secret, never logged */
     char org[64];
     char log_level[16];
     int http_threads;          /* libmicrohttpd thread pool size */
@@ -28,6 +29,8 @@ typedef struct {
     int max_per_ip;            /* HTTP connections per client address */
     int max_agents_per_org;    /* the default quota of agents per org */
     int conn_timeout_s;        /* idle/stalled connection timeout */
+    int body_timeout_s;        /* from a request's headers to the end of its body */
+    int body_memory_mb;        /* request bodies buffered across all connections */
     int key_cache_ms;          /* how long a key lookup is trusted */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */

@@ -22,18 +22,22 @@ static int query_arg(const cm_decode_req *r, const char *name, char *out, size_t
     return 1;
 }
 
-/* The API key, from x-api-key or else Authorization: Bearer, hashed. */
-static int api_key_hash(const cm_decode_req *r, unsigned char hash[CM_KEY_HASH_LEN], cm_apierr *e)
+int cm_decode_key(cm_decode_lookup lookup, void *ctx, unsigned char hash[CM_KEY_HASH_LEN], cm_apierr *e)
 {
-    const char *k = r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "x-api-key");
+    const char *k = lookup(ctx, CM_DECODE_HEADER, "x-api-key");
     if (!k) {
-        const char *a = r->lookup(r->lookup_ctx, CM_DECODE_HEADER, "Authorization");
+        const char *a = lookup(ctx, CM_DECODE_HEADER, "Authorization");
         if (a && strncasecmp(a, "Bearer ", 7) == 0) k = a + 7;
     }
-    if (!k || !*k || strlen(k) > 256 || cm_auth_hash(k, strlen(k), hash) != CM_OK)
-        return cm_apierr_set(e, 401, "unauthorized", NULL,
-                             "a valid API key is required (x-api-key or Authorization: Bearer)");
-    return CM_OK;
+    if (k && *k && strlen(k) <= 256 && cm_auth_hash(k, strlen(k), hash) == CM_OK) return CM_OK;
+    cm_decode_unauthorized(e);
+    return CM_EAUTH;
+}
+
+const cm_apierr *cm_decode_unauthorized(cm_apierr *e)
+{
+    cm_apierr_set(e, 401, "unauthorized", NULL, "a valid API key is required (x-api-key or Authorization: Bearer)");
+    return e;
 }
 
 /* ?limit=: 1..1000, default 100. */
@@ -231,6 +235,6 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 int cm_decode_job(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 {
     j->now = r->now;
-    if (api_key_hash(r, j->key_hash, e) != CM_OK) return CM_EAUTH;
+    if (cm_decode_key(r->lookup, r->lookup_ctx, j->key_hash, e) != CM_OK) return CM_EAUTH;
     return fill_request(r, j, e);
 }

@@ -33,6 +33,15 @@ typedef struct {
     void *lookup_ctx;
 } cm_decode_req;
 
+/* The API key of a request's headers (x-api-key, else Authorization:
+ * Bearer), hashed into hash. CM_OK, or CM_EAUTH with e a 401 when there is
+ * none or it is malformed. The HTTP front asks this first, with the
+ * headers in and before it reads a body. */
+int cm_decode_key(cm_decode_lookup lookup, void *ctx, unsigned char hash[CM_KEY_HASH_LEN], cm_apierr *e);
+/* Fills e with the 401 of a key that is missing, malformed or unknown;
+ * returns e. */
+const cm_apierr *cm_decode_unauthorized(cm_apierr *e);
+
 /* Fills j (zeroed by the caller): arrival time, API key hash, operation and
  * that operation's request. CM_OK when j is ready for the loop thread; else
  * e says what to answer (401 without an API key, 400 for a malformed

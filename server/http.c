@@ -1,4 +1,5 @@
 #include "http.h"
+#include "auth.h"
 #include "decode.h"
 #include "error.h"
 #include "log.h"
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 struct cm_http {
@@ -20,6 +22,11 @@ struct cm_http {
     cm_ui *ui;
     cm_http_deps deps;
     _Atomic int inflight;
+    _Atomic size_t body_bytes; /* reserved by the bodies being read, all connections */
+    size_t body_cap;           /* body_bytes never passes it */
+    unsigned conn_timeout_s, body_timeout_s;
+    bool metrics_locked; /* /metrics needs the token whose hash this is */
+    unsigned char metrics_hash[CM_KEY_HASH_LEN];
 };
 
 /* Per-request state, in *req_cls; freed in the completion callback. */
@@ -30,6 +37,11 @@ typedef struct {
     int route_status;
     cm_buf body;
     int too_big;
+    int store;           /* the body is kept: it goes to the loop thread */
+    int no_room;         /* the body did not fit under body_cap: 503 */
+    size_t reserved;     /* bytes of h->body_bytes held for the body */
+    uint64_t deadline_ms; /* the body must be in by then */
+    int short_timeout;   /* the idle timeout is body_timeout_s until the body is in */
     int dispatched; /* counted in inflight until completed */
     cm_job *job; /* owned while not handed to the bridge */
     _Atomic int job_done;
@@ -40,6 +52,15 @@ static int64_t now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;
+}
+
+/* The clock of deadlines and of the key cache (CLOCK_MONOTONIC, as the
+ * loop thread's uv_now). */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void count(const req *r, unsigned status)
@@ -106,8 +127,18 @@ static enum MHD_Result do_readyz(req *r)
     return send_buf(r, (unsigned)status, &b, "application/json");
 }
 
+/* With COSTMESH_METRICS_TOKEN set, /metrics needs it as a bearer token;
+ * the hashes are compared in constant time. */
 static enum MHD_Result do_metrics(req *r)
 {
+    if (r->h->metrics_locked) {
+        const char *a = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        unsigned char got[CM_KEY_HASH_LEN];
+        if (!a || strncasecmp(a, "Bearer ", 7) != 0 || cm_auth_hash(a + 7, strlen(a + 7), got) != CM_OK ||
+            !cm_auth_equal(got, r->h->metrics_hash, sizeof got))
+            return send_error(r, 401, "unauthorized", NULL,
+                              "/metrics needs Authorization: Bearer with the metrics token (COSTMESH_METRICS_TOKEN)");
+    }
     cm_buf b;
     cm_buf_init(&b);
     cm_metrics_render(r->h->deps.metrics, atomic_load(&r->h->inflight), &b);
@@ -124,7 +155,8 @@ static enum MHD_Result send_file(req *r, const cm_ui_file *f, const char *missin
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+                            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                            "base-uri 'none'; form-action 'self'");
     count(r, 200);
     enum MHD_Result ret = MHD_queue_response(r->conn, 200, resp);
     MHD_destroy_response(resp);
@@ -160,7 +192,13 @@ static enum MHD_Result answer_job(req *r)
                       j->retry_after > 0 ? MHD_HTTP_HEADER_RETRY_AFTER : NULL, ra);
 }
 
-static enum MHD_Result dispatch(req *r)
+/* Routes answered on the HTTP thread: no key, no loop thread. */
+static bool answered_here(cm_route_id id)
+{
+    return id == CM_R_HEALTHZ || id == CM_R_READYZ || id == CM_R_UI || id == CM_R_OPENAPI || id == CM_R_METRICS;
+}
+
+static enum MHD_Result answer_here(req *r)
 {
     switch (r->route.id) {
     case CM_R_HEALTHZ: {
@@ -175,26 +213,68 @@ static enum MHD_Result dispatch(req *r)
     case CM_R_OPENAPI:
         return send_file(r, cm_ui_openapi(r->h->ui), "no OpenAPI document was found at start (COSTMESH_OPENAPI_FILE)");
     case CM_R_METRICS: return do_metrics(r);
-    default: break;
+    default: return send_error(r, 500, "internal", NULL, "unroutable request");
     }
+}
+
+/* Hands r->job to the loop thread; the connection waits suspended. */
+static enum MHD_Result submit(req *r)
+{
+    cm_job *j = r->job;
+    j->done = on_job_done;
+    j->done_arg = r;
+    /* Suspend before handing over: the loop may finish and resume at once. */
+    MHD_suspend_connection(r->conn);
+    if (!r->dispatched) {
+        r->dispatched = 1;
+        atomic_fetch_add(&r->h->inflight, 1);
+    }
+    if (cm_bridge_submit(r->h->deps.bridge, j) != CM_OK) {
+        cm_job_fail(j, 503, "shutting_down", NULL, "the server is stopping; retry");
+        on_job_done(j);
+    }
+    return MHD_YES;
+}
+
+/* Frees the body and gives back the memory it held under body_cap. */
+static void drop_body(req *r)
+{
+    cm_buf_free(&r->body);
+    cm_buf_init(&r->body);
+    atomic_fetch_sub(&r->h->body_bytes, r->reserved);
+    r->reserved = 0;
+}
+
+/* Takes n more bytes of body_cap for r; 0 when they are not left. */
+static int reserve(req *r, size_t n)
+{
+    size_t cur = atomic_load(&r->h->body_bytes);
+    do {
+        if (n > r->h->body_cap - cur) return 0;
+    } while (!atomic_compare_exchange_weak(&r->h->body_bytes, &cur, cur + n));
+    r->reserved += n;
+    return 1;
+}
+
+static enum MHD_Result overloaded(req *r)
+{
+    return send_error(r, 503, "overloaded", NULL,
+                      "the request bodies being read fill the memory set aside for them; retry");
+}
+
+static enum MHD_Result dispatch(req *r)
+{
+    if (answered_here(r->route.id)) return answer_here(r);
     cm_job *j = calloc(1, sizeof *j);
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
     /* The route's method: a HEAD is decoded and answered as its GET. */
     cm_decode_req dr = {&r->route, r->route.method, r->body.data, r->body.len, now_s(), lookup, r->conn};
     cm_apierr e;
-    if (cm_decode_job(&dr, j, &e) != CM_OK) return send_apierr(r, &e);
-    j->done = on_job_done;
-    j->done_arg = r;
-    /* Suspend before handing over: the loop may finish and resume at once. */
-    MHD_suspend_connection(r->conn);
-    r->dispatched = 1;
-    atomic_fetch_add(&r->h->inflight, 1);
-    if (cm_bridge_submit(r->h->deps.bridge, j) != CM_OK) {
-        cm_job_fail(j, 503, "shutting_down", NULL, "the server is stopping; retry");
-        on_job_done(j);
-    }
-    return MHD_YES;
+    int rc = cm_decode_job(&dr, j, &e);
+    drop_body(r); /* the job holds what it needs */
+    if (rc != CM_OK) return send_apierr(r, &e);
+    return submit(r);
 }
 
 /* The size of a request's head, as its parts are added up. */
@@ -212,14 +292,66 @@ static enum MHD_Result add_len(void *cls, enum MHD_ValueKind kind, const char *k
     return MHD_YES;
 }
 
-/* On the first call, with the headers in and no body read: a request over
- * a limit is refused now. libmicrohttpd sends a response queued before the
- * body with Connection: close and reads nothing more, so a client that
- * declares 4 MiB is answered at once instead of being read (or waited for
- * until the timeout). Heads larger still than the connection memory never
- * get here: libmicrohttpd answers those itself. */
-static enum MHD_Result refuse_early(req *r, const char *url)
+/* The key is known: the body may be read. Its declared length is taken
+ * from body_cap now, or the upload is refused (503, Retry-After) before it
+ * is read when the bodies in flight already hold it all; a body without a
+ * declared length takes its share as it arrives. */
+static enum MHD_Result admit_body(req *r)
 {
+    r->store = 1;
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    size_t n = cl ? (size_t)strtoull(cl, NULL, 10) : 0; /* at most CM_BODY_MAX here */
+    if (n && !reserve(r, n)) return overloaded(r);
+    return MHD_YES;
+}
+
+/* A request for the loop thread, with its headers in and no body read: a
+ * missing, malformed or unknown key is answered 401 now, so that it costs
+ * neither reading nor parsing its body. A key the cache knows goes on at
+ * once; any other is asked of the loop thread (one PostgreSQL lookup for
+ * every request of that key meanwhile) while the connection waits. */
+static enum MHD_Result check_key(req *r)
+{
+    cm_job *j = calloc(1, sizeof *j);
+    if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
+    r->job = j;
+    cm_apierr e;
+    if (cm_decode_key(lookup, r->conn, j->key_hash, &e) != CM_OK) return send_apierr(r, &e);
+    switch (cm_keycache_get(r->h->deps.keys, j->key_hash, mono_ms(), NULL)) {
+    case CM_KEYCACHE_FOUND: break;
+    case CM_KEYCACHE_UNKNOWN: return send_apierr(r, cm_decode_unauthorized(&e));
+    case CM_KEYCACHE_MISS: j->op = CM_OP_AUTH; return submit(r);
+    }
+    cm_job_free(j);
+    r->job = NULL;
+    return admit_body(r);
+}
+
+/* The whole body must be in within body_timeout_s of the headers: while it
+ * is read, the connection's idle timeout is that short too (restored once
+ * it is in, for the keep-alive that follows). */
+static void start_body_clock(req *r)
+{
+    cm_http *h = r->h;
+    r->deadline_ms = mono_ms() + (uint64_t)h->body_timeout_s * 1000;
+    int body = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) ||
+               MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (body && h->body_timeout_s < h->conn_timeout_s) {
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, h->body_timeout_s);
+        r->short_timeout = 1;
+    }
+}
+
+/* On the first call, with the headers in and no body read: a request over
+ * a limit, or without a valid key, is refused now. libmicrohttpd sends a
+ * response queued before the body with Connection: close and reads nothing
+ * more, so a client that declares 4 MiB is answered at once instead of
+ * being read (or waited for until the timeout). Heads larger still than
+ * the connection memory never get here: libmicrohttpd answers those
+ * itself. */
+static enum MHD_Result at_headers(req *r, const char *url)
+{
+    start_body_clock(r);
     head_size target = {strlen(url), 0};
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_len, &target);
     head_size head = {target.bytes, 0};
@@ -232,7 +364,8 @@ static enum MHD_Result refuse_early(req *r, const char *url)
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > CM_BODY_MAX)
         return send_error(r, 413, "payload_too_large", NULL, "request body is over %d bytes", CM_BODY_MAX);
-    return MHD_YES;
+    if (r->route_status != 200 || answered_here(r->route.id)) return MHD_YES; /* its body is not kept */
+    return check_key(r);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -249,14 +382,27 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->conn = conn;
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
-        return refuse_early(r, url);
+        return at_headers(r, url);
     }
     if (*upload_size) {
+        /* Past the deadline libmicrohttpd takes no answer (the body is not
+         * in): close. */
+        if (mono_ms() > r->deadline_ms) {
+            cm_log(CM_LOG_DEBUG, "event=body_timeout route=%s", cm_route_name(r->route.id));
+            return MHD_NO;
+        }
         /* A body without a declared length (chunked) is only known to be
-         * too big while it is read: libmicrohttpd takes no answer before
-         * the body's end, so keep reading without storing, and the client
-         * gets the 413 instead of a reset connection. */
-        if (!r->too_big) {
+         * too big, or past body_cap, while it is read: libmicrohttpd takes
+         * no answer before the body's end, so keep reading without
+         * storing, and the client gets the 413 or 503 instead of a reset
+         * connection. */
+        size_t need = r->body.len + *upload_size;
+        if (r->store && need > r->reserved && need <= CM_BODY_MAX && !reserve(r, need - r->reserved)) {
+            r->store = 0;
+            r->no_room = 1;
+            drop_body(r);
+        }
+        if (r->store && !r->too_big) {
             int rc = cm_buf_add_capped(&r->body, upload, *upload_size, CM_BODY_MAX);
             if (rc == CM_ENOMEM) return MHD_NO;
             r->too_big = rc == CM_ETOOBIG;
@@ -264,8 +410,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->job && atomic_load(&r->job_done)) return answer_job(r);
+    if (r->job && atomic_load(&r->job_done)) {
+        /* The key was asked of the loop thread before the body: unknown
+         * (or no answer) is the reply; known, the body may come. */
+        if (r->job->op != CM_OP_AUTH || r->job->status != 204) return answer_job(r);
+        cm_job_free(r->job);
+        r->job = NULL;
+        atomic_store(&r->job_done, 0);
+        return admit_body(r);
+    }
     if (r->job) return MHD_YES; /* resumed spuriously; still waiting */
+
+    /* The body is in. */
+    if (r->short_timeout) {
+        MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, h->conn_timeout_s);
+        r->short_timeout = 0;
+    }
+    if (r->no_room) return overloaded(r);
 
     if (r->too_big)
         return send_error(r, 413, "payload_too_large", NULL, "request body is over %d bytes", CM_BODY_MAX);
@@ -293,7 +454,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!r) return;
     if (r->dispatched) atomic_fetch_sub(&r->h->inflight, 1);
     cm_job_free(r->job);
-    cm_buf_free(&r->body);
+    drop_body(r);
     free(r);
     *req_cls = NULL;
 }
@@ -326,6 +487,16 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
         return CM_ENOMEM;
     }
     h->deps = *deps;
+    h->body_cap = (size_t)cfg->body_memory_mb * 1024 * 1024;
+    h->conn_timeout_s = (unsigned)cfg->conn_timeout_s;
+    h->body_timeout_s = (unsigned)cfg->body_timeout_s;
+    h->metrics_locked = cfg->metrics_token[0] != '\0';
+    if (h->metrics_locked && cm_auth_hash(cfg->metrics_token, strlen(cfg->metrics_token), h->metrics_hash) != CM_OK) {
+        snprintf(err, errsz, "cannot hash the metrics token");
+        cm_ui_free(h->ui);
+        free(h);
+        return CM_EIO;
+    }
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;

@@ -10,6 +10,7 @@
 
 #include "bridge.h"
 #include "config.h"
+#include "keycache.h"
 #include "metrics.h"
 
 #define CM_BODY_MAX (1024 * 1024) /* bytes in a request body: 413 past it */
@@ -29,6 +30,7 @@ typedef struct cm_http cm_http;
 typedef struct {
     cm_bridge *bridge;
     cm_metrics *metrics; /* counts every answer; says /metrics and /readyz */
+    const cm_keycache *keys; /* read before a body: a known key goes on, a known-unknown one is 401 */
 } cm_http_deps;
 
 /* Starts listening. Writes a one-line reason into err on failure. */

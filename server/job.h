@@ -44,6 +44,7 @@ typedef enum {
     CM_OP_METER_PUT,     /* req.meter */
     CM_OP_METER_LIST,    /* no request fields */
     CM_OP_METER_DELETE,  /* req.meter (event_type only) */
+    CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
     CM_OP_COUNT
 } cm_op;
 

@@ -2,7 +2,9 @@
  * requests need no PostgreSQL lookup; "no such key" is remembered too.
  *
  * A fixed table indexed by the key's hash; a newer entry evicts an older
- * one in its slot. No I/O, no locking: one owner thread. */
+ * one in its slot. No I/O. Every function is thread-safe (a read-write
+ * lock): the HTTP threads read it to refuse an unknown key before they read
+ * a body, the loop thread reads and writes it. */
 #ifndef CM_KEYCACHE_H
 #define CM_KEYCACHE_H
 
@@ -31,7 +33,8 @@ void cm_keycache_free(cm_keycache *c);
 
 typedef enum { CM_KEYCACHE_MISS = 0, CM_KEYCACHE_FOUND, CM_KEYCACHE_UNKNOWN } cm_keycache_hit;
 
-/* Looks hash up at time now_ms: FOUND fills who; UNKNOWN is a remembered
+/* Looks hash up at time now_ms (CLOCK_MONOTONIC milliseconds, as libuv's
+ * uv_now): FOUND fills who unless it is NULL; UNKNOWN is a remembered
  * "no such key"; MISS means ask PostgreSQL. */
 cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN],
                                 uint64_t now_ms, cm_ident *who);

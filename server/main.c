@@ -73,6 +73,17 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* Wipes a secret setting once it is used, and from the environment, where
+ * /proc/<pid>/environ shows it: getenv points into that block, so wipe it
+ * there, then drop it. */
+static void forget_secret(char *value, size_t size, const char *env)
+{
+    explicit_bzero(value, size);
+    char *in_env = getenv(env);
+    if (in_env) explicit_bzero(in_env, strlen(in_env));
+    unsetenv(env);
+}
+
 static int die(const char *why)
 {
     fprintf(stderr, "costmeshd: %s\n", why);
@@ -93,12 +104,7 @@ int main(int argc, char **argv)
     if (have_admin && cm_auth_hash(cfg.admin_key, strlen(cfg.admin_key), admin_hash) != CM_OK)
         return die("cannot hash the admin key");
     if (have_admin) cm_auth_bytea(admin_hash, admin_bytea);
-    explicit_bzero(cfg.admin_key, sizeof cfg.admin_key);
-    /* Nor does it stay in the environment, where /proc/<pid>/environ shows
-     * it: getenv points into that block, so wipe it there, then drop it. */
-    char *env_key = getenv("COSTMESH_ADMIN_KEY");
-    if (env_key) explicit_bzero(env_key, strlen(env_key));
-    unsetenv("COSTMESH_ADMIN_KEY");
+    forget_secret(cfg.admin_key, sizeof cfg.admin_key, "COSTMESH_ADMIN_KEY");
 
     if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
     if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, cfg.max_agents_per_org, err,
@@ -147,12 +153,14 @@ int main(int argc, char **argv)
         return die("PostgreSQL connections did not come up");
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest};
+    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest,
+                          .svc = a.svc};
     cm_metrics *metrics;
     if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
-    cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics};
+    cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics, .keys = cm_svc_keys(a.svc)};
     cm_http *http;
     if (cm_http_start(&cfg, &deps, &http, err, sizeof err) != CM_OK) return die(err);
+    forget_secret(cfg.metrics_token, sizeof cfg.metrics_token, "COSTMESH_METRICS_TOKEN"); /* its hash is kept */
     cm_log(CM_LOG_INFO, "event=listening addr=%s:%d", cfg.listen_host, cfg.listen_port);
 
     int sig = 0;

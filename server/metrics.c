@@ -4,6 +4,7 @@
 #include "ingest.h"
 #include "pg.h"
 #include "hot.h"
+#include "svc.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -71,10 +72,13 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_store_up{store=\"redis\"} %d\n"
                 "costmesh_store_up{store=\"postgres\"} %d\n"
                 "# TYPE costmesh_http_inflight gauge\n"
-                "costmesh_http_inflight %d\n",
+                "costmesh_http_inflight %d\n"
+                "# TYPE costmesh_key_lookups_total counter\n"
+                "costmesh_key_lookups_total %llu\n",
                 cm_ingest_accepted(d->ingest), cm_ingest_duplicates(d->ingest), cm_ingest_ignored(d->ingest),
                 cm_ingest_backlog(d->ingest), cm_pg_pool_backlog(d->ingest_db), cm_store_backlog(cm_hot_store(d->hot)),
-                cm_store_ready(cm_hot_store(d->hot)) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight);
+                cm_store_ready(cm_hot_store(d->hot)) ? 1 : 0, cm_pg_pool_ready(d->ingest_db) ? 1 : 0, inflight,
+                cm_svc_key_lookups(d->svc));
     cm_buf_addf(out,
                 "# TYPE costmesh_otlp_spans_ignored_total counter\n"
                 "costmesh_otlp_spans_ignored_total %llu\n"

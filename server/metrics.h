@@ -15,6 +15,7 @@
 struct cm_pg_pool;
 struct cm_hot;
 struct cm_ingest;
+struct cm_svc;
 
 typedef struct cm_metrics cm_metrics;
 
@@ -24,6 +25,7 @@ typedef struct {
     const struct cm_pg_pool *api_db;
     const struct cm_hot *hot;
     const struct cm_ingest *ingest;
+    const struct cm_svc *svc; /* its PostgreSQL key lookups */
 } cm_metrics_deps;
 
 /* CM_OK or CM_ENOMEM. */

@@ -2,13 +2,42 @@
 #include "api_routes.h"
 #include "error.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct lookup_call lookup_call;
+
+/* A key lookup in flight: the cache's generation when it started, and the
+ * jobs of the same key that came meanwhile and wait for its answer, so
+ * that a burst of one unknown key costs one PostgreSQL lookup. */
+struct lookup_call {
+    cm_api_call base;
+    struct cm_svc *svc; /* NULL once the service is freed */
+    lookup_call *next;
+    uint64_t generation;
+    unsigned char hash[CM_KEY_HASH_LEN];
+    cm_jobq waiters;
+};
+
 struct cm_svc {
     cm_api api;
+    lookup_call *lookups; /* in flight, for jobs of the same key to wait on */
+    _Atomic unsigned long long lookups_total; /* read by /metrics on the HTTP threads */
 };
+
+/* CM_OP_AUTH: the key is known. The HTTP front goes on to read the body;
+ * the request itself comes back as its own job. */
+static int key_known(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    (void)api;
+    (void)who;
+    (void)e;
+    j->status = 204;
+    cm_api_answer(j);
+    return CM_OK;
+}
 
 /* The route table: which handler runs each operation. */
 static const cm_api_handler handlers[CM_OP_COUNT] = {
@@ -36,6 +65,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_METER_PUT] = cm_api_meter_put,
     [CM_OP_METER_LIST] = cm_api_meter_list,
     [CM_OP_METER_DELETE] = cm_api_meter_delete,
+    [CM_OP_AUTH] = key_known,
 };
 
 static void on_revoked(void *arg, const char *channel, const char *key_id)
@@ -79,6 +109,8 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
 void cm_svc_free(cm_svc *s)
 {
     if (!s) return;
+    /* Lookups still in flight fail as the pool closes, after this. */
+    for (lookup_call *c = s->lookups; c; c = c->next) c->svc = NULL;
     cm_keycache_free(s->api.keys);
     free(s);
 }
@@ -96,12 +128,6 @@ static void unauthorized(cm_job *j)
     cm_api_error(j, 401, "unauthorized", NULL, "a valid API key is required (x-api-key or Authorization: Bearer)");
 }
 
-/* A key lookup, with the cache's generation when it started. */
-typedef struct {
-    cm_api_call base;
-    uint64_t generation;
-} lookup_call;
-
 /* Remembers what PostgreSQL said, unless a key was revoked meanwhile: the
  * answer may be older than the revocation. */
 static void remember(cm_svc *s, uint64_t generation, const unsigned char *hash, const cm_ident *who)
@@ -110,27 +136,43 @@ static void remember(cm_svc *s, uint64_t generation, const unsigned char *hash, 
         cm_keycache_put(s->api.keys, hash, uv_now(s->api.loop), who);
 }
 
+/* Runs j as who, or answers 401 when who is NULL. */
+static void run_or_refuse(cm_svc *s, cm_job *j, const cm_ident *who)
+{
+    if (who) run_as(s, j, who);
+    else unauthorized(j);
+}
+
 static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
     lookup_call *c = arg;
-    cm_svc *s = (cm_svc *)c->base.api; /* api is the first member of cm_svc */
+    cm_svc *s = c->svc;
+    if (s) {
+        lookup_call **p = &s->lookups;
+        while (*p != c) p = &(*p)->next;
+        *p = c->next;
+    }
     uint64_t generation = c->generation;
-    cm_job *j = cm_api_take(c, rc);
-    if (!j) return;
-    if (cm_pgres_rows(res) != 1) {
-        remember(s, generation, j->key_hash, NULL);
-        unauthorized(j);
+    cm_jobq waiters = c->waiters;
+    cm_job *j = cm_api_take(c, s ? rc : CM_EIO);
+    if (!j) {
+        for (cm_job *w; (w = cm_jobq_pop(&waiters));) cm_api_fail_store(w);
         return;
     }
     cm_ident who;
-    memset(&who, 0, sizeof who);
-    snprintf(who.id, sizeof who.id, "%s", cm_pgres_get(res, 0, 0));
-    snprintf(who.org, sizeof who.org, "%s", cm_pgres_get(res, 0, 1));
-    who.admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
-    snprintf(who.agent, sizeof who.agent, "%s", cm_pgres_get(res, 0, 3));
-    remember(s, generation, j->key_hash, &who);
-    run_as(s, j, &who);
+    const cm_ident *found = NULL;
+    if (cm_pgres_rows(res) == 1) {
+        memset(&who, 0, sizeof who);
+        snprintf(who.id, sizeof who.id, "%s", cm_pgres_get(res, 0, 0));
+        snprintf(who.org, sizeof who.org, "%s", cm_pgres_get(res, 0, 1));
+        who.admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
+        snprintf(who.agent, sizeof who.agent, "%s", cm_pgres_get(res, 0, 3));
+        found = &who;
+    }
+    remember(s, generation, j->key_hash, found);
+    run_or_refuse(s, j, found);
+    for (cm_job *w; (w = cm_jobq_pop(&waiters));) run_or_refuse(s, w, found);
 }
 
 /* Writes that change who may do what, or what is allowed: a key revoked
@@ -157,11 +199,20 @@ void cm_svc_run(void *svc, cm_job *j)
 {
     cm_svc *s = svc;
     cm_ident who;
-    switch (privileged(j->op) ? CM_KEYCACHE_MISS : cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)) {
+    bool fresh = privileged(j->op);
+    switch (fresh ? CM_KEYCACHE_MISS : cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)) {
     case CM_KEYCACHE_FOUND: run_as(s, j, &who); return;
     case CM_KEYCACHE_UNKNOWN: unauthorized(j); return;
     case CM_KEYCACHE_MISS: break;
     }
+    uint64_t generation = cm_keycache_generation(s->api.keys);
+    /* The same key is being looked up since no revocation: wait for it. A
+     * privileged write asks PostgreSQL itself, after it arrived. */
+    for (lookup_call *c = s->lookups; c && !fresh; c = c->next)
+        if (c->generation == generation && memcmp(c->hash, j->key_hash, CM_KEY_HASH_LEN) == 0) {
+            cm_jobq_push(&c->waiters, j);
+            return;
+        }
     cm_apierr e;
     memset(&who, 0, sizeof who);
     lookup_call *c = cm_api_call_new(&s->api, j, &who, sizeof *c, &e);
@@ -169,13 +220,34 @@ void cm_svc_run(void *svc, cm_job *j)
         cm_api_fail(j, &e);
         return;
     }
-    c->generation = cm_keycache_generation(s->api.keys);
+    c->svc = s;
+    c->generation = generation;
+    memcpy(c->hash, j->key_hash, CM_KEY_HASH_LEN);
+    /* Listed before the query: a statement that fails at once calls back
+     * at once, and the callback unlists it. */
+    lookup_call *listed_after = s->lookups;
+    c->next = listed_after;
+    s->lookups = c;
     char hex[CM_KEY_BYTEA_LEN];
     cm_auth_bytea(j->key_hash, hex);
     const char *params[] = {hex};
     if (cm_api_query(c,
                      "SELECT id, org, role, coalesce(agent, '') FROM api_keys"
                      " WHERE key_hash = $1::bytea AND revoked_at IS NULL",
-                     1, params, on_key_lookup, &e) != CM_OK)
+                     1, params, on_key_lookup, &e) != CM_OK) {
+        s->lookups = listed_after; /* c was freed; nothing was listed since */
         cm_api_fail(j, &e);
+        return;
+    }
+    atomic_fetch_add(&s->lookups_total, 1);
+}
+
+const cm_keycache *cm_svc_keys(const cm_svc *s)
+{
+    return s->api.keys;
+}
+
+unsigned long long cm_svc_key_lookups(const cm_svc *s)
+{
+    return atomic_load(&((cm_svc *)s)->lookups_total);
 }

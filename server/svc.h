@@ -3,7 +3,7 @@
  * A revocation reaches every replica's cache at once (PostgreSQL NOTIFY),
  * and privileged writes always ask PostgreSQL.
  *
- * Loop thread only. Jobs arrive from the bridge and leave through
+ * Loop thread only, but for the two readers at the end. Jobs arrive from the bridge and leave through
  * job->done with status and body set. The handlers are in api_*.c. */
 #ifndef CM_SVC_H
 #define CM_SVC_H
@@ -14,6 +14,7 @@
 #include "notify.h"
 #include "pg.h"
 #include "hot.h"
+#include "keycache.h"
 
 typedef struct cm_svc cm_svc;
 
@@ -35,7 +36,14 @@ typedef struct {
 int cm_svc_new(const cm_svc_deps *deps, cm_svc **out);
 void cm_svc_free(cm_svc *s);
 
-/* A cm_bridge_fn: runs one job. */
+/* A cm_bridge_fn: runs one job. Jobs of one key that is not cached wait
+ * for one lookup. */
 void cm_svc_run(void *svc, cm_job *j);
+
+/* The key cache, for the HTTP threads to refuse known-unknown keys and
+ * let known ones in before they read a body (keycache.h: thread-safe). */
+const cm_keycache *cm_svc_keys(const cm_svc *s);
+/* PostgreSQL key lookups so far (/metrics); any thread. */
+unsigned long long cm_svc_key_lookups(const cm_svc *s);
 
 #endif

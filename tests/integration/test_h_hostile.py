@@ -13,8 +13,8 @@ import socket
 import time
 import uuid
 
-from harness import (accepted, check, check_eq, check_status, enc, hb_id, hb_obj, new_agent, send_early_answered,
-                     TestFailure)
+from harness import (accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent,
+                     exchange, read_metrics, send_early_answered, TestFailure)
 
 
 def timeout(seconds):
@@ -139,12 +139,15 @@ def test_stalled_uploads_do_not_block_healthz(h):
     head = ("POST /v1/mesh/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: %s\r\n"
             "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n" % h.k1).encode()
     try:
+        # From 8 addresses, 50 each: under the per-IP limit (64 by default).
         for i in range(300):
-            s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10)
+            s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10,
+                                         source_address=("127.0.1.%d" % (i % 8 + 1), 0))
             s.sendall(head + b'{"agent":"agent://org1/test/stall-%d","metrics":{' % i)
             socks.append(s)
         for i in range(100):
-            s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10)
+            s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10,
+                                         source_address=("127.0.2.%d" % (i % 2 + 1), 0))
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow-%d: " % i)
             socks.append(s)
         # None of them got an answer (they are not complete requests).
@@ -178,10 +181,12 @@ def test_stalled_uploads_do_not_block_healthz(h):
 @timeout(150)
 def test_per_ip_limit_protects_other_clients(h):
     """One address holding as many stalled connections as the per-IP limit
-    allows (512 by default), and more: a client at another address still
-    gets /healthz within 1 s."""
+    allows (64 by default), and more: a client at another address still
+    gets /healthz within 1 s. The uploads carry a real key: without one they
+    are answered 401 and closed at once, and hold nothing."""
     socks, refused = [], 0
-    head = b"POST /v1/mesh/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"
+    head = b"POST /v1/mesh/heartbeat HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nContent-Length: 100000\r\n\r\n{" % (
+        h.k1.encode())
     try:
         for i in range(530):
             try:
@@ -203,8 +208,8 @@ def test_per_ip_limit_protects_other_clients(h):
                 pass
             except OSError:
                 closed += 1
-        check(closed + refused >= 530 - 512,
-              "per-IP limit: %d of 530 connections from one address were closed or refused, want >= 18"
+        check(closed + refused >= 530 - 64,
+              "per-IP limit: %d of 530 connections from one address were closed or refused, want >= 466"
               % (closed + refused))
         for i in range(10):
             healthz_fast(h, "another address beside 530 stalled connections from 127.0.0.2 (try %d)" % i)
@@ -641,3 +646,231 @@ def test_keys_never_logged(h):
                 line = next(l for l in text.splitlines() if k in l)
                 found.append("%s: %.200s" % (os.path.basename(path), line))
     check(not found, "a key or secret is in the server log:\n  " + "\n  ".join(found[:10]))
+
+
+# ------------------------------------------------------------------ (e) the door: key first, bounded bodies
+
+def _upload_head(key_header, length, extra=b""):
+    return (b"POST /v1/mesh/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + key_header +
+            b"Content-Length: %d\r\n" % length + extra + b"\r\n")
+
+
+def _key_lookups(h):
+    return read_metrics(h)["costmesh_key_lookups_total"]
+
+
+def _rss_kib(h):
+    with open("/proc/%d/status" % h.server.proc.pid) as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+@timeout(90)
+def test_bad_key_refused_before_the_body(h):
+    """A missing, malformed or made-up key gets its 401 as soon as the
+    headers are in: the 863 KB batch is never read (60 bytes of it are sent,
+    and the answer comes anyway, with Expect: 100-continue no 100), and the
+    connection is closed. A known key with the same partial body is waited
+    for instead."""
+    made_up = "k-made-up-" + uuid.uuid4().hex
+    cases = [("no key", b""), ("an empty key", b"x-api-key: \r\n"),
+             ("a 300-byte key", b"x-api-key: " + b"k" * 300 + b"\r\n"),
+             ("a made-up key", b"x-api-key: " + made_up.encode() + b"\r\n"),
+             ("a made-up bearer", b"Authorization: Bearer " + made_up.encode() + b"\r\n")]
+    for what, key in cases:
+        for extra in (b"", b"Expect: 100-continue\r\n"):
+            label = "%s%s" % (what, " (100-continue)" if extra else "")
+            raw, closed, first = exchange(h, _upload_head(key, 863 * 1024, extra) + b'{"heartbeats":[' + b" " * 45)
+            check(raw.startswith(b"HTTP/1.1 401"), "%s: want 401 before the body, got %.200r" % (label, raw))
+            check(b"100 Continue" not in raw, "%s: got 100 Continue before the 401" % label)
+            check(first is not None and first < 2.0, "%s: the 401 took %ss" % (label, first))
+            check(closed, "%s: the connection stayed open after the 401" % label)
+            check_json_error(401, raw.partition(b"\r\n\r\n")[2], label)
+    # The known key's partial upload is not answered: the server reads on.
+    raw, closed, first = exchange(h, _upload_head(b"x-api-key: " + h.k1.encode() + b"\r\n", 1000) + b"{",
+                                    limit=1.0)
+    check(raw == b"" and not closed, "known key, partial body: answered early %.200r (closed=%s)" % (raw, closed))
+    still_alive(h, "after refusing bad keys at the door")
+
+
+@timeout(90)
+def test_unknown_key_costs_one_lookup(h):
+    """20 requests at once with the same made-up key, then 10 more in a row:
+    all 401 before their bodies, and PostgreSQL is asked once (the burst
+    waits for one lookup; the answer "no such key" is remembered)."""
+    import threading
+    made_up = "k-burst-" + uuid.uuid4().hex
+    data = _upload_head(b"x-api-key: " + made_up.encode() + b"\r\n", 500000) + b"[" + b" " * 1000
+    before = _key_lookups(h)
+    replies = []
+
+    def one():
+        replies.append(exchange(h, data)[0])
+
+    ths = [threading.Thread(target=one) for _ in range(20)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(30)
+    for i in range(10):
+        replies.append(exchange(h, data)[0])
+    bad = [r[:40] for r in replies if not r.startswith(b"HTTP/1.1 401")]
+    check(len(replies) == 30 and not bad, "made-up key: %d replies, not 401: %r" % (len(replies), bad[:3]))
+    check_eq(_key_lookups(h) - before, 1, "PostgreSQL key lookups for 30 requests of one made-up key")
+    # A real key is looked up once too, then served from the cache.
+    accepted(h.hb(hb_obj(new_agent(tag="door-lookup"), "0.01", hb_id())), 1, 0, "a real key still works")
+
+
+@timeout(150)
+def test_partial_uploads_hold_bounded_memory(h):
+    """300 keyless connections each holding 256 KiB of a declared 1 MiB
+    upload: each gets 401 at once and costmeshd's memory stays put (it grew
+    by 320 MB before). 300 uploads with a real key declaring 1 MiB: past
+    the 32 MiB of bodies in flight, the rest get 503 with Retry-After before
+    they are read; once they close, uploads are taken again."""
+    part = b"[" + b" " * (256 * 1024)
+    rss0 = _rss_kib(h)
+    socks, answered = [], 0
+    try:
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10,
+                                         source_address=("127.0.3.%d" % (i % 6 + 1), 0))
+            socks.append(s)
+            try:
+                s.sendall(_upload_head(b"", 1024 * 1024) + part)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        time.sleep(0.5)
+        grown = (_rss_kib(h) - rss0) // 1024
+        for s in socks:
+            s.settimeout(2)
+            try:
+                if s.recv(64).startswith(b"HTTP/1.1 401"):
+                    answered += 1
+            except OSError:
+                pass
+    finally:
+        for s in socks:
+            s.close()
+    check_eq(answered, 300, "keyless partial uploads answered 401")
+    check(grown < 40, "300 keyless partial uploads grew costmeshd by %d MB" % grown)
+
+    key = b"x-api-key: " + h.k1.encode() + b"\r\n"
+    socks, refused, retry = [], 0, 0
+    try:
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10,
+                                         source_address=("127.0.4.%d" % (i % 6 + 1), 0))
+            socks.append(s)
+            s.sendall(_upload_head(key, 1024 * 1024) + b"[" + b" " * 4096)
+        time.sleep(1.0)
+        for s in socks:
+            s.setblocking(False)
+            try:
+                got = s.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                got = b""
+            if got.startswith(b"HTTP/1.1 503"):
+                refused += 1
+                retry += b"\r\nretry-after: " in got.lower()
+    finally:
+        for s in socks:
+            s.close()
+    check(refused >= 300 - 32, "uploads past 32 MiB in flight: %d of 300 refused 503, want >= 268" % refused)
+    check_eq(retry, refused, "503s with Retry-After")
+    # The reservations went with their connections.
+    big = batch_of(*[hb_obj(new_agent(tag="door-mem-%d" % i), "0.01", hb_id()) for i in range(500)])
+    for attempt in range(20):
+        r = h.hb(big)
+        if r.status != 503:
+            break
+        time.sleep(0.25)
+    check_status(r, 202, "a batch after the uploads closed")
+    still_alive(h, "after the partial uploads")
+
+
+@timeout(90)
+def test_per_ip_limit_two_holders_third_gets_in(h):
+    """Two addresses each open 200 idle connections (the attack locked a
+    third out with 512 each); a third address is still served at once."""
+    socks, kept = [], {}
+    try:
+        for src in ("127.0.5.1", "127.0.5.2"):
+            for i in range(200):
+                try:
+                    socks.append(socket.create_connection(("127.0.0.1", h.http_port), timeout=5,
+                                                          source_address=(src, 0)))
+                except OSError:
+                    pass
+        time.sleep(0.5)
+        for s in socks:
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                continue
+            src = s.getsockname()[0]
+            kept[src] = kept.get(src, 0) + 1
+        check(all(n <= 64 for n in kept.values()), "connections kept per address: %r, want <= 64" % kept)
+        for i in range(5):
+            t0 = time.monotonic()
+            raw, _, _ = exchange(h, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                 source="127.0.5.3", limit=3.0)
+            check(raw.startswith(b"HTTP/1.1 200"), "third address: /healthz got %.100r" % raw)
+            check(time.monotonic() - t0 < 1.5, "third address: /healthz took %.2fs" % (time.monotonic() - t0))
+    finally:
+        for s in socks:
+            s.close()
+
+
+@timeout(120)
+def test_body_deadline_and_metrics_token(h):
+    """With COSTMESH_BODY_TIMEOUT=2: a body trickled a byte at a time, or
+    stalled, is cut off about 2 s after its headers. With
+    COSTMESH_METRICS_TOKEN set, /metrics needs it as a bearer token. And the
+    dashboard's CSP forbids <base> and foreign form targets."""
+    token = "mt-" + uuid.uuid4().hex
+    h.restart_server(env={"COSTMESH_BODY_TIMEOUT": "2", "COSTMESH_METRICS_TOKEN": token})
+    try:
+        head = _upload_head(b"x-api-key: " + h.k1.encode() + b"\r\n", 1000)
+        s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10)
+        t0 = time.monotonic()
+        closed = False
+        try:
+            s.sendall(head)
+            while time.monotonic() - t0 < 8:
+                time.sleep(0.3)
+                s.sendall(b" ")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        finally:
+            s.close()
+        dt = time.monotonic() - t0
+        check(closed and dt < 5, "trickled body: closed=%s after %.1fs, want closed within 5 s" % (closed, dt))
+        t0 = time.monotonic()
+        raw, closed, _ = exchange(h, head + b"[", limit=8.0)
+        dt = time.monotonic() - t0
+        check(closed and dt < 5, "stalled body: closed=%s after %.1fs, want within 5 s" % (closed, dt))
+
+        r = h.request("GET", "/metrics")
+        check_error(r, 401, "unauthorized", what="/metrics without the token")
+        r = h.request("GET", "/metrics", headers={"Authorization": "Bearer " + token + "x"})
+        check_error(r, 401, "unauthorized", what="/metrics with a wrong token")
+        r = h.request("GET", "/metrics", key=h.k1, bearer=True)
+        check_error(r, 401, "unauthorized", what="/metrics with an API key")
+        r = h.request("GET", "/metrics", headers={"Authorization": "Bearer " + token})
+        check_status(r, 200, "/metrics with the token")
+        check("costmesh_key_lookups_total" in r.text, "/metrics with the token: no counters")
+        check_status(h.request("GET", "/healthz"), 200, "/healthz stays open")
+    finally:
+        h.restart_server()
+    check_status(h.request("GET", "/metrics"), 200, "/metrics open again without the token set")
+    r = h.request("GET", "/")
+    check_status(r, 200, "dashboard")
+    csp = r.headers.get("content-security-policy", "")
+    for part in ("base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"):
+        check(part in csp, "dashboard CSP lacks %s: %r" % (part, csp))

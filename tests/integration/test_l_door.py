@@ -5,33 +5,11 @@ GET does; `costmeshd --version`; an empty key name is a 400."""
 
 import json
 import re
-import socket
 import subprocess
 import time
 
-from harness import (accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent, timeout,
-                     TestFailure)
-
-
-def read_reply(s, limit):
-    """Reads from s until the server closes it or `limit` seconds pass.
-    Returns (bytes, closed, seconds until the first byte)."""
-    s.settimeout(0.2)
-    out, first = b"", None
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            continue
-        except ConnectionResetError:
-            return out, True, first
-        if not chunk:
-            return out, True, first
-        if first is None:
-            first = time.monotonic() - t0
-        out += chunk
-    return out, False, first
+from harness import (accepted, check, check_eq, check_error, check_status, enc, hb_id, hb_obj, new_agent,
+                     exchange, timeout, TestFailure)
 
 
 def split_reply(raw, what):
@@ -56,18 +34,6 @@ def json_error(body, what):
     e = j.get("error") if isinstance(j, dict) else None
     check(isinstance(e, dict) and e.get("code") and e.get("message"), "%s: no JSON error body: %.300r" % (what, body))
     return e
-
-
-def exchange(h, data, limit=10.0):
-    s = socket.create_connection(("127.0.0.1", h.http_port), timeout=10)
-    try:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        return read_reply(s, limit)
-    finally:
-        s.close()
 
 
 def metric(h, route, status):

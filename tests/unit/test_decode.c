@@ -112,6 +112,16 @@ static void api_key(void)
     /* The key is checked before the request: a bad body without a key is
      * a 401, not a 400. */
     CHECK_REFUSED("POST", "/v1/keys", "{", none, 401, "unauthorized", "");
+
+    /* The HTTP front's question before any body: the same key, the same
+     * refusal. */
+    unsigned char got[CM_KEY_HASH_LEN];
+    cm_apierr e;
+    CHECK_EQ_I64(cm_decode_key(table_lookup, (void *)bearer, got, &e), CM_OK);
+    CHECK(memcmp(got, want, sizeof want) == 0);
+    CHECK_EQ_I64(cm_decode_key(table_lookup, (void *)basic, got, &e), CM_EAUTH);
+    CHECK_EQ_I64(e.status, 401);
+    CHECK_STR(e.code, "unauthorized");
 }
 
 static void keys(void)
