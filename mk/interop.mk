@@ -29,6 +29,8 @@ INTEGRATION_DEPS += $(OTEL_STAMP)
 # libFuzzer targets of the decoders (mk/fuzz.mk runs them): they need the
 # generated protobuf code, protobuf-c and zlib beside the pure modules.
 FUZZ_TARGETS += otlp cloudevents
+# fuzz.mk's fuzz-build took its list when it was read, before this file.
+fuzz-build: $(FUZZ_DIR)/fuzz_otlp $(FUZZ_DIR)/fuzz_cloudevents
 FUZZ_INTEROP_SRC := server/otlp.c server/inflate.c server/cloudevents.c $(OTLP_GEN)
 $(FUZZ_DIR)/fuzz_otlp $(FUZZ_DIR)/fuzz_cloudevents: $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h \
         $(FUZZ_LIB_SRC) $(FUZZ_INTEROP_SRC) $(wildcard server/*.h)
