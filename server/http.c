@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct cm_http {
     cm_ui *ui;
     cm_http_deps deps;
     _Atomic int inflight;
+    _Atomic bool draining; /* stopping: new requests are answered 503 */
     _Atomic size_t body_bytes; /* reserved by the bodies being read, all connections */
     size_t body_cap;           /* body_bytes never passes it */
     unsigned conn_timeout_s, body_timeout_s;
@@ -352,6 +354,8 @@ static void start_body_clock(req *r)
 static enum MHD_Result at_headers(req *r, const char *url)
 {
     start_body_clock(r);
+    if (atomic_load(&r->h->draining) && !(r->route_status == 200 && r->route.id == CM_R_HEALTHZ))
+        return send_error(r, 503, "shutting_down", NULL, "the server is stopping; retry");
     head_size target = {strlen(url), 0};
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_len, &target);
     head_size head = {target.bytes, 0};
@@ -531,9 +535,13 @@ int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out,
     return CM_OK;
 }
 
-void cm_http_quiesce(cm_http *h)
+void cm_http_drain(cm_http *h)
 {
-    if (h && h->d) MHD_quiesce_daemon(h->d);
+    /* Not MHD_quiesce_daemon: with epoll worker threads it races the
+     * workers' own removal of the listen socket and can abort the process
+     * (an open libmicrohttpd defect). Answering 503 to what still arrives
+     * is as good for clients and balancers. */
+    if (h) atomic_store(&h->draining, true);
 }
 
 int cm_http_inflight(const cm_http *h)

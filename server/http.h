@@ -36,8 +36,9 @@ typedef struct {
 /* Starts listening. Writes a one-line reason into err on failure. */
 int cm_http_start(const cm_config *cfg, const cm_http_deps *deps, cm_http **out, char *err,
                   size_t errsz);
-/* Stops accepting new connections; requests in flight go on. */
-void cm_http_quiesce(cm_http *h);
+/* From now on every new request, /healthz excepted (so /readyz too), is
+ * answered 503 shutting_down; requests in flight go on. Any thread. */
+void cm_http_drain(cm_http *h);
 /* Requests suspended waiting for the loop thread. */
 int cm_http_inflight(const cm_http *h);
 /* Stops the threads and frees. NULL is a no-op. */

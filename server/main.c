@@ -166,10 +166,10 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     cm_log(CM_LOG_INFO, "event=stopping signal=%d", sig);
-    /* Drain: stop accepting connections and jobs, let suspended requests
-     * finish (the loop answers them), and only then stop the HTTP threads
-     * and the loop: a suspended connection must never outlive its daemon. */
-    cm_http_quiesce(http);
+    /* Drain: refuse new requests and jobs, let suspended requests finish
+     * (the loop answers them), and only then stop the HTTP threads and the
+     * loop: a suspended connection must never outlive its daemon. */
+    cm_http_drain(http);
     cm_bridge_close(a.bridge);
     for (int i = 0; i < 1000 && cm_http_inflight(http) > 0; i++) sleep_ms(10);
     cm_http_stop(http);
