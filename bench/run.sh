@@ -6,7 +6,8 @@
 # scripts/services.sh, costmeshd built with -O2 (build/bench), and drives it
 # with wrk (bench/load.lua) on 127.0.0.1, every load bounded in time:
 #   1. single heartbeats (unique ids, 1,000 agents, 64 connections), at the
-#      maximum rate, then paced at half of it
+#      maximum rate, then paced at half of it, then at half of it open-loop
+#      (bench/openloop.c: requests sent on a schedule whatever the answers)
 #   2. batched heartbeats (100 per request), 60 s, persistence backlog
 #      sampled every 5 s from /metrics
 #   3. intent admission with a generous policy on every agent, maximum, then
@@ -32,6 +33,9 @@
 # each connection waits CONNS*1000/RATE ms (dithered) between a response and
 # its next request, so the achieved rate is a little under the target; the
 # table prints the achieved rate. Latency is timed from each request's write.
+# That is a closed loop: a stall delays the requests behind it instead of
+# queueing them, so it is missed. The open-loop row sends each request at its
+# scheduled time and times it from then, so a stall is counted.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,6 +68,7 @@ done
 [ -x "$BUILD/costmeshd" ] || die "$BUILD/costmeshd not found; run 'make bench'"
 [ -x "$BUILD/bench/http_ceiling" ] || die "$BUILD/bench/http_ceiling not found; run 'make bench'"
 [ -x "$BUILD/bench/pg_ceiling" ] || die "$BUILD/bench/pg_ceiling not found; run 'make bench'"
+[ -x "$BUILD/bench/openloop" ] || die "$BUILD/bench/openloop not found; run 'make bench'"
 
 TMP=$(mktemp -d /tmp/cmbench.XXXXXX)
 WORK="$TMP/work"
@@ -149,6 +154,14 @@ run_wrk() {
     grep -q '^RESULT ' "$out" || { cat "$out" >&2; die "wrk ($1) printed no RESULT"; }
 }
 
+# run_open NAME MODE CONNS SECONDS RATE PORT OUTFILE: run_wrk's arguments, for
+# bench/openloop.c (single heartbeats only; it drains for at most 10 s).
+run_open() {
+    local conns=$3 secs=$4 rate=$5 port=$6 out=$7
+    timeout $((secs + 30)) "$BUILD/bench/openloop" "$port" "$KEY" "$NONCE-$1" "$AGENTS" "$rate" "$conns" "$secs" \
+        > "$out" 2>&1 || { cat "$out" >&2; die "openloop ($1) failed"; }
+}
+
 # record NAME WRKOUT PER_REQUEST SNAP0 SNAP1 CONNS: appends a table row.
 # Columns: name conns req/s hb/s p50 p99 p99.9 (ms) non2xx cpu% of one core
 # for costmeshd redis postgres wrk, and the run length.
@@ -173,12 +186,14 @@ record() {
 
 col() { awk -F'\t' -v n="$1" -v k="$2" '$1 == n { v = $k } END { print v }' "$ROWS"; }
 
-# phase NAME MODE CONNS SECONDS RATE PER_REQUEST [PORT]
+# phase NAME MODE CONNS SECONDS RATE PER_REQUEST [PORT]: MODE is load.lua's,
+# or "open" for single heartbeats from bench/openloop.c at RATE.
 phase() {
-    local name=$1 mode=$2 conns=$3 secs=$4 rate=$5 per=$6 port=${7:-$PORT} s0 s1
-    say "$name: $mode, $conns connections, ${secs}s$([ "$rate" != 0 ] && echo ", paced to $rate req/s")"
+    local name=$1 mode=$2 conns=$3 secs=$4 rate=$5 per=$6 port=${7:-$PORT} s0 s1 run=run_wrk
+    [ "$mode" = open ] && run=run_open
+    say "$name: $mode, $conns connections, ${secs}s$([ "$rate" != 0 ] && echo ", at $rate req/s")"
     s0=$(snapshot)
-    run_wrk "$name" "$mode" "$conns" "$secs" "$rate" "$port" "$WORK/$name.out"
+    $run "$name" "$mode" "$conns" "$secs" "$rate" "$port" "$WORK/$name.out"
     s1=$(snapshot)
     record "$name" "$WORK/$name.out" "$per" "$s0" "$s1" "$conns"
 }
@@ -281,6 +296,7 @@ phase single_max single $CONNS $D_MAX 0 1
 SINGLE_MAX=$(col single_max 3)
 HALF=$(awk -v r="$SINGLE_MAX" 'BEGIN { printf "%d", r / 2 }')
 phase single_half single $CONNS $D_PACED "$HALF" 1
+phase single_open open $CONNS $D_PACED "$HALF" 1
 
 # --------------------------------------------------- 2. batched, 60 s
 
@@ -450,6 +466,7 @@ fmt_table() {
             ceil_handoff) label="(a') HTTP-only + suspend/resume hand-off" ;;
             single_max) label="1. single heartbeats, max"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
             single_half) label="1. single heartbeats, paced to half"; ceil="$(ratio "$rps" "$SINGLE_MAX") of max" ;;
+            single_open) label="1. single heartbeats, open loop at half"; ceil="$(ratio "$rps" "$SINGLE_MAX") of max" ;;
             batch) label="2. batched (100/request), ${secs%.*} s"
                    ceil="$(ratio "$hbs" "$CEIL_BATCH_HB") of (a), $(ratio "$hbs" "$PG_BIND") of (c) 1000 rows" ;;
             intent_max) label="3. intent admission, max"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
@@ -486,7 +503,9 @@ report() {
     echo
     echo "CPU columns are percent of one core over the run (200 = both cores); errors are non-2xx answers plus"
     echo "socket errors. \"Paced to half\" runs use wrk's delay() per connection (no wrk2); their req/s is what"
-    echo "was achieved. Latencies are wrk's, from each request's write to its response."
+    echo "was achieved. Latencies are wrk's, from each request's write to its response. The \"open loop\" row is"
+    echo "bench/openloop.c at the same target: each request is sent at its scheduled time, or as soon as a"
+    echo "connection is free, and timed from its scheduled time, so a stall counts (its wrk % is the generator's)."
     echo
     fmt_table
     echo

@@ -1,7 +1,7 @@
 # `make bench`: the benchmark (bench/run.sh). Not part of `make test`: it
 # asserts nothing about timing and only reports. Builds costmeshd with -O2
-# into build/bench, plus two ceiling tools, then runs every load on
-# loopback, bounded in time (~5 min; BENCH_SHORT=1 for ~90 s).
+# into build/bench, plus two ceiling tools and an open-loop load generator,
+# then runs every load on loopback, bounded in time (~5 min; BENCH_SHORT=1 for ~90 s).
 
 BENCH_BUILD := build/bench
 # The project's pure modules the HTTP-only ceiling links (codec and what it uses).
@@ -12,7 +12,7 @@ BENCH_CODEC_SRC := server/codec.c server/money.c server/timeutil.c server/addres
 
 bench: bench-deps
 	$(MAKE) BUILD=$(BENCH_BUILD) CFLAGS="-O2 -g" $(BENCH_BUILD)/costmeshd \
-		$(BENCH_BUILD)/bench/http_ceiling $(BENCH_BUILD)/bench/pg_ceiling
+		$(BENCH_BUILD)/bench/http_ceiling $(BENCH_BUILD)/bench/pg_ceiling $(BENCH_BUILD)/bench/openloop
 	BENCH_BUILD=$(BENCH_BUILD) bash bench/run.sh
 
 bench-deps: deps
@@ -25,3 +25,7 @@ $(BUILD)/bench/http_ceiling: $(BUILD)/obj/bench/http_ceiling.o $(patsubst %.c,$(
 $(BUILD)/bench/pg_ceiling: $(BUILD)/obj/bench/pg_ceiling.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq 2>/dev/null)
+
+$(BUILD)/bench/openloop: $(BUILD)/obj/bench/openloop.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
