@@ -235,6 +235,7 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 int cm_decode_job(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 {
     j->now = r->now;
-    if (cm_decode_key(r->lookup, r->lookup_ctx, j->key_hash, e) != CM_OK) return CM_EAUTH;
+    if (r->key_hash) memcpy(j->key_hash, r->key_hash, CM_KEY_HASH_LEN);
+    else if (cm_decode_key(r->lookup, r->lookup_ctx, j->key_hash, e) != CM_OK) return CM_EAUTH;
     return fill_request(r, j, e);
 }

@@ -31,6 +31,10 @@ typedef struct {
     int64_t now;           /* arrival, Unix seconds */
     cm_decode_lookup lookup;
     void *lookup_ctx;
+    /* The key's hash when the transport already took it with
+     * cm_decode_key (it asks before reading the body), so SHA-256 runs
+     * once per request; NULL: the decoder takes it. */
+    const unsigned char *key_hash;
 } cm_decode_req;
 
 /* The API key of a request's headers (x-api-key, else Authorization:

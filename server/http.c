@@ -47,6 +47,7 @@ typedef struct {
     int dispatched; /* counted in inflight until completed */
     cm_job *job; /* owned while not handed to the bridge */
     _Atomic int job_done;
+    unsigned char key_hash[CM_KEY_HASH_LEN]; /* taken at the headers, by check_key */
 } req;
 
 static int64_t now_s(void)
@@ -271,7 +272,8 @@ static enum MHD_Result dispatch(req *r)
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
     /* The route's method: a HEAD is decoded and answered as its GET. */
-    cm_decode_req dr = {&r->route, r->route.method, r->body.data, r->body.len, now_s(), lookup, r->conn};
+    cm_decode_req dr = {&r->route, r->route.method, r->body.data, r->body.len, now_s(), lookup, r->conn,
+                        r->key_hash};
     cm_apierr e;
     int rc = cm_decode_job(&dr, j, &e);
     drop_body(r); /* the job holds what it needs */
@@ -314,19 +316,19 @@ static enum MHD_Result admit_body(req *r)
  * every request of that key meanwhile) while the connection waits. */
 static enum MHD_Result check_key(req *r)
 {
+    cm_apierr e;
+    if (cm_decode_key(lookup, r->conn, r->key_hash, &e) != CM_OK) return send_apierr(r, &e);
+    switch (cm_keycache_get(r->h->deps.keys, r->key_hash, mono_ms(), NULL)) {
+    case CM_KEYCACHE_FOUND: return admit_body(r);
+    case CM_KEYCACHE_UNKNOWN: return send_apierr(r, cm_decode_unauthorized(&e));
+    case CM_KEYCACHE_MISS: break;
+    }
     cm_job *j = calloc(1, sizeof *j);
     if (!j) return send_error(r, 500, "internal", NULL, "out of memory");
     r->job = j;
-    cm_apierr e;
-    if (cm_decode_key(lookup, r->conn, j->key_hash, &e) != CM_OK) return send_apierr(r, &e);
-    switch (cm_keycache_get(r->h->deps.keys, j->key_hash, mono_ms(), NULL)) {
-    case CM_KEYCACHE_FOUND: break;
-    case CM_KEYCACHE_UNKNOWN: return send_apierr(r, cm_decode_unauthorized(&e));
-    case CM_KEYCACHE_MISS: j->op = CM_OP_AUTH; return submit(r);
-    }
-    cm_job_free(j);
-    r->job = NULL;
-    return admit_body(r);
+    memcpy(j->key_hash, r->key_hash, CM_KEY_HASH_LEN);
+    j->op = CM_OP_AUTH;
+    return submit(r);
 }
 
 /* The whole body must be in within body_timeout_s of the headers: while it

@@ -44,7 +44,7 @@ static int decode(const char *method, const char *path, const char *body, const 
 {
     cm_route route;
     CHECK_EQ_I64(cm_route_match(method, path, &route), 200);
-    cm_decode_req r = {&route, method, body, body ? strlen(body) : 0, 1700000000, table_lookup, (void *)args};
+    cm_decode_req r = {&route, method, body, body ? strlen(body) : 0, 1700000000, table_lookup, (void *)args, NULL};
     *out = calloc(1, sizeof **out);
     memset(e, 0, sizeof *e);
     return cm_decode_job(&r, *out, e);
