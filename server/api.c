@@ -1,5 +1,6 @@
 #include "api.h"
 #include "error.h"
+#include "refusal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,7 @@ void cm_api_fail_store(cm_job *j)
 void cm_api_fail_statement(cm_job *j, const char *sqlstate, const char *constraint)
 {
     cm_apierr e;
-    if (cm_ingest_refusal(sqlstate ? sqlstate : "", constraint ? constraint : "", &e)) cm_api_fail(j, &e);
+    if (cm_refusal_of(sqlstate ? sqlstate : "", constraint ? constraint : "", &e)) cm_api_fail(j, &e);
     else cm_api_fail_store(j);
 }
 

@@ -69,7 +69,7 @@ void cm_api_fail(cm_job *j, const cm_apierr *e);
 /* Answers 503: PostgreSQL could not take or finish a statement. */
 void cm_api_fail_store(cm_job *j);
 /* Answers a failed statement: 422 when PostgreSQL refused it for good (a
- * cap, a quota: cm_ingest_refusal), else 503. sqlstate and constraint may
+ * cap, a quota: cm_refusal_of), else 503. sqlstate and constraint may
  * be "" or NULL. */
 void cm_api_fail_statement(cm_job *j, const char *sqlstate, const char *constraint);
 /* Sets an error body (field may be NULL) and answers. */

@@ -18,7 +18,7 @@
 #define CM_STATUS_MAX 32
 #define CM_BATCH_MAX 1000        /* heartbeats in one request */
 /* 1e15: a group commit's 4,000 of these on top of a capped total
- * (CM_TOTAL_MAX, ingest.h) stay inside int64. */
+ * (CM_TOTAL_MAX, refusal.h) stay inside int64. */
 #define CM_COUNT_MAX 1000000000000000LL
 #define CM_TS_PAST_S (7 * 86400) /* oldest accepted ts, before now */
 #define CM_TS_FUTURE_S 300       /* newest accepted ts, after now */

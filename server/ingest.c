@@ -3,6 +3,7 @@
 #include "log.h"
 #include "money.h"
 #include "policy.h"
+#include "refusal.h"
 #include "seen.h"
 
 #include <stdatomic.h>
@@ -206,37 +207,6 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
     if (in->inflight < CM_INGEST_WRITERS) flush(in);
 }
 
-bool cm_ingest_refusal(const char *sqlstate, const char *constraint, cm_apierr *e)
-{
-    if (strncmp(sqlstate, "22", 2) != 0 && strncmp(sqlstate, "23", 2) != 0) return false;
-    if (strcmp(sqlstate, "23514") == 0 && strncmp(constraint, "cap_", 4) == 0) {
-        /* schema/007_caps.sql names each cap after its metric. A month is
-         * the sum of its days and hours, so it is the window that binds. */
-        char field[64], cap[CM_MONEY_BUFSZ];
-        snprintf(field, sizeof field, "metrics.%s", constraint + 4);
-        if (strcmp(constraint, "cap_cost_usd") == 0) cm_money_format(CM_TOTAL_MAX, cap, sizeof cap);
-        else snprintf(cap, sizeof cap, "%lld", CM_TOTAL_MAX);
-        cm_apierr_set(e, 422, "total_limit_exceeded", field,
-                      "this request would take an agent's total of %s in a calendar month (UTC) past its cap of %s;"
-                      " nothing of it was recorded",
-                      field, cap);
-    } else if (strcmp(sqlstate, "23514") == 0 && strcmp(constraint, "quota_agents_per_org") == 0) {
-        /* schema/008_agent_quota.sql: a new agent past its org's quota. */
-        cm_apierr_set(e, 422, "agent_quota_exceeded", "agent",
-                      "this org has registered as many agents as its quota allows; nothing of this request"
-                      " was recorded");
-    } else if (strcmp(sqlstate, "22003") == 0) {
-        cm_apierr_set(e, 422, "total_limit_exceeded", NULL,
-                      "this request would take an agent's total past what PostgreSQL can store;"
-                      " nothing of it was recorded");
-    } else {
-        cm_apierr_set(e, 422, "unprocessable", NULL,
-                      "PostgreSQL refused this request (SQLSTATE %s) and would refuse it again;"
-                      " nothing of it was recorded",
-                      sqlstate);
-    }
-    return true;
-}
 
 /* ---- array parameters in PostgreSQL's text form ---- */
 
@@ -597,7 +567,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
             return;
         }
         cm_apierr e;
-        if (!cm_ingest_refusal(sqlstate, cm_pgres_constraint(res), &e))
+        if (!cm_refusal_of(sqlstate, cm_pgres_constraint(res), &e))
             /* Outcome unknown when the connection dropped: the client's
              * retry with the same ids is what makes it exactly-once. */
             fail_group(g, 503, "store_unavailable", NULL, "PostgreSQL did not confirm the write; retry");

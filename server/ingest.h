@@ -10,7 +10,7 @@
  * Redis restart or a FLUSHALL is healed by merging PostgreSQL's totals again
  * (hot.h does that by itself). The job is answered after the commit: 202
  * means it is in PostgreSQL. A statement PostgreSQL refuses for good
- * (cm_ingest_refusal) is split until the request at fault is alone, so one
+ * (cm_refusal_of, refusal.h) is split until the request at fault is alone, so one
  * request's rows never fail the others'. */
 #ifndef CM_INGEST_H
 #define CM_INGEST_H
@@ -27,12 +27,6 @@ typedef struct cm_ingest cm_ingest;
  * commit's fsync, is what takes the time. */
 #define CM_INGEST_WRITERS 2
 
-/* The largest total an agent may have of a capped metric (cost, tokens,
- * calls, intents) in one hour, day or month: 10^18, in nano-dollars for cost
- * ($1,000,000,000). PostgreSQL enforces it (schema/007_caps.sql), so every
- * sum the server makes of whole windows stays inside int64. */
-#define CM_TOTAL_MAX 1000000000000000000LL
-
 /* db, hot and notify are borrowed. */
 int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, cm_ingest **out);
 /* Answers what is queued with 503 and frees the ingest. Free it after the
@@ -43,15 +37,6 @@ void cm_ingest_free(cm_ingest *in);
 /* Takes a heartbeat job whose agents are resolved and authorised; answers
  * it through job->done. */
 void cm_ingest_submit(cm_ingest *in, cm_job *j);
-
-/* Whether a group commit's failure is one that sending the same rows again
- * cannot fix: SQLSTATE class 22 (data exception) or 23 (integrity
- * constraint violation, constraint: the one named, or ""). Then e is the
- * answer for the request that caused it, once it is found alone: 422
- * total_limit_exceeded naming the metric (error.field) and the cap when a
- * cap of schema/007_caps.sql was hit. Other failures (connection, deadlock)
- * are worth a retry: false. */
-bool cm_ingest_refusal(const char *sqlstate, const char *constraint, cm_apierr *e);
 
 /* Heartbeat jobs queued or in flight. */
 size_t cm_ingest_backlog(const cm_ingest *in);

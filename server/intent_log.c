@@ -1,7 +1,7 @@
 #include "intent_log.h"
 #include "buf.h"
 #include "error.h"
-#include "ingest.h"
+#include "refusal.h"
 #include "queue.h"
 
 #include <stdio.h>
@@ -117,7 +117,7 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_intent_log *l = b->log;
     l->busy = false;
     cm_apierr why;
-    bool final = rc != CM_OK && cm_ingest_refusal(sqlstate, "", &why); /* the one rule of what a retry cannot fix */
+    bool final = rc != CM_OK && cm_refusal_of(sqlstate, "", &why); /* the one rule of what a retry cannot fix */
     if (final && b->n > 1) {
         /* One record is at fault: each goes again alone, in order. */
         for (int i = 0; i < b->n; i++) entryq_push(&l->alone, b->v[i]);

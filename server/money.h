@@ -10,7 +10,7 @@
 
 #define CM_NANOS_PER_USD 1000000000LL
 /* Largest amount one field may carry: one million dollars. An agent's
- * total per window is capped at a billion (CM_TOTAL_MAX, ingest.h), so one
+ * total per window is capped at a billion (CM_TOTAL_MAX, refusal.h), so one
  * group commit of 4,000 maximal values on top of a full window stays inside
  * int64 (about 9.2 billion dollars). */
 #define CM_MONEY_MAX (1000000LL * CM_NANOS_PER_USD)

@@ -3,7 +3,7 @@
  * CM_TOTAL_MAX and named after the metrics that answer names. */
 #include "unit.h"
 
-#include "ingest.h"
+#include "refusal.h"
 #include "money.h"
 
 #include <stdlib.h>
@@ -38,7 +38,7 @@ static void caps(void)
 
         cm_apierr e;
         memset(&e, 0, sizeof e);
-        CHECK(cm_ingest_refusal("23514", constraint, &e));
+        CHECK(cm_refusal_of("23514", constraint, &e));
         CHECK_EQ_I64(e.status, 422);
         CHECK_STR(e.code, "total_limit_exceeded");
         snprintf(want, sizeof want, "metrics.%s", m);
@@ -53,24 +53,24 @@ static void refusals(void)
 {
     cm_apierr e;
     /* An overflow without a cap: a total written before the caps. */
-    CHECK(cm_ingest_refusal("22003", "", &e));
+    CHECK(cm_refusal_of("22003", "", &e));
     CHECK_EQ_I64(e.status, 422);
     CHECK_STR(e.code, "total_limit_exceeded");
     CHECK_STR(e.field, "");
     /* Any other data exception or integrity violation, named. */
-    CHECK(cm_ingest_refusal("22021", "", &e));
+    CHECK(cm_refusal_of("22021", "", &e));
     CHECK_EQ_I64(e.status, 422);
     CHECK_STR(e.code, "unprocessable");
     CHECK(strstr(e.message, "22021") != NULL);
-    CHECK(cm_ingest_refusal("23514", "rollup_agent_grain_check", &e));
+    CHECK(cm_refusal_of("23514", "rollup_agent_grain_check", &e));
     CHECK_STR(e.code, "unprocessable");
-    CHECK(cm_ingest_refusal("23505", "heartbeats_dedupe", &e));
+    CHECK(cm_refusal_of("23505", "heartbeats_dedupe", &e));
     CHECK_STR(e.code, "unprocessable");
     /* Worth a retry: a dropped connection (""), deadlock, serialization,
      * shutdown, a full disk, too many connections. */
     static const char *const transient[] = {"", "40P01", "40001", "57P01", "53100", "53300", "08006", "XX000"};
     for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
-        CHECK(!cm_ingest_refusal(transient[i], "", &e));
+        CHECK(!cm_refusal_of(transient[i], "", &e));
 }
 
 void test_ingest(void)
