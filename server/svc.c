@@ -17,7 +17,6 @@ struct lookup_call {
     struct cm_svc *svc; /* NULL once the service is freed */
     lookup_call *next;
     uint64_t generation;
-    unsigned char hash[CM_KEY_HASH_LEN];
     cm_jobq waiters;
 };
 
@@ -209,7 +208,7 @@ void cm_svc_run(void *svc, cm_job *j)
     /* The same key is being looked up since no revocation: wait for it. A
      * privileged write asks PostgreSQL itself, after it arrived. */
     for (lookup_call *c = s->lookups; c && !fresh; c = c->next)
-        if (c->generation == generation && memcmp(c->hash, j->key_hash, CM_KEY_HASH_LEN) == 0) {
+        if (c->generation == generation && memcmp(c->base.job->key_hash, j->key_hash, CM_KEY_HASH_LEN) == 0) {
             cm_jobq_push(&c->waiters, j);
             return;
         }
@@ -222,7 +221,6 @@ void cm_svc_run(void *svc, cm_job *j)
     }
     c->svc = s;
     c->generation = generation;
-    memcpy(c->hash, j->key_hash, CM_KEY_HASH_LEN);
     /* Listed before the query: a statement that fails at once calls back
      * at once, and the callback unlists it. */
     lookup_call *listed_after = s->lookups;
