@@ -357,10 +357,10 @@ REDIS_KEYS=$(redis-cli -p "$REDIS_PORT" DBSIZE | tr -dc '0-9')
 
 # ---------------------------------------- PostgreSQL bytes per heartbeat
 
-$PSQL -c "VACUUM ANALYZE heartbeats, rollup_agent, rollup_intent_hour" >/dev/null 2>&1 || true
+$PSQL -c "VACUUM ANALYZE heartbeats, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
 read -r PG_ROWS PG_BYTES <<EOF
 $($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats), pg_total_relation_size('heartbeats')
-    + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent_hour')")
+    + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')")
 EOF
 
 # ------------------------------------- Redis rebuild at 100,000 agents

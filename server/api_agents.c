@@ -3,6 +3,7 @@
 #include "api_routes.h"
 #include "error.h"
 #include "policy_row.h"
+#include "rollup.h"
 #include "health.h"
 #include "money.h"
 
@@ -292,7 +293,11 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
                         " (extract(epoch FROM max(bucket))::bigint + 3600)::text, sum(cost_nanos)::text,"
                         " sum(tokens_in)::text, sum(tokens_out)::text, sum(tokens_cached)::text,"
                         " sum(llm_calls)::text, sum(tool_calls)::text, sum(heartbeats)::text"
-                        " FROM rollup_intent_hour WHERE address = $1 AND intent_id = $2",
+                        " FROM (SELECT bucket, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
+                        " tool_calls, heartbeats FROM rollup_intent WHERE address = $1 AND intent_id = $2"
+                        " UNION ALL SELECT date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"
+                        " tokens_cached, llm_calls, tool_calls, 1 FROM " CM_ROLLUP_TAIL_SQL
+                        " WHERE address = $1 AND intent_id = $2) AS parts",
                         2, params, on_spend_intent, e);
 }
 

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pg.h"
+#include "rollup.h"
 #include "store.h"
 #include "svc.h"
 #include "webhook.h"
@@ -32,6 +33,8 @@ typedef struct {
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
     cm_pg_pool *intents_db; /* admitted intents' group commits */
+    cm_pg_pool *rollup_db;  /* the rollups off the acknowledged path */
+    cm_rollup *rollup;
     cm_hot *hot;
     cm_ingest *ingest;
     cm_intent_log *intents;
@@ -53,6 +56,8 @@ static void on_stop(uv_async_t *h)
     cm_pg_pool_free(a->api_db);
     cm_pg_pool_free(a->listen_db);
     cm_pg_pool_free(a->intents_db);
+    cm_pg_pool_free(a->rollup_db); /* before the worker: a batch in flight calls it back */
+    cm_rollup_free(a->rollup);
     /* After the stores: what they had in flight fails as they close and
      * answers its heartbeats through the ingest. */
     cm_ingest_free(a->ingest);
@@ -127,6 +132,7 @@ int main(int argc, char **argv)
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "intents", &a.intents_db) != CM_OK ||
+        cm_pg_pool_new(&a.loop, cfg.database_url, 1, "rollup", &a.rollup_db) != CM_OK ||
         cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
@@ -134,6 +140,8 @@ int main(int argc, char **argv)
         cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
+    if (cm_rollup_new(&a.loop, a.rollup_db, cfg.rollup_ms, &a.rollup) != CM_OK)
+        return die("cannot start the rollup worker");
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
@@ -154,7 +162,7 @@ int main(int argc, char **argv)
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
     cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest,
-                          .svc = a.svc};
+                          .svc = a.svc, .rollup = a.rollup};
     cm_metrics *metrics;
     if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
     cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics, .keys = cm_svc_keys(a.svc)};

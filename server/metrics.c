@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "rollup.h"
 #include "otlp.h"
 #include "error.h"
 #include "ingest.h"
@@ -83,8 +84,13 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "# TYPE costmesh_otlp_spans_ignored_total counter\n"
                 "costmesh_otlp_spans_ignored_total %llu\n"
                 "# TYPE costmesh_cloudevents_ignored_total counter\n"
-                "costmesh_cloudevents_ignored_total %llu\n",
-                cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS));
+                "costmesh_cloudevents_ignored_total %llu\n"
+                "# TYPE costmesh_rollup_rows_total counter\n"
+                "costmesh_rollup_rows_total %llu\n"
+                "# TYPE costmesh_rollup_failures_total counter\n"
+                "costmesh_rollup_failures_total %llu\n",
+                cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS), cm_rollup_rows(d->rollup),
+                cm_rollup_failures(d->rollup));
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

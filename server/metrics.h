@@ -16,6 +16,7 @@ struct cm_pg_pool;
 struct cm_hot;
 struct cm_ingest;
 struct cm_svc;
+struct cm_rollup;
 
 typedef struct cm_metrics cm_metrics;
 
@@ -26,6 +27,7 @@ typedef struct {
     const struct cm_hot *hot;
     const struct cm_ingest *ingest;
     const struct cm_svc *svc; /* its PostgreSQL key lookups */
+    const struct cm_rollup *rollup;
 } cm_metrics_deps;
 
 /* CM_OK or CM_ENOMEM. */

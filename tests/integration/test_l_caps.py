@@ -300,7 +300,7 @@ def test_spend_past_int64_is_exact(h):
     check_eq(dec(last[0]["cost_usd"]), Decimal(2 * INT64_MAX) / 10 ** 9, "the day of two such hours")
 
     x = "int-" + hb_id()
-    h.psql("INSERT INTO rollup_intent_hour (address, intent_id, bucket, cost_nanos, tokens_in, heartbeats) VALUES "
+    h.psql("INSERT INTO rollup_intent (address, intent_id, bucket, cost_nanos, tokens_in, heartbeats) VALUES "
            + ", ".join("('%s', '%s', to_timestamp(%d), %d, %d, 1)" % (a, x, b + k * 3600, INT64_MAX, INT64_MAX)
                        for k in range(3)))
     r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (x, enc(a)), key=h.k1)

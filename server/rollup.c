@@ -1,0 +1,107 @@
+#include "rollup.h"
+#include "error.h"
+#include "log.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* Transaction ids one batch may span, so that a worker that was down for a
+ * long time catches up in statements of bounded size. */
+#define BATCH_XIDS "100000"
+
+struct cm_rollup {
+    cm_pg_pool *db;
+    uv_timer_t timer;
+    int busy; /* a batch is in flight */
+    _Atomic unsigned long long rows, failures;
+};
+
+/* One batch: lock the watermark (another replica holding it means that one
+ * is at work: skip), sum the raw rows in [lo, hi) into each grouping, move
+ * lo to hi. hi is the oldest transaction still running as this statement's
+ * snapshot sees it: every row below has committed or never will. When the
+ * lock was waited for by a replica whose snapshot is older than the move it
+ * waited for, greatest() keeps lo from going back and [lo, hi) is empty.
+ * cm_rollup_tail() reads the rows past the watermark of the statement's
+ * snapshot through the BRIN index; the join keeps those of the batch. */
+static const char batch_sql[] =
+    "WITH w AS (SELECT lo, greatest(lo, least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+    " lo + " BATCH_XIDS ")) AS hi FROM rollup_watermark FOR UPDATE SKIP LOCKED),"
+    " src AS (SELECT t.* FROM cm_rollup_tail() t JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
+    " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket, cost_nanos, tokens_in, tokens_out,"
+    " tokens_cached, llm_calls, tool_calls, heartbeats)"
+    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC'), sum(cost_nanos), sum(tokens_in), sum(tokens_out),"
+    " sum(tokens_cached), sum(llm_calls), sum(tool_calls), count(*)"
+    " FROM src WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET"
+    " cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,"
+    " tokens_out = r.tokens_out + excluded.tokens_out, tokens_cached = r.tokens_cached + excluded.tokens_cached,"
+    " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
+    " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
+    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now() FROM w WHERE w.hi > w.lo"
+    " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
+    " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
+    " (SELECT count(*) FROM intents)::text";
+
+static void run_batch(uv_timer_t *t);
+
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    cm_rollup *r = arg;
+    r->busy = 0;
+    if (rc != CM_OK) {
+        atomic_fetch_add(&r->failures, 1);
+        cm_log(CM_LOG_WARN, "event=rollup_failed sqlstate=%s", sqlstate);
+        return;
+    }
+    unsigned long long n = strtoull(cm_pgres_get(res, 0, 0), NULL, 10);
+    atomic_fetch_add(&r->rows, n);
+    /* A batch cut at its size: the rest is due now, not at the next tick. */
+    if (cm_pgres_get(res, 0, 1)[0] == 't') run_batch(&r->timer);
+}
+
+static void run_batch(uv_timer_t *t)
+{
+    cm_rollup *r = t->data;
+    if (r->busy) return;
+    if (cm_pg_query(r->db, batch_sql, 0, NULL, on_batch, r) == CM_OK) r->busy = 1;
+}
+
+int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out)
+{
+    cm_rollup *r = calloc(1, sizeof *r);
+    if (!r) return CM_ENOMEM;
+    r->db = db;
+    if (uv_timer_init(loop, &r->timer) != 0) {
+        free(r);
+        return CM_EIO;
+    }
+    r->timer.data = r;
+    if (uv_timer_start(&r->timer, run_batch, (uint64_t)interval_ms, (uint64_t)interval_ms) != 0) {
+        uv_close((uv_handle_t *)&r->timer, on_closed);
+        return CM_EIO;
+    }
+    *out = r;
+    return CM_OK;
+}
+
+void cm_rollup_free(cm_rollup *r)
+{
+    if (!r) return;
+    uv_close((uv_handle_t *)&r->timer, on_closed);
+}
+
+unsigned long long cm_rollup_rows(const cm_rollup *r)
+{
+    return atomic_load(&((cm_rollup *)r)->rows);
+}
+
+unsigned long long cm_rollup_failures(const cm_rollup *r)
+{
+    return atomic_load(&((cm_rollup *)r)->failures);
+}

@@ -1,0 +1,42 @@
+/* rollup.h - the rollups that are not on the acknowledged path.
+ *
+ * A group commit (ingest.c) writes the raw heartbeats and the agent's own
+ * hour/day/month rows, which Redis mirrors for policy checks. Every other
+ * grouping is summed here, in batches, from the raw rows past a watermark
+ * (schema/011_rollup_worker.sql says why the watermark is a transaction id).
+ * One replica at a time moves it: the others skip the locked watermark row.
+ *
+ * Reads stay exact without waiting for the worker: a reply sums the rollup
+ * rows and the raw rows past the watermark, in one statement, so one
+ * snapshot sees both sides of any move (CM_ROLLUP_TAIL_SQL).
+ *
+ * Adding a grouping: a table, one CTE in rollup.c's statement, and its read
+ * as rollup + tail. Nothing changes in ingest.c. */
+#ifndef CM_ROLLUP_H
+#define CM_ROLLUP_H
+
+#include "pg.h"
+
+#include <uv.h>
+
+/* The raw heartbeats not yet in the rollups, as a row source for a read's
+ * tail: `SELECT ... FROM ` CM_ROLLUP_TAIL_SQL ` WHERE address = $1`. */
+#define CM_ROLLUP_TAIL_SQL "cm_rollup_tail() AS heartbeats"
+
+typedef struct cm_rollup cm_rollup;
+
+/* Starts moving the watermark every interval_ms on the loop, on db (a pool
+ * of its own is best: a batch may take a while). Returns CM_OK, CM_ENOMEM or
+ * CM_EIO. */
+int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out);
+/* Stops the timer; memory is freed once libuv has closed it (run the loop
+ * after). A batch in flight finishes or rolls back with its pool. NULL is a
+ * no-op. */
+void cm_rollup_free(cm_rollup *r);
+
+/* Raw rows this replica summed into the rollups since it started, and its
+ * batches that failed (each is tried again from the same watermark). */
+unsigned long long cm_rollup_rows(const cm_rollup *r);
+unsigned long long cm_rollup_failures(const cm_rollup *r);
+
+#endif
