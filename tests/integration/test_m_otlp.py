@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from decimal import Decimal
 
-from harness import REPO, check, check_eq, check_status, enc, read_metrics
+from harness import REPO, check, check_eq, check_error, check_status, enc, read_metrics
 
 OTEL = os.path.join(REPO, "tests", "otel")
 
@@ -123,6 +123,41 @@ def test_tenancy(h):
     out = export(h, [{"attrs": usage(4, 4, 4, **{"gen_ai.agent.name": "someone-else"})}], key=r.json["key"])
     check_eq(out["results"], [0], "export results")
     check_spend(h, bound, "4", 4, 4, 1, what="bound key")
+
+
+def test_key_interop_env(h):
+    """A key created with an interop_env names the agents of its spans and CloudEvents agent://ORG/ENV/NAME with
+    that ENV (the server's COSTMESH_INTEROP_ENV otherwise); POST and GET /v1/keys show it; a value that is no
+    address segment, not a string, or on a key bound to an agent is refused with 400 naming interop_env."""
+    r = h.request("POST", "/v1/keys", {"role": "agent", "name": "otel-staging", "interop_env": "staging"}, key=h.k1)
+    check_status(r, 201, "key with interop_env")
+    check_eq(r.json.get("interop_env"), "staging", "interop_env in the create reply")
+    staging, kid = r.json["key"], r.json["id"]
+    plain = h.request("POST", "/v1/keys", {"role": "agent", "name": "plain"}, key=h.k1).json["id"]
+    listed = {k["id"]: k for k in h.request("GET", "/v1/keys", key=h.k1).json["keys"]}
+    check_eq(listed[kid].get("interop_env"), "staging", "interop_env in the key list")
+    check("interop_env" not in listed[plain], "a key without interop_env lists none")
+    n = name("otlp-env")
+    r = post(h, body_of(span_json("aaa19b7ec3c1b174", {"gen_ai.usage.input_tokens": 9, "gen_ai.agent.name": n})),
+             key=staging)
+    check_status(r, 200, "export with the staging key")
+    check_spend(h, "agent://org1/staging/" + n, "0", 9, 0, 1, what="span of the staging key")
+    check_status(h.spend("agent://org1/production/" + n, "day"), 404, "nothing under the server's ENV")
+    put_meter(h, "env.call", {"cost_usd": "$.cost"})
+    s = name("ce-env")
+    ev = {"specversion": "1.0", "id": "ev-" + s, "source": "env-test", "type": "env.call", "subject": s,
+          "data": {"cost": 0.5}}
+    r = h.request("POST", "/api/v1/events", ev, key=staging, headers={"Content-Type": "application/cloudevents+json"})
+    check_status(r, 204, "CloudEvent with the staging key")
+    check_eq(Decimal(str(h.spend_ok("agent://org1/staging/" + s, "day")["cost_usd"])), Decimal("0.5"),
+             "event of the staging key")
+    bound = "agent://org1/production/" + name("otlp-env-bound")
+    for body, what in (({"role": "agent", "name": "x", "interop_env": "no/slash"}, "not an address segment"),
+                       ({"role": "agent", "name": "x", "interop_env": "e" * 65}, "over 64 bytes"),
+                       ({"role": "agent", "name": "x", "interop_env": ".."}, "a dot segment"),
+                       ({"role": "admin", "name": "x", "interop_env": 7}, "not a string"),
+                       ({"role": "agent", "name": "x", "agent": bound, "interop_env": "staging"}, "on a bound key")):
+        check_error(h.request("POST", "/v1/keys", body, key=h.k1), 400, "invalid_field", "interop_env", what)
 
 
 def post(h, body, ctype="application/json", key=None, headers=None):
