@@ -203,6 +203,80 @@ def test_answers(h):
     check_status(r, 401, "no key")
 
 
+# google.rpc.Status and google.rpc.BadRequest as googleapis defines them, with the real google.protobuf.Any,
+# decoded by the protobuf library of Debian's python3-protobuf (scripts/deps.sh) and printed in their JSON form.
+# /usr/bin/python3 runs it: Debian's modules are that interpreter's, whichever python3 runs the tests.
+DECODE_STATUS = r"""
+import json, sys
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
+F = descriptor_pb2.FieldDescriptorProto
+f = descriptor_pb2.FileDescriptorProto(name="costmesh_test/rpc.proto", package="google.rpc", syntax="proto3",
+                                       dependency=["google/protobuf/any.proto"])
+st = f.message_type.add(name="Status")
+st.field.add(name="code", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+st.field.add(name="message", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+st.field.add(name="details", number=3, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED, type_name=".google.protobuf.Any")
+br = f.message_type.add(name="BadRequest")
+fv = br.nested_type.add(name="FieldViolation")
+fv.field.add(name="field", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+fv.field.add(name="description", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+br.field.add(name="field_violations", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+             type_name=".google.rpc.BadRequest.FieldViolation")
+pool = descriptor_pool.DescriptorPool()
+pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
+pool.Add(f)
+status = message_factory.MessageFactory(pool).GetPrototype(pool.FindMessageTypeByName("google.rpc.Status"))()
+status.ParseFromString(sys.stdin.buffer.read())
+print(json.dumps(json_format.MessageToDict(status, descriptor_pool=pool)))
+"""
+
+
+def rpc_status(r):
+    """The protobuf google.rpc.Status of an error reply to a protobuf export, as JSON."""
+    check_eq(r.headers.get("content-type"), "application/x-protobuf", "Content-Type of a protobuf export's error")
+    p = subprocess.run(["/usr/bin/python3", "-c", DECODE_STATUS], input=r.body, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode == 0, "the error body is no google.rpc.Status: %s" % p.stderr.decode()[-600:])
+    return json.loads(p.stdout)
+
+
+def test_error_bodies_are_rpc_status(h):
+    """OTLP/HTTP answers an export's every 4xx and 5xx with a google.rpc.Status in the request's encoding: protobuf
+    for a protobuf export (decoded here by the protobuf library), its JSON form for a JSON one (with costmesh's
+    "error" beside it). A fault of one field carries a google.rpc.BadRequest naming it. Errors of the HTTP thread
+    (a malformed body, no key, an unsupported encoding) and of the loop thread (a key that costmeshd looks up, a 429
+    after the commit) alike."""
+    pb = "application/x-protobuf"
+    r = post(h, b"\x0a\xff\xff\xff\xff\x0f", pb)
+    check_status(r, 400, "malformed protobuf")
+    check_eq(rpc_status(r), {"code": 3, "message": "the body is not an ExportTraceServiceRequest"}, "its Status")
+    r = h.request("POST", "/v1/traces", b"", headers={"Content-Type": pb})
+    check_status(r, 401, "no key")
+    check_eq(rpc_status(r)["code"], 16, "UNAUTHENTICATED")
+    r = post(h, b"", pb, key="cmk_" + "0" * 48)
+    check_status(r, 401, "a key costmeshd looks up and does not find")
+    check_eq(rpc_status(r)["code"], 16, "UNAUTHENTICATED from the loop thread")
+    r = post(h, b"", pb, headers={"Content-Encoding": "br"})
+    check_status(r, 415, "an encoding other than gzip")
+    st = rpc_status(r)
+    want = {"code": 3, "message": st["message"], "details": [{
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "fieldViolations": [{"field": "Content-Encoding", "description": st["message"]}]}]}
+    check_eq(st, want, "a Status naming the field in a BadRequest")
+    r = post(h, "{}", headers={"Content-Encoding": "br"})
+    check_error(r, 415, "unsupported_encoding", "Content-Encoding", "the same for a JSON export")
+    check_eq({k: v for k, v in r.json.items() if k != "error"}, want, "the JSON form of the same Status")
+    check_eq(r.headers.get("content-type"), "application/json", "Content-Type of a JSON export's error")
+    h.restart_server(env={"COSTMESH_TEST_INTEROP_FAULTS": "429"})
+    try:
+        r = post(h, b"", pb)
+        check_status(r, 429, "refused after the commit")
+        check_eq(r.headers.get("retry-after"), "2", "Retry-After")
+        check_eq(rpc_status(r)["code"], 8, "RESOURCE_EXHAUSTED")
+    finally:
+        h.restart_server()
+
+
 # ---- CloudEvents: POST /api/v1/events with @openmeter/sdk (tests/otel/openmeter_ingest.mjs) ----
 
 def ingest(h, events, key=None):
