@@ -203,6 +203,27 @@ def test_answers(h):
     check_status(r, 401, "no key")
 
 
+def test_blocked_agent_still_records_spans(h):
+    """Spans are facts, like heartbeats: an agent whose policy blocks (its intents get 429) still has every span's
+    spend recorded, and its exports are answered 200. intValue as a JSON number and doubleValue count too."""
+    n = name("otlp-blocked")
+    a = "agent://org1/production/" + n
+    r = h.request("PUT", "/v1/mesh/agents/%s/policies/cost" % enc(a),
+                  {"max_cost_per_day_usd": 0.5, "action_on_breach": "block"}, key=h.k1)
+    check_status(r, 200, "block policy")
+
+    def span(span_id, tokens):
+        return {"traceId": "6b8efff798038103d269b633813fc60c", "spanId": span_id, "name": "chat",
+                "attributes": [{"key": "gen_ai.agent.name", "value": {"stringValue": n}},
+                               {"key": "gen_ai.usage.input_tokens", "value": {"intValue": tokens}},
+                               {"key": "gen_ai.usage.cost", "value": {"doubleValue": 0.75}}]}
+    check_status(post(h, body_of(span("bbb19b7ec3c1b174", 40))), 200, "the span that breaches the limit")
+    r = h.request("POST", "/v1/mesh/intents", {"agent": a}, key=h.k1)
+    check_status(r, 429, "an intent of the blocked agent")
+    check_status(post(h, body_of(span("bbb19b7ec3c1b175", 2))), 200, "a span of the blocked agent")
+    check_spend(h, a, "1.5", 42, 0, 2, what="blocked agent")
+
+
 # google.rpc.Status and google.rpc.BadRequest as googleapis defines them, with the real google.protobuf.Any,
 # decoded by the protobuf library of Debian's python3-protobuf (scripts/deps.sh) and printed in their JSON form.
 # /usr/bin/python3 runs it: Debian's modules are that interpreter's, whichever python3 runs the tests.
