@@ -9,23 +9,28 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: costmeshctl keys create --role admin|agent --name NAME [--agent ADDR] [--json]\n"
+    "usage: costmeshctl keys create --role admin|agent --name NAME [--agent ADDR | --interop-env ENV] [--json]\n"
     "       costmeshctl keys list [--json]\n"
     "       costmeshctl keys revoke ID\n"
     "\n"
     "Manage the org's API keys (needs an admin key).\n"
     "  create   make a key; it is printed only this once (the server keeps a hash).\n"
     "           --agent binds an agent key to one address agent://ORG/ENV/NAME.\n"
+    "           --interop-env: the ENV of the agents that OTLP spans and CloudEvents\n"
+    "           sent with this key name (default: the server's COSTMESH_INTEROP_ENV).\n"
     "  list     ids, roles, names and bound agents of the keys in use\n"
     "  revoke   refuse key ID from now on\n"
     "  --json   print the server's JSON as it was sent\n";
 
 static int create(int argc, char **argv)
 {
-    const char *role = NULL, *name = NULL, *agent = NULL;
+    const char *role = NULL, *name = NULL, *agent = NULL, *interop_env = NULL;
     int json = 0;
-    const cmctl_opt opts[] = {
-        {"role", 1, &role, NULL}, {"name", 1, &name, NULL}, {"agent", 1, &agent, NULL}, {"json", 0, NULL, &json}};
+    const cmctl_opt opts[] = {{"role", 1, &role, NULL},
+                              {"name", 1, &name, NULL},
+                              {"agent", 1, &agent, NULL},
+                              {"interop-env", 1, &interop_env, NULL},
+                              {"json", 0, NULL, &json}};
     const cmctl_spec spec = {"keys create", usage, opts, sizeof opts / sizeof opts[0], 0, 0};
     static const char *const roles[] = {"admin", "agent", NULL};
     const char *pos[1];
@@ -38,7 +43,7 @@ static int create(int argc, char **argv)
 
     json_object *body = json_object_new_object();
     if (!body || cmctl_jadd_str(body, "role", role) != CMCTL_OK || cmctl_jadd_str(body, "name", name) != CMCTL_OK ||
-        cmctl_jadd_str(body, "agent", agent) != CMCTL_OK) {
+        cmctl_jadd_str(body, "agent", agent) != CMCTL_OK || cmctl_jadd_str(body, "interop_env", interop_env) != CMCTL_OK) {
         json_object_put(body);
         return cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
     }
@@ -48,7 +53,7 @@ static int create(int argc, char **argv)
     if (rc == CMCTL_OK && json) {
         cmctl_print_raw(&r);
     } else if (rc == CMCTL_OK) {
-        static const char *const fields[] = {"key", "id", "role", "name", "agent"};
+        static const char *const fields[] = {"key", "id", "role", "name", "agent", "interop_env"};
         cmctl_table *t = cmctl_table_new(2, NULL);
         rc = t ? CMCTL_OK : CMCTL_ENOMEM;
         for (size_t i = 0; rc == CMCTL_OK && i < sizeof fields / sizeof fields[0]; i++) {
@@ -69,7 +74,7 @@ static int key_table(json_object *j)
 {
     static const cmctl_col cols[] = {
         {"ID", "id", NULL, 0},       {"ROLE", "role", NULL, 0},          {"NAME", "name", NULL, 0},
-        {"AGENT", "agent", NULL, 0}, {"CREATED", "created_at", NULL, 0},
+        {"AGENT", "agent", NULL, 0}, {"INTEROP_ENV", "interop_env", NULL, 0}, {"CREATED", "created_at", NULL, 0},
     };
     return cmctl_print_rows(j, "keys", cols, sizeof cols / sizeof cols[0]);
 }

@@ -16,13 +16,15 @@ _Static_assert(offsetof(cm_req_interop, hb) == 0, "the group commit reads req.in
 
 /* Makes the agent NAME in agent an address for the key: its bound agent,
  * whatever the spans say (the key speaks for that agent only), else
- * agent://ORG/ENV/NAME with the key's org and the server's interop ENV. */
+ * agent://ORG/ENV/NAME with the key's org and ENV the key's interop_env,
+ * or the server's when the key has none. */
 static int address_for(const cm_api *api, const cm_ident *who, char agent[CM_ADDR_MAX], cm_apierr *e)
 {
     char name[CM_ADDR_SEG_MAX + 1];
     snprintf(name, sizeof name, "%s", agent);
     if (who->agent[0]) agent[0] = '\0';
-    else snprintf(agent, CM_ADDR_MAX, "agent://%s/%s/%s", who->org, api->interop_env, name);
+    else snprintf(agent, CM_ADDR_MAX, "agent://%s/%s/%s", who->org,
+                  who->interop_env[0] ? who->interop_env : api->interop_env, name);
     return cm_api_resolve_agent(who, agent, "agent", e);
 }
 

@@ -32,6 +32,7 @@ static void on_key_created(void *arg, int rc, const cm_pgres *res, const char *s
         cm_api_jfield(&b, "name", kr->name, 0);
         cm_api_jfield(&b, "org", c->base.who.org, 0);
         if (kr->agent[0]) cm_api_jfield(&b, "agent", kr->agent, 0);
+        if (kr->interop_env[0]) cm_api_jfield(&b, "interop_env", kr->interop_env, 0);
         cm_buf_adds(&b, "}");
         cm_api_reply(j, 201, &b);
     }
@@ -57,11 +58,11 @@ int cm_api_key_create(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     cm_auth_bytea(hash, hex);
     snprintf(c->key_id, sizeof c->key_id, "key_%s", rnd);
     const char *params[] = {c->key_id, who->org, kr->admin ? "admin" : "agent", kr->name,
-                            kr->agent[0] ? kr->agent : NULL, hex};
+                            kr->agent[0] ? kr->agent : NULL, hex, kr->interop_env[0] ? kr->interop_env : NULL};
     return cm_api_query(c,
-                        "INSERT INTO api_keys (id, org, role, name, agent, key_hash) "
-                        "VALUES ($1, $2, $3, $4, $5, $6::bytea)",
-                        6, params, on_key_created, e);
+                        "INSERT INTO api_keys (id, org, role, name, agent, key_hash, interop_env) "
+                        "VALUES ($1, $2, $3, $4, $5, $6::bytea, $7)",
+                        7, params, on_key_created, e);
 }
 
 static void on_key_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -79,6 +80,7 @@ static void on_key_list(void *arg, int rc, const cm_pgres *res, const char *sqls
         cm_api_jfield(&b, "role", cm_pgres_get(res, i, 1), 0);
         cm_api_jfield(&b, "name", cm_pgres_get(res, i, 2), 0);
         if (!cm_pgres_isnull(res, i, 3)) cm_api_jfield(&b, "agent", cm_pgres_get(res, i, 3), 0);
+        if (!cm_pgres_isnull(res, i, 5)) cm_api_jfield(&b, "interop_env", cm_pgres_get(res, i, 5), 0);
         cm_buf_adds(&b, ",\"created_at\":");
         cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 4), NULL, 10));
         cm_buf_adds(&b, "}");
@@ -94,7 +96,7 @@ int cm_api_key_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     const char *params[] = {who->org};
     return cm_api_query(c,
-                        "SELECT id, role, name, agent, " CM_PG_EPOCH("created_at") " FROM api_keys "
+                        "SELECT id, role, name, agent, " CM_PG_EPOCH("created_at") ", interop_env FROM api_keys "
                         "WHERE org = $1 AND revoked_at IS NULL ORDER BY created_at, id",
                         1, params, on_key_list, e);
 }

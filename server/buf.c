@@ -183,9 +183,9 @@ void cm_buf_add_jtime(cm_buf *b, int64_t t)
     cm_buf_add(b, "\"", 1);
 }
 
-void cm_buf_add_error(cm_buf *b, const char *code, const char *message, const char *field)
+void cm_buf_add_error_member(cm_buf *b, const char *code, const char *message, const char *field)
 {
-    cm_buf_adds(b, "{\"error\":{\"code\":");
+    cm_buf_adds(b, "\"error\":{\"code\":");
     cm_buf_add_jstr(b, code);
     cm_buf_adds(b, ",\"message\":");
     cm_buf_add_jstr(b, message);
@@ -193,7 +193,14 @@ void cm_buf_add_error(cm_buf *b, const char *code, const char *message, const ch
         cm_buf_adds(b, ",\"field\":");
         cm_buf_add_jstr(b, field);
     }
-    cm_buf_adds(b, "}}");
+    cm_buf_adds(b, "}");
+}
+
+void cm_buf_add_error(cm_buf *b, const char *code, const char *message, const char *field)
+{
+    cm_buf_adds(b, "{");
+    cm_buf_add_error_member(b, code, message, field);
+    cm_buf_adds(b, "}");
 }
 
 char *cm_buf_take(cm_buf *b, size_t *len)

@@ -47,6 +47,9 @@ void cm_buf_add_jtime(cm_buf *b, int64_t t);
  * {"error":{"code":...,"message":...,"field":...}}; field omitted when
  * NULL or empty. */
 void cm_buf_add_error(cm_buf *b, const char *code, const char *message, const char *field);
+/* Its member alone, "error":{...}, for a body that carries it beside the
+ * fields of another protocol's error (OTLP's google.rpc.Status, otlp.h). */
+void cm_buf_add_error_member(cm_buf *b, const char *code, const char *message, const char *field);
 /* Hands the NUL-terminated text to the caller (free() it), resets b.
  * NULL when an allocation failed. */
 char *cm_buf_take(cm_buf *b, size_t *len);

@@ -423,7 +423,8 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
     char role[16];
     if ((rc = get_str(root, "", "role", role, sizeof role - 1, e)) != CM_OK ||
         (rc = get_str(root, "", "name", out->name, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_addr(root, "", "agent", out->agent, e)) != CM_OK)
+        (rc = get_addr(root, "", "agent", out->agent, e)) != CM_OK ||
+        (rc = get_str(root, "", "interop_env", out->interop_env, CM_ADDR_SEG_MAX, e)) != CM_OK)
         goto done;
     if (strcmp(role, "admin") == 0) {
         out->admin = true;
@@ -436,6 +437,13 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e)
         rc = cm_apierr_set(e, 400, "invalid_field", "name", "name is required: a label for the key");
     else if (out->agent[0] && out->admin)
         rc = cm_apierr_set(e, 400, "invalid_field", "agent", "only agent keys are bound to an agent");
+    else if (out->interop_env[0] && cm_addr_check_org(out->interop_env, strlen(out->interop_env)) != CM_OK)
+        rc = cm_apierr_set(e, 400, "invalid_field", "interop_env",
+                           "interop_env must be an address segment: 1 to 64 of A-Z a-z 0-9 . _ -");
+    /* A bound key records every span as its agent: an ENV would mean nothing. */
+    else if (out->interop_env[0] && out->agent[0])
+        rc = cm_apierr_set(e, 400, "invalid_field", "interop_env",
+                           "interop_env is for keys not bound to an agent: a bound key's spans are its agent's");
 done:
     json_object_put(root);
     return rc;

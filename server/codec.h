@@ -97,10 +97,13 @@ typedef struct {
     bool admin;                /* role "admin", else "agent" */
     char name[CM_ID_MAX + 1];
     char agent[CM_ADDR_MAX];   /* "" when not bound */
+    char interop_env[CM_ADDR_SEG_MAX + 1]; /* "" when the server's */
 } cm_keyreq;
 
 /* POST /v1/keys body: role "admin" or "agent" and a non-empty name are
- * required; agent binds an agent key. */
+ * required; agent binds an agent key; interop_env (an address segment) is
+ * the ENV of the agents that OTLP spans and CloudEvents sent with the key
+ * name, for keys not bound to an agent. */
 int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
 
 /* PUT and PATCH .../policies/cost body: every limit optional (absent or

@@ -48,6 +48,7 @@ typedef struct {
     cm_job *job; /* owned while not handed to the bridge */
     _Atomic int job_done;
     unsigned char key_hash[CM_KEY_HASH_LEN]; /* taken at the headers, by check_key */
+    cm_error_form errors; /* how its errors are written, from its route and Content-Type */
 } req;
 
 static int64_t now_s(void)
@@ -98,7 +99,7 @@ static enum MHD_Result send_buf(req *r, unsigned status, cm_buf *b, const char *
     return send_owned(r, status, text, len, ctype, NULL, NULL);
 }
 
-/* Every error leaves through here: the JSON error body. */
+/* Every error leaves through here: the error body of the request's form. */
 static enum MHD_Result send_error(req *r, unsigned status, const char *code, const char *field,
                                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static enum MHD_Result send_error(req *r, unsigned status, const char *code, const char *field,
@@ -111,8 +112,8 @@ static enum MHD_Result send_error(req *r, unsigned status, const char *code, con
     va_end(ap);
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_add_error(&b, code, msg, field);
-    return send_buf(r, status, &b, "application/json");
+    const char *ctype = cm_job_error_body(r->errors, (int)status, code, field, msg, &b);
+    return send_buf(r, status, &b, ctype);
 }
 
 static enum MHD_Result send_apierr(req *r, const cm_apierr *e)
@@ -278,6 +279,7 @@ static enum MHD_Result dispatch(req *r)
     int rc = cm_decode_job(&dr, j, &e);
     drop_body(r); /* the job holds what it needs */
     if (rc != CM_OK) return send_apierr(r, &e);
+    j->errors = r->errors;
     return submit(r);
 }
 
@@ -328,6 +330,7 @@ static enum MHD_Result check_key(req *r)
     r->job = j;
     memcpy(j->key_hash, r->key_hash, CM_KEY_HASH_LEN);
     j->op = CM_OP_AUTH;
+    j->errors = r->errors;
     return submit(r);
 }
 
@@ -388,6 +391,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         r->conn = conn;
         *req_cls = r;
         r->route_status = cm_route_match(method, url, &r->route);
+        /* OTLP/HTTP answers an export's every 4xx and 5xx with a
+         * google.rpc.Status in the request's encoding. */
+        if (r->route_status == 200 && r->route.id == CM_R_OTLP_TRACES)
+            r->errors = cm_otlp_error_form(
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
         return at_headers(r, url);
     }
     if (*upload_size) {

@@ -10,11 +10,19 @@ void cm_job_reply(cm_job *j, int status, cm_buf *b)
     if (!j->body) j->body_len = 0;
 }
 
+const char *cm_job_error_body(cm_error_form form, int status, const char *code, const char *field,
+                              const char *message, cm_buf *b)
+{
+    if (form != CM_ERRORS_JSON) return cm_otlp_error(form, status, code, field, message, b);
+    cm_buf_add_error(b, code, message, field);
+    return "application/json";
+}
+
 void cm_job_fail(cm_job *j, int status, const char *code, const char *field, const char *message)
 {
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_add_error(&b, code, message, field);
+    j->content_type = cm_job_error_body(j->errors, status, code, field, message, &b);
     cm_job_reply(j, status, &b);
 }
 

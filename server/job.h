@@ -155,6 +155,7 @@ struct cm_job {
     size_t body_len;
     long retry_after;  /* > 0: a Retry-After header, seconds */
     const char *content_type; /* static; NULL: application/json */
+    cm_error_form errors;     /* how cm_job_fail writes an error; set by http.c */
 
     /* Hands the finished job back; called on the loop thread, so it must
      * only do thread-safe things. */
@@ -170,8 +171,13 @@ CM_QUEUE_DEFINE(cm_jobq, cm_job, next)
 /* Sets the reply: status and the text of b (taken; b is reset). An
  * allocation failure becomes a bodiless 500. */
 void cm_job_reply(cm_job *j, int status, cm_buf *b);
-/* Sets an error reply with the JSON error body. field may be NULL. */
+/* Sets an error reply with the error body of j->errors. field may be NULL. */
 void cm_job_fail(cm_job *j, int status, const char *code, const char *field, const char *message);
+/* Writes an error body in form onto b: costmesh's JSON error, or an OTLP
+ * export's (otlp.h). Returns the Content-Type, a static string. Every error
+ * body, on the HTTP threads and the loop thread, is written here. */
+const char *cm_job_error_body(cm_error_form form, int status, const char *code, const char *field,
+                              const char *message, cm_buf *b);
 /* Frees the job and what its request owns. NULL is a no-op. */
 void cm_job_free(cm_job *j);
 

@@ -20,6 +20,7 @@ typedef struct {
     char org[CM_ADDR_SEG_MAX + 1];
     bool admin;
     char agent[CM_ADDR_MAX]; /* bound address or "" */
+    char interop_env[CM_ADDR_SEG_MAX + 1]; /* ENV of the agents its spans and events name; "" the server's */
 } cm_ident;
 
 /* The PostgreSQL NOTIFY channel of revocations; the payload is the key id. */

@@ -2,6 +2,7 @@
 #include "address.h"
 #include "error.h"
 #include "otlp_trace.pb-c.h"
+#include "rpc_status.pb-c.h"
 
 #include <json-c/json.h>
 #include <inttypes.h>
@@ -389,6 +390,24 @@ unsigned long long cm_otlp_ignored(cm_ignored_kind kind)
     return atomic_load(&ignored_total[kind]);
 }
 
+/* protobuf-c packs through this sink straight into a cm_buf, whose
+ * allocation failure stays sticky as for any other body. */
+typedef struct {
+    ProtobufCBuffer base;
+    cm_buf *out;
+} buf_sink;
+
+static void sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
+{
+    cm_buf_add(((buf_sink *)b)->out, (const char *)data, len);
+}
+
+static void add_packed(const ProtobufCMessage *msg, cm_buf *out)
+{
+    buf_sink sink = {{sink_append}, out};
+    protobuf_c_message_pack_to_buffer(msg, &sink.base);
+}
+
 const char *cm_otlp_reply(const cm_otlp_stats *st, cm_buf *out)
 {
     if (!st->protobuf) {
@@ -408,8 +427,86 @@ const char *cm_otlp_reply(const cm_otlp_stats *st, cm_buf *out)
         ps.error_message = (char *)st->why;
         resp.partial_success = &ps;
     }
-    uint8_t packed[256];
-    size_t n = otlp__export_trace_service_response__get_packed_size(&resp);
-    if (n <= sizeof packed) cm_buf_add(out, (const char *)packed, otlp__export_trace_service_response__pack(&resp, packed));
+    add_packed(&resp.base, out);
     return "application/x-protobuf";
+}
+
+/* ---- error bodies: google.rpc.Status ---- */
+
+cm_error_form cm_otlp_error_form(const char *content_type)
+{
+    return content_type && cm_codec_media_is(content_type, "application/x-protobuf") ? CM_ERRORS_OTLP_PROTOBUF
+                                                                                      : CM_ERRORS_OTLP_JSON;
+}
+
+/* The google.rpc.Code an HTTP status stands for (OTLP clients go by the
+ * HTTP status, and may only record this one). */
+static int32_t rpc_code(int status)
+{
+    switch (status) {
+    case 400: case 415: return 3;  /* INVALID_ARGUMENT */
+    case 401: return 16;           /* UNAUTHENTICATED */
+    case 403: return 7;            /* PERMISSION_DENIED */
+    case 404: return 5;            /* NOT_FOUND */
+    case 409: return 10;           /* ABORTED */
+    case 413: case 429: return 8;  /* RESOURCE_EXHAUSTED */
+    case 422: return 9;            /* FAILED_PRECONDITION */
+    case 503: return 14;           /* UNAVAILABLE */
+    case 500: return 13;           /* INTERNAL */
+    default: return 2;             /* UNKNOWN */
+    }
+}
+
+#define BAD_REQUEST_TYPE "type.googleapis.com/google.rpc.BadRequest"
+
+static void add_status_protobuf(int32_t code, const char *field, const char *message, cm_buf *out)
+{
+    Google__Rpc__Status st = GOOGLE__RPC__STATUS__INIT;
+    st.code = code;
+    st.message = (char *)message;
+    Google__Rpc__BadRequest__FieldViolation fv = GOOGLE__RPC__BAD_REQUEST__FIELD_VIOLATION__INIT;
+    Google__Rpc__BadRequest__FieldViolation *fvs[] = {&fv};
+    Google__Rpc__BadRequest br = GOOGLE__RPC__BAD_REQUEST__INIT;
+    Google__Rpc__Any any = GOOGLE__RPC__ANY__INIT;
+    Google__Rpc__Any *details[] = {&any};
+    cm_buf packed;
+    cm_buf_init(&packed);
+    if (field) {
+        fv.field = (char *)field;
+        fv.description = (char *)message;
+        br.n_field_violations = 1;
+        br.field_violations = fvs;
+        add_packed(&br.base, &packed);
+        any.type_url = (char *)BAD_REQUEST_TYPE;
+        any.value.len = packed.len;
+        any.value.data = (uint8_t *)packed.data;
+        st.n_details = 1;
+        st.details = details;
+    }
+    if (packed.failed) out->failed = 1;
+    add_packed(&st.base, out);
+    cm_buf_free(&packed);
+}
+
+const char *cm_otlp_error(cm_error_form form, int status, const char *code, const char *field, const char *message,
+                          cm_buf *out)
+{
+    if (field && !*field) field = NULL;
+    if (form == CM_ERRORS_OTLP_PROTOBUF) {
+        add_status_protobuf(rpc_code(status), field, message, out);
+        return "application/x-protobuf";
+    }
+    cm_buf_addf(out, "{\"code\":%d,\"message\":", (int)rpc_code(status));
+    cm_buf_add_jstr(out, message);
+    if (field) {
+        cm_buf_adds(out, ",\"details\":[{\"@type\":\"" BAD_REQUEST_TYPE "\",\"fieldViolations\":[{\"field\":");
+        cm_buf_add_jstr(out, field);
+        cm_buf_adds(out, ",\"description\":");
+        cm_buf_add_jstr(out, message);
+        cm_buf_adds(out, "}]}]");
+    }
+    cm_buf_adds(out, ",");
+    cm_buf_add_error_member(out, code, message, field);
+    cm_buf_adds(out, "}");
+    return "application/json";
 }

@@ -19,8 +19,9 @@
  * rejected and counted, and the rest are recorded: the answer's
  * partialSuccess names how many and why, as OTLP asks.
  *
- * Pure, thread-safe; runs on the HTTP threads. The only module that sees
- * protobuf-c (C generated from server/proto/otlp_trace.proto). */
+ * Pure, thread-safe; runs on the HTTP threads (error bodies also on the
+ * loop thread, job.c). The only module that sees protobuf-c (C generated
+ * from server/proto/otlp_trace.proto and rpc_status.proto). */
 #ifndef CM_OTLP_H
 #define CM_OTLP_H
 
@@ -54,6 +55,25 @@ int cm_otlp_decode(const char *content_type, const char *body, size_t len, int64
  * an empty ExportTraceServiceResponse (no bytes) or one with its
  * partial_success. Returns the Content-Type to send, a static string. */
 const char *cm_otlp_reply(const cm_otlp_stats *st, cm_buf *out);
+
+/* How a request's errors are written: costmesh's JSON error body, or, for
+ * an export, the google.rpc.Status that OTLP/HTTP asks of every 4xx and
+ * 5xx, in the request's encoding. */
+typedef enum { CM_ERRORS_JSON = 0, CM_ERRORS_OTLP_JSON, CM_ERRORS_OTLP_PROTOBUF } cm_error_form;
+
+/* The form of an export's errors from its Content-Type (NULL when none):
+ * protobuf for application/x-protobuf, else JSON. */
+cm_error_form cm_otlp_error_form(const char *content_type);
+
+/* An export's error body (form not CM_ERRORS_JSON): a Status with the gRPC
+ * code closest to the HTTP status and the message, and when one field is
+ * at fault a google.rpc.BadRequest naming it in details. Protobuf: the
+ * packed Status (C generated from server/proto/rpc_status.proto). JSON:
+ * the Status's JSON form, with costmesh's "error" member beside its fields
+ * (OTLP JSON readers ignore unknown fields; costmesh's clients read
+ * "error"). field may be NULL. Returns the Content-Type, a static string. */
+const char *cm_otlp_error(cm_error_form form, int status, const char *code, const char *field, const char *message,
+                          cm_buf *out);
 
 /* What the interop routes ignore, for /metrics: spans without usage of
  * authenticated exports, and CloudEvents of a type no meter reads. The

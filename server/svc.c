@@ -167,6 +167,7 @@ static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sq
         snprintf(who.org, sizeof who.org, "%s", cm_pgres_get(res, 0, 1));
         who.admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
         snprintf(who.agent, sizeof who.agent, "%s", cm_pgres_get(res, 0, 3));
+        snprintf(who.interop_env, sizeof who.interop_env, "%s", cm_pgres_get(res, 0, 4));
         found = &who;
     }
     remember(s, generation, j->key_hash, found);
@@ -230,7 +231,7 @@ void cm_svc_run(void *svc, cm_job *j)
     cm_auth_bytea(j->key_hash, hex);
     const char *params[] = {hex};
     if (cm_api_query(c,
-                     "SELECT id, org, role, coalesce(agent, '') FROM api_keys"
+                     "SELECT id, org, role, coalesce(agent, ''), coalesce(interop_env, '') FROM api_keys"
                      " WHERE key_hash = $1::bytea AND revoked_at IS NULL",
                      1, params, on_key_lookup, &e) != CM_OK) {
         s->lookups = listed_after; /* c was freed; nothing was listed since */

@@ -247,10 +247,11 @@ def send_early_answered(conn, method, path, body, headers):
 
 
 class Resp:
-    def __init__(self, status, headers, text):
+    def __init__(self, status, headers, text, body=None):
         self.status = status
         self.headers = headers
         self.text = text
+        self.body = body  # the raw bytes, when the reply may not be text (OTLP protobuf)
         self._json = None
         self._parsed = False
 
@@ -643,8 +644,8 @@ class Harness:
         try:
             send_early_answered(conn, method, path, body, hdrs)
             r = conn.getresponse()
-            text = r.read().decode("utf-8", "replace")
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, text)
+            raw = r.read()
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, raw.decode("utf-8", "replace"), raw)
         except (OSError, http.client.HTTPException) as e:
             raise ConnError("%s %s: %s: %s" % (method, path, type(e).__name__, e)) from None
         finally:

@@ -134,7 +134,8 @@ def test_keys_create_list_revoke(h):
     check(isinstance(key, str) and key and isinstance(kid, str) and kid, "create reply: %r" % j)
     check_eq(j.get("agent"), a, "bound agent in the create reply")
     # The table form prints the key first.
-    r = ok(ctl(h, "keys", "create", "--role", "admin", "--name", name + "-adm"), "create (table)")
+    r = ok(ctl(h, "keys", "create", "--role", "admin", "--name", name + "-adm", "--interop-env", "staging"),
+           "create (table)")
     rows = table(r.out)
     check_eq(rows[0][0], "key", "first line of keys create")
     adm_key = rows[0][1]
@@ -143,11 +144,11 @@ def test_keys_create_list_revoke(h):
     # The new admin key works, and the list shows both keys.
     r = ok(ctl(h, "keys", "list", key=adm_key), "list with the new admin key")
     rows = table(r.out)
-    check_eq(rows[0][:4], ["ID", "ROLE", "NAME", "AGENT"], "keys list header")
+    check_eq(rows[0][:5], ["ID", "ROLE", "NAME", "AGENT", "INTEROP_ENV"], "keys list header")
     mine = {x[0]: x for x in rows[1:]}
     check(kid in mine and adm_id in mine, "keys list lacks %s/%s: %r" % (kid, adm_id, r.out))
-    check_eq(mine[kid][1:4], ["agent", name, a], "agent key row")
-    check_eq(mine[adm_id][1:4], ["admin", name + "-adm", "-"], "admin key row")
+    check_eq(mine[kid][1:5], ["agent", name, a, "-"], "agent key row")
+    check_eq(mine[adm_id][1:5], ["admin", name + "-adm", "-", "staging"], "admin key row")
     check(key not in r.out and adm_key not in r.out, "keys list shows a key")
     lj = ok(ctl(h, "keys", "list", "--json")).json()
     check(any(k["id"] == kid for k in lj["keys"]), "keys list --json lacks %s" % kid)

@@ -10,7 +10,7 @@ import subprocess
 import uuid
 from decimal import Decimal
 
-from harness import REPO, check, check_eq, check_status, enc, read_metrics
+from harness import REPO, check, check_eq, check_error, check_status, enc, read_metrics
 
 OTEL = os.path.join(REPO, "tests", "otel")
 
@@ -125,6 +125,41 @@ def test_tenancy(h):
     check_spend(h, bound, "4", 4, 4, 1, what="bound key")
 
 
+def test_key_interop_env(h):
+    """A key created with an interop_env names the agents of its spans and CloudEvents agent://ORG/ENV/NAME with
+    that ENV (the server's COSTMESH_INTEROP_ENV otherwise); POST and GET /v1/keys show it; a value that is no
+    address segment, not a string, or on a key bound to an agent is refused with 400 naming interop_env."""
+    r = h.request("POST", "/v1/keys", {"role": "agent", "name": "otel-staging", "interop_env": "staging"}, key=h.k1)
+    check_status(r, 201, "key with interop_env")
+    check_eq(r.json.get("interop_env"), "staging", "interop_env in the create reply")
+    staging, kid = r.json["key"], r.json["id"]
+    plain = h.request("POST", "/v1/keys", {"role": "agent", "name": "plain"}, key=h.k1).json["id"]
+    listed = {k["id"]: k for k in h.request("GET", "/v1/keys", key=h.k1).json["keys"]}
+    check_eq(listed[kid].get("interop_env"), "staging", "interop_env in the key list")
+    check("interop_env" not in listed[plain], "a key without interop_env lists none")
+    n = name("otlp-env")
+    r = post(h, body_of(span_json("aaa19b7ec3c1b174", {"gen_ai.usage.input_tokens": 9, "gen_ai.agent.name": n})),
+             key=staging)
+    check_status(r, 200, "export with the staging key")
+    check_spend(h, "agent://org1/staging/" + n, "0", 9, 0, 1, what="span of the staging key")
+    check_status(h.spend("agent://org1/production/" + n, "day"), 404, "nothing under the server's ENV")
+    put_meter(h, "env.call", {"cost_usd": "$.cost"})
+    s = name("ce-env")
+    ev = {"specversion": "1.0", "id": "ev-" + s, "source": "env-test", "type": "env.call", "subject": s,
+          "data": {"cost": 0.5}}
+    r = h.request("POST", "/api/v1/events", ev, key=staging, headers={"Content-Type": "application/cloudevents+json"})
+    check_status(r, 204, "CloudEvent with the staging key")
+    check_eq(Decimal(str(h.spend_ok("agent://org1/staging/" + s, "day")["cost_usd"])), Decimal("0.5"),
+             "event of the staging key")
+    bound = "agent://org1/production/" + name("otlp-env-bound")
+    for body, what in (({"role": "agent", "name": "x", "interop_env": "no/slash"}, "not an address segment"),
+                       ({"role": "agent", "name": "x", "interop_env": "e" * 65}, "over 64 bytes"),
+                       ({"role": "agent", "name": "x", "interop_env": ".."}, "a dot segment"),
+                       ({"role": "admin", "name": "x", "interop_env": 7}, "not a string"),
+                       ({"role": "agent", "name": "x", "agent": bound, "interop_env": "staging"}, "on a bound key")):
+        check_error(h.request("POST", "/v1/keys", body, key=h.k1), 400, "invalid_field", "interop_env", what)
+
+
 def post(h, body, ctype="application/json", key=None, headers=None):
     hd = {"Content-Type": ctype}
     hd.update(headers or {})
@@ -166,6 +201,101 @@ def test_answers(h):
     check_status(post(h, "{}", "text/plain"), 415, "text/plain")
     r = h.request("POST", "/v1/traces", "{}", headers={"Content-Type": "application/json"})
     check_status(r, 401, "no key")
+
+
+def test_blocked_agent_still_records_spans(h):
+    """Spans are facts, like heartbeats: an agent whose policy blocks (its intents get 429) still has every span's
+    spend recorded, and its exports are answered 200. intValue as a JSON number and doubleValue count too."""
+    n = name("otlp-blocked")
+    a = "agent://org1/production/" + n
+    r = h.request("PUT", "/v1/mesh/agents/%s/policies/cost" % enc(a),
+                  {"max_cost_per_day_usd": 0.5, "action_on_breach": "block"}, key=h.k1)
+    check_status(r, 200, "block policy")
+
+    def span(span_id, tokens):
+        return {"traceId": "6b8efff798038103d269b633813fc60c", "spanId": span_id, "name": "chat",
+                "attributes": [{"key": "gen_ai.agent.name", "value": {"stringValue": n}},
+                               {"key": "gen_ai.usage.input_tokens", "value": {"intValue": tokens}},
+                               {"key": "gen_ai.usage.cost", "value": {"doubleValue": 0.75}}]}
+    check_status(post(h, body_of(span("bbb19b7ec3c1b174", 40))), 200, "the span that breaches the limit")
+    r = h.request("POST", "/v1/mesh/intents", {"agent": a}, key=h.k1)
+    check_status(r, 429, "an intent of the blocked agent")
+    check_status(post(h, body_of(span("bbb19b7ec3c1b175", 2))), 200, "a span of the blocked agent")
+    check_spend(h, a, "1.5", 42, 0, 2, what="blocked agent")
+
+
+# google.rpc.Status and google.rpc.BadRequest as googleapis defines them, with the real google.protobuf.Any,
+# decoded by the protobuf library of Debian's python3-protobuf (scripts/deps.sh) and printed in their JSON form.
+# /usr/bin/python3 runs it: Debian's modules are that interpreter's, whichever python3 runs the tests.
+DECODE_STATUS = r"""
+import json, sys
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, json_format, message_factory
+F = descriptor_pb2.FieldDescriptorProto
+f = descriptor_pb2.FileDescriptorProto(name="costmesh_test/rpc.proto", package="google.rpc", syntax="proto3",
+                                       dependency=["google/protobuf/any.proto"])
+st = f.message_type.add(name="Status")
+st.field.add(name="code", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+st.field.add(name="message", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+st.field.add(name="details", number=3, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED, type_name=".google.protobuf.Any")
+br = f.message_type.add(name="BadRequest")
+fv = br.nested_type.add(name="FieldViolation")
+fv.field.add(name="field", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+fv.field.add(name="description", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+br.field.add(name="field_violations", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+             type_name=".google.rpc.BadRequest.FieldViolation")
+pool = descriptor_pool.DescriptorPool()
+pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
+pool.Add(f)
+status = message_factory.MessageFactory(pool).GetPrototype(pool.FindMessageTypeByName("google.rpc.Status"))()
+status.ParseFromString(sys.stdin.buffer.read())
+print(json.dumps(json_format.MessageToDict(status, descriptor_pool=pool)))
+"""
+
+
+def rpc_status(r):
+    """The protobuf google.rpc.Status of an error reply to a protobuf export, as JSON."""
+    check_eq(r.headers.get("content-type"), "application/x-protobuf", "Content-Type of a protobuf export's error")
+    p = subprocess.run(["/usr/bin/python3", "-c", DECODE_STATUS], input=r.body, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode == 0, "the error body is no google.rpc.Status: %s" % p.stderr.decode()[-600:])
+    return json.loads(p.stdout)
+
+
+def test_error_bodies_are_rpc_status(h):
+    """OTLP/HTTP answers an export's every 4xx and 5xx with a google.rpc.Status in the request's encoding: protobuf
+    for a protobuf export (decoded here by the protobuf library), its JSON form for a JSON one (with costmesh's
+    "error" beside it). A fault of one field carries a google.rpc.BadRequest naming it. Errors of the HTTP thread
+    (a malformed body, no key, an unsupported encoding) and of the loop thread (a key that costmeshd looks up, a 429
+    after the commit) alike."""
+    pb = "application/x-protobuf"
+    r = post(h, b"\x0a\xff\xff\xff\xff\x0f", pb)
+    check_status(r, 400, "malformed protobuf")
+    check_eq(rpc_status(r), {"code": 3, "message": "the body is not an ExportTraceServiceRequest"}, "its Status")
+    r = h.request("POST", "/v1/traces", b"", headers={"Content-Type": pb})
+    check_status(r, 401, "no key")
+    check_eq(rpc_status(r)["code"], 16, "UNAUTHENTICATED")
+    r = post(h, b"", pb, key="cmk_" + "0" * 48)
+    check_status(r, 401, "a key costmeshd looks up and does not find")
+    check_eq(rpc_status(r)["code"], 16, "UNAUTHENTICATED from the loop thread")
+    r = post(h, b"", pb, headers={"Content-Encoding": "br"})
+    check_status(r, 415, "an encoding other than gzip")
+    st = rpc_status(r)
+    want = {"code": 3, "message": st["message"], "details": [{
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "fieldViolations": [{"field": "Content-Encoding", "description": st["message"]}]}]}
+    check_eq(st, want, "a Status naming the field in a BadRequest")
+    r = post(h, "{}", headers={"Content-Encoding": "br"})
+    check_error(r, 415, "unsupported_encoding", "Content-Encoding", "the same for a JSON export")
+    check_eq({k: v for k, v in r.json.items() if k != "error"}, want, "the JSON form of the same Status")
+    check_eq(r.headers.get("content-type"), "application/json", "Content-Type of a JSON export's error")
+    h.restart_server(env={"COSTMESH_TEST_INTEROP_FAULTS": "429"})
+    try:
+        r = post(h, b"", pb)
+        check_status(r, 429, "refused after the commit")
+        check_eq(r.headers.get("retry-after"), "2", "Retry-After")
+        check_eq(rpc_status(r)["code"], 8, "RESOURCE_EXHAUSTED")
+    finally:
+        h.restart_server()
 
 
 # ---- CloudEvents: POST /api/v1/events with @openmeter/sdk (tests/otel/openmeter_ingest.mjs) ----

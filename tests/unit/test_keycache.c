@@ -20,7 +20,7 @@ static void test_cache(void)
     fill_hash(b, 2);
     memcpy(same_slot, a, sizeof same_slot);
     same_slot[31] ^= 0xff; /* same first bytes, so the same slot: must not match */
-    cm_ident who = {"key_abc", "acme", true, ""}, got;
+    cm_ident who = {"key_abc", "acme", true, "", ""}, got;
     CHECK(cm_keycache_get(c, a, 0, &got) == CM_KEYCACHE_MISS);
     cm_keycache_put(c, a, 100, &who);
     CHECK(cm_keycache_get(c, a, 500, &got) == CM_KEYCACHE_FOUND);
@@ -55,8 +55,8 @@ static void test_cache(void)
 
 static void test_permissions(void)
 {
-    cm_ident admin = {"key_1", "acme", true, ""};
-    cm_ident bound = {"key_2", "acme", false, "agent://acme/prod/bot"};
+    cm_ident admin = {"key_1", "acme", true, "", ""};
+    cm_ident bound = {"key_2", "acme", false, "agent://acme/prod/bot", ""};
     cm_apierr e;
     CHECK(cm_api_may_act_for(&admin, "agent://acme/prod/bot", "agent", &e) == CM_OK);
     CHECK(cm_api_may_act_for(&admin, "agent://globex/prod/bot", "agent", &e) != CM_OK);
