@@ -357,9 +357,12 @@ REDIS_KEYS=$(redis-cli -p "$REDIS_PORT" DBSIZE | tr -dc '0-9')
 
 # ---------------------------------------- PostgreSQL bytes per heartbeat
 
-$PSQL -c "VACUUM ANALYZE heartbeats, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+$PSQL -c "VACUUM ANALYZE heartbeats, heartbeat_ids, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+# heartbeats is partitioned: its size is the sum of its partitions'.
 read -r PG_ROWS PG_BYTES <<EOF
-$($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats), pg_total_relation_size('heartbeats')
+$($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats),
+    (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
+     WHERE inhparent = 'heartbeats'::regclass) + pg_total_relation_size('heartbeat_ids')
     + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')")
 EOF
 

@@ -33,6 +33,8 @@ typedef struct {
     int body_memory_mb;        /* request bodies buffered across all connections */
     int key_cache_ms;          /* how long a key lookup is trusted */
     int rollup_ms;             /* between two moves of the rollup watermark */
+    int retention_days;        /* of raw heartbeats; 0 keeps them all */
+    int retention_check_ms;    /* between two partition maintenance runs */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
     char openapi_file[512];    /* served at /openapi.yaml */

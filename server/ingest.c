@@ -25,7 +25,9 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
                "a group commit could overflow a capped total");
 
 /* The one statement of a group commit (data-modifying CTEs always run to
- * completion, referenced or not). Lock order is fixed by the ORDER BY
+ * completion, referenced or not). A row is new when its id is (heartbeat_ids
+ * is the 7-day dedupe, schema/012_partitions.sql); rows without an id always
+ * are. Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
  * kinds of rows can share one result ($22 are the distinct agents to
@@ -45,13 +47,15 @@ static const char group_sql[] =
     " $18::bigint[], $19::float8[], $20::int[]) AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
     " itotal, isucc, ifail, lat, idx)),"
+    " ids AS (INSERT INTO heartbeat_ids (address, hb_id) SELECT address, hb_id FROM input"
+    " WHERE hb_id IS NOT NULL ORDER BY 1, 2 ON CONFLICT DO NOTHING RETURNING address, hb_id),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
     " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms)"
-    " SELECT address, hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
+    " SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
     " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat"
-    " FROM input ORDER BY address, hb_id"
-    " ON CONFLICT (address, hb_id) WHERE hb_id IS NOT NULL DO NOTHING"
+    " FROM input i LEFT JOIN ids ON ids.address = i.address AND ids.hb_id = i.hb_id"
+    " WHERE i.hb_id IS NULL OR ids.hb_id IS NOT NULL"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
     " llm_calls, tool_calls, intents_total, intents_succeeded, intents_failed),"
     " roll AS (INSERT INTO rollup_agent AS r (address, grain, bucket, cost_nanos, tokens_in,"
@@ -78,7 +82,7 @@ static const char group_sql[] =
     " RETURNING 1),"
     " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
     " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
-    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ins WHERE ins.address = i.address AND ins.hb_id = i.hb_id)"
+    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.address = i.address AND ids.hb_id = i.hb_id)"
     " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
     " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
