@@ -17,12 +17,12 @@ from test_e_policies import agent_view, away_from_boundary, put_policy, register
 RETRYABLE = (502, 503, 504)  # the balancer found no replica, or one was stopping or lost its store
 
 
-def send_until_accepted(view, body, key, deadline):
+def send_until_accepted(view, body, key, deadline, abandon=None):
     """POSTs a heartbeat batch through the balancer until 202, resending the very same body (same ids,
-    so a batch that committed before its answer was lost counts once) after no answer or a 502/503/504.
-    Returns (the 202, how many tries it took)."""
+    so a batch that committed before its answer was lost counts once) after no answer or a 502/503/504,
+    unless the event abandon is set. Returns (the 202, how many tries it took)."""
     tries = 0
-    while True:
+    while abandon is None or not abandon.is_set():
         tries += 1
         try:
             r = view.request("POST", "/v1/mesh/heartbeat", body, key=key, timeout=40)
@@ -35,11 +35,13 @@ def send_until_accepted(view, body, key, deadline):
         if time.time() > deadline:
             raise TestFailure("a batch was not accepted within the test's time (%d tries)" % tries)
         time.sleep(0.05)
+    raise TestFailure("abandoned: the test failed elsewhere")
 
 
 class Load:
     """writers threads, each sending batches of `size` heartbeats of its own agent through the balancer
-    until stopped, retrying as a client should. .acked counts the batches answered 202."""
+    until stopped, retrying as a client should. .acked counts the batches answered 202. A with block
+    starts them, and abandons them if it fails, so none outlives its test."""
 
     def __init__(self, h, view, writers, size, tag):
         self.h, self.view, self.size = h, view, size
@@ -50,6 +52,7 @@ class Load:
         self.errors = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.abandon = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(w, a), daemon=True)
                         for w, a in enumerate(self.agents)]
 
@@ -61,7 +64,7 @@ class Load:
                 # Costs with all nine decimals: a heartbeat counted twice or lost changes the sum.
                 items = [(hb_id(), "0.%09d" % (1 + (w * 7919 + b * 131 + i * 17) % 999999)) for i in range(self.size)]
                 body = batch([hb_obj(agent, c, i) for i, c in items])
-                r, tries = send_until_accepted(self.view, body, self.h.k1, deadline)
+                r, tries = send_until_accepted(self.view, body, self.h.k1, deadline, self.abandon)
                 j = r.json
                 if not isinstance(j, dict) or j.get("accepted", 0) + j.get("duplicates", 0) != len(items):
                     raise TestFailure("a 202 that does not account for its batch: %.300s" % r.text)
@@ -74,9 +77,15 @@ class Load:
             with self.lock:
                 self.errors.append(e)
 
-    def start(self):
+    def __enter__(self):
         for t in self.threads:
             t.start()
+        return self
+
+    def __exit__(self, kind, value, tb):
+        self.abandon.set()
+        for t in self.threads:
+            t.join(30)
 
     def wait_acked(self, n, secs):
         deadline = time.time() + secs
@@ -113,7 +122,6 @@ def test_ingest_and_admission_exact_across_replicas(h):
         limited = new_agent(tag="repl-adm")
         register(lb.view, limited)
         put_policy(lb.view, limited, {"max_intents_per_day": 11, "action_on_breach": "block"})
-        load = Load(h, lb.view, 6, 20, "repl-hb")
         outcomes = []
 
         def intents():
@@ -123,13 +131,13 @@ def test_ingest_and_admission_exact_across_replicas(h):
                 outcomes.append(r.status)
 
         its = [threading.Thread(target=intents, daemon=True) for _ in range(6)]
-        load.start()
-        for t in its:
-            t.start()
-        for t in its:
-            t.join(120)
-        load.wait_acked(60, 60)
-        load.stop()
+        with Load(h, lb.view, 6, 20, "repl-hb") as load:
+            for t in its:
+                t.start()
+            for t in its:
+                t.join(120)
+            load.wait_acked(60, 60)
+            load.stop()
         check_eq((outcomes.count(201), outcomes.count(429), len(outcomes)), (11, 37, 48),
                  "(201, 429, all) of 48 intents through three replicas, limit 11")
         check_eq(agent_view(h, limited)["today"]["intents"], 11, "today.intents of the limited agent")
@@ -145,14 +153,13 @@ def test_replica_killed_mid_load(h):
     every batch is acknowledged in the end, nothing acknowledged is lost and nothing is counted twice."""
     away_from_boundary(86400, 120)
     with behind_nginx(h, 3) as (reps, lb):
-        load = Load(h, lb.view, 6, 10, "repl-kill")
-        load.start()
-        load.wait_acked(60, 90)
-        victim = reps[1]
-        before = served(victim, "heartbeat")
-        victim.kill9()
-        load.wait_acked(load.acked + 150, 90)
-        load.stop()
+        with Load(h, lb.view, 6, 10, "repl-kill") as load:
+            load.wait_acked(60, 90)
+            victim = reps[1]
+            before = served(victim, "heartbeat")
+            victim.kill9()
+            load.wait_acked(load.acked + 150, 90)
+            load.stop()
         check(before > 0, "the killed replica had served no heartbeat before the kill")
         # A client's retry of a batch that did commit counts nothing (what a retry after a lost 202 does).
         a = load.agents[0]
@@ -250,20 +257,20 @@ def test_rolling_restart_with_a_migration(h):
     away_from_boundary(86400, 120)
     try:
         with behind_nginx(h, 2) as (reps, lb):
-            load = Load(h, lb.view, 4, 10, "repl-roll")
-            load.start()
-            load.wait_acked(20, 60)
-            # Expand: a column with a default and an index built without blocking writers, as the first
-            # replica of a new release would apply them while the old ones still write.
-            h.psql("ALTER TABLE agents ADD COLUMN IF NOT EXISTS test_release_note text NOT NULL DEFAULT ''")
-            h.psql("CREATE INDEX CONCURRENTLY IF NOT EXISTS agents_test_release_note ON agents (test_release_note)")
-            for i, s in enumerate(reps):
-                problems = s.stop()
-                check(not problems, "replica %d stop under load: %s" % (i, "; ".join(problems)))
-                mark = load.acked
-                s.start()
-                load.wait_acked(mark + 20, 60)
-            load.stop()
+            with Load(h, lb.view, 4, 10, "repl-roll") as load:
+                load.wait_acked(20, 60)
+                # Expand: a column with a default and an index built without blocking writers, as the
+                # first replica of a new release would apply them while the old ones still write.
+                h.psql("ALTER TABLE agents ADD COLUMN IF NOT EXISTS test_release_note text NOT NULL DEFAULT ''")
+                h.psql("CREATE INDEX CONCURRENTLY IF NOT EXISTS agents_test_release_note"
+                       " ON agents (test_release_note)")
+                for i, s in enumerate(reps):
+                    problems = s.stop()
+                    check(not problems, "replica %d stop under load: %s" % (i, "; ".join(problems)))
+                    mark = load.acked
+                    s.start()
+                    load.wait_acked(mark + 20, 60)
+                load.stop()
             load.check_exact("after a rolling restart (%d batches needed a retry)" % load.retried)
     finally:
         h.psql("DROP INDEX IF EXISTS agents_test_release_note")
