@@ -85,10 +85,11 @@ def test_dedupe_ids_kept_eight_days(h):
     recent, old = hb_id(), hb_id()
     accepted(h.hb(hb_obj(a, "1", recent)), 1, 0, "first")
     accepted(h.hb(hb_obj(a, "1", old)), 1, 0, "first")
-    h.psql("UPDATE heartbeat_ids SET received_at = now() - interval '6 days 23 hours' WHERE hb_id = '%s'" % recent)
-    h.psql("UPDATE heartbeat_ids SET received_at = now() - interval '8 days 1 minute' WHERE hb_id = '%s'" % old)
+    age = "UPDATE heartbeat_ids SET received_at = now() - interval '%s' WHERE key = cm_hb_key('%s', '%s')"
+    h.psql(age % ("6 days 23 hours", a, recent))
+    h.psql(age % ("8 days 1 minute", a, old))
     wait_for("ids older than 8 days pruned",
-             lambda: h.psql("SELECT count(*) FROM heartbeat_ids WHERE hb_id = '%s'" % old) == "0")
+             lambda: h.psql("SELECT count(*) FROM heartbeat_ids WHERE key = cm_hb_key('%s', '%s')" % (a, old)) == "0")
     accepted(h.hb(hb_obj(a, "1", recent)), 0, 1, "an id of 7 days ago is still a duplicate")
     # Past the dedupe window an id is new again (the promise is 7 days).
     accepted(h.hb(hb_obj(a, "1", old)), 1, 0, "an id of 8 days ago")
