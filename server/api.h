@@ -92,6 +92,10 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
  * cannot be queued, frees the call, fills e and returns CM_ESTORE. */
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
                  cm_apierr *e);
+/* As cm_api_query, for a statement that clients poll: prepared once per
+ * connection (cm_pg_query_prepared: sql must have static storage). */
+int cm_api_query_prepared(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
+                          cm_apierr *e);
 /* The common start of a statement's callback: frees the call and returns
  * its job; or, when the statement failed, answers 503 and returns NULL. */
 cm_job *cm_api_take(void *call, int rc);

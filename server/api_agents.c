@@ -216,6 +216,26 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_api_reply(j, 200, &b);
 }
 
+static const char spend_sql[] =
+    "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
+    " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
+    " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
+    " FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket >= to_timestamp($2::bigint)"
+    " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " b AS (SELECT s, coalesce(r.cost, 0) AS cost, coalesce(r.tin, 0) AS tin, coalesce(r.tout, 0) AS tout,"
+    " coalesce(r.calls, 0) AS calls, coalesce(r.tools, 0) AS tools, coalesce(r.hb, 0) AS hb,"
+    " coalesce(r.tcached, 0) AS tcached"
+    " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
+    " LEFT JOIN r ON r.k = (s - $2::bigint) / $4::bigint)"
+    " SELECT s::text, cost::text, tin::text, tout::text, calls::text, tools::text, hb::text,"
+    " (SELECT count(*) FROM agents WHERE address = $1)::text,"
+    " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
+    " AND admitted_at < to_timestamp($3::bigint))::text,"
+    " (sum(cost) OVER ())::text, (sum(tin) OVER ())::text, (sum(tout) OVER ())::text,"
+    " (sum(calls) OVER ())::text, (sum(tools) OVER ())::text, (sum(hb) OVER ())::text,"
+    " (sum(tcached) OVER ())::text"
+    " FROM b ORDER BY s";
+
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_agent *q = &j->req.spend_agent;
@@ -230,25 +250,10 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     snprintf(steps, sizeof steps, "%lld", (long long)step);
     const char *params[] = {q->address, from, to, steps};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
-     * session's time zone. */
-    return cm_api_query(c,
-                        "WITH b AS (SELECT s, coalesce(sum(r.cost_nanos), 0) AS cost, coalesce(sum(r.tokens_in), 0) AS tin,"
-                        " coalesce(sum(r.tokens_out), 0) AS tout, coalesce(sum(r.llm_calls), 0) AS calls,"
-                        " coalesce(sum(r.tool_calls), 0) AS tools, coalesce(sum(r.heartbeats), 0) AS hb,"
-                        " coalesce(sum(r.tokens_cached), 0) AS tcached"
-                        " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
-                        " LEFT JOIN rollup_agent r ON r.address = $1 AND r.grain = 'h'"
-                        " AND r.bucket >= to_timestamp(s) AND r.bucket < to_timestamp(s + $4::bigint)"
-                        " GROUP BY s)"
-                        " SELECT s::text, cost::text, tin::text, tout::text, calls::text, tools::text, hb::text,"
-                        " (SELECT count(*) FROM agents WHERE address = $1)::text,"
-                        " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-                        " AND admitted_at < to_timestamp($3::bigint))::text,"
-                        " (sum(cost) OVER ())::text, (sum(tin) OVER ())::text, (sum(tout) OVER ())::text,"
-                        " (sum(calls) OVER ())::text, (sum(tools) OVER ())::text, (sum(hb) OVER ())::text,"
-                        " (sum(tcached) OVER ())::text"
-                        " FROM b ORDER BY s",
-                        4, params, on_spend, e);
+     * session's time zone. One range scan of the agent's hours, summed per
+     * bucket, then joined to the series so that empty buckets show; a
+     * polled statement, so prepared. */
+    return cm_api_query_prepared(c, spend_sql, 4, params, on_spend, e);
 }
 
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
