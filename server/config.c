@@ -2,6 +2,7 @@
 #include "address.h"
 #include "error.h"
 #include "log.h"
+#include "money.h"
 #include "routes.h"
 #include "version.h"
 
@@ -39,6 +40,7 @@ static const option options[] = {
     {"body-timeout", "10", "seconds from a request's headers to the end of its body: past it the connection is closed"},
     {"body-memory-mb", "32", "MiB of request bodies buffered across all connections: past it an upload gets 503"},
     {"metrics-token", "", "when set, /metrics needs Authorization: Bearer with this token (else it is open)"},
+    {"price-tolerance-pct", "1", "percent of the rate card's price a client's cost_usd may differ by before it counts as a discrepancy"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -129,6 +131,7 @@ static int apply(cm_config *c, int i, const char *v)
     case 19: return parse_int(v, 1, 3600, &c->body_timeout_s);
     case 20: return parse_int(v, 1, 65536, &c->body_memory_mb);
     case 21: return copy_str(c->metrics_token, sizeof c->metrics_token, v);
+    case 22: return cm_money_parse(v, strlen(v), &c->price_tolerance);
     }
     return CM_EINVAL;
 }
