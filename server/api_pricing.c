@@ -82,6 +82,7 @@ static int price(cm_api *api, cm_job *j, const cm_ratecard_set *cards, const cha
                        : cm_apierr_set(e, 400, "invalid_field", f,
                                        "%s must include the cached and cache-write tokens", f);
         }
+        h->priced = true;
         priced++;
         if (!h->has_cost) {
             h->cost_nanos = h->priced_nanos;

@@ -284,7 +284,6 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     char p[128];
     memset(hb, 0, sizeof *hb);
     hb->ts = now;
-    hb->priced_nanos = -1;
     if (!json_object_is_type(o, json_type_object))
         return cm_apierr_set(e, 400, "invalid_field", *prefix ? prefix : NULL,
                              "%s must be a JSON object", *prefix ? prefix : "body");

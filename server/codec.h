@@ -69,7 +69,8 @@ typedef struct {
     int64_t ts; /* Unix seconds; arrival time when the body had none */
     int64_t cost_nanos;
     bool has_cost; /* the client sent cost_usd (else the rate card prices it) */
-    int64_t priced_nanos; /* the server's rating by the org's card; -1 when none priced it */
+    bool priced;          /* a rate card of the org priced it (api_pricing.c): */
+    int64_t priced_nanos; /* the server's own rating, whatever the client sent */
     /* tokens_cached and tokens_cache_write are part of tokens_in. */
     int64_t tokens_in, tokens_out, tokens_cached, tokens_cache_write, llm_calls, tool_calls;
     int64_t intents_total, intents_succeeded, intents_failed;

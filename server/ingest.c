@@ -257,7 +257,7 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
     case 20: cm_buf_add_pg_text(b, h->model); break;
     case 21: cm_buf_addf(b, "%lld", (long long)h->tokens_cache_write); break;
     case 22:
-        if (h->priced_nanos >= 0) cm_buf_addf(b, "%lld", (long long)h->priced_nanos);
+        if (h->priced) cm_buf_addf(b, "%lld", (long long)h->priced_nanos);
         else cm_buf_adds(b, "NULL");
         break;
     }
