@@ -5,13 +5,16 @@ rounding at the 9th decimal), the client's own figure kept and a discrepancy cou
 counted as unpriced, and a change of card heard by a second replica."""
 
 import json
+import os
+import tempfile
 import time
 import urllib.parse
 import uuid
 from decimal import Decimal
 
-from harness import (PortView, Server, accepted, batch, check, check_eq, check_error, check_status, enc, free_port,
+from harness import (REPO, PortView, Server, accepted, batch, check, check_eq, check_error, check_status, enc, free_port,
                      hb_id, hb_obj, hour_start, iso, new_agent, read_metrics)
+from test_g_ctl import ctl, fails, ok
 
 
 def model(tag):
@@ -275,3 +278,56 @@ def test_card_change_heard_by_another_replica(h):
     finally:
         problems = second.stop()
     check(not problems, "second replica: %s" % problems)
+
+
+def test_ctl_pricing_set_list_and_the_starter_file(h):
+    """costmeshctl pricing set --file loads pricing/starter.json (each card accepted by the server; loading it
+    again changes nothing), pricing set adds one version, pricing list shows them, and heartbeat --model is
+    priced by them. The starter's model names get a unique suffix here: the org's cards are shared by every
+    test, and another test's spans name gpt-4o without a cost."""
+    tag = "-t" + uuid.uuid4().hex[:8]
+    with open(os.path.join(REPO, "pricing", "starter.json"), encoding="utf-8") as f:
+        starter = json.load(f, parse_float=Decimal)
+    check(len(starter["cards"]) >= 5, "the starter file has cards")
+    for c in starter["cards"]:
+        c["model"] += tag
+    # The file's text with the names changed, so its numbers go out exactly as written.
+    with open(os.path.join(REPO, "pricing", "starter.json"), encoding="utf-8") as f:
+        text = f.read()
+    for c in starter["cards"]:
+        text = text.replace('"model": "%s"' % c["model"][:-len(tag)], '"model": "%s"' % c["model"])
+    fd, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    try:
+        r = ok(ctl(h, "pricing", "set", "--file", path), "load the starter file")
+        check_eq(r.out.count(" added"), len(starter["cards"]), "every starter card added: %r" % r.out)
+        r = ok(ctl(h, "pricing", "set", "--file", path), "load it again")
+        check_eq(r.out.count("unchanged"), len(starter["cards"]), "nothing changes the second time: %r" % r.out)
+    finally:
+        os.unlink(path)
+    first = starter["cards"][0]
+    r = ok(ctl(h, "pricing", "list", first["model"], "--json"), "list one model")
+    v = json.loads(r.out, parse_float=Decimal)["versions"][0]
+    for k in ("input_per_million_usd", "output_per_million_usd", "cached_input_per_million_usd",
+              "cache_write_per_million_usd"):
+        check_eq(Decimal(v[k]), Decimal(first[k]), "the starter's %s as loaded" % k)
+
+    m = model("ctl")
+    H = hour_start(time.time()) - 3600
+    r = ok(ctl(h, "pricing", "set", m, "--input", "0.5", "--output", "1.5", "--cached-input", "0.05", "--from", iso(H)),
+           "set one version")
+    check("added" in r.out, "set says added: %r" % r.out)
+    r = ok(ctl(h, "pricing", "list"), "list every card")
+    rows = [line.split() for line in r.out.splitlines()]
+    check_eq(rows[0], ["MODEL", "EFFECTIVE_FROM", "INPUT", "OUTPUT", "CACHED_INPUT", "CACHE_WRITE", "IN_FORCE"],
+             "the table's header")
+    check([m, iso(H), "0.5", "1.5", "0.05", "0.5", "yes"] in rows, "the version in the table: %r" % r.out)
+    fails(ctl(h, "pricing", "set", m, "--input", "-1", "--output", "1", "--from", iso(H + 60)), 1,
+          "input_per_million_usd", "a negative price")
+    fails(ctl(h, "pricing", "set", m, "--output", "1"), 2, "--input and --output are required", "no input price")
+    a = new_agent(tag="ctl-price")
+    ok(ctl(h, "heartbeat", a, "--model", m, "--tokens-in", "2000", "--tokens-cached", "1000", "--tokens-out", "1000",
+           "--id", "ctl-priced"), "heartbeat --model")
+    # 1000 fresh x 0.5 + 1000 cached x 0.05 + 1000 out x 1.5 = 2050 micro-dollars.
+    check_eq(nanos_of(h, a)["ctl-priced"], (2050000, 2050000), "the CLI's heartbeat priced by the card")
