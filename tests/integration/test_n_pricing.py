@@ -6,6 +6,7 @@ counted as unpriced, and a change of card heard by a second replica."""
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 import urllib.parse
@@ -331,3 +332,31 @@ def test_ctl_pricing_set_list_and_the_starter_file(h):
            "--id", "ctl-priced"), "heartbeat --model")
     # 1000 fresh x 0.5 + 1000 cached x 0.05 + 1000 out x 1.5 = 2050 micro-dollars.
     check_eq(nanos_of(h, a)["ctl-priced"], (2050000, 2050000), "the CLI's heartbeat priced by the card")
+
+
+def test_readme_rate_card_example_works(h):
+    """The README's rate card block, run as printed (its agent in this test's org): the PUT answers 201, the
+    heartbeat is priced at the 0.00174 USD the README computes, and the GET shows the version in force."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    marker = "<!-- test_n_pricing runs this -->\n```sh\n"
+    check(marker in readme, "the README has no block marked for this test")
+    block = readme.split(marker, 1)[1].split("```", 1)[0]
+    a = new_agent(tag="readme-price")
+    script = block.replace("agent://default/production/research-agent", a)
+    check(script != block, "the block names the example agent")
+    env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
+    p = subprocess.run(["sh", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode == 0, "the block: exit %d: %s" % (p.returncode, p.stderr.decode()))
+    dec = json.JSONDecoder(parse_float=Decimal)
+    out, i, text = [], 0, p.stdout.decode()
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        v, i = dec.raw_decode(text, i)
+        out.append(v)
+    check_eq(len(out), 3, "three replies: %r" % text)
+    check_eq(out[0]["version"]["cache_write_per_million_usd"], Decimal("0.15"), "the PUT's reply")
+    check_eq(out[1]["agents"][a]["cost_today_usd"], Decimal("0.00174"), "the heartbeat priced as the README says")
+    check_eq(out[2]["versions"][-1]["in_force"], True, "the GET's version is in force")
