@@ -360,3 +360,24 @@ def test_readme_rate_card_example_works(h):
     check_eq(out[0]["version"]["cache_write_per_million_usd"], Decimal("0.15"), "the PUT's reply")
     check_eq(out[1]["agents"][a]["cost_today_usd"], Decimal("0.00174"), "the heartbeat priced as the README says")
     check_eq(out[2]["versions"][-1]["in_force"], True, "the GET's version is in force")
+
+
+def test_sdk_reports_priced_by_the_card(h):
+    """The C SDK: cm_report with a model and CM_COST_BY_RATE_CARD sends no cost_usd, and the server prices it;
+    the same model's report with a cost is kept apart and its cost counts."""
+    from test_f_sdk import session
+    m = model("sdk")
+    put_card(h, m, card(hour_start(time.time()) - 3600, "2", "8", "0.5", "2.5"))
+    a = new_agent(tag="sdk-price")
+    d = session(h, a, flush_ms=60000)
+    try:
+        check_eq(d.cmd("model %s card 3000 1000 1000 500" % m)["rc"], 0, "a report left to the card")
+        check_eq(d.cmd("model %s card 3000 1000 1000 500" % m)["rc"], 0, "another, merged with it")
+        check_eq(d.cmd("model %s 0.25 10 0 0 10" % m)["rc"], 0, "a report of the same model with its own cost")
+        check_eq(d.flush(10000), 0, "flush")
+    finally:
+        d.quit()
+    rows = sorted(nanos_of(h, a).values())
+    # Twice (1000 fresh x 2 + 1000 cached x 0.5 + 1000 written x 2.5 + 500 out x 8) = 2 x 9000 micro-dollars;
+    # the other: 10 x 2 + 10 x 8 = 100 micro-dollars by the card, 0.25 USD by the client.
+    check_eq(rows, [(18000000, 18000000), (250000000, 100000)], "the SDK's heartbeats (cost, card's rating)")
