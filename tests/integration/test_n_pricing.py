@@ -16,6 +16,7 @@ from decimal import Decimal
 from harness import (REPO, PortView, Server, accepted, batch, check, check_eq, check_error, check_status, enc, free_port,
                      hb_id, hb_obj, hour_start, iso, new_agent, read_metrics)
 from test_g_ctl import ctl, fails, ok
+from test_k_readme import replies
 
 
 def model(tag):
@@ -348,15 +349,8 @@ def test_readme_rate_card_example_works(h):
     env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
     p = subprocess.run(["sh", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     check(p.returncode == 0, "the block: exit %d: %s" % (p.returncode, p.stderr.decode()))
-    dec = json.JSONDecoder(parse_float=Decimal)
-    out, i, text = [], 0, p.stdout.decode()
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        v, i = dec.raw_decode(text, i)
-        out.append(v)
-    check_eq(len(out), 3, "three replies: %r" % text)
+    out = replies(p.stdout.decode())
+    check_eq(len(out), 3, "three replies: %r" % out)
     check_eq(out[0]["version"]["cache_write_per_million_usd"], Decimal("0.15"), "the PUT's reply")
     check_eq(out[1]["agents"][a]["cost_today_usd"], Decimal("0.00174"), "the heartbeat priced as the README says")
     check_eq(out[2]["versions"][-1]["in_force"], True, "the GET's version is in force")

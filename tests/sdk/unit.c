@@ -343,24 +343,10 @@ static void test_encode(void)
     cm__encode_batch(&t, &cur, NULL, &ids, 2, &b, &nhb, &cost);
     CHECK(nhb == 1 && cur.entry == 1 && cost == 500000000000000LL);
 
-    /* Intents body. */
-    cm__encode_intent("agent://o/e/n", "i-1", &b);
-    CHECK_EQ_S(b.p, "{\"agent\":\"agent://o/e/n\",\"intent_id\":\"i-1\"}");
-    cm__encode_intent(NULL, NULL, &b);
-    CHECK_EQ_S(b.p, "{}");
-    cm__buf_free(&b);
-    cm__table_free(&t);
-}
-
-/* ------------------------------------------------------------------ replies */
-
-/* Reports of one intent merge per model and per pricing: a model's calls
- * with a cost, the same model's left to the rate card (no cost_usd sent),
- * another model's, and the intent's without a model are four heartbeats. */
-static void test_encode_models(void)
-{
-    cm__table t;
-    cm__table_init(&t, 8);
+    /* Reports of one intent merge per model and per pricing: a model's calls
+     * with a cost, the same model's left to the rate card (no cost_usd sent),
+     * another model's, and the intent's without a model are four heartbeats. */
+    cm__table_clear(&t);
     cm__delta own = {.cost_nanos = 5, .tokens_in = 10, .model = "m-1", .mlen = 3};
     cm__delta card = {.tokens_in = 100, .tokens_out = 7, .llm_calls = 1, .tokens_cached = 40,
                       .tokens_cache_write = 10, .model = "m-1", .mlen = 3, .by_card = true};
@@ -374,12 +360,8 @@ static void test_encode_models(void)
     CHECK_EQ_I(cm__table_merge(&t, "i", 1, h, &none), CM_OK);
     CHECK_EQ_I(t.n, 4);
     CHECK_EQ_I(cm__table_find(&t, "i", 1)->cost_nanos, 1);
-    cm__buf b;
-    cm__buf_init(&b);
-    cm__ids ids = {"p", 1};
-    cm__cursor cur = {0, 0};
-    int nhb;
-    int64_t cost;
+    cur = (cm__cursor){0, 0};
+    ids.next = 1;
     CHECK_EQ_I(cm__encode_batch(&t, &cur, NULL, &ids, 500, &b, &nhb, &cost), CM_OK);
     CHECK_EQ_S(b.p, "{\"heartbeats\":["
                     "{\"id\":\"cm-p-1\",\"intent_id\":\"i\",\"model\":\"m-1\",\"metrics\":{\"cost_usd\":0.000000005,"
@@ -392,9 +374,17 @@ static void test_encode_models(void)
                     "\"tokens_out\":0,\"llm_calls\":0}}]}");
     CHECK_EQ_I(nhb, 4);
     CHECK_EQ_I(cost, 6);
+
+    /* Intents body. */
+    cm__encode_intent("agent://o/e/n", "i-1", &b);
+    CHECK_EQ_S(b.p, "{\"agent\":\"agent://o/e/n\",\"intent_id\":\"i-1\"}");
+    cm__encode_intent(NULL, NULL, &b);
+    CHECK_EQ_S(b.p, "{}");
     cm__buf_free(&b);
     cm__table_free(&t);
 }
+
+/* ------------------------------------------------------------------ replies */
 
 static void test_replies(void)
 {
@@ -900,7 +890,6 @@ int main(void)
     test_backoff();
     test_table();
     test_encode();
-    test_encode_models();
     test_replies();
     test_api_args();
     test_unreachable();
