@@ -16,7 +16,7 @@
 
 FUZZ_SECONDS ?= 20
 FUZZ_CC := clang
-FUZZ_TARGETS := heartbeats money address policy
+FUZZ_TARGETS := heartbeats money address policy price
 FUZZ_DIR = $(BUILD)/fuzz
 # The pure modules: no Redis, PostgreSQL or HTTP library needed.
 FUZZ_LIB_SRC := server/error.c server/money.c server/timeutil.c server/address.c \
