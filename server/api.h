@@ -16,6 +16,7 @@
 #include "keycache.h"
 #include "notify.h"
 #include "pg.h"
+#include "ratecards.h"
 #include "hot.h"
 
 #include <stdbool.h>
@@ -32,6 +33,10 @@ typedef struct {
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
+    cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
+    /* A client's cost may differ from the card's by this percent of the
+     * card's before it counts as a discrepancy; nano-percent (1% = 1e9). */
+    int64_t price_tolerance;
     /* Test hook (COSTMESH_TEST_INTEROP_FAULTS, "" in production): statuses,
      * comma-separated, each answered once, in order, to an OTLP or
      * CloudEvents request instead of its success, after its commit: what

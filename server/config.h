@@ -41,6 +41,7 @@ typedef struct {
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
     char interop_env[64];      /* ENV of agents named by OTLP spans and CloudEvents */
     char interop_faults[64];   /* test hook (api.h cm_api), "" in production */
+    int64_t price_tolerance;   /* nano-percent (api.h cm_api) */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

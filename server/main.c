@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
-                      .interop_faults = cfg.interop_faults};
+                      .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");

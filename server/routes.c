@@ -43,6 +43,9 @@ static const route_def defs[] = {
     {CM_R_METERS, "GET", "/v1/mesh/meters", "meters"},
     {CM_R_METER, "PUT", "/v1/mesh/meters/*", "meter"},
     {CM_R_METER, "DELETE", "/v1/mesh/meters/*", "meter"},
+    {CM_R_PRICES, "GET", "/v1/mesh/pricing/models", "pricing"},
+    {CM_R_PRICE, "PUT", "/v1/mesh/pricing/models/*", "price"},
+    {CM_R_PRICE, "GET", "/v1/mesh/pricing/models/*", "price"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 
