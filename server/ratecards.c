@@ -112,6 +112,7 @@ static entry *find(cm_ratecards *c, const char *org)
 static int set_build(const cm_pgres *res, cm_ratecard_set *s)
 {
     int rows = cm_pgres_rows(res);
+    if (rows < 0) rows = 0;
     size_t nmodels = 0;
     for (int r = 0; r < rows; r++)
         if (r == 0 || strcmp(cm_pgres_get(res, r, 0), cm_pgres_get(res, r - 1, 0)) != 0) nmodels++;
