@@ -44,12 +44,12 @@ static void on_ready(void *arg)
     rebuild(h);
 }
 
-int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *pg, cm_hot **out)
+int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_hot **out)
 {
     cm_hot *h = calloc(1, sizeof *h);
     if (!h) return CM_ENOMEM;
     h->pg = pg;
-    int rc = cm_store_new(loop, host, port, db, scripts, NSCRIPTS, on_ready, h, &h->store);
+    int rc = cm_store_new(loop, where, scripts, NSCRIPTS, on_ready, h, &h->store);
     if (rc != CM_OK) {
         free(h);
         return rc;

@@ -27,9 +27,9 @@
 
 typedef struct cm_hot cm_hot;
 
-/* Connects to Redis at host:port, database db. pg is borrowed (it must
+/* Connects to Redis where it is (store.h; copied). pg is borrowed (it must
  * outlive the module): the rebuild reads it. */
-int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *pg, cm_hot **out);
+int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_hot **out);
 /* Disconnects (pending calls get CM_ESTORE); memory is freed once libuv
  * has closed the handles (run the loop after). NULL is a no-op. */
 void cm_hot_free(cm_hot *h);

@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     if (have_admin) cm_auth_bytea(admin_hash, admin_bytea);
     forget_secret(cfg.admin_key, sizeof cfg.admin_key, "COSTMESH_ADMIN_KEY");
 
-    if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
+    if (cm_store_ping(&cfg.redis, err, sizeof err) != CM_OK) return die(err);
     if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, cfg.max_agents_per_org, err,
                        sizeof err) != CM_OK)
         return die(err);
@@ -127,7 +127,7 @@ int main(int argc, char **argv)
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "intents", &a.intents_db) != CM_OK ||
-        cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.ingest_db, &a.hot) != CM_OK ||
+        cm_hot_new(&a.loop, &cfg.redis, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK ||
