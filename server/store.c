@@ -157,6 +157,33 @@ static void on_connect(const redisAsyncContext *ac, int status)
     redisAsyncCommand(s->ac, on_role, NULL, "ROLE");
 }
 
+/* hiredis 0.14's libuv adapter drops a poll error, which libuv reports
+ * (and stops watching) instead of the event when the socket has failed: a
+ * connection reset by a Redis killed mid-call then hangs with its calls
+ * unanswered, and a refused connect is never reported. These hooks replace
+ * the adapter's and let hiredis read the error, as hiredis 1.0's do. */
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    redisLibuvEvents *p = handle->data;
+    int ev = status < 0 ? p->events : events;
+    if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
+    if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
+}
+
+static void poll_events(redisLibuvEvents *p, int add, int drop)
+{
+    p->events = (p->events | add) & ~drop;
+    if (p->events)
+        uv_poll_start(&p->handle, p->events, on_poll);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void add_read(void *p) { poll_events(p, UV_READABLE, 0); }
+static void del_read(void *p) { poll_events(p, 0, UV_READABLE); }
+static void add_write(void *p) { poll_events(p, UV_WRITABLE, 0); }
+static void del_write(void *p) { poll_events(p, 0, UV_WRITABLE); }
+
 /* A new context on the loop, or NULL. */
 static redisAsyncContext *open_async(cm_store *s, const cm_store_hostport *at,
                                      void (*on_up)(const redisAsyncContext *, int),
@@ -172,6 +199,10 @@ static redisAsyncContext *open_async(cm_store *s, const cm_store_hostport *at,
         redisAsyncFree(ac);
         return NULL;
     }
+    ac->ev.addRead = add_read;
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
     redisAsyncSetConnectCallback(ac, on_up);
     redisAsyncSetDisconnectCallback(ac, on_down);
     return ac;
@@ -186,9 +217,8 @@ static void connect_server(cm_store *s)
     }
     s->ac = ac;
     s->connected = 0;
-    /* hiredis 0.14's libuv adapter drops the error of a refused
-     * non-blocking connect, so on_connect may never run: give up on the
-     * attempt after a second. */
+    /* A host that does not answer at all (gone from the network) leaves
+     * the connect pending: give up on the attempt after a second. */
     uv_timer_start(&s->retry, on_connect_timeout, 1000, 0);
 }
 
