@@ -41,6 +41,7 @@ static const option options[] = {
     {"metrics-token", "", "when set, /metrics needs Authorization: Bearer with this token (else it is open)"},
     {"redis-sentinel", "", "Sentinels host:port[,host:port...] to ask for the Redis primary (redis-url's host is then unused)"},
     {"redis-sentinel-master", "", "the name the Sentinels monitor the primary under (with redis-sentinel)"},
+    {"database-read-url", "", "PostgreSQL URI or conninfo for spend and event reads, e.g. a standby (default: database-url)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -161,6 +162,7 @@ static int apply(cm_config *c, int i, const char *v)
     case 21: return copy_str(c->metrics_token, sizeof c->metrics_token, v);
     case 22: return parse_sentinels(v, &c->redis);
     case 23: return parse_master_name(v, &c->redis);
+    case 24: return copy_str(c->database_read_url, sizeof c->database_read_url, v);
     }
     return CM_EINVAL;
 }

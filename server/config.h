@@ -18,6 +18,7 @@ typedef struct {
     int listen_port;
     cm_store_where redis;      /* redis-url, or the Sentinels and the primary's name */
     char database_url[1024];
+    char database_read_url[1024]; /* "": reads go to database_url */
     char admin_key[256]; /* empty when unset; a secret, never logged */
     char metrics_token[256]; /* empty: /metrics is open; a secret, never logged */
     char org[64];

@@ -30,6 +30,7 @@ typedef struct {
     uv_async_t stop;
     cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
+    cm_pg_pool *read_db;   /* spend and event reads, on database-read-url; NULL: api_db serves them */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
     cm_pg_pool *intents_db; /* admitted intents' group commits */
     cm_hot *hot;
@@ -51,6 +52,7 @@ static void on_stop(uv_async_t *h)
     cm_hot_free(a->hot);
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
+    cm_pg_pool_free(a->read_db);
     cm_pg_pool_free(a->listen_db);
     cm_pg_pool_free(a->intents_db);
     /* After the stores: what they had in flight fails as they close and
@@ -127,6 +129,8 @@ int main(int argc, char **argv)
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "intents", &a.intents_db) != CM_OK ||
+        (cfg.database_read_url[0] &&
+         cm_pg_pool_new(&a.loop, cfg.database_read_url, cfg.pg_readers, "read", &a.read_db) != CM_OK) ||
         cm_hot_new(&a.loop, &cfg.redis, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
@@ -134,7 +138,7 @@ int main(int argc, char **argv)
         cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
+    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
                       .interop_faults = cfg.interop_faults};

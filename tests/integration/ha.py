@@ -216,6 +216,11 @@ class PgHA:
         return "postgresql://costmesh@127.0.0.1:%d,127.0.0.1:%d/costmesh?target_session_attrs=read-write" % (
             self.primary_port, self.standby_port)
 
+    def read_url(self):
+        """For reads that may lag: the standby while there is one, else the other."""
+        return "postgresql://costmesh@127.0.0.1:%d,127.0.0.1:%d/costmesh?target_session_attrs=prefer-standby" % (
+            self.standby_port, self.primary_port)
+
     def kill9_primary(self):
         _kill9(_read_pid(os.path.join(self._data("primary"), "postmaster.pid")), also_children=True)
 
