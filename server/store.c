@@ -302,7 +302,9 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *priv)
     leave_sentinel(s, ac, 0);
     cm_store_hostport primary;
     if (read_master_addr(reply, &primary) != CM_OK) {
-        sentinel_failed(s, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no primary of that name");
+        sentinel_failed(s, !reply                              ? "disconnected"
+                           : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                              : "no primary of that name");
         return;
     }
     if (strcmp(primary.host, s->where.server.host) != 0 || primary.port != s->where.server.port) {
@@ -544,10 +546,10 @@ static redisContext *connect_blocking(const cm_store_hostport *at, const char *w
     return c;
 }
 
-/* The primary the first answering Sentinel names. */
+/* The primary the first answering Sentinel names; else the last one's
+ * failure in err. */
 static int find_primary(const cm_store_where *where, cm_store_hostport *out, char *err, size_t errsz)
 {
-    snprintf(err, errsz, "no Sentinel named a primary called %s", where->master);
     for (int i = 0; i < where->nsentinels; i++) {
         redisContext *c = connect_blocking(&where->sentinels[i], "Sentinel", err, errsz);
         if (!c) continue;
