@@ -10,13 +10,16 @@ redis-sentinel package links to), never Debian's system service.
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 from harness import PG_BIN, HarnessError, free_port
 
 _running = []  # (program, pid file) of every process started here, for atexit
+_folders = []  # folders made here outside the harness's, for atexit
 
 
 def _read_pid(path):
@@ -71,6 +74,8 @@ def _stop_by_pidfile(program, pidfile):
 def _stop_all():
     for program, pidfile in _running:
         _stop_by_pidfile(program, pidfile)
+    for d in _folders:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _run(cmd, what, timeout=60, env=None):
@@ -164,6 +169,11 @@ class PgHA:
 
     def __init__(self, root):
         self.root = root
+        if os.getuid() == 0:
+            # The costmesh user may not be able to reach the harness's folder (a private TMPDIR, as
+            # make test-tsan uses): the clusters go where it can, as scripts/services.sh does.
+            self.root = tempfile.mkdtemp(prefix="costmesh-pgha-", dir="/var/tmp")
+            _folders.append(self.root)
         self.primary_port, self.standby_port = free_port(), free_port()
         self.started = []
 
@@ -232,3 +242,5 @@ class PgHA:
             pid = _read_pid(os.path.join(self._data(node), "postmaster.pid"))
             if _alive(pid, "postgres"):
                 self._pg_ctl(node, "-m", "immediate", "-w", "stop")
+        if self.root in _folders:
+            shutil.rmtree(self.root, ignore_errors=True)
