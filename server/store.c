@@ -32,12 +32,15 @@ struct cm_store {
     cm_store_where where;  /* with Sentinels, where.server is the primary they named last */
     redisAsyncContext *ac; /* NULL while disconnected */
     redisAsyncContext *asking; /* the Sentinel being asked, NULL when none */
+    redisAsyncContext *watch;  /* subscribed to a Sentinel's +switch-master, NULL when none */
     int sentinel;          /* the Sentinel to ask first: the last one that answered */
     int asked;             /* Sentinels that failed in this round */
     const char *const *scripts; /* borrowed Lua texts */
     int nscripts;
     char (*sha)[41];       /* owned: one SHA per script */
     int loaded;            /* scripts whose SHA arrived this connection */
+    cm_store_hostport last_ready; /* the server of the last connection that became ready */
+    unsigned long generation;     /* cm_store_generation */
     _Atomic int ready;
     _Atomic size_t backlog;
     uv_timer_t retry;   /* reconnect after backoff, and connect or Sentinel timeout */
@@ -104,6 +107,10 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     memcpy(s->sha[i], reply->str, 40);
     s->sha[i][40] = '\0';
     if (++s->loaded == s->nscripts) {
+        if (strcmp(s->last_ready.host, s->where.server.host) != 0 || s->last_ready.port != s->where.server.port) {
+            s->generation++;
+            s->last_ready = s->where.server;
+        }
         atomic_store(&s->ready, 1);
         cm_backoff_reset(&s->backoff);
         cm_log(CM_LOG_INFO, "event=redis_ready");
@@ -292,6 +299,51 @@ static void on_sentinel_down(const redisAsyncContext *ac, int status)
     sentinel_failed(s, "disconnected");
 }
 
+/* ---- hearing of a failover from Sentinel ---- */
+
+/* A planned failover (SENTINEL FAILOVER, or one after a partition) leaves
+ * the old primary serving for seconds before Sentinel demotes it, and its
+ * connections open: Sentinel's announcement is the first sign. */
+static void on_switch(redisAsyncContext *ac, void *r, void *priv)
+{
+    cm_store *s = ac->data;
+    redisReply *reply = r;
+    (void)priv;
+    if (ac != s->watch || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || strcmp(reply->element[0]->str, "message") != 0 ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    /* "<name> <old host> <old port> <new host> <new port>" */
+    const char *msg = reply->element[2]->str;
+    size_t n = strlen(s->where.master);
+    if (strncmp(msg, s->where.master, n) != 0 || msg[n] != ' ') return;
+    cm_log(CM_LOG_INFO, "event=redis_switch_master message=\"%.160s\"", msg);
+    if (s->ac && s->connected) redisAsyncDisconnect(s->ac); /* and connect again, asking Sentinel */
+}
+
+static void on_watch_up(const redisAsyncContext *ac, int status)
+{
+    cm_store *s = ac->data;
+    if (ac == s->watch && status != REDIS_OK) s->watch = NULL; /* hiredis frees it */
+}
+
+static void on_watch_down(const redisAsyncContext *ac, int status)
+{
+    cm_store *s = ac->data;
+    (void)status;
+    if (ac == s->watch) s->watch = NULL;
+}
+
+/* Subscribes to the Sentinel that answered, unless already subscribed. A
+ * Sentinel lost takes its subscription along until the next connect opens
+ * one again; meanwhile a drop or READONLY still makes costmeshd follow. */
+static void watch_sentinel(cm_store *s)
+{
+    if (s->watch) return;
+    s->watch = open_async(s, &s->where.sentinels[s->sentinel], on_watch_up, on_watch_down);
+    if (s->watch) redisAsyncCommand(s->watch, on_switch, NULL, "SUBSCRIBE +switch-master");
+}
+
 static void on_master_addr(redisAsyncContext *ac, void *r, void *priv)
 {
     cm_store *s = ac->data;
@@ -314,6 +366,7 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *priv)
         s->where.server = primary;
     }
     s->asked = 0;
+    watch_sentinel(s);
     connect_server(s);
 }
 
@@ -372,11 +425,10 @@ void cm_store_free(cm_store *s)
     if (!s) return;
     s->closing = 1;
     atomic_store(&s->ready, 0);
-    if (s->asking) {
-        redisAsyncContext *ac = s->asking;
-        s->asking = NULL;
-        redisAsyncFree(ac);
-    }
+    redisAsyncContext *sentinels[] = {s->asking, s->watch};
+    s->asking = s->watch = NULL; /* their callbacks, run by the frees, then do nothing */
+    for (int i = 0; i < 2; i++)
+        if (sentinels[i]) redisAsyncFree(sentinels[i]);
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;
@@ -389,6 +441,11 @@ void cm_store_free(cm_store *s)
 bool cm_store_ready(const cm_store *s)
 {
     return s && atomic_load(&((cm_store *)s)->ready);
+}
+
+unsigned long cm_store_generation(const cm_store *s)
+{
+    return s->generation;
 }
 
 size_t cm_store_backlog(const cm_store *s)

@@ -65,6 +65,9 @@ void cm_store_free(cm_store *s);
 bool cm_store_ready(const cm_store *s);
 /* Calls in flight. */
 size_t cm_store_backlog(const cm_store *s);
+/* Counts the times the connection came up to another server than the last
+ * one (a failover): what was written before may be missing there. */
+unsigned long cm_store_generation(const cm_store *s);
 
 /* Runs scripts[script] with nkeys keys followed by the other arguments
  * (argv[0..argc), lens[i] bytes each; both copied). Returns CM_OK and later

@@ -147,6 +147,18 @@ class RedisHA:
     def kill9_primary(self):
         _kill9(_read_pid(os.path.join(self.dirs["primary"], "primary.pid")))
 
+    def restart_killed_primary(self):
+        """Starts the killed primary again (empty), and waits until Sentinel has made it a replica in sync."""
+        _run(["redis-server", os.path.join(self.dirs["primary"], "primary.conf")], "restarting redis primary")
+        _wait(lambda: "master_link_status:up" in self.cli(self.primary_port, "INFO", "replication"), 60,
+              "the old primary a replica in sync")
+
+    def switch_over(self):
+        """A planned failover (SENTINEL FAILOVER): the primary is demoted to a replica, its replica promoted."""
+        out = self.cli(self.sentinel_port, "SENTINEL", "FAILOVER", self.name)
+        if out != "OK":
+            raise HarnessError("SENTINEL FAILOVER: %s" % out)
+
     def stop(self):
         for role in ("sentinel", "replica", "primary"):
             if role in self.dirs:

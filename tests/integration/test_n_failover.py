@@ -99,6 +99,16 @@ class Load:
         return sum((Decimal(c) for b in self.batches for _, c in b), Decimal(0)), 20 * len(self.batches)
 
 
+def admitted_after(load, t, what):
+    """When the first intent sent after t was admitted (within BOUND_S)."""
+    deadline = t + BOUND_S
+    while time.time() < deadline and not any(sent > t and st == 201 for sent, _, st in load.intents):
+        time.sleep(0.05)
+    back = [answered for sent, answered, st in load.intents if sent > t and st == 201]
+    check(back, "no intent admitted within %ds of %s: %r" % (BOUND_S, what, load.intents[-5:]))
+    return back[0]
+
+
 class View(PortView):
     """PortView, with the clients these tests use bound to its own port."""
     hb = Harness.hb
@@ -143,7 +153,9 @@ def test_sentinel_settings_go_together(h):
 @timeout(180)
 def test_redis_sentinel_failover(h):
     """kill -9 of the Redis primary under load: Sentinel promotes the replica, costmeshd asks Sentinel again
-    and admission answers within BOUND_S; totals in PostgreSQL and in the new primary's mirror are exact."""
+    and admission answers within BOUND_S; then the old primary comes back as a replica and a planned
+    failover (SENTINEL FAILOVER) demotes the serving primary: admission follows again. Totals in PostgreSQL
+    and in the last primary's mirror are exact."""
     ha = RedisHA(os.path.join(h.data_dir, "redis-ha"))
     # The first Sentinel listed is not there: costmeshd asks the next one. redis-url's address is unused.
     def env(ha):
@@ -159,16 +171,24 @@ def test_redis_sentinel_failover(h):
         old = ha.primary()
         t_kill = time.time()
         ha.kill9_primary()
-        deadline = t_kill + BOUND_S
-        while time.time() < deadline and not any(sent > t_kill and st == 201 for sent, _, st in load.intents):
-            time.sleep(0.05)
-        back = [answered for sent, answered, st in load.intents if sent > t_kill and st == 201]
-        check(back, "no intent admitted within %ds of the primary's kill -9: %r" % (BOUND_S, load.intents[-5:]))
+        back = admitted_after(load, t_kill, "the primary's kill -9")
         print("    redis failover: admission answered 201 again %.1f s after kill -9 of the primary"
-              % (back[0] - t_kill), flush=True)
+              % (back - t_kill), flush=True)
+        check(ha.primary() != old, "Sentinel still names the killed primary %r" % (old,))
+        ha.restart_killed_primary()
+        t_switch = time.time()
+        ha.switch_over()
+        while time.time() < t_switch + BOUND_S and ha.primary() != old:
+            time.sleep(0.05)
+        check(ha.primary() == old, "%ds after SENTINEL FAILOVER, Sentinel names %r, not the first primary %r"
+              % (BOUND_S, ha.primary(), old))
+        # From here the primary costmeshd was using is a replica: only a costmeshd that followed admits.
+        t_switched = time.time()
+        back = admitted_after(load, t_switched, "the switchover")
+        print("    redis switchover: Sentinel named the new primary %.1f s after SENTINEL FAILOVER, admission "
+              "answered 201 there %.1f s later" % (t_switched - t_switch, back - t_switched), flush=True)
         time.sleep(1)
         load.stop()
-        check(ha.primary() != old, "Sentinel still names the killed primary %r" % (old,))
         bad = {st for _, _, st in load.intents if st not in (201, 503)}
         check(not bad, "intent answers other than 201 or 503 around the failover: %r" % bad)
         bad = {st for _, _, st in load.answers if st != 202}
