@@ -85,6 +85,11 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "# TYPE costmesh_cloudevents_ignored_total counter\n"
                 "costmesh_cloudevents_ignored_total %llu\n",
                 cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS));
+    unsigned long servers = cm_store_generation(cm_hot_store(d->hot)); /* the first, then one per failover */
+    cm_buf_addf(out,
+                "# TYPE costmesh_redis_primary_changes_total counter\n"
+                "costmesh_redis_primary_changes_total %lu\n",
+                servers > 1 ? servers - 1 : 0);
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

@@ -40,7 +40,7 @@ struct cm_store {
     char (*sha)[41];       /* owned: one SHA per script */
     int loaded;            /* scripts whose SHA arrived this connection */
     cm_store_hostport last_ready; /* the server of the last connection that became ready */
-    unsigned long generation;     /* cm_store_generation */
+    _Atomic unsigned long generation; /* cm_store_generation */
     _Atomic int ready;
     _Atomic size_t backlog;
     uv_timer_t retry;   /* reconnect after backoff, and connect or Sentinel timeout */
@@ -108,7 +108,7 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     s->sha[i][40] = '\0';
     if (++s->loaded == s->nscripts) {
         if (strcmp(s->last_ready.host, s->where.server.host) != 0 || s->last_ready.port != s->where.server.port) {
-            s->generation++;
+            atomic_fetch_add(&s->generation, 1);
             s->last_ready = s->where.server;
         }
         atomic_store(&s->ready, 1);
@@ -445,7 +445,7 @@ bool cm_store_ready(const cm_store *s)
 
 unsigned long cm_store_generation(const cm_store *s)
 {
-    return s->generation;
+    return atomic_load(&((cm_store *)s)->generation);
 }
 
 size_t cm_store_backlog(const cm_store *s)

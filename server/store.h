@@ -66,7 +66,8 @@ bool cm_store_ready(const cm_store *s);
 /* Calls in flight. */
 size_t cm_store_backlog(const cm_store *s);
 /* Counts the times the connection came up to another server than the last
- * one (a failover): what was written before may be missing there. */
+ * one (the first connection, then each failover): what was written before
+ * may be missing there. Safe from any thread. */
 unsigned long cm_store_generation(const cm_store *s);
 
 /* Runs scripts[script] with nkeys keys followed by the other arguments

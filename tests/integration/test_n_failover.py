@@ -11,7 +11,7 @@ import uuid
 from decimal import Decimal
 
 from harness import (Harness, PortView, Server, batch, check, check_eq, dec, day_start, free_port, hb_id,
-                     hb_obj, new_agent, timeout, ConnError)
+                     hb_obj, new_agent, read_metrics, timeout, ConnError)
 from ha import PgHA, RedisHA
 from test_e_policies import intent, put_policy
 
@@ -189,6 +189,8 @@ def test_redis_sentinel_failover(h):
               "answered 201 there %.1f s later" % (t_switched - t_switch, back - t_switched), flush=True)
         time.sleep(1)
         load.stop()
+        check_eq(read_metrics(view).get("costmesh_redis_primary_changes_total"), 2,
+                 "/metrics after a failover and a switchover")
         bad = {st for _, _, st in load.intents if st not in (201, 503)}
         check(not bad, "intent answers other than 201 or 503 around the failover: %r" % bad)
         bad = {st for _, _, st in load.answers if st != 202}
