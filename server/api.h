@@ -26,6 +26,7 @@
 typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
+    cm_pg_pool *read_db;   /* spend and event reads, which may lag: a standby's pool (database-read-url), or db */
     cm_ingest *ingest;
     cm_intent_log *intents; /* admitted intents, group-committed */
     cm_hot *hot;
@@ -97,10 +98,11 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
  * cannot be queued, frees the call, fills e and returns CM_ESTORE. */
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
                  cm_apierr *e);
-/* As cm_api_query, for a statement that clients poll: prepared once per
- * connection (cm_pg_query_prepared: sql must have static storage). */
-int cm_api_query_prepared(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
-                          cm_apierr *e);
+/* As cm_api_query, on the read pool: for a read that may be a little
+ * behind the last commits (docs/operations.md says by how much). Clients
+ * poll these, so each is prepared once per connection
+ * (cm_pg_query_prepared: sql must have static storage). */
+int cm_api_read(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb, cm_apierr *e);
 /* The common start of a statement's callback: frees the call and returns
  * its job; or, when the statement failed, answers 503 and returns NULL. */
 cm_job *cm_api_take(void *call, int rc);

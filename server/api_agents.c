@@ -252,8 +252,8 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. One range scan of the agent's hours, summed per
      * bucket, then joined to the series so that empty buckets show; a
-     * polled statement, so prepared. */
-    return cm_api_query_prepared(c, spend_sql, 4, params, on_spend, e);
+     * polled statement, so prepared; on the read pool. */
+    return cm_api_read(c, spend_sql, 4, params, on_spend, e);
 }
 
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -293,7 +293,7 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     const char *params[] = {q->agent, q->intent_id};
-    return cm_api_query(c,
+    return cm_api_read(c,
                         "SELECT extract(epoch FROM min(bucket))::bigint::text,"
                         " (extract(epoch FROM max(bucket))::bigint + 3600)::text, sum(cost_nanos)::text,"
                         " sum(tokens_in)::text, sum(tokens_out)::text, sum(tokens_cached)::text,"
@@ -348,7 +348,7 @@ int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     snprintf(before, sizeof before, "%lld", (long long)q->before);
     const char *params[] = {who->org, q->event_type[0] ? q->event_type : NULL, limit, agent,
                             q->before ? before : NULL};
-    return cm_api_query(c,
+    return cm_api_read(c,
                         "SELECT id::text, event_type, address, " CM_PG_EPOCH("ts") ", details::text"
                         " FROM events WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
                         " AND ($4::text IS NULL OR address = $4) AND ($5::bigint IS NULL OR id < $5)"

@@ -71,6 +71,8 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
                      "another agent of this org already has an intent with this id");
         return;
     }
+    /* Counted on a primary a failover has since replaced: count it on this one. */
+    if (c->counted && !prev) cm_hot_recorded(c->base.api->hot, &c->adm);
     /* New, or a repeat of this agent's own intent: the same answer, and it
      * counts once. */
     cm_buf b;
@@ -202,6 +204,7 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
      * one: a retried intent gets the same answer and counts once. */
     c->adm.by_intent_id = !q->idem_key[0] && client_id;
     c->adm.idem_key = c->adm.by_intent_id ? q->body.intent_id : q->idem_key;
+    c->adm.generation = cm_hot_generation(api->hot);
     if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
     return CM_OK;
 }

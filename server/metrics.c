@@ -101,6 +101,11 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_price_discrepancies_total %llu\n",
                 cm_api_pricing_count(CM_PRICING_PRICED), cm_api_pricing_count(CM_PRICING_UNPRICED),
                 cm_api_pricing_count(CM_PRICING_DISCREPANT));
+    unsigned long servers = cm_store_generation(cm_hot_store(d->hot)); /* the first, then one per failover */
+    cm_buf_addf(out,
+                "# TYPE costmesh_redis_primary_changes_total counter\n"
+                "costmesh_redis_primary_changes_total %lu\n",
+                servers > 1 ? servers - 1 : 0);
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

@@ -305,12 +305,14 @@ static void read_results(conn *c)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     conn *c = h->data;
-    if (status < 0) {
-        lose(c, uv_strerror(status));
+    if (c->state == C_CONNECTING) {
+        /* libuv reports a refused connect as an error (POLLERR): libpq must
+         * read it itself, to go on to the next host of a multi-host URL. */
+        connect_step(c);
         return;
     }
-    if (c->state == C_CONNECTING) {
-        connect_step(c);
+    if (status < 0) {
+        lose(c, uv_strerror(status));
         return;
     }
     if (events & UV_WRITABLE) {

@@ -69,5 +69,6 @@ void test_decode(void);
 void test_egress(void);
 void test_ingest(void);
 void test_seen(void);
+void test_config(void);
 
 #endif
