@@ -28,7 +28,7 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
  * completion, referenced or not). Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
- * kinds of rows can share one result ($22 are the distinct agents to
+ * kinds of rows can share one result ($27 are the distinct agents to
  * register or whose last_heartbeat to move: those not written already
  * this second, see seen.h):
  *   'n' idx                      a row that was new (not a duplicate)
@@ -42,14 +42,17 @@ static const char group_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
-    " $18::bigint[], $19::float8[], $20::int[]) AS t(address, hb_id, intent_id, run_id,"
+    " $18::bigint[], $19::float8[], $20::int[], $21::text[], $22::bigint[], $23::bigint[], $24::bigint[],"
+    " $25::bigint[]) AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
-    " itotal, isucc, ifail, lat, idx)),"
+    " itotal, isucc, ifail, lat, idx, customer, revenue, refund, external, fees)),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms)"
+    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, customer,"
+    " revenue_nanos, refund_nanos, external_nanos, fees_nanos)"
     " SELECT address, hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
-    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat"
+    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, customer,"
+    " revenue, refund, external, fees"
     " FROM input ORDER BY address, hb_id"
     " ON CONFLICT (address, hb_id) WHERE hb_id IS NOT NULL DO NOTHING"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
@@ -73,10 +76,10 @@ static const char group_sql[] =
     " intents_failed = r.intents_failed + excluded.intents_failed"
     " RETURNING address, grain, bucket, cost_nanos, tokens_in, tokens_out, llm_calls, heartbeats),"
     " reg AS (INSERT INTO agents AS a (address, org, last_heartbeat, health)"
-    " SELECT address, split_part(address, '/', 3), now(), 'healthy' FROM unnest($22::text[]) AS t(address) ORDER BY 1"
+    " SELECT address, split_part(address, '/', 3), now(), 'healthy' FROM unnest($27::text[]) AS t(address) ORDER BY 1"
     " ON CONFLICT (address) DO UPDATE SET last_heartbeat = greatest(a.last_heartbeat, excluded.last_heartbeat)"
     " RETURNING 1),"
-    " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
+    " today AS (SELECT date_trunc('day', to_timestamp($26), 'UTC') AS d)"
     " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
     " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ins WHERE ins.address = i.address AND ins.hb_id = i.hb_id)"
     " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
@@ -199,8 +202,8 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 
 /* ---- array parameters in PostgreSQL's text form ---- */
 
-/* The row columns, then $21 (now) and $22 (agents to write). */
-enum { NCOLS = 20, NPARAMS = 22 };
+/* The row columns, then $26 (now) and $27 (agents to write). */
+enum { NCOLS = 25, NPARAMS = 27 };
 
 static const cm_hb *row_hb(const row *r)
 {
@@ -233,6 +236,11 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
         else cm_buf_adds(b, "NULL");
         break;
     case 19: cm_buf_addf(b, "%zu", idx); break;
+    case 20: cm_buf_add_pg_text(b, h->customer); break;
+    case 21: cm_buf_addf(b, "%lld", (long long)h->revenue_nanos); break;
+    case 22: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
+    case 23: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
+    case 24: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
     }
 }
 

@@ -16,6 +16,22 @@ struct cm_rollup {
     _Atomic unsigned long long rows, failures;
 };
 
+/* The sums a rollup row adds up, as the columns of its INSERT, the sums of
+ * its SELECT, and its ON CONFLICT update (one list, so a grouping cannot
+ * forget a column). */
+#define SUMS(X)                                                                                    \
+    X(cost_nanos) X(tokens_in) X(tokens_out) X(tokens_cached) X(llm_calls) X(tool_calls)           \
+    X(revenue_nanos) X(refund_nanos) X(external_nanos) X(fees_nanos)
+#define COL(c) ", " #c
+#define SUM(c) ", sum(" #c ")"
+#define ADD(c) ", " #c " = r." #c " + excluded." #c
+#define COLS SUMS(COL) ", heartbeats"
+#define SUMS_SQL SUMS(SUM) ", count(*)"
+#define ADDS " heartbeats = r.heartbeats + excluded.heartbeats" SUMS(ADD)
+
+/* Known margin of a row's sums (schema/012_units.sql). */
+#define MARGIN(p) p "revenue_nanos - " p "refund_nanos - " p "cost_nanos - " p "external_nanos - " p "fees_nanos"
+
 /* One batch: lock the watermark (another replica holding it means that one
  * is at work: skip), sum the raw rows in [lo, hi) into each grouping, move
  * lo to hi. hi is the oldest transaction still running as this statement's
@@ -23,25 +39,47 @@ struct cm_rollup {
  * lock was waited for by a replica whose snapshot is older than the move it
  * waited for, greatest() keeps lo from going back and [lo, hi) is empty.
  * cm_rollup_tail() reads the rows past the watermark of the statement's
- * snapshot through the BRIN index; the join keeps those of the batch. */
+ * snapshot through the BRIN index; the join keeps those of the batch.
+ *
+ * Groupings: intents; units (an agent's money, runs, sessions, workflows,
+ * customers: cm_hb_units() names a row's units, inheriting what it omits
+ * from its intent). The move bumps gen, which the fence of migration 012
+ * requires. A unit whose day margin was >= 0 before the batch (the rollup
+ * as this statement sees it, before its own update) and is < 0 after it
+ * gets a margin_negative event, queued for the org's webhook in the same
+ * statement: counted once, like the sums. */
 static const char batch_sql[] =
     "WITH w AS (SELECT lo, greatest(lo, least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
     " lo + " BATCH_XIDS ")) AS hi FROM rollup_watermark FOR UPDATE SKIP LOCKED),"
-    " src AS (SELECT t.* FROM cm_rollup_tail() t JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
-    " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket, cost_nanos, tokens_in, tokens_out,"
-    " tokens_cached, llm_calls, tool_calls, heartbeats)"
-    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC'), sum(cost_nanos), sum(tokens_in), sum(tokens_out),"
-    " sum(tokens_cached), sum(llm_calls), sum(tool_calls), count(*)"
+    " src AS (SELECT t.*, date_trunc('hour', t.ts, 'UTC') AS hour FROM cm_rollup_tail() t"
+    " JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
+    " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket" COLS ")"
+    " SELECT address, intent_id, hour" SUMS_SQL
     " FROM src WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET"
-    " cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,"
-    " tokens_out = r.tokens_out + excluded.tokens_out, tokens_cached = r.tokens_cached + excluded.tokens_cached,"
-    " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
-    " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
-    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now() FROM w WHERE w.hi > w.lo"
+    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
+    " attributed AS (SELECT split_part(s.address, '/', 3) AS org, u.kind, u.unit, s.* FROM src s"
+    " CROSS JOIN LATERAL cm_hb_units(s.address, s.intent_id, s.run_id, s.session_id, s.workflow, s.customer) u),"
+    " units AS (INSERT INTO rollup_unit AS r (org, kind, unit, address, bucket" COLS ")"
+    " SELECT org, kind, unit, address, hour" SUMS_SQL
+    " FROM attributed GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    " ON CONFLICT (org, kind, unit, address, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
+    " losses AS (SELECT org, kind, unit, date_trunc('day', hour, 'UTC') AS day, sum(" MARGIN("") ") AS delta"
+    " FROM attributed GROUP BY 1, 2, 3, 4 HAVING sum(" MARGIN("") ") < 0),"
+    " turned AS (SELECT l.*, b.before + l.delta AS after FROM losses l CROSS JOIN LATERAL"
+    " (SELECT coalesce(sum(" MARGIN("r.") "), 0) AS before FROM rollup_unit r WHERE r.org = l.org"
+    " AND r.kind = l.kind AND r.unit = l.unit AND r.bucket >= l.day AND r.bucket < l.day + interval '1 day') b"
+    " WHERE b.before >= 0 AND b.before + l.delta < 0),"
+    " ev AS (INSERT INTO events (org, address, event_type, details)"
+    " SELECT org, CASE WHEN kind = 'agent' THEN unit END, 'margin_negative', json_build_object('by', kind,"
+    " 'id', unit, 'window', 'day', 'from', to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+    " 'margin_usd', trim_scale(after / 1000000000))::jsonb FROM turned ORDER BY org, kind, unit, day"
+    " RETURNING id, org),"
+    " hooks AS (INSERT INTO webhook_deliveries (org, event_id) SELECT ev.org, ev.id FROM ev"
+    " JOIN webhooks k ON k.org = ev.org RETURNING 1),"
+    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1 FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
     " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text";
+    " (SELECT count(*) FROM intents)::text, (SELECT count(*) FROM units)::text, (SELECT count(*) FROM hooks)::text";
 
 static void run_batch(uv_timer_t *t);
 

@@ -43,6 +43,11 @@ static const route_def defs[] = {
     {CM_R_METERS, "GET", "/v1/mesh/meters", "meters"},
     {CM_R_METER, "PUT", "/v1/mesh/meters/*", "meter"},
     {CM_R_METER, "DELETE", "/v1/mesh/meters/*", "meter"},
+    {CM_R_RUN_SPEND, "GET", "/v1/mesh/runs/*/spend", "run_spend"},
+    {CM_R_SESSION_SPEND, "GET", "/v1/mesh/sessions/*/spend", "session_spend"},
+    {CM_R_WORKFLOW_SPEND, "GET", "/v1/mesh/workflows/*/spend", "workflow_spend"},
+    {CM_R_CUSTOMER_SPEND, "GET", "/v1/mesh/customers/*/spend", "customer_spend"},
+    {CM_R_TOP, "GET", "/v1/mesh/top", "top"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

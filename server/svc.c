@@ -65,6 +65,8 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_METER_LIST] = cm_api_meter_list,
     [CM_OP_METER_DELETE] = cm_api_meter_delete,
     [CM_OP_AUTH] = key_known,
+    [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
+    [CM_OP_TOP] = cm_api_top,
 };
 
 static void on_revoked(void *arg, const char *channel, const char *key_id)
