@@ -81,7 +81,8 @@ int cmctl_cmd_spend(int argc, char **argv)
             which = i;
             named++;
         }
-    if (named != 1) return cmctl_usage_error(spec.cmd, "name one agent ADDR, or one of --run, --session, --workflow, --customer");
+    if (named == 0) return cmctl_usage_error(spec.cmd, "missing argument ADDR (or --run, --session, --workflow, --customer ID)");
+    if (named > 1) return cmctl_usage_error(spec.cmd, "name one agent ADDR, or one of --run, --session, --workflow, --customer");
 
     cmctl_buf path;
     cmctl_buf_init(&path);
