@@ -44,9 +44,11 @@ struct cm_rollup {
  * Groupings: intents; units (an agent's money, runs, sessions, workflows,
  * customers: cm_hb_units() names a row's units, inheriting what it omits
  * from its intent). The move bumps gen, which the fence of migration 012
- * requires. A unit whose day margin was >= 0 before the batch (the rollup
- * as this statement sees it, before its own update) and is < 0 after it
- * gets a margin_negative event, queued for the org's webhook in the same
+ * requires. A unit that earns (revenue in the day) whose day margin was
+ * >= 0 before the batch (the rollup as this statement sees it, before its
+ * own update) and is < 0 after it gets a margin_negative event (a unit
+ * with cost and no revenue has no margin to watch: it would fire for every
+ * run of every unpaid agent), queued for the org's webhook in the same
  * statement: counted once, like the sums. */
 static const char batch_sql[] =
     "WITH w AS (SELECT lo, greatest(lo, least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
@@ -63,12 +65,13 @@ static const char batch_sql[] =
     " SELECT org, kind, unit, address, hour" SUMS_SQL
     " FROM attributed GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
     " ON CONFLICT (org, kind, unit, address, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
-    " losses AS (SELECT org, kind, unit, date_trunc('day', hour, 'UTC') AS day, sum(" MARGIN("") ") AS delta"
-    " FROM attributed GROUP BY 1, 2, 3, 4 HAVING sum(" MARGIN("") ") < 0),"
+    " losses AS (SELECT org, kind, unit, date_trunc('day', hour, 'UTC') AS day, sum(" MARGIN("") ") AS delta,"
+    " sum(revenue_nanos) AS revenue FROM attributed GROUP BY 1, 2, 3, 4 HAVING sum(" MARGIN("") ") < 0),"
     " turned AS (SELECT l.*, b.before + l.delta AS after FROM losses l CROSS JOIN LATERAL"
-    " (SELECT coalesce(sum(" MARGIN("r.") "), 0) AS before FROM rollup_unit r WHERE r.org = l.org"
-    " AND r.kind = l.kind AND r.unit = l.unit AND r.bucket >= l.day AND r.bucket < l.day + interval '1 day') b"
-    " WHERE b.before >= 0 AND b.before + l.delta < 0),"
+    " (SELECT coalesce(sum(" MARGIN("r.") "), 0) AS before, coalesce(sum(r.revenue_nanos), 0) AS revenue"
+    " FROM rollup_unit r WHERE r.org = l.org AND r.kind = l.kind AND r.unit = l.unit AND r.bucket >= l.day"
+    " AND r.bucket < l.day + interval '1 day') b"
+    " WHERE b.before >= 0 AND b.before + l.delta < 0 AND b.revenue + l.revenue > 0),"
     " ev AS (INSERT INTO events (org, address, event_type, details)"
     " SELECT org, CASE WHEN kind = 'agent' THEN unit END, 'margin_negative', json_build_object('by', kind,"
     " 'id', unit, 'window', 'day', 'from', to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"

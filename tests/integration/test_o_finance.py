@@ -207,7 +207,9 @@ def test_margin_with_refund_turns_negative_once(h):
         check_status(r, 200, "PUT webhook")
         now = settled_now()
         a, cust = new_agent(org="org2", tag="fin-m"), uid("customer")
-        send(h, [hb(a, now, hb_id(), attrs={"customer": cust}, cost_usd="0.4", revenue_usd="1")], 1, 0, "sale",
+        unpaid = uid("customer")
+        send(h, [hb(a, now, hb_id(), attrs={"customer": cust}, cost_usd="0.4", revenue_usd="1"),
+                 hb(a, now, hb_id(), attrs={"customer": unpaid}, cost_usd="0.2")], 2, 0, "sale, and unpaid work",
              key=h.k2)
         wait_rolled_up(h)
         s = unit_spend(h, "customer", cust, "day", now, key=h.k2).json
@@ -234,6 +236,10 @@ def test_margin_with_refund_turns_negative_once(h):
         n = h.psql("SELECT count(*) FROM events WHERE event_type = 'margin_negative' AND details->>'id' = '%s'"
                    % cust)
         check_eq(n, "1", "one event per turn")
+        check_eq(unit_spend(h, "customer", unpaid, "day", now, key=h.k2).json["margin_usd"], Decimal("-0.2"),
+                 "an unpaid customer's margin")
+        check_eq(h.psql("SELECT count(*) FROM events WHERE details->>'id' = '%s'" % unpaid), "0",
+                 "no margin event for a unit that earns nothing")
         check_eq(Decimal(str(unit_spend(h, "customer", cust, "day", now, key=h.k2).json["margin_usd"])),
                  Decimal("-1.3"), "margin after the further loss")
     finally:
