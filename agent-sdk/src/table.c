@@ -91,6 +91,9 @@ int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t has
             !add_ok(e->tokens_out, d->tokens_out) || !add_ok(e->llm_calls, d->llm_calls) ||
             !add_ok(e->tool_calls, d->tool_calls) || !add_ok(e->tokens_cached, d->tokens_cached))
             return CM_ERANGE;
+        for (int m = 0; m < CM__MONEY_KINDS; m++)
+            if (!add_ok(e->money[m], d->money[m])) return CM_ERANGE;
+        for (int m = 0; m < CM__MONEY_KINDS; m++) e->money[m] += d->money[m];
         e->cost_nanos += d->cost_nanos;
         e->tokens_in += d->tokens_in;
         e->tokens_out += d->tokens_out;
@@ -111,6 +114,7 @@ int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t has
     e->llm_calls = d->llm_calls;
     e->tool_calls = d->tool_calls;
     e->tokens_cached = d->tokens_cached;
+    memcpy(e->money, d->money, sizeof e->money);
     t->slot[where] = (int32_t)t->n;
     t->n++;
     return CM_OK;
