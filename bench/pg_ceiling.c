@@ -21,8 +21,10 @@
 #include <time.h>
 
 /* The row columns, then $21 (now) and $22 (agents to write: none, the steady
- * state under load, where seen.c finds every agent written this second). */
-enum { NCOLS = 22 };
+ * state under load, where seen.c finds every agent written this second),
+ * then the columns added later, $23..$25 (model, cache-write tokens, the
+ * server's price: none of them here). */
+enum { NCOLS = 22, NLATE = 3, NPARAMS = NCOLS + NLATE };
 
 typedef struct {
     char *data;
@@ -96,14 +98,20 @@ int main(int argc, char **argv)
     double t0 = now_s(), t = t0;
     char tmp[256];
     while (t - t0 < seconds) {
-        sbuf cols[NCOLS - 2];
+        sbuf cols[NCOLS - 2], late[NLATE];
         memset(cols, 0, sizeof cols);
+        memset(late, 0, sizeof late);
         time_t now = time(NULL);
         for (int c = 0; c < NCOLS - 2; c++) sb_add(&cols[c], "{");
+        for (int c = 0; c < NLATE; c++) sb_add(&late[c], "{");
         for (long i = 0; i < rows; i++, seq++) {
             long a = (long)(rand() % agents); /* as bench/load.lua picks them */
             const char *sep = i ? "," : "";
             for (int c = 0; c < NCOLS - 2; c++) sb_add(&cols[c], sep);
+            for (int c = 0; c < NLATE; c++) sb_add(&late[c], sep);
+            sb_add(&late[0], "NULL");
+            sb_add(&late[1], "0");
+            sb_add(&late[2], "NULL");
             snprintf(tmp, sizeof tmp, "\"agent://default/%s/a%ld\"", prefix, a);
             sb_add(&cols[0], tmp);
             snprintf(tmp, sizeof tmp, "\"%s-%ld-%ld\"", prefix, (long)t0, seq);
@@ -121,10 +129,14 @@ int main(int argc, char **argv)
             snprintf(tmp, sizeof tmp, "%ld", i);
             sb_add(&cols[19], tmp);
         }
-        const char *params[NCOLS];
+        const char *params[NPARAMS];
         for (int c = 0; c < NCOLS - 2; c++) {
             sb_add(&cols[c], "}");
             params[c] = cols[c].data;
+        }
+        for (int c = 0; c < NLATE; c++) {
+            sb_add(&late[c], "}");
+            params[NCOLS + c] = late[c].data;
         }
         char nowbuf[24];
         snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)now);
@@ -132,14 +144,14 @@ int main(int argc, char **argv)
         params[NCOLS - 1] = "{}";
         if (explain) {
             /* PG_CEILING_EXPLAIN=1: the plan of one statement, then stop. */
-            PGresult *ex = PQexecParams(pg, explain, NCOLS, NULL, params, NULL, NULL, 0);
+            PGresult *ex = PQexecParams(pg, explain, NPARAMS, NULL, params, NULL, NULL, 0);
             for (int r = 0; r < PQntuples(ex); r++) printf("%s\n", PQgetvalue(ex, r, 0));
             if (PQresultStatus(ex) != PGRES_TUPLES_OK) fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
             PQclear(ex);
             PQfinish(pg);
             return 0;
         }
-        PGresult *res = PQexecParams(pg, sql, NCOLS, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQexecParams(pg, sql, NPARAMS, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
             PQclear(res);
@@ -148,6 +160,7 @@ int main(int argc, char **argv)
         }
         PQclear(res);
         for (int c = 0; c < NCOLS - 2; c++) free(cols[c].data);
+        for (int c = 0; c < NLATE; c++) free(late[c].data);
         total += rows;
         statements++;
         t = now_s();

@@ -90,13 +90,25 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
     return c;
 }
 
+static int queued(cm_api_call *c, int rc, cm_apierr *e)
+{
+    if (rc == CM_OK) return CM_OK;
+    free(c);
+    return cm_api_store_error(e);
+}
+
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
                  cm_apierr *e)
 {
     cm_api_call *c = call;
-    if (cm_pg_query(c->api->db, sql, n, params, cb, c) == CM_OK) return CM_OK;
-    free(c);
-    return cm_api_store_error(e);
+    return queued(c, cm_pg_query(c->api->db, sql, n, params, cb, c), e);
+}
+
+int cm_api_query_prepared(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
+                          cm_apierr *e)
+{
+    cm_api_call *c = call;
+    return queued(c, cm_pg_query_prepared(c->api->db, sql, n, params, cb, c), e);
 }
 
 cm_job *cm_api_take(void *call, int rc)

@@ -200,6 +200,38 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_api_reply(j, 200, &b);
 }
 
+/* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
+ * session's time zone. One range scan of the agent's hours (cost and counts:
+ * its own rollup, the one Redis mirrors) and one of its 'agent' unit (money
+ * in and out, rollup + tail), each summed per bucket, then joined to the
+ * series so that empty buckets show. Columns: 0..5 the series
+ * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
+ * (cm_api_spend_totals). A polled statement, so prepared. */
+static const char spend_sql[] =
+    "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
+    " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
+    " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
+    " FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket >= to_timestamp($2::bigint)"
+    " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
+    " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
+    " FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $5 AND kind = 'agent' AND unit = $1"
+    " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " b AS (SELECT s, coalesce(r.cost, 0) AS cost_nanos, coalesce(r.tin, 0) AS tokens_in,"
+    " coalesce(r.tout, 0) AS tokens_out, coalesce(r.calls, 0) AS llm_calls, coalesce(r.tools, 0) AS tool_calls,"
+    " coalesce(r.hb, 0) AS heartbeats, coalesce(r.tcached, 0) AS tokens_cached,"
+    " coalesce(m.rev, 0) AS revenue_nanos, coalesce(m.refund, 0) AS refund_nanos,"
+    " coalesce(m.ext, 0) AS external_nanos, coalesce(m.fees, 0) AS fees_nanos"
+    " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
+    " LEFT JOIN r ON r.k = (s - $2::bigint) / $4::bigint LEFT JOIN m ON m.k = (s - $2::bigint) / $4::bigint),"
+    " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM b)"
+    " SELECT s::text, cost_nanos::text, tokens_in::text, tokens_out::text, llm_calls::text,"
+    " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
+    " (SELECT count(*) FROM agents WHERE address = $1)::text,"
+    " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
+    " AND admitted_at < to_timestamp($3::bigint))::text, t.*"
+    " FROM b CROSS JOIN t ORDER BY s";
+
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_agent *q = &j->req.spend_agent;
@@ -213,35 +245,7 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     snprintf(to, sizeof to, "%lld", (long long)c->to);
     snprintf(steps, sizeof steps, "%lld", (long long)step);
     const char *params[] = {q->address, from, to, steps, who->org};
-    /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
-     * session's time zone. Cost and counts are the agent's own rollup (the
-     * one Redis mirrors); money in and out is its 'agent' unit. Columns: 0..5
-     * the series (cm_api_spend_series), 6 the agent is known, 7 intents,
-     * 8..19 the totals (cm_api_spend_totals). */
-    return cm_api_query(c,
-                        "WITH m AS (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM "
-                        CM_ROLLUP_UNITS_SQL " WHERE org = $5 AND kind = 'agent' AND unit = $1"
-                        " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)),"
-                        " a AS (SELECT s, coalesce(sum(r.cost_nanos), 0) AS cost_nanos, coalesce(sum(r.tokens_in), 0) AS tokens_in,"
-                        " coalesce(sum(r.tokens_out), 0) AS tokens_out, coalesce(sum(r.llm_calls), 0) AS llm_calls,"
-                        " coalesce(sum(r.tool_calls), 0) AS tool_calls, coalesce(sum(r.heartbeats), 0) AS heartbeats,"
-                        " coalesce(sum(r.tokens_cached), 0) AS tokens_cached"
-                        " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
-                        " LEFT JOIN rollup_agent r ON r.address = $1 AND r.grain = 'h'"
-                        " AND r.bucket >= to_timestamp(s) AND r.bucket < to_timestamp(s + $4::bigint)"
-                        " GROUP BY s),"
-                        " b AS (SELECT a.*, mm.* FROM a CROSS JOIN LATERAL (SELECT"
-                        " coalesce(sum(m.revenue_nanos), 0) AS revenue_nanos, coalesce(sum(m.refund_nanos), 0) AS refund_nanos,"
-                        " coalesce(sum(m.external_nanos), 0) AS external_nanos, coalesce(sum(m.fees_nanos), 0) AS fees_nanos"
-                        " FROM m WHERE m.bucket >= to_timestamp(a.s) AND m.bucket < to_timestamp(a.s + $4::bigint)) mm),"
-                        " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM b)"
-                        " SELECT s::text, cost_nanos::text, tokens_in::text, tokens_out::text, llm_calls::text,"
-                        " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
-                        " (SELECT count(*) FROM agents WHERE address = $1)::text,"
-                        " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-                        " AND admitted_at < to_timestamp($3::bigint))::text, t.*"
-                        " FROM b CROSS JOIN t ORDER BY s",
-                        5, params, on_spend, e);
+    return cm_api_query_prepared(c, spend_sql, 5, params, on_spend, e);
 }
 
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

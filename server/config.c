@@ -2,6 +2,7 @@
 #include "address.h"
 #include "error.h"
 #include "log.h"
+#include "money.h"
 #include "routes.h"
 #include "version.h"
 
@@ -40,6 +41,9 @@ static const option options[] = {
     {"body-memory-mb", "32", "MiB of request bodies buffered across all connections: past it an upload gets 503"},
     {"metrics-token", "", "when set, /metrics needs Authorization: Bearer with this token (else it is open)"},
     {"rollup-ms", "500", "milliseconds between two moves of the rollup watermark (replies are exact either way)"},
+    {"retention-days", "0", "days of raw heartbeats kept, in daily partitions (0: all; rollups are kept either way)"},
+    {"retention-check-ms", "60000", "milliseconds between two runs of the partition maintenance"},
+    {"price-tolerance-pct", "1", "percent of the rate card's price a client's cost_usd may differ by before it counts as a discrepancy"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -131,6 +135,9 @@ static int apply(cm_config *c, int i, const char *v)
     case 20: return parse_int(v, 1, 65536, &c->body_memory_mb);
     case 21: return copy_str(c->metrics_token, sizeof c->metrics_token, v);
     case 22: return parse_int(v, 10, 600000, &c->rollup_ms);
+    case 23: return parse_int(v, 0, 36500, &c->retention_days);
+    case 24: return parse_int(v, 100, 86400000, &c->retention_check_ms);
+    case 25: return cm_money_parse(v, strlen(v), &c->price_tolerance);
     }
     return CM_EINVAL;
 }

@@ -33,12 +33,15 @@ typedef struct {
     int body_memory_mb;        /* request bodies buffered across all connections */
     int key_cache_ms;          /* how long a key lookup is trusted */
     int rollup_ms;             /* between two moves of the rollup watermark */
+    int retention_days;        /* of raw heartbeats; 0 keeps them all */
+    int retention_check_ms;    /* between two partition maintenance runs */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
     char openapi_file[512];    /* served at /openapi.yaml */
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
     char interop_env[64];      /* ENV of agents named by OTLP spans and CloudEvents */
     char interop_faults[64];   /* test hook (api.h cm_api), "" in production */
+    int64_t price_tolerance;   /* nano-percent (api.h cm_api) */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

@@ -527,7 +527,7 @@ static int send_admit(admit_call *c)
     }
     cm_hot_key_rebuilt(a->agent, keys[4]);
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
-    snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_IDEM_TTL);
+    snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_PENDING_TTL);
     char idem_key[CM_HOT_KEY_MAX];
     if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, idem_key);
     argv[0] = CM_HOT_EPOCH_KEY;

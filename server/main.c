@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pg.h"
+#include "retention.h"
 #include "rollup.h"
 #include "store.h"
 #include "svc.h"
@@ -33,8 +34,9 @@ typedef struct {
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
     cm_pg_pool *intents_db; /* admitted intents' group commits */
-    cm_pg_pool *rollup_db;  /* the rollups off the acknowledged path */
+    cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
     cm_rollup *rollup;
+    cm_retention *retention;
     cm_hot *hot;
     cm_ingest *ingest;
     cm_intent_log *intents;
@@ -56,8 +58,9 @@ static void on_stop(uv_async_t *h)
     cm_pg_pool_free(a->api_db);
     cm_pg_pool_free(a->listen_db);
     cm_pg_pool_free(a->intents_db);
-    cm_pg_pool_free(a->rollup_db); /* before the worker: a batch in flight calls it back */
+    cm_pg_pool_free(a->rollup_db); /* before its chores: a run in flight calls back */
     cm_rollup_free(a->rollup);
+    cm_retention_free(a->retention);
     /* After the stores: what they had in flight fails as they close and
      * answers its heartbeats through the ingest. */
     cm_ingest_free(a->ingest);
@@ -142,10 +145,12 @@ int main(int argc, char **argv)
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
     if (cm_rollup_new(&a.loop, a.rollup_db, cfg.rollup_ms, &a.rollup) != CM_OK)
         return die("cannot start the rollup worker");
+    if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
+        return die("cannot start the partition maintenance");
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
-                      .interop_faults = cfg.interop_faults};
+                      .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");

@@ -1,5 +1,6 @@
 #include "metrics.h"
 #include "rollup.h"
+#include "api_routes.h"
 #include "otlp.h"
 #include "error.h"
 #include "ingest.h"
@@ -91,6 +92,15 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_rollup_failures_total %llu\n",
                 cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS), cm_rollup_rows(d->rollup),
                 cm_rollup_failures(d->rollup));
+    cm_buf_addf(out,
+                "# TYPE costmesh_heartbeats_priced_total counter\n"
+                "costmesh_heartbeats_priced_total %llu\n"
+                "# TYPE costmesh_heartbeats_unpriced_total counter\n"
+                "costmesh_heartbeats_unpriced_total %llu\n"
+                "# TYPE costmesh_price_discrepancies_total counter\n"
+                "costmesh_price_discrepancies_total %llu\n",
+                cm_api_pricing_count(CM_PRICING_PRICED), cm_api_pricing_count(CM_PRICING_UNPRICED),
+                cm_api_pricing_count(CM_PRICING_DISCREPANT));
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

@@ -1,4 +1,5 @@
 #include "rollup.h"
+#include "chore.h"
 #include "error.h"
 #include "log.h"
 
@@ -10,9 +11,7 @@
 #define BATCH_XIDS "100000"
 
 struct cm_rollup {
-    cm_pg_pool *db;
-    uv_timer_t timer;
-    int busy; /* a batch is in flight */
+    cm_chore *chore; /* owned */
     _Atomic unsigned long long rows, failures;
 };
 
@@ -29,7 +28,7 @@ struct cm_rollup {
 #define SUMS_SQL SUMS(SUM) ", count(*)"
 #define ADDS " heartbeats = r.heartbeats + excluded.heartbeats" SUMS(ADD)
 
-/* Known margin of a row's sums (schema/012_units.sql). */
+/* Known margin of a row's sums (schema/016_units.sql). */
 #define MARGIN(p) p "revenue_nanos - " p "refund_nanos - " p "cost_nanos - " p "external_nanos - " p "fees_nanos"
 
 /* One batch: lock the watermark (another replica holding it means that one
@@ -43,7 +42,7 @@ struct cm_rollup {
  *
  * Groupings: intents; units (an agent's money, runs, sessions, workflows,
  * customers: cm_hb_units() names a row's units, inheriting what it omits
- * from its intent). The move bumps gen, which the fence of migration 012
+ * from its intent). The move bumps gen, which the fence of migration 016
  * requires. A unit that earns (revenue in the day) whose day margin was
  * >= 0 before the batch (the rollup as this statement sees it, before its
  * own update) and is < 0 after it gets a margin_negative event (a unit
@@ -84,17 +83,9 @@ static const char batch_sql[] =
     " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
     " (SELECT count(*) FROM intents)::text, (SELECT count(*) FROM units)::text, (SELECT count(*) FROM hooks)::text";
 
-static void run_batch(uv_timer_t *t);
-
-static void on_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     cm_rollup *r = arg;
-    r->busy = 0;
     if (rc != CM_OK) {
         atomic_fetch_add(&r->failures, 1);
         cm_log(CM_LOG_WARN, "event=rollup_failed sqlstate=%s", sqlstate);
@@ -103,29 +94,17 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     unsigned long long n = strtoull(cm_pgres_get(res, 0, 0), NULL, 10);
     atomic_fetch_add(&r->rows, n);
     /* A batch cut at its size: the rest is due now, not at the next tick. */
-    if (cm_pgres_get(res, 0, 1)[0] == 't') run_batch(&r->timer);
-}
-
-static void run_batch(uv_timer_t *t)
-{
-    cm_rollup *r = t->data;
-    if (r->busy) return;
-    if (cm_pg_query(r->db, batch_sql, 0, NULL, on_batch, r) == CM_OK) r->busy = 1;
+    if (cm_pgres_get(res, 0, 1)[0] == 't') cm_chore_run(r->chore);
 }
 
 int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out)
 {
     cm_rollup *r = calloc(1, sizeof *r);
     if (!r) return CM_ENOMEM;
-    r->db = db;
-    if (uv_timer_init(loop, &r->timer) != 0) {
+    int rc = cm_chore_new(loop, db, interval_ms, batch_sql, 0, NULL, on_batch, r, &r->chore);
+    if (rc != CM_OK) {
         free(r);
-        return CM_EIO;
-    }
-    r->timer.data = r;
-    if (uv_timer_start(&r->timer, run_batch, (uint64_t)interval_ms, (uint64_t)interval_ms) != 0) {
-        uv_close((uv_handle_t *)&r->timer, on_closed);
-        return CM_EIO;
+        return rc;
     }
     *out = r;
     return CM_OK;
@@ -134,7 +113,8 @@ int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **
 void cm_rollup_free(cm_rollup *r)
 {
     if (!r) return;
-    uv_close((uv_handle_t *)&r->timer, on_closed);
+    cm_chore_free(r->chore);
+    free(r);
 }
 
 unsigned long long cm_rollup_rows(const cm_rollup *r)

@@ -23,7 +23,7 @@
  * tail: `SELECT ... FROM ` CM_ROLLUP_TAIL_SQL ` WHERE address = $1`. */
 #define CM_ROLLUP_TAIL_SQL "cm_rollup_tail() AS heartbeats"
 
-/* Every unit's rollup rows and its tail (schema/012_units.sql), as one row
+/* Every unit's rollup rows and its tail (schema/016_units.sql), as one row
  * source with rollup_unit's columns: `SELECT ... FROM ` CM_ROLLUP_UNITS_SQL
  * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. The conditions reach
  * both sides (the rollup's through its indexes). The tail attributes its
@@ -43,9 +43,8 @@ typedef struct cm_rollup cm_rollup;
  * of its own is best: a batch may take a while). Returns CM_OK, CM_ENOMEM or
  * CM_EIO. */
 int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out);
-/* Stops the timer; memory is freed once libuv has closed it (run the loop
- * after). A batch in flight finishes or rolls back with its pool. NULL is a
- * no-op. */
+/* Stops the worker (run the loop after, see chore.h). Free db first: a
+ * batch in flight calls back. NULL is a no-op. */
 void cm_rollup_free(cm_rollup *r);
 
 /* Raw rows this replica summed into the rollups since it started, and its

@@ -195,7 +195,20 @@ fail:
 
 static bool neg(const cm_usage *u)
 {
-    return u->tokens_in < 0 || u->tokens_out < 0 || u->llm_calls < 0 || u->tool_calls < 0 || u->tokens_cached < 0;
+    return u->tokens_in < 0 || u->tokens_out < 0 || u->llm_calls < 0 || u->tool_calls < 0 || u->tokens_cached < 0 ||
+           u->tokens_cache_write < 0;
+}
+
+/* The server's rule for a model name (1..CM_MODEL_MAX of A-Z a-z 0-9 and
+ * . _ - : / @ +): a report it would refuse is refused here, not dropped later. */
+static bool model_ok(const char *m, size_t n)
+{
+    if (n == 0 || n > CM_MODEL_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= '0' && m[i] <= '9') ||
+              strchr("._-:/@+", m[i])))
+            return false;
+    return true;
 }
 
 CM_API int cm_report(cm_client *c, const cm_usage *u)
@@ -206,8 +219,16 @@ CM_API int cm_report(cm_client *c, const cm_usage *u)
 CM_API int cm_report_money(cm_client *c, const cm_usage *u, const cm_money *m)
 {
     if (!c || !u || neg(u)) return CM_EINVAL;
-    cm__delta d;
-    int rc = cm__money_from_double(u->cost_usd, &d.cost_nanos);
+    cm__delta d = {0};
+    d.model = u->model ? u->model : "";
+    size_t mlen = strnlen(d.model, CM_MODEL_MAX + 1);
+    if (mlen && !model_ok(d.model, mlen)) return CM_EINVAL;
+    d.mlen = (uint32_t)mlen;
+    /* The server refuses a model call whose cache tokens are not part of its input. */
+    if (mlen && u->tokens_cached > u->tokens_in - u->tokens_cache_write) return CM_EINVAL;
+    d.by_card = u->cost_usd == CM_COST_BY_RATE_CARD;
+    if (d.by_card && !mlen) return CM_EINVAL;
+    int rc = d.by_card ? CM_OK : cm__money_from_double(u->cost_usd, &d.cost_nanos);
     const double money[CM__MONEY_KINDS] = {m ? m->revenue_usd : 0, m ? m->refund_usd : 0,
                                            m ? m->external_spend_usd : 0, m ? m->fees_usd : 0};
     for (int i = 0; rc == CM_OK && i < CM__MONEY_KINDS; i++) rc = cm__money_from_double(money[i], &d.money[i]);
@@ -217,6 +238,7 @@ CM_API int cm_report_money(cm_client *c, const cm_usage *u, const cm_money *m)
     d.llm_calls = u->llm_calls;
     d.tool_calls = u->tool_calls;
     d.tokens_cached = u->tokens_cached;
+    d.tokens_cache_write = u->tokens_cache_write;
     const char *id = u->intent_id ? u->intent_id : "";
     size_t len = strnlen(id, CM_INTENT_ID_MAX + 1);
     if (len > CM_INTENT_ID_MAX || !cm__utf8_valid(id, len)) return CM_EINVAL;

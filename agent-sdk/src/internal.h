@@ -67,9 +67,12 @@ typedef struct cm__entry {
     uint32_t hash;
     uint32_t len;
     int64_t cost_nanos;
-    int64_t tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached;
+    int64_t tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached, tokens_cache_write;
     int64_t money[CM__MONEY_KINDS]; /* revenue, refund, external spend, fees (nanos) */
     char intent[CM_INTENT_ID_MAX + 1];
+    uint32_t mlen;
+    bool by_card; /* no cost: the server prices it by its model's rate card */
+    char model[CM_MODEL_MAX + 1];
 } cm__entry;
 
 typedef struct cm__table {
@@ -79,21 +82,25 @@ typedef struct cm__table {
     uint32_t mask;     /* slot count - 1 (a power of two >= 2 * cap) */
 } cm__table;
 
-/* Deltas of one report, already validated and converted. */
+/* Deltas of one report, already validated and converted, and the model
+ * and pricing that, with the intent, make its entry. */
 typedef struct cm__delta {
-    int64_t cost_nanos, tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached;
+    int64_t cost_nanos, tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached, tokens_cache_write;
     int64_t money[CM__MONEY_KINDS];
+    const char *model; /* mlen bytes, borrowed; mlen 0: none */
+    uint32_t mlen;
+    bool by_card;
 } cm__delta;
 
 /* Allocates a table for cap entries (all memory up front). CM_OK or CM_ENOMEM. */
 int cm__table_init(cm__table *t, uint32_t cap);
 void cm__table_free(cm__table *t); /* t's memory; t itself is the caller's */
 void cm__table_clear(cm__table *t);
-/* Adds d to the entry of intent[0..len) (hash = cm__hash(intent, len)),
- * creating it when new. CM_OK, CM_EFULL (new intent, table full),
+/* Adds d to the entry of intent[0..len) and d's model and pricing (hash =
+ * cm__hash(intent, len)), creating it when new. CM_OK, CM_EFULL (new intent, table full),
  * CM_ERANGE (a sum would overflow int64); on failure nothing changes. */
 int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t hash, const cm__delta *d);
-/* The entry of intent, or NULL. */
+/* The entry of intent without a model, or NULL. */
 const cm__entry *cm__table_find(const cm__table *t, const char *intent, uint32_t len);
 
 /* ---- encode.c: request bodies ---- */

@@ -4,7 +4,7 @@
 -- 6 idempotency key, 7 the agent's own rebuilt marker.
 -- ARGV: 1 "1" when an Idempotency-Key is used, 2..4 the windows' ttls,
 -- 5 the address, 6..8 the windows' start times (for the once-per-window
--- breach markers), 9 the markers' ttl, 10 the idempotency key's ttl.
+-- breach markers), 9 the markers' ttl, 10 the ttl of the key's in-flight mark.
 -- Answers {code, breached mask, newly breached mask, current of each limit
 -- (5), limit values (5)} where code is 1 admitted, 0 refused, 2 killed; or
 -- {-1} when Redis lost its data (and this agent is not rebuilt yet), {-2, stored answer} for a repeated key,

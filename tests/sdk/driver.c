@@ -10,6 +10,10 @@
  *                                           of COST (intent PREFIX-k, k = i % NINTENTS;
  *                                           PREFIX "-": no intent)
  *                                           -> report ok=.. full=.. err=..
+ *   model NAME COST|card TIN TCACHED TWRITE TOUT   one report of model NAME, no
+ *                                           intent, with COST or left to the rate
+ *                                           card (CM_COST_BY_RATE_CARD)
+ *                                           -> model rc=N name=...
  *   flush MS      -> flush rc=N name=...
  *   intent ID|- [RUN SESSION WORKFLOW CUSTOMER]   (each "-" for none; with
  *                 them, cm_intent_begin_attrs)
@@ -166,6 +170,23 @@ int main(int argc, char **argv)
         while (nargs < 8 && (a = strtok_r(NULL, " \t\r\n", &save))) arg[nargs++] = a;
         if (strcmp(cmd, "report") == 0) {
             cmd_report(c, arg, nargs);
+        } else if (strcmp(cmd, "model") == 0) {
+            long t[4];
+            char *end = NULL;
+            cm_usage u = {.llm_calls = 1};
+            if (nargs == 6) u.cost_usd = strcmp(arg[1], "card") == 0 ? CM_COST_BY_RATE_CARD : strtod(arg[1], &end);
+            if (nargs != 6 || (end && *end) || to_long(arg[2], &t[0]) || to_long(arg[3], &t[1]) ||
+                to_long(arg[4], &t[2]) || to_long(arg[5], &t[3])) {
+                printf("error bad model arguments\n");
+                continue;
+            }
+            u.model = arg[0];
+            u.tokens_in = t[0];
+            u.tokens_cached = t[1];
+            u.tokens_cache_write = t[2];
+            u.tokens_out = t[3];
+            rc = cm_report(c, &u);
+            printf("model rc=%d name=%s\n", rc, name_of(rc));
         } else if (strcmp(cmd, "flush") == 0) {
             long ms;
             if (nargs != 1 || to_long(arg[0], &ms)) {

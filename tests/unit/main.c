@@ -10,6 +10,7 @@ int main(void)
 {
     test_error();
     test_money();
+    test_pricing();
     test_time();
     test_address();
     test_buf();

@@ -53,6 +53,7 @@ extern int unit_failed;
 
 void test_error(void);
 void test_money(void);
+void test_pricing(void);
 void test_time(void);
 void test_address(void);
 void test_buf(void);

@@ -7,6 +7,8 @@
 -- non-negative metric, subtracted from revenue, so every delta stays >= 0
 -- as the caps of 007 assume. Known margin = revenue - refunds - cost -
 -- external spend - fees.
+SET LOCAL lock_timeout = '5s';
+
 ALTER TABLE heartbeats
     ADD COLUMN IF NOT EXISTS customer text,
     ADD COLUMN IF NOT EXISTS revenue_nanos bigint NOT NULL DEFAULT 0,
@@ -92,7 +94,7 @@ ALTER TABLE rollup_watermark ADD COLUMN IF NOT EXISTS gen bigint NOT NULL DEFAUL
 CREATE OR REPLACE FUNCTION cm_rollup_fence() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.gen = OLD.gen THEN
-        RAISE EXCEPTION 'the rollup worker of a release before migration 012 may not move the watermark'
+        RAISE EXCEPTION 'the rollup worker of a release before migration 016 may not move the watermark'
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     RETURN NEW;
