@@ -28,9 +28,6 @@ struct cm_rollup {
 #define SUMS_SQL SUMS(SUM) ", count(*)"
 #define ADDS " heartbeats = r.heartbeats + excluded.heartbeats" SUMS(ADD)
 
-/* Known margin of a row's sums (schema/016_units.sql). */
-#define MARGIN(p) p "revenue_nanos - " p "refund_nanos - " p "cost_nanos - " p "external_nanos - " p "fees_nanos"
-
 /* One batch: lock the watermark (another replica holding it means that one
  * is at work: skip), sum the raw rows in [lo, hi) into each grouping, move
  * lo to hi. hi is the oldest transaction still running as this statement's
@@ -41,47 +38,23 @@ struct cm_rollup {
  * snapshot through the BRIN index; the join keeps those of the batch.
  *
  * Groupings: intents; units (an agent's money, runs, sessions, workflows,
- * customers: cm_hb_units() names a row's units, inheriting what it omits
- * from its intent). The move bumps gen, which the fence of migration 016
- * requires. A unit that earns (revenue in the day) whose day margin was
- * >= 0 before the batch (the rollup as this statement sees it, before its
- * own update) and is < 0 after it gets a margin_negative event (a unit
- * with cost and no revenue has no margin to watch: it would fire for every
- * run of every unpaid agent), queued for the org's webhook in the same
- * statement: counted once, like the sums. */
+ * customers, and the margin_negative events), summed by cm_rollup_units()
+ * of schema/016_units.sql, which the previous release's worker reaches
+ * through a trigger on the watermark: the move bumps gen to say this one
+ * summed them already. */
 static const char batch_sql[] =
     "WITH w AS (SELECT lo, greatest(lo, least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
     " lo + " BATCH_XIDS ")) AS hi FROM rollup_watermark FOR UPDATE SKIP LOCKED),"
-    " src AS (SELECT t.*, date_trunc('hour', t.ts, 'UTC') AS hour FROM cm_rollup_tail() t"
-    " JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
+    " src AS (SELECT t.* FROM cm_rollup_tail() t JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
     " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket" COLS ")"
-    " SELECT address, intent_id, hour" SUMS_SQL
+    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC')" SUMS_SQL
     " FROM src WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
-    " attributed AS (SELECT split_part(s.address, '/', 3) AS org, u.kind, u.unit, s.* FROM src s"
-    " CROSS JOIN LATERAL cm_hb_units(s.address, s.intent_id, s.run_id, s.session_id, s.workflow, s.customer) u),"
-    " units AS (INSERT INTO rollup_unit AS r (org, kind, unit, address, bucket" COLS ")"
-    " SELECT org, kind, unit, address, hour" SUMS_SQL
-    " FROM attributed GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
-    " ON CONFLICT (org, kind, unit, address, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
-    " losses AS (SELECT org, kind, unit, date_trunc('day', hour, 'UTC') AS day, sum(" MARGIN("") ") AS delta,"
-    " sum(revenue_nanos) AS revenue FROM attributed GROUP BY 1, 2, 3, 4 HAVING sum(" MARGIN("") ") < 0),"
-    " turned AS (SELECT l.*, b.before + l.delta AS after FROM losses l CROSS JOIN LATERAL"
-    " (SELECT coalesce(sum(" MARGIN("r.") "), 0) AS before, coalesce(sum(r.revenue_nanos), 0) AS revenue"
-    " FROM rollup_unit r WHERE r.org = l.org AND r.kind = l.kind AND r.unit = l.unit AND r.bucket >= l.day"
-    " AND r.bucket < l.day + interval '1 day') b"
-    " WHERE b.before >= 0 AND b.before + l.delta < 0 AND b.revenue + l.revenue > 0),"
-    " ev AS (INSERT INTO events (org, address, event_type, details)"
-    " SELECT org, CASE WHEN kind = 'agent' THEN unit END, 'margin_negative', json_build_object('by', kind,"
-    " 'id', unit, 'window', 'day', 'from', to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-    " 'margin_usd', trim_scale(after / 1000000000))::jsonb FROM turned ORDER BY org, kind, unit, day"
-    " RETURNING id, org),"
-    " hooks AS (INSERT INTO webhook_deliveries (org, event_id) SELECT ev.org, ev.id FROM ev"
-    " JOIN webhooks k ON k.org = ev.org RETURNING 1),"
+    " units AS (SELECT cm_rollup_units(w.lo, w.hi) AS n FROM w WHERE w.hi > w.lo),"
     " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1 FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
     " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text, (SELECT count(*) FROM units)::text, (SELECT count(*) FROM hooks)::text";
+    " (SELECT count(*) FROM intents)::text, coalesce((SELECT n FROM units), 0)::text";
 
 static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {

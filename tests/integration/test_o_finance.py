@@ -278,3 +278,32 @@ def test_tenancy_and_validation(h):
     check_error(r, 400, "invalid_field", "heartbeats[0].metrics.revenue_usd", "negative revenue")
     check_eq(unit_spend(h, "run", run).json, before, "nothing changed by the refused requests")
     check_error(top(h, "model", status=400), 400, "invalid_field", "by", "top by an unknown unit")
+
+
+@timeout(60)
+def test_previous_release_worker_still_counts_units(h):
+    """A worker of the release before migration 016 moves the watermark without summing the units (and
+    without bumping gen): the trigger sums them in its transaction, so the run's spend is the same after
+    the move, from the rollup alone, and nothing is counted twice when this release's worker runs."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
+    now = settled_now()
+    a, run = new_agent(tag="fin-old"), uid("run")
+    items = [hb(a, now, hb_id(), attrs={"run_id": run}, cost_usd="0.5", revenue_usd="2"),
+             hb(a, now - 60, hb_id(), attrs={"run_id": run}, cost_usd="0.25")]
+    send(h, items, 2, 0, "heartbeats of the run")
+    want = expected_unit("run", run, items, "day", now)
+    check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend from the tail")
+    gen = h.psql("SELECT gen FROM rollup_watermark")
+    # What the previous release's batch does to the watermark (server/rollup.c before 016).
+    h.psql("UPDATE rollup_watermark SET lo = greatest(lo, pg_snapshot_xmin(pg_current_snapshot())::text::bigint),"
+           " moved_at = now()")
+    check_eq(h.psql("SELECT gen FROM rollup_watermark"), gen, "the old move left gen as it was")
+    check_eq(h.psql("SELECT count(*) FROM cm_rollup_tail() WHERE run_id = '%s'" % run), "0", "rows past the tail")
+    check_eq(h.psql("SELECT sum(cost_nanos)::text || ' ' || sum(revenue_nanos)::text FROM rollup_unit"
+                    " WHERE kind = 'run' AND unit = '%s'" % run), "750000000 2000000000", "units summed by the trigger")
+    check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend from the rollup")
+    h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
+    send(h, items[:1], 0, 1, "a retry after the move")
+    wait_rolled_up(h)
+    check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend after this release's worker ran")
+    h.restart_server()
