@@ -44,6 +44,7 @@ const char *cmctl_strerror(int rc);
 int cmctl_cmd_keys(int argc, char **argv);
 int cmctl_cmd_policy(int argc, char **argv);
 int cmctl_cmd_spend(int argc, char **argv);
+int cmctl_cmd_top(int argc, char **argv);
 int cmctl_cmd_agents(int argc, char **argv);
 int cmctl_cmd_kill(int argc, char **argv);   /* kill and resume */
 int cmctl_cmd_events(int argc, char **argv);

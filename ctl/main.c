@@ -15,7 +15,8 @@ typedef struct command {
 static const command commands[] = {
     {"keys", cmctl_cmd_keys, "create, list or revoke API keys (admin)"},
     {"policy", cmctl_cmd_policy, "get, set or delete an agent's cost policy"},
-    {"spend", cmctl_cmd_spend, "an agent's spend in an hour, day, week or month, with its series"},
+    {"spend", cmctl_cmd_spend, "an agent's, run's, session's, workflow's or customer's spend in a window, with its series"},
+    {"top", cmctl_cmd_top, "the most expensive runs, sessions, workflows, customers or agents of a window"},
     {"agents", cmctl_cmd_agents, "the org's agents: health, last heartbeat, intents and cost today"},
     {"kill", cmctl_cmd_kill, "stop an agent's new intents (admin)"},
     {"resume", cmctl_cmd_kill, "let a killed agent open intents again (admin)"},

@@ -90,8 +90,16 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
 static void record_intent(admit_call *c)
 {
     const cm_req_intent *q = &c->base.job->req.intent;
-    cm_intent_rec r = {q->body.agent, c->base.who.org, q->body.intent_id, q->body.intent_type, q->idem_key,
-                       c->base.job->now};
+    cm_intent_rec r = {.agent = q->body.agent,
+                       .org = c->base.who.org,
+                       .intent_id = q->body.intent_id,
+                       .intent_type = q->body.intent_type,
+                       .idem_key = q->idem_key,
+                       .run_id = q->body.run_id,
+                       .session_id = q->body.session_id,
+                       .workflow = q->body.workflow,
+                       .customer = q->body.customer,
+                       .at = c->base.job->now};
     if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "", "");
 }

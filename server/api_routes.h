@@ -2,6 +2,7 @@
  *   api_heartbeats.c  heartbeats into the group commit
  *   api_keys.c        API keys
  *   api_agents.c      agent reads: list, one agent, spend, events
+ *   api_units.c       spend by run, session, workflow, customer; top
  *   api_control.c     cost policies, kill/resume, webhook
  *   api_intents.c     intent admission
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
@@ -35,6 +36,30 @@ int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+/* Writes ,"cost_usd":...,"margin_usd":... from the 12 text columns of row
+ * `row` starting at `col`: cost, tokens in/out/cached, llm calls, tool
+ * calls, heartbeats, revenue, refunds, external spend, fees, margin (the
+ * money as nano-dollar integers, numeric sums included). Every spend reply
+ * writes its totals with it, so they all have the same members. */
+void cm_api_spend_totals(cm_buf *b, const cm_pgres *res, int row, int col);
+/* Writes ,"series":[...] from every row of res: the bucket's start (Unix
+ * seconds) at `col`, then its cost, tokens in, tokens out, llm calls and
+ * margin. */
+void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
+/* The same twelve, as SQL sums of a row source whose columns have the
+ * names of rollup_unit's (coalesced to 0, each as text). */
+#define CM_API_SPEND_SUMS_SQL                                                                      \
+    "coalesce(sum(cost_nanos), 0)::text, coalesce(sum(tokens_in), 0)::text,"                       \
+    " coalesce(sum(tokens_out), 0)::text, coalesce(sum(tokens_cached), 0)::text,"                  \
+    " coalesce(sum(llm_calls), 0)::text, coalesce(sum(tool_calls), 0)::text,"                      \
+    " coalesce(sum(heartbeats), 0)::text, coalesce(sum(revenue_nanos), 0)::text,"                  \
+    " coalesce(sum(refund_nanos), 0)::text, coalesce(sum(external_nanos), 0)::text,"               \
+    " coalesce(sum(fees_nanos), 0)::text, coalesce(sum(revenue_nanos - refund_nanos - cost_nanos"  \
+    " - external_nanos - fees_nanos), 0)::text"
+
+int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);

@@ -288,7 +288,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         return cm_apierr_set(e, 400, "invalid_field", *prefix ? prefix : NULL,
                              "%s must be a JSON object", *prefix ? prefix : "body");
     static const char *const fields[] = {"agent", "id", "intent_id", "run_id", "session_id", "workflow",
-                                         "parent_intent_id", "status", "ts", "model", "metrics", NULL};
+                                         "parent_intent_id", "customer", "status", "ts", "model", "metrics", NULL};
     int rc;
     if ((rc = only_fields(o, prefix, fields, "heartbeat", e)) != CM_OK ||
         (rc = get_addr(o, prefix, "agent", hb->agent, e)) != CM_OK)
@@ -305,6 +305,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         (rc = get_str(o, prefix, "session_id", hb->session_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(o, prefix, "workflow", hb->workflow, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(o, prefix, "parent_intent_id", hb->parent_intent_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(o, prefix, "customer", hb->customer, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(o, prefix, "status", hb->status, CM_STATUS_MAX, e)) != CM_OK ||
         (rc = get_model(o, prefix, hb->model, e)) != CM_OK)
         return rc;
@@ -329,9 +330,14 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         return cm_apierr_set(e, 400, "invalid_field", mp, "%s must be a JSON object", mp);
     static const char *const metrics[] = {"cost_usd", "tokens_in", "tokens_out", "tokens_cached",
                                           "tokens_cache_write", "llm_calls", "tool_calls", "intents_total",
-                                          "intents_succeeded", "intents_failed", "avg_latency_ms", NULL};
+                                          "intents_succeeded", "intents_failed", "avg_latency_ms", "revenue_usd",
+                                          "refund_usd", "external_spend_usd", "fees_usd", NULL};
     note_unknown(m, mp, metrics, ig);
     if ((rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
+        (rc = get_money(m, mp, "revenue_usd", &hb->revenue_nanos, e)) != CM_OK ||
+        (rc = get_money(m, mp, "refund_usd", &hb->refund_nanos, e)) != CM_OK ||
+        (rc = get_money(m, mp, "external_spend_usd", &hb->external_nanos, e)) != CM_OK ||
+        (rc = get_money(m, mp, "fees_usd", &hb->fees_nanos, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_in", &hb->tokens_in, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_out", &hb->tokens_out, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_cached", &hb->tokens_cached, e)) != CM_OK ||
@@ -547,7 +553,11 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
     const char *agent_field = axme ? "to_agent" : "agent";
     if ((rc = get_addr(root, "", agent_field, out->agent, e)) != CM_OK ||
         (rc = get_str(root, "", axme ? "correlation_id" : "intent_id", out->intent_id, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK)
+        (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "run_id", out->run_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "session_id", out->session_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "workflow", out->workflow, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "customer", out->customer, CM_ID_MAX, e)) != CM_OK)
         goto done;
     if (axme && !out->agent[0]) {
         rc = cm_apierr_set(e, 400, "invalid_field", "to_agent", "to_agent is required");

@@ -64,6 +64,7 @@ typedef struct {
     char session_id[CM_ID_MAX + 1];
     char workflow[CM_ID_MAX + 1];
     char parent_intent_id[CM_ID_MAX + 1];
+    char customer[CM_ID_MAX + 1];
     char status[CM_STATUS_MAX + 1];
     char model[CM_MODEL_MAX + 1]; /* "" when none: nothing for a rate card to price */
     int64_t ts; /* Unix seconds; arrival time when the body had none */
@@ -71,6 +72,9 @@ typedef struct {
     bool has_cost; /* the client sent cost_usd (else the rate card prices it) */
     bool priced;          /* a rate card of the org priced it (api_pricing.c): */
     int64_t priced_nanos; /* the server's own rating, whatever the client sent */
+    /* Money in and out beside the model cost; a refund is its own
+     * non-negative amount, subtracted from revenue (margin, schema 016). */
+    int64_t revenue_nanos, refund_nanos, external_nanos, fees_nanos;
     /* tokens_cached and tokens_cache_write are part of tokens_in. */
     int64_t tokens_in, tokens_out, tokens_cached, tokens_cache_write, llm_calls, tool_calls;
     int64_t intents_total, intents_succeeded, intents_failed;
@@ -132,11 +136,17 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
 int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *present, cm_apierr *e);
 
 /* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
- * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"}. */
+ * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"};
+ * either may carry the attributes its heartbeats inherit when they omit
+ * them: run_id, session_id, workflow, customer ("" when absent). */
 typedef struct {
     char agent[CM_ADDR_MAX];          /* "" when absent */
     char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
     char intent_type[CM_ID_MAX + 1];
+    char run_id[CM_ID_MAX + 1];
+    char session_id[CM_ID_MAX + 1];
+    char workflow[CM_ID_MAX + 1];
+    char customer[CM_ID_MAX + 1];
 } cm_intentreq;
 
 int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);

@@ -20,6 +20,7 @@ typedef struct cm_intent_log cm_intent_log;
  * intent_type and idem_key may be "" (stored as NULL). */
 typedef struct {
     const char *agent, *org, *intent_id, *intent_type, *idem_key;
+    const char *run_id, *session_id, *workflow, *customer; /* what its heartbeats inherit; "" when none */
     int64_t at; /* admitted, Unix seconds */
 } cm_intent_rec;
 

@@ -47,6 +47,8 @@ typedef enum {
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
     CM_OP_PRICE_PUT,     /* req.price */
     CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
+    CM_OP_SPEND_UNIT,    /* req.spend_unit */
+    CM_OP_TOP,           /* req.spend_unit */
     CM_OP_COUNT
 } cm_op;
 
@@ -81,6 +83,17 @@ typedef struct {
     cm_window window;
     int64_t at; /* a time inside the window, Unix seconds */
 } cm_req_spend_agent;
+
+/* GET /v1/mesh/{runs|sessions|workflows|customers}/{id}/spend, and
+ * GET /v1/mesh/top?by=&window=&limit=&agent=. */
+typedef struct {
+    const char *by; /* static: "run", "session", "workflow", "customer"; top also "agent" */
+    char id[CM_ID_MAX + 1];  /* the unit; "" for top */
+    cm_window window;
+    int64_t at;              /* a time inside the window, Unix seconds */
+    char agent[CM_ADDR_MAX]; /* top's ?agent=: that agent's spend broken down; "" for the org */
+    int limit;               /* top's ?limit= */
+} cm_req_spend_unit;
 
 /* GET /v1/mesh/intents/{intent_id}/spend. */
 typedef struct {
@@ -149,6 +162,7 @@ struct cm_job {
         cm_req_agent agent;
         cm_req_spend_agent spend_agent;
         cm_req_spend_intent spend_intent;
+        cm_req_spend_unit spend_unit;
         cm_req_events events;
         cm_req_policy policy;
         cm_webhookreq webhook_put;

@@ -67,6 +67,8 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_AUTH] = key_known,
     [CM_OP_PRICE_PUT] = cm_api_price_put,
     [CM_OP_PRICE_LIST] = cm_api_price_list,
+    [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
+    [CM_OP_TOP] = cm_api_top,
 };
 
 /* News from every replica: a key revoked (payload: its id), an org's rate

@@ -157,6 +157,30 @@ typedef struct cm_usage {
                                    With a model, tokens_cached + tokens_cache_write <= tokens_in */
 } cm_usage;
 
+/* Money in and out beside a report's cost (cm_report_money), each in
+ * dollars like cost_usd: finite, >= 0, <= CM_COST_MAX_USD, sent only when
+ * non-zero. The server's margin is revenue - refund - cost - external
+ * spend - fees; a refund is its own amount, never a negative revenue.
+ * Fields may be appended in later versions: zero the struct first. */
+typedef struct cm_money {
+    double revenue_usd;        /* what the work earned */
+    double refund_usd;         /* revenue given back */
+    double external_spend_usd; /* tools, APIs, paid endpoints */
+    double fees_usd;
+} cm_money;
+
+/* What an intent's heartbeats are attributed to (cm_intent_begin_attrs):
+ * the server counts every report of the intent in its run, session,
+ * workflow and customer. Each NULL or "" when none; at most
+ * CM_INTENT_ID_MAX bytes of UTF-8 without control characters. Borrowed
+ * for the call. Fields may be appended in later versions: zero it first. */
+typedef struct cm_intent_attrs {
+    const char *run_id;
+    const char *session_id;
+    const char *workflow;
+    const char *customer;
+} cm_intent_attrs;
+
 /* Why cm_intent_begin() answered as it did. Filled by the call (zeroed first). */
 typedef struct cm_decision {
     int http_status;          /* 201, 429, 403, ...; 0 when there was no HTTP answer */
@@ -223,6 +247,11 @@ CM_API int cm_client_new(const cm_options *o, cm_client **out);
  * Thread-safe. */
 CM_API int cm_report(cm_client *c, const cm_usage *u);
 
+/* cm_report() with money in and out beside the cost (m may be NULL: none),
+ * summed per intent like the cost. CM_EINVAL or CM_ERANGE for an amount
+ * as for cost_usd. Same threads, locking and failures as cm_report(). */
+CM_API int cm_report_money(cm_client *c, const cm_usage *u, const cm_money *m);
+
 /* Asks the server to admit a new intent (POST /v1/mesh/intents) and waits
  * for the answer (at most request_timeout_ms). intent_id may be NULL: the
  * server picks one, returned in why->intent_id. why may be NULL; when given
@@ -236,6 +265,13 @@ CM_API int cm_report(cm_client *c, const cm_usage *u);
  * CM_EPROTO (unreadable reply), CM_ENOMEM.
  * Blocks the calling thread on the network. Thread-safe. */
 CM_API int cm_intent_begin(cm_client *c, const char *intent_id, cm_decision *why);
+
+/* cm_intent_begin() with the intent's run, session, workflow and customer
+ * (attrs may be NULL: none), which its reports inherit on the server.
+ * CM_EINVAL also for an attribute too long, not UTF-8 or with a control
+ * character. Blocks like cm_intent_begin(). Thread-safe. */
+CM_API int cm_intent_begin_attrs(cm_client *c, const char *intent_id, const cm_intent_attrs *attrs,
+                                 cm_decision *why);
 
 /* Sends everything reported before the call now and waits until the server
  * has acknowledged it, at most timeout_ms (< 0: no limit; 0: just start

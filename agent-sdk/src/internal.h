@@ -14,6 +14,10 @@
 
 #define CM__NANOS_PER_USD 1000000000LL
 #define CM__MONEY_MAX (1000000LL * CM__NANOS_PER_USD) /* per heartbeat, the server's limit */
+/* Money in and out beside the cost (cm_money), in this order, and their
+ * metric names. */
+#define CM__MONEY_KINDS 4
+extern const char *const cm__money_metrics[CM__MONEY_KINDS];
 #define CM__COUNT_MAX 1000000000000000LL              /* per heartbeat count, the server's limit */
 #define CM__MONEY_BUFSZ 32
 #define CM__ID_PREFIX_LEN 24      /* hex digits of the random per-client prefix */
@@ -64,6 +68,7 @@ typedef struct cm__entry {
     uint32_t len;
     int64_t cost_nanos;
     int64_t tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached, tokens_cache_write;
+    int64_t money[CM__MONEY_KINDS]; /* revenue, refund, external spend, fees (nanos) */
     char intent[CM_INTENT_ID_MAX + 1];
     uint32_t mlen;
     bool by_card; /* no cost: the server prices it by its model's rate card */
@@ -81,6 +86,7 @@ typedef struct cm__table {
  * and pricing that, with the intent, make its entry. */
 typedef struct cm__delta {
     int64_t cost_nanos, tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached, tokens_cache_write;
+    int64_t money[CM__MONEY_KINDS];
     const char *model; /* mlen bytes, borrowed; mlen 0: none */
     uint32_t mlen;
     bool by_card;
@@ -133,8 +139,9 @@ typedef struct cm__ids {
  * restore *cur and ids->next to retry). */
 int cm__encode_batch(const cm__table *t, cm__cursor *cur, const char *agent, cm__ids *ids, int max_batch,
                      cm__buf *out, int *nhb, int64_t *cost);
-/* {"agent":...,"intent_id":...} (either may be NULL: left out). */
-int cm__encode_intent(const char *agent, const char *intent_id, cm__buf *out);
+/* {"agent":...,"intent_id":...,"run_id":...} (any may be NULL: left out;
+ * attrs NULL: none). */
+int cm__encode_intent(const char *agent, const char *intent_id, const cm_intent_attrs *attrs, cm__buf *out);
 
 /* ---- reply.c: the server's answers (json-c) ---- */
 

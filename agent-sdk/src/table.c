@@ -97,6 +97,9 @@ int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t has
             !add_ok(e->tool_calls, d->tool_calls) || !add_ok(e->tokens_cached, d->tokens_cached) ||
             !add_ok(e->tokens_cache_write, d->tokens_cache_write))
             return CM_ERANGE;
+        for (int m = 0; m < CM__MONEY_KINDS; m++)
+            if (!add_ok(e->money[m], d->money[m])) return CM_ERANGE;
+        for (int m = 0; m < CM__MONEY_KINDS; m++) e->money[m] += d->money[m];
         e->cost_nanos += d->cost_nanos;
         e->tokens_in += d->tokens_in;
         e->tokens_out += d->tokens_out;
@@ -119,6 +122,7 @@ int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t has
     e->llm_calls = d->llm_calls;
     e->tool_calls = d->tool_calls;
     e->tokens_cached = d->tokens_cached;
+    memcpy(e->money, d->money, sizeof e->money);
     e->tokens_cache_write = d->tokens_cache_write;
     e->mlen = d->mlen;
     if (d->mlen) memcpy(e->model, d->model, d->mlen); /* d->model may be NULL when mlen is 0 */

@@ -374,12 +374,34 @@ static void test_encode(void)
                     "\"tokens_out\":0,\"llm_calls\":0}}]}");
     CHECK_EQ_I(nhb, 4);
     CHECK_EQ_I(cost, 6);
+    /* Money in and out is sent when non-zero, split like the cost, and
+     * summed per intent. */
+    cm__table_clear(&t);
+    cm__delta paid = {.cost_nanos = 1, .money = {1500000000000000LL, 0, 3, 0}};
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &paid), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &paid), CM_OK);
+    cur = (cm__cursor){0, 0};
+    ids.next = 1;
+    cm__encode_batch(&t, &cur, NULL, &ids, 500, &b, &nhb, &cost);
+    CHECK_EQ_S(b.p, "{\"heartbeats\":["
+                    "{\"id\":\"cm-p-1\",\"intent_id\":\"m\",\"metrics\":{\"cost_usd\":0.000000002,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0,\"revenue_usd\":1000000,\"external_spend_usd\":0.000000006}},"
+                    "{\"id\":\"cm-p-2\",\"intent_id\":\"m\",\"metrics\":{\"cost_usd\":0,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0,\"revenue_usd\":1000000}},"
+                    "{\"id\":\"cm-p-3\",\"intent_id\":\"m\",\"metrics\":{\"cost_usd\":0,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0,\"revenue_usd\":1000000}}]}");
+    cm__delta huge = {.money = {0, INT64_MAX, 0, 0}};
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &huge), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &huge), CM_ERANGE);
 
     /* Intents body. */
-    cm__encode_intent("agent://o/e/n", "i-1", &b);
+    cm__encode_intent("agent://o/e/n", "i-1", NULL, &b);
     CHECK_EQ_S(b.p, "{\"agent\":\"agent://o/e/n\",\"intent_id\":\"i-1\"}");
-    cm__encode_intent(NULL, NULL, &b);
+    cm__encode_intent(NULL, NULL, NULL, &b);
     CHECK_EQ_S(b.p, "{}");
+    cm_intent_attrs attrs = {"run-1", NULL, "", "acme \"x\""};
+    cm__encode_intent(NULL, "i-2", &attrs, &b);
+    CHECK_EQ_S(b.p, "{\"intent_id\":\"i-2\",\"run_id\":\"run-1\",\"customer\":\"acme \\\"x\\\"\"}");
     cm__buf_free(&b);
     cm__table_free(&t);
 }

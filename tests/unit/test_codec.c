@@ -91,11 +91,12 @@ static void single(void)
     const char *body =
         "{\"agent\":\"" ADDR "\",\"id\":\"hb-7f3a-000042\",\"intent_id\":\"int_abc123\","
         "\"run_id\":\"run-1\",\"session_id\":\"sess-1\",\"workflow\":\"wf\","
-        "\"parent_intent_id\":\"int_parent\",\"status\":\"processing\","
+        "\"parent_intent_id\":\"int_parent\",\"customer\":\"acme\",\"status\":\"processing\","
         "\"ts\":\"2026-11-22T10:15:00Z\","
         "\"metrics\":{\"cost_usd\":0.03,\"llm_calls\":4,\"tokens_in\":2100,\"tokens_out\":850,"
         "\"tokens_cached\":7,\"tool_calls\":3,\"intents_total\":10,\"intents_succeeded\":8,"
-        "\"intents_failed\":2,\"avg_latency_ms\":123.5}}";
+        "\"intents_failed\":2,\"avg_latency_ms\":123.5,\"revenue_usd\":0.5,\"refund_usd\":0.125,"
+        "\"external_spend_usd\":0.01,\"fees_usd\":1e-9}}";
 
     CHECK_EQ_I64(hb_one(body, &h), CM_OK);
     CHECK_STR(h.agent, ADDR);
@@ -105,6 +106,11 @@ static void single(void)
     CHECK_STR(h.session_id, "sess-1");
     CHECK_STR(h.workflow, "wf");
     CHECK_STR(h.parent_intent_id, "int_parent");
+    CHECK_STR(h.customer, "acme");
+    CHECK_EQ_I64(h.revenue_nanos, 500000000);
+    CHECK_EQ_I64(h.refund_nanos, 125000000);
+    CHECK_EQ_I64(h.external_nanos, 10000000);
+    CHECK_EQ_I64(h.fees_nanos, 1);
     CHECK_STR(h.status, "processing");
     CHECK_EQ_I64(h.ts, now_ts());
     CHECK_EQ_I64(h.cost_nanos, 30000000);
@@ -231,6 +237,14 @@ static void batch(void)
 
     /* Shape of the batch itself. */
     CHECK_HB_FAIL("{\"heartbeats\":[]}", 400, "invalid_field", "heartbeats");
+    /* Money in and out is never negative: a refund is refund_usd. */
+    CHECK_HB_FAIL("{\"metrics\":{\"revenue_usd\":-1}}", 400, "invalid_field", "metrics.revenue_usd");
+    CHECK_HB_FAIL("{\"metrics\":{\"refund_usd\":\"1\"}}", 400, "invalid_field", "metrics.refund_usd");
+    CHECK_HB_FAIL("{\"metrics\":{\"external_spend_usd\":1000001}}", 400, "invalid_field",
+                  "metrics.external_spend_usd");
+    CHECK_HB_FAIL("{\"metrics\":{\"fees_usd\":-0.5}}", 400, "invalid_field", "metrics.fees_usd");
+    CHECK_HB_FAIL("{\"customer\":\"a\\u0001b\"}", 400, "invalid_field", "customer");
+    CHECK_HB_FAIL("{\"customer\":5}", 400, "invalid_field", "customer");
     CHECK_HB_FAIL("{\"heartbeats\":{}}", 400, "invalid_field", "heartbeats");
     CHECK_HB_FAIL("{\"heartbeats\":null}", 400, "invalid_field", "heartbeats");
     CHECK_HB_FAIL("{\"heartbeats\":\"[]\"}", 400, "invalid_field", "heartbeats");
