@@ -89,9 +89,11 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "# TYPE costmesh_rollup_rows_total counter\n"
                 "costmesh_rollup_rows_total %llu\n"
                 "# TYPE costmesh_rollup_failures_total counter\n"
-                "costmesh_rollup_failures_total %llu\n",
+                "costmesh_rollup_failures_total %llu\n"
+                "# TYPE costmesh_rollup_lag_seconds gauge\n"
+                "costmesh_rollup_lag_seconds %lld\n",
                 cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS), cm_rollup_rows(d->rollup),
-                cm_rollup_failures(d->rollup));
+                cm_rollup_failures(d->rollup), cm_rollup_lag(d->rollup));
     cm_buf_addf(out,
                 "# TYPE costmesh_heartbeats_priced_total counter\n"
                 "costmesh_heartbeats_priced_total %llu\n"

@@ -13,6 +13,7 @@
 struct cm_rollup {
     cm_chore *chore; /* owned */
     _Atomic unsigned long long rows, failures;
+    _Atomic long long lag; /* seconds, as the last batch saw it */
 };
 
 /* The sums a rollup row adds up, as the columns of its INSERT, the sums of
@@ -54,7 +55,8 @@ static const char batch_sql[] =
     " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1 FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
     " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text, coalesce((SELECT n FROM units), 0)::text";
+    " (SELECT count(*) FROM intents)::text, coalesce((SELECT n FROM units), 0)::text,"
+    " (SELECT coalesce(floor(extract(epoch FROM now() - min(received_at))), 0) FROM cm_rollup_tail())::text";
 
 static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
@@ -66,6 +68,7 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     }
     unsigned long long n = strtoull(cm_pgres_get(res, 0, 0), NULL, 10);
     atomic_fetch_add(&r->rows, n);
+    atomic_store(&r->lag, strtoll(cm_pgres_get(res, 0, 4), NULL, 10));
     /* A batch cut at its size: the rest is due now, not at the next tick. */
     if (cm_pgres_get(res, 0, 1)[0] == 't') cm_chore_run(r->chore);
 }
@@ -98,4 +101,9 @@ unsigned long long cm_rollup_rows(const cm_rollup *r)
 unsigned long long cm_rollup_failures(const cm_rollup *r)
 {
     return atomic_load(&((cm_rollup *)r)->failures);
+}
+
+long long cm_rollup_lag(const cm_rollup *r)
+{
+    return atomic_load(&((cm_rollup *)r)->lag);
 }

@@ -51,5 +51,9 @@ void cm_rollup_free(cm_rollup *r);
  * batches that failed (each is tried again from the same watermark). */
 unsigned long long cm_rollup_rows(const cm_rollup *r);
 unsigned long long cm_rollup_failures(const cm_rollup *r);
+/* Seconds since the oldest raw row not yet in the rollups was received, as
+ * this replica's last batch saw it (0: none): how far the worker is behind.
+ * Replies stay exact while it grows; they read a longer tail. */
+long long cm_rollup_lag(const cm_rollup *r);
 
 #endif
