@@ -203,7 +203,9 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
 /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
  * session's time zone. One range scan of the agent's hours (cost and counts:
  * its own rollup, the one Redis mirrors) and one of its 'agent' unit (money
- * in and out, rollup + tail), each summed per bucket, then joined to the
+ * in and out, rollup + tail; the unit's tail is the agent's own raw rows, so
+ * it is read without cm_hb_units, whose intent lookup per row of the whole
+ * tail made this polled read costly), each summed per bucket, then joined to the
  * series so that empty buckets show. Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
  * (cm_api_spend_totals). A polled statement, so prepared. */
@@ -215,8 +217,11 @@ static const char spend_sql[] =
     " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
-    " FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $5 AND kind = 'agent' AND unit = $1"
-    " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " FROM (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM rollup_unit"
+    " WHERE org = $5 AND kind = 'agent' AND unit = $1 UNION ALL SELECT date_trunc('hour', ts, 'UTC'),"
+    " revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM " CM_ROLLUP_TAIL_SQL
+    " WHERE address = $1) AS units"
+    " WHERE bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " b AS (SELECT s, coalesce(r.cost, 0) AS cost_nanos, coalesce(r.tin, 0) AS tokens_in,"
     " coalesce(r.tout, 0) AS tokens_out, coalesce(r.calls, 0) AS llm_calls, coalesce(r.tools, 0) AS tool_calls,"
     " coalesce(r.hb, 0) AS heartbeats, coalesce(r.tcached, 0) AS tokens_cached,"
