@@ -1,7 +1,8 @@
 /* api_intents.c - intent admission: an agent asks to start an intent; Redis
- * checks the agent's policy and kill flag and counts the intent atomically
- * (ADMIT), PostgreSQL records it, and the answer is kept for repeats of the
- * Idempotency-Key. */
+ * checks the policies of every scope it counts in (its agent, run,
+ * workflow, customer, environment and org: budget.h) and the agent's kill
+ * flag, and counts the intent atomically (ADMIT), PostgreSQL records it,
+ * and the answer is kept for repeats of the Idempotency-Key. */
 #include "api_routes.h"
 #include "error.h"
 #include "log.h"
@@ -12,23 +13,64 @@
 
 typedef struct {
     cm_api_call base;
-    cm_hot_admission adm;  /* its agent, windows and Idempotency-Key */
+    cm_hot_admission adm;  /* its agent, levels, windows and Idempotency-Key */
+    cm_scope scopes[CM_SCOPE_KINDS]; /* the levels, narrowest first */
+    char tags[CM_SCOPE_KINDS][CM_ADDR_MAX];
+    const char *tagv[CM_SCOPE_KINDS];
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
 } admit_call;
 
+/* A mark's event details: the agent's as before, a scope's with the scope
+ * named first. */
+static void level_mark_json(const cm_scope *s, int lim, const cm_hot_level *v, cm_buf *b)
+{
+    if (s->kind == CM_SCOPE_AGENT) {
+        cm_policy_mark_json(lim, v->limit[lim], v->current[lim], 0, b);
+        return;
+    }
+    cm_buf mark;
+    cm_buf_init(&mark);
+    cm_policy_mark_json(lim, v->limit[lim], v->current[lim], 0, &mark);
+    cm_buf_adds(b, "{");
+    cm_budget_scope_json(s, b);
+    cm_buf_adds(b, ",");
+    if (mark.len > 1) cm_buf_add(b, mark.data + 1, mark.len - 1);
+    else b->failed = 1;
+    cm_buf_free(&mark);
+}
+
 static void breach_events(admit_call *c, const cm_hot_admit_result *r)
 {
-    for (int i = 0; i < CM_LIM_COUNT; i++) {
-        if (!(r->newly & (1u << i))) continue;
-        cm_buf d;
-        cm_buf_init(&d);
-        cm_policy_mark_json(i, r->limit[i], r->current[i], 0, &d);
-        char *details = cm_buf_take(&d, NULL);
-        if (details)
-            cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
-                            "policy_breached", details, true, NULL, NULL);
-        free(details);
+    for (int l = 0; l < r->nlevels; l++)
+        for (int i = 0; i < CM_LIM_COUNT; i++) {
+            if (!(r->level[l].newly & (1u << i))) continue;
+            cm_buf d;
+            cm_buf_init(&d);
+            level_mark_json(&c->scopes[l], i, &r->level[l], &d);
+            char *details = cm_buf_take(&d, NULL);
+            if (details)
+                cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
+                                "policy_breached", details, true, NULL, NULL);
+            free(details);
+        }
+}
+
+/* Of the limits breached at blocking levels, the one the 429 names: the
+ * one whose window ends last (the refusal lasts until every breached
+ * window has ended), on ties the narrower scope, then the lower limit.
+ * Returns its level, or -1; *lim and *retry_after are set with it. */
+static int binding_level(const cm_hot_admit_result *r, int64_t now, int *lim, int64_t *retry_after)
+{
+    int best = -1;
+    for (int l = 0; l < r->nlevels; l++) {
+        int64_t retry = 0;
+        int i = r->level[l].blocks ? cm_policy_binding(r->level[l].breached, now, &retry) : -1;
+        if (i < 0 || (best >= 0 && retry <= *retry_after)) continue;
+        best = l;
+        *lim = i;
+        *retry_after = retry;
     }
+    return best;
 }
 
 /* Answers with the reply already set on the job, keeping it for repeats
@@ -88,7 +130,8 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
 static void record_intent(admit_call *c)
 {
     const cm_req_intent *q = &c->base.job->req.intent;
-    cm_intent_rec r = {q->body.agent, c->base.who.org, q->body.intent_id, q->body.intent_type, q->idem_key,
+    cm_intent_rec r = {q->body.agent,  c->base.who.org, q->body.intent_id, q->body.intent_type,
+                       q->idem_key,    q->body.run_id,  q->body.workflow,  q->body.customer,
                        c->base.job->now};
     if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "", "");
@@ -143,20 +186,24 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
         return;
     }
     int64_t retry = 0;
-    int lim = cm_policy_binding(r->breached, j->now, &retry);
+    int lim = 0, l = binding_level(r, j->now, &lim, &retry);
+    if (l < 0) l = 0; /* REFUSED names a blocking breach; never reached */
+    const cm_hot_level *v = &r->level[l];
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
-    char msg[160];
-    snprintf(msg, sizeof msg, "the agent's %s is reached; new intents are refused until the window ends",
-             cm_limit_name(lim));
+    char msg[200];
+    snprintf(msg, sizeof msg, "the %s's %s is reached; new intents are refused until the window ends",
+             cm_scope_name(c->scopes[l].kind), cm_limit_name(lim));
     cm_buf_add_jstr(&b, msg);
+    cm_buf_adds(&b, ",");
+    cm_budget_scope_json(&c->scopes[l], &b);
     cm_buf_adds(&b, ",");
     cm_api_jfield(&b, "limit", cm_limit_name(lim), 1);
     cm_buf_adds(&b, ",\"limit_value\":");
-    cm_policy_value_json(lim, r->limit[lim], &b);
+    cm_policy_value_json(lim, v->limit[lim], &b);
     cm_buf_adds(&b, ",\"current\":");
-    cm_policy_value_json(lim, r->current[lim], &b);
+    cm_policy_value_json(lim, v->current[lim], &b);
     cm_buf_addf(&b, ",\"retry_after_s\":%lld}}", (long long)retry);
     cm_job_reply(j, 429, &b);
     j->retry_after = (long)retry;
@@ -197,6 +244,13 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     admit_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     c->adm.agent = q->body.agent;
+    int n = cm_budget_scopes(q->body.agent, q->body.run_id, q->body.workflow, q->body.customer, c->scopes);
+    for (int l = 0; l < n; l++) {
+        cm_budget_tag(who->org, &c->scopes[l], c->tags[l]);
+        c->tagv[l] = c->tags[l];
+    }
+    c->adm.tags = c->tagv;
+    c->adm.ntags = n;
     cm_policy_window_starts(j->now, c->adm.starts);
     /* A client-given intent_id without an Idempotency-Key stands in for
      * one: a retried intent gets the same answer and counts once. */

@@ -525,7 +525,10 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
     const char *agent_field = axme ? "to_agent" : "agent";
     if ((rc = get_addr(root, "", agent_field, out->agent, e)) != CM_OK ||
         (rc = get_str(root, "", axme ? "correlation_id" : "intent_id", out->intent_id, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK)
+        (rc = get_str(root, "", "intent_type", out->intent_type, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "run_id", out->run_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "workflow", out->workflow, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "customer", out->customer, CM_ID_MAX, e)) != CM_OK)
         goto done;
     if (axme && !out->agent[0]) {
         rc = cm_apierr_set(e, 400, "invalid_field", "to_agent", "to_agent is required");

@@ -117,11 +117,16 @@ int cm_codec_keyreq(const char *body, size_t len, cm_keyreq *out, cm_apierr *e);
 int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *present, cm_apierr *e);
 
 /* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
- * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"}. */
+ * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"};
+ * either may name the run, workflow and customer whose budgets it counts
+ * in (budget.h), ids of at most CM_ID_MAX bytes, "" when absent. */
 typedef struct {
     char agent[CM_ADDR_MAX];          /* "" when absent */
     char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
     char intent_type[CM_ID_MAX + 1];
+    char run_id[CM_ID_MAX + 1];
+    char workflow[CM_ID_MAX + 1];
+    char customer[CM_ID_MAX + 1];
 } cm_intentreq;
 
 int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);

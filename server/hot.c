@@ -22,7 +22,7 @@ static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit, cm_lua
  * and the one ADMIT counts. */
 static const char *const rollup_fields[] = {"cost", "tin", "tout", "calls", "hb"};
 enum { NROLLUP = 5 };
-static const char *const intents_fields[] = {"intents"};
+#define INTENTS_FIELD "intents"
 
 struct cm_hot {
     cm_store *store;   /* owned */
@@ -218,14 +218,14 @@ static void rollup_row(const void *rows, int i, const char **address, char *grai
     memcpy(values, v, sizeof v);
 }
 
-static void intents_row(const void *rows, int i, const char **address, char *grain, int64_t *start,
-                        int64_t values[NROLLUP])
+static void count_row(const void *rows, int i, const char **address, char *grain, int64_t *start,
+                      int64_t values[NROLLUP])
 {
-    const cm_hot_intents *r = (const cm_hot_intents *)rows + i;
-    *address = r->address;
+    const cm_hot_count *r = (const cm_hot_count *)rows + i;
+    *address = r->tag;
     *grain = r->grain;
     *start = r->start;
-    values[0] = r->intents;
+    values[0] = r->value;
 }
 
 static void on_merged(void *arg, int rc, const cm_store_reply *reply)
@@ -301,9 +301,11 @@ int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb,
     return merge(h, rows, rollup_row, n, rollup_fields, NROLLUP, cb, arg);
 }
 
-int cm_hot_merge_intents(cm_hot *h, const cm_hot_intents *rows, int n, cm_hot_done_cb cb, void *arg)
+int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, int n, cm_hot_done_cb cb,
+                       void *arg)
 {
-    return merge(h, rows, intents_row, n, intents_fields, 1, cb, arg);
+    const char *fields[] = {field};
+    return merge(h, rows, count_row, n, fields, 1, cb, arg);
 }
 
 /* ---- CHECK ---- */
@@ -470,8 +472,11 @@ static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
     admit_answer(c, CM_OK, &res);
 }
 
-/* The reply: {code, breached, newly, current (5), limits (5)}, or {-1}
- * (epoch missing), {-2, answer}, {-3} (in flight). */
+/* The reply: {code, n, then per level: breached, newly, blocks, current
+ * (5), limits (5)}, or {-1} (epoch missing), {-2, answer}, {-3} (in
+ * flight). */
+enum { LEVEL_VALUES = 3 + 2 * CM_LIM_COUNT };
+
 static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 {
     admit_call *c = arg;
@@ -502,46 +507,62 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
     case 2: res.code = CM_HOT_KILLED; break;
     default:
         res.code = cm_store_reply_int(r, 0) == 1 ? CM_HOT_ADMITTED : CM_HOT_REFUSED;
-        res.breached = (unsigned)cm_store_reply_int(r, 1);
-        res.newly = (unsigned)cm_store_reply_int(r, 2);
-        for (int i = 0; i < CM_LIM_COUNT; i++) {
-            res.current[i] = cm_store_reply_int(r, 3 + i);
-            res.limit[i] = cm_store_reply_int(r, 3 + CM_LIM_COUNT + i);
+        res.nlevels = (int)cm_store_reply_int(r, 1);
+        if (res.nlevels > c->a->ntags) res.nlevels = c->a->ntags;
+        for (int l = 0; l < res.nlevels; l++) {
+            cm_hot_level *v = &res.level[l];
+            int at = 2 + l * LEVEL_VALUES;
+            v->breached = (unsigned)cm_store_reply_int(r, at);
+            v->newly = (unsigned)cm_store_reply_int(r, at + 1);
+            v->blocks = cm_store_reply_int(r, at + 2) == 1;
+            for (int i = 0; i < CM_LIM_COUNT; i++) {
+                v->current[i] = cm_store_reply_int(r, at + 3 + i);
+                v->limit[i] = cm_store_reply_int(r, at + 3 + CM_LIM_COUNT + i);
+            }
         }
         break;
     }
     admit_answer(c, CM_OK, &res);
 }
 
+/* KEYS and ARGV as admit.lua's header lays them out. */
+enum { ADMIT_KEYS_FIXED = 3, ADMIT_ARGV_FIXED = 9 };
+
 static int send_admit(admit_call *c)
 {
     const cm_hot_admission *a = c->a;
+    int n = a->ntags < 1 ? 1 : a->ntags > CM_HOT_LEVELS_MAX ? CM_HOT_LEVELS_MAX : a->ntags;
+    int nkeys = ADMIT_KEYS_FIXED + 4 * n;
     bool idem = a->idem_key[0] != '\0';
-    char keys[5][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 2][24];
-    const char *argv[17];
-    cm_hot_key_policy(a->agent, keys[0]);
+    char keys[ADMIT_KEYS_FIXED + 4 * CM_HOT_LEVELS_MAX][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 2][24];
+    const char *argv[ADMIT_KEYS_FIXED + 4 * CM_HOT_LEVELS_MAX + ADMIT_ARGV_FIXED + CM_HOT_LEVELS_MAX];
+    argv[0] = CM_HOT_EPOCH_KEY;
+    /* Without an Idempotency-Key, KEYS[2] is a name the script never reads. */
+    if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, keys[1]);
+    argv[1] = idem ? keys[1] : CM_HOT_EPOCH_KEY;
+    cm_hot_key_rebuilt(a->agent, keys[2]);
+    argv[2] = keys[2];
+    for (int l = 0; l < n; l++) {
+        char *k = keys[ADMIT_KEYS_FIXED + 4 * l];
+        cm_hot_key_policy(a->tags[l], k);
+        for (int w = 0; w < CM_WIN3; w++)
+            cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], keys[ADMIT_KEYS_FIXED + 4 * l + 1 + w]);
+        for (int i = 0; i < 4; i++) argv[ADMIT_KEYS_FIXED + 4 * l + i] = keys[ADMIT_KEYS_FIXED + 4 * l + i];
+    }
     for (int w = 0; w < CM_WIN3; w++) {
-        cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], keys[1 + w]);
         snprintf(nums[w], sizeof nums[w], "%ld", cm_hot_window_ttl(CM_HOT_GRAINS[w]));
         snprintf(nums[CM_WIN3 + w], sizeof nums[0], "%lld", (long long)a->starts[w]);
     }
-    cm_hot_key_rebuilt(a->agent, keys[4]);
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
     snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_PENDING_TTL);
-    char idem_key[CM_HOT_KEY_MAX];
-    if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, idem_key);
-    argv[0] = CM_HOT_EPOCH_KEY;
-    for (int i = 0; i < 4; i++) argv[1 + i] = keys[i];
-    /* Without an Idempotency-Key, KEYS[6] is a name the script never reads. */
-    argv[5] = idem ? idem_key : CM_HOT_EPOCH_KEY;
-    argv[6] = keys[4];
-    argv[7] = idem ? "1" : "0";
-    for (int w = 0; w < CM_WIN3; w++) argv[8 + w] = nums[w];
-    argv[11] = a->agent;
-    for (int w = 0; w < CM_WIN3; w++) argv[12 + w] = nums[CM_WIN3 + w];
-    argv[15] = nums[2 * CM_WIN3];
-    argv[16] = nums[2 * CM_WIN3 + 1];
-    return eval(c->h, ADMIT, 7, 17, argv, on_admitted, c);
+    const char **av = argv + nkeys;
+    av[0] = idem ? "1" : "0";
+    for (int w = 0; w < CM_WIN3; w++) av[1 + w] = nums[w];
+    for (int w = 0; w < CM_WIN3; w++) av[4 + w] = nums[CM_WIN3 + w];
+    av[7] = nums[2 * CM_WIN3];
+    av[8] = nums[2 * CM_WIN3 + 1];
+    for (int l = 0; l < n; l++) av[ADMIT_ARGV_FIXED + l] = a->tags[l];
+    return eval(c->h, ADMIT, nkeys, nkeys + ADMIT_ARGV_FIXED + n, argv, on_admitted, c);
 }
 
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)
@@ -575,10 +596,11 @@ int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
 {
     char key[CM_HOT_KEY_MAX];
     int rc = CM_OK;
-    for (int w = 0; w < CM_WIN3; w++) {
-        cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], key);
-        if (cm_store_hincrby(h->store, key, intents_fields[0], -1) != CM_OK) rc = CM_ESTORE;
-    }
+    for (int l = 0; l < a->ntags; l++)
+        for (int w = 0; w < CM_WIN3; w++) {
+            cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], key);
+            if (cm_store_hincrby(h->store, key, INTENTS_FIELD, -1) != CM_OK) rc = CM_ESTORE;
+        }
     if (a->idem_key[0]) {
         cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, key);
         if (cm_store_del(h->store, key) != CM_OK) rc = CM_ESTORE;
@@ -600,7 +622,7 @@ static int hreplace(cm_hot *h, const char *address, int argc, const char **argv,
     return batch_sent(b, batch_eval(b, HREPLACE, 1, argc, argv, on_batch_reply, b));
 }
 
-int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
+int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
 {
     char space[CM_HOT_POLICY_SPACE];
     const char *argv[CM_HOT_POLICY_ARGV_MAX + 1];
@@ -609,7 +631,7 @@ int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_h
         cm_policy_init(&none);
         pol = &none;
     }
-    return hreplace(h, address, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
+    return hreplace(h, tag, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
 }
 
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg)

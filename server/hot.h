@@ -17,6 +17,7 @@
 #ifndef CM_HOT_H
 #define CM_HOT_H
 
+#include "budget.h"
 #include "pg.h"
 #include "policy.h"
 #include "store.h"
@@ -62,6 +63,19 @@ void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *ou
  * applied twice, late or out of order changes nothing. cb may be NULL. */
 int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb, void *arg);
 
+/* One field of a window hash as PostgreSQL counts it: an agent's or a
+ * scope's intents in a window, a scope's cost. */
+typedef struct {
+    const char *tag; /* the agent's address, or a scope's tag (cm_budget_tag) */
+    char grain;
+    int64_t start;
+    int64_t value;
+} cm_hot_count;
+
+/* cm_hot_merge for one field of window hashes ("intents", "cost"). */
+int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, int n, cm_hot_done_cb cb,
+                       void *arg);
+
 /* ---- CHECK: agents' states and newly crossed marks, after heartbeats ---- */
 
 typedef enum { CM_HOT_AGENT_ACTIVE = 0, CM_HOT_AGENT_BLOCKED, CM_HOT_AGENT_KILLED } cm_hot_agent_state;
@@ -93,29 +107,42 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
 
 /* ---- ADMIT: an intent's check-and-increment ---- */
 
+/* Every budget an intent counts in is a level: its agent (level 0, whose
+ * tag is its address) and the scopes of budget.h, each keyed by its tag. */
+#define CM_HOT_LEVELS_MAX CM_SCOPE_KINDS
+
 typedef struct {
     const char *agent;       /* also the Idempotency-Key's scope */
+    const char *const *tags; /* ntags levels, tags[0] the agent's address (cm_budget_tag) */
+    int ntags;
     int64_t starts[CM_WIN3]; /* the windows it counts in */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
     bool by_intent_id;       /* idem_key is the client's intent_id, standing in for the header */
 } cm_hot_admission;
 
 typedef enum {
-    CM_HOT_ADMITTED,   /* counted in its three windows */
-    CM_HOT_REFUSED,    /* a limit of a blocking policy is reached */
+    CM_HOT_ADMITTED,   /* counted in its three windows at every level */
+    CM_HOT_REFUSED,    /* a limit of a blocking policy is reached at some level */
     CM_HOT_KILLED,     /* the agent is killed */
     CM_HOT_REBUILDING, /* Redis lost its data and this agent's rebuild failed */
     CM_HOT_REPEAT,     /* the Idempotency-Key was answered before: answer */
     CM_HOT_IN_FLIGHT,  /* the Idempotency-Key's first request still runs */
 } cm_hot_admit_code;
 
+/* ADMITTED and REFUSED: what one level's policy says. */
 typedef struct {
-    cm_hot_admit_code code;
-    /* ADMITTED and REFUSED: bit i = limit i (CM_LIM_*) is reached, and is
-     * so for the first time in its window; the values of each limit. */
+    /* bit i = limit i (CM_LIM_*) is reached, and is so for the first time
+     * in its window; whether the level's policy blocks (else alerts). */
     unsigned breached, newly;
+    bool blocks;
     int64_t current[CM_LIM_COUNT];
     int64_t limit[CM_LIM_COUNT]; /* 0 for a limit the policy does not set */
+} cm_hot_level;
+
+typedef struct {
+    cm_hot_admit_code code;
+    int nlevels; /* the admission's ntags, in its order */
+    cm_hot_level level[CM_HOT_LEVELS_MAX];
     /* REPEAT: the answer given to the first request. */
     struct {
         int status;
@@ -139,14 +166,16 @@ int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void 
  * when sent. */
 int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry_after, const char *body);
 /* Undoes an admission whose intent was not recorded: the three intent
- * counts go down again and the Idempotency-Key is released. */
+ * counts of every level go down again and the Idempotency-Key is
+ * released. */
 int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a);
 
 /* ---- policies and kill flags, mirrored from PostgreSQL ---- */
 
-/* Makes the policy hash of `address` say what `pol` says (NULL: no
- * policy), leaving its kill flag alone; or sets or clears the flag alone. */
-int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
+/* Makes the policy hash of `tag` (an agent's address or a scope's tag)
+ * say what `pol` says (NULL: no policy), leaving its kill flag alone; or
+ * sets or clears an agent's flag alone. */
+int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg);
 
 #endif

@@ -14,17 +14,20 @@
 
 /* One statement for a batch: the earlier owner of each id (when the org
  * already recorded it), the agents registered, and the new intents
- * inserted. $7 is each record's index in the batch; the result is one row
+ * inserted. $10 is each record's index in the batch; the result is one row
  * per record that has an earlier owner: its index and that owner. */
 static const char batch_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::bigint[], $7::int[]) AS t(address, org, intent_id, itype, idem, at, idx)),"
+    " $6::text[], $7::text[], $8::text[], $9::bigint[], $10::int[]) AS t(address, org, intent_id, itype, idem,"
+    " run_id, workflow, customer, at, idx)),"
     " prev AS (SELECT i.idx, (SELECT p.address FROM intents p WHERE p.org = i.org AND p.intent_id = i.intent_id"
     " LIMIT 1) AS address FROM input i),"
     " reg AS (INSERT INTO agents (address, org) SELECT DISTINCT address, org FROM input ORDER BY 1"
     " ON CONFLICT (address) DO NOTHING),"
-    " ins AS (INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, admitted_at)"
-    " SELECT i.address, i.org, i.intent_id, i.itype, i.idem, to_timestamp(i.at) FROM input i JOIN prev USING (idx)"
+    " ins AS (INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, run_id, workflow,"
+    " customer, admitted_at)"
+    " SELECT i.address, i.org, i.intent_id, i.itype, i.idem, i.run_id, i.workflow, i.customer, to_timestamp(i.at)"
+    " FROM input i JOIN prev USING (idx)"
     " WHERE prev.address IS NULL)"
     " SELECT idx::text, address FROM prev WHERE address IS NOT NULL";
 
@@ -134,7 +137,8 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     flush(l);
 }
 
-enum { NCOLS = 7 };
+/* The text columns, then the time and the index. */
+enum { NTEXT = 8, NCOLS = NTEXT + 2 };
 
 static void flush(cm_intent_log *l)
 {
@@ -162,13 +166,14 @@ static void flush(cm_intent_log *l)
                 strcmp(b->v[k]->rec.intent_id, e->rec.intent_id) == 0)
                 e->same_as = k;
         if (e->same_as >= 0) continue;
-        const char *text[] = {e->rec.agent, e->rec.org, e->rec.intent_id, e->rec.intent_type, e->rec.idem_key};
-        for (int c = 0; c < 5; c++) {
+        const char *text[NTEXT] = {e->rec.agent,    e->rec.org,    e->rec.intent_id, e->rec.intent_type,
+                                   e->rec.idem_key, e->rec.run_id, e->rec.workflow,  e->rec.customer};
+        for (int c = 0; c < NTEXT; c++) {
             if (sent) cm_buf_add(&cols[c], ",", 1);
             cm_buf_add_pg_text(&cols[c], text[c]);
         }
-        cm_buf_addf(&cols[5], "%s%lld", sent ? "," : "", (long long)e->rec.at);
-        cm_buf_addf(&cols[6], "%s%d", sent ? "," : "", i);
+        cm_buf_addf(&cols[NTEXT], "%s%lld", sent ? "," : "", (long long)e->rec.at);
+        cm_buf_addf(&cols[NTEXT + 1], "%s%d", sent ? "," : "", i);
         sent++;
     }
     const char *params[NCOLS];

@@ -17,9 +17,11 @@
 typedef struct cm_intent_log cm_intent_log;
 
 /* An intent to record. The strings are borrowed until the callback runs;
- * intent_type and idem_key may be "" (stored as NULL). */
+ * intent_type, idem_key and the scopes it names (run_id, workflow,
+ * customer) may be "" (stored as NULL). */
 typedef struct {
     const char *agent, *org, *intent_id, *intent_type, *idem_key;
+    const char *run_id, *workflow, *customer;
     int64_t at; /* admitted, Unix seconds */
 } cm_intent_rec;
 

@@ -9,6 +9,7 @@
 #define CM_JOB_H
 
 #include "auth.h"
+#include "budget.h"
 #include "buf.h"
 #include "codec.h"
 #include "cloudevents.h"
@@ -94,9 +95,11 @@ typedef struct {
     int limit;
 } cm_req_events;
 
-/* PUT, GET, DELETE /v1/mesh/agents/{address}/policies/cost. */
+/* PUT, PATCH, GET, DELETE /v1/mesh/agents/{address}/policies/cost, and
+ * the same of a scope (/v1/mesh/org/..., /v1/mesh/envs/{env}/... and so on). */
 typedef struct {
-    char address[CM_ADDR_MAX];
+    cm_scope_kind kind;        /* CM_SCOPE_AGENT for an agent's */
+    char address[CM_ADDR_MAX]; /* the agent's, or the scope's id ("" for the org) */
     cm_policy policy; /* the PUT or PATCH body */
     unsigned present; /* PATCH: bit i set for each column the body names (codec.h) */
 } cm_req_policy;

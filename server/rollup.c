@@ -1,4 +1,5 @@
 #include "rollup.h"
+#include "budget.h"
 #include "chore.h"
 #include "error.h"
 #include "log.h"
@@ -12,6 +13,7 @@
 
 struct cm_rollup {
     cm_chore *chore; /* owned */
+    cm_hot *hot;     /* borrowed */
     _Atomic unsigned long long rows, failures;
 };
 
@@ -37,10 +39,36 @@ static const char batch_sql[] =
     " tokens_out = r.tokens_out + excluded.tokens_out, tokens_cached = r.tokens_cached + excluded.tokens_cached,"
     " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
     " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
+    " scopes AS (INSERT INTO rollup_scope AS r (org, kind, scope, grain, bucket, cost_nanos)"
+    " SELECT split_part(s.address, '/', 3), u.kind, u.scope, g.grain, date_trunc(g.unit, s.ts, 'UTC'),"
+    " sum(s.cost_nanos) FROM src s CROSS JOIN LATERAL cm_hb_scopes(s.address, s.intent_id, s.run_id, s.workflow) u"
+    " CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
+    " WHERE s.cost_nanos > 0 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    " ON CONFLICT (org, kind, scope, grain, bucket) DO UPDATE SET cost_nanos = r.cost_nanos + excluded.cost_nanos"
+    " RETURNING org, kind, scope, grain, bucket, cost_nanos),"
     " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now() FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
-    " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text";
+    " SELECT 'w', (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
+    " (SELECT count(*) FROM intents)::text"
+    " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain,"
+    " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text FROM scopes";
+
+/* The scopes' new totals ('s' rows) into Redis, where admission reads
+ * them. Fire-and-forget: they are absolute totals, merged as maxima, so a
+ * lost merge is made good by the scope's next batch or the next rebuild. */
+static void merge_scopes(cm_rollup *r, const cm_pgres *res)
+{
+    int rows = cm_pgres_rows(res);
+    cm_hot_count *v = rows > 1 ? malloc((size_t)rows * sizeof *v) : NULL;
+    int n = 0;
+    for (int i = 0; v && i < rows; i++)
+        if (cm_pgres_get(res, i, 0)[0] == 's')
+            v[n++] = (cm_hot_count){.tag = cm_pgres_get(res, i, 1), .grain = cm_pgres_get(res, i, 2)[0],
+                                    .start = strtoll(cm_pgres_get(res, i, 3), NULL, 10),
+                                    .value = strtoll(cm_pgres_get(res, i, 4), NULL, 10)};
+    if (n > 0) cm_hot_merge_count(r->hot, "cost", v, n, NULL, NULL);
+    free(v);
+}
 
 static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
@@ -50,16 +78,22 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         cm_log(CM_LOG_WARN, "event=rollup_failed sqlstate=%s", sqlstate);
         return;
     }
-    unsigned long long n = strtoull(cm_pgres_get(res, 0, 0), NULL, 10);
+    /* The 'w' row: the batch's raw rows and whether it was cut. */
+    int w = 0;
+    while (w < cm_pgres_rows(res) && cm_pgres_get(res, w, 0)[0] != 'w') w++;
+    if (w == cm_pgres_rows(res)) return;
+    unsigned long long n = strtoull(cm_pgres_get(res, w, 1), NULL, 10);
     atomic_fetch_add(&r->rows, n);
+    merge_scopes(r, res);
     /* A batch cut at its size: the rest is due now, not at the next tick. */
-    if (cm_pgres_get(res, 0, 1)[0] == 't') cm_chore_run(r->chore);
+    if (cm_pgres_get(res, w, 2)[0] == 't') cm_chore_run(r->chore);
 }
 
-int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out)
+int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, int interval_ms, cm_rollup **out)
 {
     cm_rollup *r = calloc(1, sizeof *r);
     if (!r) return CM_ENOMEM;
+    r->hot = hot;
     int rc = cm_chore_new(loop, db, interval_ms, batch_sql, 0, NULL, on_batch, r, &r->chore);
     if (rc != CM_OK) {
         free(r);

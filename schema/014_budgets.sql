@@ -1,0 +1,75 @@
+-- Budgets at every level (issue 15 item 3): cost policies on the org, an
+-- environment, a customer, a workflow and a run, beside the agent's.
+--
+-- An intent names its run, workflow and customer; its heartbeats that omit
+-- a run or workflow inherit the intent's (cm_hb_scopes). The same columns as
+-- issue 14's attribution adds (ADD COLUMN IF NOT EXISTS: either may come
+-- first).
+ALTER TABLE intents
+    ADD COLUMN IF NOT EXISTS run_id text,
+    ADD COLUMN IF NOT EXISTS workflow text,
+    ADD COLUMN IF NOT EXISTS customer text;
+
+-- One row per scope with a policy; the columns of cost_policies
+-- (policy_row.h). scope is '' for the org, the ENV for an environment.
+CREATE TABLE IF NOT EXISTS scope_policies (
+    org                     text NOT NULL,
+    kind                    text NOT NULL CHECK (kind IN ('org', 'env', 'customer', 'workflow', 'run')),
+    scope                   text NOT NULL,
+    max_intents_per_hour    bigint,
+    max_intents_per_day     bigint,
+    max_cost_per_hour       bigint,
+    max_cost_per_day        bigint,
+    max_cost_per_month      bigint,
+    action_on_breach        text NOT NULL CHECK (action_on_breach IN ('block', 'alert')),
+    alert_thresholds        text NOT NULL,
+    updated_at              timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (org, kind, scope)
+);
+
+-- A scope's cost per hour, day and month: what Redis mirrors (as absolute
+-- totals, merged as maxima) for admission. Summed by the rollup worker off
+-- the acknowledged path (server/rollup.c), so it lags the 202 by one batch.
+-- numeric: an org's total is a sum of many capped agents, and an overflow
+-- here would stop the worker for everyone.
+CREATE TABLE IF NOT EXISTS rollup_scope (
+    org         text NOT NULL,
+    kind        text NOT NULL,
+    scope       text NOT NULL,
+    grain       text NOT NULL CHECK (grain IN ('h', 'd', 'm')),
+    bucket      timestamptz NOT NULL,
+    cost_nanos  numeric NOT NULL DEFAULT 0,
+    PRIMARY KEY (org, kind, scope, grain, bucket)
+);
+-- The Redis rebuild reads the current windows of every scope.
+CREATE INDEX IF NOT EXISTS rollup_scope_bucket ON rollup_scope (bucket);
+
+-- The scopes a heartbeat's cost counts in besides its agent: its org and
+-- environment always, the run and workflow it names or else its intent
+-- names, and its intent's customer. One definition for the worker and the
+-- backfill below.
+CREATE OR REPLACE FUNCTION cm_hb_scopes(address text, intent_id text, run_id text, workflow text)
+    RETURNS TABLE (kind text, scope text) LANGUAGE sql STABLE
+    AS $$
+    SELECT u.kind, u.scope FROM (SELECT 1) one
+    LEFT JOIN LATERAL (SELECT i.run_id, i.workflow, i.customer FROM intents i
+        WHERE $2 IS NOT NULL AND i.org = split_part($1, '/', 3) AND i.intent_id = $2
+        ORDER BY i.seq LIMIT 1) i ON true
+    CROSS JOIN LATERAL (VALUES ('org', ''), ('env', split_part($1, '/', 4)), ('run', coalesce($3, i.run_id)),
+        ('workflow', coalesce($4, i.workflow)), ('customer', i.customer)) AS u(kind, scope)
+    WHERE u.scope IS NOT NULL
+    $$;
+
+-- This month's rows already below the watermark, summed once (older
+-- windows bind no budget): the lock keeps the worker out until this
+-- migration commits.
+SELECT lo FROM rollup_watermark FOR UPDATE;
+INSERT INTO rollup_scope AS r (org, kind, scope, grain, bucket, cost_nanos)
+SELECT split_part(h.address, '/', 3), u.kind, u.scope, g.grain, date_trunc(g.unit, h.ts, 'UTC'), sum(h.cost_nanos)
+FROM heartbeats h
+CROSS JOIN LATERAL cm_hb_scopes(h.address, h.intent_id, h.run_id, h.workflow) u
+CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)
+WHERE (h.xid IS NULL OR h.xid < (SELECT lo FROM rollup_watermark))
+  AND h.ts >= date_trunc('month', now(), 'UTC') - interval '1 month'
+GROUP BY 1, 2, 3, 4, 5
+ON CONFLICT DO NOTHING;

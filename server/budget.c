@@ -1,0 +1,57 @@
+#include "budget.h"
+#include "error.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const names[CM_SCOPE_KINDS] = {"agent", "run", "workflow", "customer", "env", "org"};
+
+const char *cm_scope_name(cm_scope_kind kind)
+{
+    return (unsigned)kind < CM_SCOPE_KINDS ? names[kind] : "unknown";
+}
+
+int cm_scope_parse(const char *name, cm_scope_kind *kind)
+{
+    for (int i = 0; i < CM_SCOPE_KINDS; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *kind = (cm_scope_kind)i;
+            return CM_OK;
+        }
+    return CM_EINVAL;
+}
+
+static void add(cm_scope *out, int *n, cm_scope_kind kind, const char *id, size_t len)
+{
+    out[*n].kind = kind;
+    snprintf(out[*n].id, sizeof out[*n].id, "%.*s", (int)len, id);
+    (*n)++;
+}
+
+int cm_budget_scopes(const char *address, const char *run_id, const char *workflow, const char *customer,
+                     cm_scope out[CM_SCOPE_KINDS])
+{
+    cm_addr a;
+    int n = 0;
+    add(out, &n, CM_SCOPE_AGENT, address, strlen(address));
+    if (run_id[0]) add(out, &n, CM_SCOPE_RUN, run_id, strlen(run_id));
+    if (workflow[0]) add(out, &n, CM_SCOPE_WORKFLOW, workflow, strlen(workflow));
+    if (customer[0]) add(out, &n, CM_SCOPE_CUSTOMER, customer, strlen(customer));
+    if (cm_addr_parse(address, strlen(address), &a) != CM_OK) return n;
+    add(out, &n, CM_SCOPE_ENV, a.env, a.env_len);
+    add(out, &n, CM_SCOPE_ORG, "", 0);
+    return n;
+}
+
+void cm_budget_tag(const char *org, const cm_scope *s, char out[CM_ADDR_MAX])
+{
+    if (s->kind == CM_SCOPE_AGENT) snprintf(out, CM_ADDR_MAX, "%s", s->id);
+    else snprintf(out, CM_ADDR_MAX, "s:%s:%s:%s", org, names[s->kind], s->id);
+}
+
+void cm_budget_scope_json(const cm_scope *s, cm_buf *b)
+{
+    cm_buf_addf(b, "\"scope\":\"%s\",\"scope_id\":", cm_scope_name(s->kind));
+    if (s->kind == CM_SCOPE_ORG) cm_buf_adds(b, "null");
+    else cm_buf_add_jstr(b, s->id);
+}
