@@ -194,11 +194,13 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     case CM_R_CUSTOMER_POLICY:
     case CM_R_WORKFLOW_POLICY:
     case CM_R_RUN_POLICY:
-        if (policy_scope(r, &j->req.policy, e) != CM_OK) return CM_EINVAL;
+        /* The operation first: it says which member of req cm_job_free
+         * finds written when the scope is refused. */
         j->op = get                                  ? CM_OP_POLICY_GET
                 : strcmp(r->method, "DELETE") == 0  ? CM_OP_POLICY_DELETE
                 : strcmp(r->method, "PATCH") == 0   ? CM_OP_POLICY_PATCH
                                                     : CM_OP_POLICY_PUT;
+        if (policy_scope(r, &j->req.policy, e) != CM_OK) return CM_EINVAL;
         if (j->op != CM_OP_POLICY_PUT && j->op != CM_OP_POLICY_PATCH) return CM_OK;
         return cm_codec_policy(body, len, &j->req.policy.policy, &j->req.policy.present, e);
     case CM_R_INTENTS:

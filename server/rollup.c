@@ -49,7 +49,7 @@ static const char batch_sql[] =
     " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now() FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
     " SELECT 'w', (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text"
+    " (SELECT count(*) FROM intents)::text, NULL"
     " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain,"
     " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text FROM scopes";
 
