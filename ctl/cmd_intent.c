@@ -8,21 +8,24 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: costmeshctl intent ADDR [--intent-id ID] [--idempotency-key K] [--json]\n"
+    "usage: costmeshctl intent ADDR [--intent-id ID] [--idempotency-key K] [--customer ID]\n"
+    "                         [--workflow ID] [--run ID] [--json]\n"
     "\n"
     "Open an intent for agent ADDR (agent://ORG/ENV/NAME), as an agent does before a task.\n"
-    "Admitted: prints the intent id. Refused by the cost policy (429): prints the limit,\n"
-    "the current value and the seconds to wait, and exits 3. A killed agent gets 403.\n"
+    "Admitted: prints the intent id. Refused by a cost policy (429): prints its scope, the\n"
+    "limit, the current value and the seconds to wait, and exits 3. A killed agent gets 403.\n"
+    "  --customer, --workflow, --run  the budgets (policy set customer:ID ...) it counts in\n"
     "  --intent-id        the id to use (default: the server makes one)\n"
     "  --idempotency-key  a repeat with the same key answers the first answer again\n"
     "  --json             print the server's JSON as it was sent\n";
 
 int cmctl_cmd_intent(int argc, char **argv)
 {
-    const char *intent_id = NULL, *idem = NULL;
+    const char *intent_id = NULL, *idem = NULL, *customer = NULL, *workflow = NULL, *run = NULL;
     int json = 0;
-    const cmctl_opt opts[] = {
-        {"intent-id", 1, &intent_id, NULL}, {"idempotency-key", 1, &idem, NULL}, {"json", 0, NULL, &json}};
+    const cmctl_opt opts[] = {{"intent-id", 1, &intent_id, NULL}, {"idempotency-key", 1, &idem, NULL},
+                              {"customer", 1, &customer, NULL},   {"workflow", 1, &workflow, NULL},
+                              {"run", 1, &run, NULL},             {"json", 0, NULL, &json}};
     const cmctl_spec spec = {"intent", usage, opts, sizeof opts / sizeof opts[0], 1, 1};
     const char *pos[1];
     size_t npos;
@@ -39,6 +42,9 @@ int cmctl_cmd_intent(int argc, char **argv)
     json_object *body = json_object_new_object();
     rc = body ? cmctl_jadd_str(body, "agent", pos[0]) : CMCTL_ENOMEM;
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "intent_id", intent_id);
+    if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "customer", customer);
+    if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "workflow", workflow);
+    if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "run_id", run);
     cmctl_reply r = {0, NULL, NULL};
     if (rc == CMCTL_OK) rc = cmctl_call("POST", "/v1/mesh/intents", body, header, &r);
     else cmctl_fail(rc, cmctl_strerror(rc));
