@@ -322,3 +322,39 @@ def test_redis_flush_rebuilds_scopes(h):
         time.sleep(0.2)
     check_scope_429(got["customer"], "customer", cust, "max_intents_per_day", 2, 2, 86400, "customer rebuilt")
     check_scope_429(got["env"], "env", env, "max_cost_per_day_usd", "0.5", "0.75", 86400, "env rebuilt")
+
+
+def test_readme_budget_example(h):
+    """The README's budget example, run as printed (its org and customer made this test's own)."""
+    import json
+    import os
+    import re
+    import subprocess
+    from harness import REPO
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    m = re.search(r"<!-- tested: budgets -->\n```sh\n(.*?)```", text, re.S)
+    check(m, "README has no block marked <!-- tested: budgets -->")
+    cust, run = uid("readme"), uid("readme-run")
+    script = m.group(1).replace("agent://default/", "agent://%s/" % h.org1).replace("acme", cust)
+    script = script.replace("run-7", run)
+    env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
+    p = subprocess.run(["sh", "-eu"], input=script.encode(), env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    check(p.returncode == 0 and not p.stderr, "example: exit %d, stderr %r" % (p.returncode, p.stderr.decode()))
+    out, dec_, i, text = [], json.JSONDecoder(parse_float=Decimal), 0, p.stdout.decode()
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        v, i = dec_.raw_decode(text, i)
+        out.append(v)
+    check_eq(len(out), 5, "replies (policy, 3 intents, 204): %r" % out)
+    check_json(out[0], policy_of(max_intents_per_day=2, max_cost_per_month_usd=Decimal(100)), "the PUT's reply")
+    check(all("intent_id" in x for x in out[1:3]), "two intents admitted: %r" % out[1:3])
+    e = out[3].get("error", {})
+    check_eq((e.get("code"), e.get("scope"), e.get("scope_id"), e.get("limit"), e.get("limit_value"),
+              e.get("current")), ("cost_policy_breached", "customer", cust, "max_intents_per_day", 2, 2),
+             "the third: refused, naming the customer")
+    check(e.get("message", "").startswith("the customer's max_intents_per_day is reached"), "message: %r" % e)
+    check_eq(out[4], 204, "DELETE")
+    check_eq(h.psql("SELECT count(*) FROM intents WHERE run_id = '%s'" % run), "2", "the run named by the intents")
