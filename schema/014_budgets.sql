@@ -60,6 +60,37 @@ CREATE OR REPLACE FUNCTION cm_hb_scopes(address text, intent_id text, run_id tex
     WHERE u.scope IS NOT NULL
     $$;
 
+-- A batch's cost per scope and window (server/rollup.c inserts it into
+-- rollup_scope): the raw rows with lo <= xid < hi as the calling
+-- statement's snapshot sees them (STABLE: the same snapshot). A function
+-- with jit off because the planner's estimates for the tail are meaningless
+-- (cm_rollup_tail() is "1000 rows", joined here per scope and grain), and
+-- the JIT compilation they would trigger takes seconds for a batch of a few
+-- rows: the scopes' cost in Redis would lag by that much. ROWS: a batch is
+-- the last half second or so of rows, and the caller's plan (and whether
+-- it is JIT-compiled) follows this estimate.
+CREATE OR REPLACE FUNCTION cm_scope_batch(lo bigint, hi bigint)
+    RETURNS TABLE (org text, kind text, scope text, grain text, bucket timestamptz, cost_nanos numeric)
+    LANGUAGE sql STABLE ROWS 100 SET jit = off
+    AS $$
+    SELECT split_part(s.address, '/', 3), u.kind, u.scope, g.grain, date_trunc(g.unit, s.ts, 'UTC'),
+           sum(s.cost_nanos)
+    FROM cm_rollup_tail() s
+    CROSS JOIN LATERAL cm_hb_scopes(s.address, s.intent_id, s.run_id, s.workflow) u
+    CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)
+    WHERE s.xid >= $1 AND s.xid < $2 AND s.cost_nanos > 0
+    GROUP BY 1, 2, 3, 4, 5
+    $$;
+
+-- The rollup worker's statement is planned from the estimates of the tail
+-- (1000 rows by default) and of the one-row watermark table (about 1,800
+-- rows while it has no statistics): with rollup_scope's CTE the plan's cost
+-- passed jit_above_cost, and compiling it took seconds for a batch of a few
+-- rows, which would make the scopes' cost in Redis lag by that much. A
+-- batch is the last half second or so of rows.
+ALTER FUNCTION cm_rollup_tail() ROWS 100;
+ANALYZE rollup_watermark;
+
 -- This month's rows already below the watermark, summed once (older
 -- windows bind no budget): the lock keeps the worker out until this
 -- migration commits.

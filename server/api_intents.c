@@ -20,25 +20,6 @@ typedef struct {
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
 } admit_call;
 
-/* A mark's event details: the agent's as before, a scope's with the scope
- * named first. */
-static void level_mark_json(const cm_scope *s, int lim, const cm_hot_level *v, cm_buf *b)
-{
-    if (s->kind == CM_SCOPE_AGENT) {
-        cm_policy_mark_json(lim, v->limit[lim], v->current[lim], 0, b);
-        return;
-    }
-    cm_buf mark;
-    cm_buf_init(&mark);
-    cm_policy_mark_json(lim, v->limit[lim], v->current[lim], 0, &mark);
-    cm_buf_adds(b, "{");
-    cm_budget_scope_json(s, b);
-    cm_buf_adds(b, ",");
-    if (mark.len > 1) cm_buf_add(b, mark.data + 1, mark.len - 1);
-    else b->failed = 1;
-    cm_buf_free(&mark);
-}
-
 static void breach_events(admit_call *c, const cm_hot_admit_result *r)
 {
     for (int l = 0; l < r->nlevels; l++)
@@ -46,7 +27,7 @@ static void breach_events(admit_call *c, const cm_hot_admit_result *r)
             if (!(r->level[l].newly & (1u << i))) continue;
             cm_buf d;
             cm_buf_init(&d);
-            level_mark_json(&c->scopes[l], i, &r->level[l], &d);
+            cm_budget_mark_json(&c->scopes[l], i, r->level[l].limit[i], r->level[l].current[i], 0, &d);
             char *details = cm_buf_take(&d, NULL);
             if (details)
                 cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,

@@ -1,5 +1,6 @@
 #include "budget.h"
 #include "error.h"
+#include "policy.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -54,4 +55,36 @@ void cm_budget_scope_json(const cm_scope *s, cm_buf *b)
     cm_buf_addf(b, "\"scope\":\"%s\",\"scope_id\":", cm_scope_name(s->kind));
     if (s->kind == CM_SCOPE_ORG) cm_buf_adds(b, "null");
     else cm_buf_add_jstr(b, s->id);
+}
+
+int cm_budget_untag(const char *tag, char org[CM_ADDR_SEG_MAX + 1], cm_scope *out)
+{
+    if (strncmp(tag, "s:", 2) != 0) return CM_EINVAL;
+    const char *o = tag + 2, *k = strchr(o, ':');
+    const char *id = k ? strchr(k + 1, ':') : NULL;
+    if (!id || (size_t)(k - o) > CM_ADDR_SEG_MAX || strlen(id + 1) >= sizeof out->id) return CM_EINVAL;
+    char kind[16];
+    snprintf(kind, sizeof kind, "%.*s", (int)(id - k - 1), k + 1);
+    if (cm_scope_parse(kind, &out->kind) != CM_OK || out->kind == CM_SCOPE_AGENT) return CM_EINVAL;
+    snprintf(org, CM_ADDR_SEG_MAX + 1, "%.*s", (int)(k - o), o);
+    snprintf(out->id, sizeof out->id, "%s", id + 1);
+    return CM_OK;
+}
+
+void cm_budget_mark_json(const cm_scope *s, int lim, int64_t limit_value, int64_t current, int64_t fraction,
+                         cm_buf *b)
+{
+    if (s->kind == CM_SCOPE_AGENT) {
+        cm_policy_mark_json(lim, limit_value, current, fraction, b);
+        return;
+    }
+    cm_buf mark;
+    cm_buf_init(&mark);
+    cm_policy_mark_json(lim, limit_value, current, fraction, &mark);
+    cm_buf_adds(b, "{");
+    cm_budget_scope_json(s, b);
+    cm_buf_adds(b, ",");
+    if (!mark.failed && mark.len > 1) cm_buf_add(b, mark.data + 1, mark.len - 1);
+    else b->failed = 1;
+    cm_buf_free(&mark);
 }

@@ -11,6 +11,7 @@
 #include "buf.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Narrowest first: of two breached limits whose windows end together, the
  * narrower scope is named in the 429. */
@@ -50,11 +51,21 @@ int cm_budget_scopes(const char *address, const char *run_id, const char *workfl
  * which no address starts with. Fits in CM_ADDR_MAX. */
 void cm_budget_tag(const char *org, const cm_scope *s, char out[CM_ADDR_MAX]);
 
+/* The scope and org of a tag cm_budget_tag made for a scope (not an
+ * agent's address). CM_OK, or CM_EINVAL when it is no scope's tag. */
+int cm_budget_untag(const char *tag, char org[CM_ADDR_SEG_MAX + 1], cm_scope *out);
+
 /* cm_budget_tag in SQL, for statements that key Redis by scope: each
  * argument an SQL expression (org, kind name, id). */
 #define CM_BUDGET_TAG_SQL(org, kind, id) "('s:' || " org " || ':' || " kind " || ':' || " id ")"
 
 /* Appends "scope":"<name>","scope_id":<id or null for the org>. */
 void cm_budget_scope_json(const cm_scope *s, cm_buf *b);
+
+/* The details of an event of a mark newly reached in its window
+ * (cm_policy_mark_json): an agent's as they always were, a scope's with
+ * "scope" and "scope_id" first. */
+void cm_budget_mark_json(const cm_scope *s, int lim, int64_t limit_value, int64_t current, int64_t fraction,
+                         cm_buf *b);
 
 #endif

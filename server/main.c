@@ -143,7 +143,7 @@ int main(int argc, char **argv)
         cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    if (cm_rollup_new(&a.loop, a.rollup_db, a.hot, cfg.rollup_ms, &a.rollup) != CM_OK)
+    if (cm_rollup_new(&a.loop, a.rollup_db, a.hot, a.notify, cfg.rollup_ms, &a.rollup) != CM_OK)
         return die("cannot start the rollup worker");
     if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
         return die("cannot start the partition maintenance");

@@ -5,15 +5,19 @@
 #include "log.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /* Transaction ids one batch may span, so that a worker that was down for a
  * long time catches up in statements of bounded size. */
 #define BATCH_XIDS "100000"
 
 struct cm_rollup {
-    cm_chore *chore; /* owned */
-    cm_hot *hot;     /* borrowed */
+    cm_chore *chore;    /* owned */
+    cm_hot *hot;        /* borrowed */
+    cm_notify *notify;  /* borrowed */
     _Atomic unsigned long long rows, failures;
 };
 
@@ -40,10 +44,7 @@ static const char batch_sql[] =
     " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
     " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
     " scopes AS (INSERT INTO rollup_scope AS r (org, kind, scope, grain, bucket, cost_nanos)"
-    " SELECT split_part(s.address, '/', 3), u.kind, u.scope, g.grain, date_trunc(g.unit, s.ts, 'UTC'),"
-    " sum(s.cost_nanos) FROM src s CROSS JOIN LATERAL cm_hb_scopes(s.address, s.intent_id, s.run_id, s.workflow) u"
-    " CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
-    " WHERE s.cost_nanos > 0 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    " SELECT * FROM cm_scope_batch((SELECT lo FROM w), (SELECT hi FROM w)) ORDER BY 1, 2, 3, 4, 5"
     " ON CONFLICT (org, kind, scope, grain, bucket) DO UPDATE SET cost_nanos = r.cost_nanos + excluded.cost_nanos"
     " RETURNING org, kind, scope, grain, bucket, cost_nanos),"
     " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now() FROM w WHERE w.hi > w.lo"
@@ -53,9 +54,69 @@ static const char batch_sql[] =
     " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain,"
     " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text FROM scopes";
 
+/* A CHECK of the scopes a batch changed: their tags, until it answers. */
+typedef struct {
+    cm_rollup *r;
+    int n;
+    char (*tags)[CM_ADDR_MAX];
+} scope_check;
+
+/* Records the event of each threshold or limit of a scope's cost newly
+ * crossed in its window: threshold_crossed, or policy_breached (the same
+ * once-per-window markers as admission's, so each is recorded once). */
+static void on_scope_check(void *arg, int rc, const cm_hot_check_result *res)
+{
+    (void)rc; /* a scope Redis could not answer for is checked at its next batch */
+    scope_check *c = arg;
+    for (int i = 0; i < res->nmarks; i++) {
+        const cm_hot_mark *m = &res->marks[i];
+        char org[CM_ADDR_SEG_MAX + 1];
+        cm_scope s;
+        if (m->agent < 0 || m->agent >= c->n || cm_budget_untag(c->tags[m->agent], org, &s) != CM_OK) continue;
+        cm_buf d;
+        cm_buf_init(&d);
+        cm_budget_mark_json(&s, m->limit, m->limit_value, m->current, m->fraction, &d);
+        char *details = cm_buf_take(&d, NULL);
+        if (details)
+            cm_notify_event(c->r->notify, org, NULL, m->fraction ? "threshold_crossed" : "policy_breached", details,
+                            true, NULL, NULL);
+        free(details);
+    }
+    free(c->tags);
+    free(c);
+}
+
+/* Checks the current windows of the scopes of rows v[0..n), once each. */
+static void check_scopes(cm_rollup *r, const cm_hot_count *v, int n)
+{
+    scope_check *c = calloc(1, sizeof *c);
+    const char **tags = malloc((size_t)n * sizeof *tags);
+    if (c) c->tags = malloc((size_t)n * sizeof *c->tags);
+    if (!c || !c->tags || !tags) goto fail;
+    c->r = r;
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        while (k < c->n && strcmp(c->tags[k], v[i].tag) != 0) k++;
+        if (k < c->n) continue;
+        snprintf(c->tags[c->n], CM_ADDR_MAX, "%s", v[i].tag);
+        tags[c->n] = c->tags[c->n];
+        c->n++;
+    }
+    int64_t starts[CM_WIN3];
+    cm_policy_window_starts((int64_t)time(NULL), starts);
+    if (cm_hot_check(r->hot, tags, c->n, starts, on_scope_check, c) != CM_OK) goto fail;
+    free(tags);
+    return;
+fail:
+    if (c) free(c->tags);
+    free(c);
+    free(tags);
+}
+
 /* The scopes' new totals ('s' rows) into Redis, where admission reads
- * them. Fire-and-forget: they are absolute totals, merged as maxima, so a
- * lost merge is made good by the scope's next batch or the next rebuild. */
+ * them, then their marks. Fire-and-forget: they are absolute totals,
+ * merged as maxima, so a lost merge is made good by the scope's next
+ * batch or the next rebuild. Redis runs the CHECK after the merges. */
 static void merge_scopes(cm_rollup *r, const cm_pgres *res)
 {
     int rows = cm_pgres_rows(res);
@@ -66,7 +127,7 @@ static void merge_scopes(cm_rollup *r, const cm_pgres *res)
             v[n++] = (cm_hot_count){.tag = cm_pgres_get(res, i, 1), .grain = cm_pgres_get(res, i, 2)[0],
                                     .start = strtoll(cm_pgres_get(res, i, 3), NULL, 10),
                                     .value = strtoll(cm_pgres_get(res, i, 4), NULL, 10)};
-    if (n > 0) cm_hot_merge_count(r->hot, "cost", v, n, NULL, NULL);
+    if (n > 0 && cm_hot_merge_count(r->hot, "cost", v, n, NULL, NULL) == CM_OK) check_scopes(r, v, n);
     free(v);
 }
 
@@ -89,11 +150,13 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     if (cm_pgres_get(res, w, 2)[0] == 't') cm_chore_run(r->chore);
 }
 
-int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, int interval_ms, cm_rollup **out)
+int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, cm_notify *notify, int interval_ms,
+                  cm_rollup **out)
 {
     cm_rollup *r = calloc(1, sizeof *r);
     if (!r) return CM_ENOMEM;
     r->hot = hot;
+    r->notify = notify;
     int rc = cm_chore_new(loop, db, interval_ms, batch_sql, 0, NULL, on_batch, r, &r->chore);
     if (rc != CM_OK) {
         free(r);

@@ -358,3 +358,39 @@ def test_readme_budget_example(h):
     check(e.get("message", "").startswith("the customer's max_intents_per_day is reached"), "message: %r" % e)
     check_eq(out[4], 204, "DELETE")
     check_eq(h.psql("SELECT count(*) FROM intents WHERE run_id = '%s'" % run), "2", "the run named by the intents")
+
+
+def scope_events(h, sid, event_type):
+    r = h.request("GET", "/v1/mesh/events?event_type=%s&limit=200" % event_type, key=h.k1)
+    check_status(r, 200, "events")
+    return [e for e in r.json["events"] if e["details"].get("scope_id") == sid]
+
+
+@timeout(60)
+def test_scope_cost_thresholds_and_breach_events(h):
+    """A scope's cost crossing its alert thresholds and its limit (from heartbeats, not intents) records
+    threshold_crossed and policy_breached once each, naming the scope; alert mode still admits."""
+    away_from_boundary(86400, 30)
+    wf = uid("bud-thr")
+    put_scope(h, "workflow", wf, '{"max_cost_per_day_usd": 1, "action_on_breach": "alert",'
+                                 ' "alert_thresholds": [0.5, 1]}')
+    a = new_agent(tag="bud-thr")
+    hb = '{"agent":"%s","id":"%s","workflow":"%s","metrics":{"cost_usd":%s}}'
+    accepted(h.hb(hb % (a, hb_id(), wf, "0.6")), 1, 0, "0.6 of the workflow's 1")
+    deadline = time.time() + 10
+    while not scope_events(h, wf, "threshold_crossed"):
+        check(time.time() < deadline, "no threshold_crossed for the workflow within 10 s")
+        time.sleep(0.1)
+    accepted(h.hb(hb % (a, hb_id(), wf, "0.5")), 1, 0, "1.1 of 1")
+    while not scope_events(h, wf, "policy_breached"):
+        check(time.time() < deadline, "no policy_breached for the workflow within 10 s")
+        time.sleep(0.1)
+    accepted(h.hb(hb % (a, hb_id(), wf, "0.1")), 1, 0, "1.2 of 1: nothing new")
+    time.sleep(1.5)
+    mark = {"scope": "workflow", "scope_id": wf, "limit": "max_cost_per_day_usd", "limit_value": Decimal(1)}
+    check_json([e["details"] for e in scope_events(h, wf, "threshold_crossed")],
+               [dict(mark, current=Decimal("1.1"), threshold=Decimal(1)),
+                dict(mark, current=Decimal("0.6"), threshold=Decimal("0.5"))], "threshold_crossed, newest first")
+    check_json([e["details"] for e in scope_events(h, wf, "policy_breached")], [dict(mark, current=Decimal("1.1"))],
+               "one policy_breached")
+    check_status(intent(h, a, workflow=wf), 201, "an alert scope admits")
