@@ -31,6 +31,7 @@ typedef struct {
     cm_notify *notify;
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
+    int reservation_ttl_s; /* how long an intent's estimate stays reserved unless it ends */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     /* Test hook (COSTMESH_TEST_INTEROP_FAULTS, "" in production): statuses,
      * comma-separated, each answered once, in order, to an OTLP or

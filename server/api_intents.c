@@ -101,6 +101,10 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "intent_id", in->intent_id, 1);
     cm_api_jfield(&b, "agent", in->agent, 0);
+    if (in->estimated_cost > 0) {
+        cm_buf_adds(&b, ",\"reserved_usd\":");
+        cm_buf_add_money(&b, in->estimated_cost);
+    }
     cm_buf_adds(&b, "}");
     cm_job_reply(j, 201, &b);
     finish(c);
@@ -232,11 +236,57 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     }
     c->adm.tags = c->tagv;
     c->adm.ntags = n;
+    c->adm.org = c->base.who.org; /* the call's copy: who is gone once this returns */
+    c->adm.intent_id = q->body.intent_id;
+    c->adm.estimate = q->body.estimated_cost;
+    c->adm.deadline = j->now + api->reservation_ttl_s;
     cm_policy_window_starts(j->now, c->adm.starts);
     /* A client-given intent_id without an Idempotency-Key stands in for
      * one: a retried intent gets the same answer and counts once. */
     c->adm.by_intent_id = !q->idem_key[0] && client_id;
     c->adm.idem_key = c->adm.by_intent_id ? q->body.intent_id : q->idem_key;
     if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
+    return CM_OK;
+}
+
+/* ---- ending an intent: what is left of its reservation is released ---- */
+
+static void on_ended(void *arg, int rc, int found, const cm_hot_released *r, int n)
+{
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    free(c);
+    if (rc != CM_OK) {
+        cm_api_error(j, 503, "store_unavailable", NULL, "Redis did not answer; retry");
+        return;
+    }
+    /* Another agent's intent is not this key's to see: the same 404. */
+    if (found != 1 || n < 1) {
+        cm_api_error(j, 404, "reservation_not_found", NULL,
+                     "this intent holds no reservation: none was made, it ended, or it expired");
+        return;
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "intent_id", r[0].intent_id, 1);
+    cm_api_jfield(&b, "agent", r[0].agent, 0);
+    cm_buf_adds(&b, ",\"released_usd\":");
+    cm_buf_add_money(&b, r[0].left);
+    cm_buf_adds(&b, "}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    cm_req_intent_end *q = &j->req.intent_end;
+    /* A key bound to an agent, or a request naming one, ends only that
+     * agent's intents; an unbound key any of its org's. */
+    if ((q->agent[0] || who->agent[0]) && cm_api_resolve_agent(who, q->agent, "agent", e) != CM_OK)
+        return CM_EFORBIDDEN;
+    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    if (cm_hot_release(api->hot, who->org, q->intent_id, q->agent, on_ended, c) != CM_OK)
+        on_ended(c, CM_ESTORE, 0, NULL, 0);
     return CM_OK;
 }

@@ -47,6 +47,8 @@ int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Releases what is left of an intent's reservation (estimated_cost_usd). */
+int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 /* api_interop.c: OpenTelemetry traces (otlp.h) and CloudEvents
  * (cloudevents.h) into the group commit; the org's meters (admin keys). */

@@ -119,7 +119,8 @@ int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *pres
 /* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
  * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"};
  * either may name the run, workflow and customer whose budgets it counts
- * in (budget.h), ids of at most CM_ID_MAX bytes, "" when absent. */
+ * in (budget.h), ids of at most CM_ID_MAX bytes, "" when absent, and its
+ * estimated_cost_usd (money, like a heartbeat's cost). */
 typedef struct {
     char agent[CM_ADDR_MAX];          /* "" when absent */
     char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
@@ -127,6 +128,7 @@ typedef struct {
     char run_id[CM_ID_MAX + 1];
     char workflow[CM_ID_MAX + 1];
     char customer[CM_ID_MAX + 1];
+    int64_t estimated_cost; /* estimated_cost_usd in nano-dollars, reserved; 0 when absent */
 } cm_intentreq;
 
 int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);

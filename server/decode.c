@@ -131,7 +131,8 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 {
     static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
-                                              "agent_resumed", "health_changed", "policy_changed", NULL};
+                                              "agent_resumed", "health_changed", "policy_changed",
+                                              "reservation_expired", NULL};
     const char *body = r->body ? r->body : "";
     size_t len = r->body_len;
     char tmp[CM_ADDR_MAX];
@@ -179,6 +180,12 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
             return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
         memcpy(j->req.spend_intent.intent_id, r->route->param, strlen(r->route->param) + 1);
         return address_arg(r, "agent", j->req.spend_intent.agent, e);
+    case CM_R_INTENT_END:
+        j->op = CM_OP_INTENT_END;
+        if (strlen(r->route->param) > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
+        memcpy(j->req.intent_end.intent_id, r->route->param, strlen(r->route->param) + 1);
+        return address_arg(r, "agent", j->req.intent_end.agent, e);
     case CM_R_KILL:
         j->op = CM_OP_KILL;
         return address_param(r, j->req.agent.address, e);

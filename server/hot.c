@@ -10,10 +10,12 @@
 #include <string.h>
 
 /* The scripts of server/lua/, embedded at build time (scripts/embed_lua.sh). */
-extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[];
+extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[], cm_lua_draw[],
+    cm_lua_release[];
 
-enum { MERGE = 0, ADMIT, CHECK, HREPLACE, NSCRIPTS };
-static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit, cm_lua_check, cm_lua_hreplace};
+enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, NSCRIPTS };
+static const char *const scripts[NSCRIPTS] = {cm_lua_merge,    cm_lua_admit, cm_lua_check,
+                                              cm_lua_hreplace, cm_lua_draw,  cm_lua_release};
 
 #define MERGE_CHUNK 200 /* window hashes per MERGE call */
 #define CHECK_CHUNK 100 /* agents per CHECK call */
@@ -526,28 +528,31 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 }
 
 /* KEYS and ARGV as admit.lua's header lays them out. */
-enum { ADMIT_KEYS_FIXED = 3, ADMIT_ARGV_FIXED = 9 };
+enum { ADMIT_KEYS_FIXED = 5, ADMIT_KEYS_LEVEL = 5, ADMIT_ARGV_FIXED = 13 };
 
 static int send_admit(admit_call *c)
 {
     const cm_hot_admission *a = c->a;
     int n = a->ntags < 1 ? 1 : a->ntags > CM_HOT_LEVELS_MAX ? CM_HOT_LEVELS_MAX : a->ntags;
-    int nkeys = ADMIT_KEYS_FIXED + 4 * n;
+    int nkeys = ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * n;
     bool idem = a->idem_key[0] != '\0';
-    char keys[ADMIT_KEYS_FIXED + 4 * CM_HOT_LEVELS_MAX][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 2][24];
-    const char *argv[ADMIT_KEYS_FIXED + 4 * CM_HOT_LEVELS_MAX + ADMIT_ARGV_FIXED + CM_HOT_LEVELS_MAX];
+    char keys[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 4][24];
+    const char *argv[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX + ADMIT_ARGV_FIXED + CM_HOT_LEVELS_MAX];
     argv[0] = CM_HOT_EPOCH_KEY;
     /* Without an Idempotency-Key, KEYS[2] is a name the script never reads. */
     if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, keys[1]);
     argv[1] = idem ? keys[1] : CM_HOT_EPOCH_KEY;
     cm_hot_key_rebuilt(a->agent, keys[2]);
     argv[2] = keys[2];
+    cm_hot_key_reservation(a->org, a->intent_id, keys[3]);
+    argv[3] = keys[3];
+    argv[4] = CM_HOT_RESERVATIONS_KEY;
     for (int l = 0; l < n; l++) {
-        char *k = keys[ADMIT_KEYS_FIXED + 4 * l];
-        cm_hot_key_policy(a->tags[l], k);
-        for (int w = 0; w < CM_WIN3; w++)
-            cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], keys[ADMIT_KEYS_FIXED + 4 * l + 1 + w]);
-        for (int i = 0; i < 4; i++) argv[ADMIT_KEYS_FIXED + 4 * l + i] = keys[ADMIT_KEYS_FIXED + 4 * l + i];
+        int k0 = ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * l;
+        cm_hot_key_policy(a->tags[l], keys[k0]);
+        for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], keys[k0 + 1 + w]);
+        cm_hot_key_reserved(a->tags[l], keys[k0 + 4]);
+        for (int i = 0; i < ADMIT_KEYS_LEVEL; i++) argv[k0 + i] = keys[k0 + i];
     }
     for (int w = 0; w < CM_WIN3; w++) {
         snprintf(nums[w], sizeof nums[w], "%ld", cm_hot_window_ttl(CM_HOT_GRAINS[w]));
@@ -555,12 +560,15 @@ static int send_admit(admit_call *c)
     }
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
     snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_PENDING_TTL);
+    snprintf(nums[2 * CM_WIN3 + 2], sizeof nums[0], "%lld", (long long)(a->estimate > 0 ? a->estimate : 0));
+    snprintf(nums[2 * CM_WIN3 + 3], sizeof nums[0], "%lld", (long long)a->deadline);
     const char **av = argv + nkeys;
     av[0] = idem ? "1" : "0";
     for (int w = 0; w < CM_WIN3; w++) av[1 + w] = nums[w];
     for (int w = 0; w < CM_WIN3; w++) av[4 + w] = nums[CM_WIN3 + w];
-    av[7] = nums[2 * CM_WIN3];
-    av[8] = nums[2 * CM_WIN3 + 1];
+    for (int i = 0; i < 4; i++) av[7 + i] = nums[2 * CM_WIN3 + i];
+    av[11] = a->org;
+    av[12] = a->intent_id;
     for (int l = 0; l < n; l++) av[ADMIT_ARGV_FIXED + l] = a->tags[l];
     return eval(c->h, ADMIT, nkeys, nkeys + ADMIT_ARGV_FIXED + n, argv, on_admitted, c);
 }
@@ -605,7 +613,101 @@ int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
         cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, key);
         if (cm_store_del(h->store, key) != CM_OK) rc = CM_ESTORE;
     }
+    if (a->estimate > 0 && cm_hot_release(h, a->org, a->intent_id, a->agent, NULL, NULL) != CM_OK) rc = CM_ESTORE;
     return rc;
+}
+
+/* ---- reservations ---- */
+
+static void on_drawn(void *arg, int rc, const cm_store_reply *reply)
+{
+    (void)arg;
+    (void)rc; /* a lost draw holds the reservation until the intent ends */
+    (void)reply;
+}
+
+int cm_hot_draw(cm_hot *h, bool scopes, const cm_hot_spent *rows, int n)
+{
+    if (n <= 0) return CM_EINVAL;
+    const char **argv = malloc((size_t)(2 * n + 1) * sizeof *argv);
+    char (*keys)[CM_HOT_KEY_MAX] = malloc((size_t)n * sizeof *keys);
+    char (*nums)[24] = malloc((size_t)n * sizeof *nums);
+    int rc = CM_ENOMEM;
+    if (argv && keys && nums) {
+        argv[n] = scopes ? "s" : "a";
+        for (int i = 0; i < n; i++) {
+            cm_hot_key_reservation(rows[i].org, rows[i].intent_id, keys[i]);
+            snprintf(nums[i], sizeof nums[i], "%lld", (long long)rows[i].cost);
+            argv[i] = keys[i];
+            argv[n + 1 + i] = nums[i];
+        }
+        rc = eval(h, DRAW, n, 2 * n + 1, argv, on_drawn, NULL);
+    }
+    free(argv);
+    free(keys);
+    free(nums);
+    return rc;
+}
+
+typedef struct {
+    cm_hot_release_cb cb;
+    void *arg;
+} release_call;
+
+/* The reply: four values per reservation released; for one, {} (none) or
+ * {"other"}. */
+static void on_released(void *arg, int rc, const cm_store_reply *r)
+{
+    release_call *c = arg;
+    int len = rc == CM_OK ? cm_store_reply_len(r) : 0, n = len / 4;
+    char tmp[4][CM_HOT_KEY_MAX];
+    char other[8];
+    cm_hot_released v[16];
+    int found = n > 0 ? 1 : len == 1 && strcmp(cm_store_reply_str(r, 0, other, sizeof other), "other") == 0 ? -1 : 0;
+    /* Answered in runs of 16, so a sweep of any size lends a bounded array. */
+    for (int at = 0; c->cb && (at < n || at == 0); at += 16) {
+        int k = 0;
+        for (; k < 16 && at + k < n; k++) {
+            int i = 4 * (at + k);
+            char num[24];
+            v[k] = (cm_hot_released){.org = cm_store_reply_str(r, i, tmp[0], sizeof tmp[0]),
+                                     .intent_id = cm_store_reply_str(r, i + 1, tmp[1], sizeof tmp[1]),
+                                     .agent = cm_store_reply_str(r, i + 2, tmp[2], sizeof tmp[2]),
+                                     .left = strtoll(cm_store_reply_str(r, i + 3, num, sizeof num), NULL, 10)};
+        }
+        c->cb(c->arg, rc, found, v, k);
+        if (k < 16) break;
+    }
+    free(c);
+}
+
+static int release(cm_hot *h, const char *const *argv, int argc, cm_hot_release_cb cb, void *arg)
+{
+    release_call *c = calloc(1, sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (release_call){cb, arg};
+    int rc = eval(h, RELEASE, 2, argc, argv, on_released, c);
+    if (rc != CM_OK) free(c);
+    return rc;
+}
+
+int cm_hot_release(cm_hot *h, const char *org, const char *intent_id, const char *agent, cm_hot_release_cb cb,
+                   void *arg)
+{
+    char key[CM_HOT_KEY_MAX];
+    cm_hot_key_reservation(org, intent_id, key);
+    const char *argv[] = {CM_HOT_RESERVATIONS_KEY, key, "one", agent};
+    return release(h, argv, 4, cb, arg);
+}
+
+int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg)
+{
+    char t[24], m[24];
+    snprintf(t, sizeof t, "%lld", (long long)now);
+    snprintf(m, sizeof m, "%d", max);
+    /* KEYS[2] is not read for the due ones. */
+    const char *argv[] = {CM_HOT_RESERVATIONS_KEY, CM_HOT_RESERVATIONS_KEY, "due", t, m};
+    return release(h, argv, 5, cb, arg);
 }
 
 /* ---- policies and kill flags ---- */

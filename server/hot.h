@@ -115,6 +115,11 @@ typedef struct {
     const char *agent;       /* also the Idempotency-Key's scope */
     const char *const *tags; /* ntags levels, tags[0] the agent's address (cm_budget_tag) */
     int ntags;
+    const char *org, *intent_id;
+    /* > 0: reserved at every level with the admission, until spent, ended
+     * (cm_hot_release) or past `deadline` (Unix seconds, cm_hot_release_due). */
+    int64_t estimate;
+    int64_t deadline;
     int64_t starts[CM_WIN3]; /* the windows it counts in */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
     bool by_intent_id;       /* idem_key is the client's intent_id, standing in for the header */
@@ -166,9 +171,40 @@ int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void 
  * when sent. */
 int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry_after, const char *body);
 /* Undoes an admission whose intent was not recorded: the three intent
- * counts of every level go down again and the Idempotency-Key is
- * released. */
+ * counts of every level go down again, its reservation and the
+ * Idempotency-Key are released. */
 int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a);
+
+/* ---- reservations (admit.lua reserves) ---- */
+
+/* An intent's cost just counted: at its commit (the agent's level) or by
+ * the rollup worker (the scopes'). */
+typedef struct {
+    const char *org, *intent_id;
+    int64_t cost;
+} cm_hot_spent;
+
+/* Draws the intents' reservations down by what they spent, at the agent's
+ * level or the scopes' (draw.lua). Fire-and-forget: a lost draw leaves a
+ * reservation held until its intent ends or its deadline. */
+int cm_hot_draw(cm_hot *h, bool scopes, const cm_hot_spent *rows, int n);
+
+/* A reservation released: what was left of it at the agent's level. */
+typedef struct {
+    const char *org, *intent_id, *agent;
+    int64_t left;
+} cm_hot_released;
+
+/* found: 1 released (r[0..n)), 0 none, -1 it is another agent's. r is lent
+ * to the callback. */
+typedef void (*cm_hot_release_cb)(void *arg, int rc, int found, const cm_hot_released *r, int n);
+
+/* Releases what is left of one intent's reservation, when `agent` ("" for
+ * any) made it. */
+int cm_hot_release(cm_hot *h, const char *org, const char *intent_id, const char *agent, cm_hot_release_cb cb,
+                   void *arg);
+/* Releases at most max reservations whose deadline is at or before now. */
+int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg);
 
 /* ---- policies and kill flags, mirrored from PostgreSQL ---- */
 

@@ -504,6 +504,26 @@ static void merge_rollups(cm_ingest *in, const cm_pgres *res, int from, int to)
     free(v);
 }
 
+/* The new rows of intents draw their reservations down at the agent's
+ * level (draw.lua), now that their cost is in the agent's windows; the
+ * scopes' are drawn when the rollup worker counts it there. */
+static void draw_reservations(group *g)
+{
+    cm_hot_spent *v = malloc((g->nrows ? g->nrows : 1) * sizeof *v);
+    char (*orgs)[CM_ADDR_SEG_MAX + 1] = malloc((g->nrows ? g->nrows : 1) * sizeof *orgs);
+    int n = 0;
+    for (size_t i = 0; v && orgs && i < g->nrows; i++) {
+        const cm_hb *hb = row_hb(&g->rows[i]);
+        if (!g->rows[i].is_new || !hb->intent_id[0] || hb->cost_nanos <= 0 || cm_addr_org(hb->agent, orgs[n]) != CM_OK)
+            continue;
+        v[n] = (cm_hot_spent){.org = orgs[n], .intent_id = hb->intent_id, .cost = hb->cost_nanos};
+        n++;
+    }
+    if (n > 0) cm_hot_draw(g->in->hot, false, v, n);
+    free(v);
+    free(orgs);
+}
+
 static void finish_group(group *g)
 {
     reply_jobs(g);
@@ -606,6 +626,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
      * PostgreSQL. */
     group *next = g->then;
     if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
+    draw_reservations(g);
     if (send_check(g, win) != CM_OK) finish_group(g);
     writer_next(in, next);
 }

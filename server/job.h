@@ -46,6 +46,7 @@ typedef enum {
     CM_OP_METER_LIST,    /* no request fields */
     CM_OP_METER_DELETE,  /* req.meter (event_type only) */
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
+    CM_OP_INTENT_END,    /* req.intent_end */
     CM_OP_COUNT
 } cm_op;
 
@@ -111,6 +112,12 @@ typedef struct {
     char idem_key[CM_ID_MAX + 1]; /* Idempotency-Key header, "" when none */
 } cm_req_intent;
 
+/* POST /v1/mesh/intents/{intent_id}/end. */
+typedef struct {
+    char intent_id[CM_ID_MAX + 1];
+    char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent or any */
+} cm_req_intent_end;
+
 typedef struct cm_job cm_job;
 
 /* POST /v1/traces and POST /api/v1/events: heartbeats in another
@@ -148,6 +155,7 @@ struct cm_job {
         cm_req_policy policy;
         cm_webhookreq webhook_put;
         cm_req_intent intent;
+        cm_req_intent_end intent_end;
         cm_req_interop interop;
         cm_meter meter;
     } req;

@@ -52,7 +52,9 @@ static const char batch_sql[] =
     " SELECT 'w', (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
     " (SELECT count(*) FROM intents)::text, NULL"
     " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain,"
-    " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text FROM scopes";
+    " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text FROM scopes"
+    " UNION ALL SELECT 'i', split_part(address, '/', 3), intent_id, least(sum(cost_nanos), 9223372036854775807)::text,"
+    " NULL FROM src WHERE intent_id IS NOT NULL AND cost_nanos > 0 GROUP BY 2, 3";
 
 /* A CHECK of the scopes a batch changed: their tags, until it answers. */
 typedef struct {
@@ -131,6 +133,21 @@ static void merge_scopes(cm_rollup *r, const cm_pgres *res)
     free(v);
 }
 
+/* The batch's cost per intent ('i' rows) draws the intents' reservations
+ * down at the scope levels, now that the scopes' windows hold it. */
+static void draw_scopes(cm_rollup *r, const cm_pgres *res)
+{
+    int rows = cm_pgres_rows(res);
+    cm_hot_spent *v = rows > 1 ? malloc((size_t)rows * sizeof *v) : NULL;
+    int n = 0;
+    for (int i = 0; v && i < rows; i++)
+        if (cm_pgres_get(res, i, 0)[0] == 'i')
+            v[n++] = (cm_hot_spent){.org = cm_pgres_get(res, i, 1), .intent_id = cm_pgres_get(res, i, 2),
+                                    .cost = strtoll(cm_pgres_get(res, i, 3), NULL, 10)};
+    if (n > 0) cm_hot_draw(r->hot, true, v, n);
+    free(v);
+}
+
 static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     cm_rollup *r = arg;
@@ -146,6 +163,7 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     unsigned long long n = strtoull(cm_pgres_get(res, w, 1), NULL, 10);
     atomic_fetch_add(&r->rows, n);
     merge_scopes(r, res);
+    draw_scopes(r, res);
     /* A batch cut at its size: the rest is due now, not at the next tick. */
     if (cm_pgres_get(res, w, 2)[0] == 't') cm_chore_run(r->chore);
 }

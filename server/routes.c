@@ -30,6 +30,7 @@ static const route_def defs[] = {
     {CM_R_POLICY, "DELETE", "/v1/mesh/agents/*/policies/cost", "policy"},
     {CM_R_POLICY, "PATCH", "/v1/mesh/agents/*/policies/cost", "policy"},
     {CM_R_INTENTS, "POST", "/v1/mesh/intents", "intents"},
+    {CM_R_INTENT_END, "POST", "/v1/mesh/intents/*/end", "intent_end"},
     {CM_R_AXME_INTENTS, "POST", "/v1/intents", "axme_intents"},
     {CM_R_KILL, "POST", "/v1/mesh/agents/*/kill", "kill"},
     {CM_R_RESUME, "POST", "/v1/mesh/agents/*/resume", "resume"},

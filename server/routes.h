@@ -40,6 +40,7 @@ typedef enum {
     CM_R_CUSTOMER_POLICY, /* /v1/mesh/customers/{id}/policies/cost */
     CM_R_WORKFLOW_POLICY, /* /v1/mesh/workflows/{id}/policies/cost */
     CM_R_RUN_POLICY,      /* /v1/mesh/runs/{id}/policies/cost */
+    CM_R_INTENT_END,      /* POST /v1/mesh/intents/{intent_id}/end */
     CM_R_COUNT,
 } cm_route_id;
 

@@ -65,6 +65,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_METER_LIST] = cm_api_meter_list,
     [CM_OP_METER_DELETE] = cm_api_meter_delete,
     [CM_OP_AUTH] = key_known,
+    [CM_OP_INTENT_END] = cm_api_intent_end,
 };
 
 static void on_revoked(void *arg, const char *channel, const char *key_id)
@@ -95,6 +96,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.hot = d->hot;
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;
+    s->api.reservation_ttl_s = d->reservation_ttl_s;
     s->api.interop_env = d->interop_env;
     snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");
     if (cm_pg_listen(d->listen_db, CM_KEY_REVOKED_CHANNEL, on_revoked, on_listening, s) != CM_OK) {

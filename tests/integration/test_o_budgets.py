@@ -394,3 +394,106 @@ def test_scope_cost_thresholds_and_breach_events(h):
     check_json([e["details"] for e in scope_events(h, wf, "policy_breached")], [dict(mark, current=Decimal("1.1"))],
                "one policy_breached")
     check_status(intent(h, a, workflow=wf), 201, "an alert scope admits")
+
+
+# ------------------------------------------------------------------ reservations (issue 15 item 4)
+
+def reserve(h, agent, est, key=None, **scopes):
+    body = '{"agent":"%s","estimated_cost_usd":%s%s}' % (
+        agent, est, "".join(',"%s":"%s"' % kv for kv in scopes.items()))
+    return h.request("POST", "/v1/mesh/intents", body, key=h.k1 if key is None else key)
+
+
+def end_intent(h, iid, key=None, agent=None):
+    path = "/v1/mesh/intents/%s/end" % urllib.parse.quote(iid, safe="")
+    if agent:
+        path += "?agent=" + urllib.parse.quote(agent, safe="")
+    return h.request("POST", path, key=h.k1 if key is None else key)
+
+
+@timeout(60)
+def test_burst_overshoots_without_reservations_not_with_them(h):
+    """20 intents at once against a $5 budget with nothing spent yet: without estimates all are admitted
+    (each then spends $1: $20 against $5); with estimated_cost_usd 1 exactly 5 are."""
+    away_from_boundary(86400, 30)
+    plain, held = uid("bplain"), uid("bheld")
+    for env in (plain, held):
+        put_scope(h, "env", env, '{"max_cost_per_day_usd": 5}')
+    st = statuses(run_concurrently([lambda i=i: intent(h, env_agent(plain, tag="p%d" % i)) for i in range(20)]))
+    check_eq(st.count(201), 20, "without estimates every intent of the burst is admitted: %s" % st)
+    res = run_concurrently([lambda i=i: reserve(h, env_agent(held, tag="r%d" % i), "1") for i in range(20)])
+    st = statuses(res)
+    check_eq((st.count(201), st.count(429)), (5, 15), "(201, 429) with estimates of $1 against $5: %s" % st)
+    for r in res:
+        if r.status == 201:
+            check_eq(dec(r.json.get("reserved_usd")), Decimal(1), "reserved_usd in the 201")
+        else:
+            e = r.error()
+            check_eq((e.get("scope"), e.get("limit"), dec(e.get("current"))),
+                     ("env", "max_cost_per_day_usd", Decimal(5)), "429: spent + reserved = 5")
+
+
+@timeout(60)
+def test_reservation_drawn_down_and_released(h):
+    """Heartbeats of an intent draw its reservation down (spent + reserved stays what it was); ending it
+    releases the rest; only its own agent (or an unbound key) may end it; a second end finds nothing."""
+    away_from_boundary(86400, 30)
+    env = uid("bdraw")
+    a, b = env_agent(env, tag="draw-a"), env_agent(env, tag="draw-b")
+    put_scope(h, "env", env, '{"max_cost_per_day_usd": 10}')
+    r1 = reserve(h, a, "4")
+    check_status(r1, 201, "reserve 4 of 10")
+    i1 = r1.json["intent_id"]
+    check_status(reserve(h, b, "4"), 201, "reserve 4 more: 8 of 10")
+    e = check_error(reserve(h, b, "2.000000001"), 429, "cost_policy_breached", what="8 + 2.000000001 > 10")
+    check_eq(dec(e.get("current")), Decimal(8), "current = spent 0 + reserved 8")
+    accepted(h.hb(hb_obj(a, "1.5", hb_id(), intent=i1)), 1, 0, "1.5 spent by the intent")
+    # Once the rollup counted it for the env: spent 1.5 + reserved 2.5 + 4 = 8, unchanged.
+    time.sleep(1.5)
+    e = check_error(reserve(h, b, "2.000000001"), 429, "cost_policy_breached", what="still 8 after the heartbeat")
+    check_eq(dec(e.get("current")), Decimal(8), "spent 1.5 + reserved 6.5")
+    agent_key = h.request("POST", "/v1/keys", {"role": "agent", "name": "draw", "agent": b}, key=h.k1).json["key"]
+    check_error(end_intent(h, i1, key=agent_key), 404, "reservation_not_found", what="b's key ends a's intent")
+    r = end_intent(h, i1, agent=a)
+    check_status(r, 200, "end the intent")
+    check_json(r.json, {"intent_id": i1, "agent": a, "released_usd": Decimal("2.5")}, "what was left")
+    check_error(end_intent(h, i1), 404, "reservation_not_found", what="ending it again")
+    check_status(reserve(h, b, "4.5"), 201, "spent 1.5 + reserved 4 + 4.5 = 10")
+    check_error(end_intent(h, "no-such-" + uid("i")), 404, "reservation_not_found", what="an unknown intent")
+
+
+@timeout(60)
+def test_reservation_expires_with_an_event(h):
+    env = uid("bexp")
+    a = env_agent(env, tag="exp")
+    put_scope(h, "env", env, '{"max_cost_per_day_usd": 1}')
+    h.restart_server({"COSTMESH_RESERVATION_TTL": "2"})
+    try:
+        r = reserve(h, a, "1")
+        check_status(r, 201, "reserve the whole budget")
+        iid = r.json["intent_id"]
+        check_status(reserve(h, a, "0.1"), 429, "nothing left while it is reserved")
+        deadline = time.time() + 10
+        while True:
+            ev = [e for e in h.request("GET", "/v1/mesh/events?event_type=reservation_expired&limit=100",
+                                       key=h.k1).json["events"] if e["details"].get("intent_id") == iid]
+            if ev:
+                break
+            check(time.time() < deadline, "no reservation_expired event within 10 s of a 2 s TTL")
+            time.sleep(0.2)
+        check_json([(e["agent"], e["details"]) for e in ev], [(a, {"intent_id": iid, "released_usd": Decimal(1)})],
+                   "one reservation_expired event")
+        check_status(reserve(h, a, "1"), 201, "the budget is free again")
+        check_error(end_intent(h, iid), 404, "reservation_not_found", what="ending an expired intent")
+    finally:
+        h.restart_server()
+
+
+def test_reservation_bad_input(h):
+    a = new_agent(tag="bud-resv-bad")
+    for v in ('-1', '"1"', '1000000.000000001'):
+        r = h.request("POST", "/v1/mesh/intents", '{"agent":"%s","estimated_cost_usd":%s}' % (a, v), key=h.k1)
+        check_error(r, 400, "invalid_field", "estimated_cost_usd", "estimated_cost_usd %s" % v)
+    check_error(end_intent(h, "x" * 129), 400, "invalid_field", "intent_id", "a 129-byte intent id")
+    check_error(end_intent(h, "x", agent="not-an-address"), 400, "invalid_field", "agent", "a bad ?agent=")
+    check_error(end_intent(h, "x", key=h.k2, agent=a), 403, what="another org's agent")
