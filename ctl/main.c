@@ -14,7 +14,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"keys", cmctl_cmd_keys, "create, list or revoke API keys (admin)"},
-    {"policy", cmctl_cmd_policy, "get, set or delete an agent's cost policy"},
+    {"policy", cmctl_cmd_policy, "get, set or delete a cost policy: an agent's, the org's, an env's, ..."},
     {"spend", cmctl_cmd_spend, "an agent's spend in an hour, day, week or month, with its series"},
     {"agents", cmctl_cmd_agents, "the org's agents: health, last heartbeat, intents and cost today"},
     {"kill", cmctl_cmd_kill, "stop an agent's new intents (admin)"},
@@ -22,6 +22,7 @@ static const command commands[] = {
     {"events", cmctl_cmd_events, "the org's recent events, newest first"},
     {"heartbeat", cmctl_cmd_heartbeat, "send one heartbeat by hand"},
     {"intent", cmctl_cmd_intent, "open an intent (exit 3 when the policy refuses it)"},
+    {"intent-end", cmctl_cmd_intent_end, "end an intent, releasing what is left of its reservation"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -292,6 +292,13 @@ def test_scope_policies_and_intents(h):
     fails(ctl(h, "policy", "get", "run:"), 2, "TARGET must be", "a scope without its id")
     fails(ctl(h, "policy", "set", "env:bad env", "--max-intents-per-day", "1"), 1,
           "costmeshctl: 400 invalid_field (env): ", "an env no address can have")
+    # A reservation: --estimate, then intent-end releases what is left.
+    j = ok(ctl(h, "intent", a, "--estimate", "0.25", "--json")).json()
+    check_eq(dec(j.get("reserved_usd")), Decimal("0.25"), "intent --estimate reserves")
+    r = ok(ctl(h, "intent-end", j["intent_id"], "--agent", a), "intent-end")
+    check_eq(r.out.strip(), "ended intent %s: released 0.25 USD" % j["intent_id"], "intent-end output")
+    fails(ctl(h, "intent-end", j["intent_id"]), 1, "costmeshctl: 404 reservation_not_found", "ended twice")
+    fails(ctl(h, "intent", a, "--estimate", "lots"), 2, "--estimate", "a non-number estimate")
 
 
 def test_kill_resume_intent_and_events(h):
