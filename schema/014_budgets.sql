@@ -10,6 +10,17 @@ ALTER TABLE intents
     ADD COLUMN IF NOT EXISTS workflow text,
     ADD COLUMN IF NOT EXISTS customer text;
 
+-- Reservations (issue 15 item 4): an intent's estimated_cost_usd is held in
+-- Redis until it is spent, the intent ends or reserved_until passes; these
+-- columns are what the Redis rebuild restores the open ones from.
+ALTER TABLE intents
+    ADD COLUMN IF NOT EXISTS estimated_cost_nanos bigint,
+    ADD COLUMN IF NOT EXISTS reserved_until timestamptz,
+    ADD COLUMN IF NOT EXISTS ended_at timestamptz;
+-- The open reservations, for the rebuild: a partial index stays small.
+CREATE INDEX IF NOT EXISTS intents_reserved ON intents (reserved_until)
+    WHERE estimated_cost_nanos > 0 AND ended_at IS NULL;
+
 -- One row per scope with a policy; the columns of cost_policies
 -- (policy_row.h). scope is '' for the org, the ENV for an environment.
 CREATE TABLE IF NOT EXISTS scope_policies (

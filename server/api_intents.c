@@ -117,7 +117,7 @@ static void record_intent(admit_call *c)
     const cm_req_intent *q = &c->base.job->req.intent;
     cm_intent_rec r = {q->body.agent,  c->base.who.org, q->body.intent_id, q->body.intent_type,
                        q->idem_key,    q->body.run_id,  q->body.workflow,  q->body.customer,
-                       c->base.job->now};
+                       c->base.job->now, c->adm.estimate, c->adm.deadline};
     if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "", "");
 }
@@ -277,6 +277,24 @@ static void on_ended(void *arg, int rc, int found, const cm_hot_released *r, int
     cm_api_reply(j, 200, &b);
 }
 
+/* Recorded as ended (so a Redis rebuild does not bring the reservation
+ * back): now release it in Redis. */
+static void on_end_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    cm_api_call *c = arg;
+    cm_job *j = c->job;
+    if (rc != CM_OK) {
+        free(c);
+        cm_api_fail_store(j);
+        return;
+    }
+    const cm_req_intent_end *q = &j->req.intent_end;
+    if (cm_hot_release(c->api->hot, c->who.org, q->intent_id, q->agent, on_ended, c) != CM_OK)
+        on_ended(c, CM_ESTORE, 0, NULL, 0);
+}
+
 int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     cm_req_intent_end *q = &j->req.intent_end;
@@ -286,7 +304,9 @@ int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
         return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    if (cm_hot_release(api->hot, who->org, q->intent_id, q->agent, on_ended, c) != CM_OK)
-        on_ended(c, CM_ESTORE, 0, NULL, 0);
-    return CM_OK;
+    const char *params[] = {who->org, q->intent_id, q->agent};
+    return cm_api_query(c,
+                        "UPDATE intents SET ended_at = now() WHERE org = $1 AND intent_id = $2"
+                        " AND ($3 = '' OR address = $3) AND estimated_cost_nanos > 0 AND ended_at IS NULL",
+                        3, params, on_end_recorded, e);
 }

@@ -11,11 +11,11 @@
 
 /* The scripts of server/lua/, embedded at build time (scripts/embed_lua.sh). */
 extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[], cm_lua_draw[],
-    cm_lua_release[];
+    cm_lua_release[], cm_lua_restore[];
 
-enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, NSCRIPTS };
-static const char *const scripts[NSCRIPTS] = {cm_lua_merge,    cm_lua_admit, cm_lua_check,
-                                              cm_lua_hreplace, cm_lua_draw,  cm_lua_release};
+enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE, NSCRIPTS };
+static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit,   cm_lua_check,  cm_lua_hreplace,
+                                              cm_lua_draw,  cm_lua_release, cm_lua_restore};
 
 #define MERGE_CHUNK 200 /* window hashes per MERGE call */
 #define CHECK_CHUNK 100 /* agents per CHECK call */
@@ -698,6 +698,31 @@ int cm_hot_release(cm_hot *h, const char *org, const char *intent_id, const char
     cm_hot_key_reservation(org, intent_id, key);
     const char *argv[] = {CM_HOT_RESERVATIONS_KEY, key, "one", agent};
     return release(h, argv, 4, cb, arg);
+}
+
+int cm_hot_restore_reservation(cm_hot *h, const cm_hot_reservation *r, cm_hot_done_cb cb, void *arg)
+{
+    int n = r->ntags < 1 ? 1 : r->ntags > CM_HOT_LEVELS_MAX ? CM_HOT_LEVELS_MAX : r->ntags;
+    char keys[2 + CM_HOT_LEVELS_MAX][CM_HOT_KEY_MAX], left[24], deadline[24];
+    const char *argv[2 + CM_HOT_LEVELS_MAX + 5];
+    cm_hot_key_reservation(r->org, r->intent_id, keys[0]);
+    argv[0] = keys[0];
+    argv[1] = CM_HOT_RESERVATIONS_KEY;
+    for (int l = 0; l < n; l++) {
+        cm_hot_key_reserved(r->tags[l], keys[2 + l]);
+        argv[2 + l] = keys[2 + l];
+    }
+    snprintf(left, sizeof left, "%lld", (long long)r->left);
+    snprintf(deadline, sizeof deadline, "%lld", (long long)r->deadline);
+    const char **av = argv + 2 + n;
+    av[0] = left;
+    av[1] = deadline;
+    av[2] = r->tags[0];
+    av[3] = r->org;
+    av[4] = r->intent_id;
+    batch *b = batch_new(h, cb, arg);
+    if (!b) return CM_ENOMEM;
+    return batch_sent(b, batch_eval(b, RESTORE, 2 + n, 2 + n + 5, argv, on_batch_reply, b));
 }
 
 int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg)

@@ -203,6 +203,18 @@ typedef void (*cm_hot_release_cb)(void *arg, int rc, int found, const cm_hot_rel
  * any) made it. */
 int cm_hot_release(cm_hot *h, const char *org, const char *intent_id, const char *agent, cm_hot_release_cb cb,
                    void *arg);
+/* An open reservation as PostgreSQL's intents hold it, for the rebuild. */
+typedef struct {
+    const char *org, *intent_id;
+    const char *const *tags; /* its levels, tags[0] its agent's address */
+    int ntags;
+    int64_t left;            /* its estimate less what its agent spent on it */
+    int64_t deadline;
+} cm_hot_reservation;
+
+/* Holds r again at every level unless Redis still has it (restore.lua). */
+int cm_hot_restore_reservation(cm_hot *h, const cm_hot_reservation *r, cm_hot_done_cb cb, void *arg);
+
 /* Releases at most max reservations whose deadline is at or before now. */
 int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg);
 

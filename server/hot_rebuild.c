@@ -10,8 +10,9 @@
 /* The queries of a pass, run one after the other: the agents' rollups and
  * intent counts of the current windows (merged as maxima), their policies
  * and kill flags (replaced), then the same of the scopes (budget.h): cost
- * and intents per window, policies. $1 is one agent's address, or NULL for
- * all; with an address, the scopes of its org. Columns of the counts:
+ * and intents per window, policies; then the open reservations. $1 is one
+ * agent's address, or NULL for all; with an address, the scopes and
+ * reservations of its org. Columns of the counts:
  * address or tag, grain, bucket start, then the totals (cm_hot_rollup's)
  * or the count. */
 static const char rollups_sql[] =
@@ -66,7 +67,19 @@ static const char scope_policies_sql[] =
     "SELECT " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", true, false, " CM_POLICY_ROW_COLS
     " FROM scope_policies WHERE " SCOPE_ORG;
 
-enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, NSTEPS };
+/* The open reservations: org, intent id, agent, deadline, what is left of
+ * the estimate after what its agent spent on the intent (rollup and tail),
+ * run, workflow, customer. */
+static const char reservations_sql[] =
+    "SELECT i.org, i.intent_id, i.address, extract(epoch FROM i.reserved_until)::bigint::text,"
+    " greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r"
+    " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce((SELECT sum(t.cost_nanos)"
+    " FROM cm_rollup_tail() t WHERE t.address = i.address AND t.intent_id = i.intent_id), 0))::text,"
+    " coalesce(i.run_id, ''), coalesce(i.workflow, ''), coalesce(i.customer, '') FROM intents i"
+    " WHERE i.estimated_cost_nanos > 0 AND i.ended_at IS NULL AND i.reserved_until > now() AND "
+    "($1::text IS NULL OR i.org = split_part($1, '/', 3))";
+
+enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, NSTEPS };
 
 typedef struct {
     cm_hot *h;
@@ -162,6 +175,25 @@ static void put_policies(pass *p, const cm_pgres *res, int rows)
     }
 }
 
+static void restore_reservations(pass *p, const cm_pgres *res, int rows)
+{
+    for (int r = 0; r < rows && !p->failed; r++) {
+        cm_scope scopes[CM_SCOPE_KINDS];
+        char tags[CM_SCOPE_KINDS][CM_ADDR_MAX];
+        const char *tagv[CM_SCOPE_KINDS];
+        const char *org = cm_pgres_get(res, r, 0);
+        int n = cm_budget_scopes(cm_pgres_get(res, r, 2), cm_pgres_get(res, r, 5), cm_pgres_get(res, r, 6),
+                                 cm_pgres_get(res, r, 7), scopes);
+        for (int l = 0; l < n; l++) {
+            cm_budget_tag(org, &scopes[l], tags[l]);
+            tagv[l] = tags[l];
+        }
+        cm_hot_reservation v = {.org = org, .intent_id = cm_pgres_get(res, r, 1), .tags = tagv, .ntags = n,
+                                .left = num(res, r, 4), .deadline = num(res, r, 3)};
+        if (v.left > 0) sent(p, cm_hot_restore_reservation(p->h, &v, on_written, p));
+    }
+}
+
 static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
@@ -172,13 +204,14 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     else if (rows > 0 && (p->step == INTENTS || p->step == SCOPE_INTENTS)) merge_count(p, "intents", res, rows);
     else if (rows > 0 && p->step == SCOPE_COSTS) merge_count(p, "cost", res, rows);
     else if (p->step == POLICIES || p->step == SCOPE_POLICIES) put_policies(p, res, rows);
+    else if (p->step == RESERVATIONS) restore_reservations(p, res, rows);
     on_written(p, CM_OK); /* the one held while sending */
 }
 
 static void run_step(pass *p)
 {
-    static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,
-                                            scope_costs_sql, scope_intents_sql, scope_policies_sql};
+    static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,      scope_costs_sql,
+                                            scope_intents_sql, scope_policies_sql, reservations_sql};
     const char *params[] = {p->address[0] ? p->address : NULL};
     const char *q = p->step == POLICIES && p->address[0] ? agent_policy_sql : sql[p->step];
     p->pending = 1;

@@ -23,6 +23,7 @@ typedef struct {
     const char *agent, *org, *intent_id, *intent_type, *idem_key;
     const char *run_id, *workflow, *customer;
     int64_t at; /* admitted, Unix seconds */
+    int64_t estimate, reserved_until; /* estimate 0: none (both stored as NULL) */
 } cm_intent_rec;
 
 /* rc CM_OK: the intent is recorded, or prev is the address of the agent

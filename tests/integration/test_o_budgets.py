@@ -497,3 +497,31 @@ def test_reservation_bad_input(h):
     check_error(end_intent(h, "x" * 129), 400, "invalid_field", "intent_id", "a 129-byte intent id")
     check_error(end_intent(h, "x", agent="not-an-address"), 400, "invalid_field", "agent", "a bad ?agent=")
     check_error(end_intent(h, "x", key=h.k2, agent=a), 403, what="another org's agent")
+
+
+@timeout(60)
+def test_redis_flush_restores_open_reservations(h):
+    """After a FLUSHALL the open reservations are held again (what is left of each estimate after what its
+    agent spent); an ended one is not."""
+    away_from_boundary(86400, 30)
+    env = uid("brest")
+    a = env_agent(env, tag="rest")
+    put_scope(h, "env", env, '{"max_cost_per_day_usd": 5}')
+    r = reserve(h, a, "3")
+    check_status(r, 201, "reserve 3")
+    accepted(h.hb(hb_obj(a, "0.5", hb_id(), intent=r.json["intent_id"])), 1, 0, "0.5 of it spent")
+    r = reserve(h, a, "1")
+    check_status(r, 201, "reserve 1 more")
+    check_status(end_intent(h, r.json["intent_id"]), 200, "end it")
+    time.sleep(1.5)  # the rollup counts the 0.5 for the env
+    check_eq(h.redis("FLUSHALL"), "OK", "FLUSHALL")
+    deadline = time.time() + 10
+    while True:
+        r = reserve(h, a, "2.500000001")
+        if r.status != 503:
+            break
+        check(time.time() < deadline, "admission not back within 10 s of the flush")
+        time.sleep(0.2)
+    e = check_error(r, 429, "cost_policy_breached", what="spent 0.5 + reserved 2.5 + 2.500000001 > 5")
+    check_eq((e.get("scope"), dec(e.get("current"))), ("env", Decimal(3)), "spent 0.5 + the restored 2.5")
+    check_status(reserve(h, a, "2"), 201, "3 + 2 = 5 fits: the ended reservation was not restored")
