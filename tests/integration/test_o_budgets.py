@@ -525,3 +525,21 @@ def test_redis_flush_restores_open_reservations(h):
     e = check_error(r, 429, "cost_policy_breached", what="spent 0.5 + reserved 2.5 + 2.500000001 > 5")
     check_eq((e.get("scope"), dec(e.get("current"))), ("env", Decimal(3)), "spent 0.5 + the restored 2.5")
     check_status(reserve(h, a, "2"), 201, "3 + 2 = 5 fits: the ended reservation was not restored")
+
+
+def test_readme_reservations_example(h):
+    """The README's burst, run as printed: 10 admitted without estimates, 5 and 5 with them."""
+    import os
+    import re
+    import subprocess
+    from harness import REPO
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    m = re.search(r"<!-- tested: reservations -->\n```sh\n(.*?)```", text, re.S)
+    check(m, "README has no block marked <!-- tested: reservations -->")
+    script = m.group(1).replace("agent://default/", "agent://%s/" % h.org1)
+    env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
+    p = subprocess.run(["sh", "-eu"], input=script.encode(), env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    check(p.returncode == 0 and not p.stderr, "example: exit %d, stderr %r" % (p.returncode, p.stderr.decode()))
+    lines = [l.split() for l in p.stdout.decode().splitlines()]
+    check_eq(lines, [["10", "201"], ["5", "201"], ["5", "429"]], "the two bursts' statuses")
