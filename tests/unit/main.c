@@ -16,6 +16,7 @@ int main(void)
     test_routes();
     test_codec();
     test_policy();
+    test_budget();
     test_keycache();
     test_queue();
     test_backoff();

@@ -52,6 +52,7 @@ extern int unit_failed;
     } while (0)
 
 void test_error(void);
+void test_budget(void);
 void test_money(void);
 void test_time(void);
 void test_address(void);
