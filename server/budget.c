@@ -1,6 +1,7 @@
 #include "budget.h"
 #include "error.h"
 #include "policy.h"
+#include "timeutil.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -87,4 +88,22 @@ void cm_budget_mark_json(const cm_scope *s, int lim, int64_t limit_value, int64_
     if (!mark.failed && mark.len > 1) cm_buf_add(b, mark.data + 1, mark.len - 1);
     else b->failed = 1;
     cm_buf_free(&mark);
+}
+
+const char *cm_budget_mark_event(const cm_scope *s, int lim, int64_t limit_value, int64_t current,
+                                 int64_t fraction, const cm_forecast *f, int64_t now, cm_buf *b)
+{
+    cm_budget_mark_json(s, lim, limit_value, current, fraction, b);
+    if (fraction > 0) return "threshold_crossed";
+    if (fraction == 0) return "policy_breached";
+    int64_t from, to, at;
+    cm_window_bounds(cm_limit_window(lim), now, &from, &to);
+    if (b->len > 0 && !b->failed) b->len--; /* reopen the object */
+    cm_buf_adds(b, ",\"burn_rate_usd_per_hour\":");
+    cm_buf_add_money(b, f->burn);
+    cm_buf_adds(b, ",\"predicted_at\":");
+    if (cm_forecast_exhaustion(current, limit_value, f->burn, now, to, &at)) cm_buf_add_jtime(b, at);
+    else cm_buf_adds(b, "null");
+    cm_buf_adds(b, "}");
+    return "exhaustion_predicted";
 }

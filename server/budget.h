@@ -9,6 +9,7 @@
 
 #include "address.h"
 #include "buf.h"
+#include "forecast.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -67,5 +68,13 @@ void cm_budget_scope_json(const cm_scope *s, cm_buf *b);
  * "scope" and "scope_id" first. */
 void cm_budget_mark_json(const cm_scope *s, int lim, int64_t limit_value, int64_t current, int64_t fraction,
                          cm_buf *b);
+
+/* The event of a mark of the heartbeat CHECK (hot.h): its type
+ * (threshold_crossed for fraction > 0, policy_breached for 0,
+ * exhaustion_predicted for a negative one) and its details into b; a
+ * predicted exhaustion's add "burn_rate_usd_per_hour" and "predicted_at"
+ * from f (the burn of the mark's agent or scope) at `now`. */
+const char *cm_budget_mark_event(const cm_scope *s, int lim, int64_t limit_value, int64_t current,
+                                 int64_t fraction, const cm_forecast *f, int64_t now, cm_buf *b);
 
 #endif

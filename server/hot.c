@@ -32,6 +32,7 @@ struct cm_hot {
     uv_timer_t retry;  /* re-runs a failed or early rebuild */
     bool rebuilding;
     bool rebuild_again;
+    int horizon_s;    /* of a predicted exhaustion's mark */
     _Atomic bool complete; /* the mirror is rebuilt since Redis connected */
 };
 
@@ -51,6 +52,7 @@ int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *
     cm_hot *h = calloc(1, sizeof *h);
     if (!h) return CM_ENOMEM;
     h->pg = pg;
+    h->horizon_s = 3600;
     int rc = cm_store_new(loop, host, port, db, scripts, NSCRIPTS, on_ready, h, &h->store);
     if (rc != CM_OK) {
         free(h);
@@ -72,6 +74,11 @@ void cm_hot_free(cm_hot *h)
     if (!h) return;
     cm_store_free(h->store);
     uv_close((uv_handle_t *)&h->retry, on_closed);
+}
+
+void cm_hot_set_horizon(cm_hot *h, int seconds)
+{
+    h->horizon_s = seconds;
 }
 
 const cm_store *cm_hot_store(const cm_hot *h)
@@ -322,7 +329,9 @@ typedef struct {
 /* What the chunks' replies say, until the last. */
 struct check_call {
     batch *fan;                /* answers through check_done */
+    int64_t now;
     cm_hot_agent_state *state; /* owned */
+    cm_forecast *forecast;     /* owned */
     cm_hot_mark *marks;        /* owned */
     int nmarks;
     check_chunk *chunks;       /* owned */
@@ -333,6 +342,7 @@ struct check_call {
 static void check_call_free(check_call *c)
 {
     free(c->state);
+    free(c->forecast);
     free(c->marks);
     free(c->chunks);
     free(c);
@@ -341,30 +351,49 @@ static void check_call_free(check_call *c)
 static void check_done(void *arg, int rc)
 {
     check_call *c = arg;
-    cm_hot_check_result r = {c->state, c->nmarks, c->marks};
+    cm_hot_check_result r = {c->state, c->forecast, c->nmarks, c->marks};
     c->cb(c->arg, rc, &r);
     check_call_free(c);
 }
 
-/* The reply: one state per agent, then five values per mark. */
+/* The reply: per agent its state, this and the previous hour's cost, the
+ * day's, the month's, its three cost limits; then five values per mark. */
+enum { CHECK_AGENT_VALUES = 8 };
+
+static void read_forecast(const cm_store_reply *r, int at, int64_t now, cm_forecast *f)
+{
+    char tmp[32];
+    memset(f, 0, sizeof *f);
+    f->burn = cm_forecast_burn(cm_store_reply_int(r, at + 1), cm_store_reply_int(r, at + 2), now);
+    f->current[CM_LIM_COST_HOUR] = cm_store_reply_int(r, at + 1);
+    f->current[CM_LIM_COST_DAY] = cm_store_reply_int(r, at + 3);
+    f->current[CM_LIM_COST_MONTH] = cm_store_reply_int(r, at + 4);
+    for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+        int k = at + 5 + i - CM_LIM_COST_HOUR;
+        f->has[i] = cm_store_reply_str(r, k, tmp, sizeof tmp)[0] != '\0';
+        f->limit[i] = f->has[i] ? cm_store_reply_int(r, k) : 0;
+    }
+}
+
 static void on_checked(void *arg, int rc, const cm_store_reply *r)
 {
     check_chunk *k = arg;
     check_call *c = k->call;
     if (rc == CM_OK) {
-        int len = cm_store_reply_len(r);
-        for (int i = 0; i < k->n && i < len; i++) {
-            long long st = cm_store_reply_int(r, i);
+        int len = cm_store_reply_len(r), head = k->n * CHECK_AGENT_VALUES;
+        for (int i = 0; i < k->n && (i + 1) * CHECK_AGENT_VALUES <= len; i++) {
+            long long st = cm_store_reply_int(r, i * CHECK_AGENT_VALUES);
             c->state[k->first + i] = st >= CM_HOT_AGENT_ACTIVE && st <= CM_HOT_AGENT_KILLED ? (cm_hot_agent_state)st
                                                                                            : CM_HOT_AGENT_ACTIVE;
+            read_forecast(r, i * CHECK_AGENT_VALUES, c->now, &c->forecast[k->first + i]);
         }
-        int more = len > k->n ? (len - k->n) / 5 : 0;
+        int more = len > head ? (len - head) / 5 : 0;
         cm_hot_mark *marks = more ? realloc(c->marks, (size_t)(c->nmarks + more) * sizeof *marks) : c->marks;
         if (!marks) {
             rc = CM_ENOMEM;
         } else {
             c->marks = marks;
-            for (int at = k->n; at + 5 <= len; at += 5) {
+            for (int at = head; at + 5 <= len; at += 5) {
                 long long ai = cm_store_reply_int(r, at);
                 if (ai < 0 || ai >= k->n) continue;
                 cm_hot_mark *m = &c->marks[c->nmarks++];
@@ -379,47 +408,62 @@ static void on_checked(void *arg, int rc, const cm_store_reply *r)
     batch_step(c->fan, rc);
 }
 
-static int check_chunk_send(check_chunk *k, const char *const *addresses, const int64_t starts[CM_WIN3])
+/* KEYS and ARGV as check.lua's header lays them out. */
+enum { CHECK_KEYS = 5, CHECK_ARGS = 4, CHECK_ARGV_FIXED = 4 };
+
+static int check_chunk_send(check_chunk *k, const char *const *addresses, int64_t now, int horizon_s)
 {
-    char ttl[24], start[CM_WIN3][24];
+    int64_t starts[CM_WIN3], month_end;
+    cm_policy_window_starts(now, starts);
+    cm_window_bounds(CM_WIN_MONTH, now, &starts[CM_WIN3_MONTH], &month_end);
+    char ttl[24], nowt[24], hz[24], mend[24], start[CM_WIN3][24];
     snprintf(ttl, sizeof ttl, "%ld", CM_HOT_MARKER_TTL);
+    snprintf(nowt, sizeof nowt, "%lld", (long long)now);
+    snprintf(hz, sizeof hz, "%d", horizon_s);
+    snprintf(mend, sizeof mend, "%lld", (long long)month_end);
     for (int w = 0; w < CM_WIN3; w++) snprintf(start[w], sizeof start[w], "%lld", (long long)starts[w]);
-    int n = k->n, argc = 2 + 8 * n;
+    int n = k->n, nkeys = 1 + CHECK_KEYS * n, argc = nkeys + CHECK_ARGV_FIXED + CHECK_ARGS * n;
     const char **argv = malloc((size_t)argc * sizeof *argv);
-    char (*keys)[CM_HOT_KEY_MAX] = malloc((size_t)n * 4 * sizeof *keys);
+    char (*keys)[CM_HOT_KEY_MAX] = malloc((size_t)n * CHECK_KEYS * sizeof *keys);
     int rc = CM_ENOMEM;
     if (!argv || !keys) goto out;
     argv[0] = CM_HOT_EPOCH_KEY;
-    argv[1 + 4 * n] = ttl;
+    const char **av = argv + nkeys;
+    av[0] = ttl;
+    av[1] = nowt;
+    av[2] = hz;
+    av[3] = mend;
     for (int i = 0; i < n; i++) {
         const char *address = addresses[k->first + i];
-        /* Per agent: its policy hash, then its hour, day and month hashes;
-         * its address, then the three windows' starts. */
-        cm_hot_key_policy(address, keys[4 * i]);
-        for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(address, CM_HOT_GRAINS[w], starts[w], keys[4 * i + 1 + w]);
-        for (int j = 0; j < 4; j++) argv[1 + 4 * i + j] = keys[4 * i + j];
-        argv[2 + 4 * n + 4 * i] = address;
-        for (int w = 0; w < CM_WIN3; w++) argv[3 + 4 * n + 4 * i + w] = start[w];
+        /* Per agent: its policy hash, its hour, day and month hashes and the
+         * previous hour's; its tag, then the three windows' starts. */
+        char (*kk)[CM_HOT_KEY_MAX] = keys + CHECK_KEYS * i;
+        cm_hot_key_policy(address, kk[0]);
+        for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(address, CM_HOT_GRAINS[w], starts[w], kk[1 + w]);
+        cm_hot_key_window(address, 'h', starts[CM_WIN3_HOUR] - 3600, kk[4]);
+        for (int j = 0; j < CHECK_KEYS; j++) argv[1 + CHECK_KEYS * i + j] = kk[j];
+        av[CHECK_ARGV_FIXED + CHECK_ARGS * i] = address;
+        for (int w = 0; w < CM_WIN3; w++) av[CHECK_ARGV_FIXED + CHECK_ARGS * i + 1 + w] = start[w];
     }
-    rc = batch_eval(k->call->fan, CHECK, 1 + 4 * n, argc, argv, on_checked, k);
+    rc = batch_eval(k->call->fan, CHECK, nkeys, argc, argv, on_checked, k);
 out:
     free(argv);
     free(keys);
     return rc;
 }
 
-int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t starts[CM_WIN3],
-                 cm_hot_check_cb cb, void *arg)
+int cm_hot_check(cm_hot *h, const char *const *addresses, int n, int64_t now, cm_hot_check_cb cb, void *arg)
 {
     if (n <= 0) return CM_EINVAL;
     int nchunks = (n + CHECK_CHUNK - 1) / CHECK_CHUNK;
     check_call *c = calloc(1, sizeof *c);
     if (c) {
         c->state = calloc((size_t)n, sizeof *c->state);
+        c->forecast = calloc((size_t)n, sizeof *c->forecast);
         c->chunks = calloc((size_t)nchunks, sizeof *c->chunks);
         c->fan = batch_new(h, check_done, c);
     }
-    if (!c || !c->state || !c->chunks || !c->fan) {
+    if (!c || !c->state || !c->forecast || !c->chunks || !c->fan) {
         if (c) {
             free(c->fan);
             check_call_free(c);
@@ -428,6 +472,7 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
     }
     c->cb = cb;
     c->arg = arg;
+    c->now = now;
     /* A chunk that cannot be sent leaves its agents active; the others
      * still go. */
     int failed = CM_OK;
@@ -436,7 +481,7 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
         k->call = c;
         k->first = i * CHECK_CHUNK;
         k->n = n - k->first < CHECK_CHUNK ? n - k->first : CHECK_CHUNK;
-        int rc = check_chunk_send(k, addresses, starts);
+        int rc = check_chunk_send(k, addresses, now, h->horizon_s);
         if (rc != CM_OK) failed = rc;
     }
     int rc = batch_sent(c->fan, failed);

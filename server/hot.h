@@ -18,6 +18,7 @@
 #define CM_HOT_H
 
 #include "budget.h"
+#include "forecast.h"
 #include "pg.h"
 #include "policy.h"
 #include "store.h"
@@ -81,17 +82,21 @@ int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, i
 typedef enum { CM_HOT_AGENT_ACTIVE = 0, CM_HOT_AGENT_BLOCKED, CM_HOT_AGENT_KILLED } cm_hot_agent_state;
 
 /* A threshold of a cost limit, or a limit itself, crossed for the first
- * time in its window. */
+ * time in its window; or the limit's exhaustion, at the burn rate of the
+ * last hour, predicted for the first time within the horizon
+ * (cm_hot_set_horizon) and before the window ends. */
+#define CM_HOT_MARK_PREDICTED (-1)
 typedef struct {
     int agent;           /* index into the addresses checked */
     int limit;           /* CM_LIM_* */
-    int64_t fraction;    /* the threshold in 1e-9 units; 0: the limit itself */
+    int64_t fraction;    /* the threshold in 1e-9 units; 0: the limit itself; CM_HOT_MARK_PREDICTED */
     int64_t current;     /* the window's value */
     int64_t limit_value;
 } cm_hot_mark;
 
 typedef struct {
     const cm_hot_agent_state *state; /* one per address checked */
+    const cm_forecast *forecast;     /* one per address checked */
     int nmarks;
     const cm_hot_mark *marks;
 } cm_hot_check_result;
@@ -100,10 +105,12 @@ typedef struct {
  * read active (heartbeats are accepted whatever Redis says), with no marks. */
 typedef void (*cm_hot_check_cb)(void *arg, int rc, const cm_hot_check_result *r);
 
-/* Checks addresses[0..n) against their policies in the windows starting
- * at starts (CM_WIN3 order). Redis runs it after the merges sent before. */
-int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t starts[CM_WIN3],
-                 cm_hot_check_cb cb, void *arg);
+/* Checks addresses[0..n) (agents' addresses or scopes' tags) against
+ * their policies in the windows containing `now`. Redis runs it after the
+ * merges sent before. */
+int cm_hot_check(cm_hot *h, const char *const *addresses, int n, int64_t now, cm_hot_check_cb cb, void *arg);
+/* How far ahead a predicted exhaustion is a mark (seconds; default 3600). */
+void cm_hot_set_horizon(cm_hot *h, int seconds);
 
 /* ---- ADMIT: an intent's check-and-increment ---- */
 

@@ -60,12 +60,14 @@ static const char batch_sql[] =
 typedef struct {
     cm_rollup *r;
     int n;
+    int64_t now;
     char (*tags)[CM_ADDR_MAX];
 } scope_check;
 
 /* Records the event of each threshold or limit of a scope's cost newly
  * crossed in its window: threshold_crossed, or policy_breached (the same
- * once-per-window markers as admission's, so each is recorded once). */
+ * once-per-window markers as admission's, so each is recorded once), or
+ * its exhaustion newly predicted within the horizon. */
 static void on_scope_check(void *arg, int rc, const cm_hot_check_result *res)
 {
     (void)rc; /* a scope Redis could not answer for is checked at its next batch */
@@ -77,11 +79,10 @@ static void on_scope_check(void *arg, int rc, const cm_hot_check_result *res)
         if (m->agent < 0 || m->agent >= c->n || cm_budget_untag(c->tags[m->agent], org, &s) != CM_OK) continue;
         cm_buf d;
         cm_buf_init(&d);
-        cm_budget_mark_json(&s, m->limit, m->limit_value, m->current, m->fraction, &d);
+        const char *type = cm_budget_mark_event(&s, m->limit, m->limit_value, m->current, m->fraction,
+                                                &res->forecast[m->agent], c->now, &d);
         char *details = cm_buf_take(&d, NULL);
-        if (details)
-            cm_notify_event(c->r->notify, org, NULL, m->fraction ? "threshold_crossed" : "policy_breached", details,
-                            true, NULL, NULL);
+        if (details) cm_notify_event(c->r->notify, org, NULL, type, details, true, NULL, NULL);
         free(details);
     }
     free(c->tags);
@@ -104,9 +105,8 @@ static void check_scopes(cm_rollup *r, const cm_hot_count *v, int n)
         tags[c->n] = c->tags[c->n];
         c->n++;
     }
-    int64_t starts[CM_WIN3];
-    cm_policy_window_starts((int64_t)time(NULL), starts);
-    if (cm_hot_check(r->hot, tags, c->n, starts, on_scope_check, c) != CM_OK) goto fail;
+    c->now = (int64_t)time(NULL);
+    if (cm_hot_check(r->hot, tags, c->n, c->now, on_scope_check, c) != CM_OK) goto fail;
     free(tags);
     return;
 fail:
