@@ -43,6 +43,7 @@ static const option options[] = {
     {"retention-days", "0", "days of raw heartbeats kept, in daily partitions (0: all; rollups are kept either way)"},
     {"retention-check-ms", "60000", "milliseconds between two runs of the partition maintenance"},
     {"reservation-ttl", "3600", "seconds an intent's unspent estimated_cost_usd stays reserved unless it ends first"},
+    {"forecast-horizon", "3600", "seconds ahead a cost limit's predicted exhaustion is an exhaustion_predicted event"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -137,6 +138,7 @@ static int apply(cm_config *c, int i, const char *v)
     case 23: return parse_int(v, 0, 36500, &c->retention_days);
     case 24: return parse_int(v, 100, 86400000, &c->retention_check_ms);
     case 25: return parse_int(v, 1, 30 * 86400, &c->reservation_ttl_s);
+    case 26: return parse_int(v, 0, 40 * 86400, &c->forecast_horizon_s);
     }
     return CM_EINVAL;
 }

@@ -132,7 +132,7 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
                                               "agent_resumed", "health_changed", "policy_changed",
-                                              "reservation_expired", NULL};
+                                              "reservation_expired", "exhaustion_predicted", NULL};
     const char *body = r->body ? r->body : "";
     size_t len = r->body_len;
     char tmp[CM_ADDR_MAX];

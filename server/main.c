@@ -151,6 +151,7 @@ int main(int argc, char **argv)
     if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
         return die("cannot start the partition maintenance");
     if (cm_reservations_new(&a.loop, a.hot, a.notify, &a.reservations) != CM_OK) return die("out of memory");
+    cm_hot_set_horizon(a.hot, cfg.forecast_horizon_s);
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .reservation_ttl_s = cfg.reservation_ttl_s,

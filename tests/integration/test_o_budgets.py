@@ -546,3 +546,53 @@ def test_readme_reservations_example(h):
     check(p.returncode == 0 and not p.stderr, "example: exit %d, stderr %r" % (p.returncode, p.stderr.decode()))
     lines = [l.split() for l in p.stdout.decode().splitlines()]
     check_eq(lines, [["10", "201"], ["5", "201"], ["5", "429"]], "the two bursts' statuses")
+
+
+# ------------------------------------------------------------------ forecasts (issue 15 item 5)
+
+@timeout(60)
+def test_forecast_in_the_heartbeat_reply_and_alert_before_the_limit(h):
+    """$1 spent in this hour (nothing before): a burn of $1/hour; the day's $1.016666667 runs out in 61 s
+    (0.016666667 h, rounded up), inside the default one-hour horizon, so exhaustion_predicted is recorded
+    once, before the limit is reached; the month's $1000 does not run out this month; an agent without a
+    cost limit has no forecast."""
+    from harness import parse_iso
+    away_from_boundary(86400, 90)
+    a = new_agent(tag="bud-fc")
+    h.request("PUT", "/v1/mesh/agents/%s/policies/cost" % urllib.parse.quote(a, safe=""),
+              '{"max_cost_per_day_usd": 1.016666667, "max_cost_per_month_usd": 1000}', key=h.k1)
+    t0 = time.time()
+    j = accepted(h.hb(hb_obj(a, "1", hb_id())), 1, 0, "$1")
+    fc = j.get("forecasts", {}).get(a)
+    check(fc is not None, "no forecast of %s in %.300r" % (a, j))
+    check_eq(dec(fc["burn_rate_usd_per_hour"]), Decimal(1), "burn rate")
+    ex = fc["exhaustion"]
+    check_eq(sorted(ex), ["max_cost_per_day_usd", "max_cost_per_month_usd"], "the cost limits set")
+    check_eq(ex["max_cost_per_month_usd"], None, "the month's limit outlasts the month at $1/hour")
+    at = parse_iso(ex["max_cost_per_day_usd"])
+    check(abs(at - (t0 + 61)) <= 3, "predicted at %s, want about 61 s from now" % ex["max_cost_per_day_usd"])
+    deadline = time.time() + 5
+    while True:
+        ev = [e for e in h.request("GET", "/v1/mesh/events?event_type=exhaustion_predicted&agent=%s"
+                                   % urllib.parse.quote(a, safe=""), key=h.k1).json["events"]]
+        if ev or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    check_eq(len(ev), 1, "exhaustion_predicted events")
+    d = ev[0]["details"]
+    check_eq((d.get("limit"), dec(d.get("limit_value")), dec(d.get("current")), dec(d.get("burn_rate_usd_per_hour")),
+              d.get("predicted_at")), ("max_cost_per_day_usd", Decimal("1.016666667"), Decimal(1), Decimal(1),
+                                       ex["max_cost_per_day_usd"]), "the event's details")
+    breaches = h.request("GET", "/v1/mesh/events?event_type=policy_breached&agent=%s" % urllib.parse.quote(a, safe=""),
+                         key=h.k1).json["events"]
+    check_eq(breaches, [], "predicted before the limit is reached: no breach yet")
+    # Once per window: another heartbeat predicts it again, and records nothing new.
+    j = accepted(h.hb(hb_obj(a, "0.001", hb_id())), 1, 0, "$0.001 more")
+    check(j["forecasts"][a]["exhaustion"]["max_cost_per_day_usd"] is not None, "still predicted: %.300r" % j)
+    time.sleep(0.5)
+    n = len(h.request("GET", "/v1/mesh/events?event_type=exhaustion_predicted&agent=%s"
+                      % urllib.parse.quote(a, safe=""), key=h.k1).json["events"])
+    check_eq(n, 1, "exhaustion_predicted once per window")
+    b = new_agent(tag="bud-fc-none")
+    j = accepted(h.hb(hb_obj(b, "1", hb_id())), 1, 0, "an agent without a policy")
+    check("forecasts" not in j, "no forecasts without a cost limit: %.300r" % j)

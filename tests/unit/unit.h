@@ -53,6 +53,7 @@ extern int unit_failed;
 
 void test_error(void);
 void test_budget(void);
+void test_forecast(void);
 void test_money(void);
 void test_time(void);
 void test_address(void);
