@@ -2,6 +2,7 @@
  * intent's spend, the events. */
 #include "api_routes.h"
 #include "error.h"
+#include "forecast.h"
 #include "policy_row.h"
 #include "rollup.h"
 #include "health.h"
@@ -44,9 +45,12 @@ static void next_cursor(cm_buf *b, const cm_pgres *res, int limit, int col)
     " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id," \
     "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
     "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events" \
-    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END" \
+    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END," \
+    " coalesce(ph.cost_nanos, 0)" \
     " FROM agents a LEFT JOIN cost_policies c ON c.address = a.address" \
     " LEFT JOIN rollup_agent h ON h.address = a.address AND h.grain = 'h' AND h.bucket = to_timestamp($3::bigint)" \
+    " LEFT JOIN rollup_agent ph ON ph.address = a.address AND ph.grain = 'h'" \
+    "  AND ph.bucket = to_timestamp($3::bigint - 3600)" \
     " LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd' AND d.bucket = to_timestamp($4::bigint)" \
     " LEFT JOIN rollup_agent m ON m.address = a.address AND m.grain = 'm' AND m.bucket = to_timestamp($5::bigint)" \
     " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address" \
@@ -139,12 +143,26 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
     cm_buf_addf(&b, ",\"intents\":%s},\"month\":{\"cost_usd\":", cm_pgres_get(res, 0, 8));
     cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 6), NULL, 10));
     cm_buf_adds(&b, "},\"policy\":");
-    if (strcmp(cm_pgres_get(res, 0, 9), "t") == 0) {
-        cm_policy pol;
+    cm_policy pol;
+    bool has_policy = strcmp(cm_pgres_get(res, 0, 9), "t") == 0;
+    if (has_policy) {
         cm_policy_row_read(res, 0, 10, &pol);
         cm_policy_json(&pol, &b);
     } else {
         cm_buf_adds(&b, "null");
+    }
+    /* The forecast of an agent with a cost limit (forecast.h): the burn of
+     * the last hour and when each cost limit runs out at that pace. */
+    if (has_policy && (pol.has[CM_LIM_COST_HOUR] || pol.has[CM_LIM_COST_DAY] || pol.has[CM_LIM_COST_MONTH])) {
+        cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 4), NULL, 10),
+                                                  strtoll(cm_pgres_get(res, 0, 18), NULL, 10), j->now)};
+        for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+            f.has[i] = pol.has[i];
+            f.limit[i] = pol.limit[i];
+            f.current[i] = strtoll(cm_pgres_get(res, 0, 4 + i - CM_LIM_COST_HOUR), NULL, 10);
+        }
+        cm_buf_adds(&b, ",\"forecast\":");
+        cm_forecast_json(&f, j->now, &b);
     }
     cm_buf_adds(&b, ",\"recent_events\":");
     cm_buf_adds(&b, cm_pgres_get(res, 0, 17));

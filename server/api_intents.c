@@ -189,7 +189,18 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
     cm_policy_value_json(lim, v->limit[lim], &b);
     cm_buf_adds(&b, ",\"current\":");
     cm_policy_value_json(lim, v->current[lim], &b);
-    cm_buf_addf(&b, ",\"retry_after_s\":%lld}}", (long long)retry);
+    cm_buf_addf(&b, ",\"retry_after_s\":%lld", (long long)retry);
+    /* The binding scope's burn over the last hour, and when each of its
+     * cost limits runs out at that pace (forecast.h). */
+    cm_forecast f = {.burn = cm_forecast_burn(v->this_hour, v->prev_hour, j->now)};
+    for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+        f.has[i] = v->limit[i] > 0 || (v->breached & (1u << i));
+        f.limit[i] = v->limit[i];
+        f.current[i] = v->current[i];
+    }
+    cm_buf_adds(&b, ",\"forecast\":");
+    cm_forecast_json(&f, j->now, &b);
+    cm_buf_adds(&b, "}}");
     cm_job_reply(j, 429, &b);
     j->retry_after = (long)retry;
     finish(c);

@@ -522,7 +522,7 @@ static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
 /* The reply: {code, n, then per level: breached, newly, blocks, current
  * (5), limits (5)}, or {-1} (epoch missing), {-2, answer}, {-3} (in
  * flight). */
-enum { LEVEL_VALUES = 3 + 2 * CM_LIM_COUNT };
+enum { LEVEL_VALUES = 3 + 2 * CM_LIM_COUNT + 2 };
 
 static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 {
@@ -566,6 +566,8 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
                 v->current[i] = cm_store_reply_int(r, at + 3 + i);
                 v->limit[i] = cm_store_reply_int(r, at + 3 + CM_LIM_COUNT + i);
             }
+            v->this_hour = cm_store_reply_int(r, at + 3 + 2 * CM_LIM_COUNT);
+            v->prev_hour = cm_store_reply_int(r, at + 4 + 2 * CM_LIM_COUNT);
         }
         break;
     }
@@ -573,7 +575,7 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 }
 
 /* KEYS and ARGV as admit.lua's header lays them out. */
-enum { ADMIT_KEYS_FIXED = 5, ADMIT_KEYS_LEVEL = 5, ADMIT_ARGV_FIXED = 13 };
+enum { ADMIT_KEYS_FIXED = 5, ADMIT_KEYS_LEVEL = 6, ADMIT_ARGV_FIXED = 13 };
 
 static int send_admit(admit_call *c)
 {
@@ -597,6 +599,7 @@ static int send_admit(admit_call *c)
         cm_hot_key_policy(a->tags[l], keys[k0]);
         for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], keys[k0 + 1 + w]);
         cm_hot_key_reserved(a->tags[l], keys[k0 + 4]);
+        cm_hot_key_window(a->tags[l], 'h', a->starts[CM_WIN3_HOUR] - 3600, keys[k0 + 5]);
         for (int i = 0; i < ADMIT_KEYS_LEVEL; i++) argv[k0 + i] = keys[k0 + i];
     }
     for (int w = 0; w < CM_WIN3; w++) {

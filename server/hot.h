@@ -147,8 +147,9 @@ typedef struct {
      * in its window; whether the level's policy blocks (else alerts). */
     unsigned breached, newly;
     bool blocks;
-    int64_t current[CM_LIM_COUNT];
+    int64_t current[CM_LIM_COUNT]; /* a cost limit's: spent + reserved */
     int64_t limit[CM_LIM_COUNT]; /* 0 for a limit the policy does not set */
+    int64_t this_hour, prev_hour; /* cost spent, for the forecast */
 } cm_hot_level;
 
 typedef struct {

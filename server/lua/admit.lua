@@ -14,8 +14,9 @@
 -- ks = the scopes' (newline-separated), agent, org, id.
 -- KEYS: 1 epoch, 2 idempotency key, 3 the agent's own rebuilt marker, 4 the
 -- intent's reservation hash, 5 the reservations by deadline (zset), then
--- per level L (0 = the agent): 6+5L its policy hash, 7+5L..9+5L its hour,
--- day and month window hashes, 10+5L its reserved counter.
+-- per level L (0 = the agent): 6+6L its policy hash, 7+6L..9+6L its hour,
+-- day and month window hashes, 10+6L its reserved counter, 11+6L the
+-- previous hour's window hash (for the forecast).
 -- ARGV: 1 "1" when an Idempotency-Key is used, 2..4 the windows' ttls,
 -- 5..7 the windows' start times (for the once-per-window breach markers),
 -- 8 the markers' ttl, 9 the ttl of the key's in-flight mark, 10 the
@@ -24,7 +25,8 @@
 -- (cm:x:<tag>:... markers; the agent's tag is its address).
 -- Answers {code, n levels, then per level: breached mask, newly breached
 -- mask, blocks (1/0), current of each limit (5; a cost limit's counts what
--- is reserved), limit values (5)} where
+-- is reserved), limit values (5), this hour's and the previous hour's cost
+-- (spent only)} where
 -- code is 1 admitted, 0 refused, 2 killed; or {-1} when Redis lost its data
 -- (and this agent is not rebuilt yet), {-2, stored answer} for a repeated
 -- key, {-3} while the first is in flight.
@@ -52,12 +54,12 @@ if ARGV[1] == '1' then
   if prev == 'pending' then return {-3} end
   if prev then return {-2, prev} end
 end
-local n = (#KEYS - 5) / 5
+local n = (#KEYS - 5) / 6
 local win = {ARGV[5], ARGV[6], ARGV[5], ARGV[6], ARGV[7]}
 local out = {1, n}
 local refused, killed = false, false
 for l = 0, n - 1 do
-  local k = 6 + 5 * l
+  local k = 6 + 6 * l
   local p = redis.call('HMGET', KEYS[k], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4')
   if l == 0 and p[1] == '1' then killed = true end
   local resv = redis.call('GET', KEYS[k + 4]) or '0'
@@ -86,11 +88,13 @@ for l = 0, n - 1 do
   out[#out + 1] = mask; out[#out + 1] = fresh; out[#out + 1] = blocks
   for i = 1, 5 do out[#out + 1] = cur[i] end
   for i = 1, 5 do out[#out + 1] = p[2 + i] or '' end
+  out[#out + 1] = redis.call('HGET', KEYS[k + 1], 'cost') or '0'
+  out[#out + 1] = redis.call('HGET', KEYS[k + 5], 'cost') or '0'
 end
 if killed then out[1] = 2 elseif refused then out[1] = 0 else
   for l = 0, n - 1 do
     for w = 1, 3 do
-      local k = 6 + 5 * l + w
+      local k = 6 + 6 * l + w
       redis.call('HINCRBY', KEYS[k], 'intents', 1)
       redis.call('EXPIRE', KEYS[k], ARGV[1 + w])
     end
@@ -99,8 +103,8 @@ if killed then out[1] = 2 elseif refused then out[1] = 0 else
   if est ~= '0' and redis.call('EXISTS', KEYS[4]) == 0 then
     local ks = {}
     for l = 0, n - 1 do
-      redis.call('INCRBY', KEYS[10 + 5 * l], est)
-      if l > 0 then ks[#ks + 1] = KEYS[10 + 5 * l] end
+      redis.call('INCRBY', KEYS[10 + 6 * l], est)
+      if l > 0 then ks[#ks + 1] = KEYS[10 + 6 * l] end
     end
     redis.call('HSET', KEYS[4], 'a', est, 's', n > 1 and est or '0', 'ka', KEYS[10], 'ks', table.concat(ks, '\n'),
       'agent', ARGV[14], 'org', ARGV[12], 'id', ARGV[13])
