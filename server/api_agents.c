@@ -230,7 +230,24 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         cm_buf_addf(&b, ",\"tokens_in\":%s,\"tokens_out\":%s,\"llm_calls\":%s}",
                     cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 4));
     }
-    cm_buf_adds(&b, "]}");
+    cm_buf_adds(&b, "]");
+    /* An agent with a cost limit: its burn over the last hour and when each
+     * limit runs out at that pace, as of now (forecast.h). */
+    cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 19), NULL, 10),
+                                              strtoll(cm_pgres_get(res, 0, 20), NULL, 10), j->now)};
+    bool any = false;
+    for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+        int k = i - CM_LIM_COST_HOUR;
+        f.has[i] = !cm_pgres_isnull(res, 0, 16 + k);
+        f.limit[i] = strtoll(cm_pgres_get(res, 0, 16 + k), NULL, 10);
+        f.current[i] = strtoll(cm_pgres_get(res, 0, k == 0 ? 19 : 20 + k), NULL, 10);
+        any |= f.has[i];
+    }
+    if (any) {
+        cm_buf_adds(&b, ",\"forecast\":");
+        cm_forecast_json(&f, j->now, &b);
+    }
+    cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
 
@@ -251,7 +268,18 @@ static const char spend_sql[] =
     " AND admitted_at < to_timestamp($3::bigint))::text,"
     " (sum(cost) OVER ())::text, (sum(tin) OVER ())::text, (sum(tout) OVER ())::text,"
     " (sum(calls) OVER ())::text, (sum(tools) OVER ())::text, (sum(hb) OVER ())::text,"
-    " (sum(tcached) OVER ())::text"
+    " (sum(tcached) OVER ())::text,"
+    /* 16..18 the cost limits of its policy; 19..22 the cost of the hour,
+     * the hour before, the day and the month containing now ($5..$7): its
+     * forecast. */
+    " (SELECT max_cost_per_hour FROM cost_policies WHERE address = $1)::text,"
+    " (SELECT max_cost_per_day FROM cost_policies WHERE address = $1)::text,"
+    " (SELECT max_cost_per_month FROM cost_policies WHERE address = $1)::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket = to_timestamp($5::bigint))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h'"
+    "  AND bucket = to_timestamp($5::bigint - 3600))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($6::bigint))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($7::bigint))::text"
     " FROM b ORDER BY s";
 
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
@@ -266,12 +294,16 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     snprintf(from, sizeof from, "%lld", (long long)c->from);
     snprintf(to, sizeof to, "%lld", (long long)c->to);
     snprintf(steps, sizeof steps, "%lld", (long long)step);
-    const char *params[] = {q->address, from, to, steps};
+    int64_t starts[CM_WIN3];
+    cm_policy_window_starts(j->now, starts);
+    char win[CM_WIN3][24];
+    for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
+    const char *params[] = {q->address, from, to, steps, win[0], win[1], win[2]};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. One range scan of the agent's hours, summed per
      * bucket, then joined to the series so that empty buckets show; a
      * polled statement, so prepared. */
-    return cm_api_query_prepared(c, spend_sql, 4, params, on_spend, e);
+    return cm_api_query_prepared(c, spend_sql, 7, params, on_spend, e);
 }
 
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
