@@ -593,6 +593,24 @@ def test_forecast_in_the_heartbeat_reply_and_alert_before_the_limit(h):
     n = len(h.request("GET", "/v1/mesh/events?event_type=exhaustion_predicted&agent=%s"
                       % urllib.parse.quote(a, safe=""), key=h.k1).json["events"])
     check_eq(n, 1, "exhaustion_predicted once per window")
+    # The agent page and the spend reply carry the same forecast (as of their own second).
+    v = h.request("GET", "/v1/mesh/agents/%s" % urllib.parse.quote(a, safe=""), key=h.k1).json
+    sp = h.spend_ok(a, window="day")
+    for what, fc in (("agent page", v.get("forecast")), ("spend reply", sp.get("forecast"))):
+        check(fc is not None, "%s without a forecast" % what)
+        check_eq(dec(fc["burn_rate_usd_per_hour"]), Decimal("1.001"), "%s: burn" % what)
+        check_eq(fc["exhaustion"]["max_cost_per_month_usd"], None, "%s: the month" % what)
+        left = parse_iso(fc["exhaustion"]["max_cost_per_day_usd"]) - time.time()
+        check(50 <= left <= 62, "%s: the day's limit runs out in %.0f s, want about 57" % (what, left))
+    # The 429 of a limit reached carries the binding scope's forecast.
+    h.request("PATCH", "/v1/mesh/agents/%s/policies/cost" % urllib.parse.quote(a, safe=""),
+              '{"max_cost_per_day_usd": 1}', key=h.k1)
+    e = check_error(intent(h, a), 429, "cost_policy_breached", what="the day's $1 reached")
+    fc = e.get("forecast")
+    check(fc is not None and dec(fc["burn_rate_usd_per_hour"]) == Decimal("1.001"), "429 forecast: %.300r" % e)
+    check(abs(parse_iso(fc["exhaustion"]["max_cost_per_day_usd"]) - time.time()) <= 3, "exhausted now: %r" % fc)
+    check_eq(fc["exhaustion"]["max_cost_per_month_usd"], None, "429 forecast of the month")
     b = new_agent(tag="bud-fc-none")
     j = accepted(h.hb(hb_obj(b, "1", hb_id())), 1, 0, "an agent without a policy")
     check("forecasts" not in j, "no forecasts without a cost limit: %.300r" % j)
+    check("forecast" not in h.spend_ok(b, window="day"), "no forecast in the spend of an agent without a policy")
