@@ -327,30 +327,31 @@ def test_redis_flush_rebuilds_scopes(h):
     check_scope_429(got["env"], "env", env, "max_cost_per_day_usd", "0.5", "0.75", 86400, "env rebuilt")
 
 
-def test_readme_budget_example(h):
-    """The README's budget example, run as printed (its org and customer made this test's own)."""
-    import json
+def run_readme_block(h, marker, *subs):
+    """The README's sh block after <!-- tested: marker -->, with each (old, new) of subs replaced (its org
+    and ids made this test's own), run as printed against this server; its stdout."""
     import os
     import re
     import subprocess
     from harness import REPO
     text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    m = re.search(r"<!-- tested: budgets -->\n```sh\n(.*?)```", text, re.S)
-    check(m, "README has no block marked <!-- tested: budgets -->")
-    cust, run = uid("readme"), uid("readme-run")
-    script = m.group(1).replace("agent://default/", "agent://%s/" % h.org1).replace("acme", cust)
-    script = script.replace("run-7", run)
+    m = re.search(r"<!-- tested: %s -->\n```sh\n(.*?)```" % marker, text, re.S)
+    check(m, "README has no block marked <!-- tested: %s -->" % marker)
+    script = m.group(1).replace("agent://default/", "agent://%s/" % h.org1)
+    for old, new in subs:
+        script = script.replace(old, new)
     env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
     p = subprocess.run(["sh", "-eu"], input=script.encode(), env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=60)
     check(p.returncode == 0 and not p.stderr, "example: exit %d, stderr %r" % (p.returncode, p.stderr.decode()))
-    out, dec_, i, text = [], json.JSONDecoder(parse_float=Decimal), 0, p.stdout.decode()
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        v, i = dec_.raw_decode(text, i)
-        out.append(v)
+    return p.stdout.decode()
+
+
+def test_readme_budget_example(h):
+    """The README's budget example, run as printed (its org and customer made this test's own)."""
+    from test_k_readme import replies
+    cust, run = uid("readme"), uid("readme-run")
+    out = replies(run_readme_block(h, "budgets", ("acme", cust), ("run-7", run)))
     check_eq(len(out), 5, "replies (policy, 3 intents, 204): %r" % out)
     check_json(out[0], policy_of(max_intents_per_day=2, max_cost_per_month_usd=Decimal(100)), "the PUT's reply")
     check(all("intent_id" in x for x in out[1:3]), "two intents admitted: %r" % out[1:3])
@@ -361,7 +362,6 @@ def test_readme_budget_example(h):
     check(e.get("message", "").startswith("the customer's max_intents_per_day is reached"), "message: %r" % e)
     check_eq(out[4], 204, "DELETE")
     check_eq(h.psql("SELECT count(*) FROM intents WHERE run_id = '%s'" % run), "2", "the run named by the intents")
-
 
 def scope_events(h, sid, event_type):
     r = h.request("GET", "/v1/mesh/events?event_type=%s&limit=200" % event_type, key=h.k1)
@@ -532,19 +532,7 @@ def test_redis_flush_restores_open_reservations(h):
 
 def test_readme_reservations_example(h):
     """The README's burst, run as printed: 10 admitted without estimates, 5 and 5 with them."""
-    import os
-    import re
-    import subprocess
-    from harness import REPO
-    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    m = re.search(r"<!-- tested: reservations -->\n```sh\n(.*?)```", text, re.S)
-    check(m, "README has no block marked <!-- tested: reservations -->")
-    script = m.group(1).replace("agent://default/", "agent://%s/" % h.org1)
-    env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
-    p = subprocess.run(["sh", "-eu"], input=script.encode(), env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=60)
-    check(p.returncode == 0 and not p.stderr, "example: exit %d, stderr %r" % (p.returncode, p.stderr.decode()))
-    lines = [l.split() for l in p.stdout.decode().splitlines()]
+    lines = [l.split() for l in run_readme_block(h, "reservations").splitlines()]
     check_eq(lines, [["10", "201"], ["5", "201"], ["5", "429"]], "the two bursts' statuses")
 
 
