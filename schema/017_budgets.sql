@@ -1,5 +1,8 @@
--- Budgets at every level (issue 15 item 3): cost policies on the org, an
--- environment, a customer, a workflow and a run, beside the agent's.
+-- Budgets at every level (issue 15 items 3, 4, 5): cost policies on the org,
+-- an environment, a customer, a workflow and a run, beside the agent's;
+-- reservations. Numbered after main's 014..016 (rate cards, the agent quota,
+-- units), which came while this branch was written: it depends on none of
+-- them.
 --
 -- An intent names its run, workflow and customer; its heartbeats that omit
 -- a run or workflow inherit the intent's (cm_hb_scopes). The same columns as
