@@ -44,11 +44,13 @@ const char *cmctl_strerror(int rc);
 int cmctl_cmd_keys(int argc, char **argv);
 int cmctl_cmd_policy(int argc, char **argv);
 int cmctl_cmd_spend(int argc, char **argv);
+int cmctl_cmd_top(int argc, char **argv);
 int cmctl_cmd_agents(int argc, char **argv);
 int cmctl_cmd_kill(int argc, char **argv);   /* kill and resume */
 int cmctl_cmd_events(int argc, char **argv);
 int cmctl_cmd_heartbeat(int argc, char **argv);
 int cmctl_cmd_intent(int argc, char **argv);
 int cmctl_cmd_intent_end(int argc, char **argv);
+int cmctl_cmd_pricing(int argc, char **argv);
 
 #endif

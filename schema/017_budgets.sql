@@ -1,13 +1,10 @@
 -- Budgets at every level (issue 15 items 3, 4, 5): cost policies on the org,
 -- an environment, a customer, a workflow and a run, beside the agent's;
--- reservations. Numbered after main's 014..016 (rate cards, the agent quota,
--- units), which came while this branch was written: it depends on none of
--- them.
+-- reservations. After 016_units, whose heartbeat customer it reads.
 --
 -- An intent names its run, workflow and customer; its heartbeats that omit
--- a run or workflow inherit the intent's (cm_hb_scopes). The same columns as
--- issue 14's attribution adds (ADD COLUMN IF NOT EXISTS: either may come
--- first).
+-- one inherit the intent's (cm_hb_scopes). The same columns as 016_units
+-- adds (ADD COLUMN IF NOT EXISTS).
 ALTER TABLE intents
     ADD COLUMN IF NOT EXISTS run_id text,
     ADD COLUMN IF NOT EXISTS workflow text,
@@ -59,10 +56,10 @@ CREATE TABLE IF NOT EXISTS rollup_scope (
 CREATE INDEX IF NOT EXISTS rollup_scope_bucket ON rollup_scope (bucket);
 
 -- The scopes a heartbeat's cost counts in besides its agent: its org and
--- environment always, the run and workflow it names or else its intent
--- names, and its intent's customer. One definition for the worker and the
--- backfill below.
-CREATE OR REPLACE FUNCTION cm_hb_scopes(address text, intent_id text, run_id text, workflow text)
+-- environment always, the run, workflow and customer it names or else its
+-- intent names (as cm_hb_units of 016 attributes them). One definition for
+-- the worker and the backfill below.
+CREATE OR REPLACE FUNCTION cm_hb_scopes(address text, intent_id text, run_id text, workflow text, customer text)
     RETURNS TABLE (kind text, scope text) LANGUAGE sql STABLE
     AS $$
     SELECT u.kind, u.scope FROM (SELECT 1) one
@@ -70,7 +67,7 @@ CREATE OR REPLACE FUNCTION cm_hb_scopes(address text, intent_id text, run_id tex
         WHERE $2 IS NOT NULL AND i.org = split_part($1, '/', 3) AND i.intent_id = $2
         ORDER BY i.seq LIMIT 1) i ON true
     CROSS JOIN LATERAL (VALUES ('org', ''), ('env', split_part($1, '/', 4)), ('run', coalesce($3, i.run_id)),
-        ('workflow', coalesce($4, i.workflow)), ('customer', i.customer)) AS u(kind, scope)
+        ('workflow', coalesce($4, i.workflow)), ('customer', coalesce($5, i.customer))) AS u(kind, scope)
     WHERE u.scope IS NOT NULL
     $$;
 
@@ -90,7 +87,7 @@ CREATE OR REPLACE FUNCTION cm_scope_batch(lo bigint, hi bigint)
     SELECT split_part(s.address, '/', 3), u.kind, u.scope, g.grain, date_trunc(g.unit, s.ts, 'UTC'),
            sum(s.cost_nanos)
     FROM cm_rollup_tail() s
-    CROSS JOIN LATERAL cm_hb_scopes(s.address, s.intent_id, s.run_id, s.workflow) u
+    CROSS JOIN LATERAL cm_hb_scopes(s.address, s.intent_id, s.run_id, s.workflow, s.customer) u
     CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)
     WHERE s.xid >= $1 AND s.xid < $2 AND s.cost_nanos > 0
     GROUP BY 1, 2, 3, 4, 5
@@ -112,7 +109,7 @@ SELECT lo FROM rollup_watermark FOR UPDATE;
 INSERT INTO rollup_scope AS r (org, kind, scope, grain, bucket, cost_nanos)
 SELECT split_part(h.address, '/', 3), u.kind, u.scope, g.grain, date_trunc(g.unit, h.ts, 'UTC'), sum(h.cost_nanos)
 FROM heartbeats h
-CROSS JOIN LATERAL cm_hb_scopes(h.address, h.intent_id, h.run_id, h.workflow) u
+CROSS JOIN LATERAL cm_hb_scopes(h.address, h.intent_id, h.run_id, h.workflow, h.customer) u
 CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)
 WHERE (h.xid IS NULL OR h.xid < (SELECT lo FROM rollup_watermark))
   AND h.ts >= date_trunc('month', now(), 'UTC') - interval '1 month'

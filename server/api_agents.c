@@ -198,7 +198,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     if (!j) return;
     const cm_req_spend_agent *q = &j->req.spend_agent;
     int rows = cm_pgres_rows(res);
-    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 7), "0") == 0) {
+    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 6), "0") == 0) {
         agent_not_found(j);
         return;
     }
@@ -211,36 +211,19 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_add_jtime(&b, from);
     cm_buf_adds(&b, ",\"to\":");
     cm_buf_add_jtime(&b, to);
-    /* Every sum is PostgreSQL's, in numeric, printed from its text: a
-     * week spans two months, and rows written before the caps
-     * (schema/007_caps.sql) may hold anything up to bigint's maximum. */
-    cm_buf_adds(&b, ",\"cost_usd\":");
-    cm_buf_add_money_text(&b, cm_pgres_get(res, 0, 9));
-    cm_buf_addf(&b,
-                ",\"tokens_in\":%s,\"tokens_out\":%s,\"tokens_cached\":%s,\"llm_calls\":%s,\"tool_calls\":%s,"
-                "\"heartbeats\":%s,\"intents\":%s,\"series\":[",
-                cm_pgres_get(res, 0, 10), cm_pgres_get(res, 0, 11), cm_pgres_get(res, 0, 15), cm_pgres_get(res, 0, 12),
-                cm_pgres_get(res, 0, 13), cm_pgres_get(res, 0, 14), cm_pgres_get(res, 0, 8));
-    for (int i = 0; i < rows; i++) {
-        if (i) cm_buf_add(&b, ",", 1);
-        cm_buf_adds(&b, "{\"from\":");
-        cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, i, 0), NULL, 10));
-        cm_buf_adds(&b, ",\"cost_usd\":");
-        cm_buf_add_money_text(&b, cm_pgres_get(res, i, 1));
-        cm_buf_addf(&b, ",\"tokens_in\":%s,\"tokens_out\":%s,\"llm_calls\":%s}",
-                    cm_pgres_get(res, i, 2), cm_pgres_get(res, i, 3), cm_pgres_get(res, i, 4));
-    }
-    cm_buf_adds(&b, "]");
+    cm_api_spend_totals(&b, res, 0, 8);
+    cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
+    cm_api_spend_series(&b, res, 0);
     /* An agent with a cost limit: its burn over the last hour and when each
      * limit runs out at that pace, as of now (forecast.h). */
-    cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 19), NULL, 10),
-                                              strtoll(cm_pgres_get(res, 0, 20), NULL, 10), j->now)};
+    cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 23), NULL, 10),
+                                              strtoll(cm_pgres_get(res, 0, 24), NULL, 10), j->now)};
     bool any = false;
     for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
         int k = i - CM_LIM_COST_HOUR;
-        f.has[i] = !cm_pgres_isnull(res, 0, 16 + k);
-        f.limit[i] = strtoll(cm_pgres_get(res, 0, 16 + k), NULL, 10);
-        f.current[i] = strtoll(cm_pgres_get(res, 0, k == 0 ? 19 : 20 + k), NULL, 10);
+        f.has[i] = !cm_pgres_isnull(res, 0, 20 + k);
+        f.limit[i] = strtoll(cm_pgres_get(res, 0, 20 + k), NULL, 10);
+        f.current[i] = strtoll(cm_pgres_get(res, 0, k == 0 ? 23 : 24 + k), NULL, 10);
         any |= f.has[i];
     }
     if (any) {
@@ -251,36 +234,48 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_api_reply(j, 200, &b);
 }
 
+/* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
+ * session's time zone. One range scan of the agent's hours (cost and counts:
+ * its own rollup, the one Redis mirrors) and one of its 'agent' unit (money
+ * in and out, rollup + tail), each summed per bucket, then joined to the
+ * series so that empty buckets show. Columns: 0..5 the series
+ * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
+ * (cm_api_spend_totals). A polled statement, so prepared. */
 static const char spend_sql[] =
     "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
     " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
     " FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket >= to_timestamp($2::bigint)"
     " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
-    " b AS (SELECT s, coalesce(r.cost, 0) AS cost, coalesce(r.tin, 0) AS tin, coalesce(r.tout, 0) AS tout,"
-    " coalesce(r.calls, 0) AS calls, coalesce(r.tools, 0) AS tools, coalesce(r.hb, 0) AS hb,"
-    " coalesce(r.tcached, 0) AS tcached"
+    " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
+    " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
+    " FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $5 AND kind = 'agent' AND unit = $1"
+    " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " b AS (SELECT s, coalesce(r.cost, 0) AS cost_nanos, coalesce(r.tin, 0) AS tokens_in,"
+    " coalesce(r.tout, 0) AS tokens_out, coalesce(r.calls, 0) AS llm_calls, coalesce(r.tools, 0) AS tool_calls,"
+    " coalesce(r.hb, 0) AS heartbeats, coalesce(r.tcached, 0) AS tokens_cached,"
+    " coalesce(m.rev, 0) AS revenue_nanos, coalesce(m.refund, 0) AS refund_nanos,"
+    " coalesce(m.ext, 0) AS external_nanos, coalesce(m.fees, 0) AS fees_nanos"
     " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
-    " LEFT JOIN r ON r.k = (s - $2::bigint) / $4::bigint)"
-    " SELECT s::text, cost::text, tin::text, tout::text, calls::text, tools::text, hb::text,"
+    " LEFT JOIN r ON r.k = (s - $2::bigint) / $4::bigint LEFT JOIN m ON m.k = (s - $2::bigint) / $4::bigint),"
+    " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM b)"
+    " SELECT s::text, cost_nanos::text, tokens_in::text, tokens_out::text, llm_calls::text,"
+    " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
     " (SELECT count(*) FROM agents WHERE address = $1)::text,"
     " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-    " AND admitted_at < to_timestamp($3::bigint))::text,"
-    " (sum(cost) OVER ())::text, (sum(tin) OVER ())::text, (sum(tout) OVER ())::text,"
-    " (sum(calls) OVER ())::text, (sum(tools) OVER ())::text, (sum(hb) OVER ())::text,"
-    " (sum(tcached) OVER ())::text,"
-    /* 16..18 the cost limits of its policy; 19..22 the cost of the hour,
-     * the hour before, the day and the month containing now ($5..$7): its
+    " AND admitted_at < to_timestamp($3::bigint))::text, t.*,"
+    /* 20..22 the cost limits of its policy; 23..26 the cost of the hour,
+     * the hour before, the day and the month containing now ($6..$8): its
      * forecast. */
     " (SELECT max_cost_per_hour FROM cost_policies WHERE address = $1)::text,"
     " (SELECT max_cost_per_day FROM cost_policies WHERE address = $1)::text,"
     " (SELECT max_cost_per_month FROM cost_policies WHERE address = $1)::text,"
-    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket = to_timestamp($5::bigint))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket = to_timestamp($6::bigint))::text,"
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h'"
-    "  AND bucket = to_timestamp($5::bigint - 3600))::text,"
-    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($6::bigint))::text,"
-    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($7::bigint))::text"
-    " FROM b ORDER BY s";
+    "  AND bucket = to_timestamp($6::bigint - 3600))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text"
+    " FROM b CROSS JOIN t ORDER BY s";
 
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
@@ -298,12 +293,10 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     cm_policy_window_starts(j->now, starts);
     char win[CM_WIN3][24];
     for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
-    const char *params[] = {q->address, from, to, steps, win[0], win[1], win[2]};
+    const char *params[] = {q->address, from, to, steps, who->org, win[0], win[1], win[2]};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
-     * session's time zone. One range scan of the agent's hours, summed per
-     * bucket, then joined to the series so that empty buckets show; a
-     * polled statement, so prepared. */
-    return cm_api_query_prepared(c, spend_sql, 7, params, on_spend, e);
+     * session's time zone. A polled statement: prepared, on the read pool. */
+    return cm_api_read(c, spend_sql, 8, params, on_spend, e);
 }
 
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -325,14 +318,9 @@ static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *
     cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 0), NULL, 10));
     cm_buf_adds(&b, ",\"to\":");
     cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 1), NULL, 10));
-    cm_buf_adds(&b, ",\"cost_usd\":");
-    /* A numeric sum over the intent's hours, which have no end. */
-    cm_buf_add_money_text(&b, cm_pgres_get(res, 0, 2));
-    cm_buf_addf(&b,
-                ",\"tokens_in\":%s,\"tokens_out\":%s,\"tokens_cached\":%s,\"llm_calls\":%s,"
-                "\"tool_calls\":%s,\"heartbeats\":%s}",
-                cm_pgres_get(res, 0, 3), cm_pgres_get(res, 0, 4), cm_pgres_get(res, 0, 5),
-                cm_pgres_get(res, 0, 6), cm_pgres_get(res, 0, 7), cm_pgres_get(res, 0, 8));
+    /* Numeric sums over the intent's hours, which have no end. */
+    cm_api_spend_totals(&b, res, 0, 2);
+    cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
 
@@ -343,15 +331,15 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     const char *params[] = {q->agent, q->intent_id};
-    return cm_api_query(c,
+    return cm_api_read(c,
                         "SELECT extract(epoch FROM min(bucket))::bigint::text,"
-                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, sum(cost_nanos)::text,"
-                        " sum(tokens_in)::text, sum(tokens_out)::text, sum(tokens_cached)::text,"
-                        " sum(llm_calls)::text, sum(tool_calls)::text, sum(heartbeats)::text"
+                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, " CM_API_SPEND_SUMS_SQL
                         " FROM (SELECT bucket, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-                        " tool_calls, heartbeats FROM rollup_intent WHERE address = $1 AND intent_id = $2"
+                        " tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"
+                        " FROM rollup_intent WHERE address = $1 AND intent_id = $2"
                         " UNION ALL SELECT date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"
-                        " tokens_cached, llm_calls, tool_calls, 1 FROM " CM_ROLLUP_TAIL_SQL
+                        " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"
+                        " fees_nanos FROM " CM_ROLLUP_TAIL_SQL
                         " WHERE address = $1 AND intent_id = $2) AS parts",
                         2, params, on_spend_intent, e);
 }
@@ -398,7 +386,7 @@ int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     snprintf(before, sizeof before, "%lld", (long long)q->before);
     const char *params[] = {who->org, q->event_type[0] ? q->event_type : NULL, limit, agent,
                             q->before ? before : NULL};
-    return cm_api_query(c,
+    return cm_api_read(c,
                         "SELECT id::text, event_type, address, " CM_PG_EPOCH("ts") ", details::text"
                         " FROM events WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
                         " AND ($4::text IS NULL OR address = $4) AND ($5::bigint IS NULL OR id < $5)"

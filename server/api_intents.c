@@ -94,6 +94,8 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
                      "another agent of this org already has an intent with this id");
         return;
     }
+    /* Counted on a primary a failover has since replaced: count it on this one. */
+    if (c->counted && !prev) cm_hot_recorded(c->base.api->hot, &c->adm);
     /* New, or a repeat of this agent's own intent: the same answer, and it
      * counts once. */
     cm_buf b;
@@ -115,9 +117,18 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
 static void record_intent(admit_call *c)
 {
     const cm_req_intent *q = &c->base.job->req.intent;
-    cm_intent_rec r = {q->body.agent,  c->base.who.org, q->body.intent_id, q->body.intent_type,
-                       q->idem_key,    q->body.run_id,  q->body.workflow,  q->body.customer,
-                       c->base.job->now, c->adm.estimate, c->adm.deadline};
+    cm_intent_rec r = {.agent = q->body.agent,
+                       .org = c->base.who.org,
+                       .intent_id = q->body.intent_id,
+                       .intent_type = q->body.intent_type,
+                       .idem_key = q->idem_key,
+                       .run_id = q->body.run_id,
+                       .session_id = q->body.session_id,
+                       .workflow = q->body.workflow,
+                       .customer = q->body.customer,
+                       .at = c->base.job->now,
+                       .estimate = c->adm.estimate,
+                       .reserved_until = c->adm.deadline};
     if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "", "");
 }
@@ -256,6 +267,7 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
      * one: a retried intent gets the same answer and counts once. */
     c->adm.by_intent_id = !q->idem_key[0] && client_id;
     c->adm.idem_key = c->adm.by_intent_id ? q->body.intent_id : q->idem_key;
+    c->adm.generation = cm_hot_generation(api->hot);
     if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
     return CM_OK;
 }

@@ -2,9 +2,11 @@
  *   api_heartbeats.c  heartbeats into the group commit
  *   api_keys.c        API keys
  *   api_agents.c      agent reads: list, one agent, spend, events
+ *   api_units.c       spend by run, session, workflow, customer; top
  *   api_control.c     cost policies, kill/resume, webhook
  *   api_intents.c     intent admission
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
+ *   api_pricing.c     rate cards, and pricing heartbeats by them
  * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
 #ifndef CM_API_ROUTES_H
 #define CM_API_ROUTES_H
@@ -36,6 +38,30 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
+/* Writes ,"cost_usd":...,"margin_usd":... from the 12 text columns of row
+ * `row` starting at `col`: cost, tokens in/out/cached, llm calls, tool
+ * calls, heartbeats, revenue, refunds, external spend, fees, margin (the
+ * money as nano-dollar integers, numeric sums included). Every spend reply
+ * writes its totals with it, so they all have the same members. */
+void cm_api_spend_totals(cm_buf *b, const cm_pgres *res, int row, int col);
+/* Writes ,"series":[...] from every row of res: the bucket's start (Unix
+ * seconds) at `col`, then its cost, tokens in, tokens out, llm calls and
+ * margin. */
+void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
+/* The same twelve, as SQL sums of a row source whose columns have the
+ * names of rollup_unit's (coalesced to 0, each as text). */
+#define CM_API_SPEND_SUMS_SQL                                                                      \
+    "coalesce(sum(cost_nanos), 0)::text, coalesce(sum(tokens_in), 0)::text,"                       \
+    " coalesce(sum(tokens_out), 0)::text, coalesce(sum(tokens_cached), 0)::text,"                  \
+    " coalesce(sum(llm_calls), 0)::text, coalesce(sum(tool_calls), 0)::text,"                      \
+    " coalesce(sum(heartbeats), 0)::text, coalesce(sum(revenue_nanos), 0)::text,"                  \
+    " coalesce(sum(refund_nanos), 0)::text, coalesce(sum(external_nanos), 0)::text,"               \
+    " coalesce(sum(fees_nanos), 0)::text, coalesce(sum(revenue_nanos - refund_nanos - cost_nanos"  \
+    " - external_nanos - fees_nanos), 0)::text"
+
+int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
 int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
@@ -58,5 +84,30 @@ int cm_api_ce_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_meter_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_meter_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_meter_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Hands an OTLP job whose spans are resolved and priced to the group
+ * commit, which answers it in OTLP's terms. */
+void cm_api_interop_commit(cm_api *api, cm_job *j);
+
+/* api_pricing.c: PUT a version of a model's card (admin keys; 201, 200 for
+ * a repeat of the same version, 409 for another at the same
+ * effective_from), GET one model's versions or every model's. */
+int cm_api_price_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_price_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Prices the heartbeats of j (a heartbeat or OTLP job, its agents resolved
+ * for who) that name a model, by who's org's cards in force at each one's
+ * ts, then hands j to the group commit as its route would. Answers j itself
+ * when the cards cannot be loaded (503) or a rating is out of range. */
+void cm_api_price(cm_api *api, cm_job *j, const cm_ident *who);
+/* The cm_ratecards_cb of the service's cache (arg: the cm_api). */
+void cm_api_priced(void *arg, const char *org, cm_job *j, int rc, const cm_ratecard_set *cards);
+
+/* What pricing did, for /metrics; any thread. */
+typedef enum {
+    CM_PRICING_PRICED = 0, /* heartbeats rated by a card */
+    CM_PRICING_UNPRICED,   /* heartbeats with a model, no cost_usd and no card in force: cost 0 */
+    CM_PRICING_DISCREPANT, /* client costs off the card's by more than the tolerance */
+    CM_PRICING_KINDS
+} cm_pricing_count;
+unsigned long long cm_api_pricing_count(cm_pricing_count kind);
 
 #endif

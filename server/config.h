@@ -6,6 +6,7 @@
 #define CM_CONFIG_H
 
 #include "egress.h"
+#include "store.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,10 +16,9 @@
 typedef struct {
     char listen_host[64];
     int listen_port;
-    char redis_host[128];
-    int redis_port;
-    int redis_db;
+    cm_store_where redis;      /* redis-url, or the Sentinels and the primary's name */
     char database_url[1024];
+    char database_read_url[1024]; /* "": reads go to database_url */
     char admin_key[256]; /* empty when unset; a secret, never logged */
     char metrics_token[256]; /* empty: /metrics is open; a secret, never logged */
     char org[64];
@@ -43,6 +43,7 @@ typedef struct {
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
     char interop_env[64];      /* ENV of agents named by OTLP spans and CloudEvents */
     char interop_faults[64];   /* test hook (api.h cm_api), "" in production */
+    int64_t price_tolerance;   /* nano-percent (api.h cm_api) */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

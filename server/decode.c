@@ -82,7 +82,7 @@ static int choice_arg(const cm_decode_req *r, const char *name, const char *cons
     if (q == 0) return CM_OK;
     for (const char *const *n = names; q > 0 && *n; n++)
         if (strcmp(out, *n) == 0) return CM_OK;
-    char list[160];
+    char list[256];
     size_t k = 0;
     list[0] = '\0';
     for (size_t i = 0; names[i] && k < sizeof list; i++)
@@ -126,13 +126,44 @@ static int policy_scope(const cm_decode_req *r, cm_req_policy *q, cm_apierr *e)
     return CM_OK;
 }
 
+/* ?window= (default day) and ?at= (default now): the window a spend read
+ * covers. */
+static int window_args(const cm_decode_req *r, int64_t now, cm_window *window, int64_t *at, cm_apierr *e)
+{
+    char tmp[64];
+    *window = CM_WIN_DAY;
+    *at = now;
+    int q = query_arg(r, "window", tmp, sizeof tmp);
+    if (q < 0 || (q > 0 && cm_window_parse(tmp, window) != CM_OK))
+        return cm_apierr_set(e, 400, "invalid_field", "window", "window must be hour, day, week or month");
+    q = query_arg(r, "at", tmp, sizeof tmp);
+    /* Kept well inside 1970..9999 so every window around it prints. */
+    if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), at) != CM_OK || *at < 946684800 ||
+                            *at >= 253370764800LL)))
+        return cm_apierr_set(e, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
+    return CM_OK;
+}
+
+/* The unit kind of a /v1/mesh/{kind}s/{id}/spend route. */
+static const char *unit_of_route(cm_route_id id)
+{
+    switch (id) {
+    case CM_R_RUN_SPEND: return "run";
+    case CM_R_SESSION_SPEND: return "session";
+    case CM_R_WORKFLOW_SPEND: return "workflow";
+    default: return "customer";
+    }
+}
+
 /* The operation of r's route and method, and its request. */
 static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
 {
     static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
                                               "agent_resumed", "health_changed", "policy_changed",
-                                              "reservation_expired", "exhaustion_predicted", NULL};
+                                              "reservation_expired", "exhaustion_predicted",
+                                              "price_discrepancy", "margin_negative", NULL};
+    static const char *const units[] = {"run", "session", "workflow", "customer", "agent", NULL};
     const char *body = r->body ? r->body : "";
     size_t len = r->body_len;
     char tmp[CM_ADDR_MAX];
@@ -162,17 +193,31 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         cm_req_spend_agent *sa = &j->req.spend_agent;
         j->op = CM_OP_SPEND_AGENT;
         if (address_param(r, sa->address, e) != CM_OK) return CM_EINVAL;
-        sa->window = CM_WIN_DAY;
-        sa->at = j->now;
-        q = query_arg(r, "window", tmp, sizeof tmp);
-        if (q < 0 || (q > 0 && cm_window_parse(tmp, &sa->window) != CM_OK))
-            return cm_apierr_set(e, 400, "invalid_field", "window", "window must be hour, day, week or month");
-        q = query_arg(r, "at", tmp, sizeof tmp);
-        /* Kept well inside 1970..9999 so every window around it prints. */
-        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), &sa->at) != CM_OK || sa->at < 946684800 ||
-                                sa->at >= 253370764800LL)))
-            return cm_apierr_set(e, 400, "invalid_field", "at", "at must be an RFC 3339 time from 2000 to 9998");
-        return CM_OK;
+        return window_args(r, j->now, &sa->window, &sa->at, e);
+    }
+    case CM_R_RUN_SPEND:
+    case CM_R_SESSION_SPEND:
+    case CM_R_WORKFLOW_SPEND:
+    case CM_R_CUSTOMER_SPEND: {
+        cm_req_spend_unit *su = &j->req.spend_unit;
+        j->op = CM_OP_SPEND_UNIT;
+        su->by = unit_of_route(r->route->id);
+        if (strlen(r->route->param) > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", "id", "id is longer than %d bytes", CM_ID_MAX);
+        memcpy(su->id, r->route->param, strlen(r->route->param) + 1);
+        return window_args(r, j->now, &su->window, &su->at, e);
+    }
+    case CM_R_TOP: {
+        cm_req_spend_unit *su = &j->req.spend_unit;
+        j->op = CM_OP_TOP;
+        if (choice_arg(r, "by", units, tmp, sizeof tmp, e) != CM_OK) return CM_EINVAL;
+        su->by = "run";
+        for (const char *const *u = units; *u; u++)
+            if (strcmp(tmp, *u) == 0) su->by = *u;
+        if (window_args(r, j->now, &su->window, &su->at, e) != CM_OK ||
+            address_arg(r, "agent", su->agent, e) != CM_OK)
+            return CM_EINVAL;
+        return limit_arg(r, &su->limit, e);
     }
     case CM_R_INTENT_SPEND:
         j->op = CM_OP_SPEND_INTENT;
@@ -277,6 +322,17 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         if (j->op == CM_OP_METER_PUT && cm_ce_meter_decode(body, len, &j->req.meter, e) != CM_OK) return CM_EINVAL;
         memcpy(j->req.meter.event_type, r->route->param, strlen(r->route->param) + 1);
         return CM_OK;
+    case CM_R_PRICES:
+        j->op = CM_OP_PRICE_LIST;
+        return CM_OK;
+    case CM_R_PRICE:
+        j->op = get ? CM_OP_PRICE_LIST : CM_OP_PRICE_PUT;
+        if (!cm_model_valid(r->route->param, strlen(r->route->param)))
+            return cm_apierr_set(e, 400, "invalid_field", "model",
+                                 "the path must name a model: 1 to %d of A-Z a-z 0-9 . _ - : / @ + (/ as %%2F)",
+                                 CM_MODEL_MAX);
+        memcpy(j->req.price.model, r->route->param, strlen(r->route->param) + 1);
+        return get ? CM_OK : cm_codec_price(body, len, &j->req.price.price, e);
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }

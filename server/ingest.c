@@ -45,16 +45,20 @@ static const char group_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
-    " $18::bigint[], $19::float8[], $20::int[]) AS t(address, hb_id, intent_id, run_id,"
+    " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
+    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[])"
+    " AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
-    " itotal, isucc, ifail, lat, idx)),"
+    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees)),"
     " ids AS (INSERT INTO heartbeat_ids (key) SELECT cm_hb_key(address, hb_id) FROM input"
     " WHERE hb_id IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms)"
+    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, model,"
+    " tokens_cache_write, priced_nanos, customer, revenue_nanos, refund_nanos, external_nanos, fees_nanos)"
     " SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
-    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat"
+    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, model,"
+    " tcwrite, priced, customer, revenue, refund, external, fees"
     " FROM input i LEFT JOIN ids ON ids.key = cm_hb_key(i.address, i.hb_id)"
     " WHERE i.hb_id IS NULL OR ids.key IS NOT NULL"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
@@ -205,8 +209,15 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 
 /* ---- array parameters in PostgreSQL's text form ---- */
 
-/* The row columns, then $21 (now) and $22 (agents to write). */
-enum { NCOLS = 20, NPARAMS = 22 };
+/* The row columns: $1..$20, then $21 (now) and $22 (agents to write),
+ * then the columns added later, $23..$30. */
+enum { NCOLS = 28, NPARAMS = 30, FIRST_LATE_COL = 20 };
+
+/* The parameter index of row column col. */
+static int col_param(int col)
+{
+    return col < FIRST_LATE_COL ? col : col + 2;
+}
 
 static const cm_hb *row_hb(const row *r)
 {
@@ -239,6 +250,17 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
         else cm_buf_adds(b, "NULL");
         break;
     case 19: cm_buf_addf(b, "%zu", idx); break;
+    case 20: cm_buf_add_pg_text(b, h->model); break;
+    case 21: cm_buf_addf(b, "%lld", (long long)h->tokens_cache_write); break;
+    case 22:
+        if (h->priced) cm_buf_addf(b, "%lld", (long long)h->priced_nanos);
+        else cm_buf_adds(b, "NULL");
+        break;
+    case 23: cm_buf_add_pg_text(b, h->customer); break;
+    case 24: cm_buf_addf(b, "%lld", (long long)h->revenue_nanos); break;
+    case 25: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
+    case 26: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
+    case 27: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
     }
 }
 
@@ -386,9 +408,9 @@ static void send_group(group *g)
     snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
     int failed = 0;
     for (int c = 0; c <= NCOLS; c++) failed |= cols[c].failed;
-    for (int c = 0; c < NCOLS; c++) params[c] = cols[c].data;
-    params[NCOLS] = nowbuf;
-    params[NCOLS + 1] = cols[NCOLS].data;
+    for (int c = 0; c < NCOLS; c++) params[col_param(c)] = cols[c].data;
+    params[FIRST_LATE_COL] = nowbuf;
+    params[FIRST_LATE_COL + 1] = cols[NCOLS].data;
     int rc = failed ? CM_ENOMEM : cm_pg_query_prepared(g->in->db, group_sql, NPARAMS, params, on_group, g);
     for (int c = 0; c <= NCOLS; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK)

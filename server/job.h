@@ -47,6 +47,10 @@ typedef enum {
     CM_OP_METER_DELETE,  /* req.meter (event_type only) */
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
     CM_OP_INTENT_END,    /* req.intent_end */
+    CM_OP_PRICE_PUT,     /* req.price */
+    CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
+    CM_OP_SPEND_UNIT,    /* req.spend_unit */
+    CM_OP_TOP,           /* req.spend_unit */
     CM_OP_COUNT
 } cm_op;
 
@@ -81,6 +85,17 @@ typedef struct {
     cm_window window;
     int64_t at; /* a time inside the window, Unix seconds */
 } cm_req_spend_agent;
+
+/* GET /v1/mesh/{runs|sessions|workflows|customers}/{id}/spend, and
+ * GET /v1/mesh/top?by=&window=&limit=&agent=. */
+typedef struct {
+    const char *by; /* static: "run", "session", "workflow", "customer"; top also "agent" */
+    char id[CM_ID_MAX + 1];  /* the unit; "" for top */
+    cm_window window;
+    int64_t at;              /* a time inside the window, Unix seconds */
+    char agent[CM_ADDR_MAX]; /* top's ?agent=: that agent's spend broken down; "" for the org */
+    int limit;               /* top's ?limit= */
+} cm_req_spend_unit;
 
 /* GET /v1/mesh/intents/{intent_id}/spend. */
 typedef struct {
@@ -117,6 +132,11 @@ typedef struct {
     char intent_id[CM_ID_MAX + 1];
     char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent or any */
 } cm_req_intent_end;
+/* PUT, GET /v1/mesh/pricing/models/{model} and GET /v1/mesh/pricing/models. */
+typedef struct {
+    char model[CM_MODEL_MAX + 1];
+    cm_price price; /* the PUT body */
+} cm_req_price;
 
 typedef struct cm_job cm_job;
 
@@ -151,6 +171,7 @@ struct cm_job {
         cm_req_agent agent;
         cm_req_spend_agent spend_agent;
         cm_req_spend_intent spend_intent;
+        cm_req_spend_unit spend_unit;
         cm_req_events events;
         cm_req_policy policy;
         cm_webhookreq webhook_put;
@@ -158,6 +179,7 @@ struct cm_job {
         cm_req_intent_end intent_end;
         cm_req_interop interop;
         cm_meter meter;
+        cm_req_price price;
     } req;
 
     /* Reply, filled on the loop thread before done(). */

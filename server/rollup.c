@@ -19,7 +19,21 @@ struct cm_rollup {
     cm_hot *hot;        /* borrowed */
     cm_notify *notify;  /* borrowed */
     _Atomic unsigned long long rows, failures;
+    _Atomic long long lag; /* seconds, as the last batch saw it */
 };
+
+/* The sums a rollup row adds up, as the columns of its INSERT, the sums of
+ * its SELECT, and its ON CONFLICT update (one list, so a grouping cannot
+ * forget a column). */
+#define SUMS(X)                                                                                    \
+    X(cost_nanos) X(tokens_in) X(tokens_out) X(tokens_cached) X(llm_calls) X(tool_calls)           \
+    X(revenue_nanos) X(refund_nanos) X(external_nanos) X(fees_nanos)
+#define COL(c) ", " #c
+#define SUM(c) ", sum(" #c ")"
+#define ADD(c) ", " #c " = r." #c " + excluded." #c
+#define COLS SUMS(COL) ", heartbeats"
+#define SUMS_SQL SUMS(SUM) ", count(*)"
+#define ADDS " heartbeats = r.heartbeats + excluded.heartbeats" SUMS(ADD)
 
 /* One batch: lock the watermark (another replica holding it means that one
  * is at work: skip), sum the raw rows in [lo, hi) into each grouping, move
@@ -28,33 +42,35 @@ struct cm_rollup {
  * lock was waited for by a replica whose snapshot is older than the move it
  * waited for, greatest() keeps lo from going back and [lo, hi) is empty.
  * cm_rollup_tail() reads the rows past the watermark of the statement's
- * snapshot through the BRIN index; the join keeps those of the batch. */
+ * snapshot through the BRIN index; the join keeps those of the batch.
+ *
+ * Groupings: intents; units (an agent's money, runs, sessions, workflows,
+ * customers, and the margin_negative events), summed by cm_rollup_units()
+ * of schema/016_units.sql, which the previous release's worker reaches
+ * through a trigger on the watermark: the move bumps gen to say this one
+ * summed them already. */
 static const char batch_sql[] =
     "WITH w AS (SELECT lo, greatest(lo, least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
     " lo + " BATCH_XIDS ")) AS hi FROM rollup_watermark FOR UPDATE SKIP LOCKED),"
     " src AS (SELECT t.* FROM cm_rollup_tail() t JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
-    " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket, cost_nanos, tokens_in, tokens_out,"
-    " tokens_cached, llm_calls, tool_calls, heartbeats)"
-    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC'), sum(cost_nanos), sum(tokens_in), sum(tokens_out),"
-    " sum(tokens_cached), sum(llm_calls), sum(tool_calls), count(*)"
+    " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket" COLS ")"
+    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC')" SUMS_SQL
     " FROM src WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET"
-    " cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,"
-    " tokens_out = r.tokens_out + excluded.tokens_out, tokens_cached = r.tokens_cached + excluded.tokens_cached,"
-    " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
-    " heartbeats = r.heartbeats + excluded.heartbeats RETURNING 1),"
+    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
+    " units AS (SELECT cm_rollup_units(w.lo, w.hi) AS n FROM w WHERE w.hi > w.lo),"
     " scopes AS (INSERT INTO rollup_scope AS r (org, kind, scope, grain, bucket, cost_nanos)"
     " SELECT * FROM cm_scope_batch((SELECT lo FROM w), (SELECT hi FROM w)) ORDER BY 1, 2, 3, 4, 5"
     " ON CONFLICT (org, kind, scope, grain, bucket) DO UPDATE SET cost_nanos = r.cost_nanos + excluded.cost_nanos"
     " RETURNING org, kind, scope, grain, bucket, cost_nanos),"
-    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now() FROM w WHERE w.hi > w.lo"
+    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1 FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
     " SELECT 'w', (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text, NULL"
+    " (SELECT count(*) FROM intents)::text, coalesce((SELECT n FROM units), 0)::text,"
+    " (SELECT coalesce(floor(extract(epoch FROM now() - min(received_at))), 0) FROM cm_rollup_tail())::text"
     " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain,"
-    " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text FROM scopes"
+    " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text, NULL FROM scopes"
     " UNION ALL SELECT 'i', split_part(address, '/', 3), intent_id, least(sum(cost_nanos), 9223372036854775807)::text,"
-    " NULL FROM src WHERE intent_id IS NOT NULL AND cost_nanos > 0 GROUP BY 2, 3";
+    " NULL, NULL FROM src WHERE intent_id IS NOT NULL AND cost_nanos > 0 GROUP BY 2, 3";
 
 /* A CHECK of the scopes a batch changed: their tags, until it answers. */
 typedef struct {
@@ -162,6 +178,7 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     if (w == cm_pgres_rows(res)) return;
     unsigned long long n = strtoull(cm_pgres_get(res, w, 1), NULL, 10);
     atomic_fetch_add(&r->rows, n);
+    atomic_store(&r->lag, strtoll(cm_pgres_get(res, w, 5), NULL, 10));
     merge_scopes(r, res);
     draw_scopes(r, res);
     /* A batch cut at its size: the rest is due now, not at the next tick. */
@@ -199,4 +216,9 @@ unsigned long long cm_rollup_rows(const cm_rollup *r)
 unsigned long long cm_rollup_failures(const cm_rollup *r)
 {
     return atomic_load(&((cm_rollup *)r)->failures);
+}
+
+long long cm_rollup_lag(const cm_rollup *r)
+{
+    return atomic_load(&((cm_rollup *)r)->lag);
 }

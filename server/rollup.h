@@ -25,6 +25,20 @@
  * tail: `SELECT ... FROM ` CM_ROLLUP_TAIL_SQL ` WHERE address = $1`. */
 #define CM_ROLLUP_TAIL_SQL "cm_rollup_tail() AS heartbeats"
 
+/* Every unit's rollup rows and its tail (schema/016_units.sql), as one row
+ * source with rollup_unit's columns: `SELECT ... FROM ` CM_ROLLUP_UNITS_SQL
+ * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. The conditions reach
+ * both sides (the rollup's through its indexes). The tail attributes its
+ * rows as the worker will (cm_hb_units). */
+#define CM_ROLLUP_UNITS_SQL                                                                        \
+    "(SELECT org, kind, unit, address, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,"  \
+    " llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"  \
+    " FROM rollup_unit UNION ALL SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.address," \
+    " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.tokens_in, h.tokens_out, h.tokens_cached,"  \
+    " h.llm_calls, h.tool_calls, 1, h.revenue_nanos, h.refund_nanos, h.external_nanos,"            \
+    " h.fees_nanos FROM cm_rollup_tail() h CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id," \
+    " h.run_id, h.session_id, h.workflow, h.customer) u) AS units"
+
 typedef struct cm_rollup cm_rollup;
 
 /* Starts moving the watermark every interval_ms on the loop, on db (a pool
@@ -43,5 +57,9 @@ void cm_rollup_free(cm_rollup *r);
  * batches that failed (each is tried again from the same watermark). */
 unsigned long long cm_rollup_rows(const cm_rollup *r);
 unsigned long long cm_rollup_failures(const cm_rollup *r);
+/* Seconds since the oldest raw row not yet in the rollups was received, as
+ * this replica's last batch saw it (0: none): how far the worker is behind.
+ * Replies stay exact while it grows; they read a longer tail. */
+long long cm_rollup_lag(const cm_rollup *r);
 
 #endif

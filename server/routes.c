@@ -64,6 +64,14 @@ static const route_def defs[] = {
     {CM_R_RUN_POLICY, "GET", "/v1/mesh/runs/*/policies/cost", "run_policy"},
     {CM_R_RUN_POLICY, "DELETE", "/v1/mesh/runs/*/policies/cost", "run_policy"},
     {CM_R_RUN_POLICY, "PATCH", "/v1/mesh/runs/*/policies/cost", "run_policy"},
+    {CM_R_PRICES, "GET", "/v1/mesh/pricing/models", "pricing"},
+    {CM_R_PRICE, "PUT", "/v1/mesh/pricing/models/*", "price"},
+    {CM_R_PRICE, "GET", "/v1/mesh/pricing/models/*", "price"},
+    {CM_R_RUN_SPEND, "GET", "/v1/mesh/runs/*/spend", "run_spend"},
+    {CM_R_SESSION_SPEND, "GET", "/v1/mesh/sessions/*/spend", "session_spend"},
+    {CM_R_WORKFLOW_SPEND, "GET", "/v1/mesh/workflows/*/spend", "workflow_spend"},
+    {CM_R_CUSTOMER_SPEND, "GET", "/v1/mesh/customers/*/spend", "customer_spend"},
+    {CM_R_TOP, "GET", "/v1/mesh/top", "top"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

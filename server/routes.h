@@ -41,6 +41,13 @@ typedef enum {
     CM_R_WORKFLOW_POLICY, /* /v1/mesh/workflows/{id}/policies/cost */
     CM_R_RUN_POLICY,      /* /v1/mesh/runs/{id}/policies/cost */
     CM_R_INTENT_END,      /* POST /v1/mesh/intents/{intent_id}/end */
+    CM_R_PRICES,        /* GET /v1/mesh/pricing/models */
+    CM_R_PRICE,         /* PUT, GET /v1/mesh/pricing/models/{model} */
+    CM_R_RUN_SPEND,     /* GET /v1/mesh/runs/{id}/spend */
+    CM_R_SESSION_SPEND, /* GET /v1/mesh/sessions/{id}/spend */
+    CM_R_WORKFLOW_SPEND, /* GET /v1/mesh/workflows/{id}/spend */
+    CM_R_CUSTOMER_SPEND, /* GET /v1/mesh/customers/{id}/spend */
+    CM_R_TOP,           /* GET /v1/mesh/top */
     CM_R_COUNT,
 } cm_route_id;
 

@@ -119,15 +119,30 @@ def window_bounds(window, at):
 COUNTERS = ("tokens_in", "tokens_out", "tokens_cached", "llm_calls", "tool_calls")
 
 
-def expected_spend(address, hbs, window, at, intents=0):
-    """The whole GET .../spend reply for an agent that was sent exactly hbs, a list of (ts, metrics) with
-    metrics a dict of cost_usd (text) and COUNTERS (ints), and had `intents` admitted in the window."""
-    lo, hi, step = window_bounds(window, at)
-    want = {"agent": address, "window": window, "from": iso(lo), "to": iso(hi), "cost_usd": Decimal(0),
-            "heartbeats": 0, "intents": intents}
+MONEY = ("revenue_usd", "refund_usd", "external_spend_usd", "fees_usd")
+
+
+def margin(m):
+    """Known margin of a metrics dict (money as text): revenue - refunds - cost - external spend - fees."""
+    d = lambda k: Decimal(m.get(k, "0"))  # noqa: E731
+    return d("revenue_usd") - d("refund_usd") - d("cost_usd") - d("external_spend_usd") - d("fees_usd")
+
+
+def money_members(cost, **money):
+    """The money members of a spend reply whose cost is `cost` and MONEY amounts `money` (Decimal), margin
+    included."""
+    m = {k: Decimal(money.get(k, 0)) for k in MONEY}
+    return dict(m, margin_usd=margin(dict({k: str(v) for k, v in m.items()}, cost_usd=str(cost))))
+
+
+def expected_totals(hbs, lo, hi, step, head):
+    """head (the reply's identity members) with the totals and series of hbs, a list of (ts, metrics) with
+    metrics a dict of cost_usd and MONEY (text) and COUNTERS (ints), over [lo, hi) in buckets of step."""
+    want = dict(head, cost_usd=Decimal(0), heartbeats=0, margin_usd=Decimal(0))
     want.update((k, 0) for k in COUNTERS)
-    series = [{"from": iso(s), "cost_usd": Decimal(0), "tokens_in": 0, "tokens_out": 0, "llm_calls": 0}
-              for s in range(lo, hi, step)]
+    want.update((k, Decimal(0)) for k in MONEY)
+    series = [{"from": iso(s), "cost_usd": Decimal(0), "tokens_in": 0, "tokens_out": 0, "llm_calls": 0,
+               "margin_usd": Decimal(0)} for s in range(lo, hi, step)]
     for ts, m in hbs:
         if not lo <= ts < hi:
             continue
@@ -135,13 +150,25 @@ def expected_spend(address, hbs, window, at, intents=0):
         cost = Decimal(m.get("cost_usd", "0"))
         want["cost_usd"] += cost
         b["cost_usd"] += cost
+        want["margin_usd"] += margin(m)
+        b["margin_usd"] += margin(m)
         want["heartbeats"] += 1
+        for k in MONEY:
+            want[k] += Decimal(m.get(k, "0"))
         for k in COUNTERS:
             want[k] += m.get(k, 0)
             if k in b:
                 b[k] += m.get(k, 0)
     want["series"] = series
     return want
+
+
+def expected_spend(address, hbs, window, at, intents=0):
+    """The whole GET .../spend reply for an agent that was sent exactly hbs (see expected_totals) and had
+    `intents` admitted in the window."""
+    lo, hi, step = window_bounds(window, at)
+    return expected_totals(hbs, lo, hi, step, {"agent": address, "window": window, "from": iso(lo), "to": iso(hi),
+                                               "intents": intents})
 
 
 def check_json(got, want, what):

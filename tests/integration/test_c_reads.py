@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from harness import (accepted, batch, check, check_eq, check_error, check_json, check_status, dec, enc, hb_id,
                      hb_obj, iso, new_agent, parse_iso, read_metrics, day_start, hour_start, BACKLOGS, STORE_UP,
-                     ConnError)
+                     ConnError, money_members)
 from test_e_policies import away_from_boundary
 
 
@@ -122,13 +122,13 @@ def test_intent_spend(h):
     check_status(r, 200, "intent spend")
     check_json(r.json, {"intent_id": x, "agent": a, "from": iso(hour_start(t - 3600)), "to": iso(hour_start(t) + 3600),
                         "cost_usd": Decimal("0.5"), "tokens_in": 150, "tokens_out": 15, "tokens_cached": 0,
-                        "llm_calls": 3, "tool_calls": 0, "heartbeats": 2}, "intent spend")
+                        "llm_calls": 3, "tool_calls": 0, "heartbeats": 2, **money_members(Decimal("0.5"))}, "intent spend")
     check('"cost_usd":0.5' in r.text, "intent cost text not 0.5: %.200r" % r.text)
     r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (y, enc(a)), key=h.k1)
     check_status(r, 200, "other intent's spend")
     check_json(r.json, {"intent_id": y, "agent": a, "from": iso(hour_start(t)), "to": iso(hour_start(t) + 3600),
                         "cost_usd": Decimal(5), "tokens_in": 1000, "tokens_out": 0, "tokens_cached": 0,
-                        "llm_calls": 0, "tool_calls": 0, "heartbeats": 1}, "other intent's spend")
+                        "llm_calls": 0, "tool_calls": 0, "heartbeats": 1, **money_members(5)}, "other intent's spend")
     r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % ("int-unknown-" + hb_id(), enc(a)), key=h.k1)
     check_error(r, 404, what="unknown intent")
     r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (x, enc(new_agent(tag="nobody"))), key=h.k1)

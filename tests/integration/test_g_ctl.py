@@ -193,11 +193,13 @@ def test_heartbeat_and_spend_exact(h):
     kv = dict((x[0], x[1]) for x in rows if len(x) == 2)
     check_eq(kv, {"agent": a, "window": "day", "from": day["from"], "to": day["to"], "cost_usd": total,
                   "tokens_in": "2100", "tokens_out": "850", "tokens_cached": "0", "llm_calls": "4", "tool_calls": "0",
-                  "heartbeats": "3", "intents": "0"}, "spend table totals (money as exact text)")
+                  "heartbeats": "3", "intents": "0", "revenue_usd": "0", "refund_usd": "0", "external_spend_usd": "0",
+                  "fees_usd": "0", "margin_usd": "-" + total}, "spend table totals (money as exact text)")
     hdr = [i for i, x in enumerate(rows) if x[0] == "FROM"]
     check(len(hdr) == 1, "spend table has no series header: %r" % r.out)
     busy = iso(now // 3600 * 3600)
-    check_eq(rows[hdr[0] + 1:], [[b["from"]] + ([total, "2100", "850", "4"] if b["from"] == busy else ["0"] * 4)
+    check_eq(rows[hdr[0] + 1:], [[b["from"]] + ([total, "2100", "850", "4", "-" + total] if b["from"] == busy
+                                                else ["0"] * 5)
                                  for b in day["series"]], "series rows in the table")
     # Other windows.
     for window, at in (("week", now), ("hour", now), ("month", calendar.timegm((2020, 1, 15, 0, 0, 0)))):

@@ -465,6 +465,7 @@ def test_foreign_org_key_sees_nothing(h):
             ("GET", "/v1/mesh/agents/%s/spend" % e1, None),
             ("GET", "/v1/mesh/agents/%s/spend?window=month" % e1, None),
             ("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (intent, e1), None),
+            ("GET", "/v1/mesh/top?by=agent&agent=%s" % e1, None),
             ("GET", "/v1/mesh/agents/%s" % e1, None),
             ("GET", policy_path(a1), None),
             ("PUT", policy_path(a1), '{"max_cost_per_day_usd":0}'),
@@ -488,6 +489,7 @@ def test_foreign_org_key_sees_nothing(h):
             _no_leak(r, secret_bits, what)
         # Lists are per org: nothing of org1 in them.
         for path in ("/v1/mesh/agents", "/v1/mesh/agents?limit=1000", "/v1/mesh/events?limit=1000",
+                     "/v1/mesh/top?by=agent&window=month&limit=1000",
                      "/v1/keys", "/v1/mesh/webhook"):
             r = h.request("GET", path, key=key)
             check(r.status in (200, 403, 404), "GET %s with the %s: status %d: %.300r" % (path, who, r.status, r.text))

@@ -6,8 +6,8 @@ policy_breached whichever path records it."""
 import time
 from decimal import Decimal
 
-from harness import (accepted, batch, check, check_eq, check_json, check_status, dec, enc, expected_spend, hb_id, hb_obj,
-                     hour_start, day_start, iso, nanos, new_agent, parse_iso, COUNTERS)
+from harness import (accepted, batch, check, check_eq, check_json, check_status, dec, enc, expected_spend, hb_id,
+                     hb_obj, hour_start, day_start, iso, nanos, new_agent, parse_iso, money_members, COUNTERS)
 from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, events_of, intent, policy_of,
                              put_policy, reached, register)
 
@@ -51,7 +51,8 @@ def test_every_counter_end_to_end(h):
     check_status(r, 200, "intent spend")
     check_json(r.json, {"intent_id": x, "agent": a, "from": iso(hour_start(t1)), "to": iso(hour_start(t2) + 3600),
                         "cost_usd": Decimal("0.75"), "tokens_in": 101, "tokens_out": 22, "tokens_cached": 75,
-                        "llm_calls": 3, "tool_calls": 7, "heartbeats": 2}, "intent spend")
+                        "llm_calls": 3, "tool_calls": 7, "heartbeats": 2,
+                        **money_members(Decimal("0.75"))}, "intent spend")
 
 
 def test_mixed_batch_names_each_agent(h):

@@ -205,7 +205,8 @@ static void agent_list(void)
     cm_job_free(j);
     CHECK(decode("GET", "/v1/mesh/events", NULL, bad_type, &j, &e) != CM_OK);
     CHECK_STR(e.message, "event_type must be policy_breached, threshold_crossed, agent_killed, agent_resumed, "
-                         "health_changed, policy_changed, reservation_expired or exhaustion_predicted");
+                         "health_changed, policy_changed, reservation_expired, exhaustion_predicted, "
+                         "price_discrepancy or margin_negative");
     cm_job_free(j);
     static const arg type[] = {WITH_KEY, Q("event_type", "agent_killed"), Q("limit", "7"), END};
     j = accepted("GET", "/v1/mesh/events", NULL, type);
@@ -347,6 +348,54 @@ static void spend(void)
     }
 }
 
+static void spend_units(void)
+{
+    static const struct {
+        const char *path, *by;
+    } routes[] = {{"/v1/mesh/runs/r%201/spend", "run"},
+                  {"/v1/mesh/sessions/r%201/spend", "session"},
+                  {"/v1/mesh/workflows/r%201/spend", "workflow"},
+                  {"/v1/mesh/customers/r%201/spend", "customer"}};
+    static const arg when[] = {WITH_KEY, Q("window", "month"), Q("at", "2024-03-01T12%3A00%3A00Z"), END};
+    static const arg bad_window[] = {WITH_KEY, Q("window", "year"), END};
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        cm_job *j = accepted("GET", routes[i].path, NULL, when);
+        CHECK_EQ_I64(j->op, CM_OP_SPEND_UNIT);
+        CHECK_STR(j->req.spend_unit.by, routes[i].by);
+        CHECK_STR(j->req.spend_unit.id, "r 1");
+        CHECK_EQ_I64(j->req.spend_unit.window, CM_WIN_MONTH);
+        CHECK_EQ_I64(j->req.spend_unit.at, 1709294400);
+        cm_job_free(j);
+        CHECK_REFUSED("GET", routes[i].path, NULL, bad_window, 400, "invalid_field", "window");
+    }
+    char long_path[400];
+    int k = snprintf(long_path, sizeof long_path, "/v1/mesh/runs/");
+    for (int i = 0; i <= CM_ID_MAX; i++) long_path[k++] = 'r';
+    snprintf(long_path + k, sizeof long_path - (size_t)k, "/spend");
+    CHECK_REFUSED("GET", long_path, NULL, key_only, 400, "invalid_field", "id");
+
+    cm_job *j = accepted("GET", "/v1/mesh/top", NULL, key_only);
+    CHECK_EQ_I64(j->op, CM_OP_TOP);
+    CHECK_STR(j->req.spend_unit.by, "run");
+    CHECK_EQ_I64(j->req.spend_unit.limit, 100);
+    CHECK_STR(j->req.spend_unit.agent, "");
+    cm_job_free(j);
+    static const arg by_customer[] = {WITH_KEY, Q("by", "customer"), Q("limit", "3"),
+                                      Q("agent", "agent%3A%2F%2Fmyorg%2Fprod%2Fa"), END};
+    j = accepted("GET", "/v1/mesh/top", NULL, by_customer);
+    CHECK_STR(j->req.spend_unit.by, "customer");
+    CHECK_EQ_I64(j->req.spend_unit.limit, 3);
+    CHECK_STR(j->req.spend_unit.agent, ADDR);
+    cm_job_free(j);
+    static const arg bad_by[] = {WITH_KEY, Q("by", "model"), END};
+    static const arg bad_agent[] = {WITH_KEY, Q("agent", "a"), END};
+    static const arg bad_limit[] = {WITH_KEY, Q("limit", "0"), END};
+    CHECK_REFUSED("GET", "/v1/mesh/top", NULL, bad_by, 400, "invalid_field", "by");
+    CHECK_REFUSED("GET", "/v1/mesh/top", NULL, bad_agent, 400, "invalid_field", "agent");
+    CHECK_REFUSED("GET", "/v1/mesh/top", NULL, bad_limit, 400, "invalid_field", "limit");
+    CHECK_REFUSED("GET", "/v1/mesh/top", NULL, bad_window, 400, "invalid_field", "window");
+}
+
 static void intents(void)
 {
     const char *body = "{\"agent\":\"" ADDR "\",\"intent_id\":\"int_1\"}";
@@ -397,6 +446,7 @@ void test_decode(void)
     one_agent();
     scope_policies();
     spend();
+    spend_units();
     intents();
     intent_fields();
     the_rest();

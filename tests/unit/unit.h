@@ -55,6 +55,7 @@ void test_error(void);
 void test_budget(void);
 void test_forecast(void);
 void test_money(void);
+void test_pricing(void);
 void test_time(void);
 void test_address(void);
 void test_buf(void);
@@ -70,5 +71,6 @@ void test_decode(void);
 void test_egress(void);
 void test_ingest(void);
 void test_seen(void);
+void test_config(void);
 
 #endif

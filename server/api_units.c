@@ -1,0 +1,189 @@
+/* api_units.c - spend by run, session, workflow and customer, and the most
+ * expensive units of an org or of one agent (GET /v1/mesh/top).
+ *
+ * Every read sums rollup_unit and the raw rows past the watermark in one
+ * statement (CM_ROLLUP_UNITS_SQL), so it is exact right after a 202. A unit
+ * spans agents: a key bound to an agent sees that agent's part only. */
+#include "api_routes.h"
+#include "error.h"
+#include "rollup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cm_api_spend_totals(cm_buf *b, const cm_pgres *res, int row, int col)
+{
+    /* Every sum is PostgreSQL's, in numeric, printed from its text: a
+     * week spans two months, and rows written before the caps
+     * (schema/007_caps.sql) may hold anything up to bigint's maximum. */
+    static const char *const money[] = {"revenue_usd", "refund_usd", "external_spend_usd", "fees_usd",
+                                        "margin_usd"};
+    cm_buf_adds(b, ",\"cost_usd\":");
+    cm_buf_add_money_text(b, cm_pgres_get(res, row, col));
+    cm_buf_addf(b,
+                ",\"tokens_in\":%s,\"tokens_out\":%s,\"tokens_cached\":%s,\"llm_calls\":%s,\"tool_calls\":%s,"
+                "\"heartbeats\":%s",
+                cm_pgres_get(res, row, col + 1), cm_pgres_get(res, row, col + 2), cm_pgres_get(res, row, col + 3),
+                cm_pgres_get(res, row, col + 4), cm_pgres_get(res, row, col + 5), cm_pgres_get(res, row, col + 6));
+    for (int i = 0; i < 5; i++) {
+        cm_buf_addf(b, ",\"%s\":", money[i]);
+        cm_buf_add_money_text(b, cm_pgres_get(res, row, col + 7 + i));
+    }
+}
+
+void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col)
+{
+    cm_buf_adds(b, ",\"series\":[");
+    for (int i = 0; i < cm_pgres_rows(res); i++) {
+        if (i) cm_buf_add(b, ",", 1);
+        cm_buf_adds(b, "{\"from\":");
+        cm_buf_add_jtime(b, strtoll(cm_pgres_get(res, i, col), NULL, 10));
+        cm_buf_adds(b, ",\"cost_usd\":");
+        cm_buf_add_money_text(b, cm_pgres_get(res, i, col + 1));
+        cm_buf_addf(b, ",\"tokens_in\":%s,\"tokens_out\":%s,\"llm_calls\":%s,\"margin_usd\":",
+                    cm_pgres_get(res, i, col + 2), cm_pgres_get(res, i, col + 3), cm_pgres_get(res, i, col + 4));
+        cm_buf_add_money_text(b, cm_pgres_get(res, i, col + 5));
+        cm_buf_adds(b, "}");
+    }
+    cm_buf_adds(b, "]");
+}
+
+/* The one unit a key bound to an agent may see: its own part. */
+static const char *bound_agent(const cm_ident *who)
+{
+    return who->agent[0] ? who->agent : NULL;
+}
+
+/* ---- one unit's spend ---- */
+
+typedef struct {
+    cm_api_call base;
+    int64_t from, to;
+} unit_call;
+
+static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    unit_call *c = arg;
+    int64_t from = c->from, to = c->to;
+    cm_job *j = cm_api_take(c, rc);
+    if (!j) return;
+    const cm_req_spend_unit *q = &j->req.spend_unit;
+    int rows = cm_pgres_rows(res);
+    if (rows == 0 || strcmp(cm_pgres_get(res, 0, 12), "0") == 0) {
+        char code[32];
+        snprintf(code, sizeof code, "%s_not_found", q->by);
+        cm_api_error(j, 404, code, NULL, "no heartbeats of this id in this org");
+        return;
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "by", q->by, 1);
+    cm_api_jfield(&b, "id", q->id, 0);
+    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
+    cm_buf_adds(&b, ",\"from\":");
+    cm_buf_add_jtime(&b, from);
+    cm_buf_adds(&b, ",\"to\":");
+    cm_buf_add_jtime(&b, to);
+    cm_api_spend_totals(&b, res, 0, 0);
+    cm_buf_addf(&b, ",\"agents\":%s", cm_pgres_get(res, 0, 13));
+    cm_api_spend_series(&b, res, 14);
+    cm_buf_adds(&b, "}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_spend_unit *q = &j->req.spend_unit;
+    unit_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    cm_window_bounds(q->window, q->at, &c->from, &c->to);
+    int64_t step = cm_window_bucket(q->window) == CM_WIN_HOUR ? 3600 : 86400;
+    char from[24], to[24], steps[16];
+    snprintf(from, sizeof from, "%lld", (long long)c->from);
+    snprintf(to, sizeof to, "%lld", (long long)c->to);
+    snprintf(steps, sizeof steps, "%lld", (long long)step);
+    const char *params[] = {who->org, q->by, q->id, from, to, steps, bound_agent(who)};
+    /* Columns: 0..11 the window's totals (cm_api_spend_totals), 12 rows of
+     * the unit at any time (0: unknown here), 13 agents in the window,
+     * 14.. one series bucket per row. */
+    return cm_api_query(c,
+                        "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $1 AND kind = $2 AND unit = $3"
+                        " AND ($7::text IS NULL OR address = $7)),"
+                        " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"
+                        " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM w),"
+                        " s AS (SELECT g.s, coalesce(sum(w.cost_nanos), 0) AS cost, coalesce(sum(w.tokens_in), 0) AS tin,"
+                        " coalesce(sum(w.tokens_out), 0) AS tout, coalesce(sum(w.llm_calls), 0) AS calls,"
+                        " coalesce(sum(w.revenue_nanos - w.refund_nanos - w.cost_nanos - w.external_nanos"
+                        " - w.fees_nanos), 0) AS margin"
+                        " FROM generate_series($4::bigint, $5::bigint - 1, $6::bigint) g(s)"
+                        " LEFT JOIN w ON w.bucket >= to_timestamp(g.s) AND w.bucket < to_timestamp(g.s + $6::bigint)"
+                        " GROUP BY g.s)"
+                        " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"
+                        " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text"
+                        " FROM t CROSS JOIN s ORDER BY s.s",
+                        7, params, on_spend_unit, e);
+}
+
+/* ---- the most expensive units ---- */
+
+typedef struct {
+    cm_api_call base;
+    int64_t from, to;
+} top_call;
+
+static void on_top(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    top_call *c = arg;
+    int64_t from = c->from, to = c->to;
+    cm_job *j = cm_api_take(c, rc);
+    if (!j) return;
+    const cm_req_spend_unit *q = &j->req.spend_unit;
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_api_jfield(&b, "by", q->by, 1);
+    cm_buf_adds(&b, ",\"agent\":");
+    if (q->agent[0]) cm_buf_add_jstr(&b, q->agent);
+    else cm_buf_adds(&b, "null");
+    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
+    cm_buf_adds(&b, ",\"from\":");
+    cm_buf_add_jtime(&b, from);
+    cm_buf_adds(&b, ",\"to\":");
+    cm_buf_add_jtime(&b, to);
+    cm_buf_adds(&b, ",\"top\":[");
+    for (int i = 0; i < cm_pgres_rows(res); i++) {
+        if (i) cm_buf_add(&b, ",", 1);
+        cm_buf_adds(&b, "{");
+        cm_api_jfield(&b, "id", cm_pgres_get(res, i, 0), 1);
+        cm_api_spend_totals(&b, res, i, 1);
+        cm_buf_addf(&b, ",\"agents\":%s}", cm_pgres_get(res, i, 13));
+    }
+    cm_buf_adds(&b, "]}");
+    cm_api_reply(j, 200, &b);
+}
+
+int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
+{
+    const cm_req_spend_unit *q = &j->req.spend_unit;
+    if (q->agent[0] && cm_api_may_act_for(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
+    top_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return CM_ENOMEM;
+    cm_window_bounds(q->window, q->at, &c->from, &c->to);
+    char from[24], to[24], limit[16];
+    snprintf(from, sizeof from, "%lld", (long long)c->from);
+    snprintf(to, sizeof to, "%lld", (long long)c->to);
+    snprintf(limit, sizeof limit, "%d", q->limit);
+    const char *params[] = {who->org, q->by, from, to, q->agent[0] ? q->agent : bound_agent(who), limit};
+    /* The most expensive first; equal costs by id, so pages are stable. */
+    return cm_api_query(c,
+                        "SELECT unit, " CM_API_SPEND_SUMS_SQL ", count(DISTINCT address)::text"
+                        " FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $1 AND kind = $2"
+                        " AND bucket >= to_timestamp($3::bigint) AND bucket < to_timestamp($4::bigint)"
+                        " AND ($5::text IS NULL OR address = $5)"
+                        " GROUP BY unit ORDER BY sum(cost_nanos) DESC, unit LIMIT $6::int",
+                        6, params, on_top, e);
+}
