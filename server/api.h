@@ -33,6 +33,7 @@ typedef struct {
     cm_notify *notify;
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
+    int reservation_ttl_s; /* how long an intent's estimate stays reserved unless it ends */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
     /* A client's cost may differ from the card's by this percent of the

@@ -557,7 +557,8 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
         (rc = get_str(root, "", "run_id", out->run_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "session_id", out->session_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "workflow", out->workflow, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_str(root, "", "customer", out->customer, CM_ID_MAX, e)) != CM_OK)
+        (rc = get_str(root, "", "customer", out->customer, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_money(root, "", "estimated_cost_usd", &out->estimated_cost, e)) != CM_OK)
         goto done;
     if (axme && !out->agent[0]) {
         rc = cm_apierr_set(e, 400, "invalid_field", "to_agent", "to_agent is required");

@@ -28,7 +28,7 @@
 typedef struct {
     int status;
     const char *code; /* static string */
-    char message[200];
+    char message[256];
     char field[128];  /* "" when no single field is at fault */
 } cm_apierr;
 
@@ -138,7 +138,9 @@ int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *pres
 /* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
  * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"};
  * either may carry the attributes its heartbeats inherit when they omit
- * them: run_id, session_id, workflow, customer ("" when absent). */
+ * them: run_id, session_id, workflow, customer ("" when absent; the run,
+ * workflow and customer also name the budgets it counts in, budget.h), and
+ * its estimated_cost_usd (money, like a heartbeat's cost). */
 typedef struct {
     char agent[CM_ADDR_MAX];          /* "" when absent */
     char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
@@ -147,6 +149,7 @@ typedef struct {
     char session_id[CM_ID_MAX + 1];
     char workflow[CM_ID_MAX + 1];
     char customer[CM_ID_MAX + 1];
+    int64_t estimated_cost; /* estimated_cost_usd in nano-dollars, reserved; 0 when absent */
 } cm_intentreq;
 
 int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);

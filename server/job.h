@@ -9,6 +9,7 @@
 #define CM_JOB_H
 
 #include "auth.h"
+#include "budget.h"
 #include "buf.h"
 #include "codec.h"
 #include "cloudevents.h"
@@ -45,6 +46,7 @@ typedef enum {
     CM_OP_METER_LIST,    /* no request fields */
     CM_OP_METER_DELETE,  /* req.meter (event_type only) */
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
+    CM_OP_INTENT_END,    /* req.intent_end */
     CM_OP_PRICE_PUT,     /* req.price */
     CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
     CM_OP_SPEND_UNIT,    /* req.spend_unit */
@@ -109,9 +111,11 @@ typedef struct {
     int limit;
 } cm_req_events;
 
-/* PUT, GET, DELETE /v1/mesh/agents/{address}/policies/cost. */
+/* PUT, PATCH, GET, DELETE /v1/mesh/agents/{address}/policies/cost, and
+ * the same of a scope (/v1/mesh/org/..., /v1/mesh/envs/{env}/... and so on). */
 typedef struct {
-    char address[CM_ADDR_MAX];
+    cm_scope_kind kind;        /* CM_SCOPE_AGENT for an agent's */
+    char address[CM_ADDR_MAX]; /* the agent's, or the scope's id ("" for the org) */
     cm_policy policy; /* the PUT or PATCH body */
     unsigned present; /* PATCH: bit i set for each column the body names (codec.h) */
 } cm_req_policy;
@@ -123,6 +127,11 @@ typedef struct {
     char idem_key[CM_ID_MAX + 1]; /* Idempotency-Key header, "" when none */
 } cm_req_intent;
 
+/* POST /v1/mesh/intents/{intent_id}/end. */
+typedef struct {
+    char intent_id[CM_ID_MAX + 1];
+    char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent or any */
+} cm_req_intent_end;
 /* PUT, GET /v1/mesh/pricing/models/{model} and GET /v1/mesh/pricing/models. */
 typedef struct {
     char model[CM_MODEL_MAX + 1];
@@ -167,6 +176,7 @@ struct cm_job {
         cm_req_policy policy;
         cm_webhookreq webhook_put;
         cm_req_intent intent;
+        cm_req_intent_end intent_end;
         cm_req_interop interop;
         cm_meter meter;
         cm_req_price price;
