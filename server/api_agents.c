@@ -184,15 +184,10 @@ int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 
 /* ---- spend ---- */
 
-typedef struct {
-    cm_api_call base;
-    int64_t from, to;
-} spend_call;
-
 static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    spend_call *c = arg;
+    cm_api_spend_call *c = arg;
     int64_t from = c->from, to = c->to;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
@@ -206,11 +201,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "agent", q->address, 1);
-    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
-    cm_buf_adds(&b, ",\"from\":");
-    cm_buf_add_jtime(&b, from);
-    cm_buf_adds(&b, ",\"to\":");
-    cm_buf_add_jtime(&b, to);
+    cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
     cm_api_spend_series(&b, res, 0);
@@ -286,19 +277,13 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 {
     const cm_req_spend_agent *q = &j->req.spend_agent;
     if (cm_api_may_act_for(who, q->address, NULL, e) != CM_OK) return CM_EFORBIDDEN;
-    spend_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    cm_api_spend_call *c = cm_api_spend_call_new(api, j, who, q->window, q->at, e);
     if (!c) return CM_ENOMEM;
-    cm_window_bounds(q->window, q->at, &c->from, &c->to);
-    int64_t step = cm_window_bucket(q->window) == CM_WIN_HOUR ? 3600 : 86400;
-    char from[24], to[24], steps[16];
-    snprintf(from, sizeof from, "%lld", (long long)c->from);
-    snprintf(to, sizeof to, "%lld", (long long)c->to);
-    snprintf(steps, sizeof steps, "%lld", (long long)step);
     int64_t starts[CM_WIN3];
     cm_policy_window_starts(j->now, starts);
     char win[CM_WIN3][24];
     for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
-    const char *params[] = {q->address, from, to, steps, who->org, win[0], win[1], win[2]};
+    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2]};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. A polled statement: prepared, on the read pool. */
     return cm_api_read(c, spend_sql, 8, params, on_spend, e);
