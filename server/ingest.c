@@ -27,8 +27,8 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
 
 /* The one statement of a group commit (data-modifying CTEs always run to
  * completion, referenced or not). A row is new when its id is (heartbeat_ids
- * is the 7-day dedupe, schema/012_partitions.sql); rows without an id always
- * are. Lock order is fixed by the ORDER BY
+ * is the 7-day dedupe, schema/012_partitions.sql; each row's key is hashed
+ * once, in `input`); rows without an id always are. Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
  * kinds of rows can share one result ($22 are the distinct agents to
@@ -42,7 +42,8 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
  *                                join on the 'roll' CTE here would rescan
  *                                it once per agent) */
 static const char group_sql[] =
-    "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    "WITH input AS (SELECT t.*, cm_hb_key(t.address, t.hb_id) AS key"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
     " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
@@ -50,8 +51,8 @@ static const char group_sql[] =
     " AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
     " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees)),"
-    " ids AS (INSERT INTO heartbeat_ids (key) SELECT cm_hb_key(address, hb_id) FROM input"
-    " WHERE hb_id IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
+    " ids AS (INSERT INTO heartbeat_ids (key) SELECT key FROM input"
+    " WHERE key IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
     " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, model,"
@@ -59,7 +60,7 @@ static const char group_sql[] =
     " SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
     " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, model,"
     " tcwrite, priced, customer, revenue, refund, external, fees"
-    " FROM input i LEFT JOIN ids ON ids.key = cm_hb_key(i.address, i.hb_id)"
+    " FROM input i LEFT JOIN ids ON ids.key = i.key"
     " WHERE i.hb_id IS NULL OR ids.key IS NOT NULL"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
     " llm_calls, tool_calls, intents_total, intents_succeeded, intents_failed),"
@@ -87,7 +88,7 @@ static const char group_sql[] =
     " RETURNING 1),"
     " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
     " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
-    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = cm_hb_key(i.address, i.hb_id))"
+    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = i.key)"
     " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
     " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
