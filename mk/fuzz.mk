@@ -21,7 +21,7 @@ FUZZ_DIR = $(BUILD)/fuzz
 # The pure modules: no Redis, PostgreSQL or HTTP library needed.
 FUZZ_LIB_SRC := server/error.c server/money.c server/timeutil.c server/address.c \
                 server/routes.c server/buf.c server/policy.c server/codec.c server/hot_layout.c \
-                server/pricing.c
+                server/pricing.c server/billing.c
 FUZZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wpointer-arith \
                -D_GNU_SOURCE -Iserver -Itests/fuzz \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -204,6 +204,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
+    cm_api_spend_models(&b, cm_pgres_get(res, 0, 27));
     cm_api_spend_series(&b, res, 0);
     /* An agent with a cost limit: its burn over the last hour and when each
      * limit runs out at that pace, as of now (forecast.h). */
@@ -270,7 +271,10 @@ static const char spend_sql[] =
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h'"
     "  AND bucket = to_timestamp($6::bigint - 3600))::text,"
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
-    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text,"
+    /* 27 the window's models. */
+    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT), "org = $5 AND kind = 'agent' AND unit = $1"
+                          " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
     " FROM b CROSS JOIN t ORDER BY s";
 
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)

@@ -3,6 +3,7 @@
  *   api_keys.c        API keys
  *   api_agents.c      agent reads: list, one agent, spend, events
  *   api_units.c       spend by run, session, workflow, customer; top
+ *   api_billing.c     billing cards, customers' rated usage (JSON, CSV)
  *   api_control.c     cost policies, kill/resume, webhook
  *   api_intents.c     intent admission
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
@@ -59,6 +60,28 @@ void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
     " coalesce(sum(fees_nanos), 0)::text, coalesce(sum(revenue_nanos - refund_nanos - cost_nanos"  \
     " - external_nanos - fees_nanos), 0)::text"
 
+/* The spend by model of rows of source (a CM_ROLLUP_MODELS_SQL) that
+ * match where, as one text column: per model, most expensive first,
+ * "model cost heartbeats tokens_in tokens_fresh tokens_cached
+ * tokens_cache_write tokens_out rated fresh cached cache_write output
+ * savings", the last five the rate card's rating of the rated heartbeats
+ * in nano-dollars (each divided by a million once and rounded half-even;
+ * savings: the cached tokens at the fresh input price, less their cost),
+ * models separated by ';' (a model name has neither, cm_model_valid).
+ * cm_api_spend_models writes it as the reply's "models". */
+#define CM_API_MODELS_SQL(source, where)                                                           \
+    "(SELECT string_agg(concat_ws(' ', model, cost, hb, tin, tin - tcached - tcwrite, tcached, tcwrite, tout,"\
+    " rated, cm_div_half_even(fresh, 1000000), cm_div_half_even(cached, 1000000),"                 \
+    " cm_div_half_even(cwrite, 1000000), cm_div_half_even(outp, 1000000),"                         \
+    " cm_div_half_even(asfresh, 1000000) - cm_div_half_even(cached, 1000000)), ';' ORDER BY cost DESC, model)"\
+    " FROM (SELECT model, sum(cost_nanos) AS cost, sum(heartbeats) AS hb, sum(tokens_in) AS tin,"  \
+    " sum(tokens_cached) AS tcached, sum(tokens_cache_write) AS tcwrite, sum(tokens_out) AS tout," \
+    " sum(rated) AS rated, sum(fresh_e) AS fresh, sum(cached_e) AS cached, sum(cache_write_e) AS cwrite,"\
+    " sum(output_e) AS outp, sum(cached_as_fresh_e) AS asfresh FROM " source " WHERE " where       \
+    " GROUP BY model) m)"
+/* ,"models":[...] from a CM_API_MODELS_SQL column (NULL or "": none). */
+void cm_api_spend_models(cm_buf *b, const char *text);
+
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
@@ -100,6 +123,14 @@ int cm_api_price_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 void cm_api_price(cm_api *api, cm_job *j, const cm_ident *who);
 /* The cm_ratecards_cb of the service's cache (arg: the cm_api). */
 void cm_api_priced(void *arg, const char *org, cm_job *j, int rc, const cm_ratecard_set *cards);
+
+/* api_billing.c: PUT a version of a plan's billing card (admin keys; 201,
+ * 200 for a repeat, 409 for other prices at its effective_from), GET one
+ * plan's versions or every plan's; a customer's rated usage by line item,
+ * as JSON or CSV (admin keys: an invoice is the org's). */
+int cm_api_bill_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_bill_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_usage(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 /* What pricing did, for /metrics; any thread. */
 typedef enum {

@@ -49,6 +49,38 @@ void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col)
     cm_buf_adds(b, "]");
 }
 
+void cm_api_spend_models(cm_buf *b, const char *text)
+{
+    /* The fields of CM_API_MODELS_SQL after the model: money or a count. */
+    static const struct {
+        const char *name;
+        bool money;
+    } fields[] = {{"cost_usd", true},           {"heartbeats", false},         {"tokens_in", false},
+                  {"tokens_fresh", false},      {"tokens_cached", false},      {"tokens_cache_write", false},
+                  {"tokens_out", false},        {"rated_heartbeats", false},   {"fresh_input_cost_usd", true},
+                  {"cached_input_cost_usd", true}, {"cache_write_cost_usd", true}, {"output_cost_usd", true},
+                  {"cache_savings_usd", true}};
+    enum { NFIELDS = sizeof fields / sizeof fields[0] };
+    cm_buf_adds(b, ",\"models\":[");
+    char *copy = text ? strdup(text) : NULL;
+    if (text && !copy) b->failed = 1;
+    char *save = NULL;
+    int n = 0;
+    for (char *m = copy ? strtok_r(copy, ";", &save) : NULL; m; m = strtok_r(NULL, ";", &save)) {
+        char *fsave = NULL, *f = strtok_r(m, " ", &fsave);
+        cm_buf_adds(b, n++ ? ",{" : "{");
+        cm_api_jfield(b, "model", f, 1);
+        for (int i = 0; i < NFIELDS && (f = strtok_r(NULL, " ", &fsave)); i++) {
+            cm_buf_addf(b, ",\"%s\":", fields[i].name);
+            if (fields[i].money) cm_buf_add_money_text(b, f);
+            else cm_buf_adds(b, f);
+        }
+        cm_buf_adds(b, "}");
+    }
+    free(copy);
+    cm_buf_adds(b, "]");
+}
+
 /* The one unit a key bound to an agent may see: its own part. */
 static const char *bound_agent(const cm_ident *who)
 {
@@ -80,6 +112,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 0);
     cm_buf_addf(&b, ",\"agents\":%s", cm_pgres_get(res, 0, 13));
+    cm_api_spend_models(&b, cm_pgres_get(res, 0, 20));
     cm_api_spend_series(&b, res, 14);
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
@@ -93,7 +126,7 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, bound_agent(who)};
     /* Columns: 0..11 the window's totals (cm_api_spend_totals), 12 rows of
      * the unit at any time (0: unknown here), 13 agents in the window,
-     * 14.. one series bucket per row. */
+     * 14..19 one series bucket per row, 20 the window's models. */
     return cm_api_query(c,
                         "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $1 AND kind = $2 AND unit = $3"
                         " AND ($7::text IS NULL OR address = $7)),"
@@ -107,7 +140,11 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                         " LEFT JOIN w ON w.bucket >= to_timestamp(g.s) AND w.bucket < to_timestamp(g.s + $6::bigint)"
                         " GROUP BY g.s)"
                         " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"
-                        " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text"
+                        " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text,"
+                        " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS),
+                                              "org = $1 AND kind = $2 AND unit = $3 AND ($7::text IS NULL OR address"
+                                              " = $7) AND bucket >= to_timestamp($4::bigint)"
+                                              " AND bucket < to_timestamp($5::bigint)")
                         " FROM t CROSS JOIN s ORDER BY s.s",
                         7, params, on_spend_unit, e);
 }

@@ -331,7 +331,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     static const char *const metrics[] = {"cost_usd", "tokens_in", "tokens_out", "tokens_cached",
                                           "tokens_cache_write", "llm_calls", "tool_calls", "intents_total",
                                           "intents_succeeded", "intents_failed", "avg_latency_ms", "revenue_usd",
-                                          "refund_usd", "external_spend_usd", "fees_usd", NULL};
+                                          "refund_usd", "external_spend_usd", "fees_usd", "compute_ms", NULL};
     note_unknown(m, mp, metrics, ig);
     if ((rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
         (rc = get_money(m, mp, "revenue_usd", &hb->revenue_nanos, e)) != CM_OK ||
@@ -344,6 +344,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         (rc = get_count(m, mp, "tokens_cache_write", &hb->tokens_cache_write, e)) != CM_OK ||
         (rc = get_count(m, mp, "llm_calls", &hb->llm_calls, e)) != CM_OK ||
         (rc = get_count(m, mp, "tool_calls", &hb->tool_calls, e)) != CM_OK ||
+        (rc = get_count(m, mp, "compute_ms", &hb->compute_ms, e)) != CM_OK ||
         (rc = get_count(m, mp, "intents_total", &hb->intents_total, e)) != CM_OK ||
         (rc = get_count(m, mp, "intents_succeeded", &hb->intents_succeeded, e)) != CM_OK ||
         (rc = get_count(m, mp, "intents_failed", &hb->intents_failed, e)) != CM_OK)
@@ -613,7 +614,23 @@ static int get_price(json_object *root, const char *name, int64_t *dst, bool *fo
         return cm_apierr_set(e, 400, "invalid_field", name, "%s must be a number between 0 and 1000000", name);
     if (cm_money_parse_exact(text, strlen(text), dst) != CM_OK)
         return cm_apierr_set(e, 400, "invalid_field", name,
-                             "%s has more than 9 decimals: prices are whole nano-dollars per million tokens", name);
+                             "%s has more than 9 decimals: prices are whole nano-dollars", name);
+    return CM_OK;
+}
+
+/* A card version's effective_from: required, an RFC 3339 time from 2000 to
+ * 9998. */
+static int get_effective_from(json_object *root, int64_t *from, cm_apierr *e)
+{
+    char ts[64];
+    json_object *tsv;
+    if (!json_object_object_get_ex(root, "effective_from", &tsv) || !tsv)
+        return cm_apierr_set(e, 400, "invalid_field", "effective_from", "effective_from is required");
+    int rc = get_str(root, "", "effective_from", ts, sizeof ts - 1, e);
+    if (rc != CM_OK) return rc;
+    if (cm_time_parse(ts, strlen(ts), from) != CM_OK || *from < 946684800 || *from >= 253370764800LL)
+        return cm_apierr_set(e, 400, "invalid_field", "effective_from",
+                             "effective_from must be an RFC 3339 time from 2000 to 9998");
     return CM_OK;
 }
 
@@ -636,17 +653,36 @@ int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e)
     /* A model without cache prices charges cached input as input. */
     for (int k = CM_PRICE_CACHED; k <= CM_PRICE_CACHE_WRITE; k++)
         if (!found[k]) out->per_million[k] = out->per_million[CM_PRICE_INPUT];
-    char ts[64];
-    json_object *tsv;
-    if (!json_object_object_get_ex(root, "effective_from", &tsv) || !tsv) {
-        rc = cm_apierr_set(e, 400, "invalid_field", "effective_from", "effective_from is required");
-        goto done;
-    }
-    if ((rc = get_str(root, "", "effective_from", ts, sizeof ts - 1, e)) != CM_OK) goto done;
-    if (cm_time_parse(ts, strlen(ts), &out->from) != CM_OK || out->from < 946684800 || out->from >= 253370764800LL)
-        rc = cm_apierr_set(e, 400, "invalid_field", "effective_from",
-                           "effective_from must be an RFC 3339 time from 2000 to 9998");
+    rc = get_effective_from(root, &out->from, e);
 done:
+    json_object_put(root);
+    return rc;
+}
+
+int cm_codec_bill_card(const char *body, size_t len, cm_bill_card *out, cm_apierr *e)
+{
+    static const char *const fields[] = {"per_run_usd", "per_step_usd", "per_compute_second_usd", "per_outcome_usd",
+                                         "effective_from", NULL};
+    _Static_assert(CM_BILL_RUN == 0 && CM_BILL_OUTCOME == 3, "fields[] follows cm_bill_item");
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_object(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = only_fields(root, "", fields, "billing card", e);
+    bool found[CM_BILL_ITEMS], any = false;
+    for (int k = 0; k < CM_BILL_ITEMS && rc == CM_OK; k++) {
+        rc = get_price(root, cm_bill_field(k), &out->unit_price[k], &found[k], e);
+        any |= found[k];
+    }
+    if (rc == CM_OK && !any)
+        rc = cm_apierr_set(e, 400, "invalid_field", "per_run_usd",
+                           "a billing card needs at least one of per_run_usd, per_step_usd, per_compute_second_usd"
+                           " and per_outcome_usd");
+    if (rc == CM_OK) rc = get_effective_from(root, &out->from, e);
+    /* Quantities are summed per UTC hour: a version can split them exactly
+     * only on an hour. */
+    if (rc == CM_OK && out->from % 3600 != 0)
+        rc = cm_apierr_set(e, 400, "invalid_field", "effective_from",
+                           "effective_from must be a whole UTC hour (usage is summed per hour)");
     json_object_put(root);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include "address.h"
 #include "buf.h"
 #include "policy.h"
+#include "billing.h"
 #include "pricing.h"
 
 #include <stdbool.h>
@@ -77,6 +78,7 @@ typedef struct {
     int64_t revenue_nanos, refund_nanos, external_nanos, fees_nanos;
     /* tokens_cached and tokens_cache_write are part of tokens_in. */
     int64_t tokens_in, tokens_out, tokens_cached, tokens_cache_write, llm_calls, tool_calls;
+    int64_t compute_ms; /* compute time of the work reported, what compute-seconds bill (schema 019) */
     int64_t intents_total, intents_succeeded, intents_failed;
     double avg_latency_ms;
     bool has_latency;
@@ -110,6 +112,12 @@ int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, 
  * effective_from required, an RFC 3339 time from 2000 to 9998, whole
  * seconds. Unknown fields are refused. */
 int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e);
+
+/* PUT /v1/mesh/pricing/billing/{plan} body: per_run_usd, per_step_usd,
+ * per_compute_second_usd, per_outcome_usd (at least one; absent ones are 0),
+ * each as a model card's price; effective_from required, as a model card's,
+ * and on a whole UTC hour. Unknown fields are refused. */
+int cm_codec_bill_card(const char *body, size_t len, cm_bill_card *out, cm_apierr *e);
 
 /* POST /v1/keys body. */
 typedef struct {

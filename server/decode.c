@@ -144,6 +144,33 @@ static int window_args(const cm_decode_req *r, int64_t now, cm_window *window, i
     return CM_OK;
 }
 
+/* ?from= and ?to= of a usage read: whole UTC hours (usage is summed per
+ * hour), from before to, at most 366 days apart. By default this month up
+ * to the end of the current hour. */
+static int usage_args(const cm_decode_req *r, int64_t now, cm_req_usage *u, cm_apierr *e)
+{
+    static const char *const names[] = {"from", "to"};
+    int64_t *v[] = {&u->from, &u->to};
+    int64_t month_end;
+    cm_window_bounds(CM_WIN_MONTH, now, v[0], &month_end);
+    *v[1] = now - now % 3600 + 3600;
+    for (int i = 0; i < 2; i++) {
+        char tmp[64];
+        int q = query_arg(r, names[i], tmp, sizeof tmp);
+        if (q < 0 || (q > 0 && (cm_time_parse(tmp, strlen(tmp), v[i]) != CM_OK || *v[i] < 946684800 ||
+                                *v[i] >= 253370764800LL)))
+            return cm_apierr_set(e, 400, "invalid_field", names[i], "%s must be an RFC 3339 time from 2000 to 9998",
+                                 names[i]);
+        if (*v[i] % 3600 != 0)
+            return cm_apierr_set(e, 400, "invalid_field", names[i],
+                                 "%s must be a whole UTC hour (usage is summed per hour)", names[i]);
+    }
+    if (u->to <= u->from) return cm_apierr_set(e, 400, "invalid_field", "to", "to must be after from");
+    if (u->to - u->from > 366 * 86400)
+        return cm_apierr_set(e, 400, "invalid_field", "to", "to must be at most 366 days after from");
+    return CM_OK;
+}
+
 /* The unit kind of a /v1/mesh/{kind}s/{id}/spend route. */
 static const char *unit_of_route(cm_route_id id)
 {
@@ -333,6 +360,23 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
                                  CM_MODEL_MAX);
         memcpy(j->req.price.model, r->route->param, strlen(r->route->param) + 1);
         return get ? CM_OK : cm_codec_price(body, len, &j->req.price.price, e);
+    case CM_R_BILL_CARDS:
+        j->op = CM_OP_BILL_LIST;
+        return CM_OK;
+    case CM_R_BILL_CARD:
+        j->op = get ? CM_OP_BILL_LIST : CM_OP_BILL_PUT;
+        if (strlen(r->route->param) > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", "plan", "plan is longer than %d bytes", CM_ID_MAX);
+        memcpy(j->req.bill.plan, r->route->param, strlen(r->route->param) + 1);
+        return get ? CM_OK : cm_codec_bill_card(body, len, &j->req.bill.card, e);
+    case CM_R_USAGE:
+    case CM_R_USAGE_CSV:
+        j->op = CM_OP_USAGE;
+        j->req.usage.csv = r->route->id == CM_R_USAGE_CSV;
+        if (strlen(r->route->param) > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", "id", "id is longer than %d bytes", CM_ID_MAX);
+        memcpy(j->req.usage.customer, r->route->param, strlen(r->route->param) + 1);
+        return usage_args(r, j->now, &j->req.usage, e);
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }

@@ -47,19 +47,20 @@ static const char group_sql[] =
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
     " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
-    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[])"
+    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[])"
     " AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
-    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees)),"
+    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees,"
+    " compute_ms)),"
     " ids AS (INSERT INTO heartbeat_ids (key) SELECT key FROM input"
     " WHERE key IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
     " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, model,"
-    " tokens_cache_write, priced_nanos, customer, revenue_nanos, refund_nanos, external_nanos, fees_nanos)"
-    " SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
+    " tokens_cache_write, priced_nanos, customer, revenue_nanos, refund_nanos, external_nanos, fees_nanos,"
+    " compute_ms) SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
     " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, model,"
-    " tcwrite, priced, customer, revenue, refund, external, fees"
+    " tcwrite, priced, customer, revenue, refund, external, fees, compute_ms"
     " FROM input i LEFT JOIN ids ON ids.key = i.key"
     " WHERE i.hb_id IS NULL OR ids.key IS NOT NULL"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
@@ -212,7 +213,7 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 
 /* The row columns: $1..$20, then $21 (now) and $22 (agents to write),
  * then the columns added later, $23..$30. */
-enum { NCOLS = 28, NPARAMS = 30, FIRST_LATE_COL = 20 };
+enum { NCOLS = 29, NPARAMS = 31, FIRST_LATE_COL = 20 };
 
 /* The parameter index of row column col. */
 static int col_param(int col)
@@ -262,6 +263,7 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
     case 25: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
     case 26: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
     case 27: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
+    case 28: cm_buf_addf(b, "%lld", (long long)h->compute_ms); break;
     }
 }
 

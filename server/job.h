@@ -51,6 +51,9 @@ typedef enum {
     CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
     CM_OP_SPEND_UNIT,    /* req.spend_unit */
     CM_OP_TOP,           /* req.spend_unit */
+    CM_OP_BILL_PUT,      /* req.bill */
+    CM_OP_BILL_LIST,     /* req.bill (plan only, "" for every plan) */
+    CM_OP_USAGE,         /* req.usage */
     CM_OP_COUNT
 } cm_op;
 
@@ -138,6 +141,19 @@ typedef struct {
     cm_price price; /* the PUT body */
 } cm_req_price;
 
+/* PUT, GET /v1/mesh/pricing/billing/{plan} and GET /v1/mesh/pricing/billing. */
+typedef struct {
+    char plan[CM_ID_MAX + 1];
+    cm_bill_card card; /* the PUT body */
+} cm_req_bill;
+
+/* GET /v1/mesh/customers/{id}/usage and .../usage.csv. */
+typedef struct {
+    char customer[CM_ID_MAX + 1];
+    int64_t from, to; /* Unix seconds, whole hours, from < to */
+    bool csv;
+} cm_req_usage;
+
 typedef struct cm_job cm_job;
 
 /* POST /v1/traces and POST /api/v1/events: heartbeats in another
@@ -180,6 +196,8 @@ struct cm_job {
         cm_req_interop interop;
         cm_meter meter;
         cm_req_price price;
+        cm_req_bill bill;
+        cm_req_usage usage;
     } req;
 
     /* Reply, filled on the loop thread before done(). */

@@ -39,6 +39,27 @@
     " h.fees_nanos FROM cm_rollup_tail() h CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id," \
     " h.run_id, h.session_id, h.workflow, h.customer) u) AS units"
 
+/* Spend per model (rollup_model, schema/019_billing.sql) and its tail, as
+ * one row source with rollup_model's columns, filtered like
+ * CM_ROLLUP_UNITS_SQL. units attributes a tail row: a LATERAL row source
+ * of (kind, unit) over the raw row h, CM_HB_UNITS for every kind as the
+ * worker does, or CM_HB_AGENT_UNIT for a read of one agent's own (no
+ * intent lookup per row). A priced row's tokens are rated as the worker
+ * rates them (cm_hb_rated). */
+#define CM_HB_UNITS "cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer)"
+#define CM_HB_AGENT_UNIT "(VALUES ('agent', h.address))"
+#define CM_ROLLUP_MODELS_SQL(units)                                                                \
+    "(SELECT org, kind, unit, address, model, bucket, cost_nanos, tokens_in, tokens_out,"          \
+    " tokens_cached, tokens_cache_write, heartbeats, rated, fresh_e, cached_e, cache_write_e,"     \
+    " output_e, cached_as_fresh_e FROM rollup_model UNION ALL SELECT split_part(h.address, '/', 3),"\
+    " u.kind, u.unit, h.address, h.model, date_trunc('hour', h.ts, 'UTC'), h.cost_nanos,"          \
+    " h.tokens_in, h.tokens_out, h.tokens_cached, h.tokens_cache_write, 1, (p.fresh IS NOT NULL)::int,"\
+    " coalesce(p.fresh, 0), coalesce(p.cached, 0), coalesce(p.cache_write, 0), coalesce(p.output, 0),"\
+    " coalesce(p.cached_as_fresh, 0) FROM cm_rollup_tail() h CROSS JOIN LATERAL " units            \
+    " AS u(kind, unit) LEFT JOIN LATERAL cm_hb_rated(split_part(h.address, '/', 3), h.model, h.ts,"\
+    " h.tokens_in, h.tokens_cached, h.tokens_cache_write, h.tokens_out) p ON h.priced_nanos IS NOT NULL"\
+    " WHERE h.model IS NOT NULL) AS models"
+
 typedef struct cm_rollup cm_rollup;
 
 /* Starts moving the watermark every interval_ms on the loop, on db (a pool

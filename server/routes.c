@@ -72,6 +72,11 @@ static const route_def defs[] = {
     {CM_R_WORKFLOW_SPEND, "GET", "/v1/mesh/workflows/*/spend", "workflow_spend"},
     {CM_R_CUSTOMER_SPEND, "GET", "/v1/mesh/customers/*/spend", "customer_spend"},
     {CM_R_TOP, "GET", "/v1/mesh/top", "top"},
+    {CM_R_BILL_CARDS, "GET", "/v1/mesh/pricing/billing", "billing_cards"},
+    {CM_R_BILL_CARD, "PUT", "/v1/mesh/pricing/billing/*", "billing_card"},
+    {CM_R_BILL_CARD, "GET", "/v1/mesh/pricing/billing/*", "billing_card"},
+    {CM_R_USAGE, "GET", "/v1/mesh/customers/*/usage", "usage"},
+    {CM_R_USAGE_CSV, "GET", "/v1/mesh/customers/*/usage.csv", "usage_csv"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

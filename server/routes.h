@@ -48,6 +48,10 @@ typedef enum {
     CM_R_WORKFLOW_SPEND, /* GET /v1/mesh/workflows/{id}/spend */
     CM_R_CUSTOMER_SPEND, /* GET /v1/mesh/customers/{id}/spend */
     CM_R_TOP,           /* GET /v1/mesh/top */
+    CM_R_BILL_CARDS,    /* GET /v1/mesh/pricing/billing */
+    CM_R_BILL_CARD,     /* PUT, GET /v1/mesh/pricing/billing/{plan} */
+    CM_R_USAGE,         /* GET /v1/mesh/customers/{id}/usage */
+    CM_R_USAGE_CSV,     /* GET /v1/mesh/customers/{id}/usage.csv */
     CM_R_COUNT,
 } cm_route_id;
 

@@ -70,6 +70,9 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_PRICE_LIST] = cm_api_price_list,
     [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
     [CM_OP_TOP] = cm_api_top,
+    [CM_OP_BILL_PUT] = cm_api_bill_put,
+    [CM_OP_BILL_LIST] = cm_api_bill_list,
+    [CM_OP_USAGE] = cm_api_usage,
 };
 
 /* News from every replica: a key revoked (payload: its id), an org's rate
@@ -207,6 +210,7 @@ static bool privileged(cm_op op)
     case CM_OP_WEBHOOK_PUT:
     case CM_OP_WEBHOOK_DELETE:
     case CM_OP_PRICE_PUT:
+    case CM_OP_BILL_PUT:
     case CM_OP_METER_PUT:
     case CM_OP_METER_DELETE: return true;
     default: return false;
