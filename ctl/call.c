@@ -6,6 +6,7 @@
 #include "net.h"
 #include "sbuf.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,8 +95,10 @@ static json_object *parse(const char *text, size_t len)
     return o;
 }
 
-int cmctl_call(const char *method, const char *path, json_object *body, const char *extra_header,
-               cmctl_reply *out)
+/* cmctl_call, and when any_body, a 2xx body that is not JSON is no error (a
+ * CSV export). */
+static int call(const char *method, const char *path, json_object *body, const char *extra_header, bool any_body,
+                cmctl_reply *out)
 {
     cmctl_buf url;
     const char *key = NULL;
@@ -134,13 +137,19 @@ int cmctl_call(const char *method, const char *path, json_object *body, const ch
         print_http_error(out);
         return CMCTL_EHTTP;
     }
-    if (resp.len && !out->json) {
+    if (resp.len && !out->json && !any_body) {
         char line[200];
         one_line(out->raw, line, sizeof line);
         fprintf(stderr, "%s: %ld with a body that is not JSON: %s\n", CMCTL_PROG, resp.status, line);
         return CMCTL_EREPLY;
     }
     return CMCTL_OK;
+}
+
+int cmctl_call(const char *method, const char *path, json_object *body, const char *extra_header,
+               cmctl_reply *out)
+{
+    return call(method, path, body, extra_header, false, out);
 }
 
 void cmctl_reply_free(cmctl_reply *r)
@@ -168,9 +177,9 @@ int cmctl_get_show(cmctl_buf *path, int json, int (*show)(json_object *reply))
         return cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
     }
     cmctl_reply r;
-    int rc = cmctl_call("GET", cmctl_buf_str(path), NULL, NULL, &r);
+    int rc = call("GET", cmctl_buf_str(path), NULL, NULL, !show, &r);
     cmctl_buf_free(path);
-    if (rc == CMCTL_OK && json) {
+    if (rc == CMCTL_OK && (json || !show)) {
         rc = cmctl_print_raw(&r);
     } else if (rc == CMCTL_OK && (rc = show(r.json)) != CMCTL_OK) {
         cmctl_fail(rc, cmctl_strerror(rc));

@@ -36,7 +36,8 @@ int cmctl_print_raw(const cmctl_reply *r);
 
 /* The shape of every read command: GET the path in `path` (freed here),
  * then print the body as sent (`json`) or through show(), reporting what
- * show() fails with. Returns CMCTL_OK or the failure already reported. */
+ * show() fails with. Returns CMCTL_OK or the failure already reported.
+ * show NULL: the body is printed as sent, JSON or not (a CSV export). */
 int cmctl_get_show(cmctl_buf *path, int json, int (*show)(json_object *reply));
 
 /* One column of cmctl_print_rows: its header, the field it shows, the text

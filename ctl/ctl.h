@@ -52,5 +52,6 @@ int cmctl_cmd_heartbeat(int argc, char **argv);
 int cmctl_cmd_intent(int argc, char **argv);
 int cmctl_cmd_intent_end(int argc, char **argv);
 int cmctl_cmd_pricing(int argc, char **argv);
+int cmctl_cmd_usage(int argc, char **argv);
 
 #endif

@@ -25,6 +25,7 @@ static const command commands[] = {
     {"intent", cmctl_cmd_intent, "open an intent (exit 3 when the policy refuses it)"},
     {"intent-end", cmctl_cmd_intent_end, "end an intent, releasing what is left of its reservation"},
     {"pricing", cmctl_cmd_pricing, "list the org's rate cards, or add a version (admin)"},
+    {"usage", cmctl_cmd_usage, "a customer's rated usage by line item, as a table or CSV (admin)"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

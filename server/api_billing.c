@@ -75,39 +75,27 @@ int cm_api_bill_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     return cm_api_query(c, put_sql, 7, params, on_put, e);
 }
 
+/* Row r of the list's statement as a version. */
+static void list_version(cm_buf *b, const cm_pgres *res, int r, bool in_force)
+{
+    cm_bill_card card = {.from = strtoll(cm_pgres_get(res, r, 1), NULL, 10)};
+    for (int k = 0; k < CM_BILL_ITEMS; k++) card.unit_price[k] = strtoll(cm_pgres_get(res, r, 2 + k), NULL, 10);
+    add_version(b, &card, in_force);
+}
+
 static void on_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
     cm_job *j = cm_api_take(arg, rc);
     if (!j) return;
     const char *one = j->req.bill.plan;
-    int rows = cm_pgres_rows(res);
-    if (one[0] && rows == 0) {
+    if (one[0] && cm_pgres_rows(res) == 0) {
         cm_api_error(j, 404, "not_found", "plan", "this org has no billing card for this plan");
         return;
     }
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_adds(&b, one[0] ? "" : "{\"plans\":[");
-    for (int r = 0; r < rows; r++) {
-        const char *plan = cm_pgres_get(res, r, 0);
-        bool starts = r == 0 || strcmp(plan, cm_pgres_get(res, r - 1, 0)) != 0;
-        bool ends = r == rows - 1 || strcmp(plan, cm_pgres_get(res, r + 1, 0)) != 0;
-        cm_bill_card card = {.from = strtoll(cm_pgres_get(res, r, 1), NULL, 10)};
-        for (int k = 0; k < CM_BILL_ITEMS; k++) card.unit_price[k] = strtoll(cm_pgres_get(res, r, 2 + k), NULL, 10);
-        /* Oldest first: the one in force now is the last that has begun. */
-        bool next_begun = !ends && strtoll(cm_pgres_get(res, r + 1, 1), NULL, 10) <= j->now;
-        if (starts) {
-            cm_buf_adds(&b, r ? "]},{" : "{");
-            cm_api_jfield(&b, "plan", plan, 1);
-            cm_buf_adds(&b, ",\"versions\":[");
-        } else {
-            cm_buf_adds(&b, ",");
-        }
-        add_version(&b, &card, card.from <= j->now && !next_begun);
-    }
-    if (rows) cm_buf_adds(&b, "]}");
-    cm_buf_adds(&b, one[0] ? "" : "]}");
+    cm_api_versions_json(&b, res, "plans", "plan", one[0], j->now, list_version);
     cm_api_reply(j, 200, &b);
 }
 
@@ -140,7 +128,7 @@ static const char usage_sql[] =
     " THEN $2 ELSE 'default' END AS plan),"
     " src AS (SELECT run, bucket, steps, compute_ms FROM rollup_billing WHERE org = $1 AND customer = $2"
     " UNION ALL SELECT u.run, date_trunc('hour', h.ts, 'UTC'), h.llm_calls + h.tool_calls, h.compute_ms"
-    " FROM " CM_ROLLUP_TAIL_SQL " h CROSS JOIN LATERAL cm_hb_billed(h.address, h.intent_id, h.run_id,"
+    " FROM cm_rollup_tail() h CROSS JOIN LATERAL cm_hb_billed(h.address, h.intent_id, h.run_id,"
     " h.session_id, h.workflow, h.customer) u WHERE split_part(h.address, '/', 3) = $1 AND u.customer = $2),"
     " w AS (SELECT * FROM src WHERE bucket >= to_timestamp($3::bigint) AND bucket < to_timestamp($4::bigint)),"
     " runs AS (SELECT min(bucket) AS bucket FROM src WHERE run <> '' GROUP BY run),"

@@ -195,42 +195,27 @@ int cm_api_price_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     return cm_api_query(c, put_sql, 7, params, on_put, e);
 }
 
+/* Row r of the list's statement as a version. */
+static void list_version(cm_buf *b, const cm_pgres *res, int r, bool in_force)
+{
+    cm_price p = {.from = strtoll(cm_pgres_get(res, r, 1), NULL, 10)};
+    for (int k = 0; k < CM_PRICE_KINDS; k++) p.per_million[k] = strtoll(cm_pgres_get(res, r, 2 + k), NULL, 10);
+    add_version(b, &p, in_force);
+}
+
 static void on_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
     cm_job *j = cm_api_take(arg, rc);
     if (!j) return;
     const char *one = j->req.price.model;
-    int rows = cm_pgres_rows(res);
-    if (one[0] && rows == 0) {
+    if (one[0] && cm_pgres_rows(res) == 0) {
         cm_api_error(j, 404, "not_found", "model", "this org has no rate card for this model");
         return;
     }
     cm_buf b;
     cm_buf_init(&b);
-    cm_buf_adds(&b, one[0] ? "" : "{\"models\":[");
-    for (int r = 0; r < rows; r++) {
-        const char *model = cm_pgres_get(res, r, 0);
-        bool starts = r == 0 || strcmp(model, cm_pgres_get(res, r - 1, 0)) != 0;
-        bool ends = r == rows - 1 || strcmp(model, cm_pgres_get(res, r + 1, 0)) != 0;
-        cm_price p;
-        p.from = strtoll(cm_pgres_get(res, r, 1), NULL, 10);
-        for (int k = 0; k < CM_PRICE_KINDS; k++) p.per_million[k] = strtoll(cm_pgres_get(res, r, 2 + k), NULL, 10);
-        /* Versions come oldest first: the one in force now is the last
-         * that has begun. */
-        bool next_begun = !ends && strtoll(cm_pgres_get(res, r + 1, 1), NULL, 10) <= j->now;
-        if (starts) {
-            if (r) cm_buf_adds(&b, "]},");
-            cm_buf_adds(&b, "{\"model\":");
-            cm_buf_add_jstr(&b, model);
-            cm_buf_adds(&b, ",\"versions\":[");
-        } else {
-            cm_buf_adds(&b, ",");
-        }
-        add_version(&b, &p, p.from <= j->now && !next_begun);
-    }
-    if (rows) cm_buf_adds(&b, "]}");
-    cm_buf_adds(&b, one[0] ? "" : "]}");
+    cm_api_versions_json(&b, res, "models", "model", one[0], j->now, list_version);
     cm_api_reply(j, 200, &b);
 }
 

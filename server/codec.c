@@ -634,6 +634,23 @@ static int get_effective_from(json_object *root, int64_t *from, cm_apierr *e)
     return CM_OK;
 }
 
+/* A card's body: an object of fields[] only (what names the card in the
+ * error), whose first n fields are prices, read into prices[] (found[]
+ * says which were given). Returns the root, which the caller puts, with
+ * *rc CM_OK or a price's error (e filled); NULL with *rc when the body is
+ * no object. */
+static json_object *card_prices(const char *body, size_t len, const char *const *fields, const char *what, int n,
+                                int64_t *prices, bool *found, int *rc, cm_apierr *e)
+{
+    json_object *root = parse_object(body, len, e);
+    *rc = CM_EINVAL;
+    if (!root) return NULL;
+    *rc = only_fields(root, "", fields, what, e);
+    for (int k = 0; k < n; k++) found[k] = false;
+    for (int k = 0; k < n && *rc == CM_OK; k++) *rc = get_price(root, fields[k], &prices[k], &found[k], e);
+    return root;
+}
+
 int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e)
 {
     static const char *const fields[] = {"input_per_million_usd", "output_per_million_usd",
@@ -641,12 +658,10 @@ int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e)
                                          "effective_from", NULL};
     _Static_assert(CM_PRICE_INPUT == 0 && CM_PRICE_CACHE_WRITE == 3, "fields[] follows cm_price_kind");
     memset(out, 0, sizeof *out);
-    json_object *root = parse_object(body, len, e);
-    if (!root) return CM_EINVAL;
-    int rc = only_fields(root, "", fields, "rate card", e);
     bool found[CM_PRICE_KINDS];
-    for (int k = 0; k < CM_PRICE_KINDS && rc == CM_OK; k++)
-        rc = get_price(root, cm_price_field(k), &out->per_million[k], &found[k], e);
+    int rc;
+    json_object *root = card_prices(body, len, fields, "rate card", CM_PRICE_KINDS, out->per_million, found, &rc, e);
+    if (!root) return rc;
     for (int k = CM_PRICE_INPUT; k <= CM_PRICE_OUTPUT && rc == CM_OK; k++)
         if (!found[k]) rc = cm_apierr_set(e, 400, "invalid_field", cm_price_field(k), "%s is required", cm_price_field(k));
     if (rc != CM_OK) goto done;
@@ -665,14 +680,11 @@ int cm_codec_bill_card(const char *body, size_t len, cm_bill_card *out, cm_apier
                                          "effective_from", NULL};
     _Static_assert(CM_BILL_RUN == 0 && CM_BILL_OUTCOME == 3, "fields[] follows cm_bill_item");
     memset(out, 0, sizeof *out);
-    json_object *root = parse_object(body, len, e);
-    if (!root) return CM_EINVAL;
-    int rc = only_fields(root, "", fields, "billing card", e);
     bool found[CM_BILL_ITEMS], any = false;
-    for (int k = 0; k < CM_BILL_ITEMS && rc == CM_OK; k++) {
-        rc = get_price(root, cm_bill_field(k), &out->unit_price[k], &found[k], e);
-        any |= found[k];
-    }
+    int rc;
+    json_object *root = card_prices(body, len, fields, "billing card", CM_BILL_ITEMS, out->unit_price, found, &rc, e);
+    if (!root) return rc;
+    for (int k = 0; k < CM_BILL_ITEMS; k++) any |= found[k];
     if (rc == CM_OK && !any)
         rc = cm_apierr_set(e, 400, "invalid_field", "per_run_usd",
                            "a billing card needs at least one of per_run_usd, per_step_usd, per_compute_second_usd"
