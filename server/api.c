@@ -151,27 +151,3 @@ void cm_api_jfield(cm_buf *b, const char *name, const char *value, int first)
     cm_buf_adds(b, "\":");
     cm_buf_add_jstr(b, value);
 }
-
-void cm_api_versions_json(cm_buf *b, const cm_pgres *res, const char *list, const char *key, bool one, int64_t now,
-                          void (*version)(cm_buf *b, const cm_pgres *res, int row, bool in_force))
-{
-    int rows = cm_pgres_rows(res);
-    if (!one) cm_buf_addf(b, "{\"%s\":[", list);
-    for (int r = 0; r < rows; r++) {
-        const char *name = cm_pgres_get(res, r, 0);
-        bool starts = r == 0 || strcmp(name, cm_pgres_get(res, r - 1, 0)) != 0;
-        bool ends = r == rows - 1 || strcmp(name, cm_pgres_get(res, r + 1, 0)) != 0;
-        /* Oldest first: the one in force now is the last that has begun. */
-        bool next_begun = !ends && strtoll(cm_pgres_get(res, r + 1, 1), NULL, 10) <= now;
-        if (starts) {
-            cm_buf_adds(b, r ? "]},{" : "{");
-            cm_api_jfield(b, key, name, 1);
-            cm_buf_adds(b, ",\"versions\":[");
-        } else {
-            cm_buf_adds(b, ",");
-        }
-        version(b, res, r, strtoll(cm_pgres_get(res, r, 1), NULL, 10) <= now && !next_begun);
-    }
-    if (rows) cm_buf_adds(b, "]}");
-    if (!one) cm_buf_adds(b, "]}");
-}

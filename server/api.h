@@ -127,12 +127,5 @@ cm_job *cm_api_take(void *call, int rc);
 
 /* Appends "name":"value", with a leading comma unless first. */
 void cm_api_jfield(cm_buf *b, const char *name, const char *value, int first);
-/* Card versions read as rows (column 0 the card's name, rows grouped by it;
- * column 1 effective_from in Unix seconds, oldest first within a card) as
- * {"<list>":[{"<key>":name,"versions":[...]},...]}, or as the one card's
- * {"<key>":name,"versions":[...]} when one. version writes row's version;
- * in_force: the one in force at now (the last that has begun). */
-void cm_api_versions_json(cm_buf *b, const cm_pgres *res, const char *list, const char *key, bool one, int64_t now,
-                          void (*version)(cm_buf *b, const cm_pgres *res, int row, bool in_force));
 
 #endif

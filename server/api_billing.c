@@ -19,96 +19,32 @@
 
 /* ---- the cards ---- */
 
-static const char put_sql[] =
-    "WITH ins AS (INSERT INTO billing_cards (org, plan, effective_from, per_run_nanos, per_step_nanos,"
-    " per_compute_second_nanos, per_outcome_nanos) VALUES ($1, $2, to_timestamp($3), $4, $5, $6, $7)"
-    " ON CONFLICT (org, plan, effective_from) DO NOTHING RETURNING 1)"
-    " SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM billing_cards WHERE org = $1 AND plan = $2"
-    " AND effective_from = to_timestamp($3) AND per_run_nanos = $4 AND per_step_nanos = $5"
-    " AND per_compute_second_nanos = $6 AND per_outcome_nanos = $7)";
-
-/* A version as JSON. in_force: the version that rates usage now. */
-static void add_version(cm_buf *b, const cm_bill_card *c, bool in_force)
-{
-    cm_buf_adds(b, "{\"effective_from\":");
-    cm_buf_add_jtime(b, c->from);
-    for (int k = 0; k < CM_BILL_ITEMS; k++) {
-        cm_buf_addf(b, ",\"%s\":", cm_bill_field(k));
-        cm_buf_add_money(b, c->unit_price[k]);
-    }
-    cm_buf_addf(b, ",\"in_force\":%s}", in_force ? "true" : "false");
-}
-
-static void on_put(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
-    if (!j) return;
-    bool inserted = strcmp(cm_pgres_get(res, 0, 0), "1") == 0;
-    if (!inserted && strcmp(cm_pgres_get(res, 0, 1), "t") != 0) {
-        cm_api_error(j, 409, "version_exists", "effective_from",
-                     "a version of this plan's card with other prices starts at this effective_from; versions are"
-                     " never changed: give the new prices another effective_from");
-        return;
-    }
-    const cm_req_bill *q = &j->req.bill;
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, "{");
-    cm_api_jfield(&b, "plan", q->plan, 1);
-    cm_buf_adds(&b, ",\"version\":");
-    add_version(&b, &q->card, false);
-    cm_buf_adds(&b, "}");
-    cm_api_reply(j, inserted ? 201 : 200, &b);
-}
+static const cm_card_kind billing_cards = {
+    .what = "billing card",
+    .key = "plan",
+    .list = "plans",
+    .fields = cm_bill_fields,
+    .put_sql = "WITH ins AS (INSERT INTO billing_cards (org, plan, effective_from, per_run_nanos, per_step_nanos,"
+               " per_compute_second_nanos, per_outcome_nanos) VALUES ($1, $2, to_timestamp($3), $4, $5, $6, $7)"
+               " ON CONFLICT (org, plan, effective_from) DO NOTHING RETURNING 1)"
+               " SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM billing_cards WHERE org = $1 AND plan = $2"
+               " AND effective_from = to_timestamp($3) AND per_run_nanos = $4 AND per_step_nanos = $5"
+               " AND per_compute_second_nanos = $6 AND per_outcome_nanos = $7)",
+    .list_sql = "SELECT plan, " CM_PG_EPOCH("effective_from") ", per_run_nanos, per_step_nanos,"
+                " per_compute_second_nanos, per_outcome_nanos FROM billing_cards"
+                " WHERE org = $1 AND ($2::text IS NULL OR plan = $2) ORDER BY plan, effective_from",
+};
+_Static_assert(CM_BILL_ITEMS == CM_CARD_PRICES, "a billing card's prices are a card's");
 
 int cm_api_bill_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
-    if (cm_api_need_admin(who, e) != CM_OK) return CM_EFORBIDDEN;
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
     const cm_req_bill *q = &j->req.bill;
-    char v[1 + CM_BILL_ITEMS][24];
-    snprintf(v[0], sizeof v[0], "%lld", (long long)q->card.from);
-    for (int k = 0; k < CM_BILL_ITEMS; k++) snprintf(v[1 + k], sizeof v[1 + k], "%lld", (long long)q->card.unit_price[k]);
-    const char *params[] = {who->org, q->plan, v[0], v[1], v[2], v[3], v[4]};
-    return cm_api_query(c, put_sql, 7, params, on_put, e);
-}
-
-/* Row r of the list's statement as a version. */
-static void list_version(cm_buf *b, const cm_pgres *res, int r, bool in_force)
-{
-    cm_bill_card card = {.from = strtoll(cm_pgres_get(res, r, 1), NULL, 10)};
-    for (int k = 0; k < CM_BILL_ITEMS; k++) card.unit_price[k] = strtoll(cm_pgres_get(res, r, 2 + k), NULL, 10);
-    add_version(b, &card, in_force);
-}
-
-static void on_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
-    if (!j) return;
-    const char *one = j->req.bill.plan;
-    if (one[0] && cm_pgres_rows(res) == 0) {
-        cm_api_error(j, 404, "not_found", "plan", "this org has no billing card for this plan");
-        return;
-    }
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_api_versions_json(&b, res, "plans", "plan", one[0], j->now, list_version);
-    cm_api_reply(j, 200, &b);
+    return cm_api_card_put(api, j, who, &billing_cards, q->plan, q->card.from, q->card.unit_price, e);
 }
 
 int cm_api_bill_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
-    const char *params[] = {who->org, j->req.bill.plan[0] ? j->req.bill.plan : NULL};
-    return cm_api_query(c,
-                        "SELECT plan, " CM_PG_EPOCH("effective_from") ", per_run_nanos, per_step_nanos,"
-                        " per_compute_second_nanos, per_outcome_nanos FROM billing_cards"
-                        " WHERE org = $1 AND ($2::text IS NULL OR plan = $2) ORDER BY plan, effective_from",
-                        2, params, on_list, e);
+    return cm_api_card_list(api, j, who, &billing_cards, j->req.bill.plan, e);
 }
 
 /* ---- usage ---- */

@@ -4,7 +4,6 @@
 #include "api_routes.h"
 #include "error.h"
 #include "money.h"
-#include "timeutil.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -122,111 +121,41 @@ void cm_api_price(cm_api *api, cm_job *j, const cm_ident *who)
 
 /* ---- the routes ---- */
 
-static const char put_sql[] =
-    "WITH ins AS (INSERT INTO price_cards (org, model, effective_from, input_nanos, output_nanos,"
-    " cached_input_nanos, cache_write_nanos) VALUES ($1, $2, to_timestamp($3), $4, $5, $6, $7)"
-    " ON CONFLICT (org, model, effective_from) DO NOTHING RETURNING 1),"
-    " sent AS (SELECT pg_notify('" CM_PRICING_CHANNEL "', $1) FROM ins)"
-    " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM sent), EXISTS (SELECT 1 FROM price_cards"
-    " WHERE org = $1 AND model = $2 AND effective_from = to_timestamp($3) AND input_nanos = $4"
-    " AND output_nanos = $5 AND cached_input_nanos = $6 AND cache_write_nanos = $7)";
-
-/* A version as JSON. in_force: the version that prices heartbeats now. */
-static void add_version(cm_buf *b, const cm_price *p, bool in_force)
+/* The NOTIFY of put_sql reaches this replica too, but maybe after the
+ * answer: a heartbeat sent right after it must already see the new
+ * version. */
+static void forget(cm_api *api, const char *org)
 {
-    char from[32];
-    cm_time_format(p->from, from, sizeof from);
-    cm_buf_adds(b, "{\"effective_from\":");
-    cm_buf_add_jstr(b, from);
-    for (int k = 0; k < CM_PRICE_KINDS; k++) {
-        cm_buf_addf(b, ",\"%s\":", cm_price_field(k));
-        cm_buf_add_money(b, p->per_million[k]);
-    }
-    cm_buf_addf(b, ",\"in_force\":%s}", in_force ? "true" : "false");
+    cm_ratecards_forget(api->cards, org);
 }
 
-typedef struct {
-    cm_api_call base;
-    char org[CM_ADDR_SEG_MAX + 1];
-} put_call;
-
-static void on_put(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    put_call *c = arg;
-    cm_api *api = c->base.api;
-    char org[CM_ADDR_SEG_MAX + 1];
-    snprintf(org, sizeof org, "%s", c->org);
-    cm_job *j = cm_api_take(c, rc);
-    if (!j) return;
-    bool inserted = strcmp(cm_pgres_get(res, 0, 0), "1") == 0;
-    bool same = strcmp(cm_pgres_get(res, 0, 2), "t") == 0;
-    if (!inserted && !same) {
-        cm_api_error(j, 409, "version_exists", "effective_from",
-                     "a version of this model's card with other prices starts at this effective_from; versions are"
-                     " never changed: give the new prices another effective_from");
-        return;
-    }
-    /* The NOTIFY reaches this replica too, but maybe after the answer: a
-     * heartbeat sent right after it must already see the new version. */
-    if (inserted) cm_ratecards_forget(api->cards, org);
-    const cm_req_price *q = &j->req.price;
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, "{\"model\":");
-    cm_buf_add_jstr(&b, q->model);
-    cm_buf_adds(&b, ",\"version\":");
-    add_version(&b, &q->price, false);
-    cm_buf_adds(&b, "}");
-    cm_api_reply(j, inserted ? 201 : 200, &b);
-}
+static const cm_card_kind rate_cards = {
+    .what = "rate card",
+    .key = "model",
+    .list = "models",
+    .fields = cm_price_fields,
+    .put_sql = "WITH ins AS (INSERT INTO price_cards (org, model, effective_from, input_nanos, output_nanos,"
+               " cached_input_nanos, cache_write_nanos) VALUES ($1, $2, to_timestamp($3), $4, $5, $6, $7)"
+               " ON CONFLICT (org, model, effective_from) DO NOTHING RETURNING 1),"
+               " sent AS (SELECT pg_notify('" CM_PRICING_CHANNEL "', $1) FROM ins)"
+               " SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM price_cards"
+               " WHERE org = $1 AND model = $2 AND effective_from = to_timestamp($3) AND input_nanos = $4"
+               " AND output_nanos = $5 AND cached_input_nanos = $6 AND cache_write_nanos = $7),"
+               " (SELECT count(*) FROM sent)",
+    .list_sql = "SELECT model, " CM_PG_EPOCH("effective_from") ", input_nanos, output_nanos,"
+                " cached_input_nanos, cache_write_nanos FROM price_cards"
+                " WHERE org = $1 AND ($2::text IS NULL OR model = $2) ORDER BY model, effective_from",
+    .changed = forget,
+};
+_Static_assert(CM_PRICE_KINDS == CM_CARD_PRICES, "a rate card's prices are a card's");
 
 int cm_api_price_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
-    if (cm_api_need_admin(who, e) != CM_OK) return CM_EFORBIDDEN;
-    put_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
-    snprintf(c->org, sizeof c->org, "%s", who->org);
     const cm_req_price *q = &j->req.price;
-    char v[5][24];
-    snprintf(v[0], sizeof v[0], "%lld", (long long)q->price.from);
-    for (int k = 0; k < CM_PRICE_KINDS; k++) snprintf(v[1 + k], sizeof v[1 + k], "%lld", (long long)q->price.per_million[k]);
-    const char *params[] = {who->org, q->model, v[0], v[1], v[2], v[3], v[4]};
-    return cm_api_query(c, put_sql, 7, params, on_put, e);
-}
-
-/* Row r of the list's statement as a version. */
-static void list_version(cm_buf *b, const cm_pgres *res, int r, bool in_force)
-{
-    cm_price p = {.from = strtoll(cm_pgres_get(res, r, 1), NULL, 10)};
-    for (int k = 0; k < CM_PRICE_KINDS; k++) p.per_million[k] = strtoll(cm_pgres_get(res, r, 2 + k), NULL, 10);
-    add_version(b, &p, in_force);
-}
-
-static void on_list(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
-    if (!j) return;
-    const char *one = j->req.price.model;
-    if (one[0] && cm_pgres_rows(res) == 0) {
-        cm_api_error(j, 404, "not_found", "model", "this org has no rate card for this model");
-        return;
-    }
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_api_versions_json(&b, res, "models", "model", one[0], j->now, list_version);
-    cm_api_reply(j, 200, &b);
+    return cm_api_card_put(api, j, who, &rate_cards, q->model, q->price.from, q->price.per_million, e);
 }
 
 int cm_api_price_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
-    const char *params[] = {who->org, j->req.price.model[0] ? j->req.price.model : NULL};
-    return cm_api_query(c,
-                        "SELECT model, " CM_PG_EPOCH("effective_from") ", input_nanos, output_nanos,"
-                        " cached_input_nanos, cache_write_nanos FROM price_cards"
-                        " WHERE org = $1 AND ($2::text IS NULL OR model = $2) ORDER BY model, effective_from",
-                        2, params, on_list, e);
+    return cm_api_card_list(api, j, who, &rate_cards, j->req.price.model, e);
 }

@@ -8,6 +8,7 @@
  *   api_intents.c     intent admission
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
  *   api_pricing.c     rate cards, and pricing heartbeats by them
+ *   api_cards.c       what rate cards and billing cards share: versions
  * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
 #ifndef CM_API_ROUTES_H
 #define CM_API_ROUTES_H
@@ -110,6 +111,35 @@ int cm_api_meter_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
 /* Hands an OTLP job whose spans are resolved and priced to the group
  * commit, which answers it in OTLP's terms. */
 void cm_api_interop_commit(cm_api *api, cm_job *j);
+
+/* api_cards.c: cards with versions, each version in force from its
+ * effective_from with four prices in nano-dollars: rate cards and billing
+ * cards. */
+#define CM_CARD_PRICES 4
+#define CM_CARD_NAME_MAX 128
+typedef struct {
+    const char *what;                          /* "rate card", for messages */
+    const char *key;                           /* "model": a card's name in replies and errors */
+    const char *list;                          /* "models": the list of every card */
+    const char *const *fields;                 /* the prices' API fields, in the columns' order */
+    /* PUT: $1 org, $2 name, $3 effective_from (Unix seconds), $4..$7 the
+     * prices; inserts the version unless one starts then, and answers the
+     * rows inserted (0 or 1) and whether the version stored at $3 has these
+     * prices. */
+    const char *put_sql;
+    /* GET: $1 org, $2 the name or NULL for every card; answers name,
+     * effective_from (Unix seconds) and the four prices, by name, oldest
+     * version first. */
+    const char *list_sql;
+    void (*changed)(cm_api *api, const char *org); /* a version was written; NULL: nothing to do */
+} cm_card_kind;
+/* PUT a version (admin keys): 201, 200 for a repeat of the same version,
+ * 409 for other prices at its effective_from. */
+int cm_api_card_put(cm_api *api, cm_job *j, const cm_ident *who, const cm_card_kind *kind, const char *name,
+                    int64_t from, const int64_t prices[CM_CARD_PRICES], cm_apierr *e);
+/* GET one card's versions (name; 404 when none) or every card's (""). */
+int cm_api_card_list(cm_api *api, cm_job *j, const cm_ident *who, const cm_card_kind *kind, const char *name,
+                     cm_apierr *e);
 
 /* api_pricing.c: PUT a version of a model's card (admin keys; 201, 200 for
  * a repeat of the same version, 409 for another at the same

@@ -25,8 +25,9 @@ typedef struct {
     int64_t unit_price[CM_BILL_ITEMS]; /* nano-dollars per unit, >= 0 */
 } cm_bill_card;
 
-/* The API field of an item's price ("per_run_usd"); static. */
-const char *cm_bill_field(cm_bill_item k);
+/* Every field of a card's body: the items' prices in cm_bill_item's order
+ * ("per_run_usd"...), then "effective_from", then NULL. */
+extern const char *const cm_bill_fields[CM_BILL_ITEMS + 2];
 /* The item's name in a usage line ("runs"); static. */
 const char *cm_bill_item_name(cm_bill_item k);
 /* The unit its quantity counts ("run", "second"); static. */

@@ -634,8 +634,8 @@ static int get_effective_from(json_object *root, int64_t *from, cm_apierr *e)
     return CM_OK;
 }
 
-/* A card's body: an object of fields[] only (what names the card in the
- * error), whose first n fields are prices, read into prices[] (found[]
+/* A card's body: an object of fields[] only (NULL-terminated; what names
+ * the card in the error), whose first n fields are prices, read into prices[] (found[]
  * says which were given). Returns the root, which the caller puts, with
  * *rc CM_OK or a price's error (e filled); NULL with *rc when the body is
  * no object. */
@@ -653,14 +653,10 @@ static json_object *card_prices(const char *body, size_t len, const char *const 
 
 int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e)
 {
-    static const char *const fields[] = {"input_per_million_usd", "output_per_million_usd",
-                                         "cached_input_per_million_usd", "cache_write_per_million_usd",
-                                         "effective_from", NULL};
-    _Static_assert(CM_PRICE_INPUT == 0 && CM_PRICE_CACHE_WRITE == 3, "fields[] follows cm_price_kind");
     memset(out, 0, sizeof *out);
     bool found[CM_PRICE_KINDS];
     int rc;
-    json_object *root = card_prices(body, len, fields, "rate card", CM_PRICE_KINDS, out->per_million, found, &rc, e);
+    json_object *root = card_prices(body, len, cm_price_fields, "rate card", CM_PRICE_KINDS, out->per_million, found, &rc, e);
     if (!root) return rc;
     for (int k = CM_PRICE_INPUT; k <= CM_PRICE_OUTPUT && rc == CM_OK; k++)
         if (!found[k]) rc = cm_apierr_set(e, 400, "invalid_field", cm_price_field(k), "%s is required", cm_price_field(k));
@@ -676,13 +672,10 @@ done:
 
 int cm_codec_bill_card(const char *body, size_t len, cm_bill_card *out, cm_apierr *e)
 {
-    static const char *const fields[] = {"per_run_usd", "per_step_usd", "per_compute_second_usd", "per_outcome_usd",
-                                         "effective_from", NULL};
-    _Static_assert(CM_BILL_RUN == 0 && CM_BILL_OUTCOME == 3, "fields[] follows cm_bill_item");
     memset(out, 0, sizeof *out);
     bool found[CM_BILL_ITEMS], any = false;
     int rc;
-    json_object *root = card_prices(body, len, fields, "billing card", CM_BILL_ITEMS, out->unit_price, found, &rc, e);
+    json_object *root = card_prices(body, len, cm_bill_fields, "billing card", CM_BILL_ITEMS, out->unit_price, found, &rc, e);
     if (!root) return rc;
     for (int k = 0; k < CM_BILL_ITEMS; k++) any |= found[k];
     if (rc == CM_OK && !any)

@@ -8,16 +8,17 @@
 
 typedef __int128 i128;
 
-static const char *const fields[CM_PRICE_KINDS] = {
+const char *const cm_price_fields[CM_PRICE_KINDS + 2] = {
     [CM_PRICE_INPUT] = "input_per_million_usd",
     [CM_PRICE_OUTPUT] = "output_per_million_usd",
     [CM_PRICE_CACHED] = "cached_input_per_million_usd",
     [CM_PRICE_CACHE_WRITE] = "cache_write_per_million_usd",
+    [CM_PRICE_KINDS] = "effective_from",
 };
 
 const char *cm_price_field(cm_price_kind k)
 {
-    return (unsigned)k < CM_PRICE_KINDS ? fields[k] : "";
+    return (unsigned)k < CM_PRICE_KINDS ? cm_price_fields[k] : "";
 }
 
 bool cm_model_valid(const char *s, size_t len)

@@ -32,6 +32,9 @@ typedef struct {
 
 /* The API field name of a price ("input_per_million_usd"); static. */
 const char *cm_price_field(cm_price_kind k);
+/* Every field of a card's body: the prices in cm_price_kind's order, then
+ * "effective_from", then NULL. */
+extern const char *const cm_price_fields[CM_PRICE_KINDS + 2];
 
 /* A model call's tokens as a heartbeat counts them. cached and cache_write
  * are PART of in, as in the OpenTelemetry GenAI convention: the fresh
