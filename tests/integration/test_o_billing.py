@@ -6,15 +6,18 @@ retries, tenancy; and the rest of item 1: spend split by model, cached vs fresh 
 import csv
 import io
 import json
+import os
+import subprocess
 import time
 import urllib.parse
 import uuid
 from decimal import Decimal
 
-from harness import (accepted, batch, check, check_eq, check_error, check_status, enc, hb_id, hour_start, iso,
+from harness import (REPO, accepted, batch, check, check_eq, check_error, check_status, enc, hb_id, hour_start, iso,
                      new_agent, timeout)
 from test_e_policies import create_agent_key
 from test_g_ctl import ctl, fails, ok
+from test_k_readme import replies
 from test_n_pricing import card, model, priced_hb, put_card
 from test_o_finance import wait_rolled_up
 
@@ -272,3 +275,34 @@ def test_ctl_usage(h):
              [("steps", "3", "0.006"), ("compute_seconds", "1.234", "0.617")], "the CSV")
     fails(ctl(h, "usage", "--customer", C, "--from", iso(H + 5)), 1, "from", "a bad --from")
     fails(ctl(h, "usage"), 2, "--customer", "no customer")
+
+
+def test_readme_billing_example_works(h):
+    """The README's billing block, run as printed (its customer and agent renamed for this test): the card is
+    written, the heartbeat's run, steps and compute-seconds come back rated as the README shows, and the CSV
+    has the same lines."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    marker = "<!-- test_o_billing runs this -->\n```sh\n"
+    check(marker in readme, "the README has no block marked for this test")
+    block = readme.split(marker, 1)[1].split("```", 1)[0]
+    C, a = uid("globex"), new_agent(tag="readme-bill")
+    script = block.replace("globex", C).replace("agent://default/production/research-agent", a)
+    script = script.replace("hb-globex-1", hb_id())
+    check(script.count(C) >= 4, "the block names the example customer")
+    env = dict(os.environ, BASE="http://127.0.0.1:%d" % h.http_port, ADMIN_KEY=h.k1)
+    p = subprocess.run(["sh", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode == 0, "the block: exit %d: %s" % (p.returncode, p.stderr.decode()))
+    text = p.stdout.decode()
+    head, csv_text = text.split("customer,plan,item", 1)
+    out = replies(head)
+    check_eq(len(out), 3, "three JSON replies: %r" % out)
+    check_eq(out[0]["version"]["per_run_usd"], D("0.05"), "the PUT's reply")
+    u = out[2]
+    check_eq([(x["item"], D(str(x["quantity"])), D(str(x["amount_usd"]))) for x in u["lines"]],
+             [("runs", 1, D("0.05")), ("steps", 5, D("0.005")), ("compute_seconds", D("12.5"), D("0.00125"))],
+             "the lines the README shows")
+    check_eq((D(str(u["total_usd"])), u["total_nanos"]), (D("0.05625"), "56250000"), "the README's total")
+    rows = list(csv.DictReader(io.StringIO("customer,plan,item" + csv_text, newline="")))
+    check_eq([(x["item"], x["amount_nanos"]) for x in rows],
+             [("runs", "50000000"), ("steps", "5000000"), ("compute_seconds", "1250000")], "the CSV")
