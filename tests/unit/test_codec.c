@@ -683,6 +683,38 @@ static void price_cards(void)
     CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1,\"effective_from\":7}", "effective_from");
 }
 
+#define CHECK_BILL_FAIL(body, fld)                                           \
+    do {                                                                     \
+        cm_bill_card c_;                                                     \
+        cm_apierr e_;                                                        \
+        memset(&e_, 0, sizeof e_);                                           \
+        CHECK_EQ_I64(cm_codec_bill_card((body), strlen(body), &c_, &e_), CM_EINVAL); \
+        CHECK_EQ_I64(e_.status, 400);                                        \
+        CHECK_STR(e_.field, (fld));                                          \
+    } while (0)
+
+static void billing_cards(void)
+{
+    cm_bill_card c;
+    cm_apierr e;
+    const char *ok = "{\"per_run_usd\":0.05,\"per_compute_second_usd\":0.000000001,"
+                     "\"effective_from\":\"2026-11-22T10:00:00Z\"}";
+    CHECK_EQ_I64(cm_codec_bill_card(ok, strlen(ok), &c, &e), CM_OK);
+    CHECK_EQ_I64(c.unit_price[CM_BILL_RUN], 50000000);
+    CHECK_EQ_I64(c.unit_price[CM_BILL_STEP], 0); /* absent: 0 */
+    CHECK_EQ_I64(c.unit_price[CM_BILL_COMPUTE_SECOND], 1);
+    CHECK_EQ_I64(c.unit_price[CM_BILL_OUTCOME], 0);
+    CHECK_EQ_I64(c.from % 3600, 0);
+    CHECK_BILL_FAIL("{\"per_run_usd\":-1,\"effective_from\":\"2026-01-01T00:00:00Z\"}", "per_run_usd");
+    CHECK_BILL_FAIL("{\"per_step_usd\":1e-10,\"effective_from\":\"2026-01-01T00:00:00Z\"}", "per_step_usd");
+    CHECK_BILL_FAIL("{\"per_outcome_usd\":\"1\",\"effective_from\":\"2026-01-01T00:00:00Z\"}", "per_outcome_usd");
+    CHECK_BILL_FAIL("{\"effective_from\":\"2026-01-01T00:00:00Z\"}", "per_run_usd");
+    CHECK_BILL_FAIL("{\"per_run_usd\":1,\"effective_from\":\"2026-01-01T00:30:00Z\"}", "effective_from");
+    CHECK_BILL_FAIL("{\"per_run_usd\":1}", "effective_from");
+    CHECK_BILL_FAIL("{\"per_run_usd\":1,\"input_per_million_usd\":1,\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                    "input_per_million_usd");
+}
+
 /* ---- key requests ---- */
 
 static int kr(const char *body, cm_keyreq *k, cm_apierr *e)
@@ -780,6 +812,7 @@ void test_codec(void)
     duplicates();
     model_calls();
     price_cards();
+    billing_cards();
     keyreq();
     test_codec_ignored();
 }

@@ -396,6 +396,43 @@ static void spend_units(void)
     CHECK_REFUSED("GET", "/v1/mesh/top", NULL, bad_window, 400, "invalid_field", "window");
 }
 
+static void usage(void)
+{
+    static const arg span[] = {WITH_KEY, Q("from", "2026-11-01T00%3A00%3A00Z"), Q("to", "2026-12-01T00%3A00%3A00Z"),
+                               END};
+    cm_job *j = accepted("GET", "/v1/mesh/customers/acme%2C%20inc/usage.csv", NULL, span);
+    CHECK_EQ_I64(j->op, CM_OP_USAGE);
+    CHECK_STR(j->req.usage.customer, "acme, inc");
+    CHECK_EQ_I64(j->req.usage.csv, 1);
+    CHECK_EQ_I64(j->req.usage.from, 1793491200);
+    CHECK_EQ_I64(j->req.usage.to, 1796083200);
+    cm_job_free(j);
+    /* By default this month up to the end of the current hour. */
+    j = accepted("GET", "/v1/mesh/customers/acme/usage", NULL, key_only);
+    CHECK_EQ_I64(j->req.usage.csv, 0);
+    CHECK_EQ_I64(j->req.usage.from % 3600, 0);
+    CHECK_EQ_I64(j->req.usage.to % 3600, 0);
+    CHECK(j->req.usage.from <= j->now && j->now < j->req.usage.to && j->req.usage.to - j->now <= 3600);
+    cm_job_free(j);
+    static const arg off_hour[] = {WITH_KEY, Q("from", "2026-11-01T00%3A00%3A01Z"), END};
+    static const arg backwards[] = {WITH_KEY, Q("from", "2026-11-01T00%3A00%3A00Z"), Q("to", "2026-11-01T00%3A00%3A00Z"),
+                                    END};
+    static const arg too_long[] = {WITH_KEY, Q("from", "2025-01-01T00%3A00%3A00Z"), Q("to", "2026-11-01T00%3A00%3A00Z"),
+                                   END};
+    static const arg not_time[] = {WITH_KEY, Q("to", "soon"), END};
+    CHECK_REFUSED("GET", "/v1/mesh/customers/acme/usage", NULL, off_hour, 400, "invalid_field", "from");
+    CHECK_REFUSED("GET", "/v1/mesh/customers/acme/usage", NULL, backwards, 400, "invalid_field", "to");
+    CHECK_REFUSED("GET", "/v1/mesh/customers/acme/usage.csv", NULL, too_long, 400, "invalid_field", "to");
+    CHECK_REFUSED("GET", "/v1/mesh/customers/acme/usage", NULL, not_time, 400, "invalid_field", "to");
+    static const arg card[] = {WITH_KEY, END};
+    j = accepted("PUT", "/v1/mesh/pricing/billing/default", "{\"per_step_usd\":0.001,\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                 card);
+    CHECK_EQ_I64(j->op, CM_OP_BILL_PUT);
+    CHECK_STR(j->req.bill.plan, "default");
+    CHECK_EQ_I64(j->req.bill.card.unit_price[CM_BILL_STEP], 1000000);
+    cm_job_free(j);
+}
+
 static void intents(void)
 {
     const char *body = "{\"agent\":\"" ADDR "\",\"intent_id\":\"int_1\"}";
@@ -447,6 +484,7 @@ void test_decode(void)
     scope_policies();
     spend();
     spend_units();
+    usage();
     intents();
     intent_fields();
     the_rest();
