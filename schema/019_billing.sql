@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS rollup_model (
     cached_as_fresh_e  numeric NOT NULL DEFAULT 0,
     PRIMARY KEY (org, kind, unit, address, model, bucket)
 );
+-- A unit's models in a window (every spend reply).
+CREATE INDEX IF NOT EXISTS rollup_model_window ON rollup_model (org, kind, unit, bucket);
 
 -- x / d rounded half-even to an integer (x >= 0, d > 0, both integers):
 -- the rounding rule of every rated amount (docs/guarantees.md, section 3).

@@ -273,7 +273,7 @@ static const char spend_sql[] =
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text,"
     /* 27 the window's models. */
-    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT), "org = $5 AND kind = 'agent' AND unit = $1"
+    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, "h.address = $1"), "org = $5 AND kind = 'agent' AND unit = $1"
                           " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
     " FROM b CROSS JOIN t ORDER BY s";
 

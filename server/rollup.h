@@ -44,11 +44,13 @@
  * CM_ROLLUP_UNITS_SQL. units attributes a tail row: a LATERAL row source
  * of (kind, unit) over the raw row h, CM_HB_UNITS for every kind as the
  * worker does, or CM_HB_AGENT_UNIT for a read of one agent's own (no
- * intent lookup per row). A priced row's tokens are rated as the worker
- * rates them (cm_hb_rated). */
+ * intent lookup per row). tail is a condition on h that keeps the tail to
+ * the rows the read can use, before any is attributed or rated ("true":
+ * all). A priced row's tokens are rated as the worker rates them
+ * (cm_hb_rated). */
 #define CM_HB_UNITS "cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer)"
 #define CM_HB_AGENT_UNIT "(VALUES ('agent', h.address))"
-#define CM_ROLLUP_MODELS_SQL(units)                                                                \
+#define CM_ROLLUP_MODELS_SQL(units, tail)                                                                \
     "(SELECT org, kind, unit, address, model, bucket, cost_nanos, tokens_in, tokens_out,"          \
     " tokens_cached, tokens_cache_write, heartbeats, rated, fresh_e, cached_e, cache_write_e,"     \
     " output_e, cached_as_fresh_e FROM rollup_model UNION ALL SELECT split_part(h.address, '/', 3),"\
@@ -58,7 +60,7 @@
     " coalesce(p.cached_as_fresh, 0) FROM cm_rollup_tail() h CROSS JOIN LATERAL " units            \
     " AS u(kind, unit) LEFT JOIN LATERAL cm_hb_rated(split_part(h.address, '/', 3), h.model, h.ts,"\
     " h.tokens_in, h.tokens_cached, h.tokens_cache_write, h.tokens_out) p ON h.priced_nanos IS NOT NULL"\
-    " WHERE h.model IS NOT NULL) AS models"
+    " WHERE h.model IS NOT NULL AND " tail ") AS models"
 
 typedef struct cm_rollup cm_rollup;
 
