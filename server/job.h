@@ -54,6 +54,7 @@ typedef enum {
     CM_OP_BILL_PUT,      /* req.bill */
     CM_OP_BILL_LIST,     /* req.bill (plan only, "" for every plan) */
     CM_OP_USAGE,         /* req.usage */
+    CM_OP_POLICY_LIST,   /* req.policy_list */
     CM_OP_COUNT
 } cm_op;
 
@@ -123,6 +124,14 @@ typedef struct {
     unsigned present; /* PATCH: bit i set for each column the body names (codec.h) */
 } cm_req_policy;
 
+/* GET /v1/mesh/policies: the org's policies, widest scope first. */
+typedef struct {
+    bool after_set;          /* ?cursor=: the policies after (after_kind, after) */
+    cm_scope_kind after_kind;
+    char after[CM_ADDR_MAX];
+    int limit;
+} cm_req_policy_list;
+
 /* POST /v1/mesh/intents and the AXME form POST /v1/intents. */
 typedef struct {
     cm_intentreq body;
@@ -190,6 +199,7 @@ struct cm_job {
         cm_req_spend_unit spend_unit;
         cm_req_events events;
         cm_req_policy policy;
+        cm_req_policy_list policy_list;
         cm_webhookreq webhook_put;
         cm_req_intent intent;
         cm_req_intent_end intent_end;

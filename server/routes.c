@@ -77,6 +77,7 @@ static const route_def defs[] = {
     {CM_R_BILL_CARD, "GET", "/v1/mesh/pricing/billing/*", "billing_card"},
     {CM_R_USAGE, "GET", "/v1/mesh/customers/*/usage", "usage"},
     {CM_R_USAGE_CSV, "GET", "/v1/mesh/customers/*/usage.csv", "usage_csv"},
+    {CM_R_POLICIES, "GET", "/v1/mesh/policies", "policies"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

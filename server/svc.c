@@ -73,6 +73,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_BILL_PUT] = cm_api_bill_put,
     [CM_OP_BILL_LIST] = cm_api_bill_list,
     [CM_OP_USAGE] = cm_api_usage,
+    [CM_OP_POLICY_LIST] = cm_api_policy_list,
 };
 
 /* News from every replica: a key revoked (payload: its id), an org's rate
