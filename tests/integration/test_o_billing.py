@@ -225,7 +225,9 @@ def test_spend_split_by_model_cached_and_fresh(h):
     hb1 priced by the card: 1000 in of which 400 cached and 100 written, 500 out: fresh 500 x 2.5 = 1250000,
     cached 400 x 1.25 = 500000, written 100 x 3.75 = 375000, out 500 x 10 = 5000000 nanos, cost 7125000; the
     cached tokens at the fresh price would cost 1000000: caching saved 500000. hb2 carries the client's cost
-    0.01 and 2000 fresh tokens (rated 5000000). hb3 names a model without a card. hb4 names none."""
+    0.01 and 2000 fresh tokens (rated 5000000). hb3 names a model without a card. hb4 names none. Exact from
+    the tail with the worker idle, then from the rollup."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
     m, m2 = model("split"), model("nocard")
     H = hour_start(time.time()) - 3600
     put_card(h, m, card(H - 3600, "2.5", "10", "1.25", "3.75"))
@@ -253,7 +255,11 @@ def test_spend_split_by_model_cached_and_fresh(h):
     r = h.request("GET", "/v1/mesh/runs/%s/spend?window=hour&at=%s" % (run, urllib.parse.quote(iso(H))), key=h.k1)
     check_status(r, 200, "the run's spend")
     check_eq(r.json["models"], want, "the run's spend by model")
+    check_eq(h.psql("SELECT count(*) FROM rollup_model WHERE unit = '%s'" % run), "0",
+             "nothing rolled up while the worker is idle")
+    h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
     wait_rolled_up(h)
+    check(int(h.psql("SELECT count(*) FROM rollup_model WHERE unit = '%s'" % run)) > 0, "the run's models rolled up")
     check_eq(h.spend_ok(a, "hour", at=H)["models"], want, "the agent's spend by model, from the rollup")
     r = h.request("GET", "/v1/mesh/runs/%s/spend?window=hour&at=%s" % (run, urllib.parse.quote(iso(H))), key=h.k1)
     check_eq(r.json["models"], want, "the run's spend by model, from the rollup")
