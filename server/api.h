@@ -31,6 +31,7 @@ typedef struct {
     cm_notify *notify;
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
+    int intent_abandon_s;  /* an intent not ended and silent this long is reported abandoned */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     /* Test hook (COSTMESH_TEST_INTEROP_FAULTS, "" in production): statuses,
      * comma-separated, each answered once, in order, to an OTLP or

@@ -40,7 +40,7 @@ static void next_cursor(cm_buf *b, const cm_pgres *res, int limit, int col)
     "  OR coalesce(m.cost_nanos, 0) >= c.max_cost_per_month) THEN 'blocked' ELSE 'active' END," \
     " coalesce(h.cost_nanos, 0), coalesce(d.cost_nanos, 0), coalesce(m.cost_nanos, 0), ih.n, idy.n," \
     " c.address IS NOT NULL, c.max_intents_per_hour, c.max_intents_per_day, c.max_cost_per_hour," \
-    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds," \
+    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds, c.max_cost_per_intent_tree," \
     " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id," \
     "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
     "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events" \
@@ -147,7 +147,7 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
         cm_buf_adds(&b, "null");
     }
     cm_buf_adds(&b, ",\"recent_events\":");
-    cm_buf_adds(&b, cm_pgres_get(res, 0, 17));
+    cm_buf_adds(&b, cm_pgres_get(res, 0, 18));
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
@@ -195,6 +195,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_add_jtime(&b, to);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
+    cm_api_outcomes(&b, res, 0, 20);
     cm_api_spend_series(&b, res, 0);
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
@@ -208,16 +209,18 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     if (!c) return CM_ENOMEM;
     cm_window_bounds(q->window, q->at, &c->from, &c->to);
     int64_t step = cm_window_bucket(q->window) == CM_WIN_HOUR ? 3600 : 86400;
-    char from[24], to[24], steps[16];
+    char from[24], to[24], steps[16], abandon[16], now[24];
     snprintf(from, sizeof from, "%lld", (long long)c->from);
     snprintf(to, sizeof to, "%lld", (long long)c->to);
     snprintf(steps, sizeof steps, "%lld", (long long)step);
-    const char *params[] = {q->address, from, to, steps, who->org};
+    snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
+    snprintf(now, sizeof now, "%lld", (long long)j->now);
+    const char *params[] = {q->address, from, to, steps, who->org, abandon, now};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. Cost and counts are the agent's own rollup (the
      * one Redis mirrors); money in and out is its 'agent' unit. Columns: 0..5
      * the series (cm_api_spend_series), 6 the agent is known, 7 intents,
-     * 8..19 the totals (cm_api_spend_totals). */
+     * 8..19 the totals (cm_api_spend_totals), 20..26 the outcomes. */
     return cm_api_query(c,
                         "WITH m AS (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM "
                         CM_ROLLUP_UNITS_SQL " WHERE org = $5 AND kind = 'agent' AND unit = $1"
@@ -239,54 +242,11 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
                         " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
                         " (SELECT count(*) FROM agents WHERE address = $1)::text,"
                         " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-                        " AND admitted_at < to_timestamp($3::bigint))::text, t.*"
-                        " FROM b CROSS JOIN t ORDER BY s",
-                        5, params, on_spend, e);
-}
-
-static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
-    if (!j) return;
-    const cm_req_spend_intent *q = &j->req.spend_intent;
-    if (cm_pgres_rows(res) == 0 || cm_pgres_isnull(res, 0, 0)) {
-        cm_api_error(j, 404, "intent_not_found", NULL, "no heartbeats of this intent for this agent");
-        return;
-    }
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, "{");
-    cm_api_jfield(&b, "intent_id", q->intent_id, 1);
-    cm_api_jfield(&b, "agent", q->agent, 0);
-    cm_buf_adds(&b, ",\"from\":");
-    cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 0), NULL, 10));
-    cm_buf_adds(&b, ",\"to\":");
-    cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 1), NULL, 10));
-    /* Numeric sums over the intent's hours, which have no end. */
-    cm_api_spend_totals(&b, res, 0, 2);
-    cm_buf_adds(&b, "}");
-    cm_api_reply(j, 200, &b);
-}
-
-int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
-{
-    cm_req_spend_intent *q = &j->req.spend_intent;
-    if (cm_api_resolve_agent(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
-    const char *params[] = {q->agent, q->intent_id};
-    return cm_api_query(c,
-                        "SELECT extract(epoch FROM min(bucket))::bigint::text,"
-                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, " CM_API_SPEND_SUMS_SQL
-                        " FROM (SELECT bucket, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-                        " tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"
-                        " FROM rollup_intent WHERE address = $1 AND intent_id = $2"
-                        " UNION ALL SELECT date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"
-                        " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"
-                        " fees_nanos FROM " CM_ROLLUP_TAIL_SQL
-                        " WHERE address = $1 AND intent_id = $2) AS parts",
-                        2, params, on_spend_intent, e);
+                        " AND admitted_at < to_timestamp($3::bigint))::text, t.*, oc.*"
+                        " FROM b CROSS JOIN t CROSS JOIN "
+                        CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$6", "$7",
+                                            "(SELECT sum(cost_nanos) FROM b)") " oc ORDER BY s",
+                        7, params, on_spend, e);
 }
 
 /* ---- events ---- */

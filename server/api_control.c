@@ -88,9 +88,9 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
 }
 
 /* One column of the upsert: the body's value when the request sets it, else
- * the saved one ($10 holds a '1' per column set, in CM_POLICY_ROW_COLS
+ * the saved one ($11 holds a '1' per column set, in CM_POLICY_ROW_COLS
  * order). */
-#define SET_COL(col, i) " " col " = CASE WHEN substr($10, " #i ", 1) = '1' THEN excluded." col " ELSE c." col " END"
+#define SET_COL(col, i) " " col " = CASE WHEN substr($11, " #i ", 1) = '1' THEN excluded." col " ELSE c." col " END"
 
 /* CM_OP_POLICY_PUT replaces the policy; CM_OP_POLICY_PATCH changes only the
  * fields its body names (null: back to unlimited or the default), and
@@ -115,11 +115,12 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                         "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
                         " ON CONFLICT (address) DO NOTHING)"
                         " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO UPDATE SET"
                         SET_COL("max_intents_per_hour", 1) "," SET_COL("max_intents_per_day", 2) ","
                         SET_COL("max_cost_per_hour", 3) "," SET_COL("max_cost_per_day", 4) ","
                         SET_COL("max_cost_per_month", 5) "," SET_COL("action_on_breach", 6) ","
-                        SET_COL("alert_thresholds", 7) ", updated_at = now()"
+                        SET_COL("alert_thresholds", 7) "," SET_COL("max_cost_per_intent_tree", 8)
+                        ", updated_at = now()"
                         " RETURNING " CM_POLICY_ROW_COLS,
                         3 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
 }

@@ -97,6 +97,7 @@ static void record_intent(admit_call *c)
                        .session_id = q->body.session_id,
                        .workflow = q->body.workflow,
                        .customer = q->body.customer,
+                       .parent_intent_id = q->body.parent_intent_id,
                        .at = c->base.job->now};
     if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "", "");

@@ -5,6 +5,7 @@
  *   api_units.c       spend by run, session, workflow, customer; top
  *   api_control.c     cost policies, kill/resume, webhook
  *   api_intents.c     intent admission
+ *   api_tree.c        one intent: its spend, its delegation tree, its end
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
  * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
 #ifndef CM_API_ROUTES_H
@@ -21,8 +22,8 @@ int cm_api_key_revoke(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 /* One agent's view, shared by the list, one agent and the kill switch's
  * answer. Parameters: $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address
  * or NULL. Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6
- * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16
- * the policy (CM_POLICY_ROW_COLS), 17 its ten latest events as JSON. Health
+ * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..17
+ * the policy (CM_POLICY_ROW_COLS), 18 its ten latest events as JSON. Health
  * comes from the last heartbeat's age (health.h). */
 extern const char cm_api_agent_view_sql[];
 /* Fills params[0..6) for cm_api_agent_view_sql; the strings live in
@@ -33,7 +34,6 @@ void cm_api_agent_view_params(const cm_job *j, const cm_ident *who, const char *
 int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
-int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 /* Writes ,"cost_usd":...,"margin_usd":... from the 12 text columns of row
@@ -57,6 +57,21 @@ void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
     " coalesce(sum(fees_nanos), 0)::text, coalesce(sum(revenue_nanos - refund_nanos - cost_nanos"  \
     " - external_nanos - fees_nanos), 0)::text"
 
+/* Writes ,"outcomes":{...} from the columns of cm_unit_outcomes()
+ * (schema/014_intent_tree.sql) at `col` of row `row`: intents ended in the
+ * window by status, those that became abandoned, the cost per successful
+ * intent, and the shares of the window's spend on failed and unfinished
+ * intents. */
+void cm_api_outcomes(cm_buf *b, const cm_pgres *res, int row, int col);
+/* Its SQL, as a row source for a spend statement: $-numbers of org, kind,
+ * unit, one agent (NULL: all), the window's start and end (Unix seconds),
+ * the abandonment setting (seconds) and now; spend is an SQL expression of
+ * the window's cost. */
+#define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend)                 \
+    "cm_unit_outcomes(" org ", " kind ", " unit ", " agent ", to_timestamp(" from "::bigint),"       \
+    " to_timestamp(" to "::bigint), make_interval(secs => " abandon "::int), to_timestamp(" now     \
+    "::bigint), " spend ")"
+
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
@@ -72,6 +87,10 @@ int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_intent_tree(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 /* api_interop.c: OpenTelemetry traces (otlp.h) and CloudEvents
  * (cloudevents.h) into the group commit; the org's meters (admin keys). */

@@ -123,7 +123,9 @@ int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *pres
 /* POST /v1/mesh/intents {"agent","intent_id"} or the AXME form of
  * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"};
  * either may carry the attributes its heartbeats inherit when they omit
- * them: run_id, session_id, workflow, customer ("" when absent). */
+ * them: run_id, session_id, workflow, customer ("" when absent); and
+ * parent_intent_id, which places it in a delegation tree (it may not be
+ * the intent's own id). */
 typedef struct {
     char agent[CM_ADDR_MAX];          /* "" when absent */
     char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
@@ -132,9 +134,24 @@ typedef struct {
     char session_id[CM_ID_MAX + 1];
     char workflow[CM_ID_MAX + 1];
     char customer[CM_ID_MAX + 1];
+    char parent_intent_id[CM_ID_MAX + 1]; /* the delegation tree: "" for a root */
 } cm_intentreq;
 
 int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);
+
+/* POST /v1/mesh/intents/{id}/end {"status","quality"?}: status one of
+ * cm_codec_intent_ends (required), quality a number from 0 to 1. */
+typedef struct {
+    const char *status;  /* static: an entry of cm_codec_intent_ends */
+    bool has_quality;
+    int64_t quality;     /* 1e-9 units, like money */
+} cm_intent_end;
+
+/* The statuses that end an intent, NULL-terminated; rollup.h spells the
+ * same three for SQL. */
+extern const char *const cm_codec_intent_ends[];
+
+int cm_codec_intent_end(const char *body, size_t len, cm_intent_end *out, cm_apierr *e);
 
 /* PUT /v1/mesh/webhook {"url":"http(s)://...","secret":"..."}. */
 typedef struct {

@@ -40,6 +40,7 @@ static const option options[] = {
     {"body-memory-mb", "32", "MiB of request bodies buffered across all connections: past it an upload gets 503"},
     {"metrics-token", "", "when set, /metrics needs Authorization: Bearer with this token (else it is open)"},
     {"rollup-ms", "500", "milliseconds between two moves of the rollup watermark (replies are exact either way)"},
+    {"intent-abandon-s", "3600", "seconds without a heartbeat after which an intent that has not ended is reported abandoned"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -131,6 +132,7 @@ static int apply(cm_config *c, int i, const char *v)
     case 20: return parse_int(v, 1, 65536, &c->body_memory_mb);
     case 21: return copy_str(c->metrics_token, sizeof c->metrics_token, v);
     case 22: return parse_int(v, 10, 600000, &c->rollup_ms);
+    case 23: return parse_int(v, 1, 30 * 86400, &c->intent_abandon_s);
     }
     return CM_EINVAL;
 }

@@ -33,6 +33,7 @@ typedef struct {
     int body_memory_mb;        /* request bodies buffered across all connections */
     int key_cache_ms;          /* how long a key lookup is trusted */
     int rollup_ms;             /* between two moves of the rollup watermark */
+    int intent_abandon_s;      /* silence after which an intent not ended is abandoned */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
     char openapi_file[512];    /* served at /openapi.yaml */

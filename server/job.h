@@ -47,6 +47,8 @@ typedef enum {
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
     CM_OP_SPEND_UNIT,    /* req.spend_unit */
     CM_OP_TOP,           /* req.spend_unit */
+    CM_OP_INTENT_TREE,   /* req.spend_intent */
+    CM_OP_INTENT_END,    /* req.intent_end */
     CM_OP_COUNT
 } cm_op;
 
@@ -93,11 +95,19 @@ typedef struct {
     int limit;               /* top's ?limit= */
 } cm_req_spend_unit;
 
-/* GET /v1/mesh/intents/{intent_id}/spend. */
+/* GET /v1/mesh/intents/{intent_id}/spend and .../tree. An intent id is
+ * unique within an org and its tree spans agents, so ?agent= is a hint,
+ * checked like any agent the key names, and never narrows the answer. */
 typedef struct {
     char intent_id[CM_ID_MAX + 1];
-    char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent */
+    char agent[CM_ADDR_MAX]; /* ?agent=, "" when absent */
 } cm_req_spend_intent;
+
+/* POST /v1/mesh/intents/{intent_id}/end. */
+typedef struct {
+    cm_req_spend_intent intent; /* the id and the ?agent= hint */
+    cm_intent_end body;
+} cm_req_intent_end;
 
 /* GET /v1/mesh/events. */
 typedef struct {
@@ -154,6 +164,7 @@ struct cm_job {
         cm_req_agent agent;
         cm_req_spend_agent spend_agent;
         cm_req_spend_intent spend_intent;
+        cm_req_intent_end intent_end;
         cm_req_spend_unit spend_unit;
         cm_req_events events;
         cm_req_policy policy;

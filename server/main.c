@@ -145,6 +145,7 @@ int main(int argc, char **argv)
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
+                      .intent_abandon_s = cfg.intent_abandon_s,
                       .interop_faults = cfg.interop_faults};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)

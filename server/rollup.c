@@ -43,8 +43,10 @@ struct cm_rollup {
  *
  * Groupings: intents; units (an agent's money, runs, sessions, workflows,
  * customers: cm_hb_units() names a row's units, inheriting what it omits
- * from its intent). The move bumps gen, which the fence of migration 012
- * requires. A unit whose day margin was >= 0 before the batch (the rollup
+ * from its intent), and each unit's intents; the delegation tree's edges
+ * and the outcomes that heartbeats' status ends (the first of an intent
+ * wins: schema/014_intent_tree.sql). The move bumps gen and tree_gen,
+ * which the fences of migrations 012 and 014 require. A unit whose day margin was >= 0 before the batch (the rollup
  * as this statement sees it, before its own update) and is < 0 after it
  * gets a margin_negative event, queued for the org's webhook in the same
  * statement: counted once, like the sums. */
@@ -63,6 +65,17 @@ static const char batch_sql[] =
     " SELECT org, kind, unit, address, hour" SUMS_SQL
     " FROM attributed GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
     " ON CONFLICT (org, kind, unit, address, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
+    " unit_intents AS (INSERT INTO rollup_unit_intent AS r (org, kind, unit, intent_id, address, bucket,"
+    " cost_nanos, last_ts) SELECT org, kind, unit, intent_id, address, hour, sum(cost_nanos), max(ts)"
+    " FROM attributed WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
+    " ON CONFLICT (org, kind, unit, intent_id, address, bucket) DO UPDATE SET"
+    " cost_nanos = r.cost_nanos + excluded.cost_nanos, last_ts = greatest(r.last_ts, excluded.last_ts)),"
+    " edges AS (INSERT INTO intent_edge (org, intent_id, parent_intent_id)"
+    " SELECT DISTINCT ON (1, 2) split_part(address, '/', 3), intent_id, parent_intent_id FROM src"
+    " WHERE intent_id IS NOT NULL AND parent_intent_id IS NOT NULL ORDER BY 1, 2, seq ON CONFLICT DO NOTHING),"
+    " ended AS (INSERT INTO intent_outcome (org, intent_id, status, ended_at)"
+    " SELECT DISTINCT ON (1, 2) split_part(address, '/', 3), intent_id, status, ts FROM src"
+    " WHERE intent_id IS NOT NULL AND status IN " CM_ROLLUP_ENDED_SQL " ORDER BY 1, 2, seq ON CONFLICT DO NOTHING),"
     " losses AS (SELECT org, kind, unit, date_trunc('day', hour, 'UTC') AS day, sum(" MARGIN("") ") AS delta"
     " FROM attributed GROUP BY 1, 2, 3, 4 HAVING sum(" MARGIN("") ") < 0),"
     " turned AS (SELECT l.*, b.before + l.delta AS after FROM losses l CROSS JOIN LATERAL"
@@ -76,7 +89,8 @@ static const char batch_sql[] =
     " RETURNING id, org),"
     " hooks AS (INSERT INTO webhook_deliveries (org, event_id) SELECT ev.org, ev.id FROM ev"
     " JOIN webhooks k ON k.org = ev.org RETURNING 1),"
-    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1 FROM w WHERE w.hi > w.lo"
+    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1, tree_gen = tree_gen + 1"
+    " FROM w WHERE w.hi > w.lo"
     " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
     " SELECT (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
     " (SELECT count(*) FROM intents)::text, (SELECT count(*) FROM units)::text, (SELECT count(*) FROM hooks)::text";

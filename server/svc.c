@@ -67,6 +67,8 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_AUTH] = key_known,
     [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
     [CM_OP_TOP] = cm_api_top,
+    [CM_OP_INTENT_TREE] = cm_api_intent_tree,
+    [CM_OP_INTENT_END] = cm_api_intent_end,
 };
 
 static void on_revoked(void *arg, const char *channel, const char *key_id)
@@ -97,6 +99,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.hot = d->hot;
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;
+    s->api.intent_abandon_s = d->intent_abandon_s;
     s->api.interop_env = d->interop_env;
     snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");
     if (cm_pg_listen(d->listen_db, CM_KEY_REVOKED_CHANNEL, on_revoked, on_listening, s) != CM_OK) {

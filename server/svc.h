@@ -29,6 +29,7 @@ typedef struct {
     cm_notify *notify;
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
+    int intent_abandon_s; /* cm_api's */
     const char *interop_env;    /* cm_api */
     const char *interop_faults; /* cm_api */
 } cm_svc_deps;

@@ -254,7 +254,8 @@ def test_policy_round_trip(h):
     kv2 = dict((x[0], x[1]) for x in table(ok(ctl(h, "policy", "get", a)).out))
     check_eq(kv2, {"max_intents_per_hour": "100", "max_intents_per_day": "unlimited",
                    "max_cost_per_hour_usd": "unlimited", "max_cost_per_day_usd": "50.123456789",
-                   "max_cost_per_month_usd": "unlimited", "action_on_breach": "alert", "alert_thresholds": "[0.5,0.9]"},
+                   "max_cost_per_month_usd": "unlimited", "max_cost_per_intent_tree_usd": "unlimited",
+                   "action_on_breach": "alert", "alert_thresholds": "[0.5,0.9]"},
              "policy get table")
     check_eq(kv, kv2, "policy set's table (the same policy)")
     # set changes only what it names: the other limits stay.
