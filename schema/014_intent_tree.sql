@@ -53,8 +53,13 @@ CREATE TABLE IF NOT EXISTS rollup_unit_intent (
 CREATE INDEX IF NOT EXISTS rollup_unit_intent_id ON rollup_unit_intent (org, intent_id);
 
 -- The raw rows past the watermark of one org (a read's tail).
-CREATE OR REPLACE FUNCTION cm_org_tail(org text) RETURNS SETOF heartbeats LANGUAGE sql STABLE
+CREATE OR REPLACE FUNCTION cm_org_tail(org text) RETURNS SETOF heartbeats LANGUAGE sql STABLE ROWS 100
     AS 'SELECT * FROM cm_rollup_tail() h WHERE split_part(h.address, ''/'', 3) = $1';
+-- Nearer estimates than the default 1000 rows a set-returning function is
+-- planned with: the tail is the last second or so of rows, and a heartbeat
+-- counts in at most five units.
+ALTER FUNCTION cm_rollup_tail() ROWS 100;
+ALTER FUNCTION cm_hb_units(text, text, text, text, text, text) ROWS 5;
 
 -- An intent's parent: its intents row's (the earliest row of the id
 -- decides), else the edge the worker kept, else the earliest tail row that
@@ -73,7 +78,7 @@ CREATE OR REPLACE FUNCTION cm_intent_parent(org text, intent_id text) RETURNS te
 -- descendant as a parent) stops where it would repeat a node, and depth
 -- stops at 64.
 CREATE OR REPLACE FUNCTION cm_intent_tree(org text, root text)
-    RETURNS TABLE (intent_id text, parent_intent_id text, depth int, path text[]) LANGUAGE sql STABLE AS $$
+    RETURNS TABLE (intent_id text, parent_intent_id text, depth int, path text[]) LANGUAGE sql STABLE ROWS 20 AS $$
     WITH RECURSIVE t(intent_id, parent_intent_id, depth, path) AS (
         SELECT $2, cm_intent_parent($1, $2), 0, ARRAY[$2]
         UNION ALL
@@ -103,7 +108,7 @@ CREATE OR REPLACE FUNCTION cm_intent_root(org text, intent_id text) RETURNS text
 -- How an intent ended: its intent_outcome row, else the earliest tail row
 -- whose status ends it. No row: not ended.
 CREATE OR REPLACE FUNCTION cm_intent_outcome(org text, intent_id text)
-    RETURNS TABLE (status text, quality numeric, ended_at timestamptz) LANGUAGE sql STABLE AS $$
+    RETURNS TABLE (status text, quality numeric, ended_at timestamptz) LANGUAGE sql STABLE ROWS 1 AS $$
     SELECT status, quality, ended_at FROM (
         SELECT o.status, o.quality, o.ended_at, 0 AS pick FROM intent_outcome o WHERE o.org = $1 AND o.intent_id = $2
         UNION ALL
@@ -165,7 +170,7 @@ CREATE OR REPLACE FUNCTION cm_unit_outcomes(org text, kind text, unit text, addr
                                             t1 timestamptz, abandon interval, now timestamptz, spend numeric)
     RETURNS TABLE (succeeded bigint, failed bigint, cancelled bigint, abandoned bigint,
                    cost_per_success numeric, failed_share numeric, unfinished_share numeric)
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE sql STABLE ROWS 1 AS $$
     WITH ui AS (
         SELECT x.intent_id, sum(x.cost_nanos) AS cost,
                coalesce(sum(x.cost_nanos) FILTER (WHERE x.bucket >= $5 AND x.bucket < $6), 0) AS wcost,

@@ -190,7 +190,14 @@ static void start_connect(conn *c)
 {
     if (c->pool->closing) return;
     c->state = C_CONNECTING;
-    c->pg = PQconnectStart(c->pool->conninfo);
+    /* JIT off: costmesh's statements are short, but the planner's guesses
+     * for its set-returning functions (the rollup tail, a heartbeat's
+     * units, a delegation tree) put their plans past jit_above_cost, and
+     * compiling one took seconds, longer than running it. Later keywords
+     * override the expanded conninfo's, so this wins over its options. */
+    static const char *const keys[] = {"dbname", "options", NULL};
+    const char *values[] = {c->pool->conninfo, "-c jit=off", NULL};
+    c->pg = PQconnectStartParams(keys, values, 1);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         lose(c, c->pg ? "bad conninfo or no memory" : "out of memory");
         return;

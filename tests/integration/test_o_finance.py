@@ -9,7 +9,8 @@ import uuid
 from decimal import Decimal
 
 from harness import (HookReceiver, accepted, batch, check, check_eq, check_error, check_json, check_status,
-                     day_start, enc, expected_totals, hb_id, iso, new_agent, parse_iso, timeout, window_bounds, MONEY)
+                     day_start, enc, expected_totals, hb_id, iso, new_agent, outcomes_of, parse_iso, timeout,
+                     window_bounds, MONEY)
 from test_e_policies import away_from_boundary, create_agent_key
 
 UNITS = ("run", "session", "workflow", "customer")
@@ -80,6 +81,10 @@ def expected_unit(by, id_, items, window, at):
     want = expected_totals(metrics_of(items), lo, hi, step,
                            {"by": by, "id": id_, "window": window, "from": iso(lo), "to": iso(hi)})
     want["agents"] = len({it["agent"] for it in items if lo <= _ts(it) < hi})
+    # No intent of these tests ends: what their heartbeats cost in the window is unfinished.
+    want["outcomes"] = outcomes_of(want["cost_usd"], unfinished_spend=sum(
+        Decimal(it.get("metrics", {}).get("cost_usd", "0")) for it in items
+        if it.get("intent_id") and lo <= _ts(it) < hi))
     return want
 
 
