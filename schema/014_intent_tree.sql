@@ -200,3 +200,12 @@ CREATE OR REPLACE FUNCTION cm_unit_outcomes(org text, kind text, unit text, addr
            trim_scale(round(failed_spend / nullif($9, 0), 6)), trim_scale(round(unfinished_spend / nullif($9, 0), 6))
     FROM s
     $$;
+
+-- The cost of the tree under an intent (nano-dollars), rollup + tail: what
+-- admission compares with a policy's max_cost_per_intent_tree.
+CREATE OR REPLACE FUNCTION cm_intent_tree_cost(org text, root text) RETURNS numeric LANGUAGE sql STABLE AS $$
+    SELECT coalesce(sum(x.cost_nanos), 0) FROM cm_intent_tree($1, $2) n
+    CROSS JOIN LATERAL (
+        SELECT r.cost_nanos FROM rollup_intent r WHERE r.intent_id = n.intent_id AND split_part(r.address, '/', 3) = $1
+        UNION ALL SELECT h.cost_nanos FROM cm_org_tail($1) h WHERE h.intent_id = n.intent_id) x
+    $$;

@@ -1,7 +1,14 @@
 /* api_intents.c - intent admission: an agent asks to start an intent; Redis
  * checks the agent's policy and kill flag and counts the intent atomically
  * (ADMIT), PostgreSQL records it, and the answer is kept for repeats of the
- * Idempotency-Key. */
+ * Idempotency-Key.
+ *
+ * An intent under a parent joins a delegation tree. When the agent's policy
+ * caps trees, the tree's root and cost are read from PostgreSQL first
+ * (rollup + tail: every heartbeat answered 202 before the read counts) and
+ * handed to ADMIT, which keeps the largest cost read for the root and
+ * refuses once it reaches the cap, in the same script as every other
+ * limit. */
 #include "api_routes.h"
 #include "error.h"
 #include "log.h"
@@ -14,10 +21,36 @@ typedef struct {
     cm_api_call base;
     cm_hot_admission adm;  /* its agent, windows and Idempotency-Key */
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
+    char root[CM_ID_MAX + 1]; /* its tree's root, when the policy caps trees */
+    char tree_cost[48], tree_cap[24];
 } admit_call;
+
+/* The details of a tree cap's policy_breached event and 429: the cap, the
+ * cost that reached it and the root. */
+static void tree_mark_json(const admit_call *c, const cm_hot_admit_result *r, cm_buf *b)
+{
+    cm_buf_adds(b, "\"limit\":\"" CM_POLICY_TREE_NAME "\",\"limit_value\":");
+    cm_buf_add_money_text(b, c->tree_cap);
+    cm_buf_adds(b, ",\"current\":");
+    cm_buf_add_money_text(b, r->tree_cost);
+    cm_buf_adds(b, ",");
+    cm_api_jfield(b, "root_intent_id", c->root, 1);
+}
 
 static void breach_events(admit_call *c, const cm_hot_admit_result *r)
 {
+    if (r->tree_newly) {
+        cm_buf d;
+        cm_buf_init(&d);
+        cm_buf_adds(&d, "{");
+        tree_mark_json(c, r, &d);
+        cm_buf_adds(&d, "}");
+        char *details = cm_buf_take(&d, NULL);
+        if (details)
+            cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
+                            "policy_breached", details, true, NULL, NULL);
+        free(details);
+    }
     for (int i = 0; i < CM_LIM_COUNT; i++) {
         if (!(r->newly & (1u << i))) continue;
         cm_buf d;
@@ -143,9 +176,27 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
         return;
     case CM_HOT_ADMITTED:
     case CM_HOT_REFUSED:
+    case CM_HOT_TREE_CAPPED:
         break;
     }
     breach_events(c, r);
+    if (r->code == CM_HOT_TREE_CAPPED) {
+        /* A tree's cost never goes down: no window ends it, so no
+         * Retry-After; a new root is a new tree. */
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
+        char msg[CM_ID_MAX + 120];
+        snprintf(msg, sizeof msg, "the delegation tree under root intent %s has reached the agent's %s", c->root,
+                 CM_POLICY_TREE_NAME);
+        cm_buf_add_jstr(&b, msg);
+        cm_buf_adds(&b, ",");
+        tree_mark_json(c, r, &b);
+        cm_buf_adds(&b, ",\"retry_after_s\":null}}");
+        cm_job_reply(j, 429, &b);
+        finish(c);
+        return;
+    }
     if (r->code == CM_HOT_ADMITTED) {
         c->counted = true;
         record_intent(c);
@@ -172,6 +223,32 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
     finish(c);
 }
 
+static void admit(admit_call *c)
+{
+    if (cm_hot_admit(c->base.api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
+}
+
+static void on_tree_read(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    admit_call *c = arg;
+    if (rc != CM_OK || cm_pgres_rows(res) != 1) {
+        /* Nothing counted yet: the client retries. */
+        fail_plain(c, 503, "store_unavailable", NULL, "PostgreSQL is unavailable; retry");
+        return;
+    }
+    snprintf(c->root, sizeof c->root, "%s", cm_pgres_get(res, 0, 0));
+    if (!cm_pgres_isnull(res, 0, 1)) {
+        snprintf(c->tree_cap, sizeof c->tree_cap, "%s", cm_pgres_get(res, 0, 1));
+        snprintf(c->tree_cost, sizeof c->tree_cost, "%s", cm_pgres_get(res, 0, 2));
+        c->adm.tree_org = c->base.who.org;
+        c->adm.tree_root = c->root;
+        c->adm.tree_cost = c->tree_cost;
+        c->adm.tree_cap = c->tree_cap;
+    }
+    admit(c);
+}
+
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     cm_req_intent *q = &j->req.intent;
@@ -192,6 +269,18 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
      * one: a retried intent gets the same answer and counts once. */
     c->adm.by_intent_id = !q->idem_key[0] && client_id;
     c->adm.idem_key = c->adm.by_intent_id ? q->body.intent_id : q->idem_key;
-    if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
+    if (!q->body.parent_intent_id[0]) {
+        admit(c);
+        return CM_OK;
+    }
+    const char *params[] = {who->org, q->body.parent_intent_id, q->body.agent};
+    /* The root of the parent's tree and, when the agent's policy caps
+     * trees, the cap and the tree's cost. */
+    if (cm_pg_query(api->db,
+                    "SELECT r.root, c.cap::text, CASE WHEN c.cap IS NOT NULL THEN cm_intent_tree_cost($1, r.root)::text END"
+                    " FROM (SELECT cm_intent_root($1, $2) AS root) r LEFT JOIN"
+                    " (SELECT max_cost_per_intent_tree AS cap FROM cost_policies WHERE address = $3) c ON true",
+                    3, params, on_tree_read, c) != CM_OK)
+        on_tree_read(c, CM_ESTORE, NULL, "");
     return CM_OK;
 }

@@ -470,8 +470,9 @@ static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
     admit_answer(c, CM_OK, &res);
 }
 
-/* The reply: {code, breached, newly, current (5), limits (5)}, or {-1}
- * (epoch missing), {-2, answer}, {-3} (in flight). */
+/* The reply: {code, breached, newly, current (5), limits (5), tree cost,
+ * tree reached, tree newly reached}, or {-1} (epoch missing), {-2,
+ * answer}, {-3} (in flight). */
 static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 {
     admit_call *c = arg;
@@ -501,7 +502,13 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
     case -3: res.code = CM_HOT_IN_FLIGHT; break;
     case 2: res.code = CM_HOT_KILLED; break;
     default:
-        res.code = cm_store_reply_int(r, 0) == 1 ? CM_HOT_ADMITTED : CM_HOT_REFUSED;
+        res.code = cm_store_reply_int(r, 0) == 1   ? CM_HOT_ADMITTED
+                   : cm_store_reply_int(r, 0) == 3 ? CM_HOT_TREE_CAPPED
+                                                   : CM_HOT_REFUSED;
+        snprintf(res.tree_cost, sizeof res.tree_cost, "%s",
+                 cm_store_reply_str(r, 3 + 2 * CM_LIM_COUNT, tmp, sizeof tmp));
+        res.tree_reached = cm_store_reply_int(r, 4 + 2 * CM_LIM_COUNT) != 0;
+        res.tree_newly = cm_store_reply_int(r, 5 + 2 * CM_LIM_COUNT) != 0;
         res.breached = (unsigned)cm_store_reply_int(r, 1);
         res.newly = (unsigned)cm_store_reply_int(r, 2);
         for (int i = 0; i < CM_LIM_COUNT; i++) {
@@ -517,8 +524,8 @@ static int send_admit(admit_call *c)
 {
     const cm_hot_admission *a = c->a;
     bool idem = a->idem_key[0] != '\0';
-    char keys[5][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 2][24];
-    const char *argv[17];
+    char keys[6][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 3][24];
+    const char *argv[21];
     cm_hot_key_policy(a->agent, keys[0]);
     for (int w = 0; w < CM_WIN3; w++) {
         cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], keys[1 + w]);
@@ -530,18 +537,26 @@ static int send_admit(admit_call *c)
     snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_IDEM_TTL);
     char idem_key[CM_HOT_KEY_MAX];
     if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, idem_key);
+    /* Without a tree cap, KEYS[8] is a name the script never reads. */
+    bool tree = a->tree_cap != NULL;
+    if (tree) cm_hot_key_tree(a->tree_org, a->tree_root, keys[5]);
+    snprintf(nums[2 * CM_WIN3 + 2], sizeof nums[0], "%ld", CM_HOT_TREE_TTL);
     argv[0] = CM_HOT_EPOCH_KEY;
     for (int i = 0; i < 4; i++) argv[1 + i] = keys[i];
     /* Without an Idempotency-Key, KEYS[6] is a name the script never reads. */
     argv[5] = idem ? idem_key : CM_HOT_EPOCH_KEY;
     argv[6] = keys[4];
-    argv[7] = idem ? "1" : "0";
-    for (int w = 0; w < CM_WIN3; w++) argv[8 + w] = nums[w];
-    argv[11] = a->agent;
-    for (int w = 0; w < CM_WIN3; w++) argv[12 + w] = nums[CM_WIN3 + w];
-    argv[15] = nums[2 * CM_WIN3];
-    argv[16] = nums[2 * CM_WIN3 + 1];
-    return eval(c->h, ADMIT, 7, 17, argv, on_admitted, c);
+    argv[7] = tree ? keys[5] : CM_HOT_EPOCH_KEY;
+    argv[8] = idem ? "1" : "0";
+    for (int w = 0; w < CM_WIN3; w++) argv[9 + w] = nums[w];
+    argv[12] = a->agent;
+    for (int w = 0; w < CM_WIN3; w++) argv[13 + w] = nums[CM_WIN3 + w];
+    argv[16] = nums[2 * CM_WIN3];
+    argv[17] = nums[2 * CM_WIN3 + 1];
+    argv[18] = tree ? a->tree_cost : "";
+    argv[19] = tree ? a->tree_cap : "";
+    argv[20] = nums[2 * CM_WIN3 + 2];
+    return eval(c->h, ADMIT, 8, 21, argv, on_admitted, c);
 }
 
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)

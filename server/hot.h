@@ -98,11 +98,16 @@ typedef struct {
     int64_t starts[CM_WIN3]; /* the windows it counts in */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
     bool by_intent_id;       /* idem_key is the client's intent_id, standing in for the header */
+    /* The delegation tree the intent joins, when the agent's policy caps
+     * trees (tree_cap NULL: no check): its org and root, its cost as
+     * PostgreSQL has it (nano-dollars, decimal text) and the cap. */
+    const char *tree_org, *tree_root, *tree_cost, *tree_cap;
 } cm_hot_admission;
 
 typedef enum {
     CM_HOT_ADMITTED,   /* counted in its three windows */
     CM_HOT_REFUSED,    /* a limit of a blocking policy is reached */
+    CM_HOT_TREE_CAPPED, /* a blocking policy's tree cap is reached: tree_cost */
     CM_HOT_KILLED,     /* the agent is killed */
     CM_HOT_REBUILDING, /* Redis lost its data and this agent's rebuild failed */
     CM_HOT_REPEAT,     /* the Idempotency-Key was answered before: answer */
@@ -116,6 +121,11 @@ typedef struct {
     unsigned breached, newly;
     int64_t current[CM_LIM_COUNT];
     int64_t limit[CM_LIM_COUNT]; /* 0 for a limit the policy does not set */
+    /* With a tree cap: the tree's cost the check used (the larger of the
+     * admission's and the largest one before it), whether it reached the
+     * cap, and whether that was seen for the first time for this root. */
+    char tree_cost[48];
+    bool tree_reached, tree_newly;
     /* REPEAT: the answer given to the first request. */
     struct {
         int status;
