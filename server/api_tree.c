@@ -44,6 +44,18 @@ static void not_found(cm_job *j)
     cm_api_error(j, 404, "intent_not_found", NULL, "no intent of this id in this org (that this key may see)");
 }
 
+/* The start of a reply: the job, or NULL once answered (503 when the
+ * statement failed, 404 unless column col of its first row is true). */
+static cm_job *take_known(void *arg, int rc, const cm_pgres *res, int col)
+{
+    cm_job *j = cm_api_take(arg, rc);
+    if (j && (cm_pgres_rows(res) == 0 || cm_pgres_get(res, 0, col)[0] != 't')) {
+        not_found(j);
+        return NULL;
+    }
+    return j;
+}
+
 static void add_hint(cm_buf *b, const cm_req_spend_intent *q)
 {
     cm_buf_adds(b, ",\"agent\":");
@@ -70,13 +82,9 @@ static void add_time_or_null(cm_buf *b, const cm_pgres *res, int row, int col)
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
+    cm_job *j = take_known(arg, rc, res, 34);
     if (!j) return;
     const cm_req_spend_intent *q = &j->req.spend_intent;
-    if (cm_pgres_rows(res) == 0 || cm_pgres_get(res, 0, 34)[0] != 't') {
-        not_found(j);
-        return;
-    }
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
@@ -157,14 +165,10 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
 static void on_tree(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
+    cm_job *j = take_known(arg, rc, res, 20);
     if (!j) return;
     const cm_req_spend_intent *q = &j->req.spend_intent;
     int rows = cm_pgres_rows(res);
-    if (rows == 0 || cm_pgres_get(res, 0, 20)[0] != 't') {
-        not_found(j);
-        return;
-    }
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
@@ -224,13 +228,9 @@ int cm_api_intent_tree(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 static void on_end(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
+    cm_job *j = take_known(arg, rc, res, 0);
     if (!j) return;
     const cm_req_intent_end *q = &j->req.intent_end;
-    if (cm_pgres_rows(res) == 0 || cm_pgres_get(res, 0, 0)[0] != 't') {
-        not_found(j);
-        return;
-    }
     if (cm_pgres_isnull(res, 0, 1)) {
         /* Another request ended it between this statement's read and its
          * insert: its outcome is the one kept. */
