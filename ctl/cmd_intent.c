@@ -1,4 +1,5 @@
-/* cmd_intent.c - `costmeshctl intent ADDR`: ask to start a task. */
+/* cmd_intent.c - `costmeshctl intent ADDR`: ask to start a task; `intent
+ * end ID`: say how it ended; `intent tree ID`: its delegation tree. */
 #include "args.h"
 #include "call.h"
 #include "ctl.h"
@@ -8,21 +9,95 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: costmeshctl intent ADDR [--intent-id ID] [--idempotency-key K] [--json]\n"
+    "usage: costmeshctl intent ADDR [--intent-id ID] [--parent ID] [--idempotency-key K] [--json]\n"
+    "       costmeshctl intent end ID --status succeeded|failed|cancelled [--quality Q] [--json]\n"
+    "       costmeshctl intent tree ID [--json]\n"
     "\n"
     "Open an intent for agent ADDR (agent://ORG/ENV/NAME), as an agent does before a task.\n"
     "Admitted: prints the intent id. Refused by the cost policy (429): prints the limit,\n"
     "the current value and the seconds to wait, and exits 3. A killed agent gets 403.\n"
     "  --intent-id        the id to use (default: the server makes one)\n"
+    "  --parent           its parent intent in a delegation tree\n"
     "  --idempotency-key  a repeat with the same key answers the first answer again\n"
-    "  --json             print the server's JSON as it was sent\n";
+    "  --json             print the server's JSON as it was sent\n"
+    "end records how intent ID ended (the first outcome is kept; --quality from 0 to 1).\n"
+    "tree lists intent ID and its descendants, depth first, with each one's cost and its\n"
+    "subtree's.\n";
+
+static int end(int argc, char **argv)
+{
+    const char *status = NULL, *quality = NULL;
+    int json = 0;
+    const cmctl_opt opts[] = {{"status", 1, &status, NULL}, {"quality", 1, &quality, NULL}, {"json", 0, NULL, &json}};
+    const cmctl_spec spec = {"intent end", usage, opts, sizeof opts / sizeof opts[0], 1, 1};
+    static const char *const statuses[] = {"succeeded", "failed", "cancelled", NULL};
+    const char *pos[1];
+    size_t npos;
+    int rc = cmctl_args_parse(&spec, argc - 1, argv + 1, pos, &npos);
+    if (rc != CMCTL_OK) return rc;
+    if (!status) return cmctl_usage_error(spec.cmd, "--status is required");
+    if ((rc = cmctl_arg_choice(spec.cmd, "status", status, statuses)) != CMCTL_OK ||
+        (quality && (rc = cmctl_arg_number(spec.cmd, "quality", quality)) != CMCTL_OK))
+        return rc;
+    cmctl_buf path;
+    cmctl_buf_init(&path);
+    cmctl_buf_adds(&path, "/v1/mesh/intents/");
+    cmctl_buf_add_pct(&path, pos[0]);
+    cmctl_buf_adds(&path, "/end");
+    json_object *body = json_object_new_object();
+    rc = body ? cmctl_jadd_str(body, "status", status) : CMCTL_ENOMEM;
+    if (rc == CMCTL_OK) rc = cmctl_jadd_number(body, "quality", quality);
+    cmctl_reply r = {0, NULL, NULL};
+    if (rc == CMCTL_OK && !cmctl_buf_str(&path)) rc = CMCTL_ENOMEM;
+    if (rc == CMCTL_OK) rc = cmctl_call("POST", cmctl_buf_str(&path), body, NULL, &r);
+    else cmctl_fail(rc, cmctl_strerror(rc));
+    json_object_put(body);
+    cmctl_buf_free(&path);
+    if (rc == CMCTL_OK && json) rc = cmctl_print_raw(&r);
+    else if (rc == CMCTL_OK)
+        printf("intent %s ended %s (quality %s)\n", pos[0], cmctl_jtext(r.json, "status", "?"),
+               cmctl_jtext(r.json, "quality", "-"));
+    cmctl_reply_free(&r);
+    return rc;
+}
+
+static int show_tree(json_object *reply)
+{
+    static const cmctl_col cols[] = {
+        {"INTENT_ID", "intent_id", NULL, 0}, {"PARENT", "parent_intent_id", NULL, 0}, {"DEPTH", "depth", NULL, 1},
+        {"COST_USD", "cost_usd", NULL, 1},   {"TREE_COST_USD", "tree_cost_usd", NULL, 1}, {"STATUS", "status", NULL, 0},
+    };
+    if (!json_object_is_type(reply, json_type_object)) return CMCTL_EREPLY;
+    return cmctl_print_rows(reply, "nodes", cols, sizeof cols / sizeof cols[0]);
+}
+
+static int tree(int argc, char **argv)
+{
+    int json = 0;
+    const cmctl_opt opts[] = {{"json", 0, NULL, &json}};
+    const cmctl_spec spec = {"intent tree", usage, opts, 1, 1, 1};
+    const char *pos[1];
+    size_t npos;
+    int rc = cmctl_args_parse(&spec, argc - 1, argv + 1, pos, &npos);
+    if (rc != CMCTL_OK) return rc;
+    cmctl_buf path;
+    cmctl_buf_init(&path);
+    cmctl_buf_adds(&path, "/v1/mesh/intents/");
+    cmctl_buf_add_pct(&path, pos[0]);
+    cmctl_buf_adds(&path, "/tree");
+    return cmctl_get_show(&path, json, show_tree);
+}
 
 int cmctl_cmd_intent(int argc, char **argv)
 {
-    const char *intent_id = NULL, *idem = NULL;
+    if (argc > 1 && strcmp(argv[1], "end") == 0) return end(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "tree") == 0) return tree(argc - 1, argv + 1);
+    const char *intent_id = NULL, *parent = NULL, *idem = NULL;
     int json = 0;
-    const cmctl_opt opts[] = {
-        {"intent-id", 1, &intent_id, NULL}, {"idempotency-key", 1, &idem, NULL}, {"json", 0, NULL, &json}};
+    const cmctl_opt opts[] = {{"intent-id", 1, &intent_id, NULL},
+                              {"parent", 1, &parent, NULL},
+                              {"idempotency-key", 1, &idem, NULL},
+                              {"json", 0, NULL, &json}};
     const cmctl_spec spec = {"intent", usage, opts, sizeof opts / sizeof opts[0], 1, 1};
     const char *pos[1];
     size_t npos;
@@ -39,6 +114,7 @@ int cmctl_cmd_intent(int argc, char **argv)
     json_object *body = json_object_new_object();
     rc = body ? cmctl_jadd_str(body, "agent", pos[0]) : CMCTL_ENOMEM;
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "intent_id", intent_id);
+    if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "parent_intent_id", parent);
     cmctl_reply r = {0, NULL, NULL};
     if (rc == CMCTL_OK) rc = cmctl_call("POST", "/v1/mesh/intents", body, header, &r);
     else cmctl_fail(rc, cmctl_strerror(rc));
