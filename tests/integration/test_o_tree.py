@@ -197,7 +197,7 @@ def test_tree_cap_over_two_replicas(h):
             e = r.error()
             check_eq((e.get("limit"), e.get("root_intent_id"), dec(e.get("limit_value")), dec(e.get("current"))),
                      ("max_cost_per_intent_tree_usd", r_, Decimal(1), Decimal(1)), "429 %d names the root" % i)
-            check("Retry-After" not in r.headers, "a tree cap has no Retry-After")
+            check("retry-after" not in r.headers, "a tree cap has no Retry-After: %r" % r.headers)
         for tgt in (h, view):
             check_status(tgt.request("POST", "/v1/mesh/intents", {"agent": o, "parent_intent_id": other}, key=h.k1),
                          201, "another root's tree")
