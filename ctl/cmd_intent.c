@@ -24,6 +24,16 @@ static const char usage[] =
     "tree lists intent ID and its descendants, depth first, with each one's cost and its\n"
     "subtree's.\n";
 
+/* /v1/mesh/intents/{id}SUFFIX into path (initialised here), the id
+ * percent-encoded. */
+static void intent_path(cmctl_buf *path, const char *id, const char *suffix)
+{
+    cmctl_buf_init(path);
+    cmctl_buf_adds(path, "/v1/mesh/intents/");
+    cmctl_buf_add_pct(path, id);
+    cmctl_buf_adds(path, suffix);
+}
+
 static int end(int argc, char **argv)
 {
     const char *status = NULL, *quality = NULL;
@@ -40,10 +50,7 @@ static int end(int argc, char **argv)
         (quality && (rc = cmctl_arg_number(spec.cmd, "quality", quality)) != CMCTL_OK))
         return rc;
     cmctl_buf path;
-    cmctl_buf_init(&path);
-    cmctl_buf_adds(&path, "/v1/mesh/intents/");
-    cmctl_buf_add_pct(&path, pos[0]);
-    cmctl_buf_adds(&path, "/end");
+    intent_path(&path, pos[0], "/end");
     json_object *body = json_object_new_object();
     rc = body ? cmctl_jadd_str(body, "status", status) : CMCTL_ENOMEM;
     if (rc == CMCTL_OK) rc = cmctl_jadd_number(body, "quality", quality);
@@ -81,10 +88,7 @@ static int tree(int argc, char **argv)
     int rc = cmctl_args_parse(&spec, argc - 1, argv + 1, pos, &npos);
     if (rc != CMCTL_OK) return rc;
     cmctl_buf path;
-    cmctl_buf_init(&path);
-    cmctl_buf_adds(&path, "/v1/mesh/intents/");
-    cmctl_buf_add_pct(&path, pos[0]);
-    cmctl_buf_adds(&path, "/tree");
+    intent_path(&path, pos[0], "/tree");
     return cmctl_get_show(&path, json, show_tree);
 }
 
