@@ -25,7 +25,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Iserver -I$(BUILD)/gen $(PKG_CFLAGS) $(SANFL
 ALL_LDFLAGS = $(SANFLAGS) $(LDFLAGS)
 
 # Modules with no library dependency: unit-tested without servers.
-PURE_SRC := server/error.c server/money.c server/timeutil.c server/address.c server/backoff.c
+PURE_SRC := server/error.c server/money.c server/pricing.c server/timeutil.c server/address.c server/backoff.c
 SERVER_SRC := $(wildcard server/*.c)
 # The Lua scripts of hot.c, embedded like the schema.
 LUA_SRC := $(sort $(wildcard server/lua/*.lua))

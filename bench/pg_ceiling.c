@@ -21,8 +21,24 @@
 #include <time.h>
 
 /* The row columns, then $21 (now) and $22 (agents to write: none, the steady
- * state under load, where seen.c finds every agent written this second). */
-enum { NCOLS = 22 };
+ * state under load, where seen.c finds every agent written this second),
+ * then the columns added later ($23 on: model, cache-write tokens, prices,
+ * attributes, money in and out), sent as absent: NULL for a text[]
+ * parameter, 0 for the others. How many there are and their types are read
+ * from the statement ($N::type[]), so a column added to it does not break
+ * the bench. */
+enum { NCOLS = 22, MAX_PARAMS = 64 };
+
+/* The highest $N in sql. */
+static int max_param(const char *sql)
+{
+    int m = 0;
+    for (const char *p = strchr(sql, '$'); p; p = strchr(p + 1, '$')) {
+        int v = atoi(p + 1);
+        if (v > m) m = v;
+    }
+    return m;
+}
 
 typedef struct {
     char *data;
@@ -86,6 +102,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
         return 1;
     }
+    int nparams = max_param(sql);
+    if (nparams < NCOLS || nparams > MAX_PARAMS) {
+        fprintf(stderr, "pg_ceiling: %s has %d parameters\n", argv[2], nparams);
+        return 2;
+    }
+    const int nlate = nparams - NCOLS;
+    int late_text[MAX_PARAMS - NCOLS];
+    for (int c = 0; c < nlate; c++) {
+        char cast[32];
+        snprintf(cast, sizeof cast, "$%d::text", NCOLS + 1 + c);
+        late_text[c] = strstr(sql, cast) != NULL;
+    }
     char *explain = NULL;
     if (getenv("PG_CEILING_EXPLAIN")) {
         explain = malloc(strlen(sql) + 64);
@@ -96,14 +124,17 @@ int main(int argc, char **argv)
     double t0 = now_s(), t = t0;
     char tmp[256];
     while (t - t0 < seconds) {
-        sbuf cols[NCOLS - 2];
+        sbuf cols[NCOLS - 2], late[MAX_PARAMS - NCOLS];
         memset(cols, 0, sizeof cols);
+        memset(late, 0, sizeof late);
         time_t now = time(NULL);
         for (int c = 0; c < NCOLS - 2; c++) sb_add(&cols[c], "{");
+        for (int c = 0; c < nlate; c++) sb_add(&late[c], "{");
         for (long i = 0; i < rows; i++, seq++) {
             long a = (long)(rand() % agents); /* as bench/load.lua picks them */
             const char *sep = i ? "," : "";
             for (int c = 0; c < NCOLS - 2; c++) sb_add(&cols[c], sep);
+            for (int c = 0; c < nlate; c++) sb_add(&late[c], sep), sb_add(&late[c], late_text[c] ? "NULL" : "0");
             snprintf(tmp, sizeof tmp, "\"agent://default/%s/a%ld\"", prefix, a);
             sb_add(&cols[0], tmp);
             snprintf(tmp, sizeof tmp, "\"%s-%ld-%ld\"", prefix, (long)t0, seq);
@@ -121,10 +152,14 @@ int main(int argc, char **argv)
             snprintf(tmp, sizeof tmp, "%ld", i);
             sb_add(&cols[19], tmp);
         }
-        const char *params[NCOLS];
+        const char *params[MAX_PARAMS];
         for (int c = 0; c < NCOLS - 2; c++) {
             sb_add(&cols[c], "}");
             params[c] = cols[c].data;
+        }
+        for (int c = 0; c < nlate; c++) {
+            sb_add(&late[c], "}");
+            params[NCOLS + c] = late[c].data;
         }
         char nowbuf[24];
         snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)now);
@@ -132,14 +167,14 @@ int main(int argc, char **argv)
         params[NCOLS - 1] = "{}";
         if (explain) {
             /* PG_CEILING_EXPLAIN=1: the plan of one statement, then stop. */
-            PGresult *ex = PQexecParams(pg, explain, NCOLS, NULL, params, NULL, NULL, 0);
+            PGresult *ex = PQexecParams(pg, explain, nparams, NULL, params, NULL, NULL, 0);
             for (int r = 0; r < PQntuples(ex); r++) printf("%s\n", PQgetvalue(ex, r, 0));
             if (PQresultStatus(ex) != PGRES_TUPLES_OK) fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
             PQclear(ex);
             PQfinish(pg);
             return 0;
         }
-        PGresult *res = PQexecParams(pg, sql, NCOLS, NULL, params, NULL, NULL, 0);
+        PGresult *res = PQexecParams(pg, sql, nparams, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             fprintf(stderr, "pg_ceiling: %s", PQerrorMessage(pg));
             PQclear(res);
@@ -148,6 +183,7 @@ int main(int argc, char **argv)
         }
         PQclear(res);
         for (int c = 0; c < NCOLS - 2; c++) free(cols[c].data);
+        for (int c = 0; c < nlate; c++) free(late[c].data);
         total += rows;
         statements++;
         t = now_s();

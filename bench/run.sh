@@ -357,11 +357,65 @@ REDIS_KEYS=$(redis-cli -p "$REDIS_PORT" DBSIZE | tr -dc '0-9')
 
 # ---------------------------------------- PostgreSQL bytes per heartbeat
 
-$PSQL -c "VACUUM ANALYZE heartbeats, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+$PSQL -c "VACUUM ANALYZE heartbeats, heartbeat_ids, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+# heartbeats is partitioned: its size is the sum of its partitions'.
 read -r PG_ROWS PG_BYTES <<EOF
-$($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats), pg_total_relation_size('heartbeats')
+$($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats),
+    (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
+     WHERE inhparent = 'heartbeats'::regclass) + pg_total_relation_size('heartbeat_ids')
     + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')")
 EOF
+
+# ------------------------------- storage of a day of heartbeats (issue 17)
+
+# A day at a fixed rate, as the partitions hold it: DAY_AGENTS agents, one
+# heartbeat a minute each, every one with an id and an intent (a new intent
+# every 10 heartbeats), written by SQL into the partition of a past day (the
+# HTTP path would take hours) with the agent's hour/day/month rollups the
+# group commit would have written; the rollup worker sums the intents. What a
+# heartbeat costs while its partition is kept, and what stays after the
+# retention drops it.
+DAY_AGENTS=$([ "$SHORT" = 1 ] && echo 200 || echo 1000)
+say "storage: a day of $DAY_AGENTS agents at one heartbeat a minute"
+DAY=$($PSQL -c "SELECT to_char((now() AT TIME ZONE 'UTC')::date - 3, 'YYYY-MM-DD')")
+DAYP="heartbeats_day_bench"
+SIZES_SQL="SELECT pg_total_relation_size('heartbeat_ids'),
+    pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')"
+$PSQL -c "VACUUM heartbeat_ids, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+read -r IDS_BEFORE ROLL_BEFORE <<SQL
+$($PSQL -F ' ' -c "$SIZES_SQL")
+SQL
+$PSQL -q -c "CREATE TABLE $DAYP PARTITION OF heartbeats FOR VALUES FROM ('$DAY 00:00:00+00') TO ('$DAY 00:00:00+00'::timestamptz + interval '1 day');
+  CREATE TEMP TABLE day_rows AS SELECT 'agent://bench/prod/day-' || a AS address, md5(a || ':' || m) AS hb_id,
+    'int-' || a || '-' || (m / 10) AS intent_id, '$DAY 00:00:00+00'::timestamptz + m * interval '1 minute' AS ts,
+    1234567::bigint AS cost, 1200::bigint AS tin, 300::bigint AS tout
+    FROM generate_series(1, $DAY_AGENTS) a, generate_series(0, 1439) m;
+  INSERT INTO heartbeat_ids (key, received_at) SELECT cm_hb_key(address, hb_id), ts FROM day_rows;
+  INSERT INTO heartbeats (address, hb_id, intent_id, ts, received_at, cost_nanos, tokens_in, tokens_out, llm_calls)
+    SELECT address, hb_id, intent_id, ts, ts, cost, tin, tout, 1 FROM day_rows;
+  INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_in, tokens_out, llm_calls, heartbeats)
+    SELECT address, g, date_trunc(u, ts, 'UTC'), sum(cost), sum(tin), sum(tout), count(*), count(*)
+    FROM day_rows, (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) v(g, u) GROUP BY 1, 2, 3
+    ON CONFLICT DO NOTHING;"
+DAY_ROWS=$((DAY_AGENTS * 1440))
+for _ in $(seq 600); do
+    [ "$($PSQL -c "SELECT count(*) FROM cm_rollup_tail() t WHERE t.address LIKE 'agent://bench/prod/day-%'")" = 0 ] && break
+    sleep 0.1
+done
+$PSQL -c "VACUUM ANALYZE $DAYP, heartbeat_ids, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+read -r DAY_RAW <<SQL
+$($PSQL -c "SELECT pg_total_relation_size('$DAYP')")
+SQL
+read -r IDS_AFTER ROLL_AFTER <<SQL
+$($PSQL -F ' ' -c "$SIZES_SQL")
+SQL
+# Ids and rollups share their tables with the other runs: what the day added
+# to them (new pages of heap and indexes); the partition is measured whole.
+per_hb() { awk -v b="$1" -v n="$DAY_ROWS" 'BEGIN { printf "%.0f", b / n }'; }
+DAY_RAW_PER=$(per_hb "$DAY_RAW")
+DAY_IDS_PER=$(per_hb $((IDS_AFTER - IDS_BEFORE)))
+DAY_ROLL_PER=$(per_hb $((ROLL_AFTER - ROLL_BEFORE)))
+$PSQL -q -c "DROP TABLE $DAYP"
 
 # ------------------------------------- Redis rebuild at 100,000 agents
 
@@ -514,6 +568,8 @@ report() {
     echo "| costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }') (peak $(awk -v k="$HWM_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')) |"
     echo "| Redis used_memory after 10,000 agents ($REDIS_KEYS keys) | $(awk -v b="$REDIS_MEM" 'BEGIN { printf "%.1f MiB", b / 1048576 }') |"
     echo "| PostgreSQL bytes per heartbeat (heartbeats + rollups, $PG_ROWS rows) | $(awk -v b="$PG_BYTES" -v n="$PG_ROWS" 'BEGIN { if (n > 0) printf "%.0f", b / n }') |"
+    echo "| a day at one heartbeat a minute ($DAY_AGENTS agents, $DAY_ROWS rows): bytes per heartbeat while kept (raw partition + dedupe id + rollups) | $((DAY_RAW_PER + DAY_IDS_PER + DAY_ROLL_PER)) ($DAY_RAW_PER + $DAY_IDS_PER + $DAY_ROLL_PER) |"
+    echo "| the same day once the retention dropped its partition and its ids expired (rollups only) | $DAY_ROLL_PER |"
     echo "| persistence backlog every 5 s during 2 (ingest jobs + writer queue) | $BACKLOG_SERIES |"
     echo "| backlog flat during 2 | $BACKLOG_FLAT |"
     echo "| Redis rebuild after FLUSHALL, $REBUILD_AGENTS agents ($REBUILD_WINDOWS windows, $((REBUILD_AGENTS / 10)) policies): until /readyz is 200 | $REBUILD_S s |"

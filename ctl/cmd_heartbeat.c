@@ -8,13 +8,17 @@
 #include <sys/random.h>
 
 static const char usage[] =
-    "usage: costmeshctl heartbeat ADDR [--cost USD] [--tokens-in N] [--tokens-out N]\n"
+    "usage: costmeshctl heartbeat ADDR [--cost USD] [--model M] [--tokens-in N] [--tokens-out N]\n"
+    "                                  [--tokens-cached N] [--tokens-cache-write N]\n"
     "                                  [--llm-calls N] [--intent ID] [--id ID] [--ts RFC3339]\n"
     "                                  [--json]\n"
     "\n"
     "Send one heartbeat for agent ADDR (agent://ORG/ENV/NAME); the first one registers it.\n"
     "The metrics are what was spent since the previous heartbeat; none makes a liveness beat.\n"
-    "  --cost   dollars, sent exactly as written (e.g. 0.03)\n"
+    "  --cost   dollars, sent exactly as written (e.g. 0.03); without it, a heartbeat with\n"
+    "           --model is priced by the org's rate card (costmeshctl pricing)\n"
+    "  --tokens-cached, --tokens-cache-write  input tokens read from and written to the\n"
+    "           provider's cache: part of --tokens-in\n"
     "  --id     idempotency id: the server counts an (agent, id) once. Default: a new\n"
     "           random id, printed so the same heartbeat can be resent with --id.\n"
     "  --ts     when the metrics were spent (default now; at most 7 days ago)\n"
@@ -37,9 +41,10 @@ typedef struct counts {
 } counts;
 
 static int build(json_object *body, const char *addr, const char *id, const char *intent, const char *ts,
-                 const char *cost, counts *c, size_t nc)
+                 const char *model, const char *cost, counts *c, size_t nc)
 {
     int rc = cmctl_jadd_str(body, "agent", addr);
+    if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "model", model);
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "id", id);
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "intent_id", intent);
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "ts", ts);
@@ -72,12 +77,15 @@ static void show(json_object *j, const char *id)
 
 int cmctl_cmd_heartbeat(int argc, char **argv)
 {
-    const char *cost = NULL, *intent = NULL, *id = NULL, *ts = NULL;
+    const char *cost = NULL, *intent = NULL, *id = NULL, *ts = NULL, *model = NULL;
     int json = 0;
-    counts c[] = {{"tokens_in", "tokens-in", NULL, 0}, {"tokens_out", "tokens-out", NULL, 0},
-                  {"llm_calls", "llm-calls", NULL, 0}};
+    counts c[] = {{"tokens_in", "tokens-in", NULL, 0},         {"tokens_out", "tokens-out", NULL, 0},
+                  {"llm_calls", "llm-calls", NULL, 0},         {"tokens_cached", "tokens-cached", NULL, 0},
+                  {"tokens_cache_write", "tokens-cache-write", NULL, 0}};
     const cmctl_opt opts[] = {{"cost", 1, &cost, NULL},         {"tokens-in", 1, &c[0].text, NULL},
                               {"tokens-out", 1, &c[1].text, NULL}, {"llm-calls", 1, &c[2].text, NULL},
+                              {"tokens-cached", 1, &c[3].text, NULL}, {"tokens-cache-write", 1, &c[4].text, NULL},
+                              {"model", 1, &model, NULL},
                               {"intent", 1, &intent, NULL},     {"id", 1, &id, NULL},
                               {"ts", 1, &ts, NULL},             {"json", 0, NULL, &json}};
     const cmctl_spec spec = {"heartbeat", usage, opts, sizeof opts / sizeof opts[0], 1, 1};
@@ -96,7 +104,7 @@ int cmctl_cmd_heartbeat(int argc, char **argv)
     }
 
     json_object *body = json_object_new_object();
-    rc = body ? build(body, pos[0], id, intent, ts, cost, c, sizeof c / sizeof c[0]) : CMCTL_ENOMEM;
+    rc = body ? build(body, pos[0], id, intent, ts, model, cost, c, sizeof c / sizeof c[0]) : CMCTL_ENOMEM;
     if (rc != CMCTL_OK) {
         json_object_put(body);
         return cmctl_fail(rc, cmctl_strerror(rc));

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"events", cmctl_cmd_events, "the org's recent events, newest first"},
     {"heartbeat", cmctl_cmd_heartbeat, "send one heartbeat by hand"},
     {"intent", cmctl_cmd_intent, "open an intent (exit 3 when the policy refuses it)"},
+    {"pricing", cmctl_cmd_pricing, "list the org's rate cards, or add a version (admin)"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -16,11 +16,12 @@
 
 FUZZ_SECONDS ?= 20
 FUZZ_CC := clang
-FUZZ_TARGETS := heartbeats money address policy
+FUZZ_TARGETS := heartbeats money address policy price
 FUZZ_DIR = $(BUILD)/fuzz
 # The pure modules: no Redis, PostgreSQL or HTTP library needed.
 FUZZ_LIB_SRC := server/error.c server/money.c server/timeutil.c server/address.c \
-                server/routes.c server/buf.c server/policy.c server/codec.c server/hot_layout.c
+                server/routes.c server/buf.c server/policy.c server/codec.c server/hot_layout.c \
+                server/pricing.c
 FUZZ_CFLAGS := -std=c11 -g -O1 -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wpointer-arith \
                -D_GNU_SOURCE -Iserver -Itests/fuzz \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -90,13 +90,26 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
     return c;
 }
 
+static int query_on(cm_pg_pool *pool, bool prepared, cm_api_call *c, const char *sql, int n,
+                    const char *const *params, cm_pg_cb cb, cm_apierr *e)
+{
+    int rc = prepared ? cm_pg_query_prepared(pool, sql, n, params, cb, c) : cm_pg_query(pool, sql, n, params, cb, c);
+    if (rc == CM_OK) return CM_OK;
+    free(c);
+    return cm_api_store_error(e);
+}
+
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
                  cm_apierr *e)
 {
     cm_api_call *c = call;
-    if (cm_pg_query(c->api->db, sql, n, params, cb, c) == CM_OK) return CM_OK;
-    free(c);
-    return cm_api_store_error(e);
+    return query_on(c->api->db, false, c, sql, n, params, cb, e);
+}
+
+int cm_api_read(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb, cm_apierr *e)
+{
+    cm_api_call *c = call;
+    return query_on(c->api->read_db, true, c, sql, n, params, cb, e);
 }
 
 cm_job *cm_api_take(void *call, int rc)

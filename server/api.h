@@ -16,6 +16,7 @@
 #include "keycache.h"
 #include "notify.h"
 #include "pg.h"
+#include "ratecards.h"
 #include "hot.h"
 
 #include <stdbool.h>
@@ -25,6 +26,7 @@
 typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
+    cm_pg_pool *read_db;   /* spend and event reads, which may lag: a standby's pool (database-read-url), or db */
     cm_ingest *ingest;
     cm_intent_log *intents; /* admitted intents, group-committed */
     cm_hot *hot;
@@ -33,6 +35,10 @@ typedef struct {
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
     int intent_abandon_s;  /* an intent not ended and silent this long is reported abandoned */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
+    cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
+    /* A client's cost may differ from the card's by this percent of the
+     * card's before it counts as a discrepancy; nano-percent (1% = 1e9). */
+    int64_t price_tolerance;
     /* Test hook (COSTMESH_TEST_INTEROP_FAULTS, "" in production): statuses,
      * comma-separated, each answered once, in order, to an OTLP or
      * CloudEvents request instead of its success, after its commit: what
@@ -93,6 +99,11 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
  * cannot be queued, frees the call, fills e and returns CM_ESTORE. */
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
                  cm_apierr *e);
+/* As cm_api_query, on the read pool: for a read that may be a little
+ * behind the last commits (docs/operations.md says by how much). Clients
+ * poll these, so each is prepared once per connection
+ * (cm_pg_query_prepared: sql must have static storage). */
+int cm_api_read(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb, cm_apierr *e);
 /* The common start of a statement's callback: frees the call and returns
  * its job; or, when the statement failed, answers 503 and returns NULL. */
 cm_job *cm_api_take(void *call, int rc);

@@ -201,6 +201,46 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_api_reply(j, 200, &b);
 }
 
+/* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
+ * session's time zone. One range scan of the agent's hours (cost and counts:
+ * its own rollup, the one Redis mirrors) and one of its 'agent' unit (money
+ * in and out, rollup + tail; the unit's tail is the agent's own raw rows, so
+ * it is read without cm_hb_units, whose intent lookup per row of the whole
+ * tail made this polled read costly), each summed per bucket, then joined to the
+ * series so that empty buckets show. Columns: 0..5 the series
+ * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
+ * (cm_api_spend_totals), 20..26 the outcomes (cm_api_outcomes). A polled
+ * statement, so prepared. */
+static const char spend_sql[] =
+    "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
+    " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
+    " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
+    " FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket >= to_timestamp($2::bigint)"
+    " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
+    " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
+    " FROM (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM rollup_unit"
+    " WHERE org = $5 AND kind = 'agent' AND unit = $1 UNION ALL SELECT date_trunc('hour', ts, 'UTC'),"
+    " revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM " CM_ROLLUP_TAIL_SQL
+    " WHERE address = $1) AS units"
+    " WHERE bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " b AS (SELECT s, coalesce(r.cost, 0) AS cost_nanos, coalesce(r.tin, 0) AS tokens_in,"
+    " coalesce(r.tout, 0) AS tokens_out, coalesce(r.calls, 0) AS llm_calls, coalesce(r.tools, 0) AS tool_calls,"
+    " coalesce(r.hb, 0) AS heartbeats, coalesce(r.tcached, 0) AS tokens_cached,"
+    " coalesce(m.rev, 0) AS revenue_nanos, coalesce(m.refund, 0) AS refund_nanos,"
+    " coalesce(m.ext, 0) AS external_nanos, coalesce(m.fees, 0) AS fees_nanos"
+    " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
+    " LEFT JOIN r ON r.k = (s - $2::bigint) / $4::bigint LEFT JOIN m ON m.k = (s - $2::bigint) / $4::bigint),"
+    " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM b)"
+    " SELECT s::text, cost_nanos::text, tokens_in::text, tokens_out::text, llm_calls::text,"
+    " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
+    " (SELECT count(*) FROM agents WHERE address = $1)::text,"
+    " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
+    " AND admitted_at < to_timestamp($3::bigint))::text, t.*, oc.*"
+    " FROM b CROSS JOIN t CROSS JOIN "
+    CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$6", "$7", "(SELECT sum(cost_nanos) FROM b)")
+    " oc ORDER BY s";
+
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_agent *q = &j->req.spend_agent;
@@ -217,36 +257,8 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     snprintf(now, sizeof now, "%lld", (long long)j->now);
     const char *params[] = {q->address, from, to, steps, who->org, abandon, now};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
-     * session's time zone. Cost and counts are the agent's own rollup (the
-     * one Redis mirrors); money in and out is its 'agent' unit. Columns: 0..5
-     * the series (cm_api_spend_series), 6 the agent is known, 7 intents,
-     * 8..19 the totals (cm_api_spend_totals), 20..26 the outcomes. */
-    return cm_api_query(c,
-                        "WITH m AS (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM "
-                        CM_ROLLUP_UNITS_SQL " WHERE org = $5 AND kind = 'agent' AND unit = $1"
-                        " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)),"
-                        " a AS (SELECT s, coalesce(sum(r.cost_nanos), 0) AS cost_nanos, coalesce(sum(r.tokens_in), 0) AS tokens_in,"
-                        " coalesce(sum(r.tokens_out), 0) AS tokens_out, coalesce(sum(r.llm_calls), 0) AS llm_calls,"
-                        " coalesce(sum(r.tool_calls), 0) AS tool_calls, coalesce(sum(r.heartbeats), 0) AS heartbeats,"
-                        " coalesce(sum(r.tokens_cached), 0) AS tokens_cached"
-                        " FROM generate_series($2::bigint, $3::bigint - 1, $4::bigint) s"
-                        " LEFT JOIN rollup_agent r ON r.address = $1 AND r.grain = 'h'"
-                        " AND r.bucket >= to_timestamp(s) AND r.bucket < to_timestamp(s + $4::bigint)"
-                        " GROUP BY s),"
-                        " b AS (SELECT a.*, mm.* FROM a CROSS JOIN LATERAL (SELECT"
-                        " coalesce(sum(m.revenue_nanos), 0) AS revenue_nanos, coalesce(sum(m.refund_nanos), 0) AS refund_nanos,"
-                        " coalesce(sum(m.external_nanos), 0) AS external_nanos, coalesce(sum(m.fees_nanos), 0) AS fees_nanos"
-                        " FROM m WHERE m.bucket >= to_timestamp(a.s) AND m.bucket < to_timestamp(a.s + $4::bigint)) mm),"
-                        " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM b)"
-                        " SELECT s::text, cost_nanos::text, tokens_in::text, tokens_out::text, llm_calls::text,"
-                        " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
-                        " (SELECT count(*) FROM agents WHERE address = $1)::text,"
-                        " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-                        " AND admitted_at < to_timestamp($3::bigint))::text, t.*, oc.*"
-                        " FROM b CROSS JOIN t CROSS JOIN "
-                        CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$6", "$7",
-                                            "(SELECT sum(cost_nanos) FROM b)") " oc ORDER BY s",
-                        7, params, on_spend, e);
+     * session's time zone. A polled statement: prepared, on the read pool. */
+    return cm_api_read(c, spend_sql, 7, params, on_spend, e);
 }
 
 /* ---- events ---- */
@@ -291,7 +303,7 @@ int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     snprintf(before, sizeof before, "%lld", (long long)q->before);
     const char *params[] = {who->org, q->event_type[0] ? q->event_type : NULL, limit, agent,
                             q->before ? before : NULL};
-    return cm_api_query(c,
+    return cm_api_read(c,
                         "SELECT id::text, event_type, address, " CM_PG_EPOCH("ts") ", details::text"
                         " FROM events WHERE org = $1 AND ($2::text IS NULL OR event_type = $2)"
                         " AND ($4::text IS NULL OR address = $4) AND ($5::bigint IS NULL OR id < $5)"

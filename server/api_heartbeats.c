@@ -1,5 +1,6 @@
 /* api_heartbeats.c - heartbeats: each one's agent is checked against the
- * key, then the batch goes to the group commit (ingest.h), which answers. */
+ * key, those naming a model are priced (api_pricing.c), then the batch
+ * goes to the group commit (ingest.h), which answers. */
 #include "api_routes.h"
 #include "error.h"
 
@@ -14,6 +15,6 @@ int cm_api_heartbeat(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
         else snprintf(field, sizeof field, "agent");
         if (cm_api_resolve_agent(who, q->hbs[i].agent, field, e) != CM_OK) return CM_EFORBIDDEN;
     }
-    cm_ingest_submit(api->ingest, j);
+    cm_api_price(api, j, who);
     return CM_OK;
 }

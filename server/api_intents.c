@@ -104,6 +104,8 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
                      "another agent of this org already has an intent with this id");
         return;
     }
+    /* Counted on a primary a failover has since replaced: count it on this one. */
+    if (c->counted && !prev) cm_hot_recorded(c->base.api->hot, &c->adm);
     /* New, or a repeat of this agent's own intent: the same answer, and it
      * counts once. */
     cm_buf b;
@@ -225,7 +227,9 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
 
 static void admit(admit_call *c)
 {
-    if (cm_hot_admit(c->base.api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
+    cm_hot *hot = c->base.api->hot;
+    c->adm.generation = cm_hot_generation(hot);
+    if (cm_hot_admit(hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
 }
 
 static void on_tree_read(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -249,18 +253,37 @@ static void on_tree_read(void *arg, int rc, const cm_pgres *res, const char *sql
     admit(c);
 }
 
+/* The id of an intent the client did not name. With an Idempotency-Key it
+ * follows from the agent and the key, so that a retry whose first attempt
+ * was recorded but never answered (its replica killed in between) finds
+ * that id in the intents table and counts once; else it is random. */
+static int new_intent_id(const cm_req_intent *q, char out[CM_ID_MAX + 1])
+{
+    char hex[17];
+    if (!q->idem_key[0]) {
+        if (cm_auth_random_hex(hex, 8) != CM_OK) return CM_EIO;
+    } else {
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_addf(&b, "%zu:%s%s", strlen(q->body.agent), q->body.agent, q->idem_key);
+        unsigned char h[CM_KEY_HASH_LEN];
+        int rc = b.failed ? CM_ENOMEM : cm_auth_hash(b.data, b.len, h);
+        cm_buf_free(&b);
+        if (rc != CM_OK) return rc;
+        for (int i = 0; i < 8; i++) snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    }
+    snprintf(out, CM_ID_MAX + 1, "int_%s", hex);
+    return CM_OK;
+}
+
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     cm_req_intent *q = &j->req.intent;
     if (cm_api_resolve_agent(who, q->body.agent, q->axme ? "to_agent" : "agent", e) != CM_OK)
         return CM_EFORBIDDEN;
     bool client_id = q->body.intent_id[0] != '\0';
-    if (!client_id) {
-        char rnd[17];
-        if (cm_auth_random_hex(rnd, 8) != CM_OK)
-            return cm_apierr_set(e, 500, "internal", NULL, "could not generate an intent id");
-        snprintf(q->body.intent_id, sizeof q->body.intent_id, "int_%s", rnd);
-    }
+    if (!client_id && new_intent_id(q, q->body.intent_id) != CM_OK)
+        return cm_apierr_set(e, 500, "internal", NULL, "could not generate an intent id");
     admit_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     c->adm.agent = q->body.agent;

@@ -75,7 +75,7 @@ static void on_committed(cm_job *j)
 
 /* Sends the request's heartbeats, their agents resolved, to the group
  * commit, which answers through on_committed. */
-static void commit(cm_api *api, cm_job *j)
+void cm_api_interop_commit(cm_api *api, cm_job *j)
 {
     cm_req_interop *q = &j->req.interop;
     if (q->hb.n == 0) {
@@ -96,7 +96,7 @@ int cm_api_otlp_traces(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     cm_otlp_count_ignored(CM_IGNORED_SPANS, q->otlp.ignored);
     for (size_t i = 0; i < q->hb.n; i++)
         if (address_for(api, who, q->hb.hbs[i].agent, e) != CM_OK) return CM_EFORBIDDEN;
-    commit(api, j);
+    cm_api_price(api, j, who);
     return CM_OK;
 }
 
@@ -163,7 +163,7 @@ static void on_meters(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         q->hb.n++;
     }
     cm_otlp_count_ignored(CM_IGNORED_EVENTS, ignored);
-    commit(api, j);
+    cm_api_interop_commit(api, j);
 }
 
 int cm_api_ce_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)

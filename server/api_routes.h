@@ -7,6 +7,7 @@
  *   api_intents.c     intent admission
  *   api_tree.c        one intent: its spend, its delegation tree, its end
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
+ *   api_pricing.c     rate cards, and pricing heartbeats by them
  * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
 #ifndef CM_API_ROUTES_H
 #define CM_API_ROUTES_H
@@ -58,7 +59,7 @@ void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
     " - external_nanos - fees_nanos), 0)::text"
 
 /* Writes ,"outcomes":{...} from the columns of cm_unit_outcomes()
- * (schema/014_intent_tree.sql) at `col` of row `row`: intents ended in the
+ * (schema/017_intent_tree.sql) at `col` of row `row`: intents ended in the
  * window by status, those that became abandoned, the cost per successful
  * intent, and the shares of the window's spend on failed and unfinished
  * intents. */
@@ -99,5 +100,30 @@ int cm_api_ce_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_meter_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_meter_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_meter_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Hands an OTLP job whose spans are resolved and priced to the group
+ * commit, which answers it in OTLP's terms. */
+void cm_api_interop_commit(cm_api *api, cm_job *j);
+
+/* api_pricing.c: PUT a version of a model's card (admin keys; 201, 200 for
+ * a repeat of the same version, 409 for another at the same
+ * effective_from), GET one model's versions or every model's. */
+int cm_api_price_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_price_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Prices the heartbeats of j (a heartbeat or OTLP job, its agents resolved
+ * for who) that name a model, by who's org's cards in force at each one's
+ * ts, then hands j to the group commit as its route would. Answers j itself
+ * when the cards cannot be loaded (503) or a rating is out of range. */
+void cm_api_price(cm_api *api, cm_job *j, const cm_ident *who);
+/* The cm_ratecards_cb of the service's cache (arg: the cm_api). */
+void cm_api_priced(void *arg, const char *org, cm_job *j, int rc, const cm_ratecard_set *cards);
+
+/* What pricing did, for /metrics; any thread. */
+typedef enum {
+    CM_PRICING_PRICED = 0, /* heartbeats rated by a card */
+    CM_PRICING_UNPRICED,   /* heartbeats with a model, no cost_usd and no card in force: cost 0 */
+    CM_PRICING_DISCREPANT, /* client costs off the card's by more than the tolerance */
+    CM_PRICING_KINDS
+} cm_pricing_count;
+unsigned long long cm_api_pricing_count(cm_pricing_count kind);
 
 #endif

@@ -6,7 +6,7 @@
  * agent a key names. A key bound to an agent sees that agent's part of the
  * sums only, as for runs and sessions. Every read is rollup + tail in one
  * statement (rollup.h), so it is exact right after a 202, whatever order
- * parents and children reported in (schema/014_intent_tree.sql). */
+ * parents and children reported in (schema/017_intent_tree.sql). */
 #include "api_routes.h"
 #include "error.h"
 #include "rollup.h"
@@ -139,8 +139,9 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
      * own totals, 14 its rows, 15..26 the tree's totals, 27 the tree's
      * intents, 28 parent, 29 root, 30..32 outcome (status, quality, end),
      * 33 abandoned, 34 known. Abandoned: not ended, and its last heartbeat
-     * (else its admission) older than the setting. */
-    return cm_api_query(c,
+     * (else its admission) older than the setting. A polled statement:
+     * prepared, on the read pool. */
+    return cm_api_read(c,
                         TREE_PARTS_SQL ","
                         " s AS (SELECT extract(epoch FROM min(bucket))::bigint::text,"
                         " (extract(epoch FROM max(bucket))::bigint + 3600)::text, " CM_API_SPEND_SUMS_SQL ","

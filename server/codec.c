@@ -201,6 +201,17 @@ static int get_addr(json_object *obj, const char *prefix, const char *name, char
     return cm_apierr_set(e, 400, "invalid_field", p, "%s must be an address agent://ORG/ENV/NAME", p);
 }
 
+/* Optional "model" field: get_str, then the model name rule. */
+static int get_model(json_object *obj, const char *prefix, char dst[CM_MODEL_MAX + 1], cm_apierr *e)
+{
+    int rc = get_str(obj, prefix, "model", dst, CM_MODEL_MAX, e);
+    if (rc != CM_OK || !dst[0] || cm_model_valid(dst, strlen(dst))) return rc;
+    char p[128];
+    path(p, sizeof p, prefix, "model");
+    return cm_apierr_set(e, 400, "invalid_field", p, "%s must be 1 to %d of A-Z a-z 0-9 . _ - : / @ +", p,
+                         CM_MODEL_MAX);
+}
+
 static int get_count(json_object *m, const char *prefix, const char *name, int64_t *dst,
                      cm_apierr *e)
 {
@@ -277,7 +288,7 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         return cm_apierr_set(e, 400, "invalid_field", *prefix ? prefix : NULL,
                              "%s must be a JSON object", *prefix ? prefix : "body");
     static const char *const fields[] = {"agent", "id", "intent_id", "run_id", "session_id", "workflow",
-                                         "parent_intent_id", "customer", "status", "ts", "metrics", NULL};
+                                         "parent_intent_id", "customer", "status", "ts", "model", "metrics", NULL};
     int rc;
     if ((rc = only_fields(o, prefix, fields, "heartbeat", e)) != CM_OK ||
         (rc = get_addr(o, prefix, "agent", hb->agent, e)) != CM_OK)
@@ -295,7 +306,8 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         (rc = get_str(o, prefix, "workflow", hb->workflow, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(o, prefix, "parent_intent_id", hb->parent_intent_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(o, prefix, "customer", hb->customer, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_str(o, prefix, "status", hb->status, CM_STATUS_MAX, e)) != CM_OK)
+        (rc = get_str(o, prefix, "status", hb->status, CM_STATUS_MAX, e)) != CM_OK ||
+        (rc = get_model(o, prefix, hb->model, e)) != CM_OK)
         return rc;
 
     char ts[64];
@@ -316,10 +328,10 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
     path(mp, sizeof mp, prefix, "metrics");
     if (!json_object_is_type(m, json_type_object))
         return cm_apierr_set(e, 400, "invalid_field", mp, "%s must be a JSON object", mp);
-    static const char *const metrics[] = {"cost_usd", "tokens_in", "tokens_out", "tokens_cached", "llm_calls",
-                                          "tool_calls", "intents_total", "intents_succeeded", "intents_failed",
-                                          "avg_latency_ms", "revenue_usd", "refund_usd", "external_spend_usd",
-                                          "fees_usd", NULL};
+    static const char *const metrics[] = {"cost_usd", "tokens_in", "tokens_out", "tokens_cached",
+                                          "tokens_cache_write", "llm_calls", "tool_calls", "intents_total",
+                                          "intents_succeeded", "intents_failed", "avg_latency_ms", "revenue_usd",
+                                          "refund_usd", "external_spend_usd", "fees_usd", NULL};
     note_unknown(m, mp, metrics, ig);
     if ((rc = get_money(m, mp, "cost_usd", &hb->cost_nanos, e)) != CM_OK ||
         (rc = get_money(m, mp, "revenue_usd", &hb->revenue_nanos, e)) != CM_OK ||
@@ -329,12 +341,22 @@ static int decode_one(json_object *o, const char *prefix, int64_t now, cm_hb *hb
         (rc = get_count(m, mp, "tokens_in", &hb->tokens_in, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_out", &hb->tokens_out, e)) != CM_OK ||
         (rc = get_count(m, mp, "tokens_cached", &hb->tokens_cached, e)) != CM_OK ||
+        (rc = get_count(m, mp, "tokens_cache_write", &hb->tokens_cache_write, e)) != CM_OK ||
         (rc = get_count(m, mp, "llm_calls", &hb->llm_calls, e)) != CM_OK ||
         (rc = get_count(m, mp, "tool_calls", &hb->tool_calls, e)) != CM_OK ||
         (rc = get_count(m, mp, "intents_total", &hb->intents_total, e)) != CM_OK ||
         (rc = get_count(m, mp, "intents_succeeded", &hb->intents_succeeded, e)) != CM_OK ||
         (rc = get_count(m, mp, "intents_failed", &hb->intents_failed, e)) != CM_OK)
         return rc;
+    json_object *cost;
+    hb->has_cost = json_object_object_get_ex(m, "cost_usd", &cost) && cost;
+    /* What a card rates must add up: the cached and cache-write tokens are
+     * part of the input (heartbeats without a model are left as they were). */
+    if (hb->model[0] && hb->tokens_cached + hb->tokens_cache_write > hb->tokens_in) {
+        path(p, sizeof p, mp, "tokens_in");
+        return cm_apierr_set(e, 400, "invalid_field", p,
+                             "%s must include tokens_cached and tokens_cache_write (they are part of the input)", p);
+    }
     json_object *lat;
     if (json_object_object_get_ex(m, "avg_latency_ms", &lat) && lat) {
         path(p, sizeof p, mp, "avg_latency_ms");
@@ -615,6 +637,60 @@ int cm_codec_webhook(const char *body, size_t len, cm_webhookreq *out, cm_apierr
         rc = cm_apierr_set(e, 400, "invalid_field", "secret", "secret is required");
         goto done;
     }
+done:
+    json_object_put(root);
+    return rc;
+}
+
+/* A price per million tokens: a number, refused when negative, above
+ * CM_MONEY_MAX or finer than a nano-dollar. Absent leaves *dst and *found
+ * false. */
+static int get_price(json_object *root, const char *name, int64_t *dst, bool *found, cm_apierr *e)
+{
+    json_object *v;
+    *found = json_object_object_get_ex(root, name, &v) && v;
+    if (!*found) return CM_OK;
+    const char *text = json_object_get_string(v);
+    bool number = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
+    if (number && text[0] == '-' && cm_codec_money(text, dst) == CM_ERANGE)
+        return cm_apierr_set(e, 400, "invalid_field", name, "%s must not be negative", name);
+    if (!number || cm_codec_money(text, dst) != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", name, "%s must be a number between 0 and 1000000", name);
+    if (cm_money_parse_exact(text, strlen(text), dst) != CM_OK)
+        return cm_apierr_set(e, 400, "invalid_field", name,
+                             "%s has more than 9 decimals: prices are whole nano-dollars per million tokens", name);
+    return CM_OK;
+}
+
+int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e)
+{
+    static const char *const fields[] = {"input_per_million_usd", "output_per_million_usd",
+                                         "cached_input_per_million_usd", "cache_write_per_million_usd",
+                                         "effective_from", NULL};
+    _Static_assert(CM_PRICE_INPUT == 0 && CM_PRICE_CACHE_WRITE == 3, "fields[] follows cm_price_kind");
+    memset(out, 0, sizeof *out);
+    json_object *root = parse_object(body, len, e);
+    if (!root) return CM_EINVAL;
+    int rc = only_fields(root, "", fields, "rate card", e);
+    bool found[CM_PRICE_KINDS];
+    for (int k = 0; k < CM_PRICE_KINDS && rc == CM_OK; k++)
+        rc = get_price(root, cm_price_field(k), &out->per_million[k], &found[k], e);
+    for (int k = CM_PRICE_INPUT; k <= CM_PRICE_OUTPUT && rc == CM_OK; k++)
+        if (!found[k]) rc = cm_apierr_set(e, 400, "invalid_field", cm_price_field(k), "%s is required", cm_price_field(k));
+    if (rc != CM_OK) goto done;
+    /* A model without cache prices charges cached input as input. */
+    for (int k = CM_PRICE_CACHED; k <= CM_PRICE_CACHE_WRITE; k++)
+        if (!found[k]) out->per_million[k] = out->per_million[CM_PRICE_INPUT];
+    char ts[64];
+    json_object *tsv;
+    if (!json_object_object_get_ex(root, "effective_from", &tsv) || !tsv) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "effective_from", "effective_from is required");
+        goto done;
+    }
+    if ((rc = get_str(root, "", "effective_from", ts, sizeof ts - 1, e)) != CM_OK) goto done;
+    if (cm_time_parse(ts, strlen(ts), &out->from) != CM_OK || out->from < 946684800 || out->from >= 253370764800LL)
+        rc = cm_apierr_set(e, 400, "invalid_field", "effective_from",
+                           "effective_from must be an RFC 3339 time from 2000 to 9998");
 done:
     json_object_put(root);
     return rc;

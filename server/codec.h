@@ -9,6 +9,7 @@
 #include "address.h"
 #include "buf.h"
 #include "policy.h"
+#include "pricing.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -65,12 +66,17 @@ typedef struct {
     char parent_intent_id[CM_ID_MAX + 1];
     char customer[CM_ID_MAX + 1];
     char status[CM_STATUS_MAX + 1];
+    char model[CM_MODEL_MAX + 1]; /* "" when none: nothing for a rate card to price */
     int64_t ts; /* Unix seconds; arrival time when the body had none */
     int64_t cost_nanos;
+    bool has_cost; /* the client sent cost_usd (else the rate card prices it) */
+    bool priced;          /* a rate card of the org priced it (api_pricing.c): */
+    int64_t priced_nanos; /* the server's own rating, whatever the client sent */
     /* Money in and out beside the model cost; a refund is its own
-     * non-negative amount, subtracted from revenue (margin, schema 012). */
+     * non-negative amount, subtracted from revenue (margin, schema 016). */
     int64_t revenue_nanos, refund_nanos, external_nanos, fees_nanos;
-    int64_t tokens_in, tokens_out, tokens_cached, llm_calls, tool_calls;
+    /* tokens_cached and tokens_cache_write are part of tokens_in. */
+    int64_t tokens_in, tokens_out, tokens_cached, tokens_cache_write, llm_calls, tool_calls;
     int64_t intents_total, intents_succeeded, intents_failed;
     double avg_latency_ms;
     bool has_latency;
@@ -95,6 +101,15 @@ typedef struct {
  * any other unknown field is a 400. */
 int cm_codec_heartbeats(const char *body, size_t len, int64_t now, cm_hb **out, size_t *n,
                         cm_ignored *ignored, cm_apierr *e);
+
+/* PUT /v1/mesh/pricing/models/{model} body: input_per_million_usd and
+ * output_per_million_usd required, cached_input_per_million_usd and
+ * cache_write_per_million_usd optional (absent: the input price, no
+ * discount), each a number from 0 to CM_MONEY_MAX in whole nano-dollars
+ * (more decimals are refused, not rounded: a card is stored as written);
+ * effective_from required, an RFC 3339 time from 2000 to 9998, whole
+ * seconds. Unknown fields are refused. */
+int cm_codec_price(const char *body, size_t len, cm_price *out, cm_apierr *e);
 
 /* POST /v1/keys body. */
 typedef struct {

@@ -2,6 +2,7 @@
 #include "address.h"
 #include "error.h"
 #include "log.h"
+#include "money.h"
 #include "routes.h"
 #include "version.h"
 
@@ -40,6 +41,12 @@ static const option options[] = {
     {"body-memory-mb", "32", "MiB of request bodies buffered across all connections: past it an upload gets 503"},
     {"metrics-token", "", "when set, /metrics needs Authorization: Bearer with this token (else it is open)"},
     {"rollup-ms", "500", "milliseconds between two moves of the rollup watermark (replies are exact either way)"},
+    {"retention-days", "0", "days of raw heartbeats kept, in daily partitions (0: all; rollups are kept either way)"},
+    {"retention-check-ms", "60000", "milliseconds between two runs of the partition maintenance"},
+    {"price-tolerance-pct", "1", "percent of the rate card's price a client's cost_usd may differ by before it counts as a discrepancy"},
+    {"redis-sentinel", "", "Sentinels host:port[,host:port...] to ask for the Redis primary (redis-url's host is then unused)"},
+    {"redis-sentinel-master", "", "the name the Sentinels monitor the primary under (with redis-sentinel)"},
+    {"database-read-url", "", "PostgreSQL URI or conninfo for spend and event reads, e.g. a standby (default: database-url)"},
     {"intent-abandon-s", "3600", "seconds without a heartbeat after which an intent that has not ended is reported abandoned"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
@@ -63,6 +70,14 @@ static int parse_hostport(const char *s, char *host, size_t hostsz, int *port)
     return parse_int(colon + 1, 1, 65535, port);
 }
 
+static int copy_str(char *dst, size_t dstsz, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= dstsz) return CM_EINVAL;
+    memcpy(dst, src, n + 1);
+    return CM_OK;
+}
+
 /* redis://[:password@]host[:port][/db] without password support: the
  * deployment keeps Redis on a private address. */
 static int parse_redis_url(const char *s, cm_config *c)
@@ -76,23 +91,43 @@ static int parse_redis_url(const char *s, cm_config *c)
     if (n == 0 || n >= sizeof hostport) return CM_EINVAL;
     memcpy(hostport, p, n);
     hostport[n] = '\0';
-    c->redis_db = 0;
-    if (slash && slash[1] && parse_int(slash + 1, 0, 1000, &c->redis_db) != CM_OK) return CM_EINVAL;
+    cm_store_hostport *server = &c->redis.server;
+    c->redis.db = 0;
+    if (slash && slash[1] && parse_int(slash + 1, 0, 1000, &c->redis.db) != CM_OK) return CM_EINVAL;
     if (!strchr(hostport, ':')) {
-        if (n >= sizeof c->redis_host) return CM_EINVAL;
-        memcpy(c->redis_host, hostport, n + 1);
-        c->redis_port = 6379;
+        if (n >= sizeof server->host) return CM_EINVAL;
+        memcpy(server->host, hostport, n + 1);
+        server->port = 6379;
         return CM_OK;
     }
-    return parse_hostport(hostport, c->redis_host, sizeof c->redis_host, &c->redis_port);
+    return parse_hostport(hostport, server->host, sizeof server->host, &server->port);
 }
 
-static int copy_str(char *dst, size_t dstsz, const char *src)
+/* host:port[,host:port...], at most CM_STORE_MAX_SENTINELS; "" is none. */
+static int parse_sentinels(const char *s, cm_store_where *w)
 {
-    size_t n = strlen(src);
-    if (n >= dstsz) return CM_EINVAL;
-    memcpy(dst, src, n + 1);
+    w->nsentinels = 0;
+    while (*s) {
+        if (w->nsentinels == CM_STORE_MAX_SENTINELS) return CM_EINVAL;
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t)(comma - s) : strlen(s);
+        char one[160];
+        if (n == 0 || n >= sizeof one) return CM_EINVAL;
+        memcpy(one, s, n);
+        one[n] = '\0';
+        cm_store_hostport *t = &w->sentinels[w->nsentinels++];
+        if (parse_hostport(one, t->host, sizeof t->host, &t->port) != CM_OK) return CM_EINVAL;
+        s += n + (comma ? 1 : 0);
+        if (comma && !*s) return CM_EINVAL; /* a trailing comma */
+    }
     return CM_OK;
+}
+
+/* Sentinel's name of a primary: letters, digits, '.', '_' and '-'. */
+static int parse_master_name(const char *v, cm_store_where *w)
+{
+    if (strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(v)) return CM_EINVAL;
+    return copy_str(w->master, sizeof w->master, v);
 }
 
 static int apply(cm_config *c, int i, const char *v)
@@ -132,7 +167,13 @@ static int apply(cm_config *c, int i, const char *v)
     case 20: return parse_int(v, 1, 65536, &c->body_memory_mb);
     case 21: return copy_str(c->metrics_token, sizeof c->metrics_token, v);
     case 22: return parse_int(v, 10, 600000, &c->rollup_ms);
-    case 23: return parse_int(v, 1, 30 * 86400, &c->intent_abandon_s);
+    case 23: return parse_int(v, 0, 36500, &c->retention_days);
+    case 24: return parse_int(v, 100, 86400000, &c->retention_check_ms);
+    case 25: return cm_money_parse(v, strlen(v), &c->price_tolerance);
+    case 26: return parse_sentinels(v, &c->redis);
+    case 27: return parse_master_name(v, &c->redis);
+    case 28: return copy_str(c->database_read_url, sizeof c->database_read_url, v);
+    case 29: return parse_int(v, 1, 30 * 86400, &c->intent_abandon_s);
     }
     return CM_EINVAL;
 }
@@ -230,6 +271,11 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
             snprintf(err, errsz, "invalid --%s", options[found].name);
             return CM_EINVAL;
         }
+    }
+    if ((c->redis.nsentinels > 0) != (c->redis.master[0] != '\0')) {
+        snprintf(err, errsz, "redis-sentinel (COSTMESH_REDIS_SENTINEL) and redis-sentinel-master "
+                             "(COSTMESH_REDIS_SENTINEL_MASTER) go together: set both or neither");
+        return CM_EINVAL;
     }
     /* The bootstrap key opens everything in its org: refuse one short
      * enough to guess (make run and the docs generate 48 hex digits). */

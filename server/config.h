@@ -6,6 +6,7 @@
 #define CM_CONFIG_H
 
 #include "egress.h"
+#include "store.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,10 +16,9 @@
 typedef struct {
     char listen_host[64];
     int listen_port;
-    char redis_host[128];
-    int redis_port;
-    int redis_db;
+    cm_store_where redis;      /* redis-url, or the Sentinels and the primary's name */
     char database_url[1024];
+    char database_read_url[1024]; /* "": reads go to database_url */
     char admin_key[256]; /* empty when unset; a secret, never logged */
     char metrics_token[256]; /* empty: /metrics is open; a secret, never logged */
     char org[64];
@@ -34,12 +34,15 @@ typedef struct {
     int key_cache_ms;          /* how long a key lookup is trusted */
     int rollup_ms;             /* between two moves of the rollup watermark */
     int intent_abandon_s;      /* silence after which an intent not ended is abandoned */
+    int retention_days;        /* of raw heartbeats; 0 keeps them all */
+    int retention_check_ms;    /* between two partition maintenance runs */
     bool fail_open;            /* admit intents unchecked while Redis is down */
     char web_dir[512];         /* the dashboard's files */
     char openapi_file[512];    /* served at /openapi.yaml */
     cm_egress_allow webhook_allow; /* internal networks webhooks may reach */
     char interop_env[64];      /* ENV of agents named by OTLP spans and CloudEvents */
     char interop_faults[64];   /* test hook (api.h cm_api), "" in production */
+    int64_t price_tolerance;   /* nano-percent (api.h cm_api) */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

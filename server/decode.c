@@ -135,7 +135,7 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
                                               "agent_resumed", "health_changed", "policy_changed",
-                                              "margin_negative", NULL};
+                                              "price_discrepancy", "margin_negative", NULL};
     static const char *const units[] = {"run", "session", "workflow", "customer", "agent", NULL};
     const char *body = r->body ? r->body : "";
     size_t len = r->body_len;
@@ -284,6 +284,17 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         if (j->op == CM_OP_METER_PUT && cm_ce_meter_decode(body, len, &j->req.meter, e) != CM_OK) return CM_EINVAL;
         memcpy(j->req.meter.event_type, r->route->param, strlen(r->route->param) + 1);
         return CM_OK;
+    case CM_R_PRICES:
+        j->op = CM_OP_PRICE_LIST;
+        return CM_OK;
+    case CM_R_PRICE:
+        j->op = get ? CM_OP_PRICE_LIST : CM_OP_PRICE_PUT;
+        if (!cm_model_valid(r->route->param, strlen(r->route->param)))
+            return cm_apierr_set(e, 400, "invalid_field", "model",
+                                 "the path must name a model: 1 to %d of A-Z a-z 0-9 . _ - : / @ + (/ as %%2F)",
+                                 CM_MODEL_MAX);
+        memcpy(j->req.price.model, r->route->param, strlen(r->route->param) + 1);
+        return get ? CM_OK : cm_codec_price(body, len, &j->req.price.price, e);
     default:
         return cm_apierr_set(e, 500, "internal", NULL, "unroutable request");
     }

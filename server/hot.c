@@ -31,6 +31,8 @@ struct cm_hot {
     bool rebuilding;
     bool rebuild_again;
     _Atomic bool complete; /* the mirror is rebuilt since Redis connected */
+    unsigned long generation; /* cm_store_generation at the last connect */
+    bool failing_over;        /* a new primary's mirror is not rebuilt yet: no admission */
 };
 
 static void rebuild(cm_hot *h);
@@ -40,16 +42,22 @@ static void on_ready(void *arg)
     /* A (re)connected Redis may have restarted, been flushed or missed
      * merges while it was away: bring the hot windows back from PostgreSQL. */
     cm_hot *h = arg;
+    unsigned long generation = cm_store_generation(h->store);
+    /* Another primary (a failover) holds the replica's counters, which may
+     * be behind PostgreSQL's: an admission counted on them before the
+     * rebuild's max-merge would be lost in it, so none until then. */
+    if (h->generation && generation != h->generation) h->failing_over = true;
+    h->generation = generation;
     atomic_store(&h->complete, false);
     rebuild(h);
 }
 
-int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *pg, cm_hot **out)
+int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_hot **out)
 {
     cm_hot *h = calloc(1, sizeof *h);
     if (!h) return CM_ENOMEM;
     h->pg = pg;
-    int rc = cm_store_new(loop, host, port, db, scripts, NSCRIPTS, on_ready, h, &h->store);
+    int rc = cm_store_new(loop, where, scripts, NSCRIPTS, on_ready, h, &h->store);
     if (rc != CM_OK) {
         free(h);
         return rc;
@@ -112,7 +120,10 @@ static void rebuilt(cm_hot *h, bool ok, void *arg)
     /* A rebuild asked for while this one ran (Redis reconnected) means this
      * one may be incomplete: only the last one makes the mirror complete. */
     if (ok && cm_store_set(h->store, CM_HOT_EPOCH_KEY, "1", 0) == CM_OK) {
-        if (!h->rebuild_again) atomic_store(&h->complete, true);
+        if (!h->rebuild_again) {
+            atomic_store(&h->complete, true);
+            h->failing_over = false;
+        }
         cm_log(CM_LOG_INFO, "event=redis_rebuilt");
     } else {
         cm_log(CM_LOG_WARN, "event=redis_rebuild_failed retry_in_ms=1000");
@@ -534,7 +545,7 @@ static int send_admit(admit_call *c)
     }
     cm_hot_key_rebuilt(a->agent, keys[4]);
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
-    snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_IDEM_TTL);
+    snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_PENDING_TTL);
     char idem_key[CM_HOT_KEY_MAX];
     if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, idem_key);
     /* Without a tree cap, KEYS[8] is a name the script never reads. */
@@ -561,6 +572,7 @@ static int send_admit(admit_call *c)
 
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)
 {
+    if (h->failing_over) return CM_ESTORE;
     admit_call *c = calloc(1, sizeof *c);
     if (!c) return CM_ENOMEM;
     c->h = h;
@@ -586,14 +598,37 @@ int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry
     return rc;
 }
 
-int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
+unsigned long cm_hot_generation(const cm_hot *h)
+{
+    return cm_store_generation(h->store);
+}
+
+/* Adds `by` to a's three intent counts. */
+static int count_intent(cm_hot *h, const cm_hot_admission *a, long long by)
 {
     char key[CM_HOT_KEY_MAX];
     int rc = CM_OK;
     for (int w = 0; w < CM_WIN3; w++) {
         cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], key);
-        if (cm_store_hincrby(h->store, key, intents_fields[0], -1) != CM_OK) rc = CM_ESTORE;
+        if (cm_store_hincrby(h->store, key, intents_fields[0], by) != CM_OK) rc = CM_ESTORE;
     }
+    return rc;
+}
+
+int cm_hot_recorded(cm_hot *h, const cm_hot_admission *a)
+{
+    if (a->generation == cm_hot_generation(h)) return CM_OK;
+    if (!h->failing_over) return count_intent(h, a, 1);
+    /* The rebuild running may have read the intents before this one: one
+     * more pass reads it, before admission opens. */
+    rebuild(h);
+    return CM_OK;
+}
+
+int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
+{
+    char key[CM_HOT_KEY_MAX];
+    int rc = a->generation == cm_hot_generation(h) ? count_intent(h, a, -1) : CM_OK;
     if (a->idem_key[0]) {
         cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, key);
         if (cm_store_del(h->store, key) != CM_OK) rc = CM_ESTORE;

@@ -27,9 +27,9 @@
 
 typedef struct cm_hot cm_hot;
 
-/* Connects to Redis at host:port, database db. pg is borrowed (it must
+/* Connects to Redis where it is (store.h; copied). pg is borrowed (it must
  * outlive the module): the rebuild reads it. */
-int cm_hot_new(uv_loop_t *loop, const char *host, int port, int db, cm_pg_pool *pg, cm_hot **out);
+int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_hot **out);
 /* Disconnects (pending calls get CM_ESTORE); memory is freed once libuv
  * has closed the handles (run the loop after). NULL is a no-op. */
 void cm_hot_free(cm_hot *h);
@@ -102,7 +102,13 @@ typedef struct {
      * trees (tree_cap NULL: no check): its org and root, its cost as
      * PostgreSQL has it (nano-dollars, decimal text) and the cap. */
     const char *tree_org, *tree_root, *tree_cost, *tree_cap;
+    unsigned long generation; /* cm_hot_generation() when sent to ADMIT */
 } cm_hot_admission;
+
+/* Which Redis primary is used: it changes with a failover, after which
+ * the primary never saw what was counted on the one before. Until the
+ * mirror is rebuilt on the new one, cm_hot_admit answers CM_ESTORE. */
+unsigned long cm_hot_generation(const cm_hot *h);
 
 typedef enum {
     CM_HOT_ADMITTED,   /* counted in its three windows */
@@ -149,8 +155,15 @@ int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void 
  * when sent. */
 int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry_after, const char *body);
 /* Undoes an admission whose intent was not recorded: the three intent
- * counts go down again and the Idempotency-Key is released. */
+ * counts go down again (unless a failover since means they never went up
+ * on this primary) and the Idempotency-Key is released. */
 int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a);
+/* After a's intent is recorded: when a failover came in between, the new
+ * primary may have missed it (the rebuild read the intents before it was
+ * recorded). While that rebuild runs, one more pass follows it; after, the
+ * intent is counted on the new primary, twice if the rebuild did read it
+ * (until its windows end: an error on the side of refusing). */
+int cm_hot_recorded(cm_hot *h, const cm_hot_admission *a);
 
 /* ---- policies and kill flags, mirrored from PostgreSQL ---- */
 

@@ -58,6 +58,12 @@ void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX]
 long cm_hot_window_ttl(char grain);
 /* An Idempotency-Key's answer is kept a day. */
 #define CM_HOT_IDEM_TTL 86400L
+/* A key's "in flight" mark lasts this long: a replica killed between the
+ * admission and its answer leaves the mark behind, and the client's retry
+ * must not get 409 for a day. Once it expires, a retry is admitted again and
+ * the intents table finds the intent's id recorded (the id follows from the
+ * key, api_intents.c), so it still counts once. */
+#define CM_HOT_PENDING_TTL 30L
 /* A once-per-window marker outlives the longest window (a month). */
 #define CM_HOT_MARKER_TTL 3000000L
 /* An agent's own rebuild is trusted this long; the whole mirror's rebuild

@@ -25,10 +25,12 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
                "a group commit could overflow a capped total");
 
 /* The one statement of a group commit (data-modifying CTEs always run to
- * completion, referenced or not). Lock order is fixed by the ORDER BY
+ * completion, referenced or not). A row is new when its id is (heartbeat_ids
+ * is the 7-day dedupe, schema/012_partitions.sql); rows without an id always
+ * are. Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
- * kinds of rows can share one result ($27 are the distinct agents to
+ * kinds of rows can share one result ($22 are the distinct agents to
  * register or whose last_heartbeat to move: those not written already
  * this second, see seen.h):
  *   'n' idx                      a row that was new (not a duplicate)
@@ -42,19 +44,22 @@ static const char group_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
-    " $18::bigint[], $19::float8[], $20::int[], $21::text[], $22::bigint[], $23::bigint[], $24::bigint[],"
-    " $25::bigint[]) AS t(address, hb_id, intent_id, run_id,"
+    " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
+    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[])"
+    " AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
-    " itotal, isucc, ifail, lat, idx, customer, revenue, refund, external, fees)),"
+    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees)),"
+    " ids AS (INSERT INTO heartbeat_ids (key) SELECT cm_hb_key(address, hb_id) FROM input"
+    " WHERE hb_id IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, customer,"
-    " revenue_nanos, refund_nanos, external_nanos, fees_nanos)"
-    " SELECT address, hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
-    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, customer,"
-    " revenue, refund, external, fees"
-    " FROM input ORDER BY address, hb_id"
-    " ON CONFLICT (address, hb_id) WHERE hb_id IS NOT NULL DO NOTHING"
+    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, model,"
+    " tokens_cache_write, priced_nanos, customer, revenue_nanos, refund_nanos, external_nanos, fees_nanos)"
+    " SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
+    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, model,"
+    " tcwrite, priced, customer, revenue, refund, external, fees"
+    " FROM input i LEFT JOIN ids ON ids.key = cm_hb_key(i.address, i.hb_id)"
+    " WHERE i.hb_id IS NULL OR ids.key IS NOT NULL"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
     " llm_calls, tool_calls, intents_total, intents_succeeded, intents_failed),"
     " roll AS (INSERT INTO rollup_agent AS r (address, grain, bucket, cost_nanos, tokens_in,"
@@ -76,12 +81,12 @@ static const char group_sql[] =
     " intents_failed = r.intents_failed + excluded.intents_failed"
     " RETURNING address, grain, bucket, cost_nanos, tokens_in, tokens_out, llm_calls, heartbeats),"
     " reg AS (INSERT INTO agents AS a (address, org, last_heartbeat, health)"
-    " SELECT address, split_part(address, '/', 3), now(), 'healthy' FROM unnest($27::text[]) AS t(address) ORDER BY 1"
+    " SELECT address, split_part(address, '/', 3), now(), 'healthy' FROM unnest($22::text[]) AS t(address) ORDER BY 1"
     " ON CONFLICT (address) DO UPDATE SET last_heartbeat = greatest(a.last_heartbeat, excluded.last_heartbeat)"
     " RETURNING 1),"
-    " today AS (SELECT date_trunc('day', to_timestamp($26), 'UTC') AS d)"
+    " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
     " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
-    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ins WHERE ins.address = i.address AND ins.hb_id = i.hb_id)"
+    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = cm_hb_key(i.address, i.hb_id))"
     " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
     " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
@@ -202,8 +207,15 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 
 /* ---- array parameters in PostgreSQL's text form ---- */
 
-/* The row columns, then $26 (now) and $27 (agents to write). */
-enum { NCOLS = 25, NPARAMS = 27 };
+/* The row columns: $1..$20, then $21 (now) and $22 (agents to write),
+ * then the columns added later, $23..$30. */
+enum { NCOLS = 28, NPARAMS = 30, FIRST_LATE_COL = 20 };
+
+/* The parameter index of row column col. */
+static int col_param(int col)
+{
+    return col < FIRST_LATE_COL ? col : col + 2;
+}
 
 static const cm_hb *row_hb(const row *r)
 {
@@ -236,11 +248,17 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
         else cm_buf_adds(b, "NULL");
         break;
     case 19: cm_buf_addf(b, "%zu", idx); break;
-    case 20: cm_buf_add_pg_text(b, h->customer); break;
-    case 21: cm_buf_addf(b, "%lld", (long long)h->revenue_nanos); break;
-    case 22: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
-    case 23: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
-    case 24: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
+    case 20: cm_buf_add_pg_text(b, h->model); break;
+    case 21: cm_buf_addf(b, "%lld", (long long)h->tokens_cache_write); break;
+    case 22:
+        if (h->priced) cm_buf_addf(b, "%lld", (long long)h->priced_nanos);
+        else cm_buf_adds(b, "NULL");
+        break;
+    case 23: cm_buf_add_pg_text(b, h->customer); break;
+    case 24: cm_buf_addf(b, "%lld", (long long)h->revenue_nanos); break;
+    case 25: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
+    case 26: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
+    case 27: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
     }
 }
 
@@ -388,9 +406,9 @@ static void send_group(group *g)
     snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
     int failed = 0;
     for (int c = 0; c <= NCOLS; c++) failed |= cols[c].failed;
-    for (int c = 0; c < NCOLS; c++) params[c] = cols[c].data;
-    params[NCOLS] = nowbuf;
-    params[NCOLS + 1] = cols[NCOLS].data;
+    for (int c = 0; c < NCOLS; c++) params[col_param(c)] = cols[c].data;
+    params[FIRST_LATE_COL] = nowbuf;
+    params[FIRST_LATE_COL + 1] = cols[NCOLS].data;
     int rc = failed ? CM_ENOMEM : cm_pg_query_prepared(g->in->db, group_sql, NPARAMS, params, on_group, g);
     for (int c = 0; c <= NCOLS; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK)

@@ -2,8 +2,8 @@
  * into the hot windows (hot.h).
  *
  * Loop thread only. Jobs queue while a statement runs and go together in the
- * next one: one statement inserts the raw heartbeats (ON CONFLICT on
- * (agent, id) DO NOTHING), upserts the hourly/daily/monthly rollups of the
+ * next one: one statement inserts the raw heartbeats whose (agent, id) is
+ * new to heartbeat_ids, upserts the hourly/daily/monthly rollups of the
  * new rows only, and returns which rows were new plus the rollups' absolute
  * totals. Those totals are merged into Redis as max(current, value), which is
  * idempotent and order-free, so a crash between the commit and the merge, a

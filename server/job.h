@@ -45,6 +45,8 @@ typedef enum {
     CM_OP_METER_LIST,    /* no request fields */
     CM_OP_METER_DELETE,  /* req.meter (event_type only) */
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
+    CM_OP_PRICE_PUT,     /* req.price */
+    CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
     CM_OP_SPEND_UNIT,    /* req.spend_unit */
     CM_OP_TOP,           /* req.spend_unit */
     CM_OP_INTENT_TREE,   /* req.spend_intent */
@@ -131,6 +133,12 @@ typedef struct {
     char idem_key[CM_ID_MAX + 1]; /* Idempotency-Key header, "" when none */
 } cm_req_intent;
 
+/* PUT, GET /v1/mesh/pricing/models/{model} and GET /v1/mesh/pricing/models. */
+typedef struct {
+    char model[CM_MODEL_MAX + 1];
+    cm_price price; /* the PUT body */
+} cm_req_price;
+
 typedef struct cm_job cm_job;
 
 /* POST /v1/traces and POST /api/v1/events: heartbeats in another
@@ -172,6 +180,7 @@ struct cm_job {
         cm_req_intent intent;
         cm_req_interop interop;
         cm_meter meter;
+        cm_req_price price;
     } req;
 
     /* Reply, filled on the loop thread before done(). */

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pg.h"
+#include "retention.h"
 #include "rollup.h"
 #include "store.h"
 #include "svc.h"
@@ -31,10 +32,12 @@ typedef struct {
     uv_async_t stop;
     cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
+    cm_pg_pool *read_db;   /* spend and event reads, on database-read-url; NULL: api_db serves them */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
     cm_pg_pool *intents_db; /* admitted intents' group commits */
-    cm_pg_pool *rollup_db;  /* the rollups off the acknowledged path */
+    cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
     cm_rollup *rollup;
+    cm_retention *retention;
     cm_hot *hot;
     cm_ingest *ingest;
     cm_intent_log *intents;
@@ -54,10 +57,12 @@ static void on_stop(uv_async_t *h)
     cm_hot_free(a->hot);
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
+    cm_pg_pool_free(a->read_db);
     cm_pg_pool_free(a->listen_db);
     cm_pg_pool_free(a->intents_db);
-    cm_pg_pool_free(a->rollup_db); /* before the worker: a batch in flight calls it back */
+    cm_pg_pool_free(a->rollup_db); /* before its chores: a run in flight calls back */
     cm_rollup_free(a->rollup);
+    cm_retention_free(a->retention);
     /* After the stores: what they had in flight fails as they close and
      * answers its heartbeats through the ingest. */
     cm_ingest_free(a->ingest);
@@ -111,7 +116,7 @@ int main(int argc, char **argv)
     if (have_admin) cm_auth_bytea(admin_hash, admin_bytea);
     forget_secret(cfg.admin_key, sizeof cfg.admin_key, "COSTMESH_ADMIN_KEY");
 
-    if (cm_store_ping(cfg.redis_host, cfg.redis_port, err, sizeof err) != CM_OK) return die(err);
+    if (cm_store_ping(&cfg.redis, err, sizeof err) != CM_OK) return die(err);
     if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, cfg.max_agents_per_org, err,
                        sizeof err) != CM_OK)
         return die(err);
@@ -133,7 +138,9 @@ int main(int argc, char **argv)
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "intents", &a.intents_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "rollup", &a.rollup_db) != CM_OK ||
-        cm_hot_new(&a.loop, cfg.redis_host, cfg.redis_port, cfg.redis_db, a.ingest_db, &a.hot) != CM_OK ||
+        (cfg.database_read_url[0] &&
+         cm_pg_pool_new(&a.loop, cfg.database_read_url, cfg.pg_readers, "read", &a.read_db) != CM_OK) ||
+        cm_hot_new(&a.loop, &cfg.redis, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK ||
@@ -142,11 +149,14 @@ int main(int argc, char **argv)
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
     if (cm_rollup_new(&a.loop, a.rollup_db, cfg.rollup_ms, &a.rollup) != CM_OK)
         return die("cannot start the rollup worker");
-    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .listen_db = a.listen_db, .ingest = a.ingest,
+    if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
+        return die("cannot start the partition maintenance");
+    cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db,
+                      .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
                       .intent_abandon_s = cfg.intent_abandon_s,
-                      .interop_faults = cfg.interop_faults};
+                      .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");

@@ -1,5 +1,6 @@
 #include "metrics.h"
 #include "rollup.h"
+#include "api_routes.h"
 #include "otlp.h"
 #include "error.h"
 #include "ingest.h"
@@ -88,9 +89,25 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "# TYPE costmesh_rollup_rows_total counter\n"
                 "costmesh_rollup_rows_total %llu\n"
                 "# TYPE costmesh_rollup_failures_total counter\n"
-                "costmesh_rollup_failures_total %llu\n",
+                "costmesh_rollup_failures_total %llu\n"
+                "# TYPE costmesh_rollup_lag_seconds gauge\n"
+                "costmesh_rollup_lag_seconds %lld\n",
                 cm_otlp_ignored(CM_IGNORED_SPANS), cm_otlp_ignored(CM_IGNORED_EVENTS), cm_rollup_rows(d->rollup),
-                cm_rollup_failures(d->rollup));
+                cm_rollup_failures(d->rollup), cm_rollup_lag(d->rollup));
+    cm_buf_addf(out,
+                "# TYPE costmesh_heartbeats_priced_total counter\n"
+                "costmesh_heartbeats_priced_total %llu\n"
+                "# TYPE costmesh_heartbeats_unpriced_total counter\n"
+                "costmesh_heartbeats_unpriced_total %llu\n"
+                "# TYPE costmesh_price_discrepancies_total counter\n"
+                "costmesh_price_discrepancies_total %llu\n",
+                cm_api_pricing_count(CM_PRICING_PRICED), cm_api_pricing_count(CM_PRICING_UNPRICED),
+                cm_api_pricing_count(CM_PRICING_DISCREPANT));
+    unsigned long servers = cm_store_generation(cm_hot_store(d->hot)); /* the first, then one per failover */
+    cm_buf_addf(out,
+                "# TYPE costmesh_redis_primary_changes_total counter\n"
+                "costmesh_redis_primary_changes_total %lu\n",
+                servers > 1 ? servers - 1 : 0);
 }
 
 int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)

@@ -95,7 +95,8 @@ static bool scan(const char *text, size_t len, bool *neg, digits *d, int64_t *ex
     return i == len;
 }
 
-int cm_money_parse(const char *text, size_t len, int64_t *out)
+/* cm_money_parse, telling whether rounding dropped a non-zero digit. */
+static int parse(const char *text, size_t len, int64_t *out, bool *inexact)
 {
     bool neg;
     digits d;
@@ -115,6 +116,7 @@ int cm_money_parse(const char *text, size_t len, int64_t *out)
     lead = 0;
     while ((int64_t)lead < total && digit_at(&d, lead) == 0)
         lead++;
+    *inexact = false;
     if ((int64_t)lead == total) {
         *out = 0;
         return CM_OK;
@@ -140,13 +142,28 @@ int cm_money_parse(const char *text, size_t len, int64_t *out)
             sticky = digit_at(&d, lead + (size_t)k) != 0;
         if (r > 5 || (r == 5 && (sticky || (v & 1))))
             v++;
+        *inexact = r != 0 || sticky;
+    } else if (m < 0) {
+        *inexact = true; /* below a tenth of a nano, rounds to 0 */
     }
-    /* m < 0: below a tenth of a nano, rounds to 0. */
 
     if (v > CM_MONEY_MAX || (neg && v != 0))
         return CM_ERANGE;
     *out = v;
     return CM_OK;
+}
+
+int cm_money_parse(const char *text, size_t len, int64_t *out)
+{
+    bool inexact;
+    return parse(text, len, out, &inexact);
+}
+
+int cm_money_parse_exact(const char *text, size_t len, int64_t *out)
+{
+    bool inexact;
+    int rc = parse(text, len, out, &inexact);
+    return rc == CM_OK && inexact ? CM_EINVAL : rc;
 }
 
 size_t cm_money_format_text(const char *nanos, char *buf, size_t bufsz)

@@ -25,6 +25,11 @@
  * the value is negative (after rounding; "-0" is 0) or above CM_MONEY_MAX. */
 int cm_money_parse(const char *text, size_t len, int64_t *out);
 
+/* cm_money_parse for an amount that must be whole nano-dollars: CM_EINVAL
+ * as well when rounding would change it ("0.0000000015"), so a price is
+ * stored as written or refused, never silently moved. */
+int cm_money_parse_exact(const char *text, size_t len, int64_t *out);
+
 /* Writes `nanos` as the shortest exact JSON number text ("12.47", "200",
  * "0.000000001", "-3.5") into buf, NUL-terminated. Returns the length written
  * (excluding the NUL), or 0 when bufsz < CM_MONEY_BUFSZ. */

@@ -34,7 +34,9 @@ void cm_notify_event(cm_notify *n, const char *org, const char *address, const c
 
 /* Every 15 s, records a health_changed event for each agent whose health
  * (from its last heartbeat's age, or killed) differs from the one last
- * recorded. Loop thread; stopped by cm_notify_free. */
+ * recorded. Every replica ticks, but one pass per period runs for them all
+ * (the periodic_runs row of schema/010). Loop thread; stopped by
+ * cm_notify_free. */
 int cm_notify_watch_health(cm_notify *n, uv_loop_t *loop);
 
 #endif

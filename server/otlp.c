@@ -29,7 +29,11 @@ typedef struct {
     size_t agent_len;
     const char *conversation;
     size_t conversation_len;
-    int64_t tin, tout, tcached, cost;
+    const char *model; /* gen_ai.response.model, else gen_ai.request.model */
+    size_t model_len;
+    bool response_model;
+    int64_t tin, tout, tcached, tcwrite, cost;
+    bool has_cost;
     bool usage;
     const char *bad; /* the first usage attribute that is malformed */
 } facts;
@@ -83,9 +87,12 @@ static void take_attr(facts *f, const char *key, const value *v)
         take_count(f, key, v, &f->tout);
     } else if (key_is(key, "gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")) {
         take_count(f, key, v, &f->tcached);
+    } else if (key_is(key, "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens")) {
+        take_count(f, key, v, &f->tcwrite);
     } else if (key_is(key, "gen_ai.usage.cost", NULL)) {
         char tmp[64];
         f->usage = true;
+        f->has_cost = true;
         bool ok = (v->kind == V_STR || v->kind == V_DOUBLE || v->kind == V_INT);
         if (ok && v->kind == V_INT) snprintf(tmp, sizeof tmp, "%" PRId64, v->i);
         else if (ok && v->len < sizeof tmp) memcpy(tmp, v->s, v->len), tmp[v->len] = '\0';
@@ -94,6 +101,13 @@ static void take_attr(facts *f, const char *key, const value *v)
     } else if (key_is(key, "gen_ai.agent.name", NULL) && v->kind == V_STR) {
         f->agent = v->s;
         f->agent_len = v->len;
+    } else if (key_is(key, "gen_ai.response.model", "gen_ai.request.model") && v->kind == V_STR &&
+               !f->response_model) {
+        /* The model that answered is the one that charged: the response's
+         * name wins over the request's, in whatever order they come. */
+        f->model = v->s;
+        f->model_len = v->len;
+        f->response_model = strcmp(key, "gen_ai.response.model") == 0;
     } else if (key_is(key, "gen_ai.conversation.id", NULL) && v->kind == V_STR) {
         f->conversation = v->s;
         f->conversation_len = v->len;
@@ -155,6 +169,12 @@ static int add_span(batch *b, const facts *f, const value *service, const char *
     memset(h, 0, sizeof *h);
     if (f->conversation && !copy_text(h->session_id, CM_ID_MAX, f->conversation, f->conversation_len))
         return reject(b, "span %s: gen_ai.conversation.id is over %d bytes", span, CM_ID_MAX), CM_OK;
+    if (f->model && (!cm_model_valid(f->model, f->model_len) || !copy_text(h->model, CM_MODEL_MAX, f->model, f->model_len)))
+        return reject(b, "span %s: the model is not 1 to %d of A-Z a-z 0-9 . _ - : / @ +", span, CM_MODEL_MAX), CM_OK;
+    if (f->model && f->tcached + f->tcwrite > f->tin)
+        return reject(b, "span %s: gen_ai.usage.input_tokens must include the cache read and cache creation tokens",
+                      span),
+               CM_OK;
     memcpy(h->agent, name, name_len);
     h->agent[name_len] = '\0';
     snprintf(h->id, sizeof h->id, "%s", span);
@@ -164,7 +184,9 @@ static int add_span(batch *b, const facts *f, const value *service, const char *
     h->tokens_in = f->tin;
     h->tokens_out = f->tout;
     h->tokens_cached = f->tcached;
+    h->tokens_cache_write = f->tcwrite;
     h->cost_nanos = f->cost;
+    h->has_cost = f->has_cost;
     h->llm_calls = 1;
     b->n++;
     return CM_OK;

@@ -6,7 +6,13 @@
  *   gen_ai.usage.output_tokens (or .completion_tokens)   tokens_out
  *   gen_ai.usage.cache_read.input_tokens (or
  *     gen_ai.usage.cache_read_input_tokens)              tokens_cached
- *   gen_ai.usage.cost (USD, a number or its text)         cost_usd, else 0
+ *   gen_ai.usage.cache_creation.input_tokens (or
+ *     gen_ai.usage.cache_creation_input_tokens)          tokens_cache_write
+ *   gen_ai.response.model, else gen_ai.request.model      model
+ *   gen_ai.usage.cost (USD, a number or its text)         cost_usd; without it,
+ *                                                        the org's rate card
+ *                                                        for the model prices
+ *                                                        the span (else 0)
  *   one LLM call per span; the span's end time           ts
  *   span id (hex)                                        id: a retried export is a duplicate
  *   trace id (hex)                                       run_id
@@ -15,7 +21,8 @@
  *   gen_ai.agent.name, else the resource's service.name  the agent's NAME
  * A span with none of the usage attributes is ignored (counted). A span
  * with usage that cannot be recorded (no span id, a malformed count, a
- * name that is no address segment, a time outside the heartbeat window) is
+ * name that is no address segment, a time outside the heartbeat window, a
+ * model with cache tokens beyond its input tokens) is
  * rejected and counted, and the rest are recorded: the answer's
  * partialSuccess names how many and why, as OTLP asks.
  *

@@ -55,7 +55,8 @@ struct cm_pg_pool {
     _Atomic size_t backlog;
     int closing;
     int open_handles;    /* retry timers not yet closed */
-    char *listen_sql;    /* "LISTEN ..." sent first on every connection, or NULL */
+    char **listen_sql;   /* "LISTEN ..." each, sent first on every connection */
+    int nlisten;
     cm_pg_notify_cb on_notify;
     cm_pg_listening_cb on_listening;
     void *listen_arg;
@@ -174,7 +175,7 @@ static void connect_step(conn *c)
         cm_backoff_reset(&c->backoff);
         atomic_fetch_add(&c->pool->up, 1);
         cm_log(CM_LOG_INFO, "event=pg_connected pool=%s", c->pool->name);
-        if (c->pool->listen_sql) listen_again(c->pool);
+        if (c->pool->nlisten) listen_again(c->pool);
         dispatch(c->pool);
         return;
     default: {
@@ -186,6 +187,21 @@ static void connect_step(conn *c)
     }
 }
 
+/* The conninfo's own options (a search_path, ...) and then -c jit=off, in
+ * a string to free; NULL when out of memory. */
+static char *options_jit_off(const char *conninfo)
+{
+    const char *own = "";
+    PQconninfoOption *o = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *p = o; p && p->keyword; p++)
+        if (strcmp(p->keyword, "options") == 0 && p->val) own = p->val;
+    size_t n = strlen(own) + sizeof " -c jit=off";
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s%s-c jit=off", own, *own ? " " : "");
+    PQconninfoFree(o);
+    return out;
+}
+
 static void start_connect(conn *c)
 {
     if (c->pool->closing) return;
@@ -194,10 +210,17 @@ static void start_connect(conn *c)
      * for its set-returning functions (the rollup tail, a heartbeat's
      * units, a delegation tree) put their plans past jit_above_cost, and
      * compiling one took seconds, longer than running it. Later keywords
-     * override the expanded conninfo's, so this wins over its options. */
+     * override the expanded conninfo's, so the conninfo's own options are
+     * given again before it. */
+    char *options = options_jit_off(c->pool->conninfo);
+    if (!options) {
+        lose(c, "out of memory");
+        return;
+    }
     static const char *const keys[] = {"dbname", "options", NULL};
-    const char *values[] = {c->pool->conninfo, "-c jit=off", NULL};
+    const char *values[] = {c->pool->conninfo, options, NULL};
     c->pg = PQconnectStartParams(keys, values, 1);
+    free(options);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         lose(c, c->pg ? "bad conninfo or no memory" : "out of memory");
         return;
@@ -311,12 +334,14 @@ static void read_results(conn *c)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     conn *c = h->data;
-    if (status < 0) {
-        lose(c, uv_strerror(status));
+    if (c->state == C_CONNECTING) {
+        /* libuv reports a refused connect as an error (POLLERR): libpq must
+         * read it itself, to go on to the next host of a multi-host URL. */
+        connect_step(c);
         return;
     }
-    if (c->state == C_CONNECTING) {
-        connect_step(c);
+    if (status < 0) {
+        lose(c, uv_strerror(status));
         return;
     }
     if (events & UV_WRITABLE) {
@@ -369,6 +394,7 @@ static void on_timer_closed(uv_handle_t *h)
     if (--p->open_handles == 0) {
         free(p->conns);
         free(p->conninfo);
+        for (int i = 0; i < p->nlisten; i++) free(p->listen_sql[i]);
         free(p->listen_sql);
         free(p);
     }
@@ -436,23 +462,47 @@ static void on_listened(void *arg, int rc, const cm_pgres *res, const char *sqls
     if (rc == CM_OK && p->on_listening) p->on_listening(p->listen_arg);
 }
 
-static void listen_again(cm_pg_pool *p)
+/* The LISTENs before the last: listening counts once all are done. */
+static void on_listened_one(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
-    if (cm_pg_query(p, p->listen_sql, 0, NULL, on_listened, p) != CM_OK)
-        cm_log(CM_LOG_WARN, "event=pg_listen_failed pool=%s", p->name);
+    (void)arg;
+    (void)rc;
+    (void)res;
+    (void)sqlstate;
 }
 
-int cm_pg_listen(cm_pg_pool *p, const char *channel, cm_pg_notify_cb on_notify, cm_pg_listening_cb on_listening,
-                   void *arg)
+static void listen_again(cm_pg_pool *p)
 {
-    for (const char *ch = channel; *ch; ch++)
-        if (!((*ch >= 'a' && *ch <= 'z') || *ch == '_')) return CM_EINVAL;
-    size_t n = strlen(channel) + sizeof "LISTEN ";
-    char *sql = malloc(n);
+    /* One connection runs its statements in order, so when the last LISTEN
+     * is done, all are. */
+    for (int i = 0; i < p->nlisten; i++)
+        if (cm_pg_query(p, p->listen_sql[i], 0, NULL, i == p->nlisten - 1 ? on_listened : on_listened_one, p) !=
+            CM_OK)
+            cm_log(CM_LOG_WARN, "event=pg_listen_failed pool=%s", p->name);
+}
+
+int cm_pg_listen(cm_pg_pool *p, const char *const *channels, cm_pg_notify_cb on_notify,
+                 cm_pg_listening_cb on_listening, void *arg)
+{
+    int n = 0;
+    for (; channels[n]; n++)
+        for (const char *ch = channels[n]; *ch; ch++)
+            if (!((*ch >= 'a' && *ch <= 'z') || *ch == '_')) return CM_EINVAL;
+    char **sql = calloc(n ? (size_t)n : 1, sizeof *sql);
+    for (int i = 0; sql && i < n; i++) {
+        size_t len = strlen(channels[i]) + sizeof "LISTEN ";
+        if (!(sql[i] = malloc(len))) {
+            while (i--) free(sql[i]);
+            free(sql);
+            return CM_ENOMEM;
+        }
+        snprintf(sql[i], len, "LISTEN %s", channels[i]);
+    }
     if (!sql) return CM_ENOMEM;
-    snprintf(sql, n, "LISTEN %s", channel);
+    for (int i = 0; i < p->nlisten; i++) free(p->listen_sql[i]);
     free(p->listen_sql);
     p->listen_sql = sql;
+    p->nlisten = n;
     p->on_notify = on_notify;
     p->on_listening = on_listening;
     p->listen_arg = arg;

@@ -48,7 +48,8 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
 int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg);
 
 /* PostgreSQL's LISTEN/NOTIFY, for news every replica must hear at once.
- * on_notify gets each notification of `channel` (a lowercase identifier;
+ * on_notify gets each notification of the NULL-terminated `channels`
+ * (lowercase identifiers; it is told which;
  * payload "" when none); on_listening runs each time a connection has
  * started listening, after which notifications sent while none listened
  * are lost: the caller must assume it missed some. Give a pool of its own
@@ -56,8 +57,8 @@ int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *cons
  * CM_OK, CM_EINVAL for a bad channel name, or CM_ENOMEM. */
 typedef void (*cm_pg_notify_cb)(void *arg, const char *channel, const char *payload);
 typedef void (*cm_pg_listening_cb)(void *arg);
-int cm_pg_listen(cm_pg_pool *p, const char *channel, cm_pg_notify_cb on_notify, cm_pg_listening_cb on_listening,
-                 void *arg);
+int cm_pg_listen(cm_pg_pool *p, const char *const *channels, cm_pg_notify_cb on_notify,
+                 cm_pg_listening_cb on_listening, void *arg);
 
 /* SQL for the Unix seconds of a timestamptz expression, truncated: every
  * time costmesh shows is whole seconds, cut the same way everywhere. */

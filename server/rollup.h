@@ -23,7 +23,7 @@
  * tail: `SELECT ... FROM ` CM_ROLLUP_TAIL_SQL ` WHERE address = $1`. */
 #define CM_ROLLUP_TAIL_SQL "cm_rollup_tail() AS heartbeats"
 
-/* Every unit's rollup rows and its tail (schema/012_units.sql), as one row
+/* Every unit's rollup rows and its tail (schema/016_units.sql), as one row
  * source with rollup_unit's columns: `SELECT ... FROM ` CM_ROLLUP_UNITS_SQL
  * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. The conditions reach
  * both sides (the rollup's through its indexes). The tail attributes its
@@ -49,7 +49,7 @@
     " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"        \
     " fees_nanos FROM cm_rollup_tail() WHERE intent_id IS NOT NULL) AS intent_parts"
 
-/* Each unit's intents (schema/014_intent_tree.sql), rollup and tail, with
+/* Each unit's intents (schema/017_intent_tree.sql), rollup and tail, with
  * rollup_unit_intent's columns: `SELECT ... FROM ` CM_ROLLUP_UNIT_INTENTS_SQL
  * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. */
 #define CM_ROLLUP_UNIT_INTENTS_SQL                                                                 \
@@ -59,24 +59,23 @@
     " cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer) u"         \
     " WHERE h.intent_id IS NOT NULL) AS unit_intents"
 
-/* The heartbeat statuses that end an intent (POST .../end takes the same
- * three), as an SQL list for `status IN `. */
-#define CM_ROLLUP_ENDED_SQL "('succeeded', 'failed', 'cancelled')"
-
 typedef struct cm_rollup cm_rollup;
 
 /* Starts moving the watermark every interval_ms on the loop, on db (a pool
  * of its own is best: a batch may take a while). Returns CM_OK, CM_ENOMEM or
  * CM_EIO. */
 int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out);
-/* Stops the timer; memory is freed once libuv has closed it (run the loop
- * after). A batch in flight finishes or rolls back with its pool. NULL is a
- * no-op. */
+/* Stops the worker (run the loop after, see chore.h). Free db first: a
+ * batch in flight calls back. NULL is a no-op. */
 void cm_rollup_free(cm_rollup *r);
 
 /* Raw rows this replica summed into the rollups since it started, and its
  * batches that failed (each is tried again from the same watermark). */
 unsigned long long cm_rollup_rows(const cm_rollup *r);
 unsigned long long cm_rollup_failures(const cm_rollup *r);
+/* Seconds since the oldest raw row not yet in the rollups was received, as
+ * this replica's last batch saw it (0: none): how far the worker is behind.
+ * Replies stay exact while it grows; they read a longer tail. */
+long long cm_rollup_lag(const cm_rollup *r);
 
 #endif

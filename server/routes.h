@@ -34,6 +34,8 @@ typedef enum {
     CM_R_CE_EVENTS,     /* POST /api/v1/events (CloudEvents, OpenMeter's shape) */
     CM_R_METERS,        /* GET /v1/mesh/meters */
     CM_R_METER,         /* PUT, DELETE /v1/mesh/meters/{event_type} */
+    CM_R_PRICES,        /* GET /v1/mesh/pricing/models */
+    CM_R_PRICE,         /* PUT, GET /v1/mesh/pricing/models/{model} */
     CM_R_RUN_SPEND,     /* GET /v1/mesh/runs/{id}/spend */
     CM_R_SESSION_SPEND, /* GET /v1/mesh/sessions/{id}/spend */
     CM_R_WORKFLOW_SPEND, /* GET /v1/mesh/workflows/{id}/spend */

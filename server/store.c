@@ -29,17 +29,21 @@ typedef struct call {
 
 struct cm_store {
     uv_loop_t *loop;
-    char host[128];
-    int port;
-    int db;
+    cm_store_where where;  /* with Sentinels, where.server is the primary they named last */
     redisAsyncContext *ac; /* NULL while disconnected */
+    redisAsyncContext *asking; /* the Sentinel being asked, NULL when none */
+    redisAsyncContext *watch;  /* subscribed to a Sentinel's +switch-master, NULL when none */
+    int sentinel;          /* the Sentinel to ask first: the last one that answered */
+    int asked;             /* Sentinels that failed in this round */
     const char *const *scripts; /* borrowed Lua texts */
     int nscripts;
     char (*sha)[41];       /* owned: one SHA per script */
     int loaded;            /* scripts whose SHA arrived this connection */
+    cm_store_hostport last_ready; /* the server of the last connection that became ready */
+    _Atomic unsigned long generation; /* cm_store_generation */
     _Atomic int ready;
     _Atomic size_t backlog;
-    uv_timer_t retry;   /* reconnect after backoff, and connect timeout */
+    uv_timer_t retry;   /* reconnect after backoff, and connect or Sentinel timeout */
     int connected;      /* the current ac finished connecting */
     cm_backoff backoff;
     int closing;
@@ -103,6 +107,10 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     memcpy(s->sha[i], reply->str, 40);
     s->sha[i][40] = '\0';
     if (++s->loaded == s->nscripts) {
+        if (strcmp(s->last_ready.host, s->where.server.host) != 0 || s->last_ready.port != s->where.server.port) {
+            atomic_fetch_add(&s->generation, 1);
+            s->last_ready = s->where.server;
+        }
         atomic_store(&s->ready, 1);
         cm_backoff_reset(&s->backoff);
         cm_log(CM_LOG_INFO, "event=redis_ready");
@@ -115,6 +123,27 @@ static void load_scripts(cm_store *s)
     s->loaded = 0;
     for (int i = 0; i < s->nscripts; i++)
         redisAsyncCommand(s->ac, on_loaded, (void *)(intptr_t)i, "SCRIPT LOAD %s", s->scripts[i]);
+}
+
+static void on_role(redisAsyncContext *ac, void *r, void *priv)
+{
+    cm_store *s = ac->data;
+    redisReply *reply = r;
+    (void)priv;
+    if (ac != s->ac) return;
+    const char *role = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                               reply->element[0]->type == REDIS_REPLY_STRING
+                           ? reply->element[0]->str
+                           : "unknown";
+    if (strcmp(role, "master") == 0) {
+        load_scripts(s);
+        return;
+    }
+    /* Sentinel named a server that is no longer (or not yet) the primary,
+     * or redis-url points at a replica: writes would fail, so ask again. */
+    cm_log(CM_LOG_WARN, "event=redis_not_primary host=%s port=%d role=%s", s->where.server.host, s->where.server.port,
+           role);
+    redisAsyncDisconnect(ac);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -130,37 +159,239 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     s->connected = 1;
-    cm_log(CM_LOG_INFO, "event=redis_connected host=%s port=%d", s->host, s->port);
-    if (s->db) redisAsyncCommand(s->ac, NULL, NULL, "SELECT %d", s->db);
-    load_scripts(s);
+    cm_log(CM_LOG_INFO, "event=redis_connected host=%s port=%d", s->where.server.host, s->where.server.port);
+    if (s->where.db) redisAsyncCommand(s->ac, NULL, NULL, "SELECT %d", s->where.db);
+    redisAsyncCommand(s->ac, on_role, NULL, "ROLE");
+}
+
+/* hiredis 0.14's libuv adapter drops a poll error, which libuv reports
+ * (and stops watching) instead of the event when the socket has failed: a
+ * connection reset by a Redis killed mid-call then hangs with its calls
+ * unanswered, and a refused connect is never reported. These hooks replace
+ * the adapter's and let hiredis read the error, as hiredis 1.0's do. */
+static void on_poll(uv_poll_t *handle, int status, int events)
+{
+    redisLibuvEvents *p = handle->data;
+    int ev = status < 0 ? p->events : events;
+    if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
+    if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
+}
+
+static void poll_events(redisLibuvEvents *p, int add, int drop)
+{
+    p->events = (p->events | add) & ~drop;
+    if (p->events)
+        uv_poll_start(&p->handle, p->events, on_poll);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void add_read(void *p) { poll_events(p, UV_READABLE, 0); }
+static void del_read(void *p) { poll_events(p, 0, UV_READABLE); }
+static void add_write(void *p) { poll_events(p, UV_WRITABLE, 0); }
+static void del_write(void *p) { poll_events(p, 0, UV_WRITABLE); }
+
+/* A new context on the loop, or NULL. */
+static redisAsyncContext *open_async(cm_store *s, const cm_store_hostport *at,
+                                     void (*on_up)(const redisAsyncContext *, int),
+                                     void (*on_down)(const redisAsyncContext *, int))
+{
+    redisAsyncContext *ac = redisAsyncConnect(at->host, at->port);
+    if (!ac || ac->err) {
+        if (ac) redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = s;
+    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->ev.addRead = add_read;
+    ac->ev.delRead = del_read;
+    ac->ev.addWrite = add_write;
+    ac->ev.delWrite = del_write;
+    redisAsyncSetConnectCallback(ac, on_up);
+    redisAsyncSetDisconnectCallback(ac, on_down);
+    return ac;
+}
+
+static void connect_server(cm_store *s)
+{
+    redisAsyncContext *ac = open_async(s, &s->where.server, on_connect, on_disconnect);
+    if (!ac) {
+        schedule_retry(s);
+        return;
+    }
+    s->ac = ac;
+    s->connected = 0;
+    /* A host that does not answer at all (gone from the network) leaves
+     * the connect pending: give up on the attempt after a second. */
+    uv_timer_start(&s->retry, on_connect_timeout, 1000, 0);
+}
+
+/* ---- asking Sentinel for the primary ---- */
+
+static void ask_sentinel(cm_store *s);
+
+/* SENTINEL get-master-addr-by-name's answer: an array of host and port. */
+static int read_master_addr(const redisReply *r, cm_store_hostport *out)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_STRING || r->element[0]->len >= sizeof out->host)
+        return CM_ENOTFOUND;
+    char *end;
+    long port = strtol(r->element[1]->str, &end, 10);
+    if (*end || port < 1 || port > 65535) return CM_ENOTFOUND;
+    memcpy(out->host, r->element[0]->str, r->element[0]->len + 1);
+    out->port = (int)port;
+    return CM_OK;
+}
+
+/* The Sentinel asked did not name a primary: ask the next one, or, when
+ * every one failed in this round, wait the backoff and start again. */
+static void sentinel_failed(cm_store *s, const char *why)
+{
+    const cm_store_hostport *t = &s->where.sentinels[s->sentinel];
+    cm_log(CM_LOG_WARN, "event=redis_sentinel_failed sentinel=%s:%d reason=\"%.120s\"", t->host, t->port, why);
+    s->sentinel = (s->sentinel + 1) % s->where.nsentinels;
+    if (++s->asked < s->where.nsentinels) {
+        ask_sentinel(s);
+        return;
+    }
+    s->asked = 0;
+    schedule_retry(s);
+}
+
+/* Stops listening to the Sentinel asked; hiredis frees its context. */
+static void leave_sentinel(cm_store *s, redisAsyncContext *ac, int from_timer)
+{
+    s->asking = NULL;
+    if (from_timer)
+        redisAsyncFree(ac);
+    else
+        redisAsyncDisconnect(ac); /* from its own callback: after it returns */
+}
+
+static void on_sentinel_timeout(uv_timer_t *t)
+{
+    cm_store *s = t->data;
+    if (!s->asking) return;
+    leave_sentinel(s, s->asking, 1);
+    sentinel_failed(s, "no answer within a second");
+}
+
+static void on_sentinel_up(const redisAsyncContext *ac, int status)
+{
+    cm_store *s = ac->data;
+    if (ac != s->asking || status == REDIS_OK) return;
+    s->asking = NULL; /* hiredis frees it after this callback */
+    uv_timer_stop(&s->retry);
+    sentinel_failed(s, "cannot connect");
+}
+
+static void on_sentinel_down(const redisAsyncContext *ac, int status)
+{
+    cm_store *s = ac->data;
+    (void)status;
+    if (ac != s->asking) return;
+    s->asking = NULL;
+    uv_timer_stop(&s->retry);
+    sentinel_failed(s, "disconnected");
+}
+
+/* ---- hearing of a failover from Sentinel ---- */
+
+/* A planned failover (SENTINEL FAILOVER, or one after a partition) leaves
+ * the old primary serving for seconds before Sentinel demotes it, and its
+ * connections open: Sentinel's announcement is the first sign. */
+static void on_switch(redisAsyncContext *ac, void *r, void *priv)
+{
+    cm_store *s = ac->data;
+    redisReply *reply = r;
+    (void)priv;
+    if (ac != s->watch || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING || strcmp(reply->element[0]->str, "message") != 0 ||
+        reply->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    /* "<name> <old host> <old port> <new host> <new port>" */
+    const char *msg = reply->element[2]->str;
+    size_t n = strlen(s->where.master);
+    if (strncmp(msg, s->where.master, n) != 0 || msg[n] != ' ') return;
+    cm_log(CM_LOG_INFO, "event=redis_switch_master message=\"%.160s\"", msg);
+    if (s->ac && s->connected) redisAsyncDisconnect(s->ac); /* and connect again, asking Sentinel */
+}
+
+static void on_watch_up(const redisAsyncContext *ac, int status)
+{
+    cm_store *s = ac->data;
+    if (ac == s->watch && status != REDIS_OK) s->watch = NULL; /* hiredis frees it */
+}
+
+static void on_watch_down(const redisAsyncContext *ac, int status)
+{
+    cm_store *s = ac->data;
+    (void)status;
+    if (ac == s->watch) s->watch = NULL;
+}
+
+/* Subscribes to the Sentinel that answered, unless already subscribed. A
+ * Sentinel lost takes its subscription along until the next connect opens
+ * one again; meanwhile a drop or READONLY still makes costmeshd follow. */
+static void watch_sentinel(cm_store *s)
+{
+    if (s->watch) return;
+    s->watch = open_async(s, &s->where.sentinels[s->sentinel], on_watch_up, on_watch_down);
+    if (s->watch) redisAsyncCommand(s->watch, on_switch, NULL, "SUBSCRIBE +switch-master");
+}
+
+static void on_master_addr(redisAsyncContext *ac, void *r, void *priv)
+{
+    cm_store *s = ac->data;
+    redisReply *reply = r;
+    (void)priv;
+    if (ac != s->asking) return;
+    uv_timer_stop(&s->retry);
+    leave_sentinel(s, ac, 0);
+    cm_store_hostport primary;
+    if (read_master_addr(reply, &primary) != CM_OK) {
+        sentinel_failed(s, !reply                              ? "disconnected"
+                           : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                              : "no primary of that name");
+        return;
+    }
+    if (strcmp(primary.host, s->where.server.host) != 0 || primary.port != s->where.server.port) {
+        const cm_store_hostport *t = &s->where.sentinels[s->sentinel];
+        cm_log(CM_LOG_INFO, "event=redis_primary host=%s port=%d sentinel=%s:%d", primary.host, primary.port,
+               t->host, t->port);
+        s->where.server = primary;
+    }
+    s->asked = 0;
+    watch_sentinel(s);
+    connect_server(s);
+}
+
+static void ask_sentinel(cm_store *s)
+{
+    redisAsyncContext *ac = open_async(s, &s->where.sentinels[s->sentinel], on_sentinel_up, on_sentinel_down);
+    if (!ac) {
+        sentinel_failed(s, "cannot open a connection");
+        return;
+    }
+    s->asking = ac;
+    redisAsyncCommand(ac, on_master_addr, NULL, "SENTINEL get-master-addr-by-name %s", s->where.master);
+    uv_timer_start(&s->retry, on_sentinel_timeout, 1000, 0);
 }
 
 static void start_connect(cm_store *s)
 {
     if (s->closing) return;
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
-    if (!ac || ac->err) {
-        if (ac) redisAsyncFree(ac);
-        schedule_retry(s);
-        return;
-    }
-    ac->data = s;
-    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        schedule_retry(s);
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    s->ac = ac;
-    s->connected = 0;
-    /* hiredis 0.14's libuv adapter drops the error of a refused
-     * non-blocking connect, so on_connect may never run: give up on the
-     * attempt after a second. */
-    uv_timer_start(&s->retry, on_connect_timeout, 1000, 0);
+    if (s->where.nsentinels > 0)
+        ask_sentinel(s);
+    else
+        connect_server(s);
 }
 
-int cm_store_new(uv_loop_t *loop, const char *host, int port, int db, const char *const *scripts, int nscripts,
+int cm_store_new(uv_loop_t *loop, const cm_store_where *where, const char *const *scripts, int nscripts,
                  cm_store_ready_cb on_ready, void *arg, cm_store **out)
 {
     cm_store *s = calloc(1, sizeof *s);
@@ -172,9 +403,7 @@ int cm_store_new(uv_loop_t *loop, const char *host, int port, int db, const char
     s->loop = loop;
     s->scripts = scripts;
     s->nscripts = nscripts;
-    snprintf(s->host, sizeof s->host, "%s", host);
-    s->port = port;
-    s->db = db;
+    s->where = *where;
     s->on_ready = on_ready;
     s->ready_arg = arg;
     uv_timer_init(loop, &s->retry);
@@ -196,6 +425,10 @@ void cm_store_free(cm_store *s)
     if (!s) return;
     s->closing = 1;
     atomic_store(&s->ready, 0);
+    redisAsyncContext *sentinels[] = {s->asking, s->watch};
+    s->asking = s->watch = NULL; /* their callbacks, run by the frees, then do nothing */
+    for (int i = 0; i < 2; i++)
+        if (sentinels[i]) redisAsyncFree(sentinels[i]);
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;
@@ -210,6 +443,11 @@ bool cm_store_ready(const cm_store *s)
     return s && atomic_load(&((cm_store *)s)->ready);
 }
 
+unsigned long cm_store_generation(const cm_store *s)
+{
+    return atomic_load(&((cm_store *)s)->generation);
+}
+
 size_t cm_store_backlog(const cm_store *s)
 {
     return s ? atomic_load(&((cm_store *)s)->backlog) : 0;
@@ -219,7 +457,6 @@ static int send_call(call *c);
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    (void)ac;
     call *c = priv;
     cm_store *s = c->s;
     redisReply *reply = r;
@@ -237,6 +474,12 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (reply) cm_log(CM_LOG_WARN, "event=redis_error script=%d message=\"%.120s\"", c->script, reply->str);
         rc = CM_ESTORE;
+    }
+    if (reply && reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "READONLY") && ac == s->ac) {
+        /* The primary was demoted to a replica (a script's write fails with
+         * READONLY, bare or inside ERR): reconnect, asking Sentinel again. */
+        cm_log(CM_LOG_WARN, "event=redis_demoted host=%s port=%d", s->where.server.host, s->where.server.port);
+        redisAsyncDisconnect(ac);
     }
     c->cb(c->arg, rc, rc == CM_OK ? (const cm_store_reply *)reply : NULL);
     call_free(c);
@@ -346,18 +589,48 @@ int cm_store_hincrby(cm_store *s, const char *key, const char *field, long long 
                                                                                                    : CM_ESTORE;
 }
 
-int cm_store_ping(const char *host, int port, char *err, size_t errsz)
+/* Blocking: a connection within two seconds, or NULL with the reason in err. */
+static redisContext *connect_blocking(const cm_store_hostport *at, const char *what, char *err, size_t errsz)
 {
     struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    redisContext *c = redisConnectWithTimeout(at->host, at->port, tv);
     if (!c || c->err) {
-        snprintf(err, errsz, "cannot connect to Redis at %s:%d: %s", host, port, c ? c->errstr : "out of memory");
+        snprintf(err, errsz, "cannot connect to %s at %s:%d: %s", what, at->host, at->port,
+                 c ? c->errstr : "out of memory");
         redisFree(c);
-        return CM_ESTORE;
+        return NULL;
     }
+    return c;
+}
+
+/* The primary the first answering Sentinel names; else the last one's
+ * failure in err. */
+static int find_primary(const cm_store_where *where, cm_store_hostport *out, char *err, size_t errsz)
+{
+    for (int i = 0; i < where->nsentinels; i++) {
+        redisContext *c = connect_blocking(&where->sentinels[i], "Sentinel", err, errsz);
+        if (!c) continue;
+        redisReply *r = redisCommand(c, "SENTINEL get-master-addr-by-name %s", where->master);
+        int rc = read_master_addr(r, out);
+        if (rc != CM_OK)
+            snprintf(err, errsz, "Sentinel at %s:%d names no primary called %s", where->sentinels[i].host,
+                     where->sentinels[i].port, where->master);
+        freeReplyObject(r);
+        redisFree(c);
+        if (rc == CM_OK) return CM_OK;
+    }
+    return CM_ESTORE;
+}
+
+int cm_store_ping(const cm_store_where *where, char *err, size_t errsz)
+{
+    cm_store_hostport at = where->server;
+    if (where->nsentinels > 0 && find_primary(where, &at, err, errsz) != CM_OK) return CM_ESTORE;
+    redisContext *c = connect_blocking(&at, "Redis", err, errsz);
+    if (!c) return CM_ESTORE;
     redisReply *r = redisCommand(c, "PING");
     int ok = r && r->type == REDIS_REPLY_STATUS;
-    if (!ok) snprintf(err, errsz, "Redis at %s:%d did not answer PING", host, port);
+    if (!ok) snprintf(err, errsz, "Redis at %s:%d did not answer PING", at.host, at.port);
     freeReplyObject(r);
     redisFree(c);
     return ok ? CM_OK : CM_ESTORE;

@@ -4,7 +4,14 @@
  * The only module that includes hiredis; it knows no key of costmesh's
  * (hot.h does). Runs on the loop thread only (cm_store_ready excepted).
  * Reconnects by itself with backoff (hiredis 0.14 does not), loads the
- * scripts on every connect and re-loads them when Redis answers NOSCRIPT. */
+ * scripts on every connect and re-loads them when Redis answers NOSCRIPT.
+ *
+ * With Sentinels (hiredis has no Sentinel client) each connect first asks
+ * them in turn, SENTINEL get-master-addr-by-name, for the primary's
+ * address, and every connection must answer ROLE "master" before it is
+ * used. A lost connection, or a READONLY error from a primary demoted to a
+ * replica, disconnects, so the next attempt asks the Sentinels again: that
+ * is how a failover is followed. */
 #ifndef CM_STORE_H
 #define CM_STORE_H
 
@@ -13,6 +20,23 @@
 #include <uv.h>
 
 typedef struct cm_store cm_store;
+
+#define CM_STORE_MAX_SENTINELS 8
+
+typedef struct {
+    char host[128];
+    int port;
+} cm_store_hostport;
+
+/* Where Redis is: host:port itself, or the primary that the Sentinels
+ * monitor under the name `master` when nsentinels > 0 (host:port unused). */
+typedef struct {
+    cm_store_hostport server;
+    int db;
+    int nsentinels;
+    cm_store_hostport sentinels[CM_STORE_MAX_SENTINELS];
+    char master[64];
+} cm_store_where;
 
 /* A reply, lent to the callback only. A scalar reply has one element. */
 typedef struct cm_store_reply cm_store_reply;
@@ -30,9 +54,9 @@ typedef void (*cm_store_cb)(void *arg, int rc, const cm_store_reply *reply);
  * are loaded; a fresh connection may face a restarted or emptied Redis. */
 typedef void (*cm_store_ready_cb)(void *arg);
 
-/* scripts[0..nscripts) are the Lua texts to load, borrowed: they must
- * outlive the store. */
-int cm_store_new(uv_loop_t *loop, const char *host, int port, int db, const char *const *scripts, int nscripts,
+/* where is copied. scripts[0..nscripts) are the Lua texts to load,
+ * borrowed: they must outlive the store. */
+int cm_store_new(uv_loop_t *loop, const cm_store_where *where, const char *const *scripts, int nscripts,
                  cm_store_ready_cb on_ready, void *arg, cm_store **out);
 /* Disconnects; pending calls get CM_ESTORE. Memory is freed when libuv has
  * closed the handles. NULL is a no-op. */
@@ -41,6 +65,10 @@ void cm_store_free(cm_store *s);
 bool cm_store_ready(const cm_store *s);
 /* Calls in flight. */
 size_t cm_store_backlog(const cm_store *s);
+/* Counts the times the connection came up to another server than the last
+ * one (the first connection, then each failover): what was written before
+ * may be missing there. Safe from any thread. */
+unsigned long cm_store_generation(const cm_store *s);
 
 /* Runs scripts[script] with nkeys keys followed by the other arguments
  * (argv[0..argc), lens[i] bytes each; both copied). Returns CM_OK and later
@@ -48,9 +76,10 @@ size_t cm_store_backlog(const cm_store *s);
 int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
                   const size_t *lens, cm_store_cb cb, void *arg);
 
-/* Start-up, blocking: PING within two seconds. Writes a one-line reason into
- * err on failure. */
-int cm_store_ping(const char *host, int port, char *err, size_t errsz);
+/* Start-up, blocking: PING within two seconds (with Sentinels, the primary
+ * the first of them that answers names). Writes a one-line reason into err
+ * on failure. */
+int cm_store_ping(const cm_store_where *where, char *err, size_t errsz);
 
 /* Fire-and-forget commands: SET key value [EX ttl_s when > 0], DEL key,
  * HINCRBY key field by. CM_OK when sent, CM_ESTORE when disconnected. */

@@ -65,23 +65,28 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_METER_LIST] = cm_api_meter_list,
     [CM_OP_METER_DELETE] = cm_api_meter_delete,
     [CM_OP_AUTH] = key_known,
+    [CM_OP_PRICE_PUT] = cm_api_price_put,
+    [CM_OP_PRICE_LIST] = cm_api_price_list,
     [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
     [CM_OP_TOP] = cm_api_top,
     [CM_OP_INTENT_TREE] = cm_api_intent_tree,
     [CM_OP_INTENT_END] = cm_api_intent_end,
 };
 
-static void on_revoked(void *arg, const char *channel, const char *key_id)
+/* News from every replica: a key revoked (payload: its id), an org's rate
+ * cards changed (payload: the org). */
+static void on_notify(void *arg, const char *channel, const char *payload)
 {
-    (void)channel;
     cm_svc *s = arg;
-    cm_keycache_forget(s->api.keys, key_id);
+    if (strcmp(channel, CM_KEY_REVOKED_CHANNEL) == 0) cm_keycache_forget(s->api.keys, payload);
+    else if (strcmp(channel, CM_PRICING_CHANNEL) == 0) cm_ratecards_forget(s->api.cards, payload);
 }
 
 static void on_listening(void *arg)
 {
     cm_svc *s = arg;
     cm_keycache_clear(s->api.keys);
+    cm_ratecards_forget_all(s->api.cards);
 }
 
 int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
@@ -92,8 +97,14 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
         free(s);
         return CM_ENOMEM;
     }
+    if (cm_ratecards_new(d->db, cm_api_priced, &s->api, &s->api.cards) != CM_OK) {
+        cm_svc_free(s);
+        return CM_ENOMEM;
+    }
+    s->api.price_tolerance = d->price_tolerance;
     s->api.loop = d->loop;
     s->api.db = d->db;
+    s->api.read_db = d->read_db;
     s->api.ingest = d->ingest;
     s->api.intents = d->intents;
     s->api.hot = d->hot;
@@ -102,7 +113,8 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.intent_abandon_s = d->intent_abandon_s;
     s->api.interop_env = d->interop_env;
     snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");
-    if (cm_pg_listen(d->listen_db, CM_KEY_REVOKED_CHANNEL, on_revoked, on_listening, s) != CM_OK) {
+    static const char *const channels[] = {CM_KEY_REVOKED_CHANNEL, CM_PRICING_CHANNEL, NULL};
+    if (cm_pg_listen(d->listen_db, channels, on_notify, on_listening, s) != CM_OK) {
         cm_svc_free(s);
         return CM_ENOMEM;
     }
@@ -115,6 +127,7 @@ void cm_svc_free(cm_svc *s)
     if (!s) return;
     /* Lookups still in flight fail as the pool closes, after this. */
     for (lookup_call *c = s->lookups; c; c = c->next) c->svc = NULL;
+    cm_ratecards_free(s->api.cards);
     cm_keycache_free(s->api.keys);
     free(s);
 }
@@ -194,6 +207,7 @@ static bool privileged(cm_op op)
     case CM_OP_RESUME:
     case CM_OP_WEBHOOK_PUT:
     case CM_OP_WEBHOOK_DELETE:
+    case CM_OP_PRICE_PUT:
     case CM_OP_METER_PUT:
     case CM_OP_METER_DELETE: return true;
     default: return false;

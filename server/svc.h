@@ -22,7 +22,8 @@ typedef struct cm_svc cm_svc;
 typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db; /* the API's pool: key lookups and the routes' statements */
-    cm_pg_pool *listen_db; /* one connection that hears revocations from every replica */
+    cm_pg_pool *read_db; /* spend and event reads (cm_api's read_db) */
+    cm_pg_pool *listen_db; /* one connection that hears revocations and rate card changes from every replica */
     cm_ingest *ingest;
     cm_intent_log *intents;
     cm_hot *hot;
@@ -30,6 +31,7 @@ typedef struct {
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
     int intent_abandon_s; /* cm_api's */
+    int64_t price_tolerance; /* cm_api */
     const char *interop_env;    /* cm_api */
     const char *interop_faults; /* cm_api */
 } cm_svc_deps;

@@ -266,6 +266,7 @@
     eventType: '',
     eventLimit: '100',
     treeId: '',            // the intent of the tree page
+    runsWindow: 'day',
     busy: false,
     gen: 0,
   };
@@ -274,13 +275,14 @@
 
   function showPage(name) {
     if (name !== 'agent') destroyChart();
-    for (const p of ['login', 'agents', 'agent', 'events', 'tree']) $('page-' + p).hidden = p !== name;
+    for (const p of ['login', 'agents', 'agent', 'runs', 'events', 'tree']) $('page-' + p).hidden = p !== name;
     const signedIn = name !== 'login';
     $('nav').hidden = !signedIn;
     $('session').hidden = !signedIn;
     $('nav-agents').classList.toggle('active', name === 'agents' || name === 'agent');
     $('nav-events').classList.toggle('active', name === 'events');
     $('nav-tree').classList.toggle('active', name === 'tree');
+    $('nav-runs').classList.toggle('active', name === 'runs');
     state.page = name;
   }
 
@@ -343,6 +345,9 @@
       $('tree-id').value = state.treeId;
       showPage('tree');
       loadTree();
+    } else if (h === '#/runs') {
+      showPage('runs');
+      loadRuns();
     } else {
       showPage('agents');
       loadAgents();
@@ -354,6 +359,7 @@
     if (state.page === 'agent') return loadAgent(false);
     if (state.page === 'events') return loadEvents();
     if (state.page === 'tree') return loadTree();
+    if (state.page === 'runs') return loadRuns();
     return Promise.resolve();
   }
 
@@ -953,6 +959,42 @@
     }
   }
 
+  // ------------------------------------------------------------ runs page
+
+  // Money that may be negative (a margin): "−$1.5" rather than "$-1.5".
+  function signedMoney(v) {
+    const s = String(v);
+    return s.startsWith('-') ? '\u2212$' + s.slice(1) : money(s);
+  }
+
+  // The most expensive runs of the period, margin beside cost (GET /v1/mesh/top).
+  async function loadRuns() {
+    const gen = state.gen;
+    try {
+      const d = await api('GET', '/v1/mesh/top?by=run&limit=50&window=' + enc(state.runsWindow));
+      if (gen !== state.gen || state.page !== 'runs') return;
+      const body = $('runs-body');
+      clear(body);
+      const runs = (d && d.top) || [];
+      for (const r of runs) {
+        const m = toNanos(r.margin_usd);
+        body.appendChild(el('tr', { dataset: { run: r.id } }, [
+          el('td', { 'data-label': 'Run', className: 'run-id', text: r.id }),
+          el('td', { 'data-label': 'Cost', className: 'num cost-cell', text: money(r.cost_usd) }),
+          el('td', { 'data-label': 'Revenue', className: 'num', text: money(r.revenue_usd) }),
+          el('td', { 'data-label': 'Margin', className: 'num margin-cell' + (m !== null && m < 0n ? ' loss' : ''),
+            text: signedMoney(r.margin_usd) }),
+          el('td', { 'data-label': 'Agents', className: 'num', text: intText(r.agents) }),
+          el('td', { 'data-label': 'Heartbeats', className: 'num', text: intText(r.heartbeats) }),
+        ]));
+      }
+      $('runs-empty').hidden = runs.length > 0;
+      markRefreshed();
+    } catch (e) {
+      if (e.status !== 401) notice('Could not load runs: ' + e.message, 'error');
+    }
+  }
+
   // ------------------------------------------------------------ wiring
 
   function setSegmented(group, value) {
@@ -990,6 +1032,14 @@
       state.chartWindow = b.dataset.window;
       setSegmented($('chart-period'), state.chartWindow);
       loadAgent(false);
+    });
+    $('runs-period').addEventListener('click', (ev) => {
+      const b = ev.target.closest('button[data-window]');
+      if (!b) return;
+      state.runsWindow = b.dataset.window;
+      setSegmented($('runs-period'), state.runsWindow);
+      state.gen++;
+      loadRuns();
     });
     $('agent-search').addEventListener('input', (ev) => { state.search = ev.target.value; renderAgentsTable(); });
     $('health-filter').addEventListener('change', (ev) => { state.health = ev.target.value; state.gen++; loadAgents(); });

@@ -60,9 +60,9 @@ extern "C" {
 #endif
 
 #define CM_VERSION_MAJOR 0
-#define CM_VERSION_MINOR 1
+#define CM_VERSION_MINOR 2
 #define CM_VERSION_PATCH 0
-#define CM_VERSION_STRING "0.1.0"
+#define CM_VERSION_STRING "0.2.0"
 /* One comparable number: 0xMMmmpp (0.1.0 -> 0x000100). */
 #define CM_VERSION_NUM ((CM_VERSION_MAJOR << 16) | (CM_VERSION_MINOR << 8) | CM_VERSION_PATCH)
 
@@ -76,6 +76,11 @@ extern "C" {
 
 /* Longest intent id, in bytes (the server's limit for id-like fields). */
 #define CM_INTENT_ID_MAX 128
+/* Bytes of a model name (cm_usage.model). */
+#define CM_MODEL_MAX 128
+/* cm_usage.cost_usd of a report the server prices: its model's rate card
+ * in the org, in force when the server receives it (docs/sdk.md). */
+#define CM_COST_BY_RATE_CARD (-1.0)
 /* Largest cost one report or one heartbeat may carry: 1000000 USD. */
 #define CM_COST_MAX_USD 1000000.0
 
@@ -134,17 +139,47 @@ typedef struct cm_options {
     const char *ca_file;       /* optional CA bundle for https (NULL: the system default) */
 } cm_options;
 
-/* One report: deltas since the previous report for the same intent.
- * Counts must be >= 0; cost_usd must be finite, >= 0, <= CM_COST_MAX_USD. */
+/* One report: deltas since the previous report for the same intent and
+ * model. Counts must be >= 0; cost_usd must be finite, >= 0,
+ * <= CM_COST_MAX_USD, or CM_COST_BY_RATE_CARD with a model. */
 typedef struct cm_usage {
     const char *intent_id;  /* borrowed for the call; NULL or "" = no intent; <= CM_INTENT_ID_MAX bytes UTF-8 */
     double cost_usd;        /* converted to nano-dollars at once: llround(cost_usd * 1e9) */
-    int64_t tokens_in;
+    int64_t tokens_in;      /* every input token, the cached and cache-write ones included */
     int64_t tokens_out;
     int64_t llm_calls;
     int64_t tool_calls;     /* sent only when non-zero */
-    int64_t tokens_cached;  /* sent only when non-zero */
+    int64_t tokens_cached;  /* input read from the provider's cache; sent only when non-zero */
+    /* Since 0.2. */
+    const char *model;      /* borrowed for the call; NULL or "" = none; <= CM_MODEL_MAX bytes of
+                               A-Z a-z 0-9 . _ - : / @ + ("gpt-4o-mini") */
+    int64_t tokens_cache_write; /* input written to the provider's cache; sent only when non-zero.
+                                   With a model, tokens_cached + tokens_cache_write <= tokens_in */
 } cm_usage;
+
+/* Money in and out beside a report's cost (cm_report_money), each in
+ * dollars like cost_usd: finite, >= 0, <= CM_COST_MAX_USD, sent only when
+ * non-zero. The server's margin is revenue - refund - cost - external
+ * spend - fees; a refund is its own amount, never a negative revenue.
+ * Fields may be appended in later versions: zero the struct first. */
+typedef struct cm_money {
+    double revenue_usd;        /* what the work earned */
+    double refund_usd;         /* revenue given back */
+    double external_spend_usd; /* tools, APIs, paid endpoints */
+    double fees_usd;
+} cm_money;
+
+/* What an intent's heartbeats are attributed to (cm_intent_begin_attrs):
+ * the server counts every report of the intent in its run, session,
+ * workflow and customer. Each NULL or "" when none; at most
+ * CM_INTENT_ID_MAX bytes of UTF-8 without control characters. Borrowed
+ * for the call. Fields may be appended in later versions: zero it first. */
+typedef struct cm_intent_attrs {
+    const char *run_id;
+    const char *session_id;
+    const char *workflow;
+    const char *customer;
+} cm_intent_attrs;
 
 /* Why cm_intent_begin() answered as it did. Filled by the call (zeroed first). */
 typedef struct cm_decision {
@@ -199,14 +234,23 @@ CM_API int cm_client_new(const cm_options *o, cm_client **out);
 /* Records one usage report: merges its deltas into the buffer entry of
  * u->intent_id and returns. Never blocks on the network and allocates
  * nothing; takes the client's lock for a few hundred nanoseconds at most.
+ * Reports of one intent merge only when they name the same model and
+ * both carry a cost or both leave it to the rate card.
  * Returns CM_OK (recorded), CM_EINVAL (NULL argument, negative count,
- * cost not finite or negative, intent id too long or not UTF-8),
+ * cost not finite or negative (but CM_COST_BY_RATE_CARD with a model),
+ * intent id too long or not UTF-8, a model name that is not one, cached
+ * and cache-write tokens above tokens_in with a model),
  * CM_ERANGE (cost above CM_COST_MAX_USD, or the intent's buffered sum
  * would overflow), CM_EFULL (a new intent while max_pending_intents are
  * buffered: nothing recorded; retry later or report it without intent),
  * CM_ESHUTDOWN. Nothing is recorded unless CM_OK is returned.
  * Thread-safe. */
 CM_API int cm_report(cm_client *c, const cm_usage *u);
+
+/* cm_report() with money in and out beside the cost (m may be NULL: none),
+ * summed per intent like the cost. CM_EINVAL or CM_ERANGE for an amount
+ * as for cost_usd. Same threads, locking and failures as cm_report(). */
+CM_API int cm_report_money(cm_client *c, const cm_usage *u, const cm_money *m);
 
 /* Asks the server to admit a new intent (POST /v1/mesh/intents) and waits
  * for the answer (at most request_timeout_ms). intent_id may be NULL: the
@@ -222,6 +266,12 @@ CM_API int cm_report(cm_client *c, const cm_usage *u);
  * Blocks the calling thread on the network. Thread-safe. */
 CM_API int cm_intent_begin(cm_client *c, const char *intent_id, cm_decision *why);
 
+/* cm_intent_begin() with the intent's run, session, workflow and customer
+ * (attrs may be NULL: none), which its reports inherit on the server.
+ * CM_EINVAL also for an attribute too long, not UTF-8 or with a control
+ * character. Blocks like cm_intent_begin(). Thread-safe. */
+CM_API int cm_intent_begin_attrs(cm_client *c, const char *intent_id, const cm_intent_attrs *attrs,
+                                 cm_decision *why);
 /* Records how an intent ended (POST /v1/mesh/intents/{intent_id}/end) and
  * waits for the answer (at most request_timeout_ms). status is
  * "succeeded", "failed" or "cancelled"; quality is a score in [0, 1], or

@@ -196,20 +196,50 @@ fail:
 
 static bool neg(const cm_usage *u)
 {
-    return u->tokens_in < 0 || u->tokens_out < 0 || u->llm_calls < 0 || u->tool_calls < 0 || u->tokens_cached < 0;
+    return u->tokens_in < 0 || u->tokens_out < 0 || u->llm_calls < 0 || u->tool_calls < 0 || u->tokens_cached < 0 ||
+           u->tokens_cache_write < 0;
+}
+
+/* The server's rule for a model name (1..CM_MODEL_MAX of A-Z a-z 0-9 and
+ * . _ - : / @ +): a report it would refuse is refused here, not dropped later. */
+static bool model_ok(const char *m, size_t n)
+{
+    if (n == 0 || n > CM_MODEL_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= '0' && m[i] <= '9') ||
+              strchr("._-:/@+", m[i])))
+            return false;
+    return true;
 }
 
 CM_API int cm_report(cm_client *c, const cm_usage *u)
 {
+    return cm_report_money(c, u, NULL);
+}
+
+CM_API int cm_report_money(cm_client *c, const cm_usage *u, const cm_money *m)
+{
     if (!c || !u || neg(u)) return CM_EINVAL;
-    cm__delta d;
-    int rc = cm__money_from_double(u->cost_usd, &d.cost_nanos);
+    cm__delta d = {0};
+    d.model = u->model ? u->model : "";
+    size_t mlen = strnlen(d.model, CM_MODEL_MAX + 1);
+    if (mlen && !model_ok(d.model, mlen)) return CM_EINVAL;
+    d.mlen = (uint32_t)mlen;
+    /* The server refuses a model call whose cache tokens are not part of its input. */
+    if (mlen && u->tokens_cached > u->tokens_in - u->tokens_cache_write) return CM_EINVAL;
+    d.by_card = u->cost_usd == CM_COST_BY_RATE_CARD;
+    if (d.by_card && !mlen) return CM_EINVAL;
+    int rc = d.by_card ? CM_OK : cm__money_from_double(u->cost_usd, &d.cost_nanos);
+    const double money[CM__MONEY_KINDS] = {m ? m->revenue_usd : 0, m ? m->refund_usd : 0,
+                                           m ? m->external_spend_usd : 0, m ? m->fees_usd : 0};
+    for (int i = 0; rc == CM_OK && i < CM__MONEY_KINDS; i++) rc = cm__money_from_double(money[i], &d.money[i]);
     if (rc != CM_OK) return rc;
     d.tokens_in = u->tokens_in;
     d.tokens_out = u->tokens_out;
     d.llm_calls = u->llm_calls;
     d.tool_calls = u->tool_calls;
     d.tokens_cached = u->tokens_cached;
+    d.tokens_cache_write = u->tokens_cache_write;
     const char *id = u->intent_id ? u->intent_id : "";
     size_t len = strnlen(id, CM_INTENT_ID_MAX + 1);
     if (len > CM_INTENT_ID_MAX || !cm__utf8_valid(id, len)) return CM_EINVAL;
@@ -497,21 +527,41 @@ CM_API int cm_intent_end(cm_client *c, const char *intent_id, const char *status
     return rc;
 }
 
+/* An id the server takes: NULL, or at most CM_INTENT_ID_MAX bytes of UTF-8;
+ * `printable` also refuses control characters (the server's rule for
+ * attributes, which a batch must never carry to a 400). */
+static bool id_ok(const char *s, bool printable)
+{
+    if (!s) return true;
+    size_t n = strnlen(s, CM_INTENT_ID_MAX + 1);
+    if (n > CM_INTENT_ID_MAX || !cm__utf8_valid(s, n)) return false;
+    for (size_t i = 0; printable && i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
+    return true;
+}
+
 CM_API int cm_intent_begin(cm_client *c, const char *intent_id, cm_decision *why)
+{
+    return cm_intent_begin_attrs(c, intent_id, NULL, why);
+}
+
+CM_API int cm_intent_begin_attrs(cm_client *c, const char *intent_id, const cm_intent_attrs *attrs,
+                                 cm_decision *why)
 {
     cm_decision scratch;
     cm_decision *d = why ? why : &scratch;
     memset(d, 0, sizeof *d);
     if (!c) return CM_EINVAL;
-    if (intent_id && (strnlen(intent_id, CM_INTENT_ID_MAX + 1) > CM_INTENT_ID_MAX ||
-                      !cm__utf8_valid(intent_id, strlen(intent_id))))
+    if (!id_ok(intent_id, false) ||
+        (attrs && (!id_ok(attrs->run_id, true) || !id_ok(attrs->session_id, true) ||
+                   !id_ok(attrs->workflow, true) || !id_ok(attrs->customer, true))))
         return CM_EINVAL;
     cm__buf body;
     cm__http_res res;
     cm__buf_init(&body);
     memset(&res, 0, sizeof res);
     cm__buf_init(&res.body);
-    int rc = cm__encode_intent(c->agent, intent_id, &body);
+    int rc = cm__encode_intent(c->agent, intent_id, attrs, &body);
     if (rc == CM_OK) rc = intent_post(c, c->url_intents, &body, &res);
     if (rc == CM_OK) {
         d->http_status = res.status;

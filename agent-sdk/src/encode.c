@@ -88,12 +88,23 @@ static int64_t part_of(int64_t total, int64_t max, uint32_t k)
     return total - done < max ? total - done : max;
 }
 
+const char *const cm__money_metrics[CM__MONEY_KINDS] = {"revenue_usd", "refund_usd", "external_spend_usd",
+                                                       "fees_usd"};
+
+static bool last_money_part(const cm__entry *e, uint32_t k)
+{
+    for (int m = 0; m < CM__MONEY_KINDS; m++)
+        if (part_of(e->money[m], CM__MONEY_MAX, k + 1) != 0) return false;
+    return true;
+}
+
 static bool last_part(const cm__entry *e, uint32_t k)
 {
     return part_of(e->cost_nanos, CM__MONEY_MAX, k + 1) == 0 && part_of(e->tokens_in, CM__COUNT_MAX, k + 1) == 0 &&
            part_of(e->tokens_out, CM__COUNT_MAX, k + 1) == 0 && part_of(e->llm_calls, CM__COUNT_MAX, k + 1) == 0 &&
            part_of(e->tool_calls, CM__COUNT_MAX, k + 1) == 0 &&
-           part_of(e->tokens_cached, CM__COUNT_MAX, k + 1) == 0;
+           part_of(e->tokens_cached, CM__COUNT_MAX, k + 1) == 0 &&
+           part_of(e->tokens_cache_write, CM__COUNT_MAX, k + 1) == 0 && last_money_part(e, k);
 }
 
 int cm__encode_batch(const cm__table *t, cm__cursor *cur, const char *agent, cm__ids *ids, int max_batch,
@@ -122,17 +133,36 @@ int cm__encode_batch(const cm__table *t, cm__cursor *cur, const char *agent, cm_
             cm__buf_adds(out, ",\"intent_id\":");
             cm__buf_add_jstr(out, e->intent, e->len);
         }
+        if (e->mlen) {
+            cm__buf_adds(out, ",\"model\":");
+            cm__buf_add_jstr(out, e->model, e->mlen);
+        }
         /* One heartbeat carries at most the server's per-heartbeat limits;
-         * the rest of a larger entry goes into the next heartbeat(s). */
+         * the rest of a larger entry goes into the next heartbeat(s). A
+         * report left to the rate card sends no cost: the server prices it. */
         int64_t c = part_of(e->cost_nanos, CM__MONEY_MAX, k);
-        cm__buf_adds(out, ",\"metrics\":{\"cost_usd\":");
-        cm__buf_add(out, money, cm__money_format(c, money));
-        add_i64(out, ",\"tokens_in\":", part_of(e->tokens_in, CM__COUNT_MAX, k));
+        cm__buf_adds(out, ",\"metrics\":{");
+        if (!e->by_card) {
+            cm__buf_adds(out, "\"cost_usd\":");
+            cm__buf_add(out, money, cm__money_format(c, money));
+            cm__buf_add(out, ",", 1);
+        }
+        add_i64(out, "\"tokens_in\":", part_of(e->tokens_in, CM__COUNT_MAX, k));
         add_i64(out, ",\"tokens_out\":", part_of(e->tokens_out, CM__COUNT_MAX, k));
         add_i64(out, ",\"llm_calls\":", part_of(e->llm_calls, CM__COUNT_MAX, k));
         int64_t tc = part_of(e->tool_calls, CM__COUNT_MAX, k), tk = part_of(e->tokens_cached, CM__COUNT_MAX, k);
         if (tc) add_i64(out, ",\"tool_calls\":", tc);
         if (tk) add_i64(out, ",\"tokens_cached\":", tk);
+        int64_t tw = part_of(e->tokens_cache_write, CM__COUNT_MAX, k);
+        if (tw) add_i64(out, ",\"tokens_cache_write\":", tw);
+        for (int m = 0; m < CM__MONEY_KINDS; m++) {
+            int64_t v = part_of(e->money[m], CM__MONEY_MAX, k);
+            if (!v) continue;
+            cm__buf_adds(out, ",\"");
+            cm__buf_adds(out, cm__money_metrics[m]);
+            cm__buf_adds(out, "\":");
+            cm__buf_add(out, money, cm__money_format(v, money));
+        }
         cm__buf_adds(out, "}}");
         *cost += c;
         (*nhb)++;
@@ -178,18 +208,31 @@ int cm__encode_intent_end(const char *base, const char *intent_id, const char *s
     return url->oom || body->oom ? CM_ENOMEM : CM_OK;
 }
 
-int cm__encode_intent(const char *agent, const char *intent_id, cm__buf *out)
+/* ,"name":"value" (the comma only after the first member), unless value
+ * is NULL or "". */
+static void add_member(cm__buf *out, bool *first, const char *name, const char *value)
 {
+    if (!value || !*value) return;
+    if (!*first) cm__buf_add(out, ",", 1);
+    *first = false;
+    cm__buf_add(out, "\"", 1);
+    cm__buf_adds(out, name);
+    cm__buf_adds(out, "\":");
+    cm__buf_add_jstr(out, value, strlen(value));
+}
+
+int cm__encode_intent(const char *agent, const char *intent_id, const cm_intent_attrs *attrs, cm__buf *out)
+{
+    bool first = true;
     cm__buf_reset(out);
     cm__buf_add(out, "{", 1);
-    if (agent) {
-        cm__buf_adds(out, "\"agent\":");
-        cm__buf_add_jstr(out, agent, strlen(agent));
-    }
-    if (intent_id && *intent_id) {
-        if (agent) cm__buf_add(out, ",", 1);
-        cm__buf_adds(out, "\"intent_id\":");
-        cm__buf_add_jstr(out, intent_id, strlen(intent_id));
+    add_member(out, &first, "agent", agent);
+    add_member(out, &first, "intent_id", intent_id);
+    if (attrs) {
+        add_member(out, &first, "run_id", attrs->run_id);
+        add_member(out, &first, "session_id", attrs->session_id);
+        add_member(out, &first, "workflow", attrs->workflow);
+        add_member(out, &first, "customer", attrs->customer);
     }
     cm__buf_add(out, "}", 1);
     return out->oom ? CM_ENOMEM : CM_OK;

@@ -14,6 +14,10 @@
 
 #define CM__NANOS_PER_USD 1000000000LL
 #define CM__MONEY_MAX (1000000LL * CM__NANOS_PER_USD) /* per heartbeat, the server's limit */
+/* Money in and out beside the cost (cm_money), in this order, and their
+ * metric names. */
+#define CM__MONEY_KINDS 4
+extern const char *const cm__money_metrics[CM__MONEY_KINDS];
 #define CM__COUNT_MAX 1000000000000000LL              /* per heartbeat count, the server's limit */
 #define CM__MONEY_BUFSZ 32
 #define CM__ID_PREFIX_LEN 24      /* hex digits of the random per-client prefix */
@@ -63,8 +67,12 @@ typedef struct cm__entry {
     uint32_t hash;
     uint32_t len;
     int64_t cost_nanos;
-    int64_t tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached;
+    int64_t tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached, tokens_cache_write;
+    int64_t money[CM__MONEY_KINDS]; /* revenue, refund, external spend, fees (nanos) */
     char intent[CM_INTENT_ID_MAX + 1];
+    uint32_t mlen;
+    bool by_card; /* no cost: the server prices it by its model's rate card */
+    char model[CM_MODEL_MAX + 1];
 } cm__entry;
 
 typedef struct cm__table {
@@ -74,20 +82,25 @@ typedef struct cm__table {
     uint32_t mask;     /* slot count - 1 (a power of two >= 2 * cap) */
 } cm__table;
 
-/* Deltas of one report, already validated and converted. */
+/* Deltas of one report, already validated and converted, and the model
+ * and pricing that, with the intent, make its entry. */
 typedef struct cm__delta {
-    int64_t cost_nanos, tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached;
+    int64_t cost_nanos, tokens_in, tokens_out, llm_calls, tool_calls, tokens_cached, tokens_cache_write;
+    int64_t money[CM__MONEY_KINDS];
+    const char *model; /* mlen bytes, borrowed; mlen 0: none */
+    uint32_t mlen;
+    bool by_card;
 } cm__delta;
 
 /* Allocates a table for cap entries (all memory up front). CM_OK or CM_ENOMEM. */
 int cm__table_init(cm__table *t, uint32_t cap);
 void cm__table_free(cm__table *t); /* t's memory; t itself is the caller's */
 void cm__table_clear(cm__table *t);
-/* Adds d to the entry of intent[0..len) (hash = cm__hash(intent, len)),
- * creating it when new. CM_OK, CM_EFULL (new intent, table full),
+/* Adds d to the entry of intent[0..len) and d's model and pricing (hash =
+ * cm__hash(intent, len)), creating it when new. CM_OK, CM_EFULL (new intent, table full),
  * CM_ERANGE (a sum would overflow int64); on failure nothing changes. */
 int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t hash, const cm__delta *d);
-/* The entry of intent, or NULL. */
+/* The entry of intent without a model, or NULL. */
 const cm__entry *cm__table_find(const cm__table *t, const char *intent, uint32_t len);
 
 /* ---- encode.c: request bodies ---- */
@@ -126,8 +139,9 @@ typedef struct cm__ids {
  * restore *cur and ids->next to retry). */
 int cm__encode_batch(const cm__table *t, cm__cursor *cur, const char *agent, cm__ids *ids, int max_batch,
                      cm__buf *out, int *nhb, int64_t *cost);
-/* {"agent":...,"intent_id":...} (either may be NULL: left out). */
-int cm__encode_intent(const char *agent, const char *intent_id, cm__buf *out);
+/* {"agent":...,"intent_id":...,"run_id":...} (any may be NULL: left out;
+ * attrs NULL: none). */
+int cm__encode_intent(const char *agent, const char *intent_id, const cm_intent_attrs *attrs, cm__buf *out);
 /* The URL of an intent's end, base + "/" + the percent-encoded id + "/end",
  * and its body {"status":...,"quality":...} (quality < 0: left out), into
  * url and body (reset first). CM_OK or CM_ENOMEM. */

@@ -50,7 +50,10 @@ void cm__table_clear(cm__table *t)
     t->n = 0;
 }
 
-static int32_t find_slot(const cm__table *t, const char *intent, uint32_t len, uint32_t hash, uint32_t *where)
+/* An intent's reports of different models share its hash: its probe run
+ * holds them side by side. */
+static int32_t find_slot(const cm__table *t, const char *intent, uint32_t len, const cm__delta *key, uint32_t hash,
+                         uint32_t *where)
 {
     uint32_t s = hash & t->mask;
     for (;;) {
@@ -60,7 +63,8 @@ static int32_t find_slot(const cm__table *t, const char *intent, uint32_t len, u
             return -1;
         }
         const cm__entry *e = &t->e[i];
-        if (e->hash == hash && e->len == len && memcmp(e->intent, intent, len) == 0) {
+        if (e->hash == hash && e->len == len && memcmp(e->intent, intent, len) == 0 && e->mlen == key->mlen &&
+            (key->mlen == 0 || memcmp(e->model, key->model, key->mlen) == 0) && e->by_card == key->by_card) {
             *where = s;
             return i;
         }
@@ -71,7 +75,8 @@ static int32_t find_slot(const cm__table *t, const char *intent, uint32_t len, u
 const cm__entry *cm__table_find(const cm__table *t, const char *intent, uint32_t len)
 {
     uint32_t where;
-    int32_t i = find_slot(t, intent, len, cm__hash(intent, len), &where);
+    const cm__delta none = {0};
+    int32_t i = find_slot(t, intent, len, &none, cm__hash(intent, len), &where);
     return i < 0 ? NULL : &t->e[i];
 }
 
@@ -83,23 +88,29 @@ static bool add_ok(int64_t a, int64_t b)
 int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t hash, const cm__delta *d)
 {
     uint32_t where;
-    int32_t i = find_slot(t, intent, len, hash, &where);
+    int32_t i = find_slot(t, intent, len, d, hash, &where);
     cm__entry *e;
     if (i >= 0) {
         e = &t->e[i];
         if (!add_ok(e->cost_nanos, d->cost_nanos) || !add_ok(e->tokens_in, d->tokens_in) ||
             !add_ok(e->tokens_out, d->tokens_out) || !add_ok(e->llm_calls, d->llm_calls) ||
-            !add_ok(e->tool_calls, d->tool_calls) || !add_ok(e->tokens_cached, d->tokens_cached))
+            !add_ok(e->tool_calls, d->tool_calls) || !add_ok(e->tokens_cached, d->tokens_cached) ||
+            !add_ok(e->tokens_cache_write, d->tokens_cache_write))
             return CM_ERANGE;
+        for (int m = 0; m < CM__MONEY_KINDS; m++)
+            if (!add_ok(e->money[m], d->money[m])) return CM_ERANGE;
+        for (int m = 0; m < CM__MONEY_KINDS; m++) e->money[m] += d->money[m];
         e->cost_nanos += d->cost_nanos;
         e->tokens_in += d->tokens_in;
         e->tokens_out += d->tokens_out;
         e->llm_calls += d->llm_calls;
         e->tool_calls += d->tool_calls;
         e->tokens_cached += d->tokens_cached;
+        e->tokens_cache_write += d->tokens_cache_write;
         return CM_OK;
     }
-    if (t->n >= t->cap || len > CM_INTENT_ID_MAX) return t->n >= t->cap ? CM_EFULL : CM_EINVAL;
+    if (t->n >= t->cap || len > CM_INTENT_ID_MAX || d->mlen > CM_MODEL_MAX)
+        return t->n >= t->cap ? CM_EFULL : CM_EINVAL;
     e = &t->e[t->n];
     e->hash = hash;
     e->len = len;
@@ -111,6 +122,12 @@ int cm__table_merge(cm__table *t, const char *intent, uint32_t len, uint32_t has
     e->llm_calls = d->llm_calls;
     e->tool_calls = d->tool_calls;
     e->tokens_cached = d->tokens_cached;
+    memcpy(e->money, d->money, sizeof e->money);
+    e->tokens_cache_write = d->tokens_cache_write;
+    e->mlen = d->mlen;
+    if (d->mlen) memcpy(e->model, d->model, d->mlen); /* d->model may be NULL when mlen is 0 */
+    e->model[d->mlen] = 0;
+    e->by_card = d->by_card;
     t->slot[where] = (int32_t)t->n;
     t->n++;
     return CM_OK;

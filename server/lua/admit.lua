@@ -6,7 +6,7 @@
 -- its cap was seen reached).
 -- ARGV: 1 "1" when an Idempotency-Key is used, 2..4 the windows' ttls,
 -- 5 the address, 6..8 the windows' start times (for the once-per-window
--- breach markers), 9 the markers' ttl, 10 the idempotency key's ttl,
+-- breach markers), 9 the markers' ttl, 10 the ttl of the key's in-flight mark,
 -- 11 the tree's cost as PostgreSQL had it, 12 the policy's tree cap ("":
 -- none, KEYS[8] unread), 13 the tree hash's ttl.
 -- Answers {code, breached mask, newly breached mask, current of each limit

@@ -524,6 +524,19 @@ class Harness:
         return out
 
     def setup(self):
+        self.start_services()
+        # Bootstrap both orgs: the bootstrap key is stored in PostgreSQL, so
+        # K1 stays valid after the restart with K2.
+        self.server = Server(self, self.k1, self.org1)
+        self.server.start()
+        problems = self.server.stop()
+        if problems:
+            raise HarnessError("first server did not stop cleanly: " + "; ".join(problems))
+        self.server = Server(self, self.k2, self.org2)
+        self.server.start()
+
+    def start_services(self):
+        """A throwaway Redis and PostgreSQL under a new data dir, on free ports; teardown stops them."""
         self.data_dir = tempfile.mkdtemp(prefix="cmit-")
         self.redis_port = free_port()
         self.pg_port = free_port()
@@ -542,15 +555,6 @@ class Harness:
         self.db_url = env.get("COSTMESH_DATABASE_URL")
         if not self.redis_url or not self.db_url:
             raise HarnessError("env file lacks the store URLs: %r" % env)
-        # Bootstrap both orgs: the bootstrap key is stored in PostgreSQL, so
-        # K1 stays valid after the restart with K2.
-        self.server = Server(self, self.k1, self.org1)
-        self.server.start()
-        problems = self.server.stop()
-        if problems:
-            raise HarnessError("first server did not stop cleanly: " + "; ".join(problems))
-        self.server = Server(self, self.k2, self.org2)
-        self.server.start()
 
     def teardown(self):
         errors = []

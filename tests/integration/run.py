@@ -7,6 +7,8 @@ order, functions in source order), prints one PASS/FAIL line per test and
 then "N passed, M failed". Exit status 1 when anything failed.
 
   --only SUBSTR   run only tests whose name contains SUBSTR (repeatable)
+  --suite NAME    run the tests of tests/integration/NAME/ instead (e.g. scale:
+                  replicas behind nginx, backup and restore; `make scale`)
   CM_KEEP_DATA=1  keep the temp data dir (logs) for inspection
   CM_TEST_LOG_LEVEL=info  costmeshd log level (default warn)
 """
@@ -34,9 +36,9 @@ class Interrupted(BaseException):
     pass
 
 
-def discover():
+def discover(folder):
     tests = []
-    for path in sorted(glob.glob(os.path.join(HERE, "test_*.py"))):
+    for path in sorted(glob.glob(os.path.join(folder, "test_*.py"))):
         name = os.path.splitext(os.path.basename(path))[0]
         spec = importlib.util.spec_from_file_location(name, path)
         mod = importlib.util.module_from_spec(spec)
@@ -76,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True, help="directory holding costmeshd")
     ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--suite", help="a folder under tests/integration holding another suite")
     args = ap.parse_args()
 
     def on_term(signum, frame):
@@ -89,7 +92,10 @@ def main():
     h = None
     start = time.time()
     try:
-        tests = discover()
+        folder = os.path.join(HERE, args.suite) if args.suite else HERE
+        if args.suite:
+            sys.path.insert(0, folder)
+        tests = discover(folder)
         if args.only:
             tests = [t for t in tests if any(o in t[0] for o in args.only)]
         h = Harness(args.build)

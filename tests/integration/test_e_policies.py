@@ -458,6 +458,25 @@ def test_idempotent_intent(h):
     check(idb != id1, "another org's key answered this org's intent")
 
 
+@timeout(30)
+def test_idempotency_key_after_its_replica_died(h):
+    """A replica killed after recording an intent and before answering leaves
+    the key's in-flight mark in Redis: retries get 409 until it expires (30 s
+    at most), then the same intent id, counted once."""
+    a = new_agent(tag="pol-idem-dead")
+    register(h, a)
+    key = "idem-" + uuid.uuid4().hex
+    id1 = admitted(intent(h, a, idem=key), a, "first intent with the key")
+    # The state the dead replica left: recorded in PostgreSQL, counted in
+    # Redis, the answer never remembered.
+    h.redis("SET", "cm:i:%s:%s" % (a, key), "pending", "EX", 2)
+    check_error(intent(h, a, idem=key), 409, "idempotency_key_in_use", what="retry while the mark lasts")
+    time.sleep(2.2)
+    check_eq(admitted(intent(h, a, idem=key), a, "retry once the mark expired"), id1, "the same intent id")
+    check_eq(agent_view(h, a)["today"]["intents"], 1, "counted once in Redis")
+    check_eq(h.psql("SELECT count(*) FROM intents WHERE address = '%s'" % a), "1", "recorded once")
+
+
 @timeout(90)
 def test_webhook_threshold_delivery(h):
     away_from_boundary(86400, 60)

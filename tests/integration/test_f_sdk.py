@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 import http.client
 from decimal import Decimal
 
@@ -422,3 +423,31 @@ def test_intent_end(h):
     check_status(r, 200, "intent spend")
     check_eq((r.json["outcome"]["status"], dec(r.json["outcome"]["quality"])), ("succeeded", Decimal("0.9")),
              "the outcome the SDK recorded")
+
+
+@timeout(60)
+def test_money_and_intent_attributes(h):
+    """cm_intent_begin_attrs gives the intent a run and a customer that its reports inherit on the server;
+    cm_report_money sums revenue, refunds, external spend and fees per intent beside the cost, exactly, into
+    the run's and the agent's margin; an attribute with a control character is refused before sending."""
+    away_from_boundary(3600, 30)
+    a = new_agent(tag="sdk-money")
+    run, cust, x = "run-" + uuid.uuid4().hex[:12], "cust-" + uuid.uuid4().hex[:12], "int-" + uuid.uuid4().hex[:12]
+    d = session(h, a, flush_ms=100)
+    try:
+        r = d.cmd("intent %s %s - - %s" % (x, run, cust))
+        check_eq((r["name"], r["intent_id"]), ("CM_OK", x), "intent with attributes")
+        check_eq(d.cmd("intent - run\x01 - - -")["name"], "CM_EINVAL", "control character in run_id")
+        for _ in range(3):
+            check_eq(d.cmd("money %s 0.1 0.5 0.05 0.01 0.002" % x)["name"], "CM_OK", "money report")
+        check_eq(d.cmd("money %s 0 -1 0 0 0" % x)["name"], "CM_EINVAL", "negative revenue")
+        check_eq(d.flush(20000), CM_OK, "flush")
+    finally:
+        d.quit()
+    want = {"cost_usd": "0.3", "revenue_usd": "1.5", "refund_usd": "0.15", "external_spend_usd": "0.03",
+            "fees_usd": "0.006", "margin_usd": "1.014"}
+    for path in ("/v1/mesh/runs/%s/spend" % run, "/v1/mesh/customers/%s/spend" % cust,
+                 "/v1/mesh/agents/%s/spend" % enc(a)):
+        r = h.request("GET", path, key=h.k1)
+        check_status(r, 200, path)
+        check_eq({k: str(r.json[k]) for k in want}, want, "money of %s" % path)

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from harness import (accepted, check, check_eq, check_error, check_json, check_status, enc, expected_spend, hb_id,
+from harness import (accepted, batch, check, check_eq, check_error, check_json, check_status, enc, expected_spend, hb_id,
                      hb_obj, new_agent, read_metrics)
 from test_e_policies import (admitted, agent_view, agents_list, away_from_boundary, events_of, intent, put_policy,
                              register)
@@ -375,5 +375,14 @@ def test_agent_quota_per_org(h):
         accepted(h.hb(hb_obj(a1, "0.2", hb_id()), key=h.k2), 1, 0, "known agents keep reporting")
         other = new_agent(tag="quota-other-org")
         accepted(h.hb(hb_obj(other, "0.1", hb_id())), 1, 0, "another org is not limited")
+        # One statement of many new agents (a batch of many): counted once each, refused whole past the quota.
+        h.psql("UPDATE org_limits SET max_agents = %d WHERE org = '%s'" % (have + 2 + 999, org))
+        many = [new_agent(org=org, tag="quota-bulk") for _ in range(1000)]
+        r = h.hb(batch([hb_obj(x, "0.000000001", hb_id()) for x in many]), key=h.k2)
+        check_error(r, 422, "agent_quota_exceeded", "agent", what="a batch of 1,000 new agents, 999 allowed")
+        accepted(h.hb(batch([hb_obj(x, "0.000000001", hb_id()) for x in many[:999]]), key=h.k2),
+                 999, 0, "a batch of 999 new agents")
+        check_eq(h.psql("SELECT agents FROM org_agents WHERE org = '%s'" % org), str(have + 2 + 999),
+                 "each new agent counted once")
     finally:
         h.psql("DELETE FROM org_limits WHERE org = '%s'" % org)

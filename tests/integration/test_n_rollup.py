@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 
 from harness import (PortView, Server, accepted, batch, check, check_eq, check_status, dec, enc, free_port, hb_id,
-                     hb_obj, new_agent, timeout)
+                     hb_obj, new_agent, read_metrics, timeout)
 from test_e_policies import run_concurrently
 
 NANO = Decimal(10) ** 9
@@ -74,8 +74,10 @@ def test_watermark_waits_for_an_open_transaction(h):
         slow.stdin.flush()
         open_xid = int(slow.stdout.readline())
         accepted(h.hb(hb_obj(a, "2", hb_id(), intent=x)), 1, 0, "hb committed after the open one began")
-        time.sleep(0.5)  # many worker turns
+        time.sleep(1.5)  # many worker turns
         check(lo(h) <= open_xid, "watermark %d passed the open transaction %d" % (lo(h), open_xid))
+        lag = read_metrics(h).get("costmesh_rollup_lag_seconds", -1)
+        check(lag >= 1, "the lag gauge while the watermark is held back: %s" % lag)
         check_eq(dec(intent_spend(h, x, a)["cost_usd"]), Decimal(3), "the open row is not counted yet")
         slow.stdin.write("COMMIT;\n")
         slow.stdin.close()
@@ -86,6 +88,8 @@ def test_watermark_waits_for_an_open_transaction(h):
             slow.wait()
     wait_rolled(h, x, 7 * 10 ** 9)
     check(lo(h) > open_xid, "watermark moved past the committed transaction")
+    time.sleep(0.2)
+    check_eq(read_metrics(h).get("costmesh_rollup_lag_seconds"), 0, "the lag gauge once caught up")
     check_eq(dec(intent_spend(h, x, a)["cost_usd"]), Decimal(7), "every row counted once")
     h.restart_server()
 

@@ -212,7 +212,9 @@ def test_margin_with_refund_turns_negative_once(h):
         check_status(r, 200, "PUT webhook")
         now = settled_now()
         a, cust = new_agent(org="org2", tag="fin-m"), uid("customer")
-        send(h, [hb(a, now, hb_id(), attrs={"customer": cust}, cost_usd="0.4", revenue_usd="1")], 1, 0, "sale",
+        unpaid = uid("customer")
+        send(h, [hb(a, now, hb_id(), attrs={"customer": cust}, cost_usd="0.4", revenue_usd="1"),
+                 hb(a, now, hb_id(), attrs={"customer": unpaid}, cost_usd="0.2")], 2, 0, "sale, and unpaid work",
              key=h.k2)
         wait_rolled_up(h)
         s = unit_spend(h, "customer", cust, "day", now, key=h.k2).json
@@ -239,6 +241,10 @@ def test_margin_with_refund_turns_negative_once(h):
         n = h.psql("SELECT count(*) FROM events WHERE event_type = 'margin_negative' AND details->>'id' = '%s'"
                    % cust)
         check_eq(n, "1", "one event per turn")
+        check_eq(unit_spend(h, "customer", unpaid, "day", now, key=h.k2).json["margin_usd"], Decimal("-0.2"),
+                 "an unpaid customer's margin")
+        check_eq(h.psql("SELECT count(*) FROM events WHERE details->>'id' = '%s'" % unpaid), "0",
+                 "no margin event for a unit that earns nothing")
         check_eq(Decimal(str(unit_spend(h, "customer", cust, "day", now, key=h.k2).json["margin_usd"])),
                  Decimal("-1.3"), "margin after the further loss")
     finally:
@@ -277,3 +283,59 @@ def test_tenancy_and_validation(h):
     check_error(r, 400, "invalid_field", "heartbeats[0].metrics.revenue_usd", "negative revenue")
     check_eq(unit_spend(h, "run", run).json, before, "nothing changed by the refused requests")
     check_error(top(h, "model", status=400), 400, "invalid_field", "by", "top by an unknown unit")
+
+
+@timeout(60)
+def test_previous_release_worker_still_counts_units(h):
+    """A worker of the release before migration 016 moves the watermark without summing the units (and
+    without bumping gen): the trigger sums them in its transaction, so the run's spend is the same after
+    the move, from the rollup alone, and nothing is counted twice when this release's worker runs."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
+    now = settled_now()
+    a, run = new_agent(tag="fin-old"), uid("run")
+    items = [hb(a, now, hb_id(), attrs={"run_id": run}, cost_usd="0.5", revenue_usd="2"),
+             hb(a, now - 60, hb_id(), attrs={"run_id": run}, cost_usd="0.25")]
+    send(h, items, 2, 0, "heartbeats of the run")
+    want = expected_unit("run", run, items, "day", now)
+    check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend from the tail")
+    gen = h.psql("SELECT gen FROM rollup_watermark")
+    # What the previous release's batch does to the watermark (server/rollup.c before 016).
+    h.psql("UPDATE rollup_watermark SET lo = greatest(lo, pg_snapshot_xmin(pg_current_snapshot())::text::bigint),"
+           " moved_at = now()")
+    check_eq(h.psql("SELECT gen FROM rollup_watermark"), gen, "the old move left gen as it was")
+    check_eq(h.psql("SELECT count(*) FROM cm_rollup_tail() WHERE run_id = '%s'" % run), "0", "rows past the tail")
+    check_eq(h.psql("SELECT sum(cost_nanos)::text || ' ' || sum(revenue_nanos)::text FROM rollup_unit"
+                    " WHERE kind = 'run' AND unit = '%s'" % run), "750000000 2000000000", "units summed by the trigger")
+    check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend from the rollup")
+    h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
+    send(h, items[:1], 0, 1, "a retry after the move")
+    wait_rolled_up(h)
+    check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend after this release's worker ran")
+    h.restart_server()
+
+
+@timeout(60)
+def test_previous_release_worker_still_counts_tree(h):
+    """Migration 017 extends cm_rollup_units(), which 016's trigger runs for an older worker's move: a
+    heartbeat's edge, the outcome its status ends and its run's intent are summed by that move, once, and
+    not again when this release's worker runs."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
+    now = settled_now()
+    a, run, x, parent = new_agent(tag="fin-old-tree"), uid("run"), uid("int"), uid("int")
+    items = [hb(a, now, hb_id(), intent=x, attrs={"run_id": run, "parent_intent_id": parent, "status": "succeeded"},
+                cost_usd="0.5"),
+             hb(a, now - 60, hb_id(), intent=x, attrs={"run_id": run}, cost_usd="0.25")]
+    send(h, items, 2, 0, "heartbeats of the intent")
+    h.psql("UPDATE rollup_watermark SET lo = greatest(lo, pg_snapshot_xmin(pg_current_snapshot())::text::bigint),"
+           " moved_at = now()")
+    q = ("SELECT (SELECT parent_intent_id FROM intent_edge WHERE org = 'org1' AND intent_id = '{x}') || ' ' ||"
+         " (SELECT status FROM intent_outcome WHERE org = 'org1' AND intent_id = '{x}') || ' ' ||"
+         " (SELECT sum(cost_nanos)::text FROM rollup_unit_intent WHERE org = 'org1' AND kind = 'run'"
+         " AND unit = '{r}' AND intent_id = '{x}')").format(x=x, r=run)
+    want = "%s succeeded 750000000" % parent
+    check_eq(h.psql(q), want, "edge, outcome and the run's intent summed by the trigger")
+    h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
+    send(h, items[:1], 0, 1, "a retry after the move")
+    wait_rolled_up(h)
+    check_eq(h.psql(q), want, "not again after this release's worker ran")
+    h.restart_server()

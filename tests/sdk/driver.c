@@ -10,9 +10,17 @@
  *                                           of COST (intent PREFIX-k, k = i % NINTENTS;
  *                                           PREFIX "-": no intent)
  *                                           -> report ok=.. full=.. err=..
+ *   model NAME COST|card TIN TCACHED TWRITE TOUT   one report of model NAME, no
+ *                                           intent, with COST or left to the rate
+ *                                           card (CM_COST_BY_RATE_CARD)
+ *                                           -> model rc=N name=...
  *   flush MS      -> flush rc=N name=...
- *   intent ID|-   -> intent rc=N name=... status=.. code=.. limit=.. limit_value=..
+ *   intent ID|- [RUN SESSION WORKFLOW CUSTOMER]   (each "-" for none; with
+ *                 them, cm_intent_begin_attrs)
+ *                 -> intent rc=N name=... status=.. code=.. limit=.. limit_value=..
  *                    limit_value_exact=.. current_exact=.. retry_after_s=.. intent_id=..
+ *   money ID|- COST REVENUE REFUND EXTERNAL FEES   one cm_report_money
+ *                 -> money rc=N name=...
  *   state         -> state state=N cost_today_nanos=N callbacks=N last_cb=N
  *   stats         -> stats reports=.. ... (every cm_stats field)
  *   quit          -> frees the client (bounded by close_ms), "bye", exit 0
@@ -69,6 +77,12 @@ static void *run(void *arg)
         else j->err++;
     }
     return NULL;
+}
+
+/* NULL for "-". */
+static const char *dash(const char *s)
+{
+    return strcmp(s, "-") == 0 ? NULL : s;
 }
 
 static const char *name_of(int rc)
@@ -156,6 +170,23 @@ int main(int argc, char **argv)
         while (nargs < 8 && (a = strtok_r(NULL, " \t\r\n", &save))) arg[nargs++] = a;
         if (strcmp(cmd, "report") == 0) {
             cmd_report(c, arg, nargs);
+        } else if (strcmp(cmd, "model") == 0) {
+            long t[4];
+            char *end = NULL;
+            cm_usage u = {.llm_calls = 1};
+            if (nargs == 6) u.cost_usd = strcmp(arg[1], "card") == 0 ? CM_COST_BY_RATE_CARD : strtod(arg[1], &end);
+            if (nargs != 6 || (end && *end) || to_long(arg[2], &t[0]) || to_long(arg[3], &t[1]) ||
+                to_long(arg[4], &t[2]) || to_long(arg[5], &t[3])) {
+                printf("error bad model arguments\n");
+                continue;
+            }
+            u.model = arg[0];
+            u.tokens_in = t[0];
+            u.tokens_cached = t[1];
+            u.tokens_cache_write = t[2];
+            u.tokens_out = t[3];
+            rc = cm_report(c, &u);
+            printf("model rc=%d name=%s\n", rc, name_of(rc));
         } else if (strcmp(cmd, "flush") == 0) {
             long ms;
             if (nargs != 1 || to_long(arg[0], &ms)) {
@@ -166,7 +197,10 @@ int main(int argc, char **argv)
             printf("flush rc=%d name=%s\n", rc, name_of(rc));
         } else if (strcmp(cmd, "intent") == 0) {
             cm_decision d;
-            rc = cm_intent_begin(c, nargs >= 1 && strcmp(arg[0], "-") != 0 ? arg[0] : NULL, &d);
+            cm_intent_attrs at = {NULL, NULL, NULL, NULL};
+            if (nargs == 5) at = (cm_intent_attrs){dash(arg[1]), dash(arg[2]), dash(arg[3]), dash(arg[4])};
+            rc = nargs == 5 ? cm_intent_begin_attrs(c, dash(arg[0]), &at, &d)
+                            : cm_intent_begin(c, nargs >= 1 ? dash(arg[0]) : NULL, &d);
             printf("intent rc=%d name=%s status=%d code=%s limit=%s limit_value=%.17g limit_value_exact=%lld "
                    "current=%.17g current_exact=%lld retry_after_s=%lld intent_id=%s\n",
                    rc, name_of(rc), d.http_status, d.error_code[0] ? d.error_code : "-", d.limit[0] ? d.limit : "-",
@@ -179,6 +213,22 @@ int main(int argc, char **argv)
             rc = nargs >= 2 ? cm_intent_end(c, arg[0], arg[1], nargs >= 3 ? strtod(arg[2], NULL) : -1, &d) : CM_EINVAL;
             printf("end rc=%d name=%s status=%d code=%s intent_id=%s\n", rc, name_of(rc), d.http_status,
                    d.error_code[0] ? d.error_code : "-", d.intent_id[0] ? d.intent_id : "-");
+        } else if (strcmp(cmd, "money") == 0) {
+            double v[5];
+            char *end = NULL;
+            int bad = nargs != 6;
+            for (int i = 0; !bad && i < 5; i++) {
+                v[i] = strtod(arg[1 + i], &end);
+                bad = *end != '\0';
+            }
+            if (bad) {
+                printf("error bad money arguments\n");
+                continue;
+            }
+            cm_usage u = {.intent_id = dash(arg[0]), .cost_usd = v[0]};
+            cm_money m = {v[1], v[2], v[3], v[4]};
+            rc = cm_report_money(c, &u, &m);
+            printf("money rc=%d name=%s\n", rc, name_of(rc));
         } else if (strcmp(cmd, "state") == 0) {
             int st;
             int64_t today;

@@ -208,7 +208,7 @@ static void test_backoff(void)
 
 static int merge(cm__table *t, const char *intent, int64_t cost, int64_t tin)
 {
-    cm__delta d = {cost, tin, 0, 1, 0, 0};
+    cm__delta d = {.cost_nanos = cost, .tokens_in = tin, .llm_calls = 1};
     return cm__table_merge(t, intent, (uint32_t)strlen(intent), cm__hash(intent, strlen(intent)), &d);
 }
 
@@ -269,8 +269,8 @@ static void test_encode(void)
 {
     cm__table t;
     cm__table_init(&t, 8);
-    cm__delta d1 = {1000000, 1, 2, 3, 0, 0};
-    cm__delta d2 = {100000000000LL, 0, 0, 1, 4, 5};
+    cm__delta d1 = {.cost_nanos = 1000000, .tokens_in = 1, .tokens_out = 2, .llm_calls = 3};
+    cm__delta d2 = {.cost_nanos = 100000000000LL, .llm_calls = 1, .tool_calls = 4, .tokens_cached = 5};
     cm__table_merge(&t, "a", 1, cm__hash("a", 1), &d1);
     cm__table_merge(&t, "", 0, cm__hash("", 0), &d2);
     cm__buf b;
@@ -295,7 +295,7 @@ static void test_encode(void)
     /* No agent (bound key), escaping. */
     cm__table_clear(&t);
     const char *odd = "q\"b\\c\nd\x01\xc3\xa9";
-    cm__delta z = {0, 0, 0, 0, 0, 0};
+    cm__delta z = {0};
     cm__table_merge(&t, odd, (uint32_t)strlen(odd), cm__hash(odd, strlen(odd)), &z);
     cur = (cm__cursor){0, 0};
     cm__encode_batch(&t, &cur, NULL, &ids, 500, &b, &nhb, &cost);
@@ -322,7 +322,7 @@ static void test_encode(void)
 
     /* An entry above the per-heartbeat limits is split over heartbeats. */
     cm__table_clear(&t);
-    cm__delta big = {2500000000000000LL, 1500000000000000LL, 0, 1, 0, 0};
+    cm__delta big = {.cost_nanos = 2500000000000000LL, .tokens_in = 1500000000000000LL, .llm_calls = 1};
     cm__table_merge(&t, "x", 1, cm__hash("x", 1), &big);
     cur = (cm__cursor){0, 0};
     ids.next = 1;
@@ -343,11 +343,65 @@ static void test_encode(void)
     cm__encode_batch(&t, &cur, NULL, &ids, 2, &b, &nhb, &cost);
     CHECK(nhb == 1 && cur.entry == 1 && cost == 500000000000000LL);
 
+    /* Reports of one intent merge per model and per pricing: a model's calls
+     * with a cost, the same model's left to the rate card (no cost_usd sent),
+     * another model's, and the intent's without a model are four heartbeats. */
+    cm__table_clear(&t);
+    cm__delta own = {.cost_nanos = 5, .tokens_in = 10, .model = "m-1", .mlen = 3};
+    cm__delta card = {.tokens_in = 100, .tokens_out = 7, .llm_calls = 1, .tokens_cached = 40,
+                      .tokens_cache_write = 10, .model = "m-1", .mlen = 3, .by_card = true};
+    cm__delta other = {.tokens_in = 1, .model = "m-2", .mlen = 3, .by_card = true};
+    cm__delta none = {.cost_nanos = 1};
+    uint32_t h = cm__hash("i", 1);
+    CHECK_EQ_I(cm__table_merge(&t, "i", 1, h, &own), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "i", 1, h, &card), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "i", 1, h, &card), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "i", 1, h, &other), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "i", 1, h, &none), CM_OK);
+    CHECK_EQ_I(t.n, 4);
+    CHECK_EQ_I(cm__table_find(&t, "i", 1)->cost_nanos, 1);
+    cur = (cm__cursor){0, 0};
+    ids.next = 1;
+    CHECK_EQ_I(cm__encode_batch(&t, &cur, NULL, &ids, 500, &b, &nhb, &cost), CM_OK);
+    CHECK_EQ_S(b.p, "{\"heartbeats\":["
+                    "{\"id\":\"cm-p-1\",\"intent_id\":\"i\",\"model\":\"m-1\",\"metrics\":{\"cost_usd\":0.000000005,"
+                    "\"tokens_in\":10,\"tokens_out\":0,\"llm_calls\":0}},"
+                    "{\"id\":\"cm-p-2\",\"intent_id\":\"i\",\"model\":\"m-1\",\"metrics\":{\"tokens_in\":200,"
+                    "\"tokens_out\":14,\"llm_calls\":2,\"tokens_cached\":80,\"tokens_cache_write\":20}},"
+                    "{\"id\":\"cm-p-3\",\"intent_id\":\"i\",\"model\":\"m-2\",\"metrics\":{\"tokens_in\":1,"
+                    "\"tokens_out\":0,\"llm_calls\":0}},"
+                    "{\"id\":\"cm-p-4\",\"intent_id\":\"i\",\"metrics\":{\"cost_usd\":0.000000001,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0}}]}");
+    CHECK_EQ_I(nhb, 4);
+    CHECK_EQ_I(cost, 6);
+    /* Money in and out is sent when non-zero, split like the cost, and
+     * summed per intent. */
+    cm__table_clear(&t);
+    cm__delta paid = {.cost_nanos = 1, .money = {1500000000000000LL, 0, 3, 0}};
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &paid), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &paid), CM_OK);
+    cur = (cm__cursor){0, 0};
+    ids.next = 1;
+    cm__encode_batch(&t, &cur, NULL, &ids, 500, &b, &nhb, &cost);
+    CHECK_EQ_S(b.p, "{\"heartbeats\":["
+                    "{\"id\":\"cm-p-1\",\"intent_id\":\"m\",\"metrics\":{\"cost_usd\":0.000000002,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0,\"revenue_usd\":1000000,\"external_spend_usd\":0.000000006}},"
+                    "{\"id\":\"cm-p-2\",\"intent_id\":\"m\",\"metrics\":{\"cost_usd\":0,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0,\"revenue_usd\":1000000}},"
+                    "{\"id\":\"cm-p-3\",\"intent_id\":\"m\",\"metrics\":{\"cost_usd\":0,\"tokens_in\":0,"
+                    "\"tokens_out\":0,\"llm_calls\":0,\"revenue_usd\":1000000}}]}");
+    cm__delta huge = {.money = {0, INT64_MAX, 0, 0}};
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &huge), CM_OK);
+    CHECK_EQ_I(cm__table_merge(&t, "m", 1, cm__hash("m", 1), &huge), CM_ERANGE);
+
     /* Intents body. */
-    cm__encode_intent("agent://o/e/n", "i-1", &b);
+    cm__encode_intent("agent://o/e/n", "i-1", NULL, &b);
     CHECK_EQ_S(b.p, "{\"agent\":\"agent://o/e/n\",\"intent_id\":\"i-1\"}");
-    cm__encode_intent(NULL, NULL, &b);
+    cm__encode_intent(NULL, NULL, NULL, &b);
     CHECK_EQ_S(b.p, "{}");
+    cm_intent_attrs attrs = {"run-1", NULL, "", "acme \"x\""};
+    cm__encode_intent(NULL, "i-2", &attrs, &b);
+    CHECK_EQ_S(b.p, "{\"intent_id\":\"i-2\",\"run_id\":\"run-1\",\"customer\":\"acme \\\"x\\\"\"}");
     cm__buf_free(&b);
     cm__table_free(&t);
 }
@@ -493,6 +547,20 @@ static void test_unreachable(void)
     CHECK_EQ_I(cm_report(c, &bad), CM_EINVAL);
     CHECK_EQ_I(cm_report(NULL, &u), CM_EINVAL);
     CHECK_EQ_I(cm_report(c, NULL), CM_EINVAL);
+    /* A report left to the rate card names its model; a model is a name the
+     * server takes; its cache tokens are part of its input. */
+    bad = u;
+    bad.cost_usd = CM_COST_BY_RATE_CARD;
+    CHECK_EQ_I(cm_report(c, &bad), CM_EINVAL);
+    bad.model = "gpt 4o";
+    CHECK_EQ_I(cm_report(c, &bad), CM_EINVAL);
+    bad.model = "gpt-4o";
+    bad.tokens_in = 10;
+    bad.tokens_cached = 6;
+    bad.tokens_cache_write = 5;
+    CHECK_EQ_I(cm_report(c, &bad), CM_EINVAL);
+    bad.tokens_cache_write = -1;
+    CHECK_EQ_I(cm_report(c, &bad), CM_EINVAL);
 
     /* The sender freezes {a, longid}; they wait for the server. */
     CHECK_EQ_I(cm_flush(c, 0), CM_ETIMEDOUT);

@@ -577,6 +577,34 @@ async function main() {
     await page.setViewportSize({ width: 1360, height: 900 });
   });
 
+  await step('runs.most_expensive_first_with_margin', async () => {
+    // Two runs of an agent of their own: the dearer one loses money (cost 0.7 > revenue 0.5), the
+    // other earns.
+    const R = 'agent://' + ORG + '/production/run-maker-' + tag;
+    const runs = ['run-dear-' + tag, 'run-cheap-' + tag];
+    const beats = [[runs[0], '0.7', '0.5'], [runs[1], '0.2', '1']];
+    for (const [run, cost, revenue] of beats) {
+      const r = await api('POST', '/v1/mesh/heartbeat', '{"agent":' + JSON.stringify(R) + ',"id":"ui-' + tag + '-' +
+        (hbn++) + '","run_id":' + JSON.stringify(run) + ',"metrics":{"cost_usd":' + cost + ',"revenue_usd":' +
+        revenue + '}}');
+      check(r.status === 202, 'run heartbeat: ' + r.status + ' ' + r.text);
+      sent.push([R, cost, Math.floor(Date.now() / 1000) * 1000]);
+    }
+    await page.click('#nav-runs');
+    await page.locator('#page-runs').waitFor({ state: 'visible' });
+    await page.waitForFunction((rs) => rs.every((r) => document.querySelector('#runs-body tr[data-run="' + r + '"]')), runs);
+    const rows = await page.evaluate(() => [...document.querySelectorAll('#runs-body tr')].map((r) =>
+      [...r.querySelectorAll('td')].map((td) => td.textContent)));
+    check(rows.length === 2, 'runs rows: ' + JSON.stringify(rows));
+    check(JSON.stringify(rows[0].slice(0, 6)) === JSON.stringify([runs[0], '$0.7', '$0.5', '\u2212$0.2', '1', '1']),
+      'dearest run first, with its margin: ' + JSON.stringify(rows[0]));
+    check(JSON.stringify(rows[1].slice(0, 4)) === JSON.stringify([runs[1], '$0.2', '$1', '$0.8']),
+      'second run: ' + JSON.stringify(rows[1]));
+    check(await page.evaluate((r) => document.querySelector('#runs-body tr[data-run="' + r + '"] .margin-cell')
+      .classList.contains('loss'), runs[0]), 'a loss is not marked as one');
+    await shot(page, 'runs.png');
+  });
+
   await step('layout.narrow_window', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.click('#nav-agents');

@@ -10,6 +10,7 @@ int main(void)
 {
     test_error();
     test_money();
+    test_pricing();
     test_time();
     test_address();
     test_buf();
@@ -25,6 +26,7 @@ int main(void)
     test_egress();
     test_ingest();
     test_seen();
+    test_config();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -601,6 +601,88 @@ static void duplicates(void)
     CHECK_EQ_I64(h.tokens_in, 1);
 }
 
+/* A heartbeat's model, cache-write tokens and whether it sent a cost (the
+ * rate card prices it when not). */
+static void model_calls(void)
+{
+    cm_hb h;
+    CHECK_EQ_I64(hb_one("{\"model\":\"gpt-4o-mini\",\"metrics\":{\"tokens_in\":100,\"tokens_cached\":60,"
+                        "\"tokens_cache_write\":40,\"tokens_out\":7}}",
+                        &h),
+                 CM_OK);
+    CHECK_STR(h.model, "gpt-4o-mini");
+    CHECK_EQ_I64(h.tokens_cache_write, 40);
+    CHECK(!h.has_cost);
+    CHECK(!h.priced);
+    CHECK_EQ_I64(hb_one("{\"metrics\":{\"cost_usd\":0}}", &h), CM_OK);
+    CHECK(h.has_cost);
+    CHECK_EQ_I64(hb_one("{\"metrics\":{\"cost_usd\":null}}", &h), CM_OK);
+    CHECK(!h.has_cost);
+    CHECK_EQ_I64(hb_one("{}", &h), CM_OK);
+    CHECK_STR(h.model, "");
+    /* Without a model nothing is rated, so the old leniency stands. */
+    CHECK_EQ_I64(hb_one("{\"metrics\":{\"tokens_in\":1,\"tokens_cached\":5}}", &h), CM_OK);
+    CHECK_HB_FAIL("{\"model\":\"m\",\"metrics\":{\"tokens_in\":10,\"tokens_cached\":6,\"tokens_cache_write\":5}}",
+                  400, "invalid_field", "metrics.tokens_in");
+    CHECK_HB_FAIL("{\"model\":\"a b\"}", 400, "invalid_field", "model");
+    CHECK_HB_FAIL("{\"model\":5}", 400, "invalid_field", "model");
+    CHECK_HB_FAIL("{\"heartbeats\":[{},{\"model\":\"x\\ty\"}]}", 400, "invalid_field", "heartbeats[1].model");
+    CHECK_HB_FAIL("{\"metrics\":{\"tokens_cache_write\":-1}}", 400, "invalid_field", "metrics.tokens_cache_write");
+}
+
+/* ---- rate cards ---- */
+
+#define CHECK_PRICE_FAIL(body, fld)                                          \
+    do {                                                                     \
+        cm_price p_;                                                         \
+        cm_apierr e_;                                                        \
+        memset(&e_, 0, sizeof e_);                                           \
+        CHECK_EQ_I64(cm_codec_price((body), strlen(body), &p_, &e_), CM_EINVAL); \
+        CHECK_EQ_I64(e_.status, 400);                                        \
+        CHECK_STR(e_.field, (fld));                                          \
+    } while (0)
+
+static void price_cards(void)
+{
+    cm_price p;
+    cm_apierr e;
+    const char *ok = "{\"input_per_million_usd\":2.5,\"output_per_million_usd\":10,"
+                     "\"cached_input_per_million_usd\":0.000000001,\"cache_write_per_million_usd\":3.75,"
+                     "\"effective_from\":\"2026-11-22T10:30:00Z\"}";
+    CHECK_EQ_I64(cm_codec_price(ok, strlen(ok), &p, &e), CM_OK);
+    CHECK_EQ_I64(p.per_million[CM_PRICE_INPUT], 2500000000LL);
+    CHECK_EQ_I64(p.per_million[CM_PRICE_OUTPUT], 10000000000LL);
+    CHECK_EQ_I64(p.per_million[CM_PRICE_CACHED], 1);
+    CHECK_EQ_I64(p.per_million[CM_PRICE_CACHE_WRITE], 3750000000LL);
+    CHECK_EQ_I64(p.from, now_ts() + 900);
+    const char *plain = "{\"input_per_million_usd\":3,\"output_per_million_usd\":0,"
+                        "\"effective_from\":\"2030-01-01T00:00:00Z\"}";
+    CHECK_EQ_I64(cm_codec_price(plain, strlen(plain), &p, &e), CM_OK);
+    CHECK_EQ_I64(p.per_million[CM_PRICE_CACHED], 3000000000LL); /* the input price */
+    CHECK_EQ_I64(p.per_million[CM_PRICE_CACHE_WRITE], 3000000000LL);
+
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":-1,\"output_per_million_usd\":1,\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                     "input_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1,\"cache_write_per_million_usd\":-0.1,"
+                     "\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                     "cache_write_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1e-10,\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                     "output_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1000001,\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                     "output_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":\"1\",\"output_per_million_usd\":1,\"effective_from\":\"2026-01-01T00:00:00Z\"}",
+                     "input_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1,\"effective_from\":\"2026-01-01T00:00:00Z\",\"x\":1}",
+                     "x");
+    CHECK_PRICE_FAIL("{\"output_per_million_usd\":1,\"effective_from\":\"2026-01-01T00:00:00Z\"}", "input_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"effective_from\":\"2026-01-01T00:00:00Z\"}", "output_per_million_usd");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1}", "effective_from");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1,\"effective_from\":null}", "effective_from");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1,\"effective_from\":\"1999-12-31T23:59:59Z\"}",
+                     "effective_from");
+    CHECK_PRICE_FAIL("{\"input_per_million_usd\":1,\"output_per_million_usd\":1,\"effective_from\":7}", "effective_from");
+}
+
 /* ---- key requests ---- */
 
 static int kr(const char *body, cm_keyreq *k, cm_apierr *e)
@@ -742,6 +824,8 @@ void test_codec(void)
     latency();
     money();
     duplicates();
+    model_calls();
+    price_cards();
     keyreq();
     test_codec_ignored();
 }

@@ -205,7 +205,7 @@ static void agent_list(void)
     cm_job_free(j);
     CHECK(decode("GET", "/v1/mesh/events", NULL, bad_type, &j, &e) != CM_OK);
     CHECK_STR(e.message, "event_type must be policy_breached, threshold_crossed, agent_killed, agent_resumed, "
-                         "health_changed, policy_changed or margin_negative");
+                         "health_changed, policy_changed, price_discrepancy or margin_negative");
     cm_job_free(j);
     static const arg type[] = {WITH_KEY, Q("event_type", "agent_killed"), Q("limit", "7"), END};
     j = accepted("GET", "/v1/mesh/events", NULL, type);

@@ -364,8 +364,28 @@ static void round_trips(void)
     }
 }
 
+/* A price is stored as written or refused: no digit below a nano-dollar. */
+static void exact(void)
+{
+    int64_t v = -777;
+    CHECK_EQ_I64(cm_money_parse_exact("2.5", 3, &v), CM_OK);
+    CHECK_EQ_I64(v, 2500000000);
+    CHECK_EQ_I64(cm_money_parse_exact("0.000000001", 11, &v), CM_OK);
+    CHECK_EQ_I64(v, 1);
+    CHECK_EQ_I64(cm_money_parse_exact("1.5000000000", 12, &v), CM_OK); /* trailing zeros are exact */
+    CHECK_EQ_I64(v, 1500000000);
+    CHECK_EQ_I64(cm_money_parse_exact("15e-10", 6, &v), CM_EINVAL);
+    CHECK_EQ_I64(cm_money_parse_exact("0.0000000015", 12, &v), CM_EINVAL);
+    CHECK_EQ_I64(cm_money_parse_exact("0.0000000001", 12, &v), CM_EINVAL); /* rounds to 0: still inexact */
+    CHECK_EQ_I64(cm_money_parse_exact("1e-20", 5, &v), CM_EINVAL);
+    CHECK_EQ_I64(cm_money_parse_exact("0", 1, &v), CM_OK);
+    CHECK_EQ_I64(cm_money_parse_exact("2000000", 7, &v), CM_ERANGE);
+    CHECK_EQ_I64(cm_money_parse_exact("abc", 3, &v), CM_EINVAL);
+}
+
 void test_money(void)
 {
+    exact();
     parse_plain();
     parse_exponent();
     parse_rounding();

@@ -53,6 +53,7 @@ extern int unit_failed;
 
 void test_error(void);
 void test_money(void);
+void test_pricing(void);
 void test_time(void);
 void test_address(void);
 void test_buf(void);
@@ -68,5 +69,6 @@ void test_decode(void);
 void test_egress(void);
 void test_ingest(void);
 void test_seen(void);
+void test_config(void);
 
 #endif

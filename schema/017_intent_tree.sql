@@ -4,9 +4,11 @@
 -- by its intents row (POST /v1/mesh/intents names it) or by its heartbeats;
 -- the row decides, else the earliest heartbeat that names one. Heartbeats'
 -- edges, the outcomes their status ends and each unit's intents are summed
--- by the rollup worker like every other grouping (server/rollup.c), so the
--- acknowledged statement gains nothing; reads add the tail past the
--- watermark (cm_rollup_tail) and are exact right after a 202.
+-- by cm_rollup_units() (016, extended below) like every other grouping, so
+-- the acknowledged statement gains nothing; reads add the tail past the
+-- watermark (cm_rollup_tail) and are exact right after a 202. Raw rows have
+-- had no seq since 012: "the earliest row" is the one of the lowest xid,
+-- then ts.
 ALTER TABLE intents ADD COLUMN IF NOT EXISTS parent_intent_id text;
 CREATE INDEX IF NOT EXISTS intents_parent ON intents (org, parent_intent_id) WHERE parent_intent_id IS NOT NULL;
 
@@ -69,7 +71,7 @@ CREATE OR REPLACE FUNCTION cm_intent_parent(org text, intent_id text) RETURNS te
         (SELECT i.parent_intent_id FROM intents i WHERE i.org = $1 AND i.intent_id = $2 ORDER BY i.seq LIMIT 1),
         (SELECT e.parent_intent_id FROM intent_edge e WHERE e.org = $1 AND e.intent_id = $2),
         (SELECT h.parent_intent_id FROM cm_org_tail($1) h WHERE h.intent_id = $2
-            AND h.parent_intent_id IS NOT NULL ORDER BY h.seq LIMIT 1))
+            AND h.parent_intent_id IS NOT NULL ORDER BY h.xid, h.ts LIMIT 1))
     $$;
 
 -- An intent and all its descendants, at any depth: each with its parent
@@ -113,36 +115,73 @@ CREATE OR REPLACE FUNCTION cm_intent_outcome(org text, intent_id text)
         SELECT o.status, o.quality, o.ended_at, 0 AS pick FROM intent_outcome o WHERE o.org = $1 AND o.intent_id = $2
         UNION ALL
         (SELECT h.status, NULL::numeric, h.ts, 1 FROM cm_org_tail($1) h WHERE h.intent_id = $2
-            AND h.status IN ('succeeded', 'failed', 'cancelled') ORDER BY h.seq LIMIT 1)) o
+            AND h.status IN ('succeeded', 'failed', 'cancelled') ORDER BY h.xid, h.ts LIMIT 1)) o
     ORDER BY pick LIMIT 1
     $$;
 
--- A fence for the rolling upgrade, as in 012: the worker of this release
--- also bumps tree_gen when it moves the watermark; a worker of an earlier
--- release does not know the tables above and is refused.
-ALTER TABLE rollup_watermark ADD COLUMN IF NOT EXISTS tree_gen bigint NOT NULL DEFAULT 0;
-CREATE OR REPLACE FUNCTION cm_rollup_fence() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.tree_gen = OLD.tree_gen THEN
-        RAISE EXCEPTION 'the rollup worker of a release before migration 014 may not move the watermark'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    RETURN NEW;
-END $$;
+-- Three more groupings of the raw rows with lo <= xid < hi: each unit's
+-- intents (rollup_unit_intent, the units of cm_hb_units like rollup_unit),
+-- the edges heartbeats name (the first batch to carry an intent's parent
+-- wins, within it the earliest row) and the outcomes their status ends
+-- (likewise). Returns the rollup_unit_intent rows written.
+CREATE OR REPLACE FUNCTION cm_rollup_tree(lo bigint, hi bigint) RETURNS bigint
+    LANGUAGE sql VOLATILE SET enable_seqscan = off SET jit = off
+    AS $$
+    WITH attributed AS (SELECT split_part(h.address, '/', 3) AS org, u.kind, u.unit, h.intent_id, h.address,
+            date_trunc('hour', h.ts, 'UTC') AS hour, h.cost_nanos, h.ts
+        FROM heartbeats h
+        CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer) u
+        WHERE h.xid >= lo AND h.xid < hi AND h.intent_id IS NOT NULL),
+    unit_intents AS (INSERT INTO rollup_unit_intent AS r (org, kind, unit, intent_id, address, bucket, cost_nanos,
+            last_ts)
+        SELECT org, kind, unit, intent_id, address, hour, sum(cost_nanos), max(ts)
+        FROM attributed GROUP BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT (org, kind, unit, intent_id, address, bucket) DO UPDATE SET
+            cost_nanos = r.cost_nanos + excluded.cost_nanos, last_ts = greatest(r.last_ts, excluded.last_ts)
+        RETURNING 1),
+    edges AS (INSERT INTO intent_edge (org, intent_id, parent_intent_id)
+        SELECT DISTINCT ON (1, 2) split_part(h.address, '/', 3), h.intent_id, h.parent_intent_id FROM heartbeats h
+        WHERE h.xid >= lo AND h.xid < hi AND h.intent_id IS NOT NULL AND h.parent_intent_id IS NOT NULL
+        ORDER BY 1, 2, h.xid, h.ts
+        ON CONFLICT DO NOTHING),
+    ended AS (INSERT INTO intent_outcome (org, intent_id, status, ended_at)
+        SELECT DISTINCT ON (1, 2) split_part(h.address, '/', 3), h.intent_id, h.status, h.ts FROM heartbeats h
+        WHERE h.xid >= lo AND h.xid < hi AND h.intent_id IS NOT NULL
+            AND h.status IN ('succeeded', 'failed', 'cancelled')
+        ORDER BY 1, 2, h.xid, h.ts
+        ON CONFLICT DO NOTHING)
+    SELECT count(*) FROM unit_intents
+    $$;
 
--- The rows already below the watermark, summed once under its lock.
+-- Every move of the watermark sums through cm_rollup_units(): this
+-- release's worker and 016's call it in their batch statement, an older
+-- worker's move reaches it through 016's trigger (rollup_units_catch_up), in
+-- its transaction. 016's function, kept under another name, and the
+-- groupings above both run in it from now on, so every raw row is counted
+-- in them once whichever replica moved the watermark past it, and the
+-- rolling upgrade needs no fence.
+ALTER FUNCTION cm_rollup_units(bigint, bigint) RENAME TO cm_rollup_units_016;
+CREATE FUNCTION cm_rollup_units(lo bigint, hi bigint) RETURNS bigint LANGUAGE sql VOLATILE
+    AS $$
+    SELECT cm_rollup_tree(lo, hi);
+    SELECT cm_rollup_units_016(lo, hi)
+    $$;
+
+-- The rows already below the watermark, summed once: the lock keeps every
+-- worker out until this migration commits; every move after it goes
+-- through the function above.
 SELECT lo FROM rollup_watermark FOR UPDATE;
 INSERT INTO intent_edge (org, intent_id, parent_intent_id)
 SELECT DISTINCT ON (1, 2) split_part(address, '/', 3), intent_id, parent_intent_id FROM heartbeats
 WHERE intent_id IS NOT NULL AND parent_intent_id IS NOT NULL
   AND (xid IS NULL OR xid < (SELECT lo FROM rollup_watermark))
-ORDER BY 1, 2, seq
+ORDER BY 1, 2, xid, ts
 ON CONFLICT DO NOTHING;
 INSERT INTO intent_outcome (org, intent_id, status, ended_at)
 SELECT DISTINCT ON (1, 2) split_part(address, '/', 3), intent_id, status, ts FROM heartbeats
 WHERE intent_id IS NOT NULL AND status IN ('succeeded', 'failed', 'cancelled')
   AND (xid IS NULL OR xid < (SELECT lo FROM rollup_watermark))
-ORDER BY 1, 2, seq
+ORDER BY 1, 2, xid, ts
 ON CONFLICT DO NOTHING;
 INSERT INTO rollup_unit_intent (org, kind, unit, intent_id, address, bucket, cost_nanos, last_ts)
 SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.intent_id, h.address, date_trunc('hour', h.ts, 'UTC'),

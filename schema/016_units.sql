@@ -7,6 +7,8 @@
 -- non-negative metric, subtracted from revenue, so every delta stays >= 0
 -- as the caps of 007 assume. Known margin = revenue - refunds - cost -
 -- external spend - fees.
+SET LOCAL lock_timeout = '5s';
+
 ALTER TABLE heartbeats
     ADD COLUMN IF NOT EXISTS customer text,
     ADD COLUMN IF NOT EXISTS revenue_nanos bigint NOT NULL DEFAULT 0,
@@ -83,26 +85,84 @@ CREATE OR REPLACE FUNCTION cm_hb_units(address text, intent_id text, run_id text
     WHERE u.unit IS NOT NULL
     $$;
 
--- A fence for the rolling upgrade: the worker of this release moves the
--- watermark and bumps gen in the same UPDATE; a worker of the previous
--- release, which does not know rollup_unit, moves it without, and is
--- refused (its batch rolls back and is logged), so no row passes the
--- watermark without being counted in rollup_unit.
+-- Sums the raw rows with lo <= xid < hi into rollup_unit, and records a
+-- margin_negative event (its webhook delivery queued in the same statement)
+-- for each unit that earns in a UTC day (revenue that day) whose margin was
+-- >= 0 before these rows and is < 0 with them; a unit with cost and no
+-- revenue has no margin to watch (it would fire for every unpaid run).
+-- Returns the rollup rows written. The worker calls it in its batch
+-- statement, in the transaction that moves the watermark past the rows, so
+-- they are counted once. It reads the range itself, through the BRIN index
+-- on xid, not through cm_rollup_tail(): the watermark row may already show
+-- the move. Money columns are numeric (see above); the margin "before" is
+-- the rollup as this function's statement sees it, before its own upsert.
+CREATE OR REPLACE FUNCTION cm_rollup_units(lo bigint, hi bigint) RETURNS bigint
+    LANGUAGE sql VOLATILE SET enable_seqscan = off SET jit = off
+    AS $$
+    WITH attributed AS (SELECT split_part(h.address, '/', 3) AS org, u.kind, u.unit, h.address,
+            date_trunc('hour', h.ts, 'UTC') AS hour, h.cost_nanos, h.tokens_in, h.tokens_out, h.tokens_cached,
+            h.llm_calls, h.tool_calls, h.revenue_nanos, h.refund_nanos, h.external_nanos, h.fees_nanos,
+            h.revenue_nanos - h.refund_nanos - h.cost_nanos - h.external_nanos - h.fees_nanos AS margin
+        FROM heartbeats h
+        CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer) u
+        WHERE h.xid >= lo AND h.xid < hi),
+    units AS (INSERT INTO rollup_unit AS r (org, kind, unit, address, bucket, cost_nanos, tokens_in, tokens_out,
+            tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos)
+        SELECT org, kind, unit, address, hour, sum(cost_nanos), sum(tokens_in), sum(tokens_out), sum(tokens_cached),
+            sum(llm_calls), sum(tool_calls), count(*), sum(revenue_nanos), sum(refund_nanos), sum(external_nanos),
+            sum(fees_nanos)
+        FROM attributed GROUP BY 1, 2, 3, 4, 5
+        ON CONFLICT (org, kind, unit, address, bucket) DO UPDATE SET
+            cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,
+            tokens_out = r.tokens_out + excluded.tokens_out, tokens_cached = r.tokens_cached + excluded.tokens_cached,
+            llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,
+            heartbeats = r.heartbeats + excluded.heartbeats, revenue_nanos = r.revenue_nanos + excluded.revenue_nanos,
+            refund_nanos = r.refund_nanos + excluded.refund_nanos,
+            external_nanos = r.external_nanos + excluded.external_nanos, fees_nanos = r.fees_nanos + excluded.fees_nanos
+        RETURNING 1),
+    losses AS (SELECT org, kind, unit, date_trunc('day', hour, 'UTC') AS day, sum(margin) AS delta,
+            sum(revenue_nanos) AS revenue
+        FROM attributed GROUP BY 1, 2, 3, 4 HAVING sum(margin) < 0),
+    turned AS (SELECT l.*, b.before + l.delta AS after FROM losses l CROSS JOIN LATERAL
+            (SELECT coalesce(sum(r.revenue_nanos - r.refund_nanos - r.cost_nanos - r.external_nanos - r.fees_nanos), 0)
+                    AS before, coalesce(sum(r.revenue_nanos), 0) AS revenue
+             FROM rollup_unit r WHERE r.org = l.org AND r.kind = l.kind AND r.unit = l.unit AND r.bucket >= l.day
+             AND r.bucket < l.day + interval '1 day') b
+        WHERE b.before >= 0 AND b.before + l.delta < 0 AND b.revenue + l.revenue > 0),
+    ev AS (INSERT INTO events (org, address, event_type, details)
+        SELECT org, CASE WHEN kind = 'agent' THEN unit END, 'margin_negative',
+            json_build_object('by', kind, 'id', unit, 'window', 'day',
+                'from', to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                'margin_usd', trim_scale(after / 1000000000))::jsonb
+        FROM turned ORDER BY org, kind, unit, day
+        RETURNING id, org),
+    hooks AS (INSERT INTO webhook_deliveries (org, event_id) SELECT ev.org, ev.id FROM ev
+        JOIN webhooks k ON k.org = ev.org RETURNING 1)
+    SELECT count(*) FROM units
+    $$;
+
+-- The rolling upgrade (docs/operations.md): a worker of the previous
+-- release still moves the watermark, summing only what it knows. This
+-- release's worker bumps gen as it moves it (and sums the units itself);
+-- a move without the bump is the previous release's, and the trigger sums
+-- the units of the rows it passes, in its transaction. So every row is
+-- counted in rollup_unit once, whichever release moved the watermark past
+-- it, and the old binary keeps working (rollback included).
 ALTER TABLE rollup_watermark ADD COLUMN IF NOT EXISTS gen bigint NOT NULL DEFAULT 0;
-CREATE OR REPLACE FUNCTION cm_rollup_fence() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION cm_rollup_units_catch_up() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.gen = OLD.gen THEN
-        RAISE EXCEPTION 'the rollup worker of a release before migration 012 may not move the watermark'
-            USING ERRCODE = 'object_not_in_prerequisite_state';
+    IF NEW.gen = OLD.gen AND NEW.lo > OLD.lo THEN
+        PERFORM cm_rollup_units(OLD.lo, NEW.lo);
     END IF;
     RETURN NEW;
 END $$;
-DROP TRIGGER IF EXISTS rollup_fence ON rollup_watermark;
-CREATE TRIGGER rollup_fence BEFORE UPDATE ON rollup_watermark FOR EACH ROW EXECUTE FUNCTION cm_rollup_fence();
+DROP TRIGGER IF EXISTS rollup_units_catch_up ON rollup_watermark;
+CREATE TRIGGER rollup_units_catch_up BEFORE UPDATE ON rollup_watermark
+    FOR EACH ROW EXECUTE FUNCTION cm_rollup_units_catch_up();
 
 -- The rows already below the watermark, summed once: the lock keeps every
--- worker out until this migration commits, and the fence keeps out the
--- previous release's after it.
+-- worker out until this migration commits; the trigger covers every move
+-- after it.
 SELECT lo FROM rollup_watermark FOR UPDATE;
 INSERT INTO rollup_unit AS r (org, kind, unit, address, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,
                               llm_calls, tool_calls, heartbeats)
