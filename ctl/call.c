@@ -68,6 +68,8 @@ static void print_http_error(const cmctl_reply *r)
     fprintf(stderr, "%s: %ld %s", CMCTL_PROG, r->status, cmctl_jtext(e, "code", "error"));
     if (field) fprintf(stderr, " (%s)", field);
     fprintf(stderr, ": %s", msg);
+    if (json_object_object_get_ex(e, "scope", NULL))
+        fprintf(stderr, " [scope %s %s]", cmctl_jtext(e, "scope", "?"), cmctl_jtext(e, "scope_id", "(org)"));
     if (json_object_object_get_ex(e, "limit", NULL))
         fprintf(stderr, " [limit %s = %s, current %s, retry after %s s]", cmctl_jtext(e, "limit", "?"),
                 cmctl_jtext(e, "limit_value", "?"), cmctl_jtext(e, "current", "?"),

@@ -1,4 +1,6 @@
-/* cmd_policy.c - `costmeshctl policy get|set|delete ADDR`. */
+/* cmd_policy.c - `costmeshctl policy get|set|delete TARGET`: an agent's
+ * cost policy, or a scope's (org, env:ENV, customer:ID, workflow:ID,
+ * run:ID). */
 #include "args.h"
 #include "call.h"
 #include "ctl.h"
@@ -10,15 +12,18 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: costmeshctl policy get ADDR [--json]\n"
-    "       costmeshctl policy set ADDR [--max-cost-per-hour USD|none] [--max-cost-per-day USD|none]\n"
+    "usage: costmeshctl policy get TARGET [--json]\n"
+    "       costmeshctl policy set TARGET [--max-cost-per-hour USD|none] [--max-cost-per-day USD|none]\n"
     "                              [--max-cost-per-month USD|none] [--max-intents-per-hour N|none]\n"
     "                              [--max-intents-per-day N|none] [--max-cost-per-intent-tree USD|none]\n"
     "                              [--action block|alert]\n"
     "                              [--thresholds 0.5,0.9] [--json]\n"
-    "       costmeshctl policy delete ADDR\n"
+    "       costmeshctl policy delete TARGET\n"
     "\n"
-    "An agent's cost policy; ADDR is agent://ORG/ENV/NAME. set and delete need an admin key.\n"
+    "A cost policy. TARGET is an agent, agent://ORG/ENV/NAME, or a budget every intent in the\n"
+    "  scope counts in beside its agent's: org (the key's org), env:ENV (the agents\n"
+    "  agent://ORG/ENV/...), customer:ID, workflow:ID or run:ID (the intents naming it).\n"
+    "  A scope's policy needs an admin key; an agent's set and delete do.\n"
     "  set changes only what it names (PATCH): other limits keep their values; a limit\n"
     "  given as none becomes unlimited. A new policy starts from the defaults (unlimited,\n"
     "  block). Costs are sent exactly as written. --action block refuses new intents (429)\n"
@@ -52,10 +57,31 @@ static int show(json_object *policy)
     return rc;
 }
 
-static int policy_path(const char *addr, cmctl_buf *path)
+/* The path of TARGET's policy: an agent's, "org", or KIND:ID of a scope. */
+static int policy_path(const char *target, cmctl_buf *path)
 {
+    static const struct {
+        const char *prefix, *dir;
+    } scopes[] = {{"env:", "envs"}, {"customer:", "customers"}, {"workflow:", "workflows"}, {"run:", "runs"}};
     cmctl_buf_init(path);
-    cmctl_buf_agent_path(path, addr, POLICY_SUFFIX);
+    if (strcmp(target, "org") == 0) {
+        cmctl_buf_adds(path, "/v1/mesh/org" POLICY_SUFFIX);
+    } else if (strncmp(target, "agent://", 8) == 0) {
+        cmctl_buf_agent_path(path, target, POLICY_SUFFIX);
+    } else {
+        size_t i = 0, n = sizeof scopes / sizeof scopes[0];
+        while (i < n && strncmp(target, scopes[i].prefix, strlen(scopes[i].prefix)) != 0) i++;
+        if (i == n || !target[strlen(scopes[i].prefix)]) {
+            cmctl_buf_free(path);
+            return cmctl_usage_error("policy", "TARGET must be agent://ORG/ENV/NAME, org, env:ENV, customer:ID,"
+                                               " workflow:ID or run:ID");
+        }
+        cmctl_buf_adds(path, "/v1/mesh/");
+        cmctl_buf_adds(path, scopes[i].dir);
+        cmctl_buf_adds(path, "/");
+        cmctl_buf_add_pct(path, target + strlen(scopes[i].prefix));
+        cmctl_buf_adds(path, POLICY_SUFFIX);
+    }
     return cmctl_buf_str(path) ? CMCTL_OK : cmctl_fail(CMCTL_ENOMEM, cmctl_strerror(CMCTL_ENOMEM));
 }
 

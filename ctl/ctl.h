@@ -50,6 +50,7 @@ int cmctl_cmd_kill(int argc, char **argv);   /* kill and resume */
 int cmctl_cmd_events(int argc, char **argv);
 int cmctl_cmd_heartbeat(int argc, char **argv);
 int cmctl_cmd_intent(int argc, char **argv);
+int cmctl_cmd_intent_end(int argc, char **argv);
 int cmctl_cmd_pricing(int argc, char **argv);
 
 #endif

@@ -14,7 +14,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"keys", cmctl_cmd_keys, "create, list or revoke API keys (admin)"},
-    {"policy", cmctl_cmd_policy, "get, set or delete an agent's cost policy"},
+    {"policy", cmctl_cmd_policy, "get, set or delete a cost policy: an agent's, the org's, an env's, ..."},
     {"spend", cmctl_cmd_spend, "an agent's, run's, session's, workflow's or customer's spend in a window, with its series"},
     {"top", cmctl_cmd_top, "the most expensive runs, sessions, workflows, customers or agents of a window"},
     {"agents", cmctl_cmd_agents, "the org's agents: health, last heartbeat, intents and cost today"},
@@ -23,6 +23,7 @@ static const command commands[] = {
     {"events", cmctl_cmd_events, "the org's recent events, newest first"},
     {"heartbeat", cmctl_cmd_heartbeat, "send one heartbeat by hand"},
     {"intent", cmctl_cmd_intent, "open an intent (exit 3 when the policy refuses it)"},
+    {"intent-end", cmctl_cmd_intent_end, "end an intent, releasing what is left of its reservation"},
     {"pricing", cmctl_cmd_pricing, "list the org's rate cards, or add a version (admin)"},
 };
 

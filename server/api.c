@@ -2,6 +2,7 @@
 #include "error.h"
 #include "refusal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,27 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
     c->job = j;
     c->who = *who;
     return c;
+}
+
+cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident *who, cm_window window, int64_t at,
+                                         cm_apierr *e)
+{
+    cm_api_spend_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    if (!c) return NULL;
+    cm_window_bounds(window, at, &c->from, &c->to);
+    snprintf(c->from_s, sizeof c->from_s, "%lld", (long long)c->from);
+    snprintf(c->to_s, sizeof c->to_s, "%lld", (long long)c->to);
+    snprintf(c->step_s, sizeof c->step_s, "%d", cm_window_bucket(window) == CM_WIN_HOUR ? 3600 : 86400);
+    return c;
+}
+
+void cm_api_window_json(cm_buf *b, cm_window window, int64_t from, int64_t to)
+{
+    cm_api_jfield(b, "window", cm_window_name(window), 0);
+    cm_buf_adds(b, ",\"from\":");
+    cm_buf_add_jtime(b, from);
+    cm_buf_adds(b, ",\"to\":");
+    cm_buf_add_jtime(b, to);
 }
 
 static int query_on(cm_pg_pool *pool, bool prepared, cm_api_call *c, const char *sql, int n,

@@ -18,6 +18,7 @@
 #include "pg.h"
 #include "ratecards.h"
 #include "hot.h"
+#include "timeutil.h"
 
 #include <stdbool.h>
 #include <uv.h>
@@ -34,6 +35,7 @@ typedef struct {
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
     int intent_abandon_s;  /* an intent not ended and silent this long is reported abandoned */
+    int reservation_ttl_s; /* how long an intent's estimate stays reserved unless it ends */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
     /* A client's cost may differ from the card's by this percent of the
@@ -95,6 +97,20 @@ typedef struct {
 /* A zeroed call of `size` bytes (>= sizeof(cm_api_call)) for j; NULL with e
  * filled when out of memory. Freed with free(). */
 void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, cm_apierr *e);
+
+/* A spend read's call: the window it answers (kept for the reply, as the
+ * callback gets the call back) and that window as query parameters. */
+typedef struct {
+    cm_api_call base;
+    int64_t from, to;
+    char from_s[24], to_s[24], step_s[16]; /* bounds, and the series' step (an hour or a day) */
+} cm_api_spend_call;
+/* A spend call for j over `window` at `at`; NULL with e filled when out of
+ * memory. Freed with free(). */
+cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident *who, cm_window window, int64_t at,
+                                         cm_apierr *e);
+/* ,"window":…,"from":…,"to":… of a spend reply. */
+void cm_api_window_json(cm_buf *b, cm_window window, int64_t from, int64_t to);
 /* Queues sql on the API pool with cb(call). CM_OK; or, when the statement
  * cannot be queued, frees the call, fills e and returns CM_ESTORE. */
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,

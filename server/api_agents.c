@@ -2,6 +2,7 @@
  * intent's spend, the events. */
 #include "api_routes.h"
 #include "error.h"
+#include "forecast.h"
 #include "policy_row.h"
 #include "rollup.h"
 #include "health.h"
@@ -44,9 +45,12 @@ static void next_cursor(cm_buf *b, const cm_pgres *res, int limit, int col)
     " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id," \
     "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
     "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events" \
-    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END" \
+    "  WHERE address = a.address ORDER BY id DESC LIMIT 10) e) END," \
+    " coalesce(ph.cost_nanos, 0)" \
     " FROM agents a LEFT JOIN cost_policies c ON c.address = a.address" \
     " LEFT JOIN rollup_agent h ON h.address = a.address AND h.grain = 'h' AND h.bucket = to_timestamp($3::bigint)" \
+    " LEFT JOIN rollup_agent ph ON ph.address = a.address AND ph.grain = 'h'" \
+    "  AND ph.bucket = to_timestamp($3::bigint - 3600)" \
     " LEFT JOIN rollup_agent d ON d.address = a.address AND d.grain = 'd' AND d.bucket = to_timestamp($4::bigint)" \
     " LEFT JOIN rollup_agent m ON m.address = a.address AND m.grain = 'm' AND m.bucket = to_timestamp($5::bigint)" \
     " CROSS JOIN LATERAL (SELECT count(*) AS n FROM intents i WHERE i.address = a.address" \
@@ -139,15 +143,29 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
     cm_buf_addf(&b, ",\"intents\":%s},\"month\":{\"cost_usd\":", cm_pgres_get(res, 0, 8));
     cm_buf_add_money(&b, strtoll(cm_pgres_get(res, 0, 6), NULL, 10));
     cm_buf_adds(&b, "},\"policy\":");
-    if (strcmp(cm_pgres_get(res, 0, 9), "t") == 0) {
-        cm_policy pol;
+    cm_policy pol;
+    bool has_policy = strcmp(cm_pgres_get(res, 0, 9), "t") == 0;
+    if (has_policy) {
         cm_policy_row_read(res, 0, 10, &pol);
         cm_policy_json(&pol, &b);
     } else {
         cm_buf_adds(&b, "null");
     }
+    /* The forecast of an agent with a cost limit (forecast.h): the burn of
+     * the last hour and when each cost limit runs out at that pace. */
+    if (has_policy && (pol.has[CM_LIM_COST_HOUR] || pol.has[CM_LIM_COST_DAY] || pol.has[CM_LIM_COST_MONTH])) {
+        cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 4), NULL, 10),
+                                                  strtoll(cm_pgres_get(res, 0, 11 + CM_POLICY_ROW_NCOLS), NULL, 10), j->now)};
+        for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+            f.has[i] = pol.has[i];
+            f.limit[i] = pol.limit[i];
+            f.current[i] = strtoll(cm_pgres_get(res, 0, 4 + i - CM_LIM_COST_HOUR), NULL, 10);
+        }
+        cm_buf_adds(&b, ",\"forecast\":");
+        cm_forecast_json(&f, j->now, &b);
+    }
     cm_buf_adds(&b, ",\"recent_events\":");
-    cm_buf_adds(&b, cm_pgres_get(res, 0, 18));
+    cm_buf_adds(&b, cm_pgres_get(res, 0, 10 + CM_POLICY_ROW_NCOLS));
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
@@ -166,15 +184,10 @@ int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 
 /* ---- spend ---- */
 
-typedef struct {
-    cm_api_call base;
-    int64_t from, to;
-} spend_call;
-
 static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    spend_call *c = arg;
+    cm_api_spend_call *c = arg;
     int64_t from = c->from, to = c->to;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
@@ -188,15 +201,27 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "agent", q->address, 1);
-    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
-    cm_buf_adds(&b, ",\"from\":");
-    cm_buf_add_jtime(&b, from);
-    cm_buf_adds(&b, ",\"to\":");
-    cm_buf_add_jtime(&b, to);
+    cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
-    cm_api_outcomes(&b, res, 0, 20);
+    cm_api_outcomes(&b, res, 0, 27);
     cm_api_spend_series(&b, res, 0);
+    /* An agent with a cost limit: its burn over the last hour and when each
+     * limit runs out at that pace, as of now (forecast.h). */
+    cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 23), NULL, 10),
+                                              strtoll(cm_pgres_get(res, 0, 24), NULL, 10), j->now)};
+    bool any = false;
+    for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+        int k = i - CM_LIM_COST_HOUR;
+        f.has[i] = !cm_pgres_isnull(res, 0, 20 + k);
+        f.limit[i] = strtoll(cm_pgres_get(res, 0, 20 + k), NULL, 10);
+        f.current[i] = strtoll(cm_pgres_get(res, 0, k == 0 ? 23 : 24 + k), NULL, 10);
+        any |= f.has[i];
+    }
+    if (any) {
+        cm_buf_adds(&b, ",\"forecast\":");
+        cm_forecast_json(&f, j->now, &b);
+    }
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
@@ -209,7 +234,8 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * tail made this polled read costly), each summed per bucket, then joined to the
  * series so that empty buckets show. Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
- * (cm_api_spend_totals), 20..26 the outcomes (cm_api_outcomes). A polled
+ * (cm_api_spend_totals), 20..26 the forecast's (below), 27..33 the outcomes
+ * (cm_api_outcomes). A polled
  * statement, so prepared. */
 static const char spend_sql[] =
     "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
@@ -236,29 +262,39 @@ static const char spend_sql[] =
     " (revenue_nanos - refund_nanos - cost_nanos - external_nanos - fees_nanos)::text,"
     " (SELECT count(*) FROM agents WHERE address = $1)::text,"
     " (SELECT count(*) FROM intents WHERE address = $1 AND admitted_at >= to_timestamp($2::bigint)"
-    " AND admitted_at < to_timestamp($3::bigint))::text, t.*, oc.*"
-    " FROM b CROSS JOIN t CROSS JOIN "
-    CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$6", "$7", "(SELECT sum(cost_nanos) FROM b)")
+    " AND admitted_at < to_timestamp($3::bigint))::text, t.*,"
+    /* 20..22 the cost limits of its policy; 23..26 the cost of the hour,
+     * the hour before, the day and the month containing now ($6..$8): its
+     * forecast. */
+    " (SELECT max_cost_per_hour FROM cost_policies WHERE address = $1)::text,"
+    " (SELECT max_cost_per_day FROM cost_policies WHERE address = $1)::text,"
+    " (SELECT max_cost_per_month FROM cost_policies WHERE address = $1)::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket = to_timestamp($6::bigint))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h'"
+    "  AND bucket = to_timestamp($6::bigint - 3600))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text"
+    ", oc.* FROM b CROSS JOIN t CROSS JOIN "
+    CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$9", "$10", "(SELECT sum(cost_nanos) FROM b)")
     " oc ORDER BY s";
 
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_agent *q = &j->req.spend_agent;
     if (cm_api_may_act_for(who, q->address, NULL, e) != CM_OK) return CM_EFORBIDDEN;
-    spend_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    cm_api_spend_call *c = cm_api_spend_call_new(api, j, who, q->window, q->at, e);
     if (!c) return CM_ENOMEM;
-    cm_window_bounds(q->window, q->at, &c->from, &c->to);
-    int64_t step = cm_window_bucket(q->window) == CM_WIN_HOUR ? 3600 : 86400;
-    char from[24], to[24], steps[16], abandon[16], now[24];
-    snprintf(from, sizeof from, "%lld", (long long)c->from);
-    snprintf(to, sizeof to, "%lld", (long long)c->to);
-    snprintf(steps, sizeof steps, "%lld", (long long)step);
+    int64_t starts[CM_WIN3];
+    cm_policy_window_starts(j->now, starts);
+    char win[CM_WIN3][24];
+    for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
+    char abandon[16], now[24];
     snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
     snprintf(now, sizeof now, "%lld", (long long)j->now);
-    const char *params[] = {q->address, from, to, steps, who->org, abandon, now};
+    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2], abandon, now};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. A polled statement: prepared, on the read pool. */
-    return cm_api_read(c, spend_sql, 7, params, on_spend, e);
+    return cm_api_read(c, spend_sql, 10, params, on_spend, e);
 }
 
 /* ---- events ---- */

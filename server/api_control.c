@@ -18,8 +18,31 @@ static void fail_unmirrored(cm_job *j, const char *what)
 
 /* ---- cost policies ---- */
 
-/* A policy registers its agent, as a first heartbeat or intent does, so the
- * agent is listed (health "unknown") before it ever reports. */
+/* An agent's policy (cost_policies) or a scope's (scope_policies,
+ * budget.h): the same body, the same answers. A policy registers its
+ * agent, as a first heartbeat or intent does, so the agent is listed
+ * (health "unknown") before it ever reports. Scopes are the org's: only
+ * its admin keys read or change their policies. */
+
+static bool is_agent(const cm_req_policy *q)
+{
+    return q->kind == CM_SCOPE_AGENT;
+}
+
+/* Who may touch this policy: an agent's as before, a scope's admins. */
+static int may_touch_policy(const cm_req_policy *q, const cm_ident *who, bool write, cm_apierr *e)
+{
+    if ((write || !is_agent(q)) && cm_api_need_admin(who, e) != CM_OK) return CM_EFORBIDDEN;
+    if (is_agent(q) && cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK) return CM_EFORBIDDEN;
+    return CM_OK;
+}
+
+static void policy_not_found(cm_job *j)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "this %s has no cost policy", cm_scope_name(j->req.policy.kind));
+    cm_api_error(j, 404, "policy_not_found", NULL, msg);
+}
 
 static void on_policy_mirrored(void *arg, int rc)
 {
@@ -44,8 +67,12 @@ static void mirror_policy(cm_api_call *c)
 {
     cm_job *j = c->job;
     const cm_req_policy *q = &j->req.policy;
-    if (cm_hot_put_policy(c->api->hot, q->address, j->op == CM_OP_POLICY_DELETE ? NULL : &q->policy,
-                          on_policy_mirrored, c) != CM_OK)
+    cm_scope s = {.kind = q->kind};
+    snprintf(s.id, sizeof s.id, "%s", q->address);
+    char tag[CM_ADDR_MAX];
+    cm_budget_tag(c->who.org, &s, tag);
+    if (cm_hot_put_policy(c->api->hot, tag, j->op == CM_OP_POLICY_DELETE ? NULL : &q->policy, on_policy_mirrored,
+                          c) != CM_OK)
         on_policy_mirrored(c, CM_ESTORE);
 }
 
@@ -59,6 +86,7 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
 {
     cm_api_call *c = arg;
     cm_job *j = c->job;
+    const cm_req_policy *q = &j->req.policy;
     if (rc != CM_OK) {
         free(c);
         cm_api_fail_statement(j, sqlstate, cm_pgres_constraint(res));
@@ -66,14 +94,21 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
     }
     if ((j->op == CM_OP_POLICY_DELETE ? cm_pgres_affected(res) : cm_pgres_rows(res)) == 0) {
         free(c);
-        cm_api_error(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
+        policy_not_found(j);
         return;
     }
     /* The policy as saved: a PATCH merged into what was there. */
     if (j->op != CM_OP_POLICY_DELETE) cm_policy_row_read(res, 0, 0, &j->req.policy.policy);
     cm_buf d;
     cm_buf_init(&d);
-    cm_buf_adds(&d, "{\"policy\":");
+    cm_buf_adds(&d, "{");
+    if (!is_agent(q)) {
+        cm_scope s = {.kind = q->kind};
+        snprintf(s.id, sizeof s.id, "%s", q->address);
+        cm_budget_scope_json(&s, &d);
+        cm_buf_adds(&d, ",");
+    }
+    cm_buf_adds(&d, "\"policy\":");
     if (j->op == CM_OP_POLICY_DELETE) cm_buf_adds(&d, "null");
     else cm_policy_json(&j->req.policy.policy, &d);
     cm_buf_adds(&d, "}");
@@ -81,16 +116,11 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
     /* Answer once the event is readable, so a client that lists events
      * right after sees it. */
     if (details)
-        cm_notify_event(c->api->notify, c->who.org, j->req.policy.address, "policy_changed", details, false,
-                        mirror_policy_after, c);
+        cm_notify_event(c->api->notify, c->who.org, is_agent(q) ? q->address : NULL, "policy_changed", details,
+                        false, mirror_policy_after, c);
     else mirror_policy(c);
     free(details);
 }
-
-/* One column of the upsert: the body's value when the request sets it, else
- * the saved one ($11 holds a '1' per column set, in CM_POLICY_ROW_COLS
- * order). */
-#define SET_COL(col, i) " " col " = CASE WHEN substr($11, " #i ", 1) = '1' THEN excluded." col " ELSE c." col " END"
 
 /* CM_OP_POLICY_PUT replaces the policy; CM_OP_POLICY_PATCH changes only the
  * fields its body names (null: back to unlimited or the default), and
@@ -98,8 +128,12 @@ static void on_policy_saved(void *arg, int rc, const cm_pgres *res, const char *
 int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_policy *q = &j->req.policy;
-    if (cm_api_need_admin(who, e) != CM_OK || cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK)
-        return CM_EFORBIDDEN;
+    if (may_touch_policy(q, who, true, e) != CM_OK) return CM_EFORBIDDEN;
+    /* A tree is capped by the policy of the agent that asks for an intent
+     * under it (api_intents.c), not by a scope's. */
+    if (!is_agent(q) && q->policy.has_tree_cap)
+        return cm_apierr_set(e, 400, "invalid_field", CM_POLICY_TREE_NAME,
+                             CM_POLICY_TREE_NAME " is set on an agent's policy, not a %s's", cm_scope_name(q->kind));
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     cm_policy_row row;
@@ -108,32 +142,41 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     for (int i = 0; i < CM_POLICY_ROW_NCOLS; i++)
         set[i] = j->op == CM_OP_POLICY_PUT || (q->present & (1u << i)) ? '1' : '0';
     set[CM_POLICY_ROW_NCOLS] = '\0';
-    const char *params[3 + CM_POLICY_ROW_NCOLS] = {q->address, who->org};
-    memcpy(params + 2, row.params, sizeof row.params);
-    params[2 + CM_POLICY_ROW_NCOLS] = set;
+    if (is_agent(q)) {
+        const char *params[3 + CM_POLICY_ROW_NCOLS] = {q->address, who->org};
+        memcpy(params + 2, row.params, sizeof row.params);
+        params[2 + CM_POLICY_ROW_NCOLS] = set;
+        return cm_api_query(c,
+                            "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
+                            " ON CONFLICT (address) DO NOTHING)"
+                            " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO UPDATE SET"
+                            CM_POLICY_ROW_SET("$11") ", updated_at = now() RETURNING " CM_POLICY_ROW_COLS,
+                            3 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
+    }
+    const char *params[4 + CM_POLICY_ROW_NCOLS] = {who->org, cm_scope_name(q->kind), q->address};
+    memcpy(params + 3, row.params, sizeof row.params);
+    params[3 + CM_POLICY_ROW_NCOLS] = set;
     return cm_api_query(c,
-                        "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
-                        " ON CONFLICT (address) DO NOTHING)"
-                        " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO UPDATE SET"
-                        SET_COL("max_intents_per_hour", 1) "," SET_COL("max_intents_per_day", 2) ","
-                        SET_COL("max_cost_per_hour", 3) "," SET_COL("max_cost_per_day", 4) ","
-                        SET_COL("max_cost_per_month", 5) "," SET_COL("action_on_breach", 6) ","
-                        SET_COL("alert_thresholds", 7) "," SET_COL("max_cost_per_intent_tree", 8)
-                        ", updated_at = now()"
-                        " RETURNING " CM_POLICY_ROW_COLS,
-                        3 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
+                        "INSERT INTO scope_policies AS c (org, kind, scope, " CM_POLICY_ROW_COLS ")"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (org, kind, scope) DO UPDATE"
+                        " SET" CM_POLICY_ROW_SET("$12") ", updated_at = now() RETURNING " CM_POLICY_ROW_COLS,
+                        4 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
 }
 
 int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_policy *q = &j->req.policy;
-    if (cm_api_need_admin(who, e) != CM_OK || cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK)
-        return CM_EFORBIDDEN;
+    if (may_touch_policy(q, who, true, e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    const char *params[] = {q->address};
-    return cm_api_query(c, "DELETE FROM cost_policies WHERE address = $1", 1, params, on_policy_saved, e);
+    if (is_agent(q)) {
+        const char *params[] = {q->address};
+        return cm_api_query(c, "DELETE FROM cost_policies WHERE address = $1", 1, params, on_policy_saved, e);
+    }
+    const char *params[] = {who->org, cm_scope_name(q->kind), q->address};
+    return cm_api_query(c, "DELETE FROM scope_policies WHERE org = $1 AND kind = $2 AND scope = $3", 3, params,
+                        on_policy_saved, e);
 }
 
 static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
@@ -142,7 +185,7 @@ static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_job *j = cm_api_take(arg, rc);
     if (!j) return;
     if (cm_pgres_rows(res) == 0) {
-        cm_api_error(j, 404, "policy_not_found", NULL, "this agent has no cost policy");
+        policy_not_found(j);
         return;
     }
     cm_policy pol;
@@ -156,12 +199,19 @@ static void on_policy_get(void *arg, int rc, const cm_pgres *res, const char *sq
 int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_policy *q = &j->req.policy;
-    if (cm_api_may_act_for(who, q->address, "address_id", e) != CM_OK) return CM_EFORBIDDEN;
+    if (may_touch_policy(q, who, false, e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    const char *params[] = {q->address};
-    return cm_api_query(c, "SELECT " CM_POLICY_ROW_COLS " FROM cost_policies WHERE address = $1", 1, params,
-                        on_policy_get, e);
+    if (is_agent(q)) {
+        const char *params[] = {q->address};
+        return cm_api_query(c, "SELECT " CM_POLICY_ROW_COLS " FROM cost_policies WHERE address = $1", 1, params,
+                            on_policy_get, e);
+    }
+    const char *params[] = {who->org, cm_scope_name(q->kind), q->address};
+    return cm_api_query(c,
+                        "SELECT " CM_POLICY_ROW_COLS " FROM scope_policies WHERE org = $1 AND kind = $2"
+                        " AND scope = $3",
+                        3, params, on_policy_get, e);
 }
 
 /* ---- kill switch ---- */

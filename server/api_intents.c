@@ -1,14 +1,15 @@
 /* api_intents.c - intent admission: an agent asks to start an intent; Redis
- * checks the agent's policy and kill flag and counts the intent atomically
- * (ADMIT), PostgreSQL records it, and the answer is kept for repeats of the
- * Idempotency-Key.
+ * checks the policies of every scope it counts in (its agent, run,
+ * workflow, customer, environment and org: budget.h) and the agent's kill
+ * flag, and counts the intent atomically (ADMIT), PostgreSQL records it,
+ * and the answer is kept for repeats of the Idempotency-Key.
  *
  * An intent under a parent joins a delegation tree. When the agent's policy
  * caps trees, the tree's root and cost are read from PostgreSQL first
  * (rollup + tail: every heartbeat answered 202 before the read counts) and
- * handed to ADMIT, which keeps the largest cost read for the root and
- * refuses once it reaches the cap, in the same script as every other
- * limit. */
+ * handed to ADMIT as one more level, "intent_tree", which keeps the largest
+ * cost read for the root and refuses once it reaches the cap, in the same
+ * script as every other limit. */
 #include "api_routes.h"
 #include "error.h"
 #include "log.h"
@@ -19,17 +20,23 @@
 
 typedef struct {
     cm_api_call base;
-    cm_hot_admission adm;  /* its agent, windows and Idempotency-Key */
+    cm_hot_admission adm;  /* its agent, levels, windows and Idempotency-Key */
+    cm_scope scopes[CM_SCOPE_KINDS]; /* the levels, narrowest first */
+    char tags[CM_SCOPE_KINDS][CM_ADDR_MAX];
+    const char *tagv[CM_SCOPE_KINDS];
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
     char root[CM_ID_MAX + 1]; /* its tree's root, when the policy caps trees */
     char tree_cost[48], tree_cap[24];
 } admit_call;
 
-/* The details of a tree cap's policy_breached event and 429: the cap, the
- * cost that reached it and the root. */
+/* The details of a tree cap's policy_breached event and 429, shaped like a
+ * scope's (the tree is the level "intent_tree", its id the root): the cap,
+ * the cost that reached it, and the root again as root_intent_id. */
 static void tree_mark_json(const admit_call *c, const cm_hot_admit_result *r, cm_buf *b)
 {
-    cm_buf_adds(b, "\"limit\":\"" CM_POLICY_TREE_NAME "\",\"limit_value\":");
+    cm_api_jfield(b, "scope", "intent_tree", 1);
+    cm_api_jfield(b, "scope_id", c->root, 0);
+    cm_buf_adds(b, ",\"limit\":\"" CM_POLICY_TREE_NAME "\",\"limit_value\":");
     cm_buf_add_money_text(b, c->tree_cap);
     cm_buf_adds(b, ",\"current\":");
     cm_buf_add_money_text(b, r->tree_cost);
@@ -51,17 +58,36 @@ static void breach_events(admit_call *c, const cm_hot_admit_result *r)
                             "policy_breached", details, true, NULL, NULL);
         free(details);
     }
-    for (int i = 0; i < CM_LIM_COUNT; i++) {
-        if (!(r->newly & (1u << i))) continue;
-        cm_buf d;
-        cm_buf_init(&d);
-        cm_policy_mark_json(i, r->limit[i], r->current[i], 0, &d);
-        char *details = cm_buf_take(&d, NULL);
-        if (details)
-            cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
-                            "policy_breached", details, true, NULL, NULL);
-        free(details);
+    for (int l = 0; l < r->nlevels; l++)
+        for (int i = 0; i < CM_LIM_COUNT; i++) {
+            if (!(r->level[l].newly & (1u << i))) continue;
+            cm_buf d;
+            cm_buf_init(&d);
+            cm_budget_mark_json(&c->scopes[l], i, r->level[l].limit[i], r->level[l].current[i], 0, &d);
+            char *details = cm_buf_take(&d, NULL);
+            if (details)
+                cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
+                                "policy_breached", details, true, NULL, NULL);
+            free(details);
+        }
+}
+
+/* Of the limits breached at blocking levels, the one the 429 names: the
+ * one whose window ends last (the refusal lasts until every breached
+ * window has ended), on ties the narrower scope, then the lower limit.
+ * Returns its level, or -1; *lim and *retry_after are set with it. */
+static int binding_level(const cm_hot_admit_result *r, int64_t now, int *lim, int64_t *retry_after)
+{
+    int best = -1;
+    for (int l = 0; l < r->nlevels; l++) {
+        int64_t retry = 0;
+        int i = r->level[l].blocks ? cm_policy_binding(r->level[l].breached, now, &retry) : -1;
+        if (i < 0 || (best >= 0 && retry <= *retry_after)) continue;
+        best = l;
+        *lim = i;
+        *retry_after = retry;
     }
+    return best;
 }
 
 /* Answers with the reply already set on the job, keeping it for repeats
@@ -113,6 +139,10 @@ static void on_intent_recorded(void *arg, int rc, const char *prev, const char *
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "intent_id", in->intent_id, 1);
     cm_api_jfield(&b, "agent", in->agent, 0);
+    if (in->estimated_cost > 0) {
+        cm_buf_adds(&b, ",\"reserved_usd\":");
+        cm_buf_add_money(&b, in->estimated_cost);
+    }
     cm_buf_adds(&b, "}");
     cm_job_reply(j, 201, &b);
     finish(c);
@@ -133,7 +163,9 @@ static void record_intent(admit_call *c)
                        .workflow = q->body.workflow,
                        .customer = q->body.customer,
                        .parent_intent_id = q->body.parent_intent_id,
-                       .at = c->base.job->now};
+                       .at = c->base.job->now,
+                       .estimate = c->adm.estimate,
+                       .reserved_until = c->adm.deadline};
     if (cm_intent_log_record(c->base.api->intents, &r, on_intent_recorded, c) != CM_OK)
         on_intent_recorded(c, CM_ESTORE, NULL, "", "");
 }
@@ -178,13 +210,13 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
         return;
     case CM_HOT_ADMITTED:
     case CM_HOT_REFUSED:
-    case CM_HOT_TREE_CAPPED:
         break;
     }
     breach_events(c, r);
-    if (r->code == CM_HOT_TREE_CAPPED) {
-        /* A tree's cost never goes down: no window ends it, so no
-         * Retry-After; a new root is a new tree. */
+    /* A refused tree is named before any window's limit: a tree's cost
+     * never goes down, so no window ends its refusal (no Retry-After); a
+     * new root is a new tree. */
+    if (r->code == CM_HOT_REFUSED && r->tree_reached && r->nlevels > 0 && r->level[0].blocks) {
         cm_buf b;
         cm_buf_init(&b);
         cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
@@ -205,21 +237,36 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
         return;
     }
     int64_t retry = 0;
-    int lim = cm_policy_binding(r->breached, j->now, &retry);
+    int lim = 0, l = binding_level(r, j->now, &lim, &retry);
+    if (l < 0) l = 0; /* REFUSED names a blocking breach; never reached */
+    const cm_hot_level *v = &r->level[l];
     cm_buf b;
     cm_buf_init(&b);
     cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
-    char msg[160];
-    snprintf(msg, sizeof msg, "the agent's %s is reached; new intents are refused until the window ends",
-             cm_limit_name(lim));
+    char msg[200];
+    snprintf(msg, sizeof msg, "the %s's %s is reached; new intents are refused until the window ends",
+             cm_scope_name(c->scopes[l].kind), cm_limit_name(lim));
     cm_buf_add_jstr(&b, msg);
+    cm_buf_adds(&b, ",");
+    cm_budget_scope_json(&c->scopes[l], &b);
     cm_buf_adds(&b, ",");
     cm_api_jfield(&b, "limit", cm_limit_name(lim), 1);
     cm_buf_adds(&b, ",\"limit_value\":");
-    cm_policy_value_json(lim, r->limit[lim], &b);
+    cm_policy_value_json(lim, v->limit[lim], &b);
     cm_buf_adds(&b, ",\"current\":");
-    cm_policy_value_json(lim, r->current[lim], &b);
-    cm_buf_addf(&b, ",\"retry_after_s\":%lld}}", (long long)retry);
+    cm_policy_value_json(lim, v->current[lim], &b);
+    cm_buf_addf(&b, ",\"retry_after_s\":%lld", (long long)retry);
+    /* The binding scope's burn over the last hour, and when each of its
+     * cost limits runs out at that pace (forecast.h). */
+    cm_forecast f = {.burn = cm_forecast_burn(v->this_hour, v->prev_hour, j->now)};
+    for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+        f.has[i] = v->limit[i] > 0 || (v->breached & (1u << i));
+        f.limit[i] = v->limit[i];
+        f.current[i] = v->current[i];
+    }
+    cm_buf_adds(&b, ",\"forecast\":");
+    cm_forecast_json(&f, j->now, &b);
+    cm_buf_adds(&b, "}}");
     cm_job_reply(j, 429, &b);
     j->retry_after = (long)retry;
     finish(c);
@@ -245,7 +292,6 @@ static void on_tree_read(void *arg, int rc, const cm_pgres *res, const char *sql
     if (!cm_pgres_isnull(res, 0, 1)) {
         snprintf(c->tree_cap, sizeof c->tree_cap, "%s", cm_pgres_get(res, 0, 1));
         snprintf(c->tree_cost, sizeof c->tree_cost, "%s", cm_pgres_get(res, 0, 2));
-        c->adm.tree_org = c->base.who.org;
         c->adm.tree_root = c->root;
         c->adm.tree_cost = c->tree_cost;
         c->adm.tree_cap = c->tree_cap;
@@ -287,6 +333,17 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     admit_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     c->adm.agent = q->body.agent;
+    int n = cm_budget_scopes(q->body.agent, q->body.run_id, q->body.workflow, q->body.customer, c->scopes);
+    for (int l = 0; l < n; l++) {
+        cm_budget_tag(who->org, &c->scopes[l], c->tags[l]);
+        c->tagv[l] = c->tags[l];
+    }
+    c->adm.tags = c->tagv;
+    c->adm.ntags = n;
+    c->adm.org = c->base.who.org; /* the call's copy: who is gone once this returns */
+    c->adm.intent_id = q->body.intent_id;
+    c->adm.estimate = q->body.estimated_cost;
+    c->adm.deadline = j->now + api->reservation_ttl_s;
     cm_policy_window_starts(j->now, c->adm.starts);
     /* A client-given intent_id without an Idempotency-Key stands in for
      * one: a retried intent gets the same answer and counts once. */

@@ -24,7 +24,8 @@ int cm_api_key_revoke(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
  * answer. Parameters: $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address
  * or NULL. Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6
  * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..17
- * the policy (CM_POLICY_ROW_COLS), 18 its ten latest events as JSON. Health
+ * the policy (CM_POLICY_ROW_COLS), 18 its ten latest events as JSON, 19 the
+ * cost of the hour before (for the forecast). Health
  * comes from the last heartbeat's age (health.h). */
 extern const char cm_api_agent_view_sql[];
 /* Fills params[0..6) for cm_api_agent_view_sql; the strings live in
@@ -59,7 +60,7 @@ void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
     " - external_nanos - fees_nanos), 0)::text"
 
 /* Writes ,"outcomes":{...} from the columns of cm_unit_outcomes()
- * (schema/017_intent_tree.sql) at `col` of row `row`: intents ended in the
+ * (schema/018_intent_tree.sql) at `col` of row `row`: intents ended in the
  * window by status, those that became abandoned, the cost per successful
  * intent, and the shares of the window's spend on failed and unfinished
  * intents. */
@@ -88,6 +89,8 @@ int cm_api_webhook_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
 int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* Releases what is left of an intent's reservation (estimated_cost_usd). */
+int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_intent_tree(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);

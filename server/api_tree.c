@@ -1,12 +1,17 @@
 /* api_tree.c - one intent: its spend (self and the whole delegation tree
- * below it), the tree with each node's cost, and its end (an outcome).
+ * below it), the tree with each node's cost, and its end (an outcome and
+ * the release of its reservation).
  *
  * An intent id is unique within an org and a tree spans agents, so these
  * routes are keyed by (org, intent id); ?agent= is only checked like any
  * agent a key names. A key bound to an agent sees that agent's part of the
  * sums only, as for runs and sessions. Every read is rollup + tail in one
  * statement (rollup.h), so it is exact right after a 202, whatever order
- * parents and children reported in (schema/017_intent_tree.sql). */
+ * parents and children reported in (schema/018_intent_tree.sql).
+ *
+ * Ending an intent does both jobs of POST .../end: with a body, it keeps
+ * the intent's outcome; with or without one, it releases what is left of
+ * the intent's reservation (estimated_cost_usd, reservations in hot.h). */
 #include "api_routes.h"
 #include "error.h"
 #include "rollup.h"
@@ -224,24 +229,44 @@ int cm_api_intent_tree(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
                         3, params, on_tree, e);
 }
 
-/* ---- the end of an intent ---- */
+/* ---- the end of an intent: its outcome, and its reservation released ---- */
 
-static void on_end(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+/* An end between its statement and Redis's release: the outcome kept (or
+ * none, for an end without a body). */
+typedef struct {
+    cm_api_call base;
+    char status[16], quality[24];
+    bool has_quality, conflict;
+    int64_t ended_at;
+} end_call;
+
+/* Released (found 1: r[0]) or nothing held: the reply. Without an outcome
+ * the release is the whole answer, so nothing held is 404; with one, the
+ * outcome is, and released_usd says what this request released. */
+static void on_released(void *arg, int rc, int found, const cm_hot_released *r, int n)
 {
-    (void)sqlstate;
-    cm_job *j = take_known(arg, rc, res, 0);
-    if (!j) return;
+    end_call *c = arg;
+    cm_job *j = c->base.job;
     const cm_req_intent_end *q = &j->req.intent_end;
-    if (cm_pgres_isnull(res, 0, 1)) {
-        /* Another request ended it between this statement's read and its
-         * insert: its outcome is the one kept. */
-        cm_api_error(j, 409, "intent_already_ended", "status", "the intent was ended by another request just now");
+    end_call done = *c;
+    free(c);
+    if (rc != CM_OK) {
+        cm_api_error(j, 503, "store_unavailable", NULL, "Redis did not answer; retry");
         return;
     }
-    const char *status = cm_pgres_get(res, 0, 1);
-    if (strcmp(status, q->body.status) != 0) {
+    bool released = found == 1 && n >= 1;
+    if (!q->body.status && !released) {
+        /* Another agent's intent is not this key's to see: the same 404. */
+        cm_api_error(j, 404, "reservation_not_found", NULL,
+                     "this intent holds no reservation: none was made, it ended, or it expired");
+        return;
+    }
+    if (done.conflict) {
         char msg[120];
-        snprintf(msg, sizeof msg, "the intent already ended as %s; an outcome is kept once", status);
+        if (done.status[0])
+            snprintf(msg, sizeof msg, "the intent already ended as %s; an outcome is kept once", done.status);
+        else
+            snprintf(msg, sizeof msg, "the intent was ended by another request just now");
         cm_api_error(j, 409, "intent_already_ended", "status", msg);
         return;
     }
@@ -249,27 +274,76 @@ static void on_end(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "intent_id", q->intent.intent_id, 1);
-    cm_api_jfield(&b, "status", status, 0);
-    cm_buf_addf(&b, ",\"quality\":%s,\"ended_at\":", cm_pgres_isnull(res, 0, 2) ? "null" : cm_pgres_get(res, 0, 2));
-    add_time_or_null(&b, res, 0, 3);
+    if (q->body.status) {
+        cm_api_jfield(&b, "status", done.status, 0);
+        cm_buf_addf(&b, ",\"quality\":%s,\"ended_at\":", done.has_quality ? done.quality : "null");
+        cm_buf_add_jtime(&b, done.ended_at);
+    } else {
+        cm_api_jfield(&b, "agent", r[0].agent, 0);
+    }
+    cm_buf_adds(&b, ",\"released_usd\":");
+    cm_buf_add_money(&b, released ? r[0].left : 0);
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
+}
+
+/* Recorded (the outcome kept, and the reservation marked ended so that a
+ * Redis rebuild does not bring it back): now release it in Redis. */
+static void on_end(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    end_call *c = arg;
+    cm_job *j = c->base.job;
+    const cm_req_intent_end *q = &j->req.intent_end;
+    if (rc != CM_OK) {
+        free(c);
+        cm_api_fail_store(j);
+        return;
+    }
+    if (q->body.status) {
+        if (cm_pgres_rows(res) == 0 || cm_pgres_get(res, 0, 0)[0] != 't') {
+            free(c);
+            not_found(j);
+            return;
+        }
+        /* No kept row: another request ended it between this statement's
+         * read and its insert, and its outcome is the one kept. */
+        if (!cm_pgres_isnull(res, 0, 1)) {
+            snprintf(c->status, sizeof c->status, "%s", cm_pgres_get(res, 0, 1));
+            c->has_quality = !cm_pgres_isnull(res, 0, 2);
+            if (c->has_quality) snprintf(c->quality, sizeof c->quality, "%s", cm_pgres_get(res, 0, 2));
+            c->ended_at = strtoll(cm_pgres_get(res, 0, 3), NULL, 10);
+        }
+        c->conflict = strcmp(c->status, q->body.status) != 0;
+    }
+    if (cm_hot_release(c->base.api->hot, c->base.who.org, q->intent.intent_id, c->base.who.agent, on_released, c) !=
+        CM_OK)
+        on_released(c, CM_ESTORE, 0, NULL, 0);
 }
 
 int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_intent_end *q = &j->req.intent_end;
     if (check_hint(who, &q->intent, e) != CM_OK) return CM_EFORBIDDEN;
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    end_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     char quality[24], now[24];
     snprintf(quality, sizeof quality, "%lld", (long long)q->body.quality);
     snprintf(now, sizeof now, "%lld", (long long)j->now);
-    const char *params[] = {who->org, q->intent.intent_id, bound_agent(who), q->body.status,
-                            q->body.has_quality ? quality : NULL, now};
+    /* A key bound to an agent ends only that agent's intents (their
+     * reservations; an outcome when it has a part in the intent); an
+     * unbound key any of its org's. */
+    const char *params[] = {who->org, q->intent.intent_id, bound_agent(who), now, q->body.status,
+                            q->body.has_quality ? quality : NULL};
+    if (!q->body.status)
+        return cm_api_query(c,
+                            "UPDATE intents SET ended_at = to_timestamp($4::bigint) WHERE org = $1 AND intent_id = $2"
+                            " AND ($3::text IS NULL OR address = $3) AND estimated_cost_nanos > 0 AND ended_at IS NULL",
+                            4, params, on_end, e);
     /* Known: recorded, or heartbeats of it (a bound key: its own). The
      * first outcome is kept, whether a heartbeat's status (maybe still in
-     * the tail) or an earlier end brought it; a repeat reads it back.
+     * the tail) or an earlier end brought it; a repeat reads it back. An
+     * outcome ends the reservation too, whichever outcome is kept.
      * Columns: 0 known, 1..3 the kept outcome (status, quality, end). */
     return cm_api_query(c,
                         "WITH k AS (SELECT EXISTS (SELECT 1 FROM intents WHERE org = $1 AND intent_id = $2"
@@ -277,9 +351,12 @@ int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                         " WHERE org = $1 AND intent_id = $2 AND ($3::text IS NULL OR address = $3)) AS known),"
                         " prev AS (SELECT * FROM cm_intent_outcome($1, $2)),"
                         " ins AS (INSERT INTO intent_outcome (org, intent_id, status, quality, ended_at)"
-                        " SELECT $1, $2, $4, $5::numeric / 1000000000, to_timestamp($6::bigint) FROM k"
+                        " SELECT $1, $2, $5, $6::numeric / 1000000000, to_timestamp($4::bigint) FROM k"
                         " WHERE k.known AND NOT EXISTS (SELECT 1 FROM prev) ON CONFLICT DO NOTHING"
                         " RETURNING status, quality, ended_at),"
+                        " rel AS (UPDATE intents SET ended_at = to_timestamp($4::bigint) WHERE org = $1"
+                        " AND intent_id = $2 AND ($3::text IS NULL OR address = $3) AND estimated_cost_nanos > 0"
+                        " AND ended_at IS NULL),"
                         " kept AS (SELECT * FROM ins UNION ALL SELECT * FROM prev)"
                         " SELECT k.known::text, kept.status, trim_scale(kept.quality)::text,"
                         " extract(epoch FROM kept.ended_at)::bigint::text FROM k LEFT JOIN kept ON true",

@@ -72,15 +72,10 @@ static const char *bound_agent(const cm_ident *who)
 
 /* ---- one unit's spend ---- */
 
-typedef struct {
-    cm_api_call base;
-    int64_t from, to;
-} unit_call;
-
 static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    unit_call *c = arg;
+    cm_api_spend_call *c = arg;
     int64_t from = c->from, to = c->to;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
@@ -97,11 +92,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "by", q->by, 1);
     cm_api_jfield(&b, "id", q->id, 0);
-    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
-    cm_buf_adds(&b, ",\"from\":");
-    cm_buf_add_jtime(&b, from);
-    cm_buf_adds(&b, ",\"to\":");
-    cm_buf_add_jtime(&b, to);
+    cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 0);
     cm_buf_addf(&b, ",\"agents\":%s", cm_pgres_get(res, 0, 13));
     cm_api_outcomes(&b, res, 0, 20);
@@ -113,17 +104,12 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_unit *q = &j->req.spend_unit;
-    unit_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    cm_api_spend_call *c = cm_api_spend_call_new(api, j, who, q->window, q->at, e);
     if (!c) return CM_ENOMEM;
-    cm_window_bounds(q->window, q->at, &c->from, &c->to);
-    int64_t step = cm_window_bucket(q->window) == CM_WIN_HOUR ? 3600 : 86400;
-    char from[24], to[24], steps[16], abandon[16], now[24];
-    snprintf(from, sizeof from, "%lld", (long long)c->from);
-    snprintf(to, sizeof to, "%lld", (long long)c->to);
-    snprintf(steps, sizeof steps, "%lld", (long long)step);
+    char abandon[16], now[24];
     snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
     snprintf(now, sizeof now, "%lld", (long long)j->now);
-    const char *params[] = {who->org, q->by, q->id, from, to, steps, bound_agent(who), abandon, now};
+    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, bound_agent(who), abandon, now};
     /* Columns: 0..11 the window's totals (cm_api_spend_totals), 12 rows of
      * the unit at any time (0: unknown here), 13 agents in the window,
      * 14..19 one series bucket per row, 20..26 the outcomes. */
@@ -149,15 +135,10 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 
 /* ---- the most expensive units ---- */
 
-typedef struct {
-    cm_api_call base;
-    int64_t from, to;
-} top_call;
-
 static void on_top(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    top_call *c = arg;
+    cm_api_spend_call *c = arg;
     int64_t from = c->from, to = c->to;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
@@ -169,11 +150,7 @@ static void on_top(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
     cm_buf_adds(&b, ",\"agent\":");
     if (q->agent[0]) cm_buf_add_jstr(&b, q->agent);
     else cm_buf_adds(&b, "null");
-    cm_api_jfield(&b, "window", cm_window_name(q->window), 0);
-    cm_buf_adds(&b, ",\"from\":");
-    cm_buf_add_jtime(&b, from);
-    cm_buf_adds(&b, ",\"to\":");
-    cm_buf_add_jtime(&b, to);
+    cm_api_window_json(&b, q->window, from, to);
     cm_buf_adds(&b, ",\"top\":[");
     for (int i = 0; i < cm_pgres_rows(res); i++) {
         if (i) cm_buf_add(&b, ",", 1);
@@ -190,14 +167,11 @@ int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_unit *q = &j->req.spend_unit;
     if (q->agent[0] && cm_api_may_act_for(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
-    top_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
+    cm_api_spend_call *c = cm_api_spend_call_new(api, j, who, q->window, q->at, e);
     if (!c) return CM_ENOMEM;
-    cm_window_bounds(q->window, q->at, &c->from, &c->to);
-    char from[24], to[24], limit[16];
-    snprintf(from, sizeof from, "%lld", (long long)c->from);
-    snprintf(to, sizeof to, "%lld", (long long)c->to);
+    char limit[16];
     snprintf(limit, sizeof limit, "%d", q->limit);
-    const char *params[] = {who->org, q->by, from, to, q->agent[0] ? q->agent : bound_agent(who), limit};
+    const char *params[] = {who->org, q->by, c->from_s, c->to_s, q->agent[0] ? q->agent : bound_agent(who), limit};
     /* The most expensive first; equal costs by id, so pages are stable. */
     return cm_api_query(c,
                         "SELECT unit, " CM_API_SPEND_SUMS_SQL ", count(DISTINCT address)::text"

@@ -564,7 +564,8 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
         (rc = get_str(root, "", "session_id", out->session_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "workflow", out->workflow, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "customer", out->customer, CM_ID_MAX, e)) != CM_OK ||
-        (rc = get_str(root, "", "parent_intent_id", out->parent_intent_id, CM_ID_MAX, e)) != CM_OK)
+        (rc = get_str(root, "", "parent_intent_id", out->parent_intent_id, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_money(root, "", "estimated_cost_usd", &out->estimated_cost, e)) != CM_OK)
         goto done;
     if (out->parent_intent_id[0] && strcmp(out->parent_intent_id, out->intent_id) == 0) {
         rc = cm_apierr_set(e, 400, "invalid_field", "parent_intent_id", "an intent cannot be its own parent");
@@ -591,6 +592,7 @@ int cm_codec_intent_end(const char *body, size_t len, cm_intent_end *out, cm_api
 {
     static const char *const fields[] = {"status", "quality", NULL};
     memset(out, 0, sizeof *out);
+    if (len == 0) return CM_OK;
     json_object *root = parse_object(body, len, e);
     if (!root) return CM_EINVAL;
     char status[CM_STATUS_MAX + 1];

@@ -82,12 +82,48 @@ static int choice_arg(const cm_decode_req *r, const char *name, const char *cons
     if (q == 0) return CM_OK;
     for (const char *const *n = names; q > 0 && *n; n++)
         if (strcmp(out, *n) == 0) return CM_OK;
-    char list[160];
+    char list[256];
     size_t k = 0;
     list[0] = '\0';
     for (size_t i = 0; names[i] && k < sizeof list; i++)
         k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i == 0 ? "" : names[i + 1] ? ", " : " or ", names[i]);
     return cm_apierr_set(e, 400, "invalid_field", name, "%s must be %s", name, list);
+}
+
+/* The scope of a .../policies/cost route: an agent's address, the org, an
+ * ENV (an address segment), or a customer, workflow or run id (at most
+ * CM_ID_MAX bytes, no control characters; the route decoded it as UTF-8). */
+static int policy_scope(const cm_decode_req *r, cm_req_policy *q, cm_apierr *e)
+{
+    static const struct {
+        cm_route_id route;
+        cm_scope_kind kind;
+        const char *field;
+    } kinds[] = {{CM_R_POLICY, CM_SCOPE_AGENT, "address_id"},    {CM_R_ORG_POLICY, CM_SCOPE_ORG, NULL},
+                 {CM_R_ENV_POLICY, CM_SCOPE_ENV, "env"},         {CM_R_CUSTOMER_POLICY, CM_SCOPE_CUSTOMER, "customer"},
+                 {CM_R_WORKFLOW_POLICY, CM_SCOPE_WORKFLOW, "workflow"}, {CM_R_RUN_POLICY, CM_SCOPE_RUN, "run_id"}};
+    size_t k = 0;
+    while (kinds[k].route != r->route->id) k++;
+    q->kind = kinds[k].kind;
+    const char *id = r->route->param;
+    size_t n = strlen(id);
+    switch (q->kind) {
+    case CM_SCOPE_AGENT: return address_param(r, q->address, e);
+    case CM_SCOPE_ORG: q->address[0] = '\0'; return CM_OK;
+    case CM_SCOPE_ENV:
+        if (cm_addr_check_org(id, n) != CM_OK)
+            return cm_apierr_set(e, 400, "invalid_field", "env",
+                                 "env must be the ENV of agent://ORG/ENV/NAME: 1 to 64 of A-Z a-z 0-9 . _ -");
+        break;
+    default:
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f) n = CM_ID_MAX + 1;
+        if (n > CM_ID_MAX)
+            return cm_apierr_set(e, 400, "invalid_field", kinds[k].field,
+                                 "%s must be 1 to %d bytes without control characters", kinds[k].field, CM_ID_MAX);
+    }
+    memcpy(q->address, id, strlen(id) + 1);
+    return CM_OK;
 }
 
 /* ?window= (default day) and ?at= (default now): the window a spend read
@@ -135,6 +171,7 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
     static const char *const healths[] = {"healthy", "degraded", "unreachable", "unknown", "killed", NULL};
     static const char *const event_types[] = {"policy_breached", "threshold_crossed", "agent_killed",
                                               "agent_resumed", "health_changed", "policy_changed",
+                                              "reservation_expired", "exhaustion_predicted",
                                               "price_discrepancy", "margin_negative", NULL};
     static const char *const units[] = {"run", "session", "workflow", "customer", "agent", NULL};
     const char *body = r->body ? r->body : "";
@@ -210,11 +247,18 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         j->op = CM_OP_AGENT_GET;
         return address_param(r, j->req.agent.address, e);
     case CM_R_POLICY:
-        if (address_param(r, j->req.policy.address, e) != CM_OK) return CM_EINVAL;
+    case CM_R_ORG_POLICY:
+    case CM_R_ENV_POLICY:
+    case CM_R_CUSTOMER_POLICY:
+    case CM_R_WORKFLOW_POLICY:
+    case CM_R_RUN_POLICY:
+        /* The operation first: it says which member of req cm_job_free
+         * finds written when the scope is refused. */
         j->op = get                                  ? CM_OP_POLICY_GET
                 : strcmp(r->method, "DELETE") == 0  ? CM_OP_POLICY_DELETE
                 : strcmp(r->method, "PATCH") == 0   ? CM_OP_POLICY_PATCH
                                                     : CM_OP_POLICY_PUT;
+        if (policy_scope(r, &j->req.policy, e) != CM_OK) return CM_EINVAL;
         if (j->op != CM_OP_POLICY_PUT && j->op != CM_OP_POLICY_PATCH) return CM_OK;
         return cm_codec_policy(body, len, &j->req.policy.policy, &j->req.policy.present, e);
     case CM_R_INTENTS:

@@ -10,10 +10,12 @@
 #include <string.h>
 
 /* The scripts of server/lua/, embedded at build time (scripts/embed_lua.sh). */
-extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[];
+extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[], cm_lua_draw[],
+    cm_lua_release[], cm_lua_restore[];
 
-enum { MERGE = 0, ADMIT, CHECK, HREPLACE, NSCRIPTS };
-static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit, cm_lua_check, cm_lua_hreplace};
+enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE, NSCRIPTS };
+static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit,   cm_lua_check,  cm_lua_hreplace,
+                                              cm_lua_draw,  cm_lua_release, cm_lua_restore};
 
 #define MERGE_CHUNK 200 /* window hashes per MERGE call */
 #define CHECK_CHUNK 100 /* agents per CHECK call */
@@ -22,7 +24,7 @@ static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit, cm_lua
  * and the one ADMIT counts. */
 static const char *const rollup_fields[] = {"cost", "tin", "tout", "calls", "hb"};
 enum { NROLLUP = 5 };
-static const char *const intents_fields[] = {"intents"};
+#define INTENTS_FIELD "intents"
 
 struct cm_hot {
     cm_store *store;   /* owned */
@@ -30,6 +32,7 @@ struct cm_hot {
     uv_timer_t retry;  /* re-runs a failed or early rebuild */
     bool rebuilding;
     bool rebuild_again;
+    int horizon_s;    /* of a predicted exhaustion's mark */
     _Atomic bool complete; /* the mirror is rebuilt since Redis connected */
     unsigned long generation; /* cm_store_generation at the last connect */
     bool failing_over;        /* a new primary's mirror is not rebuilt yet: no admission */
@@ -57,6 +60,7 @@ int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_
     cm_hot *h = calloc(1, sizeof *h);
     if (!h) return CM_ENOMEM;
     h->pg = pg;
+    h->horizon_s = 3600;
     int rc = cm_store_new(loop, where, scripts, NSCRIPTS, on_ready, h, &h->store);
     if (rc != CM_OK) {
         free(h);
@@ -78,6 +82,11 @@ void cm_hot_free(cm_hot *h)
     if (!h) return;
     cm_store_free(h->store);
     uv_close((uv_handle_t *)&h->retry, on_closed);
+}
+
+void cm_hot_set_horizon(cm_hot *h, int seconds)
+{
+    h->horizon_s = seconds;
 }
 
 const cm_store *cm_hot_store(const cm_hot *h)
@@ -229,14 +238,14 @@ static void rollup_row(const void *rows, int i, const char **address, char *grai
     memcpy(values, v, sizeof v);
 }
 
-static void intents_row(const void *rows, int i, const char **address, char *grain, int64_t *start,
-                        int64_t values[NROLLUP])
+static void count_row(const void *rows, int i, const char **address, char *grain, int64_t *start,
+                      int64_t values[NROLLUP])
 {
-    const cm_hot_intents *r = (const cm_hot_intents *)rows + i;
-    *address = r->address;
+    const cm_hot_count *r = (const cm_hot_count *)rows + i;
+    *address = r->tag;
     *grain = r->grain;
     *start = r->start;
-    values[0] = r->intents;
+    values[0] = r->value;
 }
 
 static void on_merged(void *arg, int rc, const cm_store_reply *reply)
@@ -312,9 +321,11 @@ int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb,
     return merge(h, rows, rollup_row, n, rollup_fields, NROLLUP, cb, arg);
 }
 
-int cm_hot_merge_intents(cm_hot *h, const cm_hot_intents *rows, int n, cm_hot_done_cb cb, void *arg)
+int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, int n, cm_hot_done_cb cb,
+                       void *arg)
 {
-    return merge(h, rows, intents_row, n, intents_fields, 1, cb, arg);
+    const char *fields[] = {field};
+    return merge(h, rows, count_row, n, fields, 1, cb, arg);
 }
 
 /* ---- CHECK ---- */
@@ -329,7 +340,9 @@ typedef struct {
 /* What the chunks' replies say, until the last. */
 struct check_call {
     batch *fan;                /* answers through check_done */
+    int64_t now;
     cm_hot_agent_state *state; /* owned */
+    cm_forecast *forecast;     /* owned */
     cm_hot_mark *marks;        /* owned */
     int nmarks;
     check_chunk *chunks;       /* owned */
@@ -340,6 +353,7 @@ struct check_call {
 static void check_call_free(check_call *c)
 {
     free(c->state);
+    free(c->forecast);
     free(c->marks);
     free(c->chunks);
     free(c);
@@ -348,30 +362,49 @@ static void check_call_free(check_call *c)
 static void check_done(void *arg, int rc)
 {
     check_call *c = arg;
-    cm_hot_check_result r = {c->state, c->nmarks, c->marks};
+    cm_hot_check_result r = {c->state, c->forecast, c->nmarks, c->marks};
     c->cb(c->arg, rc, &r);
     check_call_free(c);
 }
 
-/* The reply: one state per agent, then five values per mark. */
+/* The reply: per agent its state, this and the previous hour's cost, the
+ * day's, the month's, its three cost limits; then five values per mark. */
+enum { CHECK_AGENT_VALUES = 8 };
+
+static void read_forecast(const cm_store_reply *r, int at, int64_t now, cm_forecast *f)
+{
+    char tmp[32];
+    memset(f, 0, sizeof *f);
+    f->burn = cm_forecast_burn(cm_store_reply_int(r, at + 1), cm_store_reply_int(r, at + 2), now);
+    f->current[CM_LIM_COST_HOUR] = cm_store_reply_int(r, at + 1);
+    f->current[CM_LIM_COST_DAY] = cm_store_reply_int(r, at + 3);
+    f->current[CM_LIM_COST_MONTH] = cm_store_reply_int(r, at + 4);
+    for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
+        int k = at + 5 + i - CM_LIM_COST_HOUR;
+        f->has[i] = cm_store_reply_str(r, k, tmp, sizeof tmp)[0] != '\0';
+        f->limit[i] = f->has[i] ? cm_store_reply_int(r, k) : 0;
+    }
+}
+
 static void on_checked(void *arg, int rc, const cm_store_reply *r)
 {
     check_chunk *k = arg;
     check_call *c = k->call;
     if (rc == CM_OK) {
-        int len = cm_store_reply_len(r);
-        for (int i = 0; i < k->n && i < len; i++) {
-            long long st = cm_store_reply_int(r, i);
+        int len = cm_store_reply_len(r), head = k->n * CHECK_AGENT_VALUES;
+        for (int i = 0; i < k->n && (i + 1) * CHECK_AGENT_VALUES <= len; i++) {
+            long long st = cm_store_reply_int(r, i * CHECK_AGENT_VALUES);
             c->state[k->first + i] = st >= CM_HOT_AGENT_ACTIVE && st <= CM_HOT_AGENT_KILLED ? (cm_hot_agent_state)st
                                                                                            : CM_HOT_AGENT_ACTIVE;
+            read_forecast(r, i * CHECK_AGENT_VALUES, c->now, &c->forecast[k->first + i]);
         }
-        int more = len > k->n ? (len - k->n) / 5 : 0;
+        int more = len > head ? (len - head) / 5 : 0;
         cm_hot_mark *marks = more ? realloc(c->marks, (size_t)(c->nmarks + more) * sizeof *marks) : c->marks;
         if (!marks) {
             rc = CM_ENOMEM;
         } else {
             c->marks = marks;
-            for (int at = k->n; at + 5 <= len; at += 5) {
+            for (int at = head; at + 5 <= len; at += 5) {
                 long long ai = cm_store_reply_int(r, at);
                 if (ai < 0 || ai >= k->n) continue;
                 cm_hot_mark *m = &c->marks[c->nmarks++];
@@ -386,47 +419,62 @@ static void on_checked(void *arg, int rc, const cm_store_reply *r)
     batch_step(c->fan, rc);
 }
 
-static int check_chunk_send(check_chunk *k, const char *const *addresses, const int64_t starts[CM_WIN3])
+/* KEYS and ARGV as check.lua's header lays them out. */
+enum { CHECK_KEYS = 5, CHECK_ARGS = 4, CHECK_ARGV_FIXED = 4 };
+
+static int check_chunk_send(check_chunk *k, const char *const *addresses, int64_t now, int horizon_s)
 {
-    char ttl[24], start[CM_WIN3][24];
+    int64_t starts[CM_WIN3], month_end;
+    cm_policy_window_starts(now, starts);
+    cm_window_bounds(CM_WIN_MONTH, now, &starts[CM_WIN3_MONTH], &month_end);
+    char ttl[24], nowt[24], hz[24], mend[24], start[CM_WIN3][24];
     snprintf(ttl, sizeof ttl, "%ld", CM_HOT_MARKER_TTL);
+    snprintf(nowt, sizeof nowt, "%lld", (long long)now);
+    snprintf(hz, sizeof hz, "%d", horizon_s);
+    snprintf(mend, sizeof mend, "%lld", (long long)month_end);
     for (int w = 0; w < CM_WIN3; w++) snprintf(start[w], sizeof start[w], "%lld", (long long)starts[w]);
-    int n = k->n, argc = 2 + 8 * n;
+    int n = k->n, nkeys = 1 + CHECK_KEYS * n, argc = nkeys + CHECK_ARGV_FIXED + CHECK_ARGS * n;
     const char **argv = malloc((size_t)argc * sizeof *argv);
-    char (*keys)[CM_HOT_KEY_MAX] = malloc((size_t)n * 4 * sizeof *keys);
+    char (*keys)[CM_HOT_KEY_MAX] = malloc((size_t)n * CHECK_KEYS * sizeof *keys);
     int rc = CM_ENOMEM;
     if (!argv || !keys) goto out;
     argv[0] = CM_HOT_EPOCH_KEY;
-    argv[1 + 4 * n] = ttl;
+    const char **av = argv + nkeys;
+    av[0] = ttl;
+    av[1] = nowt;
+    av[2] = hz;
+    av[3] = mend;
     for (int i = 0; i < n; i++) {
         const char *address = addresses[k->first + i];
-        /* Per agent: its policy hash, then its hour, day and month hashes;
-         * its address, then the three windows' starts. */
-        cm_hot_key_policy(address, keys[4 * i]);
-        for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(address, CM_HOT_GRAINS[w], starts[w], keys[4 * i + 1 + w]);
-        for (int j = 0; j < 4; j++) argv[1 + 4 * i + j] = keys[4 * i + j];
-        argv[2 + 4 * n + 4 * i] = address;
-        for (int w = 0; w < CM_WIN3; w++) argv[3 + 4 * n + 4 * i + w] = start[w];
+        /* Per agent: its policy hash, its hour, day and month hashes and the
+         * previous hour's; its tag, then the three windows' starts. */
+        char (*kk)[CM_HOT_KEY_MAX] = keys + CHECK_KEYS * i;
+        cm_hot_key_policy(address, kk[0]);
+        for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(address, CM_HOT_GRAINS[w], starts[w], kk[1 + w]);
+        cm_hot_key_window(address, 'h', starts[CM_WIN3_HOUR] - 3600, kk[4]);
+        for (int j = 0; j < CHECK_KEYS; j++) argv[1 + CHECK_KEYS * i + j] = kk[j];
+        av[CHECK_ARGV_FIXED + CHECK_ARGS * i] = address;
+        for (int w = 0; w < CM_WIN3; w++) av[CHECK_ARGV_FIXED + CHECK_ARGS * i + 1 + w] = start[w];
     }
-    rc = batch_eval(k->call->fan, CHECK, 1 + 4 * n, argc, argv, on_checked, k);
+    rc = batch_eval(k->call->fan, CHECK, nkeys, argc, argv, on_checked, k);
 out:
     free(argv);
     free(keys);
     return rc;
 }
 
-int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t starts[CM_WIN3],
-                 cm_hot_check_cb cb, void *arg)
+int cm_hot_check(cm_hot *h, const char *const *addresses, int n, int64_t now, cm_hot_check_cb cb, void *arg)
 {
     if (n <= 0) return CM_EINVAL;
     int nchunks = (n + CHECK_CHUNK - 1) / CHECK_CHUNK;
     check_call *c = calloc(1, sizeof *c);
     if (c) {
         c->state = calloc((size_t)n, sizeof *c->state);
+        c->forecast = calloc((size_t)n, sizeof *c->forecast);
         c->chunks = calloc((size_t)nchunks, sizeof *c->chunks);
         c->fan = batch_new(h, check_done, c);
     }
-    if (!c || !c->state || !c->chunks || !c->fan) {
+    if (!c || !c->state || !c->forecast || !c->chunks || !c->fan) {
         if (c) {
             free(c->fan);
             check_call_free(c);
@@ -435,6 +483,7 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
     }
     c->cb = cb;
     c->arg = arg;
+    c->now = now;
     /* A chunk that cannot be sent leaves its agents active; the others
      * still go. */
     int failed = CM_OK;
@@ -443,7 +492,7 @@ int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t s
         k->call = c;
         k->first = i * CHECK_CHUNK;
         k->n = n - k->first < CHECK_CHUNK ? n - k->first : CHECK_CHUNK;
-        int rc = check_chunk_send(k, addresses, starts);
+        int rc = check_chunk_send(k, addresses, now, h->horizon_s);
         if (rc != CM_OK) failed = rc;
     }
     int rc = batch_sent(c->fan, failed);
@@ -481,9 +530,12 @@ static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
     admit_answer(c, CM_OK, &res);
 }
 
-/* The reply: {code, breached, newly, current (5), limits (5), tree cost,
- * tree reached, tree newly reached}, or {-1} (epoch missing), {-2,
- * answer}, {-3} (in flight). */
+/* The reply: {code, n, then per level: breached, newly, blocks, current
+ * (5), limits (5), this and the previous hour's cost, then tree cost, tree
+ * reached, tree newly reached}, or {-1} (epoch missing), {-2, answer},
+ * {-3} (in flight). */
+enum { LEVEL_VALUES = 3 + 2 * CM_LIM_COUNT + 2 };
+
 static void on_admitted(void *arg, int rc, const cm_store_reply *r)
 {
     admit_call *c = arg;
@@ -513,61 +565,92 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
     case -3: res.code = CM_HOT_IN_FLIGHT; break;
     case 2: res.code = CM_HOT_KILLED; break;
     default:
-        res.code = cm_store_reply_int(r, 0) == 1   ? CM_HOT_ADMITTED
-                   : cm_store_reply_int(r, 0) == 3 ? CM_HOT_TREE_CAPPED
-                                                   : CM_HOT_REFUSED;
-        snprintf(res.tree_cost, sizeof res.tree_cost, "%s",
-                 cm_store_reply_str(r, 3 + 2 * CM_LIM_COUNT, tmp, sizeof tmp));
-        res.tree_reached = cm_store_reply_int(r, 4 + 2 * CM_LIM_COUNT) != 0;
-        res.tree_newly = cm_store_reply_int(r, 5 + 2 * CM_LIM_COUNT) != 0;
-        res.breached = (unsigned)cm_store_reply_int(r, 1);
-        res.newly = (unsigned)cm_store_reply_int(r, 2);
-        for (int i = 0; i < CM_LIM_COUNT; i++) {
-            res.current[i] = cm_store_reply_int(r, 3 + i);
-            res.limit[i] = cm_store_reply_int(r, 3 + CM_LIM_COUNT + i);
+        res.code = cm_store_reply_int(r, 0) == 1 ? CM_HOT_ADMITTED : CM_HOT_REFUSED;
+        res.nlevels = (int)cm_store_reply_int(r, 1);
+        if (res.nlevels > c->a->ntags) res.nlevels = c->a->ntags;
+        for (int l = 0; l < res.nlevels; l++) {
+            cm_hot_level *v = &res.level[l];
+            int at = 2 + l * LEVEL_VALUES;
+            v->breached = (unsigned)cm_store_reply_int(r, at);
+            v->newly = (unsigned)cm_store_reply_int(r, at + 1);
+            v->blocks = cm_store_reply_int(r, at + 2) == 1;
+            for (int i = 0; i < CM_LIM_COUNT; i++) {
+                v->current[i] = cm_store_reply_int(r, at + 3 + i);
+                v->limit[i] = cm_store_reply_int(r, at + 3 + CM_LIM_COUNT + i);
+            }
+            v->this_hour = cm_store_reply_int(r, at + 3 + 2 * CM_LIM_COUNT);
+            v->prev_hour = cm_store_reply_int(r, at + 4 + 2 * CM_LIM_COUNT);
         }
+        /* The tree's three values follow every level the script sent. */
+        int at = 2 + (int)cm_store_reply_int(r, 1) * LEVEL_VALUES;
+        snprintf(res.tree_cost, sizeof res.tree_cost, "%s", cm_store_reply_str(r, at, tmp, sizeof tmp));
+        res.tree_reached = cm_store_reply_int(r, at + 1) != 0;
+        res.tree_newly = cm_store_reply_int(r, at + 2) != 0;
         break;
     }
     admit_answer(c, CM_OK, &res);
 }
 
+/* KEYS and ARGV as admit.lua's header lays them out. */
+enum { ADMIT_KEYS_FIXED = 5, ADMIT_KEYS_LEVEL = 6, ADMIT_ARGV_FIXED = 13, ADMIT_TREE_ARGV = 3 };
+
 static int send_admit(admit_call *c)
 {
     const cm_hot_admission *a = c->a;
+    int n = a->ntags < 1 ? 1 : a->ntags > CM_HOT_LEVELS_MAX ? CM_HOT_LEVELS_MAX : a->ntags;
+    int nkeys = ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * n;
     bool idem = a->idem_key[0] != '\0';
-    char keys[6][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 3][24];
-    const char *argv[21];
-    cm_hot_key_policy(a->agent, keys[0]);
+    /* With a tree cap, one more key and three more arguments (ADMIT_TREE). */
+    bool tree = a->tree_cap != NULL;
+    char keys[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX + 1][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 5][24];
+    const char *argv[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX + 1 + ADMIT_ARGV_FIXED + CM_HOT_LEVELS_MAX +
+                     ADMIT_TREE_ARGV];
+    argv[0] = CM_HOT_EPOCH_KEY;
+    /* Without an Idempotency-Key, KEYS[2] is a name the script never reads. */
+    if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, keys[1]);
+    argv[1] = idem ? keys[1] : CM_HOT_EPOCH_KEY;
+    cm_hot_key_rebuilt(a->agent, keys[2]);
+    argv[2] = keys[2];
+    cm_hot_key_reservation(a->org, a->intent_id, keys[3]);
+    argv[3] = keys[3];
+    argv[4] = CM_HOT_RESERVATIONS_KEY;
+    for (int l = 0; l < n; l++) {
+        int k0 = ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * l;
+        cm_hot_key_policy(a->tags[l], keys[k0]);
+        for (int w = 0; w < CM_WIN3; w++) cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], keys[k0 + 1 + w]);
+        cm_hot_key_reserved(a->tags[l], keys[k0 + 4]);
+        cm_hot_key_window(a->tags[l], 'h', a->starts[CM_WIN3_HOUR] - 3600, keys[k0 + 5]);
+        for (int i = 0; i < ADMIT_KEYS_LEVEL; i++) argv[k0 + i] = keys[k0 + i];
+    }
+    if (tree) {
+        cm_hot_key_tree(a->org, a->tree_root, keys[nkeys]);
+        argv[nkeys] = keys[nkeys];
+        nkeys++;
+    }
     for (int w = 0; w < CM_WIN3; w++) {
-        cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], keys[1 + w]);
         snprintf(nums[w], sizeof nums[w], "%ld", cm_hot_window_ttl(CM_HOT_GRAINS[w]));
         snprintf(nums[CM_WIN3 + w], sizeof nums[0], "%lld", (long long)a->starts[w]);
     }
-    cm_hot_key_rebuilt(a->agent, keys[4]);
     snprintf(nums[2 * CM_WIN3], sizeof nums[0], "%ld", CM_HOT_MARKER_TTL);
     snprintf(nums[2 * CM_WIN3 + 1], sizeof nums[0], "%ld", CM_HOT_PENDING_TTL);
-    char idem_key[CM_HOT_KEY_MAX];
-    if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, idem_key);
-    /* Without a tree cap, KEYS[8] is a name the script never reads. */
-    bool tree = a->tree_cap != NULL;
-    if (tree) cm_hot_key_tree(a->tree_org, a->tree_root, keys[5]);
-    snprintf(nums[2 * CM_WIN3 + 2], sizeof nums[0], "%ld", CM_HOT_TREE_TTL);
-    argv[0] = CM_HOT_EPOCH_KEY;
-    for (int i = 0; i < 4; i++) argv[1 + i] = keys[i];
-    /* Without an Idempotency-Key, KEYS[6] is a name the script never reads. */
-    argv[5] = idem ? idem_key : CM_HOT_EPOCH_KEY;
-    argv[6] = keys[4];
-    argv[7] = tree ? keys[5] : CM_HOT_EPOCH_KEY;
-    argv[8] = idem ? "1" : "0";
-    for (int w = 0; w < CM_WIN3; w++) argv[9 + w] = nums[w];
-    argv[12] = a->agent;
-    for (int w = 0; w < CM_WIN3; w++) argv[13 + w] = nums[CM_WIN3 + w];
-    argv[16] = nums[2 * CM_WIN3];
-    argv[17] = nums[2 * CM_WIN3 + 1];
-    argv[18] = tree ? a->tree_cost : "";
-    argv[19] = tree ? a->tree_cap : "";
-    argv[20] = nums[2 * CM_WIN3 + 2];
-    return eval(c->h, ADMIT, 8, 21, argv, on_admitted, c);
+    snprintf(nums[2 * CM_WIN3 + 2], sizeof nums[0], "%lld", (long long)(a->estimate > 0 ? a->estimate : 0));
+    snprintf(nums[2 * CM_WIN3 + 3], sizeof nums[0], "%lld", (long long)a->deadline);
+    const char **av = argv + nkeys;
+    av[0] = idem ? "1" : "0";
+    for (int w = 0; w < CM_WIN3; w++) av[1 + w] = nums[w];
+    for (int w = 0; w < CM_WIN3; w++) av[4 + w] = nums[CM_WIN3 + w];
+    for (int i = 0; i < 4; i++) av[7 + i] = nums[2 * CM_WIN3 + i];
+    av[11] = a->org;
+    av[12] = a->intent_id;
+    for (int l = 0; l < n; l++) av[ADMIT_ARGV_FIXED + l] = a->tags[l];
+    int nargv = ADMIT_ARGV_FIXED + n;
+    if (tree) {
+        snprintf(nums[2 * CM_WIN3 + 4], sizeof nums[0], "%ld", CM_HOT_TREE_TTL);
+        av[nargv++] = a->tree_cost;
+        av[nargv++] = a->tree_cap;
+        av[nargv++] = nums[2 * CM_WIN3 + 4];
+    }
+    return eval(c->h, ADMIT, nkeys, nkeys + nargv, argv, on_admitted, c);
 }
 
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)
@@ -608,10 +691,11 @@ static int count_intent(cm_hot *h, const cm_hot_admission *a, long long by)
 {
     char key[CM_HOT_KEY_MAX];
     int rc = CM_OK;
-    for (int w = 0; w < CM_WIN3; w++) {
-        cm_hot_key_window(a->agent, CM_HOT_GRAINS[w], a->starts[w], key);
-        if (cm_store_hincrby(h->store, key, intents_fields[0], by) != CM_OK) rc = CM_ESTORE;
-    }
+    for (int l = 0; l < a->ntags; l++)
+        for (int w = 0; w < CM_WIN3; w++) {
+            cm_hot_key_window(a->tags[l], CM_HOT_GRAINS[w], a->starts[w], key);
+            if (cm_store_hincrby(h->store, key, INTENTS_FIELD, by) != CM_OK) rc = CM_ESTORE;
+        }
     return rc;
 }
 
@@ -633,7 +717,126 @@ int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a)
         cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, key);
         if (cm_store_del(h->store, key) != CM_OK) rc = CM_ESTORE;
     }
+    if (a->estimate > 0 && cm_hot_release(h, a->org, a->intent_id, a->agent, NULL, NULL) != CM_OK) rc = CM_ESTORE;
     return rc;
+}
+
+/* ---- reservations ---- */
+
+static void on_drawn(void *arg, int rc, const cm_store_reply *reply)
+{
+    (void)arg;
+    (void)rc; /* a lost draw holds the reservation until the intent ends */
+    (void)reply;
+}
+
+int cm_hot_draw(cm_hot *h, bool scopes, const cm_hot_spent *rows, int n)
+{
+    if (n <= 0) return CM_EINVAL;
+    const char **argv = malloc((size_t)(2 * n + 1) * sizeof *argv);
+    char (*keys)[CM_HOT_KEY_MAX] = malloc((size_t)n * sizeof *keys);
+    char (*nums)[24] = malloc((size_t)n * sizeof *nums);
+    int rc = CM_ENOMEM;
+    if (argv && keys && nums) {
+        argv[n] = scopes ? "s" : "a";
+        for (int i = 0; i < n; i++) {
+            cm_hot_key_reservation(rows[i].org, rows[i].intent_id, keys[i]);
+            snprintf(nums[i], sizeof nums[i], "%lld", (long long)rows[i].cost);
+            argv[i] = keys[i];
+            argv[n + 1 + i] = nums[i];
+        }
+        rc = eval(h, DRAW, n, 2 * n + 1, argv, on_drawn, NULL);
+    }
+    free(argv);
+    free(keys);
+    free(nums);
+    return rc;
+}
+
+typedef struct {
+    cm_hot_release_cb cb;
+    void *arg;
+} release_call;
+
+/* The reply: four values per reservation released; for one, {} (none) or
+ * {"other"}. */
+static void on_released(void *arg, int rc, const cm_store_reply *r)
+{
+    release_call *c = arg;
+    int len = rc == CM_OK ? cm_store_reply_len(r) : 0, n = len / 4;
+    char tmp[4][CM_HOT_KEY_MAX];
+    char other[8];
+    cm_hot_released v[16];
+    int found = n > 0 ? 1 : len == 1 && strcmp(cm_store_reply_str(r, 0, other, sizeof other), "other") == 0 ? -1 : 0;
+    /* Answered in runs of 16, so a sweep of any size lends a bounded array. */
+    for (int at = 0; c->cb && (at < n || at == 0); at += 16) {
+        int k = 0;
+        for (; k < 16 && at + k < n; k++) {
+            int i = 4 * (at + k);
+            char num[24];
+            v[k] = (cm_hot_released){.org = cm_store_reply_str(r, i, tmp[0], sizeof tmp[0]),
+                                     .intent_id = cm_store_reply_str(r, i + 1, tmp[1], sizeof tmp[1]),
+                                     .agent = cm_store_reply_str(r, i + 2, tmp[2], sizeof tmp[2]),
+                                     .left = strtoll(cm_store_reply_str(r, i + 3, num, sizeof num), NULL, 10)};
+        }
+        c->cb(c->arg, rc, found, v, k);
+        if (k < 16) break;
+    }
+    free(c);
+}
+
+static int release(cm_hot *h, const char *const *argv, int argc, cm_hot_release_cb cb, void *arg)
+{
+    release_call *c = calloc(1, sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (release_call){cb, arg};
+    int rc = eval(h, RELEASE, 2, argc, argv, on_released, c);
+    if (rc != CM_OK) free(c);
+    return rc;
+}
+
+int cm_hot_release(cm_hot *h, const char *org, const char *intent_id, const char *agent, cm_hot_release_cb cb,
+                   void *arg)
+{
+    char key[CM_HOT_KEY_MAX];
+    cm_hot_key_reservation(org, intent_id, key);
+    const char *argv[] = {CM_HOT_RESERVATIONS_KEY, key, "one", agent};
+    return release(h, argv, 4, cb, arg);
+}
+
+int cm_hot_restore_reservation(cm_hot *h, const cm_hot_reservation *r, cm_hot_done_cb cb, void *arg)
+{
+    int n = r->ntags < 1 ? 1 : r->ntags > CM_HOT_LEVELS_MAX ? CM_HOT_LEVELS_MAX : r->ntags;
+    char keys[2 + CM_HOT_LEVELS_MAX][CM_HOT_KEY_MAX], left[24], deadline[24];
+    const char *argv[2 + CM_HOT_LEVELS_MAX + 5];
+    cm_hot_key_reservation(r->org, r->intent_id, keys[0]);
+    argv[0] = keys[0];
+    argv[1] = CM_HOT_RESERVATIONS_KEY;
+    for (int l = 0; l < n; l++) {
+        cm_hot_key_reserved(r->tags[l], keys[2 + l]);
+        argv[2 + l] = keys[2 + l];
+    }
+    snprintf(left, sizeof left, "%lld", (long long)r->left);
+    snprintf(deadline, sizeof deadline, "%lld", (long long)r->deadline);
+    const char **av = argv + 2 + n;
+    av[0] = left;
+    av[1] = deadline;
+    av[2] = r->tags[0];
+    av[3] = r->org;
+    av[4] = r->intent_id;
+    batch *b = batch_new(h, cb, arg);
+    if (!b) return CM_ENOMEM;
+    return batch_sent(b, batch_eval(b, RESTORE, 2 + n, 2 + n + 5, argv, on_batch_reply, b));
+}
+
+int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg)
+{
+    char t[24], m[24];
+    snprintf(t, sizeof t, "%lld", (long long)now);
+    snprintf(m, sizeof m, "%d", max);
+    /* KEYS[2] is not read for the due ones. */
+    const char *argv[] = {CM_HOT_RESERVATIONS_KEY, CM_HOT_RESERVATIONS_KEY, "due", t, m};
+    return release(h, argv, 5, cb, arg);
 }
 
 /* ---- policies and kill flags ---- */
@@ -650,7 +853,7 @@ static int hreplace(cm_hot *h, const char *address, int argc, const char **argv,
     return batch_sent(b, batch_eval(b, HREPLACE, 1, argc, argv, on_batch_reply, b));
 }
 
-int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
+int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
 {
     char space[CM_HOT_POLICY_SPACE];
     const char *argv[CM_HOT_POLICY_ARGV_MAX + 1];
@@ -659,7 +862,7 @@ int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_h
         cm_policy_init(&none);
         pol = &none;
     }
-    return hreplace(h, address, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
+    return hreplace(h, tag, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
 }
 
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg)

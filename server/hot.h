@@ -17,6 +17,8 @@
 #ifndef CM_HOT_H
 #define CM_HOT_H
 
+#include "budget.h"
+#include "forecast.h"
 #include "pg.h"
 #include "policy.h"
 #include "store.h"
@@ -62,22 +64,39 @@ void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *ou
  * applied twice, late or out of order changes nothing. cb may be NULL. */
 int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb, void *arg);
 
+/* One field of a window hash as PostgreSQL counts it: an agent's or a
+ * scope's intents in a window, a scope's cost. */
+typedef struct {
+    const char *tag; /* the agent's address, or a scope's tag (cm_budget_tag) */
+    char grain;
+    int64_t start;
+    int64_t value;
+} cm_hot_count;
+
+/* cm_hot_merge for one field of window hashes ("intents", "cost"). */
+int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, int n, cm_hot_done_cb cb,
+                       void *arg);
+
 /* ---- CHECK: agents' states and newly crossed marks, after heartbeats ---- */
 
 typedef enum { CM_HOT_AGENT_ACTIVE = 0, CM_HOT_AGENT_BLOCKED, CM_HOT_AGENT_KILLED } cm_hot_agent_state;
 
 /* A threshold of a cost limit, or a limit itself, crossed for the first
- * time in its window. */
+ * time in its window; or the limit's exhaustion, at the burn rate of the
+ * last hour, predicted for the first time within the horizon
+ * (cm_hot_set_horizon) and before the window ends. */
+#define CM_HOT_MARK_PREDICTED (-1)
 typedef struct {
     int agent;           /* index into the addresses checked */
     int limit;           /* CM_LIM_* */
-    int64_t fraction;    /* the threshold in 1e-9 units; 0: the limit itself */
+    int64_t fraction;    /* the threshold in 1e-9 units; 0: the limit itself; CM_HOT_MARK_PREDICTED */
     int64_t current;     /* the window's value */
     int64_t limit_value;
 } cm_hot_mark;
 
 typedef struct {
     const cm_hot_agent_state *state; /* one per address checked */
+    const cm_forecast *forecast;     /* one per address checked */
     int nmarks;
     const cm_hot_mark *marks;
 } cm_hot_check_result;
@@ -86,22 +105,35 @@ typedef struct {
  * read active (heartbeats are accepted whatever Redis says), with no marks. */
 typedef void (*cm_hot_check_cb)(void *arg, int rc, const cm_hot_check_result *r);
 
-/* Checks addresses[0..n) against their policies in the windows starting
- * at starts (CM_WIN3 order). Redis runs it after the merges sent before. */
-int cm_hot_check(cm_hot *h, const char *const *addresses, int n, const int64_t starts[CM_WIN3],
-                 cm_hot_check_cb cb, void *arg);
+/* Checks addresses[0..n) (agents' addresses or scopes' tags) against
+ * their policies in the windows containing `now`. Redis runs it after the
+ * merges sent before. */
+int cm_hot_check(cm_hot *h, const char *const *addresses, int n, int64_t now, cm_hot_check_cb cb, void *arg);
+/* How far ahead a predicted exhaustion is a mark (seconds; default 3600). */
+void cm_hot_set_horizon(cm_hot *h, int seconds);
 
 /* ---- ADMIT: an intent's check-and-increment ---- */
 
+/* Every budget an intent counts in is a level: its agent (level 0, whose
+ * tag is its address) and the scopes of budget.h, each keyed by its tag. */
+#define CM_HOT_LEVELS_MAX CM_SCOPE_KINDS
+
 typedef struct {
     const char *agent;       /* also the Idempotency-Key's scope */
+    const char *const *tags; /* ntags levels, tags[0] the agent's address (cm_budget_tag) */
+    int ntags;
+    const char *org, *intent_id;
+    /* > 0: reserved at every level with the admission, until spent, ended
+     * (cm_hot_release) or past `deadline` (Unix seconds, cm_hot_release_due). */
+    int64_t estimate;
+    int64_t deadline;
     int64_t starts[CM_WIN3]; /* the windows it counts in */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
     bool by_intent_id;       /* idem_key is the client's intent_id, standing in for the header */
     /* The delegation tree the intent joins, when the agent's policy caps
-     * trees (tree_cap NULL: no check): its org and root, its cost as
+     * trees (tree_cap NULL: no check): its root (in org), its cost as
      * PostgreSQL has it (nano-dollars, decimal text) and the cap. */
-    const char *tree_org, *tree_root, *tree_cost, *tree_cap;
+    const char *tree_root, *tree_cost, *tree_cap;
     unsigned long generation; /* cm_hot_generation() when sent to ADMIT */
 } cm_hot_admission;
 
@@ -111,25 +143,33 @@ typedef struct {
 unsigned long cm_hot_generation(const cm_hot *h);
 
 typedef enum {
-    CM_HOT_ADMITTED,   /* counted in its three windows */
-    CM_HOT_REFUSED,    /* a limit of a blocking policy is reached */
-    CM_HOT_TREE_CAPPED, /* a blocking policy's tree cap is reached: tree_cost */
+    CM_HOT_ADMITTED,   /* counted in its three windows at every level */
+    CM_HOT_REFUSED,    /* a limit of a blocking policy is reached at some level */
     CM_HOT_KILLED,     /* the agent is killed */
     CM_HOT_REBUILDING, /* Redis lost its data and this agent's rebuild failed */
     CM_HOT_REPEAT,     /* the Idempotency-Key was answered before: answer */
     CM_HOT_IN_FLIGHT,  /* the Idempotency-Key's first request still runs */
 } cm_hot_admit_code;
 
+/* ADMITTED and REFUSED: what one level's policy says. */
+typedef struct {
+    /* bit i = limit i (CM_LIM_*) is reached, and is so for the first time
+     * in its window; whether the level's policy blocks (else alerts). */
+    unsigned breached, newly;
+    bool blocks;
+    int64_t current[CM_LIM_COUNT]; /* a cost limit's: spent + reserved */
+    int64_t limit[CM_LIM_COUNT]; /* 0 for a limit the policy does not set */
+    int64_t this_hour, prev_hour; /* cost spent, for the forecast */
+} cm_hot_level;
+
 typedef struct {
     cm_hot_admit_code code;
-    /* ADMITTED and REFUSED: bit i = limit i (CM_LIM_*) is reached, and is
-     * so for the first time in its window; the values of each limit. */
-    unsigned breached, newly;
-    int64_t current[CM_LIM_COUNT];
-    int64_t limit[CM_LIM_COUNT]; /* 0 for a limit the policy does not set */
+    int nlevels; /* the admission's ntags, in its order */
+    cm_hot_level level[CM_HOT_LEVELS_MAX];
     /* With a tree cap: the tree's cost the check used (the larger of the
      * admission's and the largest one before it), whether it reached the
-     * cap, and whether that was seen for the first time for this root. */
+     * cap (a refusal when the agent's policy blocks), and whether that was
+     * seen for the first time for this root. */
     char tree_cost[48];
     bool tree_reached, tree_newly;
     /* REPEAT: the answer given to the first request. */
@@ -155,8 +195,9 @@ int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void 
  * when sent. */
 int cm_hot_remember(cm_hot *h, const cm_hot_admission *a, int status, long retry_after, const char *body);
 /* Undoes an admission whose intent was not recorded: the three intent
- * counts go down again (unless a failover since means they never went up
- * on this primary) and the Idempotency-Key is released. */
+ * counts of every level go down again (unless a failover since means they
+ * never went up on this primary), its reservation and the Idempotency-Key
+ * are released. */
 int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a);
 /* After a's intent is recorded: when a failover came in between, the new
  * primary may have missed it (the rebuild read the intents before it was
@@ -165,11 +206,55 @@ int cm_hot_unadmit(cm_hot *h, const cm_hot_admission *a);
  * (until its windows end: an error on the side of refusing). */
 int cm_hot_recorded(cm_hot *h, const cm_hot_admission *a);
 
+/* ---- reservations (admit.lua reserves) ---- */
+
+/* An intent's cost just counted: at its commit (the agent's level) or by
+ * the rollup worker (the scopes'). */
+typedef struct {
+    const char *org, *intent_id;
+    int64_t cost;
+} cm_hot_spent;
+
+/* Draws the intents' reservations down by what they spent, at the agent's
+ * level or the scopes' (draw.lua). Fire-and-forget: a lost draw leaves a
+ * reservation held until its intent ends or its deadline. */
+int cm_hot_draw(cm_hot *h, bool scopes, const cm_hot_spent *rows, int n);
+
+/* A reservation released: what was left of it at the agent's level. */
+typedef struct {
+    const char *org, *intent_id, *agent;
+    int64_t left;
+} cm_hot_released;
+
+/* found: 1 released (r[0..n)), 0 none, -1 it is another agent's. r is lent
+ * to the callback. */
+typedef void (*cm_hot_release_cb)(void *arg, int rc, int found, const cm_hot_released *r, int n);
+
+/* Releases what is left of one intent's reservation, when `agent` ("" for
+ * any) made it. */
+int cm_hot_release(cm_hot *h, const char *org, const char *intent_id, const char *agent, cm_hot_release_cb cb,
+                   void *arg);
+/* An open reservation as PostgreSQL's intents hold it, for the rebuild. */
+typedef struct {
+    const char *org, *intent_id;
+    const char *const *tags; /* its levels, tags[0] its agent's address */
+    int ntags;
+    int64_t left;            /* its estimate less what its agent spent on it */
+    int64_t deadline;
+} cm_hot_reservation;
+
+/* Holds r again at every level unless Redis still has it (restore.lua). */
+int cm_hot_restore_reservation(cm_hot *h, const cm_hot_reservation *r, cm_hot_done_cb cb, void *arg);
+
+/* Releases at most max reservations whose deadline is at or before now. */
+int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg);
+
 /* ---- policies and kill flags, mirrored from PostgreSQL ---- */
 
-/* Makes the policy hash of `address` say what `pol` says (NULL: no
- * policy), leaving its kill flag alone; or sets or clears the flag alone. */
-int cm_hot_put_policy(cm_hot *h, const char *address, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
+/* Makes the policy hash of `tag` (an agent's address or a scope's tag)
+ * say what `pol` says (NULL: no policy), leaving its kill flag alone; or
+ * sets or clears an agent's flag alone. */
+int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg);
 
 #endif

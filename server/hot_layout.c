@@ -23,6 +23,16 @@ void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX])
     snprintf(out, CM_HOT_KEY_MAX, "cm:r:%s", address);
 }
 
+void cm_hot_key_reserved(const char *tag, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:v:%s", tag);
+}
+
+void cm_hot_key_reservation(const char *org, const char *intent_id, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:rv:%s:%s", org, intent_id);
+}
+
 void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX])
 {
     snprintf(out, CM_HOT_KEY_MAX, "cm:t:%s:%s", org, root);

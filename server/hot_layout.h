@@ -34,6 +34,12 @@
  *                                and kill flag are back from PostgreSQL
  *                                while the whole mirror is not (its own
  *                                rebuild, so admission need not wait)
+ *   cm:v:<tag>                   what an agent or scope (its tag, budget.h)
+ *                                has reserved for intents not yet spent or
+ *                                ended (nano-dollars)
+ *   cm:rv:<org>:<intent_id>      an intent's reservation (admit.lua says
+ *                                its fields)
+ *   cm:rz                        the reservations by deadline (a zset)
  *   cm:x:...                     once-per-window markers, spelled by the
  *                                scripts (admit.lua and check.lua share the
  *                                limit markers, so a breach is reported once
@@ -49,6 +55,9 @@ void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX]);
  * a repeated intent idempotent without an Idempotency-Key. */
 void cm_hot_key_idem(const char *address, const char *key, bool by_intent_id, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX]);
+void cm_hot_key_reserved(const char *tag, char out[CM_HOT_KEY_MAX]);
+void cm_hot_key_reservation(const char *org, const char *intent_id, char out[CM_HOT_KEY_MAX]);
+#define CM_HOT_RESERVATIONS_KEY "cm:rz"
 /* A delegation tree's hash (field "cost": the largest cost an admission
  * read for it) and its once-only breach marker, by org and root intent. */
 void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX]);

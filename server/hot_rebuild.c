@@ -1,16 +1,20 @@
 #include "hot_rebuild.h"
 #include "address.h"
+#include "budget.h"
 #include "error.h"
 #include "policy_row.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The three queries of a pass, run one after the other: rollups and intent
- * counts of the current windows (merged as maxima), then the policies and
- * kill flags (replaced). $1 is one agent's address, or NULL for all.
- * Columns of the first two: address, grain, bucket start, then the totals
- * (cm_hot_rollup's) or the count. */
+/* The queries of a pass, run one after the other: the agents' rollups and
+ * intent counts of the current windows (merged as maxima), their policies
+ * and kill flags (replaced), then the same of the scopes (budget.h): cost
+ * and intents per window, policies; then the open reservations. $1 is one
+ * agent's address, or NULL for all; with an address, the scopes and
+ * reservations of its org. Columns of the counts:
+ * address or tag, grain, bucket start, then the totals (cm_hot_rollup's)
+ * or the count. */
 static const char rollups_sql[] =
     "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
@@ -37,7 +41,45 @@ static const char agent_policy_sql[] =
     "SELECT $1::text, c.address IS NOT NULL, coalesce(a.killed, false), " CM_POLICY_ROW_COLS
     " FROM (SELECT 1) one LEFT JOIN cost_policies c ON c.address = $1 LEFT JOIN agents a ON a.address = $1";
 
-enum { ROLLUPS = 0, INTENTS, POLICIES, NSTEPS };
+/* The current windows of a bucket column, as the agents' queries take them. */
+#define CURRENT_WINDOWS(b)                                                                                 \
+    "((grain = 'h' AND " b " >= now() - interval '49 hours') OR (grain = 'd' AND " b " >= now() - interval"  \
+    " '9 days') OR (grain = 'm' AND " b " >= date_trunc('month', now(), 'UTC') - interval '1 month'))"
+#define SCOPE_ORG "($1::text IS NULL OR org = split_part($1, '/', 3))"
+
+static const char scope_costs_sql[] =
+    "SELECT " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain, extract(epoch FROM bucket)::bigint::text,"
+    " least(cost_nanos, 9223372036854775807)::text FROM rollup_scope WHERE " SCOPE_ORG " AND "
+    CURRENT_WINDOWS("bucket");
+
+static const char scope_intents_sql[] =
+    "SELECT " CM_BUDGET_TAG_SQL("org", "u.kind", "u.scope") ", g.grain,"
+    " extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text, count(*)::text FROM intents"
+    " CROSS JOIN LATERAL (VALUES ('org', ''), ('env', split_part(address, '/', 4)), ('run', run_id),"
+    " ('workflow', workflow), ('customer', customer)) AS u(kind, scope)"
+    " CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
+    " WHERE u.scope IS NOT NULL AND " SCOPE_ORG
+    " AND admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
+    " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
+
+/* Columns as policies_sql's. */
+static const char scope_policies_sql[] =
+    "SELECT " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", true, false, " CM_POLICY_ROW_COLS
+    " FROM scope_policies WHERE " SCOPE_ORG;
+
+/* The open reservations: org, intent id, agent, deadline, what is left of
+ * the estimate after what its agent spent on the intent (rollup and tail),
+ * run, workflow, customer. */
+static const char reservations_sql[] =
+    "SELECT i.org, i.intent_id, i.address, extract(epoch FROM i.reserved_until)::bigint::text,"
+    " greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r"
+    " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce((SELECT sum(t.cost_nanos)"
+    " FROM cm_rollup_tail() t WHERE t.address = i.address AND t.intent_id = i.intent_id), 0))::text,"
+    " coalesce(i.run_id, ''), coalesce(i.workflow, ''), coalesce(i.customer, '') FROM intents i"
+    " WHERE i.estimated_cost_nanos > 0 AND i.ended_at IS NULL AND i.reserved_until > now() AND "
+    "($1::text IS NULL OR i.org = split_part($1, '/', 3))";
+
+enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, NSTEPS };
 
 typedef struct {
     cm_hot *h;
@@ -66,7 +108,7 @@ static void on_written(void *arg, int rc)
     pass *p = arg;
     if (rc != CM_OK) p->failed = true;
     if (--p->pending > 0) return;
-    if (p->failed || p->step == POLICIES) {
+    if (p->failed || p->step == NSTEPS - 1) {
         finish(p, !p->failed);
         return;
     }
@@ -106,17 +148,17 @@ static void merge_rollups(pass *p, const cm_pgres *res, int rows)
     free(v);
 }
 
-static void merge_intents(pass *p, const cm_pgres *res, int rows)
+static void merge_count(pass *p, const char *field, const cm_pgres *res, int rows)
 {
-    cm_hot_intents *v = malloc((size_t)rows * sizeof *v);
+    cm_hot_count *v = malloc((size_t)rows * sizeof *v);
     if (!v) {
         p->failed = true;
         return;
     }
     for (int r = 0; r < rows; r++)
-        v[r] = (cm_hot_intents){.address = cm_pgres_get(res, r, 0), .grain = cm_pgres_get(res, r, 1)[0],
-                                .start = num(res, r, 2), .intents = num(res, r, 3)};
-    sent(p, cm_hot_merge_intents(p->h, v, rows, on_written, p));
+        v[r] = (cm_hot_count){.tag = cm_pgres_get(res, r, 0), .grain = cm_pgres_get(res, r, 1)[0],
+                              .start = num(res, r, 2), .value = num(res, r, 3)};
+    sent(p, cm_hot_merge_count(p->h, field, v, rows, on_written, p));
     free(v);
 }
 
@@ -128,7 +170,27 @@ static void put_policies(pass *p, const cm_pgres *res, int rows)
         bool has = cm_pgres_get(res, r, 1)[0] == 't';
         if (has) cm_policy_row_read(res, r, 3, &pol);
         sent(p, cm_hot_put_policy(p->h, address, has ? &pol : NULL, on_written, p));
-        sent(p, cm_hot_put_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', on_written, p));
+        if (p->step == POLICIES)
+            sent(p, cm_hot_put_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', on_written, p));
+    }
+}
+
+static void restore_reservations(pass *p, const cm_pgres *res, int rows)
+{
+    for (int r = 0; r < rows && !p->failed; r++) {
+        cm_scope scopes[CM_SCOPE_KINDS];
+        char tags[CM_SCOPE_KINDS][CM_ADDR_MAX];
+        const char *tagv[CM_SCOPE_KINDS];
+        const char *org = cm_pgres_get(res, r, 0);
+        int n = cm_budget_scopes(cm_pgres_get(res, r, 2), cm_pgres_get(res, r, 5), cm_pgres_get(res, r, 6),
+                                 cm_pgres_get(res, r, 7), scopes);
+        for (int l = 0; l < n; l++) {
+            cm_budget_tag(org, &scopes[l], tags[l]);
+            tagv[l] = tags[l];
+        }
+        cm_hot_reservation v = {.org = org, .intent_id = cm_pgres_get(res, r, 1), .tags = tagv, .ntags = n,
+                                .left = num(res, r, 4), .deadline = num(res, r, 3)};
+        if (v.left > 0) sent(p, cm_hot_restore_reservation(p->h, &v, on_written, p));
     }
 }
 
@@ -139,14 +201,17 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     int rows = rc == CM_OK ? cm_pgres_rows(res) : 0;
     if (rc != CM_OK) p->failed = true;
     else if (rows > 0 && p->step == ROLLUPS) merge_rollups(p, res, rows);
-    else if (rows > 0 && p->step == INTENTS) merge_intents(p, res, rows);
-    else if (p->step == POLICIES) put_policies(p, res, rows);
+    else if (rows > 0 && (p->step == INTENTS || p->step == SCOPE_INTENTS)) merge_count(p, "intents", res, rows);
+    else if (rows > 0 && p->step == SCOPE_COSTS) merge_count(p, "cost", res, rows);
+    else if (p->step == POLICIES || p->step == SCOPE_POLICIES) put_policies(p, res, rows);
+    else if (p->step == RESERVATIONS) restore_reservations(p, res, rows);
     on_written(p, CM_OK); /* the one held while sending */
 }
 
 static void run_step(pass *p)
 {
-    static const char *const sql[NSTEPS] = {rollups_sql, intents_sql, policies_sql};
+    static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,      scope_costs_sql,
+                                            scope_intents_sql, scope_policies_sql, reservations_sql};
     const char *params[] = {p->address[0] ? p->address : NULL};
     const char *q = p->step == POLICIES && p->address[0] ? agent_policy_sql : sql[p->step];
     p->pending = 1;

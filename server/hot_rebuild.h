@@ -16,15 +16,4 @@ typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
  * calls done later, or an error at once. */
 int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg);
 
-/* Intents admitted in a window, as PostgreSQL's intents table counts them. */
-typedef struct {
-    const char *address;
-    char grain;
-    int64_t start;
-    int64_t intents;
-} cm_hot_intents;
-
-/* cm_hot_merge for the window's intent count (ADMIT counts it in Redis). */
-int cm_hot_merge_intents(cm_hot *h, const cm_hot_intents *rows, int n, cm_hot_done_cb cb, void *arg);
-
 #endif

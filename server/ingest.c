@@ -2,6 +2,7 @@
 #include "error.h"
 #include "log.h"
 #include "money.h"
+#include "budget.h"
 #include "policy.h"
 #include "refusal.h"
 #include "seen.h"
@@ -26,8 +27,8 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
 
 /* The one statement of a group commit (data-modifying CTEs always run to
  * completion, referenced or not). A row is new when its id is (heartbeat_ids
- * is the 7-day dedupe, schema/012_partitions.sql); rows without an id always
- * are. Lock order is fixed by the ORDER BY
+ * is the 7-day dedupe, schema/012_partitions.sql; each row's key is hashed
+ * once, in `input`); rows without an id always are. Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
  * kinds of rows can share one result ($22 are the distinct agents to
@@ -41,7 +42,8 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
  *                                join on the 'roll' CTE here would rescan
  *                                it once per agent) */
 static const char group_sql[] =
-    "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    "WITH input AS (SELECT t.*, cm_hb_key(t.address, t.hb_id) AS key"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
     " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
@@ -49,8 +51,8 @@ static const char group_sql[] =
     " AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
     " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees)),"
-    " ids AS (INSERT INTO heartbeat_ids (key) SELECT cm_hb_key(address, hb_id) FROM input"
-    " WHERE hb_id IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
+    " ids AS (INSERT INTO heartbeat_ids (key) SELECT key FROM input"
+    " WHERE key IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
     " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
     " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, model,"
@@ -58,7 +60,7 @@ static const char group_sql[] =
     " SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
     " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, model,"
     " tcwrite, priced, customer, revenue, refund, external, fees"
-    " FROM input i LEFT JOIN ids ON ids.key = cm_hb_key(i.address, i.hb_id)"
+    " FROM input i LEFT JOIN ids ON ids.key = i.key"
     " WHERE i.hb_id IS NULL OR ids.key IS NOT NULL"
     " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
     " llm_calls, tool_calls, intents_total, intents_succeeded, intents_failed),"
@@ -86,7 +88,7 @@ static const char group_sql[] =
     " RETURNING 1),"
     " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
     " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
-    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = cm_hb_key(i.address, i.hb_id))"
+    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = i.key)"
     " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
     " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
@@ -106,6 +108,7 @@ typedef struct {
     char address[CM_ADDR_MAX];
     int64_t cost_today;
     cm_hot_agent_state state;
+    cm_forecast forecast;    /* from the CHECK; all zero when Redis did not answer */
     const cm_job *listed_in; /* the last reply that named it, so each names it once */
 } group_agent;
 
@@ -483,8 +486,9 @@ static void reply_jobs(group *g)
         size_t dups = j->req.heartbeat.n - accepted;
         atomic_fetch_add(&in->accepted, accepted);
         atomic_fetch_add(&in->duplicates, dups);
-        cm_buf b;
+        cm_buf b, fc;
         cm_buf_init(&b);
+        cm_buf_init(&fc);
         cm_buf_addf(&b, "{\"accepted\":%zu,\"duplicates\":%zu,\"agents\":{", accepted, dups);
         int first = 1;
         for (size_t h = 0; h < j->req.heartbeat.n; h++) {
@@ -498,8 +502,23 @@ static void reply_jobs(group *g)
             cm_buf_addf(&b, ":{\"state\":\"%s\",\"cost_today_usd\":", state_names[ga->state]);
             cm_buf_add_money(&b, ga->cost_today);
             cm_buf_adds(&b, "}");
+            /* The forecast of an agent with a cost limit: its burn over the
+             * last hour and when each limit runs out at that pace. */
+            const cm_forecast *f = &ga->forecast;
+            if (!f->has[CM_LIM_COST_HOUR] && !f->has[CM_LIM_COST_DAY] && !f->has[CM_LIM_COST_MONTH]) continue;
+            cm_buf_adds(&fc, fc.len ? "," : "");
+            cm_buf_add_jstr(&fc, ga->address);
+            cm_buf_adds(&fc, ":");
+            cm_forecast_json(f, g->now, &fc);
         }
         cm_buf_adds(&b, "}");
+        if (fc.len) {
+            cm_buf_adds(&b, ",\"forecasts\":{");
+            cm_buf_add(&b, fc.data, fc.len);
+            cm_buf_adds(&b, "}");
+        }
+        if (fc.failed) b.failed = 1;
+        cm_buf_free(&fc);
         const cm_ignored *ig = &j->req.heartbeat.ignored;
         if (ig->count) {
             atomic_fetch_add(&in->ignored, ig->count);
@@ -526,6 +545,26 @@ static void merge_rollups(cm_ingest *in, const cm_pgres *res, int from, int to)
     free(v);
 }
 
+/* The new rows of intents draw their reservations down at the agent's
+ * level (draw.lua), now that their cost is in the agent's windows; the
+ * scopes' are drawn when the rollup worker counts it there. */
+static void draw_reservations(group *g)
+{
+    cm_hot_spent *v = malloc((g->nrows ? g->nrows : 1) * sizeof *v);
+    char (*orgs)[CM_ADDR_SEG_MAX + 1] = malloc((g->nrows ? g->nrows : 1) * sizeof *orgs);
+    int n = 0;
+    for (size_t i = 0; v && orgs && i < g->nrows; i++) {
+        const cm_hb *hb = row_hb(&g->rows[i]);
+        if (!g->rows[i].is_new || !hb->intent_id[0] || hb->cost_nanos <= 0 || cm_addr_org(hb->agent, orgs[n]) != CM_OK)
+            continue;
+        v[n] = (cm_hot_spent){.org = orgs[n], .intent_id = hb->intent_id, .cost = hb->cost_nanos};
+        n++;
+    }
+    if (n > 0) cm_hot_draw(g->in->hot, false, v, n);
+    free(v);
+    free(orgs);
+}
+
 static void finish_group(group *g)
 {
     reply_jobs(g);
@@ -533,18 +572,19 @@ static void finish_group(group *g)
 }
 
 /* Records the event of a newly crossed mark: a threshold of a cost limit
- * (threshold_crossed) or the limit itself (policy_breached). */
-static void mark_event(cm_ingest *in, const char *address, const cm_hot_mark *m)
+ * (threshold_crossed), the limit itself (policy_breached), or its
+ * exhaustion predicted within the horizon (exhaustion_predicted). */
+static void mark_event(cm_ingest *in, const char *address, const cm_hot_mark *m, const cm_forecast *f, int64_t now)
 {
     char org[CM_ADDR_SEG_MAX + 1];
     if (cm_addr_org(address, org) != CM_OK) return;
+    cm_scope s = {.kind = CM_SCOPE_AGENT};
+    snprintf(s.id, sizeof s.id, "%s", address);
     cm_buf d;
     cm_buf_init(&d);
-    cm_policy_mark_json(m->limit, m->limit_value, m->current, m->fraction, &d);
+    const char *type = cm_budget_mark_event(&s, m->limit, m->limit_value, m->current, m->fraction, f, now, &d);
     char *details = cm_buf_take(&d, NULL);
-    if (details)
-        cm_notify_event(in->notify, org, address, m->fraction ? "threshold_crossed" : "policy_breached", details,
-                        true, NULL, NULL);
+    if (details) cm_notify_event(in->notify, org, address, type, details, true, NULL, NULL);
     free(details);
 }
 
@@ -552,19 +592,24 @@ static void on_check(void *arg, int rc, const cm_hot_check_result *r)
 {
     (void)rc; /* an agent Redis could not answer for reads active */
     group *g = arg;
-    for (int i = 0; i < g->nagents; i++) g->agents[i].state = r->state[i];
-    for (int i = 0; i < r->nmarks; i++) mark_event(g->in, g->agents[r->marks[i].agent].address, &r->marks[i]);
+    for (int i = 0; i < g->nagents; i++) {
+        g->agents[i].state = r->state[i];
+        g->agents[i].forecast = r->forecast[i];
+    }
+    for (int i = 0; i < r->nmarks; i++)
+        mark_event(g->in, g->agents[r->marks[i].agent].address, &r->marks[i], &r->forecast[r->marks[i].agent],
+                   g->now);
     finish_group(g);
 }
 
-/* Reads every agent's state in the windows starting at win; the group is
+/* Reads every agent's state in the windows of g->now; the group is
  * finished by on_check, unless this fails. */
-static int send_check(group *g, const int64_t win[CM_WIN3])
+static int send_check(group *g)
 {
     const char **addresses = malloc((size_t)g->nagents * sizeof *addresses + 1);
     if (!addresses) return CM_ENOMEM;
     for (int i = 0; i < g->nagents; i++) addresses[i] = g->agents[i].address;
-    int rc = cm_hot_check(g->in->hot, addresses, g->nagents, win, on_check, g);
+    int rc = cm_hot_check(g->in->hot, addresses, g->nagents, g->now, on_check, g);
     free(addresses);
     return rc;
 }
@@ -628,6 +673,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
      * PostgreSQL. */
     group *next = g->then;
     if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
-    if (send_check(g, win) != CM_OK) finish_group(g);
+    draw_reservations(g);
+    if (send_check(g) != CM_OK) finish_group(g);
     writer_next(in, next);
 }

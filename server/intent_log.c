@@ -18,16 +18,17 @@
  * per record that has an earlier owner: its index and that owner. */
 static const char batch_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::int[]) AS t(address, org,"
-    " intent_id, itype, idem, run_id, session_id, workflow, customer, parent, at, idx)),"
+    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::int[], $13::bigint[],"
+    " $14::bigint[]) AS t(address, org, intent_id, itype, idem, run_id, session_id, workflow, customer, parent, at,"
+    " idx, est, until)),"
     " prev AS (SELECT i.idx, (SELECT p.address FROM intents p WHERE p.org = i.org AND p.intent_id = i.intent_id"
     " LIMIT 1) AS address FROM input i),"
     " reg AS (INSERT INTO agents (address, org) SELECT DISTINCT address, org FROM input ORDER BY 1"
     " ON CONFLICT (address) DO NOTHING),"
     " ins AS (INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, run_id, session_id,"
-    " workflow, customer, parent_intent_id, admitted_at)"
+    " workflow, customer, parent_intent_id, admitted_at, estimated_cost_nanos, reserved_until)"
     " SELECT i.address, i.org, i.intent_id, i.itype, i.idem, i.run_id, i.session_id, i.workflow, i.customer,"
-    " i.parent, to_timestamp(i.at) FROM input i JOIN prev USING (idx)"
+    " i.parent, to_timestamp(i.at), i.est, to_timestamp(i.until) FROM input i JOIN prev USING (idx)"
     " WHERE prev.address IS NULL)"
     " SELECT idx::text, address FROM prev WHERE address IS NOT NULL";
 
@@ -137,8 +138,9 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     flush(l);
 }
 
-/* The text columns, then the admission time and the index. */
-enum { NTEXT = 10, NCOLS = NTEXT + 2 };
+/* The text columns, then the admission time, the index, the estimate and
+ * its deadline. */
+enum { NTEXT = 10, NCOLS = NTEXT + 4 };
 
 static void flush(cm_intent_log *l)
 {
@@ -176,6 +178,13 @@ static void flush(cm_intent_log *l)
         }
         cm_buf_addf(&cols[NTEXT], "%s%lld", sent ? "," : "", (long long)e->rec.at);
         cm_buf_addf(&cols[NTEXT + 1], "%s%d", sent ? "," : "", i);
+        if (e->rec.estimate > 0) {
+            cm_buf_addf(&cols[NTEXT + 2], "%s%lld", sent ? "," : "", (long long)e->rec.estimate);
+            cm_buf_addf(&cols[NTEXT + 3], "%s%lld", sent ? "," : "", (long long)e->rec.reserved_until);
+        } else {
+            cm_buf_adds(&cols[NTEXT + 2], sent ? ",NULL" : "NULL");
+            cm_buf_adds(&cols[NTEXT + 3], sent ? ",NULL" : "NULL");
+        }
         sent++;
     }
     const char *params[NCOLS];

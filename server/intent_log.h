@@ -17,12 +17,14 @@
 typedef struct cm_intent_log cm_intent_log;
 
 /* An intent to record. The strings are borrowed until the callback runs;
- * intent_type and idem_key may be "" (stored as NULL). */
+ * intent_type, idem_key and the scopes it names (run_id, workflow,
+ * customer) may be "" (stored as NULL). */
 typedef struct {
     const char *agent, *org, *intent_id, *intent_type, *idem_key;
     const char *run_id, *session_id, *workflow, *customer; /* what its heartbeats inherit; "" when none */
     const char *parent_intent_id; /* its parent in the delegation tree; "" for a root */
     int64_t at; /* admitted, Unix seconds */
+    int64_t estimate, reserved_until; /* estimate 0: none (both stored as NULL) */
 } cm_intent_rec;
 
 /* rc CM_OK: the intent is recorded, or prev is the address of the agent

@@ -9,6 +9,7 @@
 #define CM_JOB_H
 
 #include "auth.h"
+#include "budget.h"
 #include "buf.h"
 #include "codec.h"
 #include "cloudevents.h"
@@ -45,12 +46,12 @@ typedef enum {
     CM_OP_METER_LIST,    /* no request fields */
     CM_OP_METER_DELETE,  /* req.meter (event_type only) */
     CM_OP_AUTH,          /* the key only: the HTTP front asks before it reads a body (204 or 401) */
+    CM_OP_INTENT_END,    /* req.intent_end */
     CM_OP_PRICE_PUT,     /* req.price */
     CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
     CM_OP_SPEND_UNIT,    /* req.spend_unit */
     CM_OP_TOP,           /* req.spend_unit */
     CM_OP_INTENT_TREE,   /* req.spend_intent */
-    CM_OP_INTENT_END,    /* req.intent_end */
     CM_OP_COUNT
 } cm_op;
 
@@ -119,9 +120,11 @@ typedef struct {
     int limit;
 } cm_req_events;
 
-/* PUT, GET, DELETE /v1/mesh/agents/{address}/policies/cost. */
+/* PUT, PATCH, GET, DELETE /v1/mesh/agents/{address}/policies/cost, and
+ * the same of a scope (/v1/mesh/org/..., /v1/mesh/envs/{env}/... and so on). */
 typedef struct {
-    char address[CM_ADDR_MAX];
+    cm_scope_kind kind;        /* CM_SCOPE_AGENT for an agent's */
+    char address[CM_ADDR_MAX]; /* the agent's, or the scope's id ("" for the org) */
     cm_policy policy; /* the PUT or PATCH body */
     unsigned present; /* PATCH: bit i set for each column the body names (codec.h) */
 } cm_req_policy;

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pg.h"
+#include "reservations.h"
 #include "retention.h"
 #include "rollup.h"
 #include "store.h"
@@ -38,6 +39,7 @@ typedef struct {
     cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
     cm_rollup *rollup;
     cm_retention *retention;
+    cm_reservations *reservations;
     cm_hot *hot;
     cm_ingest *ingest;
     cm_intent_log *intents;
@@ -52,6 +54,7 @@ static void on_stop(uv_async_t *h)
     app *a = h->data;
     cm_bridge_free(a->bridge);
     cm_svc_free(a->svc);
+    cm_reservations_free(a->reservations);
     cm_notify_free(a->notify);
     cm_webhook_free(a->hooks);
     cm_hot_free(a->hot);
@@ -147,14 +150,17 @@ int main(int argc, char **argv)
         cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
-    if (cm_rollup_new(&a.loop, a.rollup_db, cfg.rollup_ms, &a.rollup) != CM_OK)
+    if (cm_rollup_new(&a.loop, a.rollup_db, a.hot, a.notify, cfg.rollup_ms, &a.rollup) != CM_OK)
         return die("cannot start the rollup worker");
     if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
         return die("cannot start the partition maintenance");
+    if (cm_reservations_new(&a.loop, a.hot, a.notify, &a.reservations) != CM_OK) return die("out of memory");
+    cm_hot_set_horizon(a.hot, cfg.forecast_horizon_s);
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db,
                       .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
-                      .fail_open = cfg.fail_open, .interop_env = cfg.interop_env,
+                      .fail_open = cfg.fail_open, .reservation_ttl_s = cfg.reservation_ttl_s,
+                      .interop_env = cfg.interop_env,
                       .intent_abandon_s = cfg.intent_abandon_s,
                       .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||

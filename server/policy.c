@@ -85,7 +85,7 @@ void cm_policy_mark_json(int lim, int64_t limit_value, int64_t current, int64_t 
     cm_policy_value_json(lim, limit_value, b);
     cm_buf_adds(b, ",\"current\":");
     cm_policy_value_json(lim, current, b);
-    if (fraction) {
+    if (fraction > 0) {
         cm_buf_adds(b, ",\"threshold\":");
         cm_buf_add_money(b, fraction);
     }

@@ -83,7 +83,7 @@ void cm_policy_value_json(int lim, int64_t v, cm_buf *b);
 /* Appends the details of the event of a mark newly reached in its window:
  * {"limit","limit_value","current"}, plus "threshold" for a threshold
  * (fraction > 0, threshold_crossed) rather than the limit itself (0,
- * policy_breached). A breach is recorded by whichever of the heartbeat
+ * policy_breached; a negative fraction adds nothing either). A breach is recorded by whichever of the heartbeat
  * check and admission sees it first, so both build it here: one shape. */
 void cm_policy_mark_json(int lim, int64_t limit_value, int64_t current, int64_t fraction, cm_buf *b);
 

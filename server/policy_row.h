@@ -17,6 +17,21 @@
     " max_cost_per_month, action_on_breach, alert_thresholds, max_cost_per_intent_tree"
 #define CM_POLICY_ROW_NCOLS 8
 
+/* The SET list of an upsert of CM_POLICY_ROW_COLS into a table aliased c
+ * (INSERT ... AS c ... ON CONFLICT DO UPDATE SET): each column takes the
+ * new row's value when the parameter `mask` (SQL text such as "$10") has a
+ * '1' at its position, else keeps the saved one: PUT sends all ones, PATCH
+ * the columns its body names. */
+#define CM_POLICY_ROW_SET_COL(col, i, mask) \
+    " " col " = CASE WHEN substr(" mask ", " #i ", 1) = '1' THEN excluded." col " ELSE c." col " END"
+#define CM_POLICY_ROW_SET(mask)                                                                           \
+    CM_POLICY_ROW_SET_COL("max_intents_per_hour", 1, mask) "," CM_POLICY_ROW_SET_COL("max_intents_per_day", 2, \
+                                                                                         mask) ","         \
+    CM_POLICY_ROW_SET_COL("max_cost_per_hour", 3, mask) "," CM_POLICY_ROW_SET_COL("max_cost_per_day", 4, mask) \
+    "," CM_POLICY_ROW_SET_COL("max_cost_per_month", 5, mask) "," CM_POLICY_ROW_SET_COL("action_on_breach", 6,  \
+                                                                                         mask) ","          \
+    CM_POLICY_ROW_SET_COL("alert_thresholds", 7, mask) "," CM_POLICY_ROW_SET_COL("max_cost_per_intent_tree", 8, mask)
+
 /* Reads CM_POLICY_ROW_COLS from row `row` of r, starting at column `col`. */
 void cm_policy_row_read(const cm_pgres *r, int row, int col, cm_policy *out);
 

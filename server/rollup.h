@@ -15,6 +15,8 @@
 #ifndef CM_ROLLUP_H
 #define CM_ROLLUP_H
 
+#include "hot.h"
+#include "notify.h"
 #include "pg.h"
 
 #include <uv.h>
@@ -49,7 +51,7 @@
     " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"        \
     " fees_nanos FROM cm_rollup_tail() WHERE intent_id IS NOT NULL) AS intent_parts"
 
-/* Each unit's intents (schema/017_intent_tree.sql), rollup and tail, with
+/* Each unit's intents (schema/018_intent_tree.sql), rollup and tail, with
  * rollup_unit_intent's columns: `SELECT ... FROM ` CM_ROLLUP_UNIT_INTENTS_SQL
  * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. */
 #define CM_ROLLUP_UNIT_INTENTS_SQL                                                                 \
@@ -62,9 +64,13 @@
 typedef struct cm_rollup cm_rollup;
 
 /* Starts moving the watermark every interval_ms on the loop, on db (a pool
- * of its own is best: a batch may take a while). Returns CM_OK, CM_ENOMEM or
- * CM_EIO. */
-int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, cm_rollup **out);
+ * of its own is best: a batch may take a while). The scopes' cost totals
+ * (rollup_scope, budget.h) it changes are merged into hot (borrowed), where
+ * admission reads them: they lag the 202 by one batch. Their thresholds and
+ * limits newly crossed become events (notify, borrowed). Returns CM_OK,
+ * CM_ENOMEM or CM_EIO. */
+int cm_rollup_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, cm_notify *notify, int interval_ms,
+                  cm_rollup **out);
 /* Stops the worker (run the loop after, see chore.h). Free db first: a
  * batch in flight calls back. NULL is a no-op. */
 void cm_rollup_free(cm_rollup *r);

@@ -34,6 +34,13 @@ typedef enum {
     CM_R_CE_EVENTS,     /* POST /api/v1/events (CloudEvents, OpenMeter's shape) */
     CM_R_METERS,        /* GET /v1/mesh/meters */
     CM_R_METER,         /* PUT, DELETE /v1/mesh/meters/{event_type} */
+    /* PUT, PATCH, GET, DELETE .../policies/cost of a scope (budget.h) */
+    CM_R_ORG_POLICY,      /* /v1/mesh/org/policies/cost */
+    CM_R_ENV_POLICY,      /* /v1/mesh/envs/{env}/policies/cost */
+    CM_R_CUSTOMER_POLICY, /* /v1/mesh/customers/{id}/policies/cost */
+    CM_R_WORKFLOW_POLICY, /* /v1/mesh/workflows/{id}/policies/cost */
+    CM_R_RUN_POLICY,      /* /v1/mesh/runs/{id}/policies/cost */
+    CM_R_INTENT_END,      /* POST /v1/mesh/intents/{intent_id}/end */
     CM_R_PRICES,        /* GET /v1/mesh/pricing/models */
     CM_R_PRICE,         /* PUT, GET /v1/mesh/pricing/models/{model} */
     CM_R_RUN_SPEND,     /* GET /v1/mesh/runs/{id}/spend */
@@ -42,7 +49,6 @@ typedef enum {
     CM_R_CUSTOMER_SPEND, /* GET /v1/mesh/customers/{id}/spend */
     CM_R_TOP,           /* GET /v1/mesh/top */
     CM_R_INTENT_TREE,   /* GET /v1/mesh/intents/{intent_id}/tree */
-    CM_R_INTENT_END,    /* POST /v1/mesh/intents/{intent_id}/end */
     CM_R_COUNT,
 } cm_route_id;
 

@@ -65,12 +65,12 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_METER_LIST] = cm_api_meter_list,
     [CM_OP_METER_DELETE] = cm_api_meter_delete,
     [CM_OP_AUTH] = key_known,
+    [CM_OP_INTENT_END] = cm_api_intent_end,
     [CM_OP_PRICE_PUT] = cm_api_price_put,
     [CM_OP_PRICE_LIST] = cm_api_price_list,
     [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
     [CM_OP_TOP] = cm_api_top,
     [CM_OP_INTENT_TREE] = cm_api_intent_tree,
-    [CM_OP_INTENT_END] = cm_api_intent_end,
 };
 
 /* News from every replica: a key revoked (payload: its id), an org's rate
@@ -110,6 +110,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.hot = d->hot;
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;
+    s->api.reservation_ttl_s = d->reservation_ttl_s;
     s->api.intent_abandon_s = d->intent_abandon_s;
     s->api.interop_env = d->interop_env;
     snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");

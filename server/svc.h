@@ -30,7 +30,8 @@ typedef struct {
     cm_notify *notify;
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
-    int intent_abandon_s; /* cm_api's */
+    int reservation_ttl_s;      /* cm_api */
+    int intent_abandon_s;       /* cm_api */
     int64_t price_tolerance; /* cm_api */
     const char *interop_env;    /* cm_api */
     const char *interop_faults; /* cm_api */

@@ -274,6 +274,36 @@ def test_policy_round_trip(h):
           "costmeshctl: 400 invalid_field (max_cost_per_day_usd): ", "negative limit")
 
 
+def test_scope_policies_and_intents(h):
+    """policy get|set|delete of a scope (customer:ID, env:ENV...), intents naming the scope, its 429 line."""
+    cust = "ctl-cust-" + hb_id()[3:15]
+    a = new_agent(tag="ctl-scope")
+    j = ok(ctl(h, "policy", "set", "customer:" + cust, "--max-intents-per-day", "1", "--json")).json()
+    check_json(j, policy_of(max_intents_per_day=1), "policy set customer:ID")
+    kv = dict((x[0], x[1]) for x in table(ok(ctl(h, "policy", "get", "customer:" + cust)).out))
+    check_eq((kv.get("max_intents_per_day"), kv.get("max_cost_per_day_usd")), ("1", "unlimited"), "policy get table")
+    ok(ctl(h, "intent", a, "--customer", cust, "--workflow", "ctl-wf", "--run", "ctl-run"), "1st intent")
+    line = fails(ctl(h, "intent", a, "--customer", cust), 3, "costmeshctl: 429 cost_policy_breached", "2nd")
+    check("[scope customer %s]" % cust in line and "max_intents_per_day" in line, "429 line: %r" % line)
+    ok(ctl(h, "intent", a), "without the customer")
+    check_eq(h.psql("SELECT workflow || ' ' || run_id FROM intents WHERE customer = '%s'" % cust), "ctl-wf ctl-run",
+             "the intent's workflow and run")
+    r = ok(ctl(h, "policy", "delete", "customer:" + cust), "policy delete customer:ID")
+    check("deleted" in r.out, "delete output: %r" % r.out)
+    fails(ctl(h, "policy", "get", "customer:" + cust), 1, "costmeshctl: 404 policy_not_found", "after delete")
+    fails(ctl(h, "policy", "get", "team:x"), 2, "TARGET must be", "an unknown scope")
+    fails(ctl(h, "policy", "get", "run:"), 2, "TARGET must be", "a scope without its id")
+    fails(ctl(h, "policy", "set", "env:bad env", "--max-intents-per-day", "1"), 1,
+          "costmeshctl: 400 invalid_field (env): ", "an env no address can have")
+    # A reservation: --estimate, then intent-end releases what is left.
+    j = ok(ctl(h, "intent", a, "--estimate", "0.25", "--json")).json()
+    check_eq(dec(j.get("reserved_usd")), Decimal("0.25"), "intent --estimate reserves")
+    r = ok(ctl(h, "intent-end", j["intent_id"], "--agent", a), "intent-end")
+    check_eq(r.out.strip(), "ended intent %s: released 0.25 USD" % j["intent_id"], "intent-end output")
+    fails(ctl(h, "intent-end", j["intent_id"]), 1, "costmeshctl: 404 reservation_not_found", "ended twice")
+    fails(ctl(h, "intent", a, "--estimate", "lots"), 2, "--estimate", "a non-number estimate")
+
+
 def test_kill_resume_intent_and_events(h):
     a = new_agent(tag="ctl-kill")
     register(h, a)

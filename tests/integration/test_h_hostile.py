@@ -456,6 +456,10 @@ def test_foreign_org_key_sees_nothing(h):
     k2_unbound, _ = create_key(h, h.k2, "agent", "attacker-unbound")
     secret_bits = [a1, "1.234567891", "123.45", k1_agent_id]
     e1 = enc(a1)
+    # An org1 intent holding a reservation, which no org2 key may end.
+    r = h.request("POST", "/v1/mesh/intents", '{"agent":"%s","estimated_cost_usd":0.5}' % a1, key=h.k1)
+    check_status(r, 201, "org1 intent with a reservation")
+    held = r.json["intent_id"]
     for key, who in ((h.k2, "org2 admin key"), (k2_agent, "org2 bound agent key"), (k2_unbound, "org2 agent key")):
         probes = [
             ("GET", "/v1/mesh/agents/%s/spend" % e1, None),
@@ -474,6 +478,8 @@ def test_foreign_org_key_sees_nothing(h):
             ("POST", "/v1/intents", {"to_agent": a1, "intent_type": "x", "payload": {}}),
             ("DELETE", "/v1/keys/" + k1_agent_id, None),
             ("POST", "/v1/keys", {"role": "agent", "name": "hijack", "agent": a1}),
+            ("POST", "/v1/mesh/intents/%s/end" % held, None),
+            ("POST", "/v1/mesh/intents/%s/end?agent=%s" % (held, e1), None),
         ]
         for method, path, body in probes:
             what = "%s %s with the %s" % (method, path, who)
@@ -498,6 +504,9 @@ def test_foreign_org_key_sees_nothing(h):
     check_status(r, 200, "org1 agent after the org2 attempts")
     check(r.json.get("state") != "killed", "org2 killed an org1 agent: %.300r" % r.text)
     accepted(h.hb(hb_obj(a1, "0", hb_id()), key=k1_agent), 1, 0, "org1 agent key after org2 tried to revoke it")
+    r = h.request("POST", "/v1/mesh/intents/%s/end" % held, key=h.k1)
+    check_status(r, 200, "org1 ends its own intent after the org2 attempts")
+    check_eq(str(r.json.get("released_usd")), "0.5", "the whole reservation was still held")
     # Idempotency keys do not cross orgs.
     idem = "idem-" + uuid.uuid4().hex
     r1 = h.request("POST", "/v1/mesh/intents", {"agent": a1}, key=h.k1, headers={"Idempotency-Key": idem})
@@ -538,7 +547,11 @@ def test_agent_key_on_admin_routes(h):
             ("POST", "/v1/mesh/agents/%s/resume" % e1, None),
             ("PUT", "/v1/mesh/webhook", {"url": "http://127.0.0.1:9/evil", "secret": "evil"}),
             ("GET", "/v1/mesh/webhook", None),
-        ]
+        ] + [(m, p, body) for p in ("/v1/mesh/org/policies/cost", "/v1/mesh/envs/test/policies/cost",
+                                    "/v1/mesh/customers/c1/policies/cost", "/v1/mesh/workflows/w1/policies/cost",
+                                    "/v1/mesh/runs/r1/policies/cost")
+             for m, body in (("PUT", '{"max_intents_per_day":0}'), ("PATCH", '{"max_intents_per_day":0}'),
+                             ("GET", None), ("DELETE", None))]
         for method, path, body in probes:
             what = "%s %s with a %s" % (method, path, who)
             r = h.request(method, path, body, key=key)
@@ -558,6 +571,8 @@ def test_agent_key_on_admin_routes(h):
     check_status(r, 200, "agent after the agent-key attempts")
     check(r.json.get("state") != "killed", "an agent key killed its agent: %.300r" % r.text)
     check("escalate" not in key_list_text(h, h.k1), "an agent key created an admin key")
+    for p in ("/v1/mesh/org/policies/cost", "/v1/mesh/customers/c1/policies/cost"):
+        check_status(h.request("GET", p, key=h.k1), 404, "%s after the agent-key attempts" % p)
 
 
 @timeout(120)

@@ -92,8 +92,11 @@ def test_agent_known_before_first_heartbeat(h):
     check_eq(h.psql("SELECT health FROM agents WHERE address = '%s'" % by_policy).strip(), "unknown",
              "recorded health of an agent never seen")
     now = int(time.time())
-    check_json(h.spend_ok(by_policy, window="day", at=now), expected_spend(by_policy, [], "day", now),
-               "spend of an agent never seen")
+    got = h.spend_ok(by_policy, window="day", at=now)
+    # Its cost limit has a forecast: nothing burns, so the limit does not run out.
+    check_json(got.pop("forecast", None), {"burn_rate_usd_per_hour": 0, "exhaustion": {"max_cost_per_day_usd": None}},
+               "forecast of an agent never seen")
+    check_json(got, expected_spend(by_policy, [], "day", now), "spend of an agent never seen")
     # The first heartbeat makes it healthy.
     accepted(h.hb(hb_obj(by_policy, "0.1", hb_id())), 1, 0, "first heartbeat")
     check_eq(agent_view(h, by_policy)["health"], "healthy", "health after the first heartbeat")

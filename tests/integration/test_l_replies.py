@@ -6,8 +6,8 @@ policy_breached whichever path records it."""
 import time
 from decimal import Decimal
 
-from harness import (accepted, batch, check, check_eq, check_json, check_status, enc, expected_spend, hb_id, hb_obj,
-                     hour_start, day_start, iso, new_agent, parse_iso, money_members, outcomes_of, window_bounds,
+from harness import (accepted, batch, check, check_eq, check_json, check_status, dec, enc, expected_spend, hb_id,
+                     hb_obj, hour_start, day_start, iso, nanos, new_agent, parse_iso, money_members, outcomes_of, window_bounds,
                      COUNTERS)
 from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, events_of, intent, policy_of,
                              put_policy, reached, register)
@@ -97,20 +97,54 @@ def test_mixed_batch_names_each_agent(h):
         old: {"state": "active", "cost_today_usd": Decimal(0)}}}
     for x, hbs in sent.items():
         check_eq(cost_in(x, hbs, "day", now), want["agents"][x]["cost_today_usd"], "the test's own sum for %s" % x)
-    r = h.hb(batch(items))
-    check_status(r, 202, "mixed batch")
-    check_json(r.json, want, "202 of the mixed batch")
-    r = h.hb(batch(items))
-    check_status(r, 202, "mixed batch again")
-    want.update(accepted=0, duplicates=len(items))
-    check_json(r.json, want, "202 of the mixed batch sent again")
+    for attempt in ("", " sent again"):
+        t0 = time.time()
+        r = h.hb(batch(items))
+        check_status(r, 202, "mixed batch" + attempt)
+        # The agents with a cost limit have a forecast: $1 and $2 an hour (nothing the hour before), their
+        # day's limit already reached: exhausted now.
+        fcs = r.json.pop("forecasts", None)
+        check(isinstance(fcs, dict) and sorted(fcs) == sorted([capped, alerting]), "forecasts: %.300r" % fcs)
+        for x, burn in ((capped, 1), (alerting, 2)):
+            check_eq(dec(fcs[x]["burn_rate_usd_per_hour"]), Decimal(burn), "burn of %s" % x)
+            at = parse_iso(fcs[x]["exhaustion"]["max_cost_per_day_usd"])
+            check(int(t0) <= at <= time.time() + 1, "%s exhausted now: %r" % (x, fcs[x]))
+        check_json(r.json, want, "202 of the mixed batch" + attempt)
+        want.update(accepted=0, duplicates=len(items))
 
 
 def ours(events):
     """Events less health_changed, which the 15 s health sweep records on its own time (an agent that
-    had a policy before its first heartbeat goes from unknown to healthy), and margin_negative, which the
-    rollup worker records on its own time (cost without revenue turns the agent's day negative)."""
-    return [e for e in events if e.get("event_type") not in ("health_changed", "margin_negative")]
+    had a policy before its first heartbeat goes from unknown to healthy), exhaustion_predicted,
+    whose burn rate and time follow the second of the heartbeat that predicted it (test_o_budgets
+    checks it), and margin_negative, which the rollup worker records on its own time (cost without
+    revenue turns the agent's day negative)."""
+    return [e for e in events if e.get("event_type") not in ("health_changed", "exhaustion_predicted",
+                                                              "margin_negative")]
+
+
+def check_forecast(fc, address, hbs, policy, t0, t1, what):
+    """An agent's forecast (burn over the last hour, each cost limit's exhaustion) as the server made it
+    at some second in [t0, t1]: from the hbs sent, this hour's cost and the part of the previous hour's
+    inside the last 60 minutes."""
+    limits = [k for k in ("max_cost_per_hour_usd", "max_cost_per_day_usd", "max_cost_per_month_usd")
+              if (policy or {}).get(k) is not None]
+    if not limits:
+        check_eq(fc, None, "%s: no forecast without a cost limit" % what)
+        return
+    check(isinstance(fc, dict) and sorted(fc) == ["burn_rate_usd_per_hour", "exhaustion"],
+          "%s: forecast %.300r" % (what, fc))
+    check_eq(sorted(fc["exhaustion"]), sorted(limits), "%s: the cost limits forecast" % what)
+    burns = set()
+    for t in range(int(t0), int(t1) + 2):
+        this_h, prev_h = cost_in(address, hbs, "hour", t), cost_in(address, hbs, "hour", t - 3600)
+        into = t % 3600
+        burns.add((nanos(this_h) + nanos(prev_h) * (3600 - into) // 3600) / Decimal(10 ** 9))
+    check(dec(fc["burn_rate_usd_per_hour"]) in burns, "%s: burn %s, want one of %s" % (what, fc["burn_rate_usd_per_hour"],
+                                                                                      sorted(burns)))
+    for k in limits:
+        v = fc["exhaustion"][k]
+        check(v is None or parse_iso(v) >= int(t0), "%s: %s runs out at %r" % (what, k, v))
 
 
 def check_events(got, address, want, seen_from, what):
@@ -144,7 +178,9 @@ def wait_all_events(h, address, want, seen_from, what, secs=5):
 def check_view(h, address, hbs, now, state, policy, events, seen_from, what, intents=0):
     """GET agent against what the test did: hbs sent (the last seen at `now`), `intents` admitted this
     hour, its policy and its events, all after seen_from."""
+    t0 = time.time()
     v = agent_view(h, address)
+    check_forecast(v.pop("forecast", None), address, hbs, policy, t0, time.time(), "%s: forecast" % what)
     check(seen_from <= parse_iso(v.get("last_heartbeat")) <= time.time(),
           "%s: last_heartbeat %r is not the time of this test's heartbeat" % (what, v.get("last_heartbeat")))
     check_events(v.get("recent_events"), address, events, seen_from, "%s: recent_events" % what)

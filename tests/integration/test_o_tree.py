@@ -9,6 +9,7 @@ from decimal import Decimal
 from harness import (PortView, Server, check, check_eq, check_error, check_status, dec, enc, free_port, hb_id,
                      new_agent, timeout)
 from test_e_policies import away_from_boundary, create_agent_key, events_of, put_policy, run_concurrently
+from test_o_budgets import end_intent, reserve, scope_path
 from test_o_finance import hb, send, settled_now, uid, unit_spend, wait_rolled_up
 
 
@@ -195,8 +196,10 @@ def test_tree_cap_over_two_replicas(h):
         for i, r in enumerate(res):
             check_error(r, 429, "cost_policy_breached", what="intent %d under the capped tree" % i)
             e = r.error()
-            check_eq((e.get("limit"), e.get("root_intent_id"), dec(e.get("limit_value")), dec(e.get("current"))),
-                     ("max_cost_per_intent_tree_usd", r_, Decimal(1), Decimal(1)), "429 %d names the root" % i)
+            check_eq((e.get("scope"), e.get("scope_id"), e.get("limit"), e.get("root_intent_id"),
+                      dec(e.get("limit_value")), dec(e.get("current"))),
+                     ("intent_tree", r_, "max_cost_per_intent_tree_usd", r_, Decimal(1), Decimal(1)),
+                     "429 %d names the root" % i)
             check("retry-after" not in r.headers, "a tree cap has no Retry-After: %r" % r.headers)
         for tgt in (h, view):
             check_status(tgt.request("POST", "/v1/mesh/intents", {"agent": o, "parent_intent_id": other}, key=h.k1),
@@ -212,3 +215,33 @@ def test_tree_cap_over_two_replicas(h):
     # Another agent without the cap is not refused under the same root: the cap is the asking agent's policy's.
     check_status(h.request("POST", "/v1/mesh/intents", {"agent": s, "parent_intent_id": r_}, key=h.k1), 201,
                  "an agent whose policy sets no tree cap")
+
+
+@timeout(60)
+def test_end_records_the_outcome_and_releases_the_reservation(h):
+    """One POST .../end does both jobs: with an outcome it records it and releases what is left of the intent's
+    reservation (so the agent's budget admits again at once); a repeat answers the kept outcome and releases
+    nothing; an end without a body then finds no reservation (404). A tree cap on a scope's policy is refused
+    naming the field."""
+    away_from_boundary(86400, 30)
+    a = new_agent(tag="end-both")
+    put_policy(h, a, '{"max_cost_per_day_usd": 10}')
+    r = reserve(h, a, "4")
+    check_status(r, 201, "reserve 4 of 10")
+    i1 = r.json["intent_id"]
+    check_error(reserve(h, a, "7"), 429, "cost_policy_breached", what="4 reserved + 7 > 10")
+    send(h, [hb(a, int(time.time()), hb_id(), i1, cost_usd="1.5")], 1, 0, "the intent spends 1.5")
+    r = end(h, i1, '{"status": "succeeded", "quality": 0.5}')
+    check_status(r, 200, "end with an outcome")
+    check_eq(sorted(r.json), ["ended_at", "intent_id", "quality", "released_usd", "status"], "end reply fields")
+    check_eq((r.json["intent_id"], r.json["status"], dec(r.json["quality"]), dec(r.json["released_usd"])),
+             (i1, "succeeded", Decimal("0.5"), Decimal("2.5")), "the outcome, and 4 - 1.5 released")
+    check_status(reserve(h, a, "7"), 201, "spent 1.5 + 7 <= 10 once released")
+    again = end(h, i1, '{"status": "succeeded", "quality": 0.5}')
+    check_status(again, 200, "the same end again")
+    check_eq(dict(again.json, released_usd=None), dict(r.json, released_usd=None), "the kept outcome again")
+    check_eq(dec(again.json["released_usd"]), Decimal(0), "nothing left to release")
+    check_error(end_intent(h, i1), 404, "reservation_not_found", what="an end without a body after the release")
+    check_eq(spend(h, i1).json["outcome"]["status"], "succeeded", "the outcome in the intent's spend")
+    r = h.request("PUT", scope_path("env", "test"), '{"max_cost_per_intent_tree_usd": 1}', key=h.k1)
+    check_error(r, 400, "invalid_field", "max_cost_per_intent_tree_usd", "a tree cap on a scope's policy")

@@ -17,6 +17,8 @@ int main(void)
     test_routes();
     test_codec();
     test_policy();
+    test_budget();
+    test_forecast();
     test_keycache();
     test_queue();
     test_backoff();

@@ -777,6 +777,9 @@ static void intent_end(void)
     CHECK_EQ_I64(cm_codec_intent_end(bare, strlen(bare), &out, &e), CM_OK);
     CHECK_STR(out.status, "cancelled");
     CHECK(!out.has_quality);
+    /* No body: an end without an outcome (the reservation's release). */
+    CHECK_EQ_I64(cm_codec_intent_end("", 0, &out, &e), CM_OK);
+    CHECK(out.status == NULL);
     static const char *const bad[][2] = {
         {"{}", "status"},
         {"{\"status\":\"done\"}", "status"},

@@ -205,7 +205,8 @@ static void agent_list(void)
     cm_job_free(j);
     CHECK(decode("GET", "/v1/mesh/events", NULL, bad_type, &j, &e) != CM_OK);
     CHECK_STR(e.message, "event_type must be policy_breached, threshold_crossed, agent_killed, agent_resumed, "
-                         "health_changed, policy_changed, price_discrepancy or margin_negative");
+                         "health_changed, policy_changed, reservation_expired, exhaustion_predicted, "
+                         "price_discrepancy or margin_negative");
     cm_job_free(j);
     static const arg type[] = {WITH_KEY, Q("event_type", "agent_killed"), Q("limit", "7"), END};
     j = accepted("GET", "/v1/mesh/events", NULL, type);
@@ -248,6 +249,63 @@ static void one_agent(void)
     cm_job_free(j);
     CHECK_REFUSED("PUT", "/v1/mesh/agents/" ADDR_PATH "/policies/cost", "{\"limit\":1}", key_only, 400,
                   "invalid_field", "limit");
+}
+
+/* The scopes' policy routes: the kind from the path, the id decoded and
+ * checked; a refusal leaves a job cm_job_free can free. */
+static void scope_policies(void)
+{
+    static const struct {
+        const char *path;
+        cm_scope_kind kind;
+        const char *id;
+    } ok[] = {
+        {"/v1/mesh/org/policies/cost", CM_SCOPE_ORG, ""},
+        {"/v1/mesh/envs/staging/policies/cost", CM_SCOPE_ENV, "staging"},
+        {"/v1/mesh/customers/acme%20corp/policies/cost", CM_SCOPE_CUSTOMER, "acme corp"},
+        {"/v1/mesh/workflows/wf%3A1/policies/cost", CM_SCOPE_WORKFLOW, "wf:1"},
+        {"/v1/mesh/runs/run-7/policies/cost", CM_SCOPE_RUN, "run-7"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cm_job *j = accepted("PATCH", ok[i].path, "{\"max_intents_per_day\":3}", key_only);
+        CHECK_EQ_I64(j->op, CM_OP_POLICY_PATCH);
+        CHECK_EQ_I64(j->req.policy.kind, ok[i].kind);
+        CHECK_STR(j->req.policy.address, ok[i].id);
+        CHECK(j->req.policy.policy.has[CM_LIM_INTENTS_DAY] && j->req.policy.policy.limit[CM_LIM_INTENTS_DAY] == 3);
+        cm_job_free(j);
+    }
+    CHECK_REFUSED("GET", "/v1/mesh/envs/a%20b/policies/cost", NULL, key_only, 400, "invalid_field", "env");
+    CHECK_REFUSED("DELETE", "/v1/mesh/customers/a%01b/policies/cost", NULL, key_only, 400, "invalid_field",
+                  "customer");
+    char longid[200] = "/v1/mesh/runs/";
+    memset(longid + strlen(longid), 'r', 129);
+    strcat(longid, "/policies/cost");
+    CHECK_REFUSED("GET", longid, NULL, key_only, 400, "invalid_field", "run_id");
+    CHECK_REFUSED("PUT", "/v1/mesh/workflows/w/policies/cost", "{\"max_cost_per_day_usd\":-1}", key_only, 400,
+                  "invalid_field", "max_cost_per_day_usd");
+}
+
+/* An intent's scopes and estimate; ending one. */
+static void intent_fields(void)
+{
+    cm_job *j = accepted("POST", "/v1/mesh/intents",
+                         "{\"agent\":\"" ADDR "\",\"customer\":\"acme\",\"workflow\":\"w\",\"run_id\":\"r\","
+                         "\"estimated_cost_usd\":2.5}",
+                         key_only);
+    CHECK_STR(j->req.intent.body.customer, "acme");
+    CHECK_STR(j->req.intent.body.workflow, "w");
+    CHECK_STR(j->req.intent.body.run_id, "r");
+    CHECK_EQ_I64(j->req.intent.body.estimated_cost, 2500000000LL);
+    cm_job_free(j);
+    CHECK_REFUSED("POST", "/v1/mesh/intents", "{\"estimated_cost_usd\":-0.1}", key_only, 400, "invalid_field",
+                  "estimated_cost_usd");
+    CHECK_REFUSED("POST", "/v1/mesh/intents", "{\"customer\":1}", key_only, 400, "invalid_field", "customer");
+    j = accepted("POST", "/v1/mesh/intents/int_1/end", NULL, key_only);
+    CHECK_EQ_I64(j->op, CM_OP_INTENT_END);
+    CHECK_STR(j->req.intent_end.intent.intent_id, "int_1");
+    CHECK_STR(j->req.intent_end.intent.agent, "");
+    CHECK(j->req.intent_end.body.status == NULL);
+    cm_job_free(j);
 }
 
 static void spend(void)
@@ -387,8 +445,10 @@ void test_decode(void)
     heartbeat();
     agent_list();
     one_agent();
+    scope_policies();
     spend();
     spend_units();
     intents();
+    intent_fields();
     the_rest();
 }

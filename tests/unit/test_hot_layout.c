@@ -20,6 +20,16 @@ static void keys(void)
     CHECK_STR(k, "cm:n:agent://acme/prod/bot:req-1");
     cm_hot_key_rebuilt("agent://acme/prod/bot", k);
     CHECK_STR(k, "cm:r:agent://acme/prod/bot");
+    /* A scope's keys are its tag's (budget.h), distinct from every agent's. */
+    cm_hot_key_window("s:acme:customer:c:1", 'h', 1700006400, k);
+    CHECK_STR(k, "cm:s:acme:customer:c:1:h:1700006400");
+    cm_hot_key_reserved("s:acme:org:", k);
+    CHECK_STR(k, "cm:v:s:acme:org:");
+    cm_hot_key_reserved("agent://acme/prod/bot", k);
+    CHECK_STR(k, "cm:v:agent://acme/prod/bot");
+    cm_hot_key_reservation("acme", "int_1", k);
+    CHECK_STR(k, "cm:rv:acme:int_1");
+    CHECK_STR(CM_HOT_RESERVATIONS_KEY, "cm:rz");
     CHECK_STR(CM_HOT_EPOCH_KEY, "cm:epoch");
     CHECK_EQ_I64(strlen(CM_HOT_GRAINS), CM_WIN3);
     CHECK_EQ_I64(CM_HOT_GRAINS[CM_WIN3_DAY], 'd');

@@ -52,6 +52,8 @@ extern int unit_failed;
     } while (0)
 
 void test_error(void);
+void test_budget(void);
+void test_forecast(void);
 void test_money(void);
 void test_pricing(void);
 void test_time(void);

@@ -1,4 +1,6 @@
--- The delegation tree and outcomes (issue 14 items 3 and 4).
+-- The delegation tree and outcomes (issue 14 items 3 and 4). After
+-- 017_budgets, whose intents columns (run, workflow, customer, the
+-- reservation's) it leaves alone.
 --
 -- Intents form a tree through parent_intent_id. An intent's parent is said
 -- by its intents row (POST /v1/mesh/intents names it) or by its heartbeats;
@@ -193,8 +195,12 @@ GROUP BY 1, 2, 3, 4, 5, 6
 ON CONFLICT DO NOTHING;
 
 -- The cap of a whole delegation tree, in a cost policy (nano-dollars;
--- NULL: none). Checked at admission of an intent under the tree.
+-- NULL: none). Checked at admission of an intent under the tree, as one
+-- more level of 017's admission. scope_policies has the columns of
+-- cost_policies (policy_row.h), so it gets the column too; the API keeps it
+-- NULL there (a tree is capped by the asking agent's policy).
 ALTER TABLE cost_policies ADD COLUMN IF NOT EXISTS max_cost_per_intent_tree bigint;
+ALTER TABLE scope_policies ADD COLUMN IF NOT EXISTS max_cost_per_intent_tree bigint;
 
 -- The outcome figures of one unit (kind 'agent', 'run', 'session',
 -- 'workflow' or 'customer'; address: one agent's part, NULL for all) in the
