@@ -9,7 +9,7 @@ from decimal import Decimal
 from harness import (PortView, Server, check, check_eq, check_error, check_status, dec, enc, free_port, hb_id,
                      new_agent, timeout)
 from test_e_policies import away_from_boundary, create_agent_key, events_of, put_policy, run_concurrently
-from test_o_budgets import end_intent, reserve, scope_path
+from test_o_budgets import end_intent, reserve, run_readme_block, scope_path
 from test_o_finance import hb, send, settled_now, uid, unit_spend, wait_rolled_up
 
 
@@ -245,3 +245,27 @@ def test_end_records_the_outcome_and_releases_the_reservation(h):
     check_eq(spend(h, i1).json["outcome"]["status"], "succeeded", "the outcome in the intent's spend")
     r = h.request("PUT", scope_path("env", "test"), '{"max_cost_per_intent_tree_usd": 1}', key=h.k1)
     check_error(r, 400, "invalid_field", "max_cost_per_intent_tree_usd", "a tree cap on a scope's policy")
+
+
+@timeout(60)
+def test_readme_trees_example(h):
+    """The README's tree example, run as printed after its root (the run example's intent, with 0.4 spent) is
+    this test's own: the spend and tree of the root, the end (its outcome, nothing reserved to release) and
+    the run's outcomes."""
+    from test_k_readme import replies
+    a = "agent://%s/production/research-agent" % h.org1
+    root, sub1, sub2, run = uid("int_run42"), uid("int_sub1"), uid("int_sub2"), uid("run")
+    check_status(h.request("POST", "/v1/mesh/intents", {"agent": a, "intent_id": root, "run_id": run}, key=h.k1),
+                 201, "the root")
+    send(h, [hb(a, int(time.time()), hb_id(), root, cost_usd="0.4")], 1, 0, "the root's cost")
+    out = replies(run_readme_block(h, "trees", ("int_run42_1", root), ("int_sub1", sub1), ("int_sub2", sub2),
+                                   ("hb-sub2-1", hb_id()), ("run-42", run)))
+    check_eq(len(out), 6, "replies (intent, heartbeat, spend, tree, end, run spend): %r" % out)
+    spent, nodes, ended, run_spend = out[2], out[3], out[4], out[5]
+    check_eq((cost(spent["self"]), cost(spent["tree"]), spent["tree"]["intents"]), (Decimal("0.4"), Decimal("0.45"), 3),
+             "the root's self and tree")
+    check_eq([n["intent_id"] for n in nodes["nodes"]], [root, sub1, sub2], "the tree, depth first")
+    check_eq((ended["intent_id"], ended["status"], dec(ended["quality"]), dec(ended["released_usd"])),
+             (root, "succeeded", Decimal("0.9"), Decimal(0)), "the end")
+    check_eq((run_spend["outcomes"]["succeeded"], dec(run_spend["outcomes"]["cost_per_successful_intent_usd"])),
+             (1, Decimal("0.4")), "the run's outcomes")
