@@ -269,3 +269,26 @@ def test_readme_trees_example(h):
              (root, "succeeded", Decimal("0.9"), Decimal(0)), "the end")
     check_eq((run_spend["outcomes"]["succeeded"], dec(run_spend["outcomes"]["cost_per_successful_intent_usd"])),
              (1, Decimal("0.4")), "the run's outcomes")
+
+
+@timeout(60)
+def test_tree_cap_named_before_a_window_limit(h):
+    """The tree is one more level of the same admission: when it and a window's limit are both reached, the
+    429 names the tree (no window ends it: no Retry-After); an intent outside the tree gets the window's."""
+    away_from_boundary(86400, 30)
+    o, s_ = new_agent(tag="cap-w"), new_agent(tag="cap-w")
+    put_policy(h, o, '{"max_intents_per_day": 1, "max_cost_per_intent_tree_usd": 0.5}')
+    r_ = uid("R")
+    check_status(h.request("POST", "/v1/mesh/intents", {"agent": o, "intent_id": r_}, key=h.k1), 201, "the root")
+    send(h, [hb(s_, int(time.time()), hb_id(), uid("C"), {"parent_intent_id": r_}, cost_usd="0.5")], 1, 0,
+         "a child's cost reaches the cap")
+    r = h.request("POST", "/v1/mesh/intents", {"agent": o, "parent_intent_id": r_}, key=h.k1)
+    e = check_error(r, 429, "cost_policy_breached", what="under the capped tree, the day's intents used up")
+    check_eq((e.get("scope"), e.get("scope_id"), e.get("limit"), e.get("retry_after_s")),
+             ("intent_tree", r_, "max_cost_per_intent_tree_usd", None), "the tree is named")
+    check("retry-after" not in r.headers, "no Retry-After for a tree: %r" % r.headers)
+    r = h.request("POST", "/v1/mesh/intents", {"agent": o}, key=h.k1)
+    e = check_error(r, 429, "cost_policy_breached", what="no parent, the day's intents used up")
+    check_eq((e.get("scope"), e.get("scope_id"), e.get("limit")), ("agent", o, "max_intents_per_day"),
+             "outside the tree, the window's limit")
+    check("retry-after" in r.headers, "a window's limit has a Retry-After: %r" % r.headers)
