@@ -316,7 +316,7 @@ def test_previous_release_worker_still_counts_units(h):
 
 @timeout(60)
 def test_previous_release_worker_still_counts_tree(h):
-    """Migration 017 extends cm_rollup_units(), which 016's trigger runs for an older worker's move: a
+    """Migration 018 extends cm_rollup_units(), which 016's trigger runs for an older worker's move: a
     heartbeat's edge, the outcome its status ends and its run's intent are summed by that move, once, and
     not again when this release's worker runs."""
     h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
