@@ -70,6 +70,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_PRICE_LIST] = cm_api_price_list,
     [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
     [CM_OP_TOP] = cm_api_top,
+    [CM_OP_POLICY_LIST] = cm_api_policy_list,
     [CM_OP_INTENT_TREE] = cm_api_intent_tree,
 };
 
