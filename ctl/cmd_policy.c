@@ -15,7 +15,8 @@ static const char usage[] =
     "usage: costmeshctl policy get TARGET [--json]\n"
     "       costmeshctl policy set TARGET [--max-cost-per-hour USD|none] [--max-cost-per-day USD|none]\n"
     "                              [--max-cost-per-month USD|none] [--max-intents-per-hour N|none]\n"
-    "                              [--max-intents-per-day N|none] [--action block|alert]\n"
+    "                              [--max-intents-per-day N|none] [--max-cost-per-intent-tree USD|none]\n"
+    "                              [--action block|alert]\n"
     "                              [--thresholds 0.5,0.9] [--json]\n"
     "       costmeshctl policy delete TARGET\n"
     "\n"
@@ -29,6 +30,8 @@ static const char usage[] =
     "  while a limit is reached;\n"
     "  alert only records and notifies. --thresholds are fractions of each cost limit\n"
     "  that record a threshold_crossed event (default 0.5,0.75,0.9,1).\n"
+    "  --max-cost-per-intent-tree caps a whole delegation tree: once the tree under a root\n"
+    "  intent has cost that much, this agent's new intents under that root get 429.\n"
     "  --json   print the server's JSON as it was sent\n";
 
 #define POLICY_SUFFIX "/policies/cost"
@@ -159,12 +162,13 @@ static int add_limit(json_object *body, const char *key, const char *v, int coun
 static int set(int argc, char **argv)
 {
     const char *cost_h = NULL, *cost_d = NULL, *cost_m = NULL, *int_h = NULL, *int_d = NULL;
-    const char *action = NULL, *thr = NULL;
+    const char *tree = NULL, *action = NULL, *thr = NULL;
     int json = 0;
     const cmctl_opt opts[] = {
         {"max-cost-per-hour", 1, &cost_h, NULL}, {"max-cost-per-day", 1, &cost_d, NULL},
         {"max-cost-per-month", 1, &cost_m, NULL}, {"max-intents-per-hour", 1, &int_h, NULL},
-        {"max-intents-per-day", 1, &int_d, NULL}, {"action", 1, &action, NULL},
+        {"max-intents-per-day", 1, &int_d, NULL}, {"max-cost-per-intent-tree", 1, &tree, NULL},
+        {"action", 1, &action, NULL},
         {"thresholds", 1, &thr, NULL}, {"json", 0, NULL, &json}};
     const cmctl_spec spec = {"policy set", usage, opts, sizeof opts / sizeof opts[0], 1, 1};
     static const char *const actions[] = {"block", "alert", NULL};
@@ -174,13 +178,14 @@ static int set(int argc, char **argv)
     int rc = cmctl_args_parse(&spec, argc, argv, pos, &npos);
     if (rc != CMCTL_OK) return rc;
     /* An empty PATCH would change nothing. */
-    if (!cost_h && !cost_d && !cost_m && !int_h && !int_d && !action && !thr)
+    if (!cost_h && !cost_d && !cost_m && !int_h && !int_d && !tree && !action && !thr)
         return cmctl_usage_error(spec.cmd, "give at least one limit, --action or --thresholds");
     if ((rc = limit(spec.cmd, "max-cost-per-hour", cost_h, 0, NULL)) != CMCTL_OK ||
         (rc = limit(spec.cmd, "max-cost-per-day", cost_d, 0, NULL)) != CMCTL_OK ||
         (rc = limit(spec.cmd, "max-cost-per-month", cost_m, 0, NULL)) != CMCTL_OK ||
         (rc = limit(spec.cmd, "max-intents-per-hour", int_h, 1, &ih)) != CMCTL_OK ||
         (rc = limit(spec.cmd, "max-intents-per-day", int_d, 1, &id)) != CMCTL_OK ||
+        (rc = limit(spec.cmd, "max-cost-per-intent-tree", tree, 0, NULL)) != CMCTL_OK ||
         (action && (rc = cmctl_arg_choice(spec.cmd, "action", action, actions)) != CMCTL_OK))
         return rc;
 
@@ -191,6 +196,7 @@ static int set(int argc, char **argv)
     if (rc == CMCTL_OK) rc = add_limit(body, "max_cost_per_month_usd", cost_m, 0, 0);
     if (rc == CMCTL_OK) rc = add_limit(body, "max_intents_per_hour", int_h, 1, ih);
     if (rc == CMCTL_OK) rc = add_limit(body, "max_intents_per_day", int_d, 1, id);
+    if (rc == CMCTL_OK) rc = add_limit(body, "max_cost_per_intent_tree_usd", tree, 0, 0);
     if (rc == CMCTL_OK) rc = cmctl_jadd_str(body, "action_on_breach", action);
     if (rc == CMCTL_OK && thr) rc = thresholds(spec.cmd, thr, body);
     if (rc == CMCTL_OK) rc = exchange("PATCH", pos[0], body, json);

@@ -34,6 +34,7 @@ typedef struct {
     cm_notify *notify;
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
+    int intent_abandon_s;  /* an intent not ended and silent this long is reported abandoned */
     int reservation_ttl_s; /* how long an intent's estimate stays reserved unless it ends */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */

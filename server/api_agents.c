@@ -41,7 +41,7 @@ static void next_cursor(cm_buf *b, const cm_pgres *res, int limit, int col)
     "  OR coalesce(m.cost_nanos, 0) >= c.max_cost_per_month) THEN 'blocked' ELSE 'active' END," \
     " coalesce(h.cost_nanos, 0), coalesce(d.cost_nanos, 0), coalesce(m.cost_nanos, 0), ih.n, idy.n," \
     " c.address IS NOT NULL, c.max_intents_per_hour, c.max_intents_per_day, c.max_cost_per_hour," \
-    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds," \
+    " c.max_cost_per_day, c.max_cost_per_month, c.action_on_breach, c.alert_thresholds, c.max_cost_per_intent_tree," \
     " CASE WHEN $6::text IS NULL THEN '[]' ELSE (SELECT coalesce(json_agg(json_build_object('id', e.id," \
     "  'event_type', e.event_type, 'ts', to_char(e.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
     "  'details', e.details) ORDER BY e.id DESC), '[]')::text FROM (SELECT * FROM events" \
@@ -155,7 +155,7 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
      * the last hour and when each cost limit runs out at that pace. */
     if (has_policy && (pol.has[CM_LIM_COST_HOUR] || pol.has[CM_LIM_COST_DAY] || pol.has[CM_LIM_COST_MONTH])) {
         cm_forecast f = {.burn = cm_forecast_burn(strtoll(cm_pgres_get(res, 0, 4), NULL, 10),
-                                                  strtoll(cm_pgres_get(res, 0, 18), NULL, 10), j->now)};
+                                                  strtoll(cm_pgres_get(res, 0, 11 + CM_POLICY_ROW_NCOLS), NULL, 10), j->now)};
         for (int i = CM_LIM_COST_HOUR; i < CM_LIM_COUNT; i++) {
             f.has[i] = pol.has[i];
             f.limit[i] = pol.limit[i];
@@ -165,7 +165,7 @@ static void on_agent_get(void *arg, int rc, const cm_pgres *res, const char *sql
         cm_forecast_json(&f, j->now, &b);
     }
     cm_buf_adds(&b, ",\"recent_events\":");
-    cm_buf_adds(&b, cm_pgres_get(res, 0, 17));
+    cm_buf_adds(&b, cm_pgres_get(res, 0, 10 + CM_POLICY_ROW_NCOLS));
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
 }
@@ -204,7 +204,8 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
-    cm_api_spend_models(&b, cm_pgres_get(res, 0, 27));
+    cm_api_outcomes(&b, res, 0, 27);
+    cm_api_spend_models(&b, cm_pgres_get(res, 0, 34));
     cm_api_spend_series(&b, res, 0);
     /* An agent with a cost limit: its burn over the last hour and when each
      * limit runs out at that pace, as of now (forecast.h). */
@@ -234,7 +235,9 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * tail made this polled read costly), each summed per bucket, then joined to the
  * series so that empty buckets show. Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
- * (cm_api_spend_totals). A polled statement, so prepared. */
+ * (cm_api_spend_totals), 20..26 the forecast's (below), 27..33 the outcomes
+ * (cm_api_outcomes). A polled
+ * statement, so prepared. */
 static const char spend_sql[] =
     "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
@@ -271,11 +274,13 @@ static const char spend_sql[] =
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'h'"
     "  AND bucket = to_timestamp($6::bigint - 3600))::text,"
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
-    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text,"
-    /* 27 the window's models. */
-    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, "h.address = $1"), "org = $5 AND kind = 'agent' AND unit = $1"
-                          " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
-    " FROM b CROSS JOIN t ORDER BY s";
+    " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text"
+    /* 27..33 the outcomes, 34 the window's models. */
+    ", oc.*, " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, "h.address = $1"), "org = $5 AND kind = 'agent'"
+                                 " AND unit = $1 AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
+    " FROM b CROSS JOIN t CROSS JOIN "
+    CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$9", "$10", "(SELECT sum(cost_nanos) FROM b)")
+    " oc ORDER BY s";
 
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
@@ -287,55 +292,13 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     cm_policy_window_starts(j->now, starts);
     char win[CM_WIN3][24];
     for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
-    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2]};
+    char abandon[16], now[24];
+    snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
+    snprintf(now, sizeof now, "%lld", (long long)j->now);
+    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2], abandon, now};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. A polled statement: prepared, on the read pool. */
-    return cm_api_read(c, spend_sql, 8, params, on_spend, e);
-}
-
-static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)sqlstate;
-    cm_job *j = cm_api_take(arg, rc);
-    if (!j) return;
-    const cm_req_spend_intent *q = &j->req.spend_intent;
-    if (cm_pgres_rows(res) == 0 || cm_pgres_isnull(res, 0, 0)) {
-        cm_api_error(j, 404, "intent_not_found", NULL, "no heartbeats of this intent for this agent");
-        return;
-    }
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, "{");
-    cm_api_jfield(&b, "intent_id", q->intent_id, 1);
-    cm_api_jfield(&b, "agent", q->agent, 0);
-    cm_buf_adds(&b, ",\"from\":");
-    cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 0), NULL, 10));
-    cm_buf_adds(&b, ",\"to\":");
-    cm_buf_add_jtime(&b, strtoll(cm_pgres_get(res, 0, 1), NULL, 10));
-    /* Numeric sums over the intent's hours, which have no end. */
-    cm_api_spend_totals(&b, res, 0, 2);
-    cm_buf_adds(&b, "}");
-    cm_api_reply(j, 200, &b);
-}
-
-int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
-{
-    cm_req_spend_intent *q = &j->req.spend_intent;
-    if (cm_api_resolve_agent(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
-    const char *params[] = {q->agent, q->intent_id};
-    return cm_api_read(c,
-                        "SELECT extract(epoch FROM min(bucket))::bigint::text,"
-                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, " CM_API_SPEND_SUMS_SQL
-                        " FROM (SELECT bucket, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-                        " tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"
-                        " FROM rollup_intent WHERE address = $1 AND intent_id = $2"
-                        " UNION ALL SELECT date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"
-                        " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"
-                        " fees_nanos FROM " CM_ROLLUP_TAIL_SQL
-                        " WHERE address = $1 AND intent_id = $2) AS parts",
-                        2, params, on_spend_intent, e);
+    return cm_api_read(c, spend_sql, 10, params, on_spend, e);
 }
 
 /* ---- events ---- */

@@ -21,8 +21,8 @@
  * each an index range of intents_window), and what open reservations still
  * hold. Parameters: $1 org, $2/$3/$4 hour/day/month start, $5 limit, $6/$7
  * the cursor's kind and id (NULL from the start). Columns: 0 kind, 1 id,
- * 2..8 the policy (CM_POLICY_ROW_COLS), 9..12 cost of the hour, the hour
- * before, the day, the month; 13..14 intents of the hour and day; 15
+ * 2..9 the policy (CM_POLICY_ROW_COLS), 10..13 cost of the hour, the hour
+ * before, the day, the month; 14..15 intents of the hour and day; 16
  * reserved. A polled statement, so prepared. */
 #define RANK(kind) "array_position(ARRAY['org', 'env', 'customer', 'workflow', 'run', 'agent'], " kind ")"
 #define AT(grain, start) "grain = '" grain "' AND bucket = to_timestamp(" start ")"

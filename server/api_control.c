@@ -129,6 +129,11 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_policy *q = &j->req.policy;
     if (may_touch_policy(q, who, true, e) != CM_OK) return CM_EFORBIDDEN;
+    /* A tree is capped by the policy of the agent that asks for an intent
+     * under it (api_intents.c), not by a scope's. */
+    if (!is_agent(q) && q->policy.has_tree_cap)
+        return cm_apierr_set(e, 400, "invalid_field", CM_POLICY_TREE_NAME,
+                             CM_POLICY_TREE_NAME " is set on an agent's policy, not a %s's", cm_scope_name(q->kind));
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
     cm_policy_row row;
@@ -145,8 +150,8 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                             "WITH reg AS (INSERT INTO agents (address, org) VALUES ($1, $2)"
                             " ON CONFLICT (address) DO NOTHING)"
                             " INSERT INTO cost_policies AS c (address, org, " CM_POLICY_ROW_COLS ")"
-                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET"
-                            CM_POLICY_ROW_SET("$10") ", updated_at = now() RETURNING " CM_POLICY_ROW_COLS,
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (address) DO UPDATE SET"
+                            CM_POLICY_ROW_SET("$11") ", updated_at = now() RETURNING " CM_POLICY_ROW_COLS,
                             3 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
     }
     const char *params[4 + CM_POLICY_ROW_NCOLS] = {who->org, cm_scope_name(q->kind), q->address};
@@ -154,8 +159,8 @@ int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     params[3 + CM_POLICY_ROW_NCOLS] = set;
     return cm_api_query(c,
                         "INSERT INTO scope_policies AS c (org, kind, scope, " CM_POLICY_ROW_COLS ")"
-                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (org, kind, scope) DO UPDATE"
-                        " SET" CM_POLICY_ROW_SET("$11") ", updated_at = now() RETURNING " CM_POLICY_ROW_COLS,
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (org, kind, scope) DO UPDATE"
+                        " SET" CM_POLICY_ROW_SET("$12") ", updated_at = now() RETURNING " CM_POLICY_ROW_COLS,
                         4 + CM_POLICY_ROW_NCOLS, params, on_policy_saved, e);
 }
 

@@ -2,7 +2,14 @@
  * checks the policies of every scope it counts in (its agent, run,
  * workflow, customer, environment and org: budget.h) and the agent's kill
  * flag, and counts the intent atomically (ADMIT), PostgreSQL records it,
- * and the answer is kept for repeats of the Idempotency-Key. */
+ * and the answer is kept for repeats of the Idempotency-Key.
+ *
+ * An intent under a parent joins a delegation tree. When the agent's policy
+ * caps trees, the tree's root and cost are read from PostgreSQL first
+ * (rollup + tail: every heartbeat answered 202 before the read counts) and
+ * handed to ADMIT as one more level, "intent_tree", which keeps the largest
+ * cost read for the root and refuses once it reaches the cap, in the same
+ * script as every other limit. */
 #include "api_routes.h"
 #include "error.h"
 #include "log.h"
@@ -18,10 +25,39 @@ typedef struct {
     char tags[CM_SCOPE_KINDS][CM_ADDR_MAX];
     const char *tagv[CM_SCOPE_KINDS];
     bool counted;          /* ADMIT counted it (and reserved its Idempotency-Key) */
+    char root[CM_ID_MAX + 1]; /* its tree's root, when the policy caps trees */
+    char tree_cost[48], tree_cap[24];
 } admit_call;
+
+/* The details of a tree cap's policy_breached event and 429, shaped like a
+ * scope's (the tree is the level "intent_tree", its id the root): the cap,
+ * the cost that reached it, and the root again as root_intent_id. */
+static void tree_mark_json(const admit_call *c, const cm_hot_admit_result *r, cm_buf *b)
+{
+    cm_api_jfield(b, "scope", "intent_tree", 1);
+    cm_api_jfield(b, "scope_id", c->root, 0);
+    cm_buf_adds(b, ",\"limit\":\"" CM_POLICY_TREE_NAME "\",\"limit_value\":");
+    cm_buf_add_money_text(b, c->tree_cap);
+    cm_buf_adds(b, ",\"current\":");
+    cm_buf_add_money_text(b, r->tree_cost);
+    cm_buf_adds(b, ",");
+    cm_api_jfield(b, "root_intent_id", c->root, 1);
+}
 
 static void breach_events(admit_call *c, const cm_hot_admit_result *r)
 {
+    if (r->tree_newly) {
+        cm_buf d;
+        cm_buf_init(&d);
+        cm_buf_adds(&d, "{");
+        tree_mark_json(c, r, &d);
+        cm_buf_adds(&d, "}");
+        char *details = cm_buf_take(&d, NULL);
+        if (details)
+            cm_notify_event(c->base.api->notify, c->base.who.org, c->base.job->req.intent.body.agent,
+                            "policy_breached", details, true, NULL, NULL);
+        free(details);
+    }
     for (int l = 0; l < r->nlevels; l++)
         for (int i = 0; i < CM_LIM_COUNT; i++) {
             if (!(r->level[l].newly & (1u << i))) continue;
@@ -126,6 +162,7 @@ static void record_intent(admit_call *c)
                        .session_id = q->body.session_id,
                        .workflow = q->body.workflow,
                        .customer = q->body.customer,
+                       .parent_intent_id = q->body.parent_intent_id,
                        .at = c->base.job->now,
                        .estimate = c->adm.estimate,
                        .reserved_until = c->adm.deadline};
@@ -176,6 +213,24 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
         break;
     }
     breach_events(c, r);
+    /* A refused tree is named before any window's limit: a tree's cost
+     * never goes down, so no window ends its refusal (no Retry-After); a
+     * new root is a new tree. */
+    if (r->code == CM_HOT_REFUSED && r->tree_reached && r->nlevels > 0 && r->level[0].blocks) {
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_buf_adds(&b, "{\"error\":{\"code\":\"cost_policy_breached\",\"message\":");
+        char msg[CM_ID_MAX + 120];
+        snprintf(msg, sizeof msg, "the delegation tree under root intent %s has reached the agent's %s", c->root,
+                 CM_POLICY_TREE_NAME);
+        cm_buf_add_jstr(&b, msg);
+        cm_buf_adds(&b, ",");
+        tree_mark_json(c, r, &b);
+        cm_buf_adds(&b, ",\"retry_after_s\":null}}");
+        cm_job_reply(j, 429, &b);
+        finish(c);
+        return;
+    }
     if (r->code == CM_HOT_ADMITTED) {
         c->counted = true;
         record_intent(c);
@@ -215,6 +270,33 @@ static void on_admit(void *arg, int rc, const cm_hot_admit_result *r)
     cm_job_reply(j, 429, &b);
     j->retry_after = (long)retry;
     finish(c);
+}
+
+static void admit(admit_call *c)
+{
+    cm_hot *hot = c->base.api->hot;
+    c->adm.generation = cm_hot_generation(hot);
+    if (cm_hot_admit(hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
+}
+
+static void on_tree_read(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)sqlstate;
+    admit_call *c = arg;
+    if (rc != CM_OK || cm_pgres_rows(res) != 1) {
+        /* Nothing counted yet: the client retries. */
+        fail_plain(c, 503, "store_unavailable", NULL, "PostgreSQL is unavailable; retry");
+        return;
+    }
+    snprintf(c->root, sizeof c->root, "%s", cm_pgres_get(res, 0, 0));
+    if (!cm_pgres_isnull(res, 0, 1)) {
+        snprintf(c->tree_cap, sizeof c->tree_cap, "%s", cm_pgres_get(res, 0, 1));
+        snprintf(c->tree_cost, sizeof c->tree_cost, "%s", cm_pgres_get(res, 0, 2));
+        c->adm.tree_root = c->root;
+        c->adm.tree_cost = c->tree_cost;
+        c->adm.tree_cap = c->tree_cap;
+    }
+    admit(c);
 }
 
 /* The id of an intent the client did not name. With an Idempotency-Key it
@@ -267,69 +349,18 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
      * one: a retried intent gets the same answer and counts once. */
     c->adm.by_intent_id = !q->idem_key[0] && client_id;
     c->adm.idem_key = c->adm.by_intent_id ? q->body.intent_id : q->idem_key;
-    c->adm.generation = cm_hot_generation(api->hot);
-    if (cm_hot_admit(api->hot, &c->adm, on_admit, c) != CM_OK) unavailable(c, "redis_down");
+    if (!q->body.parent_intent_id[0]) {
+        admit(c);
+        return CM_OK;
+    }
+    const char *params[] = {who->org, q->body.parent_intent_id, q->body.agent};
+    /* The root of the parent's tree and, when the agent's policy caps
+     * trees, the cap and the tree's cost. */
+    if (cm_pg_query(api->db,
+                    "SELECT r.root, c.cap::text, CASE WHEN c.cap IS NOT NULL THEN cm_intent_tree_cost($1, r.root)::text END"
+                    " FROM (SELECT cm_intent_root($1, $2) AS root) r LEFT JOIN"
+                    " (SELECT max_cost_per_intent_tree AS cap FROM cost_policies WHERE address = $3) c ON true",
+                    3, params, on_tree_read, c) != CM_OK)
+        on_tree_read(c, CM_ESTORE, NULL, "");
     return CM_OK;
-}
-
-/* ---- ending an intent: what is left of its reservation is released ---- */
-
-static void on_ended(void *arg, int rc, int found, const cm_hot_released *r, int n)
-{
-    cm_api_call *c = arg;
-    cm_job *j = c->job;
-    free(c);
-    if (rc != CM_OK) {
-        cm_api_error(j, 503, "store_unavailable", NULL, "Redis did not answer; retry");
-        return;
-    }
-    /* Another agent's intent is not this key's to see: the same 404. */
-    if (found != 1 || n < 1) {
-        cm_api_error(j, 404, "reservation_not_found", NULL,
-                     "this intent holds no reservation: none was made, it ended, or it expired");
-        return;
-    }
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_buf_adds(&b, "{");
-    cm_api_jfield(&b, "intent_id", r[0].intent_id, 1);
-    cm_api_jfield(&b, "agent", r[0].agent, 0);
-    cm_buf_adds(&b, ",\"released_usd\":");
-    cm_buf_add_money(&b, r[0].left);
-    cm_buf_adds(&b, "}");
-    cm_api_reply(j, 200, &b);
-}
-
-/* Recorded as ended (so a Redis rebuild does not bring the reservation
- * back): now release it in Redis. */
-static void on_end_recorded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
-{
-    (void)res;
-    (void)sqlstate;
-    cm_api_call *c = arg;
-    cm_job *j = c->job;
-    if (rc != CM_OK) {
-        free(c);
-        cm_api_fail_store(j);
-        return;
-    }
-    const cm_req_intent_end *q = &j->req.intent_end;
-    if (cm_hot_release(c->api->hot, c->who.org, q->intent_id, q->agent, on_ended, c) != CM_OK)
-        on_ended(c, CM_ESTORE, 0, NULL, 0);
-}
-
-int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
-{
-    cm_req_intent_end *q = &j->req.intent_end;
-    /* A key bound to an agent, or a request naming one, ends only that
-     * agent's intents; an unbound key any of its org's. */
-    if ((q->agent[0] || who->agent[0]) && cm_api_resolve_agent(who, q->agent, "agent", e) != CM_OK)
-        return CM_EFORBIDDEN;
-    cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
-    if (!c) return CM_ENOMEM;
-    const char *params[] = {who->org, q->intent_id, q->agent};
-    return cm_api_query(c,
-                        "UPDATE intents SET ended_at = now() WHERE org = $1 AND intent_id = $2"
-                        " AND ($3 = '' OR address = $3) AND estimated_cost_nanos > 0 AND ended_at IS NULL",
-                        3, params, on_end_recorded, e);
 }

@@ -6,6 +6,7 @@
  *   api_billing.c     billing cards, customers' rated usage (JSON, CSV)
  *   api_control.c     cost policies, kill/resume, webhook
  *   api_intents.c     intent admission
+ *   api_tree.c        one intent: its spend, its delegation tree, its end
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
  *   api_pricing.c     rate cards, and pricing heartbeats by them
  *   api_cards.c       what rate cards and billing cards share: versions
@@ -25,8 +26,8 @@ int cm_api_key_revoke(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 /* One agent's view, shared by the list, one agent and the kill switch's
  * answer. Parameters: $1 org, $2 now, $3/$4/$5 hour/day/month start, $6 one address
  * or NULL. Columns: 0 address, 1 health, 2 last heartbeat, 3 state, 4..6
- * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..16
- * the policy (CM_POLICY_ROW_COLS), 17 its ten latest events as JSON, 18 the
+ * cost of hour/day/month, 7..8 intents of hour/day, 9 has a policy, 10..17
+ * the policy (CM_POLICY_ROW_COLS), 18 its ten latest events as JSON, 19 the
  * cost of the hour before (for the forecast). Health
  * comes from the last heartbeat's age (health.h). */
 extern const char cm_api_agent_view_sql[];
@@ -38,7 +39,6 @@ void cm_api_agent_view_params(const cm_job *j, const cm_ident *who, const char *
 int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_agent_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
-int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 /* Writes ,"cost_usd":...,"margin_usd":... from the 12 text columns of row
@@ -83,6 +83,20 @@ void cm_api_spend_series(cm_buf *b, const cm_pgres *res, int col);
     " GROUP BY model) m)"
 /* ,"models":[...] from a CM_API_MODELS_SQL column (NULL or "": none). */
 void cm_api_spend_models(cm_buf *b, const char *text);
+/* Writes ,"outcomes":{...} from the columns of cm_unit_outcomes()
+ * (schema/018_intent_tree.sql) at `col` of row `row`: intents ended in the
+ * window by status, those that became abandoned, the cost per successful
+ * intent, and the shares of the window's spend on failed and unfinished
+ * intents. */
+void cm_api_outcomes(cm_buf *b, const cm_pgres *res, int row, int col);
+/* Its SQL, as a row source for a spend statement: $-numbers of org, kind,
+ * unit, one agent (NULL: all), the window's start and end (Unix seconds),
+ * the abandonment setting (seconds) and now; spend is an SQL expression of
+ * the window's cost. */
+#define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend)                 \
+    "cm_unit_outcomes(" org ", " kind ", " unit ", " agent ", to_timestamp(" from "::bigint),"       \
+    " to_timestamp(" to "::bigint), make_interval(secs => " abandon "::int), to_timestamp(" now     \
+    "::bigint), " spend ")"
 
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
@@ -102,6 +116,10 @@ int cm_api_webhook_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr
 
 int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 /* Releases what is left of an intent's reservation (estimated_cost_usd). */
+int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+
+int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+int cm_api_intent_tree(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 /* api_interop.c: OpenTelemetry traces (otlp.h) and CloudEvents

@@ -81,6 +81,21 @@ void cm_api_spend_models(cm_buf *b, const char *text)
     cm_buf_adds(b, "]");
 }
 
+void cm_api_outcomes(cm_buf *b, const cm_pgres *res, int row, int col)
+{
+    cm_buf_addf(b, ",\"outcomes\":{\"succeeded\":%s,\"failed\":%s,\"cancelled\":%s,\"abandoned\":%s,"
+                   "\"cost_per_successful_intent_usd\":",
+                cm_pgres_get(res, row, col), cm_pgres_get(res, row, col + 1), cm_pgres_get(res, row, col + 2),
+                cm_pgres_get(res, row, col + 3));
+    if (cm_pgres_isnull(res, row, col + 4)) cm_buf_adds(b, "null");
+    else cm_buf_add_money_text(b, cm_pgres_get(res, row, col + 4));
+    static const char *const shares[] = {"failed_spend_share", "unfinished_spend_share"};
+    for (int i = 0; i < 2; i++)
+        cm_buf_addf(b, ",\"%s\":%s", shares[i],
+                    cm_pgres_isnull(res, row, col + 5 + i) ? "null" : cm_pgres_get(res, row, col + 5 + i));
+    cm_buf_adds(b, "}");
+}
+
 /* The one unit a key bound to an agent may see: its own part. */
 static const char *bound_agent(const cm_ident *who)
 {
@@ -112,7 +127,8 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_api_window_json(&b, q->window, from, to);
     cm_api_spend_totals(&b, res, 0, 0);
     cm_buf_addf(&b, ",\"agents\":%s", cm_pgres_get(res, 0, 13));
-    cm_api_spend_models(&b, cm_pgres_get(res, 0, 20));
+    cm_api_outcomes(&b, res, 0, 20);
+    cm_api_spend_models(&b, cm_pgres_get(res, 0, 27));
     cm_api_spend_series(&b, res, 14);
     cm_buf_adds(&b, "}");
     cm_api_reply(j, 200, &b);
@@ -123,10 +139,13 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     const cm_req_spend_unit *q = &j->req.spend_unit;
     cm_api_spend_call *c = cm_api_spend_call_new(api, j, who, q->window, q->at, e);
     if (!c) return CM_ENOMEM;
-    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, bound_agent(who)};
+    char abandon[16], now[24];
+    snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
+    snprintf(now, sizeof now, "%lld", (long long)j->now);
+    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, bound_agent(who), abandon, now};
     /* Columns: 0..11 the window's totals (cm_api_spend_totals), 12 rows of
      * the unit at any time (0: unknown here), 13 agents in the window,
-     * 14..19 one series bucket per row, 20 the window's models. */
+     * 14..19 one series bucket per row, 20..26 the outcomes, 27 the window's models. */
     return cm_api_query(c,
                         "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $1 AND kind = $2 AND unit = $3"
                         " AND ($7::text IS NULL OR address = $7)),"
@@ -140,13 +159,15 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                         " LEFT JOIN w ON w.bucket >= to_timestamp(g.s) AND w.bucket < to_timestamp(g.s + $6::bigint)"
                         " GROUP BY g.s)"
                         " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"
-                        " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text,"
+                        " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text, oc.*,"
                         " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS, "split_part(h.address, '/', 3) = $1"),
                                               "org = $1 AND kind = $2 AND unit = $3 AND ($7::text IS NULL OR address"
                                               " = $7) AND bucket >= to_timestamp($4::bigint)"
                                               " AND bucket < to_timestamp($5::bigint)")
-                        " FROM t CROSS JOIN s ORDER BY s.s",
-                        7, params, on_spend_unit, e);
+                        " FROM t CROSS JOIN s CROSS JOIN "
+                        CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9",
+                                            "(SELECT sum(cost_nanos) FROM w)") " oc ORDER BY s.s",
+                        9, params, on_spend_unit, e);
 }
 
 /* ---- the most expensive units ---- */

@@ -480,7 +480,8 @@ done:
 
 static const char *const policy_fields[] = {
     "max_intents_per_hour", "max_intents_per_day", "max_cost_per_hour_usd",
-    "max_cost_per_day_usd", "max_cost_per_month_usd", "action_on_breach", "alert_thresholds", NULL,
+    "max_cost_per_day_usd", "max_cost_per_month_usd", "action_on_breach", "alert_thresholds",
+    "max_cost_per_intent_tree_usd", NULL,
 };
 
 static int cmp_i64(const void *a, const void *b)
@@ -506,6 +507,11 @@ int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *pres
                                  : get_count(root, "", cm_limit_name(i), &out->limit[i], e);
         if (rc != CM_OK) goto done;
         out->has[i] = true;
+    }
+    json_object *tree;
+    if (json_object_object_get_ex(root, CM_POLICY_TREE_NAME, &tree) && tree) {
+        if ((rc = get_money(root, "", CM_POLICY_TREE_NAME, &out->tree_cap, e)) != CM_OK) goto done;
+        out->has_tree_cap = true;
     }
     char action[16];
     if ((rc = get_str(root, "", "action_on_breach", action, sizeof action - 1, e)) != CM_OK) goto done;
@@ -559,8 +565,13 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
         (rc = get_str(root, "", "session_id", out->session_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "workflow", out->workflow, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_str(root, "", "customer", out->customer, CM_ID_MAX, e)) != CM_OK ||
+        (rc = get_str(root, "", "parent_intent_id", out->parent_intent_id, CM_ID_MAX, e)) != CM_OK ||
         (rc = get_money(root, "", "estimated_cost_usd", &out->estimated_cost, e)) != CM_OK)
         goto done;
+    if (out->parent_intent_id[0] && strcmp(out->parent_intent_id, out->intent_id) == 0) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "parent_intent_id", "an intent cannot be its own parent");
+        goto done;
+    }
     if (axme && !out->agent[0]) {
         rc = cm_apierr_set(e, 400, "invalid_field", "to_agent", "to_agent is required");
         goto done;
@@ -570,6 +581,42 @@ int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, 
         !json_object_is_type(payload, json_type_object)) {
         rc = cm_apierr_set(e, 400, "invalid_field", "payload", "payload must be a JSON object");
         goto done;
+    }
+done:
+    json_object_put(root);
+    return rc;
+}
+
+const char *const cm_codec_intent_ends[] = {"succeeded", "failed", "cancelled", NULL};
+
+int cm_codec_intent_end(const char *body, size_t len, cm_intent_end *out, cm_apierr *e)
+{
+    static const char *const fields[] = {"status", "quality", NULL};
+    memset(out, 0, sizeof *out);
+    if (len == 0) return CM_OK;
+    json_object *root = parse_object(body, len, e);
+    if (!root) return CM_EINVAL;
+    char status[CM_STATUS_MAX + 1];
+    int rc;
+    if ((rc = only_fields(root, "", fields, "intent end", e)) != CM_OK ||
+        (rc = get_str(root, "", "status", status, CM_STATUS_MAX, e)) != CM_OK)
+        goto done;
+    for (const char *const *s = cm_codec_intent_ends; *s && !out->status; s++)
+        if (strcmp(status, *s) == 0) out->status = *s;
+    if (!out->status) {
+        rc = cm_apierr_set(e, 400, "invalid_field", "status", "status must be succeeded, failed or cancelled");
+        goto done;
+    }
+    json_object *q;
+    if (json_object_object_get_ex(root, "quality", &q) && q) {
+        /* A fraction, in the 1e-9 fixed point of money (as thresholds). */
+        const char *text = json_object_get_string(q);
+        if ((!json_object_is_type(q, json_type_int) && !json_object_is_type(q, json_type_double)) ||
+            cm_codec_money(text, &out->quality) != CM_OK || out->quality > CM_FRACTION_ONE) {
+            rc = cm_apierr_set(e, 400, "invalid_field", "quality", "quality must be a number from 0 to 1");
+            goto done;
+        }
+        out->has_quality = true;
     }
 done:
     json_object_put(root);

@@ -147,8 +147,10 @@ int cm_codec_policy(const char *body, size_t len, cm_policy *out, unsigned *pres
  * POST /v1/intents {"to_agent","intent_type","payload","correlation_id"};
  * either may carry the attributes its heartbeats inherit when they omit
  * them: run_id, session_id, workflow, customer ("" when absent; the run,
- * workflow and customer also name the budgets it counts in, budget.h), and
- * its estimated_cost_usd (money, like a heartbeat's cost). */
+ * workflow and customer also name the budgets it counts in, budget.h);
+ * parent_intent_id, which places it in a delegation tree (it may not be
+ * the intent's own id); and its estimated_cost_usd (money, like a
+ * heartbeat's cost). */
 typedef struct {
     char agent[CM_ADDR_MAX];          /* "" when absent */
     char intent_id[CM_ID_MAX + 1];    /* "" when absent: generated */
@@ -157,10 +159,27 @@ typedef struct {
     char session_id[CM_ID_MAX + 1];
     char workflow[CM_ID_MAX + 1];
     char customer[CM_ID_MAX + 1];
+    char parent_intent_id[CM_ID_MAX + 1]; /* the delegation tree: "" for a root */
     int64_t estimated_cost; /* estimated_cost_usd in nano-dollars, reserved; 0 when absent */
 } cm_intentreq;
 
 int cm_codec_intent(const char *body, size_t len, bool axme, cm_intentreq *out, cm_apierr *e);
+
+/* POST /v1/mesh/intents/{id}/end {"status","quality"?}: status one of
+ * cm_codec_intent_ends (required in a body), quality a number from 0 to 1.
+ * No body at all is an end without an outcome (status NULL): it only
+ * releases the intent's reservation. */
+typedef struct {
+    const char *status;  /* static: an entry of cm_codec_intent_ends; NULL: no body */
+    bool has_quality;
+    int64_t quality;     /* 1e-9 units, like money */
+} cm_intent_end;
+
+/* The statuses that end an intent, NULL-terminated; rollup.h spells the
+ * same three for SQL. */
+extern const char *const cm_codec_intent_ends[];
+
+int cm_codec_intent_end(const char *body, size_t len, cm_intent_end *out, cm_apierr *e);
 
 /* PUT /v1/mesh/webhook {"url":"http(s)://...","secret":"..."}. */
 typedef struct {

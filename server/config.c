@@ -49,6 +49,7 @@ static const option options[] = {
     {"database-read-url", "", "PostgreSQL URI or conninfo for spend and event reads, e.g. a standby (default: database-url)"},
     {"reservation-ttl", "3600", "seconds an intent's unspent estimated_cost_usd stays reserved unless it ends first"},
     {"forecast-horizon", "3600", "seconds ahead a cost limit's predicted exhaustion is an exhaustion_predicted event"},
+    {"intent-abandon-s", "3600", "seconds without a heartbeat after which an intent that has not ended is reported abandoned"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -176,6 +177,7 @@ static int apply(cm_config *c, int i, const char *v)
     case 28: return copy_str(c->database_read_url, sizeof c->database_read_url, v);
     case 29: return parse_int(v, 1, 30 * 86400, &c->reservation_ttl_s);
     case 30: return parse_int(v, 0, 40 * 86400, &c->forecast_horizon_s);
+    case 31: return parse_int(v, 1, 30 * 86400, &c->intent_abandon_s);
     }
     return CM_EINVAL;
 }

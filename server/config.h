@@ -33,6 +33,7 @@ typedef struct {
     int body_memory_mb;        /* request bodies buffered across all connections */
     int key_cache_ms;          /* how long a key lookup is trusted */
     int rollup_ms;             /* between two moves of the rollup watermark */
+    int intent_abandon_s;      /* silence after which an intent not ended is abandoned */
     int retention_days;        /* of raw heartbeats; 0 keeps them all */
     int retention_check_ms;    /* between two partition maintenance runs */
     int reservation_ttl_s;     /* an unended intent's reservation is released after it */

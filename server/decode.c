@@ -171,6 +171,16 @@ static int usage_args(const cm_decode_req *r, int64_t now, cm_req_usage *u, cm_a
     return CM_OK;
 }
 
+/* The {intent_id} of a /v1/mesh/intents/{intent_id}/... route and its
+ * ?agent= hint. */
+static int intent_param(const cm_decode_req *r, cm_req_spend_intent *out, cm_apierr *e)
+{
+    if (strlen(r->route->param) > CM_ID_MAX)
+        return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
+    memcpy(out->intent_id, r->route->param, strlen(r->route->param) + 1);
+    return address_arg(r, "agent", out->agent, e);
+}
+
 /* The unit kind of a /v1/mesh/{kind}s/{id}/spend route. */
 static const char *unit_of_route(cm_route_id id)
 {
@@ -264,17 +274,13 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
         return limit_arg(r, &pl->limit, e);
     }
     case CM_R_INTENT_SPEND:
-        j->op = CM_OP_SPEND_INTENT;
-        if (strlen(r->route->param) > CM_ID_MAX)
-            return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
-        memcpy(j->req.spend_intent.intent_id, r->route->param, strlen(r->route->param) + 1);
-        return address_arg(r, "agent", j->req.spend_intent.agent, e);
+    case CM_R_INTENT_TREE:
+        j->op = r->route->id == CM_R_INTENT_SPEND ? CM_OP_SPEND_INTENT : CM_OP_INTENT_TREE;
+        return intent_param(r, &j->req.spend_intent, e);
     case CM_R_INTENT_END:
         j->op = CM_OP_INTENT_END;
-        if (strlen(r->route->param) > CM_ID_MAX)
-            return cm_apierr_set(e, 400, "invalid_field", "intent_id", "intent_id is longer than %d bytes", CM_ID_MAX);
-        memcpy(j->req.intent_end.intent_id, r->route->param, strlen(r->route->param) + 1);
-        return address_arg(r, "agent", j->req.intent_end.agent, e);
+        if (intent_param(r, &j->req.intent_end.intent, e) != CM_OK) return CM_EINVAL;
+        return cm_codec_intent_end(body, len, &j->req.intent_end.body, e);
     case CM_R_KILL:
         j->op = CM_OP_KILL;
         return address_param(r, j->req.agent.address, e);

@@ -531,8 +531,9 @@ static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
 }
 
 /* The reply: {code, n, then per level: breached, newly, blocks, current
- * (5), limits (5)}, or {-1} (epoch missing), {-2, answer}, {-3} (in
- * flight). */
+ * (5), limits (5), this and the previous hour's cost, then tree cost, tree
+ * reached, tree newly reached}, or {-1} (epoch missing), {-2, answer},
+ * {-3} (in flight). */
 enum { LEVEL_VALUES = 3 + 2 * CM_LIM_COUNT + 2 };
 
 static void on_admitted(void *arg, int rc, const cm_store_reply *r)
@@ -580,13 +581,18 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
             v->this_hour = cm_store_reply_int(r, at + 3 + 2 * CM_LIM_COUNT);
             v->prev_hour = cm_store_reply_int(r, at + 4 + 2 * CM_LIM_COUNT);
         }
+        /* The tree's three values follow every level the script sent. */
+        int at = 2 + (int)cm_store_reply_int(r, 1) * LEVEL_VALUES;
+        snprintf(res.tree_cost, sizeof res.tree_cost, "%s", cm_store_reply_str(r, at, tmp, sizeof tmp));
+        res.tree_reached = cm_store_reply_int(r, at + 1) != 0;
+        res.tree_newly = cm_store_reply_int(r, at + 2) != 0;
         break;
     }
     admit_answer(c, CM_OK, &res);
 }
 
 /* KEYS and ARGV as admit.lua's header lays them out. */
-enum { ADMIT_KEYS_FIXED = 5, ADMIT_KEYS_LEVEL = 6, ADMIT_ARGV_FIXED = 13 };
+enum { ADMIT_KEYS_FIXED = 5, ADMIT_KEYS_LEVEL = 6, ADMIT_ARGV_FIXED = 13, ADMIT_TREE_ARGV = 3 };
 
 static int send_admit(admit_call *c)
 {
@@ -594,8 +600,11 @@ static int send_admit(admit_call *c)
     int n = a->ntags < 1 ? 1 : a->ntags > CM_HOT_LEVELS_MAX ? CM_HOT_LEVELS_MAX : a->ntags;
     int nkeys = ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * n;
     bool idem = a->idem_key[0] != '\0';
-    char keys[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 4][24];
-    const char *argv[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX + ADMIT_ARGV_FIXED + CM_HOT_LEVELS_MAX];
+    /* With a tree cap, one more key and three more arguments (ADMIT_TREE). */
+    bool tree = a->tree_cap != NULL;
+    char keys[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX + 1][CM_HOT_KEY_MAX], nums[2 * CM_WIN3 + 5][24];
+    const char *argv[ADMIT_KEYS_FIXED + ADMIT_KEYS_LEVEL * CM_HOT_LEVELS_MAX + 1 + ADMIT_ARGV_FIXED + CM_HOT_LEVELS_MAX +
+                     ADMIT_TREE_ARGV];
     argv[0] = CM_HOT_EPOCH_KEY;
     /* Without an Idempotency-Key, KEYS[2] is a name the script never reads. */
     if (idem) cm_hot_key_idem(a->agent, a->idem_key, a->by_intent_id, keys[1]);
@@ -613,6 +622,11 @@ static int send_admit(admit_call *c)
         cm_hot_key_window(a->tags[l], 'h', a->starts[CM_WIN3_HOUR] - 3600, keys[k0 + 5]);
         for (int i = 0; i < ADMIT_KEYS_LEVEL; i++) argv[k0 + i] = keys[k0 + i];
     }
+    if (tree) {
+        cm_hot_key_tree(a->org, a->tree_root, keys[nkeys]);
+        argv[nkeys] = keys[nkeys];
+        nkeys++;
+    }
     for (int w = 0; w < CM_WIN3; w++) {
         snprintf(nums[w], sizeof nums[w], "%ld", cm_hot_window_ttl(CM_HOT_GRAINS[w]));
         snprintf(nums[CM_WIN3 + w], sizeof nums[0], "%lld", (long long)a->starts[w]);
@@ -629,7 +643,14 @@ static int send_admit(admit_call *c)
     av[11] = a->org;
     av[12] = a->intent_id;
     for (int l = 0; l < n; l++) av[ADMIT_ARGV_FIXED + l] = a->tags[l];
-    return eval(c->h, ADMIT, nkeys, nkeys + ADMIT_ARGV_FIXED + n, argv, on_admitted, c);
+    int nargv = ADMIT_ARGV_FIXED + n;
+    if (tree) {
+        snprintf(nums[2 * CM_WIN3 + 4], sizeof nums[0], "%ld", CM_HOT_TREE_TTL);
+        av[nargv++] = a->tree_cost;
+        av[nargv++] = a->tree_cap;
+        av[nargv++] = nums[2 * CM_WIN3 + 4];
+    }
+    return eval(c->h, ADMIT, nkeys, nkeys + nargv, argv, on_admitted, c);
 }
 
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)

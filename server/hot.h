@@ -130,6 +130,10 @@ typedef struct {
     int64_t starts[CM_WIN3]; /* the windows it counts in */
     const char *idem_key;    /* the Idempotency-Key, "" for none */
     bool by_intent_id;       /* idem_key is the client's intent_id, standing in for the header */
+    /* The delegation tree the intent joins, when the agent's policy caps
+     * trees (tree_cap NULL: no check): its root (in org), its cost as
+     * PostgreSQL has it (nano-dollars, decimal text) and the cap. */
+    const char *tree_root, *tree_cost, *tree_cap;
     unsigned long generation; /* cm_hot_generation() when sent to ADMIT */
 } cm_hot_admission;
 
@@ -162,6 +166,12 @@ typedef struct {
     cm_hot_admit_code code;
     int nlevels; /* the admission's ntags, in its order */
     cm_hot_level level[CM_HOT_LEVELS_MAX];
+    /* With a tree cap: the tree's cost the check used (the larger of the
+     * admission's and the largest one before it), whether it reached the
+     * cap (a refusal when the agent's policy blocks), and whether that was
+     * seen for the first time for this root. */
+    char tree_cost[48];
+    bool tree_reached, tree_newly;
     /* REPEAT: the answer given to the first request. */
     struct {
         int status;

@@ -33,6 +33,11 @@ void cm_hot_key_reservation(const char *org, const char *intent_id, char out[CM_
     snprintf(out, CM_HOT_KEY_MAX, "cm:rv:%s:%s", org, intent_id);
 }
 
+void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:t:%s:%s", org, root);
+}
+
 long cm_hot_window_ttl(char grain)
 {
     return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;

@@ -58,6 +58,9 @@ void cm_hot_key_rebuilt(const char *address, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_reserved(const char *tag, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_reservation(const char *org, const char *intent_id, char out[CM_HOT_KEY_MAX]);
 #define CM_HOT_RESERVATIONS_KEY "cm:rz"
+/* A delegation tree's hash (field "cost": the largest cost an admission
+ * read for it) and its once-only breach marker, by org and root intent. */
+void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX]);
 
 /* How long a window hash outlives its window's start, in seconds: long
  * enough for the week and month sums that read it. */
@@ -75,6 +78,10 @@ long cm_hot_window_ttl(char grain);
 /* An agent's own rebuild is trusted this long; the whole mirror's rebuild
  * normally ends long before. */
 #define CM_HOT_REBUILT_TTL 3600L
+/* A tree's hash only spares a refusal from going back when a replica read
+ * an older snapshot; PostgreSQL is read at each admission, so a day is
+ * plenty, and the marker lives as long (a tree rarely runs for days). */
+#define CM_HOT_TREE_TTL 86400L
 
 /* The arguments of hreplace.lua that make a policy hash say what `p` says:
  * "n", then field/value pairs (l<i> = limit i, block = "1"/"0", t<i> =

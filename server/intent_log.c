@@ -14,20 +14,21 @@
 
 /* One statement for a batch: the earlier owner of each id (when the org
  * already recorded it), the agents registered, and the new intents
- * inserted. $11 is each record's index in the batch; the result is one row
+ * inserted. $12 is each record's index in the batch; the result is one row
  * per record that has an earlier owner: its index and that owner. */
 static const char batch_sql[] =
     "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-    " $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::int[], $12::bigint[], $13::bigint[])"
-    " AS t(address, org, intent_id, itype, idem, run_id, session_id, workflow, customer, at, idx, est, until)),"
+    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::int[], $13::bigint[],"
+    " $14::bigint[]) AS t(address, org, intent_id, itype, idem, run_id, session_id, workflow, customer, parent, at,"
+    " idx, est, until)),"
     " prev AS (SELECT i.idx, (SELECT p.address FROM intents p WHERE p.org = i.org AND p.intent_id = i.intent_id"
     " LIMIT 1) AS address FROM input i),"
     " reg AS (INSERT INTO agents (address, org) SELECT DISTINCT address, org FROM input ORDER BY 1"
     " ON CONFLICT (address) DO NOTHING),"
     " ins AS (INSERT INTO intents (address, org, intent_id, intent_type, idempotency_key, run_id, session_id,"
-    " workflow, customer, admitted_at, estimated_cost_nanos, reserved_until)"
+    " workflow, customer, parent_intent_id, admitted_at, estimated_cost_nanos, reserved_until)"
     " SELECT i.address, i.org, i.intent_id, i.itype, i.idem, i.run_id, i.session_id, i.workflow, i.customer,"
-    " to_timestamp(i.at), i.est, to_timestamp(i.until) FROM input i JOIN prev USING (idx)"
+    " i.parent, to_timestamp(i.at), i.est, to_timestamp(i.until) FROM input i JOIN prev USING (idx)"
     " WHERE prev.address IS NULL)"
     " SELECT idx::text, address FROM prev WHERE address IS NOT NULL";
 
@@ -139,7 +140,7 @@ static void on_batch(void *arg, int rc, const cm_pgres *res, const char *sqlstat
 
 /* The text columns, then the admission time, the index, the estimate and
  * its deadline. */
-enum { NTEXT = 9, NCOLS = NTEXT + 4 };
+enum { NTEXT = 10, NCOLS = NTEXT + 4 };
 
 static void flush(cm_intent_log *l)
 {
@@ -169,7 +170,8 @@ static void flush(cm_intent_log *l)
         if (e->same_as >= 0) continue;
         const char *text[NTEXT] = {e->rec.agent,  e->rec.org,        e->rec.intent_id,
                                    e->rec.intent_type, e->rec.idem_key, e->rec.run_id,
-                                   e->rec.session_id,  e->rec.workflow, e->rec.customer};
+                                   e->rec.session_id,  e->rec.workflow, e->rec.customer,
+                                   e->rec.parent_intent_id};
         for (int c = 0; c < NTEXT; c++) {
             if (sent) cm_buf_add(&cols[c], ",", 1);
             cm_buf_add_pg_text(&cols[c], text[c]);

@@ -22,6 +22,7 @@ typedef struct cm_intent_log cm_intent_log;
 typedef struct {
     const char *agent, *org, *intent_id, *intent_type, *idem_key;
     const char *run_id, *session_id, *workflow, *customer; /* what its heartbeats inherit; "" when none */
+    const char *parent_intent_id; /* its parent in the delegation tree; "" for a root */
     int64_t at; /* admitted, Unix seconds */
     int64_t estimate, reserved_until; /* estimate 0: none (both stored as NULL) */
 } cm_intent_rec;

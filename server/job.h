@@ -55,6 +55,7 @@ typedef enum {
     CM_OP_BILL_LIST,     /* req.bill (plan only, "" for every plan) */
     CM_OP_USAGE,         /* req.usage */
     CM_OP_POLICY_LIST,   /* req.policy_list */
+    CM_OP_INTENT_TREE,   /* req.spend_intent */
     CM_OP_COUNT
 } cm_op;
 
@@ -101,11 +102,19 @@ typedef struct {
     int limit;               /* top's ?limit= */
 } cm_req_spend_unit;
 
-/* GET /v1/mesh/intents/{intent_id}/spend. */
+/* GET /v1/mesh/intents/{intent_id}/spend and .../tree. An intent id is
+ * unique within an org and its tree spans agents, so ?agent= is a hint,
+ * checked like any agent the key names, and never narrows the answer. */
 typedef struct {
     char intent_id[CM_ID_MAX + 1];
-    char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent */
+    char agent[CM_ADDR_MAX]; /* ?agent=, "" when absent */
 } cm_req_spend_intent;
+
+/* POST /v1/mesh/intents/{intent_id}/end. */
+typedef struct {
+    cm_req_spend_intent intent; /* the id and the ?agent= hint */
+    cm_intent_end body;
+} cm_req_intent_end;
 
 /* GET /v1/mesh/events. */
 typedef struct {
@@ -139,11 +148,6 @@ typedef struct {
     char idem_key[CM_ID_MAX + 1]; /* Idempotency-Key header, "" when none */
 } cm_req_intent;
 
-/* POST /v1/mesh/intents/{intent_id}/end. */
-typedef struct {
-    char intent_id[CM_ID_MAX + 1];
-    char agent[CM_ADDR_MAX]; /* ?agent=, "" for the key's bound agent or any */
-} cm_req_intent_end;
 /* PUT, GET /v1/mesh/pricing/models/{model} and GET /v1/mesh/pricing/models. */
 typedef struct {
     char model[CM_MODEL_MAX + 1];
@@ -196,13 +200,13 @@ struct cm_job {
         cm_req_agent agent;
         cm_req_spend_agent spend_agent;
         cm_req_spend_intent spend_intent;
+        cm_req_intent_end intent_end;
         cm_req_spend_unit spend_unit;
         cm_req_events events;
         cm_req_policy policy;
         cm_req_policy_list policy_list;
         cm_webhookreq webhook_put;
         cm_req_intent intent;
-        cm_req_intent_end intent_end;
         cm_req_interop interop;
         cm_meter meter;
         cm_req_price price;

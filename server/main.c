@@ -161,6 +161,7 @@ int main(int argc, char **argv)
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .reservation_ttl_s = cfg.reservation_ttl_s,
                       .interop_env = cfg.interop_env,
+                      .intent_abandon_s = cfg.intent_abandon_s,
                       .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)

@@ -187,11 +187,40 @@ static void connect_step(conn *c)
     }
 }
 
+/* The conninfo's own options (a search_path, ...) and then -c jit=off, in
+ * a string to free; NULL when out of memory. */
+static char *options_jit_off(const char *conninfo)
+{
+    const char *own = "";
+    PQconninfoOption *o = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *p = o; p && p->keyword; p++)
+        if (strcmp(p->keyword, "options") == 0 && p->val) own = p->val;
+    size_t n = strlen(own) + sizeof " -c jit=off";
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s%s-c jit=off", own, *own ? " " : "");
+    PQconninfoFree(o);
+    return out;
+}
+
 static void start_connect(conn *c)
 {
     if (c->pool->closing) return;
     c->state = C_CONNECTING;
-    c->pg = PQconnectStart(c->pool->conninfo);
+    /* JIT off: costmesh's statements are short, but the planner's guesses
+     * for its set-returning functions (the rollup tail, a heartbeat's
+     * units, a delegation tree) put their plans past jit_above_cost, and
+     * compiling one took seconds, longer than running it. Later keywords
+     * override the expanded conninfo's, so the conninfo's own options are
+     * given again before it. */
+    char *options = options_jit_off(c->pool->conninfo);
+    if (!options) {
+        lose(c, "out of memory");
+        return;
+    }
+    static const char *const keys[] = {"dbname", "options", NULL};
+    const char *values[] = {c->pool->conninfo, options, NULL};
+    c->pg = PQconnectStartParams(keys, values, 1);
+    free(options);
     if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
         lose(c, c->pg ? "bad conninfo or no memory" : "out of memory");
         return;

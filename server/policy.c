@@ -103,7 +103,10 @@ void cm_policy_json(const cm_policy *p, cm_buf *b)
         else cm_buf_adds(b, "null");
         cm_buf_add(b, ",", 1);
     }
-    cm_buf_adds(b, "\"action_on_breach\":");
+    cm_buf_adds(b, "\"" CM_POLICY_TREE_NAME "\":");
+    if (p->has_tree_cap) cm_buf_add_money(b, p->tree_cap);
+    else cm_buf_adds(b, "null");
+    cm_buf_adds(b, ",\"action_on_breach\":");
     cm_buf_adds(b, p->block ? "\"block\"" : "\"alert\"");
     cm_buf_adds(b, ",\"alert_thresholds\":[");
     for (int i = 0; i < p->nthresh; i++) {

@@ -33,7 +33,14 @@ typedef struct {
     bool block;                     /* "block", else "alert" */
     int nthresh;
     int64_t thresh[CM_THRESH_MAX];  /* ascending fractions of each cost limit */
+    /* The cost of a whole delegation tree at which new intents under its
+     * root are refused (nano-dollars). Not a windowed limit: a tree's cost
+     * only grows, so it has no window, threshold or Retry-After. */
+    bool has_tree_cap;
+    int64_t tree_cap;
 } cm_policy;
+
+#define CM_POLICY_TREE_NAME "max_cost_per_intent_tree_usd"
 
 /* The policy every agent has when none was set: unlimited, block, the
  * default thresholds [0.5, 0.75, 0.9, 1.0]. */

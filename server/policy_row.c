@@ -13,6 +13,8 @@ void cm_policy_row_read(const cm_pgres *r, int row, int col, cm_policy *out)
     }
     out->block = strcmp(cm_pgres_get(r, row, col + CM_LIM_COUNT), "alert") != 0;
     cm_policy_thresh_parse(cm_pgres_get(r, row, col + CM_LIM_COUNT + 1), out);
+    out->has_tree_cap = !cm_pgres_isnull(r, row, col + CM_LIM_COUNT + 2);
+    if (out->has_tree_cap) out->tree_cap = strtoll(cm_pgres_get(r, row, col + CM_LIM_COUNT + 2), NULL, 10);
 }
 
 void cm_policy_row_write(const cm_policy *p, cm_policy_row *out)
@@ -24,4 +26,6 @@ void cm_policy_row_write(const cm_policy *p, cm_policy_row *out)
     out->params[CM_LIM_COUNT] = p->block ? "block" : "alert";
     cm_policy_thresh_text(p, out->thresholds);
     out->params[CM_LIM_COUNT + 1] = out->thresholds;
+    snprintf(out->space[CM_LIM_COUNT], sizeof out->space[CM_LIM_COUNT], "%lld", (long long)p->tree_cap);
+    out->params[CM_LIM_COUNT + 2] = p->has_tree_cap ? out->space[CM_LIM_COUNT] : NULL;
 }

@@ -11,11 +11,11 @@
 #include "policy.h"
 
 /* The columns, in the order below: the five limits (NULL: unlimited), the
- * action, the thresholds. */
+ * action, the thresholds, the delegation tree's cap (NULL: none). */
 #define CM_POLICY_ROW_COLS                                                                 \
     "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"     \
-    " max_cost_per_month, action_on_breach, alert_thresholds"
-#define CM_POLICY_ROW_NCOLS 7
+    " max_cost_per_month, action_on_breach, alert_thresholds, max_cost_per_intent_tree"
+#define CM_POLICY_ROW_NCOLS 8
 
 /* The SET list of an upsert of CM_POLICY_ROW_COLS into a table aliased c
  * (INSERT ... AS c ... ON CONFLICT DO UPDATE SET): each column takes the
@@ -30,7 +30,7 @@
     CM_POLICY_ROW_SET_COL("max_cost_per_hour", 3, mask) "," CM_POLICY_ROW_SET_COL("max_cost_per_day", 4, mask) \
     "," CM_POLICY_ROW_SET_COL("max_cost_per_month", 5, mask) "," CM_POLICY_ROW_SET_COL("action_on_breach", 6,  \
                                                                                          mask) ","          \
-    CM_POLICY_ROW_SET_COL("alert_thresholds", 7, mask)
+    CM_POLICY_ROW_SET_COL("alert_thresholds", 7, mask) "," CM_POLICY_ROW_SET_COL("max_cost_per_intent_tree", 8, mask)
 
 /* Reads CM_POLICY_ROW_COLS from row `row` of r, starting at column `col`. */
 void cm_policy_row_read(const cm_pgres *r, int row, int col, cm_policy *out);
@@ -39,7 +39,7 @@ void cm_policy_row_read(const cm_pgres *r, int row, int col, cm_policy *out);
  * order; params point into the struct itself. */
 typedef struct {
     const char *params[CM_POLICY_ROW_NCOLS];
-    char space[CM_LIM_COUNT][24];
+    char space[CM_LIM_COUNT + 1][24];
     char thresholds[CM_POLICY_THRESH_TEXT];
 } cm_policy_row;
 

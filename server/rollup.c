@@ -45,8 +45,10 @@ struct cm_rollup {
  * snapshot through the BRIN index; the join keeps those of the batch.
  *
  * Groupings: intents; units (an agent's money, runs, sessions, workflows,
- * customers, and the margin_negative events), summed by cm_rollup_units()
- * of schema/016_units.sql, which the previous release's worker reaches
+ * customers, and the margin_negative events; since 018_intent_tree.sql also
+ * each unit's intents, the delegation tree's edges and the outcomes that
+ * heartbeats' status ends), summed by cm_rollup_units() of
+ * schema/016_units.sql, which the previous releases' worker reaches
  * through a trigger on the watermark: the move bumps gen to say this one
  * summed them already. */
 static const char batch_sql[] =

@@ -61,6 +61,27 @@
     " AS u(kind, unit) LEFT JOIN LATERAL cm_hb_rated(split_part(h.address, '/', 3), h.model, h.ts,"\
     " h.tokens_in, h.tokens_cached, h.tokens_cache_write, h.tokens_out) p ON h.priced_nanos IS NOT NULL"\
     " WHERE h.model IS NOT NULL AND " tail ") AS models"
+/* Every intent's rollup rows and its tail, as one row source with
+ * rollup_intent's columns and the org: `SELECT ... FROM `
+ * CM_ROLLUP_INTENTS_SQL ` WHERE org = $1 AND intent_id = $2` (the id
+ * reaches rollup_intent's index; an intent spans agents). */
+#define CM_ROLLUP_INTENTS_SQL                                                                      \
+    "(SELECT split_part(address, '/', 3) AS org, address, intent_id, bucket, cost_nanos, tokens_in," \
+    " tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos,"   \
+    " external_nanos, fees_nanos FROM rollup_intent UNION ALL SELECT split_part(address, '/', 3),"  \
+    " address, intent_id, date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"        \
+    " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"        \
+    " fees_nanos FROM cm_rollup_tail() WHERE intent_id IS NOT NULL) AS intent_parts"
+
+/* Each unit's intents (schema/018_intent_tree.sql), rollup and tail, with
+ * rollup_unit_intent's columns: `SELECT ... FROM ` CM_ROLLUP_UNIT_INTENTS_SQL
+ * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. */
+#define CM_ROLLUP_UNIT_INTENTS_SQL                                                                 \
+    "(SELECT org, kind, unit, intent_id, address, bucket, cost_nanos, last_ts FROM rollup_unit_intent" \
+    " UNION ALL SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.intent_id, h.address,"       \
+    " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts FROM cm_rollup_tail() h CROSS JOIN LATERAL" \
+    " cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer) u"         \
+    " WHERE h.intent_id IS NOT NULL) AS unit_intents"
 
 typedef struct cm_rollup cm_rollup;
 

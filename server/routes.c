@@ -25,6 +25,7 @@ static const route_def defs[] = {
     {CM_R_AGENTS, "GET", "/v1/mesh/agents", "agents"},
     {CM_R_AGENT_SPEND, "GET", "/v1/mesh/agents/*/spend", "agent_spend"},
     {CM_R_INTENT_SPEND, "GET", "/v1/mesh/intents/*/spend", "intent_spend"},
+    {CM_R_INTENT_TREE, "GET", "/v1/mesh/intents/*/tree", "intent_tree"},
     {CM_R_POLICY, "PUT", "/v1/mesh/agents/*/policies/cost", "policy"},
     {CM_R_POLICY, "GET", "/v1/mesh/agents/*/policies/cost", "policy"},
     {CM_R_POLICY, "DELETE", "/v1/mesh/agents/*/policies/cost", "policy"},

@@ -53,6 +53,7 @@ typedef enum {
     CM_R_USAGE,         /* GET /v1/mesh/customers/{id}/usage */
     CM_R_USAGE_CSV,     /* GET /v1/mesh/customers/{id}/usage.csv */
     CM_R_POLICIES,      /* GET /v1/mesh/policies: every policy of the org */
+    CM_R_INTENT_TREE,   /* GET /v1/mesh/intents/{intent_id}/tree */
     CM_R_COUNT,
 } cm_route_id;
 

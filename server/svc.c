@@ -74,6 +74,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_BILL_LIST] = cm_api_bill_list,
     [CM_OP_USAGE] = cm_api_usage,
     [CM_OP_POLICY_LIST] = cm_api_policy_list,
+    [CM_OP_INTENT_TREE] = cm_api_intent_tree,
 };
 
 /* News from every replica: a key revoked (payload: its id), an org's rate
@@ -114,6 +115,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.notify = d->notify;
     s->api.fail_open = d->fail_open;
     s->api.reservation_ttl_s = d->reservation_ttl_s;
+    s->api.intent_abandon_s = d->intent_abandon_s;
     s->api.interop_env = d->interop_env;
     snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");
     static const char *const channels[] = {CM_KEY_REVOKED_CHANNEL, CM_PRICING_CHANNEL, NULL};

@@ -60,7 +60,8 @@
 
   function money(v) {
     if (v === null || v === undefined || v === '') return '–';
-    return '$' + String(v);
+    const t = String(v);
+    return t.startsWith('-') ? '-$' + t.slice(1) : '$' + t;
   }
 
   // used/limit as a percentage text with two decimals, and a 0..100 width.
@@ -264,6 +265,7 @@
     policyLoadedFor: null,
     eventType: '',
     eventLimit: '100',
+    treeId: '',            // the intent of the tree page
     runsWindow: 'day',
     busy: false,
     gen: 0,
@@ -273,12 +275,13 @@
 
   function showPage(name) {
     if (name !== 'agent') destroyChart();
-    for (const p of ['login', 'agents', 'agent', 'runs', 'budgets', 'pricing', 'events']) $('page-' + p).hidden = p !== name;
+    for (const p of ['login', 'agents', 'agent', 'runs', 'budgets', 'pricing', 'events', 'tree']) $('page-' + p).hidden = p !== name;
     const signedIn = name !== 'login';
     $('nav').hidden = !signedIn;
     $('session').hidden = !signedIn;
     $('nav-agents').classList.toggle('active', name === 'agents' || name === 'agent');
     $('nav-events').classList.toggle('active', name === 'events');
+    $('nav-tree').classList.toggle('active', name === 'tree');
     $('nav-runs').classList.toggle('active', name === 'runs');
     $('nav-budgets').classList.toggle('active', name === 'budgets');
     $('nav-pricing').classList.toggle('active', name === 'pricing');
@@ -339,6 +342,11 @@
     } else if (h === '#/events') {
       showPage('events');
       loadEvents();
+    } else if (h === '#/tree' || h.startsWith('#/tree/')) {
+      try { state.treeId = decodeURIComponent(h.slice('#/tree/'.length)); } catch (e) { state.treeId = ''; }
+      $('tree-id').value = state.treeId;
+      showPage('tree');
+      loadTree();
     } else if (h === '#/runs') {
       showPage('runs');
       loadRuns();
@@ -358,6 +366,7 @@
     if (state.page === 'agents') return loadAgents();
     if (state.page === 'agent') return loadAgent(false);
     if (state.page === 'events') return loadEvents();
+    if (state.page === 'tree') return loadTree();
     if (state.page === 'runs') return loadRuns();
     if (state.page === 'budgets') return loadBudgets();
     if (state.page === 'pricing') return loadPricing();
@@ -982,6 +991,44 @@
     }
   }
 
+  // ------------------------------------------------------------ tree page
+
+  // One row per node, depth first as the API lists them, indented by depth.
+  function renderTree(body, empty, nodes) {
+    clear(body);
+    for (const n of nodes) {
+      const first = el('td', { className: 'mono', 'data-label': 'Intent', text: String(n.intent_id) });
+      first.style.paddingLeft = (0.75 + 1.25 * Math.min(Number(n.depth) || 0, 16)) + 'rem';
+      body.appendChild(el('tr', { dataset: { intent: String(n.intent_id) } }, [
+        first,
+        el('td', { 'data-label': 'Agents' }, (n.agents || []).map((a) =>
+          el('div', null, [el('a', { href: agentHref(a), className: 'agent-link', text: agentName(a) })]))),
+        el('td', { className: 'num own-cost', 'data-label': 'Cost', text: money(n.cost_usd) }),
+        el('td', { className: 'num tree-cost', 'data-label': 'Tree cost', text: money(n.tree_cost_usd) }),
+        el('td', { className: 'num', 'data-label': 'Margin', text: money(n.margin_usd) }),
+        el('td', { 'data-label': 'Status', text: n.status || '–' }),
+      ]));
+    }
+    empty.hidden = nodes.length > 0;
+  }
+
+  async function loadTree() {
+    const gen = state.gen;
+    const id = state.treeId;
+    if (!id) { renderTree($('tree-body'), $('tree-empty'), []); return; }
+    try {
+      const d = await api('GET', '/v1/mesh/intents/' + enc(id) + '/tree');
+      if (gen !== state.gen || state.page !== 'tree') return;
+      renderTree($('tree-body'), $('tree-empty'), (d && d.nodes) || []);
+      markRefreshed();
+    } catch (e) {
+      if (gen !== state.gen) return;
+      renderTree($('tree-body'), $('tree-empty'), []);
+      if (e.status === 404) notice('No intent ' + id + ' in this org.', 'error');
+      else if (e.status !== 401) notice('Could not load the tree: ' + e.message, 'error');
+    }
+  }
+
   // ------------------------------------------------------------ runs page
 
   // Money that may be negative (a margin): "−$1.5" rather than "$-1.5".
@@ -1219,6 +1266,11 @@
       if (a) toggleKill(a.address, a.state === 'killed', ev.currentTarget);
     });
     $('policy-form').addEventListener('submit', onPolicySave);
+    $('tree-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const id = $('tree-id').value.trim();
+      if (id) location.hash = '#/tree/' + enc(id);
+    });
     $('policy-delete').addEventListener('click', onPolicyDelete);
     $('price-form').addEventListener('submit', onPriceSave);
     window.addEventListener('hashchange', route);

@@ -272,6 +272,19 @@ CM_API int cm_intent_begin(cm_client *c, const char *intent_id, cm_decision *why
  * character. Blocks like cm_intent_begin(). Thread-safe. */
 CM_API int cm_intent_begin_attrs(cm_client *c, const char *intent_id, const cm_intent_attrs *attrs,
                                  cm_decision *why);
+/* Records how an intent ended (POST /v1/mesh/intents/{intent_id}/end) and
+ * waits for the answer (at most request_timeout_ms). status is
+ * "succeeded", "failed" or "cancelled"; quality is a score in [0, 1], or
+ * negative for none. The first outcome of an intent is kept (a heartbeat
+ * whose status ends it counts too). why may be NULL; when given it is
+ * zeroed and filled in (http_status, error_code; intent_id on CM_OK).
+ * Returns CM_OK (200: recorded, or it had already ended with this status),
+ * CM_EHTTP (409: it had ended with another status, why->error_code
+ * "intent_already_ended"; or another unexpected status), CM_EINVAL (bad
+ * argument, or the server answered 400 or 404: no such intent), CM_EAUTH
+ * (401/403), CM_ENETWORK, CM_EPROTO, CM_ENOMEM.
+ * Blocks the calling thread on the network. Thread-safe. */
+CM_API int cm_intent_end(cm_client *c, const char *intent_id, const char *status, double quality, cm_decision *why);
 
 /* Sends everything reported before the call now and waits until the server
  * has acknowledged it, at most timeout_ms (< 0: no limit; 0: just start

@@ -12,6 +12,7 @@
  * frozen table fully acknowledged, which is what cm_flush() waits for. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -479,6 +480,53 @@ CM_API int cm_flush(cm_client *c, int timeout_ms)
 
 /* ---------------------------------------------------------------- intents */
 
+/* POSTs body to url on the cached intent connection when it is free, else
+ * on a connection of the call's own. */
+static int intent_post(cm_client *c, const char *url, const cm__buf *body, cm__http_res *res)
+{
+    cm__http *h = NULL;
+    bool cached = pthread_mutex_trylock(&c->intent_mu) == 0;
+    if (cached) {
+        if (!c->intent_http) c->intent_http = new_http(c, false);
+        h = c->intent_http;
+    } else {
+        h = new_http(c, false);
+    }
+    int rc = h ? cm__http_post(h, url, body->p, body->len, res) : CM_ENOMEM;
+    if (cached) pthread_mutex_unlock(&c->intent_mu);
+    else cm__http_free(h);
+    return rc;
+}
+
+CM_API int cm_intent_end(cm_client *c, const char *intent_id, const char *status, double quality, cm_decision *why)
+{
+    cm_decision scratch;
+    cm_decision *d = why ? why : &scratch;
+    memset(d, 0, sizeof *d);
+    if (!c || !intent_id || !*intent_id || strnlen(intent_id, CM_INTENT_ID_MAX + 1) > CM_INTENT_ID_MAX ||
+        !cm__utf8_valid(intent_id, strlen(intent_id)) || !status ||
+        (strcmp(status, "succeeded") != 0 && strcmp(status, "failed") != 0 && strcmp(status, "cancelled") != 0) ||
+        quality != quality || quality > 1)
+        return CM_EINVAL;
+    cm__buf url, body;
+    cm__http_res res;
+    cm__buf_init(&url);
+    cm__buf_init(&body);
+    memset(&res, 0, sizeof res);
+    cm__buf_init(&res.body);
+    int rc = cm__encode_intent_end(c->url_intents, intent_id, status, quality, &url, &body);
+    if (rc == CM_OK) rc = intent_post(c, url.p, &body, &res);
+    if (rc == CM_OK) {
+        d->http_status = res.status;
+        rc = cm__parse_intent_reply(res.status, res.body.p, res.body.len, d);
+        if (rc == CM_OK) snprintf(d->intent_id, sizeof d->intent_id, "%s", intent_id);
+    }
+    cm__buf_free(&url);
+    cm__buf_free(&body);
+    cm__buf_free(&res.body);
+    return rc;
+}
+
 /* An id the server takes: NULL, or at most CM_INTENT_ID_MAX bytes of UTF-8;
  * `printable` also refuses control characters (the server's rule for
  * attributes, which a batch must never carry to a 400). */
@@ -514,21 +562,7 @@ CM_API int cm_intent_begin_attrs(cm_client *c, const char *intent_id, const cm_i
     memset(&res, 0, sizeof res);
     cm__buf_init(&res.body);
     int rc = cm__encode_intent(c->agent, intent_id, attrs, &body);
-    cm__http *h = NULL;
-    bool cached = false;
-    if (rc == CM_OK) {
-        if (pthread_mutex_trylock(&c->intent_mu) == 0) {
-            cached = true;
-            if (!c->intent_http) c->intent_http = new_http(c, false);
-            h = c->intent_http;
-        } else {
-            h = new_http(c, false);
-        }
-        if (!h) rc = CM_ENOMEM;
-    }
-    if (rc == CM_OK) rc = cm__http_post(h, c->url_intents, body.p, body.len, &res);
-    if (cached) pthread_mutex_unlock(&c->intent_mu);
-    else cm__http_free(h);
+    if (rc == CM_OK) rc = intent_post(c, c->url_intents, &body, &res);
     if (rc == CM_OK) {
         d->http_status = res.status;
         rc = cm__parse_intent_reply(res.status, res.body.p, res.body.len, d);

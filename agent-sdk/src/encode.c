@@ -1,6 +1,7 @@
 /* encode.c - JSON request bodies, built by hand: money as exact decimal
  * text from integer nano-dollars, never through a double. */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -174,6 +175,37 @@ int cm__encode_batch(const cm__table *t, cm__cursor *cur, const char *agent, cm_
     }
     cm__buf_adds(out, "]}");
     return out->oom ? CM_ENOMEM : CM_OK;
+}
+
+int cm__encode_intent_end(const char *base, const char *intent_id, const char *status, double quality,
+                          cm__buf *url, cm__buf *body)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    cm__buf_reset(url);
+    cm__buf_adds(url, base);
+    cm__buf_add(url, "/", 1);
+    /* Unreserved bytes as they are, every other one %XX: a path segment. */
+    for (const unsigned char *p = (const unsigned char *)intent_id; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+            *p == '.' || *p == '_' || *p == '~') {
+            cm__buf_add(url, (const char *)p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            cm__buf_add(url, e, 3);
+        }
+    }
+    cm__buf_adds(url, "/end");
+    cm__buf_add(url, "", 1); /* a C string for curl */
+    cm__buf_reset(body);
+    cm__buf_adds(body, "{\"status\":");
+    cm__buf_add_jstr(body, status, strlen(status));
+    if (quality >= 0) {
+        char q[32];
+        snprintf(q, sizeof q, ",\"quality\":%.9f", quality);
+        cm__buf_adds(body, q);
+    }
+    cm__buf_add(body, "}", 1);
+    return url->oom || body->oom ? CM_ENOMEM : CM_OK;
 }
 
 /* ,"name":"value" (the comma only after the first member), unless value

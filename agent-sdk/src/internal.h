@@ -142,6 +142,11 @@ int cm__encode_batch(const cm__table *t, cm__cursor *cur, const char *agent, cm_
 /* {"agent":...,"intent_id":...,"run_id":...} (any may be NULL: left out;
  * attrs NULL: none). */
 int cm__encode_intent(const char *agent, const char *intent_id, const cm_intent_attrs *attrs, cm__buf *out);
+/* The URL of an intent's end, base + "/" + the percent-encoded id + "/end",
+ * and its body {"status":...,"quality":...} (quality < 0: left out), into
+ * url and body (reset first). CM_OK or CM_ENOMEM. */
+int cm__encode_intent_end(const char *base, const char *intent_id, const char *status, double quality,
+                          cm__buf *url, cm__buf *body);
 
 /* ---- reply.c: the server's answers (json-c) ---- */
 

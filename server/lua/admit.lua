@@ -23,10 +23,18 @@
 -- estimate (nano-dollars, "0" for none), 11 the reservation's deadline
 -- (Unix seconds), 12 the org, 13 the intent id, then per level 14+L its tag
 -- (cm:x:<tag>:... markers; the agent's tag is its address).
+-- With a delegation tree's cap (the agent's policy caps trees and the
+-- intent has a parent), one more key and three more arguments: KEYS[6+6n]
+-- the tree's hash (field cost: the largest cost an admission read;
+-- breached: its cap was seen reached), ARGV[14+n] the tree's cost as
+-- PostgreSQL had it, 15+n the cap, 16+n the hash's ttl. The tree is one
+-- more level that refuses when the agent's policy blocks; reservations do
+-- not count in it (its cost is read from PostgreSQL, which holds none).
 -- Answers {code, n levels, then per level: breached mask, newly breached
 -- mask, blocks (1/0), current of each limit (5; a cost limit's counts what
 -- is reserved), limit values (5), this hour's and the previous hour's cost
--- (spent only)} where
+-- (spent only), then the tree's cost, reached (1/0), reached for the first
+-- time for this root (1/0)} where
 -- code is 1 admitted, 0 refused, 2 killed; or {-1} when Redis lost its data
 -- (and this agent is not rebuilt yet), {-2, stored answer} for a repeated
 -- key, {-3} while the first is in flight.
@@ -54,10 +62,10 @@ if ARGV[1] == '1' then
   if prev == 'pending' then return {-3} end
   if prev then return {-2, prev} end
 end
-local n = (#KEYS - 5) / 6
+local n = math.floor((#KEYS - 5) / 6)
 local win = {ARGV[5], ARGV[6], ARGV[5], ARGV[6], ARGV[7]}
 local out = {1, n}
-local refused, killed = false, false
+local refused, killed, agent_blocks = false, false, false
 for l = 0, n - 1 do
   local k = 6 + 6 * l
   local p = redis.call('HMGET', KEYS[k], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4')
@@ -85,11 +93,27 @@ for l = 0, n - 1 do
   end
   local blocks = p[2] ~= '0' and 1 or 0
   if mask > 0 and blocks == 1 then refused = true end
+  if l == 0 then agent_blocks = blocks == 1 end
   out[#out + 1] = mask; out[#out + 1] = fresh; out[#out + 1] = blocks
   for i = 1, 5 do out[#out + 1] = cur[i] end
   for i = 1, 5 do out[#out + 1] = p[2 + i] or '' end
   out[#out + 1] = redis.call('HGET', KEYS[k + 1], 'cost') or '0'
   out[#out + 1] = redis.call('HGET', KEYS[k + 5], 'cost') or '0'
+end
+-- A tree's cost only grows: keeping the largest one read means a replica
+-- whose read is a moment older cannot admit what another already refused.
+local tcost, treached, tfresh = '0', 0, 0
+if #KEYS > 5 + 6 * n and not killed then
+  local tk = KEYS[6 + 6 * n]
+  tcost = redis.call('HGET', tk, 'cost') or '0'
+  if ge(ARGV[14 + n], tcost) then tcost = ARGV[14 + n] end
+  redis.call('HSET', tk, 'cost', tcost)
+  if ge(tcost, ARGV[15 + n]) then
+    treached = 1
+    tfresh = redis.call('HSETNX', tk, 'breached', '1')
+    if agent_blocks then refused = true end
+  end
+  redis.call('EXPIRE', tk, ARGV[16 + n])
 end
 if killed then out[1] = 2 elseif refused then out[1] = 0 else
   for l = 0, n - 1 do
@@ -112,4 +136,5 @@ if killed then out[1] = 2 elseif refused then out[1] = 0 else
   end
 end
 if ARGV[1] == '1' then redis.call('SET', KEYS[2], 'pending', 'EX', ARGV[9]) end
+out[#out + 1] = tcost; out[#out + 1] = treached; out[#out + 1] = tfresh
 return out

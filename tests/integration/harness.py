@@ -135,9 +135,21 @@ def money_members(cost, **money):
     return dict(m, margin_usd=margin(dict({k: str(v) for k, v in m.items()}, cost_usd=str(cost))))
 
 
+def outcomes_of(cost, succeeded=0, failed=0, cancelled=0, abandoned=0, per_success=None, failed_spend=0,
+                unfinished_spend=0):
+    """The outcomes member of a spend reply whose window cost `cost`: intents ended in the window by status,
+    those that became abandoned, the cost per successful intent, and the shares of cost on failed and
+    unfinished intents (None when the window cost nothing)."""
+    share = lambda part: None if not cost else (Decimal(part) / Decimal(cost)).quantize(Decimal("0.000001"))  # noqa: E731
+    return {"succeeded": succeeded, "failed": failed, "cancelled": cancelled, "abandoned": abandoned,
+            "cost_per_successful_intent_usd": per_success, "failed_spend_share": share(failed_spend),
+            "unfinished_spend_share": share(unfinished_spend)}
+
+
 def expected_totals(hbs, lo, hi, step, head):
     """head (the reply's identity members) with the totals and series of hbs, a list of (ts, metrics) with
-    metrics a dict of cost_usd and MONEY (text) and COUNTERS (ints), over [lo, hi) in buckets of step."""
+    metrics a dict of cost_usd and MONEY (text) and COUNTERS (ints), over [lo, hi) in buckets of step. The
+    outcomes are those of heartbeats of no intent (a test of intents sets its own)."""
     want = dict(head, cost_usd=Decimal(0), heartbeats=0, margin_usd=Decimal(0))
     want.update((k, 0) for k in COUNTERS)
     want.update((k, Decimal(0)) for k in MONEY)
@@ -162,6 +174,7 @@ def expected_totals(hbs, lo, hi, step, head):
     want["series"] = series
     # These heartbeats name no model: nothing is split by model (test_o_billing checks the split).
     want["models"] = []
+    want["outcomes"] = outcomes_of(want["cost_usd"])
     return want
 
 

@@ -3,6 +3,7 @@
 import random
 import threading
 import time
+from urllib.parse import unquote
 from decimal import Decimal
 
 from harness import (accepted, batch, check, check_eq, check_error, check_json, check_status, dec, enc, hb_id,
@@ -118,23 +119,30 @@ def test_intent_spend(h):
                          hb_obj(a, "7", hb_id(), ts=t)])), 4, 0, "intent hbs")
     b = new_agent(tag="intent")
     accepted(h.hb(hb_obj(b, "9", hb_id(), ts=t, intent=x)), 1, 0, "same intent, other agent")
-    r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (x, enc(a)), key=h.k1)
-    check_status(r, 200, "intent spend")
-    check_json(r.json, {"intent_id": x, "agent": a, "from": iso(hour_start(t - 3600)), "to": iso(hour_start(t) + 3600),
-                        "cost_usd": Decimal("0.5"), "tokens_in": 150, "tokens_out": 15, "tokens_cached": 0,
-                        "llm_calls": 3, "tool_calls": 0, "heartbeats": 2, **money_members(Decimal("0.5"))}, "intent spend")
-    check('"cost_usd":0.5' in r.text, "intent cost text not 0.5: %.200r" % r.text)
-    r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (y, enc(a)), key=h.k1)
+    # An intent id is the org's, so its spend covers every agent that reported it; ?agent= is a hint only.
+    totals_x = {"cost_usd": Decimal("9.5"), "tokens_in": 150, "tokens_out": 15, "tokens_cached": 0,
+                "llm_calls": 3, "tool_calls": 0, "heartbeats": 3, **money_members(Decimal("9.5"))}
+    want_x = {"intent_id": x, "agent": a, "from": iso(hour_start(t - 3600)), "to": iso(hour_start(t) + 3600),
+              **totals_x, "parent_intent_id": None, "root_intent_id": x, "self": totals_x,
+              "tree": {"intents": 1, **totals_x}, "outcome": None, "abandoned": False}
+    for hint in ("?agent=%s" % enc(a), "?agent=%s" % enc(b), ""):
+        r = h.request("GET", "/v1/mesh/intents/%s/spend%s" % (x, hint), key=h.k1)
+        check_status(r, 200, "intent spend " + hint)
+        check_json(r.json, dict(want_x, agent=a if a in unquote(hint) else b if hint else None),
+                   "intent spend " + hint)
+    check('"cost_usd":9.5' in r.text, "intent cost text not 9.5: %.200r" % r.text)
+    totals_y = {"cost_usd": Decimal(5), "tokens_in": 1000, "tokens_out": 0, "tokens_cached": 0,
+                "llm_calls": 0, "tool_calls": 0, "heartbeats": 1, **money_members(5)}
+    r = h.request("GET", "/v1/mesh/intents/%s/spend" % y, key=h.k1)
     check_status(r, 200, "other intent's spend")
-    check_json(r.json, {"intent_id": y, "agent": a, "from": iso(hour_start(t)), "to": iso(hour_start(t) + 3600),
-                        "cost_usd": Decimal(5), "tokens_in": 1000, "tokens_out": 0, "tokens_cached": 0,
-                        "llm_calls": 0, "tool_calls": 0, "heartbeats": 1, **money_members(5)}, "other intent's spend")
-    r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % ("int-unknown-" + hb_id(), enc(a)), key=h.k1)
+    check_json(r.json, {"intent_id": y, "agent": None, "from": iso(hour_start(t)), "to": iso(hour_start(t) + 3600),
+                        **totals_y, "parent_intent_id": None, "root_intent_id": y, "self": totals_y,
+                        "tree": {"intents": 1, **totals_y}, "outcome": None, "abandoned": False},
+               "other intent's spend")
+    r = h.request("GET", "/v1/mesh/intents/%s/spend" % ("int-unknown-" + hb_id()), key=h.k1)
     check_error(r, 404, what="unknown intent")
-    r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (x, enc(new_agent(tag="nobody"))), key=h.k1)
-    check_error(r, 404, what="intent of an agent without it")
-    r = h.request("GET", "/v1/mesh/intents/%s/spend" % x, key=h.k1)
-    check_error(r, 400, field="agent", what="admin key without ?agent")
+    r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (x, enc(new_agent(org="org2"))), key=h.k1)
+    check_error(r, 403, field="agent", what="a hint of another org")
     r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=bogus" % x, key=h.k1)
     check_error(r, 400, field="agent", what="?agent=bogus")
     days = {day_start(t), day_start(t - 3600)}

@@ -31,7 +31,7 @@ def policy_of(**fields):
     """A policy as GET answers it: these fields (money as Decimal), the other limits unlimited, and unless
     given, blocking with the default thresholds."""
     p = dict.fromkeys(LIMITS)
-    p.update(action_on_breach="block", alert_thresholds=DEFAULT_THRESHOLDS)
+    p.update(max_cost_per_intent_tree_usd=None, action_on_breach="block", alert_thresholds=DEFAULT_THRESHOLDS)
     p.update(fields)
     return p
 

@@ -7,6 +7,7 @@ Builds nothing: runs $(BUILD)/sdk_driver and $(BUILD)/sdk_example_agent, which
 speaks a line protocol on stdin/stdout (see tests/sdk/driver.c)."""
 
 import os
+from decimal import Decimal
 import queue
 import socket
 import subprocess
@@ -394,6 +395,34 @@ def test_example_agent(h):
     check(not any(x in out for x in BAD_PATTERNS), "sanitizer report: %s" % out[-1500:])
     check("flush: success" in p.stdout, "example output: %s" % out[-800:])
     check_eq(dec(spend_day(h, a)["cost_usd"]), Decimal("0.075"), "spend of the example agent (2 tasks x 3 x 0.0125)")
+
+
+@timeout(60)
+def test_intent_end(h):
+    """cm_intent_end records an intent's outcome (200), a repeat answers the same, another status is CM_EHTTP with
+    intent_already_ended, an unknown intent CM_EINVAL (404), a bad status is refused before any request; the
+    intent's spend shows the outcome."""
+    a = new_agent(tag="sdk-end")
+    x = "sdk-end-" + hb_id()
+    d = session(h, a, flush_ms=100)
+    try:
+        check_eq(d.cmd("intent " + x)["rc"], CM_OK, "begin")
+        for what in ("end", "repeated end"):
+            e = d.cmd("end %s succeeded 0.9" % x)
+            check_eq((e["name"], e["status"], e["intent_id"]), ("CM_OK", 200, x), what)
+        e = d.cmd("end %s failed" % x)
+        check_eq((e["name"], e["status"], e["code"]), ("CM_EHTTP", 409, "intent_already_ended"), "another status")
+        e = d.cmd("end nobody-%s failed" % x)
+        check_eq((e["name"], e["status"], e["code"]), ("CM_EINVAL", 404, "intent_not_found"), "unknown intent")
+        e = d.cmd("end %s done" % x)
+        check_eq((e["name"], e["status"]), ("CM_EINVAL", 0), "bad status, no request")
+        d.quit()
+    finally:
+        d.kill()
+    r = h.request("GET", "/v1/mesh/intents/%s/spend" % x, key=h.k1)
+    check_status(r, 200, "intent spend")
+    check_eq((r.json["outcome"]["status"], dec(r.json["outcome"]["quality"])), ("succeeded", Decimal("0.9")),
+             "the outcome the SDK recorded")
 
 
 @timeout(60)

@@ -9,8 +9,8 @@ import subprocess
 import time
 from decimal import Decimal
 
-from harness import (HarnessError, SANITIZER_PATTERNS, check, check_eq, check_json, dec, expected_spend, free_port,
-                     hb_id, iso, new_agent, parse_iso)
+from harness import (HarnessError, SANITIZER_PATTERNS, accepted, batch, check, check_eq, check_json, dec, expected_spend,
+                     free_port, hb_id, hb_obj, iso, new_agent, parse_iso)
 from test_e_policies import away_from_boundary, policy_of
 
 SUBCOMMANDS = [
@@ -254,7 +254,8 @@ def test_policy_round_trip(h):
     kv2 = dict((x[0], x[1]) for x in table(ok(ctl(h, "policy", "get", a)).out))
     check_eq(kv2, {"max_intents_per_hour": "100", "max_intents_per_day": "unlimited",
                    "max_cost_per_hour_usd": "unlimited", "max_cost_per_day_usd": "50.123456789",
-                   "max_cost_per_month_usd": "unlimited", "action_on_breach": "alert", "alert_thresholds": "[0.5,0.9]"},
+                   "max_cost_per_month_usd": "unlimited", "max_cost_per_intent_tree_usd": "unlimited",
+                   "action_on_breach": "alert", "alert_thresholds": "[0.5,0.9]"},
              "policy get table")
     check_eq(kv, kv2, "policy set's table (the same policy)")
     # set changes only what it names: the other limits stay.
@@ -361,3 +362,23 @@ def test_address_percent_encoding(h):
     ok(ctl(h, "policy", "set", a, "--max-cost-per-hour", "3"))
     check_eq(dec(ok(ctl(h, "policy", "get", a, "--json")).json()["max_cost_per_hour_usd"]), Decimal(3),
              "policy of an address with . _ -")
+
+
+def test_intent_parent_end_and_tree(h):
+    """intent --parent opens a child; intent end records an outcome (the same again: exit 0; another status: the
+    server's 409, exit 1; no --status: usage, exit 2); intent tree lists the tree depth first with each node's
+    cost and its subtree's."""
+    a = new_agent(tag="ctl-tree")
+    root, child = "ctl-root-" + hb_id(), "ctl-child-" + hb_id()
+    ok(ctl(h, "intent", a, "--intent-id", root), "root")
+    ok(ctl(h, "intent", a, "--intent-id", child, "--parent", root), "child")
+    accepted(h.hb(batch([hb_obj(a, "0.25", hb_id(), intent=root), hb_obj(a, "0.5", hb_id(), intent=child)])), 2, 0,
+             "their costs")
+    r = ok(ctl(h, "intent", "end", child, "--status", "failed", "--quality", "0.2"), "end")
+    check_eq(r.out.strip(), "intent %s ended failed (quality 0.2)" % child, "end output")
+    ok(ctl(h, "intent", "end", child, "--status", "failed"), "the same end again")
+    fails(ctl(h, "intent", "end", child, "--status", "succeeded"), 1, "409", "another status")
+    fails(ctl(h, "intent", "end", child), 2, "--status", "no status")
+    rows = table(ok(ctl(h, "intent", "tree", root), "tree").out)
+    check_eq(rows, [["INTENT_ID", "PARENT", "DEPTH", "COST_USD", "TREE_COST_USD", "STATUS"],
+                    [root, "-", "0", "0.25", "0.75", "-"], [child, root, "1", "0.5", "0.5", "failed"]], "tree table")

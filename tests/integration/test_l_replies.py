@@ -7,7 +7,8 @@ import time
 from decimal import Decimal
 
 from harness import (accepted, batch, check, check_eq, check_json, check_status, dec, enc, expected_spend, hb_id,
-                     hb_obj, hour_start, day_start, iso, nanos, new_agent, parse_iso, money_members, COUNTERS)
+                     hb_obj, hour_start, day_start, iso, nanos, new_agent, parse_iso, money_members, outcomes_of, window_bounds,
+                     COUNTERS)
 from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, events_of, intent, policy_of,
                              put_policy, reached, register)
 
@@ -40,19 +41,31 @@ def test_every_counter_end_to_end(h):
            (t2, x, {"cost_usd": "0.5", "tokens_in": 1, "tokens_out": 2, "tokens_cached": 5, "llm_calls": 1,
                     "tool_calls": 4}),
            (t2, None, {"cost_usd": "1", "tokens_cached": 1000, "tool_calls": 9})]
+    # The intent becomes abandoned an hour (the default setting) after its last heartbeat: not within
+    # seconds of now, so this test and the server agree on which side of it they are.
+    gone = t2 + 3600
+    if abs(time.time() - gone) < 5:
+        time.sleep(gone + 5 - time.time())
     r = h.hb(batch(items_of(a, hbs)))
     check_status(r, 202, "heartbeats")
     check_json(r.json, {"accepted": 3, "duplicates": 0,
                         "agents": {a: {"state": "active", "cost_today_usd": cost_in(a, hbs, "day", now)}}}, "202")
     for window, at in (("hour", t1), ("hour", t2), ("day", t1), ("day", t2), ("week", now), ("month", now)):
-        check_json(h.spend_ok(a, window, at), expected_spend(a, plain(hbs), window, at),
-                   "spend window=%s at=%s" % (window, iso(at)))
+        want = expected_spend(a, plain(hbs), window, at)
+        lo, hi, _ = window_bounds(window, at)
+        # The intent has not ended: its cost in the window is unfinished.
+        want["outcomes"] = outcomes_of(want["cost_usd"], abandoned=int(lo <= gone < min(hi, time.time())),
+                                       unfinished_spend=sum(Decimal(m["cost_usd"]) for ts, i, m in hbs
+                                                            if i and lo <= ts < hi))
+        check_json(h.spend_ok(a, window, at), want, "spend window=%s at=%s" % (window, iso(at)))
     r = h.request("GET", "/v1/mesh/intents/%s/spend?agent=%s" % (x, enc(a)), key=h.k1)
     check_status(r, 200, "intent spend")
+    totals = {"cost_usd": Decimal("0.75"), "tokens_in": 101, "tokens_out": 22, "tokens_cached": 75,
+              "llm_calls": 3, "tool_calls": 7, "heartbeats": 2, **money_members(Decimal("0.75"))}
     check_json(r.json, {"intent_id": x, "agent": a, "from": iso(hour_start(t1)), "to": iso(hour_start(t2) + 3600),
-                        "cost_usd": Decimal("0.75"), "tokens_in": 101, "tokens_out": 22, "tokens_cached": 75,
-                        "llm_calls": 3, "tool_calls": 7, "heartbeats": 2,
-                        **money_members(Decimal("0.75"))}, "intent spend")
+                        **totals, "parent_intent_id": None, "root_intent_id": x, "self": totals,
+                        "tree": {"intents": 1, **totals}, "outcome": None, "abandoned": time.time() > gone},
+               "intent spend")
 
 
 def test_mixed_batch_names_each_agent(h):
@@ -102,10 +115,12 @@ def test_mixed_batch_names_each_agent(h):
 
 def ours(events):
     """Events less health_changed, which the 15 s health sweep records on its own time (an agent that
-    had a policy before its first heartbeat goes from unknown to healthy), and exhaustion_predicted,
+    had a policy before its first heartbeat goes from unknown to healthy), exhaustion_predicted,
     whose burn rate and time follow the second of the heartbeat that predicted it (test_o_budgets
-    checks it)."""
-    return [e for e in events if e.get("event_type") not in ("health_changed", "exhaustion_predicted")]
+    checks it), and margin_negative, which the rollup worker records on its own time (cost without
+    revenue turns the agent's day negative)."""
+    return [e for e in events if e.get("event_type") not in ("health_changed", "exhaustion_predicted",
+                                                              "margin_negative")]
 
 
 def check_forecast(fc, address, hbs, policy, t0, t1, what):

@@ -9,7 +9,8 @@ import uuid
 from decimal import Decimal
 
 from harness import (HookReceiver, accepted, batch, check, check_eq, check_error, check_json, check_status,
-                     day_start, enc, expected_totals, hb_id, iso, new_agent, parse_iso, timeout, window_bounds, MONEY)
+                     day_start, enc, expected_totals, hb_id, iso, new_agent, outcomes_of, parse_iso, timeout,
+                     window_bounds, MONEY)
 from test_e_policies import away_from_boundary, create_agent_key
 
 UNITS = ("run", "session", "workflow", "customer")
@@ -80,6 +81,10 @@ def expected_unit(by, id_, items, window, at):
     want = expected_totals(metrics_of(items), lo, hi, step,
                            {"by": by, "id": id_, "window": window, "from": iso(lo), "to": iso(hi)})
     want["agents"] = len({it["agent"] for it in items if lo <= _ts(it) < hi})
+    # No intent of these tests ends: what their heartbeats cost in the window is unfinished.
+    want["outcomes"] = outcomes_of(want["cost_usd"], unfinished_spend=sum(
+        Decimal(it.get("metrics", {}).get("cost_usd", "0")) for it in items
+        if it.get("intent_id") and lo <= _ts(it) < hi))
     return want
 
 
@@ -306,4 +311,31 @@ def test_previous_release_worker_still_counts_units(h):
     send(h, items[:1], 0, 1, "a retry after the move")
     wait_rolled_up(h)
     check_json(unit_spend(h, "run", run, "day", now).json, want, "run spend after this release's worker ran")
+    h.restart_server()
+
+
+@timeout(60)
+def test_previous_release_worker_still_counts_tree(h):
+    """Migration 018 extends cm_rollup_units(), which 016's trigger runs for an older worker's move: a
+    heartbeat's edge, the outcome its status ends and its run's intent are summed by that move, once, and
+    not again when this release's worker runs."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
+    now = settled_now()
+    a, run, x, parent = new_agent(tag="fin-old-tree"), uid("run"), uid("int"), uid("int")
+    items = [hb(a, now, hb_id(), intent=x, attrs={"run_id": run, "parent_intent_id": parent, "status": "succeeded"},
+                cost_usd="0.5"),
+             hb(a, now - 60, hb_id(), intent=x, attrs={"run_id": run}, cost_usd="0.25")]
+    send(h, items, 2, 0, "heartbeats of the intent")
+    h.psql("UPDATE rollup_watermark SET lo = greatest(lo, pg_snapshot_xmin(pg_current_snapshot())::text::bigint),"
+           " moved_at = now()")
+    q = ("SELECT (SELECT parent_intent_id FROM intent_edge WHERE org = 'org1' AND intent_id = '{x}') || ' ' ||"
+         " (SELECT status FROM intent_outcome WHERE org = 'org1' AND intent_id = '{x}') || ' ' ||"
+         " (SELECT sum(cost_nanos)::text FROM rollup_unit_intent WHERE org = 'org1' AND kind = 'run'"
+         " AND unit = '{r}' AND intent_id = '{x}')").format(x=x, r=run)
+    want = "%s succeeded 750000000" % parent
+    check_eq(h.psql(q), want, "edge, outcome and the run's intent summed by the trigger")
+    h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
+    send(h, items[:1], 0, 1, "a retry after the move")
+    wait_rolled_up(h)
+    check_eq(h.psql(q), want, "not again after this release's worker ran")
     h.restart_server()

@@ -206,6 +206,13 @@ int main(int argc, char **argv)
                    rc, name_of(rc), d.http_status, d.error_code[0] ? d.error_code : "-", d.limit[0] ? d.limit : "-",
                    d.limit_value, (long long)d.limit_value_exact, d.current, (long long)d.current_exact,
                    (long long)d.retry_after_s, d.intent_id[0] ? d.intent_id : "-");
+        } else if (strcmp(cmd, "end") == 0) {
+            /* end INTENT STATUS [QUALITY] */
+            cm_decision d;
+            memset(&d, 0, sizeof d);
+            rc = nargs >= 2 ? cm_intent_end(c, arg[0], arg[1], nargs >= 3 ? strtod(arg[2], NULL) : -1, &d) : CM_EINVAL;
+            printf("end rc=%d name=%s status=%d code=%s intent_id=%s\n", rc, name_of(rc), d.http_status,
+                   d.error_code[0] ? d.error_code : "-", d.intent_id[0] ? d.intent_id : "-");
         } else if (strcmp(cmd, "money") == 0) {
             double v[5];
             char *end = NULL;

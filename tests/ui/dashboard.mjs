@@ -746,6 +746,37 @@ async function main() {
     await page.setViewportSize({ width: 1360, height: 900 });
   });
 
+  await step('tree.nodes_with_their_costs', async () => {
+    // A root (agent T), its child (agent S) and the child's child, which reports first; each node's own
+    // cost and its subtree's, as the page shows them, are the sums of what was sent.
+    const T = 'agent://' + ORG + '/production/orchestrator-' + tag;
+    const S = 'agent://' + ORG + '/production/sub-agent-' + tag;
+    const [root, child, leaf] = ['root', 'child', 'leaf'].map((n) => 'ui-' + n + '-' + tag);
+    const hb = async (agent, intent, parent, cost) => {
+      const body = JSON.stringify({ agent, id: 'ui-' + tag + '-' + (hbn++), intent_id: intent,
+        ...(parent ? { parent_intent_id: parent } : {}) }).slice(0, -1) + ',"metrics":{"cost_usd":' + cost + '}}';
+      const r = await api('POST', '/v1/mesh/heartbeat', body);
+      check(r.status === 202, 'heartbeat: ' + r.status + ' ' + r.text);
+    };
+    await hb(S, leaf, child, '0.04');
+    await hb(S, child, root, '0.3');
+    await hb(T, root, null, '1.2');
+    await page.click('#nav-tree');
+    await page.fill('#tree-id', root);
+    await page.click('#tree-show');
+    const r = (id) => 'tr[data-intent="' + id + '"]';
+    await waitText(page, r(root) + ' .tree-cost', '$' + sum(['1.2', '0.3', '0.04']));
+    await waitText(page, r(root) + ' .own-cost', '$1.2');
+    await waitText(page, r(child) + ' .tree-cost', '$' + sum(['0.3', '0.04']));
+    await waitText(page, r(leaf) + ' .own-cost', '$0.04');
+    const order = await page.evaluate(() => [...document.querySelectorAll('#tree-body tr')].map((e) => e.dataset.intent));
+    check(order.join() === [root, child, leaf].join(), 'depth-first order: ' + order.join());
+    const pad = await page.evaluate((ids) => ids.map((id) =>
+      parseFloat(getComputedStyle(document.querySelector('tr[data-intent="' + id + '"] td')).paddingLeft)), [root, child, leaf]);
+    check(pad[0] < pad[1] && pad[1] < pad[2], 'indented by depth: ' + pad.join());
+    await shot(page, 'tree.png');
+  });
+
   await step('session.sign_out_forgets_key', async () => {
     await page.click('#signout');
     await page.locator('#login-form').waitFor({ state: 'visible' });

@@ -794,10 +794,59 @@ static void keyreq(void)
     CHECK_KR_FAIL("\"admin\"", "invalid_json", "");
 }
 
+/* POST .../end: one of three statuses, an optional quality in [0, 1],
+ * nothing else; each refusal names its field. */
+static void intent_end(void)
+{
+    cm_intent_end out;
+    cm_apierr e;
+    const char *ok = "{\"status\":\"succeeded\",\"quality\":0.85}";
+    CHECK_EQ_I64(cm_codec_intent_end(ok, strlen(ok), &out, &e), CM_OK);
+    CHECK_STR(out.status, "succeeded");
+    CHECK(out.has_quality);
+    CHECK_EQ_I64(out.quality, 850000000);
+    const char *bare = "{\"status\":\"cancelled\"}";
+    CHECK_EQ_I64(cm_codec_intent_end(bare, strlen(bare), &out, &e), CM_OK);
+    CHECK_STR(out.status, "cancelled");
+    CHECK(!out.has_quality);
+    /* No body: an end without an outcome (the reservation's release). */
+    CHECK_EQ_I64(cm_codec_intent_end("", 0, &out, &e), CM_OK);
+    CHECK(out.status == NULL);
+    static const char *const bad[][2] = {
+        {"{}", "status"},
+        {"{\"status\":\"done\"}", "status"},
+        {"{\"status\":7}", "status"},
+        {"{\"status\":\"failed\",\"quality\":1.000000001}", "quality"},
+        {"{\"status\":\"failed\",\"quality\":-0.5}", "quality"},
+        {"{\"status\":\"failed\",\"quality\":\"0.5\"}", "quality"},
+        {"{\"status\":\"failed\",\"reason\":\"x\"}", "reason"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ_I64(cm_codec_intent_end(bad[i][0], strlen(bad[i][0]), &out, &e), CM_EINVAL);
+        CHECK_EQ_I64(e.status, 400);
+        CHECK_STR(e.field, bad[i][1]);
+    }
+}
+
+/* An intent's parent: kept, and never the intent itself. */
+static void intent_parent(void)
+{
+    cm_intentreq in;
+    cm_apierr e;
+    const char *ok = "{\"intent_id\":\"c\",\"parent_intent_id\":\"p\"}";
+    CHECK_EQ_I64(cm_codec_intent(ok, strlen(ok), false, &in, &e), CM_OK);
+    CHECK_STR(in.parent_intent_id, "p");
+    const char *self = "{\"intent_id\":\"c\",\"parent_intent_id\":\"c\"}";
+    CHECK_EQ_I64(cm_codec_intent(self, strlen(self), false, &in, &e), CM_EINVAL);
+    CHECK_STR(e.field, "parent_intent_id");
+}
+
 static void test_codec_ignored(void);
 
 void test_codec(void)
 {
+    intent_end();
+    intent_parent();
     single();
     liveness();
     batch();

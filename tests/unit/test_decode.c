@@ -330,8 +330,9 @@ static void intent_fields(void)
     CHECK_REFUSED("POST", "/v1/mesh/intents", "{\"customer\":1}", key_only, 400, "invalid_field", "customer");
     j = accepted("POST", "/v1/mesh/intents/int_1/end", NULL, key_only);
     CHECK_EQ_I64(j->op, CM_OP_INTENT_END);
-    CHECK_STR(j->req.intent_end.intent_id, "int_1");
-    CHECK_STR(j->req.intent_end.agent, "");
+    CHECK_STR(j->req.intent_end.intent.intent_id, "int_1");
+    CHECK_STR(j->req.intent_end.intent.agent, "");
+    CHECK(j->req.intent_end.body.status == NULL);
     cm_job_free(j);
 }
 

@@ -79,7 +79,8 @@ static void defaults_and_json(void)
     cm_policy_json(&p, &b);
     char *s = cm_buf_take(&b, NULL);
     CHECK_STR(s, "{\"max_intents_per_hour\":null,\"max_intents_per_day\":500,\"max_cost_per_hour_usd\":null,"
-                 "\"max_cost_per_day_usd\":50,\"max_cost_per_month_usd\":null,\"action_on_breach\":\"block\","
+                 "\"max_cost_per_day_usd\":50,\"max_cost_per_month_usd\":null,\"max_cost_per_intent_tree_usd\":null,"
+                 "\"action_on_breach\":\"block\","
                  "\"alert_thresholds\":[0.5,0.75,0.9,1]}");
     free(s);
     CHECK_STR(cm_limit_name(CM_LIM_COST_MONTH), "max_cost_per_month_usd");
