@@ -13,7 +13,7 @@ static const char usage[] =
     "\n"
     "Customer ID's usage from --from to --to (whole UTC hours; default this month up to\n"
     "the end of the current hour), rated by its billing card (the plan named after the\n"
-    "customer, else 'default'): one line per item (runs, steps, compute_seconds) and card\n"
+    "customer, else 'default'): one line per item (runs, steps, compute_seconds, outcomes) and card\n"
     "version, with quantity, unit price and exact amount, then the total. Admin keys only.\n"
     "  --csv    print the CSV export (RFC 4180, a header row) as the server sent it\n"
     "  --json   print the server's JSON as it was sent\n";

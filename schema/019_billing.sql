@@ -5,7 +5,8 @@
 -- work it reports, in whole milliseconds (a compute-second is 1000 of
 -- them). A "step" is an LLM call or a tool call (llm_calls + tool_calls); a
 -- "run" is a run_id, billed in the hour of its customer's first heartbeat
--- of it. Everything else is summed off the acknowledged path.
+-- of it; a successful outcome is read from 018's outcomes at read time.
+-- Everything else is summed off the acknowledged path.
 SET LOCAL lock_timeout = '5s';
 
 ALTER TABLE heartbeats ADD COLUMN IF NOT EXISTS compute_ms bigint NOT NULL DEFAULT 0;

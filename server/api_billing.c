@@ -52,7 +52,10 @@ int cm_api_bill_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 /* The customer's quantities per hour, rated by the version of its plan in
  * force in that hour: the card named after the customer when the org has
  * one, else 'default'. A run counts in the hour of its first heartbeat (of
- * any time, so a run that crosses a bill's end is billed once). Hours no
+ * any time, so a run that crosses a bill's end is billed once); a
+ * successful outcome, an intent of the customer (one of its heartbeats
+ * counts for the customer, schema/018) that ended succeeded, in the hour it
+ * ended. Hours no
  * version covers give a line without a price (amount 0). Parameters: $1
  * org, $2 customer, $3 from, $4 to (Unix seconds). The first row is the
  * reply's own: item -1, 1 the plan, 8 the total in nano-dollars. Then one
@@ -71,7 +74,11 @@ static const char usage_sql[] =
     " q AS (SELECT 0 AS item, bucket, count(*)::numeric AS qty FROM runs WHERE bucket >= to_timestamp($3::bigint)"
     " AND bucket < to_timestamp($4::bigint) GROUP BY bucket"
     " UNION ALL SELECT 1, bucket, sum(steps) FROM w GROUP BY bucket"
-    " UNION ALL SELECT 2, bucket, sum(compute_ms) FROM w GROUP BY bucket),"
+    " UNION ALL SELECT 2, bucket, sum(compute_ms) FROM w GROUP BY bucket"
+    " UNION ALL SELECT 3, date_trunc('hour', o.ended_at, 'UTC'), count(*) FROM (SELECT DISTINCT intent_id FROM "
+    CM_ROLLUP_UNIT_INTENTS_SQL " WHERE org = $1 AND kind = 'customer' AND unit = $2) i"
+    " CROSS JOIN LATERAL cm_intent_outcome($1, i.intent_id) o WHERE o.status = 'succeeded'"
+    " AND o.ended_at >= to_timestamp($3::bigint) AND o.ended_at < to_timestamp($4::bigint) GROUP BY 2),"
     " v AS (SELECT c.*, lead(effective_from) OVER (ORDER BY effective_from) AS until"
     " FROM billing_cards c, plan WHERE c.org = $1 AND c.plan = plan.plan),"
     " lines AS (SELECT q.item, v.effective_from, v.until, sum(q.qty) AS qty,"

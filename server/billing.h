@@ -15,7 +15,7 @@ typedef enum {
     CM_BILL_RUN = 0,        /* per_run_usd: each run_id, in the hour of its first heartbeat */
     CM_BILL_STEP,           /* per_step_usd: each LLM call or tool call */
     CM_BILL_COMPUTE_SECOND, /* per_compute_second_usd: metrics.compute_ms / 1000 */
-    CM_BILL_OUTCOME,        /* per_outcome_usd: each intent that ended succeeded */
+    CM_BILL_OUTCOME,        /* per_outcome_usd: each intent of the customer that ended succeeded */
     CM_BILL_ITEMS
 } cm_bill_item;
 

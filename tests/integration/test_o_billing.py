@@ -189,6 +189,47 @@ def test_usage_hand_computed_with_a_price_change(h):
     check_eq((j["lines"], int(j["total_nanos"])), ([], 0), "another org's view of the customer")
 
 
+@timeout(120)
+def test_usage_bills_successful_outcomes(h):
+    """Per successful outcome at 0.5 USD: intents of the customer that ended succeeded (a heartbeat's status), in
+    the hour they ended. i1 ends in hour H, i2 in H+1h; i3 failed and i4 is another customer's: not billed. A
+    retry of every heartbeat changes nothing; the same from the tail and from the rollup."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
+    now = int(time.time())
+    H = hour_start(now) - 2 * 3600
+    C, other = uid("cust"), uid("cust")
+    put_bill(h, C, bill_card(H - 3600, outcome="0.5"))
+    a = new_agent(tag="bill-out")
+    i1, i2, i3, i4 = uid("int"), uid("int"), uid("int"), uid("int")
+
+    def ended(ts, customer, intent, status=None, **metrics):
+        body = {"agent": a, "id": hb_id(), "ts": iso(ts), "customer": customer, "intent_id": intent,
+                "metrics": dict(metrics, llm_calls=1)}
+        if status:
+            body["status"] = status
+        return json.dumps(body)
+
+    items = [ended(H + 10, C, i1), ended(H + 20, C, i1, "succeeded"), ended(H + 3605, C, i2, "succeeded"),
+             ended(H + 30, C, i3, "failed"), ended(H + 40, other, i4, "succeeded")]
+    accepted(h.hb(batch(items)), len(items), 0, "the intents' heartbeats")
+
+    def outcomes(frm, to):
+        j = usage(h, C, frm, to).json
+        return [(x["item"], x["effective_from"], D(str(x["quantity"])), int(x["amount_nanos"]))
+                for x in j["lines"] if x["item"] == "outcomes"]
+
+    want_all = [("outcomes", iso(H - 3600), D(2), 1000000000)]
+    want_first = [("outcomes", iso(H - 3600), D(1), 500000000)]
+    check_eq(outcomes(H, H + 7200), want_all, "two successes, from the tail")
+    check_eq(outcomes(H, H + 3600), want_first, "the hour i1 ended in")
+    accepted(h.hb(batch(items)), 0, len(items), "a retry of every heartbeat")
+    check_eq(outcomes(H, H + 7200), want_all, "after the retry")
+    h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
+    wait_rolled_up(h)
+    check_eq(outcomes(H, H + 7200), want_all, "from the rollup")
+    check_eq(outcomes(H + 3600, H + 7200), [("outcomes", iso(H - 3600), D(1), 500000000)], "the hour i2 ended in")
+
+
 def test_usage_default_plan_tenancy_and_bad_input(h):
     now = int(time.time())
     H = hour_start(now) - 3600
