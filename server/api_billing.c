@@ -55,13 +55,13 @@ int cm_api_bill_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
  * any time, so a run that crosses a bill's end is billed once); a
  * successful outcome, an intent of the customer (one of its heartbeats
  * counts for the customer, schema/018) that ended succeeded, in the hour it
- * ended. Hours no
- * version covers give a line without a price (amount 0). Parameters: $1
- * org, $2 customer, $3 from, $4 to (Unix seconds). The first row is the
- * reply's own: item -1, 1 the plan, 8 the total in nano-dollars. Then one
- * row per line: 0 item (cm_bill_item), 2 line from, 3 line to, 4 the
- * version's effective_from (NULL: none), 5 quantity (decimal text), 6 unit
- * price in nano-dollars (NULL: none), 7 amount in nano-dollars. */
+ * ended. Hours no version covers give a line without a price (amount 0).
+ * Parameters: $1 org, $2 customer, $3 from, $4 to (Unix seconds). The
+ * first row is the reply's own: item -1, 1 the plan, 8 the total in
+ * nano-dollars. Then one row per line: 0 item (cm_bill_item), 2 line from,
+ * 3 line to, 4 the version's effective_from (NULL: none), 5 quantity
+ * (decimal text), 6 unit price in nano-dollars (NULL: none), 7 amount in
+ * nano-dollars. */
 static const char usage_sql[] =
     "WITH plan AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM billing_cards WHERE org = $1 AND plan = $2)"
     " THEN $2 ELSE 'default' END AS plan),"

@@ -137,7 +137,8 @@ void cm_api_interop_commit(cm_api *api, cm_job *j);
  * effective_from with four prices in nano-dollars: rate cards and billing
  * cards. */
 #define CM_CARD_PRICES 4
-#define CM_CARD_NAME_MAX 128
+#define CM_CARD_NAME_MAX CM_MODEL_MAX /* a model's name, or a plan's (a customer id) */
+_Static_assert(CM_ID_MAX <= CM_CARD_NAME_MAX, "a plan named after a customer fits a card's name");
 typedef struct {
     const char *what;                          /* "rate card", for messages */
     const char *key;                           /* "model": a card's name in replies and errors */
