@@ -1,12 +1,15 @@
 /* fuzz_price.c - cm_codec_price on arbitrary bodies, then cm_price_rate of
- * the card with token counts taken from the input's last 32 bytes.
+ * the card with token counts taken from the input's last 32 bytes; and
+ * cm_codec_bill_card on the same bodies.
  *
  * Checks: an accepted card has every price in [0, CM_MONEY_MAX] and an
  * effective_from from 2000 to 9998; a refusal is a 400 naming a field;
  * a rating is refused exactly when the cache tokens exceed the input, and
  * otherwise equals a second computation (floor division, then the tie
  * rule by comparing twice the remainder with a million), or is CM_ERANGE
- * exactly when that is above CM_MONEY_MAX. */
+ * exactly when that is above CM_MONEY_MAX. An accepted billing card has
+ * every price in [0, CM_MONEY_MAX] and an effective_from on a whole hour
+ * from 2000 to 9998; anything else is refused with a 4xx. */
 #include "codec.h"
 #include "error.h"
 #include "fuzz.h"
@@ -45,9 +48,23 @@ static void rate(const cm_price *p, const uint8_t *tail)
     }
 }
 
+static void bill_card(const uint8_t *data, size_t size)
+{
+    cm_bill_card c;
+    cm_apierr e;
+    memset(&e, 0, sizeof e);
+    if (cm_codec_bill_card((const char *)data, size, &c, &e) != CM_OK) {
+        FUZZ_CHECK(e.status == 400 || e.status == 413 || e.status == 500);
+        return;
+    }
+    for (int k = 0; k < CM_BILL_ITEMS; k++) FUZZ_CHECK(c.unit_price[k] >= 0 && c.unit_price[k] <= CM_MONEY_MAX);
+    FUZZ_CHECK(c.from >= 946684800 && c.from < 253370764800LL && c.from % 3600 == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    bill_card(data, size);
     cm_price p;
     cm_apierr e;
     memset(&e, 0, sizeof e);
