@@ -2,6 +2,7 @@
  * intent's spend, the events. */
 #include "api_routes.h"
 #include "error.h"
+#include "fold.h"
 #include "forecast.h"
 #include "policy_row.h"
 #include "rollup.h"
@@ -188,7 +189,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
 {
     (void)sqlstate;
     cm_api_spend_call *c = arg;
-    int64_t from = c->from, to = c->to;
+    int64_t from = c->from, to = c->to, step = c->step;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
     const cm_req_spend_agent *q = &j->req.spend_agent;
@@ -201,7 +202,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "agent", q->address, 1);
-    cm_api_window_json(&b, q->window, from, to);
+    cm_api_window_json(&b, q->window, from, to, step);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
     cm_api_spend_series(&b, res, 0);
@@ -231,15 +232,16 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * in and out, rollup + tail; the unit's tail is the agent's own raw rows, so
  * it is read without cm_hb_units, whose intent lookup per row of the whole
  * tail made this polled read costly), each summed per bucket, then joined to the
- * series so that empty buckets show. Columns: 0..5 the series
+ * series so that empty buckets show. A series of days reads the agent's day
+ * rows, which outlive its hours (fold.h). Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
  * (cm_api_spend_totals). A polled statement, so prepared. */
 static const char spend_sql[] =
     "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
     " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
-    " FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " FROM rollup_agent WHERE address = $1 AND grain = CASE WHEN $4::bigint = 86400 THEN 'd' ELSE 'h' END"
+    " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
     " FROM (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM rollup_unit"
@@ -320,10 +322,15 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     if (cm_api_resolve_agent(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    const char *params[] = {q->agent, q->intent_id};
+    /* Its last bucket is a day when it is older than the hours kept. */
+    char hours_from[24];
+    snprintf(hours_from, sizeof hours_from, "%lld", (long long)cm_fold_hours_from(api->rollup_hours_days, j->now));
+    const char *params[] = {q->agent, q->intent_id, hours_from};
     return cm_api_read(c,
                         "SELECT extract(epoch FROM min(bucket))::bigint::text,"
-                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, " CM_API_SPEND_SUMS_SQL
+                        " (extract(epoch FROM max(bucket))::bigint"
+                        " + CASE WHEN max(bucket) < to_timestamp($3::bigint) THEN 86400 ELSE 3600 END)::text, "
+                        CM_API_SPEND_SUMS_SQL
                         " FROM (SELECT bucket, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
                         " tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"
                         " FROM rollup_intent WHERE address = $1 AND intent_id = $2"
@@ -331,7 +338,7 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
                         " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"
                         " fees_nanos FROM " CM_ROLLUP_TAIL_SQL
                         " WHERE address = $1 AND intent_id = $2) AS parts",
-                        2, params, on_spend_intent, e);
+                        3, params, on_spend_intent, e);
 }
 
 /* ---- events ---- */

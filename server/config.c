@@ -49,6 +49,9 @@ static const option options[] = {
     {"database-read-url", "", "PostgreSQL URI or conninfo for spend and event reads, e.g. a standby (default: database-url)"},
     {"reservation-ttl", "3600", "seconds an intent's unspent estimated_cost_usd stays reserved unless it ends first"},
     {"forecast-horizon", "3600", "seconds ahead a cost limit's predicted exhaustion is an exhaustion_predicted event"},
+    /* Indices are reserved per branch so parallel branches merge without
+     * renumbering; an unnamed slot is one not merged yet. */
+    [32] = {"rollup-hours-days", "0", "days of hour rows kept in the rollups; older hours are folded into days (0: hours forever)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -176,6 +179,7 @@ static int apply(cm_config *c, int i, const char *v)
     case 28: return copy_str(c->database_read_url, sizeof c->database_read_url, v);
     case 29: return parse_int(v, 1, 30 * 86400, &c->reservation_ttl_s);
     case 30: return parse_int(v, 0, 40 * 86400, &c->forecast_horizon_s);
+    case 32: return parse_int(v, 0, 36500, &c->rollup_hours_days);
     }
     return CM_EINVAL;
 }
@@ -224,6 +228,7 @@ static void usage(void)
     printf("usage: costmeshd [--option VALUE]...\n"
            "Each option is also an environment variable COSTMESH_<OPTION>.\n");
     for (int i = 0; i < NOPT; i++) {
+        if (!options[i].name) continue;
         char env[64];
         env_name(options[i].name, env, sizeof env);
         printf("  --%-16s %-22s %s (default \"%s\")\n", options[i].name, env, options[i].help,
@@ -237,6 +242,7 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
 {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < NOPT; i++) {
+        if (!options[i].name) continue;
         char env[64];
         env_name(options[i].name, env, sizeof env);
         const char *v = getenv(env);
@@ -263,7 +269,7 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         int found = -1;
         for (int i = 0; i < NOPT; i++)
-            if (strlen(options[i].name) == nlen && strncmp(options[i].name, name, nlen) == 0) found = i;
+            if (options[i].name && strlen(options[i].name) == nlen && strncmp(options[i].name, name, nlen) == 0) found = i;
         if (found < 0) {
             snprintf(err, errsz, "unknown option --%.*s", (int)nlen, name);
             return CM_EINVAL;

@@ -31,6 +31,7 @@ typedef struct {
     int key_cache_ms;
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
     int reservation_ttl_s;      /* cm_api */
+    int rollup_hours_days;      /* cm_api */
     int64_t price_tolerance; /* cm_api */
     const char *interop_env;    /* cm_api */
     const char *interop_faults; /* cm_api */

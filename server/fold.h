@@ -1,0 +1,29 @@
+/* fold.h - rollups past the hours kept: the hour rows of rollup_agent,
+ * rollup_scope, rollup_intent and rollup_unit older than
+ * COSTMESH_ROLLUP_HOURS_DAYS folded into days by cm_rollup_fold() of
+ * schema/020_rollup_days.sql (one replica at a time, bounded batches), and
+ * the first time a spend read must answer at day grain (cm_fold_hours_from).
+ */
+#ifndef CM_FOLD_H
+#define CM_FOLD_H
+
+#include "pg.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct cm_fold cm_fold;
+
+/* Folds every interval_ms on db, and again at once while a batch was full.
+ * hours_days 0: never (*out is NULL). Returns CM_OK, CM_ENOMEM or CM_EIO. */
+int cm_fold_new(uv_loop_t *loop, cm_pg_pool *db, int hours_days, int interval_ms, cm_fold **out);
+/* Free db first (see chore.h). NULL is a no-op. */
+void cm_fold_free(cm_fold *f);
+
+/* The earliest time whose hours a read at `now` may rely on: 00:00 UTC
+ * hours_days days back (the fold keeps a day more). 0 (no heartbeat is
+ * older: timeutil.h reads years from 1970) when hours_days is 0. Pure, any
+ * thread. */
+int64_t cm_fold_hours_from(int hours_days, int64_t now);
+
+#endif
