@@ -18,9 +18,9 @@ SET LOCAL lock_timeout = '5s';
 CREATE INDEX IF NOT EXISTS rollup_agent_hours ON rollup_agent (bucket) WHERE grain = 'h';
 CREATE INDEX IF NOT EXISTS rollup_scope_hours ON rollup_scope (bucket) WHERE grain = 'h';
 CREATE INDEX IF NOT EXISTS rollup_intent_hours ON rollup_intent (bucket)
-    WHERE extract(epoch FROM bucket)::bigint % 86400 <> 0;
+    WHERE extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0;
 CREATE INDEX IF NOT EXISTS rollup_unit_hours ON rollup_unit (bucket)
-    WHERE extract(epoch FROM bucket)::bigint % 86400 <> 0;
+    WHERE extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0;
 
 -- One batch of at most `batch` rows per table, for the hours of the days that
 -- ended more than hours_days + 1 days ago (the extra day: a read decides its
@@ -35,10 +35,10 @@ CREATE OR REPLACE FUNCTION cm_rollup_fold(hours_days int, batch int, OUT summary
 LANGUAGE plpgsql AS $fn$
 DECLARE
     cutoff timestamptz := date_trunc('day', now(), 'UTC') - make_interval(days => hours_days + 1);
-    agent bigint;
-    scope bigint;
-    intent bigint;
-    unit bigint;
+    agents bigint;
+    scopes bigint;
+    intents bigint;
+    units bigint;
 BEGIN
     more := false;
     IF NOT pg_try_advisory_xact_lock(7366003) THEN
@@ -48,13 +48,13 @@ BEGIN
     SET LOCAL lock_timeout = '200ms';
     DELETE FROM rollup_agent WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM rollup_agent WHERE grain = 'h' AND bucket < cutoff LIMIT batch));
-    GET DIAGNOSTICS agent = ROW_COUNT;
+    GET DIAGNOSTICS agents = ROW_COUNT;
     DELETE FROM rollup_scope WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM rollup_scope WHERE grain = 'h' AND bucket < cutoff LIMIT batch));
-    GET DIAGNOSTICS scope = ROW_COUNT;
+    GET DIAGNOSTICS scopes = ROW_COUNT;
     WITH gone AS (DELETE FROM rollup_intent WHERE ctid = ANY (ARRAY(
             SELECT ctid FROM rollup_intent WHERE bucket < cutoff
-            AND extract(epoch FROM bucket)::bigint % 86400 <> 0 LIMIT batch)) RETURNING *),
+            AND extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0 LIMIT batch)) RETURNING *),
         folded AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket, cost_nanos, tokens_in, tokens_out,
                 tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos,
                 fees_nanos)
@@ -73,10 +73,10 @@ BEGIN
                 external_nanos = r.external_nanos + excluded.external_nanos,
                 fees_nanos = r.fees_nanos + excluded.fees_nanos
             RETURNING 1)
-    SELECT count(*) INTO intent FROM gone;
+    SELECT count(*) INTO intents FROM gone;
     WITH gone AS (DELETE FROM rollup_unit WHERE ctid = ANY (ARRAY(
             SELECT ctid FROM rollup_unit WHERE bucket < cutoff
-            AND extract(epoch FROM bucket)::bigint % 86400 <> 0 LIMIT batch)) RETURNING *),
+            AND extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0 LIMIT batch)) RETURNING *),
         folded AS (INSERT INTO rollup_unit AS r (org, kind, unit, address, bucket, cost_nanos, tokens_in,
                 tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos,
                 external_nanos, fees_nanos)
@@ -95,8 +95,8 @@ BEGIN
                 external_nanos = r.external_nanos + excluded.external_nanos,
                 fees_nanos = r.fees_nanos + excluded.fees_nanos
             RETURNING 1)
-    SELECT count(*) INTO unit FROM gone;
-    more := greatest(agent, scope, intent, unit) >= batch;
-    summary := format('agent=%s scope=%s intent=%s unit=%s', agent, scope, intent, unit);
+    SELECT count(*) INTO units FROM gone;
+    more := greatest(agents, scopes, intents, units) >= batch;
+    summary := format('agent=%s scope=%s intent=%s unit=%s', agents, scopes, intents, units);
 END
 $fn$;
