@@ -22,6 +22,33 @@ CREATE INDEX IF NOT EXISTS rollup_intent_hours ON rollup_intent (bucket)
 CREATE INDEX IF NOT EXISTS rollup_unit_hours ON rollup_unit (bucket)
     WHERE extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0;
 
+-- Folds at most `batch` hour rows of rollup_intent or rollup_unit (tab; keys:
+-- its key without bucket) older than cutoff into their day's 00:00 row, in
+-- one statement. Both tables have the same sums, listed once here. Returns
+-- the rows folded.
+CREATE OR REPLACE FUNCTION cm_rollup_fold_hours(tab text, keys text, cutoff timestamptz, batch int) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    sums text[] := ARRAY['cost_nanos', 'tokens_in', 'tokens_out', 'tokens_cached', 'llm_calls', 'tool_calls',
+                         'heartbeats', 'revenue_nanos', 'refund_nanos', 'external_nanos', 'fees_nanos'];
+    n bigint;
+BEGIN
+    EXECUTE format(
+        'WITH gone AS (DELETE FROM %1$I WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$I WHERE bucket < $1'
+        ' AND extract(hour FROM bucket AT TIME ZONE ''UTC'') <> 0 LIMIT $2)) RETURNING *),'
+        ' folded AS (INSERT INTO %1$I AS r (%2$s, bucket, %3$s)'
+        ' SELECT %2$s, date_trunc(''day'', bucket, ''UTC''), %4$s FROM gone'
+        ' GROUP BY %2$s, date_trunc(''day'', bucket, ''UTC'')'
+        ' ON CONFLICT (%2$s, bucket) DO UPDATE SET %5$s RETURNING 1)'
+        ' SELECT count(*) FROM gone',
+        tab, keys, array_to_string(sums, ', '),
+        (SELECT string_agg(format('sum(%I)', c), ', ') FROM unnest(sums) c),
+        (SELECT string_agg(format('%1$I = r.%1$I + excluded.%1$I', c), ', ') FROM unnest(sums) c))
+        INTO n USING cutoff, batch;
+    RETURN n;
+END
+$fn$;
+
 -- One batch of at most `batch` rows per table, for the hours of the days that
 -- ended more than hours_days + 1 days ago (the extra day: a read decides its
 -- grain by its own clock, which may be behind PostgreSQL's). One replica at a
@@ -52,50 +79,8 @@ BEGIN
     DELETE FROM rollup_scope WHERE ctid = ANY (ARRAY(
         SELECT ctid FROM rollup_scope WHERE grain = 'h' AND bucket < cutoff LIMIT batch));
     GET DIAGNOSTICS scopes = ROW_COUNT;
-    WITH gone AS (DELETE FROM rollup_intent WHERE ctid = ANY (ARRAY(
-            SELECT ctid FROM rollup_intent WHERE bucket < cutoff
-            AND extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0 LIMIT batch)) RETURNING *),
-        folded AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket, cost_nanos, tokens_in, tokens_out,
-                tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos,
-                fees_nanos)
-            SELECT address, intent_id, date_trunc('day', bucket, 'UTC'), sum(cost_nanos), sum(tokens_in),
-                sum(tokens_out), sum(tokens_cached), sum(llm_calls), sum(tool_calls), sum(heartbeats),
-                sum(revenue_nanos), sum(refund_nanos), sum(external_nanos), sum(fees_nanos)
-            FROM gone GROUP BY 1, 2, 3
-            ON CONFLICT (address, intent_id, bucket) DO UPDATE SET
-                cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,
-                tokens_out = r.tokens_out + excluded.tokens_out,
-                tokens_cached = r.tokens_cached + excluded.tokens_cached,
-                llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,
-                heartbeats = r.heartbeats + excluded.heartbeats,
-                revenue_nanos = r.revenue_nanos + excluded.revenue_nanos,
-                refund_nanos = r.refund_nanos + excluded.refund_nanos,
-                external_nanos = r.external_nanos + excluded.external_nanos,
-                fees_nanos = r.fees_nanos + excluded.fees_nanos
-            RETURNING 1)
-    SELECT count(*) INTO intents FROM gone;
-    WITH gone AS (DELETE FROM rollup_unit WHERE ctid = ANY (ARRAY(
-            SELECT ctid FROM rollup_unit WHERE bucket < cutoff
-            AND extract(hour FROM bucket AT TIME ZONE 'UTC') <> 0 LIMIT batch)) RETURNING *),
-        folded AS (INSERT INTO rollup_unit AS r (org, kind, unit, address, bucket, cost_nanos, tokens_in,
-                tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos,
-                external_nanos, fees_nanos)
-            SELECT org, kind, unit, address, date_trunc('day', bucket, 'UTC'), sum(cost_nanos), sum(tokens_in),
-                sum(tokens_out), sum(tokens_cached), sum(llm_calls), sum(tool_calls), sum(heartbeats),
-                sum(revenue_nanos), sum(refund_nanos), sum(external_nanos), sum(fees_nanos)
-            FROM gone GROUP BY 1, 2, 3, 4, 5
-            ON CONFLICT (org, kind, unit, address, bucket) DO UPDATE SET
-                cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,
-                tokens_out = r.tokens_out + excluded.tokens_out,
-                tokens_cached = r.tokens_cached + excluded.tokens_cached,
-                llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,
-                heartbeats = r.heartbeats + excluded.heartbeats,
-                revenue_nanos = r.revenue_nanos + excluded.revenue_nanos,
-                refund_nanos = r.refund_nanos + excluded.refund_nanos,
-                external_nanos = r.external_nanos + excluded.external_nanos,
-                fees_nanos = r.fees_nanos + excluded.fees_nanos
-            RETURNING 1)
-    SELECT count(*) INTO units FROM gone;
+    intents := cm_rollup_fold_hours('rollup_intent', 'address, intent_id', cutoff, batch);
+    units := cm_rollup_fold_hours('rollup_unit', 'org, kind, unit, address', cutoff, batch);
     more := greatest(agents, scopes, intents, units) >= batch;
     summary := format('agent=%s scope=%s intent=%s unit=%s', agents, scopes, intents, units);
 END
