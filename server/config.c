@@ -51,7 +51,7 @@ static const option options[] = {
     {"forecast-horizon", "3600", "seconds ahead a cost limit's predicted exhaustion is an exhaustion_predicted event"},
     /* Indices are reserved per branch so parallel branches merge without
      * renumbering; an unnamed slot is one not merged yet. */
-    [32] = {"rollup-hours-days", "0", "days of hour rows kept in the rollups; older hours are folded into days (0: hours forever)"},
+    [32] = {"rollup-hours-days", "0", "days of hour rows kept in the rollups (0, or 2 and more); older hours are folded into days (0: hours forever)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -179,7 +179,10 @@ static int apply(cm_config *c, int i, const char *v)
     case 28: return copy_str(c->database_read_url, sizeof c->database_read_url, v);
     case 29: return parse_int(v, 1, 30 * 86400, &c->reservation_ttl_s);
     case 30: return parse_int(v, 0, 40 * 86400, &c->forecast_horizon_s);
-    case 32: return parse_int(v, 0, 36500, &c->rollup_hours_days);
+    case 32:
+        /* 1 would fold hours the Redis rebuild still reads (its last 49). */
+        if (parse_int(v, 0, 36500, &c->rollup_hours_days) != CM_OK || c->rollup_hours_days == 1) return CM_EINVAL;
+        return CM_OK;
     }
     return CM_EINVAL;
 }
