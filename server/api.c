@@ -99,6 +99,7 @@ cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident 
     if (!c) return NULL;
     cm_window_bounds(window, at, &c->from, &c->to);
     c->step = cm_window_bucket(window) == CM_WIN_HOUR ? 3600 : 86400;
+    c->grain = "h";
     /* Hours before this may be folded into days: a window that reaches
      * back past it is answered in days, which are exact either way. */
     if (c->from < cm_fold_hours_from(api->rollup_hours_days, j->now)) {
@@ -109,6 +110,7 @@ cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident 
             return NULL;
         }
         c->step = 86400;
+        c->grain = "d";
     }
     snprintf(c->from_s, sizeof c->from_s, "%lld", (long long)c->from);
     snprintf(c->to_s, sizeof c->to_s, "%lld", (long long)c->to);

@@ -104,10 +104,11 @@ typedef struct {
     cm_api_call base;
     int64_t from, to, step; /* step: the series' granularity, 3600 or 86400 */
     char from_s[24], to_s[24], step_s[16];
+    const char *grain; /* of rollup_agent's rows to read: "h", or "d" past the hours kept (static) */
 } cm_api_spend_call;
 /* A spend call for j over `window` at `at`. Its step is the window's series
  * bucket (cm_window_bucket), or a day when the window starts before the
- * hours kept (fold.h). NULL with e filled: out of memory, or a 400
+ * hours kept (fold.h), and then its grain is "d". NULL with e filled: out of memory, or a 400
  * hours_folded for an hour window there. Freed with free(). */
 cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident *who, cm_window window, int64_t at,
                                          cm_apierr *e);

@@ -232,15 +232,15 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * in and out, rollup + tail; the unit's tail is the agent's own raw rows, so
  * it is read without cm_hb_units, whose intent lookup per row of the whole
  * tail made this polled read costly), each summed per bucket, then joined to the
- * series so that empty buckets show. A series of days reads the agent's day
- * rows, which outlive its hours (fold.h). Columns: 0..5 the series
+ * series so that empty buckets show. A window past the hours kept reads the
+ * agent's day rows ($9), which outlive its hours (fold.h). Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
  * (cm_api_spend_totals). A polled statement, so prepared. */
 static const char spend_sql[] =
     "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
     " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
-    " FROM rollup_agent WHERE address = $1 AND grain = CASE WHEN $4::bigint = 86400 THEN 'd' ELSE 'h' END"
+    " FROM rollup_agent WHERE address = $1 AND grain = $9"
     " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
@@ -285,10 +285,10 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     cm_policy_window_starts(j->now, starts);
     char win[CM_WIN3][24];
     for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
-    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2]};
+    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2], c->grain};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. A polled statement: prepared, on the read pool. */
-    return cm_api_read(c, spend_sql, 8, params, on_spend, e);
+    return cm_api_read(c, spend_sql, 9, params, on_spend, e);
 }
 
 static void on_spend_intent(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

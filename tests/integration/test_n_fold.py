@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from harness import PortView, Server, check, check_eq, check_error, check_status, day_start, enc, free_port, \
     hb_id, new_agent, timeout
+from test_e_policies import away_from_boundary
 from test_n_retention import wait_for
 from test_o_finance import hb, send, top, uid, unit_spend
 
@@ -74,6 +75,7 @@ def folded_in_logs(servers):
 
 @timeout(150)
 def test_hours_folded_into_days_totals_unchanged(h):
+    away_from_boundary(DAY, 90)  # the days folded, and the hours kept, stay the same throughout
     today = day_start(time.time())
     # Heartbeats are taken for the last 7 days: five days back is past the 2 days of hours kept (and the fold's
     # day more).
