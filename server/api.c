@@ -1,6 +1,5 @@
 #include "api.h"
 #include "error.h"
-#include "fold.h"
 #include "refusal.h"
 
 #include <stdio.h>
@@ -102,7 +101,7 @@ cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident 
     c->grain = "h";
     /* Hours before this may be folded into days: a window that reaches
      * back past it is answered in days, which are exact either way. */
-    if (c->from < cm_fold_hours_from(api->rollup_hours_days, j->now)) {
+    if (c->from < cm_fold_horizon(api->fold, j->now)) {
         if (window == CM_WIN_HOUR) {
             free(c);
             cm_apierr_set(e, 400, "hours_folded", "at",

@@ -10,6 +10,7 @@
 #include "address.h"
 #include "auth.h"
 #include "codec.h"
+#include "fold.h"
 #include "ingest.h"
 #include "intent_log.h"
 #include "job.h"
@@ -35,7 +36,7 @@ typedef struct {
     cm_keycache *keys;
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
     int reservation_ttl_s; /* how long an intent's estimate stays reserved unless it ends */
-    int rollup_hours_days; /* hours kept before folded into days (fold.h); 0: always */
+    const cm_fold *fold;   /* how far back hours are kept (cm_fold_horizon) */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
     /* A client's cost may differ from the card's by this percent of the

@@ -2,7 +2,6 @@
  * intent's spend, the events. */
 #include "api_routes.h"
 #include "error.h"
-#include "fold.h"
 #include "forecast.h"
 #include "policy_row.h"
 #include "rollup.h"
@@ -324,7 +323,7 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     if (!c) return CM_ENOMEM;
     /* Its last bucket is a day when it is older than the hours kept. */
     char hours_from[24];
-    snprintf(hours_from, sizeof hours_from, "%lld", (long long)cm_fold_hours_from(api->rollup_hours_days, j->now));
+    snprintf(hours_from, sizeof hours_from, "%lld", (long long)cm_fold_horizon(api->fold, j->now));
     const char *params[] = {q->agent, q->intent_id, hours_from};
     return cm_api_read(c,
                         "SELECT extract(epoch FROM min(bucket))::bigint::text,"

@@ -13,11 +13,13 @@
 
 struct cm_fold {
     cm_chore *chore; /* owned */
+    int hours_days;
+    int64_t hours_until; /* rollup_fold's, as of the last run */
     char days[16];
     const char *params[2];
 };
 
-static const char fold_sql[] = "SELECT summary, more::text FROM cm_rollup_fold($1::int, $2::int)";
+static const char fold_sql[] = "SELECT summary, more::text, hours_until::text FROM cm_rollup_fold($1::int, $2::int)";
 
 static void on_folded(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
@@ -28,15 +30,15 @@ static void on_folded(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         return;
     }
     cm_log(CM_LOG_DEBUG, "event=fold %s", cm_pgres_get(res, 0, 0));
+    f->hours_until = strtoll(cm_pgres_get(res, 0, 2), NULL, 10);
     if (strcmp(cm_pgres_get(res, 0, 1), "true") == 0) cm_chore_run(f->chore);
 }
 
 int cm_fold_new(uv_loop_t *loop, cm_pg_pool *db, int hours_days, int interval_ms, cm_fold **out)
 {
-    *out = NULL;
-    if (hours_days == 0) return CM_OK;
     cm_fold *f = calloc(1, sizeof *f);
     if (!f) return CM_ENOMEM;
+    f->hours_days = hours_days;
     snprintf(f->days, sizeof f->days, "%d", hours_days);
     f->params[0] = f->days;
     f->params[1] = FOLD_BATCH;
@@ -45,6 +47,7 @@ int cm_fold_new(uv_loop_t *loop, cm_pg_pool *db, int hours_days, int interval_ms
         free(f);
         return rc;
     }
+    cm_chore_run(f->chore);
     *out = f;
     return CM_OK;
 }
@@ -54,6 +57,12 @@ void cm_fold_free(cm_fold *f)
     if (!f) return;
     cm_chore_free(f->chore);
     free(f);
+}
+
+int64_t cm_fold_horizon(const cm_fold *f, int64_t now)
+{
+    int64_t kept = cm_fold_hours_from(f->hours_days, now);
+    return kept > f->hours_until ? kept : f->hours_until;
 }
 
 int64_t cm_fold_hours_from(int hours_days, int64_t now)

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
                       .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .reservation_ttl_s = cfg.reservation_ttl_s,
-                      .rollup_hours_days = cfg.rollup_hours_days,
+                      .fold = a.fold,
                       .interop_env = cfg.interop_env,
                       .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||

@@ -84,6 +84,8 @@ def test_old_and_new_binaries_side_by_side(h):
                 mark = load.acked
                 more_served(new, 0, 30, "the new binary serving heartbeats")
                 more_served(old, served(old, "heartbeat"), 30, "the old binary writing after the migration")
+                for a in load.agents:  # and reading
+                    check(old.h.spend_ok(a, "day")["heartbeats"] > 0, "the old binary's spend of %s" % a)
                 load.wait_acked(mark + 30, 60)
                 # A rollback: the old binary starts on a schema with a migration it does not know.
                 problems = old.stop()
