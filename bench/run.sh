@@ -20,6 +20,8 @@
 #       (server/lua/merge.lua) for one heartbeat's three windows, pipelined by 16
 #   (c) bench/pg_ceiling.c: the project's group_sql (extracted from
 #       server/ingest.c) back to back on one connection, 100 and 1000 rows
+#   (d) a candidate, not costmeshd: bench/redis_durable.lua with Redis
+#       fsyncing every write (appendfsync always), 64 clients
 # plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
 # heartbeat.
 #
@@ -269,6 +271,28 @@ REDIS_CEIL=$(awk -F'","' 'NR == 2 { printf "%.0f", $2 }' "$WORK/redis_bench.csv"
 REDIS_CPU=$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v ms=$((t1 - t0)) \
     'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[2] - x[2]) / hz / (ms / 1000) }')
 redis-cli -p "$REDIS_PORT" --scan --pattern 'cm:rb:*' | xargs -r -n 500 redis-cli -p "$REDIS_PORT" DEL >/dev/null
+
+# ------------------------------------- (d) a Redis-durable candidate (issue 13)
+# The acknowledged step if Redis were the durable point: appendfsync always
+# (one fsync per event-loop turn, for every client served in it), 64 clients
+# one request at a time, as HTTP clients send single heartbeats.
+say "redis-durable candidate: bench/redis_durable.lua, appendfsync always, 64 clients, $((REDIS_N / 5)) calls"
+redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync always >/dev/null
+SHA_D=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat bench/redis_durable.lua)")
+s0=$(snapshot)
+t0=$(date +%s%3N)
+timeout 300 redis-benchmark -p "$REDIS_PORT" -c 64 -r 100000000 -n "$((REDIS_N / 5))" --csv \
+    EVALSHA "$SHA_D" 0 __rand_int__ __rand_int__ > "$WORK/redis_durable.csv" 2>&1 \
+    || { cat "$WORK/redis_durable.csv" >&2; die "redis-benchmark (durable candidate) failed"; }
+t1=$(date +%s%3N)
+s1=$(snapshot)
+redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync everysec >/dev/null
+REDIS_DURABLE=$(awk -F'","' 'NR == 2 { printf "%.0f", $2 }' "$WORK/redis_durable.csv")
+REDIS_DURABLE_P50=$(awk -F'","' 'NR == 2 { printf "%.1f", $5 }' "$WORK/redis_durable.csv")
+REDIS_DURABLE_P99=$(awk -F'","' 'NR == 2 { printf "%.1f", $7 }' "$WORK/redis_durable.csv")
+REDIS_DURABLE_CPU=$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v ms=$((t1 - t0)) \
+    'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[2] - x[2]) / hz / (ms / 1000) }')
+redis-cli -p "$REDIS_PORT" --scan --pattern 'cm:bd:*' | xargs -r -n 500 redis-cli -p "$REDIS_PORT" DEL >/dev/null
 
 # ------------------------------------------------------------- costmeshd
 
@@ -534,6 +558,7 @@ fmt_table() {
         echo "| $label | $c | $rps | $hbs | $p50 | $p99 | $p999 | $bad | $cs | $cr | $cp | $cw | $ceil |"
     done < "$ROWS"
     echo "| (b) Redis MERGE ceiling, 3 windows per call, -P 16 | 50 | $REDIS_CEIL | $REDIS_CEIL | | | | | | $REDIS_CPU | | | 1. used $(ratio "$(col single_max 4)" "$REDIS_CEIL") of it |"
+    echo "| (d) candidate: Redis as the durable point (appendfsync always), dedupe + 3 windows + queue per call | 64 | $REDIS_DURABLE | $REDIS_DURABLE | $REDIS_DURABLE_P50 | $REDIS_DURABLE_P99 | | | | $REDIS_DURABLE_CPU | | | $(ratio "$REDIS_DURABLE" "$CEIL_SINGLE") of (a) |"
     for rows in 100 1000; do
         echo "| (c) PostgreSQL group_sql, $rows rows/statement | 1 | $(val "$WORK/pg_$rows.out" statements | awk -v s="$(val "$WORK/pg_$rows.out" seconds)" '{ printf "%.0f", $1 / s }') | $(val "$WORK/pg_$rows.out" rows_per_s) | $(val "$WORK/pg_$rows.out" ms_per_statement) (mean) | | | | | | $(val "$WORK/pg_$rows.out" pg_cpu) | | |"
     done

@@ -22,9 +22,9 @@ $(BUILD)/bench/http_ceiling: $(BUILD)/obj/bench/http_ceiling.o $(patsubst %.c,$(
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libmicrohttpd json-c 2>/dev/null) -lpthread -lm
 
-$(BUILD)/bench/pg_ceiling: $(BUILD)/obj/bench/pg_ceiling.o
+$(BUILD)/bench/pg_ceiling: $(BUILD)/obj/bench/pg_ceiling.o $(BUILD)/obj/server/auth.o
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq 2>/dev/null)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq libcrypto 2>/dev/null)
 
 $(BUILD)/bench/openloop: $(BUILD)/obj/bench/openloop.o
 	@mkdir -p $(dir $@)

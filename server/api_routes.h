@@ -7,6 +7,7 @@
  *   api_intents.c     intent admission
  *   api_interop.c     OTLP traces and CloudEvents, as heartbeats
  *   api_pricing.c     rate cards, and pricing heartbeats by them
+ *   api_budgets.c     every policy of the org with its usage (the Budgets page)
  * Each is a cm_api_handler (api.h); svc.c maps operations to them. */
 #ifndef CM_API_ROUTES_H
 #define CM_API_ROUTES_H
@@ -64,6 +65,8 @@ int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
 int cm_api_policy_put(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_policy_get(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
+/* api_budgets.c: GET /v1/mesh/policies (admin keys). */
+int cm_api_policy_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_policy_delete(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 /* CM_OP_KILL and CM_OP_RESUME. */
 int cm_api_kill(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);

@@ -24,6 +24,23 @@ void cm_auth_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+int cm_auth_hb_key(const char *address, const char *id, char out[CM_HB_KEY_HEX_LEN])
+{
+    size_t alen = strlen(address), ilen = strlen(id);
+    char head[24];
+    int hlen = snprintf(head, sizeof head, "%zu:", alen);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, head, (size_t)hlen) &&
+             EVP_DigestUpdate(ctx, address, alen) && EVP_DigestUpdate(ctx, id, ilen) &&
+             EVP_DigestFinal_ex(ctx, md, &n) && n >= CM_HB_KEY_LEN;
+    EVP_MD_CTX_free(ctx);
+    if (!ok) return CM_EIO;
+    cm_auth_hex(md, CM_HB_KEY_LEN, out);
+    return CM_OK;
+}
+
 void cm_auth_bytea(const unsigned char hash[CM_KEY_HASH_LEN], char out[CM_KEY_BYTEA_LEN])
 {
     out[0] = '\\';

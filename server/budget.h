@@ -60,6 +60,16 @@ int cm_budget_untag(const char *tag, char org[CM_ADDR_SEG_MAX + 1], cm_scope *ou
  * argument an SQL expression (org, kind name, id). */
 #define CM_BUDGET_TAG_SQL(org, kind, id) "('s:' || " org " || ':' || " kind " || ':' || " id ")"
 
+/* An intent's open reservation in SQL, the intent aliased i: whether it
+ * holds one, and what is left of it (its estimate less what its agent
+ * spent on it, rollup and tail, never below 0). The Redis rebuild holds it
+ * again; GET /v1/mesh/policies shows it. */
+#define CM_BUDGET_OPEN_SQL "i.estimated_cost_nanos > 0 AND i.ended_at IS NULL AND i.reserved_until > now()"
+#define CM_BUDGET_LEFT_SQL                                                                                   \
+    "greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r"           \
+    " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce((SELECT sum(t.cost_nanos)"  \
+    " FROM cm_rollup_tail() t WHERE t.address = i.address AND t.intent_id = i.intent_id), 0))"
+
 /* Appends "scope":"<name>","scope_id":<id or null for the org>. */
 void cm_budget_scope_json(const cm_scope *s, cm_buf *b);
 

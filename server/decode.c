@@ -219,6 +219,23 @@ static int fill_request(const cm_decode_req *r, cm_job *j, cm_apierr *e)
             return CM_EINVAL;
         return limit_arg(r, &su->limit, e);
     }
+    case CM_R_POLICIES: {
+        cm_req_policy_list *pl = &j->req.policy_list;
+        j->op = CM_OP_POLICY_LIST;
+        char cur[CM_ADDR_MAX + 16];
+        q = query_arg(r, "cursor", cur, sizeof cur);
+        if (q != 0) {
+            /* "kind:id", as next_cursor writes it: a kind has no ':'. */
+            char *colon = q > 0 ? strchr(cur, ':') : NULL;
+            if (colon) *colon = '\0';
+            if (!colon || cm_scope_parse(cur, &pl->after_kind) != CM_OK || strlen(colon + 1) >= sizeof pl->after)
+                return cm_apierr_set(e, 400, "invalid_field", "cursor",
+                                     "cursor must be a next_cursor from an earlier page");
+            pl->after_set = true;
+            memcpy(pl->after, colon + 1, strlen(colon + 1) + 1);
+        }
+        return limit_arg(r, &pl->limit, e);
+    }
     case CM_R_INTENT_SPEND:
         j->op = CM_OP_SPEND_INTENT;
         if (strlen(r->route->param) > CM_ID_MAX)

@@ -72,11 +72,9 @@ static const char scope_policies_sql[] =
  * run, workflow, customer. */
 static const char reservations_sql[] =
     "SELECT i.org, i.intent_id, i.address, extract(epoch FROM i.reserved_until)::bigint::text,"
-    " greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r"
-    " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce((SELECT sum(t.cost_nanos)"
-    " FROM cm_rollup_tail() t WHERE t.address = i.address AND t.intent_id = i.intent_id), 0))::text,"
+    " " CM_BUDGET_LEFT_SQL "::text,"
     " coalesce(i.run_id, ''), coalesce(i.workflow, ''), coalesce(i.customer, '') FROM intents i"
-    " WHERE i.estimated_cost_nanos > 0 AND i.ended_at IS NULL AND i.reserved_until > now() AND "
+    " WHERE " CM_BUDGET_OPEN_SQL " AND "
     "($1::text IS NULL OR i.org = split_part($1, '/', 3))";
 
 enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, NSTEPS };

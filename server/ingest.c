@@ -1,4 +1,5 @@
 #include "ingest.h"
+#include "auth.h"
 #include "error.h"
 #include "log.h"
 #include "money.h"
@@ -28,7 +29,7 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
 /* The one statement of a group commit (data-modifying CTEs always run to
  * completion, referenced or not). A row is new when its id is (heartbeat_ids
  * is the 7-day dedupe, schema/012_partitions.sql; each row's key is hashed
- * once, in `input`); rows without an id always are. Lock order is fixed by the ORDER BY
+ * here, cm_auth_hb_key, and sent as $31); rows without an id always are. Lock order is fixed by the ORDER BY
  * clauses so concurrent replicas do not deadlock each other (and a deadlock
  * that happens anyway is retried). Every output column is text so the three
  * kinds of rows can share one result ($22 are the distinct agents to
@@ -42,15 +43,16 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
  *                                join on the 'roll' CTE here would rescan
  *                                it once per agent) */
 static const char group_sql[] =
-    "WITH input AS (SELECT t.*, cm_hb_key(t.address, t.hb_id) AS key"
+    "WITH input AS (SELECT t.*, decode(t.key_hex, 'hex') AS key"
     " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
     " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
     " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
     " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
-    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[])"
+    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::text[])"
     " AS t(address, hb_id, intent_id, run_id,"
     " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
-    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees)),"
+    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees,"
+    " key_hex)),"
     " ids AS (INSERT INTO heartbeat_ids (key) SELECT key FROM input"
     " WHERE key IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
     " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
@@ -212,7 +214,7 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 
 /* The row columns: $1..$20, then $21 (now) and $22 (agents to write),
  * then the columns added later, $23..$30. */
-enum { NCOLS = 28, NPARAMS = 30, FIRST_LATE_COL = 20 };
+enum { NCOLS = 29, NPARAMS = 31, FIRST_LATE_COL = 20 };
 
 /* The parameter index of row column col. */
 static int col_param(int col)
@@ -262,6 +264,16 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
     case 25: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
     case 26: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
     case 27: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
+    case 28: {
+        char key[CM_HB_KEY_HEX_LEN];
+        if (!h->id[0])
+            cm_buf_adds(b, "NULL");
+        else if (cm_auth_hb_key(h->agent, h->id, key) == CM_OK)
+            cm_buf_adds(b, key);
+        else
+            b->failed = 1;
+        break;
+    }
     }
 }
 

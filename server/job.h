@@ -51,6 +51,7 @@ typedef enum {
     CM_OP_PRICE_LIST,    /* req.price (model only, "" for every model) */
     CM_OP_SPEND_UNIT,    /* req.spend_unit */
     CM_OP_TOP,           /* req.spend_unit */
+    CM_OP_POLICY_LIST,   /* req.policy_list */
     CM_OP_COUNT
 } cm_op;
 
@@ -120,6 +121,14 @@ typedef struct {
     unsigned present; /* PATCH: bit i set for each column the body names (codec.h) */
 } cm_req_policy;
 
+/* GET /v1/mesh/policies: the org's policies, widest scope first. */
+typedef struct {
+    bool after_set;          /* ?cursor=: the policies after (after_kind, after) */
+    cm_scope_kind after_kind;
+    char after[CM_ADDR_MAX];
+    int limit;
+} cm_req_policy_list;
+
 /* POST /v1/mesh/intents and the AXME form POST /v1/intents. */
 typedef struct {
     cm_intentreq body;
@@ -174,6 +183,7 @@ struct cm_job {
         cm_req_spend_unit spend_unit;
         cm_req_events events;
         cm_req_policy policy;
+        cm_req_policy_list policy_list;
         cm_webhookreq webhook_put;
         cm_req_intent intent;
         cm_req_intent_end intent_end;

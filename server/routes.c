@@ -72,6 +72,7 @@ static const route_def defs[] = {
     {CM_R_WORKFLOW_SPEND, "GET", "/v1/mesh/workflows/*/spend", "workflow_spend"},
     {CM_R_CUSTOMER_SPEND, "GET", "/v1/mesh/customers/*/spend", "customer_spend"},
     {CM_R_TOP, "GET", "/v1/mesh/top", "top"},
+    {CM_R_POLICIES, "GET", "/v1/mesh/policies", "policies"},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 

@@ -48,6 +48,7 @@ typedef enum {
     CM_R_WORKFLOW_SPEND, /* GET /v1/mesh/workflows/{id}/spend */
     CM_R_CUSTOMER_SPEND, /* GET /v1/mesh/customers/{id}/spend */
     CM_R_TOP,           /* GET /v1/mesh/top */
+    CM_R_POLICIES,      /* GET /v1/mesh/policies: every policy of the org */
     CM_R_COUNT,
 } cm_route_id;
 

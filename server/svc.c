@@ -70,6 +70,7 @@ static const cm_api_handler handlers[CM_OP_COUNT] = {
     [CM_OP_PRICE_LIST] = cm_api_price_list,
     [CM_OP_SPEND_UNIT] = cm_api_spend_unit,
     [CM_OP_TOP] = cm_api_top,
+    [CM_OP_POLICY_LIST] = cm_api_policy_list,
 };
 
 /* News from every replica: a key revoked (payload: its id), an org's rate

@@ -7,7 +7,7 @@
 (function () {
   const KEY_STORE = 'costmesh.apiKey';
   const REFRESH_MS = 10000;
-  const MONEY_KEY = /_usd$|^limit_value$|^current$/;
+  const MONEY_KEY = /_usd$|_usd_per_hour$|^limit_value$|^current$/;
   const JSON_NUMBER = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/;
   const LIMIT_FIELDS = ['max_cost_per_hour_usd', 'max_cost_per_day_usd', 'max_cost_per_month_usd',
     'max_intents_per_hour', 'max_intents_per_day'];
@@ -273,13 +273,15 @@
 
   function showPage(name) {
     if (name !== 'agent') destroyChart();
-    for (const p of ['login', 'agents', 'agent', 'runs', 'events']) $('page-' + p).hidden = p !== name;
+    for (const p of ['login', 'agents', 'agent', 'runs', 'budgets', 'pricing', 'events']) $('page-' + p).hidden = p !== name;
     const signedIn = name !== 'login';
     $('nav').hidden = !signedIn;
     $('session').hidden = !signedIn;
     $('nav-agents').classList.toggle('active', name === 'agents' || name === 'agent');
     $('nav-events').classList.toggle('active', name === 'events');
     $('nav-runs').classList.toggle('active', name === 'runs');
+    $('nav-budgets').classList.toggle('active', name === 'budgets');
+    $('nav-pricing').classList.toggle('active', name === 'pricing');
     state.page = name;
   }
 
@@ -340,6 +342,12 @@
     } else if (h === '#/runs') {
       showPage('runs');
       loadRuns();
+    } else if (h === '#/budgets') {
+      showPage('budgets');
+      loadBudgets();
+    } else if (h === '#/pricing') {
+      showPage('pricing');
+      loadPricing();
     } else {
       showPage('agents');
       loadAgents();
@@ -351,6 +359,8 @@
     if (state.page === 'agent') return loadAgent(false);
     if (state.page === 'events') return loadEvents();
     if (state.page === 'runs') return loadRuns();
+    if (state.page === 'budgets') return loadBudgets();
+    if (state.page === 'pricing') return loadPricing();
     return Promise.resolve();
   }
 
@@ -564,6 +574,21 @@
     renderEventRows($('agent-events-body'), $('agent-events-empty'), a.recent_events || [], false);
   }
 
+  // One limit as a labelled bar: `text` says what is counted, the bar fills
+  // used/limit.
+  function meterRow(label, used, limit, text) {
+    const pc = percent(used, limit);
+    const fill = el('div', { className: 'meter-fill' + (pc && pc.over ? ' over' : pc && pc.width >= 75 ? ' warn' : '') });
+    fill.style.width = (pc ? pc.width : 0) + '%';
+    return el('div', { className: 'budget-row' }, [
+      el('div', { className: 'budget-label' }, [
+        el('span', { text: label }),
+        el('span', { className: 'budget-num', text: text + (pc ? ' · ' + pc.text : '') })]),
+      el('div', { className: 'meter', role: 'progressbar', 'aria-label': label,
+        'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pc ? Math.round(pc.width) : 0) }, [fill]),
+    ]);
+  }
+
   function renderBudget(a) {
     const list = $('budget-list');
     clear(list);
@@ -583,17 +608,8 @@
       add('max_intents_per_day', today.intents, 'Intents today');
     }
     for (const r of rows) {
-      const pc = percent(String(r.used), String(r.limit));
-      const fill = el('div', { className: 'meter-fill' + (pc && pc.over ? ' over' : pc && pc.width >= 75 ? ' warn' : '') });
-      fill.style.width = (pc ? pc.width : 0) + '%';
       const fmt = inDollars(r.name) ? money : intText;
-      list.appendChild(el('div', { className: 'budget-row' }, [
-        el('div', { className: 'budget-label' }, [
-          el('span', { text: r.label }),
-          el('span', { className: 'budget-num', text: fmt(r.used) + ' of ' + fmt(r.limit) + (pc ? ' · ' + pc.text : '') })]),
-        el('div', { className: 'meter', role: 'progressbar', 'aria-label': r.label,
-          'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': String(pc ? Math.round(pc.width) : 0) }, [fill]),
-      ]));
+      list.appendChild(meterRow(r.label, String(r.used), String(r.limit), fmt(r.used) + ' of ' + fmt(r.limit)));
     }
     if (p && rows.length) {
       list.appendChild(el('p', { className: 'muted small',
@@ -622,6 +638,37 @@
     const wd = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][d.getUTCDay()];
     const mo = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'][d.getUTCMonth()];
     return wd + ' ' + d.getUTCDate() + ' ' + mo;
+  }
+
+  // The spend reply's burn rate projected from now to the window's cost
+  // limit: the window's cost at now, then at the end of each later bucket
+  // spent + burn x the hours to it, up to the bucket where it reaches the
+  // limit (shown at the limit). Exact text beside each point, as for the
+  // other money series. null when nothing burns.
+  function forecastLine(s, series, hourly, limit) {
+    const f = s.forecast;
+    const burn = f ? toNanos(f.burn_rate_usd_per_hour) : null;
+    const spent = toNanos(s.cost_usd), cap = toNanos(limit);
+    if (!burn || burn <= 0n || spent === null || cap === null) return null;
+    const step = hourly ? 3600000 : 86400000;
+    const now = Date.now();
+    const data = [], exact = [];
+    let started = false, done = false;
+    for (const b of series) {
+      const from = parseTs(b.from);
+      let v = null;
+      if (!done && from !== null && from + step > now) {
+        const ms = started ? from + step - now : 0;
+        let n = spent + (burn * BigInt(Math.max(0, Math.round(ms)))) / 3600000n;
+        if (n >= cap) { n = cap; done = true; }
+        v = fromNanos(n);
+        started = true;
+        if (spent >= cap) done = true;
+      }
+      exact.push(v);
+      data.push(v === null ? null : Number(v));
+    }
+    return started ? { burn: String(f.burn_rate_usd_per_hour), data, exact } : null;
   }
 
   function renderChart(a, s) {
@@ -662,6 +709,13 @@
         borderWidth: 2, pointRadius: 0, order: 1, exact: series.map(() => String(windowLimit)), pointStyle: 'line',
       });
     }
+    const fc = present(windowLimit) ? forecastLine(s, series, hourly, windowLimit) : null;
+    if (fc) {
+      datasets.push({
+        type: 'line', label: 'Forecast at $' + fc.burn + '/h', data: fc.data, yAxisID: 'y', borderColor: '#7c3aed',
+        borderDash: [3, 3], borderWidth: 2, pointRadius: 0, order: 2, exact: fc.exact, pointStyle: 'line', forecast: true,
+      });
+    }
     if (present(bucketLimit)) {
       datasets.push({
         type: 'line', label: 'Budget per ' + (hourly ? 'hour' : 'day') + ' ($' + bucketLimit + ')',
@@ -687,6 +741,11 @@
     if (present(windowLimit)) {
       const pc = percent(String(s.cost_usd), String(windowLimit));
       if (pc) parts.push(['Budget used', pc.text + ' of ' + money(windowLimit)]);
+    }
+    if (s.forecast && present(windowLimit)) {
+      parts.push(['Burn rate', money(s.forecast.burn_rate_usd_per_hour) + '/h']);
+      const at = (s.forecast.exhaustion || {})['max_cost_per_' + s.window + '_usd'];
+      parts.push(['Runs out', at ? fmtUtc(at) : 'not this ' + s.window]);
     }
     for (const [k, v] of parts) {
       summary.appendChild(el('span', { className: 'summary-item' }, [el('span', { className: 'muted', text: k + ' ' }),
@@ -757,14 +816,36 @@
     $('policy-delete').disabled = !p;
   }
 
-  function clearPolicyMessages() {
-    $('policy-error').hidden = true;
-    $('policy-ok').hidden = true;
-    for (const f of POLICY_FIELDS) {
-      const i = $('pol-' + f);
+  // A form's messages (ids <form>-error, <form>-ok) and its inputs'
+  // marks (ids <prefix><field>) cleared.
+  function clearFormMessages(form, prefix, fields) {
+    $(form + '-error').hidden = true;
+    $(form + '-ok').hidden = true;
+    for (const f of fields) {
+      const i = $(prefix + f);
       i.removeAttribute('aria-invalid');
       i.classList.remove('invalid');
     }
+  }
+
+  // The server's refusal under the form, and the field it names marked.
+  function showFormError(form, prefix, e) {
+    const pe = $(form + '-error');
+    pe.textContent = e.message + (e.field ? ' (field: ' + e.field + ')' : '');
+    pe.hidden = false;
+    if (e.field) {
+      const base = String(e.field).replace(/\[.*$/, '');
+      const i = $(prefix + base);
+      if (i) {
+        i.setAttribute('aria-invalid', 'true');
+        i.classList.add('invalid');
+        i.focus();
+      }
+    }
+  }
+
+  function clearPolicyMessages() {
+    clearFormMessages('policy', 'pol-', POLICY_FIELDS);
   }
 
   // Raw JSON text for a value typed in the form: a valid JSON number is sent
@@ -790,18 +871,7 @@
   }
 
   function showPolicyError(e) {
-    const pe = $('policy-error');
-    pe.textContent = e.message + (e.field ? ' (field: ' + e.field + ')' : '');
-    pe.hidden = false;
-    if (e.field) {
-      const base = String(e.field).replace(/\[.*$/, '');
-      const i = $('pol-' + base);
-      if (i) {
-        i.setAttribute('aria-invalid', 'true');
-        i.classList.add('invalid');
-        i.focus();
-      }
-    }
+    showFormError('policy', 'pol-', e);
   }
 
   async function onPolicySave(ev) {
@@ -948,6 +1018,152 @@
     }
   }
 
+  // ------------------------------------------------------------ budgets page
+
+  // Every scope's cost policy (GET /v1/mesh/policies, widest scope first),
+  // each limit against what its window holds: a cost limit against spent +
+  // reserved, as admission counts it; then the forecast.
+  const BUDGET_LIMITS = [
+    ['max_cost_per_hour_usd', 'hour', 'Cost this hour'],
+    ['max_cost_per_day_usd', 'today', 'Cost today'],
+    ['max_cost_per_month_usd', 'month', 'Cost this month'],
+    ['max_intents_per_hour', 'hour', 'Intents this hour'],
+    ['max_intents_per_day', 'today', 'Intents today'],
+  ];
+
+  async function loadBudgets() {
+    const gen = state.gen;
+    try {
+      const all = [];
+      let cursor = null;
+      do {
+        const d = await api('GET', '/v1/mesh/policies?limit=1000' + (cursor ? '&cursor=' + enc(cursor) : ''));
+        all.push(...((d && d.policies) || []));
+        cursor = d && d.next_cursor;
+      } while (cursor && gen === state.gen);
+      if (gen !== state.gen || state.page !== 'budgets') return;
+      const list = $('budgets-list');
+      clear(list);
+      for (const p of all) list.appendChild(budgetCard(p));
+      $('budgets-empty').hidden = all.length > 0;
+      markRefreshed();
+    } catch (e) {
+      if (e.status !== 401) notice('Could not load budgets: ' + e.message, 'error');
+    }
+  }
+
+  function scopeTitle(p) {
+    if (p.scope === 'agent') {
+      return el('div', null, [el('a', { href: agentHref(p.scope_id), className: 'agent-link', text: agentName(p.scope_id) }),
+        addressEl(p.scope_id)]);
+    }
+    return el('div', { className: 'scope-id', text: p.scope === 'org' ? 'the whole org' : String(p.scope_id) });
+  }
+
+  function budgetCard(p) {
+    const pol = p.policy || {};
+    const reserved = p.reserved_usd === undefined || p.reserved_usd === null ? '0' : String(p.reserved_usd);
+    const held = toNanos(reserved) || 0n;
+    const rows = [];
+    for (const [name, win, label] of BUDGET_LIMITS) {
+      const limit = pol[name];
+      if (limit === null || limit === undefined) continue;
+      const w = p[win] || {};
+      if (inDollars(name)) {
+        const spent = w.cost_usd === undefined || w.cost_usd === null ? '0' : String(w.cost_usd);
+        const used = fromNanos((toNanos(spent) || 0n) + held);
+        const text = money(spent) + (held > 0n ? ' + ' + money(reserved) + ' reserved' : '') + ' of ' + money(limit);
+        rows.push(meterRow(label, used, String(limit), text));
+      } else {
+        rows.push(meterRow(label, String(w.intents || 0), String(limit), intText(w.intents || 0) + ' of ' + intText(limit)));
+      }
+    }
+    const facts = [];
+    if (p.forecast) {
+      facts.push(['Burn rate', money(p.forecast.burn_rate_usd_per_hour) + '/h']);
+      const ex = p.forecast.exhaustion || {};
+      for (const name of Object.keys(ex)) {
+        facts.push(['Runs out (' + name + ')', ex[name] ? fmtUtc(ex[name]) : 'not before its window ends']);
+      }
+    }
+    facts.push(['Reserved', money(reserved)]);
+    facts.push(['On breach', pol.action_on_breach === 'alert' ? 'alert only' : 'refuse new intents (429)']);
+    return el('div', { className: 'panel budget-card', dataset: { scope: p.scope, scopeId: p.scope_id === null ? '' : p.scope_id } }, [
+      el('div', { className: 'budget-head' }, [el('span', { className: 'badge scope-badge', text: p.scope }), scopeTitle(p)]),
+      rows.length ? el('div', { className: 'budget-list' }, rows) : el('p', { className: 'muted small', text: 'No limit set.' }),
+      el('dl', { className: 'budget-facts' }, facts.flatMap(([k, v]) => [el('dt', { text: k }),
+        el('dd', { className: 'fact-' + k.replace(/[^A-Za-z]+/g, '-').toLowerCase().replace(/-+$/, ''), text: v })])),
+    ]);
+  }
+
+  // ------------------------------------------------------------ rate cards page
+
+  const PRICE_FIELDS = ['model', 'input_per_million_usd', 'cached_input_per_million_usd', 'cache_write_per_million_usd',
+    'output_per_million_usd', 'effective_from'];
+
+  async function loadPricing() {
+    const gen = state.gen;
+    try {
+      const d = await api('GET', '/v1/mesh/pricing/models');
+      if (gen !== state.gen || state.page !== 'pricing') return;
+      const body = $('pricing-body');
+      clear(body);
+      const models = (d && d.models) || [];
+      for (const m of models) {
+        for (const v of m.versions || []) {
+          body.appendChild(el('tr', { dataset: { model: m.model, from: v.effective_from } }, [
+            el('td', { 'data-label': 'Model', className: 'mono', text: m.model }),
+            el('td', { 'data-label': 'Effective from', className: 'nowrap', text: fmtUtc(v.effective_from) }),
+            el('td', { 'data-label': 'Input', className: 'num', text: money(v.input_per_million_usd) }),
+            el('td', { 'data-label': 'Cached input', className: 'num', text: money(v.cached_input_per_million_usd) }),
+            el('td', { 'data-label': 'Cache write', className: 'num', text: money(v.cache_write_per_million_usd) }),
+            el('td', { 'data-label': 'Output', className: 'num', text: money(v.output_per_million_usd) }),
+            el('td', { 'data-label': 'In force', text: v.in_force ? 'yes' : '' }),
+          ]));
+        }
+      }
+      $('pricing-empty').hidden = models.length > 0;
+      markRefreshed();
+    } catch (e) {
+      if (e.status !== 401) notice('Could not load rate cards: ' + e.message, 'error');
+    }
+  }
+
+  // The PUT body as typed: prices as their exact text (rawValue), an empty
+  // optional price left out for the server's default.
+  function priceBody() {
+    const parts = [];
+    for (const f of PRICE_FIELDS.slice(1, 5)) {
+      const v = $('price-' + f).value.trim();
+      if (v !== '') parts.push(JSON.stringify(f) + ':' + rawValue(v));
+    }
+    parts.push('"effective_from":' + JSON.stringify($('price-effective_from').value.trim()));
+    return '{' + parts.join(',') + '}';
+  }
+
+  async function onPriceSave(ev) {
+    ev.preventDefault();
+    clearFormMessages('price', 'price-', PRICE_FIELDS);
+    const model = $('price-model').value.trim();
+    if (!model) {
+      showFormError('price', 'price-', { message: 'Name the model', field: 'model' });
+      return;
+    }
+    const btn = $('price-save');
+    btn.disabled = true;
+    try {
+      const r = await api('PUT', '/v1/mesh/pricing/models/' + enc(model), priceBody());
+      const ok = $('price-ok');
+      ok.textContent = 'Version of ' + model + ' from ' + fmtUtc(r && r.version ? r.version.effective_from : '') + ' saved.';
+      ok.hidden = false;
+      await loadPricing();
+    } catch (e) {
+      if (e.status !== 401) showFormError('price', 'price-', e);
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
   // ------------------------------------------------------------ wiring
 
   function setSegmented(group, value) {
@@ -1004,6 +1220,7 @@
     });
     $('policy-form').addEventListener('submit', onPolicySave);
     $('policy-delete').addEventListener('click', onPolicyDelete);
+    $('price-form').addEventListener('submit', onPriceSave);
     window.addEventListener('hashchange', route);
     setInterval(autoRefresh, REFRESH_MS);
     setInterval(tickAgo, 1000);

@@ -98,5 +98,5 @@ def test_dashboard_in_chromium(h):
         raise TestFailure("tests/ui/dashboard.mjs exited %d (%s):\n%s"
                           % (p.returncode, "; ".join(fails[:5]) or "no FAIL line", out[-4000:]))
     check(re.search(r"^\d+ passed, 0 failed$", out, re.M) is not None, "tests/ui/dashboard.mjs printed no summary:\n" + out[-2000:])
-    for name in ("login.png", "agents.png", "agent.png", "events.png", "agents-narrow.png"):
+    for name in ("login.png", "agents.png", "agent.png", "events.png", "agents-narrow.png", "budgets.png", "pricing.png"):
         check(os.path.getsize(os.path.join(shots, name)) > 1000, "screenshot %s is missing or empty" % name)

@@ -605,6 +605,132 @@ async function main() {
     await shot(page, 'runs.png');
   });
 
+  // Budgets: a customer's and an environment's policy, and K's own, with K's spend and reservation; the
+  // page's figures are what this test sent.
+  const K = 'agent://' + ORG + '/budget-' + tag + '/worker-' + tag;
+  const CU = 'cust-' + tag;
+  const K_COSTS = ['0.5', '0.25'];
+  const K_RESERVED = '1.5';
+  await step('budgets.scopes_with_their_figures', async () => {
+    const put = async (p, body) => {
+      const r = await api('PUT', p, JSON.stringify(body));
+      check(r.status === 200, 'PUT ' + p + ': ' + r.status + ' ' + r.text);
+    };
+    await put('/v1/mesh/customers/' + enc(CU) + '/policies/cost', { max_cost_per_day_usd: 5, max_intents_per_day: 4 });
+    await put('/v1/mesh/envs/budget-' + tag + '/policies/cost', { max_cost_per_hour_usd: 2, action_on_breach: 'alert' });
+    await put('/v1/mesh/agents/' + enc(K) + '/policies/cost', { max_cost_per_day_usd: 3 });
+    const hours = [];
+    for (const c of K_COSTS) {
+      const r = await api('POST', '/v1/mesh/heartbeat', '{"agent":' + JSON.stringify(K) + ',"id":"ui-' + tag + '-' +
+        (hbn++) + '","customer":' + JSON.stringify(CU) + ',"metrics":{"cost_usd":' + c + '}}');
+      check(r.status === 202, 'heartbeat of K: ' + r.status + ' ' + r.text);
+      sent.push([K, c, Math.floor(Date.now() / 1000) * 1000]);
+      hours.push(Math.floor(Date.now() / 3600000));
+    }
+    const it = await api('POST', '/v1/mesh/intents', JSON.stringify({ agent: K, customer: CU, estimated_cost_usd: Number(K_RESERVED) }));
+    check(it.status === 201, 'intent of K: ' + it.status + ' ' + it.text);
+    const spent = sum(K_COSTS);
+    const card = (scope, id) => '.budget-card[data-scope="' + scope + '"][data-scope-id="' + id + '"]';
+    await page.click('#nav-budgets');
+    await page.locator('#page-budgets').waitFor({ state: 'visible' });
+    // spent 0.75 + reserved 1.5 of 5 is 45%; 1 intent of 4 is 25%.
+    await waitText(page, card('customer', CU) + ' .budget-row:nth-child(1)',
+      'Cost today$' + spent + ' + $' + K_RESERVED + ' reserved of $5 · 45%');
+    await waitText(page, card('customer', CU) + ' .budget-row:nth-child(2)', 'Intents today1 of 4 · 25%');
+    await waitText(page, card('customer', CU) + ' .fact-reserved', '$' + K_RESERVED);
+    await waitText(page, card('env', 'budget-' + tag) + ' .budget-row', /^Cost this hour\$[0-9.]+ \+ \$1\.5 reserved of \$2 · [0-9.]+%$/);
+    await waitText(page, card('agent', K) + ' .agent-link', 'worker-' + tag);
+    // Both heartbeats in this hour, nothing in the last: the burn is what they sum to.
+    if (hours[0] === hours[1] && hours[1] === Math.floor(Date.now() / 3600000)) {
+      await waitText(page, card('customer', CU) + ' .fact-burn-rate', '$' + spent + '/h');
+    }
+    const listed = (await api('GET', '/v1/mesh/policies?limit=1000')).json.policies
+      .find((p) => p.scope === 'customer' && p.scope_id === CU);
+    const at = listed.forecast.exhaustion.max_cost_per_day_usd;
+    await waitText(page, card('customer', CU) + ' [class^="fact-runs-out"]', at ? /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/ : 'not before its window ends');
+    // Widest scope first: the environment's card before the customer's, the agents' last.
+    const order = await page.evaluate(() => [...document.querySelectorAll('.budget-card')].map((c) => c.dataset.scope));
+    const rank = ['org', 'env', 'customer', 'workflow', 'run', 'agent'];
+    check(order.every((s, i) => i === 0 || rank.indexOf(order[i - 1]) <= rank.indexOf(s)), 'cards out of order: ' + order);
+    await shot(page, 'budgets.png');
+    await page.setViewportSize({ width: 390, height: 844 });
+    const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(over <= 0, 'budgets page scrolls sideways by ' + over + 'px at 390px');
+    await page.setViewportSize({ width: 1360, height: 900 });
+  });
+
+  await step('agent.forecast_line_when_burning', async () => {
+    const forecast = () => page.evaluate(() => {
+      const c = window.Chart && window.Chart.getChart(document.getElementById('spend-chart'));
+      if (!c) return undefined;
+      const d = c.data.datasets.find((x) => x.forecast);
+      return d ? { label: d.label, exact: d.exact.filter((v) => v !== null) } : null;
+    });
+    await goHash(page, '#/agent/' + enc(K));
+    await waitText(page, '#today-cost', '$' + sum(K_COSTS));
+    await page.waitForFunction(() => {
+      const c = window.Chart && window.Chart.getChart(document.getElementById('spend-chart'));
+      return c && c.data.datasets.some((x) => x.forecast);
+    });
+    const f = await forecast();
+    const s = await api('GET', '/v1/mesh/agents/' + enc(K) + '/spend?window=day');
+    const burn = rawNumber(s.text, 'burn_rate_usd_per_hour');
+    check(f.label === 'Forecast at $' + burn + '/h', 'forecast label: ' + f.label + ', burn ' + burn);
+    check(f.exact[0] === sum(K_COSTS), 'the forecast starts at today\'s cost: ' + JSON.stringify(f.exact));
+    const n = f.exact.map(toNanos);
+    check(n.every((v, i) => i === 0 || v > n[i - 1]) && n[n.length - 1] <= toNanos('3'),
+      'the forecast rises to the limit at most: ' + JSON.stringify(f.exact));
+    await waitText(page, '#chart-summary', /Burn rate\s*\$[0-9.]+\/h/);
+    // G burns nothing: no forecast line beside its budget.
+    await goHash(page, '#/agent/' + enc(G));
+    await waitText(page, '#agent-health', 'unknown');
+    await page.waitForFunction(() => {
+      const c = window.Chart && window.Chart.getChart(document.getElementById('spend-chart'));
+      return c && c.data.datasets.some((x) => /^Budget per day/.test(x.label));
+    });
+    check(await forecast() === null, 'a forecast line for an agent that burns nothing');
+  });
+
+  await step('pricing.add_version_then_listed', async () => {
+    const model = 'ui-model-' + tag;
+    await page.click('#nav-pricing');
+    await page.locator('#page-pricing').waitFor({ state: 'visible' });
+    await page.fill('#price-model', model);
+    await page.fill('#price-input_per_million_usd', '0.15');
+    await page.fill('#price-cached_input_per_million_usd', '0.075');
+    await page.fill('#price-output_per_million_usd', '0.600000001');
+    await page.fill('#price-effective_from', '2026-01-01T00:00:00Z');
+    await page.click('#price-save');
+    await waitText(page, '#price-ok', /saved/);
+    const r = await api('GET', '/v1/mesh/pricing/models/' + enc(model));
+    check(r.status === 200 && r.json.versions.length === 1 && r.json.versions[0].effective_from === '2026-01-01T00:00:00Z',
+      'the version is not in the API: ' + r.text);
+    check(rawNumber(r.text, 'output_per_million_usd') === '0.600000001', 'output price not exact: ' + r.text);
+    check(rawNumber(r.text, 'cache_write_per_million_usd') === '0.15', 'cache write not the input price: ' + r.text);
+    const row = '#pricing-body tr[data-model="' + model + '"]';
+    await waitText(page, row + ' td:nth-child(3)', '$0.15');
+    await waitText(page, row + ' td:nth-child(6)', '$0.600000001');
+    await waitText(page, row + ' td:nth-child(7)', 'yes');
+    await shot(page, 'pricing.png');
+  });
+
+  await step('pricing.bad_price_shows_field', async () => {
+    const model = 'ui-model-' + tag;
+    const ref = await api('PUT', '/v1/mesh/pricing/models/' + enc(model),
+      '{"input_per_million_usd":-1,"output_per_million_usd":1,"effective_from":"2026-02-01T00:00:00Z"}');
+    check(ref.status === 400 && ref.json.error.field === 'input_per_million_usd', 'API accepted -1: ' + ref.text);
+    await page.fill('#price-input_per_million_usd', '-1');
+    await page.fill('#price-cached_input_per_million_usd', '');
+    await page.fill('#price-output_per_million_usd', '1');
+    await page.fill('#price-effective_from', '2026-02-01T00:00:00Z');
+    await page.click('#price-save');
+    await waitText(page, '#price-error', ref.json.error.message + ' (field: input_per_million_usd)');
+    check(await page.getAttribute('#price-input_per_million_usd', 'aria-invalid') === 'true', 'field not marked invalid');
+    check(await page.locator('#price-ok').isHidden(), 'success still shown');
+    const r = await api('GET', '/v1/mesh/pricing/models/' + enc(model));
+    check(r.json.versions.length === 1, 'a refused version was stored: ' + r.text);
+  });
+
   await step('layout.narrow_window', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.click('#nav-agents');

@@ -286,6 +286,34 @@ static void scope_policies(void)
 }
 
 /* An intent's scopes and estimate; ending one. */
+/* GET /v1/mesh/policies: the cursor is "kind:id", the id may hold ':'. */
+static void policy_list(void)
+{
+    cm_job *j = accepted("GET", "/v1/mesh/policies", NULL, key_only);
+    CHECK_EQ_I64(j->op, CM_OP_POLICY_LIST);
+    CHECK(!j->req.policy_list.after_set);
+    CHECK_EQ_I64(j->req.policy_list.limit, 100);
+    cm_job_free(j);
+    static const arg page[] = {WITH_KEY, Q("cursor", "customer%3Aacme%3Aeu"), Q("limit", "2"), END};
+    j = accepted("GET", "/v1/mesh/policies", NULL, page);
+    CHECK(j->req.policy_list.after_set);
+    CHECK_EQ_I64(j->req.policy_list.after_kind, CM_SCOPE_CUSTOMER);
+    CHECK_STR(j->req.policy_list.after, "acme:eu");
+    CHECK_EQ_I64(j->req.policy_list.limit, 2);
+    cm_job_free(j);
+    static const arg org[] = {WITH_KEY, Q("cursor", "org%3A"), END};
+    j = accepted("GET", "/v1/mesh/policies", NULL, org);
+    CHECK_EQ_I64(j->req.policy_list.after_kind, CM_SCOPE_ORG);
+    CHECK_STR(j->req.policy_list.after, "");
+    cm_job_free(j);
+    static const arg no_kind[] = {WITH_KEY, Q("cursor", "acme"), END};
+    static const arg bad_kind[] = {WITH_KEY, Q("cursor", "team%3Aa"), END};
+    static const arg bad_limit[] = {WITH_KEY, Q("limit", "1001"), END};
+    CHECK_REFUSED("GET", "/v1/mesh/policies", NULL, no_kind, 400, "invalid_field", "cursor");
+    CHECK_REFUSED("GET", "/v1/mesh/policies", NULL, bad_kind, 400, "invalid_field", "cursor");
+    CHECK_REFUSED("GET", "/v1/mesh/policies", NULL, bad_limit, 400, "invalid_field", "limit");
+}
+
 static void intent_fields(void)
 {
     cm_job *j = accepted("POST", "/v1/mesh/intents",
@@ -445,6 +473,7 @@ void test_decode(void)
     agent_list();
     one_agent();
     scope_policies();
+    policy_list();
     spend();
     spend_units();
     intents();
