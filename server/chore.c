@@ -50,7 +50,8 @@ int cm_chore_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, const char *s
         return CM_EIO;
     }
     c->timer.data = c;
-    if (uv_timer_start(&c->timer, on_tick, (uint64_t)interval_ms, (uint64_t)interval_ms) != 0) {
+    uint64_t first = interval_ms < CM_CHORE_FIRST_MS ? (uint64_t)interval_ms : CM_CHORE_FIRST_MS;
+    if (uv_timer_start(&c->timer, on_tick, first, (uint64_t)interval_ms) != 0) {
         uv_close((uv_handle_t *)&c->timer, on_closed);
         return CM_EIO;
     }

@@ -16,8 +16,13 @@ typedef struct cm_chore cm_chore;
 /* Called after each run, as cm_pg_cb. */
 typedef void (*cm_chore_cb)(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
 
-/* Runs sql with the text parameters params[0..n) on db every interval_ms,
- * then cb(arg, ...). sql and params are borrowed and must outlive the chore.
+/* The first run comes this soon after the start (or at interval_ms when
+ * shorter): a replica's pools are up by then, and a chore whose answer the
+ * replica needs (fold.h) does not wait a whole interval for it. */
+#define CM_CHORE_FIRST_MS 1000
+
+/* Runs sql with the text parameters params[0..n) on db every interval_ms
+ * (the first time after CM_CHORE_FIRST_MS), then cb(arg, ...). sql and params are borrowed and must outlive the chore.
  * Returns CM_OK, CM_ENOMEM or CM_EIO. */
 int cm_chore_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, const char *sql, int n,
                  const char *const *params, cm_chore_cb cb, void *arg, cm_chore **out);

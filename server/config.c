@@ -1,6 +1,7 @@
 #include "config.h"
 #include "address.h"
 #include "error.h"
+#include "fold.h"
 #include "log.h"
 #include "money.h"
 #include "routes.h"
@@ -180,8 +181,9 @@ static int apply(cm_config *c, int i, const char *v)
     case 29: return parse_int(v, 1, 30 * 86400, &c->reservation_ttl_s);
     case 30: return parse_int(v, 0, 40 * 86400, &c->forecast_horizon_s);
     case 32:
-        /* 1 would fold hours the Redis rebuild still reads (its last 49). */
-        if (parse_int(v, 0, 36500, &c->rollup_hours_days) != CM_OK || c->rollup_hours_days == 1) return CM_EINVAL;
+        if (parse_int(v, 0, 36500, &c->rollup_hours_days) != CM_OK ||
+            (c->rollup_hours_days != 0 && c->rollup_hours_days < CM_FOLD_MIN_DAYS))
+            return CM_EINVAL;
         return CM_OK;
     }
     return CM_EINVAL;

@@ -3,6 +3,7 @@
 #include "error.h"
 #include "log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 struct cm_fold {
     cm_chore *chore; /* owned */
     int hours_days;
+    bool known;          /* a run has answered */
     int64_t hours_until; /* rollup_fold's, as of the last run */
     char days[16];
     const char *params[2];
@@ -31,6 +33,7 @@ static void on_folded(void *arg, int rc, const cm_pgres *res, const char *sqlsta
     }
     cm_log(CM_LOG_DEBUG, "event=fold %s", cm_pgres_get(res, 0, 0));
     f->hours_until = strtoll(cm_pgres_get(res, 0, 2), NULL, 10);
+    f->known = true;
     if (strcmp(cm_pgres_get(res, 0, 1), "true") == 0) cm_chore_run(f->chore);
 }
 
@@ -47,7 +50,6 @@ int cm_fold_new(uv_loop_t *loop, cm_pg_pool *db, int hours_days, int interval_ms
         free(f);
         return rc;
     }
-    cm_chore_run(f->chore);
     *out = f;
     return CM_OK;
 }
@@ -62,7 +64,10 @@ void cm_fold_free(cm_fold *f)
 int64_t cm_fold_horizon(const cm_fold *f, int64_t now)
 {
     int64_t kept = cm_fold_hours_from(f->hours_days, now);
-    return kept > f->hours_until ? kept : f->hours_until;
+    /* Before the first answer, as if another replica folded with the
+     * smallest setting: days are exact whether folded or not, hours are not. */
+    int64_t until = f->known ? f->hours_until : cm_fold_hours_from(CM_FOLD_MIN_DAYS, now);
+    return kept > until ? kept : until;
 }
 
 int64_t cm_fold_hours_from(int hours_days, int64_t now)

@@ -13,19 +13,22 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* The smallest setting but 0: the Redis rebuild reads 49 hours of hours. */
+#define CM_FOLD_MIN_DAYS 2
+
 typedef struct cm_fold cm_fold;
 
 /* Folds every interval_ms on db, and again at once while a batch was full;
  * with hours_days 0 it folds nothing and only reads how far hours were
- * folded before (rollup_fold). The first run is now. Returns CM_OK,
- * CM_ENOMEM or CM_EIO. */
+ * folded before (rollup_fold). Returns CM_OK, CM_ENOMEM or CM_EIO. */
 int cm_fold_new(uv_loop_t *loop, cm_pg_pool *db, int hours_days, int interval_ms, cm_fold **out);
 /* Free db first (see chore.h). NULL is a no-op. */
 void cm_fold_free(cm_fold *f);
 
 /* The earliest time whose hours a read at `now` may rely on: the later of
  * cm_fold_hours_from(its hours_days, now) and how far the database says
- * hours were folded, as of its last run. */
+ * hours were folded, as of its last run (before the first one answers,
+ * cm_fold_hours_from(CM_FOLD_MIN_DAYS, now)). */
 int64_t cm_fold_horizon(const cm_fold *f, int64_t now);
 
 /* 00:00 UTC hours_days days before now's day (the fold keeps a day more).
