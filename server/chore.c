@@ -50,13 +50,17 @@ int cm_chore_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, const char *s
         return CM_EIO;
     }
     c->timer.data = c;
-    uint64_t first = interval_ms < CM_CHORE_FIRST_MS ? (uint64_t)interval_ms : CM_CHORE_FIRST_MS;
-    if (uv_timer_start(&c->timer, on_tick, first, (uint64_t)interval_ms) != 0) {
+    if (uv_timer_start(&c->timer, on_tick, (uint64_t)interval_ms, (uint64_t)interval_ms) != 0) {
         uv_close((uv_handle_t *)&c->timer, on_closed);
         return CM_EIO;
     }
     *out = c;
     return CM_OK;
+}
+
+void cm_chore_soon(cm_chore *c, int ms)
+{
+    uv_timer_start(&c->timer, on_tick, (uint64_t)ms, uv_timer_get_repeat(&c->timer));
 }
 
 void cm_chore_free(cm_chore *c)

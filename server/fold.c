@@ -3,7 +3,6 @@
 #include "error.h"
 #include "log.h"
 
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,6 @@
 struct cm_fold {
     cm_chore *chore; /* owned */
     int hours_days;
-    bool known;          /* a run has answered */
     int64_t hours_until; /* rollup_fold's, as of the last run */
     char days[16];
     const char *params[2];
@@ -33,7 +31,6 @@ static void on_folded(void *arg, int rc, const cm_pgres *res, const char *sqlsta
     }
     cm_log(CM_LOG_DEBUG, "event=fold %s", cm_pgres_get(res, 0, 0));
     f->hours_until = strtoll(cm_pgres_get(res, 0, 2), NULL, 10);
-    f->known = true;
     if (strcmp(cm_pgres_get(res, 0, 1), "true") == 0) cm_chore_run(f->chore);
 }
 
@@ -50,6 +47,9 @@ int cm_fold_new(uv_loop_t *loop, cm_pg_pool *db, int hours_days, int interval_ms
         free(f);
         return rc;
     }
+    /* Soon, not a whole interval after the start: until its first answer
+     * this replica knows only its own setting. */
+    cm_chore_soon(f->chore, 1000);
     *out = f;
     return CM_OK;
 }
@@ -64,10 +64,7 @@ void cm_fold_free(cm_fold *f)
 int64_t cm_fold_horizon(const cm_fold *f, int64_t now)
 {
     int64_t kept = cm_fold_hours_from(f->hours_days, now);
-    /* Before the first answer, as if another replica folded with the
-     * smallest setting: days are exact whether folded or not, hours are not. */
-    int64_t until = f->known ? f->hours_until : cm_fold_hours_from(CM_FOLD_MIN_DAYS, now);
-    return kept > until ? kept : until;
+    return kept > f->hours_until ? kept : f->hours_until;
 }
 
 int64_t cm_fold_hours_from(int hours_days, int64_t now)

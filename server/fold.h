@@ -27,8 +27,8 @@ void cm_fold_free(cm_fold *f);
 
 /* The earliest time whose hours a read at `now` may rely on: the later of
  * cm_fold_hours_from(its hours_days, now) and how far the database says
- * hours were folded, as of its last run (before the first one answers,
- * cm_fold_hours_from(CM_FOLD_MIN_DAYS, now)). */
+ * hours were folded, as of its last run (the first comes a second after
+ * the start; before it, its own setting only). */
 int64_t cm_fold_horizon(const cm_fold *f, int64_t now);
 
 /* 00:00 UTC hours_days days before now's day (the fold keeps a day more).
