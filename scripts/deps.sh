@@ -6,7 +6,7 @@ set -eu
 PACKAGES="build-essential pkg-config libmicrohttpd-dev libhiredis-dev libuv1-dev
 libjson-c-dev libpq-dev libssl-dev libcurl4-openssl-dev redis-server postgresql
 python3 python3-yaml curl clang libclang-rt-14-dev nodejs chromium
-libprotobuf-c-dev protobuf-c-compiler zlib1g-dev python3-protobuf nginx"
+libprotobuf-c-dev protobuf-c-compiler zlib1g-dev python3-protobuf nginx git"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -97,19 +97,34 @@ cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident 
     cm_api_spend_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return NULL;
     cm_window_bounds(window, at, &c->from, &c->to);
+    c->step = cm_window_bucket(window) == CM_WIN_HOUR ? 3600 : 86400;
+    c->grain = "h";
+    /* Hours before this may be folded into days: a window that reaches
+     * back past it is answered in days, which are exact either way. */
+    if (c->from < cm_fold_horizon(api->fold, j->now)) {
+        if (window == CM_WIN_HOUR) {
+            free(c);
+            cm_apierr_set(e, 400, "hours_folded", "at",
+                          "this hour is folded into its day (rollup-hours-days): ask for window=day");
+            return NULL;
+        }
+        c->step = 86400;
+        c->grain = "d";
+    }
     snprintf(c->from_s, sizeof c->from_s, "%lld", (long long)c->from);
     snprintf(c->to_s, sizeof c->to_s, "%lld", (long long)c->to);
-    snprintf(c->step_s, sizeof c->step_s, "%d", cm_window_bucket(window) == CM_WIN_HOUR ? 3600 : 86400);
+    snprintf(c->step_s, sizeof c->step_s, "%lld", (long long)c->step);
     return c;
 }
 
-void cm_api_window_json(cm_buf *b, cm_window window, int64_t from, int64_t to)
+void cm_api_window_json(cm_buf *b, cm_window window, int64_t from, int64_t to, int64_t step)
 {
     cm_api_jfield(b, "window", cm_window_name(window), 0);
     cm_buf_adds(b, ",\"from\":");
     cm_buf_add_jtime(b, from);
     cm_buf_adds(b, ",\"to\":");
     cm_buf_add_jtime(b, to);
+    cm_api_jfield(b, "granularity", step == 3600 ? "hour" : "day", 0);
 }
 
 static int query_on(cm_pg_pool *pool, bool prepared, cm_api_call *c, const char *sql, int n,

@@ -10,6 +10,7 @@
 #include "address.h"
 #include "auth.h"
 #include "codec.h"
+#include "fold.h"
 #include "ingest.h"
 #include "intent_log.h"
 #include "job.h"
@@ -36,6 +37,7 @@ typedef struct {
     bool fail_open;        /* admit intents unchecked while Redis is unreachable */
     int intent_abandon_s;  /* an intent not ended and silent this long is reported abandoned */
     int reservation_ttl_s; /* how long an intent's estimate stays reserved unless it ends */
+    const cm_fold *fold;   /* how far back hours are kept (cm_fold_horizon) */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
     /* A client's cost may differ from the card's by this percent of the
@@ -102,15 +104,19 @@ void *cm_api_call_new(cm_api *api, cm_job *j, const cm_ident *who, size_t size, 
  * callback gets the call back) and that window as query parameters. */
 typedef struct {
     cm_api_call base;
-    int64_t from, to;
-    char from_s[24], to_s[24], step_s[16]; /* bounds, and the series' step (an hour or a day) */
+    int64_t from, to, step; /* step: the series' granularity, 3600 or 86400 */
+    char from_s[24], to_s[24], step_s[16];
+    const char *grain; /* of rollup_agent's rows to read: "h", or "d" past the hours kept (static) */
 } cm_api_spend_call;
-/* A spend call for j over `window` at `at`; NULL with e filled when out of
- * memory. Freed with free(). */
+/* A spend call for j over `window` at `at`. Its step is the window's series
+ * bucket (cm_window_bucket), or a day when the window starts before the
+ * hours kept (fold.h), and then its grain is "d". NULL with e filled: out of memory, or a 400
+ * hours_folded for an hour window there. Freed with free(). */
 cm_api_spend_call *cm_api_spend_call_new(cm_api *api, cm_job *j, const cm_ident *who, cm_window window, int64_t at,
                                          cm_apierr *e);
-/* ,"window":…,"from":…,"to":… of a spend reply. */
-void cm_api_window_json(cm_buf *b, cm_window window, int64_t from, int64_t to);
+/* ,"window":…,"from":…,"to":…,"granularity":"hour"|"day" of a spend reply
+ * (step: its call's). */
+void cm_api_window_json(cm_buf *b, cm_window window, int64_t from, int64_t to, int64_t step);
 /* Queues sql on the API pool with cb(call). CM_OK; or, when the statement
  * cannot be queued, frees the call, fills e and returns CM_ESTORE. */
 int cm_api_query(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,

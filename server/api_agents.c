@@ -188,7 +188,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
 {
     (void)sqlstate;
     cm_api_spend_call *c = arg;
-    int64_t from = c->from, to = c->to;
+    int64_t from = c->from, to = c->to, step = c->step;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
     const cm_req_spend_agent *q = &j->req.spend_agent;
@@ -201,7 +201,7 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     cm_buf_init(&b);
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "agent", q->address, 1);
-    cm_api_window_json(&b, q->window, from, to);
+    cm_api_window_json(&b, q->window, from, to, step);
     cm_api_spend_totals(&b, res, 0, 8);
     cm_buf_addf(&b, ",\"intents\":%s", cm_pgres_get(res, 0, 7));
     cm_api_outcomes(&b, res, 0, 27);
@@ -233,7 +233,8 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * in and out, rollup + tail; the unit's tail is the agent's own raw rows, so
  * it is read without cm_hb_units, whose intent lookup per row of the whole
  * tail made this polled read costly), each summed per bucket, then joined to the
- * series so that empty buckets show. Columns: 0..5 the series
+ * series so that empty buckets show. A window past the hours kept reads the
+ * agent's day rows ($11), which outlive its hours (fold.h). Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
  * (cm_api_spend_totals), 20..26 the forecast's (below), 27..33 the outcomes
  * (cm_api_outcomes). A polled
@@ -242,8 +243,8 @@ static const char spend_sql[] =
     "WITH r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
     " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
-    " FROM rollup_agent WHERE address = $1 AND grain = 'h' AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
+    " FROM rollup_agent WHERE address = $1 AND grain = $11"
+    " AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " m AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
     " FROM (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM rollup_unit"
@@ -295,10 +296,11 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     char abandon[16], now[24];
     snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
     snprintf(now, sizeof now, "%lld", (long long)j->now);
-    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2], abandon, now};
+    const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2],
+                            abandon, now, c->grain};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. A polled statement: prepared, on the read pool. */
-    return cm_api_read(c, spend_sql, 10, params, on_spend, e);
+    return cm_api_read(c, spend_sql, 11, params, on_spend, e);
 }
 
 /* ---- events ---- */

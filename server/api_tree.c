@@ -139,7 +139,10 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     char abandon[16], now[24];
     snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
     snprintf(now, sizeof now, "%lld", (long long)j->now);
-    const char *params[] = {who->org, q->intent_id, bound_agent(who), abandon, now};
+    /* Its last bucket is a day when it is older than the hours kept. */
+    char hours_from[24];
+    snprintf(hours_from, sizeof hours_from, "%lld", (long long)cm_fold_horizon(api->fold, j->now));
+    const char *params[] = {who->org, q->intent_id, bound_agent(who), abandon, now, hours_from};
     /* Columns: 0..1 the intent's own first and past-last hour, 2..13 its
      * own totals, 14 its rows, 15..26 the tree's totals, 27 the tree's
      * intents, 28 parent, 29 root, 30..32 outcome (status, quality, end),
@@ -149,7 +152,9 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     return cm_api_read(c,
                         TREE_PARTS_SQL ","
                         " s AS (SELECT extract(epoch FROM min(bucket))::bigint::text,"
-                        " (extract(epoch FROM max(bucket))::bigint + 3600)::text, " CM_API_SPEND_SUMS_SQL ","
+                        " (extract(epoch FROM max(bucket))::bigint"
+                        " + CASE WHEN max(bucket) < to_timestamp($6::bigint) THEN 86400 ELSE 3600 END)::text, "
+                        CM_API_SPEND_SUMS_SQL ","
                         " count(*) AS nrows FROM p WHERE depth = 0),"
                         " t AS (SELECT " CM_API_SPEND_SUMS_SQL ", (SELECT count(*) FROM n)::text AS nodes FROM p),"
                         " o AS (SELECT * FROM cm_intent_outcome($1, $2)),"
@@ -163,7 +168,7 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
                         " < to_timestamp($5::bigint) - make_interval(secs => $4::int))::text,"
                         " (s.nrows > 0 OR r.mine > 0 OR t.nodes::int > 1)::text"
                         " FROM s CROSS JOIN t CROSS JOIN l CROSS JOIN r LEFT JOIN o ON true",
-                        5, params, on_spend_intent, e);
+                        6, params, on_spend_intent, e);
 }
 
 /* ---- the tree, node by node ---- */

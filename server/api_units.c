@@ -108,7 +108,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
 {
     (void)sqlstate;
     cm_api_spend_call *c = arg;
-    int64_t from = c->from, to = c->to;
+    int64_t from = c->from, to = c->to, step = c->step;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
     const cm_req_spend_unit *q = &j->req.spend_unit;
@@ -124,7 +124,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_buf_adds(&b, "{");
     cm_api_jfield(&b, "by", q->by, 1);
     cm_api_jfield(&b, "id", q->id, 0);
-    cm_api_window_json(&b, q->window, from, to);
+    cm_api_window_json(&b, q->window, from, to, step);
     cm_api_spend_totals(&b, res, 0, 0);
     cm_buf_addf(&b, ",\"agents\":%s", cm_pgres_get(res, 0, 13));
     cm_api_outcomes(&b, res, 0, 20);
@@ -176,7 +176,7 @@ static void on_top(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
     cm_api_spend_call *c = arg;
-    int64_t from = c->from, to = c->to;
+    int64_t from = c->from, to = c->to, step = c->step;
     cm_job *j = cm_api_take(c, rc);
     if (!j) return;
     const cm_req_spend_unit *q = &j->req.spend_unit;
@@ -187,7 +187,7 @@ static void on_top(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
     cm_buf_adds(&b, ",\"agent\":");
     if (q->agent[0]) cm_buf_add_jstr(&b, q->agent);
     else cm_buf_adds(&b, "null");
-    cm_api_window_json(&b, q->window, from, to);
+    cm_api_window_json(&b, q->window, from, to, step);
     cm_buf_adds(&b, ",\"top\":[");
     for (int i = 0; i < cm_pgres_rows(res); i++) {
         if (i) cm_buf_add(&b, ",", 1);

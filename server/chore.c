@@ -58,6 +58,11 @@ int cm_chore_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, const char *s
     return CM_OK;
 }
 
+void cm_chore_soon(cm_chore *c, int ms)
+{
+    uv_timer_start(&c->timer, on_tick, (uint64_t)ms, uv_timer_get_repeat(&c->timer));
+}
+
 void cm_chore_free(cm_chore *c)
 {
     if (!c) return;

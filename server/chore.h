@@ -23,6 +23,10 @@ int cm_chore_new(uv_loop_t *loop, cm_pg_pool *db, int interval_ms, const char *s
                  const char *const *params, cm_chore_cb cb, void *arg, cm_chore **out);
 /* Runs it now (unless a run is in flight): for work known to be left over. */
 void cm_chore_run(cm_chore *c);
+/* Makes the next run come ms from now, then every interval_ms again: for a
+ * chore whose first answer is wanted soon after the start, once the pools
+ * are up (cm_chore_run would find them connecting). */
+void cm_chore_soon(cm_chore *c, int ms);
 /* Stops the timer; memory is freed once libuv has closed it (run the loop
  * after). Free the pool first: a run in flight calls back. NULL is a no-op. */
 void cm_chore_free(cm_chore *c);

@@ -1,6 +1,7 @@
 #include "config.h"
 #include "address.h"
 #include "error.h"
+#include "fold.h"
 #include "log.h"
 #include "money.h"
 #include "routes.h"
@@ -50,6 +51,7 @@ static const option options[] = {
     {"reservation-ttl", "3600", "seconds an intent's unspent estimated_cost_usd stays reserved unless it ends first"},
     {"forecast-horizon", "3600", "seconds ahead a cost limit's predicted exhaustion is an exhaustion_predicted event"},
     {"intent-abandon-s", "3600", "seconds without a heartbeat after which an intent that has not ended is reported abandoned"},
+    {"rollup-hours-days", "0", "days of hour rows kept in the rollups (0, or 2 and more); older hours are folded into days (0: hours forever)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -178,6 +180,11 @@ static int apply(cm_config *c, int i, const char *v)
     case 29: return parse_int(v, 1, 30 * 86400, &c->reservation_ttl_s);
     case 30: return parse_int(v, 0, 40 * 86400, &c->forecast_horizon_s);
     case 31: return parse_int(v, 1, 30 * 86400, &c->intent_abandon_s);
+    case 32:
+        if (parse_int(v, 0, 36500, &c->rollup_hours_days) != CM_OK ||
+            (c->rollup_hours_days != 0 && c->rollup_hours_days < CM_FOLD_MIN_DAYS))
+            return CM_EINVAL;
+        return CM_OK;
     }
     return CM_EINVAL;
 }

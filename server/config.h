@@ -36,6 +36,7 @@ typedef struct {
     int intent_abandon_s;      /* silence after which an intent not ended is abandoned */
     int retention_days;        /* of raw heartbeats; 0 keeps them all */
     int retention_check_ms;    /* between two partition maintenance runs */
+    int rollup_hours_days;     /* hour rows kept before they are folded into days; 0 keeps them */
     int reservation_ttl_s;     /* an unended intent's reservation is released after it */
     int forecast_horizon_s;    /* how far ahead a predicted exhaustion is an event */
     bool fail_open;            /* admit intents unchecked while Redis is down */

@@ -3,6 +3,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "error.h"
+#include "fold.h"
 #include "hot.h"
 #include "http.h"
 #include "ingest.h"
@@ -39,6 +40,7 @@ typedef struct {
     cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
     cm_rollup *rollup;
     cm_retention *retention;
+    cm_fold *fold;
     cm_reservations *reservations;
     cm_hot *hot;
     cm_ingest *ingest;
@@ -66,6 +68,7 @@ static void on_stop(uv_async_t *h)
     cm_pg_pool_free(a->rollup_db); /* before its chores: a run in flight calls back */
     cm_rollup_free(a->rollup);
     cm_retention_free(a->retention);
+    cm_fold_free(a->fold);
     /* After the stores: what they had in flight fails as they close and
      * answers its heartbeats through the ingest. */
     cm_ingest_free(a->ingest);
@@ -154,12 +157,15 @@ int main(int argc, char **argv)
         return die("cannot start the rollup worker");
     if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
         return die("cannot start the partition maintenance");
+    if (cm_fold_new(&a.loop, a.rollup_db, cfg.rollup_hours_days, cfg.retention_check_ms, &a.fold) != CM_OK)
+        return die("cannot start the rollup fold");
     if (cm_reservations_new(&a.loop, a.hot, a.notify, &a.reservations) != CM_OK) return die("out of memory");
     cm_hot_set_horizon(a.hot, cfg.forecast_horizon_s);
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db,
                       .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .reservation_ttl_s = cfg.reservation_ttl_s,
+                      .fold = a.fold,
                       .interop_env = cfg.interop_env,
                       .intent_abandon_s = cfg.intent_abandon_s,
                       .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};

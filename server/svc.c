@@ -116,6 +116,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.fail_open = d->fail_open;
     s->api.reservation_ttl_s = d->reservation_ttl_s;
     s->api.intent_abandon_s = d->intent_abandon_s;
+    s->api.fold = d->fold;
     s->api.interop_env = d->interop_env;
     snprintf(s->api.interop_faults, sizeof s->api.interop_faults, "%s", d->interop_faults ? d->interop_faults : "");
     static const char *const channels[] = {CM_KEY_REVOKED_CHANNEL, CM_PRICING_CHANNEL, NULL};

@@ -9,6 +9,7 @@
 #define CM_SVC_H
 
 #include "bridge.h"
+#include "fold.h"
 #include "ingest.h"
 #include "intent_log.h"
 #include "notify.h"
@@ -32,6 +33,7 @@ typedef struct {
     bool fail_open; /* admit intents unchecked while Redis is unreachable */
     int reservation_ttl_s;      /* cm_api */
     int intent_abandon_s;       /* cm_api */
+    const cm_fold *fold;        /* cm_api */
     int64_t price_tolerance; /* cm_api */
     const char *interop_env;    /* cm_api */
     const char *interop_faults; /* cm_api */

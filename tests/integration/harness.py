@@ -183,7 +183,12 @@ def expected_spend(address, hbs, window, at, intents=0):
     `intents` admitted in the window."""
     lo, hi, step = window_bounds(window, at)
     return expected_totals(hbs, lo, hi, step, {"agent": address, "window": window, "from": iso(lo), "to": iso(hi),
-                                               "intents": intents})
+                                               "granularity": granularity(step), "intents": intents})
+
+
+def granularity(step):
+    """A spend reply's granularity for its series' step (inside the hours kept: docs/operations.md)."""
+    return "hour" if step == 3600 else "day"
 
 
 def check_json(got, want, what):

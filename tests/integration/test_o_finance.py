@@ -9,7 +9,8 @@ import uuid
 from decimal import Decimal
 
 from harness import (HookReceiver, accepted, batch, check, check_eq, check_error, check_json, check_status,
-                     day_start, enc, expected_totals, hb_id, iso, new_agent, outcomes_of, parse_iso, timeout,
+                     day_start, enc, expected_totals, granularity, hb_id, iso, new_agent, outcomes_of, parse_iso,
+                     timeout,
                      window_bounds, MONEY)
 from test_e_policies import away_from_boundary, create_agent_key
 
@@ -79,7 +80,8 @@ def _ts(it):
 def expected_unit(by, id_, items, window, at):
     lo, hi, step = window_bounds(window, at)
     want = expected_totals(metrics_of(items), lo, hi, step,
-                           {"by": by, "id": id_, "window": window, "from": iso(lo), "to": iso(hi)})
+                           {"by": by, "id": id_, "window": window, "from": iso(lo), "to": iso(hi),
+                            "granularity": granularity(step)})
     want["agents"] = len({it["agent"] for it in items if lo <= _ts(it) < hi})
     # No intent of these tests ends: what their heartbeats cost in the window is unfinished.
     want["outcomes"] = outcomes_of(want["cost_usd"], unfinished_spend=sum(

@@ -29,6 +29,7 @@ int main(void)
     test_ingest();
     test_seen();
     test_config();
+    test_fold();
     test_auth();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;

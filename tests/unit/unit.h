@@ -72,6 +72,7 @@ void test_egress(void);
 void test_ingest(void);
 void test_seen(void);
 void test_config(void);
+void test_fold(void);
 void test_auth(void);
 
 #endif
