@@ -6,7 +6,7 @@
 BENCH_BUILD := build/bench
 # The project's pure modules the HTTP-only ceiling links (codec and what it uses).
 BENCH_CODEC_SRC := server/codec.c server/money.c server/timeutil.c server/address.c \
-	server/error.c server/buf.c server/policy.c server/pricing.c
+	server/error.c server/buf.c server/policy.c server/pricing.c server/billing.c
 
 .PHONY: bench bench-deps
 
