@@ -57,3 +57,6 @@ CREATE OR REPLACE FUNCTION cm_rollup_units(lo bigint, hi bigint) RETURNS bigint 
     SELECT cm_rollup_tree(lo, hi);
     SELECT cm_rollup_units_016(lo, hi)
     $$;
+
+-- Nothing calls it any more (only the tail did).
+DROP FUNCTION IF EXISTS cm_rollup_lo();

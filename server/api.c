@@ -29,6 +29,11 @@ int cm_api_resolve_agent(const cm_ident *who, char agent[CM_ADDR_MAX], const cha
     return cm_api_may_act_for(who, agent, field, e);
 }
 
+const char *cm_api_bound_agent(const cm_ident *who)
+{
+    return who->agent[0] ? who->agent : NULL;
+}
+
 int cm_api_need_admin(const cm_ident *who, cm_apierr *e)
 {
     if (who->admin) return CM_OK;

@@ -64,6 +64,9 @@ int cm_api_may_act_for(const cm_ident *who, const char *address, const char *fie
 /* The agent a request names or, when it names none, the key's bound agent
  * (copied into agent); then cm_api_may_act_for. */
 int cm_api_resolve_agent(const cm_ident *who, char agent[CM_ADDR_MAX], const char *field, cm_apierr *e);
+/* The key's agent when it is bound to one (it sees only that agent's part of
+ * a unit or an intent); NULL for a key that sees every agent's. */
+const char *cm_api_bound_agent(const cm_ident *who);
 /* 403 unless the key is an admin key. */
 int cm_api_need_admin(const cm_ident *who, cm_apierr *e);
 /* Fills e as a 503: PostgreSQL could not take or finish a statement. */

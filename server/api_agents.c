@@ -107,7 +107,7 @@ int cm_api_agent_list(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     char space[4][24], limit[16];
     const char *params[9];
-    cm_api_agent_view_params(j, who, who->agent[0] ? who->agent : NULL, space, params);
+    cm_api_agent_view_params(j, who, cm_api_bound_agent(who), space, params);
     snprintf(limit, sizeof limit, "%d", q->limit);
     params[6] = q->health[0] ? q->health : NULL;
     params[7] = limit;
@@ -293,11 +293,10 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     cm_policy_window_starts(j->now, starts);
     char win[CM_WIN3][24];
     for (int w = 0; w < CM_WIN3; w++) snprintf(win[w], sizeof win[w], "%lld", (long long)starts[w]);
-    char abandon[16], now[24];
-    snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
-    snprintf(now, sizeof now, "%lld", (long long)j->now);
+    cm_api_outcome_params op;
+    cm_api_outcome_params_of(api, j, &op);
     const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2],
-                            abandon, now, c->grain};
+                            op.abandon, op.now, c->grain};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
      * session's time zone. A polled statement: prepared, on the read pool. */
     return cm_api_read(c, spend_sql, 11, params, on_spend, e);
@@ -336,7 +335,7 @@ int cm_api_events(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_events *q = &j->req.events;
     /* A key bound to an agent sees that agent's events only. */
-    const char *agent = q->agent[0] ? q->agent : who->agent[0] ? who->agent : NULL;
+    const char *agent = q->agent[0] ? q->agent : cm_api_bound_agent(who);
     if (q->agent[0] && cm_api_may_act_for(who, q->agent, "agent", e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;

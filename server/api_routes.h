@@ -89,6 +89,12 @@ void cm_api_spend_models(cm_buf *b, const char *text);
  * intent, and the shares of the window's spend on failed and unfinished
  * intents. */
 void cm_api_outcomes(cm_buf *b, const cm_pgres *res, int row, int col);
+/* Its abandon and now parameters as text: COSTMESH_INTENT_ABANDON_S, and
+ * j's time. */
+typedef struct {
+    char abandon[16], now[24];
+} cm_api_outcome_params;
+void cm_api_outcome_params_of(const cm_api *api, const cm_job *j, cm_api_outcome_params *out);
 /* Its SQL, as a row source for a spend statement: $-numbers of org, kind,
  * unit, one agent (NULL: all), the window's start and end (Unix seconds),
  * the abandonment setting (seconds) and now; spend is an SQL expression of

@@ -32,11 +32,6 @@
     " ON intent_parts.org = $1 AND intent_parts.intent_id = n.intent_id"                           \
     " WHERE $3::text IS NULL OR intent_parts.address = $3)"
 
-/* The key's agent when bound; NULL sees every agent's part. */
-static const char *bound_agent(const cm_ident *who)
-{
-    return who->agent[0] ? who->agent : NULL;
-}
 
 /* The ?agent= hint: absent, or an agent the key may name. */
 static int check_hint(const cm_ident *who, const cm_req_spend_intent *q, cm_apierr *e)
@@ -136,13 +131,12 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
     if (check_hint(who, q, e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    char abandon[16], now[24];
-    snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
-    snprintf(now, sizeof now, "%lld", (long long)j->now);
+    cm_api_outcome_params op;
+    cm_api_outcome_params_of(api, j, &op);
     /* Its last bucket is a day when it is older than the hours kept. */
     char hours_from[24];
     snprintf(hours_from, sizeof hours_from, "%lld", (long long)cm_fold_horizon(api->fold, j->now));
-    const char *params[] = {who->org, q->intent_id, bound_agent(who), abandon, now, hours_from};
+    const char *params[] = {who->org, q->intent_id, cm_api_bound_agent(who), op.abandon, op.now, hours_from};
     /* Columns: 0..1 the intent's own first and past-last hour, 2..13 its
      * own totals, 14 its rows, 15..26 the tree's totals, 27 the tree's
      * intents, 28 parent, 29 root, 30..32 outcome (status, quality, end),
@@ -211,7 +205,7 @@ int cm_api_intent_tree(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     if (check_hint(who, q, e) != CM_OK) return CM_EFORBIDDEN;
     cm_api_call *c = cm_api_call_new(api, j, who, sizeof *c, e);
     if (!c) return CM_ENOMEM;
-    const char *params[] = {who->org, q->intent_id, bound_agent(who)};
+    const char *params[] = {who->org, q->intent_id, cm_api_bound_agent(who)};
     /* One row per node, depth first (by path): 0 id, 1 parent, 2 depth, 3
      * path, 4 its agents (JSON), 5..16 its own totals, 17 its own cost, 18
      * the cost of its subtree, 19 its outcome's status, 20 the tree is
@@ -338,7 +332,7 @@ int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     /* A key bound to an agent ends only that agent's intents (their
      * reservations; an outcome when it has a part in the intent); an
      * unbound key any of its org's. */
-    const char *params[] = {who->org, q->intent.intent_id, bound_agent(who), now, q->body.status,
+    const char *params[] = {who->org, q->intent.intent_id, cm_api_bound_agent(who), now, q->body.status,
                             q->body.has_quality ? quality : NULL};
     if (!q->body.status)
         return cm_api_query(c,

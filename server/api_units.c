@@ -81,6 +81,12 @@ void cm_api_spend_models(cm_buf *b, const char *text)
     cm_buf_adds(b, "]");
 }
 
+void cm_api_outcome_params_of(const cm_api *api, const cm_job *j, cm_api_outcome_params *out)
+{
+    snprintf(out->abandon, sizeof out->abandon, "%d", api->intent_abandon_s);
+    snprintf(out->now, sizeof out->now, "%lld", (long long)j->now);
+}
+
 void cm_api_outcomes(cm_buf *b, const cm_pgres *res, int row, int col)
 {
     cm_buf_addf(b, ",\"outcomes\":{\"succeeded\":%s,\"failed\":%s,\"cancelled\":%s,\"abandoned\":%s,"
@@ -96,11 +102,6 @@ void cm_api_outcomes(cm_buf *b, const cm_pgres *res, int row, int col)
     cm_buf_adds(b, "}");
 }
 
-/* The one unit a key bound to an agent may see: its own part. */
-static const char *bound_agent(const cm_ident *who)
-{
-    return who->agent[0] ? who->agent : NULL;
-}
 
 /* ---- one unit's spend ---- */
 
@@ -139,10 +140,10 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     const cm_req_spend_unit *q = &j->req.spend_unit;
     cm_api_spend_call *c = cm_api_spend_call_new(api, j, who, q->window, q->at, e);
     if (!c) return CM_ENOMEM;
-    char abandon[16], now[24];
-    snprintf(abandon, sizeof abandon, "%d", api->intent_abandon_s);
-    snprintf(now, sizeof now, "%lld", (long long)j->now);
-    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, bound_agent(who), abandon, now};
+    cm_api_outcome_params op;
+    cm_api_outcome_params_of(api, j, &op);
+    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, cm_api_bound_agent(who),
+                            op.abandon, op.now};
     /* Columns: 0..11 the window's totals (cm_api_spend_totals), 12 rows of
      * the unit at any time (0: unknown here), 13 agents in the window,
      * 14..19 one series bucket per row, 20..26 the outcomes, 27 the window's models. */
@@ -208,7 +209,7 @@ int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", q->limit);
-    const char *params[] = {who->org, q->by, c->from_s, c->to_s, q->agent[0] ? q->agent : bound_agent(who), limit};
+    const char *params[] = {who->org, q->by, c->from_s, c->to_s, q->agent[0] ? q->agent : cm_api_bound_agent(who), limit};
     /* The most expensive first; equal costs by id, so pages are stable. */
     return cm_api_query(c,
                         "SELECT unit, " CM_API_SPEND_SUMS_SQL ", count(DISTINCT address)::text"
