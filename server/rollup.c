@@ -107,7 +107,14 @@ static void on_scope_check(void *arg, int rc, const cm_hot_check_result *res)
     free(c);
 }
 
-/* Checks the current windows of the scopes of rows v[0..n), once each. */
+static int cmp_tag(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Checks the current windows of the scopes of rows v[0..n), once each
+ * (a batch has a row per scope, grain and bucket: sorted, then the
+ * repeats skipped, as every run of a busy batch is a scope). */
 static void check_scopes(cm_rollup *r, const cm_hot_count *v, int n)
 {
     scope_check *c = calloc(1, sizeof *c);
@@ -115,11 +122,12 @@ static void check_scopes(cm_rollup *r, const cm_hot_count *v, int n)
     if (c) c->tags = malloc((size_t)n * sizeof *c->tags);
     if (!c || !c->tags || !tags) goto fail;
     c->r = r;
+    for (int i = 0; i < n; i++) tags[i] = v[i].tag;
+    qsort(tags, (size_t)n, sizeof *tags, cmp_tag);
+    /* tags[c->n] is written only after tags[i >= c->n] was read. */
     for (int i = 0; i < n; i++) {
-        int k = 0;
-        while (k < c->n && strcmp(c->tags[k], v[i].tag) != 0) k++;
-        if (k < c->n) continue;
-        snprintf(c->tags[c->n], CM_ADDR_MAX, "%s", v[i].tag);
+        if (c->n > 0 && strcmp(c->tags[c->n - 1], tags[i]) == 0) continue;
+        snprintf(c->tags[c->n], CM_ADDR_MAX, "%s", tags[i]);
         tags[c->n] = c->tags[c->n];
         c->n++;
     }
