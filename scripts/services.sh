@@ -173,6 +173,10 @@ print_env() {
 
 # ------------------------------------------------------------------ redis
 
+# With COSTMESH_DURABLE=redis a 202 is durable once Redis answers, which
+# needs every write in the AOF first (docs/guarantees.md section 12).
+if [ "${COSTMESH_DURABLE:-postgres}" = redis ]; then REDIS_FSYNC=always; else REDIS_FSYNC=everysec; fi
+
 start_redis() {
     if redis_running; then
         same_port redis CM_REDIS_PORT "$CM_REDIS_PORT" "$(redis_conf_port)"
@@ -191,7 +195,7 @@ bind 127.0.0.1
 port $CM_REDIS_PORT
 dir $REDIS_DIR
 appendonly yes
-appendfsync everysec
+appendfsync $REDIS_FSYNC
 save ""
 daemonize yes
 pidfile $REDIS_PID

@@ -52,6 +52,10 @@ static const option options[] = {
     {"forecast-horizon", "3600", "seconds ahead a cost limit's predicted exhaustion is an exhaustion_predicted event"},
     {"intent-abandon-s", "3600", "seconds without a heartbeat after which an intent that has not ended is reported abandoned"},
     {"rollup-hours-days", "0", "days of hour rows kept in the rollups (0, or 2 and more); older hours are folded into days (0: hours forever)"},
+    {"durable", "postgres", "where a 202 is durable: postgres (a commit per group) or redis (Redis with appendfsync always, drained into PostgreSQL)"},
+    {"dedupe-mark-s", "600", "durable=redis: seconds Redis remembers a heartbeat id (later retries are still counted once, by PostgreSQL)"},
+    {"queue-max", "2000000", "durable=redis: heartbeats waiting for PostgreSQL past which new ones get 503"},
+    {"read-wait-ms", "5000", "durable=redis: how long a read waits for the heartbeats acknowledged before it to reach PostgreSQL"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -185,6 +189,13 @@ static int apply(cm_config *c, int i, const char *v)
             (c->rollup_hours_days != 0 && c->rollup_hours_days < CM_FOLD_MIN_DAYS))
             return CM_EINVAL;
         return CM_OK;
+    case 33:
+        if (strcmp(v, "postgres") != 0 && strcmp(v, "redis") != 0) return CM_EINVAL;
+        c->durable_redis = strcmp(v, "redis") == 0;
+        return CM_OK;
+    case 34: return parse_int(v, 1, 7 * 86400, &c->dedupe_mark_s);
+    case 35: return parse_int(v, 1000, 1000000000, &c->queue_max);
+    case 36: return parse_int(v, 0, 600000, &c->read_wait_ms);
     }
     return CM_EINVAL;
 }

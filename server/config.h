@@ -46,6 +46,10 @@ typedef struct {
     char interop_env[64];      /* ENV of agents named by OTLP spans and CloudEvents */
     char interop_faults[64];   /* test hook (api.h cm_api), "" in production */
     int64_t price_tolerance;   /* nano-percent (api.h cm_api) */
+    bool durable_redis;        /* a 202 is durable in Redis, drained into PostgreSQL (ingest.h, persist.h) */
+    int dedupe_mark_s;         /* how long Redis remembers a heartbeat id (durable_redis) */
+    int queue_max;             /* heartbeats queued for PostgreSQL before new ones get 503 (durable_redis) */
+    int read_wait_ms;          /* a read waits this long at most for the queue to reach it (durable_redis) */
 } cm_config;
 
 /* Fills `c` from defaults, then the environment, then argv. On CM_EINVAL

@@ -1,6 +1,7 @@
 #include "hot.h"
 #include "error.h"
 #include "hot_layout.h"
+#include "hot_internal.h"
 #include "hot_rebuild.h"
 #include "log.h"
 
@@ -11,11 +12,13 @@
 
 /* The scripts of server/lua/, embedded at build time (scripts/embed_lua.sh). */
 extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[], cm_lua_draw[],
-    cm_lua_release[], cm_lua_restore[];
+    cm_lua_release[], cm_lua_restore[], cm_lua_ack[], cm_lua_drain[], cm_lua_drained[], cm_lua_qids[];
 
-enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE, NSCRIPTS };
-static const char *const scripts[NSCRIPTS] = {cm_lua_merge, cm_lua_admit,   cm_lua_check,  cm_lua_hreplace,
-                                              cm_lua_draw,  cm_lua_release, cm_lua_restore};
+enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE };
+static const char *const scripts[CM_HOT_NSCRIPTS] = {
+    cm_lua_merge,   cm_lua_admit,   cm_lua_check, cm_lua_hreplace, cm_lua_draw,  cm_lua_release,
+    cm_lua_restore, cm_lua_ack,     cm_lua_drain, cm_lua_drained,  cm_lua_qids};
+_Static_assert(CM_HOT_ACK == RESTORE + 1, "the queue's scripts follow the others");
 
 #define MERGE_CHUNK 200 /* window hashes per MERGE call */
 #define CHECK_CHUNK 100 /* agents per CHECK call */
@@ -61,7 +64,7 @@ int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_
     if (!h) return CM_ENOMEM;
     h->pg = pg;
     h->horizon_s = 3600;
-    int rc = cm_store_new(loop, where, scripts, NSCRIPTS, on_ready, h, &h->store);
+    int rc = cm_store_new(loop, where, scripts, CM_HOT_NSCRIPTS, on_ready, h, &h->store);
     if (rc != CM_OK) {
         free(h);
         return rc;
@@ -99,8 +102,7 @@ bool cm_hot_ready(const cm_hot *h)
     return cm_store_ready(h->store) && atomic_load(&((cm_hot *)h)->complete);
 }
 
-/* Runs a script whose arguments are all NUL-terminated. */
-static int eval(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_store_cb cb, void *arg)
+int cm_hot_eval(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_store_cb cb, void *arg)
 {
     size_t *lens = malloc((size_t)argc * sizeof *lens);
     if (!lens) return CM_ENOMEM;
@@ -188,7 +190,7 @@ static int batch_eval(batch *b, int script, int nkeys, int argc, const char *con
                       void *arg)
 {
     b->pending++;
-    int rc = eval(b->h, script, nkeys, argc, argv, cb, arg);
+    int rc = cm_hot_eval(b->h, script, nkeys, argc, argv, cb, arg);
     if (rc != CM_OK) b->pending--;
     return rc;
 }
@@ -248,15 +250,18 @@ static void count_row(const void *rows, int i, const char **address, char *grain
     values[0] = r->value;
 }
 
+void cm_hot_epoch_missing(cm_hot *h)
+{
+    /* The rebuild's own merges find the epoch missing until it ends. */
+    if (h->rebuilding) return;
+    cm_log(CM_LOG_WARN, "event=redis_epoch_missing action=rebuild");
+    rebuild(h);
+}
+
 static void on_merged(void *arg, int rc, const cm_store_reply *reply)
 {
     batch *b = arg;
-    cm_hot *h = b->h;
-    /* The rebuild's own merges find the epoch missing until it ends. */
-    if (rc == CM_OK && cm_store_reply_int(reply, 0) == 0 && !h->rebuilding) {
-        cm_log(CM_LOG_WARN, "event=redis_epoch_missing action=rebuild");
-        rebuild(h);
-    }
+    if (rc == CM_OK && cm_store_reply_int(reply, 0) == 0) cm_hot_epoch_missing(b->h);
     batch_step(b, rc);
 }
 
@@ -650,7 +655,7 @@ static int send_admit(admit_call *c)
         av[nargv++] = a->tree_cap;
         av[nargv++] = nums[2 * CM_WIN3 + 4];
     }
-    return eval(c->h, ADMIT, nkeys, nkeys + nargv, argv, on_admitted, c);
+    return cm_hot_eval(c->h, ADMIT, nkeys, nkeys + nargv, argv, on_admitted, c);
 }
 
 int cm_hot_admit(cm_hot *h, const cm_hot_admission *a, cm_hot_admit_cb cb, void *arg)
@@ -745,7 +750,7 @@ int cm_hot_draw(cm_hot *h, bool scopes, const cm_hot_spent *rows, int n)
             argv[i] = keys[i];
             argv[n + 1 + i] = nums[i];
         }
-        rc = eval(h, DRAW, n, 2 * n + 1, argv, on_drawn, NULL);
+        rc = cm_hot_eval(h, DRAW, n, 2 * n + 1, argv, on_drawn, NULL);
     }
     free(argv);
     free(keys);
@@ -790,7 +795,7 @@ static int release(cm_hot *h, const char *const *argv, int argc, cm_hot_release_
     release_call *c = calloc(1, sizeof *c);
     if (!c) return CM_ENOMEM;
     *c = (release_call){cb, arg};
-    int rc = eval(h, RELEASE, 2, argc, argv, on_released, c);
+    int rc = cm_hot_eval(h, RELEASE, 2, argc, argv, on_released, c);
     if (rc != CM_OK) free(c);
     return rc;
 }

@@ -18,6 +18,7 @@
 #define CM_HOT_H
 
 #include "budget.h"
+#include "codec.h"
 #include "forecast.h"
 #include "pg.h"
 #include "policy.h"
@@ -256,5 +257,69 @@ int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, vo
  * sets or clears an agent's flag alone. */
 int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg);
+
+/* ---- the queue: Redis as the durable point (COSTMESH_DURABLE=redis) ----
+ *
+ * An acknowledged heartbeat is an entry of a stream until the persister
+ * (persist.h) has committed it to PostgreSQL; docs/guarantees.md section 12. */
+
+/* The month totals ACK caps, in its deltas' order, named as the caps of
+ * schema/007_caps.sql after "cap_". */
+#define CM_HOT_CAPPED 9
+extern const char *const cm_hot_capped_names[CM_HOT_CAPPED];
+
+typedef struct {
+    const cm_hb *const *hbs; /* the rows; a row repeating an earlier (agent, id) is left out by the caller */
+    int n;
+    const int *request_rows; /* rows per request, in row order: a request is refused whole */
+    int nrequests;
+    const char *const *agents; /* whose cost today (the day of now) the result carries */
+    int nagents;
+    int64_t now;
+    int mark_ttl_s;  /* how long Redis remembers an id */
+    long max_queue;  /* entries past which nothing more is taken */
+} cm_hot_ack_in;
+
+typedef struct {
+    bool full;                 /* the queue is at max_queue: nothing was taken */
+    const int *status;         /* per row: 1 new, 0 duplicate, -k refused (cap k-1 of cm_hot_capped_names) */
+    const int64_t *cost_today; /* per agent */
+} cm_hot_ack_result;
+
+/* r is NULL unless rc is CM_OK. */
+typedef void (*cm_hot_ack_cb)(void *arg, int rc, const cm_hot_ack_result *r);
+
+/* ACK: counts each new row in its agent's windows of its ts and appends it
+ * to the queue, in one script. */
+int cm_hot_ack(cm_hot *h, const cm_hot_ack_in *in, cm_hot_ack_cb cb, void *arg);
+
+/* An entry of the queue, lent to the callback: its id ("ms-seq") and text
+ * (hbrow.h cm_hbrow_decode). */
+typedef struct {
+    const char *id;
+    const char *text;
+} cm_hot_entry;
+typedef void (*cm_hot_drain_cb)(void *arg, int rc, const cm_hot_entry *e, int n);
+
+/* DRAIN: the oldest max entries, when this replica (`owner`) holds or takes
+ * the lease for lease_ms; none when another does. */
+int cm_hot_drain(cm_hot *h, const char *owner, int lease_ms, int max, cm_hot_drain_cb cb, void *arg);
+
+/* A drained entry PostgreSQL found a duplicate, with its heartbeat. */
+typedef struct {
+    const char *id;
+    const cm_hb *hb;
+} cm_hot_undo;
+
+/* DRAINED: the entries up to last_id are committed: they leave the queue,
+ * and the increments of undo[0..n) are taken back from their windows. */
+int cm_hot_drained(cm_hot *h, const char *last_id, const cm_hot_undo *undo, int n, cm_hot_done_cb cb, void *arg);
+
+/* The queue's last appended and last committed ids ("" for none). */
+typedef void (*cm_hot_qids_cb)(void *arg, int rc, const char *last, const char *done);
+int cm_hot_qids(cm_hot *h, cm_hot_qids_cb cb, void *arg);
+
+/* Parses a stream id "ms-seq"; CM_EINVAL when it is not one. */
+int cm_hot_qid_parse(const char *id, uint64_t *ms, uint64_t *seq);
 
 #endif

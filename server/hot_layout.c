@@ -38,6 +38,11 @@ void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX]
     snprintf(out, CM_HOT_KEY_MAX, "cm:t:%s:%s", org, root);
 }
 
+void cm_hot_key_dedupe(const char *key_hex, char out[CM_HOT_KEY_MAX])
+{
+    snprintf(out, CM_HOT_KEY_MAX, "cm:d:%s", key_hex);
+}
+
 long cm_hot_window_ttl(char grain)
 {
     return grain == 'h' ? 3 * 86400L : grain == 'd' ? 40 * 86400L : 400 * 86400L;

@@ -40,17 +40,30 @@
  *   cm:rv:<org>:<intent_id>      an intent's reservation (admit.lua says
  *                                its fields)
  *   cm:rz                        the reservations by deadline (a zset)
+ *   cm:d:<key>                   a heartbeat id's dedupe mark while Redis is
+ *                                the durable point (key: cm_auth_hb_key)
+ *   cm:q                         the queue of acknowledged heartbeats the
+ *                                persister drains (a stream; persist.h)
+ *   cm:q:last, cm:q:done         its last appended id, and the last id
+ *                                committed to PostgreSQL
+ *   cm:q:lease                   the replica whose persister drains it
  *   cm:x:...                     once-per-window markers, spelled by the
  *                                scripts (admit.lua and check.lua share the
  *                                limit markers, so a breach is reported once
  *                                per window whichever sees it first) */
 #define CM_HOT_EPOCH_KEY "cm:epoch"
+#define CM_HOT_QUEUE_KEY "cm:q"
+#define CM_HOT_QUEUE_LAST_KEY "cm:q:last"
+#define CM_HOT_QUEUE_DONE_KEY "cm:q:done"
+#define CM_HOT_QUEUE_LEASE_KEY "cm:q:lease"
 #define CM_HOT_GRAINS "hdm"
 /* Holds the longest of them: a window key (an address and two numbers) or
  * an idempotency key (an address and a key of up to 128 bytes). */
 #define CM_HOT_KEY_MAX (CM_ADDR_MAX + 128 + 16)
 void cm_hot_key_window(const char *address, char grain, int64_t start, char out[CM_HOT_KEY_MAX]);
 void cm_hot_key_policy(const char *address, char out[CM_HOT_KEY_MAX]);
+/* key_hex: cm_auth_hb_key's text. */
+void cm_hot_key_dedupe(const char *key_hex, char out[CM_HOT_KEY_MAX]);
 /* by_intent_id: the key is a client-given intent_id (cm:n:), which makes
  * a repeated intent idempotent without an Idempotency-Key. */
 void cm_hot_key_idem(const char *address, const char *key, bool by_intent_id, char out[CM_HOT_KEY_MAX]);

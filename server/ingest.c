@@ -1,6 +1,7 @@
 #include "ingest.h"
 #include "auth.h"
 #include "error.h"
+#include "hbrow.h"
 #include "log.h"
 #include "money.h"
 #include "budget.h"
@@ -26,83 +27,13 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
                    CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_COUNT_MAX,
                "a group commit could overflow a capped total");
 
-/* The one statement of a group commit (data-modifying CTEs always run to
- * completion, referenced or not). A row is new when its id is (heartbeat_ids
- * is the 7-day dedupe, schema/012_partitions.sql; each row's key is hashed
- * here, cm_auth_hb_key, and sent as $31); rows without an id always are. Lock order is fixed by the ORDER BY
- * clauses so concurrent replicas do not deadlock each other (and a deadlock
- * that happens anyway is retried). Every output column is text so the three
- * kinds of rows can share one result ($22 are the distinct agents to
- * register or whose last_heartbeat to move: those not written already
- * this second, see seen.h):
- *   'n' idx                      a row that was new (not a duplicate)
- *   'r' address grain bucket ... a rollup's absolute totals after this commit
- *   't' address cost             the agent's cost today before this
- *                                statement (an 'r' row of today's day
- *                                bucket, when there is one, is newer; a
- *                                join on the 'roll' CTE here would rescan
- *                                it once per agent) */
-static const char group_sql[] =
-    "WITH input AS (SELECT t.*, decode(t.key_hex, 'hex') AS key"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-    " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],"
-    " $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],"
-    " $18::bigint[], $19::float8[], $20::int[], $23::text[], $24::bigint[], $25::bigint[], $26::text[],"
-    " $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::text[], $32::bigint[])"
-    " AS t(address, hb_id, intent_id, run_id,"
-    " session_id, workflow, parent_intent_id, status, ts, cost, tin, tout, tcached, calls, tools,"
-    " itotal, isucc, ifail, lat, idx, model, tcwrite, priced, customer, revenue, refund, external, fees,"
-    " key_hex, compute_ms)),"
-    " ids AS (INSERT INTO heartbeat_ids (key) SELECT key FROM input"
-    " WHERE key IS NOT NULL ORDER BY 1 ON CONFLICT DO NOTHING RETURNING key),"
-    " ins AS (INSERT INTO heartbeats (address, hb_id, intent_id, run_id, session_id, workflow,"
-    " parent_intent_id, status, ts, cost_nanos, tokens_in, tokens_out, tokens_cached, llm_calls,"
-    " tool_calls, intents_total, intents_succeeded, intents_failed, avg_latency_ms, model,"
-    " tokens_cache_write, priced_nanos, customer, revenue_nanos, refund_nanos, external_nanos, fees_nanos,"
-    " compute_ms) SELECT i.address, i.hb_id, intent_id, run_id, session_id, workflow, parent_intent_id, status,"
-    " to_timestamp(ts), cost, tin, tout, tcached, calls, tools, itotal, isucc, ifail, lat, model,"
-    " tcwrite, priced, customer, revenue, refund, external, fees, compute_ms"
-    " FROM input i LEFT JOIN ids ON ids.key = i.key"
-    " WHERE i.hb_id IS NULL OR ids.key IS NOT NULL"
-    " RETURNING address, hb_id, intent_id, ts, cost_nanos, tokens_in, tokens_out, tokens_cached,"
-    " llm_calls, tool_calls, intents_total, intents_succeeded, intents_failed),"
-    " roll AS (INSERT INTO rollup_agent AS r (address, grain, bucket, cost_nanos, tokens_in,"
-    " tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, intents_total,"
-    " intents_succeeded, intents_failed)"
-    " SELECT i.address, g.grain, date_trunc(g.unit, i.ts, 'UTC'), sum(cost_nanos), sum(tokens_in),"
-    " sum(tokens_out), sum(tokens_cached), sum(llm_calls), sum(tool_calls), count(*),"
-    " sum(intents_total), sum(intents_succeeded), sum(intents_failed)"
-    " FROM ins i CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
-    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (address, grain, bucket) DO UPDATE SET"
-    " cost_nanos = r.cost_nanos + excluded.cost_nanos, tokens_in = r.tokens_in + excluded.tokens_in,"
-    " tokens_out = r.tokens_out + excluded.tokens_out,"
-    " tokens_cached = r.tokens_cached + excluded.tokens_cached,"
-    " llm_calls = r.llm_calls + excluded.llm_calls, tool_calls = r.tool_calls + excluded.tool_calls,"
-    " heartbeats = r.heartbeats + excluded.heartbeats,"
-    " intents_total = r.intents_total + excluded.intents_total,"
-    " intents_succeeded = r.intents_succeeded + excluded.intents_succeeded,"
-    " intents_failed = r.intents_failed + excluded.intents_failed"
-    " RETURNING address, grain, bucket, cost_nanos, tokens_in, tokens_out, llm_calls, heartbeats),"
-    " reg AS (INSERT INTO agents AS a (address, org, last_heartbeat, health)"
-    " SELECT address, split_part(address, '/', 3), now(), 'healthy' FROM unnest($22::text[]) AS t(address) ORDER BY 1"
-    " ON CONFLICT (address) DO UPDATE SET last_heartbeat = greatest(a.last_heartbeat, excluded.last_heartbeat)"
-    " RETURNING 1),"
-    " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
-    " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
-    " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = i.key)"
-    " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
-    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
-    " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
-    " NULL, NULL, NULL, NULL FROM (SELECT DISTINCT address FROM input) x CROSS JOIN today"
-    " LEFT JOIN rollup_agent d ON d.address = x.address AND d.grain = 'd' AND d.bucket = today.d";
-
 /* A row of the group: which job and which heartbeat of it. */
 typedef struct {
     cm_job *job;
     size_t hb;
     int dup;      /* duplicate of an earlier row of the same group */
     int is_new;   /* set from the result */
+    int refused;  /* Redis as the durable point: 1 + the cap (cm_hot_capped_names) its request would pass */
 } row;
 
 /* A distinct agent of the group, with what its reply says. */
@@ -133,7 +64,9 @@ struct cm_ingest {
     cm_pg_pool *db; /* the ingest pool: group commits only */
     cm_hot *hot;
     cm_notify *notify;
+    cm_ingest_opts opts;
     cm_seen *seen;        /* owned */
+    cm_seen *known;       /* owned; Redis durable: agents known registered (second 0) */
     cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* writers busy: a group, or the parts of a split
                              one, sent to PostgreSQL and not yet answered */
@@ -143,13 +76,15 @@ struct cm_ingest {
 
 static void flush(cm_ingest *in);
 
-int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, cm_ingest **out)
+int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts, cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
-    if (!in || cm_seen_new(&in->seen) != CM_OK) {
+    if (!in || cm_seen_new(&in->seen) != CM_OK || cm_seen_new(&in->known) != CM_OK) {
+        if (in) cm_seen_free(in->seen);
         free(in);
         return CM_ENOMEM;
     }
+    in->opts = *opts;
     in->db = db;
     in->hot = hot;
     in->notify = notify;
@@ -179,6 +114,7 @@ void cm_ingest_free(cm_ingest *in)
     if (!in) return;
     fail_jobs(in, &in->waiting, 503, "shutting_down", NULL, "the server is stopping; retry");
     cm_seen_free(in->seen);
+    cm_seen_free(in->known);
     free(in);
 }
 
@@ -210,97 +146,24 @@ void cm_ingest_submit(cm_ingest *in, cm_job *j)
 }
 
 
-/* ---- array parameters in PostgreSQL's text form ---- */
-
-/* The row columns: $1..$20, then $21 (now) and $22 (agents to write),
- * then the columns added later, $23..$32. */
-enum { NCOLS = 30, NPARAMS = 32, FIRST_LATE_COL = 20 };
-
-/* The parameter index of row column col. */
-static int col_param(int col)
-{
-    return col < FIRST_LATE_COL ? col : col + 2;
-}
-
 static const cm_hb *row_hb(const row *r)
 {
     return &r->job->req.heartbeat.hbs[r->hb];
 }
 
-static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
-{
-    switch (col) {
-    case 0: cm_buf_add_pg_text(b, h->agent); break;
-    case 1: cm_buf_add_pg_text(b, h->id); break;
-    case 2: cm_buf_add_pg_text(b, h->intent_id); break;
-    case 3: cm_buf_add_pg_text(b, h->run_id); break;
-    case 4: cm_buf_add_pg_text(b, h->session_id); break;
-    case 5: cm_buf_add_pg_text(b, h->workflow); break;
-    case 6: cm_buf_add_pg_text(b, h->parent_intent_id); break;
-    case 7: cm_buf_add_pg_text(b, h->status); break;
-    case 8: cm_buf_addf(b, "%lld", (long long)h->ts); break;
-    case 9: cm_buf_addf(b, "%lld", (long long)h->cost_nanos); break;
-    case 10: cm_buf_addf(b, "%lld", (long long)h->tokens_in); break;
-    case 11: cm_buf_addf(b, "%lld", (long long)h->tokens_out); break;
-    case 12: cm_buf_addf(b, "%lld", (long long)h->tokens_cached); break;
-    case 13: cm_buf_addf(b, "%lld", (long long)h->llm_calls); break;
-    case 14: cm_buf_addf(b, "%lld", (long long)h->tool_calls); break;
-    case 15: cm_buf_addf(b, "%lld", (long long)h->intents_total); break;
-    case 16: cm_buf_addf(b, "%lld", (long long)h->intents_succeeded); break;
-    case 17: cm_buf_addf(b, "%lld", (long long)h->intents_failed); break;
-    case 18:
-        if (h->has_latency) cm_buf_addf(b, "%.17g", h->avg_latency_ms);
-        else cm_buf_adds(b, "NULL");
-        break;
-    case 19: cm_buf_addf(b, "%zu", idx); break;
-    case 20: cm_buf_add_pg_text(b, h->model); break;
-    case 21: cm_buf_addf(b, "%lld", (long long)h->tokens_cache_write); break;
-    case 22:
-        if (h->priced) cm_buf_addf(b, "%lld", (long long)h->priced_nanos);
-        else cm_buf_adds(b, "NULL");
-        break;
-    case 23: cm_buf_add_pg_text(b, h->customer); break;
-    case 24: cm_buf_addf(b, "%lld", (long long)h->revenue_nanos); break;
-    case 25: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
-    case 26: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
-    case 27: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
-    case 28: {
-        char key[CM_HB_KEY_HEX_LEN];
-        if (!h->id[0])
-            cm_buf_adds(b, "NULL");
-        else if (cm_auth_hb_key(h->agent, h->id, key) == CM_OK)
-            cm_buf_adds(b, key);
-        else
-            b->failed = 1;
-        break;
-    }
-    case 29: cm_buf_addf(b, "%lld", (long long)h->compute_ms); break;
-    }
-}
-
 /* Marks rows whose (agent, id) already appeared earlier in the group, so
- * each pair is sent once and the result maps back without ambiguity.
- * Quadratic only within one agent's rows with ids, via a sort. */
-static int cmp_rows(const void *a, const void *b)
+ * each pair is sent once and the result maps back without ambiguity. */
+static int mark_dups(group *g)
 {
-    const row *x = *(const row *const *)a, *y = *(const row *const *)b;
-    int c = strcmp(row_hb(x)->agent, row_hb(y)->agent);
-    if (c) return c;
-    c = strcmp(row_hb(x)->id, row_hb(y)->id);
-    if (c) return c;
-    return x < y ? -1 : x > y;
-}
-
-static void mark_dups(group *g, row **order)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < g->nrows; i++)
-        if (row_hb(&g->rows[i])->id[0]) order[n++] = &g->rows[i];
-    qsort(order, n, sizeof *order, cmp_rows);
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(row_hb(order[i])->agent, row_hb(order[i - 1])->agent) == 0 &&
-            strcmp(row_hb(order[i])->id, row_hb(order[i - 1])->id) == 0)
-            order[i]->dup = 1;
+    const cm_hb **hbs = malloc((g->nrows ? g->nrows : 1) * sizeof *hbs);
+    unsigned char *dup = malloc(g->nrows ? g->nrows : 1);
+    int rc = hbs && dup ? CM_OK : CM_ENOMEM;
+    for (size_t i = 0; rc == CM_OK && i < g->nrows; i++) hbs[i] = row_hb(&g->rows[i]);
+    if (rc == CM_OK) rc = cm_hbrow_mark_dups(hbs, g->nrows, dup);
+    for (size_t i = 0; rc == CM_OK && i < g->nrows; i++) g->rows[i].dup = dup[i];
+    free(hbs);
+    free(dup);
+    return rc;
 }
 
 static void group_free(group *g)
@@ -319,12 +182,10 @@ static group *group_take(cm_ingest *in, cm_jobq *src, size_t max_jobs)
          j = j->next, njobs++)
         cap += j->req.heartbeat.n;
     group *g = calloc(1, sizeof *g);
-    row **order = malloc((cap ? cap : 1) * sizeof *order);
     if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
-    if (!g || !g->rows || !order) {
+    if (!g || !g->rows) {
         if (g) free(g->rows);
         free(g);
-        free(order);
         return NULL;
     }
     g->in = in;
@@ -338,12 +199,19 @@ static group *group_take(cm_ingest *in, cm_jobq *src, size_t max_jobs)
             g->nrows++;
         }
     }
-    mark_dups(g, order);
-    free(order);
+    if (mark_dups(g) != CM_OK) {
+        /* Back to src as they were, in order. */
+        cm_jobq rest = *src;
+        *src = g->jobs;
+        for (cm_job *j; (j = cm_jobq_pop(&rest));) cm_jobq_push(src, j);
+        group_free(g);
+        return NULL;
+    }
     return g;
 }
 
 static void send_group(group *g);
+static group *split(group *g);
 
 /* A writer's statement is over: it takes the next part of a split group,
  * or else the queue's next group. */
@@ -370,66 +238,181 @@ static void fail_group(group *g, int status, const char *code, const char *field
 
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
 
+/* PostgreSQL refused g's statement: a deadlock is retried, a refusal for
+ * good splits g until the request at fault is alone and answered with it,
+ * anything else answers 503. */
+static void group_failed(group *g, const cm_pgres *res, const char *sqlstate)
+{
+    int retry = (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0) && g->retries < MAX_RETRIES;
+    if (retry) {
+        g->retries++;
+        send_group(g);
+        return;
+    }
+    cm_apierr e;
+    if (!cm_refusal_of(sqlstate, cm_pgres_constraint(res), &e))
+        /* Outcome unknown when the connection dropped: the client's
+         * retry with the same ids is what makes it exactly-once. */
+        fail_group(g, 503, "store_unavailable", NULL, "PostgreSQL did not confirm the write; retry");
+    else if (g->jobs.head != g->jobs.tail) {
+        /* One request's rows must not fail the others' forever. */
+        cm_ingest *in = g->in;
+        writer_next(in, split(g));
+    }
+    else
+        fail_group(g, e.status, e.code, e.field, e.message);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The distinct agents of g whose row this replica has not written yet this
- * second, as a text array into b. */
-static void add_agents(const group *g, cm_buf *b)
+/* The distinct agents of g not in `seen` for second sec, as a text array
+ * into b; their number. */
+static size_t add_agents(const group *g, const cm_seen *seen, int64_t sec, cm_buf *b)
 {
     cm_buf_add(b, "{", 1);
     const char **v = malloc((g->nrows ? g->nrows : 1) * sizeof *v);
     if (!v) {
         b->failed = 1;
-        return;
+        return 0;
     }
-    size_t n = 0;
+    size_t n = 0, added = 0;
     for (size_t i = 0; i < g->nrows; i++)
         if (!g->rows[i].dup) v[n++] = row_hb(&g->rows[i])->agent;
     qsort(v, n, sizeof *v, cmp_str);
-    int first = 1;
     for (size_t i = 0; i < n; i++) {
-        if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || cm_seen_written(g->in->seen, v[i], g->now)) continue;
-        if (!first) cm_buf_add(b, ",", 1);
-        first = 0;
+        if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || cm_seen_written(seen, v[i], sec)) continue;
+        if (added++) cm_buf_add(b, ",", 1);
         cm_buf_add_pg_text(b, v[i]);
     }
     free(v);
     cm_buf_add(b, "}", 1);
+    return added;
+}
+
+/* The rows of g as heartbeats (malloc'd), those left out as duplicates
+ * included unless with_dups is false. */
+static const cm_hb **group_hbs(const group *g, bool with_dups, size_t *n)
+{
+    const cm_hb **hbs = malloc((g->nrows ? g->nrows : 1) * sizeof *hbs);
+    *n = 0;
+    for (size_t i = 0; hbs && i < g->nrows; i++)
+        if (with_dups || !g->rows[i].dup) hbs[(*n)++] = row_hb(&g->rows[i]);
+    return hbs;
+}
+
+static void send_commit(group *g)
+{
+    cm_buf cols[CM_HBROW_COLS], agents;
+    const char *params[CM_HBROW_PARAMS];
+    char nowbuf[24];
+    size_t n;
+    /* A row's idx is its place in g->rows, which the result names. */
+    const cm_hb **hbs = group_hbs(g, true, &n);
+    unsigned char *skip = malloc(n ? n : 1);
+    for (size_t i = 0; skip && i < n; i++) skip[i] = (unsigned char)g->rows[i].dup;
+    bool cols_made = hbs && skip;
+    int failed = !cols_made || cm_hbrow_columns(hbs, skip, n, cols) != CM_OK;
+    free(skip);
+    cm_buf_init(&agents);
+    add_agents(g, g->in->seen, g->now, &agents);
+    snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
+    failed |= agents.failed;
+    for (int c = 0; !failed && c < CM_HBROW_COLS; c++) params[cm_hbrow_param(c)] = cols[c].data;
+    params[CM_HBROW_FIRST_LATE] = nowbuf;
+    params[CM_HBROW_FIRST_LATE + 1] = agents.data;
+    int rc = failed ? CM_ENOMEM
+                    : cm_pg_query_prepared(g->in->db, cm_hbrow_group_sql, CM_HBROW_PARAMS, params, on_group, g);
+    for (int c = 0; cols_made && c < CM_HBROW_COLS; c++) cm_buf_free(&cols[c]);
+    free(hbs);
+    cm_buf_free(&agents);
+    if (rc != CM_OK)
+        fail_group(g, 503, "store_unavailable", NULL,
+                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
+}
+
+/* ---- Redis as the durable point ---- */
+
+static void send_ack(group *g);
+
+static void on_register(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    group *g = arg;
+    if (rc != CM_OK) {
+        group_failed(g, res, sqlstate);
+        return;
+    }
+    for (size_t i = 0; i < g->nrows; i++) cm_seen_put(g->in->known, row_hb(&g->rows[i])->agent, 0);
+    send_ack(g);
+}
+
+/* An agent's row in PostgreSQL comes before its first 202: the org's
+ * quota of agents is checked there, and reads list the agent at once. */
+static void send_register(group *g)
+{
+    cm_buf agents;
+    cm_buf_init(&agents);
+    size_t n = add_agents(g, g->in->known, 0, &agents);
+    const char *params[] = {agents.data};
+    int rc = agents.failed ? CM_ENOMEM : CM_OK;
+    if (rc == CM_OK && n == 0) {
+        cm_buf_free(&agents);
+        send_ack(g);
+        return;
+    }
+    if (rc == CM_OK) rc = cm_pg_query_prepared(g->in->db, cm_hbrow_register_sql, 1, params, on_register, g);
+    cm_buf_free(&agents);
+    if (rc != CM_OK)
+        fail_group(g, 503, "store_unavailable", NULL,
+                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
+}
+
+static void on_ack(void *arg, int rc, const cm_hot_ack_result *r);
+
+static void send_ack(group *g)
+{
+    cm_ingest *in = g->in;
+    size_t n, njobs = 0;
+    const cm_hb **hbs = group_hbs(g, false, &n);
+    for (cm_job *j = g->jobs.head; j; j = j->next) njobs++;
+    int *per_job = calloc(njobs + 1, sizeof *per_job);
+    const char **agents = malloc((n ? n : 1) * sizeof *agents);
+    int rc = hbs && per_job && agents ? CM_OK : CM_ENOMEM;
+    int nagents = 0;
+    if (rc == CM_OK) {
+        size_t q = 0, r = 0;
+        for (cm_job *j = g->jobs.head; j; j = j->next, q++)
+            for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) per_job[q] += !g->rows[r].dup;
+        for (size_t i = 0; i < n; i++) agents[i] = hbs[i]->agent;
+        qsort(agents, n, sizeof *agents, cmp_str);
+        for (size_t i = 0; i < n; i++)
+            if (i == 0 || strcmp(agents[i], agents[nagents - 1]) != 0) agents[nagents++] = agents[i];
+        g->agents = calloc((size_t)nagents + 1, sizeof *g->agents);
+        if (!g->agents) rc = CM_ENOMEM;
+        for (int i = 0; g->agents && i < nagents; i++)
+            snprintf(g->agents[i].address, sizeof g->agents[i].address, "%s", agents[i]);
+        g->nagents = g->agents ? nagents : 0;
+    }
+    if (rc == CM_OK) {
+        cm_hot_ack_in a = {.hbs = hbs, .n = (int)n, .request_rows = per_job, .nrequests = (int)njobs,
+                           .agents = agents, .nagents = nagents, .now = g->now,
+                           .mark_ttl_s = in->opts.mark_ttl_s, .max_queue = in->opts.max_queue};
+        rc = cm_hot_ack(in->hot, &a, on_ack, g);
+    }
+    free(hbs);
+    free(per_job);
+    free(agents);
+    if (rc != CM_OK)
+        fail_group(g, 503, "store_unavailable", NULL,
+                   rc == CM_ENOMEM ? "out of memory; retry" : "Redis is unavailable; retry");
 }
 
 static void send_group(group *g)
 {
-    cm_buf cols[NCOLS + 1];
-    const char *params[NPARAMS];
-    char nowbuf[24];
-    for (int c = 0; c < NCOLS; c++) {
-        cm_buf_init(&cols[c]);
-        cm_buf_add(&cols[c], "{", 1);
-        int first = 1;
-        for (size_t i = 0; i < g->nrows; i++) {
-            if (g->rows[i].dup) continue;
-            if (!first) cm_buf_add(&cols[c], ",", 1);
-            first = 0;
-            add_col(&cols[c], c, row_hb(&g->rows[i]), i);
-        }
-        cm_buf_add(&cols[c], "}", 1);
-    }
-    cm_buf_init(&cols[NCOLS]);
-    add_agents(g, &cols[NCOLS]);
-    snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
-    int failed = 0;
-    for (int c = 0; c <= NCOLS; c++) failed |= cols[c].failed;
-    for (int c = 0; c < NCOLS; c++) params[col_param(c)] = cols[c].data;
-    params[FIRST_LATE_COL] = nowbuf;
-    params[FIRST_LATE_COL + 1] = cols[NCOLS].data;
-    int rc = failed ? CM_ENOMEM : cm_pg_query_prepared(g->in->db, group_sql, NPARAMS, params, on_group, g);
-    for (int c = 0; c <= NCOLS; c++) cm_buf_free(&cols[c]);
-    if (rc != CM_OK)
-        fail_group(g, 503, "store_unavailable", NULL,
-                   rc == CM_ENOMEM ? "out of memory; retry" : "PostgreSQL is unavailable; retry");
+    if (g->in->opts.durable_redis) send_register(g);
+    else send_commit(g);
 }
 
 static void flush(cm_ingest *in)
@@ -495,7 +478,21 @@ static void reply_jobs(group *g)
     cm_job *j;
     while ((j = cm_jobq_pop(&g->jobs)) != NULL) {
         size_t accepted = 0;
-        for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) accepted += g->rows[r].is_new;
+        int refused = 0;
+        for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) {
+            accepted += g->rows[r].is_new;
+            if (g->rows[r].refused) refused = g->rows[r].refused;
+        }
+        if (refused) {
+            /* The same answer PostgreSQL's cap gives (refusal.h). */
+            char cap[64];
+            cm_apierr e;
+            snprintf(cap, sizeof cap, "cap_%s", cm_hot_capped_names[refused - 1]);
+            cm_refusal_of("23514", cap, &e);
+            cm_job_fail(j, e.status, e.code, e.field, e.message);
+            answer(in, j);
+            continue;
+        }
         size_t dups = j->req.heartbeat.n - accepted;
         atomic_fetch_add(&in->accepted, accepted);
         atomic_fetch_add(&in->duplicates, dups);
@@ -632,23 +629,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     group *g = arg;
     cm_ingest *in = g->in;
     if (rc != CM_OK) {
-        int retry = (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0) &&
-                    g->retries < MAX_RETRIES;
-        if (retry) {
-            g->retries++;
-            send_group(g);
-            return;
-        }
-        cm_apierr e;
-        if (!cm_refusal_of(sqlstate, cm_pgres_constraint(res), &e))
-            /* Outcome unknown when the connection dropped: the client's
-             * retry with the same ids is what makes it exactly-once. */
-            fail_group(g, 503, "store_unavailable", NULL, "PostgreSQL did not confirm the write; retry");
-        else if (g->jobs.head != g->jobs.tail)
-            /* One request's rows must not fail the others' forever. */
-            writer_next(in, split(g));
-        else
-            fail_group(g, e.status, e.code, e.field, e.message);
+        group_failed(g, res, sqlstate);
         return;
     }
     int rows = cm_pgres_rows(res), rfirst = -1, rlast = -1, nt = 0;
@@ -686,6 +667,33 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
      * PostgreSQL. */
     group *next = g->then;
     if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
+    draw_reservations(g);
+    if (send_check(g) != CM_OK) finish_group(g);
+    writer_next(in, next);
+}
+
+static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
+{
+    group *g = arg;
+    cm_ingest *in = g->in;
+    if (rc != CM_OK) {
+        /* Outcome unknown when the connection dropped, as with PostgreSQL. */
+        fail_group(g, 503, "store_unavailable", NULL, "Redis did not confirm the write; retry");
+        return;
+    }
+    if (r->full) {
+        fail_group(g, 503, "queue_full", NULL,
+                   "heartbeats wait for PostgreSQL beyond the queue's bound (queue-max); retry later");
+        return;
+    }
+    for (size_t i = 0, k = 0; i < g->nrows; i++) {
+        if (g->rows[i].dup) continue;
+        int st = r->status[k++];
+        g->rows[i].is_new = st == 1;
+        if (st < 0) g->rows[i].refused = -st;
+    }
+    for (int i = 0; i < g->nagents; i++) g->agents[i].cost_today = r->cost_today[i];
+    group *next = g->then;
     draw_reservations(g);
     if (send_check(g) != CM_OK) finish_group(g);
     writer_next(in, next);

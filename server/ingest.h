@@ -20,6 +20,8 @@
 #include "pg.h"
 #include "hot.h"
 
+#include <stdbool.h>
+
 typedef struct cm_ingest cm_ingest;
 
 /* Group commits in flight at once, one per connection of the ingest pool,
@@ -27,8 +29,21 @@ typedef struct cm_ingest cm_ingest;
  * commit's fsync, is what takes the time. */
 #define CM_INGEST_WRITERS 2
 
-/* db, hot and notify are borrowed. */
-int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, cm_ingest **out);
+/* Where a 202 is durable. */
+typedef struct {
+    /* false: a PostgreSQL commit (the group statement above). true: Redis
+     * (COSTMESH_DURABLE=redis): the agents not yet known to be registered
+     * are upserted into PostgreSQL, then one ACK script (hot.h) dedupes the
+     * group by a mark per id, counts it in the hot windows and appends it
+     * to the queue the persister drains (persist.h); the job is answered
+     * after Redis's fsync of it (appendfsync always). */
+    bool durable_redis;
+    int mark_ttl_s; /* how long Redis remembers an id (durable_redis) */
+    long max_queue; /* entries the queue may hold before heartbeats get 503 (durable_redis) */
+} cm_ingest_opts;
+
+/* db, hot and notify are borrowed; opts is copied. */
+int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts, cm_ingest **out);
 /* Answers what is queued with 503 and frees the ingest. Free it after the
  * pool and hot: what they have in flight fails when they are freed, and
  * answers its jobs through the ingest. NULL is a no-op. */

@@ -7,6 +7,7 @@
 #include "hot.h"
 #include "http.h"
 #include "ingest.h"
+#include "persist.h"
 #include "intent_log.h"
 #include "log.h"
 #include "migrate.h"
@@ -39,6 +40,8 @@ typedef struct {
     cm_pg_pool *intents_db; /* admitted intents' group commits */
     cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
     cm_rollup *rollup;
+    cm_pg_pool *persist_db; /* durable=redis only */
+    cm_persist *persist;
     cm_retention *retention;
     cm_fold *fold;
     cm_reservations *reservations;
@@ -67,6 +70,8 @@ static void on_stop(uv_async_t *h)
     cm_pg_pool_free(a->intents_db);
     cm_pg_pool_free(a->rollup_db); /* before its chores: a run in flight calls back */
     cm_rollup_free(a->rollup);
+    cm_pg_pool_free(a->persist_db);
+    cm_persist_free(a->persist); /* after the pool and Redis: what they had in flight calls back */
     cm_retention_free(a->retention);
     cm_fold_free(a->fold);
     /* After the stores: what they had in flight fails as they close and
@@ -139,6 +144,8 @@ int main(int argc, char **argv)
     if (uv_loop_init(&a.loop) != 0) return die("cannot create the event loop");
     uv_async_init(&a.loop, &a.stop, on_stop);
     a.stop.data = &a;
+    cm_ingest_opts ingest_opts = {.durable_redis = cfg.durable_redis, .mark_ttl_s = cfg.dedupe_mark_s,
+                                  .max_queue = cfg.queue_max};
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
@@ -149,10 +156,14 @@ int main(int argc, char **argv)
         cm_hot_new(&a.loop, &cfg.redis, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
-        cm_ingest_new(a.ingest_db, a.hot, a.notify, &a.ingest) != CM_OK ||
+        cm_ingest_new(a.ingest_db, a.hot, a.notify, &ingest_opts, &a.ingest) != CM_OK ||
         cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
+    if (cfg.durable_redis &&
+        (cm_pg_pool_new(&a.loop, cfg.database_url, 1, "persist", &a.persist_db) != CM_OK ||
+         cm_persist_new(&a.loop, a.persist_db, a.hot, cfg.read_wait_ms, &a.persist) != CM_OK))
+        return die("cannot start the persister");
     if (cm_rollup_new(&a.loop, a.rollup_db, a.hot, a.notify, cfg.rollup_ms, &a.rollup) != CM_OK)
         return die("cannot start the rollup worker");
     if (cm_retention_new(&a.loop, a.rollup_db, cfg.retention_days, cfg.retention_check_ms, &a.retention) != CM_OK)
@@ -168,7 +179,8 @@ int main(int argc, char **argv)
                       .fold = a.fold,
                       .interop_env = cfg.interop_env,
                       .intent_abandon_s = cfg.intent_abandon_s,
-                      .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance};
+                      .interop_faults = cfg.interop_faults, .price_tolerance = cfg.price_tolerance,
+                      .persist = a.persist};
     if (cm_svc_new(&sd, &a.svc) != CM_OK ||
         cm_bridge_new(&a.loop, cm_svc_run, a.svc, &a.bridge) != CM_OK)
         return die("out of memory");

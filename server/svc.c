@@ -22,6 +22,7 @@ struct lookup_call {
 
 struct cm_svc {
     cm_api api;
+    cm_persist *persist; /* borrowed; NULL unless Redis is the durable point */
     lookup_call *lookups; /* in flight, for jobs of the same key to wait on */
     _Atomic unsigned long long lookups_total; /* read by /metrics on the HTTP threads */
 };
@@ -106,6 +107,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
         return CM_ENOMEM;
     }
     s->api.price_tolerance = d->price_tolerance;
+    s->persist = d->persist;
     s->api.loop = d->loop;
     s->api.db = d->db;
     s->api.read_db = d->read_db;
@@ -138,12 +140,49 @@ void cm_svc_free(cm_svc *s)
     free(s);
 }
 
-static void run_as(cm_svc *s, cm_job *j, const cm_ident *who)
+/* The operations that read what heartbeats add up to from PostgreSQL: with
+ * Redis as the durable point (persist.h) they wait until the heartbeats
+ * acknowledged before them are there, so a read after a 202 sees it. An
+ * intent's admission does not wait: its budgets are Redis's. */
+static const bool reads_heartbeats[CM_OP_COUNT] = {
+    [CM_OP_AGENT_LIST] = true,  [CM_OP_AGENT_GET] = true, [CM_OP_SPEND_AGENT] = true,
+    [CM_OP_SPEND_INTENT] = true, [CM_OP_EVENTS] = true,   [CM_OP_SPEND_UNIT] = true,
+    [CM_OP_TOP] = true,         [CM_OP_USAGE] = true,     [CM_OP_POLICY_LIST] = true,
+    [CM_OP_INTENT_TREE] = true, [CM_OP_INTENT_END] = true,
+};
+
+static void run_now(cm_svc *s, cm_job *j, const cm_ident *who)
 {
     cm_apierr e;
     cm_api_handler h = (unsigned)j->op < CM_OP_COUNT ? handlers[j->op] : NULL;
     if (!h) cm_apierr_set(&e, 500, "internal", NULL, "unknown operation");
     if (!h || h(&s->api, j, who, &e) != CM_OK) cm_api_fail(j, &e);
+}
+
+typedef struct {
+    cm_svc *s;
+    cm_job *j;
+    cm_ident who;
+} waiting_read;
+
+static void on_persisted(void *arg, bool ok)
+{
+    waiting_read *w = arg;
+    if (ok) run_now(w->s, w->j, &w->who);
+    else cm_api_error(w->j, 503, "shutting_down", NULL, "the server is stopping; retry");
+    free(w);
+}
+
+static void run_as(cm_svc *s, cm_job *j, const cm_ident *who)
+{
+    waiting_read *w = NULL;
+    if (s->persist && (unsigned)j->op < CM_OP_COUNT && reads_heartbeats[j->op]) w = malloc(sizeof *w);
+    if (!w) {
+        run_now(s, j, who);
+        return;
+    }
+    *w = (waiting_read){s, j, *who};
+    cm_persist_wait(s->persist, on_persisted, w);
 }
 
 static void unauthorized(cm_job *j)

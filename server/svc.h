@@ -16,6 +16,7 @@
 #include "pg.h"
 #include "hot.h"
 #include "keycache.h"
+#include "persist.h"
 
 typedef struct cm_svc cm_svc;
 
@@ -37,6 +38,7 @@ typedef struct {
     int64_t price_tolerance; /* cm_api */
     const char *interop_env;    /* cm_api */
     const char *interop_faults; /* cm_api */
+    cm_persist *persist; /* NULL unless Redis is the durable point: reads then wait for it */
 } cm_svc_deps;
 
 int cm_svc_new(const cm_svc_deps *deps, cm_svc **out);

@@ -1,0 +1,107 @@
+-- ACK: a group of heartbeats made durable in Redis (COSTMESH_DURABLE=redis):
+-- each new one counted in its agent's hour, day and month windows and
+-- appended to the queue the persister drains into PostgreSQL. With
+-- appendfsync always Redis writes this to its AOF before it answers, so the
+-- answer is what a 202 waits for.
+-- KEYS: 1 the epoch key, 2 the queue (a stream), 3 the queue's last id, then
+-- 4 per row (its dedupe mark, or a name never written when it has no id;
+-- its hour, day and month window hashes), then one per agent (the day
+-- window of today, whose cost the reply carries).
+-- ARGV: 1 a mark's ttl, 2 the queue's most entries, 3..5 the hour, day and
+-- month windows' ttl, 6 the cap of a month total (decimal), 7 the number of
+-- requests, 8 of agents, then each request's number of rows, then per row:
+-- 1 when it has a dedupe mark, its entry text, and its nine deltas (cost,
+-- tin, tout, calls counted in every window; tc, tl, it, is, if only in the
+-- month, where the caps of schema/007_caps.sql bind).
+-- Answers {epoch exists, queue full, a status per row (1 new, 0 duplicate,
+-- -k refused: the request's rows would take the month's k-th delta past
+-- the cap; nothing of the request is kept), then each agent's cost today}.
+-- A full queue answers {epoch exists, 1} and changes nothing.
+
+-- Totals compare as decimal strings: Lua numbers are doubles.
+local function gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local epoch = redis.call('EXISTS', KEYS[1])
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {epoch, 1} end
+local win = {'cost', 'tin', 'tout', 'calls'}
+local mon = {'tc', 'tl', 'it', 'is', 'if'}
+local ttl = {ARGV[3], ARGV[4], ARGV[5]}
+local cap = ARGV[6]
+local nreq, nag = tonumber(ARGV[7]), tonumber(ARGV[8])
+local out = {epoch, 0}
+local touched = {}
+local pos = 9 + nreq
+local row = 0
+local last = nil
+
+-- Adds sign..delta of row r (its arguments from a) to its windows; answers
+-- the index of a month total past the cap, or 0.
+local function apply(r, a, sign)
+  local k = 4 + 4 * r
+  local over = 0
+  for g = 1, 3 do
+    local key = KEYS[k + g]
+    redis.call('HINCRBY', key, 'hb', sign == '' and 1 or -1)
+    for f = 1, 4 do
+      local d = ARGV[a + 1 + f]
+      if d ~= '0' then
+        local v = redis.call('HINCRBY', key, win[f], sign .. d)
+        if g == 3 and v > 9e17 and gt(redis.call('HGET', key, win[f]), cap) then over = f end
+      end
+    end
+    touched[key] = ttl[g]
+  end
+  for f = 1, 5 do
+    local d = ARGV[a + 5 + f]
+    if d ~= '0' then
+      local key = KEYS[k + 3]
+      local v = redis.call('HINCRBY', key, mon[f], sign .. d)
+      if v > 9e17 and gt(redis.call('HGET', key, mon[f]), cap) then over = 4 + f end
+    end
+  end
+  return over
+end
+
+for q = 1, nreq do
+  local n = tonumber(ARGV[8 + q])
+  local first_row, first_pos = row, pos
+  local refused = 0
+  for i = 1, n do
+    local new = refused == 0
+    if new and ARGV[pos] == '1' then
+      new = redis.call('SET', KEYS[4 + 4 * row], '1', 'NX', 'EX', ARGV[1])
+    end
+    if new then
+      out[3 + row] = 1
+      refused = apply(row, pos, '')
+    else
+      out[3 + row] = 0
+    end
+    row, pos = row + 1, pos + 11
+  end
+  if refused > 0 then
+    -- Take back what this request's rows added, the row at fault included.
+    for r = first_row, row - 1 do
+      local a = first_pos + 11 * (r - first_row)
+      if out[3 + r] == 1 then
+        apply(r, a, '-')
+        if ARGV[a] == '1' then redis.call('DEL', KEYS[4 + 4 * r]) end
+      end
+      out[3 + r] = -refused
+    end
+  else
+    for r = first_row, row - 1 do
+      if out[3 + r] == 1 then
+        last = redis.call('XADD', KEYS[2], '*', 'p', ARGV[first_pos + 11 * (r - first_row) + 1])
+      end
+    end
+  end
+end
+for key, t in pairs(touched) do redis.call('EXPIRE', key, t) end
+if last then redis.call('SET', KEYS[3], last) end
+for j = 1, nag do
+  out[#out + 1] = redis.call('HGET', KEYS[3 + 4 * row + j], 'cost') or '0'
+end
+return out

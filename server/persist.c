@@ -1,0 +1,458 @@
+#include "persist.h"
+#include "error.h"
+#include "hbrow.h"
+#include "log.h"
+#include "refusal.h"
+#include "seen.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BATCH 2000      /* entries per statement: a commit's fsync amortised, one statement's latency low */
+#define POLL_MS 5       /* between two looks at an empty queue, and at the done id for waiting reads */
+#define LEASE_MS 1000   /* a drainer that stops is replaced after this; a slower batch is safe (the mark) */
+#define RETRY_MS 500    /* after PostgreSQL or Redis failed */
+
+/* A queue entry of the batch in flight. */
+typedef struct {
+    char id[48];
+    uint64_t ms, seq;
+    char *text; /* owned */
+    cm_hb hb;
+    unsigned char in_batch_dup; /* repeats an earlier (agent, id) of the batch: not sent */
+    bool dup;                   /* its increments are to be taken back */
+} entry;
+
+typedef struct waiter waiter;
+struct waiter {
+    cm_persist *p;
+    cm_persist_wait_cb cb;
+    void *arg;
+    uint64_t ms, seq; /* the queue's last id when the read came */
+    uint64_t deadline;
+    waiter *next;
+};
+
+struct cm_persist {
+    uv_loop_t *loop;
+    cm_pg_pool *db; /* borrowed */
+    cm_hot *hot;    /* borrowed */
+    int read_wait_ms;
+    uv_timer_t tick;  /* the next drain */
+    uv_timer_t watch; /* the done id, while reads wait */
+    int open_handles;
+    char owner[96];
+    cm_seen *seen; /* owned: agents whose last_heartbeat moved this second */
+    bool busy;     /* a batch in flight, from DRAIN to DRAINED */
+    bool watching; /* a QIDS of the watch in flight */
+    entry *batch;  /* owned, the batch in flight */
+    int n;
+    /* After a batch PostgreSQL refused for good, entries go one at a time
+     * up to its last id. */
+    bool single;
+    uint64_t single_ms, single_seq;
+    waiter *waiters;
+    _Atomic unsigned long long stored, duplicates, refused;
+};
+
+static bool id_le(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq)
+{
+    return ams < bms || (ams == bms && aseq <= bseq);
+}
+
+static void drain(cm_persist *p);
+
+static void on_tick(uv_timer_t *t)
+{
+    drain(t->data);
+}
+
+static void next_in(cm_persist *p, uint64_t ms)
+{
+    if (!uv_is_closing((uv_handle_t *)&p->tick)) uv_timer_start(&p->tick, on_tick, ms, 0);
+}
+
+static void batch_free(cm_persist *p)
+{
+    for (int i = 0; i < p->n; i++) free(p->batch[i].text);
+    free(p->batch);
+    p->batch = NULL;
+    p->n = 0;
+}
+
+/* The batch is over (stored and trimmed, or failed: then retried later). */
+static void batch_end(cm_persist *p, bool ok, uint64_t again_ms)
+{
+    int n = p->n;
+    batch_free(p);
+    p->busy = false;
+    next_in(p, ok && n == BATCH ? 0 : again_ms);
+}
+
+/* ---- waiting reads ---- */
+
+static void wake(cm_persist *p, bool all, uint64_t done_ms, uint64_t done_seq)
+{
+    uint64_t now = uv_now(p->loop);
+    waiter **w = &p->waiters;
+    while (*w) {
+        waiter *x = *w;
+        if (all || now >= x->deadline || id_le(x->ms, x->seq, done_ms, done_seq)) {
+            *w = x->next;
+            x->cb(x->arg, true);
+            free(x);
+        } else {
+            w = &x->next;
+        }
+    }
+    if (!p->waiters && !uv_is_closing((uv_handle_t *)&p->watch)) uv_timer_stop(&p->watch);
+}
+
+static void on_watch_ids(void *arg, int rc, const char *last, const char *done)
+{
+    (void)last;
+    cm_persist *p = arg;
+    p->watching = false;
+    uint64_t ms = 0, seq = 0;
+    /* Redis cannot say: reads go on with what PostgreSQL has. */
+    bool all = rc != CM_OK;
+    if (!all && done[0] && cm_hot_qid_parse(done, &ms, &seq) != CM_OK) all = true;
+    wake(p, all, ms, seq);
+}
+
+static void on_watch(uv_timer_t *t)
+{
+    cm_persist *p = t->data;
+    if (p->watching) return;
+    p->watching = cm_hot_qids(p->hot, on_watch_ids, p) == CM_OK;
+    if (!p->watching) wake(p, true, 0, 0);
+}
+
+static void on_first_ids(void *arg, int rc, const char *last, const char *done)
+{
+    waiter *w = arg;
+    cm_persist *p = w->p;
+    uint64_t lms, lseq, dms = 0, dseq = 0;
+    if (rc != CM_OK || !last[0] || cm_hot_qid_parse(last, &lms, &lseq) != CM_OK ||
+        (done[0] && cm_hot_qid_parse(done, &dms, &dseq) != CM_OK) || id_le(lms, lseq, dms, dseq)) {
+        w->cb(w->arg, true);
+        free(w);
+        return;
+    }
+    w->ms = lms;
+    w->seq = lseq;
+    w->deadline = uv_now(p->loop) + (uint64_t)p->read_wait_ms;
+    w->next = p->waiters;
+    p->waiters = w;
+    if (!uv_is_active((uv_handle_t *)&p->watch) && !uv_is_closing((uv_handle_t *)&p->watch))
+        uv_timer_start(&p->watch, on_watch, POLL_MS, POLL_MS);
+}
+
+void cm_persist_wait(cm_persist *p, cm_persist_wait_cb cb, void *arg)
+{
+    waiter *w = calloc(1, sizeof *w);
+    if (!w || p->read_wait_ms == 0) {
+        free(w);
+        cb(arg, true);
+        return;
+    }
+    *w = (waiter){.p = p, .cb = cb, .arg = arg};
+    if (cm_hot_qids(p->hot, on_first_ids, w) != CM_OK) {
+        free(w);
+        cb(arg, true);
+    }
+}
+
+/* ---- a batch ---- */
+
+static void on_drained(void *arg, int rc)
+{
+    cm_persist *p = arg;
+    if (rc != CM_OK) {
+        /* Committed but not trimmed: drained again, stored once (the mark). */
+        batch_end(p, false, RETRY_MS);
+        return;
+    }
+    entry *last = &p->batch[p->n - 1];
+    if (p->single && id_le(p->single_ms, p->single_seq, last->ms, last->seq)) p->single = false;
+    wake(p, false, last->ms, last->seq);
+    batch_end(p, true, POLL_MS);
+}
+
+static void send_drained(cm_persist *p)
+{
+    cm_hot_undo *undo = malloc((size_t)p->n * sizeof *undo);
+    int nu = 0, rc = CM_ENOMEM;
+    if (undo) {
+        for (int i = 0; i < p->n; i++)
+            if (p->batch[i].dup) undo[nu++] = (cm_hot_undo){p->batch[i].id, &p->batch[i].hb};
+        rc = cm_hot_drained(p->hot, p->batch[p->n - 1].id, undo, nu, on_drained, p);
+    }
+    free(undo);
+    if (rc != CM_OK) batch_end(p, false, RETRY_MS);
+}
+
+/* An entry refused alone is kept in persist_refused, past the mark, so the
+ * queue goes on; the mark keeps a second run from keeping it twice. */
+static const char refuse_sql[] =
+    "WITH mark AS (SELECT ms, seq FROM persist_mark WHERE id = 1 FOR UPDATE),"
+    " kept AS (INSERT INTO persist_refused (ms, seq, payload, sqlstate) SELECT $1, $2, $3, $4 FROM mark m"
+    " WHERE ($1::bigint, $2::bigint) > (m.ms, m.seq) ON CONFLICT DO NOTHING RETURNING 1)"
+    " UPDATE persist_mark p SET ms = $1, seq = $2 FROM mark m"
+    " WHERE p.id = 1 AND (m.ms, m.seq) < ($1::bigint, $2::bigint)";
+
+static void on_refused(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    (void)res;
+    (void)sqlstate;
+    cm_persist *p = arg;
+    if (rc != CM_OK) {
+        batch_end(p, false, RETRY_MS);
+        return;
+    }
+    atomic_fetch_add(&p->refused, 1);
+    send_drained(p);
+}
+
+static void refuse(cm_persist *p, const char *sqlstate)
+{
+    entry *e = &p->batch[0];
+    char ms[24], seq[24];
+    snprintf(ms, sizeof ms, "%" PRIu64, e->ms);
+    snprintf(seq, sizeof seq, "%" PRIu64, e->seq);
+    const char *params[] = {ms, seq, e->text, sqlstate};
+    cm_log(CM_LOG_ERROR, "event=persist_refused entry=%s sqlstate=%s", e->id, sqlstate);
+    if (cm_pg_query(p->db, refuse_sql, 4, params, on_refused, p) != CM_OK) batch_end(p, false, RETRY_MS);
+}
+
+static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+{
+    cm_persist *p = arg;
+    cm_apierr e;
+    if (rc != CM_OK) {
+        if (!cm_refusal_of(sqlstate, cm_pgres_constraint(res), &e)) {
+            cm_log(CM_LOG_WARN, "event=persist_failed sqlstate=%s retry_in_ms=%d", sqlstate, RETRY_MS);
+            batch_end(p, false, RETRY_MS);
+        } else if (p->n == 1) {
+            refuse(p, sqlstate);
+        } else {
+            /* Find the entry at fault: one at a time up to this batch's end. */
+            p->single = true;
+            p->single_ms = p->batch[p->n - 1].ms;
+            p->single_seq = p->batch[p->n - 1].seq;
+            batch_end(p, false, 0);
+        }
+        return;
+    }
+    for (int r = 0; r < cm_pgres_rows(res); r++) {
+        long idx = strtol(cm_pgres_get(res, r, 1), NULL, 10);
+        if (idx >= 0 && idx < p->n) p->batch[idx].dup = true;
+    }
+    unsigned long long dups = 0;
+    int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
+    for (int i = 0; i < p->n; i++) {
+        if (p->batch[i].in_batch_dup) p->batch[i].dup = true;
+        dups += p->batch[i].dup;
+        cm_seen_put(p->seen, p->batch[i].hb.agent, sec);
+    }
+    atomic_fetch_add(&p->duplicates, dups);
+    atomic_fetch_add(&p->stored, (unsigned long long)p->n - dups);
+    send_drained(p);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The batch's statement (hbrow.h cm_hbrow_persist_sql). */
+static int send_store(cm_persist *p)
+{
+    const cm_hb **hbs = malloc((size_t)p->n * sizeof *hbs);
+    unsigned char *skip = malloc((size_t)p->n);
+    const char **agents = malloc((size_t)p->n * sizeof *agents);
+    cm_buf cols[CM_HBROW_COLS], extra[5];
+    const char *params[CM_HBROW_PERSIST_PARAMS];
+    char last_ms[24], last_seq[24];
+    bool cols_made = hbs && skip && agents;
+    int rc = cols_made ? CM_OK : CM_ENOMEM;
+    for (int k = 0; k < 5; k++) cm_buf_init(&extra[k]);
+    if (cols_made) {
+        for (int i = 0; i < p->n; i++) hbs[i] = &p->batch[i].hb;
+        rc = cm_hbrow_mark_dups(hbs, (size_t)p->n, skip);
+        for (int i = 0; i < p->n; i++) p->batch[i].in_batch_dup = skip[i];
+        if (cm_hbrow_columns(hbs, skip, (size_t)p->n, cols) != CM_OK) rc = CM_ENOMEM;
+    }
+    if (rc == CM_OK) {
+        /* $33/$34: the entries of the rows sent; $36/$37: those left out. */
+        int first[2] = {1, 1};
+        for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "{", 1);
+        for (int i = 0; i < p->n; i++) {
+            int w = skip[i] ? 2 : 0;
+            if (!first[w / 2]) {
+                cm_buf_add(&extra[w], ",", 1);
+                cm_buf_add(&extra[w + 1], ",", 1);
+            }
+            first[w / 2] = 0;
+            cm_buf_addf(&extra[w], "%" PRIu64, p->batch[i].ms);
+            cm_buf_addf(&extra[w + 1], "%" PRIu64, p->batch[i].seq);
+        }
+        for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "}", 1);
+        /* $22: the batch's agents whose last_heartbeat has not moved this second. */
+        int na = 0;
+        int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
+        for (int i = 0; i < p->n; i++) agents[na++] = p->batch[i].hb.agent;
+        qsort(agents, (size_t)na, sizeof *agents, cmp_str);
+        cm_buf_add(&extra[4], "{", 1);
+        for (int i = 0, added = 0; i < na; i++) {
+            if ((i > 0 && strcmp(agents[i], agents[i - 1]) == 0) || cm_seen_written(p->seen, agents[i], sec)) continue;
+            if (added++) cm_buf_add(&extra[4], ",", 1);
+            cm_buf_add_pg_text(&extra[4], agents[i]);
+        }
+        cm_buf_add(&extra[4], "}", 1);
+        for (int k = 0; k < 5; k++)
+            if (extra[k].failed) rc = CM_ENOMEM;
+    }
+    if (rc == CM_OK) {
+        snprintf(last_ms, sizeof last_ms, "%" PRIu64, p->batch[p->n - 1].ms);
+        snprintf(last_seq, sizeof last_seq, "%" PRIu64, p->batch[p->n - 1].seq);
+        for (int c = 0; c < CM_HBROW_COLS; c++) params[cm_hbrow_param(c)] = cols[c].data;
+        params[CM_HBROW_FIRST_LATE] = last_ms;
+        params[CM_HBROW_FIRST_LATE + 1] = extra[4].data;
+        params[32] = extra[0].data;
+        params[33] = extra[1].data;
+        params[34] = last_seq;
+        params[35] = extra[2].data;
+        params[36] = extra[3].data;
+        rc = cm_pg_query_prepared(p->db, cm_hbrow_persist_sql, CM_HBROW_PERSIST_PARAMS, params, on_stored, p);
+    }
+    if (cols_made)
+        for (int c = 0; c < CM_HBROW_COLS; c++) cm_buf_free(&cols[c]);
+    for (int k = 0; k < 5; k++) cm_buf_free(&extra[k]);
+    free(hbs);
+    free(skip);
+    free(agents);
+    return rc;
+}
+
+static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n)
+{
+    cm_persist *p = arg;
+    if (rc != CM_OK) {
+        batch_end(p, false, RETRY_MS);
+        return;
+    }
+    if (n == 0) {
+        batch_end(p, false, POLL_MS);
+        return;
+    }
+    p->batch = calloc((size_t)n, sizeof *p->batch);
+    if (!p->batch) {
+        batch_end(p, false, RETRY_MS);
+        return;
+    }
+    int bad = -1;
+    for (int i = 0; i < n; i++) {
+        entry *x = &p->batch[i];
+        p->n++;
+        snprintf(x->id, sizeof x->id, "%s", e[i].id);
+        x->text = strdup(e[i].text);
+        if (!x->text || cm_hot_qid_parse(x->id, &x->ms, &x->seq) != CM_OK) {
+            batch_end(p, false, RETRY_MS);
+            return;
+        }
+        if (bad < 0 && cm_hbrow_decode(x->text, strlen(x->text), &x->hb) != CM_OK) bad = i;
+    }
+    if (bad == 0 && n == 1) {
+        /* Not a heartbeat this release can read: kept, never dropped. */
+        refuse(p, "decode");
+        return;
+    }
+    if (bad >= 0) {
+        p->single = true;
+        p->single_ms = p->batch[n - 1].ms;
+        p->single_seq = p->batch[n - 1].seq;
+        batch_end(p, false, 0);
+        return;
+    }
+    if (send_store(p) != CM_OK) batch_end(p, false, RETRY_MS);
+}
+
+static void drain(cm_persist *p)
+{
+    if (p->busy || !cm_pg_pool_ready(p->db)) {
+        if (!p->busy) next_in(p, RETRY_MS);
+        return;
+    }
+    p->busy = true;
+    if (cm_hot_drain(p->hot, p->owner, LEASE_MS, p->single ? 1 : BATCH, on_drain, p) != CM_OK) {
+        p->busy = false;
+        next_in(p, RETRY_MS);
+    }
+}
+
+/* ---- life ---- */
+
+int cm_persist_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, int read_wait_ms, cm_persist **out)
+{
+    cm_persist *p = calloc(1, sizeof *p);
+    if (!p || cm_seen_new(&p->seen) != CM_OK) {
+        free(p);
+        return CM_ENOMEM;
+    }
+    p->loop = loop;
+    p->db = db;
+    p->hot = hot;
+    p->read_wait_ms = read_wait_ms;
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(p->owner, sizeof p->owner, "%s:%ld:%p", host, (long)getpid(), (void *)p);
+    uv_timer_init(loop, &p->tick);
+    uv_timer_init(loop, &p->watch);
+    p->tick.data = p->watch.data = p;
+    p->open_handles = 2;
+    next_in(p, POLL_MS);
+    *out = p;
+    return CM_OK;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    cm_persist *p = h->data;
+    if (--p->open_handles > 0) return;
+    cm_seen_free(p->seen);
+    free(p);
+}
+
+void cm_persist_free(cm_persist *p)
+{
+    if (!p) return;
+    while (p->waiters) {
+        waiter *w = p->waiters;
+        p->waiters = w->next;
+        w->cb(w->arg, false);
+        free(w);
+    }
+    batch_free(p);
+    uv_close((uv_handle_t *)&p->tick, on_closed);
+    uv_close((uv_handle_t *)&p->watch, on_closed);
+}
+
+unsigned long long cm_persist_stored(const cm_persist *p)
+{
+    return atomic_load(&((cm_persist *)p)->stored);
+}
+
+unsigned long long cm_persist_duplicates(const cm_persist *p)
+{
+    return atomic_load(&((cm_persist *)p)->duplicates);
+}
+
+unsigned long long cm_persist_refused(const cm_persist *p)
+{
+    return atomic_load(&((cm_persist *)p)->refused);
+}
