@@ -16,6 +16,7 @@
 #include "job.h"
 #include "keycache.h"
 #include "notify.h"
+#include "persist.h"
 #include "pg.h"
 #include "ratecards.h"
 #include "hot.h"
@@ -40,6 +41,7 @@ typedef struct {
     const cm_fold *fold;   /* how far back hours are kept (cm_fold_horizon) */
     const char *interop_env; /* ENV of agents named by OTLP spans and CloudEvents */
     cm_ratecards *cards;   /* the orgs' rate cards, owned by the service */
+    cm_persist *persist;   /* NULL unless Redis is the durable point: PostgreSQL reads of heartbeats wait for it */
     /* A client's cost may differ from the card's by this percent of the
      * card's before it counts as a discrepancy; nano-percent (1% = 1e9). */
     int64_t price_tolerance;

@@ -299,6 +299,22 @@ static void on_tree_read(void *arg, int rc, const cm_pgres *res, const char *sql
     admit(c);
 }
 
+/* The root of the parent's tree and, when the agent's policy caps trees,
+ * the cap and the tree's cost. */
+static void read_tree(void *arg, bool ok)
+{
+    admit_call *c = arg;
+    const cm_req_intent *q = &c->base.job->req.intent;
+    const char *params[] = {c->base.who.org, q->body.parent_intent_id, q->body.agent};
+    if (!ok || cm_pg_query(c->base.api->db,
+                           "SELECT r.root, c.cap::text, CASE WHEN c.cap IS NOT NULL THEN"
+                           " cm_intent_tree_cost($1, r.root)::text END"
+                           " FROM (SELECT cm_intent_root($1, $2) AS root) r LEFT JOIN"
+                           " (SELECT max_cost_per_intent_tree AS cap FROM cost_policies WHERE address = $3) c ON true",
+                           3, params, on_tree_read, c) != CM_OK)
+        on_tree_read(c, CM_ESTORE, NULL, "");
+}
+
 /* The id of an intent the client did not name. With an Idempotency-Key it
  * follows from the agent and the key, so that a retry whose first attempt
  * was recorded but never answered (its replica killed in between) finds
@@ -353,14 +369,9 @@ int cm_api_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
         admit(c);
         return CM_OK;
     }
-    const char *params[] = {who->org, q->body.parent_intent_id, q->body.agent};
-    /* The root of the parent's tree and, when the agent's policy caps
-     * trees, the cap and the tree's cost. */
-    if (cm_pg_query(api->db,
-                    "SELECT r.root, c.cap::text, CASE WHEN c.cap IS NOT NULL THEN cm_intent_tree_cost($1, r.root)::text END"
-                    " FROM (SELECT cm_intent_root($1, $2) AS root) r LEFT JOIN"
-                    " (SELECT max_cost_per_intent_tree AS cap FROM cost_policies WHERE address = $3) c ON true",
-                    3, params, on_tree_read, c) != CM_OK)
-        on_tree_read(c, CM_ESTORE, NULL, "");
+    /* The tree's cost is PostgreSQL's: with Redis as the durable point the
+     * read waits for what was acknowledged before it (persist.h). */
+    if (api->persist) cm_persist_wait(api->persist, read_tree, c);
+    else read_tree(c, true);
     return CM_OK;
 }

@@ -55,6 +55,7 @@ static const option options[] = {
     {"durable", "postgres", "where a 202 is durable: postgres (a commit per group) or redis (Redis with appendfsync always, drained into PostgreSQL)"},
     {"dedupe-mark-s", "600", "durable=redis: seconds Redis remembers a heartbeat id (later retries are still counted once, by PostgreSQL)"},
     {"queue-max", "2000000", "durable=redis: heartbeats waiting for PostgreSQL past which new ones get 503"},
+    {"redis-wait-replicas", "auto", "durable=redis: Redis replicas that must hold a heartbeat before its 202 (auto: 1 with redis-sentinel, else 0)"},
     {"read-wait-ms", "5000", "durable=redis: how long a read waits for the heartbeats acknowledged before it to reach PostgreSQL"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
@@ -195,7 +196,13 @@ static int apply(cm_config *c, int i, const char *v)
         return CM_OK;
     case 34: return parse_int(v, 1, 7 * 86400, &c->dedupe_mark_s);
     case 35: return parse_int(v, 1000, 1000000000, &c->queue_max);
-    case 36: return parse_int(v, 0, 600000, &c->read_wait_ms);
+    case 36:
+        if (strcmp(v, "auto") == 0) {
+            c->wait_replicas = -1;
+            return CM_OK;
+        }
+        return parse_int(v, 0, 16, &c->wait_replicas);
+    case 37: return parse_int(v, 0, 600000, &c->read_wait_ms);
     }
     return CM_EINVAL;
 }
@@ -299,6 +306,9 @@ int cm_config_load(cm_config *c, int argc, char **argv, char *err, size_t errsz)
                              "(COSTMESH_REDIS_SENTINEL_MASTER) go together: set both or neither");
         return CM_EINVAL;
     }
+    /* With Sentinel a failover promotes a replica, which must already hold
+     * every acknowledged heartbeat when Redis is the durable point. */
+    if (c->wait_replicas < 0) c->wait_replicas = c->redis.nsentinels > 0 ? 1 : 0;
     /* The bootstrap key opens everything in its org: refuse one short
      * enough to guess (make run and the docs generate 48 hex digits). */
     if (c->admin_key[0] && strlen(c->admin_key) < CM_ADMIN_KEY_MIN) {

@@ -151,6 +151,11 @@ const char cm_hbrow_register_sql[] = REGISTER_SQL("$1");
     " RETURNING address, grain, bucket, cost_nanos, tokens_in, tokens_out, llm_calls, heartbeats),"         \
     " reg AS (" REGISTER_SQL("$22") " RETURNING 1),"
 
+/* The rollups' absolute totals after the statement, as 'r' rows. */
+#define ROLLUP_ROWS_SQL                                                                                    \
+    "SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"              \
+    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
+
 /* Every output column is text so the kinds of rows share one result. A 't'
  * row's cost is today's before the statement (an 'r' row of today's day
  * bucket, when there is one, is newer; a join on the 'roll' CTE here would
@@ -160,8 +165,7 @@ const char cm_hbrow_group_sql[] =
     " today AS (SELECT date_trunc('day', to_timestamp($21), 'UTC') AS d)"
     " SELECT 'n', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i"
     " WHERE i.hb_id IS NULL OR EXISTS (SELECT 1 FROM ids WHERE ids.key = i.key)"
-    " UNION ALL SELECT 'r', address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
-    " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM roll"
+    " UNION ALL " ROLLUP_ROWS_SQL
     " UNION ALL SELECT 't', x.address, coalesce(d.cost_nanos, 0)::text, NULL, NULL,"
     " NULL, NULL, NULL, NULL FROM (SELECT DISTINCT address FROM input) x CROSS JOIN today"
     " LEFT JOIN rollup_agent d ON d.address = x.address AND d.grain = 'd' AND d.bucket = today.d";
@@ -185,9 +189,11 @@ const char cm_hbrow_persist_sql[] =
     " WHERE (d.ms, d.seq) > (m.ms, m.seq) ORDER BY 1, 2"
     " ON CONFLICT DO NOTHING RETURNING 1),"
     " pruned AS (DELETE FROM persist_dup WHERE ms < $21::bigint - 86400000 RETURNING 1)"
-    " SELECT 'd', idx::text FROM dups"
-    " UNION ALL SELECT 'd', i.idx::text FROM input i, mark m WHERE (i.e_ms, i.e_seq) <= (m.ms, m.seq)"
-    " AND EXISTS (SELECT 1 FROM persist_dup p WHERE p.ms = i.e_ms AND p.seq = i.e_seq)";
+    " SELECT 'd', idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM dups"
+    " UNION ALL SELECT 'd', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i, mark m"
+    " WHERE (i.e_ms, i.e_seq) <= (m.ms, m.seq)"
+    " AND EXISTS (SELECT 1 FROM persist_dup p WHERE p.ms = i.e_ms AND p.seq = i.e_seq)"
+    " UNION ALL " ROLLUP_ROWS_SQL;
 
 /* ---- duplicates within a group ---- */
 

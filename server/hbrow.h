@@ -45,9 +45,10 @@ extern const char cm_hbrow_register_sql[];
  * $21 and $35 the batch's last entry (milliseconds, sequence); $33 and $34
  * each row's entry; $36 and $37 the entries left out as duplicates of an
  * earlier row of the batch. Rows at or below persist_mark are skipped, the
- * mark moves to the batch's last entry. Result rows: 'd' idx, an entry found
- * a duplicate (now, or by an earlier run of the same batch) whose hot
- * increments are to be taken back. */
+ * mark moves to the batch's last entry. Result rows, nine text columns:
+ * 'd' idx, an entry found a duplicate (now, or by an earlier run of the same
+ * batch) whose hot increments are to be taken back; 'r' rows as the group
+ * commit's. */
 extern const char cm_hbrow_persist_sql[];
 enum { CM_HBROW_PERSIST_PARAMS = 37 };
 

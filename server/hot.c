@@ -12,12 +12,13 @@
 
 /* The scripts of server/lua/, embedded at build time (scripts/embed_lua.sh). */
 extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[], cm_lua_draw[],
-    cm_lua_release[], cm_lua_restore[], cm_lua_ack[], cm_lua_drain[], cm_lua_drained[], cm_lua_qids[];
+    cm_lua_release[], cm_lua_restore[], cm_lua_ack[], cm_lua_drain[], cm_lua_drained[], cm_lua_qids[],
+    cm_lua_qfloor[];
 
 enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE };
 static const char *const scripts[CM_HOT_NSCRIPTS] = {
     cm_lua_merge,   cm_lua_admit,   cm_lua_check, cm_lua_hreplace, cm_lua_draw,  cm_lua_release,
-    cm_lua_restore, cm_lua_ack,     cm_lua_drain, cm_lua_drained,  cm_lua_qids};
+    cm_lua_restore, cm_lua_ack,     cm_lua_drain, cm_lua_drained,  cm_lua_qids, cm_lua_qfloor};
 _Static_assert(CM_HOT_ACK == RESTORE + 1, "the queue's scripts follow the others");
 
 #define MERGE_CHUNK 200 /* window hashes per MERGE call */
@@ -875,4 +876,26 @@ int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_c
     /* hreplace.lua: set one pair, or set none and delete the field. */
     const char *argv[] = {NULL, killed ? "1" : "0", "killed", "1"};
     return hreplace(h, address, killed ? 4 : 3, argv, cb, arg);
+}
+
+typedef struct {
+    cm_hot_replicas_cb cb;
+    void *arg;
+} replicas_call;
+
+static void on_replicas(void *arg, int rc, const cm_store_reply *reply)
+{
+    replicas_call *c = arg;
+    c->cb(c->arg, rc, rc == CM_OK ? (int)cm_store_reply_int(reply, 0) : 0);
+    free(c);
+}
+
+int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_replicas_cb cb, void *arg)
+{
+    replicas_call *c = malloc(sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (replicas_call){cb, arg};
+    int rc = cm_store_wait(h->store, n, timeout_ms, on_replicas, c);
+    if (rc != CM_OK) free(c);
+    return rc;
 }

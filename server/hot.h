@@ -299,7 +299,8 @@ typedef struct {
     const char *id;
     const char *text;
 } cm_hot_entry;
-typedef void (*cm_hot_drain_cb)(void *arg, int rc, const cm_hot_entry *e, int n);
+/* queued: the queue's length before this drain. */
+typedef void (*cm_hot_drain_cb)(void *arg, int rc, const cm_hot_entry *e, int n, long long queued);
 
 /* DRAIN: the oldest max entries, when this replica (`owner`) holds or takes
  * the lease for lease_ms; none when another does. */
@@ -318,6 +319,15 @@ int cm_hot_drained(cm_hot *h, const char *last_id, const cm_hot_undo *undo, int 
 /* The queue's last appended and last committed ids ("" for none). */
 typedef void (*cm_hot_qids_cb)(void *arg, int rc, const char *last, const char *done);
 int cm_hot_qids(cm_hot *h, cm_hot_qids_cb cb, void *arg);
+
+/* Makes the queue number its next entries past (ms, seq) (decimal text),
+ * the last entry PostgreSQL holds, unless it already does. */
+int cm_hot_queue_floor(cm_hot *h, const char *ms, const char *seq, cm_hot_done_cb cb, void *arg);
+
+/* WAIT: replicas is how many replicas have every write this replica sent
+ * Redis before the call, after at most timeout_ms. */
+typedef void (*cm_hot_replicas_cb)(void *arg, int rc, int replicas);
+int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_replicas_cb cb, void *arg);
 
 /* Parses a stream id "ms-seq"; CM_EINVAL when it is not one. */
 int cm_hot_qid_parse(const char *id, uint64_t *ms, uint64_t *seq);

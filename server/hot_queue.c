@@ -199,15 +199,16 @@ typedef struct {
 static void on_drain(void *arg, int rc, const cm_store_reply *reply)
 {
     drain_call *c = arg;
-    int n = rc == CM_OK ? cm_store_reply_len(reply) / 2 : 0;
-    cm_hot_entry *e = calloc((size_t)n + 1, sizeof *e);
+    int n = rc == CM_OK ? (cm_store_reply_len(reply) - 1) / 2 : 0;
+    long long queued = rc == CM_OK ? cm_store_reply_int(reply, 0) : 0;
+    cm_hot_entry *e = calloc((size_t)(n > 0 ? n : 0) + 1, sizeof *e);
     if (!e && rc == CM_OK) rc = CM_ENOMEM;
     for (int i = 0; e && i < n; i++) {
         char tmp[8];
-        e[i].id = cm_store_reply_str(reply, 2 * i, tmp, sizeof tmp);
-        e[i].text = cm_store_reply_str(reply, 2 * i + 1, tmp, sizeof tmp);
+        e[i].id = cm_store_reply_str(reply, 1 + 2 * i, tmp, sizeof tmp);
+        e[i].text = cm_store_reply_str(reply, 2 + 2 * i, tmp, sizeof tmp);
     }
-    c->cb(c->arg, rc, e, rc == CM_OK ? n : 0);
+    c->cb(c->arg, rc, e, rc == CM_OK && n > 0 ? n : 0, queued);
     free(e);
     free(c);
 }
@@ -281,6 +282,24 @@ int cm_hot_drained(cm_hot *h, const char *last_id, const cm_hot_undo *undo, int 
     }
     *c = (done_call){cb, arg};
     int rc = args_eval(h, &a, CM_HOT_DRAINED, nkeys, on_done, c);
+    if (rc != CM_OK) free(c);
+    return rc;
+}
+
+/* ---- QFLOOR ---- */
+
+int cm_hot_queue_floor(cm_hot *h, const char *ms, const char *seq, cm_hot_done_cb cb, void *arg)
+{
+    char id[48];
+    snprintf(id, sizeof id, "%s-%s", ms, seq);
+    done_call *c = malloc(sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (done_call){cb, arg};
+    args a;
+    args_init(&a, 2);
+    arg_str(&a, CM_HOT_QUEUE_KEY);
+    arg_str(&a, id);
+    int rc = args_eval(h, &a, CM_HOT_QFLOOR, 1, on_done, c);
     if (rc != CM_OK) free(c);
     return rc;
 }

@@ -77,7 +77,14 @@ static const char reservations_sql[] =
     " WHERE " CM_BUDGET_OPEN_SQL " AND "
     "($1::text IS NULL OR i.org = split_part($1, '/', 3))";
 
-enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, NSTEPS };
+/* The last stream entry PostgreSQL holds (schema/023_persist.sql), for a
+ * whole rebuild once anything was queued: a Redis that lost its queue must
+ * number new entries past it, or the persister would take them for entries
+ * it already stored (a new primary's clock behind the old one's). */
+static const char queue_mark_sql[] =
+    "SELECT ms::text, seq::text FROM persist_mark WHERE $1::text IS NULL AND (ms, seq) > (0, 0)";
+
+enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, QUEUE_MARK, NSTEPS };
 
 typedef struct {
     cm_hot *h;
@@ -203,13 +210,15 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     else if (rows > 0 && p->step == SCOPE_COSTS) merge_count(p, "cost", res, rows);
     else if (p->step == POLICIES || p->step == SCOPE_POLICIES) put_policies(p, res, rows);
     else if (p->step == RESERVATIONS) restore_reservations(p, res, rows);
+    else if (rows > 0 && p->step == QUEUE_MARK)
+        sent(p, cm_hot_queue_floor(p->h, cm_pgres_get(res, 0, 0), cm_pgres_get(res, 0, 1), on_written, p));
     on_written(p, CM_OK); /* the one held while sending */
 }
 
 static void run_step(pass *p)
 {
     static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,      scope_costs_sql,
-                                            scope_intents_sql, scope_policies_sql, reservations_sql};
+                                            scope_intents_sql, scope_policies_sql, reservations_sql, queue_mark_sql};
     const char *params[] = {p->address[0] ? p->address : NULL};
     const char *q = p->step == POLICIES && p->address[0] ? agent_policy_sql : sql[p->step];
     p->pending = 1;

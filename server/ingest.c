@@ -19,6 +19,8 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
+/* How long a group waits for Redis replicas to hold its ACK. */
+#define WAIT_REPLICAS_MS 1000
 
 /* A group's rows add at most this to a capped total that is at most
  * CM_TOTAL_MAX, so the statement's arithmetic stays inside bigint and the
@@ -672,6 +674,28 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     writer_next(in, next);
 }
 
+/* The ACK's result is in g: answer, after the checks. */
+static void acked(group *g)
+{
+    cm_ingest *in = g->in;
+    group *next = g->then;
+    draw_reservations(g);
+    if (send_check(g) != CM_OK) finish_group(g);
+    writer_next(in, next);
+}
+
+static void on_replicated(void *arg, int rc, int replicas)
+{
+    group *g = arg;
+    /* The queue's entries are on the primary but maybe not on the replica a
+     * failover would promote: not a 202. A retry with the same ids is
+     * answered as duplicates once they are. */
+    if (rc != CM_OK || replicas < g->in->opts.wait_replicas)
+        fail_group(g, 503, "store_unavailable", NULL, "Redis did not confirm the write on a replica; retry");
+    else
+        acked(g);
+}
+
 static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
 {
     group *g = arg;
@@ -693,8 +717,10 @@ static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
         if (st < 0) g->rows[i].refused = -st;
     }
     for (int i = 0; i < g->nagents; i++) g->agents[i].cost_today = r->cost_today[i];
-    group *next = g->then;
-    draw_reservations(g);
-    if (send_check(g) != CM_OK) finish_group(g);
-    writer_next(in, next);
+    if (in->opts.wait_replicas <= 0) {
+        acked(g);
+        return;
+    }
+    if (cm_hot_wait_replicas(in->hot, in->opts.wait_replicas, WAIT_REPLICAS_MS, on_replicated, g) != CM_OK)
+        on_replicated(g, CM_ESTORE, 0);
 }

@@ -40,6 +40,9 @@ typedef struct {
     bool durable_redis;
     int mark_ttl_s; /* how long Redis remembers an id (durable_redis) */
     long max_queue; /* entries the queue may hold before heartbeats get 503 (durable_redis) */
+    /* Replicas that must hold an ACK before its 202 (WAIT), so a failover
+     * to one of them loses nothing acknowledged (durable_redis). */
+    int wait_replicas;
 } cm_ingest_opts;
 
 /* db, hot and notify are borrowed; opts is copied. */

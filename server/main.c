@@ -145,7 +145,7 @@ int main(int argc, char **argv)
     uv_async_init(&a.loop, &a.stop, on_stop);
     a.stop.data = &a;
     cm_ingest_opts ingest_opts = {.durable_redis = cfg.durable_redis, .mark_ttl_s = cfg.dedupe_mark_s,
-                                  .max_queue = cfg.queue_max};
+                                  .max_queue = cfg.queue_max, .wait_replicas = cfg.wait_replicas};
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
@@ -197,7 +197,7 @@ int main(int argc, char **argv)
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
     cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest,
-                          .svc = a.svc, .rollup = a.rollup};
+                          .svc = a.svc, .rollup = a.rollup, .persist = a.persist};
     cm_metrics *metrics;
     if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
     cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics, .keys = cm_svc_keys(a.svc)};

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "persist.h"
 #include "rollup.h"
 #include "api_routes.h"
 #include "otlp.h"
@@ -103,6 +104,18 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_price_discrepancies_total %llu\n",
                 cm_api_pricing_count(CM_PRICING_PRICED), cm_api_pricing_count(CM_PRICING_UNPRICED),
                 cm_api_pricing_count(CM_PRICING_DISCREPANT));
+    if (d->persist)
+        cm_buf_addf(out,
+                    "# TYPE costmesh_queue_entries gauge\n"
+                    "costmesh_queue_entries %llu\n"
+                    "# TYPE costmesh_queue_stored_total counter\n"
+                    "costmesh_queue_stored_total %llu\n"
+                    "# TYPE costmesh_queue_duplicates_total counter\n"
+                    "costmesh_queue_duplicates_total %llu\n"
+                    "# TYPE costmesh_queue_refused_total counter\n"
+                    "costmesh_queue_refused_total %llu\n",
+                    cm_persist_queued(d->persist), cm_persist_stored(d->persist),
+                    cm_persist_duplicates(d->persist), cm_persist_refused(d->persist));
     unsigned long servers = cm_store_generation(cm_hot_store(d->hot)); /* the first, then one per failover */
     cm_buf_addf(out,
                 "# TYPE costmesh_redis_primary_changes_total counter\n"

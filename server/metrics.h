@@ -17,6 +17,7 @@ struct cm_hot;
 struct cm_ingest;
 struct cm_svc;
 struct cm_rollup;
+struct cm_persist;
 
 typedef struct cm_metrics cm_metrics;
 
@@ -28,6 +29,7 @@ typedef struct {
     const struct cm_ingest *ingest;
     const struct cm_svc *svc; /* its PostgreSQL key lookups */
     const struct cm_rollup *rollup;
+    const struct cm_persist *persist; /* NULL unless Redis is the durable point */
 } cm_metrics_deps;
 
 /* CM_OK or CM_ENOMEM. */

@@ -56,7 +56,7 @@ struct cm_persist {
     bool single;
     uint64_t single_ms, single_seq;
     waiter *waiters;
-    _Atomic unsigned long long stored, duplicates, refused;
+    _Atomic unsigned long long stored, duplicates, refused, queued;
 };
 
 static bool id_le(uint64_t ams, uint64_t aseq, uint64_t bms, uint64_t bseq)
@@ -248,10 +248,22 @@ static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         }
         return;
     }
-    for (int r = 0; r < cm_pgres_rows(res); r++) {
+    int rows = cm_pgres_rows(res), nroll = 0;
+    cm_hot_rollup *roll = malloc((size_t)(rows ? rows : 1) * sizeof *roll);
+    for (int r = 0; r < rows; r++) {
+        if (cm_pgres_get(res, r, 0)[0] == 'r') {
+            if (roll) cm_hot_rollup_read(res, r, 1, &roll[nroll++]);
+            continue;
+        }
         long idx = strtol(cm_pgres_get(res, r, 1), NULL, 10);
         if (idx >= 0 && idx < p->n) p->batch[idx].dup = true;
     }
+    /* The windows' totals as PostgreSQL has them now, merged as maxima:
+     * nothing in steady state (Redis holds them plus what is queued), but
+     * after Redis lost its data they bring its windows back up. Sent before
+     * DRAINED, which Redis runs after it. Fire-and-forget. */
+    if (nroll > 0) cm_hot_merge(p->hot, roll, nroll, NULL, NULL);
+    free(roll);
     unsigned long long dups = 0;
     int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
     for (int i = 0; i < p->n; i++) {
@@ -339,9 +351,10 @@ static int send_store(cm_persist *p)
     return rc;
 }
 
-static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n)
+static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long queued)
 {
     cm_persist *p = arg;
+    if (rc == CM_OK) atomic_store(&p->queued, (unsigned long long)(queued > 0 ? queued : 0));
     if (rc != CM_OK) {
         batch_end(p, false, RETRY_MS);
         return;
@@ -450,6 +463,11 @@ unsigned long long cm_persist_stored(const cm_persist *p)
 unsigned long long cm_persist_duplicates(const cm_persist *p)
 {
     return atomic_load(&((cm_persist *)p)->duplicates);
+}
+
+unsigned long long cm_persist_queued(const cm_persist *p)
+{
+    return atomic_load(&((cm_persist *)p)->queued);
 }
 
 unsigned long long cm_persist_refused(const cm_persist *p)

@@ -36,10 +36,11 @@ typedef void (*cm_persist_wait_cb)(void *arg, bool ok);
  * PostgreSQL, or read_wait_ms from now, whichever comes first. */
 void cm_persist_wait(cm_persist *p, cm_persist_wait_cb cb, void *arg);
 
-/* For /metrics (monotonic; any thread): entries stored, found duplicates,
- * kept as refused; and entries waiting (as of the last drain). */
+/* For /metrics (any thread): entries stored, found duplicates, kept as
+ * refused (monotonic); and the queue's length at this replica's last look. */
 unsigned long long cm_persist_stored(const cm_persist *p);
 unsigned long long cm_persist_duplicates(const cm_persist *p);
 unsigned long long cm_persist_refused(const cm_persist *p);
+unsigned long long cm_persist_queued(const cm_persist *p);
 
 #endif

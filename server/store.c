@@ -568,6 +568,38 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
     return CM_OK;
 }
 
+typedef struct {
+    cm_store *s;
+    cm_store_cb cb;
+    void *arg;
+} wait_call;
+
+static void on_wait_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    wait_call *w = priv;
+    redisReply *reply = r;
+    atomic_fetch_sub(&w->s->backlog, 1);
+    int rc = reply && reply->type == REDIS_REPLY_INTEGER ? CM_OK : CM_ESTORE;
+    w->cb(w->arg, rc, rc == CM_OK ? (const cm_store_reply *)reply : NULL);
+    free(w);
+}
+
+int cm_store_wait(cm_store *s, int replicas, int timeout_ms, cm_store_cb cb, void *arg)
+{
+    if (!s->ac || !atomic_load(&s->ready)) return CM_ESTORE;
+    wait_call *w = malloc(sizeof *w);
+    if (!w) return CM_ENOMEM;
+    *w = (wait_call){s, cb, arg};
+    atomic_fetch_add(&s->backlog, 1);
+    if (redisAsyncCommand(s->ac, on_wait_reply, w, "WAIT %d %d", replicas, timeout_ms) != REDIS_OK) {
+        atomic_fetch_sub(&s->backlog, 1);
+        free(w);
+        return CM_ESTORE;
+    }
+    return CM_OK;
+}
+
 int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s)
 {
     if (!s->ac) return CM_ESTORE;

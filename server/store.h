@@ -83,6 +83,10 @@ int cm_store_ping(const cm_store_where *where, char *err, size_t errsz);
 
 /* Fire-and-forget commands: SET key value [EX ttl_s when > 0], DEL key,
  * HINCRBY key field by. CM_OK when sent, CM_ESTORE when disconnected. */
+/* WAIT: the reply is the number of replicas that have every write sent
+ * before it on this connection, after at most timeout_ms. Same contract as
+ * cm_store_eval. */
+int cm_store_wait(cm_store *s, int replicas, int timeout_ms, cm_store_cb cb, void *arg);
 int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s);
 int cm_store_del(cm_store *s, const char *key);
 int cm_store_hincrby(cm_store *s, const char *key, const char *field, long long by);

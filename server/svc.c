@@ -22,7 +22,6 @@ struct lookup_call {
 
 struct cm_svc {
     cm_api api;
-    cm_persist *persist; /* borrowed; NULL unless Redis is the durable point */
     lookup_call *lookups; /* in flight, for jobs of the same key to wait on */
     _Atomic unsigned long long lookups_total; /* read by /metrics on the HTTP threads */
 };
@@ -107,7 +106,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
         return CM_ENOMEM;
     }
     s->api.price_tolerance = d->price_tolerance;
-    s->persist = d->persist;
+    s->api.persist = d->persist;
     s->api.loop = d->loop;
     s->api.db = d->db;
     s->api.read_db = d->read_db;
@@ -176,13 +175,13 @@ static void on_persisted(void *arg, bool ok)
 static void run_as(cm_svc *s, cm_job *j, const cm_ident *who)
 {
     waiting_read *w = NULL;
-    if (s->persist && (unsigned)j->op < CM_OP_COUNT && reads_heartbeats[j->op]) w = malloc(sizeof *w);
+    if (s->api.persist && (unsigned)j->op < CM_OP_COUNT && reads_heartbeats[j->op]) w = malloc(sizeof *w);
     if (!w) {
         run_now(s, j, who);
         return;
     }
     *w = (waiting_read){s, j, *who};
-    cm_persist_wait(s->persist, on_persisted, w);
+    cm_persist_wait(s->api.persist, on_persisted, w);
 }
 
 static void unauthorized(cm_job *j)

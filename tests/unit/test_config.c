@@ -1,5 +1,6 @@
 /* test_config.c - where Redis is: redis-url alone, or Sentinels and the name
- * of the primary they monitor, which go together. */
+ * of the primary they monitor, which go together; and where a 202 is
+ * durable, with the replicas a Redis ACK waits for. */
 #include "unit.h"
 
 #include "config.h"
@@ -15,6 +16,8 @@ static int load(cm_config *c, char *err, size_t errsz, const char *a1, const cha
     unsetenv("COSTMESH_REDIS_URL");
     unsetenv("COSTMESH_REDIS_SENTINEL");
     unsetenv("COSTMESH_REDIS_SENTINEL_MASTER");
+    unsetenv("COSTMESH_DURABLE");
+    unsetenv("COSTMESH_REDIS_WAIT_REPLICAS");
     char *argv[] = {(char *)"costmeshd", (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL};
     int argc = 1;
     while (argc < 5 && argv[argc]) argc++;
@@ -62,4 +65,24 @@ void test_config(void)
     CHECK(strstr(err, "redis-sentinel-master") != NULL);
     CHECK_EQ_I64(load(&c, err, sizeof err, "--redis-sentinel-master", "m", NULL, NULL), CM_EINVAL);
     CHECK(strstr(err, "redis-sentinel") != NULL);
+
+    /* Durable point: postgres by default, redis on request, nothing else. */
+    CHECK_EQ_I64(load(&c, err, sizeof err, NULL, NULL, NULL, NULL), CM_OK);
+    CHECK(!c.durable_redis);
+    CHECK_EQ_I64(c.wait_replicas, 0);
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--durable", "redis", NULL, NULL), CM_OK);
+    CHECK(c.durable_redis);
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--durable", "Redis", NULL, NULL), CM_EINVAL);
+    CHECK(strstr(err, "durable") != NULL);
+    /* With Sentinel an ACK waits for a replica unless told otherwise. */
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--redis-sentinel=h:1", "--redis-sentinel-master=m", NULL, NULL), CM_OK);
+    CHECK_EQ_I64(c.wait_replicas, 1);
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--redis-sentinel=h:1", "--redis-sentinel-master=m",
+                      "--redis-wait-replicas=0", NULL),
+                 CM_OK);
+    CHECK_EQ_I64(c.wait_replicas, 0);
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--redis-wait-replicas", "2", NULL, NULL), CM_OK);
+    CHECK_EQ_I64(c.wait_replicas, 2);
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--redis-wait-replicas", "-1", NULL, NULL), CM_EINVAL);
+    CHECK_EQ_I64(load(&c, err, sizeof err, "--queue-max", "999", NULL, NULL), CM_EINVAL);
 }
