@@ -2,6 +2,7 @@
 #include "auth.h"
 #include "error.h"
 #include "hbrow.h"
+#include "nameset.h"
 #include "log.h"
 #include "money.h"
 #include "budget.h"
@@ -19,6 +20,8 @@
  * enough to keep one statement's latency low. */
 #define GROUP_ROWS 4000
 #define MAX_RETRIES 3
+/* Agents a replica remembers as registered: past it, it starts over. */
+#define KNOWN_MAX 1000000
 /* How long a group waits for Redis replicas to hold its ACK. */
 #define WAIT_REPLICAS_MS 1000
 
@@ -68,7 +71,7 @@ struct cm_ingest {
     cm_notify *notify;
     cm_ingest_opts opts;
     cm_seen *seen;        /* owned */
-    cm_seen *known;       /* owned; Redis durable: agents known registered (second 0) */
+    cm_nameset *known;    /* owned; Redis durable: agents known registered */
     cm_jobq waiting;      /* jobs not yet in a group */
     int inflight;         /* writers busy: a group, or the parts of a split
                              one, sent to PostgreSQL and not yet answered */
@@ -81,7 +84,7 @@ static void flush(cm_ingest *in);
 int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts, cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
-    if (!in || cm_seen_new(&in->seen) != CM_OK || cm_seen_new(&in->known) != CM_OK) {
+    if (!in || cm_seen_new(&in->seen) != CM_OK || cm_nameset_new(KNOWN_MAX, &in->known) != CM_OK) {
         if (in) cm_seen_free(in->seen);
         free(in);
         return CM_ENOMEM;
@@ -116,7 +119,7 @@ void cm_ingest_free(cm_ingest *in)
     if (!in) return;
     fail_jobs(in, &in->waiting, 503, "shutting_down", NULL, "the server is stopping; retry");
     cm_seen_free(in->seen);
-    cm_seen_free(in->known);
+    cm_nameset_free(in->known);
     free(in);
 }
 
@@ -270,9 +273,9 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The distinct agents of g not in `seen` for second sec, as a text array
- * into b; their number. */
-static size_t add_agents(const group *g, const cm_seen *seen, int64_t sec, cm_buf *b)
+/* The distinct agents of g not in `seen` for second sec, nor in `known`
+ * (either may be NULL), as a text array into b; their number. */
+static size_t add_agents(const group *g, const cm_seen *seen, int64_t sec, const cm_nameset *known, cm_buf *b)
 {
     cm_buf_add(b, "{", 1);
     const char **v = malloc((g->nrows ? g->nrows : 1) * sizeof *v);
@@ -285,7 +288,9 @@ static size_t add_agents(const group *g, const cm_seen *seen, int64_t sec, cm_bu
         if (!g->rows[i].dup) v[n++] = row_hb(&g->rows[i])->agent;
     qsort(v, n, sizeof *v, cmp_str);
     for (size_t i = 0; i < n; i++) {
-        if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || cm_seen_written(seen, v[i], sec)) continue;
+        if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || (seen && cm_seen_written(seen, v[i], sec)) ||
+            (known && cm_nameset_has(known, v[i])))
+            continue;
         if (added++) cm_buf_add(b, ",", 1);
         cm_buf_add_pg_text(b, v[i]);
     }
@@ -319,7 +324,7 @@ static void send_commit(group *g)
     int failed = !cols_made || cm_hbrow_columns(hbs, skip, n, cols) != CM_OK;
     free(skip);
     cm_buf_init(&agents);
-    add_agents(g, g->in->seen, g->now, &agents);
+    add_agents(g, g->in->seen, g->now, NULL, &agents);
     snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
     failed |= agents.failed;
     for (int c = 0; !failed && c < CM_HBROW_COLS; c++) params[cm_hbrow_param(c)] = cols[c].data;
@@ -346,7 +351,8 @@ static void on_register(void *arg, int rc, const cm_pgres *res, const char *sqls
         group_failed(g, res, sqlstate);
         return;
     }
-    for (size_t i = 0; i < g->nrows; i++) cm_seen_put(g->in->known, row_hb(&g->rows[i])->agent, 0);
+    /* A name not kept (memory) is only registered again. */
+    for (size_t i = 0; i < g->nrows; i++) (void)cm_nameset_add(g->in->known, row_hb(&g->rows[i])->agent);
     send_ack(g);
 }
 
@@ -356,7 +362,7 @@ static void send_register(group *g)
 {
     cm_buf agents;
     cm_buf_init(&agents);
-    size_t n = add_agents(g, g->in->known, 0, &agents);
+    size_t n = add_agents(g, NULL, 0, g->in->known, &agents);
     const char *params[] = {agents.data};
     int rc = agents.failed ? CM_ENOMEM : CM_OK;
     if (rc == CM_OK && n == 0) {

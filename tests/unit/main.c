@@ -28,6 +28,7 @@ int main(void)
     test_egress();
     test_ingest();
     test_seen();
+    test_nameset();
     test_config();
     test_fold();
     test_auth();

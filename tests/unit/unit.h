@@ -71,6 +71,7 @@ void test_decode(void);
 void test_egress(void);
 void test_ingest(void);
 void test_seen(void);
+void test_nameset(void);
 void test_config(void);
 void test_fold(void);
 void test_auth(void);
