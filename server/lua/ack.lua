@@ -31,7 +31,6 @@ local ttl = {ARGV[3], ARGV[4], ARGV[5]}
 local cap = ARGV[6]
 local nreq, nag = tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {epoch, 0}
-local touched = {}
 local pos = 9 + nreq
 local row = 0
 local last = nil
@@ -43,7 +42,11 @@ local function apply(r, a, sign)
   local over = 0
   for g = 1, 3 do
     local key = KEYS[k + g]
-    redis.call('HINCRBY', key, 'hb', sign == '' and 1 or -1)
+    -- A window's first heartbeat creates its hash: its ttl is set then (it
+    -- counts from the window's start, which comes before).
+    if redis.call('HINCRBY', key, 'hb', sign == '' and 1 or -1) == 1 and sign == '' then
+      redis.call('EXPIRE', key, ttl[g])
+    end
     for f = 1, 4 do
       local d = ARGV[a + 1 + f]
       if d ~= '0' then
@@ -51,7 +54,6 @@ local function apply(r, a, sign)
         if g == 3 and v > 9e17 and gt(redis.call('HGET', key, win[f]), cap) then over = f end
       end
     end
-    touched[key] = ttl[g]
   end
   for f = 1, 5 do
     local d = ARGV[a + 5 + f]
@@ -99,7 +101,6 @@ for q = 1, nreq do
     end
   end
 end
-for key, t in pairs(touched) do redis.call('EXPIRE', key, t) end
 if last then redis.call('SET', KEYS[3], last) end
 for j = 1, nag do
   out[#out + 1] = redis.call('HGET', KEYS[3 + 4 * row + j], 'cost') or '0'
