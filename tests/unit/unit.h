@@ -74,5 +74,6 @@ void test_seen(void);
 void test_config(void);
 void test_fold(void);
 void test_auth(void);
+void test_hbrow(void);
 
 #endif
