@@ -18,8 +18,10 @@
 #       project's JSON decoder, answering 202 without touching a store
 #   (b) redis-benchmark running the project's MERGE script
 #       (server/lua/merge.lua) for one heartbeat's three windows, pipelined by 16
-#   (c) bench/pg_ceiling.c: the project's group_sql (extracted from
-#       server/ingest.c) back to back on one connection, 100 and 1000 rows
+#   (c) bench/pg_ceiling.c: the project's statements (server/hbrow.c, linked
+#       in) back to back on one connection: the group commit's
+#       (cm_hbrow_group_sql) at 100 and 1000 rows, the persister's
+#       (cm_hbrow_persist_sql) at 2000
 #   (d) a candidate, not costmeshd: bench/redis_durable.lua with Redis
 #       fsyncing every write (appendfsync always), 64 clients
 # plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
@@ -229,7 +231,6 @@ extract() { # extract FILE NAME OUT
     "$WORK/extract_$2" > "$3"
     [ -s "$3" ] || die "$2 extracted from $1 is empty"
 }
-extract server/ingest.c group_sql "$WORK/group.sql"
 extract server/notify.c health_sql "$WORK/health.sql"
 
 # ------------------------------------------------------- (a) HTTP ceiling
@@ -484,21 +485,23 @@ stop_pid "$SERVER_PID" "$([ -n "${BENCH_WRAP:-}" ] && echo 600 || echo 100)"; SE
 
 # ------------------------------------------------- (c) PostgreSQL ceiling
 
-for rows in 100 1000; do
-    say "postgres ceiling: group_sql with $rows rows per statement, ${D_PG}s"
+# The persister's batch is BATCH (2000) entries in server/persist.c.
+PG_CEILINGS="group:100 group:1000 persist:2000"
+for c in $PG_CEILINGS; do
+    stmt=${c%:*} rows=${c#*:}
+    say "postgres ceiling: $stmt statement with $rows rows per statement, ${D_PG}s"
     s0=$(snapshot)
     "$BUILD/bench/pg_ceiling" "host=127.0.0.1 port=$PG_PORT user=costmesh dbname=costmesh" \
-        "$WORK/group.sql" "$rows" "$D_PG" "$AGENTS" "pgc$rows$NONCE" > "$WORK/pg_$rows.out" \
+        "$stmt" "$rows" "$D_PG" "$AGENTS" "pgc$stmt$rows$NONCE" > "$WORK/pg_$stmt$rows.out" \
         || die "pg_ceiling failed"
     sleep 0.5 # let the postmaster reap the backend, so its CPU is counted
     s1=$(snapshot)
-    secs=$(val "$WORK/pg_$rows.out" seconds)
+    secs=$(val "$WORK/pg_$stmt$rows.out" seconds)
     awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v s="$secs" \
         'BEGIN { split(a, x, " "); split(b, y, " "); printf " pg_cpu=%.0f\n", 100 * (y[3] - x[3]) / hz / s }' \
-        >> "$WORK/pg_$rows.out"
+        >> "$WORK/pg_$stmt$rows.out"
 done
-PG_CEIL_100=$(val "$WORK/pg_100.out" rows_per_s)
-PG_CEIL_1000=$(val "$WORK/pg_1000.out" rows_per_s)
+PG_CEIL_1000=$(val "$WORK/pg_group1000.out" rows_per_s)
 
 # ---------------------------------------------------------------- report
 
@@ -559,8 +562,10 @@ fmt_table() {
     done < "$ROWS"
     echo "| (b) Redis MERGE ceiling, 3 windows per call, -P 16 | 50 | $REDIS_CEIL | $REDIS_CEIL | | | | | | $REDIS_CPU | | | 1. used $(ratio "$(col single_max 4)" "$REDIS_CEIL") of it |"
     echo "| (d) candidate: Redis as the durable point (appendfsync always), dedupe + 3 windows + queue per call | 64 | $REDIS_DURABLE | $REDIS_DURABLE | $REDIS_DURABLE_P50 | $REDIS_DURABLE_P99 | | | | $REDIS_DURABLE_CPU | | | $(ratio "$REDIS_DURABLE" "$CEIL_SINGLE") of (a) |"
-    for rows in 100 1000; do
-        echo "| (c) PostgreSQL group_sql, $rows rows/statement | 1 | $(val "$WORK/pg_$rows.out" statements | awk -v s="$(val "$WORK/pg_$rows.out" seconds)" '{ printf "%.0f", $1 / s }') | $(val "$WORK/pg_$rows.out" rows_per_s) | $(val "$WORK/pg_$rows.out" ms_per_statement) (mean) | | | | | | $(val "$WORK/pg_$rows.out" pg_cpu) | | |"
+    local c stmt rows f
+    for c in $PG_CEILINGS; do
+        stmt=${c%:*} rows=${c#*:} f="$WORK/pg_${c/:/}.out"
+        echo "| (c) PostgreSQL ${stmt}_sql, $rows rows/statement | 1 | $(val "$f" statements | awk -v s="$(val "$f" seconds)" '{ printf "%.0f", $1 / s }') | $(val "$f" rows_per_s) | $(val "$f" ms_per_statement) (mean) | | | | | | $(val "$f" pg_cpu) | | |"
     done
 }
 

@@ -22,9 +22,12 @@ $(BUILD)/bench/http_ceiling: $(BUILD)/obj/bench/http_ceiling.o $(patsubst %.c,$(
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libmicrohttpd json-c 2>/dev/null) -lpthread -lm
 
-$(BUILD)/bench/pg_ceiling: $(BUILD)/obj/bench/pg_ceiling.o $(BUILD)/obj/server/auth.o
+# The PostgreSQL ceiling runs the server's own statements and column arrays
+# (hbrow.c, and the key hash and JSON decoding it uses).
+$(BUILD)/bench/pg_ceiling: $(BUILD)/obj/bench/pg_ceiling.o $(BUILD)/obj/server/hbrow.o $(BUILD)/obj/server/auth.o \
+		$(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_CODEC_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq libcrypto 2>/dev/null)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq libcrypto json-c 2>/dev/null) -lm
 
 $(BUILD)/bench/openloop: $(BUILD)/obj/bench/openloop.o
 	@mkdir -p $(dir $@)
