@@ -15,8 +15,8 @@
 #   4. spend polling (GET .../spend?window=day) while 1 runs
 # then the same four against costmeshd with COSTMESH_DURABLE=redis (Redis the
 # durable point, appendfsync always for that part only; a database of its
-# own), the backlog of 2 being the queue (XLEN cm:q), followed by the time the
-# persister takes to empty the queue once the load stops,
+# own), the backlog of 2 being the queue (XLEN cm:q), and the time the
+# persister takes to empty the queue 2 left,
 # and the ceilings, in the same run:
 #   (a) bench/http_ceiling.c: the same libmicrohttpd settings and the
 #       project's JSON decoder, answering 202 without touching a store
@@ -31,7 +31,7 @@
 # plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
 # heartbeat, in both modes.
 #
-# Knobs: BENCH_SHORT=1 (~90 s instead of ~5 min), BENCH_BUILD (build/bench),
+# Knobs: BENCH_SHORT=1 (~5 min instead of ~10), BENCH_BUILD (build/bench),
 # BENCH_WRAP (a command costmeshd runs under, e.g. a profiler), BENCH_KEEP=1
 # (keep the temporary folder, with wrk outputs and extracted scripts),
 # BENCH_PORT (18080; the ceiling server uses +1, costmeshd with
@@ -69,7 +69,7 @@ else
     D_CEIL=10 D_MAX=20 D_PACED=15 D_BATCH=60 D_INTENT=15 D_SPEND=15 D_PG=10 REDIS_N=1000000 MODE_NAME=full
 fi
 
-say() { echo "bench: $*" >&2; }
+say() { echo "bench: ${SECONDS}s: $*" >&2; } # SECONDS: since the start
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 for t in wrk redis-benchmark redis-cli curl python3 cc; do
@@ -306,11 +306,13 @@ redis-cli -p "$REDIS_PORT" --scan --pattern 'cm:bd:*' | xargs -r -n 500 redis-cl
 
 # ------------------------------------------------------------- costmeshd
 
-# start_server DURABLE PORT DBNAME P: costmeshd with COSTMESH_DURABLE=DURABLE
-# on database DBNAME, ready, its AGENTS agents registered and the key cache
-# warm; P is the prefix of the rows that will be measured against it.
+# The prefix of the rows measured against costmeshd with COSTMESH_DURABLE=$1.
+prefix() { [ "$1" = postgres ] || echo "${1}_"; }
+
+# start_server DURABLE PORT DBNAME: costmeshd with COSTMESH_DURABLE=DURABLE on
+# database DBNAME, ready, its AGENTS agents registered and the key cache warm.
 start_server() {
-    local durable=$1 db=$3 p=$4 ready=0
+    local durable=$1 db=$3 ready=0
     SRV_PORT=$2
     SERVER_LOG="$TMP/costmeshd-$durable.log"
     say "starting costmeshd (durable=$durable) on 127.0.0.1:$SRV_PORT"
@@ -329,7 +331,7 @@ start_server() {
     done
     [ $ready = 1 ] || die "costmeshd (durable=$durable) did not become ready"
     # Warm the key cache and the agents (registration happens on first beat).
-    python3 bench/setup.py "$SRV_PORT" "$KEY" agents "$AGENTS" "$NONCE-${p}warm"
+    python3 bench/setup.py "$SRV_PORT" "$KEY" agents "$AGENTS" "$NONCE-$(prefix "$durable")warm"
 }
 
 # A profiler (BENCH_WRAP) may take a while to write its output.
@@ -369,10 +371,26 @@ $(metric 'costmesh_persistence_backlog{stage="redis"}') $(metric costmesh_heartb
     done
 }
 
-# load P: phases 1 to 4 against the costmeshd on SRV_PORT, their rows named
-# with the prefix P.
+# drain_queue: prints "entries seconds entries/s costmeshd% redis% postgres%"
+# of the persister emptying the redis-mode queue.
+drain_queue() {
+    local n s0 s1
+    n=$(qlen)
+    say "redis mode: the persister drains $n queued heartbeats"
+    s0=$(snapshot)
+    wait_drained
+    s1=$(snapshot)
+    awk -v n="$n" -v a="$s0" -v b="$s1" -v hz="$HZ" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); s = (y[4] - x[4]) / 1000.0; if (s <= 0) s = 0.001
+        printf "%d %.1f %.0f %.0f %.0f %.0f\n", n, s, n / s, 100 * (y[1] - x[1]) / hz / s,
+            100 * (y[2] - x[2]) / hz / s, 100 * (y[3] - x[3]) / hz / s }'
+}
+
+# load DURABLE: phases 1 to 4 against the costmeshd on SRV_PORT, their rows
+# named with DURABLE's prefix.
 load() {
-    local p=$1 max half s0 s1
+    local durable=$1 p max half s0 s1
+    p=$(prefix "$durable")
     # 1. single heartbeats
     phase "${p}single_max" single $CONNS $D_MAX 0 1
     max=$(col "${p}single_max" 3)
@@ -386,6 +404,11 @@ load() {
     phase "${p}batch" batch $BATCH_CONNS $D_BATCH 0 100
     wait $BG_PIDS 2>/dev/null || true
     BG_PIDS=""
+    # In redis mode the batched load is the one that outruns the persister;
+    # how fast it then empties the queue is the persister's throughput. Timed
+    # here, before 3: by the end of 4 the queue has caught up (the spend reads
+    # of 4 wait for it), so there would be nothing left to time.
+    [ "$durable" = redis ] && drain_queue > "$WORK/drain.txt"
 
     # 3. intent admission
     say "putting a generous cost policy on $AGENTS agents"
@@ -408,11 +431,11 @@ load() {
     record "${p}spend_hb" "$WORK/${p}spend_hb.out" 1 "$s0" "$s1" $CONNS
 }
 
-# memory P: prints "VmRSS_kB VmHWM_kB redis_used_memory redis_keys" after
+# memory DURABLE: prints "VmRSS_kB VmHWM_kB redis_used_memory redis_keys" after
 # heartbeats for 10,000 distinct agents (stored in PostgreSQL).
 memory() {
     say "memory: heartbeats for 10,000 distinct agents"
-    python3 bench/setup.py "$SRV_PORT" "$KEY" agents 10000 "$NONCE-${1}mem"
+    python3 bench/setup.py "$SRV_PORT" "$KEY" agents 10000 "$NONCE-$(prefix "$1")mem"
     sleep 1
     wait_drained
     echo "$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")" \
@@ -432,14 +455,12 @@ pg_bytes() {
     + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')"
 }
 
-start_server postgres "$PORT" costmesh ""
-load ""
-read -r RSS_KB HWM_KB REDIS_MEM REDIS_KEYS <<EOF
-$(memory "")
-EOF
-read -r PG_ROWS PG_BYTES <<EOF
-$(pg_bytes costmesh)
-EOF
+start_server postgres "$PORT" costmesh
+load postgres
+memory postgres > "$WORK/memory.txt"
+read -r RSS_KB HWM_KB REDIS_MEM REDIS_KEYS < "$WORK/memory.txt"
+pg_bytes costmesh > "$WORK/pg_bytes.txt"
+read -r PG_ROWS PG_BYTES < "$WORK/pg_bytes.txt"
 
 # ------------------------------- storage of a day of heartbeats (issue 17)
 
@@ -543,29 +564,13 @@ say "redis mode: appendfsync always, database costmesh_redis"
 redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
 redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync always >/dev/null
 $PSQL_AS -U postgres -d postgres -c "CREATE DATABASE costmesh_redis OWNER costmesh" >/dev/null
-start_server redis "$R_PORT" costmesh_redis redis_
-load redis_
-
-# The queue once the load stops: how long the persister takes to empty it,
-# the heartbeats it stores a second, and the CPU that costs.
-R_DRAIN_N=$(qlen)
-say "redis mode: the persister drains $R_DRAIN_N queued heartbeats"
-s0=$(snapshot)
-wait_drained
-s1=$(snapshot)
-read -r R_DRAIN_S R_DRAIN_RATE R_DRAIN_CS R_DRAIN_CR R_DRAIN_CP <<DRAIN
-$(awk -v n="$R_DRAIN_N" -v a="$s0" -v b="$s1" -v hz="$HZ" 'BEGIN {
-    split(a, x, " "); split(b, y, " "); s = (y[4] - x[4]) / 1000.0; if (s <= 0) s = 0.001
-    printf "%.1f %.0f %.0f %.0f %.0f\n", s, n / s, 100 * (y[1] - x[1]) / hz / s,
-        100 * (y[2] - x[2]) / hz / s, 100 * (y[3] - x[3]) / hz / s }')
-DRAIN
-
-read -r R_RSS_KB R_HWM_KB R_REDIS_MEM R_REDIS_KEYS <<MEM
-$(memory redis_)
-MEM
-read -r R_PG_ROWS R_PG_BYTES <<BYTES
-$(pg_bytes costmesh_redis)
-BYTES
+start_server redis "$R_PORT" costmesh_redis
+load redis
+read -r R_DRAIN_N R_DRAIN_S R_DRAIN_RATE R_DRAIN_CS R_DRAIN_CR R_DRAIN_CP < "$WORK/drain.txt"
+memory redis > "$WORK/redis_memory.txt"
+read -r R_RSS_KB R_HWM_KB R_REDIS_MEM R_REDIS_KEYS < "$WORK/redis_memory.txt"
+pg_bytes costmesh_redis > "$WORK/redis_pg_bytes.txt"
+read -r R_PG_ROWS R_PG_BYTES < "$WORK/redis_pg_bytes.txt"
 stop_server
 redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync everysec >/dev/null
 $PSQL_AS -U postgres -d postgres -c "DROP DATABASE costmesh_redis" >/dev/null
@@ -671,7 +676,7 @@ fmt_table() {
         [ "$hbs" = 0 ] && hbs="-"
         echo "| $label | $c | $rps | $hbs | $p50 | $p99 | $p999 | $bad | $cs | $cr | $cp | $cw | $ceil$also |"
     done < "$ROWS"
-    echo "| the persister emptying the queue after the load, durable=redis: $R_DRAIN_N heartbeats in $R_DRAIN_S s | 1 | | $R_DRAIN_RATE | | | | | $R_DRAIN_CS | $R_DRAIN_CR | $R_DRAIN_CP | | $(ratio "$R_DRAIN_RATE" "$PG_CEIL_PERSIST") of (c) persist 2000 rows |"
+    echo "| the persister emptying the queue 2 left, durable=redis: $R_DRAIN_N heartbeats in $R_DRAIN_S s | 1 | | $R_DRAIN_RATE | | | | | $R_DRAIN_CS | $R_DRAIN_CR | $R_DRAIN_CP | | $(ratio "$R_DRAIN_RATE" "$PG_CEIL_PERSIST") of (c) persist 2000 rows |"
     echo "| (b) Redis MERGE ceiling, 3 windows per call, -P 16 | 50 | $REDIS_CEIL | $REDIS_CEIL | | | | | | $REDIS_CPU | | | 1. used $(ratio "$(col single_max 4)" "$REDIS_CEIL") of it |"
     echo "| (d) candidate: Redis as the durable point (appendfsync always), dedupe + 3 windows + queue per call | 64 | $REDIS_DURABLE | $REDIS_DURABLE | $REDIS_DURABLE_P50 | $REDIS_DURABLE_P99 | | | | $REDIS_DURABLE_CPU | | | $(ratio "$REDIS_DURABLE" "$CEIL_SINGLE") of (a) |"
     local c stmt rows f
@@ -711,7 +716,7 @@ report() {
     echo "connection is free, and timed from its scheduled time, so a stall counts (its wrk % is the generator's)."
     echo "Rows marked durable=redis are the same loads against costmeshd with COSTMESH_DURABLE=redis (Redis"
     echo "with appendfsync always for them only, a database of its own), run after the postgres-mode ones; the"
-    echo "persister's row is the queue left when that load stopped, stored into PostgreSQL."
+    echo "persister's row is the queue the batched load (2) left, stored into PostgreSQL before 3 starts."
     echo
     fmt_table
     echo
