@@ -14,7 +14,10 @@ int cm_hbrow_param(int col)
     return col < CM_HBROW_FIRST_LATE ? col : col + 2;
 }
 
-void cm_hbrow_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
+/* Appends column col of heartbeat h (PostgreSQL's array-element text) to b;
+ * idx is the row's index in its statement, which results name it by. Sets
+ * b->failed when h's dedupe key cannot be made. */
+static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
 {
     switch (col) {
     case 0: cm_buf_add_pg_text(b, h->agent); break;
@@ -76,7 +79,7 @@ int cm_hbrow_columns(const cm_hb *const *hbs, const unsigned char *skip, size_t 
             if (skip && skip[i]) continue;
             if (!first) cm_buf_add(&cols[c], ",", 1);
             first = 0;
-            cm_hbrow_col(&cols[c], c, hbs[i], i);
+            add_col(&cols[c], c, hbs[i], i);
         }
         cm_buf_add(&cols[c], "}", 1);
         failed |= cols[c].failed;
