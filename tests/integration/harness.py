@@ -540,9 +540,11 @@ class Harness:
                     "CM_PG_PORT": str(self.pg_port)})
         return env
 
-    def services(self, cmd, timeout=120):
+    def services(self, cmd, timeout=120, env=None):
+        """scripts/services.sh cmd, with env over the suite's environment (COSTMESH_DURABLE=redis: a Redis
+        it starts fsyncs every write)."""
         p = subprocess.run(["sh", os.path.join(REPO, "scripts", "services.sh"), cmd],
-                           env=self.services_env(), cwd=REPO, stdout=subprocess.PIPE,
+                           env=dict(self.services_env(), **(env or {})), cwd=REPO, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=timeout)
         out = p.stdout.decode("utf-8", "replace")
         if p.returncode != 0:
@@ -757,9 +759,13 @@ class Harness:
 
     def wait_persisted(self, secs=20, redis_db=0):
         """Returns once every heartbeat acknowledged before the call is in PostgreSQL: at once in postgres
-        mode (a 202 is a commit), else when the queue's done id reaches the last id it had at the call."""
-        if not self.durable_redis:
-            return
+        mode (a 202 is a commit), else when the queue has been stored up to its last entry at the call."""
+        if self.durable_redis:
+            self.wait_queue(secs, redis_db)
+
+    def wait_queue(self, secs=20, redis_db=0):
+        """Waits until the persister has stored the queue (COSTMESH_DURABLE=redis) up to its last entry at
+        the call: its done id reaches that last id."""
         cli = lambda *a: self.redis("-n", redis_db, *a)  # noqa: E731
         last = queue_id(cli("GET", "cm:q:last"))
         deadline = time.time() + secs
