@@ -13,22 +13,29 @@
 #   3. intent admission with a generous policy on every agent, maximum, then
 #      paced at half of it
 #   4. spend polling (GET .../spend?window=day) while 1 runs
+# then the same four against costmeshd with COSTMESH_DURABLE=redis (Redis the
+# durable point, appendfsync always for that part only; a database of its
+# own), the backlog of 2 being the queue (XLEN cm:q), and the time the
+# persister takes to empty the queue 2 left,
 # and the ceilings, in the same run:
 #   (a) bench/http_ceiling.c: the same libmicrohttpd settings and the
 #       project's JSON decoder, answering 202 without touching a store
 #   (b) redis-benchmark running the project's MERGE script
 #       (server/lua/merge.lua) for one heartbeat's three windows, pipelined by 16
-#   (c) bench/pg_ceiling.c: the project's group_sql (extracted from
-#       server/ingest.c) back to back on one connection, 100 and 1000 rows
+#   (c) bench/pg_ceiling.c: the project's statements (server/hbrow.c, linked
+#       in) back to back on one connection: the group commit's
+#       (cm_hbrow_group_sql) at 100 and 1000 rows, the persister's
+#       (cm_hbrow_persist_sql) at 2000
 #   (d) a candidate, not costmeshd: bench/redis_durable.lua with Redis
 #       fsyncing every write (appendfsync always), 64 clients
 # plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
-# heartbeat.
+# heartbeat, in both modes.
 #
-# Knobs: BENCH_SHORT=1 (~90 s instead of ~5 min), BENCH_BUILD (build/bench),
+# Knobs: BENCH_SHORT=1 (~5 min instead of ~10), BENCH_BUILD (build/bench),
 # BENCH_WRAP (a command costmeshd runs under, e.g. a profiler), BENCH_KEEP=1
 # (keep the temporary folder, with wrk outputs and extracted scripts),
-# BENCH_PORT (18080; the ceiling server uses +1), BENCH_REDIS_PORT (16391),
+# BENCH_PORT (18080; the ceiling server uses +1, costmeshd with
+# COSTMESH_DURABLE=redis +2), BENCH_REDIS_PORT (16391),
 # BENCH_PG_PORT (15491).
 #
 # "Half the max rate" is paced with wrk's delay() (wrk2 is not available):
@@ -46,6 +53,7 @@ BUILD=${BENCH_BUILD:-build/bench}
 SHORT=${BENCH_SHORT:-0}
 PORT=${BENCH_PORT:-18080}
 CEIL_PORT=$((PORT + 1))
+R_PORT=$((PORT + 2))
 REDIS_PORT=${BENCH_REDIS_PORT:-16391}
 PG_PORT=${BENCH_PG_PORT:-15491}
 AGENTS=1000
@@ -61,7 +69,7 @@ else
     D_CEIL=10 D_MAX=20 D_PACED=15 D_BATCH=60 D_INTENT=15 D_SPEND=15 D_PG=10 REDIS_N=1000000 MODE_NAME=full
 fi
 
-say() { echo "bench: $*" >&2; }
+say() { echo "bench: ${SECONDS}s: $*" >&2; } # SECONDS: since the start
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 for t in wrk redis-benchmark redis-cli curl python3 cc; do
@@ -76,6 +84,8 @@ TMP=$(mktemp -d /tmp/cmbench.XXXXXX)
 WORK="$TMP/work"
 mkdir -p "$WORK"
 SERVER_PID=""
+SERVER_LOG=""
+SRV_PORT=$PORT # the port of the costmeshd running
 CEIL_PID=""
 BG_PIDS=""
 SERVICES_UP=0
@@ -98,9 +108,9 @@ cleanup() {
     stop_pid "$CEIL_PID"
     stop_pid "$SERVER_PID"
     if [ "$SERVICES_UP" = 1 ]; then svc stop >/dev/null 2>&1 || say "services stop failed"; fi
-    if [ $rc -ne 0 ] && [ -f "$TMP/costmeshd.log" ]; then
+    if [ $rc -ne 0 ] && [ -f "$SERVER_LOG" ]; then
         say "costmeshd log (last lines):"
-        tail -n 20 "$TMP/costmeshd.log" >&2 || true
+        tail -n 20 "$SERVER_LOG" >&2 || true
     fi
     if [ "${BENCH_KEEP:-0}" = 1 ]; then say "kept $TMP"; else rm -rf "$TMP"; fi
     exit $rc
@@ -191,7 +201,7 @@ col() { awk -F'\t' -v n="$1" -v k="$2" '$1 == n { v = $k } END { print v }' "$RO
 # phase NAME MODE CONNS SECONDS RATE PER_REQUEST [PORT]: MODE is load.lua's,
 # or "open" for single heartbeats from bench/openloop.c at RATE.
 phase() {
-    local name=$1 mode=$2 conns=$3 secs=$4 rate=$5 per=$6 port=${7:-$PORT} s0 s1 run=run_wrk
+    local name=$1 mode=$2 conns=$3 secs=$4 rate=$5 per=$6 port=${7:-$SRV_PORT} s0 s1 run=run_wrk
     [ "$mode" = open ] && run=run_open
     say "$name: $mode, $conns connections, ${secs}s$([ "$rate" != 0 ] && echo ", at $rate req/s")"
     s0=$(snapshot)
@@ -213,7 +223,8 @@ svc start >"$WORK/services.log" 2>&1 || { cat "$WORK/services.log" >&2; die "ser
 REDIS_PID=$(tr -dc '0-9' < "$TMP/data/redis/redis.pid")
 PG_BASE=$(readlink -f "$TMP/data/pg")
 PG_PID=$(head -n 1 "$PG_BASE/data/postmaster.pid" | tr -dc '0-9')
-PSQL="psql -X -q -tA -h 127.0.0.1 -p $PG_PORT -U costmesh -d costmesh"
+PSQL_AS="psql -X -q -tA -h 127.0.0.1 -p $PG_PORT"
+PSQL="$PSQL_AS -U costmesh -d costmesh"
 
 # Extract a C string constant from a project source by compiling it:
 # exactly the bytes the server sends.
@@ -229,7 +240,6 @@ extract() { # extract FILE NAME OUT
     "$WORK/extract_$2" > "$3"
     [ -s "$3" ] || die "$2 extracted from $1 is empty"
 }
-extract server/ingest.c group_sql "$WORK/group.sql"
 extract server/notify.c health_sql "$WORK/health.sql"
 
 # ------------------------------------------------------- (a) HTTP ceiling
@@ -296,99 +306,161 @@ redis-cli -p "$REDIS_PORT" --scan --pattern 'cm:bd:*' | xargs -r -n 500 redis-cl
 
 # ------------------------------------------------------------- costmeshd
 
-say "starting costmeshd on 127.0.0.1:$PORT"
-# The rebuild phase registers 100,000 agents in the org, above the default
-# quota; all of the bench's connections (up to 64 + 16) come from 127.0.0.1,
-# more than the per-IP default of 64 allows one address.
-COSTMESH_ADMIN_KEY=$KEY COSTMESH_ORG=default COSTMESH_MAX_AGENTS_PER_ORG=1000000 COSTMESH_LISTEN=127.0.0.1:$PORT \
-COSTMESH_REDIS_URL=$COSTMESH_REDIS_URL COSTMESH_DATABASE_URL=$COSTMESH_DATABASE_URL \
-COSTMESH_MAX_PER_IP=256 COSTMESH_LOG_LEVEL=warn ${BENCH_WRAP:-} "$BUILD/costmeshd" > "$TMP/costmeshd.log" 2>&1 &
-SERVER_PID=$!
-ready=0
-for _ in $(seq 150); do
-    if curl -s "http://127.0.0.1:$PORT/readyz" 2>/dev/null | grep -q '"ready":true'; then ready=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
-done
-[ $ready = 1 ] || die "costmeshd did not become ready"
-# Warm the key cache and the agents (registration happens on first beat).
-python3 bench/setup.py "$PORT" "$KEY" agents "$AGENTS" "$NONCE-warm"
+# The prefix of the rows measured against costmeshd with COSTMESH_DURABLE=$1.
+prefix() { [ "$1" = postgres ] || echo "${1}_"; }
 
-# ------------------------------------------------- 1. single heartbeats
+# start_server DURABLE PORT DBNAME: costmeshd with COSTMESH_DURABLE=DURABLE on
+# database DBNAME, ready, its AGENTS agents registered and the key cache warm.
+start_server() {
+    local durable=$1 db=$3 ready=0
+    SRV_PORT=$2
+    SERVER_LOG="$TMP/costmeshd-$durable.log"
+    say "starting costmeshd (durable=$durable) on 127.0.0.1:$SRV_PORT"
+    # The rebuild phase registers 100,000 agents in the org, above the default
+    # quota; all of the bench's connections (up to 64 + 16) come from 127.0.0.1,
+    # more than the per-IP default of 64 allows one address.
+    COSTMESH_DURABLE=$durable COSTMESH_ADMIN_KEY=$KEY COSTMESH_ORG=default COSTMESH_MAX_AGENTS_PER_ORG=1000000 \
+    COSTMESH_LISTEN=127.0.0.1:$SRV_PORT COSTMESH_REDIS_URL=$COSTMESH_REDIS_URL \
+    COSTMESH_DATABASE_URL=postgresql://costmesh@127.0.0.1:$PG_PORT/$db \
+    COSTMESH_MAX_PER_IP=256 COSTMESH_LOG_LEVEL=warn ${BENCH_WRAP:-} "$BUILD/costmeshd" > "$SERVER_LOG" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 150); do
+        if curl -s "http://127.0.0.1:$SRV_PORT/readyz" 2>/dev/null | grep -q '"ready":true'; then ready=1; break; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    [ $ready = 1 ] || die "costmeshd (durable=$durable) did not become ready"
+    # Warm the key cache and the agents (registration happens on first beat).
+    python3 bench/setup.py "$SRV_PORT" "$KEY" agents "$AGENTS" "$NONCE-$(prefix "$durable")warm"
+}
 
-phase single_max single $CONNS $D_MAX 0 1
-SINGLE_MAX=$(col single_max 3)
-HALF=$(awk -v r="$SINGLE_MAX" 'BEGIN { printf "%d", r / 2 }')
-phase single_half single $CONNS $D_PACED "$HALF" 1
-phase single_open open $CONNS $D_PACED "$HALF" 1
-
-# --------------------------------------------------- 2. batched, 60 s
+# A profiler (BENCH_WRAP) may take a while to write its output.
+stop_server() {
+    stop_pid "$SERVER_PID" "$([ -n "${BENCH_WRAP:-}" ] && echo 600 || echo 100)"
+    SERVER_PID=""
+}
 
 metric() { # metric NAME_AND_LABELS: one value from /metrics (sum when several)
-    curl -s --max-time 2 "http://127.0.0.1:$PORT/metrics" |
+    curl -s --max-time 2 "http://127.0.0.1:$SRV_PORT/metrics" |
         awk -v m="$1" 'index($0, m) == 1 { s += $NF; f = 1 } END { if (f) print s; else print "NA" }'
 }
 
-sample_backlog() { # every 5 s: elapsed backlog_jobs backlog_pg backlog_redis accepted
+qlen() { redis-cli -p "$REDIS_PORT" XLEN cm:q | tr -dc '0-9'; } # the redis-mode queue
+
+wait_drained() { # until the redis-mode queue is empty (at once in postgres mode)
+    local t0
+    t0=$(date +%s)
+    until [ "$(qlen)" = 0 ]; do
+        [ $(( $(date +%s) - t0 )) -lt 600 ] || die "the queue did not drain within 600 s"
+        sleep 0.1
+    done
+}
+
+# Every 5 s: elapsed, backlog of ingest jobs, of the writer connections and
+# of Redis (/metrics), heartbeats accepted, and the redis-mode queue.
+sample_backlog() {
     local t0 i=0
     sleep 2 # past the connections' start
     t0=$(date +%s)
     while [ $i -le $(((D_BATCH - 4) / 5)) ]; do
         echo "$(( $(date +%s) - t0 )) $(metric 'costmesh_persistence_backlog{stage="ingest_jobs"}') \
 $(metric 'costmesh_persistence_backlog{stage="postgres_writer"}') \
-$(metric 'costmesh_persistence_backlog{stage="redis"}') $(metric costmesh_heartbeats_accepted_total)"
+$(metric 'costmesh_persistence_backlog{stage="redis"}') $(metric costmesh_heartbeats_accepted_total) $(qlen)"
         i=$((i + 1))
         sleep 5
     done
 }
-sample_backlog > "$WORK/backlog.txt" &
-BG_PIDS="$!"
-phase batch batch $BATCH_CONNS $D_BATCH 0 100
-wait $BG_PIDS 2>/dev/null || true
-BG_PIDS=""
 
-# ------------------------------------------------- 3. intent admission
+# drain_queue: prints "entries seconds entries/s costmeshd% redis% postgres%"
+# of the persister emptying the redis-mode queue.
+drain_queue() {
+    local n s0 s1
+    n=$(qlen)
+    say "redis mode: the persister drains $n queued heartbeats"
+    s0=$(snapshot)
+    wait_drained
+    s1=$(snapshot)
+    awk -v n="$n" -v a="$s0" -v b="$s1" -v hz="$HZ" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); s = (y[4] - x[4]) / 1000.0; if (s <= 0) s = 0.001
+        printf "%d %.1f %.0f %.0f %.0f %.0f\n", n, s, n / s, 100 * (y[1] - x[1]) / hz / s,
+            100 * (y[2] - x[2]) / hz / s, 100 * (y[3] - x[3]) / hz / s }'
+}
 
-say "putting a generous cost policy on $AGENTS agents"
-python3 bench/setup.py "$PORT" "$KEY" policies "$AGENTS"
-phase intent_max intent $INTENT_CONNS $D_INTENT 0 0
-INTENT_MAX=$(col intent_max 3)
-HALF=$(awk -v r="$INTENT_MAX" 'BEGIN { printf "%d", r / 2 }')
-phase intent_half intent $INTENT_CONNS $D_INTENT "$HALF" 0
+# load DURABLE: phases 1 to 4 against the costmeshd on SRV_PORT, their rows
+# named with DURABLE's prefix.
+load() {
+    local durable=$1 p max half s0 s1
+    p=$(prefix "$durable")
+    # 1. single heartbeats
+    phase "${p}single_max" single $CONNS $D_MAX 0 1
+    max=$(col "${p}single_max" 3)
+    half=$(awk -v r="$max" 'BEGIN { printf "%d", r / 2 }')
+    phase "${p}single_half" single $CONNS $D_PACED "$half" 1
+    phase "${p}single_open" open $CONNS $D_PACED "$half" 1
 
-# --------------------------------------- 4. spend polling while 1 runs
+    # 2. batched, the backlog sampled
+    sample_backlog > "$WORK/${p}backlog.txt" &
+    BG_PIDS="$!"
+    phase "${p}batch" batch $BATCH_CONNS $D_BATCH 0 100
+    wait $BG_PIDS 2>/dev/null || true
+    BG_PIDS=""
+    # In redis mode the batched load is the one that outruns the persister;
+    # how fast it then empties the queue is the persister's throughput. Timed
+    # here, before 3: by the end of 4 the queue has caught up (the spend reads
+    # of 4 wait for it), so there would be nothing left to time.
+    [ "$durable" = redis ] && drain_queue > "$WORK/drain.txt"
 
-say "spend: $SPEND_CONNS connections polling while single heartbeats run ($CONNS connections), ${D_SPEND}s"
-s0=$(snapshot)
-run_wrk spend_hb single $CONNS $D_SPEND 0 "$PORT" "$WORK/spend_hb.out" &
-BG_PIDS="$!"
-run_wrk spend spend $SPEND_CONNS $D_SPEND 0 "$PORT" "$WORK/spend.out"
-wait $BG_PIDS || die "heartbeat load during spend failed"
-BG_PIDS=""
-s1=$(snapshot)
-record spend "$WORK/spend.out" 0 "$s0" "$s1" $SPEND_CONNS
-record spend_hb "$WORK/spend_hb.out" 1 "$s0" "$s1" $CONNS
+    # 3. intent admission
+    say "putting a generous cost policy on $AGENTS agents"
+    python3 bench/setup.py "$SRV_PORT" "$KEY" policies "$AGENTS"
+    phase "${p}intent_max" intent $INTENT_CONNS $D_INTENT 0 0
+    max=$(col "${p}intent_max" 3)
+    half=$(awk -v r="$max" 'BEGIN { printf "%d", r / 2 }')
+    phase "${p}intent_half" intent $INTENT_CONNS $D_INTENT "$half" 0
 
-# -------------------------------------------------- memory at 10,000 agents
+    # 4. spend polling while 1 runs
+    say "spend: $SPEND_CONNS connections polling while single heartbeats run ($CONNS connections), ${D_SPEND}s"
+    s0=$(snapshot)
+    run_wrk "${p}spend_hb" single $CONNS $D_SPEND 0 "$SRV_PORT" "$WORK/${p}spend_hb.out" &
+    BG_PIDS="$!"
+    run_wrk "${p}spend" spend $SPEND_CONNS $D_SPEND 0 "$SRV_PORT" "$WORK/${p}spend.out"
+    wait $BG_PIDS || die "heartbeat load during spend failed"
+    BG_PIDS=""
+    s1=$(snapshot)
+    record "${p}spend" "$WORK/${p}spend.out" 0 "$s0" "$s1" $SPEND_CONNS
+    record "${p}spend_hb" "$WORK/${p}spend_hb.out" 1 "$s0" "$s1" $CONNS
+}
 
-say "memory: heartbeats for 10,000 distinct agents"
-python3 bench/setup.py "$PORT" "$KEY" agents 10000 "$NONCE-mem"
-sleep 1
-RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
-HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
-REDIS_MEM=$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ { print $2 + 0 }')
-REDIS_KEYS=$(redis-cli -p "$REDIS_PORT" DBSIZE | tr -dc '0-9')
+# memory DURABLE: prints "VmRSS_kB VmHWM_kB redis_used_memory redis_keys" after
+# heartbeats for 10,000 distinct agents (stored in PostgreSQL).
+memory() {
+    say "memory: heartbeats for 10,000 distinct agents"
+    python3 bench/setup.py "$SRV_PORT" "$KEY" agents 10000 "$NONCE-$(prefix "$1")mem"
+    sleep 1
+    wait_drained
+    echo "$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")" \
+        "$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")" \
+        "$(redis-cli -p "$REDIS_PORT" INFO memory | awk -F: '/^used_memory:/ { print $2 + 0 }')" \
+        "$(redis-cli -p "$REDIS_PORT" DBSIZE | tr -dc '0-9')"
+}
 
-# ---------------------------------------- PostgreSQL bytes per heartbeat
-
-$PSQL -c "VACUUM ANALYZE heartbeats, heartbeat_ids, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
-# heartbeats is partitioned: its size is the sum of its partitions'.
-read -r PG_ROWS PG_BYTES <<EOF
-$($PSQL -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats),
+# pg_bytes DBNAME: prints "rows bytes" of the heartbeats and their rollups.
+pg_bytes() {
+    local q="$PSQL_AS -U costmesh -d $1"
+    $q -c "VACUUM ANALYZE heartbeats, heartbeat_ids, rollup_agent, rollup_intent" >/dev/null 2>&1 || true
+    # heartbeats is partitioned: its size is the sum of its partitions'.
+    $q -F ' ' -c "SELECT (SELECT count(*) FROM heartbeats),
     (SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
      WHERE inhparent = 'heartbeats'::regclass) + pg_total_relation_size('heartbeat_ids')
-    + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')")
-EOF
+    + pg_total_relation_size('rollup_agent') + pg_total_relation_size('rollup_intent')"
+}
+
+start_server postgres "$PORT" costmesh
+load postgres
+memory postgres > "$WORK/memory.txt"
+read -r RSS_KB HWM_KB REDIS_MEM REDIS_KEYS < "$WORK/memory.txt"
+pg_bytes costmesh > "$WORK/pg_bytes.txt"
+read -r PG_ROWS PG_BYTES < "$WORK/pg_bytes.txt"
 
 # ------------------------------- storage of a day of heartbeats (issue 17)
 
@@ -479,26 +551,49 @@ SWEEP_MS=$(awk -v a="$t1" -v b="$(date +%s%N)" 'BEGIN { printf "%.0f", (b - a) /
 SWEEP_AGENTS=$($PSQL -c "SELECT count(*) FROM agents")
 say "rebuild: $REBUILD_S s; the first intent after the flush answered in ${FIRST_INTENT_S} s"
 
-# A profiler (BENCH_WRAP) may take a while to write its output.
-stop_pid "$SERVER_PID" "$([ -n "${BENCH_WRAP:-}" ] && echo 600 || echo 100)"; SERVER_PID=""
+stop_server
+
+# ------------------------------------------ costmeshd, COSTMESH_DURABLE=redis
+
+# The same loads with Redis as the durable point, Redis fsyncing every write
+# before it answers (as scripts/services.sh configures it for this mode) for
+# this part only. costmeshd gets a database of its own, so its bytes per
+# heartbeat are its own and persist_mark starts from nothing, and an emptied
+# Redis (the mirror the rebuild above made is not its business).
+say "redis mode: appendfsync always, database costmesh_redis"
+redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync always >/dev/null
+$PSQL_AS -U postgres -d postgres -c "CREATE DATABASE costmesh_redis OWNER costmesh" >/dev/null
+start_server redis "$R_PORT" costmesh_redis
+load redis
+read -r R_DRAIN_N R_DRAIN_S R_DRAIN_RATE R_DRAIN_CS R_DRAIN_CR R_DRAIN_CP < "$WORK/drain.txt"
+memory redis > "$WORK/redis_memory.txt"
+read -r R_RSS_KB R_HWM_KB R_REDIS_MEM R_REDIS_KEYS < "$WORK/redis_memory.txt"
+pg_bytes costmesh_redis > "$WORK/redis_pg_bytes.txt"
+read -r R_PG_ROWS R_PG_BYTES < "$WORK/redis_pg_bytes.txt"
+stop_server
+redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync everysec >/dev/null
+$PSQL_AS -U postgres -d postgres -c "DROP DATABASE costmesh_redis" >/dev/null
 
 # ------------------------------------------------- (c) PostgreSQL ceiling
 
-for rows in 100 1000; do
-    say "postgres ceiling: group_sql with $rows rows per statement, ${D_PG}s"
+# The persister's batch is BATCH (2000) entries in server/persist.c.
+PG_CEILINGS="group:100 group:1000 persist:2000"
+for c in $PG_CEILINGS; do
+    stmt=${c%:*} rows=${c#*:}
+    say "postgres ceiling: $stmt statement with $rows rows per statement, ${D_PG}s"
     s0=$(snapshot)
     "$BUILD/bench/pg_ceiling" "host=127.0.0.1 port=$PG_PORT user=costmesh dbname=costmesh" \
-        "$WORK/group.sql" "$rows" "$D_PG" "$AGENTS" "pgc$rows$NONCE" > "$WORK/pg_$rows.out" \
+        "$stmt" "$rows" "$D_PG" "$AGENTS" "pgc$stmt$rows$NONCE" > "$WORK/pg_$stmt$rows.out" \
         || die "pg_ceiling failed"
     sleep 0.5 # let the postmaster reap the backend, so its CPU is counted
     s1=$(snapshot)
-    secs=$(val "$WORK/pg_$rows.out" seconds)
+    secs=$(val "$WORK/pg_$stmt$rows.out" seconds)
     awk -v a="$s0" -v b="$s1" -v hz="$HZ" -v s="$secs" \
         'BEGIN { split(a, x, " "); split(b, y, " "); printf " pg_cpu=%.0f\n", 100 * (y[3] - x[3]) / hz / s }' \
-        >> "$WORK/pg_$rows.out"
+        >> "$WORK/pg_$stmt$rows.out"
 done
-PG_CEIL_100=$(val "$WORK/pg_100.out" rows_per_s)
-PG_CEIL_1000=$(val "$WORK/pg_1000.out" rows_per_s)
+PG_CEIL_1000=$(val "$WORK/pg_group1000.out" rows_per_s)
 
 # ---------------------------------------------------------------- report
 
@@ -513,15 +608,22 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 CEIL_SINGLE=$(col ceil_single 3)
 CEIL_BATCH_HB=$(col ceil_batch 4)
-BATCH_HB=$(col batch 4)
-PG_BIND=$PG_CEIL_1000
-BACKLOG_MAX=$(awk '$2 != "NA" { if ($2 + $3 > m) m = $2 + $3 } END { print m + 0 }' "$WORK/backlog.txt")
-# Flat: the backlog never grew past what the closed-loop connections can
-# hold in flight (one job each, plus the writer's statement), and its last third averages no more than its first third
-# plus a quarter of that bound; and the heartbeats/s of the last third is at
-# least 90% of the first third's.
-BACKLOG_FLAT=$(awk -v bound="$((BATCH_CONNS + 1))" '
-    $2 != "NA" { n++; t[n] = $1; b[n] = $2 + $3; acc[n] = $5 }
+PG_CEIL_PERSIST=$(val "$WORK/pg_persist2000.out" rows_per_s)
+# The backlog of 2 (sample_backlog's columns): in postgres mode the ingest
+# jobs and the writer connections' queue, in redis mode the ingest jobs and
+# the queue in Redis.
+backlog_of() { # backlog_of P: one line per sample, "elapsed backlog accepted"
+    awk -v q="$([ -n "$1" ] && echo 1 || echo 0)" '$2 != "NA" { print $1, $2 + (q ? $6 : $3), $5 }' "$WORK/${1}backlog.txt"
+}
+# Flat: the backlog never grew past BOUND, and its last third averages no
+# more than its first third plus a quarter of that bound; and the
+# heartbeats/s of the last third is at least 90% of the first third's.
+# The bound in postgres mode is what the closed-loop connections can hold in
+# flight (one job each, plus the writer's statement); in redis mode, that
+# plus two of the persister's batches (one being stored, one arriving).
+backlog_flat() { # backlog_flat P BOUND
+    backlog_of "$1" | awk -v bound="$2" '
+    { n++; t[n] = $1; b[n] = $2; acc[n] = $3 }
     END {
         if (n < 3) { print "no"; exit }
         k = int(n / 3); if (k < 1) k = 1
@@ -530,46 +632,73 @@ BACKLOG_FLAT=$(awk -v bound="$((BATCH_CONNS + 1))" '
         r2 = (acc[n] - acc[n - k]) / (t[n] - t[n - k] + 1e-9)
         max = 0; for (i = 1; i <= n; i++) if (b[i] > max) max = b[i]
         ok = max <= bound && l / k <= f / k + bound / 4 && r2 >= 0.9 * r1
-        printf "%s (heartbeats/s first third %.0f, last third %.0f)\n", ok ? "yes" : "no", r1, r2 }' "$WORK/backlog.txt")
-BACKLOG_SERIES=$(awk '{ printf "%s%d", (NR > 1 ? " " : ""), $2 + $3 }' "$WORK/backlog.txt")
+        printf "%s (heartbeats/s first third %.0f, last third %.0f)\n", ok ? "yes" : "no", r1, r2 }'
+}
+backlog_series() { backlog_of "$1" | awk '{ printf "%s%d", (NR > 1 ? " " : ""), $2 }'; }
+BACKLOG_FLAT=$(backlog_flat "" $((BATCH_CONNS + 1)))
+R_BACKLOG_FLAT=$(backlog_flat redis_ $((BATCH_CONNS + 2 * 2000)))
 
 fmt_table() {
     echo "| run | conns | req/s | heartbeats/s | p50 ms | p99 ms | p99.9 ms | errors | costmeshd % | redis % | postgres % | wrk % | of ceiling |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     while IFS=$'\t' read -r n c rps hbs p50 p99 p999 bad cs cr cp cw secs; do
-        local label ceil=""
-        case $n in
+        # A redis-mode row: named so, compared with its own mode's max and
+        # also with (a) and the postgres-mode row of the same load.
+        local label ceil="" p="" mode="" also=""
+        case $n in redis_*) p=redis_ mode=", durable=redis" ;; esac
+        [ -n "$p" ] && also=", $(ratio "$rps" "$CEIL_SINGLE") of (a)"
+        case ${n#"$p"} in
             ceil_single) label="(a) HTTP-only ceiling, single heartbeat" ;;
             ceil_batch) label="(a) HTTP-only ceiling, 100 per request" ;;
             ceil_handoff) label="(a') HTTP-only + suspend/resume hand-off" ;;
-            single_max) label="1. single heartbeats, max"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
-            single_half) label="1. single heartbeats, paced to half"; ceil="$(ratio "$rps" "$SINGLE_MAX") of max" ;;
-            single_open) label="1. single heartbeats, open loop at half"; ceil="$(ratio "$rps" "$SINGLE_MAX") of max" ;;
-            batch) label="2. batched (100/request), ${secs%.*} s"
-                   ceil="$(ratio "$hbs" "$CEIL_BATCH_HB") of (a), $(ratio "$hbs" "$PG_BIND") of (c) 1000 rows" ;;
-            intent_max) label="3. intent admission, max"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
-            intent_half) label="3. intent admission, paced to half"; ceil="$(ratio "$rps" "$INTENT_MAX") of max" ;;
-            spend) label="4. spend polling (during 1)"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)" ;;
-            spend_hb) label="4. single heartbeats during spend"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"
+            single_max) label="1. single heartbeats, max$mode"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"
+                        [ -n "$p" ] && also=", $(ratio "$rps" "$(col single_max 3)")x durable=postgres" ;;
+            single_half) label="1. single heartbeats, paced to half$mode"
+                         ceil="$(ratio "$rps" "$(col "${p}single_max" 3)") of max" ;;
+            single_open) label="1. single heartbeats, open loop at half$mode"
+                         ceil="$(ratio "$rps" "$(col "${p}single_max" 3)") of max" ;;
+            batch) label="2. batched (100/request), ${secs%.*} s$mode"
+                   ceil="$(ratio "$hbs" "$CEIL_BATCH_HB") of (a)"
+                   if [ -n "$p" ]; then
+                       also=", $(ratio "$hbs" "$PG_CEIL_PERSIST") of (c) persist 2000 rows, $(ratio "$hbs" "$(col batch 4)")x durable=postgres"
+                   else
+                       also=", $(ratio "$hbs" "$PG_CEIL_1000") of (c) 1000 rows"
+                   fi ;;
+            intent_max) label="3. intent admission, max$mode"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"
+                        [ -n "$p" ] && also=", $(ratio "$rps" "$(col intent_max 3)")x durable=postgres" ;;
+            intent_half) label="3. intent admission, paced to half$mode"
+                         ceil="$(ratio "$rps" "$(col "${p}intent_max" 3)") of max" ;;
+            spend) label="4. spend polling (during 1)$mode"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"; also="" ;;
+            spend_hb) label="4. single heartbeats during spend$mode"; ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"; also=""
                       cs="(above)"; cr="(above)"; cp="(above)" ;;
             *) label=$n ;;
         esac
         [ "$hbs" = 0 ] && hbs="-"
-        echo "| $label | $c | $rps | $hbs | $p50 | $p99 | $p999 | $bad | $cs | $cr | $cp | $cw | $ceil |"
+        echo "| $label | $c | $rps | $hbs | $p50 | $p99 | $p999 | $bad | $cs | $cr | $cp | $cw | $ceil$also |"
     done < "$ROWS"
+    echo "| the persister emptying the queue 2 left, durable=redis: $R_DRAIN_N heartbeats in $R_DRAIN_S s | 1 | | $R_DRAIN_RATE | | | | | $R_DRAIN_CS | $R_DRAIN_CR | $R_DRAIN_CP | | $(ratio "$R_DRAIN_RATE" "$PG_CEIL_PERSIST") of (c) persist 2000 rows |"
     echo "| (b) Redis MERGE ceiling, 3 windows per call, -P 16 | 50 | $REDIS_CEIL | $REDIS_CEIL | | | | | | $REDIS_CPU | | | 1. used $(ratio "$(col single_max 4)" "$REDIS_CEIL") of it |"
     echo "| (d) candidate: Redis as the durable point (appendfsync always), dedupe + 3 windows + queue per call | 64 | $REDIS_DURABLE | $REDIS_DURABLE | $REDIS_DURABLE_P50 | $REDIS_DURABLE_P99 | | | | $REDIS_DURABLE_CPU | | | $(ratio "$REDIS_DURABLE" "$CEIL_SINGLE") of (a) |"
-    for rows in 100 1000; do
-        echo "| (c) PostgreSQL group_sql, $rows rows/statement | 1 | $(val "$WORK/pg_$rows.out" statements | awk -v s="$(val "$WORK/pg_$rows.out" seconds)" '{ printf "%.0f", $1 / s }') | $(val "$WORK/pg_$rows.out" rows_per_s) | $(val "$WORK/pg_$rows.out" ms_per_statement) (mean) | | | | | | $(val "$WORK/pg_$rows.out" pg_cpu) | | |"
+    local c stmt rows f
+    for c in $PG_CEILINGS; do
+        stmt=${c%:*} rows=${c#*:} f="$WORK/pg_${c/:/}.out"
+        echo "| (c) PostgreSQL ${stmt}_sql, $rows rows/statement | 1 | $(val "$f" statements | awk -v s="$(val "$f" seconds)" '{ printf "%.0f", $1 / s }') | $(val "$f" rows_per_s) | $(val "$f" ms_per_statement) (mean) | | | | | | $(val "$f" pg_cpu) | | |"
     done
 }
 
-verdict() { [ "$1" = 1 ] && echo PASS || echo MISS; }
-T1=$(awk -v a="$SINGLE_MAX" -v b="$CEIL_SINGLE" 'BEGIN { print (a >= 0.6 * b) ? 1 : 0 }')
-T2=$(awk -v p="$(col single_half 6)" 'BEGIN { print (p <= 10) ? 1 : 0 }')
-T3=$(awk -v h="$BATCH_HB" -v f="$BACKLOG_FLAT" -v s="$SHORT" 'BEGIN { print (h >= 60000 && f ~ /^yes/ && s != 1) ? 1 : 0 }')
-T4=$(awk -v p="$(col intent_half 6)" 'BEGIN { print (p <= 2) ? 1 : 0 }')
-T5=$(awk -v r="$RSS_KB" 'BEGIN { print (r <= 64 * 1024) ? 1 : 0 }')
+verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+
+# targets P MODE RSS_KB FLAT: the targets' rows for the rows named P.
+targets() {
+    local p=$1 m=$2 rss=$3 flat=$4 max hb secs
+    max=$(col "${p}single_max" 3) hb=$(col "${p}batch" 4) secs=$(col "${p}batch" 13)
+    echo "| single heartbeats >= 0.6 x HTTP-only ceiling$m | $(ratio "$max" "$CEIL_SINGLE") x ($max / $CEIL_SINGLE req/s) | $(verdict "$max >= 0.6 * $CEIL_SINGLE") |"
+    echo "| single heartbeats p99 <= 10 ms at half the max rate$m | $(col "${p}single_half" 6) ms at $(col "${p}single_half" 3) req/s | $(verdict "$(col "${p}single_half" 6) <= 10") |"
+    echo "| batched >= 60,000 heartbeats/s for 60 s, backlog flat$m | $hb hb/s over $secs s, flat: ${flat%% *} | $(verdict "$hb >= 60000 && \"${flat%% *}\" == \"yes\" && $SHORT != 1")$([ "$SHORT" = 1 ] && echo " (short run)") |"
+    echo "| intent admission p99 <= 2 ms at half the max rate$m | $(col "${p}intent_half" 6) ms at $(col "${p}intent_half" 3) req/s | $(verdict "$(col "${p}intent_half" 6) <= 2") |"
+    echo "| server RSS <= 64 MiB with 10,000 active agents$m | $(mib "$rss") | $(verdict "$rss <= 64 * 1024") |"
+}
 
 report() {
     echo "# costmesh benchmark, $DATE ($MODE_NAME run)"
@@ -585,29 +714,34 @@ report() {
     echo "was achieved. Latencies are wrk's, from each request's write to its response. The \"open loop\" row is"
     echo "bench/openloop.c at the same target: each request is sent at its scheduled time, or as soon as a"
     echo "connection is free, and timed from its scheduled time, so a stall counts (its wrk % is the generator's)."
+    echo "Rows marked durable=redis are the same loads against costmeshd with COSTMESH_DURABLE=redis (Redis"
+    echo "with appendfsync always for them only, a database of its own), run after the postgres-mode ones; the"
+    echo "persister's row is the queue the batched load (2) left, stored into PostgreSQL before 3 starts."
     echo
     fmt_table
     echo
     echo "| measure | value |"
     echo "|---|---:|"
-    echo "| costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }') (peak $(awk -v k="$HWM_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }')) |"
-    echo "| Redis used_memory after 10,000 agents ($REDIS_KEYS keys) | $(awk -v b="$REDIS_MEM" 'BEGIN { printf "%.1f MiB", b / 1048576 }') |"
-    echo "| PostgreSQL bytes per heartbeat (heartbeats + rollups, $PG_ROWS rows) | $(awk -v b="$PG_BYTES" -v n="$PG_ROWS" 'BEGIN { if (n > 0) printf "%.0f", b / n }') |"
+    echo "| costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(mib "$RSS_KB") (peak $(mib "$HWM_KB")) |"
+    echo "| Redis used_memory after 10,000 agents ($REDIS_KEYS keys) | $(mib $((REDIS_MEM / 1024))) |"
+    echo "| PostgreSQL bytes per heartbeat (heartbeats + rollups, $PG_ROWS rows) | $(ratio "$PG_BYTES" "$PG_ROWS" | awk '{ printf "%.0f", $1 }') |"
+    echo "| durable=redis: costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(mib "$R_RSS_KB") (peak $(mib "$R_HWM_KB")) |"
+    echo "| durable=redis: Redis used_memory after 10,000 agents, queue empty ($R_REDIS_KEYS keys, dedupe marks included) | $(mib $((R_REDIS_MEM / 1024))) |"
+    echo "| durable=redis: PostgreSQL bytes per heartbeat (heartbeats + rollups, $R_PG_ROWS rows) | $(ratio "$R_PG_BYTES" "$R_PG_ROWS" | awk '{ printf "%.0f", $1 }') |"
     echo "| a day at one heartbeat a minute ($DAY_AGENTS agents, $DAY_ROWS rows): bytes per heartbeat while kept (raw partition + dedupe id + rollups) | $((DAY_RAW_PER + DAY_IDS_PER + DAY_ROLL_PER)) ($DAY_RAW_PER + $DAY_IDS_PER + $DAY_ROLL_PER) |"
     echo "| the same day once the retention dropped its partition and its ids expired (rollups only) | $DAY_ROLL_PER |"
-    echo "| persistence backlog every 5 s during 2 (ingest jobs + writer queue) | $BACKLOG_SERIES |"
+    echo "| persistence backlog every 5 s during 2 (ingest jobs + writer queue) | $(backlog_series "") |"
     echo "| backlog flat during 2 | $BACKLOG_FLAT |"
+    echo "| durable=redis: backlog every 5 s during 2 (ingest jobs + XLEN cm:q) | $(backlog_series redis_) |"
+    echo "| durable=redis: backlog flat during 2 | $R_BACKLOG_FLAT |"
     echo "| Redis rebuild after FLUSHALL, $REBUILD_AGENTS agents ($REBUILD_WINDOWS windows, $((REBUILD_AGENTS / 10)) policies): until /readyz is 200 | $REBUILD_S s |"
     echo "| the first intent after that FLUSHALL (its agent rebuilt on demand) | $(awk -v s="$FIRST_INTENT_S" 'BEGIN { printf "%.1f ms", s * 1000 }') |"
     echo "| one health sweep pass over $SWEEP_AGENTS agents (psql, steady state) | $SWEEP_MS ms |"
     echo
     echo "| target | result | |"
     echo "|---|---|---|"
-    echo "| single heartbeats >= 0.6 x HTTP-only ceiling | $(ratio "$SINGLE_MAX" "$CEIL_SINGLE") x ($SINGLE_MAX / $CEIL_SINGLE req/s) | $(verdict "$T1") |"
-    echo "| single heartbeats p99 <= 10 ms at half the max rate | $(col single_half 6) ms at $(col single_half 3) req/s | $(verdict "$T2") |"
-    echo "| batched >= 60,000 heartbeats/s for 60 s, backlog flat | $BATCH_HB hb/s over $(col batch 13) s, flat: ${BACKLOG_FLAT%% *} | $(verdict "$T3")$([ "$SHORT" = 1 ] && echo " (short run)") |"
-    echo "| intent admission p99 <= 2 ms at half the max rate | $(col intent_half 6) ms at $(col intent_half 3) req/s | $(verdict "$T4") |"
-    echo "| server RSS <= 64 MiB with 10,000 active agents | $(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f MiB", k / 1024 }') | $(verdict "$T5") |"
+    targets "" "" "$RSS_KB" "$BACKLOG_FLAT"
+    targets redis_ ", durable=redis" "$R_RSS_KB" "$R_BACKLOG_FLAT"
 }
 
 report > "$OUT"

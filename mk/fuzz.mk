@@ -16,7 +16,7 @@
 
 FUZZ_SECONDS ?= 20
 FUZZ_CC := clang
-FUZZ_TARGETS := heartbeats money address policy price
+FUZZ_TARGETS := heartbeats money address policy price hbrow
 FUZZ_DIR = $(BUILD)/fuzz
 # The pure modules: no Redis, PostgreSQL or HTTP library needed.
 FUZZ_LIB_SRC := server/error.c server/money.c server/timeutil.c server/address.c \
@@ -45,8 +45,15 @@ fuzz-build: fuzz-deps $(FUZZ_BINS)
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_LIB_SRC) $(wildcard server/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags json-c) -o $@ $< $(FUZZ_LIB_SRC) \
-	    $(shell pkg-config --libs json-c) -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(shell pkg-config --cflags json-c $(FUZZ_MORE_PKGS)) -o $@ $< $(FUZZ_LIB_SRC) \
+	    $(FUZZ_MORE_SRC) $(shell pkg-config --libs json-c $(FUZZ_MORE_PKGS)) -lm
+
+# The queue entry codec: hbrow.c hashes dedupe keys with auth.c, which needs
+# OpenSSL's libcrypto (the other targets link without it).
+FUZZ_HBROW_SRC := server/hbrow.c server/auth.c
+$(FUZZ_DIR)/fuzz_hbrow: $(FUZZ_HBROW_SRC)
+$(FUZZ_DIR)/fuzz_hbrow: FUZZ_MORE_SRC := $(FUZZ_HBROW_SRC)
+$(FUZZ_DIR)/fuzz_hbrow: FUZZ_MORE_PKGS := libcrypto
 
 # Each target: regressions first (libFuzzer runs the files it is given), then
 # a bounded run on a scratch copy of the seed corpus.

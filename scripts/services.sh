@@ -181,6 +181,8 @@ start_redis() {
     if redis_running; then
         same_port redis CM_REDIS_PORT "$CM_REDIS_PORT" "$(redis_conf_port)"
         say "redis already running (pid $(read_pid "$REDIS_PID"))"
+        # Started before in the other mode: fsync as this one needs.
+        "$REDIS_CLI" -h 127.0.0.1 -p "$CM_REDIS_PORT" CONFIG SET appendfsync "$REDIS_FSYNC" >/dev/null
         return 0
     fi
     [ -x "$REDIS_SERVER" ] || die "$REDIS_SERVER not found; run scripts/deps.sh"

@@ -1,4 +1,5 @@
 #include "cloudevents.h"
+#include "buf.h"
 #include "address.h"
 #include "error.h"
 #include "timeutil.h"
@@ -20,8 +21,12 @@ static int ce_str(json_object *o, size_t i, const char *name, bool required, cha
         return cm_apierr_set(e, 400, "invalid_field", NULL, "event [%zu] has no %s", i, name);
     }
     size_t n = json_object_is_type(v, json_type_string) ? (size_t)json_object_get_string_len(v) : 0;
-    if (n == 0 || n > max || memchr(json_object_get_string(v), '\0', n)) {
-        cm_apierr_set(e, 400, "invalid_field", NULL, "event [%zu]: %s must be a string of 1 to %zu bytes", i, name, max);
+    /* Valid UTF-8, as every heartbeat string (codec.c): PostgreSQL takes
+     * nothing else, and the Redis queue's text must read back the same. */
+    if (n == 0 || n > max || memchr(json_object_get_string(v), '\0', n) ||
+        cm_utf8_valid_prefix(json_object_get_string(v), n) != n) {
+        cm_apierr_set(e, 400, "invalid_field", NULL, "event [%zu]: %s must be a UTF-8 string of 1 to %zu bytes", i,
+                      name, max);
         snprintf(e->field, sizeof e->field, "[%zu].%s", i, name);
         return CM_EINVAL;
     }

@@ -2,8 +2,8 @@
 #include "auth.h"
 #include "error.h"
 
-#include <errno.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,10 @@ int cm_hbrow_param(int col)
     return col < CM_HBROW_FIRST_LATE ? col : col + 2;
 }
 
-void cm_hbrow_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
+/* Appends column col of heartbeat h (PostgreSQL's array-element text) to b;
+ * idx is the row's index in its statement, which results name it by. Sets
+ * b->failed when h's dedupe key cannot be made. */
+static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
 {
     switch (col) {
     case 0: cm_buf_add_pg_text(b, h->agent); break;
@@ -76,7 +79,7 @@ int cm_hbrow_columns(const cm_hb *const *hbs, const unsigned char *skip, size_t 
             if (skip && skip[i]) continue;
             if (!first) cm_buf_add(&cols[c], ",", 1);
             first = 0;
-            cm_hbrow_col(&cols[c], c, hbs[i], i);
+            add_col(&cols[c], c, hbs[i], i);
         }
         cm_buf_add(&cols[c], "}", 1);
         failed |= cols[c].failed;
@@ -255,7 +258,8 @@ static const field fields[] = {
     INT("lc", llm_calls),  INT("tl", tool_calls), INT("cm", compute_ms),    INT("it", intents_total),
     INT("is", intents_succeeded), INT("if", intents_failed),
     /* Present only when set: has_cost, the rate card's price, the latency
-     * (as text: the shortest form that reads back to the same double). */
+     * (as text with 17 significant digits, which read back to the same
+     * double). */
     {"hc", F_FLAG, offsetof(cm_hb, has_cost), 0},
     {"pr", F_INT, offsetof(cm_hb, priced_nanos), 0},
     {"la", F_STR, 0, 0},
@@ -315,7 +319,11 @@ int cm_hbrow_decode(const char *text, size_t len, cm_hb *out)
     cm_apierr e;
     json_object *root = cm_codec_parse(text, len, &e);
     if (!root) return CM_EINVAL;
-    int rc = json_object_is_type(root, json_type_object) ? CM_OK : CM_EINVAL;
+    if (!json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        return CM_EINVAL;
+    }
+    int rc = CM_OK;
     int has_ts = 0;
     json_object_object_foreach(root, key, val)
     {
@@ -331,10 +339,10 @@ int cm_hbrow_decode(const char *text, size_t len, cm_hb *out)
                 rc = CM_EINVAL;
                 break;
             }
-            errno = 0;
+            /* json-c clamps what int64 cannot hold to its bounds, which
+             * encode never writes (no value the codec accepts is one). */
             int64_t v = json_object_get_int64(val);
-            /* json-c clamps what int64 cannot hold and says so in errno. */
-            if (errno) rc = CM_EINVAL;
+            if (v == INT64_MAX || v == INT64_MIN) rc = CM_EINVAL;
             *int_at(out, f) = v;
             if (strcmp(f->name, "pr") == 0) out->priced = true;
             if (strcmp(f->name, "ts") == 0) has_ts = 1;
@@ -345,14 +353,16 @@ int cm_hbrow_decode(const char *text, size_t len, cm_hb *out)
             }
             const char *s = json_object_get_string(val);
             size_t n = (size_t)json_object_get_string_len(val);
-            if (strlen(s) != n || n == 0) {
+            if (strlen(s) != n || n == 0 || cm_utf8_valid_prefix(s, n) != n) {
                 rc = CM_EINVAL;
             } else if (strcmp(f->name, "la") == 0) {
-                char *end;
-                errno = 0;
-                out->avg_latency_ms = strtod(s, &end);
+                /* Exactly the text encode writes for a finite double
+                 * (subnormals too, which strtod reports as ERANGE). */
+                char back[40];
+                out->avg_latency_ms = strtod(s, NULL);
                 out->has_latency = true;
-                if (*end || errno) rc = CM_EINVAL;
+                snprintf(back, sizeof back, "%.17g", out->avg_latency_ms);
+                if (!isfinite(out->avg_latency_ms) || strcmp(back, s) != 0) rc = CM_EINVAL;
             } else if (n >= f->size) {
                 rc = CM_EINVAL;
             } else {

@@ -20,11 +20,6 @@ enum { CM_HBROW_COLS = 30, CM_HBROW_PARAMS = 32, CM_HBROW_FIRST_LATE = 20 };
 /* The parameter index (0-based) of row column col. */
 int cm_hbrow_param(int col);
 
-/* Appends column col of heartbeat h (PostgreSQL's array-element text) to b;
- * idx is the row's index in its statement, which results name it by.
- * Sets b->failed when h's dedupe key cannot be made. */
-void cm_hbrow_col(cm_buf *b, int col, const cm_hb *h, size_t idx);
-
 /* The CM_HBROW_COLS column arrays of hbs[0..n), the rows whose skip[i] is
  * set left out (skip may be NULL), each row's idx its i: cols are
  * initialised here, the caller frees them. CM_ENOMEM when any failed. */

@@ -40,6 +40,7 @@ struct cm_hot {
     _Atomic bool complete; /* the mirror is rebuilt since Redis connected */
     unsigned long generation; /* cm_store_generation at the last connect */
     bool failing_over;        /* a new primary's mirror is not rebuilt yet: no admission */
+    unsigned long rebuilds;   /* whole rebuilds done */
 };
 
 static void rebuild(cm_hot *h);
@@ -132,6 +133,7 @@ static void rebuilt(cm_hot *h, bool ok, void *arg)
     /* A rebuild asked for while this one ran (Redis reconnected) means this
      * one may be incomplete: only the last one makes the mirror complete. */
     if (ok && cm_store_set(h->store, CM_HOT_EPOCH_KEY, "1", 0) == CM_OK) {
+        h->rebuilds++;
         if (!h->rebuild_again) {
             atomic_store(&h->complete, true);
             h->failing_over = false;
@@ -898,4 +900,9 @@ int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_replicas_cb cb
     int rc = cm_store_wait(h->store, n, timeout_ms, on_replicas, c);
     if (rc != CM_OK) free(c);
     return rc;
+}
+
+unsigned long cm_hot_rebuilds(const cm_hot *h)
+{
+    return h->rebuilds;
 }

@@ -45,6 +45,10 @@ bool cm_hot_ready(const cm_hot *h);
 /* rc is CM_OK, or CM_ESTORE when Redis failed or the connection dropped. */
 typedef void (*cm_hot_done_cb)(void *arg, int rc);
 
+/* Whole rebuilds of the mirror done so far: after one, Redis's windows may
+ * hold less than PostgreSQL's rollups (it lost data). */
+unsigned long cm_hot_rebuilds(const cm_hot *h);
+
 /* ---- MERGE: absolute totals, after a group commit ---- */
 
 /* A window's totals as PostgreSQL's rollup holds them. */

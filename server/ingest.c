@@ -63,6 +63,12 @@ struct group {
     /* The part of a split group to send on the same writer once this one's
      * statement is over (see split). */
     group *then;
+    /* Redis as the durable point: the replies still to come (ACK, CHECK,
+     * WAIT), and the error all jobs get when one of them failed. */
+    int redis_pending;
+    int fail_status;
+    const char *fail_code;
+    const char *fail_msg;
 };
 
 struct cm_ingest {
@@ -378,6 +384,7 @@ static void send_register(group *g)
 }
 
 static void on_ack(void *arg, int rc, const cm_hot_ack_result *r);
+static int send_check(group *g);
 
 static void send_ack(group *g)
 {
@@ -407,14 +414,20 @@ static void send_ack(group *g)
         cm_hot_ack_in a = {.hbs = hbs, .n = (int)n, .request_rows = per_job, .nrequests = (int)njobs,
                            .agents = agents, .nagents = nagents, .now = g->now,
                            .mark_ttl_s = in->opts.mark_ttl_s, .max_queue = in->opts.max_queue};
+        g->redis_pending = 1;
         rc = cm_hot_ack(in->hot, &a, on_ack, g);
     }
     free(hbs);
     free(per_job);
     free(agents);
-    if (rc != CM_OK)
+    if (rc != CM_OK) {
         fail_group(g, 503, "store_unavailable", NULL,
                    rc == CM_ENOMEM ? "out of memory; retry" : "Redis is unavailable; retry");
+        return;
+    }
+    /* Sent at once behind the ACK: Redis runs it after the ACK, in the same
+     * turn of its loop, so both replies wait for one fsync, not two. */
+    if (send_check(g) == CM_OK) g->redis_pending++;
 }
 
 static void send_group(group *g)
@@ -606,6 +619,8 @@ static void mark_event(cm_ingest *in, const char *address, const cm_hot_mark *m,
     free(details);
 }
 
+static void redis_step(group *g);
+
 static void on_check(void *arg, int rc, const cm_hot_check_result *r)
 {
     (void)rc; /* an agent Redis could not answer for reads active */
@@ -614,10 +629,13 @@ static void on_check(void *arg, int rc, const cm_hot_check_result *r)
         g->agents[i].state = r->state[i];
         g->agents[i].forecast = r->forecast[i];
     }
-    for (int i = 0; i < r->nmarks; i++)
+    /* With Redis as the durable point the ACK's reply came first: a failed
+     * one acknowledged nothing, so nothing was crossed. */
+    for (int i = 0; i < r->nmarks && !g->fail_status; i++)
         mark_event(g->in, g->agents[r->marks[i].agent].address, &r->marks[i], &r->forecast[r->marks[i].agent],
                    g->now);
-    finish_group(g);
+    if (g->in->opts.durable_redis) redis_step(g);
+    else finish_group(g);
 }
 
 /* Reads every agent's state in the windows of g->now; the group is
@@ -680,14 +698,25 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     writer_next(in, next);
 }
 
-/* The ACK's result is in g: answer, after the checks. */
-static void acked(group *g)
+/* One of g's Redis replies came: the last one answers its jobs. The
+ * writer went on when the ACK's came (on_ack). */
+static void redis_step(group *g)
 {
-    cm_ingest *in = g->in;
-    group *next = g->then;
-    draw_reservations(g);
-    if (send_check(g) != CM_OK) finish_group(g);
-    writer_next(in, next);
+    if (--g->redis_pending > 0) return;
+    if (g->fail_status) {
+        fail_jobs(g->in, &g->jobs, g->fail_status, g->fail_code, NULL, g->fail_msg);
+        group_free(g);
+    } else {
+        finish_group(g);
+    }
+}
+
+static void redis_failed(group *g, int status, const char *code, const char *msg)
+{
+    if (g->fail_status) return;
+    g->fail_status = status;
+    g->fail_code = code;
+    g->fail_msg = msg;
 }
 
 static void on_replicated(void *arg, int rc, int replicas)
@@ -697,36 +726,38 @@ static void on_replicated(void *arg, int rc, int replicas)
      * failover would promote: not a 202. A retry with the same ids is
      * answered as duplicates once they are. */
     if (rc != CM_OK || replicas < g->in->opts.wait_replicas)
-        fail_group(g, 503, "store_unavailable", NULL, "Redis did not confirm the write on a replica; retry");
-    else
-        acked(g);
+        redis_failed(g, 503, "store_unavailable", "Redis did not confirm the write on a replica; retry");
+    redis_step(g);
 }
 
 static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
 {
     group *g = arg;
     cm_ingest *in = g->in;
+    /* The writer takes the next group now; g waits for its CHECK (and WAIT). */
+    group *next = g->then;
+    g->then = NULL;
     if (rc != CM_OK) {
         /* Outcome unknown when the connection dropped, as with PostgreSQL. */
-        fail_group(g, 503, "store_unavailable", NULL, "Redis did not confirm the write; retry");
-        return;
+        redis_failed(g, 503, "store_unavailable", "Redis did not confirm the write; retry");
+    } else if (r->full) {
+        redis_failed(g, 503, "queue_full",
+                     "heartbeats wait for PostgreSQL beyond the queue's bound (queue-max); retry later");
+    } else {
+        for (size_t i = 0, k = 0; i < g->nrows; i++) {
+            if (g->rows[i].dup) continue;
+            int st = r->status[k++];
+            g->rows[i].is_new = st == 1;
+            if (st < 0) g->rows[i].refused = -st;
+        }
+        for (int i = 0; i < g->nagents; i++) g->agents[i].cost_today = r->cost_today[i];
+        draw_reservations(g);
+        if (in->opts.wait_replicas > 0) {
+            g->redis_pending++;
+            if (cm_hot_wait_replicas(in->hot, in->opts.wait_replicas, WAIT_REPLICAS_MS, on_replicated, g) != CM_OK)
+                on_replicated(g, CM_ESTORE, 0);
+        }
     }
-    if (r->full) {
-        fail_group(g, 503, "queue_full", NULL,
-                   "heartbeats wait for PostgreSQL beyond the queue's bound (queue-max); retry later");
-        return;
-    }
-    for (size_t i = 0, k = 0; i < g->nrows; i++) {
-        if (g->rows[i].dup) continue;
-        int st = r->status[k++];
-        g->rows[i].is_new = st == 1;
-        if (st < 0) g->rows[i].refused = -st;
-    }
-    for (int i = 0; i < g->nagents; i++) g->agents[i].cost_today = r->cost_today[i];
-    if (in->opts.wait_replicas <= 0) {
-        acked(g);
-        return;
-    }
-    if (cm_hot_wait_replicas(in->hot, in->opts.wait_replicas, WAIT_REPLICAS_MS, on_replicated, g) != CM_OK)
-        on_replicated(g, CM_ESTORE, 0);
+    redis_step(g);
+    writer_next(in, next);
 }

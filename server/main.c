@@ -127,7 +127,7 @@ int main(int argc, char **argv)
     if (have_admin) cm_auth_bytea(admin_hash, admin_bytea);
     forget_secret(cfg.admin_key, sizeof cfg.admin_key, "COSTMESH_ADMIN_KEY");
 
-    if (cm_store_ping(&cfg.redis, err, sizeof err) != CM_OK) return die(err);
+    if (cm_store_ping(&cfg.redis, cfg.durable_redis, err, sizeof err) != CM_OK) return die(err);
     if (cm_migrate_run(cfg.database_url, have_admin ? admin_bytea : NULL, cfg.org, cfg.max_agents_per_org, err,
                        sizeof err) != CM_OK)
         return die(err);

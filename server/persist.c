@@ -56,6 +56,10 @@ struct cm_persist {
     bool single;
     uint64_t single_ms, single_seq;
     waiter *waiters;
+    /* After Redis lost its data (a rebuild), batches merge PostgreSQL's
+     * totals into the windows until the queue has been emptied once. */
+    unsigned long rebuilds_seen;
+    bool heal, heal_until_empty;
     _Atomic unsigned long long stored, duplicates, refused, queued;
 };
 
@@ -258,11 +262,16 @@ static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlsta
         long idx = strtol(cm_pgres_get(res, r, 1), NULL, 10);
         if (idx >= 0 && idx < p->n) p->batch[idx].dup = true;
     }
-    /* The windows' totals as PostgreSQL has them now, merged as maxima:
-     * nothing in steady state (Redis holds them plus what is queued), but
-     * after Redis lost its data they bring its windows back up. Sent before
-     * DRAINED, which Redis runs after it. Fire-and-forget. */
-    if (nroll > 0) cm_hot_merge(p->hot, roll, nroll, NULL, NULL);
+    /* After Redis lost its data (a rebuild came) its windows hold what came
+     * since plus what the rebuild read: the totals PostgreSQL has after each
+     * batch, merged as maxima, bring them up to what is stored, until a
+     * batch empties the queue. What is acknowledged while a merge is on its
+     * way can still be missing from a window until it ends (guarantees.md,
+     * section 12). In steady state Redis holds PostgreSQL's totals plus
+     * what is queued, so the merge (every window of the batch) is skipped.
+     * Sent before DRAINED, which Redis runs after it. Fire-and-forget. */
+    if (nroll > 0 && p->heal) cm_hot_merge(p->hot, roll, nroll, NULL, NULL);
+    if (p->heal_until_empty) p->heal = p->heal_until_empty = false;
     free(roll);
     unsigned long long dups = 0;
     int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
@@ -355,6 +364,15 @@ static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long 
 {
     cm_persist *p = arg;
     if (rc == CM_OK) atomic_store(&p->queued, (unsigned long long)(queued > 0 ? queued : 0));
+    unsigned long rebuilds = cm_hot_rebuilds(p->hot);
+    if (rebuilds != p->rebuilds_seen) {
+        p->rebuilds_seen = rebuilds;
+        p->heal = true;
+        p->heal_until_empty = false;
+    } else if (rc == CM_OK && p->heal && queued <= n) {
+        /* This batch empties the queue: its merge is the last. */
+        p->heal_until_empty = true;
+    }
     if (rc != CM_OK) {
         batch_end(p, false, RETRY_MS);
         return;

@@ -654,7 +654,17 @@ static int find_primary(const cm_store_where *where, cm_store_hostport *out, cha
     return CM_ESTORE;
 }
 
-int cm_store_ping(const cm_store_where *where, char *err, size_t errsz)
+/* CONFIG GET name into out; 0 when Redis would not say. */
+static int config_get(redisContext *c, const char *name, char *out, size_t outsz)
+{
+    redisReply *r = redisCommand(c, "CONFIG GET %s", name);
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING;
+    if (ok) snprintf(out, outsz, "%s", r->element[1]->str);
+    freeReplyObject(r);
+    return ok;
+}
+
+int cm_store_ping(const cm_store_where *where, bool need_fsync_always, char *err, size_t errsz)
 {
     cm_store_hostport at = where->server;
     if (where->nsentinels > 0 && find_primary(where, &at, err, errsz) != CM_OK) return CM_ESTORE;
@@ -664,6 +674,21 @@ int cm_store_ping(const cm_store_where *where, char *err, size_t errsz)
     int ok = r && r->type == REDIS_REPLY_STATUS;
     if (!ok) snprintf(err, errsz, "Redis at %s:%d did not answer PING", at.host, at.port);
     freeReplyObject(r);
+    if (ok && need_fsync_always) {
+        char fsync[32], aof[32];
+        int known = config_get(c, "appendfsync", fsync, sizeof fsync) && config_get(c, "appendonly", aof, sizeof aof);
+        if (!known) {
+            /* A Redis that does not show its settings (CONFIG renamed away,
+             * as managed services do) is taken at its operator's word. */
+            cm_log(CM_LOG_WARN, "event=redis_fsync_unknown host=%s port=%d", at.host, at.port);
+        } else if (strcmp(fsync, "always") != 0 || strcmp(aof, "yes") != 0) {
+            ok = 0;
+            snprintf(err, errsz,
+                     "Redis at %s:%d has appendonly %s and appendfsync %s: COSTMESH_DURABLE=redis needs"
+                     " appendonly yes and appendfsync always, or a 202 could be lost with Redis",
+                     at.host, at.port, aof, fsync);
+        }
+    }
     redisFree(c);
     return ok ? CM_OK : CM_ESTORE;
 }

@@ -77,9 +77,10 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
                   const size_t *lens, cm_store_cb cb, void *arg);
 
 /* Start-up, blocking: PING within two seconds (with Sentinels, the primary
- * the first of them that answers names). Writes a one-line reason into err
- * on failure. */
-int cm_store_ping(const cm_store_where *where, char *err, size_t errsz);
+ * the first of them that answers names) and, with need_fsync_always, an
+ * append-only file fsynced on every write when Redis shows its settings.
+ * Writes a one-line reason into err on failure. */
+int cm_store_ping(const cm_store_where *where, bool need_fsync_always, char *err, size_t errsz);
 
 /* Fire-and-forget commands: SET key value [EX ttl_s when > 0], DEL key,
  * HINCRBY key field by. CM_OK when sent, CM_ESTORE when disconnected. */

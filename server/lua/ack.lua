@@ -11,8 +11,9 @@
 -- month windows' ttl, 6 the cap of a month total (decimal), 7 the number of
 -- requests, 8 of agents, then each request's number of rows, then per row:
 -- 1 when it has a dedupe mark, its entry text, and its nine deltas (cost,
--- tin, tout, calls counted in every window; tc, tl, it, is, if only in the
--- month, where the caps of schema/007_caps.sql bind).
+-- tin, tout, calls, tc, tl, it, is, if: the month keeps them all, where the
+-- caps of schema/007_caps.sql bind; the hour and day keep the cost, which
+-- is all CHECK and ADMIT read).
 -- Answers {epoch exists, queue full, a status per row (1 new, 0 duplicate,
 -- -k refused: the request's rows would take the month's k-th delta past
 -- the cap; nothing of the request is kept), then each agent's cost today}.
@@ -25,40 +26,40 @@ local function gt(a, b)
 end
 local epoch = redis.call('EXISTS', KEYS[1])
 if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[2]) then return {epoch, 1} end
-local win = {'cost', 'tin', 'tout', 'calls'}
-local mon = {'tc', 'tl', 'it', 'is', 'if'}
+local fields = {'cost', 'tin', 'tout', 'calls', 'tc', 'tl', 'it', 'is', 'if'}
 local ttl = {ARGV[3], ARGV[4], ARGV[5]}
 local cap = ARGV[6]
 local nreq, nag = tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {epoch, 0}
-local touched = {}
 local pos = 9 + nreq
 local row = 0
 local last = nil
 
 -- Adds sign..delta of row r (its arguments from a) to its windows; answers
--- the index of a month total past the cap, or 0.
+-- the index of a month total past the cap, or 0. The hour and day windows
+-- keep only what scripts read of them, the cost; the month keeps every
+-- capped total. A window's ttl is set when an increment finds it empty.
 local function apply(r, a, sign)
   local k = 4 + 4 * r
   local over = 0
-  for g = 1, 3 do
-    local key = KEYS[k + g]
-    redis.call('HINCRBY', key, 'hb', sign == '' and 1 or -1)
-    for f = 1, 4 do
-      local d = ARGV[a + 1 + f]
-      if d ~= '0' then
-        local v = redis.call('HINCRBY', key, win[f], sign .. d)
-        if g == 3 and v > 9e17 and gt(redis.call('HGET', key, win[f]), cap) then over = f end
+  local cost = ARGV[a + 2]
+  for g = 1, 2 do
+    if cost ~= '0' then
+      local key = KEYS[k + g]
+      if redis.call('HINCRBY', key, 'cost', sign .. cost) == tonumber(cost) and sign == '' then
+        redis.call('EXPIRE', key, ttl[g], 'NX')
       end
     end
-    touched[key] = ttl[g]
   end
-  for f = 1, 5 do
-    local d = ARGV[a + 5 + f]
+  local month = KEYS[k + 3]
+  for f = 1, 9 do
+    local d = ARGV[a + 1 + f]
     if d ~= '0' then
-      local key = KEYS[k + 3]
-      local v = redis.call('HINCRBY', key, mon[f], sign .. d)
-      if v > 9e17 and gt(redis.call('HGET', key, mon[f]), cap) then over = 4 + f end
+      local v = redis.call('HINCRBY', month, fields[f], sign .. d)
+      if sign == '' then
+        if v == tonumber(d) then redis.call('EXPIRE', month, ttl[3], 'NX') end
+        if v > 9e17 and gt(redis.call('HGET', month, fields[f]), cap) then over = f end
+      end
     end
   end
   return over
@@ -99,7 +100,6 @@ for q = 1, nreq do
     end
   end
 end
-for key, t in pairs(touched) do redis.call('EXPIRE', key, t) end
 if last then redis.call('SET', KEYS[3], last) end
 for j = 1, nag do
   out[#out + 1] = redis.call('HGET', KEYS[3 + 4 * row + j], 'cost') or '0'

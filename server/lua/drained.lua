@@ -7,26 +7,18 @@
 -- day and month window hashes).
 -- ARGV: 1 the first id after the batch, 2 the batch's last id, 3 the number
 -- of duplicates, then per duplicate its id and its nine deltas (as ACK's).
-local win = {'cost', 'tin', 'tout', 'calls'}
-local mon = {'tc', 'tl', 'it', 'is', 'if'}
+local fields = {'cost', 'tin', 'tout', 'calls', 'tc', 'tl', 'it', 'is', 'if'}
 local pos = 4
 for i = 1, tonumber(ARGV[3]) do
   local k = 2 + 3 * (i - 1)
   if redis.call('XDEL', KEYS[1], ARGV[pos]) == 1 then
+    -- As ACK counted it; a window gone (expired) holds nothing to take back.
     for g = 1, 3 do
       local key = KEYS[k + g]
-      -- A window gone (expired) holds nothing to take back.
       if redis.call('EXISTS', key) == 1 then
-        redis.call('HINCRBY', key, 'hb', -1)
-        for f = 1, 4 do
+        for f = 1, (g == 3 and 9 or 1) do
           local d = ARGV[pos + f]
-          if d ~= '0' then redis.call('HINCRBY', key, win[f], '-' .. d) end
-        end
-        if g == 3 then
-          for f = 1, 5 do
-            local d = ARGV[pos + 4 + f]
-            if d ~= '0' then redis.call('HINCRBY', key, mon[f], '-' .. d) end
-          end
+          if d ~= '0' then redis.call('HINCRBY', key, fields[f], '-' .. d) end
         end
       end
     end

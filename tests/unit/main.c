@@ -32,6 +32,7 @@ int main(void)
     test_config();
     test_fold();
     test_auth();
+    test_hbrow();
     printf("%d passed, %d failed\n", unit_passed, unit_failed);
     return unit_failed > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -75,5 +75,6 @@ void test_nameset(void);
 void test_config(void);
 void test_fold(void);
 void test_auth(void);
+void test_hbrow(void);
 
 #endif
