@@ -306,7 +306,8 @@ def send_early_answered(conn, method, path, body, headers):
     try:
         conn.request(method, path, body=body, headers=headers)
     except (BrokenPipeError, ConnectionResetError):
-        pass
+        if conn.sock is None:  # reset while connecting (a server going away): no answer to read
+            raise
 
 
 class Resp:
