@@ -100,9 +100,12 @@ def _wait(cond, secs, what):
 class RedisHA:
     """A primary, one replica and one Sentinel (quorum 1, down after 1 s) monitoring them as `name`."""
 
-    def __init__(self, root, name="cmha"):
+    def __init__(self, root, name="cmha", durable=False):
+        """durable: Redis is costmeshd's durable point (COSTMESH_DURABLE=redis), which needs every write in
+        an append-only file fsynced before the reply."""
         self.root = root
         self.name = name
+        self.persistence = ['save ""'] + (["appendonly yes", "appendfsync always"] if durable else ["appendonly no"])
         self.primary_port, self.replica_port, self.sentinel_port = free_port(), free_port(), free_port()
         self.dirs = {}
 
@@ -126,9 +129,8 @@ class RedisHA:
         _wait(lambda: self.cli(port, "PING") == "PONG" and _alive(_read_pid(pidfile)), 10, "redis %s PONG" % role)
 
     def start(self):
-        self._start("primary", self.primary_port, ['save ""', "appendonly no"])
-        self._start("replica", self.replica_port, ['save ""', "appendonly no",
-                                                    "replicaof 127.0.0.1 %d" % self.primary_port])
+        self._start("primary", self.primary_port, self.persistence)
+        self._start("replica", self.replica_port, self.persistence + ["replicaof 127.0.0.1 %d" % self.primary_port])
         _wait(lambda: "master_link_status:up" in self.cli(self.replica_port, "INFO", "replication"), 20,
               "replica in sync")
         self._start("sentinel", self.sentinel_port, [
@@ -148,7 +150,8 @@ class RedisHA:
         _kill9(_read_pid(os.path.join(self.dirs["primary"], "primary.pid")))
 
     def restart_killed_primary(self):
-        """Starts the killed primary again (empty), and waits until Sentinel has made it a replica in sync."""
+        """Starts the killed primary again (empty, or with its append-only file when durable), and waits
+        until Sentinel has made it a replica in sync."""
         _run(["redis-server", os.path.join(self.dirs["primary"], "primary.conf")], "restarting redis primary")
         _wait(lambda: "master_link_status:up" in self.cli(self.primary_port, "INFO", "replication"), 60,
               "the old primary a replica in sync")

@@ -214,6 +214,22 @@ def check_json(got, want, what):
         check_eq(got, want, what)
 
 
+def queue_id(text):
+    """A Redis stream id "ms-seq" as a comparable (ms, seq); (0, 0) for none."""
+    if not text:
+        return (0, 0)
+    m = re.fullmatch(r"(\d+)-(\d+)", text)
+    check(m is not None, "not a stream id: %r" % (text,))
+    return (int(m.group(1)), int(m.group(2)))
+
+
+def dedupe_mark(agent, hid):
+    """The Redis key of a heartbeat id's dedupe mark (COSTMESH_DURABLE=redis): cm:d: and the hex of the
+    first 16 bytes of SHA-256 of "<length of agent>:<agent><id>", PostgreSQL's cm_hb_key."""
+    text = "%d:%s%s" % (len(agent), agent, hid)
+    return "cm:d:" + hashlib.sha256(text.encode("utf-8")).digest()[:16].hex()
+
+
 def new_agent(org="org1", tag="t"):
     return "agent://%s/test/%s-%s" % (org, tag, uuid.uuid4().hex[:16])
 
@@ -290,7 +306,8 @@ def send_early_answered(conn, method, path, body, headers):
     try:
         conn.request(method, path, body=body, headers=headers)
     except (BrokenPipeError, ConnectionResetError):
-        pass
+        if conn.sock is None:  # reset while connecting (a server going away): no answer to read
+            raise
 
 
 class Resp:
@@ -509,6 +526,9 @@ class Harness:
         self.services_started = False
         self.server = None
         self.server_starts = 0
+        # COSTMESH_DURABLE=redis in the suite's environment reaches services.sh and every costmeshd: a 202
+        # is durable in Redis and reaches PostgreSQL through the queue (docs/guarantees.md section 12).
+        self.durable_redis = os.environ.get("COSTMESH_DURABLE") == "redis"
         self.k1 = "k1-" + secrets.token_hex(16)
         self.k2 = "k2-" + secrets.token_hex(16)
         self.org1, self.org2 = "org1", "org2"
@@ -521,9 +541,11 @@ class Harness:
                     "CM_PG_PORT": str(self.pg_port)})
         return env
 
-    def services(self, cmd, timeout=120):
+    def services(self, cmd, timeout=120, env=None):
+        """scripts/services.sh cmd, with env over the suite's environment (COSTMESH_DURABLE=redis: a Redis
+        it starts fsyncs every write)."""
         p = subprocess.run(["sh", os.path.join(REPO, "scripts", "services.sh"), cmd],
-                           env=self.services_env(), cwd=REPO, stdout=subprocess.PIPE,
+                           env=dict(self.services_env(), **(env or {})), cwd=REPO, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=timeout)
         out = p.stdout.decode("utf-8", "replace")
         if p.returncode != 0:
@@ -735,6 +757,23 @@ class Harness:
         if p.returncode != 0:
             raise TestFailure("psql %r failed: %s" % (sql, p.stderr.decode()))
         return p.stdout.decode("utf-8", "replace").strip()
+
+    def wait_persisted(self, secs=20, redis_db=0):
+        """Returns once every heartbeat acknowledged before the call is in PostgreSQL: at once in postgres
+        mode (a 202 is a commit), else when the queue has been stored up to its last entry at the call."""
+        if self.durable_redis:
+            self.wait_queue(secs, redis_db)
+
+    def wait_queue(self, secs=20, redis_db=0):
+        """Waits until the persister has stored the queue (COSTMESH_DURABLE=redis) up to its last entry at
+        the call: its done id reaches that last id."""
+        cli = lambda *a: self.redis("-n", redis_db, *a)  # noqa: E731
+        last = queue_id(cli("GET", "cm:q:last"))
+        deadline = time.time() + secs
+        while queue_id(cli("GET", "cm:q:done")) < last:
+            check(time.time() < deadline, "the queue did not reach %r within %ss: done %r" %
+                  (last, secs, cli("GET", "cm:q:done")))
+            time.sleep(0.05)
 
     def wait_ready(self, timeout):
         deadline = time.time() + timeout

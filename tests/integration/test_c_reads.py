@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from harness import (accepted, batch, check, check_eq, check_error, check_json, check_status, dec, enc, hb_id,
                      hb_obj, iso, new_agent, parse_iso, read_metrics, day_start, hour_start, BACKLOGS, STORE_UP,
-                     ConnError, money_members)
+                     ConnError, money_members, wait_metric)
 from test_e_policies import away_from_boundary
 
 
@@ -46,7 +46,14 @@ def test_operations(h):
               'costmesh_http_requests_total{route="heartbeat",status="400"}': 1}, "/metrics counters moved")
     check_eq({n: after.get(n) for n in STORES_UP}, STORES_UP, "costmesh_store_up with both stores up")
     # A 202 is answered once its heartbeats are written and merged: nothing of them is left in flight.
-    check_eq({n: after.get(n) for n in BACKLOGS}, {n: 0 for n in BACKLOGS}, "backlogs after answered requests")
+    if h.durable_redis:
+        # Redis mode: the acknowledged path's stages are empty; the persister's own calls to Redis (it
+        # polls the queue) come and go in the redis stage.
+        check_eq({n: after.get(n) for n in BACKLOGS[:2]}, {n: 0 for n in BACKLOGS[:2]},
+                 "backlogs after answered requests")
+        wait_metric(h, BACKLOGS[2], 0, 5, "the persister's calls to Redis")
+    else:
+        check_eq({n: after.get(n) for n in BACKLOGS}, {n: 0 for n in BACKLOGS}, "backlogs after answered requests")
     check_eq(after.get("costmesh_http_inflight"), 0, "costmesh_http_inflight (/metrics is answered on the HTTP thread)")
     # Operations answer without a key even when one is wrong.
     check_status(h.request("GET", "/healthz", key="garbage"), 200, "/healthz with a bad key")
@@ -69,7 +76,9 @@ def test_agents_list(h):
     accepted(h.hb(hb_obj(a, "0.5", hb_id())), 1, 0, "hb 2")
     accepted(h.hb(hb_obj(old, "0.1", hb_id())), 1, 0, "old hb")
     accepted(h.hb(hb_obj(mid, "0.1", hb_id())), 1, 0, "mid hb")
-    # Age two agents' last heartbeat in the system of record.
+    # Age two agents' last heartbeat in the system of record (redis mode: once the persister, which moves
+    # it, has stored them).
+    h.wait_persisted()
     h.psql("UPDATE agents SET last_heartbeat = now() - interval '10 minutes' WHERE address = '%s'" % old)
     h.psql("UPDATE agents SET last_heartbeat = now() - interval '150 seconds' WHERE address = '%s'" % mid)
 

@@ -10,7 +10,7 @@ import time
 from decimal import Decimal
 
 from harness import (TestFailure, accepted, batch, check, check_eq, check_error, dec, enc, hb_id, hb_obj,
-                     new_agent)
+                     dedupe_mark, hour_start, new_agent, window_bounds)
 
 CAP = 10 ** 18                  # schema/007_caps.sql: every capped total, per agent and window
 INT64_MAX = 2 ** 63 - 1
@@ -18,6 +18,10 @@ MILLION = "1000000"             # the largest cost_usd one heartbeat may carry
 CAPPED = ("tokens_in", "tokens_out", "tokens_cached", "llm_calls", "tool_calls", "intents_total",
           "intents_succeeded", "intents_failed")
 CAP_COLUMNS = {"cost_usd": "cost_nanos", **{m: m for m in CAPPED}}
+# COSTMESH_DURABLE=redis checks the caps in ACK against the month's hash in Redis, whose fields are these.
+MONTH_FIELDS = {"cost_usd": "cost", "tokens_in": "tin", "tokens_out": "tout", "tokens_cached": "tc",
+                "llm_calls": "calls", "tool_calls": "tl", "intents_total": "it", "intents_succeeded": "is",
+                "intents_failed": "if"}
 
 
 def timeout(seconds):
@@ -37,6 +41,16 @@ def check_capped(r, metric, what):
 def month_spend(h, a, t):
     s = h.spend_ok(a, "month", at=t)
     return dec(s["cost_usd"]), s["heartbeats"]
+
+
+def month_key(a, t):
+    """The Redis hash of a's month of t."""
+    return "cm:%s:m:%d" % (a, window_bounds("month", t)[0])
+
+
+def month_fields(h, a, t, *metrics):
+    """The Redis month totals of these metrics, as text ("" for a field not there)."""
+    return h.redis("HMGET", month_key(a, t), *[MONTH_FIELDS[m] for m in metrics]).split("\n")
 
 
 def lift_caps(h, sql):
@@ -112,7 +126,13 @@ def test_cost_cap_attack(h):
     other = new_agent(tag="same-request")
     r = h.hb(batch([hb_obj(other, "1", hb_id(), ts=t), hb_obj(a, "0.000000001", hb_id(), ts=t)]))
     check_capped(r, "cost_usd", "one nano-dollar past the cap, in a batch with another agent")
-    check_eq(h.spend(other).status, 404, "the other agent of the refused request (never registered)")
+    if h.durable_redis:
+        # Registration comes before ACK, which refuses the request: the agent exists, with nothing counted.
+        s = h.spend_ok(other, "month", at=t)
+        check_eq((dec(s["cost_usd"]), s["heartbeats"]), (Decimal(0), 0), "the other agent of the refused request")
+        check_eq(month_fields(h, a, t, "cost_usd"), [str(CAP)], "the month in Redis after the refused batches")
+    else:
+        check_eq(h.spend(other).status, 404, "the other agent of the refused request (never registered)")
     # What adds no cost still passes: a resend of the accepted ids, tokens without cost.
     accepted(h.hb(first), 0, 1000, "the first batch again")
     accepted(h.hb(hb_obj(a, None, hb_id(), ts=t, tokens_in=7)), 1, 0, "tokens without cost at the cost cap")
@@ -141,11 +161,19 @@ def test_every_capped_metric(h):
     for m in CAPPED:
         a = new_agent(tag="cap-" + m.replace("_", "-"))
         accepted(h.hb(hb_obj(a, "0", hb_id(), ts=t)), 1, 0, "registering %s" % a)
+        h.wait_persisted()  # redis mode: the registration's rollup row is there to update
         h.psql("UPDATE rollup_agent SET %s = %d WHERE address = '%s' AND grain = 'm'" % (m, CAP, a))
+        if h.durable_redis:
+            # ACK checks the month's hash: the same total there.
+            h.redis("HSET", month_key(a, t), MONTH_FIELDS[m], CAP)
         check_capped(h.hb(hb_obj(a, "1", hb_id(), ts=t, **{m: 1})), m, "one past the cap of %s" % m)
         accepted(h.hb(hb_obj(a, "1", hb_id(), ts=t)), 1, 0, "%s at its cap, a heartbeat without it" % m)
+        h.wait_persisted()
         check_eq(h.psql("SELECT %s, cost_nanos FROM rollup_agent WHERE address = '%s' AND grain = 'm'" % (m, a)),
                  "%d|%d" % (CAP, 10 ** 9), "%s's month after the refusal" % m)
+        if h.durable_redis:
+            check_eq(month_fields(h, a, t, m, "cost_usd"), [str(CAP), str(10 ** 9)],
+                     "%s's month in Redis after the refusal" % m)
 
 
 def test_total_written_before_the_caps(h):
@@ -154,13 +182,28 @@ def test_total_written_before_the_caps(h):
     a = new_agent(tag="legacy")
     t = int(time.time())
     accepted(h.hb(hb_obj(a, "1", hb_id(), ts=t)), 1, 0, "registering")
+    h.wait_persisted()  # redis mode: the registration's rollup row is there to update
     lift_caps(h, "UPDATE rollup_agent SET cost_nanos = %d WHERE address = '%s' AND grain = 'm'" % (INT64_MAX - 10, a))
-    r = h.hb(hb_obj(a, "1", hb_id(), ts=t))
+    if h.durable_redis:
+        # ACK checks the month's hash, which has PostgreSQL's total as a rebuild and the persister's merges
+        # (maxima) leave it.
+        h.redis("HSET", month_key(a, t), "cost", INT64_MAX - 10)
+        hour = h.redis("HGETALL", "cm:%s:h:%d" % (a, hour_start(t)))
+        refused_before = h.psql("SELECT count(*) FROM persist_refused")
+    first = hb_id()
+    r = h.hb(hb_obj(a, "1", first, ts=t))
     e = check_error(r, 422, "total_limit_exceeded", what="a sum past bigint")
     check("field" not in e, "an overflow names no single metric: %r" % e)
     check_capped(h.hb(hb_obj(a, None, hb_id(), ts=t, tokens_in=1)), "cost_usd", "a row past the cap cannot grow")
+    h.wait_persisted()
     check_eq(h.psql("SELECT cost_nanos, tokens_in FROM rollup_agent WHERE address = '%s' AND grain = 'm'" % a),
              "%d|0" % (INT64_MAX - 10), "the month, unchanged")
+    if h.durable_redis:
+        check_eq(month_fields(h, a, t, "cost_usd", "tokens_in"), [str(INT64_MAX - 10), ""],
+                 "the month in Redis, unchanged")
+        check_eq(h.redis("HGETALL", "cm:%s:h:%d" % (a, hour_start(t))), hour, "the hour in Redis, unchanged")
+        check_eq(h.redis("EXISTS", dedupe_mark(a, first)), "0", "the refused heartbeat's dedupe mark")
+        check_eq(h.psql("SELECT count(*) FROM persist_refused"), refused_before, "entries PostgreSQL refused")
 
 
 def ingest_backlog(h):
@@ -178,11 +221,24 @@ def wait_for(what, cond, secs=20):
         time.sleep(0.02)
 
 
+def hold_lock(h, sql):
+    """A psql session that has run sql (a SELECT ... FOR UPDATE in an open transaction) and printed one line;
+    COMMIT it with .communicate("COMMIT;\n")."""
+    p = subprocess.Popen(["psql", h.db_url, "-X", "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdin.write("BEGIN;\n%s;\n" % sql)
+    p.stdin.flush()
+    return p, p.stdout.readline().strip()
+
+
 @timeout(120)
 def test_refused_request_is_split_out(h):
     """Deterministically one group: both writers wait on a row lock while two requests past a cap and
     bystanders of both orgs queue; when the lock goes, one group commit carries them all. It fails, is
     split, and only the two requests at fault get 422; every other is answered 202 and counted once."""
+    if h.durable_redis:
+        quota_refusal_is_split_out(h)
+        return
     t = int(time.time())
     blocker = new_agent(tag="blocker")
     accepted(h.hb(hb_obj(blocker, "1", hb_id(), ts=t)), 1, 0, "registering the blocker")
@@ -193,8 +249,7 @@ def test_refused_request_is_split_out(h):
     bystanders = [(new_agent("org2", "queued"), h.k2) for _ in range(6)] + [(new_agent(tag="queued"), h.k1)
                                                                             for _ in range(6)]
     innocent = new_agent(tag="same-request")
-    lock = subprocess.Popen(["psql", h.db_url, "-X", "-q", "-At"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    lock = None
     answers = {}
     threads = []
 
@@ -207,10 +262,9 @@ def test_refused_request_is_split_out(h):
         threads.append(th)
 
     try:
-        lock.stdin.write("BEGIN;\nSELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l;\n"
-                         % blocker)
-        lock.stdin.flush()
-        check_eq(lock.stdout.readline().strip(), "3", "the blocker's rollup rows locked")
+        lock, row = hold_lock(h, "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l"
+                              % blocker)
+        check_eq(row, "3", "the blocker's rollup rows locked")
         for w in range(2):
             start("writer%d" % w, hb_obj(blocker, "1", hb_id(), ts=t))
         wait_for("both writers to wait on the lock", lambda: h.psql(
@@ -222,7 +276,8 @@ def test_refused_request_is_split_out(h):
                 start("capped1", batch([hb_obj(innocent, "3", hb_id(), ts=t), hb_obj(poisoned[1], "0.5", hb_id(), ts=t)]))
         wait_for("every request to queue", lambda: ingest_backlog(h) == 2 + 2 + len(bystanders))
     finally:
-        lock.communicate("COMMIT;\n", timeout=20)
+        if lock is not None:
+            lock.communicate("COMMIT;\n", timeout=20)
     for th in threads:
         th.join(30)
     for w in range(2):
@@ -236,6 +291,70 @@ def test_refused_request_is_split_out(h):
         accepted(answers["bystander%d" % i], 4, 0, "bystander %d in the same group" % i)
         s = h.spend_ok(x, "day", at=t, key=key)
         check_eq((dec(s["cost_usd"]), s["heartbeats"]), (Decimal(1), 4), "bystander %d's day" % i)
+    check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
+
+
+def quota_refusal_is_split_out(h):
+    """COSTMESH_DURABLE=redis: no group commit holds rollup rows, and what PostgreSQL can still refuse on the
+    acknowledged path is a group's registration of its new agents (the org's quota). Deterministically one
+    group: both writers' registrations wait on org1's agent counter while two requests naming a new agent
+    past org2's quota and bystanders of both orgs queue; when the lock goes, one registration carries them
+    all. It fails, the group is split, and only the two requests at fault get 422; every other is answered
+    202 and counted once."""
+    t = int(time.time())
+    bystanders = [(new_agent("org2", "queued"), h.k2) for _ in range(6)] + [(new_agent(tag="queued"), h.k1)
+                                                                            for _ in range(6)]
+    innocent = new_agent("org2", "same-request")
+    for x, key in bystanders + [(innocent, h.k2)]:
+        accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t), key=key), 1, 0, "registering %s" % x)
+    writers = [new_agent(tag="writer") for _ in range(2)]
+    refused = [new_agent("org2", "past-quota") for _ in range(2)]
+    have = int(h.psql("SELECT agents FROM org_agents WHERE org = 'org2'"))
+    h.psql("INSERT INTO org_limits (org, max_agents) VALUES ('org2', %d)" % have)
+    answers = {}
+    threads = []
+
+    def send(name, body, key):
+        answers[name] = h.hb(body, key=key)
+
+    def start(name, body, key=None):
+        th = threading.Thread(target=send, args=(name, body, key or h.k1))
+        th.start()
+        threads.append(th)
+
+    lock = None
+    try:
+        lock, row = hold_lock(h, "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE")
+        check(row.isdigit(), "org1's agent counter locked: %r" % row)
+        for w, x in enumerate(writers):
+            start("writer%d" % w, hb_obj(x, "1", hb_id(), ts=t))
+        wait_for("both writers' registrations to wait on the lock", lambda: h.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "2")
+        start("refused0", hb_obj(refused[0], "1", hb_id(), ts=t), h.k2)
+        for i, (x, key) in enumerate(bystanders):
+            start("bystander%d" % i, batch([hb_obj(x, "0.25", hb_id(), ts=t) for _ in range(4)]), key)
+            if i == 5:
+                start("refused1", batch([hb_obj(innocent, "3", hb_id(), ts=t), hb_obj(refused[1], "0.5", hb_id(), ts=t)]),
+                      h.k2)
+        wait_for("every request to queue", lambda: ingest_backlog(h) == 2 + 2 + len(bystanders))
+    finally:
+        if lock is not None:
+            lock.communicate("COMMIT;\n", timeout=20)
+        for th in threads:
+            th.join(30)
+        h.psql("DELETE FROM org_limits WHERE org = 'org2'")
+    for w, x in enumerate(writers):
+        accepted(answers["writer%d" % w], 1, 0, "the blocked writer %d" % w)
+    for name in ("refused0", "refused1"):
+        check_error(answers[name], 422, "agent_quota_exceeded", "agent", what="%s, a request past the quota" % name)
+    for x in refused:
+        check_eq(h.spend(x, key=h.k2).status, 404, "%s, past the quota (never registered)" % x)
+    s = h.spend_ok(innocent, "day", at=t, key=h.k2)
+    check_eq((dec(s["cost_usd"]), s["heartbeats"]), (Decimal(0), 1), "the other agent of a refused request")
+    for i, (x, key) in enumerate(bystanders):
+        accepted(answers["bystander%d" % i], 4, 0, "bystander %d in the same group" % i)
+        s = h.spend_ok(x, "day", at=t, key=key)
+        check_eq((dec(s["cost_usd"]), s["heartbeats"]), (Decimal(1), 5), "bystander %d's day" % i)
     check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
 
 

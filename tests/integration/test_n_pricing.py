@@ -53,6 +53,7 @@ def priced_hb(agent, m, ts, hid=None, cost=None, **tokens):
 
 def nanos_of(h, address):
     """The agent's heartbeats as {hb_id: (cost_nanos, priced_nanos or None)}."""
+    h.wait_persisted()  # redis mode: the raw rows are written by the persister
     out = h.psql("SELECT hb_id, cost_nanos, coalesce(priced_nanos::text, '') FROM heartbeats WHERE address = '%s'"
                  % address)
     rows = {}

@@ -328,6 +328,7 @@ def test_previous_release_worker_still_counts_tree(h):
                 cost_usd="0.5"),
              hb(a, now - 60, hb_id(), intent=x, attrs={"run_id": run}, cost_usd="0.25")]
     send(h, items, 2, 0, "heartbeats of the intent")
+    h.wait_persisted()  # redis mode: the move below sums the rows committed before it
     h.psql("UPDATE rollup_watermark SET lo = greatest(lo, pg_snapshot_xmin(pg_current_snapshot())::text::bigint),"
            " moved_at = now()")
     q = ("SELECT (SELECT parent_intent_id FROM intent_edge WHERE org = 'org1' AND intent_id = '{x}') || ' ' ||"
