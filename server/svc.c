@@ -204,6 +204,19 @@ static void run_or_refuse(cm_svc *s, cm_job *j, const cm_ident *who)
     else unauthorized(j);
 }
 
+static bool privileged(cm_op op);
+
+/* PostgreSQL could not be asked who j's key is: the identity its last
+ * lookup found, unless it was revoked since or j is a privileged write,
+ * else 503. With Redis as the durable point this keeps heartbeats of known
+ * keys acknowledged through a PostgreSQL outage (guarantees.md section 12). */
+static void run_unasked(cm_svc *s, cm_job *j)
+{
+    cm_ident who;
+    if (s && !privileged(j->op) && cm_keycache_get_stale(s->api.keys, j->key_hash, &who)) run_as(s, j, &who);
+    else cm_api_fail_store(j);
+}
+
 static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
@@ -216,9 +229,10 @@ static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sq
     }
     uint64_t generation = c->generation;
     cm_jobq waiters = c->waiters;
-    cm_job *j = cm_api_take(c, s ? rc : CM_EIO);
-    if (!j) {
-        for (cm_job *w; (w = cm_jobq_pop(&waiters));) cm_api_fail_store(w);
+    cm_job *j = cm_api_take(c, CM_OK);
+    if (!s || rc != CM_OK) {
+        run_unasked(s, j);
+        for (cm_job *w; (w = cm_jobq_pop(&waiters));) run_unasked(s, w);
         return;
     }
     cm_ident who;
@@ -299,7 +313,7 @@ void cm_svc_run(void *svc, cm_job *j)
                      " WHERE key_hash = $1::bytea AND revoked_at IS NULL",
                      1, params, on_key_lookup, &e) != CM_OK) {
         s->lookups = listed_after; /* c was freed; nothing was listed since */
-        cm_api_fail(j, &e);
+        run_unasked(s, j);
         return;
     }
     atomic_fetch_add(&s->lookups_total, 1);

@@ -35,40 +35,51 @@ local pos = 9 + nreq
 local row = 0
 local last = nil
 
--- Adds sign..delta of row r (its arguments from a) to its windows; answers
--- the index of a month total past the cap, or 0. The hour and day windows
--- keep only what scripts read of them, the cost; the month keeps every
--- capped total. A window's ttl is set when an increment finds it empty.
-local function apply(r, a, sign)
+-- Adds row r's deltas (its arguments from a) to its windows, noting each
+-- increment in `done` so a refused request takes back exactly those;
+-- answers the index of a month total past the cap, or 0. The hour and day
+-- windows keep only what scripts read of them, the cost; the month keeps
+-- every capped total. A total already near int64 (written before the caps)
+-- makes HINCRBY fail: that is past the cap too, and nothing was added. A
+-- window's ttl is set when an increment finds it empty.
+local function apply(r, a, done)
   local k = 4 + 4 * r
-  local over = 0
   local cost = ARGV[a + 2]
-  for g = 1, 2 do
-    if cost ~= '0' then
+  if cost ~= '0' then
+    for g = 1, 2 do
       local key = KEYS[k + g]
-      if redis.call('HINCRBY', key, 'cost', sign .. cost) == tonumber(cost) and sign == '' then
-        redis.call('EXPIRE', key, ttl[g], 'NX')
-      end
+      if redis.call('HINCRBY', key, 'cost', cost) == tonumber(cost) then redis.call('EXPIRE', key, ttl[g], 'NX') end
+      done[#done + 1] = {key, 'cost', cost}
     end
   end
   local month = KEYS[k + 3]
+  local grew = false
   for f = 1, 9 do
     local d = ARGV[a + 1 + f]
     if d ~= '0' then
-      local v = redis.call('HINCRBY', month, fields[f], sign .. d)
-      if sign == '' then
-        if v == tonumber(d) then redis.call('EXPIRE', month, ttl[3], 'NX') end
-        if v > 9e17 and gt(redis.call('HGET', month, fields[f]), cap) then over = f end
-      end
+      local v = redis.pcall('HINCRBY', month, fields[f], d)
+      if type(v) ~= 'number' then return f end
+      done[#done + 1] = {month, fields[f], d}
+      if v == tonumber(d) then redis.call('EXPIRE', month, ttl[3], 'NX') end
+      grew = true
     end
   end
-  return over
+  -- As PostgreSQL checks every cap of a row it updates: a month past one
+  -- cap (a total written before the caps) takes no more of anything.
+  if grew then
+    local m = redis.call('HMGET', month, unpack(fields))
+    for f = 1, 9 do
+      if m[f] and #m[f] >= #cap and gt(m[f], cap) then return f end
+    end
+  end
+  return 0
 end
 
 for q = 1, nreq do
   local n = tonumber(ARGV[8 + q])
   local first_row, first_pos = row, pos
   local refused = 0
+  local done = {}
   for i = 1, n do
     local new = refused == 0
     if new and ARGV[pos] == '1' then
@@ -76,7 +87,7 @@ for q = 1, nreq do
     end
     if new then
       out[3 + row] = 1
-      refused = apply(row, pos, '')
+      refused = apply(row, pos, done)
     else
       out[3 + row] = 0
     end
@@ -84,12 +95,13 @@ for q = 1, nreq do
   end
   if refused > 0 then
     -- Take back what this request's rows added, the row at fault included.
+    -- A field back at 0 goes, as it was before (absent reads as 0).
+    for _, x in ipairs(done) do
+      if redis.call('HINCRBY', x[1], x[2], '-' .. x[3]) == 0 then redis.call('HDEL', x[1], x[2]) end
+    end
     for r = first_row, row - 1 do
       local a = first_pos + 11 * (r - first_row)
-      if out[3 + r] == 1 then
-        apply(r, a, '-')
-        if ARGV[a] == '1' then redis.call('DEL', KEYS[4 + 4 * r]) end
-      end
+      if out[3 + r] == 1 and ARGV[a] == '1' then redis.call('DEL', KEYS[4 + 4 * r]) end
       out[3 + r] = -refused
     end
   else

@@ -50,7 +50,9 @@ def month_key(a, t):
 
 def month_fields(h, a, t, *metrics):
     """The Redis month totals of these metrics, as text ("" for a field not there)."""
-    return h.redis("HMGET", month_key(a, t), *[MONTH_FIELDS[m] for m in metrics]).split("\n")
+    fields = [MONTH_FIELDS[m] for m in metrics]
+    # One HGET each: redis-cli's output of an HMGET ending in nil loses its last lines to strip().
+    return [h.redis("HGET", month_key(a, t), f) for f in fields]
 
 
 def lift_caps(h, sql):
@@ -193,7 +195,11 @@ def test_total_written_before_the_caps(h):
     first = hb_id()
     r = h.hb(hb_obj(a, "1", first, ts=t))
     e = check_error(r, 422, "total_limit_exceeded", what="a sum past bigint")
-    check("field" not in e, "an overflow names no single metric: %r" % e)
+    if h.durable_redis:
+        # ACK finds the month's cost past the cap (its HINCRBY would overflow) and names it.
+        check_eq(e.get("field"), "metrics.cost_usd", "the total past the cap, named")
+    else:
+        check("field" not in e, "an overflow names no single metric: %r" % e)
     check_capped(h.hb(hb_obj(a, None, hb_id(), ts=t, tokens_in=1)), "cost_usd", "a row past the cap cannot grow")
     h.wait_persisted()
     check_eq(h.psql("SELECT cost_nanos, tokens_in FROM rollup_agent WHERE address = '%s' AND grain = 'm'" % a),
