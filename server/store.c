@@ -101,7 +101,11 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     int i = (int)(intptr_t)priv;
     if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-        cm_log(CM_LOG_ERROR, "event=redis_script_load_failed script=%d", i);
+        cm_log(CM_LOG_ERROR, "event=redis_script_load_failed script=%d message=\"%.120s\"", i,
+               reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        /* A Redis still loading its append-only file refuses (LOADING):
+         * connect again, with backoff, rather than stay half-loaded. */
+        if (reply && ac == s->ac) redisAsyncDisconnect(ac);
         return;
     }
     memcpy(s->sha[i], reply->str, 40);
