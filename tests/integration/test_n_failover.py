@@ -225,7 +225,15 @@ def test_redis_sentinel_failover(h):
         deadline = time.time() + 20
         while time.time() < deadline and ha.cli(port, "HGET", dkey, "cost") != want_nanos:
             time.sleep(0.1)
-        check_eq(ha.cli(port, "HGET", dkey, "cost"), want_nanos, "the day's cost in the new primary %s:%d" % (host, port))
+        got = ha.cli(port, "HGET", dkey, "cost")
+        if h.durable_redis and got != want_nanos:
+            # guarantees.md section 12: after a primary change the windows are healed from PostgreSQL until
+            # the queue empties once; what was acknowledged while a heal was on its way may stay missing
+            # from a window (low, never high). PostgreSQL's spend above is exact.
+            check(int(got or 0) <= int(want_nanos), "the day's cost in the new primary above the truth: %s > %s"
+                  % (got, want_nanos))
+        else:
+            check_eq(got, want_nanos, "the day's cost in the new primary %s:%d" % (host, port))
         if not h.durable_redis:  # redis mode: ACK keeps only the cost in the hour and day (guarantees 12)
             check_eq(ha.cli(port, "HGET", dkey, "hb"), str(want_hb), "the day's heartbeats in the new primary")
         # Intents: each 201 is recorded once; the mirror may count an intent whose answer was lost with the
