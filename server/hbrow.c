@@ -238,7 +238,11 @@ int cm_hbrow_mark_dups(const cm_hb *const *hbs, size_t n, unsigned char *dup)
  * Short names keep an entry small (the queue's memory is what a PostgreSQL
  * outage lets grow); fields at their default are left out. */
 
-typedef enum { F_STR, F_INT, F_FLAG } field_kind;
+/* How a field is written: F_INT is left out at 0, F_TS always written
+ * (and required), F_PRICE written when the rate card priced the heartbeat,
+ * F_FLAG (has_cost) only when true, F_LATENCY as text with 17 significant
+ * digits (which read back to the same double) when there is one. */
+typedef enum { F_STR, F_INT, F_TS, F_PRICE, F_FLAG, F_LATENCY } field_kind;
 
 typedef struct {
     const char *name;
@@ -252,17 +256,12 @@ typedef struct {
 static const field fields[] = {
     STR("a", agent),       STR("id", id),         STR("in", intent_id),     STR("ru", run_id),
     STR("se", session_id), STR("wf", workflow),   STR("pi", parent_intent_id), STR("cu", customer),
-    STR("st", status),     STR("mo", model),      INT("ts", ts),            INT("c", cost_nanos),
+    STR("st", status),     STR("mo", model),      {"ts", F_TS, offsetof(cm_hb, ts), 0}, INT("c", cost_nanos),
     INT("rv", revenue_nanos), INT("rf", refund_nanos), INT("ex", external_nanos), INT("fe", fees_nanos),
     INT("ti", tokens_in),  INT("to", tokens_out), INT("tc", tokens_cached), INT("tw", tokens_cache_write),
     INT("lc", llm_calls),  INT("tl", tool_calls), INT("cm", compute_ms),    INT("it", intents_total),
     INT("is", intents_succeeded), INT("if", intents_failed),
-    /* Present only when set: has_cost, the rate card's price, the latency
-     * (as text with 17 significant digits, which read back to the same
-     * double). */
-    {"hc", F_FLAG, offsetof(cm_hb, has_cost), 0},
-    {"pr", F_INT, offsetof(cm_hb, priced_nanos), 0},
-    {"la", F_STR, 0, 0},
+    {"hc", F_FLAG, 0, 0},  {"pr", F_PRICE, offsetof(cm_hb, priced_nanos), 0}, {"la", F_LATENCY, 0, 0},
 };
 #undef STR
 #undef INT
@@ -279,29 +278,39 @@ void cm_hbrow_encode(const cm_hb *h, cm_buf *out)
     int first = 1;
     for (int i = 0; i < NFIELDS; i++) {
         const field *f = &fields[i];
-        char num[40];
-        const char *text = NULL;
-        if (strcmp(f->name, "la") == 0) {
-            if (!h->has_latency) continue;
-            snprintf(num, sizeof num, "%.17g", h->avg_latency_ms);
-            text = num;
-        } else if (strcmp(f->name, "pr") == 0) {
+        char text[40];
+        const char *str = NULL;
+        int64_t num = 0;
+        switch (f->kind) {
+        case F_STR:
+            str = (const char *)h + f->off;
+            if (!str[0]) continue;
+            break;
+        case F_INT:
+            num = *int_at((cm_hb *)h, f);
+            if (num == 0) continue;
+            break;
+        case F_TS: num = h->ts; break;
+        case F_PRICE:
             if (!h->priced) continue;
-        } else if (f->kind == F_FLAG) {
+            num = h->priced_nanos;
+            break;
+        case F_FLAG:
             if (!h->has_cost) continue;
-        } else if (f->kind == F_STR) {
-            text = (const char *)h + f->off;
-            if (!text[0]) continue;
-        } else if (*int_at((cm_hb *)h, f) == 0 && strcmp(f->name, "ts") != 0) {
-            continue;
+            break;
+        case F_LATENCY:
+            if (!h->has_latency) continue;
+            snprintf(text, sizeof text, "%.17g", h->avg_latency_ms);
+            str = text;
+            break;
         }
         cm_buf_adds(out, first ? "\"" : ",\"");
         first = 0;
         cm_buf_adds(out, f->name);
         cm_buf_adds(out, "\":");
-        if (text) cm_buf_add_jstr(out, text);
+        if (str) cm_buf_add_jstr(out, str);
         else if (f->kind == F_FLAG) cm_buf_adds(out, "true");
-        else cm_buf_addf(out, "%lld", (long long)*int_at((cm_hb *)h, f));
+        else cm_buf_addf(out, "%lld", (long long)num);
     }
     cm_buf_adds(out, "}");
 }
@@ -328,46 +337,46 @@ int cm_hbrow_decode(const char *text, size_t len, cm_hb *out)
     json_object_object_foreach(root, key, val)
     {
         const field *f = field_named(key);
-        if (rc != CM_OK) break;
-        if (!f) {
+        if (rc != CM_OK || !f) {
             rc = CM_EINVAL;
-        } else if (f->kind == F_FLAG) {
-            if (!json_object_is_type(val, json_type_boolean) || !json_object_get_boolean(val)) rc = CM_EINVAL;
-            else out->has_cost = true;
-        } else if (f->kind == F_INT) {
-            if (!json_object_is_type(val, json_type_int)) {
-                rc = CM_EINVAL;
-                break;
-            }
+            break;
+        }
+        const char *str = json_object_is_type(val, json_type_string) ? json_object_get_string(val) : NULL;
+        size_t n = str ? (size_t)json_object_get_string_len(val) : 0;
+        if (str && (strlen(str) != n || n == 0 || cm_utf8_valid_prefix(str, n) != n)) {
+            rc = CM_EINVAL;
+            break;
+        }
+        switch (f->kind) {
+        case F_INT:
+        case F_TS:
+        case F_PRICE:
             /* json-c clamps what int64 cannot hold to its bounds, which
              * encode never writes (no value the codec accepts is one). */
-            int64_t v = json_object_get_int64(val);
-            if (v == INT64_MAX || v == INT64_MIN) rc = CM_EINVAL;
-            *int_at(out, f) = v;
-            if (strcmp(f->name, "pr") == 0) out->priced = true;
-            if (strcmp(f->name, "ts") == 0) has_ts = 1;
-        } else {
-            if (!json_object_is_type(val, json_type_string)) {
-                rc = CM_EINVAL;
-                break;
-            }
-            const char *s = json_object_get_string(val);
-            size_t n = (size_t)json_object_get_string_len(val);
-            if (strlen(s) != n || n == 0 || cm_utf8_valid_prefix(s, n) != n) {
-                rc = CM_EINVAL;
-            } else if (strcmp(f->name, "la") == 0) {
-                /* Exactly the text encode writes for a finite double
-                 * (subnormals too, which strtod reports as ERANGE). */
-                char back[40];
-                out->avg_latency_ms = strtod(s, NULL);
-                out->has_latency = true;
-                snprintf(back, sizeof back, "%.17g", out->avg_latency_ms);
-                if (!isfinite(out->avg_latency_ms) || strcmp(back, s) != 0) rc = CM_EINVAL;
-            } else if (n >= f->size) {
-                rc = CM_EINVAL;
-            } else {
-                memcpy((char *)out + f->off, s, n + 1);
-            }
+            if (!json_object_is_type(val, json_type_int)) rc = CM_EINVAL;
+            *int_at(out, f) = json_object_get_int64(val);
+            if (*int_at(out, f) == INT64_MAX || *int_at(out, f) == INT64_MIN) rc = CM_EINVAL;
+            if (f->kind == F_PRICE) out->priced = true;
+            if (f->kind == F_TS) has_ts = 1;
+            break;
+        case F_FLAG:
+            if (!json_object_is_type(val, json_type_boolean) || !json_object_get_boolean(val)) rc = CM_EINVAL;
+            else out->has_cost = true;
+            break;
+        case F_STR:
+            if (!str || n >= f->size) rc = CM_EINVAL;
+            else memcpy((char *)out + f->off, str, n + 1);
+            break;
+        case F_LATENCY: {
+            /* Exactly the text encode writes for a finite double
+             * (subnormals too, which strtod reports as ERANGE). */
+            char back[40];
+            out->avg_latency_ms = str ? strtod(str, NULL) : 0;
+            out->has_latency = true;
+            snprintf(back, sizeof back, "%.17g", out->avg_latency_ms);
+            if (!str || !isfinite(out->avg_latency_ms) || strcmp(back, str) != 0) rc = CM_EINVAL;
+            break;
+        }
         }
     }
     json_object_put(root);
