@@ -233,6 +233,20 @@ int cm_hbrow_mark_dups(const cm_hb *const *hbs, size_t n, unsigned char *dup)
     return CM_OK;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+size_t cm_hbrow_distinct(const char **names, size_t n)
+{
+    qsort(names, n, sizeof *names, cmp_str);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || strcmp(names[i], names[k - 1]) != 0) names[k++] = names[i];
+    return k;
+}
+
 /* ---- a heartbeat as a queue entry ----
  *
  * Short names keep an entry small (the queue's memory is what a PostgreSQL

@@ -52,6 +52,11 @@ enum { CM_HBROW_PERSIST_PARAMS = 37 };
  * leaves dup all zero. */
 int cm_hbrow_mark_dups(const cm_hb *const *hbs, size_t n, unsigned char *dup);
 
+/* Sorts names and leaves each once at the front; returns how many: the
+ * distinct agents a statement registers ($22) in the order that keeps
+ * replicas' row locks from deadlocking. */
+size_t cm_hbrow_distinct(const char **names, size_t n);
+
 /* A heartbeat as a queue entry's text (JSON), and back. decode is strict:
  * CM_EINVAL for anything encode does not make (unknown or missing fields,
  * strings too long for their buffer, numbers out of range). */

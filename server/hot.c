@@ -226,6 +226,14 @@ static void on_batch_reply(void *arg, int rc, const cm_store_reply *reply)
     batch_step(arg, rc);
 }
 
+int cm_hot_eval_done(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_hot_done_cb cb,
+                     void *arg)
+{
+    batch *b = batch_new(h, cb, arg);
+    if (!b) return CM_ENOMEM;
+    return batch_sent(b, batch_eval(b, script, nkeys, argc, argv, on_batch_reply, b));
+}
+
 /* ---- MERGE ---- */
 
 /* A row of either kind: its window and its fields' values. */
@@ -832,9 +840,7 @@ int cm_hot_restore_reservation(cm_hot *h, const cm_hot_reservation *r, cm_hot_do
     av[2] = r->tags[0];
     av[3] = r->org;
     av[4] = r->intent_id;
-    batch *b = batch_new(h, cb, arg);
-    if (!b) return CM_ENOMEM;
-    return batch_sent(b, batch_eval(b, RESTORE, 2 + n, 2 + n + 5, argv, on_batch_reply, b));
+    return cm_hot_eval_done(h, RESTORE, 2 + n, 2 + n + 5, argv, cb, arg);
 }
 
 int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, void *arg)
@@ -856,9 +862,7 @@ static int hreplace(cm_hot *h, const char *address, int argc, const char **argv,
     char key[CM_HOT_KEY_MAX];
     cm_hot_key_policy(address, key);
     argv[0] = key;
-    batch *b = batch_new(h, cb, arg);
-    if (!b) return CM_ENOMEM;
-    return batch_sent(b, batch_eval(b, HREPLACE, 1, argc, argv, on_batch_reply, b));
+    return cm_hot_eval_done(h, HREPLACE, 1, argc, argv, cb, arg);
 }
 
 int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)

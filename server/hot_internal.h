@@ -12,6 +12,10 @@ enum { CM_HOT_ACK = 7, CM_HOT_DRAIN, CM_HOT_DRAINED, CM_HOT_QIDS, CM_HOT_QFLOOR,
 /* Runs a script whose arguments are all NUL-terminated (cm_store_eval). */
 int cm_hot_eval(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_store_cb cb, void *arg);
 
+/* The same, answered as a cm_hot_done_cb (cb may be NULL). */
+int cm_hot_eval_done(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_hot_done_cb cb,
+                     void *arg);
+
 /* A script found the epoch key missing: Redis lost its data, rebuild it
  * (unless a rebuild is what runs). */
 void cm_hot_epoch_missing(cm_hot *h);

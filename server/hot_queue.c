@@ -17,15 +17,6 @@ const char *const cm_hot_capped_names[CM_HOT_CAPPED] = {
     "cost_usd",   "tokens_in",     "tokens_out",        "llm_calls",       "tokens_cached",
     "tool_calls", "intents_total", "intents_succeeded", "intents_failed"};
 
-/* A row's deltas in the order ACK and DRAINED take them. */
-static void deltas(const cm_hb *hb, int64_t d[CM_HOT_CAPPED])
-{
-    int64_t v[CM_HOT_CAPPED] = {hb->cost_nanos,    hb->tokens_in,     hb->tokens_out,
-                                hb->llm_calls,     hb->tokens_cached, hb->tool_calls,
-                                hb->intents_total, hb->intents_succeeded, hb->intents_failed};
-    memcpy(d, v, sizeof v);
-}
-
 /* Script arguments built as NUL-terminated strings in one buffer, then
  * pointed at once it no longer moves. */
 typedef struct {
@@ -76,25 +67,46 @@ static void arg_windows(args *a, const cm_hb *hb)
     for (int g = 0; g < CM_WIN3; g++) arg_window(a, hb->agent, CM_HOT_GRAINS[g], starts[g]);
 }
 
+/* A row's deltas, in the order ACK and DRAINED take them (cm_hot_capped_names). */
 static void arg_deltas(args *a, const cm_hb *hb)
 {
-    int64_t d[CM_HOT_CAPPED];
-    deltas(hb, d);
+    const int64_t d[CM_HOT_CAPPED] = {hb->cost_nanos,    hb->tokens_in,     hb->tokens_out,
+                                      hb->llm_calls,     hb->tokens_cached, hb->tool_calls,
+                                      hb->intents_total, hb->intents_succeeded, hb->intents_failed};
     for (int f = 0; f < CM_HOT_CAPPED; f++) arg_int(a, (long long)d[f]);
+}
+
+/* a's strings as an argv (malloc'd), NULL when building them failed. */
+static const char **args_argv(const args *a)
+{
+    const char **argv = a->text.failed ? NULL : malloc((size_t)(a->n ? a->n : 1) * sizeof *argv);
+    for (int i = 0; argv && i < a->n; i++) argv[i] = a->text.data + a->off[i];
+    return argv;
+}
+
+static void args_free(args *a)
+{
+    free(a->off);
+    cm_buf_free(&a->text);
 }
 
 /* Runs script with a's strings, nkeys of them keys; frees a. */
 static int args_eval(cm_hot *h, args *a, int script, int nkeys, cm_store_cb cb, void *arg)
 {
-    int rc = CM_ENOMEM;
-    const char **argv = malloc((size_t)(a->n ? a->n : 1) * sizeof *argv);
-    if (argv && !a->text.failed) {
-        for (int i = 0; i < a->n; i++) argv[i] = a->text.data + a->off[i];
-        rc = cm_hot_eval(h, script, nkeys, a->n, argv, cb, arg);
-    }
+    const char **argv = args_argv(a);
+    int rc = argv ? cm_hot_eval(h, script, nkeys, a->n, argv, cb, arg) : CM_ENOMEM;
     free(argv);
-    free(a->off);
-    cm_buf_free(&a->text);
+    args_free(a);
+    return rc;
+}
+
+/* The same, answered as a cm_hot_done_cb. */
+static int args_eval_done(cm_hot *h, args *a, int script, int nkeys, cm_hot_done_cb cb, void *arg)
+{
+    const char **argv = args_argv(a);
+    int rc = argv ? cm_hot_eval_done(h, script, nkeys, a->n, argv, cb, arg) : CM_ENOMEM;
+    free(argv);
+    args_free(a);
     return rc;
 }
 
@@ -139,6 +151,9 @@ static void on_ack(void *arg, int rc, const cm_store_reply *reply)
 int cm_hot_ack(cm_hot *h, const cm_hot_ack_in *in, cm_hot_ack_cb cb, void *arg)
 {
     if (in->n <= 0) return CM_EINVAL;
+    ack_call *c = malloc(sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (ack_call){.h = h, .n = in->n, .nagents = in->nagents, .cb = cb, .arg = arg};
     int nkeys = 3 + 4 * in->n + in->nagents;
     args a;
     args_init(&a, nkeys + 8 + in->nrequests + (2 + CM_HOT_CAPPED) * in->n);
@@ -177,13 +192,6 @@ int cm_hot_ack(cm_hot *h, const cm_hot_ack_in *in, cm_hot_ack_cb cb, void *arg)
         arg_deltas(&a, hb);
     }
     cm_buf_free(&entry);
-    ack_call *c = calloc(1, sizeof *c);
-    if (!c) {
-        free(a.off);
-        cm_buf_free(&a.text);
-        return CM_ENOMEM;
-    }
-    *c = (ack_call){.h = h, .n = in->n, .nagents = in->nagents, .cb = cb, .arg = arg};
     int rc = args_eval(h, &a, CM_HOT_ACK, nkeys, on_ack, c);
     if (rc != CM_OK) free(c);
     return rc;
@@ -232,19 +240,6 @@ int cm_hot_drain(cm_hot *h, const char *owner, int lease_ms, int max, cm_hot_dra
 
 /* ---- DRAINED ---- */
 
-typedef struct {
-    cm_hot_done_cb cb;
-    void *arg;
-} done_call;
-
-static void on_done(void *arg, int rc, const cm_store_reply *reply)
-{
-    (void)reply;
-    done_call *c = arg;
-    if (c->cb) c->cb(c->arg, rc);
-    free(c);
-}
-
 int cm_hot_qid_parse(const char *id, uint64_t *ms, uint64_t *seq)
 {
     char *end;
@@ -274,16 +269,7 @@ int cm_hot_drained(cm_hot *h, const char *last_id, const cm_hot_undo *undo, int 
         arg_str(&a, undo[i].id);
         arg_deltas(&a, undo[i].hb);
     }
-    done_call *c = malloc(sizeof *c);
-    if (!c) {
-        free(a.off);
-        cm_buf_free(&a.text);
-        return CM_ENOMEM;
-    }
-    *c = (done_call){cb, arg};
-    int rc = args_eval(h, &a, CM_HOT_DRAINED, nkeys, on_done, c);
-    if (rc != CM_OK) free(c);
-    return rc;
+    return args_eval_done(h, &a, CM_HOT_DRAINED, nkeys, cb, arg);
 }
 
 /* ---- QFLOOR ---- */
@@ -292,16 +278,11 @@ int cm_hot_queue_floor(cm_hot *h, const char *ms, const char *seq, cm_hot_done_c
 {
     char id[48];
     snprintf(id, sizeof id, "%s-%s", ms, seq);
-    done_call *c = malloc(sizeof *c);
-    if (!c) return CM_ENOMEM;
-    *c = (done_call){cb, arg};
     args a;
     args_init(&a, 2);
     arg_str(&a, CM_HOT_QUEUE_KEY);
     arg_str(&a, id);
-    int rc = args_eval(h, &a, CM_HOT_QFLOOR, 1, on_done, c);
-    if (rc != CM_OK) free(c);
-    return rc;
+    return args_eval_done(h, &a, CM_HOT_QFLOOR, 1, cb, arg);
 }
 
 /* ---- QIDS ---- */

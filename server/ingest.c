@@ -36,7 +36,6 @@ _Static_assert(CM_TOTAL_MAX <= INT64_MAX - GROUP_ROWS * CM_MONEY_MAX &&
 typedef struct {
     cm_job *job;
     size_t hb;
-    int dup;      /* duplicate of an earlier row of the same group */
     int is_new;   /* set from the result */
     int refused;  /* Redis as the durable point: 1 + the cap (cm_hot_capped_names) its request would pass */
 } row;
@@ -56,16 +55,18 @@ struct group {
     cm_jobq jobs;  /* in arrival order, as their rows are */
     row *rows;
     size_t nrows;
+    unsigned char *dup; /* owned, per row: repeats an earlier (agent, id) of the group, not sent */
     int64_t now;
     int retries;
-    group_agent *agents; /* owned */
+    group_agent *agents; /* owned: the distinct agents of the rows, sorted */
     int nagents;
     /* The part of a split group to send on the same writer once this one's
      * statement is over (see split). */
     group *then;
-    /* Redis as the durable point: the replies still to come (ACK, CHECK,
-     * WAIT), and the error all jobs get when one of them failed. */
-    int redis_pending;
+    /* The replies still to come before the jobs are answered (the CHECK;
+     * with Redis as the durable point also the ACK and WAIT), and the error
+     * all jobs get when one of them failed. */
+    int pending;
     int fail_status;
     const char *fail_code;
     const char *fail_msg;
@@ -162,24 +163,43 @@ static const cm_hb *row_hb(const row *r)
     return &r->job->req.heartbeat.hbs[r->hb];
 }
 
-/* Marks rows whose (agent, id) already appeared earlier in the group, so
- * each pair is sent once and the result maps back without ambiguity. */
-static int mark_dups(group *g)
+/* The rows of g as heartbeats (malloc'd), those left out as duplicates
+ * included unless with_dups is false. */
+static const cm_hb **group_hbs(const group *g, bool with_dups, size_t *n)
 {
     const cm_hb **hbs = malloc((g->nrows ? g->nrows : 1) * sizeof *hbs);
-    unsigned char *dup = malloc(g->nrows ? g->nrows : 1);
-    int rc = hbs && dup ? CM_OK : CM_ENOMEM;
-    for (size_t i = 0; rc == CM_OK && i < g->nrows; i++) hbs[i] = row_hb(&g->rows[i]);
-    if (rc == CM_OK) rc = cm_hbrow_mark_dups(hbs, g->nrows, dup);
-    for (size_t i = 0; rc == CM_OK && i < g->nrows; i++) g->rows[i].dup = dup[i];
+    *n = 0;
+    for (size_t i = 0; hbs && i < g->nrows; i++)
+        if (with_dups || !g->dup[i]) hbs[(*n)++] = row_hb(&g->rows[i]);
+    return hbs;
+}
+
+/* Marks rows whose (agent, id) already appeared earlier in the group, so
+ * each pair is sent once and the result maps back without ambiguity; and
+ * lists the group's distinct agents, which the statement, the ACK, the
+ * CHECK and the replies all name. */
+static int group_index(group *g)
+{
+    size_t n;
+    const cm_hb **hbs = group_hbs(g, true, &n);
+    int rc = hbs ? cm_hbrow_mark_dups(hbs, n, g->dup) : CM_ENOMEM;
+    const char **names = (const char **)hbs; /* reused: the rows' agents */
+    size_t k = 0;
+    for (size_t i = 0; rc == CM_OK && i < n; i++)
+        if (!g->dup[i]) names[k++] = hbs[i]->agent;
+    if (rc == CM_OK) k = cm_hbrow_distinct(names, k);
+    if (rc == CM_OK && !(g->agents = calloc(k + 1, sizeof *g->agents))) rc = CM_ENOMEM;
+    for (size_t i = 0; rc == CM_OK && i < k; i++)
+        snprintf(g->agents[i].address, sizeof g->agents[i].address, "%s", names[i]);
+    if (rc == CM_OK) g->nagents = (int)k;
     free(hbs);
-    free(dup);
     return rc;
 }
 
 static void group_free(group *g)
 {
     free(g->agents);
+    free(g->dup);
     free(g->rows);
     free(g);
 }
@@ -193,10 +213,12 @@ static group *group_take(cm_ingest *in, cm_jobq *src, size_t max_jobs)
          j = j->next, njobs++)
         cap += j->req.heartbeat.n;
     group *g = calloc(1, sizeof *g);
-    if (g) g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
-    if (!g || !g->rows) {
-        if (g) free(g->rows);
-        free(g);
+    if (g) {
+        g->rows = calloc(cap ? cap : 1, sizeof *g->rows);
+        g->dup = calloc(cap ? cap : 1, 1);
+    }
+    if (!g || !g->rows || !g->dup) {
+        if (g) group_free(g);
         return NULL;
     }
     g->in = in;
@@ -210,7 +232,7 @@ static group *group_take(cm_ingest *in, cm_jobq *src, size_t max_jobs)
             g->nrows++;
         }
     }
-    if (mark_dups(g) != CM_OK) {
+    if (group_index(g) != CM_OK) {
         /* Back to src as they were, in order. */
         cm_jobq rest = *src;
         *src = g->jobs;
@@ -274,46 +296,28 @@ static void group_failed(group *g, const cm_pgres *res, const char *sqlstate)
         fail_group(g, e.status, e.code, e.field, e.message);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The distinct agents of g not in `seen` for second sec, nor in `known`
- * (either may be NULL), as a text array into b; their number. */
+/* The agents of g not in `seen` for second sec, nor in `known` (either may
+ * be NULL), as a text array into b; their number. */
 static size_t add_agents(const group *g, const cm_seen *seen, int64_t sec, const cm_nameset *known, cm_buf *b)
 {
+    size_t added = 0;
     cm_buf_add(b, "{", 1);
-    const char **v = malloc((g->nrows ? g->nrows : 1) * sizeof *v);
-    if (!v) {
-        b->failed = 1;
-        return 0;
-    }
-    size_t n = 0, added = 0;
-    for (size_t i = 0; i < g->nrows; i++)
-        if (!g->rows[i].dup) v[n++] = row_hb(&g->rows[i])->agent;
-    qsort(v, n, sizeof *v, cmp_str);
-    for (size_t i = 0; i < n; i++) {
-        if ((i > 0 && strcmp(v[i], v[i - 1]) == 0) || (seen && cm_seen_written(seen, v[i], sec)) ||
-            (known && cm_nameset_has(known, v[i])))
-            continue;
+    for (int i = 0; i < g->nagents; i++) {
+        const char *a = g->agents[i].address;
+        if ((seen && cm_seen_written(seen, a, sec)) || (known && cm_nameset_has(known, a))) continue;
         if (added++) cm_buf_add(b, ",", 1);
-        cm_buf_add_pg_text(b, v[i]);
+        cm_buf_add_pg_text(b, a);
     }
-    free(v);
     cm_buf_add(b, "}", 1);
     return added;
 }
 
-/* The rows of g as heartbeats (malloc'd), those left out as duplicates
- * included unless with_dups is false. */
-static const cm_hb **group_hbs(const group *g, bool with_dups, size_t *n)
+/* The addresses of g's agents (malloc'd; they point into g). */
+static const char **agent_names(const group *g)
 {
-    const cm_hb **hbs = malloc((g->nrows ? g->nrows : 1) * sizeof *hbs);
-    *n = 0;
-    for (size_t i = 0; hbs && i < g->nrows; i++)
-        if (with_dups || !g->rows[i].dup) hbs[(*n)++] = row_hb(&g->rows[i]);
-    return hbs;
+    const char **v = malloc((size_t)g->nagents * sizeof *v + 1);
+    for (int i = 0; v && i < g->nagents; i++) v[i] = g->agents[i].address;
+    return v;
 }
 
 static void send_commit(group *g)
@@ -324,11 +328,8 @@ static void send_commit(group *g)
     size_t n;
     /* A row's idx is its place in g->rows, which the result names. */
     const cm_hb **hbs = group_hbs(g, true, &n);
-    unsigned char *skip = malloc(n ? n : 1);
-    for (size_t i = 0; skip && i < n; i++) skip[i] = (unsigned char)g->rows[i].dup;
-    bool cols_made = hbs && skip;
-    int failed = !cols_made || cm_hbrow_columns(hbs, skip, n, cols) != CM_OK;
-    free(skip);
+    bool cols_made = hbs != NULL;
+    int failed = !cols_made || cm_hbrow_columns(hbs, g->dup, n, cols) != CM_OK;
     cm_buf_init(&agents);
     add_agents(g, g->in->seen, g->now, NULL, &agents);
     snprintf(nowbuf, sizeof nowbuf, "%lld", (long long)g->now);
@@ -358,7 +359,7 @@ static void on_register(void *arg, int rc, const cm_pgres *res, const char *sqls
         return;
     }
     /* A name not kept (memory) is only registered again. */
-    for (size_t i = 0; i < g->nrows; i++) (void)cm_nameset_add(g->in->known, row_hb(&g->rows[i])->agent);
+    for (int i = 0; i < g->nagents; i++) (void)cm_nameset_add(g->in->known, g->agents[i].address);
     send_ack(g);
 }
 
@@ -393,28 +394,16 @@ static void send_ack(group *g)
     const cm_hb **hbs = group_hbs(g, false, &n);
     for (cm_job *j = g->jobs.head; j; j = j->next) njobs++;
     int *per_job = calloc(njobs + 1, sizeof *per_job);
-    const char **agents = malloc((n ? n : 1) * sizeof *agents);
+    const char **agents = agent_names(g);
     int rc = hbs && per_job && agents ? CM_OK : CM_ENOMEM;
-    int nagents = 0;
     if (rc == CM_OK) {
         size_t q = 0, r = 0;
         for (cm_job *j = g->jobs.head; j; j = j->next, q++)
-            for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) per_job[q] += !g->rows[r].dup;
-        for (size_t i = 0; i < n; i++) agents[i] = hbs[i]->agent;
-        qsort(agents, n, sizeof *agents, cmp_str);
-        for (size_t i = 0; i < n; i++)
-            if (i == 0 || strcmp(agents[i], agents[nagents - 1]) != 0) agents[nagents++] = agents[i];
-        g->agents = calloc((size_t)nagents + 1, sizeof *g->agents);
-        if (!g->agents) rc = CM_ENOMEM;
-        for (int i = 0; g->agents && i < nagents; i++)
-            snprintf(g->agents[i].address, sizeof g->agents[i].address, "%s", agents[i]);
-        g->nagents = g->agents ? nagents : 0;
-    }
-    if (rc == CM_OK) {
+            for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) per_job[q] += !g->dup[r];
         cm_hot_ack_in a = {.hbs = hbs, .n = (int)n, .request_rows = per_job, .nrequests = (int)njobs,
-                           .agents = agents, .nagents = nagents, .now = g->now,
+                           .agents = agents, .nagents = g->nagents, .now = g->now,
                            .mark_ttl_s = in->opts.mark_ttl_s, .max_queue = in->opts.max_queue};
-        g->redis_pending = 1;
+        g->pending = 1;
         rc = cm_hot_ack(in->hot, &a, on_ack, g);
     }
     free(hbs);
@@ -427,7 +416,7 @@ static void send_ack(group *g)
     }
     /* Sent at once behind the ACK: Redis runs it after the ACK, in the same
      * turn of its loop, so both replies wait for one fsync, not two. */
-    if (send_check(g) == CM_OK) g->redis_pending++;
+    if (send_check(g) == CM_OK) g->pending++;
 }
 
 static void send_group(group *g)
@@ -619,7 +608,7 @@ static void mark_event(cm_ingest *in, const char *address, const cm_hot_mark *m,
     free(details);
 }
 
-static void redis_step(group *g);
+static void step(group *g);
 
 static void on_check(void *arg, int rc, const cm_hot_check_result *r)
 {
@@ -634,17 +623,15 @@ static void on_check(void *arg, int rc, const cm_hot_check_result *r)
     for (int i = 0; i < r->nmarks && !g->fail_status; i++)
         mark_event(g->in, g->agents[r->marks[i].agent].address, &r->marks[i], &r->forecast[r->marks[i].agent],
                    g->now);
-    if (g->in->opts.durable_redis) redis_step(g);
-    else finish_group(g);
+    step(g);
 }
 
 /* Reads every agent's state in the windows of g->now; the group is
  * finished by on_check, unless this fails. */
 static int send_check(group *g)
 {
-    const char **addresses = malloc((size_t)g->nagents * sizeof *addresses + 1);
+    const char **addresses = agent_names(g);
     if (!addresses) return CM_ENOMEM;
-    for (int i = 0; i < g->nagents; i++) addresses[i] = g->agents[i].address;
     int rc = cm_hot_check(g->in->hot, addresses, g->nagents, g->now, on_check, g);
     free(addresses);
     return rc;
@@ -658,9 +645,7 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         group_failed(g, res, sqlstate);
         return;
     }
-    int rows = cm_pgres_rows(res), rfirst = -1, rlast = -1, nt = 0;
-    for (int i = 0; i < rows; i++) nt += cm_pgres_get(res, i, 0)[0] == 't';
-    g->agents = calloc((size_t)nt + 1, sizeof *g->agents);
+    int rows = cm_pgres_rows(res), rfirst = -1, rlast = -1;
     for (int i = 0; i < rows; i++) {
         char kind = cm_pgres_get(res, i, 0)[0];
         if (kind == 'n') {
@@ -669,13 +654,11 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
         } else if (kind == 'r') {
             if (rfirst < 0) rfirst = i;
             rlast = i + 1;
-        } else if (kind == 't' && g->agents) {
-            group_agent *ga = &g->agents[g->nagents++];
-            snprintf(ga->address, sizeof ga->address, "%s", cm_pgres_get(res, i, 1));
-            ga->cost_today = strtoll(cm_pgres_get(res, i, 2), NULL, 10);
+        } else if (kind == 't') {
+            group_agent *ga = find_agent(g, cm_pgres_get(res, i, 1));
+            if (ga) ga->cost_today = strtoll(cm_pgres_get(res, i, 2), NULL, 10);
         }
     }
-    if (g->agents) qsort(g->agents, (size_t)g->nagents, sizeof *g->agents, cmp_agents);
     /* Committed: these agents' rows need no write again this second. */
     for (int i = 0; i < g->nagents; i++) cm_seen_put(in->seen, g->agents[i].address, g->now);
     /* Today's day rollup as this statement left it. */
@@ -694,15 +677,16 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
     group *next = g->then;
     if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
     draw_reservations(g);
-    if (send_check(g) != CM_OK) finish_group(g);
+    g->pending = 1;
+    if (send_check(g) != CM_OK) step(g);
     writer_next(in, next);
 }
 
-/* One of g's Redis replies came: the last one answers its jobs. The
- * writer went on when the ACK's came (on_ack). */
-static void redis_step(group *g)
+/* One of g's replies came (or will not): the last one answers its jobs.
+ * The writer went on already (on_group, on_ack). */
+static void step(group *g)
 {
-    if (--g->redis_pending > 0) return;
+    if (--g->pending > 0) return;
     if (g->fail_status) {
         fail_jobs(g->in, &g->jobs, g->fail_status, g->fail_code, NULL, g->fail_msg);
         group_free(g);
@@ -727,7 +711,7 @@ static void on_replicated(void *arg, int rc, int replicas)
      * answered as duplicates once they are. */
     if (rc != CM_OK || replicas < g->in->opts.wait_replicas)
         redis_failed(g, 503, "store_unavailable", "Redis did not confirm the write on a replica; retry");
-    redis_step(g);
+    step(g);
 }
 
 static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
@@ -745,7 +729,7 @@ static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
                      "heartbeats wait for PostgreSQL beyond the queue's bound (queue-max); retry later");
     } else {
         for (size_t i = 0, k = 0; i < g->nrows; i++) {
-            if (g->rows[i].dup) continue;
+            if (g->dup[i]) continue;
             int st = r->status[k++];
             g->rows[i].is_new = st == 1;
             if (st < 0) g->rows[i].refused = -st;
@@ -753,11 +737,11 @@ static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
         for (int i = 0; i < g->nagents; i++) g->agents[i].cost_today = r->cost_today[i];
         draw_reservations(g);
         if (in->opts.wait_replicas > 0) {
-            g->redis_pending++;
+            g->pending++;
             if (cm_hot_wait_replicas(in->hot, in->opts.wait_replicas, WAIT_REPLICAS_MS, on_replicated, g) != CM_OK)
                 on_replicated(g, CM_ESTORE, 0);
         }
     }
-    redis_step(g);
+    step(g);
     writer_next(in, next);
 }

@@ -23,8 +23,8 @@ typedef struct {
     uint64_t ms, seq;
     char *text; /* owned */
     cm_hb hb;
-    unsigned char in_batch_dup; /* repeats an earlier (agent, id) of the batch: not sent */
-    bool dup;                   /* its increments are to be taken back */
+    bool dup; /* its increments are to be taken back: it repeats an earlier (agent, id) of the
+                 batch (not sent), or PostgreSQL found it stored */
 } entry;
 
 typedef struct waiter waiter;
@@ -276,18 +276,12 @@ static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlsta
     unsigned long long dups = 0;
     int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
     for (int i = 0; i < p->n; i++) {
-        if (p->batch[i].in_batch_dup) p->batch[i].dup = true;
         dups += p->batch[i].dup;
         cm_seen_put(p->seen, p->batch[i].hb.agent, sec);
     }
     atomic_fetch_add(&p->duplicates, dups);
     atomic_fetch_add(&p->stored, (unsigned long long)p->n - dups);
     send_drained(p);
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* The batch's statement (hbrow.h cm_hbrow_persist_sql). */
@@ -305,7 +299,7 @@ static int send_store(cm_persist *p)
     if (cols_made) {
         for (int i = 0; i < p->n; i++) hbs[i] = &p->batch[i].hb;
         rc = cm_hbrow_mark_dups(hbs, (size_t)p->n, skip);
-        for (int i = 0; i < p->n; i++) p->batch[i].in_batch_dup = skip[i];
+        for (int i = 0; i < p->n; i++) p->batch[i].dup = skip[i];
         if (cm_hbrow_columns(hbs, skip, (size_t)p->n, cols) != CM_OK) rc = CM_ENOMEM;
     }
     if (rc == CM_OK) {
@@ -324,13 +318,12 @@ static int send_store(cm_persist *p)
         }
         for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "}", 1);
         /* $22: the batch's agents whose last_heartbeat has not moved this second. */
-        int na = 0;
         int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
-        for (int i = 0; i < p->n; i++) agents[na++] = p->batch[i].hb.agent;
-        qsort(agents, (size_t)na, sizeof *agents, cmp_str);
+        for (int i = 0; i < p->n; i++) agents[i] = p->batch[i].hb.agent;
+        size_t na = cm_hbrow_distinct(agents, (size_t)p->n);
         cm_buf_add(&extra[4], "{", 1);
-        for (int i = 0, added = 0; i < na; i++) {
-            if ((i > 0 && strcmp(agents[i], agents[i - 1]) == 0) || cm_seen_written(p->seen, agents[i], sec)) continue;
+        for (size_t i = 0, added = 0; i < na; i++) {
+            if (cm_seen_written(p->seen, agents[i], sec)) continue;
             if (added++) cm_buf_add(&extra[4], ",", 1);
             cm_buf_add_pg_text(&extra[4], agents[i]);
         }
