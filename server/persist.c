@@ -284,6 +284,14 @@ static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlsta
     send_drained(p);
 }
 
+/* Appends e's id to two array texts begun with "{": its milliseconds to
+ * ids[0], its sequence to ids[1]. */
+static void add_entry_id(cm_buf ids[2], const entry *e)
+{
+    cm_buf_addf(&ids[0], "%s%" PRIu64, ids[0].len > 1 ? "," : "", e->ms);
+    cm_buf_addf(&ids[1], "%s%" PRIu64, ids[1].len > 1 ? "," : "", e->seq);
+}
+
 /* The batch's statement (hbrow.h cm_hbrow_persist_sql). */
 static int send_store(cm_persist *p)
 {
@@ -304,18 +312,8 @@ static int send_store(cm_persist *p)
     }
     if (rc == CM_OK) {
         /* $33/$34: the entries of the rows sent; $36/$37: those left out. */
-        int first[2] = {1, 1};
         for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "{", 1);
-        for (int i = 0; i < p->n; i++) {
-            int w = skip[i] ? 2 : 0;
-            if (!first[w / 2]) {
-                cm_buf_add(&extra[w], ",", 1);
-                cm_buf_add(&extra[w + 1], ",", 1);
-            }
-            first[w / 2] = 0;
-            cm_buf_addf(&extra[w], "%" PRIu64, p->batch[i].ms);
-            cm_buf_addf(&extra[w + 1], "%" PRIu64, p->batch[i].seq);
-        }
+        for (int i = 0; i < p->n; i++) add_entry_id(&extra[skip[i] ? 2 : 0], &p->batch[i]);
         for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "}", 1);
         /* $22: the batch's agents whose last_heartbeat has not moved this second. */
         int64_t sec = (int64_t)(uv_now(p->loop) / 1000);

@@ -55,6 +55,26 @@ def month_fields(h, a, t, *metrics):
     return [h.redis("HGET", month_key(a, t), f) for f in fields]
 
 
+class Senders:
+    """Heartbeat requests sent each from a thread of its own, their answers kept by name."""
+
+    def __init__(self, h):
+        self.h = h
+        self.answers = {}
+        self.threads = []
+
+    def start(self, name, body, key=None):
+        def send():
+            self.answers[name] = self.h.hb(body, key=key or self.h.k1)
+        th = threading.Thread(target=send)
+        th.start()
+        self.threads.append(th)
+
+    def join(self):
+        for th in self.threads:
+            th.join(30)
+
+
 def lift_caps(h, sql):
     """Runs sql with the caps lifted, in one transaction: the rows a database attacked before
     schema/007_caps.sql holds."""
@@ -256,16 +276,8 @@ def test_refused_request_is_split_out(h):
                                                                             for _ in range(6)]
     innocent = new_agent(tag="same-request")
     lock = None
-    answers = {}
-    threads = []
-
-    def send(name, body, key):
-        answers[name] = h.hb(body, key=key)
-
-    def start(name, body, key=None):
-        th = threading.Thread(target=send, args=(name, body, key or h.k1))
-        th.start()
-        threads.append(th)
+    senders = Senders(h)
+    answers, start = senders.answers, senders.start
 
     try:
         lock, row = hold_lock(h, "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l"
@@ -284,8 +296,7 @@ def test_refused_request_is_split_out(h):
     finally:
         if lock is not None:
             lock.communicate("COMMIT;\n", timeout=20)
-    for th in threads:
-        th.join(30)
+    senders.join()
     for w in range(2):
         accepted(answers["writer%d" % w], 1, 0, "the blocked writer %d" % w)
     for a, name in zip(poisoned, ("capped0", "capped1")):
@@ -317,16 +328,8 @@ def quota_refusal_is_split_out(h):
     refused = [new_agent("org2", "past-quota") for _ in range(2)]
     have = int(h.psql("SELECT agents FROM org_agents WHERE org = 'org2'"))
     h.psql("INSERT INTO org_limits (org, max_agents) VALUES ('org2', %d)" % have)
-    answers = {}
-    threads = []
-
-    def send(name, body, key):
-        answers[name] = h.hb(body, key=key)
-
-    def start(name, body, key=None):
-        th = threading.Thread(target=send, args=(name, body, key or h.k1))
-        th.start()
-        threads.append(th)
+    senders = Senders(h)
+    answers, start = senders.answers, senders.start
 
     lock = None
     try:
@@ -346,8 +349,7 @@ def quota_refusal_is_split_out(h):
     finally:
         if lock is not None:
             lock.communicate("COMMIT;\n", timeout=20)
-        for th in threads:
-            th.join(30)
+        senders.join()
         h.psql("DELETE FROM org_limits WHERE org = 'org2'")
     for w, x in enumerate(writers):
         accepted(answers["writer%d" % w], 1, 0, "the blocked writer %d" % w)
