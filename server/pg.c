@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 typedef struct query {
     struct query *next;
@@ -27,11 +29,21 @@ enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 /* Distinct statements a connection keeps prepared; more run unprepared. */
 #define MAX_PREPARED 8
 
+/* A poll on a duplicate of libpq's socket: libpq closes its own when the
+ * connection breaks, before the poll is stopped, and the number may then be
+ * reused (an accepted HTTP connection, another pool's socket) while the
+ * loop's epoll still holds it. The duplicate keeps the socket open until
+ * the poll is closed. */
+typedef struct {
+    uv_poll_t h;
+    int fd; /* owned: the duplicate */
+} watcher;
+
 typedef struct conn {
     cm_pg_pool *pool;
     PGconn *pg;
-    uv_poll_t *poll; /* owned; freed in its close callback */
-    int fd;
+    watcher *poll; /* owned; freed in its close callback */
+    int fd;         /* libpq's socket the watcher watches */
     int state;
     query *cur;
     PGresult *result; /* of cur, kept until its last result arrives */
@@ -84,13 +96,15 @@ static void finish(query *q, int rc, PGresult *res, const char *sqlstate)
 
 static void free_poll(uv_handle_t *h)
 {
-    free(h);
+    watcher *w = (watcher *)h;
+    close(w->fd);
+    free(w);
 }
 
 static void drop_poll(conn *c)
 {
     if (c->poll) {
-        uv_close((uv_handle_t *)c->poll, free_poll);
+        uv_close((uv_handle_t *)&c->poll->h, free_poll);
         c->poll = NULL;
     }
     c->fd = -1;
@@ -105,15 +119,17 @@ static int watch(conn *c, int events)
         drop_poll(c);
         c->poll = malloc(sizeof *c->poll);
         if (!c->poll) return CM_ENOMEM;
-        if (uv_poll_init(c->pool->loop, c->poll, fd) != 0) {
+        c->poll->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (c->poll->fd < 0 || uv_poll_init(c->pool->loop, &c->poll->h, c->poll->fd) != 0) {
+            if (c->poll->fd >= 0) close(c->poll->fd);
             free(c->poll);
             c->poll = NULL;
             return CM_ESTORE;
         }
-        c->poll->data = c;
+        c->poll->h.data = c;
         c->fd = fd;
     }
-    return uv_poll_start(c->poll, events, on_poll) == 0 ? CM_OK : CM_ESTORE;
+    return uv_poll_start(&c->poll->h, events, on_poll) == 0 ? CM_OK : CM_ESTORE;
 }
 
 static void fail_queue(cm_pg_pool *p)
