@@ -1,18 +1,20 @@
 -- The rollup worker's groupings from one read of a batch, summed per agent
 -- and hour first.
 --
--- Until now every grouping read the batch's raw rows on its own (units, the
--- tree, billing and models through the watermark's trigger, the budget
--- scopes, the intents: six reads) and attributed each row alone: an index
--- probe of the row's intent for every grouping that inherits its attributes,
--- and a row per unit and grain to sort. That cost about 80 us of PostgreSQL
--- per heartbeat of make bench's load (about 400 with runs, customers and
--- models), taken from the acknowledged path's CPU. Here the batch is read
--- once and summed per agent, hour and the attributes a grouping reads (a
--- busy agent's rows of an hour become one), the intents named are looked up
--- once per batch, and each grouping sums those partial sums: the same
--- totals, since every sum is of integers and the parts of a group share the
--- attributes it is grouped by.
+-- Until now the worker read the batch's raw rows nine times (every grouping
+-- on its own: the units once, the tree three times, billing and models twice
+-- through the watermark's trigger, and the scopes, the intents and the lag
+-- through copies of the whole tail) and attributed each row alone: an index
+-- probe of the row's intent for every grouping that inherits its
+-- attributes, three rows per scope to sort, and the plans of the SQL
+-- functions made again at every batch. A batch of 20,000 heartbeats of
+-- 1,000 agents took 0.87 s of PostgreSQL CPU (BENCHMARKS.md). Here the sums
+-- read the batch once, summed per agent, hour and the attributes a grouping
+-- reads (a busy agent's rows of an hour become one), the intents named are
+-- looked up once per batch, and each grouping sums those partial sums: the
+-- same totals, since every sum is of integers and the rows of a part share
+-- the attributes it is grouped by. The same batch takes 0.22 s; what is left
+-- is mostly the upserts themselves, a rollup row per agent and grouping.
 SET LOCAL lock_timeout = '5s';
 
 -- A move of the watermark by a worker whose statement summed every grouping
@@ -33,19 +35,20 @@ ALTER TABLE rollup_watermark ADD COLUMN IF NOT EXISTS summed_to bigint;
 -- (tag 'i', n the batch's cost). The BRIN index on xid is summarized first,
 -- as every move of the watermark did since 022.
 --
--- The units a part counts in are cm_hb_units'/cm_hb_scopes'/cm_hb_billed's,
--- called with the part's attributes already inherited from its intent and
--- intent_id NULL (so no lookup per part): ia is their lookup (the org's
--- earliest row of the id) once per batch. Ratings (cm_hb_rated) depend on
--- the ts, so they are summed per raw row before the parts. The edges and
--- outcomes keep the earliest row by (xid, ts): they read the rows that
--- carry one.
+-- A part (a row of g) is the batch's rows of one agent, hour and set of
+-- attributes. The units, scopes and billing a part counts in are
+-- cm_hb_units', cm_hb_scopes' and cm_hb_billed's, called with the part's
+-- attributes already inherited from its intent and intent_id NULL (so no
+-- lookup per part): ia is their lookup (the org's earliest row of the id),
+-- once per batch. Ratings (cm_hb_rated) depend on the ts, so they are
+-- summed per raw row into the parts. The edges and outcomes keep the
+-- earliest row by (xid, ts): they read again the rows that carry one.
 --
 -- PL/pgSQL for its plan, which the worker's connection keeps from one batch
 -- to the next: a generic one, since the statement is the same at every
--- batch and parts only switches its CTEs on and off. A SQL function is
--- planned again at every call, which cost about as much as a small batch's
--- sums.
+-- batch and parts only switches its CTEs on and off. A SQL function's
+-- statement is planned again at every call: about 6 ms here, as long as
+-- reading and summing a thousand heartbeats.
 CREATE OR REPLACE FUNCTION cm_rollup_sum(lo bigint, hi bigint, parts text[])
     RETURNS TABLE (tag text, org text, kind text, id text, grain text, bucket timestamptz, n numeric)
     LANGUAGE plpgsql VOLATILE ROWS 100
@@ -54,7 +57,8 @@ CREATE OR REPLACE FUNCTION cm_rollup_sum(lo bigint, hi bigint, parts text[])
     #variable_conflict use_column
     BEGIN
     PERFORM cm_tail_summarize();
-    RETURN QUERY WITH g AS (SELECT h.address, split_part(h.address, '/', 3) AS org, date_trunc('hour', h.ts, 'UTC') AS hour,
+    RETURN QUERY
+    WITH g AS (SELECT h.address, split_part(h.address, '/', 3) AS org, date_trunc('hour', h.ts, 'UTC') AS hour,
             h.intent_id, h.run_id, h.session_id, h.workflow, h.customer, h.model,
             count(*) AS heartbeats, sum(h.cost_nanos) AS cost_nanos, sum(h.tokens_in) AS tokens_in,
             sum(h.tokens_out) AS tokens_out, sum(h.tokens_cached) AS tokens_cached,
@@ -62,7 +66,8 @@ CREATE OR REPLACE FUNCTION cm_rollup_sum(lo bigint, hi bigint, parts text[])
             sum(h.tool_calls) AS tool_calls, sum(h.compute_ms) AS compute_ms, sum(h.revenue_nanos) AS revenue_nanos,
             sum(h.refund_nanos) AS refund_nanos, sum(h.external_nanos) AS external_nanos,
             sum(h.fees_nanos) AS fees_nanos, max(h.ts) AS last_ts,
-            count(*) FILTER (WHERE h.cost_nanos > 0) AS costed, sum(h.cost_nanos) FILTER (WHERE h.cost_nanos > 0) AS cost,
+            count(*) FILTER (WHERE h.cost_nanos > 0) AS costed,
+            sum(h.cost_nanos) FILTER (WHERE h.cost_nanos > 0) AS cost,
             count(p.fresh) AS rated, sum(p.fresh) AS fresh_e, sum(p.cached) AS cached_e,
             sum(p.cache_write) AS cache_write_e, sum(p.output) AS output_e, sum(p.cached_as_fresh) AS cached_as_fresh_e
         FROM heartbeats h
@@ -155,7 +160,7 @@ CREATE OR REPLACE FUNCTION cm_rollup_sum(lo bigint, hi bigint, parts text[])
         SELECT gi.org, b.customer, b.run, gi.hour, sum(gi.llm_calls + gi.tool_calls), sum(gi.compute_ms),
             sum(gi.heartbeats)
         FROM gi CROSS JOIN LATERAL cm_hb_billed(gi.address, NULL, gi.run, gi.session, gi.flow, gi.buyer) b
-        WHERE 'billing' = ANY (parts)
+        WHERE gi.buyer IS NOT NULL AND 'billing' = ANY (parts) -- the parts cm_hb_billed bills (no call for the rest)
         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
         ON CONFLICT (org, customer, run, bucket) DO UPDATE SET steps = r.steps + excluded.steps,
             compute_ms = r.compute_ms + excluded.compute_ms, heartbeats = r.heartbeats + excluded.heartbeats
@@ -191,7 +196,8 @@ CREATE OR REPLACE FUNCTION cm_rollup_sum(lo bigint, hi bigint, parts text[])
     SELECT 'rows', NULL, NULL, NULL, NULL, NULL::timestamptz, coalesce(sum(heartbeats), 0) FROM g
     UNION ALL SELECT 'intents', NULL, NULL, NULL, NULL, NULL, count(*) FROM intents
     UNION ALL SELECT 'units', NULL, NULL, NULL, NULL, NULL, count(*) FROM units
-    UNION ALL SELECT 'billing', NULL, NULL, NULL, NULL, NULL, (SELECT count(*) FROM billed) + (SELECT count(*) FROM models)
+    UNION ALL SELECT 'billing', NULL, NULL, NULL, NULL, NULL,
+        (SELECT count(*) FROM billed) + (SELECT count(*) FROM models)
     UNION ALL SELECT 's', org, kind, scope, grain, bucket, cost_nanos FROM scopes
     UNION ALL SELECT 'i', org, NULL, intent_id, NULL, NULL, sum(cost) FROM g
         WHERE intent_id IS NOT NULL AND costed > 0 AND 'intents' = ANY (parts) GROUP BY g.org, g.intent_id;
