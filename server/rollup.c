@@ -22,57 +22,36 @@ struct cm_rollup {
     _Atomic long long lag; /* seconds, as the last batch saw it */
 };
 
-/* The sums a rollup row adds up, as the columns of its INSERT, the sums of
- * its SELECT, and its ON CONFLICT update (one list, so a grouping cannot
- * forget a column). */
-#define SUMS(X)                                                                                    \
-    X(cost_nanos) X(tokens_in) X(tokens_out) X(tokens_cached) X(llm_calls) X(tool_calls)           \
-    X(revenue_nanos) X(refund_nanos) X(external_nanos) X(fees_nanos)
-#define COL(c) ", " #c
-#define SUM(c) ", sum(" #c ")"
-#define ADD(c) ", " #c " = r." #c " + excluded." #c
-#define COLS SUMS(COL) ", heartbeats"
-#define SUMS_SQL SUMS(SUM) ", count(*)"
-#define ADDS " heartbeats = r.heartbeats + excluded.heartbeats" SUMS(ADD)
-
 /* One batch: lock the watermark (another replica holding it means that one
- * is at work: skip), sum the raw rows in [lo, hi) into each grouping, move
+ * is at work: skip), sum the raw rows in [lo, hi) into every grouping, move
  * lo to hi. hi is the oldest transaction still running as this statement's
  * snapshot sees it: every row below has committed or never will. When the
  * lock was waited for by a replica whose snapshot is older than the move it
  * waited for, greatest() keeps lo from going back and [lo, hi) is empty.
- * cm_rollup_tail() reads the rows past the watermark of the statement's
- * snapshot through the BRIN index; the join keeps those of the batch.
  *
- * Groupings: intents; units (an agent's money, runs, sessions, workflows,
- * customers, and the margin_negative events; since 018_intent_tree.sql also
- * each unit's intents, the delegation tree's edges and the outcomes that
- * heartbeats' status ends), summed by cm_rollup_units() of
- * schema/016_units.sql, which the previous releases' worker reaches
- * through a trigger on the watermark: the move bumps gen to say this one
- * summed them already. */
+ * cm_rollup_sum() of schema/024_worker_speed.sql reads the rows of [lo, hi)
+ * once and sums them into every grouping: intents; units (an agent's money,
+ * runs, sessions, workflows, customers, the margin_negative events); each
+ * unit's intents, the delegation tree's edges and the outcomes heartbeats'
+ * status ends; billing and the model split; the budget scopes. The move
+ * bumps gen and sets summed_to, which tells the triggers that the previous
+ * releases' workers rely on (016's units, 019's billing) that this one
+ * summed them already. The lag is read from the tail as the statement's
+ * snapshot sees it, this batch's rows included. */
 static const char batch_sql[] =
     "WITH w AS (SELECT lo, greatest(lo, least(pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
     " lo + " BATCH_XIDS ")) AS hi FROM rollup_watermark FOR UPDATE SKIP LOCKED),"
-    " src AS (SELECT t.* FROM cm_rollup_tail() t JOIN w ON t.xid >= w.lo AND t.xid < w.hi),"
-    " intents AS (INSERT INTO rollup_intent AS r (address, intent_id, bucket" COLS ")"
-    " SELECT address, intent_id, date_trunc('hour', ts, 'UTC')" SUMS_SQL
-    " FROM src WHERE intent_id IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    " ON CONFLICT (address, intent_id, bucket) DO UPDATE SET" ADDS " RETURNING 1),"
-    " units AS (SELECT cm_rollup_units(w.lo, w.hi) AS n FROM w WHERE w.hi > w.lo),"
-    " scopes AS (INSERT INTO rollup_scope AS r (org, kind, scope, grain, bucket, cost_nanos)"
-    " SELECT * FROM cm_scope_batch((SELECT lo FROM w), (SELECT hi FROM w)) ORDER BY 1, 2, 3, 4, 5"
-    " ON CONFLICT (org, kind, scope, grain, bucket) DO UPDATE SET cost_nanos = r.cost_nanos + excluded.cost_nanos"
-    " RETURNING org, kind, scope, grain, bucket, cost_nanos),"
-    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1 FROM w WHERE w.hi > w.lo"
-    " RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
-    " SELECT 'w', (SELECT count(*) FROM src)::text, coalesce((SELECT cut FROM moved), false)::text,"
-    " (SELECT count(*) FROM intents)::text, coalesce((SELECT n FROM units), 0)::text,"
-    " (SELECT coalesce(floor(extract(epoch FROM now() - min(received_at))), 0) FROM cm_rollup_tail())::text"
-    " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain,"
-    " extract(epoch FROM bucket)::bigint::text, least(cost_nanos, 9223372036854775807)::text, NULL FROM scopes"
-    " UNION ALL SELECT 'i', split_part(address, '/', 3), intent_id, least(sum(cost_nanos), 9223372036854775807)::text,"
-    " NULL, NULL FROM src WHERE intent_id IS NOT NULL AND cost_nanos > 0 GROUP BY 2, 3";
+    " sums AS (SELECT s.* FROM w, cm_rollup_sum(w.lo, w.hi, '{intents,units,tree,billing,scopes}') s"
+    " WHERE w.hi > w.lo),"
+    " moved AS (UPDATE rollup_watermark SET lo = w.hi, moved_at = now(), gen = gen + 1, summed_to = w.hi FROM w"
+    " WHERE w.hi > w.lo RETURNING w.hi - w.lo = " BATCH_XIDS " AS cut)"
+    " SELECT 'w', coalesce((SELECT n FROM sums WHERE tag = 'rows'), 0)::text,"
+    " coalesce((SELECT cut FROM moved), false)::text, coalesce((SELECT n FROM sums WHERE tag = 'intents'), 0)::text,"
+    " coalesce((SELECT n FROM sums WHERE tag = 'units'), 0)::text,"
+    " coalesce(floor(extract(epoch FROM now() - cm_rollup_tail_oldest())), 0)::text"
+    " UNION ALL SELECT 's', " CM_BUDGET_TAG_SQL("org", "kind", "id") ", grain,"
+    " extract(epoch FROM bucket)::bigint::text, least(n, 9223372036854775807)::text, NULL FROM sums WHERE tag = 's'"
+    " UNION ALL SELECT 'i', org, id, least(n, 9223372036854775807)::text, NULL, NULL FROM sums WHERE tag = 'i'";
 
 /* A CHECK of the scopes a batch changed: their tags, until it answers. */
 typedef struct {
