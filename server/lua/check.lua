@@ -28,9 +28,10 @@ for a = 0, n - 1 do
   local p = redis.call('HMGET', KEYS[kb], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4', 't2', 't3', 't4', 'tf')
   local fr = {}
   for f in string.gmatch(p[11] or '', '[^,]+') do fr[#fr + 1] = f end
-  local cur = {
-    redis.call('HGET', KEYS[kb + 1], 'intents') or '0', redis.call('HGET', KEYS[kb + 2], 'intents') or '0',
-    redis.call('HGET', KEYS[kb + 1], 'cost') or '0', redis.call('HGET', KEYS[kb + 2], 'cost') or '0',
+  -- One call per hash: a call costs Redis more than the field it reads.
+  local hour = redis.call('HMGET', KEYS[kb + 1], 'intents', 'cost')
+  local day = redis.call('HMGET', KEYS[kb + 2], 'intents', 'cost')
+  local cur = {hour[1] or '0', day[1] or '0', hour[2] or '0', day[2] or '0',
     redis.call('HGET', KEYS[kb + 3], 'cost') or '0'}
   local prev = redis.call('HGET', KEYS[kb + 4], 'cost') or '0'
   local win = {ARGV[ab + 1], ARGV[ab + 2], ARGV[ab + 1], ARGV[ab + 2], ARGV[ab + 3]}
