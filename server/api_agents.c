@@ -249,8 +249,8 @@ static const char spend_sql[] =
     " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
     " FROM (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM rollup_unit"
     " WHERE org = $5 AND kind = 'agent' AND unit = $1 UNION ALL SELECT date_trunc('hour', ts, 'UTC'),"
-    " revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM " CM_ROLLUP_TAIL_SQL
-    " WHERE address = $1) AS units"
+    " revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM " CM_AGENT_TAIL_SQL("$1")
+    ") AS units"
     " WHERE bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " b AS (SELECT s, coalesce(r.cost, 0) AS cost_nanos, coalesce(r.tin, 0) AS tokens_in,"
     " coalesce(r.tout, 0) AS tokens_out, coalesce(r.calls, 0) AS llm_calls, coalesce(r.tools, 0) AS tool_calls,"
@@ -277,7 +277,7 @@ static const char spend_sql[] =
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text"
     /* 27..33 the outcomes, 34 the window's models. */
-    ", oc.*, " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, "h.address = $1"), "org = $5 AND kind = 'agent'"
+    ", oc.*, " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, "cm_agent_tail($1)"), "org = $5 AND kind = 'agent'"
                                  " AND unit = $1 AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
     " FROM b CROSS JOIN t CROSS JOIN "
     CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$9", "$10", "(SELECT sum(cost_nanos) FROM b)")

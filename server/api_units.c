@@ -161,7 +161,7 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
                         " GROUP BY g.s)"
                         " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"
                         " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text, oc.*,"
-                        " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS, "split_part(h.address, '/', 3) = $1"),
+                        " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS, "cm_org_tail($1)"),
                                               "org = $1 AND kind = $2 AND unit = $3 AND ($7::text IS NULL OR address"
                                               " = $7) AND bucket >= to_timestamp($4::bigint)"
                                               " AND bucket < to_timestamp($5::bigint)")

@@ -90,21 +90,14 @@ static void args_free(args *a)
     cm_buf_free(&a->text);
 }
 
-/* Runs script with a's strings, nkeys of them keys; frees a. */
-static int args_eval(cm_hot *h, args *a, int script, int nkeys, cm_store_cb cb, void *arg)
+/* Runs script with a's strings, nkeys of them keys; frees a. Answered to
+ * cb with the reply, or, cb NULL, to done with the outcome alone. */
+static int args_eval(cm_hot *h, args *a, int script, int nkeys, cm_store_cb cb, cm_hot_done_cb done, void *arg)
 {
     const char **argv = args_argv(a);
-    int rc = argv ? cm_hot_eval(h, script, nkeys, a->n, argv, cb, arg) : CM_ENOMEM;
-    free(argv);
-    args_free(a);
-    return rc;
-}
-
-/* The same, answered as a cm_hot_done_cb. */
-static int args_eval_done(cm_hot *h, args *a, int script, int nkeys, cm_hot_done_cb cb, void *arg)
-{
-    const char **argv = args_argv(a);
-    int rc = argv ? cm_hot_eval_done(h, script, nkeys, a->n, argv, cb, arg) : CM_ENOMEM;
+    int rc = !argv ? CM_ENOMEM
+             : cb  ? cm_hot_eval(h, script, nkeys, a->n, argv, cb, arg)
+                   : cm_hot_eval_done(h, script, nkeys, a->n, argv, done, arg);
     free(argv);
     args_free(a);
     return rc;
@@ -192,7 +185,7 @@ int cm_hot_ack(cm_hot *h, const cm_hot_ack_in *in, cm_hot_ack_cb cb, void *arg)
         arg_deltas(&a, hb);
     }
     cm_buf_free(&entry);
-    int rc = args_eval(h, &a, CM_HOT_ACK, nkeys, on_ack, c);
+    int rc = args_eval(h, &a, CM_HOT_ACK, nkeys, on_ack, NULL, c);
     if (rc != CM_OK) free(c);
     return rc;
 }
@@ -233,7 +226,7 @@ int cm_hot_drain(cm_hot *h, const char *owner, int lease_ms, int max, cm_hot_dra
     arg_str(&a, owner);
     arg_int(&a, lease_ms);
     arg_int(&a, max);
-    int rc = args_eval(h, &a, CM_HOT_DRAIN, 2, on_drain, c);
+    int rc = args_eval(h, &a, CM_HOT_DRAIN, 2, on_drain, NULL, c);
     if (rc != CM_OK) free(c);
     return rc;
 }
@@ -269,7 +262,7 @@ int cm_hot_drained(cm_hot *h, const char *last_id, const cm_hot_undo *undo, int 
         arg_str(&a, undo[i].id);
         arg_deltas(&a, undo[i].hb);
     }
-    return args_eval_done(h, &a, CM_HOT_DRAINED, nkeys, cb, arg);
+    return args_eval(h, &a, CM_HOT_DRAINED, nkeys, NULL, cb, arg);
 }
 
 /* ---- QFLOOR ---- */
@@ -282,7 +275,7 @@ int cm_hot_queue_floor(cm_hot *h, const char *ms, const char *seq, cm_hot_done_c
     args_init(&a, 2);
     arg_str(&a, CM_HOT_QUEUE_KEY);
     arg_str(&a, id);
-    return args_eval_done(h, &a, CM_HOT_QFLOOR, 1, cb, arg);
+    return args_eval(h, &a, CM_HOT_QFLOOR, 1, NULL, cb, arg);
 }
 
 /* ---- QIDS ---- */
@@ -310,7 +303,7 @@ int cm_hot_qids(cm_hot *h, cm_hot_qids_cb cb, void *arg)
     args_init(&a, 2);
     arg_str(&a, CM_HOT_QUEUE_LAST_KEY);
     arg_str(&a, CM_HOT_QUEUE_DONE_KEY);
-    int rc = args_eval(h, &a, CM_HOT_QIDS, 2, on_qids, c);
+    int rc = args_eval(h, &a, CM_HOT_QIDS, 2, on_qids, NULL, c);
     if (rc != CM_OK) free(c);
     return rc;
 }

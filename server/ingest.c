@@ -59,6 +59,7 @@ struct group {
     int64_t now;
     int retries;
     group_agent *agents; /* owned: the distinct agents of the rows, sorted */
+    const char **names;  /* owned array: agents' addresses in order, which the ACK and CHECK name */
     int nagents;
     /* The part of a split group to send on the same writer once this one's
      * statement is over (see split). */
@@ -191,6 +192,8 @@ static int group_index(group *g)
     if (rc == CM_OK && !(g->agents = calloc(k + 1, sizeof *g->agents))) rc = CM_ENOMEM;
     for (size_t i = 0; rc == CM_OK && i < k; i++)
         snprintf(g->agents[i].address, sizeof g->agents[i].address, "%s", names[i]);
+    if (rc == CM_OK && !(g->names = malloc((k + 1) * sizeof *g->names))) rc = CM_ENOMEM;
+    for (size_t i = 0; rc == CM_OK && i < k; i++) g->names[i] = g->agents[i].address;
     if (rc == CM_OK) g->nagents = (int)k;
     free(hbs);
     return rc;
@@ -198,6 +201,7 @@ static int group_index(group *g)
 
 static void group_free(group *g)
 {
+    free(g->names);
     free(g->agents);
     free(g->dup);
     free(g->rows);
@@ -312,14 +316,6 @@ static size_t add_agents(const group *g, const cm_seen *seen, int64_t sec, const
     return added;
 }
 
-/* The addresses of g's agents (malloc'd; they point into g). */
-static const char **agent_names(const group *g)
-{
-    const char **v = malloc((size_t)g->nagents * sizeof *v + 1);
-    for (int i = 0; v && i < g->nagents; i++) v[i] = g->agents[i].address;
-    return v;
-}
-
 static void send_commit(group *g)
 {
     cm_buf cols[CM_HBROW_COLS], agents;
@@ -394,21 +390,19 @@ static void send_ack(group *g)
     const cm_hb **hbs = group_hbs(g, false, &n);
     for (cm_job *j = g->jobs.head; j; j = j->next) njobs++;
     int *per_job = calloc(njobs + 1, sizeof *per_job);
-    const char **agents = agent_names(g);
-    int rc = hbs && per_job && agents ? CM_OK : CM_ENOMEM;
+    int rc = hbs && per_job ? CM_OK : CM_ENOMEM;
     if (rc == CM_OK) {
         size_t q = 0, r = 0;
         for (cm_job *j = g->jobs.head; j; j = j->next, q++)
             for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) per_job[q] += !g->dup[r];
         cm_hot_ack_in a = {.hbs = hbs, .n = (int)n, .request_rows = per_job, .nrequests = (int)njobs,
-                           .agents = agents, .nagents = g->nagents, .now = g->now,
+                           .agents = g->names, .nagents = g->nagents, .now = g->now,
                            .mark_ttl_s = in->opts.mark_ttl_s, .max_queue = in->opts.max_queue};
         g->pending = 1;
         rc = cm_hot_ack(in->hot, &a, on_ack, g);
     }
     free(hbs);
     free(per_job);
-    free(agents);
     if (rc != CM_OK) {
         fail_group(g, 503, "store_unavailable", NULL,
                    rc == CM_ENOMEM ? "out of memory; retry" : "Redis is unavailable; retry");
@@ -630,11 +624,7 @@ static void on_check(void *arg, int rc, const cm_hot_check_result *r)
  * finished by on_check, unless this fails. */
 static int send_check(group *g)
 {
-    const char **addresses = agent_names(g);
-    if (!addresses) return CM_ENOMEM;
-    int rc = cm_hot_check(g->in->hot, addresses, g->nagents, g->now, on_check, g);
-    free(addresses);
-    return rc;
+    return cm_hot_check(g->in->hot, g->names, g->nagents, g->now, on_check, g);
 }
 
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

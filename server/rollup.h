@@ -8,7 +8,7 @@
  *
  * Reads stay exact without waiting for the worker: a reply sums the rollup
  * rows and the raw rows past the watermark, in one statement, so one
- * snapshot sees both sides of any move (CM_ROLLUP_TAIL_SQL).
+ * snapshot sees both sides of any move (CM_AGENT_TAIL_SQL).
  *
  * Adding a grouping: a table, one CTE in rollup.c's statement, and its read
  * as rollup + tail. Nothing changes in ingest.c. */
@@ -21,9 +21,12 @@
 
 #include <uv.h>
 
-/* The raw heartbeats not yet in the rollups, as a row source for a read's
- * tail: `SELECT ... FROM ` CM_ROLLUP_TAIL_SQL ` WHERE address = $1`. */
-#define CM_ROLLUP_TAIL_SQL "cm_rollup_tail() AS heartbeats"
+/* One agent's raw heartbeats not yet in the rollups (address: an SQL
+ * expression), as a row source for a read's tail: `SELECT ... FROM `
+ * CM_AGENT_TAIL_SQL("$1"). cm_rollup_tail() is every agent's; this
+ * function keeps the agent's rows itself, so the rest of the tail is not
+ * copied out (schema/025_agent_tail.sql). */
+#define CM_AGENT_TAIL_SQL(address) "cm_agent_tail(" address ") AS heartbeats"
 
 /* Every unit's rollup rows and its tail (schema/016_units.sql), as one row
  * source with rollup_unit's columns: `SELECT ... FROM ` CM_ROLLUP_UNITS_SQL
@@ -44,10 +47,10 @@
  * CM_ROLLUP_UNITS_SQL. units attributes a tail row: a LATERAL row source
  * of (kind, unit) over the raw row h, CM_HB_UNITS for every kind as the
  * worker does, or CM_HB_AGENT_UNIT for a read of one agent's own (no
- * intent lookup per row). tail is a condition on h that keeps the tail to
- * the rows the read can use, before any is attributed or rated ("true":
- * all). A priced row's tokens are rated as the worker rates them
- * (cm_hb_rated). */
+ * intent lookup per row). tail is the raw rows the read can use, a row
+ * source called h, before any is attributed or rated: "cm_agent_tail($1)"
+ * for one agent's, "cm_org_tail($1)" for an org's. A priced row's tokens
+ * are rated as the worker rates them (cm_hb_rated). */
 #define CM_HB_UNITS "cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer)"
 #define CM_HB_AGENT_UNIT "(VALUES ('agent', h.address))"
 #define CM_ROLLUP_MODELS_SQL(units, tail)                                                                \
@@ -57,10 +60,10 @@
     " u.kind, u.unit, h.address, h.model, date_trunc('hour', h.ts, 'UTC'), h.cost_nanos,"          \
     " h.tokens_in, h.tokens_out, h.tokens_cached, h.tokens_cache_write, 1, (p.fresh IS NOT NULL)::int,"\
     " coalesce(p.fresh, 0), coalesce(p.cached, 0), coalesce(p.cache_write, 0), coalesce(p.output, 0),"\
-    " coalesce(p.cached_as_fresh, 0) FROM cm_rollup_tail() h CROSS JOIN LATERAL " units            \
+    " coalesce(p.cached_as_fresh, 0) FROM " tail " h CROSS JOIN LATERAL " units                     \
     " AS u(kind, unit) LEFT JOIN LATERAL cm_hb_rated(split_part(h.address, '/', 3), h.model, h.ts,"\
     " h.tokens_in, h.tokens_cached, h.tokens_cache_write, h.tokens_out) p ON h.priced_nanos IS NOT NULL"\
-    " WHERE h.model IS NOT NULL AND " tail ") AS models"
+    " WHERE h.model IS NOT NULL) AS models"
 /* Every intent's rollup rows and its tail, as one row source with
  * rollup_intent's columns and the org: `SELECT ... FROM `
  * CM_ROLLUP_INTENTS_SQL ` WHERE org = $1 AND intent_id = $2` (the id
