@@ -40,12 +40,15 @@
 -- key, {-3} while the first is in flight.
 
 -- Decimal strings compare by length first (see merge.lua), and add digit
--- by digit: Lua numbers are doubles.
+-- by digit: Lua numbers are doubles. Two of at most 15 digits add exactly
+-- as doubles (their sum is below 2^53), which is the usual case and much
+-- cheaper than the loop.
 local function ge(a, b)
   if #a ~= #b then return #a > #b end
   return a >= b
 end
 local function add(a, b)
+  if #a <= 15 and #b <= 15 then return string.format('%.0f', tonumber(a) + tonumber(b)) end
   local r, carry, i, j = {}, 0, #a, #b
   while i > 0 or j > 0 or carry > 0 do
     local d = carry + (i > 0 and a:byte(i) - 48 or 0) + (j > 0 and b:byte(j) - 48 or 0)
@@ -71,9 +74,13 @@ for l = 0, n - 1 do
   local p = redis.call('HMGET', KEYS[k], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4')
   if l == 0 and p[1] == '1' then killed = true end
   local resv = redis.call('GET', KEYS[k + 4]) or '0'
+  -- One call a window: each redis.call costs more than the read it makes.
+  local hour = redis.call('HMGET', KEYS[k + 1], 'intents', 'cost')
+  local day = redis.call('HMGET', KEYS[k + 2], 'intents', 'cost')
+  local hour_cost = hour[2] or '0'
   local cur = {
-    redis.call('HGET', KEYS[k + 1], 'intents') or '0', redis.call('HGET', KEYS[k + 2], 'intents') or '0',
-    add(redis.call('HGET', KEYS[k + 1], 'cost') or '0', resv), add(redis.call('HGET', KEYS[k + 2], 'cost') or '0', resv),
+    hour[1] or '0', day[1] or '0',
+    add(hour_cost, resv), add(day[2] or '0', resv),
     add(redis.call('HGET', KEYS[k + 3], 'cost') or '0', resv)}
   local mask, fresh = 0, 0
   if not killed then
@@ -97,7 +104,7 @@ for l = 0, n - 1 do
   out[#out + 1] = mask; out[#out + 1] = fresh; out[#out + 1] = blocks
   for i = 1, 5 do out[#out + 1] = cur[i] end
   for i = 1, 5 do out[#out + 1] = p[2 + i] or '' end
-  out[#out + 1] = redis.call('HGET', KEYS[k + 1], 'cost') or '0'
+  out[#out + 1] = hour_cost
   out[#out + 1] = redis.call('HGET', KEYS[k + 5], 'cost') or '0'
 end
 -- A tree's cost only grows: keeping the largest one read means a replica
@@ -119,8 +126,8 @@ if killed then out[1] = 2 elseif refused then out[1] = 0 else
   for l = 0, n - 1 do
     for w = 1, 3 do
       local k = 6 + 6 * l + w
-      redis.call('HINCRBY', KEYS[k], 'intents', 1)
-      redis.call('EXPIRE', KEYS[k], ARGV[1 + w])
+      -- As in ack.lua: a window's ttl is set when an increment finds it empty.
+      if redis.call('HINCRBY', KEYS[k], 'intents', 1) == 1 then redis.call('EXPIRE', KEYS[k], ARGV[1 + w], 'NX') end
     end
   end
   -- A retried intent whose first attempt reserved keeps that reservation.
