@@ -311,8 +311,9 @@ def send_early_answered(conn, method, path, body, headers):
 
 
 class Resp:
-    def __init__(self, status, headers, text, body=None):
+    def __init__(self, status, headers, text, body=None, sent_at=None):
         self.status = status
+        self.sent_at = sent_at  # time.time() as the request was sent: a reply's "now" is at or after it
         self.headers = headers
         self.text = text
         self.body = body  # the raw bytes, when the reply may not be text (OTLP protobuf)
@@ -715,10 +716,12 @@ class Harness:
         source = ("127.0.6.%d" % (next(_request_seq) % 8 + 1), 0)
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout, source_address=source)
         try:
+            sent_at = time.time()
             send_early_answered(conn, method, path, body, hdrs)
             r = conn.getresponse()
             raw = r.read()
-            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, raw.decode("utf-8", "replace"), raw)
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, raw.decode("utf-8", "replace"), raw,
+                        sent_at)
         except (OSError, http.client.HTTPException) as e:
             raise ConnError("%s %s: %s: %s" % (method, path, type(e).__name__, e)) from None
         finally:
