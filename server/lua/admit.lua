@@ -32,8 +32,9 @@
 -- not count in it (its cost is read from PostgreSQL, which holds none).
 -- Answers {code, n levels, then per level: breached mask, newly breached
 -- mask, blocks (1/0), current of each limit (5; a cost limit's counts what
--- is reserved), limit values (5), this hour's and the previous hour's cost
--- (spent only), then the tree's cost, reached (1/0), reached for the first
+-- is reserved; 0s at a level without limits), limit values (5), this
+-- hour's and the previous hour's cost (spent only; the previous 0 unless a
+-- limit of the level is reached), then the tree's cost, reached (1/0), reached for the first
 -- time for this root (1/0)} where
 -- code is 1 admitted, 0 refused, 2 killed; or {-1} when Redis lost its data
 -- (and this agent is not rebuilt yet), {-2, stored answer} for a repeated
@@ -73,15 +74,18 @@ for l = 0, n - 1 do
   local k = 6 + 6 * l
   local p = redis.call('HMGET', KEYS[k], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4')
   if l == 0 and p[1] == '1' then killed = true end
-  local resv = redis.call('GET', KEYS[k + 4]) or '0'
-  -- One call a window: each redis.call costs more than the read it makes.
-  local hour = redis.call('HMGET', KEYS[k + 1], 'intents', 'cost')
-  local day = redis.call('HMGET', KEYS[k + 2], 'intents', 'cost')
-  local hour_cost = hour[2] or '0'
-  local cur = {
-    hour[1] or '0', day[1] or '0',
-    add(hour_cost, resv), add(day[2] or '0', resv),
-    add(redis.call('HGET', KEYS[k + 3], 'cost') or '0', resv)}
+  -- A level without limits compares nothing: its windows are not read
+  -- (it answers 0s). Otherwise one call a window: each redis.call costs
+  -- more than the read it makes.
+  local hour_cost, cur = '0', {'0', '0', '0', '0', '0'}
+  if p[3] or p[4] or p[5] or p[6] or p[7] then
+    local resv = redis.call('GET', KEYS[k + 4]) or '0'
+    local hour = redis.call('HMGET', KEYS[k + 1], 'intents', 'cost')
+    local day = redis.call('HMGET', KEYS[k + 2], 'intents', 'cost')
+    hour_cost = hour[2] or '0'
+    cur = {hour[1] or '0', day[1] or '0', add(hour_cost, resv), add(day[2] or '0', resv),
+           add(redis.call('HGET', KEYS[k + 3], 'cost') or '0', resv)}
+  end
   local mask, fresh = 0, 0
   if not killed then
     for i = 1, 5 do
@@ -105,7 +109,9 @@ for l = 0, n - 1 do
   for i = 1, 5 do out[#out + 1] = cur[i] end
   for i = 1, 5 do out[#out + 1] = p[2 + i] or '' end
   out[#out + 1] = hour_cost
-  out[#out + 1] = redis.call('HGET', KEYS[k + 5], 'cost') or '0'
+  -- The previous hour feeds only the forecast of a 429, which names a
+  -- level with a limit reached.
+  out[#out + 1] = mask > 0 and redis.call('HGET', KEYS[k + 5], 'cost') or '0'
 end
 -- A tree's cost only grows: keeping the largest one read means a replica
 -- whose read is a moment older cannot admit what another already refused.
