@@ -154,6 +154,13 @@ int cm_api_read(void *call, const char *sql, int n, const char *const *params, c
     return query_on(c->api->read_db, true, c, sql, n, params, cb, e);
 }
 
+int cm_api_read_one_plan(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
+                         cm_apierr *e)
+{
+    cm_api_call *c = call;
+    return query_on(c->api->spend_db, true, c, sql, n, params, cb, e);
+}
+
 cm_job *cm_api_take(void *call, int rc)
 {
     cm_api_call *c = call;

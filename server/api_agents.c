@@ -298,8 +298,9 @@ int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e
     const char *params[] = {q->address, c->from_s, c->to_s, c->step_s, who->org, win[0], win[1], win[2],
                             op.abandon, op.now, c->grain};
     /* Buckets as Unix seconds: UTC days are always 86400 s, whatever the
-     * session's time zone. A polled statement: prepared, on the read pool. */
-    return cm_api_read(c, spend_sql, 11, params, on_spend, e);
+     * session's time zone. The most polled statement: prepared and planned
+     * once per connection (its plan rests on equalities on the address). */
+    return cm_api_read_one_plan(c, spend_sql, 11, params, on_spend, e);
 }
 
 /* ---- events ---- */

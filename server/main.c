@@ -36,6 +36,7 @@ typedef struct {
     cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
     cm_pg_pool *read_db;   /* spend and event reads, on database-read-url; NULL: api_db serves them */
+    cm_pg_pool *spend_db;  /* an agent's spend reads, on database-read-url or database-url: one plan each */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
     cm_pg_pool *intents_db; /* admitted intents' group commits */
     cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
@@ -66,6 +67,7 @@ static void on_stop(uv_async_t *h)
     cm_pg_pool_free(a->ingest_db);
     cm_pg_pool_free(a->api_db);
     cm_pg_pool_free(a->read_db);
+    cm_pg_pool_free(a->spend_db);
     cm_pg_pool_free(a->listen_db);
     cm_pg_pool_free(a->intents_db);
     cm_pg_pool_free(a->rollup_db); /* before its chores: a run in flight calls back */
@@ -153,6 +155,8 @@ int main(int argc, char **argv)
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "rollup", &a.rollup_db) != CM_OK ||
         (cfg.database_read_url[0] &&
          cm_pg_pool_new(&a.loop, cfg.database_read_url, cfg.pg_readers, "read", &a.read_db) != CM_OK) ||
+        cm_pg_pool_new_one_plan(&a.loop, cfg.database_read_url[0] ? cfg.database_read_url : cfg.database_url,
+                                cfg.pg_readers, "spend", &a.spend_db) != CM_OK ||
         cm_hot_new(&a.loop, &cfg.redis, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
@@ -173,6 +177,7 @@ int main(int argc, char **argv)
     if (cm_reservations_new(&a.loop, a.hot, a.notify, &a.reservations) != CM_OK) return die("out of memory");
     cm_hot_set_horizon(a.hot, cfg.forecast_horizon_s);
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db,
+                      .spend_db = a.spend_db,
                       .listen_db = a.listen_db, .ingest = a.ingest,
                       .intents = a.intents, .hot = a.hot, .notify = a.notify, .key_cache_ms = cfg.key_cache_ms,
                       .fail_open = cfg.fail_open, .reservation_ttl_s = cfg.reservation_ttl_s,

@@ -66,6 +66,7 @@ struct cm_pg_pool {
     _Atomic int up;      /* connections IDLE or BUSY, read by HTTP threads */
     _Atomic size_t backlog;
     int closing;
+    bool one_plan;       /* cm_pg_pool_new_one_plan's */
     int open_handles;    /* retry timers not yet closed */
     char **listen_sql;   /* "LISTEN ..." each, sent first on every connection */
     int nlisten;
@@ -203,17 +204,17 @@ static void connect_step(conn *c)
     }
 }
 
-/* The conninfo's own options (a search_path, ...) and then -c jit=off, in
- * a string to free; NULL when out of memory. */
-static char *options_jit_off(const char *conninfo)
+/* The conninfo's own options (a search_path, ...) and then ours, in a
+ * string to free; NULL when out of memory. */
+static char *options_with(const char *conninfo, const char *ours)
 {
     const char *own = "";
     PQconninfoOption *o = PQconninfoParse(conninfo, NULL);
     for (PQconninfoOption *p = o; p && p->keyword; p++)
         if (strcmp(p->keyword, "options") == 0 && p->val) own = p->val;
-    size_t n = strlen(own) + sizeof " -c jit=off";
+    size_t n = strlen(own) + 1 + strlen(ours) + 1;
     char *out = malloc(n);
-    if (out) snprintf(out, n, "%s%s-c jit=off", own, *own ? " " : "");
+    if (out) snprintf(out, n, "%s%s%s", own, *own ? " " : "", ours);
     PQconninfoFree(o);
     return out;
 }
@@ -228,7 +229,8 @@ static void start_connect(conn *c)
      * compiling one took seconds, longer than running it. Later keywords
      * override the expanded conninfo's, so the conninfo's own options are
      * given again before it. */
-    char *options = options_jit_off(c->pool->conninfo);
+    char *options = options_with(c->pool->conninfo, c->pool->one_plan ? "-c jit=off -c plan_cache_mode=force_generic_plan"
+                                                                       : "-c jit=off");
     if (!options) {
         lose(c, "out of memory");
         return;
@@ -374,12 +376,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (events & UV_READABLE) read_results(c);
 }
 
-int cm_pg_pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *name,
-                   cm_pg_pool **out)
+static int pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *name, bool one_plan,
+                    cm_pg_pool **out)
 {
     cm_pg_pool *p = calloc(1, sizeof *p);
     if (!p) return CM_ENOMEM;
     p->loop = loop;
+    p->one_plan = one_plan;
     p->n = n;
     snprintf(p->name, sizeof p->name, "%s", name);
     p->conninfo = strdup(conninfo);
@@ -401,6 +404,16 @@ int cm_pg_pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *nam
     }
     *out = p;
     return CM_OK;
+}
+
+int cm_pg_pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *name, cm_pg_pool **out)
+{
+    return pool_new(loop, conninfo, n, name, false, out);
+}
+
+int cm_pg_pool_new_one_plan(uv_loop_t *loop, const char *conninfo, int n, const char *name, cm_pg_pool **out)
+{
+    return pool_new(loop, conninfo, n, name, true, out);
 }
 
 static void on_timer_closed(uv_handle_t *h)

@@ -27,6 +27,13 @@ typedef void (*cm_pg_cb)(void *arg, int rc, const cm_pgres *res, const char *sql
  * connecting. Returns CM_OK or CM_ENOMEM. */
 int cm_pg_pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *name,
                    cm_pg_pool **out);
+/* As cm_pg_pool_new, for prepared statements whose plan does not hinge on
+ * their parameters' values (equalities on indexed keys, no "$1 IS NULL OR"
+ * branches): each connection plans such a statement once, for any values
+ * (plan_cache_mode=force_generic_plan), where PostgreSQL would otherwise
+ * plan it anew at every call, inlined SQL functions parsed again. */
+int cm_pg_pool_new_one_plan(uv_loop_t *loop, const char *conninfo, int n, const char *name,
+                            cm_pg_pool **out);
 /* Closes the connections; queued statements get CM_ESTORE. Memory is freed
  * once libuv has closed the handles (run the loop after). NULL is a no-op. */
 void cm_pg_pool_free(cm_pg_pool *p);

@@ -110,6 +110,7 @@ int cm_svc_new(const cm_svc_deps *d, cm_svc **out)
     s->api.loop = d->loop;
     s->api.db = d->db;
     s->api.read_db = d->read_db;
+    s->api.spend_db = d->spend_db;
     s->api.ingest = d->ingest;
     s->api.intents = d->intents;
     s->api.hot = d->hot;

@@ -25,6 +25,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db; /* the API's pool: key lookups and the routes' statements */
     cm_pg_pool *read_db; /* spend and event reads (cm_api's read_db) */
+    cm_pg_pool *spend_db; /* an agent's spend reads (cm_api's spend_db) */
     cm_pg_pool *listen_db; /* one connection that hears revocations and rate card changes from every replica */
     cm_ingest *ingest;
     cm_intent_log *intents;
