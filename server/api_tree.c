@@ -28,7 +28,7 @@
  * each row's depth. */
 #define TREE_PARTS_SQL                                                                             \
     "WITH n AS (SELECT * FROM cm_intent_tree($1, $2)),"                                            \
-    " p AS (SELECT n.depth, intent_parts.* FROM n JOIN " CM_ROLLUP_INTENTS_SQL                     \
+    " p AS (SELECT n.depth, intent_parts.* FROM n JOIN " CM_ROLLUP_INTENTS_SQL("$1")               \
     " ON intent_parts.org = $1 AND intent_parts.intent_id = n.intent_id"                           \
     " WHERE $3::text IS NULL OR intent_parts.address = $3)"
 
@@ -152,7 +152,7 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
                         " count(*) AS nrows FROM p WHERE depth = 0),"
                         " t AS (SELECT " CM_API_SPEND_SUMS_SQL ", (SELECT count(*) FROM n)::text AS nodes FROM p),"
                         " o AS (SELECT * FROM cm_intent_outcome($1, $2)),"
-                        " l AS (SELECT max(last_ts) AS last_ts FROM " CM_ROLLUP_UNIT_INTENTS_SQL
+                        " l AS (SELECT max(last_ts) AS last_ts FROM " CM_ROLLUP_UNIT_INTENTS_SQL("$1")
                         " WHERE org = $1 AND kind = 'agent' AND intent_id = $2 AND ($3::text IS NULL OR address = $3)),"
                         " r AS (SELECT min(admitted_at) AS at, count(*) AS mine FROM intents"
                         " WHERE org = $1 AND intent_id = $2 AND ($3::text IS NULL OR address = $3))"
@@ -346,7 +346,7 @@ int cm_api_intent_end(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
      * Columns: 0 known, 1..3 the kept outcome (status, quality, end). */
     return cm_api_query(c,
                         "WITH k AS (SELECT EXISTS (SELECT 1 FROM intents WHERE org = $1 AND intent_id = $2"
-                        " AND ($3::text IS NULL OR address = $3)) OR EXISTS (SELECT 1 FROM " CM_ROLLUP_INTENTS_SQL
+                        " AND ($3::text IS NULL OR address = $3)) OR EXISTS (SELECT 1 FROM " CM_ROLLUP_INTENTS_SQL("$1")
                         " WHERE org = $1 AND intent_id = $2 AND ($3::text IS NULL OR address = $3)) AS known),"
                         " prev AS (SELECT * FROM cm_intent_outcome($1, $2)),"
                         " ins AS (INSERT INTO intent_outcome (org, intent_id, status, quality, ended_at)"

@@ -148,7 +148,7 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
      * the unit at any time (0: unknown here), 13 agents in the window,
      * 14..19 one series bucket per row, 20..26 the outcomes, 27 the window's models. */
     return cm_api_query(c,
-                        "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $1 AND kind = $2 AND unit = $3"
+                        "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL("$1") " WHERE org = $1 AND kind = $2 AND unit = $3"
                         " AND ($7::text IS NULL OR address = $7)),"
                         " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"
                         " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM w),"
@@ -213,7 +213,7 @@ int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     /* The most expensive first; equal costs by id, so pages are stable. */
     return cm_api_query(c,
                         "SELECT unit, " CM_API_SPEND_SUMS_SQL ", count(DISTINCT address)::text"
-                        " FROM " CM_ROLLUP_UNITS_SQL " WHERE org = $1 AND kind = $2"
+                        " FROM " CM_ROLLUP_UNITS_SQL("$1") " WHERE org = $1 AND kind = $2"
                         " AND bucket >= to_timestamp($3::bigint) AND bucket < to_timestamp($4::bigint)"
                         " AND ($5::text IS NULL OR address = $5)"
                         " GROUP BY unit ORDER BY sum(cost_nanos) DESC, unit LIMIT $6::int",

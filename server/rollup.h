@@ -29,17 +29,18 @@
 #define CM_AGENT_TAIL_SQL(address) "cm_agent_tail(" address ") AS heartbeats"
 
 /* Every unit's rollup rows and its tail (schema/016_units.sql), as one row
- * source with rollup_unit's columns: `SELECT ... FROM ` CM_ROLLUP_UNITS_SQL
- * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. The conditions reach
- * both sides (the rollup's through its indexes). The tail attributes its
- * rows as the worker will (cm_hb_units). */
-#define CM_ROLLUP_UNITS_SQL                                                                        \
+ * source with rollup_unit's columns: `SELECT ... FROM `
+ * CM_ROLLUP_UNITS_SQL("$1") ` WHERE org = $1 AND kind = 'run' AND unit = $2`.
+ * The conditions reach the rollup through its indexes; the tail is the
+ * org's (org: an SQL expression, the one the WHERE names), whose rows
+ * are attributed as the worker will (cm_hb_units). */
+#define CM_ROLLUP_UNITS_SQL(org)                                                                   \
     "(SELECT org, kind, unit, address, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,"  \
     " llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"  \
     " FROM rollup_unit UNION ALL SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.address," \
     " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.tokens_in, h.tokens_out, h.tokens_cached,"  \
     " h.llm_calls, h.tool_calls, 1, h.revenue_nanos, h.refund_nanos, h.external_nanos,"            \
-    " h.fees_nanos FROM cm_rollup_tail() h CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id," \
+    " h.fees_nanos FROM cm_org_tail(" org ") h CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id,"\
     " h.run_id, h.session_id, h.workflow, h.customer) u) AS units"
 
 /* Spend per model (rollup_model, schema/019_billing.sql) and its tail, as
@@ -66,23 +67,25 @@
     " WHERE h.model IS NOT NULL) AS models"
 /* Every intent's rollup rows and its tail, as one row source with
  * rollup_intent's columns and the org: `SELECT ... FROM `
- * CM_ROLLUP_INTENTS_SQL ` WHERE org = $1 AND intent_id = $2` (the id
- * reaches rollup_intent's index; an intent spans agents). */
-#define CM_ROLLUP_INTENTS_SQL                                                                      \
+ * CM_ROLLUP_INTENTS_SQL("$1") ` WHERE org = $1 AND intent_id = $2` (the id
+ * reaches rollup_intent's index; an intent spans agents; the tail is the
+ * org's, as for CM_ROLLUP_UNITS_SQL). */
+#define CM_ROLLUP_INTENTS_SQL(org)                                                                 \
     "(SELECT split_part(address, '/', 3) AS org, address, intent_id, bucket, cost_nanos, tokens_in," \
     " tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos,"   \
     " external_nanos, fees_nanos FROM rollup_intent UNION ALL SELECT split_part(address, '/', 3),"  \
     " address, intent_id, date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"        \
     " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"        \
-    " fees_nanos FROM cm_rollup_tail() WHERE intent_id IS NOT NULL) AS intent_parts"
+    " fees_nanos FROM cm_org_tail(" org ") WHERE intent_id IS NOT NULL) AS intent_parts"
 
 /* Each unit's intents (schema/018_intent_tree.sql), rollup and tail, with
- * rollup_unit_intent's columns: `SELECT ... FROM ` CM_ROLLUP_UNIT_INTENTS_SQL
- * ` WHERE org = $1 AND kind = 'run' AND unit = $2`. */
-#define CM_ROLLUP_UNIT_INTENTS_SQL                                                                 \
+ * rollup_unit_intent's columns: `SELECT ... FROM `
+ * CM_ROLLUP_UNIT_INTENTS_SQL("$1") ` WHERE org = $1 AND kind = 'run' AND
+ * unit = $2` (the tail is the org's, as for CM_ROLLUP_UNITS_SQL). */
+#define CM_ROLLUP_UNIT_INTENTS_SQL(org)                                                            \
     "(SELECT org, kind, unit, intent_id, address, bucket, cost_nanos, last_ts FROM rollup_unit_intent" \
     " UNION ALL SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.intent_id, h.address,"       \
-    " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts FROM cm_rollup_tail() h CROSS JOIN LATERAL" \
+    " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts FROM cm_org_tail(" org ") h CROSS JOIN LATERAL"\
     " cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer) u"         \
     " WHERE h.intent_id IS NOT NULL) AS unit_intents"
 
