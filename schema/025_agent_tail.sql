@@ -10,8 +10,7 @@
 -- every row of the org through cm_hb_units before keeping the agent's: a
 -- spend statement took 37 ms at the median while single heartbeats ran,
 -- 16 pollers got 47 answers a second and cost ingest 57 % (make bench).
--- An open reservation's "what is left" (CM_BUDGET_LEFT_SQL) copied the whole
--- tail once per intent, and a unit's read every org's tail. Same rows, same
+-- A unit's read copied every org's tail. Same rows, same
 -- snapshot: replies are as exact as before. Measured on a quiet machine
 -- with 1,000 agents: a spend statement on an idle server 15 ms -> 9 ms;
 -- while single heartbeats ran, 16 pollers got 69 answers a second instead

@@ -68,7 +68,7 @@ int cm_budget_untag(const char *tag, char org[CM_ADDR_SEG_MAX + 1], cm_scope *ou
 #define CM_BUDGET_LEFT_SQL                                                                                   \
     "greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r"           \
     " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce((SELECT sum(t.cost_nanos)"  \
-    " FROM cm_agent_tail(i.address) t WHERE t.intent_id = i.intent_id), 0))"
+    " FROM cm_rollup_tail() t WHERE t.address = i.address AND t.intent_id = i.intent_id), 0))"
 
 /* Appends "scope":"<name>","scope_id":<id or null for the org>. */
 void cm_budget_scope_json(const cm_scope *s, cm_buf *b);

@@ -59,7 +59,7 @@ struct group {
     int64_t now;
     int retries;
     group_agent *agents; /* owned: the distinct agents of the rows, sorted */
-    const char **names;  /* owned array: agents' addresses in order, which the ACK and CHECK name */
+    const char **addresses; /* owned array: agents' addresses in order, which the ACK and CHECK name */
     int nagents;
     /* The part of a split group to send on the same writer once this one's
      * statement is over (see split). */
@@ -192,8 +192,8 @@ static int group_index(group *g)
     if (rc == CM_OK && !(g->agents = calloc(k + 1, sizeof *g->agents))) rc = CM_ENOMEM;
     for (size_t i = 0; rc == CM_OK && i < k; i++)
         snprintf(g->agents[i].address, sizeof g->agents[i].address, "%s", names[i]);
-    if (rc == CM_OK && !(g->names = malloc((k + 1) * sizeof *g->names))) rc = CM_ENOMEM;
-    for (size_t i = 0; rc == CM_OK && i < k; i++) g->names[i] = g->agents[i].address;
+    if (rc == CM_OK && !(g->addresses = malloc((k + 1) * sizeof *g->addresses))) rc = CM_ENOMEM;
+    for (size_t i = 0; rc == CM_OK && i < k; i++) g->addresses[i] = g->agents[i].address;
     if (rc == CM_OK) g->nagents = (int)k;
     free(hbs);
     return rc;
@@ -201,7 +201,7 @@ static int group_index(group *g)
 
 static void group_free(group *g)
 {
-    free(g->names);
+    free(g->addresses);
     free(g->agents);
     free(g->dup);
     free(g->rows);
@@ -396,7 +396,7 @@ static void send_ack(group *g)
         for (cm_job *j = g->jobs.head; j; j = j->next, q++)
             for (size_t h = 0; h < j->req.heartbeat.n; h++, r++) per_job[q] += !g->dup[r];
         cm_hot_ack_in a = {.hbs = hbs, .n = (int)n, .request_rows = per_job, .nrequests = (int)njobs,
-                           .agents = g->names, .nagents = g->nagents, .now = g->now,
+                           .agents = g->addresses, .nagents = g->nagents, .now = g->now,
                            .mark_ttl_s = in->opts.mark_ttl_s, .max_queue = in->opts.max_queue};
         g->pending = 1;
         rc = cm_hot_ack(in->hot, &a, on_ack, g);
@@ -624,7 +624,7 @@ static void on_check(void *arg, int rc, const cm_hot_check_result *r)
  * finished by on_check, unless this fails. */
 static int send_check(group *g)
 {
-    return cm_hot_check(g->in->hot, g->names, g->nagents, g->now, on_check, g);
+    return cm_hot_check(g->in->hot, g->addresses, g->nagents, g->now, on_check, g);
 }
 
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

@@ -146,6 +146,8 @@ int main(int argc, char **argv)
     if (uv_loop_init(&a.loop) != 0) return die("cannot create the event loop");
     uv_async_init(&a.loop, &a.stop, on_stop);
     a.stop.data = &a;
+    /* Spend and event reads go to database-read-url when it is set. */
+    const char *read_url = cfg.database_read_url[0] ? cfg.database_read_url : cfg.database_url;
     cm_ingest_opts ingest_opts = {.durable_redis = cfg.durable_redis, .mark_ttl_s = cfg.dedupe_mark_s,
                                   .max_queue = cfg.queue_max, .wait_replicas = cfg.wait_replicas};
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
@@ -154,9 +156,8 @@ int main(int argc, char **argv)
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "intents", &a.intents_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "rollup", &a.rollup_db) != CM_OK ||
         (cfg.database_read_url[0] &&
-         cm_pg_pool_new(&a.loop, cfg.database_read_url, cfg.pg_readers, "read", &a.read_db) != CM_OK) ||
-        cm_pg_pool_new_one_plan(&a.loop, cfg.database_read_url[0] ? cfg.database_read_url : cfg.database_url,
-                                cfg.pg_readers, "spend", &a.spend_db) != CM_OK ||
+         cm_pg_pool_new(&a.loop, read_url, cfg.pg_readers, "read", &a.read_db) != CM_OK) ||
+        cm_pg_pool_new_one_plan(&a.loop, read_url, cfg.pg_readers, "spend", &a.spend_db) != CM_OK ||
         cm_hot_new(&a.loop, &cfg.redis, a.ingest_db, &a.hot) != CM_OK ||
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||

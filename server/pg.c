@@ -226,9 +226,9 @@ static void start_connect(conn *c)
     /* JIT off: costmesh's statements are short, but the planner's guesses
      * for its set-returning functions (the rollup tail, a heartbeat's
      * units, a delegation tree) put their plans past jit_above_cost, and
-     * compiling one took seconds, longer than running it. Later keywords
-     * override the expanded conninfo's, so the conninfo's own options are
-     * given again before it. */
+     * compiling one took seconds, longer than running it. A one-plan pool
+     * also keeps generic plans (pg.h). Later keywords override the expanded
+     * conninfo's, so the conninfo's own options are given again before it. */
     char *options = options_with(c->pool->conninfo, c->pool->one_plan ? "-c jit=off -c plan_cache_mode=force_generic_plan"
                                                                        : "-c jit=off");
     if (!options) {

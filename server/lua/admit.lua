@@ -34,8 +34,8 @@
 -- mask, blocks (1/0), current of each limit (5; a cost limit's counts what
 -- is reserved; 0s at a level without limits), limit values (5), this
 -- hour's and the previous hour's cost (spent only; the previous 0 unless a
--- limit of the level is reached), then the tree's cost, reached (1/0), reached for the first
--- time for this root (1/0)} where
+-- limit of the level is reached), then the tree's cost, reached (1/0),
+-- reached for the first time for this root (1/0)} where
 -- code is 1 admitted, 0 refused, 2 killed; or {-1} when Redis lost its data
 -- (and this agent is not rebuilt yet), {-2, stored answer} for a repeated
 -- key, {-3} while the first is in flight.

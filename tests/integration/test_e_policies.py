@@ -121,8 +121,7 @@ def check_breach(r, limit, limit_value, current, period, what):
     # The server's "now" lies between the request's sending and this check: a slow answer (a rebuild on
     # demand, a sanitizer build) widens the range, never moves it.
     to_end = (lambda t: seconds_to_next(period, t)) if period else seconds_to_next_month
-    sent_at = r.sent_at if getattr(r, "sent_at", None) is not None else time.time()
-    latest, earliest = to_end(sent_at), to_end(time.time())
+    latest, earliest = to_end(r.sent_at), to_end(time.time())
     e = check_error(r, 429, "cost_policy_breached", what=what)
     check_eq(e.get("limit"), limit, "%s: error.limit" % what)
     check_eq(dec(e.get("limit_value")), Decimal(limit_value), "%s: error.limit_value" % what)
