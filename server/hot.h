@@ -101,7 +101,7 @@ typedef struct {
 
 typedef struct {
     const cm_hot_agent_state *state; /* one per address checked */
-    const cm_forecast *forecast;     /* one per address checked */
+    const cm_forecast *forecast;     /* one per address checked; figures only where has[] */
     int nmarks;
     const cm_hot_mark *marks;
 } cm_hot_check_result;

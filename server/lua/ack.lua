@@ -34,6 +34,9 @@ local out = {epoch, 0}
 local pos = 9 + nreq
 local row = 0
 local last = nil
+-- A day window's cost as this script's last increment of it left it: the
+-- agents' costs today, answered without reading them again.
+local today = {}
 
 -- Adds row r's deltas (its arguments from a) to its windows, noting each
 -- increment in `done` so a refused request takes back exactly those;
@@ -48,8 +51,10 @@ local function apply(r, a, done)
   if cost ~= '0' then
     for g = 1, 2 do
       local key = KEYS[k + g]
-      if redis.call('HINCRBY', key, 'cost', cost) == tonumber(cost) then redis.call('EXPIRE', key, ttl[g], 'NX') end
+      local v = redis.call('HINCRBY', key, 'cost', cost)
+      if v == tonumber(cost) then redis.call('EXPIRE', key, ttl[g], 'NX') end
       done[#done + 1] = {key, 'cost', cost}
+      if g == 2 then today[key] = v end
     end
   end
   local month = KEYS[k + 3]
@@ -98,6 +103,7 @@ for q = 1, nreq do
     -- A field back at 0 goes, as it was before (absent reads as 0).
     for _, x in ipairs(done) do
       if redis.call('HINCRBY', x[1], x[2], '-' .. x[3]) == 0 then redis.call('HDEL', x[1], x[2]) end
+      today[x[1]] = nil
     end
     for r = first_row, row - 1 do
       local a = first_pos + 11 * (r - first_row)
@@ -114,6 +120,7 @@ for q = 1, nreq do
 end
 if last then redis.call('SET', KEYS[3], last) end
 for j = 1, nag do
-  out[#out + 1] = redis.call('HGET', KEYS[3 + 4 * row + j], 'cost') or '0'
+  local key = KEYS[3 + 4 * row + j]
+  out[#out + 1] = today[key] or redis.call('HGET', key, 'cost') or '0'
 end
 return out

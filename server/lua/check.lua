@@ -7,8 +7,9 @@
 -- (seconds), 4 the end of the month window, then per agent its tag and the
 -- three windows' start times.
 -- Answers per agent 8 values: state (0 active, 1 blocked, 2 killed), this
--- hour's cost, the previous hour's, the day's, the month's, and the three
--- cost limits ('' when unset); then for each newly crossed mark five
+-- hour's cost, the previous hour's, the day's, the month's (each 0 when no
+-- limit of the agent needs it), and the three cost limits ('' when unset);
+-- then for each newly crossed mark five
 -- values: agent index, limit index, the threshold's fraction in 1e-9 units
 -- (0 for the limit itself, -1 for an exhaustion predicted within the
 -- horizon), current cost, limit.
@@ -28,12 +29,17 @@ for a = 0, n - 1 do
   local p = redis.call('HMGET', KEYS[kb], 'killed', 'block', 'l0', 'l1', 'l2', 'l3', 'l4', 't2', 't3', 't4', 'tf')
   local fr = {}
   for f in string.gmatch(p[11] or '', '[^,]+') do fr[#fr + 1] = f end
-  -- One call per hash: a call costs Redis more than the field it reads.
-  local hour = redis.call('HMGET', KEYS[kb + 1], 'intents', 'cost')
-  local day = redis.call('HMGET', KEYS[kb + 2], 'intents', 'cost')
+  -- Only the windows a limit compares or a forecast reads (the cost
+  -- limits' forecasts take the hour and the previous hour): a call costs
+  -- Redis more than the field it reads, and most agents have no limit.
+  -- A window not read answers 0, which nothing reads.
+  local costed = p[5] or p[6] or p[7]
+  local hour, day = {}, {}
+  if p[3] or costed then hour = redis.call('HMGET', KEYS[kb + 1], 'intents', 'cost') end
+  if p[4] or p[6] then day = redis.call('HMGET', KEYS[kb + 2], 'intents', 'cost') end
   local cur = {hour[1] or '0', day[1] or '0', hour[2] or '0', day[2] or '0',
-    redis.call('HGET', KEYS[kb + 3], 'cost') or '0'}
-  local prev = redis.call('HGET', KEYS[kb + 4], 'cost') or '0'
+    p[7] and redis.call('HGET', KEYS[kb + 3], 'cost') or '0'}
+  local prev = costed and redis.call('HGET', KEYS[kb + 4], 'cost') or '0'
   local win = {ARGV[ab + 1], ARGV[ab + 2], ARGV[ab + 1], ARGV[ab + 2], ARGV[ab + 3]}
   local ends = {tonumber(ARGV[ab + 1]) + 3600, tonumber(ARGV[ab + 2]) + 86400, tonumber(ARGV[4])}
   -- A forecast, not money: doubles are close enough to say when.
