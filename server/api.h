@@ -30,7 +30,7 @@ typedef struct {
     uv_loop_t *loop;
     cm_pg_pool *db;        /* the API's pool: the routes' reads and writes */
     cm_pg_pool *read_db;   /* spend and event reads, which may lag: a standby's pool (database-read-url), or db */
-    cm_pg_pool *spend_db;  /* an agent's spend reads: read_db's server, one plan per connection */
+    cm_pg_pool *spend_db;  /* agents' and units' spend reads: read_db's server, one plan per connection */
     cm_ingest *ingest;
     cm_intent_log *intents; /* admitted intents, group-committed */
     cm_hot *hot;
@@ -133,9 +133,9 @@ int cm_api_query(void *call, const char *sql, int n, const char *const *params, 
  * (cm_pg_query_prepared: sql must have static storage). */
 int cm_api_read(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb, cm_apierr *e);
 /* As cm_api_read, on the pool that plans each statement once for any
- * parameters (cm_pg_pool_new_one_plan): for the most polled read, whose
- * planning cost more than its run, and whose plan does not hinge on the
- * values. */
+ * parameters (cm_pg_pool_new_one_plan): for the most polled reads (an
+ * agent's and a unit's spend), whose planning cost more than their run,
+ * and whose plans do not hinge on the values. */
 int cm_api_read_one_plan(void *call, const char *sql, int n, const char *const *params, cm_pg_cb cb,
                          cm_apierr *e);
 /* The common start of a statement's callback: frees the call and returns

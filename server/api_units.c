@@ -135,6 +135,37 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
     cm_api_reply(j, 200, &b);
 }
 
+/* A unit's spend, its agents' or (agent the condition " AND address = $7")
+ * the bound agent's part. Parameters: $1 org, $2 kind, $3 unit, $4/$5/$6
+ * from, to, step, $7 the bound agent or NULL, $8/$9 the outcomes' abandon
+ * time and now. Columns: 0..11 the window's totals (cm_api_spend_totals),
+ * 12 rows of the unit at any time (0: unknown here), 13 agents in the
+ * window, 14..19 one series bucket per row, 20..26 the outcomes, 27 the
+ * window's models. Two statements, not "($7 IS NULL OR address = $7)": each
+ * is planned once per connection (cm_api_read_one_plan), and one plan for
+ * both would scan every agent's rows for a bound key's read. */
+#define UNIT_SPEND_SQL(agent)                                                                                \
+    "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL("$1") " WHERE org = $1 AND kind = $2 AND unit = $3" agent "),"  \
+    " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"      \
+    " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM w),"                                                             \
+    " s AS (SELECT g.s, coalesce(sum(w.cost_nanos), 0) AS cost, coalesce(sum(w.tokens_in), 0) AS tin,"             \
+    " coalesce(sum(w.tokens_out), 0) AS tout, coalesce(sum(w.llm_calls), 0) AS calls,"                             \
+    " coalesce(sum(w.revenue_nanos - w.refund_nanos - w.cost_nanos - w.external_nanos"                              \
+    " - w.fees_nanos), 0) AS margin"                                                                                 \
+    " FROM generate_series($4::bigint, $5::bigint - 1, $6::bigint) g(s)"                                           \
+    " LEFT JOIN w ON w.bucket >= to_timestamp(g.s) AND w.bucket < to_timestamp(g.s + $6::bigint)"                  \
+    " GROUP BY g.s)"                                                                                                 \
+    " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"                  \
+    " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text, oc.*,"                    \
+    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS, "cm_org_tail($1)"),                                    \
+                          "org = $1 AND kind = $2 AND unit = $3" agent " AND bucket >= to_timestamp($4::bigint)"   \
+                          " AND bucket < to_timestamp($5::bigint)")                                                \
+    " FROM t CROSS JOIN s CROSS JOIN "                                                                               \
+    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)")   \
+    " oc ORDER BY s.s"
+static const char spend_unit_sql[] = UNIT_SPEND_SQL("");
+static const char spend_unit_agent_sql[] = UNIT_SPEND_SQL(" AND address = $7");
+
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
 {
     const cm_req_spend_unit *q = &j->req.spend_unit;
@@ -142,33 +173,9 @@ int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)
     if (!c) return CM_ENOMEM;
     cm_api_outcome_params op;
     cm_api_outcome_params_of(api, j, &op);
-    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, cm_api_bound_agent(who),
-                            op.abandon, op.now};
-    /* Columns: 0..11 the window's totals (cm_api_spend_totals), 12 rows of
-     * the unit at any time (0: unknown here), 13 agents in the window,
-     * 14..19 one series bucket per row, 20..26 the outcomes, 27 the window's models. */
-    return cm_api_query(c,
-                        "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL("$1") " WHERE org = $1 AND kind = $2 AND unit = $3"
-                        " AND ($7::text IS NULL OR address = $7)),"
-                        " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"
-                        " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM w),"
-                        " s AS (SELECT g.s, coalesce(sum(w.cost_nanos), 0) AS cost, coalesce(sum(w.tokens_in), 0) AS tin,"
-                        " coalesce(sum(w.tokens_out), 0) AS tout, coalesce(sum(w.llm_calls), 0) AS calls,"
-                        " coalesce(sum(w.revenue_nanos - w.refund_nanos - w.cost_nanos - w.external_nanos"
-                        " - w.fees_nanos), 0) AS margin"
-                        " FROM generate_series($4::bigint, $5::bigint - 1, $6::bigint) g(s)"
-                        " LEFT JOIN w ON w.bucket >= to_timestamp(g.s) AND w.bucket < to_timestamp(g.s + $6::bigint)"
-                        " GROUP BY g.s)"
-                        " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"
-                        " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text, oc.*,"
-                        " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS, "cm_org_tail($1)"),
-                                              "org = $1 AND kind = $2 AND unit = $3 AND ($7::text IS NULL OR address"
-                                              " = $7) AND bucket >= to_timestamp($4::bigint)"
-                                              " AND bucket < to_timestamp($5::bigint)")
-                        " FROM t CROSS JOIN s CROSS JOIN "
-                        CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9",
-                                            "(SELECT sum(cost_nanos) FROM w)") " oc ORDER BY s.s",
-                        9, params, on_spend_unit, e);
+    const char *agent = cm_api_bound_agent(who);
+    const char *params[] = {who->org, q->by, q->id, c->from_s, c->to_s, c->step_s, agent, op.abandon, op.now};
+    return cm_api_read_one_plan(c, agent ? spend_unit_agent_sql : spend_unit_sql, 9, params, on_spend_unit, e);
 }
 
 /* ---- the most expensive units ---- */

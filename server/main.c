@@ -36,7 +36,7 @@ typedef struct {
     cm_pg_pool *ingest_db; /* heartbeat group commits, and the reads that rebuild Redis */
     cm_pg_pool *api_db;    /* the rest: the routes' reads and writes, events, health checks */
     cm_pg_pool *read_db;   /* spend and event reads, on database-read-url; NULL: api_db serves them */
-    cm_pg_pool *spend_db;  /* an agent's spend reads, on database-read-url or database-url: one plan each */
+    cm_pg_pool *spend_db;  /* agents' and units' spend reads, on database-read-url or database-url: one plan each */
     cm_pg_pool *listen_db; /* hears other replicas' key revocations */
     cm_pg_pool *intents_db; /* admitted intents' group commits */
     cm_pg_pool *rollup_db;  /* background chores: rollups, partitions */
