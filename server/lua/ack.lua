@@ -38,13 +38,20 @@ local last = nil
 -- agents' costs today, answered without reading them again.
 local today = {}
 
+-- Month windows whose every total this script compared with the cap.
+local capped = {}
+-- A total an increment answers below this is below the cap: a double
+-- holds an integer exactly below 2^53.
+local near_cap = math.min(2 ^ 53, tonumber(cap))
+
 -- Adds row r's deltas (its arguments from a) to its windows, noting each
--- increment in `done` so a refused request takes back exactly those;
--- answers the index of a month total past the cap, or 0. The hour and day
--- windows keep only what scripts read of them, the cost; the month keeps
--- every capped total. A total already near int64 (written before the caps)
--- makes HINCRBY fail: that is past the cap too, and nothing was added. A
--- window's ttl is set when an increment finds it empty.
+-- increment in `done` (key, field, delta: three slots, no table each) so a
+-- refused request takes back exactly those; answers the index of a month
+-- total past the cap, or 0. The hour and day windows keep only what scripts
+-- read of them, the cost; the month keeps every capped total. A total
+-- already near int64 (written before the caps) makes HINCRBY fail: that is
+-- past the cap too, and nothing was added. A window's ttl is set when an
+-- increment finds it empty.
 local function apply(r, a, done)
   local k = 4 + 4 * r
   local cost = ARGV[a + 2]
@@ -53,29 +60,36 @@ local function apply(r, a, done)
       local key = KEYS[k + g]
       local v = redis.call('HINCRBY', key, 'cost', cost)
       if v == tonumber(cost) then redis.call('EXPIRE', key, ttl[g], 'NX') end
-      done[#done + 1] = {key, 'cost', cost}
+      local n = #done
+      done[n + 1], done[n + 2], done[n + 3] = key, 'cost', cost
       if g == 2 then today[key] = v end
     end
   end
   local month = KEYS[k + 3]
-  local grew = false
+  local grew, near = false, false
   for f = 1, 9 do
     local d = ARGV[a + 1 + f]
     if d ~= '0' then
       local v = redis.pcall('HINCRBY', month, fields[f], d)
       if type(v) ~= 'number' then return f end
-      done[#done + 1] = {month, fields[f], d}
+      local n = #done
+      done[n + 1], done[n + 2], done[n + 3] = month, fields[f], d
       if v == tonumber(d) then redis.call('EXPIRE', month, ttl[3], 'NX') end
       grew = true
+      if v >= near_cap then near = true end
     end
   end
   -- As PostgreSQL checks every cap of a row it updates: a month past one
-  -- cap (a total written before the caps) takes no more of anything.
-  if grew then
+  -- cap (a total written before the caps) takes no more of anything. Every
+  -- total is read once per month and script; after that only a total this
+  -- script grew can pass a cap, and its increment's answer says whether it
+  -- is anywhere near one (the exact comparison is of decimal strings).
+  if grew and (near or not capped[month]) then
     local m = redis.call('HMGET', month, unpack(fields))
     for f = 1, 9 do
       if m[f] and #m[f] >= #cap and gt(m[f], cap) then return f end
     end
+    capped[month] = true
   end
   return 0
 end
@@ -101,9 +115,10 @@ for q = 1, nreq do
   if refused > 0 then
     -- Take back what this request's rows added, the row at fault included.
     -- A field back at 0 goes, as it was before (absent reads as 0).
-    for _, x in ipairs(done) do
-      if redis.call('HINCRBY', x[1], x[2], '-' .. x[3]) == 0 then redis.call('HDEL', x[1], x[2]) end
-      today[x[1]] = nil
+    for i = 1, #done, 3 do
+      local key, field = done[i], done[i + 1]
+      if redis.call('HINCRBY', key, field, '-' .. done[i + 2]) == 0 then redis.call('HDEL', key, field) end
+      today[key] = nil
     end
     for r = first_row, row - 1 do
       local a = first_pos + 11 * (r - first_row)
