@@ -154,12 +154,13 @@ int main(int argc, char **argv)
             if (entries[0].failed || entries[1].failed) return 1;
             snprintf(scalar[0], sizeof scalar[0], "%" PRIu64, entry_ms);
             snprintf(scalar[1], sizeof scalar[1], "%" PRIu64, entry_seq - 1);
-            params[CM_HBROW_FIRST_LATE] = scalar[0]; /* $21, $33..$37 as persist.c sends them */
+            params[CM_HBROW_FIRST_LATE] = scalar[0]; /* $21, $33..$38 as persist.c sends them */
             params[32] = entries[0].data;
             params[33] = entries[1].data;
             params[34] = scalar[1];
             params[35] = "{}";
             params[36] = "{}";
+            params[37] = "false"; /* no rebuild: the steady state's statement */
         } else {
             snprintf(scalar[0], sizeof scalar[0], "%lld", (long long)now);
             params[CM_HBROW_FIRST_LATE] = scalar[0];

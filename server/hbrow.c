@@ -196,7 +196,7 @@ const char cm_hbrow_persist_sql[] =
     " UNION ALL SELECT 'd', i.idx::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM input i, mark m"
     " WHERE (i.e_ms, i.e_seq) <= (m.ms, m.seq)"
     " AND EXISTS (SELECT 1 FROM persist_dup p WHERE p.ms = i.e_ms AND p.seq = i.e_seq)"
-    " UNION ALL " ROLLUP_ROWS_SQL;
+    " UNION ALL " ROLLUP_ROWS_SQL " WHERE $38::boolean";
 
 /* ---- duplicates within a group ---- */
 

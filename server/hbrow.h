@@ -43,9 +43,10 @@ extern const char cm_hbrow_register_sql[];
  * mark moves to the batch's last entry. Result rows, nine text columns:
  * 'd' idx, an entry found a duplicate (now, or by an earlier run of the same
  * batch) whose hot increments are to be taken back; 'r' rows as the group
- * commit's. */
+ * commit's, only when $38 is true (a few thousand rows a batch that only a
+ * merge after a rebuild reads). */
 extern const char cm_hbrow_persist_sql[];
-enum { CM_HBROW_PERSIST_PARAMS = 37 };
+enum { CM_HBROW_PERSIST_PARAMS = 38 };
 
 /* Marks dup[i] = 1 for each hbs[i] whose (agent, id) an earlier item of
  * hbs has (rows without an id never are); dup is zeroed first. CM_ENOMEM

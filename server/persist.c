@@ -55,8 +55,10 @@ struct cm_persist {
     cm_seen *seen; /* owned: agents whose last_heartbeat moved this second */
     bool busy;     /* a batch in flight, from DRAIN to DRAINED */
     bool watching; /* a QIDS of the watch in flight */
-    entry *batch;  /* owned, the batch in flight */
+    entry *batch;  /* owned, the batch in flight; the build's while one runs */
     int n;
+    struct build *build; /* owned, the batch's columns being made off the loop, or NULL */
+    bool closing;        /* freed while a build ran: its end frees p */
     /* After a batch PostgreSQL refused for good, entries go one at a time
      * up to its last id. */
     bool single;
@@ -299,63 +301,138 @@ static void add_entry_id(cm_buf ids[2], const entry *e)
     cm_buf_addf(&ids[1], "%s%" PRIu64, ids[1].len > 1 ? "," : "", e->seq);
 }
 
-/* The batch's statement (hbrow.h cm_hbrow_persist_sql). */
-static int send_store(cm_persist *p)
+/* A batch's entries decoded and its statement's columns made on a thread
+ * of libuv's pool: for a full batch that is tens of milliseconds of JSON
+ * and text, which on the loop thread every acknowledgement in flight
+ * would wait for. The build reads and writes only the batch's entries and
+ * itself; the loop leaves both alone until after_build. */
+typedef struct build {
+    uv_work_t work;
+    cm_persist *p;
+    int bad; /* the first entry not decoded, or -1 */
+    int rc;  /* of making the columns */
+    bool cols_made;
+    cm_buf cols[CM_HBROW_COLS];
+    cm_buf ids[4]; /* $33/$34: the entries of the rows sent; $36/$37: those left out */
+} build;
+
+static void build_free(build *b)
 {
-    const cm_hb **hbs = malloc((size_t)p->n * sizeof *hbs);
-    unsigned char *skip = malloc((size_t)p->n);
+    if (b->cols_made)
+        for (int c = 0; c < CM_HBROW_COLS; c++) cm_buf_free(&b->cols[c]);
+    for (int k = 0; k < 4; k++) cm_buf_free(&b->ids[k]);
+    free(b);
+}
+
+static void run_build(uv_work_t *w)
+{
+    build *b = w->data;
+    entry *batch = b->p->batch;
+    int n = b->p->n;
+    for (int i = 0; i < n && b->bad < 0; i++)
+        if (cm_hbrow_decode(batch[i].text, strlen(batch[i].text), &batch[i].hb) != CM_OK) b->bad = i;
+    if (b->bad >= 0) return;
+    const cm_hb **hbs = malloc((size_t)n * sizeof *hbs);
+    unsigned char *skip = malloc((size_t)n);
+    b->rc = hbs && skip ? CM_OK : CM_ENOMEM;
+    if (b->rc == CM_OK) {
+        for (int i = 0; i < n; i++) hbs[i] = &batch[i].hb;
+        b->rc = cm_hbrow_mark_dups(hbs, (size_t)n, skip);
+        for (int i = 0; i < n; i++) batch[i].dup = skip[i];
+        b->cols_made = cm_hbrow_columns(hbs, skip, (size_t)n, b->cols) == CM_OK;
+        if (!b->cols_made) b->rc = CM_ENOMEM;
+    }
+    if (b->rc == CM_OK) {
+        for (int k = 0; k < 4; k++) cm_buf_add(&b->ids[k], "{", 1);
+        for (int i = 0; i < n; i++) add_entry_id(&b->ids[skip[i] ? 2 : 0], &batch[i]);
+        for (int k = 0; k < 4; k++) {
+            cm_buf_add(&b->ids[k], "}", 1);
+            if (b->ids[k].failed) b->rc = CM_ENOMEM;
+        }
+    }
+    free(hbs);
+    free(skip);
+}
+
+static void release(cm_persist *p);
+
+/* The batch's statement (hbrow.h cm_hbrow_persist_sql), from its build. */
+static int send_store(cm_persist *p, const build *b)
+{
     const char **agents = malloc((size_t)p->n * sizeof *agents);
-    cm_buf cols[CM_HBROW_COLS], extra[5];
+    cm_buf listed;
     const char *params[CM_HBROW_PERSIST_PARAMS];
     char last_ms[24], last_seq[24];
-    bool cols_made = hbs && skip && agents;
-    int rc = cols_made ? CM_OK : CM_ENOMEM;
-    for (int k = 0; k < 5; k++) cm_buf_init(&extra[k]);
-    if (cols_made) {
-        for (int i = 0; i < p->n; i++) hbs[i] = &p->batch[i].hb;
-        rc = cm_hbrow_mark_dups(hbs, (size_t)p->n, skip);
-        for (int i = 0; i < p->n; i++) p->batch[i].dup = skip[i];
-        if (cm_hbrow_columns(hbs, skip, (size_t)p->n, cols) != CM_OK) rc = CM_ENOMEM;
-    }
+    int rc = agents ? CM_OK : CM_ENOMEM;
+    cm_buf_init(&listed);
     if (rc == CM_OK) {
-        /* $33/$34: the entries of the rows sent; $36/$37: those left out. */
-        for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "{", 1);
-        for (int i = 0; i < p->n; i++) add_entry_id(&extra[skip[i] ? 2 : 0], &p->batch[i]);
-        for (int k = 0; k < 4; k++) cm_buf_add(&extra[k], "}", 1);
-        /* $22: the batch's agents whose last_heartbeat has not moved this second. */
+        /* $22: the batch's agents whose last_heartbeat has not moved this
+         * second (p->seen is the loop's). */
         int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
         for (int i = 0; i < p->n; i++) agents[i] = p->batch[i].hb.agent;
         size_t na = cm_hbrow_distinct(agents, (size_t)p->n);
-        cm_buf_add(&extra[4], "{", 1);
+        cm_buf_add(&listed, "{", 1);
         for (size_t i = 0, added = 0; i < na; i++) {
             if (cm_seen_written(p->seen, agents[i], sec)) continue;
-            if (added++) cm_buf_add(&extra[4], ",", 1);
-            cm_buf_add_pg_text(&extra[4], agents[i]);
+            if (added++) cm_buf_add(&listed, ",", 1);
+            cm_buf_add_pg_text(&listed, agents[i]);
         }
-        cm_buf_add(&extra[4], "}", 1);
-        for (int k = 0; k < 5; k++)
-            if (extra[k].failed) rc = CM_ENOMEM;
+        cm_buf_add(&listed, "}", 1);
+        if (listed.failed) rc = CM_ENOMEM;
     }
     if (rc == CM_OK) {
         snprintf(last_ms, sizeof last_ms, "%" PRIu64, p->batch[p->n - 1].ms);
         snprintf(last_seq, sizeof last_seq, "%" PRIu64, p->batch[p->n - 1].seq);
-        for (int c = 0; c < CM_HBROW_COLS; c++) params[cm_hbrow_param(c)] = cols[c].data;
+        for (int c = 0; c < CM_HBROW_COLS; c++) params[cm_hbrow_param(c)] = b->cols[c].data;
         params[CM_HBROW_FIRST_LATE] = last_ms;
-        params[CM_HBROW_FIRST_LATE + 1] = extra[4].data;
-        params[32] = extra[0].data;
-        params[33] = extra[1].data;
+        params[CM_HBROW_FIRST_LATE + 1] = listed.data;
+        params[32] = b->ids[0].data;
+        params[33] = b->ids[1].data;
         params[34] = last_seq;
-        params[35] = extra[2].data;
-        params[36] = extra[3].data;
+        params[35] = b->ids[2].data;
+        params[36] = b->ids[3].data;
+        params[37] = p->heal ? "true" : "false";
         rc = cm_pg_query_prepared(p->db, cm_hbrow_persist_sql, CM_HBROW_PERSIST_PARAMS, params, on_stored, p);
     }
-    if (cols_made)
-        for (int c = 0; c < CM_HBROW_COLS; c++) cm_buf_free(&cols[c]);
-    for (int k = 0; k < 5; k++) cm_buf_free(&extra[k]);
-    free(hbs);
-    free(skip);
+    cm_buf_free(&listed);
     free(agents);
     return rc;
+}
+
+static void after_build(uv_work_t *w, int status)
+{
+    build *b = w->data;
+    cm_persist *p = b->p;
+    p->build = NULL;
+    if (p->closing) {
+        build_free(b);
+        release(p);
+        return;
+    }
+    int bad = b->bad;
+    if (status != 0) {
+        /* Never cancelled; were it, the batch is drained again later. */
+        build_free(b);
+        batch_end(p, false, RETRY_MS);
+        return;
+    }
+    if (bad == 0 && p->n == 1) {
+        /* Not a heartbeat this release can read: kept, never dropped. */
+        build_free(b);
+        refuse(p, "decode");
+        return;
+    }
+    if (bad >= 0) {
+        p->single = true;
+        p->single_ms = p->batch[p->n - 1].ms;
+        p->single_seq = p->batch[p->n - 1].seq;
+        build_free(b);
+        batch_end(p, false, 0);
+        return;
+    }
+    int rc = b->rc == CM_OK ? send_store(p, b) : b->rc;
+    build_free(b);
+    if (rc != CM_OK) batch_end(p, false, RETRY_MS);
 }
 
 static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long queued)
@@ -384,7 +461,6 @@ static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long 
         batch_end(p, false, RETRY_MS);
         return;
     }
-    int bad = -1;
     for (int i = 0; i < n; i++) {
         entry *x = &p->batch[i];
         p->n++;
@@ -394,21 +470,22 @@ static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long 
             batch_end(p, false, RETRY_MS);
             return;
         }
-        if (bad < 0 && cm_hbrow_decode(x->text, strlen(x->text), &x->hb) != CM_OK) bad = i;
     }
-    if (bad == 0 && n == 1) {
-        /* Not a heartbeat this release can read: kept, never dropped. */
-        refuse(p, "decode");
+    build *b = calloc(1, sizeof *b);
+    if (!b) {
+        batch_end(p, false, RETRY_MS);
         return;
     }
-    if (bad >= 0) {
-        p->single = true;
-        p->single_ms = p->batch[n - 1].ms;
-        p->single_seq = p->batch[n - 1].seq;
-        batch_end(p, false, 0);
-        return;
+    b->p = p;
+    b->bad = -1;
+    b->work.data = b;
+    for (int k = 0; k < 4; k++) cm_buf_init(&b->ids[k]);
+    p->build = b;
+    if (uv_queue_work(p->loop, &b->work, run_build, after_build) != 0) {
+        p->build = NULL;
+        build_free(b);
+        batch_end(p, false, RETRY_MS);
     }
-    if (send_store(p) != CM_OK) batch_end(p, false, RETRY_MS);
 }
 
 static void drain(cm_persist *p)
@@ -449,12 +526,18 @@ int cm_persist_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, int read_wait_m
     return CM_OK;
 }
 
-static void on_closed(uv_handle_t *h)
+/* One of what p waits for before it goes (its two timers, a build) ended. */
+static void release(cm_persist *p)
 {
-    cm_persist *p = h->data;
     if (--p->open_handles > 0) return;
+    batch_free(p);
     cm_seen_free(p->seen);
     free(p);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    release(h->data);
 }
 
 void cm_persist_free(cm_persist *p)
@@ -466,7 +549,11 @@ void cm_persist_free(cm_persist *p)
         w->cb(w->arg, false);
         free(w);
     }
-    batch_free(p);
+    /* A build running owns the batch: it frees p when it ends. */
+    if (p->build) {
+        p->closing = true;
+        p->open_handles++;
+    }
     uv_close((uv_handle_t *)&p->tick, on_closed);
     uv_close((uv_handle_t *)&p->watch, on_closed);
 }
