@@ -311,7 +311,7 @@ typedef struct build {
     cm_persist *p;
     int bad; /* the first entry not decoded, or -1 */
     int rc;  /* of making the columns */
-    bool cols_made;
+    bool cols_made; /* cols to be freed */
     cm_buf cols[CM_HBROW_COLS];
     cm_buf ids[4]; /* $33/$34: the entries of the rows sent; $36/$37: those left out */
 } build;
@@ -339,8 +339,9 @@ static void run_build(uv_work_t *w)
         for (int i = 0; i < n; i++) hbs[i] = &batch[i].hb;
         b->rc = cm_hbrow_mark_dups(hbs, (size_t)n, skip);
         for (int i = 0; i < n; i++) batch[i].dup = skip[i];
-        b->cols_made = cm_hbrow_columns(hbs, skip, (size_t)n, b->cols) == CM_OK;
-        if (!b->cols_made) b->rc = CM_ENOMEM;
+        /* Initialised by the call, to be freed whatever it answers. */
+        b->cols_made = true;
+        if (cm_hbrow_columns(hbs, skip, (size_t)n, b->cols) != CM_OK) b->rc = CM_ENOMEM;
     }
     if (b->rc == CM_OK) {
         for (int k = 0; k < 4; k++) cm_buf_add(&b->ids[k], "{", 1);
