@@ -28,7 +28,7 @@
 #       (cm_hbrow_persist_sql) at 2000
 #   (d) a candidate, not costmeshd: bench/redis_durable.lua with Redis
 #       fsyncing every write (appendfsync always), 64 clients
-# plus server RSS and Redis memory at 10,000 agents and PostgreSQL bytes per
+# plus server RSS and Redis memory at 100,000 agents and PostgreSQL bytes per
 # heartbeat, in both modes.
 #
 # Knobs: BENCH_SHORT=1 (~5 min instead of ~10), BENCH_BUILD (build/bench),
@@ -432,10 +432,11 @@ load() {
 }
 
 # memory DURABLE: prints "VmRSS_kB VmHWM_kB redis_used_memory redis_keys" after
-# heartbeats for 10,000 distinct agents (stored in PostgreSQL).
+# heartbeats for MEM_AGENTS distinct agents (stored in PostgreSQL).
+MEM_AGENTS=100000
 memory() {
-    say "memory: heartbeats for 10,000 distinct agents"
-    python3 bench/setup.py "$SRV_PORT" "$KEY" agents 10000 "$NONCE-$(prefix "$1")mem"
+    say "memory: heartbeats for $MEM_AGENTS distinct agents"
+    python3 bench/setup.py "$SRV_PORT" "$KEY" agents "$MEM_AGENTS" "$NONCE-$(prefix "$1")mem"
     sleep 1
     wait_drained
     echo "$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")" \
@@ -457,10 +458,12 @@ pg_bytes() {
 
 start_server postgres "$PORT" costmesh
 load postgres
-memory postgres > "$WORK/memory.txt"
-read -r RSS_KB HWM_KB REDIS_MEM REDIS_KEYS < "$WORK/memory.txt"
+# Bytes per heartbeat of the loads' rows, before the memory phase's agents
+# add a rollup row per heartbeat.
 pg_bytes costmesh > "$WORK/pg_bytes.txt"
 read -r PG_ROWS PG_BYTES < "$WORK/pg_bytes.txt"
+memory postgres > "$WORK/memory.txt"
+read -r RSS_KB HWM_KB REDIS_MEM REDIS_KEYS < "$WORK/memory.txt"
 
 # ------------------------------- storage of a day of heartbeats (issue 17)
 
@@ -513,13 +516,13 @@ DAY_IDS_PER=$(per_hb $((IDS_AFTER - IDS_BEFORE)))
 DAY_ROLL_PER=$(per_hb $((ROLL_AFTER - ROLL_BEFORE)))
 $PSQL -q -c "DROP TABLE $DAYP"
 
-# ------------------------------------- Redis rebuild at 100,000 agents
+# ------------------------------------- Redis rebuild, 100,000 agents more
 
 # After Redis loses its data, costmeshd brings the hour, day and month windows
 # of every agent (and every policy) back from PostgreSQL; /readyz is 503
 # until then, and an agent's own intent rebuilds that agent first.
 REBUILD_AGENTS=100000
-say "rebuild: $REBUILD_AGENTS agents' windows and $((REBUILD_AGENTS / 10)) policies from PostgreSQL"
+say "rebuild: $REBUILD_AGENTS more agents' windows and $((REBUILD_AGENTS / 10)) policies, then every agent's from PostgreSQL"
 $PSQL -c "INSERT INTO agents (address, org) SELECT 'agent://default/rebuild/a' || g, 'default'
     FROM generate_series(1, $REBUILD_AGENTS) g ON CONFLICT DO NOTHING" >/dev/null
 $PSQL -c "INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,
@@ -530,7 +533,13 @@ $PSQL -c "INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_i
 $PSQL -c "INSERT INTO cost_policies (address, org, max_cost_per_day, action_on_breach, alert_thresholds)
     SELECT 'agent://default/rebuild/a' || g, 'default', 1000000000000, 'block', '500000000,1000000000'
     FROM generate_series(1, $REBUILD_AGENTS / 10) g ON CONFLICT DO NOTHING" >/dev/null
-REBUILD_WINDOWS=$($PSQL -c "SELECT count(*) FROM rollup_agent WHERE address LIKE 'agent://default/rebuild/%'")
+# What the rebuild brings back: every agent's current windows (the memory
+# phase's agents' too) and every policy.
+REBUILD_ALL=$($PSQL -c "SELECT count(*) FROM agents")
+REBUILD_WINDOWS=$($PSQL -c "SELECT count(*) FROM rollup_agent WHERE (grain = 'm'
+    AND bucket = date_trunc('month', now(), 'UTC')) OR (grain = 'd' AND bucket = date_trunc('day', now(), 'UTC'))
+    OR (grain = 'h' AND bucket >= date_trunc('hour', now(), 'UTC') - interval '1 hour')")
+REBUILD_POLICIES=$($PSQL -c "SELECT count(*) FROM cost_policies")
 redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
 t0=$(date +%s%N)
 # The first intent after the flush finds the mirror gone: it starts the
@@ -567,10 +576,10 @@ $PSQL_AS -U postgres -d postgres -c "CREATE DATABASE costmesh_redis OWNER costme
 start_server redis "$R_PORT" costmesh_redis
 load redis
 read -r R_DRAIN_N R_DRAIN_S R_DRAIN_RATE R_DRAIN_CS R_DRAIN_CR R_DRAIN_CP < "$WORK/drain.txt"
-memory redis > "$WORK/redis_memory.txt"
-read -r R_RSS_KB R_HWM_KB R_REDIS_MEM R_REDIS_KEYS < "$WORK/redis_memory.txt"
 pg_bytes costmesh_redis > "$WORK/redis_pg_bytes.txt"
 read -r R_PG_ROWS R_PG_BYTES < "$WORK/redis_pg_bytes.txt"
+memory redis > "$WORK/redis_memory.txt"
+read -r R_RSS_KB R_HWM_KB R_REDIS_MEM R_REDIS_KEYS < "$WORK/redis_memory.txt"
 stop_server
 redis-cli -p "$REDIS_PORT" CONFIG SET appendfsync everysec >/dev/null
 $PSQL_AS -U postgres -d postgres -c "DROP DATABASE costmesh_redis" >/dev/null
@@ -688,6 +697,7 @@ fmt_table() {
 
 verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+thousands() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 
 # targets P MODE RSS_KB FLAT: the targets' rows for the rows named P.
 targets() {
@@ -697,7 +707,7 @@ targets() {
     echo "| single heartbeats p99 <= 10 ms at half the max rate$m | $(col "${p}single_half" 6) ms at $(col "${p}single_half" 3) req/s | $(verdict "$(col "${p}single_half" 6) <= 10") |"
     echo "| batched >= 60,000 heartbeats/s for 60 s, backlog flat$m | $hb hb/s over $secs s, flat: ${flat%% *} | $(verdict "$hb >= 60000 && \"${flat%% *}\" == \"yes\" && $SHORT != 1")$([ "$SHORT" = 1 ] && echo " (short run)") |"
     echo "| intent admission p99 <= 2 ms at half the max rate$m | $(col "${p}intent_half" 6) ms at $(col "${p}intent_half" 3) req/s | $(verdict "$(col "${p}intent_half" 6) <= 2") |"
-    echo "| server RSS <= 64 MiB with 10,000 active agents$m | $(mib "$rss") | $(verdict "$rss <= 64 * 1024") |"
+    echo "| server RSS <= 64 MiB with $(thousands $MEM_AGENTS) active agents$m | $(mib "$rss") | $(verdict "$rss <= 64 * 1024") |"
 }
 
 report() {
@@ -722,11 +732,11 @@ report() {
     echo
     echo "| measure | value |"
     echo "|---|---:|"
-    echo "| costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(mib "$RSS_KB") (peak $(mib "$HWM_KB")) |"
-    echo "| Redis used_memory after 10,000 agents ($REDIS_KEYS keys) | $(mib $((REDIS_MEM / 1024))) |"
+    echo "| costmeshd RSS after $(thousands $MEM_AGENTS) agents (VmRSS; peak VmHWM) | $(mib "$RSS_KB") (peak $(mib "$HWM_KB")) |"
+    echo "| Redis used_memory after $(thousands $MEM_AGENTS) agents ($REDIS_KEYS keys) | $(mib $((REDIS_MEM / 1024))) |"
     echo "| PostgreSQL bytes per heartbeat (heartbeats + rollups, $PG_ROWS rows) | $(ratio "$PG_BYTES" "$PG_ROWS" | awk '{ printf "%.0f", $1 }') |"
-    echo "| durable=redis: costmeshd RSS after 10,000 agents (VmRSS; peak VmHWM) | $(mib "$R_RSS_KB") (peak $(mib "$R_HWM_KB")) |"
-    echo "| durable=redis: Redis used_memory after 10,000 agents, queue empty ($R_REDIS_KEYS keys, dedupe marks included) | $(mib $((R_REDIS_MEM / 1024))) |"
+    echo "| durable=redis: costmeshd RSS after $(thousands $MEM_AGENTS) agents (VmRSS; peak VmHWM) | $(mib "$R_RSS_KB") (peak $(mib "$R_HWM_KB")) |"
+    echo "| durable=redis: Redis used_memory after $(thousands $MEM_AGENTS) agents, queue empty ($R_REDIS_KEYS keys, dedupe marks included) | $(mib $((R_REDIS_MEM / 1024))) |"
     echo "| durable=redis: PostgreSQL bytes per heartbeat (heartbeats + rollups, $R_PG_ROWS rows) | $(ratio "$R_PG_BYTES" "$R_PG_ROWS" | awk '{ printf "%.0f", $1 }') |"
     echo "| a day at one heartbeat a minute ($DAY_AGENTS agents, $DAY_ROWS rows): bytes per heartbeat while kept (raw partition + dedupe id + rollups) | $((DAY_RAW_PER + DAY_IDS_PER + DAY_ROLL_PER)) ($DAY_RAW_PER + $DAY_IDS_PER + $DAY_ROLL_PER) |"
     echo "| the same day once the retention dropped its partition and its ids expired (rollups only) | $DAY_ROLL_PER |"
@@ -734,7 +744,7 @@ report() {
     echo "| backlog flat during 2 | $BACKLOG_FLAT |"
     echo "| durable=redis: backlog every 5 s during 2 (ingest jobs + XLEN cm:q) | $(backlog_series redis_) |"
     echo "| durable=redis: backlog flat during 2 | $R_BACKLOG_FLAT |"
-    echo "| Redis rebuild after FLUSHALL, $REBUILD_AGENTS agents ($REBUILD_WINDOWS windows, $((REBUILD_AGENTS / 10)) policies): until /readyz is 200 | $REBUILD_S s |"
+    echo "| Redis rebuild after FLUSHALL, $REBUILD_ALL agents ($REBUILD_WINDOWS current windows, $REBUILD_POLICIES policies): until /readyz is 200 | $REBUILD_S s |"
     echo "| the first intent after that FLUSHALL (its agent rebuilt on demand) | $(awk -v s="$FIRST_INTENT_S" 'BEGIN { printf "%.1f ms", s * 1000 }') |"
     echo "| one health sweep pass over $SWEEP_AGENTS agents (psql, steady state) | $SWEEP_MS ms |"
     echo
