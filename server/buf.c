@@ -157,6 +157,28 @@ void cm_buf_add_jstr(cm_buf *b, const char *s)
     cm_buf_add(b, "\"", 1);
 }
 
+size_t cm_int_text(int64_t v, char out[CM_INT_TEXT_MAX])
+{
+    char rev[CM_INT_TEXT_MAX];
+    /* The magnitude as unsigned: -INT64_MIN does not fit an int64. */
+    uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+    do {
+        rev[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    if (v < 0) out[len++] = '-';
+    while (n) out[len++] = rev[--n];
+    out[len] = '\0';
+    return len;
+}
+
+void cm_buf_add_int(cm_buf *b, int64_t v)
+{
+    char tmp[CM_INT_TEXT_MAX];
+    cm_buf_add(b, tmp, cm_int_text(v, tmp));
+}
+
 void cm_buf_add_money(cm_buf *b, int64_t nanos)
 {
     char tmp[CM_MONEY_BUFSZ];

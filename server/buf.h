@@ -25,6 +25,13 @@ void cm_buf_adds(cm_buf *b, const char *s);
  * request bodies, which are read to the end even when refused. */
 int cm_buf_add_capped(cm_buf *b, const char *s, size_t n, size_t max);
 void cm_buf_addf(cm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* v in decimal, as "%lld" writes it, without printf's machinery: the
+ * statements' column arrays and the queue's arguments write one per
+ * number per heartbeat. cm_int_text writes it and its NUL into out and
+ * answers its length. */
+enum { CM_INT_TEXT_MAX = 21 }; /* "-9223372036854775808" and its NUL */
+size_t cm_int_text(int64_t v, char out[CM_INT_TEXT_MAX]);
+void cm_buf_add_int(cm_buf *b, int64_t v);
 /* JSON string literal, quoted, escaping '"', '\\' and control bytes;
  * bytes that are not well-formed UTF-8 become U+FFFD, so a reply that
  * echoes hostile input is still valid JSON. */

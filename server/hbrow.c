@@ -28,32 +28,32 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
     case 5: cm_buf_add_pg_text(b, h->workflow); break;
     case 6: cm_buf_add_pg_text(b, h->parent_intent_id); break;
     case 7: cm_buf_add_pg_text(b, h->status); break;
-    case 8: cm_buf_addf(b, "%lld", (long long)h->ts); break;
-    case 9: cm_buf_addf(b, "%lld", (long long)h->cost_nanos); break;
-    case 10: cm_buf_addf(b, "%lld", (long long)h->tokens_in); break;
-    case 11: cm_buf_addf(b, "%lld", (long long)h->tokens_out); break;
-    case 12: cm_buf_addf(b, "%lld", (long long)h->tokens_cached); break;
-    case 13: cm_buf_addf(b, "%lld", (long long)h->llm_calls); break;
-    case 14: cm_buf_addf(b, "%lld", (long long)h->tool_calls); break;
-    case 15: cm_buf_addf(b, "%lld", (long long)h->intents_total); break;
-    case 16: cm_buf_addf(b, "%lld", (long long)h->intents_succeeded); break;
-    case 17: cm_buf_addf(b, "%lld", (long long)h->intents_failed); break;
+    case 8: cm_buf_add_int(b, h->ts); break;
+    case 9: cm_buf_add_int(b, h->cost_nanos); break;
+    case 10: cm_buf_add_int(b, h->tokens_in); break;
+    case 11: cm_buf_add_int(b, h->tokens_out); break;
+    case 12: cm_buf_add_int(b, h->tokens_cached); break;
+    case 13: cm_buf_add_int(b, h->llm_calls); break;
+    case 14: cm_buf_add_int(b, h->tool_calls); break;
+    case 15: cm_buf_add_int(b, h->intents_total); break;
+    case 16: cm_buf_add_int(b, h->intents_succeeded); break;
+    case 17: cm_buf_add_int(b, h->intents_failed); break;
     case 18:
         if (h->has_latency) cm_buf_addf(b, "%.17g", h->avg_latency_ms);
         else cm_buf_adds(b, "NULL");
         break;
-    case 19: cm_buf_addf(b, "%zu", idx); break;
+    case 19: cm_buf_add_int(b, (int64_t)idx); break;
     case 20: cm_buf_add_pg_text(b, h->model); break;
-    case 21: cm_buf_addf(b, "%lld", (long long)h->tokens_cache_write); break;
+    case 21: cm_buf_add_int(b, h->tokens_cache_write); break;
     case 22:
-        if (h->priced) cm_buf_addf(b, "%lld", (long long)h->priced_nanos);
+        if (h->priced) cm_buf_add_int(b, h->priced_nanos);
         else cm_buf_adds(b, "NULL");
         break;
     case 23: cm_buf_add_pg_text(b, h->customer); break;
-    case 24: cm_buf_addf(b, "%lld", (long long)h->revenue_nanos); break;
-    case 25: cm_buf_addf(b, "%lld", (long long)h->refund_nanos); break;
-    case 26: cm_buf_addf(b, "%lld", (long long)h->external_nanos); break;
-    case 27: cm_buf_addf(b, "%lld", (long long)h->fees_nanos); break;
+    case 24: cm_buf_add_int(b, h->revenue_nanos); break;
+    case 25: cm_buf_add_int(b, h->refund_nanos); break;
+    case 26: cm_buf_add_int(b, h->external_nanos); break;
+    case 27: cm_buf_add_int(b, h->fees_nanos); break;
     case 28: {
         char key[CM_HB_KEY_HEX_LEN];
         if (!h->id[0])
@@ -64,7 +64,7 @@ static void add_col(cm_buf *b, int col, const cm_hb *h, size_t idx)
             b->failed = 1;
         break;
     }
-    case 29: cm_buf_addf(b, "%lld", (long long)h->compute_ms); break;
+    case 29: cm_buf_add_int(b, h->compute_ms); break;
     }
 }
 
@@ -324,7 +324,7 @@ void cm_hbrow_encode(const cm_hb *h, cm_buf *out)
         cm_buf_adds(out, "\":");
         if (str) cm_buf_add_jstr(out, str);
         else if (f->kind == F_FLAG) cm_buf_adds(out, "true");
-        else cm_buf_addf(out, "%lld", (long long)num);
+        else cm_buf_add_int(out, num);
     }
     cm_buf_adds(out, "}");
 }

@@ -48,8 +48,8 @@ static void arg_str(args *a, const char *s)
 
 static void arg_int(args *a, long long v)
 {
-    char num[24];
-    snprintf(num, sizeof num, "%lld", v);
+    char num[CM_INT_TEXT_MAX];
+    cm_int_text(v, num);
     arg_str(a, num);
 }
 

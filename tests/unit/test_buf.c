@@ -249,8 +249,39 @@ static void ownership(void)
     CHECK_EQ_I64(b.failed, 0);
 }
 
+/* cm_int_text against printf's "%lld", at the edges of each length. */
+static void int_text(void)
+{
+    int64_t v[] = {0, 1, -1, 9, 10, -10, 99, 100, 123456789, -987654321, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char got[CM_INT_TEXT_MAX], want[32];
+        size_t n = cm_int_text(v[i], got);
+        snprintf(want, sizeof want, "%lld", (long long)v[i]);
+        CHECK_STR(got, want);
+        CHECK_EQ_I64(n, strlen(want));
+    }
+    for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10) {
+        int64_t around[] = {p - 1, p, p + 1, -p};
+        for (int k = 0; k < 4; k++) {
+            char got[CM_INT_TEXT_MAX], want[32];
+            cm_int_text(around[k], got);
+            snprintf(want, sizeof want, "%lld", (long long)around[k]);
+            CHECK_STR(got, want);
+        }
+    }
+    cm_buf b;
+    cm_buf_init(&b);
+    cm_buf_adds(&b, "{");
+    cm_buf_add_int(&b, -42);
+    cm_buf_add_int(&b, INT64_MAX);
+    char *s = take(&b);
+    CHECK_STR(s, "{-429223372036854775807");
+    free(s);
+}
+
 void test_buf(void)
 {
+    int_text();
     jstr();
     writers();
     addf();
