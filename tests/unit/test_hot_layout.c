@@ -44,6 +44,16 @@ static void keys(void)
     CHECK_EQ_I64(strlen(k), 3 + strlen(address) + 3 + 20);
     cm_hot_key_idem(address, idem, false, k);
     CHECK_EQ_I64(strlen(k), 5 + strlen(address) + 1 + strlen(idem));
+    /* Longer than any address, as snprintf would cut it, at every length
+     * around the edge. */
+    char longer[CM_HOT_KEY_MAX + 8], want[CM_HOT_KEY_MAX];
+    for (size_t len = CM_HOT_KEY_MAX - 30; len < sizeof longer; len++) {
+        memset(longer, 'b', len);
+        longer[len] = '\0';
+        cm_hot_key_window(longer, 'h', -1234567, k);
+        snprintf(want, sizeof want, "cm:%s:%c:%lld", longer, 'h', -1234567LL);
+        CHECK_STR(k, want);
+    }
 }
 
 static void lifetimes(void)
