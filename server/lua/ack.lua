@@ -34,15 +34,16 @@ local out = {epoch, 0}
 local pos = 9 + nreq
 local row = 0
 local last = nil
--- A day window's cost as this script's last increment of it left it: the
--- agents' costs today, answered without reading them again.
+-- An increment's answer is a double, exact below 2^53.
+local exact = 2 ^ 53
+-- A day window's cost as this script's last increment of it left it, when
+-- exact: the agents' costs today, answered without reading them again.
 local today = {}
 
 -- Month windows whose every total this script compared with the cap.
 local capped = {}
--- A total an increment answers below this is below the cap: a double
--- holds an integer exactly below 2^53.
-local near_cap = math.min(2 ^ 53, tonumber(cap))
+-- A total an increment answers below this is below the cap.
+local near_cap = math.min(exact, tonumber(cap))
 
 -- Adds row r's deltas (its arguments from a) to its windows, noting each
 -- increment in `done` (key, field, delta: three slots, no table each) so a
@@ -62,7 +63,7 @@ local function apply(r, a, done)
       if v == tonumber(cost) then redis.call('EXPIRE', key, ttl[g], 'NX') end
       local n = #done
       done[n + 1], done[n + 2], done[n + 3] = key, 'cost', cost
-      if g == 2 then today[key] = v end
+      if g == 2 then today[key] = v < exact and v or nil end
     end
   end
   local month = KEYS[k + 3]

@@ -9,10 +9,9 @@
 -- Answers per agent 8 values: state (0 active, 1 blocked, 2 killed), this
 -- hour's cost, the previous hour's, the day's, the month's (each 0 when no
 -- limit of the agent needs it), and the three cost limits ('' when unset);
--- then for each newly crossed mark five
--- values: agent index, limit index, the threshold's fraction in 1e-9 units
--- (0 for the limit itself, -1 for an exhaustion predicted within the
--- horizon), current cost, limit.
+-- then for each newly crossed mark five values: agent index, limit index,
+-- the threshold's fraction in 1e-9 units (0 for the limit itself, -1 for an
+-- exhaustion predicted within the horizon), current cost, limit.
 
 -- Decimal strings compare by length first (see merge.lua).
 local function ge(a, b)
