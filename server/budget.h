@@ -60,20 +60,20 @@ int cm_budget_untag(const char *tag, char org[CM_ADDR_SEG_MAX + 1], cm_scope *ou
  * argument an SQL expression (org, kind name, id). */
 #define CM_BUDGET_TAG_SQL(org, kind, id) "('s:' || " org " || ':' || " kind " || ':' || " id ")"
 
-/* An intent's open reservation in SQL, the intent aliased i: whether it
- * holds one, and what is left of it (its estimate less what its agent
- * spent on it, rollup and tail, never below 0). The Redis rebuild holds it
- * again; GET /v1/mesh/policies shows it. CM_BUDGET_LEFT_SQL reads the
- * tail's sums that CM_BUDGET_TAIL_JOIN(tail) joins to "intents i", tail a
- * row source of heartbeats past the watermark: summed once per statement,
- * not rescanned once per intent as a correlated sum would be. */
-#define CM_BUDGET_OPEN_SQL "i.estimated_cost_nanos > 0 AND i.ended_at IS NULL AND i.reserved_until > now()"
-#define CM_BUDGET_TAIL_JOIN(tail)                                                                            \
-    " LEFT JOIN (SELECT address, intent_id, sum(cost_nanos) AS cost FROM " tail " WHERE intent_id IS NOT NULL" \
-    " GROUP BY 1, 2) spent_tail ON spent_tail.address = i.address AND spent_tail.intent_id = i.intent_id"
-#define CM_BUDGET_LEFT_SQL                                                                                   \
-    "greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r"           \
-    " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce(spent_tail.cost, 0))"
+/* The intents holding an open reservation, as a row source (to be
+ * aliased): every column of intents, and held, what is left of the
+ * reservation (its estimate less what its agent spent on it, rollup and
+ * tail, never below 0). tail: the heartbeats past the watermark to count
+ * (cm_org_tail for one org, cm_rollup_tail for all), summed per intent once
+ * per statement, not rescanned once per intent as a correlated sum would
+ * be. The Redis rebuild holds what is left again; GET /v1/mesh/policies
+ * shows it. */
+#define CM_BUDGET_OPEN_SQL(tail)                                                                             \
+    "(SELECT i.*, greatest(0, i.estimated_cost_nanos - coalesce((SELECT sum(r.cost_nanos) FROM rollup_intent r" \
+    " WHERE r.address = i.address AND r.intent_id = i.intent_id), 0) - coalesce(t.cost, 0)) AS held"          \
+    " FROM intents i LEFT JOIN (SELECT address, intent_id, sum(cost_nanos) AS cost FROM " tail                 \
+    " WHERE intent_id IS NOT NULL GROUP BY 1, 2) t ON t.address = i.address AND t.intent_id = i.intent_id"    \
+    " WHERE i.estimated_cost_nanos > 0 AND i.ended_at IS NULL AND i.reserved_until > now())"
 
 /* Appends "scope":"<name>","scope_id":<id or null for the org>. */
 void cm_budget_scope_json(const cm_scope *s, cm_buf *b);

@@ -71,11 +71,9 @@ static const char scope_policies_sql[] =
  * the estimate after what its agent spent on the intent (rollup and tail),
  * run, workflow, customer. */
 static const char reservations_sql[] =
-    "SELECT i.org, i.intent_id, i.address, extract(epoch FROM i.reserved_until)::bigint::text,"
-    " " CM_BUDGET_LEFT_SQL "::text,"
-    " coalesce(i.run_id, ''), coalesce(i.workflow, ''), coalesce(i.customer, '') FROM intents i"
-    CM_BUDGET_TAIL_JOIN("cm_rollup_tail()") " WHERE " CM_BUDGET_OPEN_SQL " AND "
-    "($1::text IS NULL OR i.org = split_part($1, '/', 3))";
+    "SELECT i.org, i.intent_id, i.address, extract(epoch FROM i.reserved_until)::bigint::text, i.held::text,"
+    " coalesce(i.run_id, ''), coalesce(i.workflow, ''), coalesce(i.customer, '')"
+    " FROM " CM_BUDGET_OPEN_SQL("cm_rollup_tail()") " i WHERE $1::text IS NULL OR i.org = split_part($1, '/', 3)";
 
 /* The last stream entry PostgreSQL holds (schema/023_persist.sql), for a
  * whole rebuild once anything was queued: a Redis that lost its queue must
