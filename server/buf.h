@@ -15,6 +15,7 @@ typedef struct {
     int failed;
 } cm_buf;
 
+/* Empties b; an all-zero cm_buf (a calloc'd struct's) is empty too. */
 void cm_buf_init(cm_buf *b);
 /* Frees the data; the buffer may be reused after cm_buf_init. */
 void cm_buf_free(cm_buf *b);

@@ -297,8 +297,12 @@ static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlsta
  * ids[0], its sequence to ids[1]. */
 static void add_entry_id(cm_buf ids[2], const entry *e)
 {
-    cm_buf_addf(&ids[0], "%s%" PRIu64, ids[0].len > 1 ? "," : "", e->ms);
-    cm_buf_addf(&ids[1], "%s%" PRIu64, ids[1].len > 1 ? "," : "", e->seq);
+    if (ids[0].len > 1) {
+        cm_buf_add(&ids[0], ",", 1);
+        cm_buf_add(&ids[1], ",", 1);
+    }
+    cm_buf_add_int(&ids[0], (int64_t)e->ms);
+    cm_buf_add_int(&ids[1], (int64_t)e->seq);
 }
 
 /* A batch's entries decoded and its statement's columns made on a thread
@@ -311,16 +315,17 @@ typedef struct build {
     cm_persist *p;
     int bad; /* the first entry not decoded, or -1 */
     int rc;  /* of making the columns */
-    bool cols_made; /* cols to be freed */
-    cm_buf cols[CM_HBROW_COLS];
+    cm_buf cols[CM_HBROW_COLS]; /* all-zero (empty) until made */
     cm_buf ids[4]; /* $33/$34: the entries of the rows sent; $36/$37: those left out */
+    const char **agents; /* owned array: the batch's distinct agents, sorted (cm_hbrow_distinct) */
+    size_t nagents;
 } build;
 
 static void build_free(build *b)
 {
-    if (b->cols_made)
-        for (int c = 0; c < CM_HBROW_COLS; c++) cm_buf_free(&b->cols[c]);
+    for (int c = 0; c < CM_HBROW_COLS; c++) cm_buf_free(&b->cols[c]);
     for (int k = 0; k < 4; k++) cm_buf_free(&b->ids[k]);
+    free(b->agents);
     free(b);
 }
 
@@ -334,14 +339,15 @@ static void run_build(uv_work_t *w)
     if (b->bad >= 0) return;
     const cm_hb **hbs = malloc((size_t)n * sizeof *hbs);
     unsigned char *skip = malloc((size_t)n);
-    b->rc = hbs && skip ? CM_OK : CM_ENOMEM;
+    b->agents = malloc((size_t)n * sizeof *b->agents);
+    b->rc = hbs && skip && b->agents ? CM_OK : CM_ENOMEM;
     if (b->rc == CM_OK) {
         for (int i = 0; i < n; i++) hbs[i] = &batch[i].hb;
         b->rc = cm_hbrow_mark_dups(hbs, (size_t)n, skip);
         for (int i = 0; i < n; i++) batch[i].dup = skip[i];
-        /* Initialised by the call, to be freed whatever it answers. */
-        b->cols_made = true;
         if (cm_hbrow_columns(hbs, skip, (size_t)n, b->cols) != CM_OK) b->rc = CM_ENOMEM;
+        for (int i = 0; i < n; i++) b->agents[i] = batch[i].hb.agent;
+        b->nagents = cm_hbrow_distinct(b->agents, (size_t)n);
     }
     if (b->rc == CM_OK) {
         for (int k = 0; k < 4; k++) cm_buf_add(&b->ids[k], "{", 1);
@@ -360,27 +366,21 @@ static void release(cm_persist *p);
 /* The batch's statement (hbrow.h cm_hbrow_persist_sql), from its build. */
 static int send_store(cm_persist *p, const build *b)
 {
-    const char **agents = malloc((size_t)p->n * sizeof *agents);
     cm_buf listed;
     const char *params[CM_HBROW_PERSIST_PARAMS];
     char last_ms[24], last_seq[24];
-    int rc = agents ? CM_OK : CM_ENOMEM;
     cm_buf_init(&listed);
-    if (rc == CM_OK) {
-        /* $22: the batch's agents whose last_heartbeat has not moved this
-         * second (p->seen is the loop's). */
-        int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
-        for (int i = 0; i < p->n; i++) agents[i] = p->batch[i].hb.agent;
-        size_t na = cm_hbrow_distinct(agents, (size_t)p->n);
-        cm_buf_add(&listed, "{", 1);
-        for (size_t i = 0, added = 0; i < na; i++) {
-            if (cm_seen_written(p->seen, agents[i], sec)) continue;
-            if (added++) cm_buf_add(&listed, ",", 1);
-            cm_buf_add_pg_text(&listed, agents[i]);
-        }
-        cm_buf_add(&listed, "}", 1);
-        if (listed.failed) rc = CM_ENOMEM;
+    /* $22: the batch's agents whose last_heartbeat has not moved this
+     * second (p->seen is the loop's). */
+    int64_t sec = (int64_t)(uv_now(p->loop) / 1000);
+    cm_buf_add(&listed, "{", 1);
+    for (size_t i = 0, added = 0; i < b->nagents; i++) {
+        if (cm_seen_written(p->seen, b->agents[i], sec)) continue;
+        if (added++) cm_buf_add(&listed, ",", 1);
+        cm_buf_add_pg_text(&listed, b->agents[i]);
     }
+    cm_buf_add(&listed, "}", 1);
+    int rc = listed.failed ? CM_ENOMEM : CM_OK;
     if (rc == CM_OK) {
         snprintf(last_ms, sizeof last_ms, "%" PRIu64, p->batch[p->n - 1].ms);
         snprintf(last_seq, sizeof last_seq, "%" PRIu64, p->batch[p->n - 1].seq);
@@ -396,7 +396,6 @@ static int send_store(cm_persist *p, const build *b)
         rc = cm_pg_query_prepared(p->db, cm_hbrow_persist_sql, CM_HBROW_PERSIST_PARAMS, params, on_stored, p);
     }
     cm_buf_free(&listed);
-    free(agents);
     return rc;
 }
 
@@ -404,36 +403,26 @@ static void after_build(uv_work_t *w, int status)
 {
     build *b = w->data;
     cm_persist *p = b->p;
+    /* A build is never cancelled (status); were it, the batch is drained
+     * again later. */
+    int bad = status == 0 ? b->bad : -1;
+    int rc = status == 0 ? b->rc : CM_ENOMEM;
+    if (!p->closing && bad < 0 && rc == CM_OK) rc = send_store(p, b);
+    build_free(b);
     p->build = NULL;
     if (p->closing) {
-        build_free(b);
         release(p);
-        return;
-    }
-    int bad = b->bad;
-    if (status != 0) {
-        /* Never cancelled; were it, the batch is drained again later. */
-        build_free(b);
-        batch_end(p, false, RETRY_MS);
-        return;
-    }
-    if (bad == 0 && p->n == 1) {
+    } else if (bad == 0 && p->n == 1) {
         /* Not a heartbeat this release can read: kept, never dropped. */
-        build_free(b);
         refuse(p, "decode");
-        return;
-    }
-    if (bad >= 0) {
+    } else if (bad >= 0) {
         p->single = true;
         p->single_ms = p->batch[p->n - 1].ms;
         p->single_seq = p->batch[p->n - 1].seq;
-        build_free(b);
         batch_end(p, false, 0);
-        return;
+    } else if (rc != CM_OK) {
+        batch_end(p, false, RETRY_MS);
     }
-    int rc = b->rc == CM_OK ? send_store(p, b) : b->rc;
-    build_free(b);
-    if (rc != CM_OK) batch_end(p, false, RETRY_MS);
 }
 
 static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long queued)
@@ -472,7 +461,7 @@ static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long 
             return;
         }
     }
-    build *b = calloc(1, sizeof *b);
+    build *b = calloc(1, sizeof *b); /* its buffers empty (cm_buf_init is all-zero) */
     if (!b) {
         batch_end(p, false, RETRY_MS);
         return;
@@ -480,7 +469,6 @@ static void on_drain(void *arg, int rc, const cm_hot_entry *e, int n, long long 
     b->p = p;
     b->bad = -1;
     b->work.data = b;
-    for (int k = 0; k < 4; k++) cm_buf_init(&b->ids[k]);
     p->build = b;
     if (uv_queue_work(p->loop, &b->work, run_build, after_build) != 0) {
         p->build = NULL;
