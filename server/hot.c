@@ -41,6 +41,7 @@ struct cm_hot {
     unsigned long generation; /* cm_store_generation at the last connect */
     bool failing_over;        /* a new primary's mirror is not rebuilt yet: no admission */
     unsigned long rebuilds;   /* whole rebuilds done */
+    bool bulk;                /* calls go in the store's bulk lane (cm_hot_set_bulk) */
 };
 
 static void rebuild(cm_hot *h);
@@ -109,9 +110,15 @@ int cm_hot_eval(cm_hot *h, int script, int nkeys, int argc, const char *const *a
     size_t *lens = malloc((size_t)argc * sizeof *lens);
     if (!lens) return CM_ENOMEM;
     for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    int rc = cm_store_eval(h->store, script, nkeys, argc, argv, lens, cb, arg);
+    int rc = h->bulk ? cm_store_eval_bulk(h->store, script, nkeys, argc, argv, lens, cb, arg)
+                     : cm_store_eval(h->store, script, nkeys, argc, argv, lens, cb, arg);
     free(lens);
     return rc;
+}
+
+void cm_hot_set_bulk(cm_hot *h, bool on)
+{
+    h->bulk = on;
 }
 
 /* ---- rebuild ---- */

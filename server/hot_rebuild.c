@@ -202,6 +202,7 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     (void)sqlstate;
     pass *p = arg;
     int rows = rc == CM_OK ? cm_pgres_rows(res) : 0;
+    cm_hot_set_bulk(p->h, !p->address[0]);
     if (rc != CM_OK) p->failed = true;
     else if (rows > 0 && p->step == ROLLUPS) merge_rollups(p, res, rows);
     else if (rows > 0 && (p->step == INTENTS || p->step == SCOPE_INTENTS)) merge_count(p, "intents", res, rows);
@@ -210,6 +211,7 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     else if (p->step == RESERVATIONS) restore_reservations(p, res, rows);
     else if (rows > 0 && p->step == QUEUE_MARK)
         sent(p, cm_hot_queue_floor(p->h, cm_pgres_get(res, 0, 0), cm_pgres_get(res, 0, 1), on_written, p));
+    cm_hot_set_bulk(p->h, false);
     on_written(p, CM_OK); /* the one held while sending */
 }
 

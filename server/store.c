@@ -23,9 +23,20 @@ typedef struct call {
     char *bytes;        /* owned: the caller's arguments */
     char nkeys[16];
     int retried;        /* re-sent as EVAL after NOSCRIPT */
+    size_t nbytes;      /* of the caller's arguments */
+    bool bulk;          /* of the bulk lane (cm_store_eval_bulk) */
+    struct call *next;  /* the next bulk call waiting to be sent */
     cm_store_cb cb;
     void *arg;
 } call;
+
+/* The bulk lane's bounds on what is in flight: a normal call waits behind
+ * this much of a whole rebuild at most (a few MERGE chunks, ~10 ms of
+ * Redis), while the pipe stays full enough that the rebuild itself does
+ * not wait on round trips (or, with appendfsync always, on an fsync per
+ * call). */
+#define BULK_CALLS 64
+#define BULK_BYTES (64 * 1024)
 
 struct cm_store {
     uv_loop_t *loop;
@@ -49,10 +60,14 @@ struct cm_store {
     int closing;
     cm_store_ready_cb on_ready;
     void *ready_arg;
+    call *bulk_head, *bulk_tail; /* owned: bulk calls not sent yet, in order */
+    int bulk_calls;              /* bulk calls in flight */
+    size_t bulk_bytes;           /* and their arguments' bytes */
 };
 
 static void start_connect(cm_store *s);
 static void schedule_retry(cm_store *s);
+static void bulk_fail_waiting(cm_store *s);
 
 static void call_free(call *c)
 {
@@ -92,6 +107,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     s->ac = NULL;
     atomic_store(&s->ready, 0);
     cm_log(CM_LOG_WARN, "event=redis_disconnected");
+    bulk_fail_waiting(s);
     schedule_retry(s);
 }
 
@@ -439,6 +455,7 @@ void cm_store_free(cm_store *s)
         /* Pending callbacks run with a NULL reply inside this call. */
         redisAsyncFree(ac);
     }
+    bulk_fail_waiting(s);
     uv_close((uv_handle_t *)&s->retry, on_retry_closed);
 }
 
@@ -458,6 +475,7 @@ size_t cm_store_backlog(const cm_store *s)
 }
 
 static int send_call(call *c);
+static void bulk_pump(cm_store *s);
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -474,6 +492,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         if (send_call(c) == CM_OK) return;
     }
     atomic_fetch_sub(&s->backlog, 1);
+    if (c->bulk) {
+        s->bulk_calls--;
+        s->bulk_bytes -= c->nbytes;
+    }
     int rc = CM_OK;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         if (reply) cm_log(CM_LOG_WARN, "event=redis_error script=%d message=\"%.120s\"", c->script, reply->str);
@@ -485,8 +507,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         cm_log(CM_LOG_WARN, "event=redis_demoted host=%s port=%d", s->where.server.host, s->where.server.port);
         redisAsyncDisconnect(ac);
     }
+    bool bulk = c->bulk;
     c->cb(c->arg, rc, rc == CM_OK ? (const cm_store_reply *)reply : NULL);
     call_free(c);
+    if (bulk) bulk_pump(s);
 }
 
 static const redisReply *element(const cm_store_reply *r, int i)
@@ -528,20 +552,20 @@ const char *cm_store_reply_str(const cm_store_reply *r, int i, char *tmp, size_t
 static int send_call(call *c)
 {
     cm_store *s = c->s;
+    if (!s->ac) return CM_ESTORE;
     c->argv[0] = c->retried ? "EVAL" : "EVALSHA";
     c->argv[1] = c->retried ? s->scripts[c->script] : s->sha[c->script];
     for (int i = 0; i < 3; i++) c->lens[i] = strlen(c->argv[i]);
     return redisAsyncCommandArgv(s->ac, on_reply, c, c->total, c->argv, c->lens) == REDIS_OK ? CM_OK : CM_ESTORE;
 }
 
-int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
-                  const size_t *lens, cm_store_cb cb, void *arg)
+/* A call of script with the caller's arguments copied, or NULL. */
+static call *call_new(cm_store *s, int script, int nkeys, int argc, const char *const *argv, const size_t *lens,
+                      cm_store_cb cb, void *arg)
 {
-    if (!s->ac || !atomic_load(&s->ready)) return CM_ESTORE;
     call *c = calloc(1, sizeof *c);
-    if (!c) return CM_ENOMEM;
-    size_t nbytes = 0;
-    for (int i = 0; i < argc; i++) nbytes += lens[i];
+    if (!c) return NULL;
+    for (int i = 0; i < argc; i++) c->nbytes += lens[i];
     c->s = s;
     c->script = script;
     c->total = argc + 3;
@@ -549,10 +573,10 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
     c->arg = arg;
     c->argv = malloc((size_t)c->total * sizeof *c->argv);
     c->lens = malloc((size_t)c->total * sizeof *c->lens);
-    c->bytes = malloc(nbytes ? nbytes : 1);
+    c->bytes = malloc(c->nbytes ? c->nbytes : 1);
     if (!c->argv || !c->lens || !c->bytes) {
         call_free(c);
-        return CM_ENOMEM;
+        return NULL;
     }
     snprintf(c->nkeys, sizeof c->nkeys, "%d", nkeys);
     c->argv[2] = c->nkeys;
@@ -563,10 +587,92 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
         c->lens[3 + i] = lens[i];
         p += lens[i];
     }
+    return c;
+}
+
+int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
+                  const size_t *lens, cm_store_cb cb, void *arg)
+{
+    if (!s->ac || !atomic_load(&s->ready)) return CM_ESTORE;
+    call *c = call_new(s, script, nkeys, argc, argv, lens, cb, arg);
+    if (!c) return CM_ENOMEM;
     int rc = send_call(c);
     if (rc != CM_OK) {
         call_free(c);
         return rc;
+    }
+    atomic_fetch_add(&s->backlog, 1);
+    return CM_OK;
+}
+
+/* Takes the first waiting bulk call off the lane; NULL when none. */
+static call *bulk_pop(cm_store *s)
+{
+    call *c = s->bulk_head;
+    if (c) {
+        s->bulk_head = c->next;
+        if (!s->bulk_head) s->bulk_tail = NULL;
+        c->next = NULL;
+    }
+    return c;
+}
+
+/* A bulk call that will not be sent: answered CM_ESTORE. */
+static void bulk_fail(cm_store *s, call *c)
+{
+    atomic_fetch_sub(&s->backlog, 1);
+    c->cb(c->arg, CM_ESTORE, NULL);
+    call_free(c);
+}
+
+/* One more bulk call of nbytes may be in flight now. */
+static bool bulk_fits(const cm_store *s, size_t nbytes)
+{
+    return s->bulk_calls == 0 || (s->bulk_calls < BULK_CALLS && s->bulk_bytes + nbytes <= BULK_BYTES);
+}
+
+static void bulk_sent(cm_store *s, const call *c)
+{
+    s->bulk_calls++;
+    s->bulk_bytes += c->nbytes;
+}
+
+/* Sends the waiting bulk calls that fit; runs as a reply frees room. */
+static void bulk_pump(cm_store *s)
+{
+    while (s->bulk_head && bulk_fits(s, s->bulk_head->nbytes)) {
+        call *c = bulk_pop(s);
+        if (send_call(c) == CM_OK) bulk_sent(s, c);
+        else bulk_fail(s, c); /* the lane is settled first: its callback may add calls */
+    }
+}
+
+static void bulk_fail_waiting(cm_store *s)
+{
+    call *c;
+    while ((c = bulk_pop(s))) bulk_fail(s, c);
+}
+
+int cm_store_eval_bulk(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
+                       const size_t *lens, cm_store_cb cb, void *arg)
+{
+    if (!s->ac || !atomic_load(&s->ready)) return CM_ESTORE;
+    call *c = call_new(s, script, nkeys, argc, argv, lens, cb, arg);
+    if (!c) return CM_ENOMEM;
+    c->bulk = true;
+    if (!s->bulk_head && bulk_fits(s, c->nbytes)) {
+        /* Sent now, failing at once as cm_store_eval does. A waiting call
+         * is sent, or fails, only from a reply's callback (or a drop). */
+        int rc = send_call(c);
+        if (rc != CM_OK) {
+            call_free(c);
+            return rc;
+        }
+        bulk_sent(s, c);
+    } else {
+        if (s->bulk_tail) s->bulk_tail->next = c;
+        else s->bulk_head = c;
+        s->bulk_tail = c;
     }
     atomic_fetch_add(&s->backlog, 1);
     return CM_OK;

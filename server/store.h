@@ -76,6 +76,14 @@ unsigned long cm_store_generation(const cm_store *s);
 int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
                   const size_t *lens, cm_store_cb cb, void *arg);
 
+/* cm_store_eval in the bulk lane, for many calls that may wait (a whole
+ * rebuild's): they go in order, a bounded few in flight (BULK_* in
+ * store.c) and the rest waiting here, so that a call of the normal lane
+ * waits behind that few rather than behind all of them. Same contract as
+ * cm_store_eval; a waiting call is answered CM_ESTORE when the connection
+ * drops or the store is freed. */
+int cm_store_eval_bulk(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
+                       const size_t *lens, cm_store_cb cb, void *arg);
 /* Start-up, blocking: PING within two seconds (with Sentinels, the primary
  * the first of them that answers names) and, with need_fsync_always, an
  * append-only file fsynced on every write when Redis shows its settings.
