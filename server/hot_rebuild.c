@@ -11,8 +11,8 @@
  * intent counts of the current windows (merged as maxima), their policies
  * and kill flags (replaced), then the same of the scopes (budget.h): cost
  * and intents per window, policies; then the open reservations. $1 is one
- * agent's address, or NULL for all; with an address, the scopes and
- * reservations of its org. Columns of the counts:
+ * agent's address, or NULL for all; with an address, the scopes of its org
+ * that have a policy (SCOPE_WANTED) and its org's reservations. Columns of the counts:
  * address or tag, grain, bucket start, then the totals (cm_hot_rollup's)
  * or the count. */
 static const char rollups_sql[] =
@@ -46,11 +46,19 @@ static const char agent_policy_sql[] =
     "((grain = 'h' AND " b " >= now() - interval '49 hours') OR (grain = 'd' AND " b " >= now() - interval"  \
     " '9 days') OR (grain = 'm' AND " b " >= date_trunc('month', now(), 'UTC') - interval '1 month'))"
 #define SCOPE_ORG "($1::text IS NULL OR org = split_part($1, '/', 3))"
+/* One agent's pass: only the scopes of its org with a policy, since only
+ * those refuse its admission (a scope without one answers zeros, and the
+ * whole pass brings it back). The first condition, with no column, is
+ * checked once: an org without scope policies reads no intents at all. */
+#define SCOPE_WANTED(kind, scope)                                                                          \
+    "($1::text IS NULL OR EXISTS (SELECT 1 FROM scope_policies WHERE org = split_part($1, '/', 3)))"        \
+    " AND ($1::text IS NULL OR (" kind ", " scope ") IN (SELECT kind, scope FROM scope_policies"            \
+    " WHERE org = split_part($1, '/', 3)))"
 
 static const char scope_costs_sql[] =
     "SELECT " CM_BUDGET_TAG_SQL("org", "kind", "scope") ", grain, extract(epoch FROM bucket)::bigint::text,"
     " least(cost_nanos, 9223372036854775807)::text FROM rollup_scope WHERE " SCOPE_ORG " AND "
-    CURRENT_WINDOWS("bucket");
+    SCOPE_WANTED("kind", "scope") " AND " CURRENT_WINDOWS("bucket");
 
 static const char scope_intents_sql[] =
     "SELECT " CM_BUDGET_TAG_SQL("org", "u.kind", "u.scope") ", g.grain,"
@@ -58,7 +66,7 @@ static const char scope_intents_sql[] =
     " CROSS JOIN LATERAL (VALUES ('org', ''), ('env', split_part(address, '/', 4)), ('run', run_id),"
     " ('workflow', workflow), ('customer', customer)) AS u(kind, scope)"
     " CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
-    " WHERE u.scope IS NOT NULL AND " SCOPE_ORG
+    " WHERE u.scope IS NOT NULL AND " SCOPE_ORG " AND " SCOPE_WANTED("u.kind", "u.scope")
     " AND admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
     " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
 
