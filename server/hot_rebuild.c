@@ -15,12 +15,23 @@
  * that have a policy (SCOPE_WANTED) and its org's reservations. Columns of the counts:
  * address or tag, grain, bucket start, then the totals (cm_hot_rollup's)
  * or the count. */
+/* The rollups come in slices of ROLLUP_SLICE rows in key order, $2..$4 the
+ * key of the last row of the slice before (NULL for the first): a slice's
+ * rows are read and its MERGE calls formatted on the loop thread, which
+ * for 600,000 windows at once held every live request for most of a
+ * second, and the slices bound the memory a rebuild holds. One agent's
+ * rows (at most ~60) are one slice. */
+#define ROLLUP_SLICE 20000
+#define TEXT_(x) #x
+#define TEXT(x) TEXT_(x)
 static const char rollups_sql[] =
     "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
     " WHERE ($1::text IS NULL OR address = $1) AND ((grain = 'h' AND bucket >= now() - interval '49 hours')"
     " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
-    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month'))";
+    " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month'))"
+    " AND ($2::text IS NULL OR (address, grain, bucket) > ($2::text, $3::bpchar, to_timestamp($4::bigint)))"
+    " ORDER BY address, grain, bucket LIMIT " TEXT(ROLLUP_SLICE);
 
 static const char intents_sql[] =
     "SELECT address, g.grain, extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text,"
@@ -98,12 +109,16 @@ typedef struct {
     cm_hot_pass_cb done;
     void *arg;
     char address[CM_ADDR_MAX]; /* "" for all agents */
+    char after[CM_ADDR_MAX];   /* the rollups' last key read: address, */
+    char after_grain[2];       /* grain, */
+    char after_bucket[24];     /* bucket start ("" before the first slice) */
     int step;
     int pending; /* Redis calls of the step not yet answered, plus one while sending */
     bool failed;
 } pass;
 
 static void run_step(pass *p);
+static int query_rollups(pass *p);
 
 static void finish(pass *p, bool ok)
 {
@@ -220,7 +235,22 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     else if (rows > 0 && p->step == QUEUE_MARK)
         sent(p, cm_hot_queue_floor(p->h, cm_pgres_get(res, 0, 0), cm_pgres_get(res, 0, 1), on_written, p));
     cm_hot_set_bulk(p->h, false);
+    if (p->step == ROLLUPS && rows == ROLLUP_SLICE && !p->failed) {
+        /* The next slice holds what this query held. */
+        snprintf(p->after, sizeof p->after, "%s", cm_pgres_get(res, rows - 1, 0));
+        snprintf(p->after_grain, sizeof p->after_grain, "%s", cm_pgres_get(res, rows - 1, 1));
+        snprintf(p->after_bucket, sizeof p->after_bucket, "%s", cm_pgres_get(res, rows - 1, 2));
+        if (query_rollups(p) == CM_OK) return;
+        p->failed = true;
+    }
     on_written(p, CM_OK); /* the one held while sending */
+}
+
+static int query_rollups(pass *p)
+{
+    const char *params[] = {p->address[0] ? p->address : NULL, p->after[0] ? p->after : NULL,
+                            p->after[0] ? p->after_grain : NULL, p->after[0] ? p->after_bucket : NULL};
+    return cm_pg_query(p->pg, rollups_sql, 4, params, on_rows, p);
 }
 
 static void run_step(pass *p)
@@ -230,7 +260,8 @@ static void run_step(pass *p)
     const char *params[] = {p->address[0] ? p->address : NULL};
     const char *q = p->step == POLICIES && p->address[0] ? agent_policy_sql : sql[p->step];
     p->pending = 1;
-    if (cm_pg_query(p->pg, q, 1, params, on_rows, p) != CM_OK) finish(p, false);
+    int rc = p->step == ROLLUPS ? query_rollups(p) : cm_pg_query(p->pg, q, 1, params, on_rows, p);
+    if (rc != CM_OK) finish(p, false);
 }
 
 int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg)
