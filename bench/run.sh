@@ -29,7 +29,9 @@
 #   (d) a candidate, not costmeshd: bench/redis_durable.lua with Redis
 #       fsyncing every write (appendfsync always), 64 clients
 # plus server RSS and Redis memory at 100,000 agents and PostgreSQL bytes per
-# heartbeat, in both modes.
+# heartbeat, in both modes, and the Redis rebuild after a FLUSHALL with
+# 200,000 agents: until /readyz, the first intent, and single heartbeats at
+# 1,000 req/s while it runs.
 #
 # Knobs: BENCH_SHORT=1 (~5 min instead of ~10), BENCH_BUILD (build/bench),
 # BENCH_WRAP (a command costmeshd runs under, e.g. a profiler), BENCH_KEEP=1
@@ -64,9 +66,9 @@ SPEND_CONNS=16
 THREADS=2
 
 if [ "$SHORT" = 1 ]; then
-    D_CEIL=5 D_MAX=8 D_PACED=6 D_BATCH=15 D_INTENT=6 D_SPEND=8 D_PG=4 REDIS_N=200000 MODE_NAME=short
+    D_CEIL=5 D_MAX=8 D_PACED=6 D_BATCH=15 D_INTENT=6 D_SPEND=8 D_PG=4 D_REBUILD=20 REDIS_N=200000 MODE_NAME=short
 else
-    D_CEIL=10 D_MAX=20 D_PACED=15 D_BATCH=60 D_INTENT=15 D_SPEND=15 D_PG=10 REDIS_N=1000000 MODE_NAME=full
+    D_CEIL=10 D_MAX=20 D_PACED=15 D_BATCH=60 D_INTENT=15 D_SPEND=15 D_PG=10 D_REBUILD=30 REDIS_N=1000000 MODE_NAME=full
 fi
 
 say() { echo "bench: ${SECONDS}s: $*" >&2; } # SECONDS: since the start
@@ -540,10 +542,21 @@ REBUILD_WINDOWS=$($PSQL -c "SELECT count(*) FROM rollup_agent WHERE (grain = 'm'
     AND bucket = date_trunc('month', now(), 'UTC')) OR (grain = 'd' AND bucket = date_trunc('day', now(), 'UTC'))
     OR (grain = 'h' AND bucket >= date_trunc('hour', now(), 'UTC') - interval '1 hour')")
 REBUILD_POLICIES=$($PSQL -c "SELECT count(*) FROM cost_policies")
-redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+# Single heartbeats keep coming at a fixed rate from a second before the
+# flush: their latency shows what the rebuild's writes, which share
+# costmeshd's Redis connection with them, cost the live traffic.
+REBUILD_RATE=1000
+say "rebuild: single heartbeats at $REBUILD_RATE req/s for ${D_REBUILD}s around it"
+run_wrk rebuild_hb single $CONNS $D_REBUILD $REBUILD_RATE "$PORT" "$WORK/rebuild_hb.out" &
+BG_PIDS="$!"
+sleep 1
+# ASYNC: a synchronous FLUSHALL of these 700,000 keys holds Redis itself for
+# most of a second, which is the flush's cost, not the rebuild's.
+redis-cli -p "$REDIS_PORT" FLUSHALL ASYNC >/dev/null
 t0=$(date +%s%N)
-# The first intent after the flush finds the mirror gone: it starts the
-# rebuild and is answered after its own agent's part.
+# The first intent after the flush finds the mirror gone (the heartbeats
+# may have started the rebuild already) and is answered after its own
+# agent's part.
 FIRST_INTENT_S=$(curl -s -o /dev/null -w '%{time_total}' -X POST "http://127.0.0.1:$PORT/v1/mesh/intents" \
     -H "x-api-key: $KEY" -d '{"agent":"agent://default/rebuild/a7"}')
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ]; do
@@ -551,6 +564,8 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz
     sleep 0.05
 done
 REBUILD_S=$(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
+wait $BG_PIDS || die "heartbeat load during the rebuild failed"
+BG_PIDS=""
 # One pass of the health sweep (every 15 s on each replica) over all of them;
 # the second pass is the steady state (the first records their new health).
 $PSQL -f "$WORK/health.sql" >/dev/null
@@ -746,6 +761,7 @@ report() {
     echo "| durable=redis: backlog flat during 2 | $R_BACKLOG_FLAT |"
     echo "| Redis rebuild after FLUSHALL, $REBUILD_ALL agents ($REBUILD_WINDOWS current windows, $REBUILD_POLICIES policies): until /readyz is 200 | $REBUILD_S s |"
     echo "| the first intent after that FLUSHALL (its agent rebuilt on demand) | $(awk -v s="$FIRST_INTENT_S" 'BEGIN { printf "%.1f ms", s * 1000 }') |"
+    echo "| single heartbeats at $REBUILD_RATE req/s for ${D_REBUILD} s from a second before that FLUSHALL: answered, non-2xx, p99 / p99.9 | $(val "$WORK/rebuild_hb.out" requests), $(val "$WORK/rebuild_hb.out" non2xx), $(awk -v a="$(val "$WORK/rebuild_hb.out" p99_us)" -v b="$(val "$WORK/rebuild_hb.out" p999_us)" 'BEGIN { printf "%.1f / %.1f ms", a / 1000, b / 1000 }') |"
     echo "| one health sweep pass over $SWEEP_AGENTS agents (psql, steady state) | $SWEEP_MS ms |"
     echo
     echo "| target | result | |"
