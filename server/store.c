@@ -63,6 +63,7 @@ struct cm_store {
     call *bulk_head, *bulk_tail; /* owned: bulk calls not sent yet, in order */
     int bulk_calls;              /* bulk calls in flight */
     size_t bulk_bytes;           /* and their arguments' bytes */
+    int bulk_holds;              /* cm_store_bulk_hold(true) not yet released */
 };
 
 static void start_connect(cm_store *s);
@@ -628,6 +629,7 @@ static void bulk_fail(cm_store *s, call *c)
 /* One more bulk call of nbytes may be in flight now. */
 static bool bulk_fits(const cm_store *s, size_t nbytes)
 {
+    if (s->bulk_holds > 0) return false;
     return s->bulk_calls == 0 || (s->bulk_calls < BULK_CALLS && s->bulk_bytes + nbytes <= BULK_BYTES);
 }
 
@@ -651,6 +653,12 @@ static void bulk_fail_waiting(cm_store *s)
 {
     call *c;
     while ((c = bulk_pop(s))) bulk_fail(s, c);
+}
+
+void cm_store_bulk_hold(cm_store *s, bool hold)
+{
+    s->bulk_holds += hold ? 1 : -1;
+    if (s->bulk_holds == 0) bulk_pump(s);
 }
 
 int cm_store_eval_bulk(cm_store *s, int script, int nkeys, int argc, const char *const *argv,

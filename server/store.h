@@ -84,6 +84,10 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
  * drops or the store is freed. */
 int cm_store_eval_bulk(cm_store *s, int script, int nkeys, int argc, const char *const *argv,
                        const size_t *lens, cm_store_cb cb, void *arg);
+/* Holds the bulk lane (true) or releases one hold (false): while any hold
+ * stands no more bulk calls are sent, so calls made meanwhile wait only
+ * behind the few already in flight. Each hold is released once. */
+void cm_store_bulk_hold(cm_store *s, bool hold);
 /* Start-up, blocking: PING within two seconds (with Sentinels, the primary
  * the first of them that answers names) and, with need_fsync_always, an
  * append-only file fsynced on every write when Redis shows its settings.
