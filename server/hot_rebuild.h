@@ -17,9 +17,9 @@ typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
 int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg);
 
 /* While on, the typed calls of hot.h go in the store's bulk lane
- * (cm_store_eval_bulk): a whole pass sends its writes so, between the
- * on and the off around each step's sending, and an agent's own pass, the
- * admissions and the heartbeats wait behind a few of them only. */
+ * (cm_store_eval_bulk). A whole pass turns it on around each step's
+ * sending, so that an agent's own pass, the admissions and the heartbeats
+ * wait behind a few of its writes only. */
 void cm_hot_set_bulk(cm_hot *h, bool on);
 
 #endif

@@ -31,10 +31,11 @@ typedef struct call {
 } call;
 
 /* The bulk lane's bounds on what is in flight: a normal call waits behind
- * this much of a whole rebuild at most (a few MERGE chunks, ~10 ms of
- * Redis), while the pipe stays full enough that the rebuild itself does
- * not wait on round trips (or, with appendfsync always, on an fsync per
- * call). */
+ * this much of a whole rebuild at most (two or three MERGE chunks of 200
+ * windows: a few ms of an idle Redis, ~100 ms measured with Redis busy
+ * serving heartbeats too), while the pipe stays full enough that the
+ * rebuild itself does not wait on round trips (or, with appendfsync
+ * always, on an fsync per call). */
 #define BULK_CALLS 64
 #define BULK_BYTES (64 * 1024)
 
