@@ -2,6 +2,7 @@
 #include "backoff.h"
 #include "error.h"
 #include "log.h"
+#include "queue.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -25,10 +26,12 @@ typedef struct call {
     int retried;        /* re-sent as EVAL after NOSCRIPT */
     size_t nbytes;      /* of the caller's arguments */
     bool bulk;          /* of the bulk lane (cm_store_eval_bulk) */
-    struct call *next;  /* the next bulk call waiting to be sent */
+    struct call *next;  /* in the bulk lane's waiting queue */
     cm_store_cb cb;
     void *arg;
 } call;
+
+CM_QUEUE_DEFINE(callq, call, next)
 
 /* The bulk lane's bounds on what is in flight: a normal call waits behind
  * this much of a whole rebuild at most (two or three MERGE chunks of 200
@@ -61,7 +64,7 @@ struct cm_store {
     int closing;
     cm_store_ready_cb on_ready;
     void *ready_arg;
-    call *bulk_head, *bulk_tail; /* owned: bulk calls not sent yet, in order */
+    callq bulk_waiting;          /* owned: bulk calls not sent yet, in order */
     int bulk_calls;              /* bulk calls in flight */
     size_t bulk_bytes;           /* and their arguments' bytes */
     int bulk_holds;              /* cm_store_bulk_hold(true) not yet released */
@@ -607,18 +610,6 @@ int cm_store_eval(cm_store *s, int script, int nkeys, int argc, const char *cons
     return CM_OK;
 }
 
-/* Takes the first waiting bulk call off the lane; NULL when none. */
-static call *bulk_pop(cm_store *s)
-{
-    call *c = s->bulk_head;
-    if (c) {
-        s->bulk_head = c->next;
-        if (!s->bulk_head) s->bulk_tail = NULL;
-        c->next = NULL;
-    }
-    return c;
-}
-
 /* A bulk call that will not be sent: answered CM_ESTORE. */
 static void bulk_fail(cm_store *s, call *c)
 {
@@ -643,8 +634,8 @@ static void bulk_sent(cm_store *s, const call *c)
 /* Sends the waiting bulk calls that fit; runs as a reply frees room. */
 static void bulk_pump(cm_store *s)
 {
-    while (s->bulk_head && bulk_fits(s, s->bulk_head->nbytes)) {
-        call *c = bulk_pop(s);
+    while (s->bulk_waiting.head && bulk_fits(s, s->bulk_waiting.head->nbytes)) {
+        call *c = callq_pop(&s->bulk_waiting);
         if (send_call(c) == CM_OK) bulk_sent(s, c);
         else bulk_fail(s, c); /* the lane is settled first: its callback may add calls */
     }
@@ -653,7 +644,7 @@ static void bulk_pump(cm_store *s)
 static void bulk_fail_waiting(cm_store *s)
 {
     call *c;
-    while ((c = bulk_pop(s))) bulk_fail(s, c);
+    while ((c = callq_pop(&s->bulk_waiting))) bulk_fail(s, c);
 }
 
 void cm_store_bulk_hold(cm_store *s, bool hold)
@@ -669,9 +660,10 @@ int cm_store_eval_bulk(cm_store *s, int script, int nkeys, int argc, const char 
     call *c = call_new(s, script, nkeys, argc, argv, lens, cb, arg);
     if (!c) return CM_ENOMEM;
     c->bulk = true;
-    if (!s->bulk_head && bulk_fits(s, c->nbytes)) {
+    if (!s->bulk_waiting.head && bulk_fits(s, c->nbytes)) {
         /* Sent now, failing at once as cm_store_eval does. A waiting call
-         * is sent, or fails, only from a reply's callback (or a drop). */
+         * is sent, or fails, only from a reply's callback, a hold's release
+         * or a drop. */
         int rc = send_call(c);
         if (rc != CM_OK) {
             call_free(c);
@@ -679,9 +671,7 @@ int cm_store_eval_bulk(cm_store *s, int script, int nkeys, int argc, const char 
         }
         bulk_sent(s, c);
     } else {
-        if (s->bulk_tail) s->bulk_tail->next = c;
-        else s->bulk_head = c;
-        s->bulk_tail = c;
+        callq_push(&s->bulk_waiting, c);
     }
     atomic_fetch_add(&s->backlog, 1);
     return CM_OK;
