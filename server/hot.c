@@ -122,6 +122,11 @@ void cm_hot_set_bulk(cm_hot *h, bool on)
     h->bulk = on;
 }
 
+void cm_hot_hold_bulk(cm_hot *h, bool hold)
+{
+    cm_store_bulk_hold(h->store, hold);
+}
+
 /* ---- rebuild ---- */
 
 static void on_retry(uv_timer_t *t)
@@ -545,20 +550,16 @@ static void admit_answer(admit_call *c, int rc, const cm_hot_admit_result *r)
 }
 
 /* The agent's own rebuild ended: mark it rebuilt, then ask again. The
- * marker and the ADMIT go on one connection, in that order. The bulk lane
- * was held for the pass (on_admitted). */
+ * marker and the ADMIT go on one connection, in that order, before the
+ * pass releases the bulk lane (hot_rebuild.c). */
 static void on_agent_rebuilt(cm_hot *h, bool ok, void *arg)
 {
     admit_call *c = arg;
     char key[CM_HOT_KEY_MAX];
     cm_hot_key_rebuilt(c->a->agent, key);
-    if (!ok || cm_store_set(h->store, key, "1", CM_HOT_REBUILT_TTL) != CM_OK || send_admit(c) != CM_OK) {
-        cm_hot_admit_result res = {.code = CM_HOT_REBUILDING};
-        admit_answer(c, CM_OK, &res);
-    }
-    /* Released after the ADMIT went, which so waits behind none of the
-     * whole rebuild's writes either. */
-    cm_store_bulk_hold(h->store, false);
+    if (ok && cm_store_set(h->store, key, "1", CM_HOT_REBUILT_TTL) == CM_OK && send_admit(c) == CM_OK) return;
+    cm_hot_admit_result res = {.code = CM_HOT_REBUILDING};
+    admit_answer(c, CM_OK, &res);
 }
 
 /* The reply: {code, n, then per level: breached, newly, blocks, current
@@ -584,11 +585,7 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
         if (!c->h->rebuilding) rebuild(c->h);
         if (!c->agent_rebuilt) {
             c->agent_rebuilt = true;
-            /* Its steps go one after the other, each waiting for its writes:
-             * the whole rebuild's next writes wait for it instead. */
-            cm_store_bulk_hold(c->h->store, true);
             if (cm_hot_rebuild_pass(c->h, c->h->pg, c->a->agent, on_agent_rebuilt, c) == CM_OK) return;
-            cm_store_bulk_hold(c->h->store, false);
         }
         res.code = CM_HOT_REBUILDING;
         break;

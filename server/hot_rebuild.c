@@ -125,8 +125,12 @@ static void finish(pass *p, bool ok)
     cm_hot *h = p->h;
     cm_hot_pass_cb done = p->done;
     void *arg = p->arg;
+    bool held = p->address[0] != '\0';
     free(p);
     done(h, ok, arg);
+    /* After done: what it sends (an agent's ADMIT) goes before the whole
+     * rebuild's next writes. */
+    if (held) cm_hot_hold_bulk(h, false);
 }
 
 static void on_written(void *arg, int rc)
@@ -272,7 +276,12 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_p
     p->pg = pg;
     p->done = done;
     p->arg = arg;
-    if (address) snprintf(p->address, sizeof p->address, "%s", address);
+    if (address) {
+        snprintf(p->address, sizeof p->address, "%s", address);
+        /* Its steps go one after the other, each waiting for its writes:
+         * the whole rebuild's next writes wait for it instead. */
+        cm_hot_hold_bulk(h, true);
+    }
     p->step = ROLLUPS;
     run_step(p);
     return CM_OK;

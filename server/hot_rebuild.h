@@ -22,4 +22,9 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_p
  * wait behind a few of its writes only. */
 void cm_hot_set_bulk(cm_hot *h, bool on);
 
+/* Holds the store's bulk lane, or releases one hold (cm_store_bulk_hold):
+ * an agent's own pass holds it from its start until its done callback
+ * has returned. */
+void cm_hot_hold_bulk(cm_hot *h, bool hold);
+
 #endif
