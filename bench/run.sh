@@ -714,14 +714,21 @@ verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 thousands() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 
-# targets P MODE RSS_KB FLAT: the targets' rows for the rows named P.
+# targets P MODE RSS_KB FLAT PG_BYTES PG_ROWS: the targets' rows for the rows
+# named P.
 targets() {
-    local p=$1 m=$2 rss=$3 flat=$4 max hb secs
+    local p=$1 m=$2 rss=$3 flat=$4 bytes=$5 rows=$6 max hb secs imax during loss per
     max=$(col "${p}single_max" 3) hb=$(col "${p}batch" 4) secs=$(col "${p}batch" 13)
+    imax=$(col "${p}intent_max" 3) during=$(col "${p}spend_hb" 3)
+    loss=$(awk -v a="$max" -v b="$during" 'BEGIN { printf "%.0f", 100 * (1 - b / a) }')
+    per=$(ratio "$bytes" "$rows" | awk '{ printf "%.0f", $1 }')
     echo "| single heartbeats >= 0.6 x HTTP-only ceiling$m | $(ratio "$max" "$CEIL_SINGLE") x ($max / $CEIL_SINGLE req/s) | $(verdict "$max >= 0.6 * $CEIL_SINGLE") |"
     echo "| single heartbeats p99 <= 10 ms at half the max rate$m | $(col "${p}single_half" 6) ms at $(col "${p}single_half" 3) req/s | $(verdict "$(col "${p}single_half" 6) <= 10") |"
     echo "| batched >= 60,000 heartbeats/s for 60 s, backlog flat$m | $hb hb/s over $secs s, flat: ${flat%% *} | $(verdict "$hb >= 60000 && \"${flat%% *}\" == \"yes\" && $SHORT != 1")$([ "$SHORT" = 1 ] && echo " (short run)") |"
     echo "| intent admission p99 <= 2 ms at half the max rate$m | $(col "${p}intent_half" 6) ms at $(col "${p}intent_half" 3) req/s | $(verdict "$(col "${p}intent_half" 6) <= 2") |"
+    echo "| intent admission max >= 0.3 x HTTP-only ceiling$m | $(ratio "$imax" "$CEIL_SINGLE") x ($imax / $CEIL_SINGLE req/s) | $(verdict "$imax >= 0.3 * $CEIL_SINGLE") |"
+    echo "| 16 clients polling spend cost single heartbeats <= 15 % of their rate$m | $loss % ($max -> $during req/s) | $(verdict "$loss <= 15") |"
+    echo "| PostgreSQL bytes per heartbeat <= 200$m | $per | $(verdict "$per <= 200") |"
     echo "| server RSS <= 64 MiB with $(thousands $MEM_AGENTS) active agents$m | $(mib "$rss") | $(verdict "$rss <= 64 * 1024") |"
 }
 
@@ -766,8 +773,8 @@ report() {
     echo
     echo "| target | result | |"
     echo "|---|---|---|"
-    targets "" "" "$RSS_KB" "$BACKLOG_FLAT"
-    targets redis_ ", durable=redis" "$R_RSS_KB" "$R_BACKLOG_FLAT"
+    targets "" "" "$RSS_KB" "$BACKLOG_FLAT" "$PG_BYTES" "$PG_ROWS"
+    targets redis_ ", durable=redis" "$R_RSS_KB" "$R_BACKLOG_FLAT" "$R_PG_BYTES" "$R_PG_ROWS"
 }
 
 report > "$OUT"

@@ -98,11 +98,13 @@ void cm_api_outcome_params_of(const cm_api *api, const cm_job *j, cm_api_outcome
 /* Its SQL, as a row source for a spend statement: $-numbers of org, kind,
  * unit, one agent (NULL: all), the window's start and end (Unix seconds),
  * the abandonment setting (seconds) and now; spend is an SQL expression of
- * the window's cost. */
-#define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend)                 \
+ * the window's cost; tail one of the agent's tail rows as an array of
+ * heartbeats when the unit is that agent and the caller has read them, or
+ * NULL (the function reads them). */
+#define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend, tail)           \
     "cm_unit_outcomes(" org ", " kind ", " unit ", " agent ", to_timestamp(" from "::bigint),"       \
     " to_timestamp(" to "::bigint), make_interval(secs => " abandon "::int), to_timestamp(" now     \
-    "::bigint), " spend ")"
+    "::bigint), " spend ", " tail ")"
 
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);

@@ -161,7 +161,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
                           "org = $1 AND kind = $2 AND unit = $3" agent " AND bucket >= to_timestamp($4::bigint)"   \
                           " AND bucket < to_timestamp($5::bigint)")                                                \
     " FROM t CROSS JOIN s CROSS JOIN "                                                                               \
-    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)")   \
+    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)", "NULL")   \
     " oc ORDER BY s.s"
 static const char spend_unit_sql[] = UNIT_SPEND_SQL("");
 static const char spend_unit_agent_sql[] = UNIT_SPEND_SQL(" AND address = $7");

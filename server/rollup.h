@@ -25,7 +25,9 @@
  * expression), as a row source for a read's tail: `SELECT ... FROM `
  * CM_AGENT_TAIL_SQL("$1"). cm_rollup_tail() is every agent's; this
  * function keeps the agent's rows itself, so the rest of the tail is not
- * copied out (schema/025_agent_tail.sql). */
+ * copied out (schema/025_agent_tail.sql), but it still checks every row of
+ * the tail: a statement that needs the rows twice reads them once
+ * (schema/026_spend_reads.sql). */
 #define CM_AGENT_TAIL_SQL(address) "cm_agent_tail(" address ") AS heartbeats"
 
 /* Every unit's rollup rows and its tail (schema/016_units.sql), as one row

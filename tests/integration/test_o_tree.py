@@ -119,8 +119,9 @@ def test_outcomes_in_spend_replies(h):
     """In one run: I1 ends succeeded through POST .../end (twice: the same answer; then another status: 409),
     I2 failed through a heartbeat's status, I3 goes on, I4 falls silent past the abandonment setting. The run's
     and the agent's spend count them, the cost per successful intent is the ended intents' cost over the one
-    success, and the shares of spend on failed and unfinished intents are exact; abandonment is reported."""
-    h.restart_server({"COSTMESH_INTENT_ABANDON_S": "5", "COSTMESH_ROLLUP_MS": "20"})
+    success, and the shares of spend on failed and unfinished intents are exact; abandonment is reported. The
+    same from the raw rows past the watermark (the worker held back) and from the rollups."""
+    h.restart_server({"COSTMESH_INTENT_ABANDON_S": "5", "COSTMESH_ROLLUP_MS": "600000"})
     try:
         now = settled_now()
         a, run = new_agent(tag="outc"), uid("run")
@@ -158,6 +159,9 @@ def test_outcomes_in_spend_replies(h):
             check_eq((spend(h, i4).json["abandoned"], spend(h, i3).json["abandoned"], spend(h, i1).json["abandoned"]),
                      (True, False, False), "abandoned: silent and not ended only (%s)" % phase)
             if phase == "tail":
+                check_eq(h.psql("SELECT count(*) FROM cm_rollup_tail() WHERE address = '%s'" % a), "7",
+                         "the agent's rows all past the watermark while its outcomes were read")
+                h.restart_server({"COSTMESH_INTENT_ABANDON_S": "5", "COSTMESH_ROLLUP_MS": "20"})
                 wait_rolled_up(h)
         j = spend(h, i1).json["outcome"]
         check_eq((j["status"], dec(j["quality"])), ("succeeded", Decimal("0.85")), "I1's outcome")
