@@ -15,8 +15,10 @@
 --   those rows.
 -- * The agent's tail was read three times (money, models, outcomes). The
 --   spend statement now reads it once and hands the rows to
---   cm_unit_outcomes() (agent_tail, below); a unit's read passes nothing and
---   the function reads the tail as before.
+--   cm_unit_outcomes() (unit_tail, below). A unit's spend (a run's, a
+--   customer's...) read its org's whole tail three times, attributing every
+--   row to its units each time (cm_hb_units, an intent lookup per row it
+--   inherits from): it now attributes the tail once and keeps the unit's.
 --
 -- Same rows, same order, same snapshot: replies are as exact as before. The
 -- index is built over every kept partition during this migration (one scan
@@ -48,14 +50,15 @@ CREATE OR REPLACE FUNCTION cm_intent_outcome(org text, intent_id text)
     ORDER BY pick LIMIT 1
     $$;
 
--- 025's, with the agent's tail rows given by a caller that has read them
--- (agent_tail, kind 'agent' only; '{}' when there are none); NULL reads
--- them here as before. A call
--- with nine arguments, an older release's, reaches this one.
+-- 025's, with the unit's tail rows given by a caller that has read them
+-- (unit_tail: the raw rows past the watermark that are the unit's, its
+-- bound agent's only when address is given; '{}' when there are none);
+-- NULL reads and attributes them here as before. A call with nine
+-- arguments, an older release's, reaches this one.
 DROP FUNCTION cm_unit_outcomes(text, text, text, text, timestamptz, timestamptz, interval, timestamptz, numeric);
 CREATE FUNCTION cm_unit_outcomes(org text, kind text, unit text, address text, t0 timestamptz, t1 timestamptz,
                                  abandon interval, now timestamptz, spend numeric,
-                                 agent_tail heartbeats[] DEFAULT NULL)
+                                 unit_tail heartbeats[] DEFAULT NULL)
     RETURNS TABLE (succeeded bigint, failed bigint, cancelled bigint, abandoned bigint,
                    cost_per_success numeric, failed_share numeric, unfinished_share numeric)
     LANGUAGE plpgsql STABLE ROWS 1 SET plan_cache_mode = force_generic_plan AS $$
@@ -70,13 +73,15 @@ BEGIN
                   WHERE r.org = $1 AND r.kind = $2 AND r.unit = $3
               UNION ALL
               SELECT h.intent_id, h.address, date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts
-                  FROM (SELECT * FROM unnest($10) WHERE $10 IS NOT NULL
-                        UNION ALL SELECT * FROM cm_agent_tail($3) WHERE $10 IS NULL) h
-                  WHERE $2 = 'agent' AND h.intent_id IS NOT NULL AND split_part(h.address, '/', 3) = $1
+                  FROM unnest($10) h WHERE $10 IS NOT NULL AND h.intent_id IS NOT NULL
               UNION ALL
               SELECT h.intent_id, h.address, date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts
-                  FROM (SELECT * FROM cm_agent_tail($4) WHERE $2 <> 'agent' AND $4 IS NOT NULL
-                        UNION ALL SELECT * FROM cm_org_tail($1) WHERE $2 <> 'agent' AND $4 IS NULL) h
+                  FROM cm_agent_tail($3) h
+                  WHERE $10 IS NULL AND $2 = 'agent' AND h.intent_id IS NOT NULL AND split_part(h.address, '/', 3) = $1
+              UNION ALL
+              SELECT h.intent_id, h.address, date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts
+                  FROM (SELECT * FROM cm_agent_tail($4) WHERE $10 IS NULL AND $2 <> 'agent' AND $4 IS NOT NULL
+                        UNION ALL SELECT * FROM cm_org_tail($1) WHERE $10 IS NULL AND $2 <> 'agent' AND $4 IS NULL) h
                   CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow,
                                                  h.customer) u
                   WHERE h.intent_id IS NOT NULL AND split_part(h.address, '/', 3) = $1

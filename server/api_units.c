@@ -143,25 +143,33 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
  * window, 14..19 one series bucket per row, 20..26 the outcomes, 27 the
  * window's models. Two statements, not "($7 IS NULL OR address = $7)": each
  * is planned once per connection (cm_api_read_one_plan), and one plan for
- * both would scan every agent's rows for a bound key's read. */
-#define UNIT_SPEND_SQL(agent)                                                                                \
-    "WITH p AS (SELECT * FROM " CM_ROLLUP_UNITS_SQL("$1") " WHERE org = $1 AND kind = $2 AND unit = $3" agent "),"  \
+ * both would scan every agent's rows for a bound key's read. The org's
+ * tail is read and attributed once (the CTE tail: the unit's rows, the
+ * bound agent's only) for the money, the models and the outcomes. */
+#define UNIT_OWN "(VALUES ($2::text, $3::text))"
+#define UNIT_TAIL "unnest((SELECT rows FROM tail))"
+#define UNIT_SPEND_SQL(agent)                                                                                      \
+    "WITH tail AS (SELECT coalesce(array_agg(h), '{}') AS rows FROM cm_org_tail($1) h"                             \
+    " CROSS JOIN LATERAL " CM_HB_UNITS " AS u(kind, unit) WHERE u.kind = $2 AND u.unit = $3" agent "),"            \
+    " p AS (SELECT * FROM " CM_ROLLUP_UNITS_OF(UNIT_OWN, UNIT_TAIL) " WHERE org = $1 AND kind = $2 AND unit = $3"  \
+    agent "),"                                                                                                     \
     " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"      \
     " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM w),"                                                             \
     " s AS (SELECT g.s, coalesce(sum(w.cost_nanos), 0) AS cost, coalesce(sum(w.tokens_in), 0) AS tin,"             \
     " coalesce(sum(w.tokens_out), 0) AS tout, coalesce(sum(w.llm_calls), 0) AS calls,"                             \
-    " coalesce(sum(w.revenue_nanos - w.refund_nanos - w.cost_nanos - w.external_nanos"                              \
-    " - w.fees_nanos), 0) AS margin"                                                                                 \
+    " coalesce(sum(w.revenue_nanos - w.refund_nanos - w.cost_nanos - w.external_nanos"                             \
+    " - w.fees_nanos), 0) AS margin"                                                                               \
     " FROM generate_series($4::bigint, $5::bigint - 1, $6::bigint) g(s)"                                           \
     " LEFT JOIN w ON w.bucket >= to_timestamp(g.s) AND w.bucket < to_timestamp(g.s + $6::bigint)"                  \
-    " GROUP BY g.s)"                                                                                                 \
+    " GROUP BY g.s)"                                                                                               \
     " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"                  \
     " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text, oc.*,"                    \
-    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_UNITS, "cm_org_tail($1)"),                                    \
+    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(UNIT_OWN, UNIT_TAIL),                                               \
                           "org = $1 AND kind = $2 AND unit = $3" agent " AND bucket >= to_timestamp($4::bigint)"   \
                           " AND bucket < to_timestamp($5::bigint)")                                                \
-    " FROM t CROSS JOIN s CROSS JOIN "                                                                               \
-    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)", "NULL")   \
+    " FROM t CROSS JOIN s CROSS JOIN "                                                                             \
+    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)",   \
+                        "(SELECT rows FROM tail)")                                                                 \
     " oc ORDER BY s.s"
 static const char spend_unit_sql[] = UNIT_SPEND_SQL("");
 static const char spend_unit_agent_sql[] = UNIT_SPEND_SQL(" AND address = $7");

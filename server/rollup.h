@@ -30,32 +30,38 @@
  * (schema/026_spend_reads.sql). */
 #define CM_AGENT_TAIL_SQL(address) "cm_agent_tail(" address ") AS heartbeats"
 
+/* A tail row's units (kind, unit), as a LATERAL row source over the raw
+ * row h: CM_HB_UNITS for every kind, as the worker attributes it, or
+ * CM_HB_AGENT_UNIT for a read of one agent's own (no intent lookup per
+ * row). */
+#define CM_HB_UNITS "cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer)"
+#define CM_HB_AGENT_UNIT "(VALUES ('agent', h.address))"
+
 /* Every unit's rollup rows and its tail (schema/016_units.sql), as one row
  * source with rollup_unit's columns: `SELECT ... FROM `
  * CM_ROLLUP_UNITS_SQL("$1") ` WHERE org = $1 AND kind = 'run' AND unit = $2`.
  * The conditions reach the rollup through its indexes; the tail is the
  * org's (org: an SQL expression, the one the WHERE names), whose rows
- * are attributed as the worker will (cm_hb_units). */
-#define CM_ROLLUP_UNITS_SQL(org)                                                                   \
+ * are attributed as the worker will (cm_hb_units). CM_ROLLUP_UNITS_OF is
+ * the same over another tail and attribution, named as for
+ * CM_ROLLUP_MODELS_SQL below. */
+#define CM_ROLLUP_UNITS_OF(units, tail)                                                            \
     "(SELECT org, kind, unit, address, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,"  \
     " llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos, external_nanos, fees_nanos"  \
     " FROM rollup_unit UNION ALL SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.address," \
     " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.tokens_in, h.tokens_out, h.tokens_cached,"  \
     " h.llm_calls, h.tool_calls, 1, h.revenue_nanos, h.refund_nanos, h.external_nanos,"            \
-    " h.fees_nanos FROM cm_org_tail(" org ") h CROSS JOIN LATERAL cm_hb_units(h.address, h.intent_id,"\
-    " h.run_id, h.session_id, h.workflow, h.customer) u) AS units"
+    " h.fees_nanos FROM " tail " h CROSS JOIN LATERAL " units " AS u(kind, unit)) AS units"
+#define CM_ROLLUP_UNITS_SQL(org) CM_ROLLUP_UNITS_OF(CM_HB_UNITS, "cm_org_tail(" org ")")
 
 /* Spend per model (rollup_model, schema/019_billing.sql) and its tail, as
  * one row source with rollup_model's columns, filtered like
- * CM_ROLLUP_UNITS_SQL. units attributes a tail row: a LATERAL row source
- * of (kind, unit) over the raw row h, CM_HB_UNITS for every kind as the
- * worker does, or CM_HB_AGENT_UNIT for a read of one agent's own (no
- * intent lookup per row). tail is the raw rows the read can use, a row
- * source called h, before any is attributed or rated: "cm_agent_tail($1)"
- * for one agent's, "cm_org_tail($1)" for an org's. A priced row's tokens
- * are rated as the worker rates them (cm_hb_rated). */
-#define CM_HB_UNITS "cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer)"
-#define CM_HB_AGENT_UNIT "(VALUES ('agent', h.address))"
+ * CM_ROLLUP_UNITS_SQL. units attributes a tail row (CM_HB_UNITS,
+ * CM_HB_AGENT_UNIT, or any (kind, unit) row source over h). tail is the raw
+ * rows the read can use, a row source called h, before any is attributed
+ * or rated: "cm_agent_tail($1)" for one agent's, "cm_org_tail($1)" for an
+ * org's, or rows a statement has read once. A priced row's tokens are
+ * rated as the worker rates them (cm_hb_rated). */
 #define CM_ROLLUP_MODELS_SQL(units, tail)                                                                \
     "(SELECT org, kind, unit, address, model, bucket, cost_nanos, tokens_in, tokens_out,"          \
     " tokens_cached, tokens_cache_write, heartbeats, rated, fresh_e, cached_e, cache_write_e,"     \
