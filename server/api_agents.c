@@ -237,13 +237,11 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * agent's day rows ($11), which outlive its hours (fold.h). Columns: 0..5 the series
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
  * (cm_api_spend_totals), 20..26 the forecast's (below), 27..33 the outcomes
- * (cm_api_outcomes). A polled
+ * (cm_api_outcomes). The agent's raw rows past the watermark are read once
+ * (the CTE tail) for its money, its models and its outcomes: each read of
+ * the tail checks every agent's rows there; an empty tail is '{}', not
+ * NULL, which would make cm_unit_outcomes() read it again. A polled
  * statement, so prepared. */
-/* The agent's raw rows past the watermark, read once (the CTE tail) for
- * its money, its models and its outcomes: each read of the tail checks
- * every agent's rows there. An empty tail is '{}', not NULL, which would
- * make cm_unit_outcomes() read it again. */
-#define AGENT_TAIL "unnest((SELECT rows FROM tail))"
 static const char spend_sql[] =
     "WITH tail AS (SELECT coalesce(array_agg(heartbeats), '{}') AS rows FROM " CM_AGENT_TAIL_SQL("$1") "),"
     " r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
@@ -255,7 +253,7 @@ static const char spend_sql[] =
     " sum(revenue_nanos) AS rev, sum(refund_nanos) AS refund, sum(external_nanos) AS ext, sum(fees_nanos) AS fees"
     " FROM (SELECT bucket, revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM rollup_unit"
     " WHERE org = $5 AND kind = 'agent' AND unit = $1 UNION ALL SELECT date_trunc('hour', ts, 'UTC'),"
-    " revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM " AGENT_TAIL " AS heartbeats"
+    " revenue_nanos, refund_nanos, external_nanos, fees_nanos FROM " CM_TAIL_ROWS_SQL " AS heartbeats"
     ") AS units"
     " WHERE bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint) GROUP BY 1),"
     " b AS (SELECT s, coalesce(r.cost, 0) AS cost_nanos, coalesce(r.tin, 0) AS tokens_in,"
@@ -283,7 +281,7 @@ static const char spend_sql[] =
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'd' AND bucket = to_timestamp($7::bigint))::text,"
     " (SELECT cost_nanos FROM rollup_agent WHERE address = $1 AND grain = 'm' AND bucket = to_timestamp($8::bigint))::text"
     /* 27..33 the outcomes, 34 the window's models. */
-    ", oc.*, " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, AGENT_TAIL), "org = $5 AND kind = 'agent'"
+    ", oc.*, " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, CM_TAIL_ROWS_SQL), "org = $5 AND kind = 'agent'"
                                  " AND unit = $1 AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
     " FROM b CROSS JOIN t CROSS JOIN "
     CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$9", "$10", "(SELECT sum(cost_nanos) FROM b)",

@@ -98,9 +98,9 @@ void cm_api_outcome_params_of(const cm_api *api, const cm_job *j, cm_api_outcome
 /* Its SQL, as a row source for a spend statement: $-numbers of org, kind,
  * unit, one agent (NULL: all), the window's start and end (Unix seconds),
  * the abandonment setting (seconds) and now; spend is an SQL expression of
- * the window's cost; tail one of the agent's tail rows as an array of
- * heartbeats when the unit is that agent and the caller has read them, or
- * NULL (the function reads them). */
+ * the window's cost; tail is the unit's raw rows past the watermark (the
+ * given agent's only) as an array of heartbeats, when the statement has
+ * read them, or NULL (the function reads and attributes them). */
 #define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend, tail)           \
     "cm_unit_outcomes(" org ", " kind ", " unit ", " agent ", to_timestamp(" from "::bigint),"       \
     " to_timestamp(" to "::bigint), make_interval(secs => " abandon "::int), to_timestamp(" now     \

@@ -147,11 +147,10 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
  * tail is read and attributed once (the CTE tail: the unit's rows, the
  * bound agent's only) for the money, the models and the outcomes. */
 #define UNIT_OWN "(VALUES ($2::text, $3::text))"
-#define UNIT_TAIL "unnest((SELECT rows FROM tail))"
 #define UNIT_SPEND_SQL(agent)                                                                                      \
     "WITH tail AS (SELECT coalesce(array_agg(h), '{}') AS rows FROM cm_org_tail($1) h"                             \
     " CROSS JOIN LATERAL " CM_HB_UNITS " AS u(kind, unit) WHERE u.kind = $2 AND u.unit = $3" agent "),"            \
-    " p AS (SELECT * FROM " CM_ROLLUP_UNITS_OF(UNIT_OWN, UNIT_TAIL) " WHERE org = $1 AND kind = $2 AND unit = $3"  \
+    " p AS (SELECT * FROM " CM_ROLLUP_UNITS_OF(UNIT_OWN, CM_TAIL_ROWS_SQL) " WHERE org = $1 AND kind = $2 AND unit = $3" \
     agent "),"                                                                                                     \
     " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"      \
     " t AS (SELECT " CM_API_SPEND_SUMS_SQL " FROM w),"                                                             \
@@ -164,7 +163,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
     " GROUP BY g.s)"                                                                                               \
     " SELECT t.*, (SELECT count(*) FROM p)::text, (SELECT count(DISTINCT address) FROM w)::text,"                  \
     " s.s::text, s.cost::text, s.tin::text, s.tout::text, s.calls::text, s.margin::text, oc.*,"                    \
-    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(UNIT_OWN, UNIT_TAIL),                                               \
+    " " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(UNIT_OWN, CM_TAIL_ROWS_SQL),                                        \
                           "org = $1 AND kind = $2 AND unit = $3" agent " AND bucket >= to_timestamp($4::bigint)"   \
                           " AND bucket < to_timestamp($5::bigint)")                                                \
     " FROM t CROSS JOIN s CROSS JOIN "                                                                             \

@@ -30,6 +30,10 @@
  * (schema/026_spend_reads.sql). */
 #define CM_AGENT_TAIL_SQL(address) "cm_agent_tail(" address ") AS heartbeats"
 
+/* The tail rows a statement read once into its CTE tail (a column rows:
+ * an array of heartbeats, '{}' when there are none), as a row source. */
+#define CM_TAIL_ROWS_SQL "unnest((SELECT rows FROM tail))"
+
 /* A tail row's units (kind, unit), as a LATERAL row source over the raw
  * row h: CM_HB_UNITS for every kind, as the worker attributes it, or
  * CM_HB_AGENT_UNIT for a read of one agent's own (no intent lookup per
