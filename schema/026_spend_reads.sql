@@ -104,3 +104,35 @@ BEGIN
     FROM s;
 END
 $$;
+
+-- 018's tree and tree cost with the org's tail read once per call, not once
+-- per node: the edges the tail names are taken once (tail_edges) for the
+-- recursion, and the cost sums the tail's rows of every node at once. Each
+-- node's parent is still cm_intent_parent's, so the same tree. Under load
+-- (tail ~2,500 rows), a 41-node tree's cost took 16-18 ms, now 9 ms; it is
+-- on the admission path of an intent whose agent's policy caps trees.
+CREATE OR REPLACE FUNCTION cm_intent_tree(org text, root text)
+    RETURNS TABLE (intent_id text, parent_intent_id text, depth int, path text[]) LANGUAGE sql STABLE ROWS 20 AS $$
+    WITH RECURSIVE tail_edges AS MATERIALIZED (
+        SELECT DISTINCT h.intent_id, h.parent_intent_id FROM cm_org_tail($1) h
+        WHERE h.parent_intent_id IS NOT NULL AND h.intent_id IS NOT NULL),
+    t(intent_id, parent_intent_id, depth, path) AS (
+        SELECT $2, cm_intent_parent($1, $2), 0, ARRAY[$2]
+        UNION ALL
+        SELECT c.id, t.intent_id, t.depth + 1, t.path || c.id FROM t
+        CROSS JOIN LATERAL (
+            SELECT i.intent_id AS id FROM intents i WHERE i.org = $1 AND i.parent_intent_id = t.intent_id
+            UNION SELECT e.intent_id FROM intent_edge e WHERE e.org = $1 AND e.parent_intent_id = t.intent_id
+            UNION SELECT te.intent_id FROM tail_edges te WHERE te.parent_intent_id = t.intent_id) c
+        WHERE t.depth < 64 AND c.id <> ALL (t.path) AND cm_intent_parent($1, c.id) = t.intent_id
+    )
+    SELECT intent_id, parent_intent_id, depth, path FROM t
+    $$;
+CREATE OR REPLACE FUNCTION cm_intent_tree_cost(org text, root text) RETURNS numeric LANGUAGE sql STABLE AS $$
+    WITH n AS MATERIALIZED (SELECT intent_id FROM cm_intent_tree($1, $2))
+    SELECT coalesce(sum(x.cost_nanos), 0) FROM (
+        SELECT r.cost_nanos FROM n JOIN rollup_intent r ON r.intent_id = n.intent_id
+            AND split_part(r.address, '/', 3) = $1
+        UNION ALL
+        SELECT h.cost_nanos FROM cm_org_tail($1) h WHERE h.intent_id IN (SELECT intent_id FROM n)) x
+    $$;

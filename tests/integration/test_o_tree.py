@@ -38,46 +38,53 @@ def cost(j):
 def test_three_level_tree_children_first(h):
     """A root R (agent a), its child C (agent b) and grandchild G (agent c), and a child D that was admitted
     with its parent and reports without naming it. G reports first, then C, then R, in several batches with a
-    retry; each intent's self and tree, each node of R's tree, and the root of each are exact at once (tail)
-    and after the worker (rollup)."""
-    now = settled_now()
-    a, b, c = new_agent(tag="tree"), new_agent(tag="tree"), new_agent(tag="tree")
-    r_, c_, g_, d_ = uid("R"), uid("C"), uid("G"), uid("D")
-    g1, g2 = hb(c, now, hb_id(), g_, {"parent_intent_id": c_}, cost_usd="0.004"), \
-        hb(c, now, hb_id(), g_, cost_usd="0.000000001")
-    send(h, [g1], 1, 0, "grandchild before anyone")
-    send(h, [g1, g2], 1, 1, "grandchild again, with a retry of the first")
-    r = h.request("POST", "/v1/mesh/intents", {"agent": b, "intent_id": d_, "parent_intent_id": r_}, key=h.k1)
-    check_status(r, 201, "child admitted under its parent")
-    send(h, [hb(b, now, hb_id(), c_, {"parent_intent_id": r_}, cost_usd="0.03"),
-             hb(b, now, hb_id(), d_, cost_usd="0.2")], 2, 0, "the children")
-    send(h, [hb(a, now, hb_id(), r_, cost_usd="1")], 1, 0, "the root, last")
-    want_self = {r_: Decimal(1), c_: Decimal("0.03"), g_: Decimal("0.004000001"), d_: Decimal("0.2")}
-    want_tree = {r_: Decimal("1.234000001"), c_: Decimal("0.034000001"), g_: want_self[g_], d_: want_self[d_]}
-    parents = {r_: None, c_: r_, g_: c_, d_: r_}
-    for phase in ("tail", "rollup"):
-        for x in (r_, c_, g_, d_):
-            j = spend(h, x).json
-            check_eq((cost(j), cost(j["self"]), cost(j["tree"]), j["parent_intent_id"], j["root_intent_id"]),
-                     (want_self[x], want_self[x], want_tree[x], parents[x], r_), "%s spend (%s)" % (x, phase))
-        check_eq((spend(h, r_).json["tree"]["intents"], spend(h, r_).json["tree"]["heartbeats"]), (4, 5),
-                 "root's tree counts (%s)" % phase)
-        t = tree(h, r_).json
-        check_eq((t["intent_id"], t["intents"], t["truncated"]), (r_, 4, False), "tree head (%s)" % phase)
-        nodes = {n["intent_id"]: n for n in t["nodes"]}
-        check_eq(set(nodes), {r_, c_, g_, d_}, "tree nodes (%s)" % phase)
-        check_eq(t["nodes"][0]["intent_id"], r_, "the root first (%s)" % phase)
-        for x, n in nodes.items():
-            check_eq((n["parent_intent_id"], dec(n["cost_usd"]), dec(n["tree_cost_usd"]), n["status"]),
-                     (parents[x], want_self[x], want_tree[x], None), "node %s (%s)" % (x, phase))
-        check_eq([(nodes[x]["depth"], nodes[x]["agents"]) for x in (r_, c_, g_, d_)],
-                 [(0, [a]), (1, [b]), (2, [c]), (1, [b])], "depths and agents (%s)" % phase)
-        order = [n["intent_id"] for n in t["nodes"]]
-        check(order.index(g_) == order.index(c_) + 1, "depth first: G right after C: %s" % order)
-        if phase == "tail":
-            wait_rolled_up(h)
-    check_eq(h.psql("SELECT count(*) FROM intent_edge WHERE intent_id IN ('%s', '%s')" % (c_, g_)), "2",
-             "the worker kept the heartbeats' edges")
+    retry; each intent's self and tree, each node of R's tree, and the root of each are exact at once (tail,
+    the worker held back) and after the worker (rollup)."""
+    h.restart_server({"COSTMESH_ROLLUP_MS": "600000"})
+    try:
+        now = settled_now()
+        a, b, c = new_agent(tag="tree"), new_agent(tag="tree"), new_agent(tag="tree")
+        r_, c_, g_, d_ = uid("R"), uid("C"), uid("G"), uid("D")
+        g1, g2 = hb(c, now, hb_id(), g_, {"parent_intent_id": c_}, cost_usd="0.004"), \
+            hb(c, now, hb_id(), g_, cost_usd="0.000000001")
+        send(h, [g1], 1, 0, "grandchild before anyone")
+        send(h, [g1, g2], 1, 1, "grandchild again, with a retry of the first")
+        r = h.request("POST", "/v1/mesh/intents", {"agent": b, "intent_id": d_, "parent_intent_id": r_}, key=h.k1)
+        check_status(r, 201, "child admitted under its parent")
+        send(h, [hb(b, now, hb_id(), c_, {"parent_intent_id": r_}, cost_usd="0.03"),
+                 hb(b, now, hb_id(), d_, cost_usd="0.2")], 2, 0, "the children")
+        send(h, [hb(a, now, hb_id(), r_, cost_usd="1")], 1, 0, "the root, last")
+        want_self = {r_: Decimal(1), c_: Decimal("0.03"), g_: Decimal("0.004000001"), d_: Decimal("0.2")}
+        want_tree = {r_: Decimal("1.234000001"), c_: Decimal("0.034000001"), g_: want_self[g_], d_: want_self[d_]}
+        parents = {r_: None, c_: r_, g_: c_, d_: r_}
+        for phase in ("tail", "rollup"):
+            for x in (r_, c_, g_, d_):
+                j = spend(h, x).json
+                check_eq((cost(j), cost(j["self"]), cost(j["tree"]), j["parent_intent_id"], j["root_intent_id"]),
+                         (want_self[x], want_self[x], want_tree[x], parents[x], r_), "%s spend (%s)" % (x, phase))
+            check_eq((spend(h, r_).json["tree"]["intents"], spend(h, r_).json["tree"]["heartbeats"]), (4, 5),
+                     "root's tree counts (%s)" % phase)
+            t = tree(h, r_).json
+            check_eq((t["intent_id"], t["intents"], t["truncated"]), (r_, 4, False), "tree head (%s)" % phase)
+            nodes = {n["intent_id"]: n for n in t["nodes"]}
+            check_eq(set(nodes), {r_, c_, g_, d_}, "tree nodes (%s)" % phase)
+            check_eq(t["nodes"][0]["intent_id"], r_, "the root first (%s)" % phase)
+            for x, n in nodes.items():
+                check_eq((n["parent_intent_id"], dec(n["cost_usd"]), dec(n["tree_cost_usd"]), n["status"]),
+                         (parents[x], want_self[x], want_tree[x], None), "node %s (%s)" % (x, phase))
+            check_eq([(nodes[x]["depth"], nodes[x]["agents"]) for x in (r_, c_, g_, d_)],
+                     [(0, [a]), (1, [b]), (2, [c]), (1, [b])], "depths and agents (%s)" % phase)
+            order = [n["intent_id"] for n in t["nodes"]]
+            check(order.index(g_) == order.index(c_) + 1, "depth first: G right after C: %s" % order)
+            if phase == "tail":
+                check_eq(h.psql("SELECT count(*) FROM intent_edge WHERE intent_id IN ('%s', '%s')" % (c_, g_)), "0",
+                         "the heartbeats' edges all past the watermark while the tree was read")
+                h.restart_server({"COSTMESH_ROLLUP_MS": "20"})
+                wait_rolled_up(h)
+        check_eq(h.psql("SELECT count(*) FROM intent_edge WHERE intent_id IN ('%s', '%s')" % (c_, g_)), "2",
+                 "the worker kept the heartbeats' edges")
+    finally:
+        h.restart_server()
 
 
 def test_tree_tenancy_and_bad_input(h):
