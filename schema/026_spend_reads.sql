@@ -74,7 +74,11 @@ CREATE OR REPLACE FUNCTION cm_intent_outcome(org text, intent_id text)
 -- (unit_tail: the raw rows past the watermark that are the unit's, its
 -- bound agent's only when address is given; '{}' when there are none);
 -- NULL reads and attributes them here as before. A call with nine
--- arguments, an older release's, reaches this one.
+-- arguments, an older release's, reaches this one; this release's spend
+-- statements always give the rows, so the NULL branches serve only older
+-- replicas during a roll, and the release after this one can drop them
+-- (docs/operations.md, rule 3). The body is 025's whole: a function is
+-- replaced whole.
 DROP FUNCTION cm_unit_outcomes(text, text, text, text, timestamptz, timestamptz, interval, timestamptz, numeric);
 CREATE FUNCTION cm_unit_outcomes(org text, kind text, unit text, address text, t0 timestamptz, t1 timestamptz,
                                  abandon interval, now timestamptz, spend numeric,

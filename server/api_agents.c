@@ -238,12 +238,11 @@ static void on_spend(void *arg, int rc, const cm_pgres *res, const char *sqlstat
  * (cm_api_spend_series), 6 the agent is known, 7 intents, 8..19 the totals
  * (cm_api_spend_totals), 20..26 the forecast's (below), 27..33 the outcomes
  * (cm_api_outcomes). The agent's raw rows past the watermark are read once
- * (the CTE tail) for its money, its models and its outcomes: each read of
- * the tail checks every agent's rows there; an empty tail is '{}', not
- * NULL, which would make cm_unit_outcomes() read it again. A polled
- * statement, so prepared. */
+ * (CM_TAIL_CTE_SQL) for its money, its models and its outcomes: each read
+ * of the tail checks every agent's rows there. A polled statement, so
+ * prepared. */
 static const char spend_sql[] =
-    "WITH tail AS (SELECT coalesce(array_agg(heartbeats), '{}') AS rows FROM " CM_AGENT_TAIL_SQL("$1") "),"
+    "WITH " CM_TAIL_CTE_SQL("cm_agent_tail($1) h") ","
     " r AS (SELECT (extract(epoch FROM bucket)::bigint - $2::bigint) / $4::bigint AS k,"
     " sum(cost_nanos) AS cost, sum(tokens_in) AS tin, sum(tokens_out) AS tout, sum(llm_calls) AS calls,"
     " sum(tool_calls) AS tools, sum(heartbeats) AS hb, sum(tokens_cached) AS tcached"
@@ -284,8 +283,7 @@ static const char spend_sql[] =
     ", oc.*, " CM_API_MODELS_SQL(CM_ROLLUP_MODELS_SQL(CM_HB_AGENT_UNIT, CM_TAIL_ROWS_SQL), "org = $5 AND kind = 'agent'"
                                  " AND unit = $1 AND bucket >= to_timestamp($2::bigint) AND bucket < to_timestamp($3::bigint)")
     " FROM b CROSS JOIN t CROSS JOIN "
-    CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$9", "$10", "(SELECT sum(cost_nanos) FROM b)",
-                        "(SELECT rows FROM tail)")
+    CM_API_OUTCOMES_SQL("$5", "'agent'", "$1", "NULL", "$2", "$3", "$9", "$10", "(SELECT sum(cost_nanos) FROM b)")
     " oc ORDER BY s";
 
 int cm_api_spend_agent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e)

@@ -16,6 +16,7 @@
 #define CM_API_ROUTES_H
 
 #include "api.h"
+#include "rollup.h"
 
 int cm_api_heartbeat(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 
@@ -98,13 +99,13 @@ void cm_api_outcome_params_of(const cm_api *api, const cm_job *j, cm_api_outcome
 /* Its SQL, as a row source for a spend statement: $-numbers of org, kind,
  * unit, one agent (NULL: all), the window's start and end (Unix seconds),
  * the abandonment setting (seconds) and now; spend is an SQL expression of
- * the window's cost; tail is the unit's raw rows past the watermark (the
- * given agent's only) as an array of heartbeats, when the statement has
- * read them, or NULL (the function reads and attributes them). */
-#define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend, tail)           \
+ * the window's cost. The statement has read the unit's raw rows past the
+ * watermark (the given agent's only) into its CTE tail (rollup.h's
+ * CM_TAIL_CTE_SQL), which the outcomes take instead of reading them again. */
+#define CM_API_OUTCOMES_SQL(org, kind, unit, agent, from, to, abandon, now, spend)                 \
     "cm_unit_outcomes(" org ", " kind ", " unit ", " agent ", to_timestamp(" from "::bigint),"       \
     " to_timestamp(" to "::bigint), make_interval(secs => " abandon "::int), to_timestamp(" now     \
-    "::bigint), " spend ", " tail ")"
+    "::bigint), " spend ", " CM_TAIL_ARRAY_SQL ")"
 
 int cm_api_spend_unit(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);
 int cm_api_top(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *e);

@@ -148,8 +148,8 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
  * bound agent's only) for the money, the models and the outcomes. */
 #define UNIT_OWN "(VALUES ($2::text, $3::text))"
 #define UNIT_SPEND_SQL(agent)                                                                                      \
-    "WITH tail AS (SELECT coalesce(array_agg(h), '{}') AS rows FROM cm_org_tail($1) h"                             \
-    " CROSS JOIN LATERAL " CM_HB_UNITS " AS u(kind, unit) WHERE u.kind = $2 AND u.unit = $3" agent "),"            \
+    "WITH " CM_TAIL_CTE_SQL("cm_org_tail($1) h CROSS JOIN LATERAL " CM_HB_UNITS " AS u(kind, unit)"                \
+                            " WHERE u.kind = $2 AND u.unit = $3" agent) ","                                        \
     " p AS (SELECT * FROM " CM_ROLLUP_UNITS_OF(UNIT_OWN, CM_TAIL_ROWS_SQL) " WHERE org = $1 AND kind = $2 AND unit = $3" \
     agent "),"                                                                                                     \
     " w AS (SELECT * FROM p WHERE bucket >= to_timestamp($4::bigint) AND bucket < to_timestamp($5::bigint)),"      \
@@ -167,8 +167,7 @@ static void on_spend_unit(void *arg, int rc, const cm_pgres *res, const char *sq
                           "org = $1 AND kind = $2 AND unit = $3" agent " AND bucket >= to_timestamp($4::bigint)"   \
                           " AND bucket < to_timestamp($5::bigint)")                                                \
     " FROM t CROSS JOIN s CROSS JOIN "                                                                             \
-    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)",   \
-                        "(SELECT rows FROM tail)")                                                                 \
+    CM_API_OUTCOMES_SQL("$1", "$2", "$3", "$7::text", "$4", "$5", "$8", "$9", "(SELECT sum(cost_nanos) FROM w)")   \
     " oc ORDER BY s.s"
 static const char spend_unit_sql[] = UNIT_SPEND_SQL("");
 static const char spend_unit_agent_sql[] = UNIT_SPEND_SQL(" AND address = $7");

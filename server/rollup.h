@@ -8,7 +8,7 @@
  *
  * Reads stay exact without waiting for the worker: a reply sums the rollup
  * rows and the raw rows past the watermark, in one statement, so one
- * snapshot sees both sides of any move (CM_AGENT_TAIL_SQL).
+ * snapshot sees both sides of any move (CM_TAIL_CTE_SQL).
  *
  * Adding a grouping: a table, one CTE in rollup.c's statement, and its read
  * as rollup + tail. Nothing changes in ingest.c. */
@@ -21,18 +21,19 @@
 
 #include <uv.h>
 
-/* One agent's raw heartbeats not yet in the rollups (address: an SQL
- * expression), as a row source for a read's tail: `SELECT ... FROM `
- * CM_AGENT_TAIL_SQL("$1"). cm_rollup_tail() is every agent's; this
- * function keeps the agent's rows itself, so the rest of the tail is not
- * copied out (schema/025_agent_tail.sql), but it still checks every row of
- * the tail: a statement that needs the rows twice reads them once
- * (schema/026_spend_reads.sql). */
-#define CM_AGENT_TAIL_SQL(address) "cm_agent_tail(" address ") AS heartbeats"
-
-/* The tail rows a statement read once into its CTE tail (a column rows:
- * an array of heartbeats, '{}' when there are none), as a row source. */
-#define CM_TAIL_ROWS_SQL "unnest((SELECT rows FROM tail))"
+/* The raw heartbeats not yet in the rollups: cm_rollup_tail() every
+ * agent's, cm_org_tail(org) an org's, cm_agent_tail(address) one agent's;
+ * the last two keep those rows themselves, so the rest of the tail is not
+ * copied out (schema/025_agent_tail.sql), but they still check every row
+ * of the tail. A statement that needs its tail rows more than once reads
+ * them once (schema/026_spend_reads.sql), into the CTE
+ * CM_TAIL_CTE_SQL("cm_agent_tail($1) h") (source: raw rows called h), then
+ * uses CM_TAIL_ARRAY_SQL (the rows as heartbeats[]) or CM_TAIL_ROWS_SQL (a
+ * row source). No rows make '{}', not NULL, which cm_unit_outcomes() would
+ * take as "read the tail here". */
+#define CM_TAIL_CTE_SQL(source) "tail AS (SELECT coalesce(array_agg(h), '{}') AS rows FROM " source ")"
+#define CM_TAIL_ARRAY_SQL "(SELECT rows FROM tail)"
+#define CM_TAIL_ROWS_SQL "unnest(" CM_TAIL_ARRAY_SQL ")"
 
 /* A tail row's units (kind, unit), as a LATERAL row source over the raw
  * row h: CM_HB_UNITS for every kind, as the worker attributes it, or
