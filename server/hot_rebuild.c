@@ -14,8 +14,9 @@
  * agent's address, or NULL for all; with an address, the scopes of its org
  * that have a policy (SCOPE_WANTED) and its org's reservations. Columns of the counts:
  * address or tag, grain, bucket start, then the totals (cm_hot_rollup's)
- * or the count. */
-/* The rollups come in slices of ROLLUP_SLICE rows in key order, $2..$4 the
+ * or the count.
+ *
+ * The rollups come in slices of ROLLUP_SLICE rows in key order, $2..$4 the
  * key of the last row of the slice before (NULL for the first): a slice's
  * rows are read and its MERGE calls formatted on the loop thread, which
  * for 600,000 windows at once held every live request for most of a
@@ -118,7 +119,7 @@ typedef struct {
 } pass;
 
 static void run_step(pass *p);
-static int query_rollups(pass *p);
+static int query_step(pass *p);
 
 static void finish(pass *p, bool ok)
 {
@@ -244,28 +245,28 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
         snprintf(p->after, sizeof p->after, "%s", cm_pgres_get(res, rows - 1, 0));
         snprintf(p->after_grain, sizeof p->after_grain, "%s", cm_pgres_get(res, rows - 1, 1));
         snprintf(p->after_bucket, sizeof p->after_bucket, "%s", cm_pgres_get(res, rows - 1, 2));
-        if (query_rollups(p) == CM_OK) return;
+        if (query_step(p) == CM_OK) return;
         p->failed = true;
     }
     on_written(p, CM_OK); /* the one held while sending */
 }
 
-static int query_rollups(pass *p)
+/* Sends the step's query: $1 the agent or NULL, and for the rollups the
+ * key their next slice starts after. */
+static int query_step(pass *p)
 {
-    const char *params[] = {p->address[0] ? p->address : NULL, p->after[0] ? p->after : NULL,
-                            p->after[0] ? p->after_grain : NULL, p->after[0] ? p->after_bucket : NULL};
-    return cm_pg_query(p->pg, rollups_sql, 4, params, on_rows, p);
+    static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,      scope_costs_sql,
+                                            scope_intents_sql, scope_policies_sql, reservations_sql, queue_mark_sql};
+    const char *agent = p->address[0] ? p->address : NULL, *after = p->after[0] ? p->after : NULL;
+    const char *params[] = {agent, after, after ? p->after_grain : NULL, after ? p->after_bucket : NULL};
+    const char *q = p->step == POLICIES && agent ? agent_policy_sql : sql[p->step];
+    return cm_pg_query(p->pg, q, p->step == ROLLUPS ? 4 : 1, params, on_rows, p);
 }
 
 static void run_step(pass *p)
 {
-    static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,      scope_costs_sql,
-                                            scope_intents_sql, scope_policies_sql, reservations_sql, queue_mark_sql};
-    const char *params[] = {p->address[0] ? p->address : NULL};
-    const char *q = p->step == POLICIES && p->address[0] ? agent_policy_sql : sql[p->step];
     p->pending = 1;
-    int rc = p->step == ROLLUPS ? query_rollups(p) : cm_pg_query(p->pg, q, 1, params, on_rows, p);
-    if (rc != CM_OK) finish(p, false);
+    if (query_step(p) != CM_OK) finish(p, false);
 }
 
 int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg)
