@@ -75,8 +75,9 @@ void cm_hot_key_reservation(const char *org, const char *intent_id, char out[CM_
  * read for it) and its once-only breach marker, by org and root intent. */
 void cm_hot_key_tree(const char *org, const char *root, char out[CM_HOT_KEY_MAX]);
 
-/* How long a window hash outlives its window's start, in seconds: long
- * enough for the week and month sums that read it. */
+/* How long a window hash lives from its first write, in seconds (the
+ * scripts set it then, not at each write): long enough for the week and
+ * month sums that read it. */
 long cm_hot_window_ttl(char grain);
 /* An Idempotency-Key's answer is kept a day. */
 #define CM_HOT_IDEM_TTL 86400L

@@ -22,8 +22,9 @@ for i = 2, #KEYS do
   local fields = {}
   for j = 1, nf do fields[j] = ARGV[pos + 2 * (j - 1)] end
   local cur = redis.call('HMGET', k, unpack(fields))
-  local set = {}
+  local set, fresh = {}, true
   for j = 1, nf do
+    if cur[j] then fresh = false end
     local v = ARGV[pos + 2 * (j - 1) + 1]
     if not cur[j] or gt(v, cur[j]) then
       set[#set + 1] = fields[j]
@@ -32,6 +33,9 @@ for i = 2, #KEYS do
   end
   pos = pos + 2 * nf
   if #set > 0 then redis.call('HSET', k, unpack(set)) end
-  redis.call('EXPIRE', k, ttl)
+  -- A window's ttl runs from its first write (as ack.lua and admit.lua set
+  -- it): it outlives the window by days, and a window that expired is
+  -- written again whole from PostgreSQL's totals.
+  if fresh then redis.call('EXPIRE', k, ttl) end
 end
 return redis.call('EXISTS', KEYS[1])

@@ -401,3 +401,23 @@ def test_agent_quota_per_org(h):
                  "each new agent counted once")
     finally:
         h.psql("DELETE FROM org_limits WHERE org = '%s'" % org)
+
+
+def test_every_window_expires(h):
+    """Redis stays bounded: every window hash an agent's heartbeats and intents
+    write carries a ttl, whoever wrote it first (MERGE in postgres mode, ACK
+    in redis mode, ADMIT), within its grain's (hot_layout.c)."""
+    import re
+    ttl = {"h": 3 * 86400, "d": 40 * 86400, "m": 400 * 86400}
+    a = new_agent(tag="truth-ttl")
+    now = int(time.time())
+    accepted(h.hb(hb_obj(a, "0.25", hb_id(), ts=now - 7200)), 1, 0, "a heartbeat two hours ago")
+    accepted(h.hb(hb_obj(a, "0.25", hb_id(), ts=now)), 1, 0, "a heartbeat now")
+    admitted(intent(h, a), a, "an intent")
+    accepted(h.hb(hb_obj(a, "0.5", hb_id(), ts=now)), 1, 0, "another heartbeat now")
+    keys = [k for k in h.redis("--scan", "--pattern", "cm:%s:*" % a).split("\n")
+            if re.fullmatch(r"cm:%s:[hdm]:[0-9]+" % re.escape(a), k)]
+    check(len(keys) >= 4, "expected two hours, a day and a month of windows, got %r" % keys)
+    for k in keys:
+        left = int(h.redis("TTL", k))
+        check(0 < left <= ttl[k.split(":")[-2]], "window %s has ttl %d" % (k, left))
