@@ -149,8 +149,10 @@ pg_ticks() {
 }
 
 snapshot() { # prints "costmeshd redis postgres uptime_ms"
-    local s=0
-    [ -n "$SERVER_PID" ] && s=$(ticks "$SERVER_PID")
+    # The first is whichever server answers HTTP: costmeshd, or http_ceiling
+    # while the (a) rows run.
+    local s=0 http=${SERVER_PID:-$CEIL_PID}
+    [ -n "$http" ] && s=$(ticks "$http")
     echo "$s $(ticks "$REDIS_PID") $(pg_ticks "$PG_PID") $(date +%s%3N)"
 }
 
@@ -712,6 +714,36 @@ fmt_table() {
     done
 }
 
+# cpu_table: each process's CPU per answered request in the runs that set
+# the single-heartbeat and admission maxima, beside what a request may cost
+# in all for the machine's cores to serve 0.3 x and 0.6 x (a): where the
+# time goes, from the same run. The load generator's share is in it because
+# it shares the cores, as in every row of the table above.
+cpu_table() {
+    local cores n label
+    cores=$(nproc)
+    echo "| CPU per answered request, us (cpu % x 10,000 / req/s) | req/s | server | Redis | PostgreSQL | load generator | all |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for n in ceil_single ceil_handoff single_max redis_single_max intent_max redis_intent_max; do
+        case $n in
+            ceil_single) label="(a) HTTP-only ceiling (server: http_ceiling)" ;;
+            ceil_handoff) label="(a') HTTP-only + suspend/resume hand-off (server: http_ceiling)" ;;
+            single_max) label="1. single heartbeats, max" ;;
+            redis_single_max) label="1. single heartbeats, max, durable=redis" ;;
+            intent_max) label="3. intent admission, max" ;;
+            redis_intent_max) label="3. intent admission, max, durable=redis" ;;
+        esac
+        awk -F'\t' -v n="$n" -v label="$label" '$1 == n {
+            us = 1e4 / $3; printf "| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", label, $3,
+                $9 * us, $10 * us, $11 * us, $12 * us, ($9 + $10 + $11 + $12) * us }' "$ROWS"
+    done
+    for n in 0.3 0.6; do
+        awk -v c="$cores" -v a="$CEIL_SINGLE" -v k="$n" 'BEGIN {
+            printf "| what %s x (a) leaves a request on %d cores, all processes together | %.0f | | | | | %.0f |\n",
+                k, c, k * a, c * 1e6 / (k * a) }'
+    done
+}
+
 verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 thousands() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
@@ -723,7 +755,8 @@ targets() {
     max=$(col "${p}single_max" 3) hb=$(col "${p}batch" 4) secs=$(col "${p}batch" 13)
     imax=$(col "${p}intent_max" 3) during=$(col "${p}spend_hb" 3)
     loss=$(awk -v a="$max" -v b="$during" 'BEGIN { printf "%.0f", 100 * (1 - b / a) }')
-    echo "| single heartbeats >= 0.6 x HTTP-only ceiling$m | $(ratio "$max" "$CEIL_SINGLE") x ($max / $CEIL_SINGLE req/s) | $(verdict "$max >= 0.6 * $CEIL_SINGLE") |"
+    echo "| single heartbeats >= 0.3 x HTTP-only ceiling (issue 13's bar)$m | $(ratio "$max" "$CEIL_SINGLE") x ($max / $CEIL_SINGLE req/s) | $(verdict "$max >= 0.3 * $CEIL_SINGLE") |"
+    echo "| single heartbeats >= 0.6 x HTTP-only ceiling (the goal beyond it)$m | $(ratio "$max" "$CEIL_SINGLE") x ($max / $CEIL_SINGLE req/s) | $(verdict "$max >= 0.6 * $CEIL_SINGLE") |"
     echo "| single heartbeats p99 <= 10 ms at half the max rate$m | $(col "${p}single_half" 6) ms at $(col "${p}single_half" 3) req/s | $(verdict "$(col "${p}single_half" 6) <= 10") |"
     echo "| batched >= 60,000 heartbeats/s for 60 s, backlog flat$m | $hb hb/s over $secs s, flat: ${flat%% *} | $(verdict "$hb >= 60000 && \"${flat%% *}\" == \"yes\" && $SHORT != 1")$([ "$SHORT" = 1 ] && echo " (short run)") |"
     echo "| intent admission p99 <= 2 ms at half the max rate$m | $(col "${p}intent_half" 6) ms at $(col "${p}intent_half" 3) req/s | $(verdict "$(col "${p}intent_half" 6) <= 2") |"
@@ -742,7 +775,8 @@ report() {
          "$(redis-server --version | awk '{ print $3 }' | tr -d 'v='), PostgreSQL $($PSQL -c 'SHOW server_version' | awk '{ print $1 }'),"\
          "libmicrohttpd $(pkg-config --modversion libmicrohttpd 2>/dev/null), wrk -t$THREADS; everything on loopback."
     echo
-    echo "CPU columns are percent of one core over the run (200 = both cores); errors are non-2xx answers plus"
+    echo "CPU columns are percent of one core over the run (200 = both cores; the costmeshd column of the (a)"
+    echo "rows is http_ceiling's); errors are non-2xx answers plus"
     echo "socket errors. \"Paced to half\" runs use wrk's delay() per connection (no wrk2); their req/s is what"
     echo "was achieved. Latencies are wrk's, from each request's write to its response. The \"open loop\" row is"
     echo "bench/openloop.c at the same target: each request is sent at its scheduled time, or as soon as a"
@@ -752,6 +786,8 @@ report() {
     echo "persister's row is the queue the batched load (2) left, stored into PostgreSQL before 3 starts."
     echo
     fmt_table
+    echo
+    cpu_table
     echo
     echo "| measure | value |"
     echo "|---|---:|"
