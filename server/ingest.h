@@ -24,9 +24,11 @@
 
 typedef struct cm_ingest cm_ingest;
 
-/* Group commits in flight at once, one per connection of the ingest pool,
- * which should have this many: the statement's CPU in PostgreSQL, not the
- * commit's fsync, is what takes the time. */
+/* Group commits in flight at most, one per connection of the ingest pool,
+ * which should have this many. A second goes only when a large group waits
+ * (ingest.c, SPARE_ROWS): a statement's fixed cost is worth as much as a
+ * few dozen rows, so groups of single heartbeats are cheaper one at a time,
+ * in larger groups, while large batches still use two cores. */
 #define CM_INGEST_WRITERS 2
 
 /* Where a 202 is durable. */

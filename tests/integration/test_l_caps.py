@@ -259,9 +259,10 @@ def hold_lock(h, sql):
 
 @timeout(120)
 def test_refused_request_is_split_out(h):
-    """Deterministically one group: both writers wait on a row lock while two requests past a cap and
-    bystanders of both orgs queue; when the lock goes, one group commit carries them all. It fails, is
-    split, and only the two requests at fault get 422; every other is answered 202 and counted once."""
+    """Deterministically one group: the writer waits on a row lock while two requests past a cap and
+    bystanders of both orgs queue (fewer rows than a second writer waits for); when the lock goes, one
+    group commit carries them all. It fails, is split, and only the two requests at fault get 422; every
+    other is answered 202 and counted once."""
     if h.durable_redis:
         quota_refusal_is_split_out(h)
         return
@@ -283,22 +284,20 @@ def test_refused_request_is_split_out(h):
         lock, row = hold_lock(h, "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l"
                               % blocker)
         check_eq(row, "3", "the blocker's rollup rows locked")
-        for w in range(2):
-            start("writer%d" % w, hb_obj(blocker, "1", hb_id(), ts=t))
-        wait_for("both writers to wait on the lock", lambda: h.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "2")
+        start("writer", hb_obj(blocker, "1", hb_id(), ts=t))
+        wait_for("the writer to wait on the lock", lambda: h.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
         start("capped0", hb_obj(poisoned[0], "1", hb_id(), ts=t))
         for i, (x, key) in enumerate(bystanders):
             start("bystander%d" % i, batch([hb_obj(x, "0.25", hb_id(), ts=t) for _ in range(4)]), key)
             if i == 5:
                 start("capped1", batch([hb_obj(innocent, "3", hb_id(), ts=t), hb_obj(poisoned[1], "0.5", hb_id(), ts=t)]))
-        wait_for("every request to queue", lambda: ingest_backlog(h) == 2 + 2 + len(bystanders))
+        wait_for("every request to queue", lambda: ingest_backlog(h) == 1 + 2 + len(bystanders))
     finally:
         if lock is not None:
             lock.communicate("COMMIT;\n", timeout=20)
     senders.join()
-    for w in range(2):
-        accepted(answers["writer%d" % w], 1, 0, "the blocked writer %d" % w)
+    accepted(answers["writer"], 1, 0, "the blocked writer's request")
     for a, name in zip(poisoned, ("capped0", "capped1")):
         check_capped(answers[name], "cost_usd", "%s, a request past the cap in the group" % name)
         check_eq(h.psql("SELECT count(*) FROM heartbeats WHERE address = '%s'" % a), "1",
@@ -314,7 +313,7 @@ def test_refused_request_is_split_out(h):
 def quota_refusal_is_split_out(h):
     """COSTMESH_DURABLE=redis: no group commit holds rollup rows, and what PostgreSQL can still refuse on the
     acknowledged path is a group's registration of its new agents (the org's quota). Deterministically one
-    group: both writers' registrations wait on org1's agent counter while two requests naming a new agent
+    group: the writer's registration waits on org1's agent counter while two requests naming a new agent
     past org2's quota and bystanders of both orgs queue; when the lock goes, one registration carries them
     all. It fails, the group is split, and only the two requests at fault get 422; every other is answered
     202 and counted once."""
@@ -324,7 +323,7 @@ def quota_refusal_is_split_out(h):
     innocent = new_agent("org2", "same-request")
     for x, key in bystanders + [(innocent, h.k2)]:
         accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t), key=key), 1, 0, "registering %s" % x)
-    writers = [new_agent(tag="writer") for _ in range(2)]
+    writer = new_agent(tag="writer")
     refused = [new_agent("org2", "past-quota") for _ in range(2)]
     have = int(h.psql("SELECT agents FROM org_agents WHERE org = 'org2'"))
     h.psql("INSERT INTO org_limits (org, max_agents) VALUES ('org2', %d)" % have)
@@ -335,24 +334,22 @@ def quota_refusal_is_split_out(h):
     try:
         lock, row = hold_lock(h, "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE")
         check(row.isdigit(), "org1's agent counter locked: %r" % row)
-        for w, x in enumerate(writers):
-            start("writer%d" % w, hb_obj(x, "1", hb_id(), ts=t))
-        wait_for("both writers' registrations to wait on the lock", lambda: h.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "2")
+        start("writer", hb_obj(writer, "1", hb_id(), ts=t))
+        wait_for("the writer's registration to wait on the lock", lambda: h.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
         start("refused0", hb_obj(refused[0], "1", hb_id(), ts=t), h.k2)
         for i, (x, key) in enumerate(bystanders):
             start("bystander%d" % i, batch([hb_obj(x, "0.25", hb_id(), ts=t) for _ in range(4)]), key)
             if i == 5:
                 start("refused1", batch([hb_obj(innocent, "3", hb_id(), ts=t), hb_obj(refused[1], "0.5", hb_id(), ts=t)]),
                       h.k2)
-        wait_for("every request to queue", lambda: ingest_backlog(h) == 2 + 2 + len(bystanders))
+        wait_for("every request to queue", lambda: ingest_backlog(h) == 1 + 2 + len(bystanders))
     finally:
         if lock is not None:
             lock.communicate("COMMIT;\n", timeout=20)
         senders.join()
         h.psql("DELETE FROM org_limits WHERE org = 'org2'")
-    for w, x in enumerate(writers):
-        accepted(answers["writer%d" % w], 1, 0, "the blocked writer %d" % w)
+    accepted(answers["writer"], 1, 0, "the blocked writer's request")
     for name in ("refused0", "refused1"):
         check_error(answers[name], 422, "agent_quota_exceeded", "agent", what="%s, a request past the quota" % name)
     for x in refused:
@@ -363,6 +360,50 @@ def quota_refusal_is_split_out(h):
         accepted(answers["bystander%d" % i], 4, 0, "bystander %d in the same group" % i)
         s = h.spend_ok(x, "day", at=t, key=key)
         check_eq((dec(s["cost_usd"]), s["heartbeats"]), (Decimal(1), 5), "bystander %d's day" % i)
+    check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
+
+
+@timeout(120)
+def test_second_writer_takes_only_a_large_group(h):
+    """While the first group commit waits on a lock, a request of fewer heartbeats than a second writer waits
+    for (ingest.c SPARE_ROWS, 256) stays queued; one of 300 goes to the second writer at once and takes the
+    queued one with it; the first is answered when the lock goes. Each heartbeat counted once."""
+    t = int(time.time())
+    blocker = new_agent(tag="blocker")
+    small_agent = new_agent(tag="small")
+    big_agents = [new_agent(tag="big") for _ in range(3)]
+    for x in [blocker, small_agent] + big_agents:
+        accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t)), 1, 0, "registering %s" % x)
+    if h.durable_redis:
+        # No statement holds rollup rows in this mode: a new agent's registration waits on its org's counter.
+        lock_sql, first = "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE", new_agent(tag="first")
+    else:
+        lock_sql = "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l" % blocker
+        first = blocker
+    senders = Senders(h)
+    answers, start = senders.answers, senders.start
+    lock = None
+    try:
+        lock, _ = hold_lock(h, lock_sql)
+        start("first", hb_obj(first, "1", hb_id(), ts=t))
+        wait_for("the first group to wait on the lock", lambda: h.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
+        start("small", batch([hb_obj(small_agent, "0.5", hb_id(), ts=t) for _ in range(10)]))
+        wait_for("the small request to queue", lambda: ingest_backlog(h) == 2)
+        time.sleep(1)
+        check("small" not in answers, "10 heartbeats went to a second writer: %r" % answers.get("small"))
+        big = batch([hb_obj(big_agents[i % 3], "0.001", hb_id(), ts=t) for i in range(300)])
+        accepted(h.hb(big), 300, 0, "300 heartbeats while the first group waits")
+        wait_for("the small request's answer", lambda: "small" in answers)
+        accepted(answers["small"], 10, 0, "the small request, in the second writer's group")
+        check("first" not in answers, "the first group was answered while its lock was held")
+    finally:
+        if lock is not None:
+            lock.communicate("COMMIT;\n", timeout=20)
+        senders.join()
+    accepted(answers["first"], 1, 0, "the first group, once the lock went")
+    check_eq(h.spend_ok(small_agent, "day", at=t)["heartbeats"], 11, "the small agent's heartbeats")
+    check_eq(sum(h.spend_ok(x, "day", at=t)["heartbeats"] for x in big_agents), 303, "the big batch's heartbeats")
     check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
 
 
