@@ -31,11 +31,11 @@ CREATE OR REPLACE FUNCTION cm_intent_tree(org text, root text, tail heartbeats[]
 
 CREATE OR REPLACE FUNCTION cm_intent_tree(org text, root text)
     RETURNS TABLE (intent_id text, parent_intent_id text, depth int, path text[]) LANGUAGE sql STABLE ROWS 20 AS $$
-    SELECT * FROM cm_intent_tree($1, $2, (SELECT coalesce(array_agg(h), '{}') FROM cm_org_tail($1) h))
+    SELECT * FROM cm_intent_tree($1, $2, ARRAY(SELECT h FROM cm_org_tail($1) h))
     $$;
 
 CREATE OR REPLACE FUNCTION cm_intent_tree_cost(org text, root text) RETURNS numeric LANGUAGE sql STABLE AS $$
-    WITH tail AS MATERIALIZED (SELECT coalesce(array_agg(h), '{}') AS rows FROM cm_org_tail($1) h),
+    WITH tail AS MATERIALIZED (SELECT ARRAY(SELECT h FROM cm_org_tail($1) h) AS rows),
     n AS MATERIALIZED (SELECT t.intent_id FROM tail, cm_intent_tree($1, $2, tail.rows) t)
     SELECT coalesce(sum(x.cost_nanos), 0) FROM (
         SELECT r.cost_nanos FROM n JOIN rollup_intent r ON r.intent_id = n.intent_id

@@ -23,7 +23,7 @@
  * Scratch, 64 connections of single heartbeats (at most ~64 rows waiting):
  * one writer instead of two gave 8 % more heartbeats a second for 18 % less
  * PostgreSQL CPU per heartbeat (groups of ~22 rows instead of ~11, the
- * statement's fixed cost being ~0.8 ms); 100-row batches on 16 connections
+ * statement's fixed cost being ~0.7 ms); 100-row batches on 16 connections
  * did the same either way. */
 #define SPARE_ROWS 256
 #define MAX_RETRIES 3

@@ -3,6 +3,7 @@ real state after kill/resume, one event per real change, agents known before
 their first heartbeat."""
 
 import os
+import re
 import subprocess
 import time
 
@@ -407,7 +408,6 @@ def test_every_window_expires(h):
     """Redis stays bounded: every window hash an agent's heartbeats and intents
     write carries a ttl, whoever wrote it first (MERGE in postgres mode, ACK
     in redis mode, ADMIT), within its grain's (hot_layout.c)."""
-    import re
     ttl = {"h": 3 * 86400, "d": 40 * 86400, "m": 400 * 86400}
     a = new_agent(tag="truth-ttl")
     now = int(time.time())

@@ -247,6 +247,11 @@ def wait_for(what, cond, secs=20):
         time.sleep(0.02)
 
 
+def wait_writer_blocked(h, what):
+    """Waits until one group commit (the ingest's first writer) waits on a lock."""
+    wait_for(what, lambda: h.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
+
+
 def hold_lock(h, sql):
     """A psql session that has run sql (a SELECT ... FOR UPDATE in an open transaction) and printed one line;
     COMMIT it with .communicate("COMMIT;\n")."""
@@ -285,8 +290,7 @@ def test_refused_request_is_split_out(h):
                               % blocker)
         check_eq(row, "3", "the blocker's rollup rows locked")
         start("writer", hb_obj(blocker, "1", hb_id(), ts=t))
-        wait_for("the writer to wait on the lock", lambda: h.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
+        wait_writer_blocked(h, "the writer to wait on the lock")
         start("capped0", hb_obj(poisoned[0], "1", hb_id(), ts=t))
         for i, (x, key) in enumerate(bystanders):
             start("bystander%d" % i, batch([hb_obj(x, "0.25", hb_id(), ts=t) for _ in range(4)]), key)
@@ -335,8 +339,7 @@ def quota_refusal_is_split_out(h):
         lock, row = hold_lock(h, "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE")
         check(row.isdigit(), "org1's agent counter locked: %r" % row)
         start("writer", hb_obj(writer, "1", hb_id(), ts=t))
-        wait_for("the writer's registration to wait on the lock", lambda: h.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
+        wait_writer_blocked(h, "the writer's registration to wait on the lock")
         start("refused0", hb_obj(refused[0], "1", hb_id(), ts=t), h.k2)
         for i, (x, key) in enumerate(bystanders):
             start("bystander%d" % i, batch([hb_obj(x, "0.25", hb_id(), ts=t) for _ in range(4)]), key)
@@ -386,8 +389,7 @@ def test_second_writer_takes_only_a_large_group(h):
     try:
         lock, _ = hold_lock(h, lock_sql)
         start("first", hb_obj(first, "1", hb_id(), ts=t))
-        wait_for("the first group to wait on the lock", lambda: h.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
+        wait_writer_blocked(h, "the first group to wait on the lock")
         start("small", batch([hb_obj(small_agent, "0.5", hb_id(), ts=t) for _ in range(10)]))
         wait_for("the small request to queue", lambda: ingest_backlog(h) == 2)
         time.sleep(1)
