@@ -25,10 +25,12 @@
 
 /* $1 org, $2 the intent, $3 the bound agent or NULL. n: the intent and its
  * descendants; p: their rows (rollup + tail) that the key may see, with
- * each row's depth. */
+ * each row's depth. The org's tail is read once, for the tree's edges and
+ * its nodes' rows. */
 #define TREE_PARTS_SQL                                                                             \
-    "WITH n AS (SELECT * FROM cm_intent_tree($1, $2)),"                                            \
-    " p AS (SELECT n.depth, intent_parts.* FROM n JOIN " CM_ROLLUP_INTENTS_SQL("$1")               \
+    "WITH " CM_TAIL_CTE_SQL("cm_org_tail($1) h") ","                                               \
+    " n AS (SELECT * FROM cm_intent_tree($1, $2, " CM_TAIL_ARRAY_SQL ")),"                         \
+    " p AS (SELECT n.depth, intent_parts.* FROM n JOIN " CM_ROLLUP_INTENTS_OF(CM_TAIL_ROWS_SQL)    \
     " ON intent_parts.org = $1 AND intent_parts.intent_id = n.intent_id"                           \
     " WHERE $3::text IS NULL OR intent_parts.address = $3)"
 

@@ -82,14 +82,16 @@
  * rollup_intent's columns and the org: `SELECT ... FROM `
  * CM_ROLLUP_INTENTS_SQL("$1") ` WHERE org = $1 AND intent_id = $2` (the id
  * reaches rollup_intent's index; an intent spans agents; the tail is the
- * org's, as for CM_ROLLUP_UNITS_SQL). */
-#define CM_ROLLUP_INTENTS_SQL(org)                                                                 \
+ * org's, as for CM_ROLLUP_UNITS_SQL). CM_ROLLUP_INTENTS_OF takes the tail
+ * from another row source of raw rows (CM_TAIL_ROWS_SQL). */
+#define CM_ROLLUP_INTENTS_SQL(org) CM_ROLLUP_INTENTS_OF("cm_org_tail(" org ")")
+#define CM_ROLLUP_INTENTS_OF(tail)                                                                 \
     "(SELECT split_part(address, '/', 3) AS org, address, intent_id, bucket, cost_nanos, tokens_in," \
     " tokens_out, tokens_cached, llm_calls, tool_calls, heartbeats, revenue_nanos, refund_nanos,"   \
     " external_nanos, fees_nanos FROM rollup_intent UNION ALL SELECT split_part(address, '/', 3),"  \
     " address, intent_id, date_trunc('hour', ts, 'UTC'), cost_nanos, tokens_in, tokens_out,"        \
     " tokens_cached, llm_calls, tool_calls, 1, revenue_nanos, refund_nanos, external_nanos,"        \
-    " fees_nanos FROM cm_org_tail(" org ") WHERE intent_id IS NOT NULL) AS intent_parts"
+    " fees_nanos FROM " tail " WHERE intent_id IS NOT NULL) AS intent_parts"
 
 /* Each unit's intents (schema/018_intent_tree.sql), rollup and tail, with
  * rollup_unit_intent's columns: `SELECT ... FROM `
