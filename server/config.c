@@ -57,6 +57,7 @@ static const option options[] = {
     {"queue-max", "2000000", "durable=redis: heartbeats waiting for PostgreSQL past which new ones get 503"},
     {"redis-wait-replicas", "auto", "durable=redis: Redis replicas that must hold a heartbeat before its 202 (auto: 1 with redis-sentinel, else 0)"},
     {"read-wait-ms", "5000", "durable=redis: how long a read waits for the heartbeats acknowledged before it to reach PostgreSQL"},
+    {"ingest-stall-ms", "100", "milliseconds a heartbeat write may run before a second one takes the heartbeats waiting behind it (0: only once 256 wait)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -203,6 +204,7 @@ static int apply(cm_config *c, int i, const char *v)
         }
         return parse_int(v, 0, 16, &c->wait_replicas);
     case 37: return parse_int(v, 0, 600000, &c->read_wait_ms);
+    case 38: return parse_int(v, 0, 600000, &c->ingest_stall_ms);
     }
     return CM_EINVAL;
 }

@@ -68,6 +68,7 @@ struct group {
     group_agent *agents; /* owned: the distinct agents of the rows, sorted */
     const char **addresses; /* owned array: agents' addresses in order, which the ACK and CHECK name */
     int nagents;
+    int writer; /* the slot of cm_ingest's writers whose statement this is */
     /* The part of a split group to send on the same writer once this one's
      * statement is over (see split). */
     group *then;
@@ -81,6 +82,8 @@ struct group {
 };
 
 struct cm_ingest {
+    uv_loop_t *loop;
+    uv_timer_t stall; /* runs flush when a busy writer's statement turns stall_ms old */
     cm_pg_pool *db; /* the ingest pool: group commits only */
     cm_hot *hot;
     cm_notify *notify;
@@ -91,13 +94,16 @@ struct cm_ingest {
     size_t waiting_rows;  /* their heartbeats */
     int inflight;         /* writers busy: a group, or the parts of a split
                              one, sent to PostgreSQL and not yet answered */
+    bool busy[CM_INGEST_WRITERS];
+    uint64_t since[CM_INGEST_WRITERS]; /* a busy writer's statement began (loop ms) */
     _Atomic size_t backlog;
     _Atomic unsigned long long accepted, duplicates, ignored;
 };
 
 static void flush(cm_ingest *in);
 
-int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts, cm_ingest **out)
+int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts,
+                  cm_ingest **out)
 {
     cm_ingest *in = calloc(1, sizeof *in);
     if (!in || cm_seen_new(&in->seen) != CM_OK || cm_nameset_new(KNOWN_MAX, &in->known) != CM_OK) {
@@ -105,6 +111,14 @@ int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_inges
         free(in);
         return CM_ENOMEM;
     }
+    if (uv_timer_init(loop, &in->stall) != 0) {
+        cm_seen_free(in->seen);
+        cm_nameset_free(in->known);
+        free(in);
+        return CM_EIO;
+    }
+    in->stall.data = in;
+    in->loop = loop;
     in->opts = *opts;
     in->db = db;
     in->hot = hot;
@@ -130,13 +144,19 @@ static void fail_jobs(cm_ingest *in, cm_jobq *q, int status, const char *code, c
     }
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    cm_ingest *in = h->data;
+    cm_seen_free(in->seen);
+    cm_nameset_free(in->known);
+    free(in);
+}
+
 void cm_ingest_free(cm_ingest *in)
 {
     if (!in) return;
     fail_jobs(in, &in->waiting, 503, "shutting_down", NULL, "the server is stopping; retry");
-    cm_seen_free(in->seen);
-    cm_nameset_free(in->known);
-    free(in);
+    uv_close((uv_handle_t *)&in->stall, on_closed);
 }
 
 size_t cm_ingest_backlog(const cm_ingest *in)
@@ -259,14 +279,16 @@ static group *group_take(cm_ingest *in, cm_jobq *src, size_t max_jobs)
 static void send_group(group *g);
 static group *split(group *g);
 
-/* A writer's statement is over: it takes the next part of a split group,
- * or else the queue's next group. */
-static void writer_next(cm_ingest *in, group *next)
+/* Writer slot w's statement is over: it takes the next part of a split
+ * group, or else the queue's next group. */
+static void writer_next(cm_ingest *in, int w, group *next)
 {
     if (next) {
+        next->writer = w;
         send_group(next);
         return;
     }
+    in->busy[w] = false;
     in->inflight--;
     flush(in);
 }
@@ -277,9 +299,10 @@ static void fail_group(group *g, int status, const char *code, const char *field
 {
     cm_ingest *in = g->in;
     group *next = g->then;
+    int w = g->writer;
     fail_jobs(in, &g->jobs, status, code, field, msg);
     group_free(g);
-    writer_next(in, next);
+    writer_next(in, w, next);
 }
 
 static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstate);
@@ -303,7 +326,8 @@ static void group_failed(group *g, const cm_pgres *res, const char *sqlstate)
     else if (g->jobs.head != g->jobs.tail) {
         /* One request's rows must not fail the others' forever. */
         cm_ingest *in = g->in;
-        writer_next(in, split(g));
+        int w = g->writer;
+        writer_next(in, w, split(g));
     }
     else
         fail_group(g, e.status, e.code, e.field, e.message);
@@ -424,16 +448,39 @@ static void send_ack(group *g)
 
 static void send_group(group *g)
 {
+    g->in->since[g->writer] = uv_now(g->in->loop);
     if (g->in->opts.durable_redis) send_register(g);
     else send_commit(g);
 }
 
+static void on_stall(uv_timer_t *t)
+{
+    flush(t->data);
+}
+
+/* The loop time at which a busy writer's statement turns stall_ms old (the
+ * earliest); UINT64_MAX when none will. */
+static uint64_t stall_due(const cm_ingest *in)
+{
+    uint64_t due = UINT64_MAX;
+    for (int w = 0; in->opts.stall_ms > 0 && w < CM_INGEST_WRITERS; w++)
+        if (in->busy[w] && in->since[w] + (uint64_t)in->opts.stall_ms < due)
+            due = in->since[w] + (uint64_t)in->opts.stall_ms;
+    return due;
+}
+
 /* Sends the waiting jobs as groups while a writer may take one: an idle
- * ingest sends at once, a busy one only when SPARE_ROWS wait. */
+ * ingest sends at once, a busy one when SPARE_ROWS wait or once a busy
+ * writer's statement is stall_ms old (the timer comes back then). */
 static void flush(cm_ingest *in)
 {
-    while (in->waiting.head && in->inflight < CM_INGEST_WRITERS &&
-           (in->inflight == 0 || in->waiting_rows >= SPARE_ROWS)) {
+    while (in->waiting.head && in->inflight < CM_INGEST_WRITERS) {
+        uint64_t now = uv_now(in->loop), due = stall_due(in);
+        if (in->inflight > 0 && in->waiting_rows < SPARE_ROWS && now < due) {
+            if (due != UINT64_MAX && !uv_is_active((uv_handle_t *)&in->stall))
+                uv_timer_start(&in->stall, on_stall, due - now, 0);
+            return;
+        }
         group *g = group_take(in, &in->waiting, SIZE_MAX);
         if (!g) {
             fail_jobs(in, &in->waiting, 503, "internal", NULL, "out of memory; retry");
@@ -442,6 +489,8 @@ static void flush(cm_ingest *in)
         }
         in->waiting_rows -= g->nrows;
         in->inflight++;
+        while (in->busy[g->writer]) g->writer++;
+        in->busy[g->writer] = true;
         send_group(g);
     }
 }
@@ -680,11 +729,12 @@ static void on_group(void *arg, int rc, const cm_pgres *res, const char *sqlstat
      * runs the merges before the checks. Meanwhile the next group goes to
      * PostgreSQL. */
     group *next = g->then;
+    int w = g->writer;
     if (rfirst >= 0) merge_rollups(in, res, rfirst, rlast);
     draw_reservations(g);
     g->pending = 1;
     if (send_check(g) != CM_OK) step(g);
-    writer_next(in, next);
+    writer_next(in, w, next);
 }
 
 /* One of g's replies came (or will not): the last one answers its jobs.
@@ -725,6 +775,7 @@ static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
     cm_ingest *in = g->in;
     /* The writer takes the next group now; g waits for its CHECK (and WAIT). */
     group *next = g->then;
+    int w = g->writer;
     g->then = NULL;
     if (rc != CM_OK) {
         /* Outcome unknown when the connection dropped, as with PostgreSQL. */
@@ -748,5 +799,5 @@ static void on_ack(void *arg, int rc, const cm_hot_ack_result *r)
         }
     }
     step(g);
-    writer_next(in, next);
+    writer_next(in, w, next);
 }

@@ -21,6 +21,7 @@
 #include "hot.h"
 
 #include <stdbool.h>
+#include <uv.h>
 
 typedef struct cm_ingest cm_ingest;
 
@@ -28,7 +29,9 @@ typedef struct cm_ingest cm_ingest;
  * which should have this many. A second goes only when a large group waits
  * (ingest.c, SPARE_ROWS): a statement's fixed cost is worth as much as a
  * few dozen rows, so groups of single heartbeats are cheaper one at a time,
- * in larger groups, while large batches still use two cores. */
+ * in larger groups, while large batches still use two cores. It also goes
+ * once the first has run stall_ms, so that a statement held up (a row lock
+ * someone else holds, a slow disk) does not hold every heartbeat behind it. */
 #define CM_INGEST_WRITERS 2
 
 /* Where a 202 is durable. */
@@ -45,13 +48,19 @@ typedef struct {
     /* Replicas that must hold an ACK before its 202 (WAIT), so a failover
      * to one of them loses nothing acknowledged (durable_redis). */
     int wait_replicas;
+    /* Milliseconds a writer's statement may run before another writer takes
+     * the waiting jobs however few (COSTMESH_INGEST_STALL_MS); 0: never. */
+    int stall_ms;
 } cm_ingest_opts;
 
-/* db, hot and notify are borrowed; opts is copied. */
-int cm_ingest_new(cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts, cm_ingest **out);
-/* Answers what is queued with 503 and frees the ingest. Free it after the
- * pool and hot: what they have in flight fails when they are freed, and
- * answers its jobs through the ingest. NULL is a no-op. */
+/* db, hot and notify are borrowed; opts is copied. Returns CM_OK, CM_ENOMEM
+ * or CM_EIO (the stall timer). */
+int cm_ingest_new(uv_loop_t *loop, cm_pg_pool *db, cm_hot *hot, cm_notify *notify, const cm_ingest_opts *opts,
+                  cm_ingest **out);
+/* Answers what is queued with 503 and frees the ingest once libuv has
+ * closed its timer (run the loop after). Free it after the pool and hot:
+ * what they have in flight fails when they are freed, and answers its jobs
+ * through the ingest. NULL is a no-op. */
 void cm_ingest_free(cm_ingest *in);
 
 /* Takes a heartbeat job whose agents are resolved and authorised; answers

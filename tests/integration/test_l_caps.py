@@ -3,6 +3,7 @@ commit that carries other orgs' heartbeats, the request that would pass a cap ge
 counts nothing, and spend replies are exact whatever the totals."""
 
 import calendar
+import contextlib
 import re
 import subprocess
 import threading
@@ -252,6 +253,27 @@ def wait_writer_blocked(h, what):
     wait_for(what, lambda: h.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'") == "1")
 
 
+@contextlib.contextmanager
+def stall_rule_off(h):
+    """costmeshd with COSTMESH_INGEST_STALL_MS=0: a second group commit goes only once 256 heartbeats wait, so a
+    writer held on a lock keeps the small requests behind it queued, which the tests using this build their one
+    group on; the default server again after."""
+    h.restart_server(env={"COSTMESH_INGEST_STALL_MS": "0"})
+    try:
+        yield
+    finally:
+        h.restart_server()
+
+
+def lock_for_first_writer(h, blocker):
+    """The lock that holds a group commit naming the registered agent `blocker` (postgres: its rollup rows;
+    COSTMESH_DURABLE=redis, where no statement holds them: org1's agent counter, which a new agent's
+    registration waits on), and the agent whose heartbeat the held group carries."""
+    if h.durable_redis:
+        return "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE", new_agent(tag="first")
+    return "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l" % blocker, blocker
+
+
 def hold_lock(h, sql):
     """A psql session that has run sql (a SELECT ... FOR UPDATE in an open transaction) and printed one line;
     COMMIT it with .communicate("COMMIT;\n")."""
@@ -268,9 +290,14 @@ def test_refused_request_is_split_out(h):
     bystanders of both orgs queue (fewer rows than a second writer waits for); when the lock goes, one
     group commit carries them all. It fails, is split, and only the two requests at fault get 422; every
     other is answered 202 and counted once."""
-    if h.durable_redis:
-        quota_refusal_is_split_out(h)
-        return
+    with stall_rule_off(h):
+        if h.durable_redis:
+            quota_refusal_is_split_out(h)
+        else:
+            cap_refusal_is_split_out(h)
+
+
+def cap_refusal_is_split_out(h):
     t = int(time.time())
     blocker = new_agent(tag="blocker")
     accepted(h.hb(hb_obj(blocker, "1", hb_id(), ts=t)), 1, 0, "registering the blocker")
@@ -368,21 +395,22 @@ def quota_refusal_is_split_out(h):
 
 @timeout(120)
 def test_second_writer_takes_only_a_large_group(h):
-    """While the first group commit waits on a lock, a request of fewer heartbeats than a second writer waits
-    for (ingest.c SPARE_ROWS, 256) stays queued; one of 300 goes to the second writer at once and takes the
-    queued one with it; the first is answered when the lock goes. Each heartbeat counted once."""
+    """With the stall rule off (COSTMESH_INGEST_STALL_MS=0), while the first group commit waits on a lock, a
+    request of fewer heartbeats than a second writer waits for (ingest.c SPARE_ROWS, 256) stays queued; one of
+    300 goes to the second writer at once and takes the queued one with it; the first is answered when the lock
+    goes. Each heartbeat counted once."""
+    with stall_rule_off(h):
+        second_writer_takes_only_a_large_group(h)
+
+
+def second_writer_takes_only_a_large_group(h):
     t = int(time.time())
     blocker = new_agent(tag="blocker")
     small_agent = new_agent(tag="small")
     big_agents = [new_agent(tag="big") for _ in range(3)]
     for x in [blocker, small_agent] + big_agents:
         accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t)), 1, 0, "registering %s" % x)
-    if h.durable_redis:
-        # No statement holds rollup rows in this mode: a new agent's registration waits on its org's counter.
-        lock_sql, first = "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE", new_agent(tag="first")
-    else:
-        lock_sql = "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l" % blocker
-        first = blocker
+    lock_sql, first = lock_for_first_writer(h, blocker)
     senders = Senders(h)
     answers, start = senders.answers, senders.start
     lock = None
@@ -406,6 +434,35 @@ def test_second_writer_takes_only_a_large_group(h):
     accepted(answers["first"], 1, 0, "the first group, once the lock went")
     check_eq(h.spend_ok(small_agent, "day", at=t)["heartbeats"], 11, "the small agent's heartbeats")
     check_eq(sum(h.spend_ok(x, "day", at=t)["heartbeats"] for x in big_agents), 303, "the big batch's heartbeats")
+    check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
+
+
+@timeout(120)
+def test_stalled_writer_does_not_hold_the_others(h):
+    """With the default COSTMESH_INGEST_STALL_MS (100), a small request sent while the first group commit waits
+    on a lock goes to the second writer once the first has run that long, and is answered while the lock is
+    still held; the first is answered when the lock goes. Each heartbeat counted once."""
+    t = int(time.time())
+    blocker, small_agent = new_agent(tag="blocker"), new_agent(tag="small")
+    for x in (blocker, small_agent):
+        accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t)), 1, 0, "registering %s" % x)
+    lock_sql, first = lock_for_first_writer(h, blocker)
+    senders = Senders(h)
+    answers, start = senders.answers, senders.start
+    lock = None
+    try:
+        lock, _ = hold_lock(h, lock_sql)
+        start("first", hb_obj(first, "1", hb_id(), ts=t))
+        wait_writer_blocked(h, "the first group to wait on the lock")
+        small = batch([hb_obj(small_agent, "0.5", hb_id(), ts=t) for _ in range(10)])
+        accepted(h.hb(small, timeout=15), 10, 0, "10 heartbeats while the first group waits on a lock")
+        check("first" not in answers, "the first group was answered while its lock was held")
+    finally:
+        if lock is not None:
+            lock.communicate("COMMIT;\n", timeout=20)
+        senders.join()
+    accepted(answers["first"], 1, 0, "the first group, once the lock went")
+    check_eq(h.spend_ok(small_agent, "day", at=t)["heartbeats"], 11, "the small agent's heartbeats")
     check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
 
 
