@@ -143,7 +143,8 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
      * own totals, 14 its rows, 15..26 the tree's totals, 27 the tree's
      * intents, 28 parent, 29 root, 30..32 outcome (status, quality, end),
      * 33 abandoned, 34 known. Abandoned: not ended, and its last heartbeat
-     * (else its admission) older than the setting. A polled statement:
+     * (else its admission) older than the setting; l finds that heartbeat
+     * in the tail TREE_PARTS_SQL read. A polled statement:
      * prepared, on the read pool. */
     return cm_api_read(c,
                         TREE_PARTS_SQL ","
@@ -154,7 +155,8 @@ int cm_api_spend_intent(cm_api *api, cm_job *j, const cm_ident *who, cm_apierr *
                         " count(*) AS nrows FROM p WHERE depth = 0),"
                         " t AS (SELECT " CM_API_SPEND_SUMS_SQL ", (SELECT count(*) FROM n)::text AS nodes FROM p),"
                         " o AS (SELECT * FROM cm_intent_outcome($1, $2)),"
-                        " l AS (SELECT max(last_ts) AS last_ts FROM " CM_ROLLUP_UNIT_INTENTS_SQL("$1")
+                        " l AS (SELECT max(last_ts) AS last_ts FROM "
+                        CM_ROLLUP_UNIT_INTENTS_OF(CM_HB_AGENT_UNIT, CM_TAIL_ROWS_SQL)
                         " WHERE org = $1 AND kind = 'agent' AND intent_id = $2 AND ($3::text IS NULL OR address = $3)),"
                         " r AS (SELECT min(admitted_at) AS at, count(*) AS mine FROM intents"
                         " WHERE org = $1 AND intent_id = $2 AND ($3::text IS NULL OR address = $3))"

@@ -96,13 +96,15 @@
 /* Each unit's intents (schema/018_intent_tree.sql), rollup and tail, with
  * rollup_unit_intent's columns: `SELECT ... FROM `
  * CM_ROLLUP_UNIT_INTENTS_SQL("$1") ` WHERE org = $1 AND kind = 'run' AND
- * unit = $2` (the tail is the org's, as for CM_ROLLUP_UNITS_SQL). */
-#define CM_ROLLUP_UNIT_INTENTS_SQL(org)                                                            \
+ * unit = $2` (the tail is the org's, as for CM_ROLLUP_UNITS_SQL).
+ * CM_ROLLUP_UNIT_INTENTS_OF takes another tail and attribution, as
+ * CM_ROLLUP_UNITS_OF does. */
+#define CM_ROLLUP_UNIT_INTENTS_OF(units, tail)                                                      \
     "(SELECT org, kind, unit, intent_id, address, bucket, cost_nanos, last_ts FROM rollup_unit_intent" \
     " UNION ALL SELECT split_part(h.address, '/', 3), u.kind, u.unit, h.intent_id, h.address,"       \
-    " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts FROM cm_org_tail(" org ") h CROSS JOIN LATERAL"\
-    " cm_hb_units(h.address, h.intent_id, h.run_id, h.session_id, h.workflow, h.customer) u"         \
-    " WHERE h.intent_id IS NOT NULL) AS unit_intents"
+    " date_trunc('hour', h.ts, 'UTC'), h.cost_nanos, h.ts FROM " tail " h CROSS JOIN LATERAL " units \
+    " AS u(kind, unit) WHERE h.intent_id IS NOT NULL) AS unit_intents"
+#define CM_ROLLUP_UNIT_INTENTS_SQL(org) CM_ROLLUP_UNIT_INTENTS_OF(CM_HB_UNITS, "cm_org_tail(" org ")")
 
 typedef struct cm_rollup cm_rollup;
 
