@@ -175,7 +175,7 @@ static void rebuild(cm_hot *h)
     }
     h->rebuilding = true;
     atomic_store(&h->complete, false);
-    if (cm_hot_rebuild_pass(h, h->pg, NULL, rebuilt, NULL) != CM_OK) rebuilt(h, false, NULL);
+    if (cm_hot_rebuild_pass(h, h->pg, NULL, false, rebuilt, NULL) != CM_OK) rebuilt(h, false, NULL);
 }
 
 /* ---- calls answered once after one or more script calls ---- */
@@ -289,31 +289,38 @@ static void on_merged(void *arg, int rc, const cm_store_reply *reply)
     batch_step(b, rc);
 }
 
-/* One MERGE call for rows [from, to), each with the nf fields named. */
+/* One MERGE call for rows [from, to), each with the nf fields named;
+ * gated: each only while its agent's policy has a cost limit (merge.lua). */
 static int merge_chunk(batch *b, const void *rows, row_fn row, int from, int to, const char *const *fields,
-                       int nf)
+                       int nf, bool gated)
 {
     enum { NUM = CM_INT_TEXT_MAX };
     int n = to - from;
-    int argc = 1 + n + n * (2 + 2 * nf);
+    int argc = 1 + 2 * n + n * (2 + 2 * nf);
     const char **argv = malloc((size_t)argc * sizeof *argv);
-    char *keys = malloc((size_t)n * CM_HOT_KEY_MAX);
+    char *keys = malloc((size_t)n * (gated ? 2 : 1) * CM_HOT_KEY_MAX);
     char *nums = malloc((size_t)n * (size_t)(1 + nf) * NUM);
     char nfs[8];
     int rc = CM_ENOMEM;
     if (!argv || !keys || !nums) goto out;
     snprintf(nfs, sizeof nfs, "%d", nf);
     argv[0] = CM_HOT_EPOCH_KEY;
-    int a = 1 + n;
-    char *num = nums;
+    int a = 1 + 2 * n;
+    char *num = nums, *key = keys;
     for (int i = 0; i < n; i++) {
         const char *address;
         char grain;
         int64_t start, values[NROLLUP];
         row(rows, from + i, &address, &grain, &start, values);
-        char *key = keys + (size_t)i * CM_HOT_KEY_MAX;
+        argv[1 + 2 * i] = CM_HOT_EPOCH_KEY;
+        if (gated) {
+            cm_hot_key_policy(address, key);
+            argv[1 + 2 * i] = key;
+            key += CM_HOT_KEY_MAX;
+        }
         cm_hot_key_window(address, grain, start, key);
-        argv[1 + i] = key;
+        argv[2 + 2 * i] = key;
+        key += CM_HOT_KEY_MAX;
         /* Without printf: a whole rebuild formats six numbers per window,
          * millions, on the loop thread. */
         cm_int_text(cm_hot_window_ttl(grain), num);
@@ -327,7 +334,7 @@ static int merge_chunk(batch *b, const void *rows, row_fn row, int from, int to,
             num += NUM;
         }
     }
-    rc = batch_eval(b, MERGE, 1 + n, argc, argv, on_merged, b);
+    rc = batch_eval(b, MERGE, 1 + 2 * n, argc, argv, on_merged, b);
 out:
     free(argv);
     free(keys);
@@ -335,7 +342,7 @@ out:
     return rc;
 }
 
-static int merge(cm_hot *h, const void *rows, row_fn row, int n, const char *const *fields, int nf,
+static int merge(cm_hot *h, const void *rows, row_fn row, int n, const char *const *fields, int nf, bool gated,
                  cm_hot_done_cb cb, void *arg)
 {
     if (n <= 0) return CM_EINVAL;
@@ -343,20 +350,43 @@ static int merge(cm_hot *h, const void *rows, row_fn row, int n, const char *con
     if (!b) return CM_ENOMEM;
     int rc = CM_OK;
     for (int from = 0; from < n && rc == CM_OK; from += MERGE_CHUNK)
-        rc = merge_chunk(b, rows, row, from, from + MERGE_CHUNK < n ? from + MERGE_CHUNK : n, fields, nf);
+        rc = merge_chunk(b, rows, row, from, from + MERGE_CHUNK < n ? from + MERGE_CHUNK : n, fields, nf, gated);
     return batch_sent(b, rc);
 }
 
-int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb, void *arg)
+int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, bool gated, cm_hot_done_cb cb, void *arg)
 {
-    return merge(h, rows, rollup_row, n, rollup_fields, NROLLUP, cb, arg);
+    return merge(h, rows, rollup_row, n, rollup_fields, NROLLUP, gated, cb, arg);
 }
 
 int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, int n, cm_hot_done_cb cb,
                        void *arg)
 {
     const char *fields[] = {field};
-    return merge(h, rows, count_row, n, fields, 1, cb, arg);
+    return merge(h, rows, count_row, n, fields, 1, false, cb, arg);
+}
+
+typedef struct {
+    cm_hot_done_cb cb;
+    void *arg;
+} restore_call;
+
+static void on_windows_restored(cm_hot *h, bool ok, void *arg)
+{
+    (void)h;
+    restore_call *c = arg;
+    c->cb(c->arg, ok ? CM_OK : CM_ESTORE);
+    free(c);
+}
+
+int cm_hot_restore_windows(cm_hot *h, const char *address, cm_hot_done_cb cb, void *arg)
+{
+    restore_call *c = malloc(sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (restore_call){cb, arg};
+    int rc = cm_hot_rebuild_pass(h, h->pg, address, true, on_windows_restored, c);
+    if (rc != CM_OK) free(c);
+    return rc;
 }
 
 /* ---- CHECK ---- */
@@ -585,7 +615,7 @@ static void on_admitted(void *arg, int rc, const cm_store_reply *r)
         if (!c->h->rebuilding) rebuild(c->h);
         if (!c->agent_rebuilt) {
             c->agent_rebuilt = true;
-            if (cm_hot_rebuild_pass(c->h, c->h->pg, c->a->agent, on_agent_rebuilt, c) == CM_OK) return;
+            if (cm_hot_rebuild_pass(c->h, c->h->pg, c->a->agent, false, on_agent_rebuilt, c) == CM_OK) return;
         }
         res.code = CM_HOT_REBUILDING;
         break;

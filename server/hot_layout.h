@@ -21,7 +21,9 @@
  *                                (CM_HOT_GRAINS, in CM_WIN3 order), start in
  *                                Unix seconds. Fields: cost, tin, tout,
  *                                calls, hb (merged from PostgreSQL's
- *                                rollups), intents (counted by ADMIT)
+ *                                rollups: by group commits only while
+ *                                the agent's policy has a cost limit),
+ *                                intents (counted by ADMIT)
  *   cm:p:<address>               an agent's policy fields (below) and kill
  *                                flag (killed = "1")
  *   cm:i:<address>:<key>         an Idempotency-Key's answer: "pending"

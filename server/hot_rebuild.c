@@ -114,6 +114,7 @@ typedef struct {
     char after_grain[2];       /* grain, */
     char after_bucket[24];     /* bucket start ("" before the first slice) */
     int step;
+    int last; /* the step the pass ends with */
     int pending; /* Redis calls of the step not yet answered, plus one while sending */
     bool failed;
 } pass;
@@ -139,7 +140,7 @@ static void on_written(void *arg, int rc)
     pass *p = arg;
     if (rc != CM_OK) p->failed = true;
     if (--p->pending > 0) return;
-    if (p->failed || p->step == NSTEPS - 1) {
+    if (p->failed || p->step == p->last) {
         finish(p, !p->failed);
         return;
     }
@@ -175,7 +176,7 @@ static void merge_rollups(pass *p, const cm_pgres *res, int rows)
         return;
     }
     for (int r = 0; r < rows; r++) cm_hot_rollup_read(res, r, 0, &v[r]);
-    sent(p, cm_hot_merge(p->h, v, rows, on_written, p));
+    sent(p, cm_hot_merge(p->h, v, rows, false, on_written, p));
     free(v);
 }
 
@@ -269,7 +270,8 @@ static void run_step(pass *p)
     if (query_step(p) != CM_OK) finish(p, false);
 }
 
-int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg)
+int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool windows_only, cm_hot_pass_cb done,
+                        void *arg)
 {
     pass *p = calloc(1, sizeof *p);
     if (!p) return CM_ENOMEM;
@@ -284,6 +286,7 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_p
         cm_hot_hold_bulk(h, true);
     }
     p->step = ROLLUPS;
+    p->last = windows_only ? ROLLUPS : NSTEPS - 1;
     run_step(p);
     return CM_OK;
 }

@@ -12,9 +12,11 @@ typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
 
 /* Merges the current windows' rollups and intent counts, then replaces the
  * policies and kill flags, from pg into Redis: of every agent when address
- * is NULL, else of that agent alone (address is copied). Returns CM_OK and
- * calls done later, or an error at once. */
-int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, cm_hot_pass_cb done, void *arg);
+ * is NULL, else of that agent alone (address is copied); with windows_only,
+ * the rollups alone (the first step). Returns CM_OK and calls done later, or
+ * an error at once. */
+int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool windows_only, cm_hot_pass_cb done,
+                        void *arg);
 
 /* While on, the typed calls of hot.h go in the store's bulk lane
  * (cm_store_eval_bulk). A whole pass turns it on around each step's

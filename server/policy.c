@@ -43,6 +43,13 @@ bool cm_limit_is_cost(int lim)
     return lim >= CM_LIM_COST_HOUR && lim < CM_LIM_COUNT;
 }
 
+bool cm_policy_has_cost_limit(const cm_policy *p)
+{
+    for (int lim = CM_LIM_COST_HOUR; lim < CM_LIM_COUNT; lim++)
+        if (p->has[lim]) return true;
+    return false;
+}
+
 cm_window cm_limit_window(int lim)
 {
     return lim >= 0 && lim < CM_LIM_COUNT ? windows[lim] : CM_WIN_HOUR;

@@ -1,7 +1,12 @@
 -- MERGE: window hashes become max(current, value) per field. The values are
 -- absolute totals read back from PostgreSQL, so applying them twice, late or
 -- out of order changes nothing.
--- KEYS: 1 the epoch key, then the window hashes.
+-- KEYS: 1 the epoch key, then per window hash its gate and the hash. A gate
+-- that is the epoch key merges the window whatever; any other is the policy
+-- hash of the window's agent, and the window is merged only while that
+-- policy has a cost limit (l2, l3 or l4): only a cost limit's check reads
+-- an agent's cost windows, and the policy's writer brings them back from
+-- PostgreSQL when it sets one (api_control.c).
 -- ARGV, per window hash in KEYS order: its ttl in seconds, the number n of
 -- fields, then n field/value pairs.
 -- Answers 1 when the epoch key exists, 0 when Redis lost its data and needs
@@ -13,29 +18,37 @@ local function gt(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
+-- Gates read so far: a policy hash is read once per call.
+local open = {[KEYS[1]] = true}
 local pos = 1
-for i = 2, #KEYS do
-  local k = KEYS[i]
+for i = 2, #KEYS, 2 do
+  local gate, k = KEYS[i], KEYS[i + 1]
   local ttl = ARGV[pos]
   local nf = tonumber(ARGV[pos + 1])
   pos = pos + 2
-  local fields = {}
-  for j = 1, nf do fields[j] = ARGV[pos + 2 * (j - 1)] end
-  local cur = redis.call('HMGET', k, unpack(fields))
-  local set, fresh = {}, true
-  for j = 1, nf do
-    if cur[j] then fresh = false end
-    local v = ARGV[pos + 2 * (j - 1) + 1]
-    if not cur[j] or gt(v, cur[j]) then
-      set[#set + 1] = fields[j]
-      set[#set + 1] = v
+  if open[gate] == nil then
+    local l = redis.call('HMGET', gate, 'l2', 'l3', 'l4')
+    open[gate] = (l[1] or l[2] or l[3]) and true or false
+  end
+  if open[gate] then
+    local fields = {}
+    for j = 1, nf do fields[j] = ARGV[pos + 2 * (j - 1)] end
+    local cur = redis.call('HMGET', k, unpack(fields))
+    local set, fresh = {}, true
+    for j = 1, nf do
+      if cur[j] then fresh = false end
+      local v = ARGV[pos + 2 * (j - 1) + 1]
+      if not cur[j] or gt(v, cur[j]) then
+        set[#set + 1] = fields[j]
+        set[#set + 1] = v
+      end
     end
+    if #set > 0 then redis.call('HSET', k, unpack(set)) end
+    -- A window's ttl runs from its first write (as ack.lua and admit.lua set
+    -- it): it outlives the window by days, and a window that expired is
+    -- written again whole from PostgreSQL's totals.
+    if fresh then redis.call('EXPIRE', k, ttl) end
   end
   pos = pos + 2 * nf
-  if #set > 0 then redis.call('HSET', k, unpack(set)) end
-  -- A window's ttl runs from its first write (as ack.lua and admit.lua set
-  -- it): it outlives the window by days, and a window that expired is
-  -- written again whole from PostgreSQL's totals.
-  if fresh then redis.call('EXPIRE', k, ttl) end
 end
 return redis.call('EXISTS', KEYS[1])

@@ -6,7 +6,8 @@ from decimal import Decimal
 
 from harness import (Server, accepted, batch, check, check_eq, check_error, check_status, dec, hb_id, hb_obj,
                      new_agent, nanos, wait_metric, day_start, hour_start, BACKLOGS, STORE_UP, ConnError, TestFailure)
-from test_e_policies import admitted, agent_view, away_from_boundary, check_breach, intent, put_policy, register
+from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, intent, put_policy, register,
+                             watch_cost)
 
 
 def timeout(seconds):
@@ -99,6 +100,7 @@ def test_sigterm_while_busy(h):
 @timeout(120)
 def test_crash_kill9(h):
     a = new_agent(tag="crash")
+    watch_cost(h, a)  # the Redis windows checked below
     t = int(time.time()) - 60
     batches = []
     for b in range(40):
@@ -197,6 +199,7 @@ def wait_for(cond, secs, what):
 @timeout(120)
 def test_redis_restart(h):
     a = new_agent(tag="redis")
+    watch_cost(h, a)  # the Redis windows checked below
     t = int(time.time()) - 40
     sent = []      # (ids/costs, status)
     lock = threading.Lock()

@@ -10,7 +10,7 @@ import uuid
 from decimal import Decimal
 
 from harness import (PortView, Server, accepted, check, check_eq, check_error, check_json, check_status,
-                     check_webhook_signature, dec, enc, free_port, hb_id, hb_obj, new_agent, TestFailure)
+                     check_webhook_signature, day_start, dec, enc, free_port, hb_id, hb_obj, new_agent, TestFailure)
 
 
 def timeout(seconds):
@@ -46,6 +46,12 @@ def put_policy(h, address, body, key=None, what="PUT policy"):
     check_status(r, 200, what)
     check(isinstance(r.json, dict), "%s: body not JSON: %.300r" % (what, r.text))
     return r.json
+
+
+def watch_cost(h, address, key=None):
+    """A cost limit nobody reaches, for a test that reads the agent's cost windows in Redis: in postgres mode
+    the group commits keep them only while its policy has a cost limit (merge.lua)."""
+    put_policy(h, address, '{"max_cost_per_month_usd": 1000000}', key=key, what="a cost limit for %s" % address)
 
 
 def register(h, address, key=None, cost="0"):
@@ -283,6 +289,25 @@ def test_cost_breach_blocks_with_retry_after(h):
     j = accepted(h.hb(hb_obj(a, "0.000000001", hb_id())), 1, 0, "hb reaching the raised limit")
     check_agent_entry(j, a, "blocked", "50.130000001", "at the raised limit")
     check_breach(intent(h, a), "max_cost_per_day_usd", "50.130000001", "50.130000001", 86400, "raised limit")
+
+
+def test_cost_limit_counts_spend_from_before_it(h):
+    """Spend reported before the agent had a cost limit counts against the one it gets: the first intent after
+    the PUT is refused with the day's whole cost, before any other heartbeat. In postgres mode the group commits
+    leave an agent's cost windows out of Redis while its policy has no cost limit (merge.lua); the PUT that sets
+    one reads them back from PostgreSQL before it answers."""
+    away_from_boundary(86400, 30)
+    a = new_agent(tag="pol-before")
+    accepted(h.hb(hb_obj(a, "3.5", hb_id())), 1, 0, "spend before any policy")
+    put_policy(h, a, '{"max_intents_per_hour": 100, "action_on_breach": "block"}')
+    accepted(h.hb(hb_obj(a, "1.5", hb_id())), 1, 0, "spend under a policy without a cost limit")
+    if not h.durable_redis:
+        got = h.redis("HGET", "cm:%s:d:%d" % (a, day_start(time.time())), "cost")
+        check(got in ("", None), "a cost window kept for an agent without a cost limit: %r" % got)
+    put_policy(h, a, '{"max_cost_per_day_usd": 5, "action_on_breach": "block"}')
+    check_breach(intent(h, a), "max_cost_per_day_usd", "5", "5", 86400, "the first intent after the limit")
+    j = accepted(h.hb(hb_obj(a, "0.25", hb_id())), 1, 0, "a heartbeat after the limit")
+    check_agent_entry(j, a, "blocked", "5.25", "a heartbeat after the limit")
 
 
 def test_hourly_intent_limit(h):

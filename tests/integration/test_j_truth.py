@@ -10,7 +10,7 @@ import time
 from harness import (accepted, batch, check, check_eq, check_error, check_json, check_status, enc, expected_spend, hb_id,
                      hb_obj, new_agent, read_metrics)
 from test_e_policies import (admitted, agent_view, agents_list, away_from_boundary, events_of, intent, put_policy,
-                             register)
+                             register, watch_cost)
 
 
 def test_spend_counts_intents(h):
@@ -410,6 +410,7 @@ def test_every_window_expires(h):
     in redis mode, ADMIT), within its grain's (hot_layout.c)."""
     ttl = {"h": 3 * 86400, "d": 40 * 86400, "m": 400 * 86400}
     a = new_agent(tag="truth-ttl")
+    watch_cost(h, a)
     now = int(time.time())
     accepted(h.hb(hb_obj(a, "0.25", hb_id(), ts=now - 7200)), 1, 0, "a heartbeat two hours ago")
     accepted(h.hb(hb_obj(a, "0.25", hb_id(), ts=now)), 1, 0, "a heartbeat now")
