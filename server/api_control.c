@@ -71,10 +71,10 @@ static void on_policy_mirrored(void *arg, int rc)
     } else if (j->op == CM_OP_POLICY_DELETE) {
         j->status = 204;
         cm_api_answer(j);
-    } else if (is_agent(q) && cm_policy_has_cost_limit(&q->policy)) {
-        /* Group commits merge an agent's cost windows only while its
-         * policy has a cost limit (hot.h, cm_hot_merge): the ones before
-         * this policy reached Redis are read back before the answer. */
+    } else if (is_agent(q) && cm_policy_has_limit(&q->policy)) {
+        /* Group commits merge an agent's windows only while its policy
+         * has a limit (hot.h, cm_hot_merge): the ones before this policy
+         * reached Redis are read back before the answer. */
         if (cm_hot_restore_windows(hot, q->address, on_windows_restored, j) != CM_OK)
             on_windows_restored(j, CM_ESTORE);
     } else {

@@ -67,14 +67,14 @@ void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *ou
 
 /* Each window field becomes max(Redis, row): totals only grow, so a merge
  * applied twice, late or out of order changes nothing. gated: a row only
- * while its agent's policy in Redis has a cost limit (merge.lua), as the
- * group commit merges: only a cost limit's check reads an agent's cost
- * windows, so an agent without one costs Redis one read per merge, and
- * whoever sets one calls cm_hot_restore_windows after. cb may be NULL. */
+ * while its agent's policy in Redis has a limit (merge.lua), as the group
+ * commit merges: only the checks of an agent's limits read its windows, so
+ * an agent without one costs Redis one read per merge, and whoever sets one
+ * calls cm_hot_restore_windows after. cb may be NULL. */
 int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, bool gated, cm_hot_done_cb cb, void *arg);
 
 /* Merges the agent's current windows from PostgreSQL's rollups, ungated:
- * after its policy gained a cost limit in Redis, the windows the group
+ * after its policy gained a limit in Redis, the windows the group
  * commits left out (every commit before that write is in what this reads,
  * every one after it merges itself). cb(arg, CM_OK) once done. */
 int cm_hot_restore_windows(cm_hot *h, const char *address, cm_hot_done_cb cb, void *arg);

@@ -22,7 +22,7 @@
  *                                Unix seconds. Fields: cost, tin, tout,
  *                                calls, hb (merged from PostgreSQL's
  *                                rollups: by group commits only while
- *                                the agent's policy has a cost limit),
+ *                                the agent's policy has a limit),
  *                                intents (counted by ADMIT)
  *   cm:p:<address>               an agent's policy fields (below) and kill
  *                                flag (killed = "1")

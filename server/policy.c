@@ -43,9 +43,9 @@ bool cm_limit_is_cost(int lim)
     return lim >= CM_LIM_COST_HOUR && lim < CM_LIM_COUNT;
 }
 
-bool cm_policy_has_cost_limit(const cm_policy *p)
+bool cm_policy_has_limit(const cm_policy *p)
 {
-    for (int lim = CM_LIM_COST_HOUR; lim < CM_LIM_COUNT; lim++)
+    for (int lim = 0; lim < CM_LIM_COUNT; lim++)
         if (p->has[lim]) return true;
     return false;
 }

@@ -55,8 +55,8 @@ void cm_policy_window_starts(int64_t now, int64_t starts[CM_WIN3]);
 /* The JSON field name of a limit, e.g. "max_cost_per_day_usd"; never NULL. */
 const char *cm_limit_name(int lim);
 bool cm_limit_is_cost(int lim);
-/* Whether p has any cost limit (hour, day or month). */
-bool cm_policy_has_cost_limit(const cm_policy *p);
+/* Whether p has any windowed limit (intents or cost; a tree cap is not). */
+bool cm_policy_has_limit(const cm_policy *p);
 cm_window cm_limit_window(int lim);
 
 /* Of the limits set in `mask` (bit i = limit i), the binding one: the one

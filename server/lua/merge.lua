@@ -4,9 +4,9 @@
 -- KEYS: 1 the epoch key, then per window hash its gate and the hash. A gate
 -- that is the epoch key merges the window whatever; any other is the policy
 -- hash of the window's agent, and the window is merged only while that
--- policy has a cost limit (l2, l3 or l4): only a cost limit's check reads
--- an agent's cost windows, and the policy's writer brings them back from
--- PostgreSQL when it sets one (api_control.c).
+-- policy has a limit (l0 to l4): only the checks of an agent's limits read
+-- its windows (and a refusal's burn rate, from them), and the policy's
+-- writer brings them back from PostgreSQL when it sets one (api_control.c).
 -- ARGV, per window hash in KEYS order: its ttl in seconds, the number n of
 -- fields, then n field/value pairs.
 -- Answers 1 when the epoch key exists, 0 when Redis lost its data and needs
@@ -27,8 +27,8 @@ for i = 2, #KEYS, 2 do
   local nf = tonumber(ARGV[pos + 1])
   pos = pos + 2
   if open[gate] == nil then
-    local l = redis.call('HMGET', gate, 'l2', 'l3', 'l4')
-    open[gate] = (l[1] or l[2] or l[3]) and true or false
+    local l = redis.call('HMGET', gate, 'l0', 'l1', 'l2', 'l3', 'l4')
+    open[gate] = (l[1] or l[2] or l[3] or l[4] or l[5]) and true or false
   end
   if open[gate] then
     local fields = {}

@@ -9,8 +9,8 @@ import time
 import uuid
 from decimal import Decimal
 
-from harness import (PortView, Server, accepted, check, check_eq, check_error, check_json, check_status,
-                     check_webhook_signature, day_start, dec, enc, free_port, hb_id, hb_obj, new_agent, TestFailure)
+from harness import (PortView, Server, TestFailure, accepted, batch, check, check_eq, check_error, check_json,
+                     check_status, check_webhook_signature, dec, enc, free_port, hb_id, hb_obj, hour_start, new_agent)
 
 
 def timeout(seconds):
@@ -291,23 +291,28 @@ def test_cost_breach_blocks_with_retry_after(h):
     check_breach(intent(h, a), "max_cost_per_day_usd", "50.130000001", "50.130000001", 86400, "raised limit")
 
 
-def test_cost_limit_counts_spend_from_before_it(h):
-    """Spend reported before the agent had a cost limit counts against the one it gets: the first intent after
-    the PUT is refused with the day's whole cost, before any other heartbeat. In postgres mode the group commits
-    leave an agent's cost windows out of Redis while its policy has no cost limit (merge.lua); the PUT that sets
-    one reads them back from PostgreSQL before it answers."""
-    away_from_boundary(86400, 30)
-    a = new_agent(tag="pol-before")
-    accepted(h.hb(hb_obj(a, "3.5", hb_id())), 1, 0, "spend before any policy")
-    put_policy(h, a, '{"max_intents_per_hour": 100, "action_on_breach": "block"}')
-    accepted(h.hb(hb_obj(a, "1.5", hb_id())), 1, 0, "spend under a policy without a cost limit")
+def test_limits_count_spend_from_before_them(h):
+    """Spend reported before an agent had any limit counts once it gets one: with a cost limit, the first
+    intent after the PUT is refused with the day's whole cost; with an intents limit only, a refusal's burn
+    rate is the hour's whole spend. In postgres mode the group commits leave an agent's windows out of Redis
+    while its policy has no limit (merge.lua); the PUT that sets one reads them back from PostgreSQL before it
+    answers."""
+    away_from_boundary(3600, 30)
+    a, b = new_agent(tag="pol-before-cost"), new_agent(tag="pol-before-count")
+    accepted(h.hb(batch([hb_obj(a, "5", hb_id()), hb_obj(b, "3.5", hb_id())])), 2, 0, "spend before any policy")
     if not h.durable_redis:
-        got = h.redis("HGET", "cm:%s:d:%d" % (a, day_start(time.time())), "cost")
-        check(got in ("", None), "a cost window kept for an agent without a cost limit: %r" % got)
+        got = h.redis("HGET", "cm:%s:h:%d" % (a, hour_start(time.time())), "cost")
+        check(got in ("", None), "a window kept for an agent without a limit: %r" % got)
     put_policy(h, a, '{"max_cost_per_day_usd": 5, "action_on_breach": "block"}')
-    check_breach(intent(h, a), "max_cost_per_day_usd", "5", "5", 86400, "the first intent after the limit")
+    check_breach(intent(h, a), "max_cost_per_day_usd", "5", "5", 86400, "the first intent after a cost limit")
     j = accepted(h.hb(hb_obj(a, "0.25", hb_id())), 1, 0, "a heartbeat after the limit")
     check_agent_entry(j, a, "blocked", "5.25", "a heartbeat after the limit")
+    put_policy(h, b, '{"max_intents_per_hour": 1, "action_on_breach": "block"}')
+    admitted(intent(h, b), b, "the hour's one intent")
+    r = intent(h, b)
+    check_breach(r, "max_intents_per_hour", "1", "1", 3600, "the hour's second intent")
+    check_eq(dec(r.json["error"]["forecast"]["burn_rate_usd_per_hour"]), Decimal("3.5"),
+             "the refusal's burn rate: the hour's spend, from before the limit")
 
 
 def test_hourly_intent_limit(h):
