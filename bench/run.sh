@@ -21,7 +21,8 @@
 #   (a) bench/http_ceiling.c: the same libmicrohttpd settings and the
 #       project's JSON decoder, answering 202 without touching a store
 #   (b) redis-benchmark running the project's MERGE script
-#       (server/lua/merge.lua) for one heartbeat's three windows, pipelined by 16
+#       (server/lua/merge.lua) for one heartbeat's three windows, each gated
+#       by a policy hash with a limit, pipelined by 16
 #   (c) bench/pg_ceiling.c: the project's statements (server/hbrow.c, linked
 #       in) back to back on one connection: the group commit's
 #       (cm_hbrow_group_sql) at 100 and 1000 rows, the persister's
@@ -271,10 +272,14 @@ stop_pid "$CEIL_PID"; CEIL_PID=""
 say "redis ceiling: MERGE script, one heartbeat's 3 windows per call, -P 16, $REDIS_N calls"
 SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$(cat server/lua/merge.lua)")
 redis-cli -p "$REDIS_PORT" SET cm:epoch 1 >/dev/null
+# Each window gated by a policy hash with a limit, as the group commit
+# merges an agent that has one (an agent without one costs the gate's read).
+redis-cli -p "$REDIS_PORT" HSET cm:rb:p l3 1 >/dev/null
 s0=$(snapshot)
 t0=$(date +%s%3N)
 timeout 120 redis-benchmark -p "$REDIS_PORT" -c 50 -P 16 -r 1000 -n "$REDIS_N" --csv \
-    EVALSHA "$SHA" 4 cm:epoch cm:rb:__rand_int__:h cm:rb:__rand_int__:d cm:rb:__rand_int__:m \
+    EVALSHA "$SHA" 7 cm:epoch cm:rb:p cm:rb:__rand_int__:h cm:rb:p cm:rb:__rand_int__:d \
+    cm:rb:p cm:rb:__rand_int__:m \
     259200 5 cost __rand_int__ tin 1 tout 1 calls 1 hb 1 \
     3456000 5 cost __rand_int__ tin 1 tout 1 calls 1 hb 1 \
     34560000 5 cost __rand_int__ tin 1 tout 1 calls 1 hb 1 > "$WORK/redis_bench.csv" 2>&1 \
