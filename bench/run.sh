@@ -527,9 +527,10 @@ $PSQL -q -c "DROP TABLE $DAYP"
 
 # ------------------------------------- Redis rebuild, 100,000 agents more
 
-# After Redis loses its data, costmeshd brings the hour, day and month windows
-# of every agent (and every policy) back from PostgreSQL; /readyz is 503
-# until then, and an agent's own intent rebuilds that agent first.
+# After Redis loses its data, costmeshd brings every policy back from
+# PostgreSQL, and the hour, day and month windows of every agent whose policy
+# has a limit (postgres mode keeps no others); /readyz is 503 until then, and
+# an agent's own intent rebuilds that agent first.
 REBUILD_AGENTS=100000
 say "rebuild: $REBUILD_AGENTS more agents' windows and $((REBUILD_AGENTS / 10)) policies, then every agent's from PostgreSQL"
 $PSQL -c "INSERT INTO agents (address, org) SELECT 'agent://default/rebuild/a' || g, 'default'
@@ -542,12 +543,14 @@ $PSQL -c "INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_i
 $PSQL -c "INSERT INTO cost_policies (address, org, max_cost_per_day, action_on_breach, alert_thresholds)
     SELECT 'agent://default/rebuild/a' || g, 'default', 1000000000000, 'block', '500000000,1000000000'
     FROM generate_series(1, $REBUILD_AGENTS / 10) g ON CONFLICT DO NOTHING" >/dev/null
-# What the rebuild brings back: every agent's current windows (the memory
-# phase's agents' too) and every policy.
+# What the rebuild brings back: every policy, and the current windows of the
+# agents whose policy has a limit (server/policy_row.h's test of one).
 REBUILD_ALL=$($PSQL -c "SELECT count(*) FROM agents")
-REBUILD_WINDOWS=$($PSQL -c "SELECT count(*) FROM rollup_agent WHERE (grain = 'm'
+REBUILD_WINDOWS=$($PSQL -c "SELECT count(*) FROM rollup_agent WHERE ((grain = 'm'
     AND bucket = date_trunc('month', now(), 'UTC')) OR (grain = 'd' AND bucket = date_trunc('day', now(), 'UTC'))
-    OR (grain = 'h' AND bucket >= date_trunc('hour', now(), 'UTC') - interval '1 hour')")
+    OR (grain = 'h' AND bucket >= date_trunc('hour', now(), 'UTC') - interval '1 hour'))
+    AND address IN (SELECT address FROM cost_policies WHERE num_nonnulls(max_intents_per_hour, max_intents_per_day,
+    max_cost_per_hour, max_cost_per_day, max_cost_per_month) > 0)")
 REBUILD_POLICIES=$($PSQL -c "SELECT count(*) FROM cost_policies")
 # Single heartbeats keep coming at a fixed rate from a second before the
 # flush: their latency shows what the rebuild's writes, which share
@@ -816,7 +819,7 @@ report() {
     echo "| backlog flat during 2 | $BACKLOG_FLAT |"
     echo "| durable=redis: backlog every 5 s during 2 (ingest jobs + XLEN cm:q) | $(backlog_series redis_) |"
     echo "| durable=redis: backlog flat during 2 | $R_BACKLOG_FLAT |"
-    echo "| Redis rebuild after FLUSHALL, $REBUILD_ALL agents ($REBUILD_WINDOWS current windows, $REBUILD_POLICIES policies): until /readyz is 200 | $REBUILD_S s |"
+    echo "| Redis rebuild after FLUSHALL, $REBUILD_ALL agents ($REBUILD_WINDOWS current windows of agents with a limit, $REBUILD_POLICIES policies): until /readyz is 200 | $REBUILD_S s |"
     echo "| the first intent after that FLUSHALL (its agent rebuilt on demand) | $(awk -v s="$FIRST_INTENT_S" 'BEGIN { printf "%.1f ms", s * 1000 }') |"
     echo "| single heartbeats at $REBUILD_RATE req/s for ${D_REBUILD} s from a second before that FLUSHALL: answered, non-2xx, p99 / p99.9 | $(val "$WORK/rebuild_hb.out" requests), $(val "$WORK/rebuild_hb.out" non2xx), $(awk -v a="$(val "$WORK/rebuild_hb.out" p99_us)" -v b="$(val "$WORK/rebuild_hb.out" p999_us)" 'BEGIN { printf "%.1f / %.1f ms", a / 1000, b / 1000 }') |"
     echo "| one health sweep pass over $SWEEP_AGENTS agents (psql, steady state) | $SWEEP_MS ms |"

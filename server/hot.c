@@ -43,6 +43,7 @@ struct cm_hot {
     bool failing_over;        /* a new primary's mirror is not rebuilt yet: no admission */
     unsigned long rebuilds;   /* whole rebuilds done */
     bool bulk;                /* calls go in the store's bulk lane (cm_hot_set_bulk) */
+    bool all_windows;         /* cm_hot_set_all_windows */
 };
 
 static void rebuild(cm_hot *h);
@@ -68,6 +69,7 @@ int cm_hot_new(uv_loop_t *loop, const cm_store_where *where, cm_pg_pool *pg, cm_
     if (!h) return CM_ENOMEM;
     h->pg = pg;
     h->horizon_s = 3600;
+    h->all_windows = true;
     int rc = cm_store_new(loop, where, scripts, CM_HOT_NSCRIPTS, on_ready, h, &h->store);
     if (rc != CM_OK) {
         free(h);
@@ -89,6 +91,16 @@ void cm_hot_free(cm_hot *h)
     if (!h) return;
     cm_store_free(h->store);
     uv_close((uv_handle_t *)&h->retry, on_closed);
+}
+
+void cm_hot_set_all_windows(cm_hot *h, bool all)
+{
+    h->all_windows = all;
+}
+
+bool cm_hot_all_windows(const cm_hot *h)
+{
+    return h->all_windows;
 }
 
 void cm_hot_set_horizon(cm_hot *h, int seconds)

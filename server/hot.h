@@ -126,6 +126,11 @@ typedef void (*cm_hot_check_cb)(void *arg, int rc, const cm_hot_check_result *r)
 int cm_hot_check(cm_hot *h, const char *const *addresses, int n, int64_t now, cm_hot_check_cb cb, void *arg);
 /* How far ahead a predicted exhaustion is a mark (seconds; default 3600). */
 void cm_hot_set_horizon(cm_hot *h, int seconds);
+/* Whether a whole rebuild brings back the windows of every agent (the
+ * default) or of the agents whose policy has a limit only: in postgres mode
+ * the group commits keep no others (cm_hot_merge, gated); in redis mode
+ * the ACK keeps every agent's, whose month holds its caps. */
+void cm_hot_set_all_windows(cm_hot *h, bool all);
 
 /* ---- ADMIT: an intent's check-and-increment ---- */
 

@@ -7,14 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* The queries of a pass, run one after the other: the agents' rollups and
- * intent counts of the current windows (merged as maxima), their policies
- * and kill flags (replaced), then the same of the scopes (budget.h): cost
- * and intents per window, policies; then the open reservations. $1 is one
- * agent's address, or NULL for all; with an address, the scopes of its org
- * that have a policy (SCOPE_WANTED) and its org's reservations. Columns of the counts:
- * address or tag, grain, bucket start, then the totals (cm_hot_rollup's)
- * or the count.
+/* The queries of a pass, run one after the other: the agents' policies and
+ * kill flags (replaced), their rollups and intent counts of the current
+ * windows (merged as maxima), then the same of the scopes (budget.h):
+ * policies, cost and intents per window; then the open reservations. $1 is
+ * one agent's address, or NULL for all; with an address, the scopes of its
+ * org that have a policy (SCOPE_WANTED) and its org's reservations. Columns
+ * of the counts: address or tag, grain, bucket start, then the totals
+ * (cm_hot_rollup's) or the count.
+ *
+ * The policies come first: the group commits merge an agent's windows only
+ * while its policy in Redis has a limit (merge.lua), so a commit after the
+ * policy is back merges itself and one before it is in the rollups read
+ * after. A whole pass of postgres mode ($2 true) reads the windows of the
+ * agents whose policy has a limit only, the only ones the commits keep
+ * (hot.h, cm_hot_set_all_windows).
  *
  * The rollups come in slices of ROLLUP_SLICE rows in key order, $2..$4 the
  * key of the last row of the slice before (NULL for the first): a slice's
@@ -25,19 +32,24 @@
 #define ROLLUP_SLICE 20000
 #define TEXT_(x) #x
 #define TEXT(x) TEXT_(x)
+/* The agents a pass reads the windows of: $1, or all, or with $2 those
+ * whose policy has a limit. */
+#define AGENTS_WANTED                                                                                      \
+    "($1::text IS NULL OR address = $1) AND ($1::text IS NOT NULL OR NOT $2::boolean OR address IN"        \
+    " (SELECT address FROM cost_policies WHERE " CM_POLICY_ROW_HAS_LIMIT_SQL "))"
 static const char rollups_sql[] =
     "SELECT address, grain, extract(epoch FROM bucket)::bigint::text, cost_nanos::text,"
     " tokens_in::text, tokens_out::text, llm_calls::text, heartbeats::text FROM rollup_agent"
-    " WHERE ($1::text IS NULL OR address = $1) AND ((grain = 'h' AND bucket >= now() - interval '49 hours')"
+    " WHERE " AGENTS_WANTED " AND ((grain = 'h' AND bucket >= now() - interval '49 hours')"
     " OR (grain = 'd' AND bucket >= now() - interval '9 days')"
     " OR (grain = 'm' AND bucket >= date_trunc('month', now(), 'UTC') - interval '1 month'))"
-    " AND ($2::text IS NULL OR (address, grain, bucket) > ($2::text, $3::bpchar, to_timestamp($4::bigint)))"
+    " AND ($3::text IS NULL OR (address, grain, bucket) > ($3::text, $4::bpchar, to_timestamp($5::bigint)))"
     " ORDER BY address, grain, bucket LIMIT " TEXT(ROLLUP_SLICE);
 
 static const char intents_sql[] =
     "SELECT address, g.grain, extract(epoch FROM date_trunc(g.unit, admitted_at, 'UTC'))::bigint::text,"
     " count(*)::text FROM intents CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month')) AS g(grain, unit)"
-    " WHERE ($1::text IS NULL OR address = $1)"
+    " WHERE " AGENTS_WANTED
     " AND admitted_at >= date_trunc('month', now(), 'UTC') - interval '1 month'"
     " AND (g.grain <> 'h' OR admitted_at >= now() - interval '49 hours') GROUP BY 1, 2, 3";
 
@@ -102,7 +114,7 @@ static const char reservations_sql[] =
 static const char queue_mark_sql[] =
     "SELECT ms::text, seq::text FROM persist_mark WHERE $1::text IS NULL AND (ms, seq) > (0, 0)";
 
-enum { ROLLUPS = 0, INTENTS, POLICIES, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, QUEUE_MARK, NSTEPS };
+enum { POLICIES = 0, ROLLUPS, INTENTS, SCOPE_COSTS, SCOPE_INTENTS, SCOPE_POLICIES, RESERVATIONS, QUEUE_MARK, NSTEPS };
 
 typedef struct {
     cm_hot *h;
@@ -252,16 +264,19 @@ static void on_rows(void *arg, int rc, const cm_pgres *res, const char *sqlstate
     on_written(p, CM_OK); /* the one held while sending */
 }
 
-/* Sends the step's query: $1 the agent or NULL, and for the rollups the
- * key their next slice starts after. */
+/* Sends the step's query: $1 the agent or NULL; for the agents' rollups
+ * and intents $2, whether only agents with a limit; for the rollups the key
+ * their next slice starts after. */
 static int query_step(pass *p)
 {
-    static const char *const sql[NSTEPS] = {rollups_sql,     intents_sql,       policies_sql,      scope_costs_sql,
+    static const char *const sql[NSTEPS] = {policies_sql,      rollups_sql,        intents_sql,      scope_costs_sql,
                                             scope_intents_sql, scope_policies_sql, reservations_sql, queue_mark_sql};
     const char *agent = p->address[0] ? p->address : NULL, *after = p->after[0] ? p->after : NULL;
-    const char *params[] = {agent, after, after ? p->after_grain : NULL, after ? p->after_bucket : NULL};
+    const char *params[] = {agent, cm_hot_all_windows(p->h) ? "false" : "true", after,
+                            after ? p->after_grain : NULL, after ? p->after_bucket : NULL};
     const char *q = p->step == POLICIES && agent ? agent_policy_sql : sql[p->step];
-    return cm_pg_query(p->pg, q, p->step == ROLLUPS ? 4 : 1, params, on_rows, p);
+    int n = p->step == ROLLUPS ? 5 : p->step == INTENTS ? 2 : 1;
+    return cm_pg_query(p->pg, q, n, params, on_rows, p);
 }
 
 static void run_step(pass *p)
@@ -285,7 +300,7 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool win
          * the whole rebuild's next writes wait for it instead. */
         cm_hot_hold_bulk(h, true);
     }
-    p->step = ROLLUPS;
+    p->step = windows_only ? ROLLUPS : POLICIES;
     p->last = windows_only ? ROLLUPS : NSTEPS - 1;
     run_step(p);
     return CM_OK;

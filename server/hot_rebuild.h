@@ -18,6 +18,9 @@ typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
 int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool windows_only, cm_hot_pass_cb done,
                         void *arg);
 
+/* Whether a whole pass reads every agent's windows (cm_hot_set_all_windows). */
+bool cm_hot_all_windows(const cm_hot *h);
+
 /* While on, the typed calls of hot.h go in the store's bulk lane
  * (cm_store_eval_bulk). A whole pass turns it on around each step's
  * sending, so that an agent's own pass, the admissions and the heartbeats

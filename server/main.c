@@ -178,6 +178,7 @@ int main(int argc, char **argv)
         return die("cannot start the rollup fold");
     if (cm_reservations_new(&a.loop, a.hot, a.notify, &a.reservations) != CM_OK) return die("out of memory");
     cm_hot_set_horizon(a.hot, cfg.forecast_horizon_s);
+    cm_hot_set_all_windows(a.hot, cfg.durable_redis);
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db,
                       .spend_db = a.spend_db,
                       .listen_db = a.listen_db, .ingest = a.ingest,

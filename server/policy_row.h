@@ -16,6 +16,10 @@
     "max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day,"     \
     " max_cost_per_month, action_on_breach, alert_thresholds, max_cost_per_intent_tree"
 #define CM_POLICY_ROW_NCOLS 8
+/* A row's policy has a windowed limit (cm_policy_has_limit). */
+#define CM_POLICY_ROW_HAS_LIMIT_SQL                                                             \
+    "num_nonnulls(max_intents_per_hour, max_intents_per_day, max_cost_per_hour, max_cost_per_day," \
+    " max_cost_per_month) > 0"
 
 /* The SET list of an upsert of CM_POLICY_ROW_COLS into a table aliased c
  * (INSERT ... AS c ... ON CONFLICT DO UPDATE SET): each column takes the

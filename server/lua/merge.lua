@@ -7,6 +7,8 @@
 -- policy has a limit (l0 to l4): only the checks of an agent's limits read
 -- its windows (and a refusal's burn rate, from them), and the policy's
 -- writer brings them back from PostgreSQL when it sets one (api_control.c).
+-- While the epoch key is missing every gate is open: the policies are not
+-- back yet, and a rebuild's read may already be behind this merge.
 -- ARGV, per window hash in KEYS order: its ttl in seconds, the number n of
 -- fields, then n field/value pairs.
 -- Answers 1 when the epoch key exists, 0 when Redis lost its data and needs
@@ -18,6 +20,7 @@ local function gt(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
+local epoch = redis.call('EXISTS', KEYS[1])
 -- Gates read so far: a policy hash is read once per call.
 local open = {[KEYS[1]] = true}
 local pos = 1
@@ -26,7 +29,9 @@ for i = 2, #KEYS, 2 do
   local ttl = ARGV[pos]
   local nf = tonumber(ARGV[pos + 1])
   pos = pos + 2
-  if open[gate] == nil then
+  if epoch == 0 then
+    open[gate] = true
+  elseif open[gate] == nil then
     local l = redis.call('HMGET', gate, 'l0', 'l1', 'l2', 'l3', 'l4')
     open[gate] = (l[1] or l[2] or l[3] or l[4] or l[5]) and true or false
   end
@@ -51,4 +56,4 @@ for i = 2, #KEYS, 2 do
   end
   pos = pos + 2 * nf
 end
-return redis.call('EXISTS', KEYS[1])
+return epoch

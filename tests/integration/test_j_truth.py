@@ -148,12 +148,16 @@ def test_admission_during_rebuild_is_exact(h):
     admitted(intent(h, capped), capped, "capped 2")
     check_status(h.request("POST", "/v1/mesh/agents/%s/kill" % enc(dead), key=h.k1), 200, "kill")
     # Many other agents' windows, so the whole mirror takes seconds to come back (its writes to Redis
-    # are most of that), while an agent's own part is a few small writes.
+    # are most of that), while an agent's own part is a few small writes. They have a limit: in postgres
+    # mode the mirror keeps the windows of such agents only.
     h.psql("INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,"
            " llm_calls, tool_calls, heartbeats, intents_total, intents_succeeded, intents_failed)"
            " SELECT 'agent://org9/bulk/a' || g, w.grain, date_trunc(w.unit, now(), 'UTC'), 1, 0, 0, 0, 0, 0, 1, 0,"
            " 0, 0 FROM generate_series(1, 60000) g CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month'))"
            " w(grain, unit) ON CONFLICT DO NOTHING", timeout=60)
+    h.psql("INSERT INTO cost_policies (address, org, max_intents_per_day, action_on_breach, alert_thresholds)"
+           " SELECT 'agent://org9/bulk/a' || g, 'org9', 1000000, 'alert', '' FROM generate_series(1, 60000) g"
+           " ON CONFLICT DO NOTHING", timeout=60)
     check_eq(h.redis("FLUSHALL"), "OK", "FLUSHALL")
     check_breach(intent(h, capped), "max_intents_per_day", 2, 2, 86400, "capped agent right after the flush")
     # That intent started the whole rebuild: once its windows arrive in Redis, the next agents' own
@@ -177,6 +181,7 @@ def test_admission_during_rebuild_is_exact(h):
     check_status(h.request("GET", "/readyz"), 200, "/readyz once the mirror is whole")
     check_eq(agent_view(h, capped)["today"]["intents"], 2, "refusals after the flush counted nothing")
     h.psql("DELETE FROM rollup_agent WHERE address LIKE 'agent://org9/bulk/%'")
+    h.psql("DELETE FROM cost_policies WHERE address LIKE 'agent://org9/bulk/%'")
 
 
 def test_idempotency_keys_are_per_agent(h):
