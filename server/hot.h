@@ -73,10 +73,12 @@ void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *ou
  * calls cm_hot_restore_windows after. cb may be NULL. */
 int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, bool gated, cm_hot_done_cb cb, void *arg);
 
-/* Merges the agent's current windows from PostgreSQL's rollups, ungated:
- * after its policy gained a limit in Redis, the windows the group
- * commits left out (every commit before that write is in what this reads,
- * every one after it merges itself). cb(arg, CM_OK) once done. */
+/* Merges the agent's current windows from PostgreSQL's rollups and its
+ * intents, ungated: after its policy gained a limit in Redis, the windows
+ * the group commits left out (every commit before that write is in what
+ * this reads, every one after it merges itself), and the intent counts a
+ * whole rebuild of postgres mode did not bring back (it brings back those
+ * of agents with a limit only). cb(arg, CM_OK) once done. */
 int cm_hot_restore_windows(cm_hot *h, const char *address, cm_hot_done_cb cb, void *arg);
 
 /* One field of a window hash as PostgreSQL counts it: an agent's or a

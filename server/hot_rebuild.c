@@ -301,7 +301,7 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool win
         cm_hot_hold_bulk(h, true);
     }
     p->step = windows_only ? ROLLUPS : POLICIES;
-    p->last = windows_only ? ROLLUPS : NSTEPS - 1;
+    p->last = windows_only ? INTENTS : NSTEPS - 1;
     run_step(p);
     return CM_OK;
 }

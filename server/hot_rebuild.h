@@ -10,11 +10,11 @@
 /* Called once at the end of a pass; ok is false when anything failed. */
 typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
 
-/* Merges the current windows' rollups and intent counts, then replaces the
- * policies and kill flags, from pg into Redis: of every agent when address
- * is NULL, else of that agent alone (address is copied); with windows_only,
- * the rollups alone (the first step). Returns CM_OK and calls done later, or
- * an error at once. */
+/* Replaces the policies and kill flags, then merges the current windows'
+ * rollups and intent counts, from pg into Redis: of every agent when
+ * address is NULL, else of that agent alone (address is copied); with
+ * windows_only, the rollups and intent counts alone. Returns CM_OK and
+ * calls done later, or an error at once. */
 int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool windows_only, cm_hot_pass_cb done,
                         void *arg);
 

@@ -647,7 +647,8 @@ def test_redis_flush_rebuilds_policies(h):
     month = new_agent(tag="pol-flush-month")
     alert = new_agent(tag="pol-flush-alert")
     gone = new_agent(tag="pol-flush-deleted")
-    for x in (cost, cnt, dead, hourly, month, alert, gone):
+    later = new_agent(tag="pol-flush-later")
+    for x in (cost, cnt, dead, hourly, month, alert, gone, later):
         register(h, x)
     put_policy(h, cost, '{"max_cost_per_day_usd": 2.5}')
     put_policy(h, cnt, {"max_intents_per_day": 2})
@@ -670,6 +671,8 @@ def test_redis_flush_rebuilds_policies(h):
     check_breach(intent(h, cnt), "max_intents_per_day", 2, 2, 86400, "intent breach before flush")
     check_status(h.request("POST", "/v1/mesh/agents/%s/kill" % enc(dead), key=h.k1), 200, "kill")
     check_error(intent(h, dead), 403, "agent_killed", what="killed before flush")
+    admitted(intent(h, later), later, "an agent without a policy, intent 1")
+    admitted(intent(h, later), later, "an agent without a policy, intent 2")
     # The rebuild reads PostgreSQL. A 202 means the heartbeats are there in postgres mode; in redis mode
     # a FLUSHALL loses what the persister has not stored yet (guarantees.md section 12), so wait for it.
     h.wait_persisted()
@@ -708,6 +711,11 @@ def test_redis_flush_rebuilds_policies(h):
     check_eq(agent_view(h, cnt)["today"]["intents"], 2, "intents after rebuild (refusals did not count)")
     check_status(h.request("POST", "/v1/mesh/agents/%s/resume" % enc(dead), key=h.k1), 200, "resume")
     admitted(intent(h, dead), dead, "resumed after rebuild")
+    # An agent without a limit is left out of the whole rebuild in postgres mode (only the windows of
+    # agents with one are kept); the limit it gets later counts its intents from before the flush.
+    h.wait_ready(30)
+    put_policy(h, later, {"max_intents_per_day": 2})
+    check_breach(intent(h, later), "max_intents_per_day", 2, 2, 86400, "a limit set after the rebuild")
 
 
 def test_bad_policies_and_access(h):
