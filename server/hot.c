@@ -302,7 +302,7 @@ static void on_merged(void *arg, int rc, const cm_store_reply *reply)
 }
 
 /* One MERGE call for rows [from, to), each with the nf fields named;
- * gated: each only while its agent's policy has a cost limit (merge.lua). */
+ * gated: each only while its agent's policy has a limit (merge.lua). */
 static int merge_chunk(batch *b, const void *rows, row_fn row, int from, int to, const char *const *fields,
                        int nf, bool gated)
 {

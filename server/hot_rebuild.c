@@ -9,8 +9,8 @@
 
 /* The queries of a pass, run one after the other: the agents' policies and
  * kill flags (replaced), their rollups and intent counts of the current
- * windows (merged as maxima), then the same of the scopes (budget.h):
- * policies, cost and intents per window; then the open reservations. $1 is
+ * windows (merged as maxima), then the same of the scopes (budget.h): cost
+ * and intents per window, policies; then the open reservations. $1 is
  * one agent's address, or NULL for all; with an address, the scopes of its
  * org that have a policy (SCOPE_WANTED) and its org's reservations. Columns
  * of the counts: address or tag, grain, bucket start, then the totals
@@ -23,7 +23,7 @@
  * agents whose policy has a limit only, the only ones the commits keep
  * (hot.h, cm_hot_set_all_windows).
  *
- * The rollups come in slices of ROLLUP_SLICE rows in key order, $2..$4 the
+ * The rollups come in slices of ROLLUP_SLICE rows in key order, $3..$5 the
  * key of the last row of the slice before (NULL for the first): a slice's
  * rows are read and its MERGE calls formatted on the loop thread, which
  * for 600,000 windows at once held every live request for most of a
