@@ -50,7 +50,7 @@ def put_policy(h, address, body, key=None, what="PUT policy"):
 
 def watch_cost(h, address, key=None):
     """A cost limit nobody reaches, for a test that reads the agent's cost windows in Redis: in postgres mode
-    the group commits keep them only while its policy has a cost limit (merge.lua)."""
+    the group commits keep them only while its policy has a limit (merge.lua)."""
     put_policy(h, address, '{"max_cost_per_month_usd": 1000000}', key=key, what="a cost limit for %s" % address)
 
 
