@@ -44,41 +44,21 @@ static void policy_not_found(cm_job *j)
     cm_api_error(j, 404, "policy_not_found", NULL, msg);
 }
 
-static void answer_policy(cm_job *j)
-{
-    cm_buf b;
-    cm_buf_init(&b);
-    cm_policy_json(&j->req.policy.policy, &b);
-    cm_api_reply(j, 200, &b);
-}
-
-static void on_windows_restored(void *arg, int rc)
-{
-    cm_job *j = arg;
-    if (rc != CM_OK) fail_unmirrored(j, "the policy is saved but Redis did not confirm the agent's spend; retry");
-    else answer_policy(j);
-}
-
 static void on_policy_mirrored(void *arg, int rc)
 {
     cm_api_call *c = arg;
     cm_job *j = c->job;
-    cm_hot *hot = c->api->hot;
     free(c);
-    const cm_req_policy *q = &j->req.policy;
     if (rc != CM_OK) {
         fail_unmirrored(j, "the policy is saved but Redis did not confirm it; retry");
     } else if (j->op == CM_OP_POLICY_DELETE) {
         j->status = 204;
         cm_api_answer(j);
-    } else if (is_agent(q) && cm_policy_has_limit(&q->policy)) {
-        /* Group commits merge an agent's windows only while its policy
-         * has a limit (hot.h, cm_hot_merge): the ones before this policy
-         * reached Redis are read back before the answer. */
-        if (cm_hot_restore_windows(hot, q->address, on_windows_restored, j) != CM_OK)
-            on_windows_restored(j, CM_ESTORE);
     } else {
-        answer_policy(j);
+        cm_buf b;
+        cm_buf_init(&b);
+        cm_policy_json(&j->req.policy.policy, &b);
+        cm_api_reply(j, 200, &b);
     }
 }
 

@@ -1,4 +1,5 @@
 #include "hot.h"
+#include "address.h"
 #include "buf.h"
 #include "error.h"
 #include "hot_layout.h"
@@ -366,9 +367,9 @@ static int merge(cm_hot *h, const void *rows, row_fn row, int n, const char *con
     return batch_sent(b, rc);
 }
 
-int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, bool gated, cm_hot_done_cb cb, void *arg)
+int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb, void *arg)
 {
-    return merge(h, rows, rollup_row, n, rollup_fields, NROLLUP, gated, cb, arg);
+    return merge(h, rows, rollup_row, n, rollup_fields, NROLLUP, !h->all_windows, cb, arg);
 }
 
 int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, int n, cm_hot_done_cb cb,
@@ -378,28 +379,6 @@ int cm_hot_merge_count(cm_hot *h, const char *field, const cm_hot_count *rows, i
     return merge(h, rows, count_row, n, fields, 1, false, cb, arg);
 }
 
-typedef struct {
-    cm_hot_done_cb cb;
-    void *arg;
-} restore_call;
-
-static void on_windows_restored(cm_hot *h, bool ok, void *arg)
-{
-    (void)h;
-    restore_call *c = arg;
-    c->cb(c->arg, ok ? CM_OK : CM_ESTORE);
-    free(c);
-}
-
-int cm_hot_restore_windows(cm_hot *h, const char *address, cm_hot_done_cb cb, void *arg)
-{
-    restore_call *c = malloc(sizeof *c);
-    if (!c) return CM_ENOMEM;
-    *c = (restore_call){cb, arg};
-    int rc = cm_hot_rebuild_pass(h, h->pg, address, true, on_windows_restored, c);
-    if (rc != CM_OK) free(c);
-    return rc;
-}
 
 /* ---- CHECK ---- */
 
@@ -923,7 +902,7 @@ static int hreplace(cm_hot *h, const char *address, int argc, const char **argv,
     return cm_hot_eval_done(h, HREPLACE, 1, argc, argv, cb, arg);
 }
 
-int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
+int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
 {
     char space[CM_HOT_POLICY_SPACE];
     const char *argv[CM_HOT_POLICY_ARGV_MAX + 1];
@@ -933,6 +912,48 @@ int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_d
         pol = &none;
     }
     return hreplace(h, tag, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
+}
+
+/* A put whose agent's windows are read back once its policy is in Redis. */
+typedef struct {
+    cm_hot *h;
+    char address[CM_ADDR_MAX];
+    cm_hot_done_cb cb;
+    void *arg;
+} put_call;
+
+static void on_windows_read_back(cm_hot *h, bool ok, void *arg)
+{
+    (void)h;
+    put_call *c = arg;
+    c->cb(c->arg, ok ? CM_OK : CM_ESTORE);
+    free(c);
+}
+
+static void on_agent_policy_put(void *arg, int rc)
+{
+    put_call *c = arg;
+    if (rc == CM_OK) rc = cm_hot_rebuild_pass(c->h, c->h->pg, c->address, true, on_windows_read_back, c);
+    if (rc == CM_OK) return;
+    c->cb(c->arg, rc);
+    free(c);
+}
+
+int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
+{
+    char org[CM_ADDR_SEG_MAX + 1];
+    /* The group commits merge an agent's windows only while its policy has
+     * a limit (cm_hot_merge): those before this write are read back. A
+     * scope's tag is not an address. */
+    if (h->all_windows || !pol || !cm_policy_has_limit(pol) || cm_addr_org(tag, org) != CM_OK)
+        return cm_hot_replace_policy(h, tag, pol, cb, arg);
+    put_call *c = malloc(sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (put_call){.h = h, .cb = cb, .arg = arg};
+    snprintf(c->address, sizeof c->address, "%s", tag);
+    int rc = cm_hot_replace_policy(h, tag, pol, on_agent_policy_put, c);
+    if (rc != CM_OK) free(c);
+    return rc;
 }
 
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg)

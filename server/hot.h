@@ -66,20 +66,13 @@ typedef struct {
 void cm_hot_rollup_read(const cm_pgres *res, int row, int col, cm_hot_rollup *out);
 
 /* Each window field becomes max(Redis, row): totals only grow, so a merge
- * applied twice, late or out of order changes nothing. gated: a row only
- * while its agent's policy in Redis has a limit (merge.lua), as the group
- * commit merges: only the checks of an agent's limits read its windows, so
- * an agent without one costs Redis one read per merge, and whoever sets one
- * calls cm_hot_restore_windows after. cb may be NULL. */
-int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, bool gated, cm_hot_done_cb cb, void *arg);
-
-/* Merges the agent's current windows from PostgreSQL's rollups and its
- * intents, ungated: after its policy gained a limit in Redis, the windows
- * the group commits left out (every commit before that write is in what
- * this reads, every one after it merges itself), and the intent counts a
- * whole rebuild of postgres mode did not bring back (it brings back those
- * of agents with a limit only). cb(arg, CM_OK) once done. */
-int cm_hot_restore_windows(cm_hot *h, const char *address, cm_hot_done_cb cb, void *arg);
+ * applied twice, late or out of order changes nothing. Unless every agent's
+ * windows are kept (cm_hot_set_all_windows), a row is merged only while its
+ * agent's policy in Redis has a limit (merge.lua): only the checks of an
+ * agent's limits read its windows, so an agent without one costs Redis one
+ * read per merge, and cm_hot_put_policy reads the windows back when it
+ * gives one. cb may be NULL. */
+int cm_hot_merge(cm_hot *h, const cm_hot_rollup *rows, int n, cm_hot_done_cb cb, void *arg);
 
 /* One field of a window hash as PostgreSQL counts it: an agent's or a
  * scope's intents in a window, a scope's cost. */
@@ -128,10 +121,11 @@ typedef void (*cm_hot_check_cb)(void *arg, int rc, const cm_hot_check_result *r)
 int cm_hot_check(cm_hot *h, const char *const *addresses, int n, int64_t now, cm_hot_check_cb cb, void *arg);
 /* How far ahead a predicted exhaustion is a mark (seconds; default 3600). */
 void cm_hot_set_horizon(cm_hot *h, int seconds);
-/* Whether a whole rebuild brings back the windows of every agent (the
- * default) or of the agents whose policy has a limit only: in postgres mode
- * the group commits keep no others (cm_hot_merge, gated); in redis mode
- * the ACK keeps every agent's, whose month holds its caps. */
+/* Whether every agent's windows are kept (the default; redis mode, whose
+ * ACK keeps them all, a month holding its caps) or only those of agents
+ * whose policy has a limit (postgres mode): then merges are gated
+ * (cm_hot_merge), a whole rebuild reads those agents only, and a policy
+ * put reads its agent's windows back (cm_hot_put_policy). */
 void cm_hot_set_all_windows(cm_hot *h, bool all);
 
 /* ---- ADMIT: an intent's check-and-increment ---- */
@@ -275,7 +269,12 @@ int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, vo
 
 /* Makes the policy hash of `tag` (an agent's address or a scope's tag)
  * say what `pol` says (NULL: no policy), leaving its kill flag alone; or
- * sets or clears an agent's flag alone. */
+ * sets or clears an agent's flag alone. When a policy gives an agent a
+ * limit and only such agents' windows are kept (cm_hot_set_all_windows),
+ * the agent's windows and intent counts are then read back from
+ * PostgreSQL before cb: the group commits before the policy reached Redis
+ * left them out, every one after it merges itself, and a whole rebuild of
+ * that mode brought back the agents with a limit only. */
 int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg);
 

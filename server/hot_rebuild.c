@@ -188,7 +188,7 @@ static void merge_rollups(pass *p, const cm_pgres *res, int rows)
         return;
     }
     for (int r = 0; r < rows; r++) cm_hot_rollup_read(res, r, 0, &v[r]);
-    sent(p, cm_hot_merge(p->h, v, rows, false, on_written, p));
+    sent(p, cm_hot_merge(p->h, v, rows, on_written, p));
     free(v);
 }
 
@@ -213,7 +213,7 @@ static void put_policies(pass *p, const cm_pgres *res, int rows)
         const char *address = cm_pgres_get(res, r, 0);
         bool has = cm_pgres_get(res, r, 1)[0] == 't';
         if (has) cm_policy_row_read(res, r, 3, &pol);
-        sent(p, cm_hot_put_policy(p->h, address, has ? &pol : NULL, on_written, p));
+        sent(p, cm_hot_replace_policy(p->h, address, has ? &pol : NULL, on_written, p));
         if (p->step == POLICIES)
             sent(p, cm_hot_put_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', on_written, p));
     }

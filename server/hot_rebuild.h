@@ -21,6 +21,10 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool win
 /* Whether a whole pass reads every agent's windows (cm_hot_set_all_windows). */
 bool cm_hot_all_windows(const cm_hot *h);
 
+/* cm_hot_put_policy without reading the agent's windows back: a pass
+ * reads them itself after its policies step. */
+int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
+
 /* While on, the typed calls of hot.h go in the store's bulk lane
  * (cm_store_eval_bulk). A whole pass turns it on around each step's
  * sending, so that an agent's own pass, the admissions and the heartbeats

@@ -619,7 +619,7 @@ static void merge_rollups(cm_ingest *in, const cm_pgres *res, int from, int to)
     cm_hot_rollup *v = malloc((size_t)(to - from) * sizeof *v);
     if (!v) return;
     for (int r = from; r < to; r++) cm_hot_rollup_read(res, r, 1, &v[r - from]);
-    cm_hot_merge(in->hot, v, to - from, true, NULL, NULL);
+    cm_hot_merge(in->hot, v, to - from, NULL, NULL);
     free(v);
 }
 

@@ -279,7 +279,7 @@ static void on_stored(void *arg, int rc, const cm_pgres *res, const char *sqlsta
      * section 12). In steady state Redis holds PostgreSQL's totals plus
      * what is queued, so the merge (every window of the batch) is skipped.
      * Sent before DRAINED, which Redis runs after it. Fire-and-forget. */
-    if (nroll > 0 && p->heal) cm_hot_merge(p->hot, roll, nroll, false, NULL, NULL);
+    if (nroll > 0 && p->heal) cm_hot_merge(p->hot, roll, nroll, NULL, NULL);
     if (p->heal_until_empty) p->heal = p->heal_until_empty = false;
     free(roll);
     unsigned long long dups = 0;
