@@ -92,10 +92,10 @@ struct cm_ingest {
     cm_nameset *known;    /* owned; Redis durable: agents known registered */
     cm_jobq waiting;      /* jobs not yet in a group */
     size_t waiting_rows;  /* their heartbeats */
-    int inflight;         /* writers busy: a group, or the parts of a split
-                             one, sent to PostgreSQL and not yet answered */
+    /* Writer slots: busy with a group, or the parts of a split one, sent to
+     * PostgreSQL and not yet answered; and when its statement began. */
     bool busy[CM_INGEST_WRITERS];
-    uint64_t since[CM_INGEST_WRITERS]; /* a busy writer's statement began (loop ms) */
+    uint64_t since[CM_INGEST_WRITERS]; /* loop ms */
     _Atomic size_t backlog;
     _Atomic unsigned long long accepted, duplicates, ignored;
 };
@@ -289,7 +289,6 @@ static void writer_next(cm_ingest *in, int w, group *next)
         return;
     }
     in->busy[w] = false;
-    in->inflight--;
     flush(in);
 }
 
@@ -469,14 +468,20 @@ static uint64_t stall_due(const cm_ingest *in)
     return due;
 }
 
-/* Sends the waiting jobs as groups while a writer may take one: an idle
- * ingest sends at once, a busy one when SPARE_ROWS wait or once a busy
- * writer's statement is stall_ms old (the timer comes back then). */
+/* Sends the waiting jobs as groups while a writer is free: an idle ingest
+ * sends at once, a busy one when SPARE_ROWS wait or once a busy writer's
+ * statement is stall_ms old (the timer comes back then). */
 static void flush(cm_ingest *in)
 {
-    while (in->waiting.head && in->inflight < CM_INGEST_WRITERS) {
+    for (;;) {
+        int free_slot = -1, busy = 0;
+        for (int w = CM_INGEST_WRITERS - 1; w >= 0; w--) {
+            if (in->busy[w]) busy++;
+            else free_slot = w;
+        }
+        if (!in->waiting.head || free_slot < 0) return;
         uint64_t now = uv_now(in->loop), due = stall_due(in);
-        if (in->inflight > 0 && in->waiting_rows < SPARE_ROWS && now < due) {
+        if (busy > 0 && in->waiting_rows < SPARE_ROWS && now < due) {
             if (due != UINT64_MAX && !uv_is_active((uv_handle_t *)&in->stall))
                 uv_timer_start(&in->stall, on_stall, due - now, 0);
             return;
@@ -488,9 +493,8 @@ static void flush(cm_ingest *in)
             return;
         }
         in->waiting_rows -= g->nrows;
-        in->inflight++;
-        while (in->busy[g->writer]) g->writer++;
-        in->busy[g->writer] = true;
+        g->writer = free_slot;
+        in->busy[free_slot] = true;
         send_group(g);
     }
 }
