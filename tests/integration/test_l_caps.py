@@ -265,15 +265,6 @@ def stall_rule_off(h):
         h.restart_server()
 
 
-def lock_for_first_writer(h, blocker):
-    """The lock that holds a group commit naming the registered agent `blocker` (postgres: its rollup rows;
-    COSTMESH_DURABLE=redis, where no statement holds them: org1's agent counter, which a new agent's
-    registration waits on), and the agent whose heartbeat the held group carries."""
-    if h.durable_redis:
-        return "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE", new_agent(tag="first")
-    return "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l" % blocker, blocker
-
-
 def hold_lock(h, sql):
     """A psql session that has run sql (a SELECT ... FOR UPDATE in an open transaction) and printed one line;
     COMMIT it with .communicate("COMMIT;\n")."""
@@ -282,6 +273,32 @@ def hold_lock(h, sql):
     p.stdin.write("BEGIN;\n%s;\n" % sql)
     p.stdin.flush()
     return p, p.stdout.readline().strip()
+
+
+@contextlib.contextmanager
+def first_group_held(h, blocker, t):
+    """A group commit held on a lock while the body runs: the heartbeat it carries is of the registered agent
+    `blocker`, whose rollup rows are locked (COSTMESH_DURABLE=redis, where no statement holds them: of a new
+    agent, whose registration waits on org1's locked agent counter). Yields the Senders that sent it as
+    "first"; once the body is done, checks the group was not answered, lets the lock go, and expects its 202."""
+    if h.durable_redis:
+        sql, first = "SELECT agents FROM org_agents WHERE org = 'org1' FOR UPDATE", new_agent(tag="first")
+    else:
+        sql = "SELECT count(*) FROM (SELECT 1 FROM rollup_agent WHERE address = '%s' FOR UPDATE) l" % blocker
+        first = blocker
+    senders = Senders(h)
+    lock = None
+    try:
+        lock, _ = hold_lock(h, sql)
+        senders.start("first", hb_obj(first, "1", hb_id(), ts=t))
+        wait_writer_blocked(h, "the first group to wait on the lock")
+        yield senders
+        check("first" not in senders.answers, "the first group was answered while its lock was held")
+    finally:
+        if lock is not None:
+            lock.communicate("COMMIT;\n", timeout=20)
+        senders.join()
+    accepted(senders.answers["first"], 1, 0, "the first group, once the lock went")
 
 
 @timeout(120)
@@ -410,15 +427,9 @@ def second_writer_takes_only_a_large_group(h):
     big_agents = [new_agent(tag="big") for _ in range(3)]
     for x in [blocker, small_agent] + big_agents:
         accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t)), 1, 0, "registering %s" % x)
-    lock_sql, first = lock_for_first_writer(h, blocker)
-    senders = Senders(h)
-    answers, start = senders.answers, senders.start
-    lock = None
-    try:
-        lock, _ = hold_lock(h, lock_sql)
-        start("first", hb_obj(first, "1", hb_id(), ts=t))
-        wait_writer_blocked(h, "the first group to wait on the lock")
-        start("small", batch([hb_obj(small_agent, "0.5", hb_id(), ts=t) for _ in range(10)]))
+    with first_group_held(h, blocker, t) as senders:
+        answers = senders.answers
+        senders.start("small", batch([hb_obj(small_agent, "0.5", hb_id(), ts=t) for _ in range(10)]))
         wait_for("the small request to queue", lambda: ingest_backlog(h) == 2)
         time.sleep(1)
         check("small" not in answers, "10 heartbeats went to a second writer: %r" % answers.get("small"))
@@ -426,12 +437,6 @@ def second_writer_takes_only_a_large_group(h):
         accepted(h.hb(big), 300, 0, "300 heartbeats while the first group waits")
         wait_for("the small request's answer", lambda: "small" in answers)
         accepted(answers["small"], 10, 0, "the small request, in the second writer's group")
-        check("first" not in answers, "the first group was answered while its lock was held")
-    finally:
-        if lock is not None:
-            lock.communicate("COMMIT;\n", timeout=20)
-        senders.join()
-    accepted(answers["first"], 1, 0, "the first group, once the lock went")
     check_eq(h.spend_ok(small_agent, "day", at=t)["heartbeats"], 11, "the small agent's heartbeats")
     check_eq(sum(h.spend_ok(x, "day", at=t)["heartbeats"] for x in big_agents), 303, "the big batch's heartbeats")
     check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
@@ -446,22 +451,9 @@ def test_stalled_writer_does_not_hold_the_others(h):
     blocker, small_agent = new_agent(tag="blocker"), new_agent(tag="small")
     for x in (blocker, small_agent):
         accepted(h.hb(hb_obj(x, "0", hb_id(), ts=t)), 1, 0, "registering %s" % x)
-    lock_sql, first = lock_for_first_writer(h, blocker)
-    senders = Senders(h)
-    answers, start = senders.answers, senders.start
-    lock = None
-    try:
-        lock, _ = hold_lock(h, lock_sql)
-        start("first", hb_obj(first, "1", hb_id(), ts=t))
-        wait_writer_blocked(h, "the first group to wait on the lock")
+    with first_group_held(h, blocker, t):
         small = batch([hb_obj(small_agent, "0.5", hb_id(), ts=t) for _ in range(10)])
         accepted(h.hb(small, timeout=15), 10, 0, "10 heartbeats while the first group waits on a lock")
-        check("first" not in answers, "the first group was answered while its lock was held")
-    finally:
-        if lock is not None:
-            lock.communicate("COMMIT;\n", timeout=20)
-        senders.join()
-    accepted(answers["first"], 1, 0, "the first group, once the lock went")
     check_eq(h.spend_ok(small_agent, "day", at=t)["heartbeats"], 11, "the small agent's heartbeats")
     check_eq(ingest_backlog(h), 0, "ingest backlog after every answer")
 
