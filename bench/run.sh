@@ -354,6 +354,18 @@ metric() { # metric NAME_AND_LABELS: one value from /metrics (sum when several)
         awk -v m="$1" 'index($0, m) == 1 { s += $NF; f = 1 } END { if (f) print s; else print "NA" }'
 }
 
+# stages OUT: the server's account of its acknowledged requests (/metrics'
+# costmesh_ingest_stage_seconds and group counters) into OUT, one line:
+# routing queue store hot seconds, requests, groups, their heartbeats.
+stages() {
+    curl -s --max-time 2 "http://127.0.0.1:$SRV_PORT/metrics" | awk '
+        /^costmesh_ingest_stage_seconds_sum/ { split($1, a, "\""); s[a[2]] = $2 }
+        /^costmesh_ingest_stage_seconds_count\{stage="queue"\}/ { n = $2 }
+        /^costmesh_ingest_groups_total/ { g = $2 }
+        /^costmesh_ingest_group_heartbeats_total/ { r = $2 }
+        END { print s["routing"], s["queue"], s["store"], s["hot"], n, g, r }' > "$1"
+}
+
 qlen() { redis-cli -p "$REDIS_PORT" XLEN cm:q | tr -dc '0-9'; } # the redis-mode queue
 
 wait_drained() { # until the redis-mode queue is empty (at once in postgres mode)
@@ -401,7 +413,9 @@ load() {
     local durable=$1 p max half s0 s1
     p=$(prefix "$durable")
     # 1. single heartbeats
+    stages "$WORK/${p}stages0"
     phase "${p}single_max" single $CONNS $D_MAX 0 1
+    stages "$WORK/${p}stages1"
     max=$(col "${p}single_max" 3)
     half=$(awk -v r="$max" 'BEGIN { printf "%d", r / 2 }')
     phase "${p}single_half" single $CONNS $D_PACED "$half" 1
@@ -757,6 +771,30 @@ cpu_table() {
     done
 }
 
+# stage_table: where a request of each mode's single-heartbeat maximum
+# spent its time, by the server's own clock (stages, around run 1), beside
+# the whole of it, connections / req/s (Little's law: a closed loop keeps
+# every connection's request in flight; wrk's own mean is not used, it
+# weighs requests unevenly): what is left is the HTTP layer and the load
+# generator. The group commits' size is from the same counters.
+stage_table() {
+    local p
+    echo "| where a request of run 1 spent its time, mean ms (server: /metrics' costmesh_ingest_stage_seconds; whole: connections / req/s) | routing | queue | store | hot | HTTP and client | whole | heartbeats per group commit |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for p in "" redis_; do
+        [ -f "$WORK/${p}stages1" ] || continue
+        awk -v label="$(label_of "${p}single_max")" -v conns="$(col "${p}single_max" 2)" \
+            -v rps="$(col "${p}single_max" 3)" '
+            NR == FNR { for (i = 1; i <= 7; i++) a[i] = $i; next }
+            { n = $5 - a[5]; if (n <= 0 || rps <= 0) exit
+              for (i = 1; i <= 4; i++) { d[i] = 1000 * ($i - a[i]) / n; sum += d[i] }
+              whole = 1000 * conns / rps
+              printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |\n", label, d[1], d[2], d[3], d[4],
+                  whole - sum, whole, ($6 > a[6]) ? ($7 - a[7]) / ($6 - a[6]) : 0 }' \
+            "$WORK/${p}stages0" "$WORK/${p}stages1"
+    done
+}
+
 verdict() { awk "BEGIN { exit !($1) }" && echo PASS || echo MISS; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 thousands() { echo "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
@@ -804,6 +842,8 @@ report() {
     fmt_table
     echo
     cpu_table
+    echo
+    stage_table
     echo
     echo "| measure | value |"
     echo "|---|---:|"

@@ -44,6 +44,7 @@ int cm_bridge_submit(cm_bridge *b, cm_job *j)
         pthread_mutex_unlock(&b->lock);
         return CM_ESHUTDOWN;
     }
+    j->handed_ns = uv_hrtime();
     cm_jobq_push(&b->jobs, j);
     pthread_mutex_unlock(&b->lock);
     uv_async_send(&b->async);

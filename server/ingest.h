@@ -76,4 +76,20 @@ unsigned long long cm_ingest_duplicates(const cm_ingest *in);
 /* Unknown metric names accepted and reported back (codec.h cm_ignored). */
 unsigned long long cm_ingest_ignored(const cm_ingest *in);
 
+/* Where an acknowledged heartbeat request's time went, summed over the
+ * requests a group commit answered (202, or 422 for a cap): routing (from
+ * the HTTP thread's hand-off to the queue: the loop thread's wait, the key,
+ * the agents, pricing), queue (waiting for a writer), store (the group's
+ * statement, or Redis's ACK, until its reply: the durable point) and hot
+ * (the Redis merge and CHECK until the answer). Also the statements (ACKs)
+ * that stored, and their rows: their ratio is the group's size. */
+enum { CM_INGEST_STAGES = 4 };
+extern const char *const cm_ingest_stage_names[CM_INGEST_STAGES];
+typedef struct {
+    unsigned long long stage_ns[CM_INGEST_STAGES];
+    unsigned long long timed; /* requests */
+    unsigned long long groups, group_rows;
+} cm_ingest_timing;
+void cm_ingest_timing_read(const cm_ingest *in, cm_ingest_timing *out);
+
 #endif

@@ -190,6 +190,10 @@ struct cm_job {
     cm_job *next; /* queue link, owned by whoever holds the job */
     cm_op op;
     int64_t now;  /* arrival, Unix seconds */
+    /* Monotonic ns (libuv's clock) when the HTTP thread handed it to the
+     * loop (bridge.c), and when it joined the group commit's queue
+     * (ingest.c): the start of the stages /metrics times. */
+    uint64_t handed_ns, queued_ns;
     unsigned char key_hash[CM_KEY_HASH_LEN]; /* every job has a key: none is a 401 at the door */
 
     union {

@@ -104,6 +104,21 @@ void cm_metrics_render(const cm_metrics *m, int inflight, cm_buf *out)
                 "costmesh_price_discrepancies_total %llu\n",
                 cm_api_pricing_count(CM_PRICING_PRICED), cm_api_pricing_count(CM_PRICING_UNPRICED),
                 cm_api_pricing_count(CM_PRICING_DISCREPANT));
+    cm_ingest_timing t;
+    cm_ingest_timing_read(d->ingest, &t);
+    cm_buf_adds(out, "# TYPE costmesh_ingest_stage_seconds summary\n");
+    for (int s = 0; s < CM_INGEST_STAGES; s++)
+        cm_buf_addf(out,
+                    "costmesh_ingest_stage_seconds_sum{stage=\"%s\"} %llu.%09llu\n"
+                    "costmesh_ingest_stage_seconds_count{stage=\"%s\"} %llu\n",
+                    cm_ingest_stage_names[s], t.stage_ns[s] / 1000000000ull, t.stage_ns[s] % 1000000000ull,
+                    cm_ingest_stage_names[s], t.timed);
+    cm_buf_addf(out,
+                "# TYPE costmesh_ingest_groups_total counter\n"
+                "costmesh_ingest_groups_total %llu\n"
+                "# TYPE costmesh_ingest_group_heartbeats_total counter\n"
+                "costmesh_ingest_group_heartbeats_total %llu\n",
+                t.groups, t.group_rows);
     if (d->persist)
         cm_buf_addf(out,
                     "# TYPE costmesh_queue_entries gauge\n"

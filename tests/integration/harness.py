@@ -368,14 +368,15 @@ BACKLOGS = ['costmesh_persistence_backlog{stage="%s"}' % s for s in ("ingest_job
 
 
 def read_metrics(h):
-    """GET /metrics as {'name{labels}': value}, e.g. m['costmesh_store_up{store="redis"}']."""
+    """GET /metrics as {'name{labels}': value}, e.g. m['costmesh_store_up{store="redis"}'] (a float when the
+    value has a fraction: the seconds of a summary)."""
     r = h.request("GET", "/metrics")
     check_status(r, 200, "/metrics")
     out = {}
     for line in r.text.splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            out[name] = int(value)
+            out[name] = float(value) if "." in value else int(value)
     return out
 
 

@@ -16,6 +16,11 @@ STORES_UP = {STORE_UP % "redis": 1, STORE_UP % "postgres": 1}
 HB_202 = 'costmesh_http_requests_total{route="heartbeat",status="202"}'
 
 
+STAGES = ("routing", "queue", "store", "hot")
+STAGE_COUNT = 'costmesh_ingest_stage_seconds_count{stage="%s"}'
+STAGE_SUM = 'costmesh_ingest_stage_seconds_sum{stage="%s"}'
+
+
 def moved(before, after, names):
     return {n: after.get(n, 0) - before.get(n, 0) for n in names}
 
@@ -45,6 +50,18 @@ def test_operations(h):
               "costmesh_heartbeat_metrics_ignored_total": 1, HB_202: 2,
               'costmesh_http_requests_total{route="heartbeat",status="400"}': 1}, "/metrics counters moved")
     check_eq({n: after.get(n) for n in STORES_UP}, STORES_UP, "costmesh_store_up with both stores up")
+    # Each acknowledged request is timed once in every stage of its path; the 400 never reached the queue.
+    # The group commits stored the six heartbeats sent (the resent ones too: PostgreSQL or Redis finds
+    # them repeated), in one group or two.
+    counts = moved(before, after, [STAGE_COUNT % s for s in STAGES])
+    check_eq(counts, {n: 2 for n in counts}, "stage counts moved by the two acknowledged requests")
+    check_eq(moved(before, after, ["costmesh_ingest_group_heartbeats_total"]),
+             {"costmesh_ingest_group_heartbeats_total": 6}, "heartbeats stored by the group commits")
+    groups = moved(before, after, ["costmesh_ingest_groups_total"])["costmesh_ingest_groups_total"]
+    check(groups in (1, 2), "two requests stored by one group commit or two, not %r" % groups)
+    sums = moved(before, after, [STAGE_SUM % s for s in STAGES])
+    check(all(v >= 0 for v in sums.values()) and sums[STAGE_SUM % "store"] > 0,
+          "stage seconds grow, the durable point's wait above zero: %r" % sums)
     # A 202 is answered once its heartbeats are written and merged: the acknowledged path's stages are
     # empty. Background work's calls to Redis come and go in the redis stage: the rollup worker's (it
     # merges and checks the scopes of each batch) in both modes, the persister's (it polls the queue) in
