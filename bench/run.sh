@@ -13,6 +13,10 @@
 #   3. intent admission with a generous policy on every agent, maximum, then
 #      paced at half of it
 #   4. spend polling (GET .../spend?window=day) while 1 runs
+# The paced run of 1 and run 3 start once the rollup worker has summed what
+# the runs before left (its lag gauge at 0; the time it took after 2 is
+# reported), so that they measure their own load, not a catch-up; run 1's
+# split of a request's time by stage comes from /metrics.
 # then the same four against costmeshd with COSTMESH_DURABLE=redis (Redis the
 # durable point, appendfsync always for that part only; a database of its
 # own), the backlog of 2 being the queue (XLEN cm:q), and the time the
@@ -377,6 +381,23 @@ wait_drained() { # until the redis-mode queue is empty (at once in postgres mode
     done
 }
 
+# wait_rollups: until the rollup worker has summed what the runs before
+# left (its lag gauge reads 0 twice, a second apart: the gauge is whole
+# seconds, set by each batch); prints the seconds it took. A run that
+# starts while the worker still catches up on a previous one's rows
+# measures both.
+wait_rollups() {
+    local t0 zero=0
+    t0=$(date +%s.%N)
+    while [ "$zero" -lt 2 ]; do
+        awk -v s="$(date +%s.%N)" -v t="$t0" 'BEGIN { exit !(s - t < 600) }' \
+            || die "the rollup worker did not catch up within 600 s"
+        if [ "$(metric costmesh_rollup_lag_seconds)" = 0 ]; then zero=$((zero + 1)); else zero=0; fi
+        sleep 1
+    done
+    awk -v s="$(date +%s.%N)" -v t="$t0" 'BEGIN { printf "%.1f\n", s - t - 2 < 0 ? 0 : s - t - 2 }'
+}
+
 # Every 5 s: elapsed, backlog of ingest jobs, of the writer connections and
 # of Redis (/metrics), heartbeats accepted, and the redis-mode queue.
 sample_backlog() {
@@ -418,6 +439,7 @@ load() {
     stages "$WORK/${p}stages1"
     max=$(col "${p}single_max" 3)
     half=$(awk -v r="$max" 'BEGIN { printf "%d", r / 2 }')
+    wait_rollups > /dev/null
     phase "${p}single_half" single $CONNS $D_PACED "$half" 1
     phase "${p}single_open" open $CONNS $D_PACED "$half" 1
 
@@ -432,6 +454,8 @@ load() {
     # here, before 3: by the end of 4 the queue has caught up (the spend reads
     # of 4 wait for it), so there would be nothing left to time.
     [ "$durable" = redis ] && drain_queue > "$WORK/drain.txt"
+    say "waiting for the rollup worker to sum what 2 left"
+    wait_rollups > "$WORK/${p}rollups.txt"
 
     # 3. intent admission
     say "putting a generous cost policy on $AGENTS agents"
@@ -859,6 +883,7 @@ report() {
     echo "| backlog flat during 2 | $BACKLOG_FLAT |"
     echo "| durable=redis: backlog every 5 s during 2 (ingest jobs + XLEN cm:q) | $(backlog_series redis_) |"
     echo "| durable=redis: backlog flat during 2 | $R_BACKLOG_FLAT |"
+    echo "| the rollup worker summing what 2 left, until its lag gauge reads 0 (3 starts after it; in durable=redis after the queue drained) | $(cat "$WORK/rollups.txt") s; durable=redis $(cat "$WORK/redis_rollups.txt") s |"
     echo "| Redis rebuild after FLUSHALL, $REBUILD_ALL agents ($REBUILD_WINDOWS current windows of agents with a limit, $REBUILD_POLICIES policies): until /readyz is 200 | $REBUILD_S s |"
     echo "| the first intent after that FLUSHALL (its agent rebuilt on demand) | $(awk -v s="$FIRST_INTENT_S" 'BEGIN { printf "%.1f ms", s * 1000 }') |"
     echo "| single heartbeats at $REBUILD_RATE req/s for ${D_REBUILD} s from a second before that FLUSHALL: answered, non-2xx, p99 / p99.9 | $(val "$WORK/rebuild_hb.out" requests), $(val "$WORK/rebuild_hb.out" non2xx), $(awk -v a="$(val "$WORK/rebuild_hb.out" p99_us)" -v b="$(val "$WORK/rebuild_hb.out" p999_us)" 'BEGIN { printf "%.1f / %.1f ms", a / 1000, b / 1000 }') |"
