@@ -14,14 +14,14 @@
 
 /* The scripts of server/lua/, embedded at build time (scripts/embed_lua.sh). */
 extern const char cm_lua_merge[], cm_lua_admit[], cm_lua_check[], cm_lua_hreplace[], cm_lua_draw[],
-    cm_lua_release[], cm_lua_restore[], cm_lua_ack[], cm_lua_drain[], cm_lua_drained[], cm_lua_qids[],
-    cm_lua_qfloor[];
+    cm_lua_release[], cm_lua_restore[], cm_lua_pgen[], cm_lua_ack[], cm_lua_drain[], cm_lua_drained[],
+    cm_lua_qids[], cm_lua_qfloor[];
 
-enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE };
+enum { MERGE = 0, ADMIT, CHECK, HREPLACE, DRAW, RELEASE, RESTORE, PGEN };
 static const char *const scripts[CM_HOT_NSCRIPTS] = {
-    cm_lua_merge,   cm_lua_admit,   cm_lua_check, cm_lua_hreplace, cm_lua_draw,  cm_lua_release,
-    cm_lua_restore, cm_lua_ack,     cm_lua_drain, cm_lua_drained,  cm_lua_qids, cm_lua_qfloor};
-_Static_assert(CM_HOT_ACK == RESTORE + 1, "the queue's scripts follow the others");
+    cm_lua_merge, cm_lua_admit, cm_lua_check,   cm_lua_hreplace, cm_lua_draw, cm_lua_release, cm_lua_restore,
+    cm_lua_pgen,  cm_lua_ack,   cm_lua_drain,   cm_lua_drained,  cm_lua_qids, cm_lua_qfloor};
+_Static_assert(CM_HOT_ACK == PGEN + 1, "the queue's scripts follow the others");
 
 #define MERGE_CHUNK 200 /* window hashes per MERGE call */
 #define CHECK_CHUNK 100 /* agents per CHECK call */
@@ -892,26 +892,65 @@ int cm_hot_release_due(cm_hot *h, int64_t now, int max, cm_hot_release_cb cb, vo
 
 /* ---- policies and kill flags ---- */
 
-/* Runs hreplace.lua on the policy hash of `address`; argv[0] is left free
- * for the key. */
-static int hreplace(cm_hot *h, const char *address, int argc, const char **argv, cm_hot_done_cb cb, void *arg)
+/* Runs hreplace.lua on the policy hash of `address`: mark names the kind of
+ * write, since is 0 for a change from the API or the generation a rebuild
+ * pass took (cm_hot_policy_gen); argv[0..3] are left free for the keys and
+ * those two. */
+static int hreplace(cm_hot *h, const char *address, const char *mark, long long since, int argc,
+                    const char **argv, cm_hot_done_cb cb, void *arg)
 {
-    char key[CM_HOT_KEY_MAX];
+    char key[CM_HOT_KEY_MAX], gen[24];
     cm_hot_key_policy(address, key);
+    snprintf(gen, sizeof gen, "%lld", since);
     argv[0] = key;
-    return cm_hot_eval_done(h, HREPLACE, 1, argc, argv, cb, arg);
+    argv[1] = CM_HOT_POLICY_GEN_KEY;
+    argv[2] = mark;
+    argv[3] = gen;
+    return cm_hot_eval_done(h, HREPLACE, 2, argc, argv, cb, arg);
 }
 
-int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg)
+int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, long long since, cm_hot_done_cb cb,
+                          void *arg)
 {
     char space[CM_HOT_POLICY_SPACE];
-    const char *argv[CM_HOT_POLICY_ARGV_MAX + 1];
+    const char *argv[CM_HOT_POLICY_ARGV_MAX + 4];
     cm_policy none;
     if (!pol) {
         cm_policy_init(&none);
         pol = &none;
     }
-    return hreplace(h, tag, 1 + cm_hot_policy_fields(pol, space, argv + 1), argv, cb, arg);
+    return hreplace(h, tag, "wp", since, 4 + cm_hot_policy_fields(pol, space, argv + 4), argv, cb, arg);
+}
+
+int cm_hot_replace_killed(cm_hot *h, const char *address, bool killed, long long since, cm_hot_done_cb cb,
+                          void *arg)
+{
+    /* Set one pair, or set none and delete the field. */
+    const char *argv[] = {NULL, NULL, NULL, NULL, killed ? "1" : "0", "killed", "1"};
+    return hreplace(h, address, "wk", since, killed ? 7 : 6, argv, cb, arg);
+}
+
+typedef struct {
+    cm_hot_gen_cb cb;
+    void *arg;
+} gen_call;
+
+static void on_gen(void *arg, int rc, const cm_store_reply *reply)
+{
+    gen_call *c = arg;
+    c->cb(c->arg, rc, rc == CM_OK ? cm_store_reply_int(reply, 0) : 0);
+    free(c);
+}
+
+int cm_hot_policy_gen(cm_hot *h, cm_hot_gen_cb cb, void *arg)
+{
+    gen_call *c = malloc(sizeof *c);
+    if (!c) return CM_ENOMEM;
+    *c = (gen_call){cb, arg};
+    const char *argv[] = {CM_HOT_POLICY_GEN_KEY};
+    int rc = cm_hot_eval(h, PGEN, 1, 1, argv, on_gen, c);
+    if (rc != CM_OK) free(c);
+    return rc;
 }
 
 /* A put whose agent's windows are read back once its policy is in Redis. */
@@ -946,21 +985,19 @@ int cm_hot_put_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_d
      * a limit (cm_hot_merge): those before this write are read back. A
      * scope's tag is not an address. */
     if (h->all_windows || !pol || !cm_policy_has_limit(pol) || cm_addr_org(tag, org) != CM_OK)
-        return cm_hot_replace_policy(h, tag, pol, cb, arg);
+        return cm_hot_replace_policy(h, tag, pol, 0, cb, arg);
     put_call *c = malloc(sizeof *c);
     if (!c) return CM_ENOMEM;
     *c = (put_call){.h = h, .cb = cb, .arg = arg};
     snprintf(c->address, sizeof c->address, "%s", tag);
-    int rc = cm_hot_replace_policy(h, tag, pol, on_agent_policy_put, c);
+    int rc = cm_hot_replace_policy(h, tag, pol, 0, on_agent_policy_put, c);
     if (rc != CM_OK) free(c);
     return rc;
 }
 
 int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_cb cb, void *arg)
 {
-    /* hreplace.lua: set one pair, or set none and delete the field. */
-    const char *argv[] = {NULL, killed ? "1" : "0", "killed", "1"};
-    return hreplace(h, address, killed ? 4 : 3, argv, cb, arg);
+    return cm_hot_replace_killed(h, address, killed, 0, cb, arg);
 }
 
 typedef struct {

@@ -7,7 +7,7 @@
 #include "hot.h"
 
 /* The queue's scripts, after hot.c's own in the table hot.c loads. */
-enum { CM_HOT_ACK = 7, CM_HOT_DRAIN, CM_HOT_DRAINED, CM_HOT_QIDS, CM_HOT_QFLOOR, CM_HOT_NSCRIPTS };
+enum { CM_HOT_ACK = 8, CM_HOT_DRAIN, CM_HOT_DRAINED, CM_HOT_QIDS, CM_HOT_QFLOOR, CM_HOT_NSCRIPTS };
 
 /* Runs a script whose arguments are all NUL-terminated (cm_store_eval). */
 int cm_hot_eval(cm_hot *h, int script, int nkeys, int argc, const char *const *argv, cm_store_cb cb, void *arg);

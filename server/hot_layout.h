@@ -25,7 +25,10 @@
  *                                the agent's policy has a limit),
  *                                intents (counted by ADMIT)
  *   cm:p:<address>               an agent's policy fields (below) and kill
- *                                flag (killed = "1")
+ *                                flag (killed = "1"); wp and wk: the
+ *                                generations of the last change of each
+ *   cm:pg                        the generation counter of policy and
+ *                                kill-flag writes (hreplace.lua, pgen.lua)
  *   cm:i:<address>:<key>         an Idempotency-Key's answer: "pending"
  *                                while the first request runs, then
  *                                cm_hot_answer_text. Scoped by agent: one
@@ -54,6 +57,7 @@
  *                                limit markers, so a breach is reported once
  *                                per window whichever sees it first) */
 #define CM_HOT_EPOCH_KEY "cm:epoch"
+#define CM_HOT_POLICY_GEN_KEY "cm:pg"
 #define CM_HOT_QUEUE_KEY "cm:q"
 #define CM_HOT_QUEUE_LAST_KEY "cm:q:last"
 #define CM_HOT_QUEUE_DONE_KEY "cm:q:done"

@@ -55,12 +55,13 @@ static const char intents_sql[] =
 
 /* Columns: address, has a policy, killed, then CM_POLICY_ROW_COLS. All
  * agents: those with a policy or killed (the others have neither in a
- * rebuilt Redis). One agent: always its row, so a policy or kill flag
- * Redis kept from before is cleared too. */
+ * rebuilt Redis), in the same order at every rebuild. One agent: always
+ * its row, so a policy or kill flag Redis kept from before is cleared
+ * too. */
 static const char policies_sql[] =
     "SELECT coalesce(c.address, a.address), c.address IS NOT NULL, coalesce(a.killed, false), " CM_POLICY_ROW_COLS
     " FROM cost_policies c FULL JOIN (SELECT address, killed FROM agents WHERE killed) a ON a.address = c.address"
-    " WHERE $1::text IS NULL";
+    " WHERE $1::text IS NULL ORDER BY 1";
 static const char agent_policy_sql[] =
     "SELECT $1::text, c.address IS NOT NULL, coalesce(a.killed, false), " CM_POLICY_ROW_COLS
     " FROM (SELECT 1) one LEFT JOIN cost_policies c ON c.address = $1 LEFT JOIN agents a ON a.address = $1";
@@ -129,6 +130,7 @@ typedef struct {
     int last; /* the step the pass ends with */
     int pending; /* Redis calls of the step not yet answered, plus one while sending */
     bool failed;
+    long long gen; /* of policy writes, taken before the policies are read */
 } pass;
 
 static void run_step(pass *p);
@@ -213,9 +215,9 @@ static void put_policies(pass *p, const cm_pgres *res, int rows)
         const char *address = cm_pgres_get(res, r, 0);
         bool has = cm_pgres_get(res, r, 1)[0] == 't';
         if (has) cm_policy_row_read(res, r, 3, &pol);
-        sent(p, cm_hot_replace_policy(p->h, address, has ? &pol : NULL, on_written, p));
+        sent(p, cm_hot_replace_policy(p->h, address, has ? &pol : NULL, p->gen, on_written, p));
         if (p->step == POLICIES)
-            sent(p, cm_hot_put_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', on_written, p));
+            sent(p, cm_hot_replace_killed(p->h, address, cm_pgres_get(res, r, 2)[0] == 't', p->gen, on_written, p));
     }
 }
 
@@ -279,6 +281,16 @@ static int query_step(pass *p)
     return cm_pg_query(p->pg, q, n, params, on_rows, p);
 }
 
+/* The pass's generation of policy writes is taken: its policies are read
+ * after it, so a change marked later is newer than them. */
+static void on_gen(void *arg, int rc, long long gen)
+{
+    pass *p = arg;
+    p->gen = gen;
+    if (rc != CM_OK) finish(p, false);
+    else run_step(p);
+}
+
 static void run_step(pass *p)
 {
     p->pending = 1;
@@ -302,6 +314,11 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool win
     }
     p->step = windows_only ? ROLLUPS : POLICIES;
     p->last = windows_only ? INTENTS : NSTEPS - 1;
-    run_step(p);
+    if (windows_only) {
+        run_step(p);
+    } else {
+        p->pending = 1;
+        if (cm_hot_policy_gen(h, on_gen, p) != CM_OK) finish(p, false);
+    }
     return CM_OK;
 }

@@ -21,9 +21,22 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool win
 /* Whether a whole pass reads every agent's windows (cm_hot_set_all_windows). */
 bool cm_hot_all_windows(const cm_hot *h);
 
-/* cm_hot_put_policy without reading the agent's windows back: a pass
- * reads them itself after its policies step. */
-int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, cm_hot_done_cb cb, void *arg);
+/* A policy's and a kill flag's writes, as cm_hot_put_policy (without
+ * reading the agent's windows back: a pass reads them itself after its
+ * policies step) and cm_hot_put_killed. since is 0 for a change, which
+ * marks the hash with the next generation; a pass gives the generation it
+ * took before reading PostgreSQL (cm_hot_policy_gen), and its write leaves
+ * a hash a change marked since then as it is: the change is newer than
+ * the row the pass read. */
+int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, long long since, cm_hot_done_cb cb,
+                          void *arg);
+int cm_hot_replace_killed(cm_hot *h, const char *address, bool killed, long long since, cm_hot_done_cb cb,
+                          void *arg);
+
+/* Takes the next generation of those writes; cb gets it (rc CM_OK), or an
+ * error. */
+typedef void (*cm_hot_gen_cb)(void *arg, int rc, long long gen);
+int cm_hot_policy_gen(cm_hot *h, cm_hot_gen_cb cb, void *arg);
 
 /* While on, the typed calls of hot.h go in the store's bulk lane
  * (cm_store_eval_bulk). A whole pass turns it on around each step's

@@ -135,7 +135,8 @@ def test_misspelt_fields(h):
 def test_admission_during_rebuild_is_exact(h):
     """After Redis loses its data, each agent's first intent rebuilds that agent from PostgreSQL and is
     answered exactly (never a 503 for the whole org), before the whole mirror is back: the agent's own
-    writes do not wait behind the whole rebuild's. /readyz is 200 again once the mirror is whole."""
+    writes do not wait behind the whole rebuild's. A policy changed while the whole rebuild runs stays
+    changed. /readyz is 200 again once the mirror is whole."""
     from test_e_policies import check_breach
     away_from_boundary(86400, 30)
     capped = new_agent(tag="truth-rb-cap")
@@ -149,14 +150,15 @@ def test_admission_during_rebuild_is_exact(h):
     check_status(h.request("POST", "/v1/mesh/agents/%s/kill" % enc(dead), key=h.k1), 200, "kill")
     # Many other agents' windows, so the whole mirror takes seconds to come back (its writes to Redis
     # are most of that), while an agent's own part is a few small writes. They have a limit: in postgres
-    # mode the mirror keeps the windows of such agents only.
+    # mode the mirror keeps the windows of such agents only. Their org sorts before org1, so the whole
+    # rebuild writes their 60,000 policies before capped's.
     h.psql("INSERT INTO rollup_agent (address, grain, bucket, cost_nanos, tokens_in, tokens_out, tokens_cached,"
            " llm_calls, tool_calls, heartbeats, intents_total, intents_succeeded, intents_failed)"
-           " SELECT 'agent://org9/bulk/a' || g, w.grain, date_trunc(w.unit, now(), 'UTC'), 1, 0, 0, 0, 0, 0, 1, 0,"
+           " SELECT 'agent://bulk9/bulk/a' || g, w.grain, date_trunc(w.unit, now(), 'UTC'), 1, 0, 0, 0, 0, 0, 1, 0,"
            " 0, 0 FROM generate_series(1, 60000) g CROSS JOIN (VALUES ('h', 'hour'), ('d', 'day'), ('m', 'month'))"
            " w(grain, unit) ON CONFLICT DO NOTHING", timeout=60)
     h.psql("INSERT INTO cost_policies (address, org, max_intents_per_day, action_on_breach, alert_thresholds)"
-           " SELECT 'agent://org9/bulk/a' || g, 'org9', 1000000, 'alert', '' FROM generate_series(1, 60000) g"
+           " SELECT 'agent://bulk9/bulk/a' || g, 'bulk9', 1000000, 'alert', '' FROM generate_series(1, 60000) g"
            " ON CONFLICT DO NOTHING", timeout=60)
     check_eq(h.redis("FLUSHALL"), "OK", "FLUSHALL")
     check_breach(intent(h, capped), "max_intents_per_day", 2, 2, 86400, "capped agent right after the flush")
@@ -171,6 +173,10 @@ def test_admission_during_rebuild_is_exact(h):
     r = h.request("GET", "/readyz")
     check_eq((r.status, r.json.get("redis")), (503, "rebuilding"),
              "/readyz once the three agents were answered: the whole mirror is still coming back")
+    # The whole rebuild read capped's policy (2 a day) before this change and writes it after the bulk
+    # agents': its older write must not undo the change.
+    put_policy(h, capped, {"max_intents_per_day": 4})
+    check_eq(h.request("GET", "/readyz").status, 503, "the whole rebuild still running after the change")
     deadline = time.time() + 120
     while time.time() < deadline:
         r = h.request("GET", "/readyz")
@@ -179,9 +185,10 @@ def test_admission_during_rebuild_is_exact(h):
         check_eq((r.status, r.json.get("redis")), (503, "rebuilding"), "/readyz while the mirror comes back")
         time.sleep(0.2)
     check_status(h.request("GET", "/readyz"), 200, "/readyz once the mirror is whole")
-    check_eq(agent_view(h, capped)["today"]["intents"], 2, "refusals after the flush counted nothing")
-    h.psql("DELETE FROM rollup_agent WHERE address LIKE 'agent://org9/bulk/%'")
-    h.psql("DELETE FROM cost_policies WHERE address LIKE 'agent://org9/bulk/%'")
+    admitted(intent(h, capped), capped, "capped under the policy changed during the rebuild")
+    check_eq(agent_view(h, capped)["today"]["intents"], 3, "refusals after the flush counted nothing")
+    h.psql("DELETE FROM rollup_agent WHERE address LIKE 'agent://bulk9/bulk/%'")
+    h.psql("DELETE FROM cost_policies WHERE address LIKE 'agent://bulk9/bulk/%'")
 
 
 def test_idempotency_keys_are_per_agent(h):
