@@ -10,8 +10,9 @@
 /* Called once at the end of a pass; ok is false when anything failed. */
 typedef void (*cm_hot_pass_cb)(cm_hot *h, bool ok, void *arg);
 
-/* Replaces the policies and kill flags, then merges the current windows'
- * rollups and intent counts, from pg into Redis: of every agent when
+/* Replaces the policies and kill flags (but those an API change wrote
+ * since the pass began: cm_hot_replace_policy), then merges the current
+ * windows' rollups and intent counts, from pg into Redis: of every agent when
  * address is NULL, else of that agent alone (address is copied); with
  * windows_only, the rollups and intent counts alone. Returns CM_OK and
  * calls done later, or an error at once. */

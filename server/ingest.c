@@ -195,9 +195,9 @@ void cm_ingest_timing_read(const cm_ingest *in, cm_ingest_timing *out)
 
 const char *const cm_ingest_stage_names[CM_INGEST_STAGES] = {"routing", "queue", "store", "hot"};
 
-/* Adds job j's stages to the sums; now_ns is when g's jobs are answered. A
- * job that did not come through the bridge (none does today) has no
- * routing stage to count. */
+/* Adds job j's stages to the sums; now_ns is when g's jobs are answered.
+ * A job without a hand-off time (not handed over by the bridge) counts no
+ * routing time rather than its queue time since the clock's origin. */
 static void time_job(cm_ingest *in, const group *g, const cm_job *j, uint64_t now_ns)
 {
     uint64_t at[CM_INGEST_STAGES + 1] = {j->handed_ns ? j->handed_ns : j->queued_ns, j->queued_ns, g->sent_ns,
