@@ -930,25 +930,32 @@ int cm_hot_replace_killed(cm_hot *h, const char *address, bool killed, long long
     return hreplace(h, address, "wk", since, killed ? 7 : 6, argv, cb, arg);
 }
 
+/* A call answered by one number (cm_hot_number_cb). */
 typedef struct {
-    cm_hot_gen_cb cb;
+    cm_hot_number_cb cb;
     void *arg;
-} gen_call;
+} number_call;
 
-static void on_gen(void *arg, int rc, const cm_store_reply *reply)
+static void on_number(void *arg, int rc, const cm_store_reply *reply)
 {
-    gen_call *c = arg;
+    number_call *c = arg;
     c->cb(c->arg, rc, rc == CM_OK ? cm_store_reply_int(reply, 0) : 0);
     free(c);
 }
 
-int cm_hot_policy_gen(cm_hot *h, cm_hot_gen_cb cb, void *arg)
+static number_call *number_call_new(cm_hot_number_cb cb, void *arg)
 {
-    gen_call *c = malloc(sizeof *c);
+    number_call *c = malloc(sizeof *c);
+    if (c) *c = (number_call){cb, arg};
+    return c;
+}
+
+int cm_hot_policy_gen(cm_hot *h, cm_hot_number_cb cb, void *arg)
+{
+    number_call *c = number_call_new(cb, arg);
     if (!c) return CM_ENOMEM;
-    *c = (gen_call){cb, arg};
     const char *argv[] = {CM_HOT_POLICY_GEN_KEY};
-    int rc = cm_hot_eval(h, PGEN, 1, 1, argv, on_gen, c);
+    int rc = cm_hot_eval(h, PGEN, 1, 1, argv, on_number, c);
     if (rc != CM_OK) free(c);
     return rc;
 }
@@ -1000,24 +1007,11 @@ int cm_hot_put_killed(cm_hot *h, const char *address, bool killed, cm_hot_done_c
     return cm_hot_replace_killed(h, address, killed, 0, cb, arg);
 }
 
-typedef struct {
-    cm_hot_replicas_cb cb;
-    void *arg;
-} replicas_call;
-
-static void on_replicas(void *arg, int rc, const cm_store_reply *reply)
+int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_number_cb cb, void *arg)
 {
-    replicas_call *c = arg;
-    c->cb(c->arg, rc, rc == CM_OK ? (int)cm_store_reply_int(reply, 0) : 0);
-    free(c);
-}
-
-int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_replicas_cb cb, void *arg)
-{
-    replicas_call *c = malloc(sizeof *c);
+    number_call *c = number_call_new(cb, arg);
     if (!c) return CM_ENOMEM;
-    *c = (replicas_call){cb, arg};
-    int rc = cm_store_wait(h->store, n, timeout_ms, on_replicas, c);
+    int rc = cm_store_wait(h->store, n, timeout_ms, on_number, c);
     if (rc != CM_OK) free(c);
     return rc;
 }

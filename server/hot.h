@@ -344,10 +344,12 @@ int cm_hot_qids(cm_hot *h, cm_hot_qids_cb cb, void *arg);
  * the last entry PostgreSQL holds, unless it already does. */
 int cm_hot_queue_floor(cm_hot *h, const char *ms, const char *seq, cm_hot_done_cb cb, void *arg);
 
-/* WAIT: replicas is how many replicas have every write this replica sent
- * Redis before the call, after at most timeout_ms. */
-typedef void (*cm_hot_replicas_cb)(void *arg, int rc, int replicas);
-int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_replicas_cb cb, void *arg);
+/* A call whose answer is one number; n is 0 unless rc is CM_OK. */
+typedef void (*cm_hot_number_cb)(void *arg, int rc, long long n);
+
+/* WAIT: n is how many replicas have every write this replica sent Redis
+ * before the call, after at most timeout_ms. */
+int cm_hot_wait_replicas(cm_hot *h, int n, int timeout_ms, cm_hot_number_cb cb, void *arg);
 
 /* Parses a stream id "ms-seq"; CM_EINVAL when it is not one. */
 int cm_hot_qid_parse(const char *id, uint64_t *ms, uint64_t *seq);

@@ -314,11 +314,7 @@ int cm_hot_rebuild_pass(cm_hot *h, cm_pg_pool *pg, const char *address, bool win
     }
     p->step = windows_only ? ROLLUPS : POLICIES;
     p->last = windows_only ? INTENTS : NSTEPS - 1;
-    if (windows_only) {
-        run_step(p);
-    } else {
-        p->pending = 1;
-        if (cm_hot_policy_gen(h, on_gen, p) != CM_OK) finish(p, false);
-    }
+    if (windows_only) run_step(p);
+    else if (cm_hot_policy_gen(h, on_gen, p) != CM_OK) finish(p, false);
     return CM_OK;
 }

@@ -34,10 +34,8 @@ int cm_hot_replace_policy(cm_hot *h, const char *tag, const cm_policy *pol, long
 int cm_hot_replace_killed(cm_hot *h, const char *address, bool killed, long long since, cm_hot_done_cb cb,
                           void *arg);
 
-/* Takes the next generation of those writes; cb gets it (rc CM_OK), or an
- * error. */
-typedef void (*cm_hot_gen_cb)(void *arg, int rc, long long gen);
-int cm_hot_policy_gen(cm_hot *h, cm_hot_gen_cb cb, void *arg);
+/* Takes the next generation of those writes: cb's n. */
+int cm_hot_policy_gen(cm_hot *h, cm_hot_number_cb cb, void *arg);
 
 /* While on, the typed calls of hot.h go in the store's bulk lane
  * (cm_store_eval_bulk). A whole pass turns it on around each step's

@@ -6,7 +6,8 @@
 -- hash of the window's agent, and the window is merged only while that
 -- policy has a limit (l0 to l4): only the checks of an agent's limits read
 -- its windows (and a refusal's burn rate, from them), and the policy's
--- writer brings them back from PostgreSQL when it sets one (api_control.c).
+-- write brings them back from PostgreSQL when it sets one
+-- (cm_hot_put_policy).
 -- While the epoch key is missing every gate is open: the policies are not
 -- back yet, and a rebuild's read may already be behind this merge.
 -- ARGV, per window hash in KEYS order: its ttl in seconds, the number n of
