@@ -7,22 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct lookup_call lookup_call;
-
-/* A key lookup in flight: the cache's generation when it started, and the
- * jobs of the same key that came meanwhile and wait for its answer, so
- * that a burst of one unknown key costs one PostgreSQL lookup. */
-struct lookup_call {
-    cm_api_call base;
+/* A key asked of PostgreSQL: the cache's generation when it started, and
+ * the jobs that wait for the answer (a key the cache does not know: a burst
+ * of it costs one lookup), or none (a known key whose entry aged, asked
+ * again behind the requests that go on as it was). */
+typedef struct key_ask key_ask;
+struct key_ask {
     struct cm_svc *svc; /* NULL once the service is freed */
-    lookup_call *next;
+    key_ask *next;
     uint64_t generation;
+    unsigned char hash[CM_KEY_HASH_LEN];
     cm_jobq waiters;
 };
 
 struct cm_svc {
     cm_api api;
-    lookup_call *lookups; /* in flight, for jobs of the same key to wait on */
+    key_ask *asks; /* in flight, one per key and generation (privileged writes aside) */
     _Atomic unsigned long long lookups_total; /* read by /metrics on the HTTP threads */
 };
 
@@ -134,7 +134,7 @@ void cm_svc_free(cm_svc *s)
 {
     if (!s) return;
     /* Lookups still in flight fail as the pool closes, after this. */
-    for (lookup_call *c = s->lookups; c; c = c->next) c->svc = NULL;
+    for (key_ask *k = s->asks; k; k = k->next) k->svc = NULL;
     cm_ratecards_free(s->api.cards);
     cm_keycache_free(s->api.keys);
     free(s);
@@ -218,38 +218,81 @@ static void run_unasked(cm_svc *s, cm_job *j)
     else cm_api_fail_store(j);
 }
 
-static void on_key_lookup(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
+static const char key_sql[] = "SELECT id, org, role, coalesce(agent, ''), coalesce(interop_env, '') FROM api_keys"
+                              " WHERE key_hash = $1::bytea AND revoked_at IS NULL";
+
+/* The identity key_sql's answer names, into who; NULL for no such key. */
+static const cm_ident *ident_of(const cm_pgres *res, cm_ident *who)
+{
+    if (cm_pgres_rows(res) != 1) return NULL;
+    memset(who, 0, sizeof *who);
+    snprintf(who->id, sizeof who->id, "%s", cm_pgres_get(res, 0, 0));
+    snprintf(who->org, sizeof who->org, "%s", cm_pgres_get(res, 0, 1));
+    who->admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
+    snprintf(who->agent, sizeof who->agent, "%s", cm_pgres_get(res, 0, 3));
+    snprintf(who->interop_env, sizeof who->interop_env, "%s", cm_pgres_get(res, 0, 4));
+    return who;
+}
+
+static void on_key_answer(void *arg, int rc, const cm_pgres *res, const char *sqlstate)
 {
     (void)sqlstate;
-    lookup_call *c = arg;
-    cm_svc *s = c->svc;
+    key_ask *k = arg;
+    cm_svc *s = k->svc;
     if (s) {
-        lookup_call **p = &s->lookups;
-        while (*p != c) p = &(*p)->next;
-        *p = c->next;
+        key_ask **p = &s->asks;
+        while (*p != k) p = &(*p)->next;
+        *p = k->next;
     }
-    uint64_t generation = c->generation;
-    cm_jobq waiters = c->waiters;
-    cm_job *j = cm_api_take(c, CM_OK);
-    if (!s || rc != CM_OK) {
-        run_unasked(s, j);
-        for (cm_job *w; (w = cm_jobq_pop(&waiters));) run_unasked(s, w);
-        return;
-    }
+    cm_jobq waiters = k->waiters;
     cm_ident who;
     const cm_ident *found = NULL;
-    if (cm_pgres_rows(res) == 1) {
-        memset(&who, 0, sizeof who);
-        snprintf(who.id, sizeof who.id, "%s", cm_pgres_get(res, 0, 0));
-        snprintf(who.org, sizeof who.org, "%s", cm_pgres_get(res, 0, 1));
-        who.admin = strcmp(cm_pgres_get(res, 0, 2), "admin") == 0;
-        snprintf(who.agent, sizeof who.agent, "%s", cm_pgres_get(res, 0, 3));
-        snprintf(who.interop_env, sizeof who.interop_env, "%s", cm_pgres_get(res, 0, 4));
-        found = &who;
+    /* A failed ask of an aged key leaves the entry aged: its next request
+     * asks again. */
+    if (s && rc == CM_OK) {
+        found = ident_of(res, &who);
+        remember(s, k->generation, k->hash, found);
     }
-    remember(s, generation, j->key_hash, found);
-    run_or_refuse(s, j, found);
-    for (cm_job *w; (w = cm_jobq_pop(&waiters));) run_or_refuse(s, w, found);
+    for (cm_job *j; (j = cm_jobq_pop(&waiters));) {
+        if (!s || rc != CM_OK) run_unasked(s, j);
+        else run_or_refuse(s, j, found);
+    }
+    free(k);
+}
+
+/* The ask in flight for this key since the last revocation, or NULL. */
+static key_ask *asking(cm_svc *s, uint64_t generation, const unsigned char *hash)
+{
+    for (key_ask *k = s->asks; k; k = k->next)
+        if (k->generation == generation && memcmp(k->hash, hash, CM_KEY_HASH_LEN) == 0) return k;
+    return NULL;
+}
+
+/* Asks PostgreSQL who the key is, for j (which waits) or for the cache
+ * alone (j NULL). CM_ESTORE or CM_ENOMEM when it could not be asked (j is
+ * the caller's still). */
+static int ask(cm_svc *s, uint64_t generation, const unsigned char *hash, cm_job *j)
+{
+    key_ask *k = calloc(1, sizeof *k);
+    if (!k) return CM_ENOMEM;
+    k->svc = s;
+    k->generation = generation;
+    memcpy(k->hash, hash, CM_KEY_HASH_LEN);
+    if (j) cm_jobq_push(&k->waiters, j);
+    char hex[CM_KEY_BYTEA_LEN];
+    cm_auth_bytea(hash, hex);
+    const char *params[] = {hex};
+    /* Listed before the query, which may answer before it returns. */
+    k->next = s->asks;
+    s->asks = k;
+    int rc = cm_pg_query(s->api.db, key_sql, 1, params, on_key_answer, k);
+    if (rc != CM_OK) {
+        s->asks = k->next; /* the callback never runs: k is still first */
+        free(k);
+        return rc;
+    }
+    atomic_fetch_add(&s->lookups_total, 1);
+    return CM_OK;
 }
 
 /* Writes that change who may do what, or what is allowed: a key revoked
@@ -285,39 +328,19 @@ void cm_svc_run(void *svc, cm_job *j)
     case CM_KEYCACHE_MISS: break;
     }
     uint64_t generation = cm_keycache_generation(s->api.keys);
-    /* The same key is being looked up since no revocation: wait for it. A
-     * privileged write asks PostgreSQL itself, after it arrived. */
-    for (lookup_call *c = s->lookups; c && !fresh; c = c->next)
-        if (c->generation == generation && memcmp(c->base.job->key_hash, j->key_hash, CM_KEY_HASH_LEN) == 0) {
-            cm_jobq_push(&c->waiters, j);
-            return;
-        }
-    cm_apierr e;
-    memset(&who, 0, sizeof who);
-    lookup_call *c = cm_api_call_new(&s->api, j, &who, sizeof *c, &e);
-    if (!c) {
-        cm_api_fail(j, &e);
+    /* A key known before and not revoked since (a revocation heard is
+     * forgotten at once): the request goes on as the identity it had while
+     * PostgreSQL is asked again, so a slow or unresponsive PostgreSQL holds
+     * up no request of a key this replica knows. A privileged write always
+     * asks PostgreSQL itself, after it arrived. */
+    if (!fresh && cm_keycache_get_stale(s->api.keys, j->key_hash, &who)) {
+        if (!asking(s, generation, j->key_hash)) (void)ask(s, generation, j->key_hash, NULL);
+        run_as(s, j, &who);
         return;
     }
-    c->svc = s;
-    c->generation = generation;
-    /* Listed before the query: a statement that fails at once calls back
-     * at once, and the callback unlists it. */
-    lookup_call *listed_after = s->lookups;
-    c->next = listed_after;
-    s->lookups = c;
-    char hex[CM_KEY_BYTEA_LEN];
-    cm_auth_bytea(j->key_hash, hex);
-    const char *params[] = {hex};
-    if (cm_api_query(c,
-                     "SELECT id, org, role, coalesce(agent, ''), coalesce(interop_env, '') FROM api_keys"
-                     " WHERE key_hash = $1::bytea AND revoked_at IS NULL",
-                     1, params, on_key_lookup, &e) != CM_OK) {
-        s->lookups = listed_after; /* c was freed; nothing was listed since */
-        run_unasked(s, j);
-        return;
-    }
-    atomic_fetch_add(&s->lookups_total, 1);
+    key_ask *k = fresh ? NULL : asking(s, generation, j->key_hash);
+    if (k) cm_jobq_push(&k->waiters, j);
+    else if (ask(s, generation, j->key_hash, j) != CM_OK) run_unasked(s, j);
 }
 
 const cm_keycache *cm_svc_keys(const cm_svc *s)

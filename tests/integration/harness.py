@@ -5,6 +5,7 @@ costmeshd process under test, and small clients for HTTP, redis-cli and psql.
 """
 
 import calendar
+import contextlib
 import decimal
 import hashlib
 import hmac
@@ -652,6 +653,39 @@ class Harness:
                 return
             time.sleep(0.05)
         raise HarnessError("redis pid %d still alive after SIGKILL" % pid)
+
+    def pg_pids(self):
+        """The PostgreSQL server the tests started: its postmaster, then every process it forked."""
+        with open(self.pg_pidfile()) as f:
+            postmaster = int(f.readline().strip())
+        pids = [postmaster]
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(d))
+        return pids
+
+    @contextlib.contextmanager
+    def pg_paused(self):
+        """PostgreSQL's processes stopped (SIGSTOP) for the block: its connections stay open and nothing
+        answers, as with a hung server or a network partition. They continue after it, whatever happens."""
+        pids = self.pg_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
 
     def stop_pg_immediate(self):
         cmd = [PG_BIN + "/pg_ctl", "-D", os.path.join(self.pg_base(), "data"), "-m", "immediate", "-w", "stop"]

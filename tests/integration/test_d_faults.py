@@ -5,7 +5,8 @@ import time
 from decimal import Decimal
 
 from harness import (Server, accepted, batch, check, check_eq, check_error, check_status, dec, hb_id, hb_obj,
-                     new_agent, nanos, wait_metric, day_start, hour_start, BACKLOGS, STORE_UP, ConnError, TestFailure)
+                     new_agent, nanos, read_metrics, wait_metric, day_start, hour_start, BACKLOGS, STORE_UP, ConnError,
+                     TestFailure)
 from test_e_policies import (admitted, agent_view, away_from_boundary, check_breach, intent, put_policy, register,
                              watch_cost)
 
@@ -394,6 +395,56 @@ def test_postgres_down(h):
              "%d|%d" % (len(acked), len(acked)), "rows (all, distinct)")
     if h.durable_redis:
         check_eq(h.redis("XLEN", "cm:q"), "0", "the queue once PostgreSQL is back and a read waited for it")
+
+
+@timeout(120)
+def test_postgres_unresponsive(h):
+    """PostgreSQL stops answering without closing its connections (a hung server, a network partition):
+    its processes stopped for 5 s, longer than the key cache's 2 s. Redis mode: a registered agent's
+    heartbeats keep getting 202 at once, its key going on as PostgreSQL last said it was while it is
+    asked again (before, every request waited on that lookup once the cache entry aged). Postgres mode:
+    the heartbeats wait for PostgreSQL, then each is answered 202. Either way every 202 counts once."""
+    a = new_agent(tag="pghung")
+    t = int(time.time()) - 50
+    accepted(h.hb(hb_obj(a, "0.25", hb_id(), ts=t)), 1, 0, "baseline (the agent registered, the key looked up)")
+    acked = {}  # id -> cost
+    answers = []
+    lookups = read_metrics(h)["costmesh_key_lookups_total"]
+
+    def send(hid, cost):
+        r = h.hb(hb_obj(a, cost, hid, ts=t), timeout=30)
+        answers.append(r.status)
+        if r.status == 202:
+            acked[hid] = cost
+
+    with h.pg_paused():
+        if h.durable_redis:
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                hid = hb_id()
+                r = h.hb(hb_obj(a, "0.5", hid, ts=t), timeout=2)
+                check_status(r, 202, "a registered agent's heartbeat with PostgreSQL unresponsive")
+                acked[hid] = "0.5"
+                time.sleep(0.1)
+            check(len(acked) >= 30, "only %d heartbeats in 5 s with PostgreSQL unresponsive" % len(acked))
+        else:
+            senders = [threading.Thread(target=send, args=(hb_id(), "0.5")) for _ in range(3)]
+            for th in senders:
+                th.start()
+            time.sleep(5)
+            check_eq(answers, [], "answers before PostgreSQL is back (a 202 is its commit)")
+    if h.durable_redis:
+        check(read_metrics(h)["costmesh_key_lookups_total"] > lookups, "the aged key was not asked about again")
+    else:
+        for th in senders:
+            th.join(30)
+        check_eq(answers, [202] * 3, "the heartbeats that waited for PostgreSQL")
+    h.wait_persisted(30)
+    for hid, cost in list(acked.items()):
+        accepted(h.hb(hb_obj(a, cost, hid, ts=t)), 0, 1, "resend of an acknowledged heartbeat")
+    want = Decimal("0.25") + sum((Decimal(c) for c in acked.values()), Decimal(0))
+    sp = h.spend_ok(a, "day", at=t)
+    check_eq((dec(sp["cost_usd"]), sp["heartbeats"]), (want, len(acked) + 1), "the agent's day")
 
 
 @timeout(60)
