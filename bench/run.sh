@@ -108,9 +108,25 @@ stop_pid() { # stop_pid PID [TENTHS]: TERM, then KILL after 10 s (or TENTHS/10 s
     wait "$pid" 2>/dev/null || true
 }
 
+# pg_signal SIG: the postmaster and every live child of it (the bench's own
+# PostgreSQL, started by svc). Fails when the postmaster could not be
+# signalled; a child may have exited meanwhile.
+pg_signal() {
+    local sig=$1 f line
+    kill -"$sig" "$PG_PID" || return 1
+    for f in /proc/[0-9]*/stat; do
+        line=$(cat "$f" 2>/dev/null) || continue
+        line=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $line
+        if [ "$2" = "$PG_PID" ]; then kill -"$sig" "${f//[^0-9]/}" 2>/dev/null || true; fi
+    done
+}
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    [ "${PG_PAUSED:-0}" = 1 ] && { pg_signal CONT || true; }
     for p in $BG_PIDS; do stop_pid "$p"; done
     stop_pid "$CEIL_PID"
     stop_pid "$SERVER_PID"
@@ -437,6 +453,18 @@ load() {
     stages "$WORK/${p}stages0"
     phase "${p}single_max" single $CONNS $D_MAX 0 1
     stages "$WORK/${p}stages1"
+    if [ "$durable" = redis ]; then
+        # The same with PostgreSQL's processes stopped for the run: the ACK
+        # path's own pace, nothing of PostgreSQL's work sharing the cores
+        # (the persister and the rollup worker wait; the queue grows).
+        say "1 again with PostgreSQL stopped (SIGSTOP)"
+        PG_PAUSED=1
+        pg_signal STOP || die "could not stop PostgreSQL"
+        phase "${p}single_nopg" single $CONNS $D_MAX 0 1
+        pg_signal CONT || die "could not continue PostgreSQL"
+        PG_PAUSED=0
+        wait_drained
+    fi
     max=$(col "${p}single_max" 3)
     half=$(awk -v r="$max" 'BEGIN { printf "%d", r / 2 }')
     wait_rollups > /dev/null
@@ -722,6 +750,7 @@ label_of() {
         ceil_batch) echo "(a) HTTP-only ceiling, 100 per request" ;;
         ceil_handoff) echo "(a') HTTP-only + suspend/resume hand-off" ;;
         single_max) echo "1. single heartbeats, max$mode" ;;
+        single_nopg) echo "1. single heartbeats, max$mode, PostgreSQL stopped (SIGSTOP) for the run" ;;
         single_half) echo "1. single heartbeats, paced to half$mode" ;;
         single_open) echo "1. single heartbeats, open loop at half$mode" ;;
         batch) echo "2. batched (100/request), ${2%.*} s$mode" ;;
@@ -746,6 +775,8 @@ fmt_table() {
         case ${n#"$p"} in
             single_max) ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"
                         [ -n "$p" ] && also=", $(ratio "$rps" "$(col single_max 3)")x durable=postgres" ;;
+            single_nopg) ceil="$(ratio "$rps" "$CEIL_SINGLE") of (a)"
+                         also=", $(ratio "$rps" "$(col "${p}single_max" 3)")x with PostgreSQL running" ;;
             single_half | single_open) ceil="$(ratio "$rps" "$(col "${p}single_max" 3)") of max" ;;
             batch) ceil="$(ratio "$hbs" "$CEIL_BATCH_HB") of (a)"
                    if [ -n "$p" ]; then
@@ -783,7 +814,7 @@ cpu_table() {
     cores=$(nproc)
     echo "| CPU per answered request, us (cpu % x 10,000 / req/s; the (a) rows' server is http_ceiling) | req/s | server | Redis | PostgreSQL | load generator | all |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
-    for n in ceil_single ceil_handoff single_max redis_single_max intent_max redis_intent_max; do
+    for n in ceil_single ceil_handoff single_max redis_single_max redis_single_nopg intent_max redis_intent_max; do
         awk -F'\t' -v n="$n" -v label="$(label_of "$n")" '$1 == n {
             us = 1e4 / $3; printf "| %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", label, $3,
                 $9 * us, $10 * us, $11 * us, $12 * us, ($9 + $10 + $11 + $12) * us }' "$ROWS"
@@ -861,7 +892,10 @@ report() {
     echo "connection is free, and timed from its scheduled time, so a stall counts (its wrk % is the generator's)."
     echo "Rows marked durable=redis are the same loads against costmeshd with COSTMESH_DURABLE=redis (Redis"
     echo "with appendfsync always for them only, a database of its own), run after the postgres-mode ones; the"
-    echo "persister's row is the queue the batched load (2) left, stored into PostgreSQL before 3 starts."
+    echo "persister's row is the queue the batched load (2) left, stored into PostgreSQL before 3 starts. The"
+    echo "\"PostgreSQL stopped\" row is redis mode's run 1 again with PostgreSQL's processes stopped (SIGSTOP) for its"
+    echo "length: the acknowledged path alone (it needs no PostgreSQL for registered agents and known keys); the"
+    echo "queue it leaves is drained before the next run."
     echo
     fmt_table
     echo
