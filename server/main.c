@@ -204,8 +204,12 @@ int main(int argc, char **argv)
         return die("PostgreSQL connections did not come up");
     if (!cm_store_ready(redis)) return die("Redis did not come up");
 
-    cm_metrics_deps md = {.ingest_db = a.ingest_db, .api_db = a.api_db, .hot = a.hot, .ingest = a.ingest,
-                          .svc = a.svc, .rollup = a.rollup, .persist = a.persist};
+    /* The spend pool serves from the primary unless a read URL moves it to
+     * a standby, whose outage must not take the writes out of service. */
+    cm_metrics_deps md = {.ingest_db = a.ingest_db,
+                          .ready_dbs = {a.ingest_db, a.api_db, a.intents_db, a.spend_db},
+                          .nready_dbs = cfg.database_read_url[0] ? 3 : 4,
+                          .hot = a.hot, .ingest = a.ingest, .svc = a.svc, .rollup = a.rollup, .persist = a.persist};
     cm_metrics *metrics;
     if (cm_metrics_new(&md, &metrics) != CM_OK) return die("out of memory");
     cm_http_deps deps = {.bridge = a.bridge, .metrics = metrics, .keys = cm_svc_keys(a.svc)};

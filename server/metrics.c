@@ -144,7 +144,8 @@ int cm_metrics_readyz(const cm_metrics *m, cm_buf *out)
     /* Redis counts as ready once it holds the whole mirror again, that is
      * when intent admission works without rebuilding agents on demand. */
     bool connected = cm_store_ready(cm_hot_store(d->hot)), redis = cm_hot_ready(d->hot);
-    int pg = cm_pg_pool_ready(d->ingest_db) && cm_pg_pool_ready(d->api_db);
+    bool pg = true;
+    for (int i = 0; i < d->nready_dbs; i++) pg = pg && cm_pg_pool_ready(d->ready_dbs[i]);
     /* Not ready is an error like any other: the error body, plus each
      * store's state. */
     cm_buf_adds(out, "{");

@@ -21,10 +21,16 @@ struct cm_persist;
 
 typedef struct cm_metrics cm_metrics;
 
+enum { CM_METRICS_MAX_READY_DBS = 4 };
+
 /* What the gauges read; all borrowed, all outlive the cm_metrics. */
 typedef struct {
     const struct cm_pg_pool *ingest_db;
-    const struct cm_pg_pool *api_db;
+    /* The pools requests are served from: /readyz says PostgreSQL is up
+     * only while each has a connection (each reconnects on its own
+     * schedule after an outage). */
+    const struct cm_pg_pool *ready_dbs[CM_METRICS_MAX_READY_DBS];
+    int nready_dbs;
     const struct cm_hot *hot;
     const struct cm_ingest *ingest;
     const struct cm_svc *svc; /* its PostgreSQL key lookups */

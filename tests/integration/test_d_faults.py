@@ -374,6 +374,9 @@ def test_postgres_down(h):
         time.sleep(0.2)
     check(ok, "no 202 within 15 s of PostgreSQL's return")
     h.wait_ready(15)
+    # Ready means every pool requests are served from is back, intents' own included: each pool
+    # reconnects on its own schedule, and an intent once got 503 right after /readyz said 200.
+    admitted(intent(h, a), a, "an intent as soon as /readyz is 200 again")
     wait_metric(h, PG_UP, 1, 5, "PostgreSQL back")
     if h.durable_redis:
         for hid, cost in pending:
