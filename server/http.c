@@ -314,14 +314,15 @@ static enum MHD_Result admit_body(req *r)
 /* A request for the loop thread, with its headers in and no body read: a
  * missing, malformed or unknown key is answered 401 now, so that it costs
  * neither reading nor parsing its body. A key the cache knows goes on at
- * once; any other is asked of the loop thread (one PostgreSQL lookup for
+ * once, even when its entry aged; any other is asked of the loop thread (one PostgreSQL lookup for
  * every request of that key meanwhile) while the connection waits. */
 static enum MHD_Result check_key(req *r)
 {
     cm_apierr e;
     if (cm_decode_key(lookup, r->conn, r->key_hash, &e) != CM_OK) return send_apierr(r, &e);
     switch (cm_keycache_get(r->h->deps.keys, r->key_hash, mono_ms(), NULL)) {
-    case CM_KEYCACHE_FOUND: return admit_body(r);
+    case CM_KEYCACHE_FOUND:
+    case CM_KEYCACHE_AGED: return admit_body(r); /* the loop thread asks again (svc.c) */
     case CM_KEYCACHE_UNKNOWN: return send_apierr(r, cm_decode_unauthorized(&e));
     case CM_KEYCACHE_MISS: break;
     }

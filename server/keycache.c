@@ -54,8 +54,10 @@ cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[C
     const slot *s = &c->slots[slot_index(hash)];
     cm_keycache_hit hit = CM_KEYCACHE_MISS;
     pthread_rwlock_rdlock(&w->lock);
-    if (s->expires_ms > now_ms && cm_auth_equal(s->hash, hash, CM_KEY_HASH_LEN)) {
-        hit = s->found ? CM_KEYCACHE_FOUND : CM_KEYCACHE_UNKNOWN;
+    if (cm_auth_equal(s->hash, hash, CM_KEY_HASH_LEN)) {
+        bool fresh = s->expires_ms > now_ms;
+        hit = s->found ? (fresh ? CM_KEYCACHE_FOUND : CM_KEYCACHE_AGED)
+                       : (fresh ? CM_KEYCACHE_UNKNOWN : CM_KEYCACHE_MISS);
         if (s->found && who) *who = s->who;
     }
     pthread_rwlock_unlock(&w->lock);

@@ -32,11 +32,14 @@ typedef struct cm_keycache cm_keycache;
 int cm_keycache_new(int ttl_ms, cm_keycache **out);
 void cm_keycache_free(cm_keycache *c);
 
-typedef enum { CM_KEYCACHE_MISS = 0, CM_KEYCACHE_FOUND, CM_KEYCACHE_UNKNOWN } cm_keycache_hit;
+typedef enum { CM_KEYCACHE_MISS = 0, CM_KEYCACHE_FOUND, CM_KEYCACHE_UNKNOWN, CM_KEYCACHE_AGED } cm_keycache_hit;
 
 /* Looks hash up at time now_ms (CLOCK_MONOTONIC milliseconds, as libuv's
  * uv_now): FOUND fills who unless it is NULL; UNKNOWN is a remembered
- * "no such key"; MISS means ask PostgreSQL. */
+ * "no such key"; AGED is a key found whose entry is older than the ttl and
+ * was not forgotten since: who is filled as FOUND does, and PostgreSQL is
+ * to be asked again (a key can only be revoked through PostgreSQL, and a
+ * revocation heard is forgotten); MISS means ask PostgreSQL. */
 cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN],
                                 uint64_t now_ms, cm_ident *who);
 /* The identity the key had at its last lookup, however old, unless it was

@@ -322,21 +322,19 @@ void cm_svc_run(void *svc, cm_job *j)
     cm_svc *s = svc;
     cm_ident who;
     bool fresh = privileged(j->op);
+    uint64_t generation = cm_keycache_generation(s->api.keys);
     switch (fresh ? CM_KEYCACHE_MISS : cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)) {
     case CM_KEYCACHE_FOUND: run_as(s, j, &who); return;
     case CM_KEYCACHE_UNKNOWN: unauthorized(j); return;
-    case CM_KEYCACHE_MISS: break;
-    }
-    uint64_t generation = cm_keycache_generation(s->api.keys);
-    /* A key known before and not revoked since (a revocation heard is
-     * forgotten at once): the request goes on as the identity it had while
-     * PostgreSQL is asked again, so a slow or unresponsive PostgreSQL holds
-     * up no request of a key this replica knows. A privileged write always
-     * asks PostgreSQL itself, after it arrived. */
-    if (!fresh && cm_keycache_get_stale(s->api.keys, j->key_hash, &who)) {
+    case CM_KEYCACHE_AGED:
+        /* The request goes on as the identity the key had while PostgreSQL
+         * is asked again, so a slow or unresponsive PostgreSQL holds up no
+         * request of a key this replica knows. A privileged write always
+         * asks PostgreSQL itself, after it arrived. */
         if (!asking(s, generation, j->key_hash)) (void)ask(s, generation, j->key_hash, NULL);
         run_as(s, j, &who);
         return;
+    case CM_KEYCACHE_MISS: break;
     }
     key_ask *k = fresh ? NULL : asking(s, generation, j->key_hash);
     if (k) cm_jobq_push(&k->waiters, j);

@@ -28,7 +28,9 @@ static void test_cache(void)
     CHECK_STR(got.org, "acme");
     CHECK(got.admin);
     CHECK(cm_keycache_get(c, same_slot, 500, &got) == CM_KEYCACHE_MISS);
-    CHECK(cm_keycache_get(c, a, 1100, &got) == CM_KEYCACHE_MISS); /* expired at 100 + 1000 */
+    memset(&got, 0, sizeof got);
+    CHECK(cm_keycache_get(c, a, 1100, &got) == CM_KEYCACHE_AGED); /* expired at 100 + 1000: ask again */
+    CHECK_STR(got.id, "key_abc");
     /* Expired, yet still what its last lookup said, for when PostgreSQL
      * cannot be asked; never another key's, never "no such key". */
     memset(&got, 0, sizeof got);
