@@ -13,7 +13,8 @@ BENCH_CODEC_SRC := server/codec.c server/money.c server/timeutil.c server/addres
 
 bench: bench-deps
 	$(MAKE) BUILD=$(BENCH_BUILD) CFLAGS="-O2 -g" $(BENCH_BUILD)/costmeshd \
-		$(BENCH_BUILD)/bench/http_ceiling $(BENCH_BUILD)/bench/pg_ceiling $(BENCH_BUILD)/bench/openloop
+		$(BENCH_BUILD)/bench/http_ceiling $(BENCH_BUILD)/bench/pg_ceiling $(BENCH_BUILD)/bench/openloop \
+		$(BENCH_BUILD)/bench/fsync_floor
 	BENCH_BUILD=$(BENCH_BUILD) bash bench/run.sh
 
 bench-deps: deps
@@ -31,5 +32,9 @@ $(BUILD)/bench/pg_ceiling: $(BUILD)/obj/bench/pg_ceiling.o $(BUILD)/obj/server/h
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libpq libcrypto json-c 2>/dev/null) -lm
 
 $(BUILD)/bench/openloop: $(BUILD)/obj/bench/openloop.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+$(BUILD)/bench/fsync_floor: $(BUILD)/obj/bench/fsync_floor.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^
