@@ -1,7 +1,7 @@
 # `make bench`: the benchmark (bench/run.sh). Not part of `make test`: it
 # asserts nothing about timing and only reports. Builds costmeshd with -O2
 # into build/bench, plus two ceiling tools and an open-loop load generator,
-# then runs every load on loopback, bounded in time (~10 min; BENCH_SHORT=1 for ~5 min),
+# then runs every load on loopback, bounded in time (~11 min; BENCH_SHORT=1 for ~5 min),
 # in both durable modes (COSTMESH_DURABLE=postgres, then redis).
 
 BENCH_BUILD := build/bench
