@@ -64,17 +64,6 @@ cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[C
     return hit;
 }
 
-bool cm_keycache_get_stale(const cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], cm_ident *who)
-{
-    cm_keycache *w = (cm_keycache *)c; /* the lock only */
-    const slot *s = &c->slots[slot_index(hash)];
-    pthread_rwlock_rdlock(&w->lock);
-    bool found = s->found && cm_auth_equal(s->hash, hash, CM_KEY_HASH_LEN);
-    if (found) *who = s->who;
-    pthread_rwlock_unlock(&w->lock);
-    return found;
-}
-
 void cm_keycache_put(cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], uint64_t now_ms,
                      const cm_ident *who)
 {
@@ -96,7 +85,7 @@ static void forget(cm_keycache *c, const char *id)
     c->generation++;
     for (int i = 0; i < SLOTS; i++)
         if (!id || (c->slots[i].found && strcmp(c->slots[i].who.id, id) == 0)) {
-            /* Not even a stale answer (cm_keycache_get_stale) is left. */
+            /* Not even an aged answer is left: MISS, never AGED. */
             c->slots[i].expires_ms = 0;
             c->slots[i].found = false;
         }

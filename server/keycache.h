@@ -42,10 +42,6 @@ typedef enum { CM_KEYCACHE_MISS = 0, CM_KEYCACHE_FOUND, CM_KEYCACHE_UNKNOWN, CM_
  * revocation heard is forgotten); MISS means ask PostgreSQL. */
 cm_keycache_hit cm_keycache_get(const cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN],
                                 uint64_t now_ms, cm_ident *who);
-/* The identity the key had at its last lookup, however old, unless it was
- * forgotten since: for when PostgreSQL cannot be asked (a key can only be
- * revoked through PostgreSQL, and a revocation heard is forgotten). */
-bool cm_keycache_get_stale(const cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], cm_ident *who);
 /* Remembers what PostgreSQL said: who, or NULL for no such key. */
 void cm_keycache_put(cm_keycache *c, const unsigned char hash[CM_KEY_HASH_LEN], uint64_t now_ms,
                      const cm_ident *who);

@@ -214,7 +214,11 @@ static bool privileged(cm_op op);
 static void run_unasked(cm_svc *s, cm_job *j)
 {
     cm_ident who;
-    if (s && !privileged(j->op) && cm_keycache_get_stale(s->api.keys, j->key_hash, &who)) run_as(s, j, &who);
+    /* However old the entry: AGED is the key's identity still. */
+    cm_keycache_hit hit = s && !privileged(j->op)
+                              ? cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)
+                              : CM_KEYCACHE_MISS;
+    if (hit == CM_KEYCACHE_FOUND || hit == CM_KEYCACHE_AGED) run_as(s, j, &who);
     else cm_api_fail_store(j);
 }
 
@@ -261,8 +265,9 @@ static void on_key_answer(void *arg, int rc, const cm_pgres *res, const char *sq
 }
 
 /* The ask in flight for this key since the last revocation, or NULL. */
-static key_ask *asking(cm_svc *s, uint64_t generation, const unsigned char *hash)
+static key_ask *asking(cm_svc *s, const unsigned char *hash)
 {
+    uint64_t generation = cm_keycache_generation(s->api.keys);
     for (key_ask *k = s->asks; k; k = k->next)
         if (k->generation == generation && memcmp(k->hash, hash, CM_KEY_HASH_LEN) == 0) return k;
     return NULL;
@@ -271,12 +276,12 @@ static key_ask *asking(cm_svc *s, uint64_t generation, const unsigned char *hash
 /* Asks PostgreSQL who the key is, for j (which waits) or for the cache
  * alone (j NULL). CM_ESTORE or CM_ENOMEM when it could not be asked (j is
  * the caller's still). */
-static int ask(cm_svc *s, uint64_t generation, const unsigned char *hash, cm_job *j)
+static int ask(cm_svc *s, const unsigned char *hash, cm_job *j)
 {
     key_ask *k = calloc(1, sizeof *k);
     if (!k) return CM_ENOMEM;
     k->svc = s;
-    k->generation = generation;
+    k->generation = cm_keycache_generation(s->api.keys);
     memcpy(k->hash, hash, CM_KEY_HASH_LEN);
     if (j) cm_jobq_push(&k->waiters, j);
     char hex[CM_KEY_BYTEA_LEN];
@@ -322,7 +327,6 @@ void cm_svc_run(void *svc, cm_job *j)
     cm_svc *s = svc;
     cm_ident who;
     bool fresh = privileged(j->op);
-    uint64_t generation = cm_keycache_generation(s->api.keys);
     switch (fresh ? CM_KEYCACHE_MISS : cm_keycache_get(s->api.keys, j->key_hash, uv_now(s->api.loop), &who)) {
     case CM_KEYCACHE_FOUND: run_as(s, j, &who); return;
     case CM_KEYCACHE_UNKNOWN: unauthorized(j); return;
@@ -331,14 +335,14 @@ void cm_svc_run(void *svc, cm_job *j)
          * is asked again, so a slow or unresponsive PostgreSQL holds up no
          * request of a key this replica knows. A privileged write always
          * asks PostgreSQL itself, after it arrived. */
-        if (!asking(s, generation, j->key_hash)) (void)ask(s, generation, j->key_hash, NULL);
+        if (!asking(s, j->key_hash)) (void)ask(s, j->key_hash, NULL);
         run_as(s, j, &who);
         return;
     case CM_KEYCACHE_MISS: break;
     }
-    key_ask *k = fresh ? NULL : asking(s, generation, j->key_hash);
+    key_ask *k = fresh ? NULL : asking(s, j->key_hash);
     if (k) cm_jobq_push(&k->waiters, j);
-    else if (ask(s, generation, j->key_hash, j) != CM_OK) run_unasked(s, j);
+    else if (ask(s, j->key_hash, j) != CM_OK) run_unasked(s, j);
 }
 
 const cm_keycache *cm_svc_keys(const cm_svc *s)

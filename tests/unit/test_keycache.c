@@ -34,11 +34,11 @@ static void test_cache(void)
     /* Expired, yet still what its last lookup said, for when PostgreSQL
      * cannot be asked; never another key's, never "no such key". */
     memset(&got, 0, sizeof got);
-    CHECK(cm_keycache_get_stale(c, a, &got));
+    CHECK(cm_keycache_get(c, a, 1000000, &got) == CM_KEYCACHE_AGED);
     CHECK_STR(got.id, "key_abc");
-    CHECK(!cm_keycache_get_stale(c, same_slot, &got));
+    CHECK(cm_keycache_get(c, same_slot, 1000000, &got) == CM_KEYCACHE_MISS);
     cm_keycache_put(c, b, 0, NULL);
-    CHECK(!cm_keycache_get_stale(c, b, &got));
+    CHECK(cm_keycache_get(c, b, 1000000, &got) == CM_KEYCACHE_MISS);
     CHECK(cm_keycache_get(c, b, 10, &got) == CM_KEYCACHE_UNKNOWN);
     cm_keycache_put(c, a, 2000, &who);
     cm_keycache_forget(c, "key_other");
@@ -46,7 +46,7 @@ static void test_cache(void)
     uint64_t g = cm_keycache_generation(c);
     cm_keycache_forget(c, "key_abc");
     CHECK(cm_keycache_get(c, a, 2001, &got) == CM_KEYCACHE_MISS);
-    CHECK(!cm_keycache_get_stale(c, a, &got)); /* revoked: not even stale */
+    CHECK(cm_keycache_get(c, a, 1000000, &got) == CM_KEYCACHE_MISS); /* revoked: not even aged */
     CHECK(cm_keycache_generation(c) != g); /* a lookup begun before must not put */
     cm_keycache_put(c, a, 3000, &who);
     cm_keycache_put(c, b, 3000, NULL);
