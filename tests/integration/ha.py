@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import PG_BIN, HarnessError, free_port
+from harness import PG_BIN, HarnessError, children, file_tail, free_port
 
 _running = []  # (program, pid file) of every process started here, for atexit
 _folders = []  # folders made here outside the harness's, for atexit
@@ -45,14 +45,7 @@ def _alive(pid, program=None):
 
 def _kill9(pid, also_children=False):
     """SIGKILL pid (and its children first read, as a crashed host loses them all); waits until it is gone."""
-    kids = []
-    if also_children:
-        try:
-            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            pass
-    for p in [pid] + kids:
+    for p in [pid] + (children(pid) if also_children else []):
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
@@ -166,12 +159,8 @@ class RedisHA:
                                % (e, self._log_tail("sentinel"), self._log_tail("primary")))
         return time.time() - t
 
-    def _log_tail(self, role, lines=25):
-        try:
-            with open(os.path.join(self.dirs[role], "%s.log" % role)) as f:
-                return " | ".join(f.read().splitlines()[-lines:])
-        except OSError as e:
-            return str(e)
+    def _log_tail(self, role):
+        return file_tail(os.path.join(self.dirs[role], "%s.log" % role))
 
     def switch_over(self):
         """A planned failover (SENTINEL FAILOVER): the primary is demoted to a replica, its replica promoted."""

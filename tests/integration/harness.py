@@ -42,6 +42,24 @@ class HarnessError(Exception):
     """The harness itself could not do its job."""
 
 
+def children(pid):
+    """The pids pid forked that still run (none once it is gone)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(k) for k in f.read().split()]
+    except OSError:
+        return []
+
+
+def file_tail(path, n=25):
+    """The last n lines of a log file, on one line, for an error message."""
+    try:
+        with open(path, "rb") as f:
+            return " | ".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+    except OSError as e:
+        return "(%s)" % e
+
+
 def check(cond, msg):
     if not cond:
         raise TestFailure(msg)
@@ -460,7 +478,7 @@ class Server:
             return ""
 
     def log_tail(self, n=25):
-        return " | ".join(self.log_text().splitlines()[-n:])
+        return file_tail(self.log_path, n) if self.log_path else ""
 
     def crash_summary(self):
         """The gist of a sanitizer report: its ERROR/SUMMARY lines and first frames."""
@@ -658,18 +676,7 @@ class Harness:
         """The PostgreSQL server the tests started: its postmaster, then every process it forked."""
         with open(self.pg_pidfile()) as f:
             postmaster = int(f.readline().strip())
-        pids = [postmaster]
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                pids.append(int(d))
-        return pids
+        return [postmaster] + children(postmaster)
 
     @contextlib.contextmanager
     def pg_paused(self):
