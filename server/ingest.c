@@ -393,7 +393,8 @@ static void send_commit(group *g)
     params[CM_HBROW_FIRST_LATE] = nowbuf;
     params[CM_HBROW_FIRST_LATE + 1] = agents.data;
     int rc = failed ? CM_ENOMEM
-                    : cm_pg_query_prepared(g->in->db, cm_hbrow_group_sql, CM_HBROW_PARAMS, params, on_group, g);
+                    : cm_pg_query_prepared_within(g->in->db, g->in->opts.deadline_ms, cm_hbrow_group_sql,
+                                                  CM_HBROW_PARAMS, params, on_group, g);
     for (int c = 0; cols_made && c < CM_HBROW_COLS; c++) cm_buf_free(&cols[c]);
     free(hbs);
     cm_buf_free(&agents);
@@ -432,7 +433,8 @@ static void send_register(group *g)
         send_ack(g);
         return;
     }
-    if (rc == CM_OK) rc = cm_pg_query_prepared(g->in->db, cm_hbrow_register_sql, 1, params, on_register, g);
+    if (rc == CM_OK) rc = cm_pg_query_prepared_within(g->in->db, g->in->opts.deadline_ms, cm_hbrow_register_sql, 1, params,
+                                                      on_register, g);
     cm_buf_free(&agents);
     if (rc != CM_OK)
         fail_group(g, 503, "store_unavailable", NULL,

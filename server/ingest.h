@@ -51,6 +51,11 @@ typedef struct {
     /* Milliseconds a writer's statement may run before another writer takes
      * the waiting jobs however few (COSTMESH_INGEST_STALL_MS); 0: never. */
     int stall_ms;
+    /* Milliseconds PostgreSQL may leave a writer's statement unanswered
+     * before its connection is dropped and its requests get 503
+     * (COSTMESH_COMMIT_DEADLINE_MS, pg.h's cm_pg_query_prepared_within);
+     * 0: no bound. */
+    int deadline_ms;
 } cm_ingest_opts;
 
 /* db, hot and notify are borrowed; opts is copied. Returns CM_OK, CM_ENOMEM

@@ -52,6 +52,7 @@ typedef struct {
 
 struct cm_intent_log {
     cm_pg_pool *db;
+    int deadline_ms;    /* cm_intent_log_new's */
     entryq waiting;
     entryq alone;       /* records of a refused batch, retried one per statement */
     bool busy;          /* a batch's statement is in flight */
@@ -59,11 +60,12 @@ struct cm_intent_log {
 
 static void flush(cm_intent_log *l);
 
-int cm_intent_log_new(cm_pg_pool *db, cm_intent_log **out)
+int cm_intent_log_new(cm_pg_pool *db, int deadline_ms, cm_intent_log **out)
 {
     cm_intent_log *l = calloc(1, sizeof *l);
     if (!l) return CM_ENOMEM;
     l->db = db;
+    l->deadline_ms = deadline_ms;
     *out = l;
     return CM_OK;
 }
@@ -195,7 +197,7 @@ static void flush(cm_intent_log *l)
         params[c] = cols[c].data;
     }
     l->busy = true;
-    int rc = failed ? CM_ENOMEM : cm_pg_query_prepared(l->db, batch_sql, NCOLS, params, on_batch, b);
+    int rc = failed ? CM_ENOMEM : cm_pg_query_prepared_within(l->db, l->deadline_ms, batch_sql, NCOLS, params, on_batch, b);
     for (int c = 0; c < NCOLS; c++) cm_buf_free(&cols[c]);
     if (rc != CM_OK) {
         l->busy = false;

@@ -35,8 +35,10 @@ typedef struct {
  * one record at a time, so only the records at fault fail. */
 typedef void (*cm_intent_log_cb)(void *arg, int rc, const char *prev, const char *sqlstate, const char *constraint);
 
-/* db (borrowed) should be a pool of its own: group commits only. */
-int cm_intent_log_new(cm_pg_pool *db, cm_intent_log **out);
+/* db (borrowed) should be a pool of its own: group commits only. A
+ * statement PostgreSQL leaves unanswered deadline_ms (> 0) is given up
+ * (pg.h's cm_pg_query_prepared_within): its records get CM_ESTORE. */
+int cm_intent_log_new(cm_pg_pool *db, int deadline_ms, cm_intent_log **out);
 /* Answers what is queued with CM_ESTORE. Free it after the pool, whose
  * statement in flight answers its records as the pool closes. NULL is a
  * no-op. */

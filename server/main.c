@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     const char *read_url = cfg.database_read_url[0] ? cfg.database_read_url : cfg.database_url;
     cm_ingest_opts ingest_opts = {.durable_redis = cfg.durable_redis, .mark_ttl_s = cfg.dedupe_mark_s,
                                   .max_queue = cfg.queue_max, .wait_replicas = cfg.wait_replicas,
-                                  .stall_ms = cfg.ingest_stall_ms};
+                                  .stall_ms = cfg.ingest_stall_ms, .deadline_ms = cfg.commit_deadline_ms};
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(&a.loop, a.ingest_db, a.hot, a.notify, &ingest_opts, &a.ingest) != CM_OK ||
-        cm_intent_log_new(a.intents_db, &a.intents) != CM_OK)
+        cm_intent_log_new(a.intents_db, cfg.commit_deadline_ms, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
     if (cfg.durable_redis &&

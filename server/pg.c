@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ typedef struct query {
     int n;
     char **params;
     const char *stmt; /* the caller's static text when it is to be prepared, else NULL */
+    int deadline_ms;  /* cm_pg_query_prepared_within's, from its sending; 0: none */
     cm_pg_cb cb;
     void *arg;
 } query;
@@ -47,7 +49,9 @@ typedef struct conn {
     int state;
     query *cur;
     PGresult *result; /* of cur, kept until its last result arrives */
-    uv_timer_t retry;
+    /* While DOWN: the reconnect after backoff. While BUSY with a statement
+     * that has a deadline: the end of the wait for PostgreSQL's answer. */
+    uv_timer_t timer;
     cm_backoff backoff;
     /* Statements prepared on this connection (by their static text), named
      * cm_s<index>; forgotten when the connection is lost. */
@@ -67,7 +71,7 @@ struct cm_pg_pool {
     _Atomic size_t backlog;
     int closing;
     bool one_plan;       /* cm_pg_pool_new_one_plan's */
-    int open_handles;    /* retry timers not yet closed */
+    int open_handles;    /* the connections' timers not yet closed */
     char **listen_sql;   /* "LISTEN ..." each, sent first on every connection */
     int nlisten;
     cm_pg_notify_cb on_notify;
@@ -76,6 +80,7 @@ struct cm_pg_pool {
 };
 
 static void start_connect(conn *c);
+static void lose(conn *c, const char *why);
 static void on_poll(uv_poll_t *h, int status, int events);
 static void listen_again(cm_pg_pool *p);
 static void dispatch(cm_pg_pool *p);
@@ -141,9 +146,16 @@ static void fail_queue(cm_pg_pool *p)
     }
 }
 
-static void on_retry(uv_timer_t *t)
+static void on_timer(uv_timer_t *t)
 {
-    start_connect(t->data);
+    conn *c = t->data;
+    if (c->state == C_DOWN) {
+        start_connect(c);
+    } else if (c->state == C_BUSY) {
+        char why[64];
+        snprintf(why, sizeof why, "no answer within %d ms", c->cur->deadline_ms);
+        lose(c, why);
+    }
 }
 
 /* Tears the connection down and schedules a reconnect. The running
@@ -170,8 +182,11 @@ static void lose(conn *c, const char *why)
         finish(q, CM_ESTORE, NULL, NULL);
     }
     if (atomic_load(&p->up) == 0) fail_queue(p);
-    if (p->closing) return;
-    uv_timer_start(&c->retry, on_retry, cm_backoff_next(&c->backoff), 0);
+    if (p->closing) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, cm_backoff_next(&c->backoff), 0);
 }
 
 static void connect_step(conn *c)
@@ -279,6 +294,7 @@ static void send_next(conn *c)
 {
     c->cur = queryq_pop(&c->pool->waiting);
     c->state = C_BUSY;
+    if (c->cur->deadline_ms > 0) uv_timer_start(&c->timer, on_timer, (uint64_t)c->cur->deadline_ms, 0);
     send_cur(c);
 }
 
@@ -326,6 +342,7 @@ static void read_results(conn *c)
         c->cur = NULL;
         c->result = NULL;
         c->state = C_IDLE;
+        uv_timer_stop(&c->timer);
         atomic_fetch_sub(&c->pool->backlog, 1);
         ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -397,8 +414,8 @@ static int pool_new(uv_loop_t *loop, const char *conninfo, int n, const char *na
         conn *c = &p->conns[i];
         c->pool = p;
         c->fd = -1;
-        uv_timer_init(loop, &c->retry);
-        c->retry.data = c;
+        uv_timer_init(loop, &c->timer);
+        c->timer.data = c;
         p->open_handles++;
         start_connect(c);
     }
@@ -435,7 +452,7 @@ void cm_pg_pool_free(cm_pg_pool *p)
     p->closing = 1;
     for (int i = 0; i < p->n; i++) lose(&p->conns[i], "closing");
     fail_queue(p);
-    for (int i = 0; i < p->n; i++) uv_close((uv_handle_t *)&p->conns[i].retry, on_timer_closed);
+    for (int i = 0; i < p->n; i++) uv_close((uv_handle_t *)&p->conns[i].timer, on_timer_closed);
 }
 
 bool cm_pg_pool_ready(const cm_pg_pool *p)
@@ -448,8 +465,8 @@ size_t cm_pg_pool_backlog(const cm_pg_pool *p)
     return p ? atomic_load(&((cm_pg_pool *)p)->backlog) : 0;
 }
 
-static int enqueue(cm_pg_pool *p, const char *sql, const char *stmt, int n, const char *const *params, cm_pg_cb cb,
-                   void *arg)
+static int enqueue(cm_pg_pool *p, const char *sql, const char *stmt, int deadline_ms, int n,
+                   const char *const *params, cm_pg_cb cb, void *arg)
 {
     if (p->closing || atomic_load(&p->up) == 0) return CM_ESTORE;
     query *q = calloc(1, sizeof *q);
@@ -461,6 +478,7 @@ static int enqueue(cm_pg_pool *p, const char *sql, const char *stmt, int n, cons
     for (int i = 0; i < n; i++)
         if (params[i] && !(q->params[i] = strdup(params[i]))) goto oom;
     q->stmt = stmt;
+    q->deadline_ms = deadline_ms;
     q->cb = cb;
     q->arg = arg;
     queryq_push(&p->waiting, q);
@@ -474,12 +492,18 @@ oom:
 
 int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg)
 {
-    return enqueue(p, sql, NULL, n, params, cb, arg);
+    return enqueue(p, sql, NULL, 0, n, params, cb, arg);
 }
 
 int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg)
 {
-    return enqueue(p, sql, sql, n, params, cb, arg);
+    return enqueue(p, sql, sql, 0, n, params, cb, arg);
+}
+
+int cm_pg_query_prepared_within(cm_pg_pool *p, int deadline_ms, const char *sql, int n, const char *const *params,
+                                cm_pg_cb cb, void *arg)
+{
+    return enqueue(p, sql, sql, deadline_ms > 0 ? deadline_ms : 0, n, params, cb, arg);
 }
 
 static void on_listened(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

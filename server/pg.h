@@ -54,6 +54,16 @@ int cm_pg_query(cm_pg_pool *p, const char *sql, int n, const char *const *params
  * must have static storage: its address names it. */
 int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *const *params, cm_pg_cb cb, void *arg);
 
+/* As cm_pg_query_prepared, for a short write a client is waiting on (a
+ * commit on the acknowledged path): when PostgreSQL leaves it unanswered
+ * deadline_ms after it was sent, its connection is dropped as if it had
+ * broken (cb gets CM_ESTORE, the outcome unknown: it may yet commit) and
+ * reconnects with backoff. A hung server or a partition is then answered,
+ * instead of holding the requests behind the statement for as long as it
+ * lasts. deadline_ms <= 0: no bound, as cm_pg_query_prepared. */
+int cm_pg_query_prepared_within(cm_pg_pool *p, int deadline_ms, const char *sql, int n, const char *const *params,
+                                cm_pg_cb cb, void *arg);
+
 /* PostgreSQL's LISTEN/NOTIFY, for news every replica must hear at once.
  * on_notify gets each notification of the NULL-terminated `channels`
  * (lowercase identifiers; it is told which;

@@ -452,6 +452,61 @@ def test_postgres_unresponsive(h):
     check_eq((dec(sp["cost_usd"]), sp["heartbeats"]), (want, len(acked) + 1), "the agent's day")
 
 
+@timeout(180)
+def test_commit_deadline(h):
+    """COSTMESH_COMMIT_DEADLINE_MS: while PostgreSQL hangs (its processes stopped), a write clients wait on is
+    given up once the deadline passes: the heartbeats that need PostgreSQL (a new agent's in either mode, a
+    registered agent's too in postgres mode) and an intent are answered 503 store_unavailable while it is
+    still stopped, not when it comes back. Sent again once it is back, each counts once, whether or not the
+    first attempt committed late."""
+    a, fresh = new_agent(tag="deadline"), new_agent(tag="deadlinenew")
+    t = int(time.time()) - 50
+    h.restart_server(env={"COSTMESH_COMMIT_DEADLINE_MS": "1000"})
+    try:
+        accepted(h.hb(hb_obj(a, "0.25", hb_id(), ts=t)), 1, 0, "baseline (the agent registered, the key looked up)")
+        hbs = [("a new agent's heartbeat", fresh, hb_id())]
+        if not h.durable_redis:
+            hbs.append(("a registered agent's heartbeat", a, hb_id()))
+        iid = "deadline-" + hb_id()
+        answers = {}
+
+        def send_hb(what, agent, hid):
+            answers[what] = h.hb(hb_obj(agent, "0.5", hid, ts=t), timeout=60)
+
+        def send_intent():
+            answers["an intent"] = intent(h, a, intent_id=iid, timeout=60)
+
+        senders = [threading.Thread(target=send_hb, args=x) for x in hbs] + [threading.Thread(target=send_intent)]
+        with h.pg_paused():
+            for th in senders:
+                th.start()
+            for th in senders:
+                th.join(10)
+            while_stopped = dict(answers)
+        for th in senders:
+            th.join(60)
+        for what in [x[0] for x in hbs] + ["an intent"]:
+            check(what in while_stopped, "%s was not answered while PostgreSQL was stopped" % what)
+            check_error(while_stopped[what], 503, "store_unavailable", what=what + " past the deadline")
+        check(h.server.log_text().count('reason="no answer within 1000 ms"') >= 2,
+              "the deadline's drops logged: %s" % h.server.log_tail(20))
+        h.wait_ready(30)
+        for what, agent, hid in hbs:
+            j = h.hb(hb_obj(agent, "0.5", hid, ts=t)).json
+            check_eq(j.get("accepted", 0) + j.get("duplicates", 0), 1, "%s sent again: %r" % (what, j))
+        admitted(intent(h, a, intent_id=iid), a, "the intent sent again")
+        h.wait_persisted(30)
+        sp = h.spend_ok(fresh, "day", at=t)
+        check_eq((dec(sp["cost_usd"]), sp["heartbeats"]), (Decimal("0.5"), 1), "the new agent's day")
+        sp = h.spend_ok(a, "day", at=t)
+        want = 2 if not h.durable_redis else 1
+        check_eq((dec(sp["cost_usd"]), sp["heartbeats"]), (Decimal("0.25") + Decimal("0.5") * (want - 1), want),
+                 "the registered agent's day")
+        check_eq(agent_view(h, a)["today"]["intents"], 1, "the agent's intents today")
+    finally:
+        h.restart_server()
+
+
 @timeout(60)
 def test_readyz_503_has_error_body(h):
     """Contract, Errors: every 4xx/5xx has a JSON body {"error":{...}} -- /readyz's 503 too."""
