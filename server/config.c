@@ -58,7 +58,7 @@ static const option options[] = {
     {"redis-wait-replicas", "auto", "durable=redis: Redis replicas that must hold a heartbeat before its 202 (auto: 1 with redis-sentinel, else 0)"},
     {"read-wait-ms", "5000", "durable=redis: how long a read waits for the heartbeats acknowledged before it to reach PostgreSQL"},
     {"ingest-stall-ms", "100", "milliseconds a heartbeat write may run before a second one takes the heartbeats waiting behind it (0: only once 256 wait)"},
-    {"commit-deadline-ms", "10000", "milliseconds PostgreSQL may leave a write clients wait on (heartbeats, an agent's registration, intents) unanswered: past it the connection is dropped and those requests get 503, a retry counting once (0: wait as long as it takes)"},
+    {"store-deadline-ms", "10000", "milliseconds Redis, or PostgreSQL on a write clients wait on (heartbeats, an agent's registration, intents), may go without answering: past it that connection is dropped and those requests get 503, a retry counting once (0: no bound; else at least 2000)"},
 };
 enum { NOPT = sizeof options / sizeof options[0] };
 
@@ -206,7 +206,12 @@ static int apply(cm_config *c, int i, const char *v)
         return parse_int(v, 0, 16, &c->wait_replicas);
     case 37: return parse_int(v, 0, 600000, &c->read_wait_ms);
     case 38: return parse_int(v, 0, 600000, &c->ingest_stall_ms);
-    case 39: return parse_int(v, 0, 3600000, &c->commit_deadline_ms);
+    case 39:
+        /* Above the longest Redis call: WAIT's 1 s (ingest.c). */
+        if (parse_int(v, 0, 3600000, &c->store_deadline_ms) != CM_OK ||
+            (c->store_deadline_ms != 0 && c->store_deadline_ms < 2000))
+            return CM_EINVAL;
+        return CM_OK;
     }
     return CM_EINVAL;
 }

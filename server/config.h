@@ -50,7 +50,7 @@ typedef struct {
     int dedupe_mark_s;         /* how long Redis remembers a heartbeat id (durable_redis) */
     int queue_max;             /* heartbeats queued for PostgreSQL before new ones get 503 (durable_redis) */
     int ingest_stall_ms;       /* a group commit's time before a second takes the queue (0: never) */
-    int commit_deadline_ms;    /* an acknowledged path's statement unanswered past it: 503 (0: never) */
+    int store_deadline_ms;     /* Redis, or an acknowledged write to PostgreSQL, silent past it: 503 (0: never) */
     int wait_replicas;         /* Redis replicas that hold an ACK before its 202 (durable_redis) */
     int read_wait_ms;          /* a read waits this long at most for the queue to reach it (durable_redis) */
 } cm_config;

@@ -109,6 +109,11 @@ void cm_hot_set_horizon(cm_hot *h, int seconds)
     h->horizon_s = seconds;
 }
 
+void cm_hot_set_deadline(cm_hot *h, int ms)
+{
+    cm_store_set_deadline(h->store, ms);
+}
+
 const cm_store *cm_hot_store(const cm_hot *h)
 {
     return h->store;

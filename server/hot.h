@@ -127,6 +127,9 @@ void cm_hot_set_horizon(cm_hot *h, int seconds);
  * (cm_hot_merge), a whole rebuild reads those agents only, and a policy
  * put reads its agent's windows back (cm_hot_put_policy). */
 void cm_hot_set_all_windows(cm_hot *h, bool all);
+/* How long Redis may leave its calls unanswered before the connection is
+ * given up (store.h's cm_store_set_deadline; 0: no bound). */
+void cm_hot_set_deadline(cm_hot *h, int ms);
 
 /* ---- ADMIT: an intent's check-and-increment ---- */
 

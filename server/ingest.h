@@ -53,7 +53,7 @@ typedef struct {
     int stall_ms;
     /* Milliseconds PostgreSQL may leave a writer's statement unanswered
      * before its connection is dropped and its requests get 503
-     * (COSTMESH_COMMIT_DEADLINE_MS, pg.h's cm_pg_query_prepared_within);
+     * (COSTMESH_STORE_DEADLINE_MS, pg.h's cm_pg_query_prepared_within);
      * 0: no bound. */
     int deadline_ms;
 } cm_ingest_opts;

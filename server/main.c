@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     const char *read_url = cfg.database_read_url[0] ? cfg.database_read_url : cfg.database_url;
     cm_ingest_opts ingest_opts = {.durable_redis = cfg.durable_redis, .mark_ttl_s = cfg.dedupe_mark_s,
                                   .max_queue = cfg.queue_max, .wait_replicas = cfg.wait_replicas,
-                                  .stall_ms = cfg.ingest_stall_ms, .deadline_ms = cfg.commit_deadline_ms};
+                                  .stall_ms = cfg.ingest_stall_ms, .deadline_ms = cfg.store_deadline_ms};
     if (cm_pg_pool_new(&a.loop, cfg.database_url, CM_INGEST_WRITERS, "ingest", &a.ingest_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, cfg.pg_readers, "api", &a.api_db) != CM_OK ||
         cm_pg_pool_new(&a.loop, cfg.database_url, 1, "listen", &a.listen_db) != CM_OK ||
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
         cm_webhook_new(&a.loop, a.api_db, &cfg.webhook_allow, &a.hooks) != CM_OK ||
         cm_notify_new(a.api_db, a.hooks, &a.notify) != CM_OK ||
         cm_ingest_new(&a.loop, a.ingest_db, a.hot, a.notify, &ingest_opts, &a.ingest) != CM_OK ||
-        cm_intent_log_new(a.intents_db, cfg.commit_deadline_ms, &a.intents) != CM_OK)
+        cm_intent_log_new(a.intents_db, cfg.store_deadline_ms, &a.intents) != CM_OK)
         return die("out of memory");
     if (cm_notify_watch_health(a.notify, &a.loop) != CM_OK) return die("cannot start the health timer");
     if (cfg.durable_redis &&
@@ -179,6 +179,7 @@ int main(int argc, char **argv)
     if (cm_reservations_new(&a.loop, a.hot, a.notify, &a.reservations) != CM_OK) return die("out of memory");
     cm_hot_set_horizon(a.hot, cfg.forecast_horizon_s);
     cm_hot_set_all_windows(a.hot, cfg.durable_redis);
+    cm_hot_set_deadline(a.hot, cfg.store_deadline_ms);
     cm_svc_deps sd = {.loop = &a.loop, .db = a.api_db, .read_db = a.read_db ? a.read_db : a.api_db,
                       .spend_db = a.spend_db,
                       .listen_db = a.listen_db, .ingest = a.ingest,

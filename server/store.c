@@ -8,6 +8,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,14 @@ struct cm_store {
     int bulk_calls;              /* bulk calls in flight */
     size_t bulk_bytes;           /* and their arguments' bytes */
     int bulk_holds;              /* cm_store_bulk_hold(true) not yet released */
+    /* The deadline (cm_store_set_deadline): a timer looks every quarter of
+     * it whether replies are awaited and none came since it last looked. */
+    uv_timer_t watchdog;
+    int deadline_ms;             /* 0: none */
+    unsigned long answered;      /* replies of ac's commands, counted by their callbacks */
+    unsigned long answered_seen; /* as the watchdog last saw it */
+    uint64_t quiet_since;        /* loop time since which no reply came while one was awaited */
+    int open_handles;            /* timers not closed yet */
 };
 
 static void start_connect(cm_store *s);
@@ -87,15 +96,52 @@ static void on_retry(uv_timer_t *t)
     start_connect(t->data);
 }
 
+/* Gives up on the current context: its pending callbacks run with a NULL
+ * reply inside this call (CM_ESTORE to the callers, their outcome
+ * unknown), and a new connection is tried after backoff. */
+static void abandon(cm_store *s)
+{
+    redisAsyncContext *ac = s->ac;
+    s->ac = NULL; /* callbacks of this context are ignored from now on */
+    atomic_store(&s->ready, 0);
+    redisAsyncFree(ac);
+    bulk_fail_waiting(s);
+    schedule_retry(s);
+}
+
 static void on_connect_timeout(uv_timer_t *t)
 {
     cm_store *s = t->data;
-    redisAsyncContext *ac = s->ac;
-    if (!ac || s->connected) return;
-    s->ac = NULL; /* callbacks of this context are ignored from now on */
-    redisAsyncFree(ac);
+    if (!s->ac || s->connected) return;
     cm_log(CM_LOG_WARN, "event=redis_connect_failed reason=timeout");
-    schedule_retry(s);
+    abandon(s);
+}
+
+/* A Redis that stops answering without closing (a stopped process, a
+ * partition that drops packets) would otherwise hold every call, and the
+ * requests waiting on them, for as long as it lasts. */
+static void on_watchdog(uv_timer_t *t)
+{
+    cm_store *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    if (!s->ac || !s->ac->replies.head || s->answered != s->answered_seen) {
+        s->answered_seen = s->answered;
+        s->quiet_since = now;
+        return;
+    }
+    if (now - s->quiet_since <= (uint64_t)s->deadline_ms) return;
+    cm_log(CM_LOG_WARN, "event=redis_disconnected reason=\"no answer within %d ms\"", s->deadline_ms);
+    s->quiet_since = now;
+    abandon(s);
+}
+
+/* The callback of a command whose reply nobody reads: counted, so the
+ * watchdog sees Redis answer. */
+static void on_ignored(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)r;
+    (void)priv;
+    ((cm_store *)ac->data)->answered++;
 }
 
 static void schedule_retry(cm_store *s)
@@ -121,6 +167,7 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     cm_store *s = ac->data;
     redisReply *reply = r;
     int i = (int)(intptr_t)priv;
+    s->answered++;
     if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != 40) {
         cm_log(CM_LOG_ERROR, "event=redis_script_load_failed script=%d message=\"%.120s\"", i,
                reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
@@ -155,6 +202,7 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
     cm_store *s = ac->data;
     redisReply *reply = r;
     (void)priv;
+    s->answered++;
     if (ac != s->ac) return;
     const char *role = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
                                reply->element[0]->type == REDIS_REPLY_STRING
@@ -185,7 +233,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     s->connected = 1;
     cm_log(CM_LOG_INFO, "event=redis_connected host=%s port=%d", s->where.server.host, s->where.server.port);
-    if (s->where.db) redisAsyncCommand(s->ac, NULL, NULL, "SELECT %d", s->where.db);
+    if (s->where.db) redisAsyncCommand(s->ac, on_ignored, NULL, "SELECT %d", s->where.db);
     redisAsyncCommand(s->ac, on_role, NULL, "ROLE");
 }
 
@@ -433,16 +481,32 @@ int cm_store_new(uv_loop_t *loop, const cm_store_where *where, const char *const
     s->ready_arg = arg;
     uv_timer_init(loop, &s->retry);
     s->retry.data = s;
+    uv_timer_init(loop, &s->watchdog);
+    s->watchdog.data = s;
+    s->open_handles = 2;
     start_connect(s);
     *out = s;
     return CM_OK;
 }
 
-static void on_retry_closed(uv_handle_t *h)
+static void on_timer_closed(uv_handle_t *h)
 {
     cm_store *s = h->data;
+    if (--s->open_handles > 0) return;
     free(s->sha);
     free(s);
+}
+
+void cm_store_set_deadline(cm_store *s, int ms)
+{
+    s->deadline_ms = ms > 0 ? ms : 0;
+    if (!s->deadline_ms) {
+        uv_timer_stop(&s->watchdog);
+        return;
+    }
+    uint64_t every = (uint64_t)s->deadline_ms / 4;
+    s->quiet_since = uv_now(s->loop);
+    uv_timer_start(&s->watchdog, on_watchdog, every, every);
 }
 
 void cm_store_free(cm_store *s)
@@ -461,7 +525,8 @@ void cm_store_free(cm_store *s)
         redisAsyncFree(ac);
     }
     bulk_fail_waiting(s);
-    uv_close((uv_handle_t *)&s->retry, on_retry_closed);
+    uv_close((uv_handle_t *)&s->retry, on_timer_closed);
+    uv_close((uv_handle_t *)&s->watchdog, on_timer_closed);
 }
 
 bool cm_store_ready(const cm_store *s)
@@ -487,6 +552,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     call *c = priv;
     cm_store *s = c->s;
     redisReply *reply = r;
+    s->answered++;
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
         !c->retried && s->ac) {
         /* Redis restarted or flushed its script cache: send the body once
@@ -688,6 +754,7 @@ static void on_wait_reply(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     wait_call *w = priv;
     redisReply *reply = r;
+    w->s->answered++;
     atomic_fetch_sub(&w->s->backlog, 1);
     int rc = reply && reply->type == REDIS_REPLY_INTEGER ? CM_OK : CM_ESTORE;
     w->cb(w->arg, rc, rc == CM_OK ? (const cm_store_reply *)reply : NULL);
@@ -712,21 +779,21 @@ int cm_store_wait(cm_store *s, int replicas, int timeout_ms, cm_store_cb cb, voi
 int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s)
 {
     if (!s->ac) return CM_ESTORE;
-    int rc = ttl_s > 0 ? redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s EX %ld", key, value, ttl_s)
-                       : redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s", key, value);
+    int rc = ttl_s > 0 ? redisAsyncCommand(s->ac, on_ignored, NULL, "SET %s %s EX %ld", key, value, ttl_s)
+                       : redisAsyncCommand(s->ac, on_ignored, NULL, "SET %s %s", key, value);
     return rc == REDIS_OK ? CM_OK : CM_ESTORE;
 }
 
 int cm_store_del(cm_store *s, const char *key)
 {
     if (!s->ac) return CM_ESTORE;
-    return redisAsyncCommand(s->ac, NULL, NULL, "DEL %s", key) == REDIS_OK ? CM_OK : CM_ESTORE;
+    return redisAsyncCommand(s->ac, on_ignored, NULL, "DEL %s", key) == REDIS_OK ? CM_OK : CM_ESTORE;
 }
 
 int cm_store_hincrby(cm_store *s, const char *key, const char *field, long long by)
 {
     if (!s->ac) return CM_ESTORE;
-    return redisAsyncCommand(s->ac, NULL, NULL, "HINCRBY %s %s %lld", key, field, by) == REDIS_OK ? CM_OK
+    return redisAsyncCommand(s->ac, on_ignored, NULL, "HINCRBY %s %s %lld", key, field, by) == REDIS_OK ? CM_OK
                                                                                                    : CM_ESTORE;
 }
 

@@ -61,6 +61,14 @@ int cm_store_new(uv_loop_t *loop, const cm_store_where *where, const char *const
 /* Disconnects; pending calls get CM_ESTORE. Memory is freed when libuv has
  * closed the handles. NULL is a no-op. */
 void cm_store_free(cm_store *s);
+/* Bounds how long Redis may leave the calls awaiting its replies without
+ * answering any: past ms the connection is given up as if it had dropped
+ * (pending calls get CM_ESTORE, their outcome unknown: a script may still
+ * run when Redis wakes) and a new one is tried with backoff. For a Redis
+ * that hangs without closing (a stopped process, a partition). Checked
+ * every ms/4, so it fires between ms and 1.25 ms. 0, the default: no bound.
+ * Keep it above the longest call (cm_store_wait's timeout). */
+void cm_store_set_deadline(cm_store *s, int ms);
 /* Connected with scripts loaded. Safe from any thread. */
 bool cm_store_ready(const cm_store *s);
 /* Calls in flight. */

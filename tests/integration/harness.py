@@ -694,6 +694,17 @@ class Harness:
                 except ProcessLookupError:
                     pass
 
+    @contextlib.contextmanager
+    def redis_paused(self):
+        """Redis stopped (SIGSTOP) for the block, as pg_paused: its connections stay open, nothing answers."""
+        with open(self.redis_pidfile()) as f:
+            pid = int(f.readline().strip())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
     def stop_pg_immediate(self):
         cmd = [PG_BIN + "/pg_ctl", "-D", os.path.join(self.pg_base(), "data"), "-m", "immediate", "-w", "stop"]
         if os.getuid() == 0:
