@@ -19,7 +19,7 @@ typedef struct query {
     int n;
     char **params;
     const char *stmt; /* the caller's static text when it is to be prepared, else NULL */
-    int deadline_ms;  /* cm_pg_query_prepared_within's, from its sending; 0: none */
+    int deadline_ms;  /* cm_pg_query_prepared_within's, from its sending; <= 0: none */
     cm_pg_cb cb;
     void *arg;
 } query;
@@ -503,7 +503,7 @@ int cm_pg_query_prepared(cm_pg_pool *p, const char *sql, int n, const char *cons
 int cm_pg_query_prepared_within(cm_pg_pool *p, int deadline_ms, const char *sql, int n, const char *const *params,
                                 cm_pg_cb cb, void *arg)
 {
-    return enqueue(p, sql, sql, deadline_ms > 0 ? deadline_ms : 0, n, params, cb, arg);
+    return enqueue(p, sql, sql, deadline_ms, n, params, cb, arg);
 }
 
 static void on_listened(void *arg, int rc, const cm_pgres *res, const char *sqlstate)

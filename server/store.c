@@ -70,11 +70,11 @@ struct cm_store {
     size_t bulk_bytes;           /* and their arguments' bytes */
     int bulk_holds;              /* cm_store_bulk_hold(true) not yet released */
     /* The deadline (cm_store_set_deadline): a timer looks every quarter of
-     * it whether replies are awaited and none came since it last looked. */
+     * it whether replies are awaited and nothing came since it last looked. */
     uv_timer_t watchdog;
     int deadline_ms;             /* 0: none */
-    unsigned long answered;      /* replies of ac's commands, counted by their callbacks */
-    unsigned long answered_seen; /* as the watchdog last saw it */
+    unsigned long reads;         /* times ac's socket was readable: Redis sent something */
+    unsigned long reads_seen;    /* as the watchdog last saw it */
     uint64_t quiet_since;        /* loop time since which no reply came while one was awaited */
     int open_handles;            /* timers not closed yet */
 };
@@ -124,8 +124,8 @@ static void on_watchdog(uv_timer_t *t)
 {
     cm_store *s = t->data;
     uint64_t now = uv_now(s->loop);
-    if (!s->ac || !s->ac->replies.head || s->answered != s->answered_seen) {
-        s->answered_seen = s->answered;
+    if (!s->ac || !s->ac->replies.head || s->reads != s->reads_seen) {
+        s->reads_seen = s->reads;
         s->quiet_since = now;
         return;
     }
@@ -133,15 +133,6 @@ static void on_watchdog(uv_timer_t *t)
     cm_log(CM_LOG_WARN, "event=redis_disconnected reason=\"no answer within %d ms\"", s->deadline_ms);
     s->quiet_since = now;
     abandon(s);
-}
-
-/* The callback of a command whose reply nobody reads: counted, so the
- * watchdog sees Redis answer. */
-static void on_ignored(redisAsyncContext *ac, void *r, void *priv)
-{
-    (void)r;
-    (void)priv;
-    ((cm_store *)ac->data)->answered++;
 }
 
 static void schedule_retry(cm_store *s)
@@ -167,7 +158,6 @@ static void on_loaded(redisAsyncContext *ac, void *r, void *priv)
     cm_store *s = ac->data;
     redisReply *reply = r;
     int i = (int)(intptr_t)priv;
-    s->answered++;
     if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != 40) {
         cm_log(CM_LOG_ERROR, "event=redis_script_load_failed script=%d message=\"%.120s\"", i,
                reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
@@ -202,7 +192,6 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
     cm_store *s = ac->data;
     redisReply *reply = r;
     (void)priv;
-    s->answered++;
     if (ac != s->ac) return;
     const char *role = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
                                reply->element[0]->type == REDIS_REPLY_STRING
@@ -233,7 +222,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     s->connected = 1;
     cm_log(CM_LOG_INFO, "event=redis_connected host=%s port=%d", s->where.server.host, s->where.server.port);
-    if (s->where.db) redisAsyncCommand(s->ac, on_ignored, NULL, "SELECT %d", s->where.db);
+    if (s->where.db) redisAsyncCommand(s->ac, NULL, NULL, "SELECT %d", s->where.db);
     redisAsyncCommand(s->ac, on_role, NULL, "ROLE");
 }
 
@@ -241,12 +230,19 @@ static void on_connect(const redisAsyncContext *ac, int status)
  * (and stops watching) instead of the event when the socket has failed: a
  * connection reset by a Redis killed mid-call then hangs with its calls
  * unanswered, and a refused connect is never reported. These hooks replace
- * the adapter's and let hiredis read the error, as hiredis 1.0's do. */
+ * the adapter's and let hiredis read the error, as hiredis 1.0's do. Every
+ * reply comes through here, so the main connection's reads are counted
+ * here for the watchdog (Sentinels' contexts share the hooks, not the
+ * count). */
 static void on_poll(uv_poll_t *handle, int status, int events)
 {
     redisLibuvEvents *p = handle->data;
     int ev = status < 0 ? p->events : events;
-    if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
+    if (p->context && (ev & UV_READABLE)) {
+        cm_store *s = p->context->data;
+        if (p->context == s->ac) s->reads++;
+        redisAsyncHandleRead(p->context);
+    }
     if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
 }
 
@@ -552,7 +548,6 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     call *c = priv;
     cm_store *s = c->s;
     redisReply *reply = r;
-    s->answered++;
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
         !c->retried && s->ac) {
         /* Redis restarted or flushed its script cache: send the body once
@@ -754,7 +749,6 @@ static void on_wait_reply(redisAsyncContext *ac, void *r, void *priv)
     (void)ac;
     wait_call *w = priv;
     redisReply *reply = r;
-    w->s->answered++;
     atomic_fetch_sub(&w->s->backlog, 1);
     int rc = reply && reply->type == REDIS_REPLY_INTEGER ? CM_OK : CM_ESTORE;
     w->cb(w->arg, rc, rc == CM_OK ? (const cm_store_reply *)reply : NULL);
@@ -779,22 +773,22 @@ int cm_store_wait(cm_store *s, int replicas, int timeout_ms, cm_store_cb cb, voi
 int cm_store_set(cm_store *s, const char *key, const char *value, long ttl_s)
 {
     if (!s->ac) return CM_ESTORE;
-    int rc = ttl_s > 0 ? redisAsyncCommand(s->ac, on_ignored, NULL, "SET %s %s EX %ld", key, value, ttl_s)
-                       : redisAsyncCommand(s->ac, on_ignored, NULL, "SET %s %s", key, value);
+    int rc = ttl_s > 0 ? redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s EX %ld", key, value, ttl_s)
+                       : redisAsyncCommand(s->ac, NULL, NULL, "SET %s %s", key, value);
     return rc == REDIS_OK ? CM_OK : CM_ESTORE;
 }
 
 int cm_store_del(cm_store *s, const char *key)
 {
     if (!s->ac) return CM_ESTORE;
-    return redisAsyncCommand(s->ac, on_ignored, NULL, "DEL %s", key) == REDIS_OK ? CM_OK : CM_ESTORE;
+    return redisAsyncCommand(s->ac, NULL, NULL, "DEL %s", key) == REDIS_OK ? CM_OK : CM_ESTORE;
 }
 
 int cm_store_hincrby(cm_store *s, const char *key, const char *field, long long by)
 {
     if (!s->ac) return CM_ESTORE;
-    return redisAsyncCommand(s->ac, on_ignored, NULL, "HINCRBY %s %s %lld", key, field, by) == REDIS_OK ? CM_OK
-                                                                                                   : CM_ESTORE;
+    return redisAsyncCommand(s->ac, NULL, NULL, "HINCRBY %s %s %lld", key, field, by) == REDIS_OK ? CM_OK
+                                                                                                  : CM_ESTORE;
 }
 
 /* Blocking: a connection within two seconds, or NULL with the reason in err. */
