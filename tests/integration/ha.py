@@ -16,18 +16,10 @@ import subprocess
 import tempfile
 import time
 
-from harness import PG_BIN, HarnessError, children, file_tail, free_port
+from harness import PG_BIN, HarnessError, children, file_tail, free_port, read_pid
 
 _running = []  # (program, pid file) of every process started here, for atexit
 _folders = []  # folders made here outside the harness's, for atexit
-
-
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.readline().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _alive(pid, program=None):
@@ -58,7 +50,7 @@ def _kill9(pid, also_children=False):
 
 
 def _stop_by_pidfile(program, pidfile):
-    pid = _read_pid(pidfile)
+    pid = read_pid(pidfile)
     if _alive(pid, program):
         os.kill(pid, signal.SIGKILL)
 
@@ -119,7 +111,7 @@ class RedisHA:
         _running.append(("redis", pidfile))
         self.dirs[role] = d
         _run(["redis-server", conf] + (["--sentinel"] if sentinel else []), "starting redis %s" % role)
-        _wait(lambda: self.cli(port, "PING") == "PONG" and _alive(_read_pid(pidfile)), 10, "redis %s PONG" % role)
+        _wait(lambda: self.cli(port, "PING") == "PONG" and _alive(read_pid(pidfile)), 10, "redis %s PONG" % role)
 
     def start(self):
         self._start("primary", self.primary_port, self.persistence)
@@ -140,7 +132,7 @@ class RedisHA:
         return out[0], int(out[1])
 
     def kill9_primary(self):
-        _kill9(_read_pid(os.path.join(self.dirs["primary"], "primary.pid")))
+        _kill9(read_pid(os.path.join(self.dirs["primary"], "primary.pid")))
 
     def restart_killed_primary(self):
         """Starts the killed primary again (empty, or with its append-only file when durable) as a replica
@@ -253,14 +245,14 @@ class PgHA:
             self.standby_port, self.primary_port)
 
     def kill9_primary(self):
-        _kill9(_read_pid(os.path.join(self._data("primary"), "postmaster.pid")), also_children=True)
+        _kill9(read_pid(os.path.join(self._data("primary"), "postmaster.pid")), also_children=True)
 
     def promote(self):
         self._pg_ctl("standby", "-w", "-t", "60", "promote")
 
     def stop(self):
         for node in self.started:
-            pid = _read_pid(os.path.join(self._data(node), "postmaster.pid"))
+            pid = read_pid(os.path.join(self._data(node), "postmaster.pid"))
             if _alive(pid, "postgres"):
                 self._pg_ctl(node, "-m", "immediate", "-w", "stop")
         if self.root in _folders:

@@ -51,6 +51,31 @@ def children(pid):
         return []
 
 
+def read_pid(path):
+    """The pid a pid file holds, or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return int(f.readline().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def paused(pids):
+    """pids stopped (SIGSTOP) for the block: their connections stay open and nothing answers, as with a hung
+    server or a network partition. They continue after it, whatever happens (those still running)."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def file_tail(path, n=25):
     """The last n lines of a log file, on one line, for an error message."""
     try:
@@ -643,11 +668,11 @@ class Harness:
     def _kill_services(self):
         """Last resort: SIGKILL the services we started, found by their pid files."""
         for pidfile in (self.redis_pidfile(), self.pg_pidfile()):
+            pid = read_pid(pidfile)
             try:
-                with open(pidfile) as f:
-                    pid = int(f.readline().strip())
-                os.kill(pid, signal.SIGKILL)
-            except (OSError, ValueError):
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
                 pass
 
     def redis_pidfile(self):
@@ -660,9 +685,15 @@ class Harness:
     def pg_pidfile(self):
         return os.path.join(self.pg_base(), "data", "postmaster.pid")
 
+    def service_pid(self, pidfile):
+        """The pid of a service the tests started, from its pid file."""
+        pid = read_pid(pidfile)
+        if pid is None:
+            raise HarnessError("no pid in %s" % pidfile)
+        return pid
+
     def kill9_redis(self):
-        with open(self.redis_pidfile()) as f:
-            pid = int(f.readline().strip())
+        pid = self.service_pid(self.redis_pidfile())
         os.kill(pid, signal.SIGKILL)
         for _ in range(100):
             try:
@@ -674,36 +705,16 @@ class Harness:
 
     def pg_pids(self):
         """The PostgreSQL server the tests started: its postmaster, then every process it forked."""
-        with open(self.pg_pidfile()) as f:
-            postmaster = int(f.readline().strip())
+        postmaster = self.service_pid(self.pg_pidfile())
         return [postmaster] + children(postmaster)
 
-    @contextlib.contextmanager
     def pg_paused(self):
-        """PostgreSQL's processes stopped (SIGSTOP) for the block: its connections stay open and nothing
-        answers, as with a hung server or a network partition. They continue after it, whatever happens."""
-        pids = self.pg_pids()
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
+        """PostgreSQL's processes stopped for the block (paused())."""
+        return paused(self.pg_pids())
 
-    @contextlib.contextmanager
     def redis_paused(self):
-        """Redis stopped (SIGSTOP) for the block, as pg_paused: its connections stay open, nothing answers."""
-        with open(self.redis_pidfile()) as f:
-            pid = int(f.readline().strip())
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        """Redis stopped for the block (paused())."""
+        return paused([self.service_pid(self.redis_pidfile())])
 
     def stop_pg_immediate(self):
         cmd = [PG_BIN + "/pg_ctl", "-D", os.path.join(self.pg_base(), "data"), "-m", "immediate", "-w", "stop"]
